@@ -1,0 +1,384 @@
+//! The node's database: its shards, the local log, maintenance, and the query surface.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::chunk::{self, Sample};
+use crate::error::{Error, Result};
+use crate::keys::{self, ShardId};
+use crate::kv::{Cf, KvEngine, WriteBatch};
+use crate::labels::Labels;
+use crate::log::{Applier, LocalLog, LogStats};
+use crate::matcher::Matcher;
+use crate::outcome::ApplyOutcome;
+use crate::record::RecordBuilder;
+use crate::shard::{ApplyRules, SeriesSnapshot, Shard};
+
+/// A source of wall-clock time (injected so tests can move time).
+pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> i64;
+}
+
+/// The system clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
+    }
+}
+
+/// Settings of a [`Db`].
+#[derive(Clone, Debug)]
+pub struct DbConfig {
+    /// Number of shards; fixed when the data directory is created. Default 4.
+    pub shards: u32,
+    /// Data older than this is dropped, in whole 2-hour buckets. Default 15 days.
+    pub retention: Duration,
+    /// Out-of-order window (Prometheus `out_of_order_time_window`). Default 0 (off).
+    pub out_of_order_window: Duration,
+    /// Checkpoint a shard at least this often. Default 5 minutes.
+    pub checkpoint_interval: Duration,
+    /// Checkpoint a shard once this many bytes of log were applied since the last one. Default 64 MiB.
+    pub checkpoint_log_bytes: u64,
+    /// How often the maintenance thread wakes up. Default 5 seconds.
+    pub maintenance_tick: Duration,
+}
+
+impl Default for DbConfig {
+    fn default() -> Self {
+        DbConfig {
+            shards: 4,
+            retention: Duration::from_secs(15 * 86_400),
+            out_of_order_window: Duration::ZERO,
+            checkpoint_interval: Duration::from_secs(300),
+            checkpoint_log_bytes: 64 << 20,
+            maintenance_tick: Duration::from_secs(5),
+        }
+    }
+}
+
+const FORMAT_VERSION: u32 = 1;
+
+struct Shards {
+    shards: Vec<Shard>,
+    rules: ApplyRules,
+}
+
+impl Applier for Shards {
+    fn apply(&self, shard: ShardId, index: u64, record: &[u8]) -> ApplyOutcome {
+        match self.shards.get(shard as usize) {
+            Some(s) => s.apply(index, record, self.rules),
+            None => ApplyOutcome::default(),
+        }
+    }
+}
+
+/// One series of a write: canonical labels and samples.
+#[derive(Debug, Clone)]
+pub struct SeriesWrite {
+    /// The series.
+    pub labels: Labels,
+    /// Its samples, in the order received.
+    pub samples: Vec<Sample>,
+}
+
+/// A selected series with its samples in range, sorted by time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesData {
+    /// The series.
+    pub labels: Labels,
+    /// Samples within the range, ascending, unique timestamps.
+    pub samples: Vec<Sample>,
+}
+
+/// Head statistics, for self-metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HeadStats {
+    /// Series in the index.
+    pub series: usize,
+    /// Bytes held by open chunks.
+    pub head_chunk_bytes: usize,
+}
+
+struct Stop {
+    flag: Mutex<bool>,
+    cv: Condvar,
+}
+
+/// A single-node time-series database over a [`KvEngine`].
+pub struct Db {
+    kv: Arc<dyn KvEngine>,
+    shards: Arc<Shards>,
+    log: LocalLog,
+    cfg: DbConfig,
+    clock: Arc<dyn Clock>,
+    stop: Arc<Stop>,
+    maint: Mutex<Option<thread::JoinHandle<()>>>,
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("cfg", &self.cfg).finish_non_exhaustive()
+    }
+}
+
+/// Maps a series hash to a shard (uniform, stable).
+pub fn shard_of(hash: u64, shards: u32) -> ShardId {
+    ((u128::from(hash) * u128::from(shards)) >> 64) as ShardId
+}
+
+fn check_settings(kv: &dyn KvEngine, cfg: &DbConfig) -> Result<()> {
+    let key = keys::meta_key(keys::NODE_SHARD, keys::META_SETTINGS);
+    let want = [FORMAT_VERSION.to_be_bytes(), cfg.shards.to_be_bytes()].concat();
+    match kv.get(Cf::Meta, &key)? {
+        Some(v) if v == want => Ok(()),
+        Some(v) => Err(Error::Mismatch(format!(
+            "data directory has format/shards {:?}, configured {:?} (the shard count is fixed at creation)",
+            v, want
+        ))),
+        None => {
+            let mut b = WriteBatch::default();
+            b.put(Cf::Meta, key, want);
+            kv.write(b, true)
+        }
+    }
+}
+
+impl Db {
+    /// Opens (or creates) the database, replays the log and starts maintenance.
+    pub fn open(kv: Arc<dyn KvEngine>, cfg: DbConfig, clock: Arc<dyn Clock>) -> Result<Arc<Db>> {
+        if cfg.shards == 0 {
+            return Err(Error::Mismatch("shards must be at least 1".into()));
+        }
+        check_settings(kv.as_ref(), &cfg)?;
+        let started = Instant::now();
+        let shards = (0..cfg.shards).map(|i| Shard::open(i, kv.clone())).collect::<Result<Vec<_>>>()?;
+        let rules = ApplyRules { ooo_window_ms: cfg.out_of_order_window.as_millis() as i64 };
+        let shards = Arc::new(Shards { shards, rules });
+        let applied: Vec<_> = shards.shards.iter().map(|s| (s.id, s.applied())).collect();
+        let (log, replayed) = LocalLog::open(kv.clone(), &applied, shards.clone())?;
+        tracing::info!(
+            shards = cfg.shards,
+            replayed_samples = replayed.accepted,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "database opened"
+        );
+        let db = Arc::new(Db {
+            kv,
+            shards,
+            log,
+            cfg,
+            clock,
+            stop: Arc::new(Stop { flag: Mutex::new(false), cv: Condvar::new() }),
+            maint: Mutex::new(None),
+            closed: AtomicBool::new(false),
+        });
+        let weak = Arc::downgrade(&db);
+        let stop = db.stop.clone();
+        let tick = db.cfg.maintenance_tick;
+        let handle = thread::Builder::new()
+            .name("strata-maint".into())
+            .spawn(move || {
+                let mut last_checkpoint = Instant::now();
+                loop {
+                    {
+                        let mut stopped = stop.flag.lock();
+                        if !*stopped {
+                            stop.cv.wait_for(&mut stopped, tick);
+                        }
+                        if *stopped {
+                            return;
+                        }
+                    }
+                    let Some(db) = weak.upgrade() else { return };
+                    let due = last_checkpoint.elapsed() >= db.cfg.checkpoint_interval;
+                    if due {
+                        last_checkpoint = Instant::now();
+                    }
+                    if let Err(e) = db.maintain(due) {
+                        tracing::error!(error = %e, "maintenance failed");
+                    }
+                }
+            })
+            .map_err(|e| Error::Kv(format!("spawn maintenance thread: {e}")))?;
+        *db.maint.lock() = Some(handle);
+        Ok(db)
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &DbConfig {
+        &self.cfg
+    }
+
+    /// One maintenance round: checkpoint shards that are due (or all with `force`), compact
+    /// finished buckets, apply retention.
+    pub fn maintain(&self, force: bool) -> Result<()> {
+        let cutoff = self.clock.now_ms() - self.cfg.retention.as_millis() as i64;
+        for s in &self.shards.shards {
+            if force || s.log_bytes() >= self.cfg.checkpoint_log_bytes {
+                s.checkpoint()?;
+                let merged = s.compact(self.shards.rules)?;
+                if merged > 0 {
+                    tracing::debug!(shard = s.id, merged, "compacted finished buckets");
+                }
+            }
+            s.retain(cutoff)?;
+        }
+        Ok(())
+    }
+
+    /// Stores a batch of series: one log record per shard, one group commit, then apply.
+    /// Returns only once every record is durable and applied.
+    pub fn write(&self, series: Vec<SeriesWrite>) -> Result<ApplyOutcome> {
+        let n = self.cfg.shards;
+        let mut builders: Vec<RecordBuilder> = (0..n).map(|_| RecordBuilder::default()).collect();
+        for s in series {
+            let enc = s.labels.encode();
+            let shard = shard_of(crate::labels::hash_encoded(&enc), n);
+            builders[shard as usize].add(&enc, &s.samples);
+        }
+        let records: Vec<(ShardId, Vec<u8>)> = builders
+            .into_iter()
+            .enumerate()
+            .filter(|(_, b)| !b.is_empty())
+            .map(|(i, b)| (i as ShardId, b.finish()))
+            .collect();
+        let mut out = ApplyOutcome::default();
+        if records.is_empty() {
+            return Ok(out);
+        }
+        for o in self.log.submit(records)? {
+            out.merge(o);
+        }
+        Ok(out)
+    }
+
+    fn snapshots(&self, matchers: &[Matcher], mint: i64, maxt: i64, samples: bool) -> Vec<(usize, SeriesSnapshot)> {
+        let mut all: Vec<(usize, SeriesSnapshot)> = self
+            .shards
+            .shards
+            .iter()
+            .enumerate()
+            .flat_map(|(i, s)| s.snapshot(matchers, mint, maxt, samples).into_iter().map(move |x| (i, x)))
+            .collect();
+        all.sort_by(|a, b| a.1.labels.cmp(&b.1.labels));
+        all
+    }
+
+    /// Streams the series matching `matchers` with their samples in `[mint, maxt]`,
+    /// sorted by labels. Series with no sample in range are skipped.
+    pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Select<'_> {
+        Select { db: self, snaps: self.snapshots(matchers, mint, maxt, true).into_iter(), mint, maxt }
+    }
+
+    /// Label sets of series matching `matchers` with data in the range (day granularity), sorted.
+    pub fn series(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<Labels> {
+        self.snapshots(matchers, mint, maxt, false).into_iter().map(|(_, s)| s.labels).collect()
+    }
+
+    /// Sorted label names, of all series or of those matching `matchers`.
+    pub fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<String> {
+        let mut v: Vec<String> =
+            self.shards.shards.iter().flat_map(|s| s.label_names(matchers, mint, maxt)).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Sorted values of label `name`.
+    pub fn label_values(&self, name: &str, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<String> {
+        let mut v: Vec<String> =
+            self.shards.shards.iter().flat_map(|s| s.label_values(name, matchers, mint, maxt)).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Head statistics.
+    pub fn head_stats(&self) -> HeadStats {
+        let mut h = HeadStats::default();
+        for s in &self.shards.shards {
+            let (n, b) = s.head_stats();
+            h.series += n;
+            h.head_chunk_bytes += b;
+        }
+        h
+    }
+
+    /// Log counters.
+    pub fn log_stats(&self) -> &LogStats {
+        self.log.stats()
+    }
+
+    /// Stops maintenance and the log, checkpoints every shard, flushes the engine.
+    pub fn close(&self) -> Result<()> {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        *self.stop.flag.lock() = true;
+        self.stop.cv.notify_all();
+        if let Some(h) = self.maint.lock().take() {
+            let _ = h.join();
+        }
+        self.log.close();
+        for s in &self.shards.shards {
+            s.checkpoint()?;
+            s.compact(self.shards.rules)?;
+        }
+        self.kv.flush()
+    }
+}
+
+/// Iterator of [`Db::select`]: reads each series' chunks as it is reached.
+pub struct Select<'a> {
+    db: &'a Db,
+    snaps: std::vec::IntoIter<(usize, SeriesSnapshot)>,
+    mint: i64,
+    maxt: i64,
+}
+
+impl std::fmt::Debug for Select<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Select").field("remaining", &self.snaps.len()).finish()
+    }
+}
+
+impl Iterator for Select<'_> {
+    type Item = Result<SeriesData>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        for (shard, snap) in self.snaps.by_ref() {
+            let mut samples = Vec::new();
+            if let Err(e) =
+                self.db.shards.shards[shard].read_persisted(snap.id, snap.days, self.mint, self.maxt, &mut samples)
+            {
+                return Some(Err(e));
+            }
+            // head data is newer than anything persisted: it goes last and wins ties
+            samples.extend_from_slice(&snap.head);
+            chunk::sort_dedup(&mut samples);
+            if !samples.is_empty() {
+                return Some(Ok(SeriesData { labels: snap.labels, samples }));
+            }
+        }
+        None
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if let Err(e) = self.close() {
+            tracing::error!(error = %e, "close on drop failed");
+        }
+    }
+}

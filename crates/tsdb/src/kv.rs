@@ -1,0 +1,220 @@
+//! The key-value engine seam: everything the TSDB persists goes through [`KvEngine`].
+//!
+//! RocksDB implements it in `strata-engine-rocks`; [`MemEngine`] implements it here for tests.
+//! [`suite::run_all`] is the behaviour every implementation must show.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::ops::Bound;
+
+use parking_lot::RwLock;
+
+use crate::error::Result;
+
+/// The column families of a node's database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Cf {
+    /// Log entries (the WAL; the Raft log later): `shard · index`.
+    Log,
+    /// Small per-shard state: applied watermark, counters, settings.
+    Meta,
+    /// Series index: id → labels, day activity.
+    Index,
+    /// Sealed, compressed chunks: `shard · bucket · series · seq`.
+    Chunks,
+}
+
+impl Cf {
+    /// Every column family, in a fixed order.
+    pub const ALL: [Cf; 4] = [Cf::Log, Cf::Meta, Cf::Index, Cf::Chunks];
+
+    /// The column family's name on disk.
+    pub fn name(self) -> &'static str {
+        match self {
+            Cf::Log => "log",
+            Cf::Meta => "meta",
+            Cf::Index => "index",
+            Cf::Chunks => "chunks",
+        }
+    }
+}
+
+/// One operation of a [`WriteBatch`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Set `key` to `value`.
+    Put(Cf, Vec<u8>, Vec<u8>),
+    /// Remove `key`.
+    Delete(Cf, Vec<u8>),
+    /// Remove every key in `[start, end)`.
+    DeleteRange(Cf, Vec<u8>, Vec<u8>),
+}
+
+/// Operations applied atomically, in order.
+#[derive(Clone, Debug, Default)]
+pub struct WriteBatch {
+    /// The operations.
+    pub ops: Vec<Op>,
+}
+
+impl WriteBatch {
+    /// Adds a put.
+    pub fn put(&mut self, cf: Cf, key: Vec<u8>, value: Vec<u8>) {
+        self.ops.push(Op::Put(cf, key, value));
+    }
+    /// Adds a delete.
+    pub fn delete(&mut self, cf: Cf, key: Vec<u8>) {
+        self.ops.push(Op::Delete(cf, key));
+    }
+    /// Adds a range delete of `[start, end)`.
+    pub fn delete_range(&mut self, cf: Cf, start: Vec<u8>, end: Vec<u8>) {
+        self.ops.push(Op::DeleteRange(cf, start, end));
+    }
+    /// True when there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+/// An ordered key-value store with column families and atomic batches.
+pub trait KvEngine: Send + Sync + Debug + 'static {
+    /// Applies `batch` atomically; with `sync`, durable on disk before returning.
+    fn write(&self, batch: WriteBatch, sync: bool) -> Result<()>;
+    /// Reads one key.
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// Visits keys in `[start, end)` in ascending order until `f` returns `false`.
+    fn scan(&self, cf: Cf, start: &[u8], end: &[u8], f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()>;
+    /// Persists everything buffered in memory and reclaims deleted space where cheap
+    /// (called at shutdown and before measuring the data directory).
+    fn flush(&self) -> Result<()>;
+}
+
+/// An in-memory [`KvEngine`] (tests, and the in-process clusters of later issues).
+#[derive(Debug, Default)]
+pub struct MemEngine {
+    cfs: RwLock<BTreeMap<(Cf, Vec<u8>), Vec<u8>>>,
+}
+
+impl MemEngine {
+    /// An empty engine.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl KvEngine for MemEngine {
+    fn write(&self, batch: WriteBatch, _sync: bool) -> Result<()> {
+        let mut m = self.cfs.write();
+        for op in batch.ops {
+            match op {
+                Op::Put(cf, k, v) => {
+                    m.insert((cf, k), v);
+                }
+                Op::Delete(cf, k) => {
+                    m.remove(&(cf, k));
+                }
+                Op::DeleteRange(cf, s, e) => {
+                    let keys: Vec<_> = m
+                        .range((Bound::Included((cf, s)), Bound::Excluded((cf, e))))
+                        .map(|(k, _)| k.clone())
+                        .collect();
+                    for k in keys {
+                        m.remove(&k);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.cfs.read().get(&(cf, key.to_vec())).cloned())
+    }
+
+    fn scan(&self, cf: Cf, start: &[u8], end: &[u8], f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
+        let m = self.cfs.read();
+        let range = m.range((Bound::Included((cf, start.to_vec())), Bound::Excluded((cf, end.to_vec()))));
+        for ((_, k), v) in range {
+            if !f(k, v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The conformance suite every [`KvEngine`] implementation must pass.
+pub mod suite {
+    use super::{Cf, KvEngine, WriteBatch};
+
+    fn collect(e: &dyn KvEngine, cf: Cf, s: &[u8], end: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut out = Vec::new();
+        e.scan(cf, s, end, &mut |k, v| {
+            out.push((k.to_vec(), v.to_vec()));
+            true
+        })
+        .expect("scan");
+        out
+    }
+
+    /// Runs every check against a fresh, empty engine made by `make`; panics on the first failure.
+    pub fn run_all(make: &mut dyn FnMut() -> Box<dyn KvEngine>) {
+        puts_gets_and_cf_isolation(make().as_ref());
+        scan_order_bounds_and_stop(make().as_ref());
+        batch_ops_apply_in_order(make().as_ref());
+    }
+
+    fn puts_gets_and_cf_isolation(e: &dyn KvEngine) {
+        let mut b = WriteBatch::default();
+        b.put(Cf::Index, b"k".to_vec(), b"index".to_vec());
+        b.put(Cf::Chunks, b"k".to_vec(), b"chunks".to_vec());
+        e.write(b, true).expect("write");
+        assert_eq!(e.get(Cf::Index, b"k").expect("get").as_deref(), Some(&b"index"[..]));
+        assert_eq!(e.get(Cf::Chunks, b"k").expect("get").as_deref(), Some(&b"chunks"[..]));
+        assert_eq!(e.get(Cf::Log, b"k").expect("get"), None);
+    }
+
+    fn scan_order_bounds_and_stop(e: &dyn KvEngine) {
+        let mut b = WriteBatch::default();
+        for k in [[0u8, 3], [0, 1], [1, 0], [0, 2], [0, 255]] {
+            b.put(Cf::Log, k.to_vec(), vec![k[1]]);
+        }
+        e.write(b, false).expect("write");
+        let got: Vec<_> = collect(e, Cf::Log, &[0, 1], &[0, 255]).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(got, vec![vec![0, 1], vec![0, 2], vec![0, 3]]);
+        let mut n = 0;
+        e.scan(Cf::Log, &[0], &[2], &mut |_, _| {
+            n += 1;
+            n < 2
+        })
+        .expect("scan");
+        assert_eq!(n, 2, "scan must stop when the visitor says so");
+    }
+
+    fn batch_ops_apply_in_order(e: &dyn KvEngine) {
+        let mut b = WriteBatch::default();
+        for i in 0u8..10 {
+            b.put(Cf::Chunks, vec![7, i], vec![i]);
+        }
+        b.delete_range(Cf::Chunks, vec![7, 2], vec![7, 5]);
+        b.delete(Cf::Chunks, vec![7, 9]);
+        b.put(Cf::Chunks, vec![7, 3], vec![33]);
+        e.write(b, true).expect("write");
+        let got: Vec<_> = collect(e, Cf::Chunks, &[7], &[8]).into_iter().map(|(k, v)| (k[1], v[0])).collect();
+        assert_eq!(got, vec![(0, 0), (1, 1), (3, 33), (5, 5), (6, 6), (7, 7), (8, 8)]);
+        e.flush().expect("flush");
+        assert_eq!(collect(e, Cf::Chunks, &[7], &[8]).len(), 7);
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn mem_engine_passes() {
+            super::run_all(&mut || Box::new(super::super::MemEngine::new()));
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! Label sets: canonical (sorted, unique) form, its byte encoding and its hash.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// The label holding the metric name.
+pub const METRIC_NAME: &str = "__name__";
+
+/// A single label pair.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Label {
+    /// Label name.
+    pub name: String,
+    /// Label value (never empty in a stored label set).
+    pub value: String,
+}
+
+/// A canonical label set: sorted by name, names unique, no empty values.
+///
+/// Cheap to clone (shared).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Labels(Arc<[Label]>);
+
+/// Why a label set cannot be stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LabelsError {
+    /// A label name is empty.
+    #[error("invalid label name: empty label name in {0}")]
+    EmptyName(String),
+    /// The same name appears twice.
+    #[error("invalid labels for series, labels {labels}, duplicated label {name}")]
+    Duplicate {
+        /// The series as received.
+        labels: String,
+        /// The repeated name.
+        name: String,
+    },
+    /// `__name__` is missing or empty.
+    #[error("invalid metric name or labels, got {0}")]
+    NoMetricName(String),
+}
+
+impl Labels {
+    /// Builds a canonical set from pairs in any order: drops empty values, sorts,
+    /// and rejects empty or duplicated names and a missing metric name.
+    pub fn from_pairs<I, N, V>(pairs: I) -> Result<Self, LabelsError>
+    where
+        I: IntoIterator<Item = (N, V)>,
+        N: Into<String>,
+        V: Into<String>,
+    {
+        let mut v: Vec<Label> =
+            pairs.into_iter().map(|(n, v)| Label { name: n.into(), value: v.into() }).collect();
+        if v.iter().any(|l| l.name.is_empty()) {
+            return Err(LabelsError::EmptyName(render(&v)));
+        }
+        if !v.iter().any(|l| l.name == METRIC_NAME && !l.value.is_empty()) {
+            return Err(LabelsError::NoMetricName(render(&v)));
+        }
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        if let Some(w) = v.windows(2).find(|w| w[0].name == w[1].name) {
+            return Err(LabelsError::Duplicate { labels: render(&v), name: w[0].name.clone() });
+        }
+        v.retain(|l| !l.value.is_empty());
+        Ok(Labels(v.into()))
+    }
+
+    /// Builds a set that is known to be canonical (decoded from storage), without checks.
+    fn from_sorted(v: Vec<Label>) -> Self {
+        Labels(v.into())
+    }
+
+    /// The pairs, sorted by name.
+    pub fn iter(&self) -> impl Iterator<Item = &Label> {
+        self.0.iter()
+    }
+
+    /// Number of labels.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True for the empty set.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Value of label `name`, if present.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|l| l.name.as_str().cmp(name))
+            .ok()
+            .map(|i| self.0[i].value.as_str())
+    }
+
+    /// The canonical byte encoding: for each label, varint length + name, varint length + value.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.0.iter().map(|l| l.name.len() + l.value.len() + 2).sum());
+        encode_pairs(self.0.iter().map(|l| (l.name.as_bytes(), l.value.as_bytes())), &mut out);
+        out
+    }
+
+    /// Decodes [`Labels::encode`]'s output.
+    pub fn decode(mut b: &[u8]) -> Option<Self> {
+        let mut v = Vec::new();
+        while !b.is_empty() {
+            let name = take_str(&mut b)?;
+            let value = take_str(&mut b)?;
+            v.push(Label { name, value });
+        }
+        Some(Labels::from_sorted(v))
+    }
+
+    /// The stable 64-bit hash of the canonical encoding (xxh3); identical in every process and version.
+    pub fn stable_hash(&self) -> u64 {
+        hash_encoded(&self.encode())
+    }
+}
+
+/// Hash of an already canonical encoding (see [`Labels::encode`]).
+pub fn hash_encoded(encoded: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(encoded)
+}
+
+/// Appends the canonical encoding of sorted `(name, value)` byte pairs to `out`.
+pub fn encode_pairs<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>, out: &mut Vec<u8>) {
+    for (n, v) in pairs {
+        crate::varint::put_uvarint(out, n.len() as u64);
+        out.extend_from_slice(n);
+        crate::varint::put_uvarint(out, v.len() as u64);
+        out.extend_from_slice(v);
+    }
+}
+
+fn take_str(b: &mut &[u8]) -> Option<String> {
+    let n = usize::try_from(crate::varint::get_uvarint(b)?).ok()?;
+    if b.len() < n {
+        return None;
+    }
+    let (s, rest) = b.split_at(n);
+    *b = rest;
+    String::from_utf8(s.to_vec()).ok()
+}
+
+fn render(v: &[Label]) -> String {
+    let inner: Vec<String> = v.iter().map(|l| format!("{}={:?}", l.name, l.value)).collect();
+    format!("{{{}}}", inner.join(", "))
+}
+
+impl fmt::Display for Labels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&render(&self.0))
+    }
+}
+
+impl fmt::Debug for Labels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_sorts_drops_empty_and_round_trips() {
+        let l = Labels::from_pairs([("job", "node"), ("__name__", "up"), ("empty", "")]).unwrap();
+        assert_eq!(l.to_string(), r#"{__name__="up", job="node"}"#);
+        assert_eq!(Labels::decode(&l.encode()).unwrap(), l);
+        assert_eq!(l.get("job"), Some("node"));
+        assert_eq!(l.stable_hash(), Labels::from_pairs([("__name__", "up"), ("job", "node")]).unwrap().stable_hash());
+    }
+
+    #[test]
+    fn rejects_bad_sets() {
+        assert!(matches!(Labels::from_pairs([("a", "1")]), Err(LabelsError::NoMetricName(_))));
+        assert!(matches!(Labels::from_pairs([("__name__", "")]), Err(LabelsError::NoMetricName(_))));
+        assert!(matches!(
+            Labels::from_pairs([("__name__", "x"), ("a", "1"), ("a", "2")]),
+            Err(LabelsError::Duplicate { .. })
+        ));
+        assert!(matches!(Labels::from_pairs([("__name__", "x"), ("", "1")]), Err(LabelsError::EmptyName(_))));
+    }
+}

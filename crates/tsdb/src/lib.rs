@@ -1,0 +1,54 @@
+//! # strata-tsdb — the storage engine
+//!
+//! Owns how samples are stored on one node; knows nothing of Raft, HTTP or PromQL.
+//!
+//! * **Write path.** [`Db::write`] splits a batch by shard ([`shard_of`] over the stable
+//!   hash of the canonical labels), encodes one log record per shard ([`record`]) and hands
+//!   them to the log ([`LocalLog`]), which group-commits them durably and then applies them in
+//!   log order. Apply appends to the shard's head: one open XOR chunk per series
+//!   ([`chunk::XorAppender`]), checked for order and duplicates as Prometheus does.
+//! * **Checkpoints.** Periodically each shard writes its head chunks, new index entries and
+//!   its applied watermark in one synced batch and truncates its log; restart loads the
+//!   index and replays the log after the watermark. The log is the WAL: the seam a Raft log
+//!   replaces (append → durable → apply in order).
+//! * **Compaction.** When a 2-hour bucket can no longer receive samples, its segments are
+//!   merged into one packed chunk per series ([`chunk::encode_packed`]).
+//! * **Retention** drops whole buckets and day entries with range deletes.
+//! * **Reads.** [`Db::select`] resolves matchers on the in-memory postings, snapshots head
+//!   samples under the shard lock, then streams persisted chunks per series.
+//!
+//! Persistence goes through the [`KvEngine`] trait ([`kv`]); the key layout is in [`keys`].
+
+pub mod chunk;
+mod db;
+mod error;
+mod index;
+pub mod keys;
+pub mod kv;
+pub mod labels;
+mod log;
+pub mod matcher;
+mod outcome;
+pub mod record;
+mod shard;
+pub mod varint;
+
+pub use db::{Clock, Db, DbConfig, HeadStats, Select, SeriesData, SeriesWrite, SystemClock, shard_of};
+pub use error::{Error, Result};
+pub use kv::{Cf, KvEngine, MemEngine, WriteBatch};
+pub use labels::{Label, Labels, LabelsError, METRIC_NAME};
+pub use log::{Applier, LocalLog, LogStats};
+pub use matcher::{MatchOp, Matcher};
+pub use outcome::{ApplyOutcome, RejectReason};
+pub use shard::{BUCKET_MS, bucket_of};
+
+/// Prometheus's staleness marker: a NaN with this exact bit pattern.
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
+/// True when `v` is a staleness marker (compared bit-exactly).
+pub fn is_stale_marker(v: f64) -> bool {
+    v.to_bits() == STALE_NAN_BITS
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,92 @@
+//! What applying a write did: samples accepted, samples rejected and why.
+
+use std::fmt;
+
+/// Why a sample was not stored (Prometheus's storage errors).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    /// Older than the series' newest sample (no out-of-order window).
+    OutOfOrder,
+    /// Same timestamp as the newest sample with another value.
+    Duplicate,
+    /// Older than the head's lower bound (newest − 1 h) with no out-of-order window.
+    OutOfBounds,
+    /// Older than the out-of-order window allows.
+    TooOld,
+}
+
+impl RejectReason {
+    /// Every reason, in a fixed order (the index of [`ApplyOutcome::rejected`]).
+    pub const ALL: [RejectReason; 4] =
+        [RejectReason::OutOfOrder, RejectReason::Duplicate, RejectReason::OutOfBounds, RejectReason::TooOld];
+
+    /// Prometheus's error text.
+    pub fn message(self) -> &'static str {
+        match self {
+            RejectReason::OutOfOrder => "out of order sample",
+            RejectReason::Duplicate => "duplicate sample for timestamp",
+            RejectReason::OutOfBounds => "out of bounds",
+            RejectReason::TooOld => "too old sample",
+        }
+    }
+
+    /// A short metric label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            RejectReason::OutOfOrder => "out_of_order",
+            RejectReason::Duplicate => "duplicate",
+            RejectReason::OutOfBounds => "out_of_bounds",
+            RejectReason::TooOld => "too_old",
+        }
+    }
+
+    fn idx(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+/// The result of applying one or more log records.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApplyOutcome {
+    /// Samples stored (an identical resend of the newest sample counts as stored).
+    pub accepted: u64,
+    /// Samples rejected, indexed like [`RejectReason::ALL`].
+    pub rejected: [u64; 4],
+    /// Series created.
+    pub new_series: u64,
+    /// The first rejection, described for the client.
+    pub first_error: Option<String>,
+}
+
+impl ApplyOutcome {
+    /// Records one rejection.
+    pub fn reject(&mut self, why: RejectReason, series: &dyn fmt::Display, t: i64) {
+        self.rejected[why.idx()] += 1;
+        if self.first_error.is_none() {
+            self.first_error = Some(format!("{why} for series {series} at timestamp {t}"));
+        }
+    }
+
+    /// Adds another outcome into this one.
+    pub fn merge(&mut self, o: ApplyOutcome) {
+        self.accepted += o.accepted;
+        self.new_series += o.new_series;
+        for (a, b) in self.rejected.iter_mut().zip(o.rejected) {
+            *a += b;
+        }
+        if self.first_error.is_none() {
+            self.first_error = o.first_error;
+        }
+    }
+
+    /// Total samples rejected.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.iter().sum()
+    }
+}

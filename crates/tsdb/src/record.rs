@@ -1,0 +1,99 @@
+//! The log record: one shard's part of one write request, as it is made durable and
+//! later applied (by the local WAL now, by Raft later).
+//!
+//! Layout: `varint series_count`, then per series `varint len · canonical labels ·
+//! varint n · n × (zigzag varint timestamp delta · 8-byte LE float bits)`.
+
+use crate::chunk::Sample;
+use crate::varint::{get_u64_le, get_uvarint, get_varint, put_uvarint, put_varint};
+
+/// Builds a record series by series.
+#[derive(Debug, Default, Clone)]
+pub struct RecordBuilder {
+    buf: Vec<u8>,
+    series: u64,
+    samples: u64,
+}
+
+impl RecordBuilder {
+    /// Adds one series: its canonical label encoding and its samples.
+    pub fn add(&mut self, labels: &[u8], samples: &[Sample]) {
+        put_uvarint(&mut self.buf, labels.len() as u64);
+        self.buf.extend_from_slice(labels);
+        put_uvarint(&mut self.buf, samples.len() as u64);
+        let mut prev = 0i64;
+        for &(t, v) in samples {
+            put_varint(&mut self.buf, t.wrapping_sub(prev));
+            prev = t;
+            self.buf.extend_from_slice(&v.to_bits().to_le_bytes());
+        }
+        self.series += 1;
+        self.samples += samples.len() as u64;
+    }
+
+    /// Number of samples added.
+    pub fn samples(&self) -> u64 {
+        self.samples
+    }
+
+    /// True when no series was added.
+    pub fn is_empty(&self) -> bool {
+        self.series == 0
+    }
+
+    /// The finished record.
+    pub fn finish(self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.buf.len() + 5);
+        put_uvarint(&mut out, self.series);
+        out.extend_from_slice(&self.buf);
+        out
+    }
+}
+
+/// One series of a decoded record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordSeries<'a> {
+    /// Canonical label encoding.
+    pub labels: &'a [u8],
+    /// Samples in the order they were sent.
+    pub samples: Vec<Sample>,
+}
+
+/// Decodes a record; `None` if it is malformed.
+pub fn decode(mut b: &[u8]) -> Option<Vec<RecordSeries<'_>>> {
+    let n = get_uvarint(&mut b)?;
+    let mut out = Vec::with_capacity(usize::try_from(n.min(1 << 16)).ok()?);
+    for _ in 0..n {
+        let len = usize::try_from(get_uvarint(&mut b)?).ok()?;
+        let labels = b.get(..len)?;
+        b = &b[len..];
+        let k = get_uvarint(&mut b)?;
+        let mut samples = Vec::with_capacity(usize::try_from(k.min(1 << 16)).ok()?);
+        let mut t = 0i64;
+        for _ in 0..k {
+            t = t.wrapping_add(get_varint(&mut b)?);
+            samples.push((t, f64::from_bits(get_u64_le(&mut b)?)));
+        }
+        out.push(RecordSeries { labels, samples });
+    }
+    b.is_empty().then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let mut b = RecordBuilder::default();
+        b.add(b"abc", &[(5, 1.0), (3, f64::from_bits(0x7ff0_0000_0000_0002))]);
+        b.add(b"", &[]);
+        assert_eq!(b.samples(), 2);
+        let bytes = b.finish();
+        let got = decode(&bytes).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].labels, b"abc");
+        assert_eq!(got[0].samples[1].1.to_bits(), 0x7ff0_0000_0000_0002);
+        assert!(decode(&bytes[..bytes.len() - 1]).is_none());
+    }
+}

@@ -1,0 +1,616 @@
+//! One shard: its in-memory head (open XOR chunks since the last checkpoint), its index,
+//! the deterministic apply of log records, checkpoints, bucket compaction, retention and
+//! the read snapshot.
+//!
+//! Invariants:
+//! * records are applied in log order; apply depends only on the shard's own state, so
+//!   a replay (or a Raft replica) reaches the same state, series ids included;
+//! * what a checkpoint writes (chunks, index entries, counters, the applied watermark and
+//!   the log truncation) goes in one synced batch, so disk always holds the exact state at
+//!   the watermark and the log holds everything after it.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::chunk::{self, Sample, XorAppender};
+use crate::error::{Error, Result};
+use crate::index::Postings;
+use crate::keys::{self, DAY_MS, ShardId};
+use crate::kv::{Cf, KvEngine, WriteBatch};
+use crate::labels::{self, Labels};
+use crate::matcher::Matcher;
+use crate::outcome::{ApplyOutcome, RejectReason};
+use crate::record;
+
+/// Chunks are cut at 2-hour buckets (Prometheus's block range).
+pub const BUCKET_MS: i64 = 2 * 3_600_000;
+/// Without an out-of-order window, samples older than the shard's newest minus this are
+/// out of bounds (Prometheus: half the block range).
+const HEAD_LOWER_BOUND_MS: i64 = 3_600_000;
+const META_MAX_T: u8 = 0x04;
+const META_COMPACTED: u8 = 0x05;
+
+/// Start of the bucket holding `t`.
+pub fn bucket_of(t: i64) -> i64 {
+    t.div_euclid(BUCKET_MS) * BUCKET_MS
+}
+
+#[derive(Debug)]
+struct Series {
+    labels: Labels,
+    head: XorAppender,
+    head_bucket: i64,
+    /// Head chunks closed at a bucket edge, waiting for the next checkpoint.
+    sealed: Vec<(i64, Vec<u8>)>,
+    /// Out-of-order samples since the last checkpoint.
+    ooo: Vec<Sample>,
+    /// Newest (timestamp, value bits); `None` until known for a series loaded from disk.
+    last: Option<(i64, u64)>,
+    /// UTC days with samples (persisted or in the head).
+    days: Option<(u32, u32)>,
+    /// Lowest and highest day of data not yet checkpointed.
+    dirty_days: Option<(u32, u32)>,
+    persisted: bool,
+}
+
+impl Series {
+    fn new(labels: Labels, persisted: bool) -> Self {
+        Series {
+            labels,
+            head: XorAppender::new(),
+            head_bucket: 0,
+            sealed: Vec::new(),
+            ooo: Vec::new(),
+            last: None,
+            days: None,
+            dirty_days: None,
+            persisted,
+        }
+    }
+
+    fn note_day(&mut self, t: i64) {
+        let d = keys::day_of(t);
+        let widen = |r: Option<(u32, u32)>| Some(r.map_or((d, d), |(a, b)| (a.min(d), b.max(d))));
+        self.days = widen(self.days);
+        self.dirty_days = widen(self.dirty_days);
+    }
+
+    fn has_unpersisted(&self) -> bool {
+        !self.head.is_empty() || !self.sealed.is_empty() || !self.ooo.is_empty() || !self.persisted
+    }
+
+    /// Samples of the head (sealed, open, out-of-order) within `[mint, maxt]`, unsorted.
+    fn head_samples(&self, mint: i64, maxt: i64, out: &mut Vec<Sample>) {
+        let start = out.len();
+        for (_, bytes) in &self.sealed {
+            let _ = chunk::decode_into(bytes, out);
+        }
+        if !self.head.is_empty() {
+            let _ = chunk::decode_into(&self.head.to_bytes(), out);
+        }
+        out.extend_from_slice(&self.ooo);
+        let mut w = start;
+        for i in start..out.len() {
+            if (mint..=maxt).contains(&out[i].0) {
+                out[w] = out[i];
+                w += 1;
+            }
+        }
+        out.truncate(w);
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    series: HashMap<u64, Series>,
+    by_hash: HashMap<u64, Vec<u64>>,
+    postings: Postings,
+    next_id: u64,
+    next_seq: u64,
+    applied: u64,
+    max_t: Option<i64>,
+    compacted_through: Option<i64>,
+    log_bytes: u64,
+}
+
+/// Settings that shape apply.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ApplyRules {
+    /// Out-of-order window in milliseconds (0 = none).
+    pub(crate) ooo_window_ms: i64,
+}
+
+/// What a query takes from a shard under its lock.
+#[derive(Debug)]
+pub(crate) struct SeriesSnapshot {
+    pub(crate) labels: Labels,
+    pub(crate) id: u64,
+    pub(crate) days: (u32, u32),
+    pub(crate) head: Vec<Sample>,
+}
+
+/// A shard of the node.
+pub(crate) struct Shard {
+    pub(crate) id: ShardId,
+    kv: Arc<dyn KvEngine>,
+    state: RwLock<State>,
+    /// Serialises checkpoint, compaction and retention.
+    maintenance: Mutex<()>,
+}
+
+impl fmt::Debug for Shard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shard").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+fn read_u64(kv: &dyn KvEngine, key: &[u8]) -> Result<Option<u64>> {
+    Ok(kv.get(Cf::Meta, key)?.and_then(|v| v.try_into().ok().map(u64::from_be_bytes)))
+}
+
+impl Shard {
+    /// Loads the shard's persisted index and counters (the state at its watermark).
+    pub(crate) fn open(id: ShardId, kv: Arc<dyn KvEngine>) -> Result<Self> {
+        let mut st = State {
+            applied: read_u64(kv.as_ref(), &keys::meta_key(id, keys::META_APPLIED))?.unwrap_or(0),
+            next_id: read_u64(kv.as_ref(), &keys::meta_key(id, keys::META_NEXT_SERIES))?.unwrap_or(1),
+            next_seq: read_u64(kv.as_ref(), &keys::meta_key(id, keys::META_NEXT_SEQ))?.unwrap_or(1),
+            max_t: read_u64(kv.as_ref(), &keys::meta_key(id, META_MAX_T))?.map(|v| v as i64),
+            compacted_through: read_u64(kv.as_ref(), &keys::meta_key(id, META_COMPACTED))?.map(|v| v as i64),
+            ..State::default()
+        };
+        let (s, e) = keys::forward_range(id);
+        let mut bad = None;
+        kv.scan(Cf::Index, &s, &e, &mut |k, v| {
+            let sid = keys::forward_series(k);
+            match Labels::decode(v) {
+                Some(l) => {
+                    st.by_hash.entry(labels::hash_encoded(v)).or_default().push(sid);
+                    st.postings.add(sid, &l);
+                    st.series.insert(sid, Series::new(l, true));
+                }
+                None => bad = Some(sid),
+            }
+            true
+        })?;
+        if let Some(sid) = bad {
+            return Err(Error::Corrupt { shard: id, what: format!("labels of series {sid}") });
+        }
+        let (s, e) = keys::day_range(id, 0, u32::MAX);
+        kv.scan(Cf::Index, &s, &e, &mut |k, _| {
+            let (day, sid) = keys::day_parts(k);
+            if let Some(se) = st.series.get_mut(&sid) {
+                se.days = Some(se.days.map_or((day, day), |(a, b)| (a.min(day), b.max(day))));
+            }
+            true
+        })?;
+        Ok(Shard { id, kv, state: RwLock::new(st), maintenance: Mutex::new(()) })
+    }
+
+    /// The watermark: the last log index applied.
+    pub(crate) fn applied(&self) -> u64 {
+        self.state.read().applied
+    }
+
+    /// Applies one log record. Deterministic given the shard's state.
+    pub(crate) fn apply(&self, index: u64, rec: &[u8], rules: ApplyRules) -> ApplyOutcome {
+        let mut out = ApplyOutcome::default();
+        let mut st = self.state.write();
+        st.applied = st.applied.max(index);
+        st.log_bytes += rec.len() as u64;
+        let Some(series) = record::decode(rec) else {
+            tracing::error!(shard = self.id, index, "undecodable log record skipped");
+            return out;
+        };
+        for rs in series {
+            let Some(id) = self.resolve(&mut st, rs.labels, &mut out) else {
+                continue;
+            };
+            for (t, v) in rs.samples {
+                match self.append(&mut st, id, t, v, rules) {
+                    Ok(()) => out.accepted += 1,
+                    Err(why) => {
+                        let labels = st.series.get(&id).map(|s| s.labels.clone()).unwrap_or_default();
+                        out.reject(why, &labels, t);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn resolve(&self, st: &mut State, enc: &[u8], out: &mut ApplyOutcome) -> Option<u64> {
+        let h = labels::hash_encoded(enc);
+        if let Some(ids) = st.by_hash.get(&h) {
+            for &id in ids {
+                if st.series.get(&id).is_some_and(|s| s.labels.encode() == enc) {
+                    return Some(id);
+                }
+            }
+        }
+        let l = Labels::decode(enc)?;
+        let id = st.next_id;
+        st.next_id += 1;
+        st.by_hash.entry(h).or_default().push(id);
+        st.postings.add(id, &l);
+        st.series.insert(id, Series::new(l, false));
+        out.new_series += 1;
+        Some(id)
+    }
+
+    fn append(&self, st: &mut State, id: u64, t: i64, v: f64, rules: ApplyRules) -> Result<(), RejectReason> {
+        if let Some(max_t) = st.max_t {
+            if rules.ooo_window_ms > 0 {
+                if t < max_t.saturating_sub(rules.ooo_window_ms) {
+                    return Err(RejectReason::TooOld);
+                }
+            } else if t < max_t.saturating_sub(HEAD_LOWER_BOUND_MS) {
+                return Err(RejectReason::OutOfBounds);
+            }
+        }
+        let kv = self.kv.clone();
+        let shard = self.id;
+        let Some(s) = st.series.get_mut(&id) else { return Ok(()) };
+        if s.last.is_none() && s.persisted {
+            s.last = load_last(kv.as_ref(), shard, id, s.days).unwrap_or(None);
+        }
+        match s.last {
+            Some((lt, lv)) if t == lt => {
+                return if v.to_bits() == lv { Ok(()) } else { Err(RejectReason::Duplicate) };
+            }
+            Some((lt, _)) if t < lt => {
+                if rules.ooo_window_ms == 0 {
+                    return Err(RejectReason::OutOfOrder);
+                }
+                s.ooo.push((t, v));
+            }
+            _ => {
+                let b = bucket_of(t);
+                if !s.head.is_empty() && b != s.head_bucket {
+                    let full = std::mem::take(&mut s.head);
+                    s.sealed.push((s.head_bucket, full.to_bytes()));
+                }
+                if s.head.is_empty() {
+                    s.head_bucket = b;
+                }
+                s.head.append(t, v);
+                s.last = Some((t, v.to_bits()));
+            }
+        }
+        s.note_day(t);
+        st.max_t = Some(st.max_t.map_or(t, |m| m.max(t)));
+        Ok(())
+    }
+
+    /// Bytes of log applied since the last checkpoint.
+    pub(crate) fn log_bytes(&self) -> u64 {
+        self.state.read().log_bytes
+    }
+
+    /// (series, bytes held by open chunks) for self-metrics.
+    pub(crate) fn head_stats(&self) -> (usize, usize) {
+        let st = self.state.read();
+        (st.series.len(), st.series.values().map(|s| s.head.size_bytes()).sum())
+    }
+
+    /// Writes everything since the last checkpoint in one synced batch and truncates the log.
+    pub(crate) fn checkpoint(&self) -> Result<()> {
+        let _m = self.maintenance.lock();
+        let mut st = self.state.write();
+        let mut b = WriteBatch::default();
+        let id = self.id;
+        let mut seq = st.next_seq;
+        for (&sid, s) in st.series.iter_mut().filter(|(_, s)| s.has_unpersisted()) {
+            if !s.persisted {
+                b.put(Cf::Index, keys::forward_key(id, sid), s.labels.encode());
+                s.persisted = true;
+            }
+            if let Some((lo, hi)) = s.dirty_days.take() {
+                for d in lo..=hi {
+                    b.put(Cf::Index, keys::day_key(id, d, sid), Vec::new());
+                }
+            }
+            for (bucket, bytes) in s.sealed.drain(..) {
+                b.put(Cf::Chunks, keys::chunk_key(id, bucket, sid, seq), bytes);
+                seq += 1;
+            }
+            if !s.head.is_empty() {
+                let head = std::mem::take(&mut s.head);
+                b.put(Cf::Chunks, keys::chunk_key(id, s.head_bucket, sid, seq), head.to_bytes());
+                seq += 1;
+            }
+            if !s.ooo.is_empty() {
+                let mut ooo = std::mem::take(&mut s.ooo);
+                ooo.sort_by_key(|x| x.0);
+                for part in ooo.chunk_by(|a, b| bucket_of(a.0) == bucket_of(b.0)) {
+                    let mut part = part.to_vec();
+                    chunk::sort_dedup(&mut part);
+                    b.put(Cf::Chunks, keys::chunk_key(id, bucket_of(part[0].0), sid, seq), chunk::encode_packed(&part));
+                    seq += 1;
+                }
+            }
+        }
+        st.next_seq = seq;
+        let meta = |tag, v: u64| (keys::meta_key(id, tag), v.to_be_bytes().to_vec());
+        for (k, v) in [
+            meta(keys::META_APPLIED, st.applied),
+            meta(keys::META_NEXT_SERIES, st.next_id),
+            meta(keys::META_NEXT_SEQ, st.next_seq),
+        ] {
+            b.put(Cf::Meta, k, v);
+        }
+        if let Some(t) = st.max_t {
+            let (k, v) = meta(META_MAX_T, t as u64);
+            b.put(Cf::Meta, k, v);
+        }
+        b.delete_range(Cf::Log, keys::log_key(id, 0), keys::log_key(id, st.applied.saturating_add(1)));
+        self.kv.write(b, true)?;
+        st.log_bytes = 0;
+        Ok(())
+    }
+
+    /// Re-encodes every finished bucket (no more samples can land in it) into one packed
+    /// chunk per series. Call after a checkpoint.
+    pub(crate) fn compact(&self, rules: ApplyRules) -> Result<usize> {
+        let _m = self.maintenance.lock();
+        let (max_t, from) = {
+            let st = self.state.read();
+            (st.max_t, st.compacted_through)
+        };
+        let Some(max_t) = max_t else { return Ok(0) };
+        // a bucket is final once its end is below every bound a sample must pass
+        let limit = bucket_of(max_t.saturating_sub(HEAD_LOWER_BOUND_MS.max(rules.ooo_window_ms)));
+        let from = match from {
+            Some(f) => f,
+            None => match self.first_chunk_bucket()? {
+                Some(b) => b,
+                None => return Ok(0),
+            },
+        };
+        let mut merged = 0;
+        let mut bucket = from;
+        while bucket < limit {
+            merged += self.compact_bucket(bucket)?;
+            bucket += BUCKET_MS;
+        }
+        if bucket > from {
+            let mut b = WriteBatch::default();
+            b.put(Cf::Meta, keys::meta_key(self.id, META_COMPACTED), (bucket as u64).to_be_bytes().to_vec());
+            self.kv.write(b, false)?;
+            self.state.write().compacted_through = Some(bucket);
+        }
+        Ok(merged)
+    }
+
+    fn first_chunk_bucket(&self) -> Result<Option<i64>> {
+        let (s, e) = keys::shard_range(self.id);
+        let mut first = None;
+        self.kv.scan(Cf::Chunks, &s, &e, &mut |k, _| {
+            first = Some(keys::chunk_parts(k).0);
+            false
+        })?;
+        Ok(first)
+    }
+
+    fn compact_bucket(&self, bucket: i64) -> Result<usize> {
+        let (s, e) = keys::chunk_bucket_range(self.id, bucket, bucket + 1);
+        let mut batch = WriteBatch::default();
+        let mut group: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut merged = 0usize;
+        let mut err = None;
+        let mut flush_group = |group: &mut Vec<(Vec<u8>, Vec<u8>)>, batch: &mut WriteBatch| {
+            let single_packed = group.len() == 1 && group[0].1.first() == Some(&2);
+            if !group.is_empty() && !single_packed {
+                let mut samples = Vec::new();
+                for (_, v) in group.iter() {
+                    if chunk::decode_into(v, &mut samples).is_none() {
+                        err = Some(Error::Corrupt { shard: self.id, what: "chunk".into() });
+                        group.clear();
+                        return;
+                    }
+                }
+                chunk::sort_dedup(&mut samples);
+                let Some((last_key, _)) = group.pop() else { return };
+                for (k, _) in group.drain(..) {
+                    batch.delete(Cf::Chunks, k);
+                }
+                batch.put(Cf::Chunks, last_key, chunk::encode_packed(&samples));
+                merged += 1;
+            }
+            group.clear();
+        };
+        self.kv.scan(Cf::Chunks, &s, &e, &mut |k, v| {
+            let sid = keys::chunk_parts(k).1;
+            if group.last().is_some_and(|(gk, _)| keys::chunk_parts(gk).1 != sid) {
+                flush_group(&mut group, &mut batch);
+            }
+            group.push((k.to_vec(), v.to_vec()));
+            true
+        })?;
+        flush_group(&mut group, &mut batch);
+        if let Some(e) = err {
+            return Err(e);
+        }
+        if !batch.is_empty() {
+            self.kv.write(batch, false)?;
+        }
+        Ok(merged)
+    }
+
+    /// Drops buckets, day entries and series older than `cutoff` (ms).
+    pub(crate) fn retain(&self, cutoff: i64) -> Result<usize> {
+        let _m = self.maintenance.lock();
+        let id = self.id;
+        let cut_bucket = bucket_of(cutoff);
+        let cut_day = keys::day_of(cutoff);
+        let mut b = WriteBatch::default();
+        let (s, _) = keys::shard_range(id);
+        b.delete_range(Cf::Chunks, s, keys::chunk_bucket_range(id, cut_bucket, cut_bucket).0);
+        let (ds, de) = keys::day_range(id, 0, cut_day);
+        b.delete_range(Cf::Index, ds, de);
+        let mut st = self.state.write();
+        let dead: Vec<u64> = st
+            .series
+            .iter()
+            .filter(|(_, s)| {
+                s.head.is_empty()
+                    && s.sealed.is_empty()
+                    && s.ooo.is_empty()
+                    && s.persisted
+                    && s.days.is_none_or(|(_, hi)| hi < cut_day)
+                    && s.last.is_none_or(|(t, _)| t < cutoff)
+            })
+            .map(|(&k, _)| k)
+            .collect();
+        for sid in &dead {
+            if let Some(s) = st.series.remove(sid) {
+                st.postings.remove(*sid, &s.labels);
+                let h = s.labels.stable_hash();
+                if let Some(ids) = st.by_hash.get_mut(&h) {
+                    ids.retain(|x| x != sid);
+                    if ids.is_empty() {
+                        st.by_hash.remove(&h);
+                    }
+                }
+                b.delete(Cf::Index, keys::forward_key(id, *sid));
+            }
+        }
+        for s in st.series.values_mut() {
+            if let Some((lo, hi)) = s.days {
+                s.days = Some((lo.max(cut_day.min(hi)), hi));
+            }
+        }
+        drop(st);
+        self.kv.write(b, false)?;
+        Ok(dead.len())
+    }
+
+    /// Series matching `matchers` with data in `[mint, maxt]` (day granularity), with
+    /// their head samples in range when `with_samples`.
+    pub(crate) fn snapshot(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        with_samples: bool,
+    ) -> Vec<SeriesSnapshot> {
+        let (dlo, dhi) = (keys::day_of(mint), keys::day_of(maxt));
+        let st = self.state.read();
+        let mut out = Vec::new();
+        for id in st.postings.select(matchers) {
+            let Some(s) = st.series.get(&id) else { continue };
+            let Some(days) = s.days else { continue };
+            if days.1 < dlo || days.0 > dhi {
+                continue;
+            }
+            let mut head = Vec::new();
+            if with_samples {
+                s.head_samples(mint, maxt, &mut head);
+            }
+            out.push(SeriesSnapshot { labels: s.labels.clone(), id, days, head });
+        }
+        out
+    }
+
+    /// Label names of series matching `matchers` (all series when empty) active in the range.
+    pub(crate) fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<String> {
+        if matchers.is_empty() {
+            let st = self.state.read();
+            return st.postings.names().cloned().collect();
+        }
+        let mut names: Vec<String> = self
+            .snapshot(matchers, mint, maxt, false)
+            .iter()
+            .flat_map(|s| s.labels.iter().map(|l| l.name.clone()).collect::<Vec<_>>())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// Values of label `name` among series matching `matchers` active in the range.
+    pub(crate) fn label_values(&self, name: &str, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<String> {
+        if matchers.is_empty() {
+            let (dlo, dhi) = (keys::day_of(mint), keys::day_of(maxt));
+            let st = self.state.read();
+            let Some(values) = st.postings.values(name) else { return Vec::new() };
+            return values
+                .iter()
+                .filter(|(_, ids)| {
+                    ids.iter().any(|id| {
+                        st.series.get(id).and_then(|s| s.days).is_some_and(|(a, b)| b >= dlo && a <= dhi)
+                    })
+                })
+                .map(|(v, _)| v.clone())
+                .collect();
+        }
+        let mut vals: Vec<String> = self
+            .snapshot(matchers, mint, maxt, false)
+            .iter()
+            .filter_map(|s| s.labels.get(name).map(str::to_owned))
+            .collect();
+        vals.sort();
+        vals.dedup();
+        vals
+    }
+
+    /// Appends the persisted samples of series `id` within `[mint, maxt]` to `out`.
+    pub(crate) fn read_persisted(
+        &self,
+        id: u64,
+        days: (u32, u32),
+        mint: i64,
+        maxt: i64,
+        out: &mut Vec<Sample>,
+    ) -> Result<()> {
+        let lo = bucket_of(mint.max(i64::from(days.0) * DAY_MS));
+        let hi = maxt.min((i64::from(days.1) + 1) * DAY_MS - 1);
+        let mut bucket = lo;
+        let mut bad = false;
+        while bucket <= hi {
+            let p = keys::chunk_series_prefix(self.id, bucket, id);
+            self.kv.scan(Cf::Chunks, &p, &keys::prefix_end(&p), &mut |_, v| {
+                let start = out.len();
+                if chunk::decode_into(v, out).is_none() {
+                    bad = true;
+                    return false;
+                }
+                let mut w = start;
+                for i in start..out.len() {
+                    if (mint..=maxt).contains(&out[i].0) {
+                        out[w] = out[i];
+                        w += 1;
+                    }
+                }
+                out.truncate(w);
+                true
+            })?;
+            if bad {
+                return Err(Error::Corrupt { shard: self.id, what: format!("chunk of series {id}") });
+            }
+            bucket += BUCKET_MS;
+        }
+        Ok(())
+    }
+}
+
+/// Newest persisted sample of a series (searching its last active day, newest bucket first).
+fn load_last(kv: &dyn KvEngine, shard: ShardId, id: u64, days: Option<(u32, u32)>) -> Result<Option<(i64, u64)>> {
+    let Some((_, hi)) = days else { return Ok(None) };
+    let day_start = i64::from(hi) * DAY_MS;
+    let mut bucket = bucket_of(day_start + DAY_MS - 1);
+    while bucket >= day_start {
+        let p = keys::chunk_series_prefix(shard, bucket, id);
+        let mut samples = Vec::new();
+        kv.scan(Cf::Chunks, &p, &keys::prefix_end(&p), &mut |_, v| chunk::decode_into(v, &mut samples).is_some())?;
+        if !samples.is_empty() {
+            chunk::sort_dedup(&mut samples);
+            return Ok(samples.last().map(|&(t, v)| (t, v.to_bits())));
+        }
+        bucket -= BUCKET_MS;
+    }
+    Ok(None)
+}

@@ -1,0 +1,160 @@
+//! Engine behaviour over the in-memory KV engine (restart = reopen on the same engine).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use super::*;
+
+#[derive(Debug)]
+struct TestClock(AtomicI64);
+impl Clock for TestClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+const T0: i64 = 1_700_000_400_000;
+
+fn cfg() -> DbConfig {
+    DbConfig { maintenance_tick: Duration::from_secs(3600), ..DbConfig::default() }
+}
+
+fn open(kv: &Arc<MemEngine>, cfg: DbConfig) -> Arc<Db> {
+    Db::open(kv.clone(), cfg, Arc::new(TestClock(AtomicI64::new(T0 + 86_400_000)))).unwrap()
+}
+
+fn series(name: &str, host: &str, samples: Vec<(i64, f64)>) -> SeriesWrite {
+    SeriesWrite { labels: Labels::from_pairs([("__name__", name), ("host", host)]).unwrap(), samples }
+}
+
+fn eq(name: &str, v: &str) -> Matcher {
+    Matcher::new(MatchOp::Equal, name, v).unwrap()
+}
+
+fn all(db: &Db, m: &[Matcher]) -> Vec<SeriesData> {
+    db.select(m, i64::MIN, i64::MAX).collect::<Result<Vec<_>>>().unwrap()
+}
+
+#[test]
+fn write_select_restart_checkpoint_compact() {
+    let kv = Arc::new(MemEngine::new());
+    let stale = f64::from_bits(STALE_NAN_BITS);
+    let mut expect = Vec::new();
+    {
+        let db = open(&kv, cfg());
+        for round in 0..20 {
+            let mut batch = Vec::new();
+            for h in 0..20 {
+                let samples: Vec<_> = (0..60)
+                    .map(|i| {
+                        let t = T0 + (round * 60 + i) * 15_000;
+                        (t, if h == 3 && round == 19 && i == 59 { stale } else { (i * h) as f64 * 0.25 })
+                    })
+                    .collect();
+                if h == 0 {
+                    expect.extend(samples.clone());
+                }
+                batch.push(series("m", &format!("h{h}"), samples));
+            }
+            let o = db.write(batch).unwrap();
+            assert_eq!(o.accepted, 1200);
+            assert_eq!(o.rejected_total(), 0);
+            if round % 7 == 1 {
+                db.maintain(true).unwrap();
+            }
+        }
+        assert_eq!(all(&db, &[eq("host", "h0")])[0].samples, expect);
+        // no close: simulate a crash after the last acknowledged write
+        std::mem::forget(db);
+    }
+    let db = open(&kv, cfg());
+    let got = all(&db, &[eq("__name__", "m")]);
+    assert_eq!(got.len(), 20);
+    assert_eq!(got[0].labels.get("host"), Some("h0"));
+    assert_eq!(got[0].samples, expect);
+    let h3 = all(&db, &[eq("host", "h3")]);
+    assert!(is_stale_marker(h3[0].samples.last().unwrap().1));
+    // checkpoint + compaction keep everything, bit-exactly
+    db.maintain(true).unwrap();
+    db.close().unwrap();
+    let db = open(&kv, cfg());
+    assert_eq!(all(&db, &[eq("host", "h0")])[0].samples, expect);
+    assert!(is_stale_marker(all(&db, &[eq("host", "h3")])[0].samples.last().unwrap().1));
+    // range restriction
+    let part: Vec<_> = db.select(&[eq("host", "h0")], T0, T0 + 15_000).collect::<Result<Vec<_>>>().unwrap();
+    assert_eq!(part[0].samples.len(), 2);
+}
+
+#[test]
+fn order_duplicates_and_bounds_as_prometheus() {
+    let kv = Arc::new(MemEngine::new());
+    let db = open(&kv, cfg());
+    let o = db.write(vec![series("m", "a", vec![(T0, 1.0), (T0 + 10, 2.0)])]).unwrap();
+    assert_eq!(o.accepted, 2);
+    // same value at the same timestamp: ignored; another value: duplicate; older: out of order
+    let o = db
+        .write(vec![series("m", "a", vec![(T0 + 10, 2.0), (T0 + 10, 3.0), (T0 + 5, 1.0), (T0 + 20, 4.0)])])
+        .unwrap();
+    assert_eq!(o.accepted, 2);
+    assert_eq!(o.rejected[RejectReason::Duplicate as usize], 1);
+    assert_eq!(o.rejected[RejectReason::OutOfOrder as usize], 1);
+    assert!(o.first_error.unwrap().starts_with("duplicate sample for timestamp"));
+    // more than an hour behind the shard's newest sample: out of bounds, even for a new series
+    db.write(vec![series("m", "a", vec![(T0 + 2 * 3_600_000, 1.0)])]).unwrap();
+    let shard_a = shard_of(Labels::from_pairs([("__name__", "m"), ("host", "a")]).unwrap().stable_hash(), 4);
+    let other = (0..100)
+        .map(|i| format!("x{i}"))
+        .find(|h| {
+            shard_of(Labels::from_pairs([("__name__", "m"), ("host", h.as_str())]).unwrap().stable_hash(), 4)
+                == shard_a
+        })
+        .unwrap();
+    let o = db.write(vec![series("m", &other, vec![(T0, 1.0)])]).unwrap();
+    assert_eq!(o.rejected[RejectReason::OutOfBounds as usize], 1);
+    // duplicates are still detected after a checkpoint and a restart (tail loaded from disk)
+    db.maintain(true).unwrap();
+    db.close().unwrap();
+    drop(db);
+    let db = open(&kv, cfg());
+    let o = db.write(vec![series("m", "a", vec![(T0 + 2 * 3_600_000, 9.0)])]).unwrap();
+    assert_eq!(o.rejected[RejectReason::Duplicate as usize], 1);
+}
+
+#[test]
+fn out_of_order_window() {
+    let kv = Arc::new(MemEngine::new());
+    let db = open(&kv, DbConfig { out_of_order_window: Duration::from_secs(600), ..cfg() });
+    db.write(vec![series("m", "a", vec![(T0 + 1_000_000, 1.0)])]).unwrap();
+    let o = db.write(vec![series("m", "a", vec![(T0 + 700_000, 2.0), (T0, 3.0)])]).unwrap();
+    assert_eq!(o.accepted, 1);
+    assert_eq!(o.rejected[RejectReason::TooOld as usize], 1);
+    let s = &all(&db, &[eq("host", "a")])[0].samples;
+    assert_eq!(s, &vec![(T0 + 700_000, 2.0), (T0 + 1_000_000, 1.0)]);
+    db.maintain(true).unwrap();
+    assert_eq!(&all(&db, &[eq("host", "a")])[0].samples, s);
+}
+
+#[test]
+fn labels_series_and_retention() {
+    let kv = Arc::new(MemEngine::new());
+    let clock = Arc::new(TestClock(AtomicI64::new(T0)));
+    let db = Db::open(kv.clone(), cfg(), clock.clone()).unwrap();
+    db.write(vec![series("old", "a", vec![(T0 - 20 * 86_400_000, 1.0)])]).unwrap();
+    db.write(vec![series("up", "a", vec![(T0, 1.0)]), series("up", "b", vec![(T0, 1.0)])]).unwrap();
+    assert_eq!(db.label_names(&[], i64::MIN, i64::MAX), vec!["__name__", "host"]);
+    assert_eq!(db.label_values("__name__", &[], i64::MIN, i64::MAX), vec!["old", "up"]);
+    assert_eq!(db.label_values("__name__", &[], T0 - 1000, T0 + 1000), vec!["up"]);
+    assert_eq!(db.series(&[eq("__name__", "up")], T0, T0).len(), 2);
+    db.maintain(true).unwrap();
+    assert_eq!(db.label_values("__name__", &[], i64::MIN, i64::MAX), vec!["up"]);
+    assert!(all(&db, &[eq("__name__", "old")]).is_empty());
+}
+
+#[test]
+fn shard_count_is_fixed() {
+    let kv = Arc::new(MemEngine::new());
+    open(&kv, cfg()).close().unwrap();
+    let err = Db::open(kv, DbConfig { shards: 8, ..cfg() }, Arc::new(SystemClock)).unwrap_err();
+    assert!(matches!(err, Error::Mismatch(_)));
+}
