@@ -1,0 +1,111 @@
+//! A fleet of node_exporter hosts producing remote-write requests.
+
+use prost::Message;
+use strata_proto::prometheus as pb;
+
+use crate::workload::{SeriesSpec, Values, host_series};
+
+/// Settings of a [`Fleet`].
+#[derive(Debug, Clone)]
+pub struct FleetConfig {
+    /// Number of hosts.
+    pub hosts: usize,
+    /// Series per host. Default 1000 (what node_exporter exposes).
+    pub series_per_host: usize,
+    /// Seed of every value stream.
+    pub seed: u64,
+    /// Scrape interval in milliseconds. Default 15 000.
+    pub interval_ms: i64,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        FleetConfig { hosts: 10, series_per_host: 1000, seed: 1, interval_ms: 15_000 }
+    }
+}
+
+#[derive(Debug)]
+struct Host {
+    instance: String,
+    values: Values,
+    /// Scrape phase within the interval.
+    offset_ms: i64,
+}
+
+/// Hosts with their series and evolving values.
+#[derive(Debug)]
+pub struct Fleet {
+    cfg: FleetConfig,
+    specs: Vec<SeriesSpec>,
+    hosts: Vec<Host>,
+}
+
+impl Fleet {
+    /// A fleet; host `i` is `instance="host-<i>:9100"`.
+    pub fn new(cfg: FleetConfig) -> Self {
+        let specs = host_series(cfg.series_per_host);
+        let hosts = (0..cfg.hosts)
+            .map(|i| Host {
+                instance: format!("host-{i}:9100"),
+                values: Values::new(&specs, cfg.seed.wrapping_mul(1_000_003).wrapping_add(i as u64)),
+                offset_ms: (i as i64 * 7_919) % cfg.interval_ms,
+            })
+            .collect();
+        Fleet { cfg, specs, hosts }
+    }
+
+    /// Total series.
+    pub fn series(&self) -> usize {
+        self.hosts.len() * self.specs.len()
+    }
+
+    /// Scrapes every host once for the interval starting at `t0` (each host at its own
+    /// phase) and returns the samples as time series, host after host.
+    pub fn scrape(&mut self, t0: i64) -> Vec<pb::TimeSeries> {
+        let secs = self.cfg.interval_ms as f64 / 1000.0;
+        let mut out = Vec::with_capacity(self.series());
+        for h in &mut self.hosts {
+            let t = t0 + h.offset_ms;
+            let vals = h.values.step(&self.specs, secs);
+            for (s, &v) in self.specs.iter().zip(vals) {
+                let mut labels: Vec<pb::Label> =
+                    s.labels.iter().map(|(n, v)| pb::Label { name: n.clone(), value: v.clone() }).collect();
+                labels.push(pb::Label { name: "instance".into(), value: h.instance.clone() });
+                labels.push(pb::Label { name: "job".into(), value: "node".into() });
+                labels.sort_by(|a, b| a.name.cmp(&b.name));
+                out.push(pb::TimeSeries {
+                    labels,
+                    samples: vec![pb::Sample { value: v, timestamp: t }],
+                    exemplars: vec![],
+                    histograms: vec![],
+                });
+            }
+        }
+        out
+    }
+}
+
+/// Splits series into snappy-compressed remote-write bodies of about `per_request` samples.
+pub fn encode_requests(series: Vec<pb::TimeSeries>, per_request: usize) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut cur = Vec::new();
+    let mut n = 0;
+    for s in series {
+        n += s.samples.len();
+        cur.push(s);
+        if n >= per_request {
+            out.push(encode(std::mem::take(&mut cur)));
+            n = 0;
+        }
+    }
+    if !cur.is_empty() {
+        out.push(encode(cur));
+    }
+    out
+}
+
+/// One snappy-compressed remote-write body.
+pub fn encode(series: Vec<pb::TimeSeries>) -> Vec<u8> {
+    let raw = pb::WriteRequest { timeseries: series, metadata: vec![] }.encode_to_vec();
+    snap::raw::Encoder::new().compress_vec(&raw).unwrap_or_default()
+}

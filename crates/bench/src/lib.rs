@@ -1,0 +1,14 @@
+//! # strata-bench — load generation and peer comparison
+//!
+//! * [`workload`]: node_exporter-shaped series and value streams (seeded, deterministic);
+//! * [`fleet`]: hosts that turn those into remote-write requests;
+//! * [`client`]: a remote-write client recording acknowledgements and latency;
+//! * [`peers`]: starting Strata, Prometheus and VictoriaMetrics on fresh data directories
+//!   and measuring them.
+//!
+//! The `strata-bench` binary drives them; integration tests reuse the library.
+
+pub mod client;
+pub mod fleet;
+pub mod peers;
+pub mod workload;

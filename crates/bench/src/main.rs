@@ -1,0 +1,248 @@
+//! `strata-bench`: feeds the same node_exporter-shaped data to Strata, Prometheus and
+//! VictoriaMetrics, one at a time on fresh data directories, and reports ingest rate,
+//! CPU, memory and bytes per sample side by side.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use strata_bench::client::RemoteWriter;
+use strata_bench::fleet::{Fleet, FleetConfig, encode_requests};
+use strata_bench::peers::{Peer, PeerSpec, System, dir_bytes, find_bin, free_port};
+
+#[derive(Debug, Parser)]
+#[command(name = "strata-bench", about = "Load generator and peer comparison for Strata")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Back-fill the same history into each system; report ingest and storage density.
+    Storage(StorageArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct StorageArgs {
+    /// node_exporter hosts (1,000 series each by default).
+    #[arg(long, default_value_t = 20)]
+    hosts: usize,
+    /// Series per host.
+    #[arg(long, default_value_t = 1000)]
+    series_per_host: usize,
+    /// Hours of history at a 15 s interval, ending now.
+    #[arg(long, default_value_t = 2.0)]
+    hours: f64,
+    /// Concurrent remote-write connections.
+    #[arg(long, default_value_t = 2)]
+    concurrency: usize,
+    /// Samples per request.
+    #[arg(long, default_value_t = 2000)]
+    batch: usize,
+    /// Systems to run, comma separated: strata, prometheus, victoriametrics.
+    #[arg(long, default_value = "strata,prometheus,victoriametrics", value_delimiter = ',')]
+    systems: Vec<String>,
+    /// The strata binary [default: next to this binary].
+    #[arg(long)]
+    strata_bin: Option<PathBuf>,
+    /// Working directory for data directories (created; emptied per system).
+    #[arg(long, default_value = "/tmp/strata-bench")]
+    work_dir: PathBuf,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug)]
+struct RunResult {
+    system: System,
+    samples: u64,
+    rejected_requests: u64,
+    wall_secs: f64,
+    cpu_secs: f64,
+    rss_bytes: u64,
+    disk_bytes: u64,
+    series: usize,
+}
+
+impl RunResult {
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "system": self.system.name(),
+            "samples": self.samples,
+            "series": self.series,
+            "rejected_requests": self.rejected_requests,
+            "ingest_samples_per_sec": self.samples as f64 / self.wall_secs,
+            "ingest_samples_per_sec_per_core": self.samples as f64 / self.cpu_secs.max(1e-9),
+            "cpu_seconds_per_million_samples": self.cpu_secs / (self.samples as f64 / 1e6),
+            "bytes_per_sample": self.disk_bytes as f64 / self.samples as f64,
+            "disk_bytes": self.disk_bytes,
+            "rss_bytes": self.rss_bytes,
+            "rss_bytes_per_series": self.rss_bytes as f64 / self.series as f64,
+        })
+    }
+}
+
+fn system_of(name: &str) -> anyhow::Result<System> {
+    Ok(match name {
+        "strata" => System::Strata,
+        "prometheus" => System::Prometheus,
+        "victoriametrics" | "vm" => System::VictoriaMetrics,
+        other => bail!("unknown system {other:?}: use strata, prometheus or victoriametrics"),
+    })
+}
+
+fn bin_of(system: System, a: &StorageArgs) -> anyhow::Result<PathBuf> {
+    match system {
+        System::Strata => match &a.strata_bin {
+            Some(p) => Ok(p.clone()),
+            None => {
+                let exe = std::env::current_exe()?;
+                Ok(exe.with_file_name("strata"))
+            }
+        },
+        System::Prometheus => find_bin("PROMETHEUS_BIN", &["prometheus"])
+            .context("prometheus not installed (scripts/setup.sh with SETUP_PEERS=1)"),
+        System::VictoriaMetrics => find_bin("VM_BIN", &["victoria-metrics", "victoria-metrics-prod"])
+            .context("victoria-metrics not installed (scripts/setup.sh with SETUP_PEERS=1)"),
+    }
+}
+
+fn run_one(system: System, a: &StorageArgs) -> anyhow::Result<RunResult> {
+    let dir = a.work_dir.join(system.name());
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut peer = Peer::start(PeerSpec::new(system, bin_of(system, a)?, dir.clone(), free_port()?))?;
+    let rounds = (a.hours * 3600.0 / 15.0).round() as i64;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+    let start = now - rounds * 15_000;
+    let mut fleet = Fleet::new(FleetConfig {
+        hosts: a.hosts,
+        series_per_host: a.series_per_host,
+        seed: 7,
+        interval_ms: 15_000,
+    });
+    let series = fleet.series();
+    let (tx, rx) = mpsc::sync_channel::<(Vec<u8>, u64)>(a.concurrency * 4);
+    let rx = Arc::new(Mutex::new(rx));
+    let samples = Arc::new(AtomicU64::new(0));
+    let rejected = Arc::new(AtomicU64::new(0));
+    let cpu0 = peer.cpu_seconds();
+    let t0 = Instant::now();
+    let senders: Vec<_> = (0..a.concurrency)
+        .map(|_| {
+            let rx = rx.clone();
+            let w = RemoteWriter::new(peer.write_url());
+            let (samples, rejected) = (samples.clone(), rejected.clone());
+            std::thread::spawn(move || -> anyhow::Result<()> {
+                let w = w?;
+                loop {
+                    let next = rx.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.recv();
+                    let Ok((body, n)) = next else { return Ok(()) };
+                    let ack = w.send(body);
+                    if (200..300).contains(&ack.status) {
+                        samples.fetch_add(n, Ordering::Relaxed);
+                    } else {
+                        rejected.fetch_add(1, Ordering::Relaxed);
+                        eprintln!("rejected ({}): {}", ack.status, ack.message.trim());
+                    }
+                }
+            })
+        })
+        .collect();
+    for r in 0..rounds {
+        let scraped = fleet.scrape(start + r * 15_000);
+        let per = a.batch.max(1);
+        let bodies = encode_requests(scraped, per);
+        let last = series - per * (bodies.len().saturating_sub(1));
+        for (i, b) in bodies.into_iter().enumerate() {
+            let n = if i + 1 == series.div_ceil(per) { last } else { per };
+            tx.send((b, n as u64)).context("all senders failed")?;
+        }
+    }
+    drop(tx);
+    for s in senders {
+        s.join().map_err(|_| anyhow::anyhow!("sender panicked"))??;
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    if system == System::VictoriaMetrics {
+        let _ = reqwest::blocking::get(format!("{}/internal/force_flush", peer.base_url));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let rss = peer.rss_bytes();
+    let cpu = peer.cpu_seconds() - cpu0;
+    peer.stop(Duration::from_secs(120))?;
+    let disk = dir_bytes(&dir);
+    Ok(RunResult {
+        system,
+        samples: samples.load(Ordering::Relaxed),
+        rejected_requests: rejected.load(Ordering::Relaxed),
+        wall_secs: wall,
+        cpu_secs: cpu,
+        rss_bytes: rss,
+        disk_bytes: disk,
+        series,
+    })
+}
+
+fn storage(a: StorageArgs) -> anyhow::Result<()> {
+    if a.hosts == 0 || a.series_per_host == 0 || a.concurrency == 0 || a.batch == 0 {
+        bail!("--hosts, --series-per-host, --concurrency and --batch must be at least 1");
+    }
+    if !(a.hours > 0.0 && a.hours <= 24.0 * 14.0) {
+        bail!("--hours must be within (0, 336]");
+    }
+    let systems = a.systems.iter().map(|s| system_of(s)).collect::<anyhow::Result<Vec<_>>>()?;
+    let mut results = Vec::new();
+    for s in systems {
+        eprintln!("== {}", s.name());
+        let r = run_one(s, &a)?;
+        eprintln!("{}", r.json());
+        results.push(r);
+    }
+    println!(
+        "{:<16} {:>12} {:>14} {:>14} {:>12} {:>14}",
+        "system", "samples", "samples/s", "cpu s/Msample", "bytes/sample", "rss/series"
+    );
+    for r in &results {
+        let j = r.json();
+        println!(
+            "{:<16} {:>12} {:>14.0} {:>14.3} {:>12.3} {:>14.0}",
+            r.system.name(),
+            r.samples,
+            j["ingest_samples_per_sec"].as_f64().unwrap_or(0.0),
+            j["cpu_seconds_per_million_samples"].as_f64().unwrap_or(0.0),
+            j["bytes_per_sample"].as_f64().unwrap_or(0.0),
+            j["rss_bytes_per_series"].as_f64().unwrap_or(0.0),
+        );
+    }
+    if let Some(base) = results.iter().find(|r| r.system == System::Strata) {
+        let b = base.json();
+        for r in results.iter().filter(|r| r.system != System::Strata) {
+            let j = r.json();
+            let ratio = |k: &str| b[k].as_f64().unwrap_or(0.0) / j[k].as_f64().unwrap_or(f64::NAN);
+            println!(
+                "strata / {:<16} bytes/sample {:.2}x  ingest/s {:.2}x  cpu/Msample {:.2}x  rss/series {:.2}x",
+                r.system.name(),
+                ratio("bytes_per_sample"),
+                ratio("ingest_samples_per_sec"),
+                ratio("cpu_seconds_per_million_samples"),
+                ratio("rss_bytes_per_series"),
+            );
+        }
+    }
+    if let Some(out) = a.out {
+        let v: Vec<_> = results.iter().map(RunResult::json).collect();
+        std::fs::write(&out, serde_json::to_string_pretty(&v)?)?;
+    }
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Storage(a) => storage(a),
+    }
+}

@@ -1,0 +1,205 @@
+//! Series and label endpoints with Prometheus's JSON envelope.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+use strata_tsdb::{Labels, Matcher};
+
+use crate::AppState;
+use crate::params::Params;
+use crate::selector::parse_selector;
+
+/// An API error in Prometheus's envelope.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    kind: &'static str,
+    msg: String,
+}
+
+impl ApiError {
+    pub(crate) fn bad_data(msg: impl Into<String>) -> Self {
+        ApiError { status: StatusCode::BAD_REQUEST, kind: "bad_data", msg: msg.into() }
+    }
+
+    pub(crate) fn internal(msg: impl Into<String>) -> Self {
+        ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, kind: "internal", msg: msg.into() }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({"status": "error", "errorType": self.kind, "error": self.msg}))).into_response()
+    }
+}
+
+fn success(data: Value, warnings: Vec<String>) -> Response {
+    let mut body = json!({"status": "success", "data": data});
+    if !warnings.is_empty() {
+        body["warnings"] = json!(warnings);
+    }
+    Json(body).into_response()
+}
+
+/// Common parameters of the metadata endpoints.
+struct Query {
+    sets: Vec<Vec<Matcher>>,
+    start: i64,
+    end: i64,
+    limit: usize,
+}
+
+fn query(p: &Params, require_match: bool) -> Result<Query, ApiError> {
+    let start = p.time("start", i64::MIN).map_err(ApiError::bad_data)?;
+    let end = p.time("end", i64::MAX).map_err(ApiError::bad_data)?;
+    if end < start {
+        return Err(ApiError::bad_data("end timestamp must not be before start time"));
+    }
+    let limit = match p.get("limit") {
+        None | Some("") => 0,
+        Some(s) => s.parse::<usize>().map_err(|_| ApiError::bad_data(format!("cannot parse \"{s}\" to a valid limit")))?,
+    };
+    let matches = p.all("match[]");
+    if require_match && matches.is_empty() {
+        return Err(ApiError::bad_data("no match[] parameter provided"));
+    }
+    let mut sets = Vec::new();
+    for m in matches {
+        let parsed = parse_selector(m).map_err(ApiError::bad_data)?;
+        if parsed.iter().any(|set| set.iter().all(|m| m.matches(""))) {
+            return Err(ApiError::bad_data(format!(
+                "invalid parameter \"match[]\": {m}: vector selector must contain at least one non-empty matcher"
+            )));
+        }
+        sets.extend(parsed);
+    }
+    Ok(Query { sets, start, end, limit })
+}
+
+fn truncate<T>(mut v: Vec<T>, limit: usize, warnings: &mut Vec<String>) -> Vec<T> {
+    if limit > 0 && v.len() > limit {
+        v.truncate(limit);
+        warnings.push("results truncated due to limit".into());
+    }
+    v
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal(e.to_string()))
+}
+
+fn label_object(l: &Labels) -> Value {
+    Value::Object(l.iter().map(|x| (x.name.clone(), Value::String(x.value.clone()))).collect::<Map<_, _>>())
+}
+
+/// `GET|POST /api/v1/series`.
+pub(crate) async fn series(
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let p = Params::from_request(q.as_deref(), &headers, &body);
+    let qy = query(&p, true)?;
+    let db = st.db.clone();
+    let mut all: Vec<Labels> = blocking(move || {
+        let mut v: Vec<Labels> = qy.sets.iter().flat_map(|set| db.series(set, qy.start, qy.end)).collect();
+        v.sort();
+        v.dedup();
+        v
+    })
+    .await?;
+    let mut warnings = Vec::new();
+    all = truncate(all, qy.limit, &mut warnings);
+    Ok(success(Value::Array(all.iter().map(label_object).collect()), warnings))
+}
+
+/// `GET|POST /api/v1/labels`.
+pub(crate) async fn labels(
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let p = Params::from_request(q.as_deref(), &headers, &body);
+    let qy = query(&p, false)?;
+    let db = st.db.clone();
+    let names = blocking(move || {
+        if qy.sets.is_empty() {
+            return db.label_names(&[], qy.start, qy.end);
+        }
+        let mut v: Vec<String> = qy.sets.iter().flat_map(|s| db.label_names(s, qy.start, qy.end)).collect();
+        v.sort();
+        v.dedup();
+        v
+    })
+    .await?;
+    let mut warnings = Vec::new();
+    let names = truncate(names, qy.limit, &mut warnings);
+    Ok(success(json!(names), warnings))
+}
+
+/// `GET /api/v1/label/<name>/values`.
+pub(crate) async fn label_values(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let p = Params::from_request(q.as_deref(), &headers, &body);
+    let qy = query(&p, false)?;
+    let name = decode_label_name(&name).ok_or_else(|| ApiError::bad_data(format!("invalid label name: {name:?}")))?;
+    let db = st.db.clone();
+    let values = blocking(move || {
+        if qy.sets.is_empty() {
+            return db.label_values(&name, &[], qy.start, qy.end);
+        }
+        let mut v: Vec<String> =
+            qy.sets.iter().flat_map(|s| db.label_values(&name, s, qy.start, qy.end)).collect();
+        v.sort();
+        v.dedup();
+        v
+    })
+    .await?;
+    let mut warnings = Vec::new();
+    let values = truncate(values, qy.limit, &mut warnings);
+    Ok(success(json!(values), warnings))
+}
+
+/// Label names in the path: plain, or Prometheus 3's `U__` escaping for UTF-8 names
+/// (`_` followed by a hex code point and `_`, `__` for an underscore).
+fn decode_label_name(s: &str) -> Option<String> {
+    let Some(rest) = s.strip_prefix("U__") else {
+        return (!s.is_empty()).then(|| s.to_owned());
+    };
+    let mut out = String::new();
+    let mut it = rest.chars().peekable();
+    while let Some(c) = it.next() {
+        if c != '_' {
+            out.push(c);
+            continue;
+        }
+        if it.peek() == Some(&'_') {
+            it.next();
+            out.push('_');
+            continue;
+        }
+        let hex: String = it.by_ref().take_while(|&c| c != '_').collect();
+        out.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utf8_label_names_in_paths() {
+        assert_eq!(super::decode_label_name("job").as_deref(), Some("job"));
+        assert_eq!(super::decode_label_name("U__a_2e_b__c").as_deref(), Some("a.b_c"));
+        assert_eq!(super::decode_label_name("U__a_zz_"), None);
+    }
+}

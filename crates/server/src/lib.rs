@@ -1,0 +1,77 @@
+//! # strata-server — the HTTP surface of a node
+//!
+//! Axum handlers over a [`strata_tsdb::Db`]:
+//! * `POST /api/v1/write`: Prometheus remote-write 1.0 (snappy + protobuf). The body is
+//!   decoded with the zero-copy decoder, every series validated on its own (a bad series is
+//!   reported, the good ones of the same request are stored), and the write is acknowledged
+//!   with 204 only once the engine has made it durable. Errors follow Prometheus's receiver:
+//!   400 for bad input, 413 above the body limit, 415 for other protocols, 5xx only when a
+//!   retry can help.
+//! * `GET|POST /api/v1/series`, `/api/v1/labels`, `GET /api/v1/label/<name>/values` in
+//!   Prometheus's JSON envelope.
+//! * `/-/ready`, `/-/healthy`, `/metrics` (self-metrics with prometheus-client).
+//!
+//! Blocking engine calls run on tokio's blocking pool.
+
+mod api;
+mod metrics;
+mod params;
+mod selector;
+mod write;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use strata_tsdb::Db;
+
+pub use metrics::Metrics;
+pub use selector::parse_selector;
+
+/// Settings of the HTTP server.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Largest accepted remote-write body (compressed), in bytes; larger bodies get 413.
+    /// Default 32 MiB.
+    pub max_write_body_bytes: usize,
+    /// Largest accepted decompressed remote-write body, in bytes. Default 256 MiB.
+    pub max_write_decoded_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig { max_write_body_bytes: 32 << 20, max_write_decoded_bytes: 256 << 20 }
+    }
+}
+
+/// Shared state of the handlers.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    db: Arc<Db>,
+    metrics: Arc<Metrics>,
+    cfg: ServerConfig,
+}
+
+impl AppState {
+    /// State over an open database.
+    pub fn new(db: Arc<Db>, cfg: ServerConfig) -> Self {
+        let metrics = Arc::new(Metrics::new(db.clone()));
+        AppState { db, metrics, cfg }
+    }
+}
+
+/// The node's HTTP routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/v1/write", post(write::remote_write))
+        .route("/api/v1/series", get(api::series).post(api::series))
+        .route("/api/v1/labels", get(api::labels).post(api::labels))
+        .route("/api/v1/label/{name}/values", get(api::label_values))
+        .route("/-/ready", get(|| async { "Strata is Ready.\n" }))
+        .route("/-/healthy", get(|| async { "Strata is Healthy.\n" }))
+        .route("/metrics", get(metrics::handler))
+        .with_state(state)
+}
+
+#[cfg(test)]
+mod tests;

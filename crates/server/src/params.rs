@@ -1,0 +1,76 @@
+//! Request parameters as Prometheus reads them: URL query and, for POST, the urlencoded
+//! form body; timestamps as float seconds or RFC 3339.
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, header};
+
+/// Parameters of one request, in order (repeated keys such as `match[]` kept).
+#[derive(Debug, Default)]
+pub(crate) struct Params(Vec<(String, String)>);
+
+impl Params {
+    pub(crate) fn from_request(query: Option<&str>, headers: &HeaderMap, body: &Bytes) -> Self {
+        let mut v: Vec<(String, String)> = Vec::new();
+        let is_form = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|c| c.to_str().ok())
+            .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+        if is_form {
+            v.extend(form_urlencoded::parse(body).into_owned());
+        }
+        if let Some(q) = query {
+            v.extend(form_urlencoded::parse(q.as_bytes()).into_owned());
+        }
+        Params(v)
+    }
+
+    pub(crate) fn get(&self, k: &str) -> Option<&str> {
+        self.0.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
+    }
+
+    pub(crate) fn all(&self, k: &str) -> Vec<&str> {
+        self.0.iter().filter(|(n, _)| n == k).map(|(_, v)| v.as_str()).collect()
+    }
+
+    /// A timestamp parameter in milliseconds, `default` when absent or empty.
+    pub(crate) fn time(&self, k: &str, default: i64) -> Result<i64, String> {
+        match self.get(k) {
+            None | Some("") => Ok(default),
+            Some(s) => parse_time(s).ok_or_else(|| format!("invalid parameter \"{k}\": cannot parse \"{s}\" to a valid timestamp")),
+        }
+    }
+}
+
+/// Prometheus's timestamp forms: float seconds or RFC 3339; result in milliseconds.
+pub(crate) fn parse_time(s: &str) -> Option<i64> {
+    if let Ok(f) = s.parse::<f64>() {
+        if !f.is_finite() {
+            return None;
+        }
+        let secs = f.trunc();
+        let frac = ((f - secs) * 1000.0).round();
+        return Some((secs as i64).saturating_mul(1000).saturating_add(frac as i64));
+    }
+    // the extremes Prometheus itself formats for "no bound"
+    if s.starts_with("-292273086-") {
+        return Some(i64::MIN);
+    }
+    if s.starts_with("292277026") || s.starts_with("292277025") {
+        return Some(i64::MAX);
+    }
+    chrono::DateTime::parse_from_rfc3339(s).ok().map(|t| t.timestamp_millis())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times() {
+        assert_eq!(parse_time("1700000000.123"), Some(1_700_000_000_123));
+        assert_eq!(parse_time("2023-11-14T22:13:20.5Z"), Some(1_700_000_000_500));
+        assert_eq!(parse_time("-1.5"), Some(-1500));
+        assert_eq!(parse_time("x"), None);
+        assert_eq!(parse_time("NaN"), None);
+    }
+}

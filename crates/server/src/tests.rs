@@ -1,0 +1,213 @@
+//! Handler tests over an in-memory engine: one per bad-input case, each followed by a
+//! check that the node still serves and that the valid part of the request was stored.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, to_bytes};
+use axum::http::{Request, StatusCode};
+use prost::Message;
+use strata_proto::prometheus as pb;
+use strata_tsdb::{Db, DbConfig, MemEngine, SystemClock};
+use tower::ServiceExt;
+
+use super::*;
+
+const T: i64 = 1_700_000_000_000;
+
+fn app(cfg: ServerConfig) -> Router {
+    let db = Db::open(
+        Arc::new(MemEngine::new()),
+        DbConfig { maintenance_tick: Duration::from_secs(3600), ..DbConfig::default() },
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    router(AppState::new(db, cfg))
+}
+
+fn ts(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> pb::TimeSeries {
+    pb::TimeSeries {
+        labels: labels.iter().map(|(n, v)| pb::Label { name: (*n).into(), value: (*v).into() }).collect(),
+        samples: samples.iter().map(|&(t, v)| pb::Sample { timestamp: t, value: v }).collect(),
+        exemplars: vec![],
+        histograms: vec![],
+    }
+}
+
+fn body(series: Vec<pb::TimeSeries>) -> Vec<u8> {
+    let raw = pb::WriteRequest { timeseries: series, metadata: vec![] }.encode_to_vec();
+    snap::raw::Encoder::new().compress_vec(&raw).unwrap()
+}
+
+async fn send(app: &Router, req: Request<Body>) -> (StatusCode, String) {
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let b = to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+    (status, String::from_utf8_lossy(&b).into_owned())
+}
+
+async fn write(app: &Router, bytes: Vec<u8>) -> (StatusCode, String) {
+    let req = Request::post("/api/v1/write")
+        .header("content-encoding", "snappy")
+        .header("content-type", "application/x-protobuf")
+        .body(Body::from(bytes))
+        .unwrap();
+    send(app, req).await
+}
+
+async fn get(app: &Router, uri: &str) -> (StatusCode, serde_json::Value) {
+    let uri: String = uri
+        .chars()
+        .map(|c| match c {
+            '{' | '}' | '"' | ' ' | '|' => format!("%{:02X}", c as u32),
+            c => c.to_string(),
+        })
+        .collect();
+    let (s, b) = send(app, Request::get(uri).body(Body::empty()).unwrap()).await;
+    (s, serde_json::from_str(&b).unwrap_or(serde_json::Value::Null))
+}
+
+/// The node still answers, and `name` has `n` series.
+async fn serves_with(app: &Router, name: &str, n: usize) {
+    let (s, v) = get(app, &format!("/api/v1/series?match[]={name}")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["data"].as_array().unwrap().len(), n, "{v}");
+}
+
+#[tokio::test]
+async fn good_write_then_series_and_labels() {
+    let app = app(ServerConfig::default());
+    let (s, _) = write(
+        &app,
+        body(vec![
+            ts(&[("job", "n"), ("__name__", "up"), ("instance", "a")], &[(T, 1.0)]),
+            ts(&[("__name__", "up"), ("instance", "b"), ("job", "n")], &[(T, 0.0)]),
+        ]),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (_, v) = get(&app, "/api/v1/series?match[]=up{instance=\"a\"}").await;
+    assert_eq!(v["status"], "success");
+    assert_eq!(v["data"], serde_json::json!([{"__name__": "up", "instance": "a", "job": "n"}]));
+    let (_, v) = get(&app, "/api/v1/labels").await;
+    assert_eq!(v["data"], serde_json::json!(["__name__", "instance", "job"]));
+    let (_, v) = get(&app, "/api/v1/label/instance/values?match[]=up").await;
+    assert_eq!(v["data"], serde_json::json!(["a", "b"]));
+    let (_, v) = get(&app, "/api/v1/label/instance/values?start=1&end=2").await;
+    assert_eq!(v["data"], serde_json::json!([]));
+    let (_, v) = get(&app, "/api/v1/series?match[]=up&limit=1").await;
+    assert_eq!(v["warnings"][0], "results truncated due to limit");
+    let (s, b) = send(&app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(b.contains("strata_ingested_samples_total 2"), "{b}");
+    assert!(b.contains("strata_head_series 2"), "{b}");
+}
+
+#[tokio::test]
+async fn api_parameter_errors() {
+    let app = app(ServerConfig::default());
+    for uri in [
+        "/api/v1/series",
+        "/api/v1/series?match[]=up{",
+        "/api/v1/series?match[]={job=~\".*\"}",
+        "/api/v1/series?match[]=up&start=abc",
+        "/api/v1/series?match[]=up&start=10&end=5",
+        "/api/v1/labels?limit=x",
+    ] {
+        let (s, v) = get(&app, uri).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{uri}");
+        assert_eq!(v["errorType"], "bad_data", "{uri}");
+    }
+    let req = Request::post("/api/v1/series")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from("match%5B%5D=up"))
+        .unwrap();
+    assert_eq!(send(&app, req).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn undecodable_bodies_are_400() {
+    let app = app(ServerConfig::default());
+    let (s, msg) = write(&app, b"not snappy at all".to_vec()).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{msg}");
+    let garbage = snap::raw::Encoder::new().compress_vec(&[0xff, 0xff, 0xff, 0x07]).unwrap();
+    let (s, msg) = write(&app, garbage).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(msg.contains("invalid protobuf"), "{msg}");
+    serves_with(&app, "up", 0).await;
+}
+
+#[tokio::test]
+async fn bad_series_are_400_and_the_rest_is_stored() {
+    let app = app(ServerConfig::default());
+    let good = ts(&[("__name__", "up"), ("i", "good")], &[(T, 1.0)]);
+    let cases: Vec<(pb::TimeSeries, &str)> = vec![
+        (ts(&[("i", "x")], &[(T, 1.0)]), "invalid metric name"),
+        (ts(&[("__name__", ""), ("i", "x")], &[(T, 1.0)]), "invalid metric name"),
+        (ts(&[("__name__", "up"), ("i", "x"), ("i", "y")], &[(T, 1.0)]), "duplicated label i"),
+        (ts(&[("__name__", "up"), ("", "x")], &[(T, 1.0)]), "empty label name"),
+    ];
+    for (bad, want) in cases {
+        let (s, msg) = write(&app, body(vec![bad, good.clone()])).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert!(msg.contains(want), "{msg} lacks {want}");
+        serves_with(&app, "up", 1).await;
+    }
+    // unsorted labels are fixed, not rejected
+    let (s, _) = write(&app, body(vec![ts(&[("z", "1"), ("__name__", "up")], &[(T, 1.0)])])).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    serves_with(&app, "up", 2).await;
+}
+
+#[tokio::test]
+async fn invalid_utf8_is_400() {
+    let app = app(ServerConfig::default());
+    // hand-made request: one series whose label value is not UTF-8
+    let mut label = vec![0x0a, 8];
+    label.extend_from_slice(b"__name__");
+    label.extend_from_slice(&[0x12, 2, 0xff, 0xfe]);
+    let mut series = vec![0x0a, label.len() as u8];
+    series.extend_from_slice(&label);
+    let mut req = vec![0x0a, series.len() as u8];
+    req.extend_from_slice(&series);
+    let (s, msg) = write(&app, snap::raw::Encoder::new().compress_vec(&req).unwrap()).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(msg.contains("UTF-8"), "{msg}");
+}
+
+#[tokio::test]
+async fn order_duplicate_and_bounds_are_400_with_the_rest_stored() {
+    let app = app(ServerConfig::default());
+    let s1 = |t: i64, v: f64| ts(&[("__name__", "m"), ("i", "1")], &[(t, v)]);
+    assert_eq!(write(&app, body(vec![s1(T, 1.0)])).await.0, StatusCode::NO_CONTENT);
+    // identical resend: accepted silently, as Prometheus does
+    assert_eq!(write(&app, body(vec![s1(T, 1.0)])).await.0, StatusCode::NO_CONTENT);
+    let other = ts(&[("__name__", "m"), ("i", "2")], &[(T, 5.0)]);
+    for (bad, want) in [
+        (s1(T - 1000, 1.0), "out of order sample"),
+        (s1(T, 2.0), "duplicate sample for timestamp"),
+        (s1(T - 2 * 3_600_000, 2.0), "out of bounds"),
+    ] {
+        let (s, msg) = write(&app, body(vec![bad, other.clone()])).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert!(msg.starts_with(want), "{msg}");
+        serves_with(&app, "m", 2).await;
+    }
+}
+
+#[tokio::test]
+async fn limits_and_protocols() {
+    let app = app(ServerConfig { max_write_body_bytes: 1024, ..ServerConfig::default() });
+    let big: Vec<_> = (0..200).map(|i| ts(&[("__name__", "up"), ("i", &format!("{i:0>40}"))], &[(T, 1.0)])).collect();
+    let (s, _) = write(&app, body(big)).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    let req = Request::post("/api/v1/write")
+        .header("content-type", "application/x-protobuf;proto=io.prometheus.write.v2.Request")
+        .body(Body::from(body(vec![])))
+        .unwrap();
+    assert_eq!(send(&app, req).await.0, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let req = Request::post("/api/v1/write").header("content-encoding", "gzip").body(Body::from(vec![1])).unwrap();
+    assert_eq!(send(&app, req).await.0, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    serves_with(&app, "up", 0).await;
+    assert_eq!(send(&app, Request::get("/-/ready").body(Body::empty()).unwrap()).await.0, StatusCode::OK);
+}

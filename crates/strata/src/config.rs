@@ -1,0 +1,85 @@
+//! `strata standalone` settings: a YAML file (unknown keys rejected) overridden by flags.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::duration::PromDuration;
+
+/// Settings of `strata standalone`. Every field is optional in the file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct StandaloneConfig {
+    /// Directory holding the database. Default `./data`.
+    pub(crate) data_dir: PathBuf,
+    /// HTTP listen address (Prometheus API, remote write, /metrics). Default `0.0.0.0:9090`.
+    pub(crate) http_addr: String,
+    /// How long samples are kept; dropped in whole 2-hour buckets. Default `15d`.
+    pub(crate) retention_time: PromDuration,
+    /// Prometheus's `out_of_order_time_window`: how far behind the newest sample an
+    /// out-of-order sample is still accepted. Default `0s` (off).
+    pub(crate) out_of_order_time_window: PromDuration,
+    /// Number of shards; fixed when the data directory is created. Default `4`.
+    pub(crate) shards: u32,
+    /// How often each shard checkpoints its head (bounds restart replay). Default `5m`.
+    pub(crate) checkpoint_interval: PromDuration,
+    /// Checkpoint a shard after this many bytes of log. Default `67108864` (64 MiB).
+    pub(crate) checkpoint_log_bytes: u64,
+    /// Largest compressed remote-write body, in bytes; larger get 413. Default `33554432` (32 MiB).
+    pub(crate) max_write_body_bytes: usize,
+    /// RocksDB block cache, in bytes. Default `134217728` (128 MiB).
+    pub(crate) block_cache_bytes: usize,
+}
+
+impl Default for StandaloneConfig {
+    fn default() -> Self {
+        StandaloneConfig {
+            data_dir: PathBuf::from("./data"),
+            http_addr: "0.0.0.0:9090".into(),
+            retention_time: PromDuration(Duration::from_secs(15 * 86_400)),
+            out_of_order_time_window: PromDuration(Duration::ZERO),
+            shards: 4,
+            checkpoint_interval: PromDuration(Duration::from_secs(300)),
+            checkpoint_log_bytes: 64 << 20,
+            max_write_body_bytes: 32 << 20,
+            block_cache_bytes: 128 << 20,
+        }
+    }
+}
+
+impl StandaloneConfig {
+    /// Checks values that parse but make no sense.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if self.shards == 0 || self.shards > 4096 {
+            return Err(format!("shards must be between 1 and 4096, got {}", self.shards));
+        }
+        if self.retention_time.0.is_zero() {
+            return Err("retention_time must be positive".into());
+        }
+        if self.checkpoint_interval.0 < Duration::from_secs(1) {
+            return Err("checkpoint_interval must be at least 1s".into());
+        }
+        if self.max_write_body_bytes == 0 {
+            return Err("max_write_body_bytes must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_overrides_defaults_and_unknown_keys_fail() {
+        let c: StandaloneConfig = serde_yaml::from_str("retention_time: 30d\nshards: 8\n").unwrap();
+        assert_eq!(c.retention_time.0, Duration::from_secs(30 * 86_400));
+        assert_eq!(c.shards, 8);
+        assert_eq!(c.http_addr, "0.0.0.0:9090");
+        let e = serde_yaml::from_str::<StandaloneConfig>("retension_time: 30d\n").unwrap_err();
+        assert!(e.to_string().contains("unknown field"), "{e}");
+        assert!(serde_yaml::from_str::<StandaloneConfig>("retention_time: 30x\n").is_err());
+        assert!(StandaloneConfig { shards: 0, ..StandaloneConfig::default() }.validate().is_err());
+    }
+}

@@ -1,0 +1,156 @@
+//! # strata — the binary
+//!
+//! One binary, one subcommand per role. `strata standalone` runs the whole data path in
+//! one process over a local RocksDB: remote-write in, series and label API out. The
+//! distributed roles (storage, ingestor, querier) arrive with the cluster.
+//! `anyhow` is used here, at the edge, and nowhere else.
+
+mod config;
+mod duration;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use strata_engine_rocks::{RocksConfig, RocksEngine};
+use strata_server::{AppState, ServerConfig};
+use strata_tsdb::{Db, DbConfig, SystemClock};
+
+use crate::config::StandaloneConfig;
+use crate::duration::PromDuration;
+
+/// Strata: a distributed, Prometheus-compatible time-series database.
+#[derive(Debug, Parser)]
+#[command(name = "strata", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    role: Role,
+}
+
+#[derive(Debug, Subcommand)]
+enum Role {
+    /// Every role in one process on a local data directory.
+    Standalone(StandaloneArgs),
+}
+
+/// Flags of `strata standalone`; each overrides the config file.
+#[derive(Debug, clap::Args)]
+struct StandaloneArgs {
+    /// YAML config file (see docs/configuration.md); unknown keys are rejected.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data directory [default: ./data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// HTTP listen address [default: 0.0.0.0:9090].
+    #[arg(long)]
+    http_addr: Option<String>,
+    /// Retention, e.g. 15d [default: 15d].
+    #[arg(long)]
+    retention_time: Option<PromDuration>,
+    /// Out-of-order window, e.g. 10m [default: 0s].
+    #[arg(long)]
+    out_of_order_time_window: Option<PromDuration>,
+    /// Number of shards of a new data directory [default: 4].
+    #[arg(long)]
+    shards: Option<u32>,
+    /// Checkpoint interval [default: 5m].
+    #[arg(long)]
+    checkpoint_interval: Option<PromDuration>,
+}
+
+fn load_config(a: StandaloneArgs) -> anyhow::Result<StandaloneConfig> {
+    let mut c = match &a.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            serde_yaml::from_str(&text).with_context(|| format!("invalid config file {}", p.display()))?
+        }
+        None => StandaloneConfig::default(),
+    };
+    if let Some(v) = a.data_dir {
+        c.data_dir = v;
+    }
+    if let Some(v) = a.http_addr {
+        c.http_addr = v;
+    }
+    if let Some(v) = a.retention_time {
+        c.retention_time = v;
+    }
+    if let Some(v) = a.out_of_order_time_window {
+        c.out_of_order_time_window = v;
+    }
+    if let Some(v) = a.shards {
+        c.shards = v;
+    }
+    if let Some(v) = a.checkpoint_interval {
+        c.checkpoint_interval = v;
+    }
+    c.validate().map_err(anyhow::Error::msg)?;
+    Ok(c)
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+    tracing::info!("shutdown requested");
+}
+
+async fn standalone(c: StandaloneConfig) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&c.data_dir).with_context(|| format!("creating {}", c.data_dir.display()))?;
+    let engine = RocksEngine::open(
+        &c.data_dir,
+        &RocksConfig { block_cache_bytes: c.block_cache_bytes, ..RocksConfig::default() },
+    )
+    .with_context(|| format!("opening database in {}", c.data_dir.display()))?;
+    let db_cfg = DbConfig {
+        shards: c.shards,
+        retention: c.retention_time.0,
+        out_of_order_window: c.out_of_order_time_window.0,
+        checkpoint_interval: c.checkpoint_interval.0,
+        checkpoint_log_bytes: c.checkpoint_log_bytes,
+        ..DbConfig::default()
+    };
+    let db = tokio::task::spawn_blocking(move || Db::open(Arc::new(engine), db_cfg, Arc::new(SystemClock)))
+        .await??;
+    let state = AppState::new(
+        db.clone(),
+        ServerConfig { max_write_body_bytes: c.max_write_body_bytes, ..ServerConfig::default() },
+    );
+    let listener = tokio::net::TcpListener::bind(&c.http_addr)
+        .await
+        .with_context(|| format!("listening on {}", c.http_addr))?;
+    tracing::info!(addr = %listener.local_addr()?, data_dir = %c.data_dir.display(), "strata standalone serving");
+    axum::serve(listener, strata_server::router(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    tokio::task::spawn_blocking(move || db.close()).await??;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.role {
+        Role::Standalone(a) => {
+            let c = load_config(a)?;
+            rt.block_on(standalone(c))
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! A sample acknowledged with 2xx survives `kill -9`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use strata_bench::client::RemoteWriter;
+use strata_bench::fleet::{Fleet, FleetConfig, encode_requests};
+use strata_engine_rocks::{RocksConfig, RocksEngine};
+use strata_suite::{api_data, start_strata};
+use strata_tsdb::{Db, DbConfig, MatchOp, Matcher, STALE_NAN_BITS, SystemClock};
+
+const SERIES: usize = 1000;
+const ROUNDS: i64 = 480; // 2 h at 15 s
+
+#[test]
+fn acknowledged_samples_survive_sigkill() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let mut strata = start_strata(dir.clone(), &["--checkpoint-interval", "2s"]).unwrap();
+    let writer = RemoteWriter::new(strata.write_url()).unwrap();
+    let mut fleet = Fleet::new(FleetConfig { hosts: 1, series_per_host: SERIES, seed: 42, interval_ms: 15_000 });
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let start = now - ROUNDS * 15_000;
+    // expected[(labels)] = samples, in the order sent
+    let mut expected: std::collections::BTreeMap<String, Vec<(i64, u64)>> = Default::default();
+    for round in 0..ROUNDS {
+        let mut series = fleet.scrape(start + round * 15_000);
+        for (i, s) in series.iter_mut().enumerate() {
+            // every 50th series goes stale at the end, as when a target disappears
+            if round == ROUNDS - 1 && i % 50 == 0 {
+                s.samples[0].value = f64::from_bits(STALE_NAN_BITS);
+            }
+            let key: Vec<String> = s.labels.iter().map(|l| format!("{}={}", l.name, l.value)).collect();
+            expected.entry(key.join(",")).or_default().push((s.samples[0].timestamp, s.samples[0].value.to_bits()));
+        }
+        for body in encode_requests(series, 2000) {
+            let ack = writer.send(body);
+            assert_eq!(ack.status, 204, "round {round}: {}", ack.message);
+        }
+    }
+    // crash right after the last acknowledgement
+    strata.kill9();
+    assert_eq!(expected.len(), SERIES);
+
+    // restarted, the HTTP API sees every series
+    let mut strata = start_strata(dir.clone(), &[]).unwrap();
+    let series = api_data(&strata, "/api/v1/series?match[]=%7Bjob%3D%22node%22%7D").unwrap();
+    assert_eq!(series.as_array().unwrap().len(), SERIES);
+    // crash again before any checkpoint of the restarted process could run
+    strata.kill9();
+
+    // and the engine's select finds every sample, bit for bit
+    let engine = RocksEngine::open(&dir, &RocksConfig::default()).unwrap();
+    let cfg = DbConfig { maintenance_tick: Duration::from_secs(3600), ..DbConfig::default() };
+    let db = Db::open(Arc::new(engine), cfg, Arc::new(SystemClock)).unwrap();
+    let m = [Matcher::new(MatchOp::Equal, "job", "node").unwrap()];
+    let mut found = 0;
+    for s in db.select(&m, i64::MIN, i64::MAX) {
+        let s = s.unwrap();
+        let key: Vec<String> = s.labels.iter().map(|l| format!("{}={}", l.name, l.value)).collect();
+        let want = expected.get(&key.join(",")).unwrap_or_else(|| panic!("unexpected series {}", s.labels));
+        let got: Vec<(i64, u64)> = s.samples.iter().map(|&(t, v)| (t, v.to_bits())).collect();
+        assert_eq!(&got, want, "series {}", s.labels);
+        found += 1;
+    }
+    assert_eq!(found, SERIES);
+    db.close().unwrap();
+}

@@ -1,0 +1,5 @@
+//! Integration tests over the real `strata` binary (and real peers where named).
+
+mod cli;
+mod crash;
+mod prometheus_peer;
