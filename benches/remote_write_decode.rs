@@ -7,21 +7,27 @@ use strata_proto::fast::FastDecoder;
 use strata_proto::prometheus as pb;
 
 fn request() -> Vec<u8> {
-    let mut fleet = Fleet::new(FleetConfig { hosts: 10, series_per_host: 1000, ..FleetConfig::default() });
-    pb::WriteRequest { timeseries: fleet.scrape(1_700_000_000_000), metadata: vec![] }.encode_to_vec()
+    let mut fleet = Fleet::new(FleetConfig {
+        hosts: 10,
+        series_per_host: 1000,
+        ..FleetConfig::default()
+    });
+    pb::WriteRequest {
+        timeseries: fleet.scrape(1_700_000_000_000),
+        metadata: vec![],
+    }
+    .encode_to_vec()
 }
 
 fn decode(c: &mut Criterion) {
     let buf = request();
     let mut g = c.benchmark_group("remote_write_decode_10k_series");
     g.throughput(Throughput::Elements(10_000));
-    g.bench_function("prost", |b| b.iter(|| pb::WriteRequest::decode(buf.as_slice()).map(|r| r.timeseries.len())));
-    let mut d = FastDecoder::new();
-    g.bench_function("fast", |b| {
-        b.iter(|| {
-            d.decode(&buf).map(|()| d.series.len())
-        })
+    g.bench_function("prost", |b| {
+        b.iter(|| pb::WriteRequest::decode(buf.as_slice()).map(|r| r.timeseries.len()))
     });
+    let mut d = FastDecoder::new();
+    g.bench_function("fast", |b| b.iter(|| d.decode(&buf).map(|()| d.series.len())));
     g.finish();
 }
 

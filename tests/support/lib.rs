@@ -13,10 +13,16 @@ pub fn strata_bin() -> anyhow::Result<PathBuf> {
         return Ok(PathBuf::from(p));
     }
     let exe = std::env::current_exe()?;
-    let dir = exe.parent().and_then(|d| d.parent()).context("no target directory")?;
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .context("no target directory")?;
     let bin = dir.join("strata");
     if !bin.is_file() {
-        bail!("{} not found: build it first (`cargo build -p strata`) or set STRATA_BIN", bin.display());
+        bail!(
+            "{} not found: build it first (`cargo build -p strata`) or set STRATA_BIN",
+            bin.display()
+        );
     }
     Ok(bin)
 }
@@ -24,7 +30,8 @@ pub fn strata_bin() -> anyhow::Result<PathBuf> {
 /// A peer binary installed from Debian (`prometheus`, `victoria-metrics`). Missing peers
 /// fail the test: `scripts/test.sh` installs them.
 pub fn peer_bin(env: &str, names: &[&str]) -> anyhow::Result<PathBuf> {
-    find_bin(env, names).with_context(|| format!("{names:?} not installed: run scripts/setup.sh with SETUP_PEERS=1"))
+    find_bin(env, names)
+        .with_context(|| format!("{names:?} not installed: run scripts/setup.sh with SETUP_PEERS=1"))
 }
 
 /// Starts `strata standalone` on a fresh port in `dir` with extra flags.

@@ -14,7 +14,10 @@ use strata_bench::fleet::{Fleet, FleetConfig, encode_requests};
 use strata_bench::peers::{Peer, PeerSpec, System, dir_bytes, find_bin, free_port};
 
 #[derive(Debug, Parser)]
-#[command(name = "strata-bench", about = "Load generator and peer comparison for Strata")]
+#[command(
+    name = "strata-bench",
+    about = "Load generator and peer comparison for Strata"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -44,7 +47,11 @@ struct StorageArgs {
     #[arg(long, default_value_t = 2000)]
     batch: usize,
     /// Systems to run, comma separated: strata, prometheus, victoriametrics.
-    #[arg(long, default_value = "strata,prometheus,victoriametrics", value_delimiter = ',')]
+    #[arg(
+        long,
+        default_value = "strata,prometheus,victoriametrics",
+        value_delimiter = ','
+    )]
     systems: Vec<String>,
     /// The strata binary [default: next to this binary].
     #[arg(long)]
@@ -115,9 +122,16 @@ fn bin_of(system: System, a: &StorageArgs) -> anyhow::Result<PathBuf> {
 fn run_one(system: System, a: &StorageArgs) -> anyhow::Result<RunResult> {
     let dir = a.work_dir.join(system.name());
     let _ = std::fs::remove_dir_all(&dir);
-    let mut peer = Peer::start(PeerSpec::new(system, bin_of(system, a)?, dir.clone(), free_port()?))?;
+    let mut peer = Peer::start(PeerSpec::new(
+        system,
+        bin_of(system, a)?,
+        dir.clone(),
+        free_port()?,
+    ))?;
     let rounds = (a.hours * 3600.0 / 15.0).round() as i64;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64;
     let start = now - rounds * 15_000;
     let mut fleet = Fleet::new(FleetConfig {
         hosts: a.hosts,
@@ -195,7 +209,11 @@ fn storage(a: StorageArgs) -> anyhow::Result<()> {
     if !(a.hours > 0.0 && a.hours <= 24.0 * 14.0) {
         bail!("--hours must be within (0, 336]");
     }
-    let systems = a.systems.iter().map(|s| system_of(s)).collect::<anyhow::Result<Vec<_>>>()?;
+    let systems = a
+        .systems
+        .iter()
+        .map(|s| system_of(s))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let mut results = Vec::new();
     for s in systems {
         eprintln!("== {}", s.name());

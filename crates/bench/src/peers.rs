@@ -69,7 +69,14 @@ pub struct PeerSpec {
 impl PeerSpec {
     /// A spec with no extra arguments.
     pub fn new(system: System, bin: PathBuf, data_dir: PathBuf, port: u16) -> Self {
-        PeerSpec { system, bin, data_dir, port, extra_args: Vec::new(), prometheus_config: None }
+        PeerSpec {
+            system,
+            bin,
+            data_dir,
+            port,
+            extra_args: Vec::new(),
+            prometheus_config: None,
+        }
     }
 }
 
@@ -81,11 +88,20 @@ impl Peer {
         let dir = spec.data_dir.display().to_string();
         let mut args: Vec<String> = match spec.system {
             System::Strata => {
-                vec!["standalone".into(), "--data-dir".into(), dir, "--http-addr".into(), addr.clone()]
+                vec![
+                    "standalone".into(),
+                    "--data-dir".into(),
+                    dir,
+                    "--http-addr".into(),
+                    addr.clone(),
+                ]
             }
             System::Prometheus => {
                 let cfg = spec.data_dir.join("prometheus.yml");
-                let text = spec.prometheus_config.clone().unwrap_or_else(|| "global:\n  scrape_interval: 15s\n".into());
+                let text = spec
+                    .prometheus_config
+                    .clone()
+                    .unwrap_or_else(|| "global:\n  scrape_interval: 15s\n".into());
                 fs::write(&cfg, text)?;
                 vec![
                     format!("--config.file={}", cfg.display()),
@@ -137,19 +153,27 @@ impl Peer {
 
     /// Waits until the readiness endpoint answers 200.
     pub fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
-        let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(2)).build()?;
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()?;
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if let Some(c) = self.child.as_mut() {
-                if let Some(status) = c.try_wait()? {
-                    bail!(
-                        "{} exited with {status} before it was ready; log: {}",
-                        self.system.name(),
-                        fs::read_to_string(&self.log_path).unwrap_or_default()
-                    );
-                }
+            let exited = match self.child.as_mut() {
+                Some(c) => c.try_wait()?,
+                None => None,
+            };
+            if let Some(status) = exited {
+                bail!(
+                    "{} exited with {status} before it was ready; log: {}",
+                    self.system.name(),
+                    fs::read_to_string(&self.log_path).unwrap_or_default()
+                );
             }
-            if http.get(self.ready_url()).send().is_ok_and(|r| r.status().is_success()) {
+            if http
+                .get(self.ready_url())
+                .send()
+                .is_ok_and(|r| r.status().is_success())
+            {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -165,7 +189,9 @@ impl Peer {
     /// CPU seconds (user + system) used so far.
     pub fn cpu_seconds(&self) -> f64 {
         let Some(pid) = self.pid() else { return 0.0 };
-        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return 0.0;
+        };
         // fields after the parenthesised command name; utime and stime are 14th and 15th
         let after = stat.rsplit_once(')').map_or("", |x| x.1);
         let f: Vec<&str> = after.split_whitespace().collect();
@@ -186,7 +212,9 @@ impl Peer {
 
     /// Sends SIGTERM and waits for a clean exit (SIGKILL after `timeout`).
     pub fn stop(&mut self, timeout: Duration) -> anyhow::Result<()> {
-        let Some(mut c) = self.child.take() else { return Ok(()) };
+        let Some(mut c) = self.child.take() else {
+            return Ok(());
+        };
         signal(c.id(), "TERM");
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
@@ -219,7 +247,10 @@ impl Drop for Peer {
 }
 
 fn signal(pid: u32, sig: &str) {
-    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
 }
 
 /// Total size of the files under `dir`, in bytes.
@@ -240,5 +271,9 @@ pub fn find_bin(env: &str, names: &[&str]) -> Option<PathBuf> {
         return Some(PathBuf::from(p));
     }
     let path = std::env::var_os("PATH")?;
-    names.iter().find_map(|n| std::env::split_paths(&path).map(|d| d.join(n)).find(|p| p.is_file()))
+    names.iter().find_map(|n| {
+        std::env::split_paths(&path)
+            .map(|d| d.join(n))
+            .find(|p| p.is_file())
+    })
 }

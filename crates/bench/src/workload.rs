@@ -73,15 +73,24 @@ fn spec(name: &str, extra: &[(&str, String)], shape: Shape) -> SeriesSpec {
 pub fn host_series(n: usize) -> Vec<SeriesSpec> {
     let mut v = Vec::with_capacity(n);
     let modes = [
-        ("idle", 0.7), ("user", 0.15), ("system", 0.06), ("iowait", 0.02),
-        ("irq", 0.001), ("softirq", 0.01), ("steal", 0.0), ("nice", 0.001),
+        ("idle", 0.7),
+        ("user", 0.15),
+        ("system", 0.06),
+        ("iowait", 0.02),
+        ("irq", 0.001),
+        ("softirq", 0.01),
+        ("steal", 0.0),
+        ("nice", 0.001),
     ];
     for cpu in 0..8 {
         for (mode, share) in modes {
             v.push(spec(
                 "node_cpu_seconds_total",
                 &[("cpu", cpu.to_string()), ("mode", mode.into())],
-                Shape::Counter { rate: share, decimals: 2 },
+                Shape::Counter {
+                    rate: share,
+                    decimals: 2,
+                },
             ));
         }
     }
@@ -97,16 +106,54 @@ pub fn host_series(n: usize) -> Vec<SeriesSpec> {
         ("node_memory_Dirty_bytes", 0.0, 2e7),
         ("node_memory_Slab_bytes", 3e8, 5e8),
     ] {
-        let shape = if lo == hi { Shape::Const(lo) } else { Shape::Gauge { lo, hi, decimals: 0 } };
+        let shape = if lo == hi {
+            Shape::Const(lo)
+        } else {
+            Shape::Gauge { lo, hi, decimals: 0 }
+        };
         v.push(spec(name, &[], shape));
     }
-    for (mnt, dev) in [("/", "sda1"), ("/boot", "sda2"), ("/var", "sdb1"), ("/home", "sdc1"), ("/run", "tmpfs")] {
-        let l = [("device", format!("/dev/{dev}")), ("fstype", "ext4".into()), ("mountpoint", mnt.into())];
+    for (mnt, dev) in [
+        ("/", "sda1"),
+        ("/boot", "sda2"),
+        ("/var", "sdb1"),
+        ("/home", "sdc1"),
+        ("/run", "tmpfs"),
+    ] {
+        let l = [
+            ("device", format!("/dev/{dev}")),
+            ("fstype", "ext4".into()),
+            ("mountpoint", mnt.into()),
+        ];
         v.push(spec("node_filesystem_size_bytes", &l, Shape::Const(1e11)));
-        v.push(spec("node_filesystem_avail_bytes", &l, Shape::Gauge { lo: 2e10, hi: 6e10, decimals: 0 }));
-        v.push(spec("node_filesystem_free_bytes", &l, Shape::Gauge { lo: 2.5e10, hi: 6.5e10, decimals: 0 }));
+        v.push(spec(
+            "node_filesystem_avail_bytes",
+            &l,
+            Shape::Gauge {
+                lo: 2e10,
+                hi: 6e10,
+                decimals: 0,
+            },
+        ));
+        v.push(spec(
+            "node_filesystem_free_bytes",
+            &l,
+            Shape::Gauge {
+                lo: 2.5e10,
+                hi: 6.5e10,
+                decimals: 0,
+            },
+        ));
         v.push(spec("node_filesystem_files", &l, Shape::Const(6_553_600.0)));
-        v.push(spec("node_filesystem_files_free", &l, Shape::Gauge { lo: 6e6, hi: 6.5e6, decimals: 0 }));
+        v.push(spec(
+            "node_filesystem_files_free",
+            &l,
+            Shape::Gauge {
+                lo: 6e6,
+                hi: 6.5e6,
+                decimals: 0,
+            },
+        ));
         v.push(spec("node_filesystem_readonly", &l, Shape::Const(0.0)));
         v.push(spec("node_filesystem_device_error", &l, Shape::Const(0.0)));
     }
@@ -137,33 +184,83 @@ pub fn host_series(n: usize) -> Vec<SeriesSpec> {
         ] {
             v.push(spec(name, &l, Shape::Counter { rate, decimals: d }));
         }
-        v.push(spec("node_disk_io_now", &l, Shape::Gauge { lo: 0.0, hi: 8.0, decimals: 0 }));
+        v.push(spec(
+            "node_disk_io_now",
+            &l,
+            Shape::Gauge {
+                lo: 0.0,
+                hi: 8.0,
+                decimals: 0,
+            },
+        ));
     }
-    for (name, lo, hi) in [("node_load1", 0.0, 4.0), ("node_load5", 0.2, 3.0), ("node_load15", 0.3, 2.5)] {
+    for (name, lo, hi) in [
+        ("node_load1", 0.0, 4.0),
+        ("node_load5", 0.2, 3.0),
+        ("node_load15", 0.3, 2.5),
+    ] {
         v.push(spec(name, &[], Shape::Gauge { lo, hi, decimals: 2 }));
     }
     v.push(spec(
         "node_uname_info",
-        &[("sysname", "Linux".into()), ("release", "6.1.0-13-amd64".into()), ("machine", "x86_64".into())],
+        &[
+            ("sysname", "Linux".into()),
+            ("release", "6.1.0-13-amd64".into()),
+            ("machine", "x86_64".into()),
+        ],
         Shape::Const(1.0),
     ));
     v.push(spec("node_boot_time_seconds", &[], Shape::Const(1_699_000_000.0)));
-    v.push(spec("node_time_seconds", &[], Shape::Counter { rate: 1.0, decimals: 3 }));
-    let les = ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf"];
+    v.push(spec(
+        "node_time_seconds",
+        &[],
+        Shape::Counter {
+            rate: 1.0,
+            decimals: 3,
+        },
+    ));
+    let les = [
+        "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf",
+    ];
     for handler in ["/metrics", "/"] {
         for (i, le) in les.iter().enumerate() {
             let rate = 0.2 * (i as f64 + 1.0) / les.len() as f64;
             let l = [("handler", handler.to_owned()), ("le", (*le).to_owned())];
-            v.push(spec("promhttp_request_duration_seconds_bucket", &l, Shape::Counter { rate, decimals: 0 }));
+            v.push(spec(
+                "promhttp_request_duration_seconds_bucket",
+                &l,
+                Shape::Counter { rate, decimals: 0 },
+            ));
         }
         let l = [("handler", handler.to_owned())];
-        v.push(spec("promhttp_request_duration_seconds_sum", &l, Shape::Counter { rate: 0.004, decimals: 6 }));
-        v.push(spec("promhttp_request_duration_seconds_count", &l, Shape::Counter { rate: 0.2, decimals: 0 }));
+        v.push(spec(
+            "promhttp_request_duration_seconds_sum",
+            &l,
+            Shape::Counter {
+                rate: 0.004,
+                decimals: 6,
+            },
+        ));
+        v.push(spec(
+            "promhttp_request_duration_seconds_count",
+            &l,
+            Shape::Counter {
+                rate: 0.2,
+                decimals: 0,
+            },
+        ));
     }
     let mut i = 0;
     while v.len() < n {
         let l = [("cpu", (i % 64).to_string()), ("type", format!("IRQ{}", i / 64))];
-        v.push(spec("node_interrupts_total", &l, Shape::Counter { rate: 5.0 + (i % 7) as f64, decimals: 0 }));
+        v.push(spec(
+            "node_interrupts_total",
+            &l,
+            Shape::Counter {
+                rate: 5.0 + (i % 7) as f64,
+                decimals: 0,
+            },
+        ));
         i += 1;
     }
     v.truncate(n);

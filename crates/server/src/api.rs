@@ -22,17 +22,29 @@ pub(crate) struct ApiError {
 
 impl ApiError {
     pub(crate) fn bad_data(msg: impl Into<String>) -> Self {
-        ApiError { status: StatusCode::BAD_REQUEST, kind: "bad_data", msg: msg.into() }
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            kind: "bad_data",
+            msg: msg.into(),
+        }
     }
 
     pub(crate) fn internal(msg: impl Into<String>) -> Self {
-        ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, kind: "internal", msg: msg.into() }
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            kind: "internal",
+            msg: msg.into(),
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({"status": "error", "errorType": self.kind, "error": self.msg}))).into_response()
+        (
+            self.status,
+            Json(json!({"status": "error", "errorType": self.kind, "error": self.msg})),
+        )
+            .into_response()
     }
 }
 
@@ -60,7 +72,9 @@ fn query(p: &Params, require_match: bool) -> Result<Query, ApiError> {
     }
     let limit = match p.get("limit") {
         None | Some("") => 0,
-        Some(s) => s.parse::<usize>().map_err(|_| ApiError::bad_data(format!("cannot parse \"{s}\" to a valid limit")))?,
+        Some(s) => s
+            .parse::<usize>()
+            .map_err(|_| ApiError::bad_data(format!("cannot parse \"{s}\" to a valid limit")))?,
     };
     let matches = p.all("match[]");
     if require_match && matches.is_empty() {
@@ -76,7 +90,12 @@ fn query(p: &Params, require_match: bool) -> Result<Query, ApiError> {
         }
         sets.extend(parsed);
     }
-    Ok(Query { sets, start, end, limit })
+    Ok(Query {
+        sets,
+        start,
+        end,
+        limit,
+    })
 }
 
 fn truncate<T>(mut v: Vec<T>, limit: usize, warnings: &mut Vec<String>) -> Vec<T> {
@@ -88,11 +107,17 @@ fn truncate<T>(mut v: Vec<T>, limit: usize, warnings: &mut Vec<String>) -> Vec<T
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal(e.to_string()))
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))
 }
 
 fn label_object(l: &Labels) -> Value {
-    Value::Object(l.iter().map(|x| (x.name.clone(), Value::String(x.value.clone()))).collect::<Map<_, _>>())
+    Value::Object(
+        l.iter()
+            .map(|x| (x.name.clone(), Value::String(x.value.clone())))
+            .collect::<Map<_, _>>(),
+    )
 }
 
 /// `GET|POST /api/v1/series`.
@@ -106,7 +131,11 @@ pub(crate) async fn series(
     let qy = query(&p, true)?;
     let db = st.db.clone();
     let mut all: Vec<Labels> = blocking(move || {
-        let mut v: Vec<Labels> = qy.sets.iter().flat_map(|set| db.series(set, qy.start, qy.end)).collect();
+        let mut v: Vec<Labels> = qy
+            .sets
+            .iter()
+            .flat_map(|set| db.series(set, qy.start, qy.end))
+            .collect();
         v.sort();
         v.dedup();
         v
@@ -114,7 +143,10 @@ pub(crate) async fn series(
     .await?;
     let mut warnings = Vec::new();
     all = truncate(all, qy.limit, &mut warnings);
-    Ok(success(Value::Array(all.iter().map(label_object).collect()), warnings))
+    Ok(success(
+        Value::Array(all.iter().map(label_object).collect()),
+        warnings,
+    ))
 }
 
 /// `GET|POST /api/v1/labels`.
@@ -131,7 +163,11 @@ pub(crate) async fn labels(
         if qy.sets.is_empty() {
             return db.label_names(&[], qy.start, qy.end);
         }
-        let mut v: Vec<String> = qy.sets.iter().flat_map(|s| db.label_names(s, qy.start, qy.end)).collect();
+        let mut v: Vec<String> = qy
+            .sets
+            .iter()
+            .flat_map(|s| db.label_names(s, qy.start, qy.end))
+            .collect();
         v.sort();
         v.dedup();
         v
@@ -152,14 +188,18 @@ pub(crate) async fn label_values(
 ) -> Result<Response, ApiError> {
     let p = Params::from_request(q.as_deref(), &headers, &body);
     let qy = query(&p, false)?;
-    let name = decode_label_name(&name).ok_or_else(|| ApiError::bad_data(format!("invalid label name: {name:?}")))?;
+    let name = decode_label_name(&name)
+        .ok_or_else(|| ApiError::bad_data(format!("invalid label name: {name:?}")))?;
     let db = st.db.clone();
     let values = blocking(move || {
         if qy.sets.is_empty() {
             return db.label_values(&name, &[], qy.start, qy.end);
         }
-        let mut v: Vec<String> =
-            qy.sets.iter().flat_map(|s| db.label_values(&name, s, qy.start, qy.end)).collect();
+        let mut v: Vec<String> = qy
+            .sets
+            .iter()
+            .flat_map(|s| db.label_values(&name, s, qy.start, qy.end))
+            .collect();
         v.sort();
         v.dedup();
         v

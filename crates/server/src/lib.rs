@@ -40,7 +40,10 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { max_write_body_bytes: 32 << 20, max_write_decoded_bytes: 256 << 20 }
+        ServerConfig {
+            max_write_body_bytes: 32 << 20,
+            max_write_decoded_bytes: 256 << 20,
+        }
     }
 }
 

@@ -29,14 +29,20 @@ impl Params {
     }
 
     pub(crate) fn all(&self, k: &str) -> Vec<&str> {
-        self.0.iter().filter(|(n, _)| n == k).map(|(_, v)| v.as_str()).collect()
+        self.0
+            .iter()
+            .filter(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     /// A timestamp parameter in milliseconds, `default` when absent or empty.
     pub(crate) fn time(&self, k: &str, default: i64) -> Result<i64, String> {
         match self.get(k) {
             None | Some("") => Ok(default),
-            Some(s) => parse_time(s).ok_or_else(|| format!("invalid parameter \"{k}\": cannot parse \"{s}\" to a valid timestamp")),
+            Some(s) => parse_time(s).ok_or_else(|| {
+                format!("invalid parameter \"{k}\": cannot parse \"{s}\" to a valid timestamp")
+            }),
         }
     }
 }
@@ -58,7 +64,9 @@ pub(crate) fn parse_time(s: &str) -> Option<i64> {
     if s.starts_with("292277026") || s.starts_with("292277025") {
         return Some(i64::MAX);
     }
-    chrono::DateTime::parse_from_rfc3339(s).ok().map(|t| t.timestamp_millis())
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.timestamp_millis())
 }
 
 #[cfg(test)]

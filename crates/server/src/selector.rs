@@ -18,15 +18,18 @@ fn convert(m: &promql_parser::label::Matcher) -> Result<Matcher, String> {
 /// (more than one for Prometheus 3's `{a="1" or b="2"}`).
 pub fn parse_selector(s: &str) -> Result<Vec<Vec<Matcher>>, String> {
     let Expr::VectorSelector(vs) = parser::parse(s)? else {
-        return Err(format!("1:1: parse error: unexpected expression, expected a series selector: {s}"));
+        return Err(format!(
+            "1:1: parse error: unexpected expression, expected a series selector: {s}"
+        ));
     };
     let name = match &vs.name {
         Some(n) => Some(Matcher::new(MatchOp::Equal, METRIC_NAME, n.clone()).map_err(|e| e.to_string())?),
         None => None,
     };
     let mut sets = Vec::new();
-    let alternatives =
-        std::iter::once(&vs.matchers.matchers).chain(vs.matchers.or_matchers.iter()).filter(|a| !a.is_empty());
+    let alternatives = std::iter::once(&vs.matchers.matchers)
+        .chain(vs.matchers.or_matchers.iter())
+        .filter(|a| !a.is_empty());
     for alt in alternatives {
         let mut set = alt.iter().map(convert).collect::<Result<Vec<_>, _>>()?;
         if let Some(n) = &name {
@@ -34,10 +37,8 @@ pub fn parse_selector(s: &str) -> Result<Vec<Vec<Matcher>>, String> {
         }
         sets.push(set);
     }
-    if sets.is_empty() {
-        if let Some(n) = name {
-            sets.push(vec![n]);
-        }
+    if let Some(n) = name.filter(|_| sets.is_empty()) {
+        sets.push(vec![n]);
     }
     Ok(sets)
 }

@@ -128,7 +128,9 @@ pub struct Db {
 
 impl std::fmt::Debug for Db {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Db").field("cfg", &self.cfg).finish_non_exhaustive()
+        f.debug_struct("Db")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
     }
 }
 
@@ -162,8 +164,12 @@ impl Db {
         }
         check_settings(kv.as_ref(), &cfg)?;
         let started = Instant::now();
-        let shards = (0..cfg.shards).map(|i| Shard::open(i, kv.clone())).collect::<Result<Vec<_>>>()?;
-        let rules = ApplyRules { ooo_window_ms: cfg.out_of_order_window.as_millis() as i64 };
+        let shards = (0..cfg.shards)
+            .map(|i| Shard::open(i, kv.clone()))
+            .collect::<Result<Vec<_>>>()?;
+        let rules = ApplyRules {
+            ooo_window_ms: cfg.out_of_order_window.as_millis() as i64,
+        };
         let shards = Arc::new(Shards { shards, rules });
         let applied: Vec<_> = shards.shards.iter().map(|s| (s.id, s.applied())).collect();
         let (log, replayed) = LocalLog::open(kv.clone(), &applied, shards.clone())?;
@@ -179,7 +185,10 @@ impl Db {
             log,
             cfg,
             clock,
-            stop: Arc::new(Stop { flag: Mutex::new(false), cv: Condvar::new() }),
+            stop: Arc::new(Stop {
+                flag: Mutex::new(false),
+                cv: Condvar::new(),
+            }),
             maint: Mutex::new(None),
             closed: AtomicBool::new(false),
         });
@@ -263,13 +272,23 @@ impl Db {
         Ok(out)
     }
 
-    fn snapshots(&self, matchers: &[Matcher], mint: i64, maxt: i64, samples: bool) -> Vec<(usize, SeriesSnapshot)> {
+    fn snapshots(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        samples: bool,
+    ) -> Vec<(usize, SeriesSnapshot)> {
         let mut all: Vec<(usize, SeriesSnapshot)> = self
             .shards
             .shards
             .iter()
             .enumerate()
-            .flat_map(|(i, s)| s.snapshot(matchers, mint, maxt, samples).into_iter().map(move |x| (i, x)))
+            .flat_map(|(i, s)| {
+                s.snapshot(matchers, mint, maxt, samples)
+                    .into_iter()
+                    .map(move |x| (i, x))
+            })
             .collect();
         all.sort_by(|a, b| a.1.labels.cmp(&b.1.labels));
         all
@@ -278,18 +297,30 @@ impl Db {
     /// Streams the series matching `matchers` with their samples in `[mint, maxt]`,
     /// sorted by labels. Series with no sample in range are skipped.
     pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Select<'_> {
-        Select { db: self, snaps: self.snapshots(matchers, mint, maxt, true).into_iter(), mint, maxt }
+        Select {
+            db: self,
+            snaps: self.snapshots(matchers, mint, maxt, true).into_iter(),
+            mint,
+            maxt,
+        }
     }
 
     /// Label sets of series matching `matchers` with data in the range (day granularity), sorted.
     pub fn series(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<Labels> {
-        self.snapshots(matchers, mint, maxt, false).into_iter().map(|(_, s)| s.labels).collect()
+        self.snapshots(matchers, mint, maxt, false)
+            .into_iter()
+            .map(|(_, s)| s.labels)
+            .collect()
     }
 
     /// Sorted label names, of all series or of those matching `matchers`.
     pub fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<String> {
-        let mut v: Vec<String> =
-            self.shards.shards.iter().flat_map(|s| s.label_names(matchers, mint, maxt)).collect();
+        let mut v: Vec<String> = self
+            .shards
+            .shards
+            .iter()
+            .flat_map(|s| s.label_names(matchers, mint, maxt))
+            .collect();
         v.sort();
         v.dedup();
         v
@@ -297,8 +328,12 @@ impl Db {
 
     /// Sorted values of label `name`.
     pub fn label_values(&self, name: &str, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<String> {
-        let mut v: Vec<String> =
-            self.shards.shards.iter().flat_map(|s| s.label_values(name, matchers, mint, maxt)).collect();
+        let mut v: Vec<String> = self
+            .shards
+            .shards
+            .iter()
+            .flat_map(|s| s.label_values(name, matchers, mint, maxt))
+            .collect();
         v.sort();
         v.dedup();
         v
@@ -349,7 +384,9 @@ pub struct Select<'a> {
 
 impl std::fmt::Debug for Select<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Select").field("remaining", &self.snaps.len()).finish()
+        f.debug_struct("Select")
+            .field("remaining", &self.snaps.len())
+            .finish()
     }
 }
 
@@ -359,16 +396,23 @@ impl Iterator for Select<'_> {
     fn next(&mut self) -> Option<Self::Item> {
         for (shard, snap) in self.snaps.by_ref() {
             let mut samples = Vec::new();
-            if let Err(e) =
-                self.db.shards.shards[shard].read_persisted(snap.id, snap.days, self.mint, self.maxt, &mut samples)
-            {
+            if let Err(e) = self.db.shards.shards[shard].read_persisted(
+                snap.id,
+                snap.days,
+                self.mint,
+                self.maxt,
+                &mut samples,
+            ) {
                 return Some(Err(e));
             }
             // head data is newer than anything persisted: it goes last and wins ties
             samples.extend_from_slice(&snap.head);
             chunk::sort_dedup(&mut samples);
             if !samples.is_empty() {
-                return Some(Ok(SeriesData { labels: snap.labels, samples }));
+                return Some(Ok(SeriesData {
+                    labels: snap.labels,
+                    samples,
+                }));
             }
         }
         None

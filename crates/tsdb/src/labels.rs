@@ -49,8 +49,13 @@ impl Labels {
         N: Into<String>,
         V: Into<String>,
     {
-        let mut v: Vec<Label> =
-            pairs.into_iter().map(|(n, v)| Label { name: n.into(), value: v.into() }).collect();
+        let mut v: Vec<Label> = pairs
+            .into_iter()
+            .map(|(n, v)| Label {
+                name: n.into(),
+                value: v.into(),
+            })
+            .collect();
         if v.iter().any(|l| l.name.is_empty()) {
             return Err(LabelsError::EmptyName(render(&v)));
         }
@@ -59,7 +64,10 @@ impl Labels {
         }
         v.sort_by(|a, b| a.name.cmp(&b.name));
         if let Some(w) = v.windows(2).find(|w| w[0].name == w[1].name) {
-            return Err(LabelsError::Duplicate { labels: render(&v), name: w[0].name.clone() });
+            return Err(LabelsError::Duplicate {
+                labels: render(&v),
+                name: w[0].name.clone(),
+            });
         }
         v.retain(|l| !l.value.is_empty());
         Ok(Labels(v.into()))
@@ -96,7 +104,10 @@ impl Labels {
     /// The canonical byte encoding: for each label, varint length + name, varint length + value.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.0.iter().map(|l| l.name.len() + l.value.len() + 2).sum());
-        encode_pairs(self.0.iter().map(|l| (l.name.as_bytes(), l.value.as_bytes())), &mut out);
+        encode_pairs(
+            self.0.iter().map(|l| (l.name.as_bytes(), l.value.as_bytes())),
+            &mut out,
+        );
         out
     }
 
@@ -169,17 +180,31 @@ mod tests {
         assert_eq!(l.to_string(), r#"{__name__="up", job="node"}"#);
         assert_eq!(Labels::decode(&l.encode()).unwrap(), l);
         assert_eq!(l.get("job"), Some("node"));
-        assert_eq!(l.stable_hash(), Labels::from_pairs([("__name__", "up"), ("job", "node")]).unwrap().stable_hash());
+        assert_eq!(
+            l.stable_hash(),
+            Labels::from_pairs([("__name__", "up"), ("job", "node")])
+                .unwrap()
+                .stable_hash()
+        );
     }
 
     #[test]
     fn rejects_bad_sets() {
-        assert!(matches!(Labels::from_pairs([("a", "1")]), Err(LabelsError::NoMetricName(_))));
-        assert!(matches!(Labels::from_pairs([("__name__", "")]), Err(LabelsError::NoMetricName(_))));
+        assert!(matches!(
+            Labels::from_pairs([("a", "1")]),
+            Err(LabelsError::NoMetricName(_))
+        ));
+        assert!(matches!(
+            Labels::from_pairs([("__name__", "")]),
+            Err(LabelsError::NoMetricName(_))
+        ));
         assert!(matches!(
             Labels::from_pairs([("__name__", "x"), ("a", "1"), ("a", "2")]),
             Err(LabelsError::Duplicate { .. })
         ));
-        assert!(matches!(Labels::from_pairs([("__name__", "x"), ("", "1")]), Err(LabelsError::EmptyName(_))));
+        assert!(matches!(
+            Labels::from_pairs([("__name__", "x"), ("", "1")]),
+            Err(LabelsError::EmptyName(_))
+        ));
     }
 }

@@ -143,12 +143,16 @@ pub(crate) struct Shard {
 
 impl fmt::Debug for Shard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Shard").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("Shard")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
 fn read_u64(kv: &dyn KvEngine, key: &[u8]) -> Result<Option<u64>> {
-    Ok(kv.get(Cf::Meta, key)?.and_then(|v| v.try_into().ok().map(u64::from_be_bytes)))
+    Ok(kv
+        .get(Cf::Meta, key)?
+        .and_then(|v| v.try_into().ok().map(u64::from_be_bytes)))
 }
 
 impl Shard {
@@ -177,7 +181,10 @@ impl Shard {
             true
         })?;
         if let Some(sid) = bad {
-            return Err(Error::Corrupt { shard: id, what: format!("labels of series {sid}") });
+            return Err(Error::Corrupt {
+                shard: id,
+                what: format!("labels of series {sid}"),
+            });
         }
         let (s, e) = keys::day_range(id, 0, u32::MAX);
         kv.scan(Cf::Index, &s, &e, &mut |k, _| {
@@ -187,7 +194,12 @@ impl Shard {
             }
             true
         })?;
-        Ok(Shard { id, kv, state: RwLock::new(st), maintenance: Mutex::new(()) })
+        Ok(Shard {
+            id,
+            kv,
+            state: RwLock::new(st),
+            maintenance: Mutex::new(()),
+        })
     }
 
     /// The watermark: the last log index applied.
@@ -253,13 +265,19 @@ impl Shard {
         }
         let kv = self.kv.clone();
         let shard = self.id;
-        let Some(s) = st.series.get_mut(&id) else { return Ok(()) };
+        let Some(s) = st.series.get_mut(&id) else {
+            return Ok(());
+        };
         if s.last.is_none() && s.persisted {
             s.last = load_last(kv.as_ref(), shard, id, s.days).unwrap_or(None);
         }
         match s.last {
             Some((lt, lv)) if t == lt => {
-                return if v.to_bits() == lv { Ok(()) } else { Err(RejectReason::Duplicate) };
+                return if v.to_bits() == lv {
+                    Ok(())
+                } else {
+                    Err(RejectReason::Duplicate)
+                };
             }
             Some((lt, _)) if t < lt => {
                 if rules.ooo_window_ms == 0 {
@@ -293,7 +311,10 @@ impl Shard {
     /// (series, bytes held by open chunks) for self-metrics.
     pub(crate) fn head_stats(&self) -> (usize, usize) {
         let st = self.state.read();
-        (st.series.len(), st.series.values().map(|s| s.head.size_bytes()).sum())
+        (
+            st.series.len(),
+            st.series.values().map(|s| s.head.size_bytes()).sum(),
+        )
     }
 
     /// Writes everything since the last checkpoint in one synced batch and truncates the log.
@@ -319,7 +340,11 @@ impl Shard {
             }
             if !s.head.is_empty() {
                 let head = std::mem::take(&mut s.head);
-                b.put(Cf::Chunks, keys::chunk_key(id, s.head_bucket, sid, seq), head.to_bytes());
+                b.put(
+                    Cf::Chunks,
+                    keys::chunk_key(id, s.head_bucket, sid, seq),
+                    head.to_bytes(),
+                );
                 seq += 1;
             }
             if !s.ooo.is_empty() {
@@ -328,7 +353,11 @@ impl Shard {
                 for part in ooo.chunk_by(|a, b| bucket_of(a.0) == bucket_of(b.0)) {
                     let mut part = part.to_vec();
                     chunk::sort_dedup(&mut part);
-                    b.put(Cf::Chunks, keys::chunk_key(id, bucket_of(part[0].0), sid, seq), chunk::encode_packed(&part));
+                    b.put(
+                        Cf::Chunks,
+                        keys::chunk_key(id, bucket_of(part[0].0), sid, seq),
+                        chunk::encode_packed(&part),
+                    );
                     seq += 1;
                 }
             }
@@ -346,7 +375,11 @@ impl Shard {
             let (k, v) = meta(META_MAX_T, t as u64);
             b.put(Cf::Meta, k, v);
         }
-        b.delete_range(Cf::Log, keys::log_key(id, 0), keys::log_key(id, st.applied.saturating_add(1)));
+        b.delete_range(
+            Cf::Log,
+            keys::log_key(id, 0),
+            keys::log_key(id, st.applied.saturating_add(1)),
+        );
         self.kv.write(b, true)?;
         st.log_bytes = 0;
         Ok(())
@@ -378,7 +411,11 @@ impl Shard {
         }
         if bucket > from {
             let mut b = WriteBatch::default();
-            b.put(Cf::Meta, keys::meta_key(self.id, META_COMPACTED), (bucket as u64).to_be_bytes().to_vec());
+            b.put(
+                Cf::Meta,
+                keys::meta_key(self.id, META_COMPACTED),
+                (bucket as u64).to_be_bytes().to_vec(),
+            );
             self.kv.write(b, false)?;
             self.state.write().compacted_through = Some(bucket);
         }
@@ -407,7 +444,10 @@ impl Shard {
                 let mut samples = Vec::new();
                 for (_, v) in group.iter() {
                     if chunk::decode_into(v, &mut samples).is_none() {
-                        err = Some(Error::Corrupt { shard: self.id, what: "chunk".into() });
+                        err = Some(Error::Corrupt {
+                            shard: self.id,
+                            what: "chunk".into(),
+                        });
                         group.clear();
                         return;
                     }
@@ -448,7 +488,11 @@ impl Shard {
         let cut_day = keys::day_of(cutoff);
         let mut b = WriteBatch::default();
         let (s, _) = keys::shard_range(id);
-        b.delete_range(Cf::Chunks, s, keys::chunk_bucket_range(id, cut_bucket, cut_bucket).0);
+        b.delete_range(
+            Cf::Chunks,
+            s,
+            keys::chunk_bucket_range(id, cut_bucket, cut_bucket).0,
+        );
         let (ds, de) = keys::day_range(id, 0, cut_day);
         b.delete_range(Cf::Index, ds, de);
         let mut st = self.state.write();
@@ -510,7 +554,12 @@ impl Shard {
             if with_samples {
                 s.head_samples(mint, maxt, &mut head);
             }
-            out.push(SeriesSnapshot { labels: s.labels.clone(), id, days, head });
+            out.push(SeriesSnapshot {
+                labels: s.labels.clone(),
+                id,
+                days,
+                head,
+            });
         }
         out
     }
@@ -536,12 +585,17 @@ impl Shard {
         if matchers.is_empty() {
             let (dlo, dhi) = (keys::day_of(mint), keys::day_of(maxt));
             let st = self.state.read();
-            let Some(values) = st.postings.values(name) else { return Vec::new() };
+            let Some(values) = st.postings.values(name) else {
+                return Vec::new();
+            };
             return values
                 .iter()
                 .filter(|(_, ids)| {
                     ids.iter().any(|id| {
-                        st.series.get(id).and_then(|s| s.days).is_some_and(|(a, b)| b >= dlo && a <= dhi)
+                        st.series
+                            .get(id)
+                            .and_then(|s| s.days)
+                            .is_some_and(|(a, b)| b >= dlo && a <= dhi)
                     })
                 })
                 .map(|(v, _)| v.clone())
@@ -589,7 +643,10 @@ impl Shard {
                 true
             })?;
             if bad {
-                return Err(Error::Corrupt { shard: self.id, what: format!("chunk of series {id}") });
+                return Err(Error::Corrupt {
+                    shard: self.id,
+                    what: format!("chunk of series {id}"),
+                });
             }
             bucket += BUCKET_MS;
         }
@@ -598,14 +655,21 @@ impl Shard {
 }
 
 /// Newest persisted sample of a series (searching its last active day, newest bucket first).
-fn load_last(kv: &dyn KvEngine, shard: ShardId, id: u64, days: Option<(u32, u32)>) -> Result<Option<(i64, u64)>> {
+fn load_last(
+    kv: &dyn KvEngine,
+    shard: ShardId,
+    id: u64,
+    days: Option<(u32, u32)>,
+) -> Result<Option<(i64, u64)>> {
     let Some((_, hi)) = days else { return Ok(None) };
     let day_start = i64::from(hi) * DAY_MS;
     let mut bucket = bucket_of(day_start + DAY_MS - 1);
     while bucket >= day_start {
         let p = keys::chunk_series_prefix(shard, bucket, id);
         let mut samples = Vec::new();
-        kv.scan(Cf::Chunks, &p, &keys::prefix_end(&p), &mut |_, v| chunk::decode_into(v, &mut samples).is_some())?;
+        kv.scan(Cf::Chunks, &p, &keys::prefix_end(&p), &mut |_, v| {
+            chunk::decode_into(v, &mut samples).is_some()
+        })?;
         if !samples.is_empty() {
             chunk::sort_dedup(&mut samples);
             return Ok(samples.last().map(|&(t, v)| (t, v.to_bits())));
