@@ -46,6 +46,7 @@ impl Collector for DbCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let head = self.0.head_stats();
         let log = self.0.log_stats();
+        let cp = self.0.checkpoint_stats();
         let gauges = [
             (
                 "strata_head_series",
@@ -81,6 +82,16 @@ impl Collector for DbCollector {
                 "strata_wal_bytes",
                 "Bytes of log records written.",
                 log.bytes.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "strata_checkpoints",
+                "Shard checkpoints written.",
+                cp.checkpoints.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "strata_checkpoint_seconds",
+                "Time spent writing checkpoints.",
+                cp.checkpoint_micros.load(Ordering::Relaxed) as f64 / 1e6,
             ),
         ];
         for (name, help, v) in counters {

@@ -1,7 +1,7 @@
 //! The node's database: its shards, the local log, maintenance, and the query surface.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -100,6 +100,15 @@ pub struct SeriesData {
     pub samples: Vec<Sample>,
 }
 
+/// Checkpoint counters, for self-metrics.
+#[derive(Debug, Default)]
+pub struct CheckpointStats {
+    /// Shard checkpoints written.
+    pub checkpoints: AtomicU64,
+    /// Time spent in checkpoints (head encode + synced batch), in microseconds.
+    pub checkpoint_micros: AtomicU64,
+}
+
 /// Head statistics, for self-metrics.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct HeadStats {
@@ -124,6 +133,7 @@ pub struct Db {
     stop: Arc<Stop>,
     maint: Mutex<Option<thread::JoinHandle<()>>>,
     closed: AtomicBool,
+    checkpoint_stats: CheckpointStats,
 }
 
 impl std::fmt::Debug for Db {
@@ -191,6 +201,7 @@ impl Db {
             }),
             maint: Mutex::new(None),
             closed: AtomicBool::new(false),
+            checkpoint_stats: CheckpointStats::default(),
         });
         let weak = Arc::downgrade(&db);
         let stop = db.stop.clone();
@@ -235,8 +246,8 @@ impl Db {
         let cutoff = self.clock.now_ms() - self.cfg.retention.as_millis() as i64;
         for s in &self.shards.shards {
             if force || s.log_bytes() >= self.cfg.checkpoint_log_bytes {
-                s.checkpoint()?;
-                let merged = s.compact(self.shards.rules)?;
+                self.checkpoint(s)?;
+                let merged = s.compact(self.shards.rules, false)?;
                 if merged > 0 {
                     tracing::debug!(shard = s.id, merged, "compacted finished buckets");
                 }
@@ -244,6 +255,21 @@ impl Db {
             s.retain(cutoff)?;
         }
         Ok(())
+    }
+
+    fn checkpoint(&self, s: &Shard) -> Result<()> {
+        let started = Instant::now();
+        s.checkpoint()?;
+        let st = &self.checkpoint_stats;
+        st.checkpoints.fetch_add(1, Ordering::Relaxed);
+        st.checkpoint_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Checkpoint counters.
+    pub fn checkpoint_stats(&self) -> &CheckpointStats {
+        &self.checkpoint_stats
     }
 
     /// Stores a batch of series: one log record per shard, one group commit, then apply.
@@ -355,7 +381,8 @@ impl Db {
         self.log.stats()
     }
 
-    /// Stops maintenance and the log, checkpoints every shard, flushes the engine.
+    /// Stops maintenance and the log, checkpoints every shard, merges every bucket's
+    /// segments into packed chunks, flushes the engine.
     pub fn close(&self) -> Result<()> {
         if self.closed.swap(true, Ordering::SeqCst) {
             return Ok(());
@@ -367,8 +394,8 @@ impl Db {
         }
         self.log.close();
         for s in &self.shards.shards {
-            s.checkpoint()?;
-            s.compact(self.shards.rules)?;
+            self.checkpoint(s)?;
+            s.compact(self.shards.rules, true)?;
         }
         self.kv.flush()
     }

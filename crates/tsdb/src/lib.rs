@@ -33,7 +33,9 @@ pub mod record;
 mod shard;
 pub mod varint;
 
-pub use db::{Clock, Db, DbConfig, HeadStats, Select, SeriesData, SeriesWrite, SystemClock, shard_of};
+pub use db::{
+    CheckpointStats, Clock, Db, DbConfig, HeadStats, Select, SeriesData, SeriesWrite, SystemClock, shard_of,
+};
 pub use error::{Error, Result};
 pub use kv::{Cf, KvEngine, MemEngine, WriteBatch};
 pub use labels::{Label, Labels, LabelsError, METRIC_NAME};

@@ -386,8 +386,10 @@ impl Shard {
     }
 
     /// Re-encodes every finished bucket (no more samples can land in it) into one packed
-    /// chunk per series. Call after a checkpoint.
-    pub(crate) fn compact(&self, rules: ApplyRules) -> Result<usize> {
+    /// chunk per series; with `include_open`, also the buckets that may still receive
+    /// samples (their later segments are merged again when they finish). Call after a
+    /// checkpoint.
+    pub(crate) fn compact(&self, rules: ApplyRules, include_open: bool) -> Result<usize> {
         let _m = self.maintenance.lock();
         let (max_t, from) = {
             let st = self.state.read();
@@ -409,6 +411,14 @@ impl Shard {
             merged += self.compact_bucket(bucket)?;
             bucket += BUCKET_MS;
         }
+        let finished = bucket;
+        if include_open {
+            while bucket <= bucket_of(max_t) {
+                merged += self.compact_bucket(bucket)?;
+                bucket += BUCKET_MS;
+            }
+        }
+        let bucket = finished;
         if bucket > from {
             let mut b = WriteBatch::default();
             b.put(
