@@ -3,16 +3,17 @@
 //! Two formats, told apart by the first byte:
 //! * **XOR** (`1`): Gorilla-style and appendable: delta-of-delta timestamps and XOR'd floats.
 //!   The head's open chunks use it, and so do the short segments a checkpoint writes.
-//! * **Packed** (`2`): the format of a finished bucket. Timestamps as delta-of-delta with a
-//!   prefix code (a regular scrape costs one bit a sample); values as a constant, as exact
-//!   decimals (an integer mantissa with one shared exponent, stored as deltas or
-//!   delta-of-deltas, whichever is smaller) or, when they are not exact decimals, as XOR.
+//! * **Packed** (`2`): the format of a finished bucket. Integer streams are bit-packed in
+//!   blocks of 16 at the block's own width (a regular scrape's timestamps cost under half a
+//!   bit a sample). Timestamps as delta-of-deltas; values as a constant, as exact decimals
+//!   (an integer mantissa with one shared exponent, stored as deltas or delta-of-deltas,
+//!   whichever is smaller) or, when they are not exact decimals, as XOR.
 //!
 //! Every float round-trips bit-exactly, NaN payloads (stale markers) included.
 
 mod bits;
 
-use bits::{BitReader, BitWriter, read_int, write_int};
+use bits::{BitReader, BitWriter, read_int, read_packed, write_int, write_packed};
 
 use crate::varint::{get_uvarint, get_varint, put_uvarint, put_varint};
 
@@ -185,16 +186,10 @@ pub fn encode_packed(samples: &[Sample]) -> Vec<u8> {
     };
     // timestamps
     put_varint(&mut out, t0);
-    let mut w = BitWriter::default();
-    let (mut prev, mut prev_delta) = (t0, 0i64);
-    for &(t, _) in &samples[1..] {
-        let d = t.wrapping_sub(prev);
-        write_int(&mut w, d.wrapping_sub(prev_delta));
-        prev = t;
-        prev_delta = d;
-    }
-    put_uvarint(&mut out, w.len() as u64);
-    out.extend_from_slice(&w.buf);
+    let ts: Vec<i64> = samples.iter().map(|s| s.0).collect();
+    let tbits = int_stream(&ts, true);
+    put_uvarint(&mut out, tbits.len() as u64);
+    out.extend_from_slice(&tbits);
     // values
     if samples.iter().all(|s| s.1.to_bits() == v0.to_bits()) {
         out.push(VAL_CONST);
@@ -256,17 +251,34 @@ fn decimal_exp(v: f64) -> Option<i32> {
     })
 }
 
-/// Mantissas 1.. as deltas (or delta-of-deltas) in the prefix code.
+/// Items 1.. as deltas (or delta-of-deltas), bit-packed.
 fn int_stream(ms: &[i64], dod: bool) -> Vec<u8> {
-    let mut w = BitWriter::default();
+    let mut diffs = Vec::with_capacity(ms.len().saturating_sub(1));
     let (mut prev, mut prev_delta) = (ms[0], 0i64);
     for &m in &ms[1..] {
         let d = m.wrapping_sub(prev);
-        write_int(&mut w, if dod { d.wrapping_sub(prev_delta) } else { d });
+        diffs.push(if dod { d.wrapping_sub(prev_delta) } else { d });
         prev = m;
         prev_delta = d;
     }
+    let mut w = BitWriter::default();
+    write_packed(&mut w, &diffs);
     w.buf
+}
+
+/// Inverse of [`int_stream`]: `first` then `n - 1` items.
+fn read_int_stream(bytes: &[u8], first: i64, n: usize, dod: bool) -> Option<Vec<i64>> {
+    let mut diffs = Vec::with_capacity(n);
+    read_packed(&mut BitReader::new(bytes), n.saturating_sub(1), &mut diffs)?;
+    let mut out = Vec::with_capacity(n);
+    out.push(first);
+    let (mut cur, mut d) = (first, 0i64);
+    for x in diffs {
+        d = if dod { d.wrapping_add(x) } else { x };
+        cur = cur.wrapping_add(d);
+        out.push(cur);
+    }
+    Some(out)
 }
 
 fn decode_packed(mut b: &[u8], out: &mut Vec<Sample>) -> Option<()> {
@@ -278,18 +290,11 @@ fn decode_packed(mut b: &[u8], out: &mut Vec<Sample>) -> Option<()> {
         return None;
     }
     let start = out.len();
-    let mut t = get_varint(&mut b)?;
+    let t0 = get_varint(&mut b)?;
     let tlen = usize::try_from(get_uvarint(&mut b)?).ok()?;
     let tbits = b.get(..tlen)?;
     b = &b[tlen..];
-    let mut r = BitReader::new(tbits);
-    out.push((t, 0.0));
-    let mut delta = 0i64;
-    for _ in 1..n {
-        delta = delta.wrapping_add(read_int(&mut r)?);
-        t = t.wrapping_add(delta);
-        out.push((t, 0.0));
-    }
+    out.extend(read_int_stream(tbits, t0, n, true)?.into_iter().map(|t| (t, 0.0)));
     let (&mode, mut b) = b.split_first()?;
     let vals = &mut out[start..];
     match mode {
@@ -299,15 +304,13 @@ fn decode_packed(mut b: &[u8], out: &mut Vec<Sample>) -> Option<()> {
         }
         VAL_DEC_DELTA | VAL_DEC_DOD => {
             let (&exp, mut b) = b.split_first()?;
+            if exp > MAX_DECIMAL_EXP as u8 {
+                return None;
+            }
             let p = 10f64.powi(i32::from(exp));
-            let mut m = get_varint(&mut b)?;
-            vals[0].1 = m as f64 / p;
-            let mut r = BitReader::new(b);
-            let mut d = 0i64;
-            for s in &mut vals[1..] {
-                let x = read_int(&mut r)?;
-                d = if mode == VAL_DEC_DOD { d.wrapping_add(x) } else { x };
-                m = m.wrapping_add(d);
+            let m0 = get_varint(&mut b)?;
+            let ms = read_int_stream(b, m0, vals.len(), mode == VAL_DEC_DOD)?;
+            for (s, m) in vals.iter_mut().zip(ms) {
                 s.1 = m as f64 / p;
             }
         }
