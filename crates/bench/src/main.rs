@@ -27,10 +27,22 @@ struct Cli {
 enum Cmd {
     /// Back-fill the same history into each system; report ingest and storage density.
     Storage(StorageArgs),
+    /// Back-fill history into any remote-write URL and report acknowledgements.
+    Load(LoadArgs),
 }
 
 #[derive(Debug, clap::Args)]
-struct StorageArgs {
+struct LoadArgs {
+    /// Remote-write URL, e.g. http://127.0.0.1:9090/api/v1/write.
+    #[arg(long)]
+    url: String,
+    #[command(flatten)]
+    load: Load,
+}
+
+/// The shape of a back-fill.
+#[derive(Debug, Clone, clap::Args)]
+struct Load {
     /// node_exporter hosts (1,000 series each by default).
     #[arg(long, default_value_t = 20)]
     hosts: usize,
@@ -46,6 +58,92 @@ struct StorageArgs {
     /// Samples per request.
     #[arg(long, default_value_t = 2000)]
     batch: usize,
+}
+
+impl Load {
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.hosts == 0 || self.series_per_host == 0 || self.concurrency == 0 || self.batch == 0 {
+            bail!("--hosts, --series-per-host, --concurrency and --batch must be at least 1");
+        }
+        if !(self.hours > 0.0 && self.hours <= 24.0 * 14.0) {
+            bail!("--hours must be within (0, 336]");
+        }
+        Ok(())
+    }
+}
+
+/// What a back-fill achieved.
+#[derive(Debug)]
+struct Backfill {
+    samples: u64,
+    rejected_requests: u64,
+    wall_secs: f64,
+    series: usize,
+}
+
+/// Sends `l.hours` of history for the fleet to `url`, ending now.
+fn backfill(url: &str, l: &Load) -> anyhow::Result<Backfill> {
+    let rounds = (l.hours * 3600.0 / 15.0).round() as i64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64;
+    let start = now - rounds * 15_000;
+    let mut fleet = Fleet::new(FleetConfig {
+        hosts: l.hosts,
+        series_per_host: l.series_per_host,
+        seed: 7,
+        interval_ms: 15_000,
+    });
+    let series = fleet.series();
+    let (tx, rx) = mpsc::sync_channel::<(Vec<u8>, u64)>(l.concurrency * 4);
+    let rx = Arc::new(Mutex::new(rx));
+    let samples = Arc::new(AtomicU64::new(0));
+    let rejected = Arc::new(AtomicU64::new(0));
+    let t0 = Instant::now();
+    let senders: Vec<_> = (0..l.concurrency)
+        .map(|_| {
+            let rx = rx.clone();
+            let w = RemoteWriter::new(url);
+            let (samples, rejected) = (samples.clone(), rejected.clone());
+            std::thread::spawn(move || -> anyhow::Result<()> {
+                let w = w?;
+                loop {
+                    let next = rx.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.recv();
+                    let Ok((body, n)) = next else { return Ok(()) };
+                    let ack = w.send(body);
+                    if (200..300).contains(&ack.status) {
+                        samples.fetch_add(n, Ordering::Relaxed);
+                    } else {
+                        rejected.fetch_add(1, Ordering::Relaxed);
+                        eprintln!("rejected ({}): {}", ack.status, ack.message.trim());
+                    }
+                }
+            })
+        })
+        .collect();
+    for r in 0..rounds {
+        let scraped = fleet.scrape(start + r * 15_000);
+        let counts: Vec<u64> = scraped.chunks(l.batch).map(|c| c.len() as u64).collect();
+        for (body, n) in encode_requests(scraped, l.batch).into_iter().zip(counts) {
+            tx.send((body, n)).context("all senders failed")?;
+        }
+    }
+    drop(tx);
+    for s in senders {
+        s.join().map_err(|_| anyhow::anyhow!("sender panicked"))??;
+    }
+    Ok(Backfill {
+        samples: samples.load(Ordering::Relaxed),
+        rejected_requests: rejected.load(Ordering::Relaxed),
+        wall_secs: t0.elapsed().as_secs_f64(),
+        series,
+    })
+}
+
+#[derive(Debug, clap::Args)]
+struct StorageArgs {
+    #[command(flatten)]
+    load: Load,
     /// Systems to run, comma separated: strata, prometheus, victoriametrics.
     #[arg(
         long,
@@ -128,60 +226,8 @@ fn run_one(system: System, a: &StorageArgs) -> anyhow::Result<RunResult> {
         dir.clone(),
         free_port()?,
     ))?;
-    let rounds = (a.hours * 3600.0 / 15.0).round() as i64;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_millis() as i64;
-    let start = now - rounds * 15_000;
-    let mut fleet = Fleet::new(FleetConfig {
-        hosts: a.hosts,
-        series_per_host: a.series_per_host,
-        seed: 7,
-        interval_ms: 15_000,
-    });
-    let series = fleet.series();
-    let (tx, rx) = mpsc::sync_channel::<(Vec<u8>, u64)>(a.concurrency * 4);
-    let rx = Arc::new(Mutex::new(rx));
-    let samples = Arc::new(AtomicU64::new(0));
-    let rejected = Arc::new(AtomicU64::new(0));
     let cpu0 = peer.cpu_seconds();
-    let t0 = Instant::now();
-    let senders: Vec<_> = (0..a.concurrency)
-        .map(|_| {
-            let rx = rx.clone();
-            let w = RemoteWriter::new(peer.write_url());
-            let (samples, rejected) = (samples.clone(), rejected.clone());
-            std::thread::spawn(move || -> anyhow::Result<()> {
-                let w = w?;
-                loop {
-                    let next = rx.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.recv();
-                    let Ok((body, n)) = next else { return Ok(()) };
-                    let ack = w.send(body);
-                    if (200..300).contains(&ack.status) {
-                        samples.fetch_add(n, Ordering::Relaxed);
-                    } else {
-                        rejected.fetch_add(1, Ordering::Relaxed);
-                        eprintln!("rejected ({}): {}", ack.status, ack.message.trim());
-                    }
-                }
-            })
-        })
-        .collect();
-    for r in 0..rounds {
-        let scraped = fleet.scrape(start + r * 15_000);
-        let per = a.batch.max(1);
-        let bodies = encode_requests(scraped, per);
-        let last = series - per * (bodies.len().saturating_sub(1));
-        for (i, b) in bodies.into_iter().enumerate() {
-            let n = if i + 1 == series.div_ceil(per) { last } else { per };
-            tx.send((b, n as u64)).context("all senders failed")?;
-        }
-    }
-    drop(tx);
-    for s in senders {
-        s.join().map_err(|_| anyhow::anyhow!("sender panicked"))??;
-    }
-    let wall = t0.elapsed().as_secs_f64();
+    let bf = backfill(&peer.write_url(), &a.load)?;
     if system == System::VictoriaMetrics {
         let _ = reqwest::blocking::get(format!("{}/internal/force_flush", peer.base_url));
     }
@@ -192,23 +238,18 @@ fn run_one(system: System, a: &StorageArgs) -> anyhow::Result<RunResult> {
     let disk = dir_bytes(&dir);
     Ok(RunResult {
         system,
-        samples: samples.load(Ordering::Relaxed),
-        rejected_requests: rejected.load(Ordering::Relaxed),
-        wall_secs: wall,
+        samples: bf.samples,
+        rejected_requests: bf.rejected_requests,
+        wall_secs: bf.wall_secs,
         cpu_secs: cpu,
         rss_bytes: rss,
         disk_bytes: disk,
-        series,
+        series: bf.series,
     })
 }
 
 fn storage(a: StorageArgs) -> anyhow::Result<()> {
-    if a.hosts == 0 || a.series_per_host == 0 || a.concurrency == 0 || a.batch == 0 {
-        bail!("--hosts, --series-per-host, --concurrency and --batch must be at least 1");
-    }
-    if !(a.hours > 0.0 && a.hours <= 24.0 * 14.0) {
-        bail!("--hours must be within (0, 336]");
-    }
+    a.load.validate()?;
     let systems = a
         .systems
         .iter()
@@ -259,8 +300,25 @@ fn storage(a: StorageArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn load(a: LoadArgs) -> anyhow::Result<()> {
+    a.load.validate()?;
+    let bf = backfill(&a.url, &a.load)?;
+    println!(
+        "{} samples acknowledged in {:.1} s ({:.0} samples/s), {} requests rejected",
+        bf.samples,
+        bf.wall_secs,
+        bf.samples as f64 / bf.wall_secs,
+        bf.rejected_requests
+    );
+    if bf.rejected_requests > 0 {
+        bail!("{} requests were rejected", bf.rejected_requests);
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Cmd::Storage(a) => storage(a),
+        Cmd::Load(a) => load(a),
     }
 }

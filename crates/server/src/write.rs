@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use strata_proto::fast::FastDecoder;
-use strata_tsdb::{Error as DbError, Labels, RejectReason, SeriesWrite};
+use strata_tsdb::{Db, Error as DbError, RejectReason, SeriesBatch};
 
 use crate::AppState;
 
@@ -68,12 +68,12 @@ fn check_headers(headers: &HeaderMap) -> Result<(), (StatusCode, String)> {
 
 /// What decoding and validation made of a request body.
 struct Decoded {
-    series: Vec<SeriesWrite>,
+    batch: SeriesBatch,
     errors: Vec<String>,
     invalid_samples: u64,
 }
 
-fn decode_body(raw: &[u8], max_decoded: usize) -> Result<Decoded, (StatusCode, String)> {
+fn decode_body(raw: &[u8], max_decoded: usize, db: &Db) -> Result<Decoded, (StatusCode, String)> {
     let len =
         snap::raw::decompress_len(raw).map_err(|e| (StatusCode::BAD_REQUEST, format!("snappy: {e}")))?;
     if len > max_decoded {
@@ -90,13 +90,14 @@ fn decode_body(raw: &[u8], max_decoded: usize) -> Result<Decoded, (StatusCode, S
         d.decode(&buf)
             .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
         let mut out = Decoded {
-            series: Vec::with_capacity(d.series.len()),
+            batch: db.batch(),
             errors: Vec::new(),
             invalid_samples: 0,
         };
+        let mut pairs: Vec<(&str, &str)> = Vec::new();
         for s in &d.series {
             let samples = &d.samples[s.samples.clone()];
-            let mut pairs = Vec::with_capacity(s.labels.len());
+            pairs.clear();
             let mut utf8_ok = true;
             for l in &d.labels[s.labels.clone()] {
                 match (
@@ -110,22 +111,18 @@ fn decode_body(raw: &[u8], max_decoded: usize) -> Result<Decoded, (StatusCode, S
             if !utf8_ok {
                 out.errors
                     .push("invalid label: label names and values must be valid UTF-8".into());
-                out.invalid_samples += samples.len() as u64;
+                out.invalid_samples += (samples.len() + s.histograms.len()) as u64;
                 continue;
             }
-            match Labels::from_pairs(pairs) {
-                Ok(labels) => {
+            match out.batch.add(&mut pairs, samples) {
+                Ok(()) => {
                     if !s.histograms.is_empty() {
+                        let shown: Vec<String> = pairs.iter().map(|(n, v)| format!("{n}={v:?}")).collect();
                         out.errors.push(format!(
-                            "native histograms are not supported yet, series {labels}"
+                            "native histograms are not supported yet, series {{{}}}",
+                            shown.join(", ")
                         ));
                         out.invalid_samples += s.histograms.len() as u64;
-                    }
-                    if !samples.is_empty() {
-                        out.series.push(SeriesWrite {
-                            labels,
-                            samples: samples.to_vec(),
-                        });
                     }
                 }
                 Err(e) => {
@@ -166,8 +163,8 @@ pub(crate) async fn remote_write(State(st): State<AppState>, headers: HeaderMap,
     };
     let st2 = st.clone();
     let res = tokio::task::spawn_blocking(move || {
-        let decoded = decode_body(&raw, st2.cfg.max_write_decoded_bytes)?;
-        let outcome = st2.db.write(decoded.series).map_err(|e| match e {
+        let decoded = decode_body(&raw, st2.cfg.max_write_decoded_bytes, &st2.db)?;
+        let outcome = st2.db.commit(decoded.batch).map_err(|e| match e {
             DbError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
             e => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         })?;

@@ -11,7 +11,7 @@ use crate::chunk::{self, Sample};
 use crate::error::{Error, Result};
 use crate::keys::{self, ShardId};
 use crate::kv::{Cf, KvEngine, WriteBatch};
-use crate::labels::Labels;
+use crate::labels::{Labels, LabelsError, canonicalize, encode_pairs, hash_encoded};
 use crate::log::{Applier, LocalLog, LogStats};
 use crate::matcher::Matcher;
 use crate::outcome::ApplyOutcome;
@@ -89,6 +89,47 @@ pub struct SeriesWrite {
     pub labels: Labels,
     /// Its samples, in the order received.
     pub samples: Vec<Sample>,
+}
+
+/// Series being gathered for one [`Db::commit`], already split by shard.
+#[derive(Debug)]
+pub struct SeriesBatch {
+    shards: u32,
+    builders: Vec<RecordBuilder>,
+    scratch: Vec<u8>,
+}
+
+impl SeriesBatch {
+    /// Adds a series given as borrowed label pairs in any order (validated and
+    /// canonicalised in place, without allocating per label). A series without samples
+    /// is only validated.
+    pub fn add<'a>(
+        &mut self,
+        pairs: &mut Vec<(&'a str, &'a str)>,
+        samples: &[Sample],
+    ) -> Result<(), LabelsError> {
+        canonicalize(pairs)?;
+        if samples.is_empty() {
+            return Ok(());
+        }
+        let mut enc = std::mem::take(&mut self.scratch);
+        enc.clear();
+        encode_pairs(pairs.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())), &mut enc);
+        self.add_encoded(&enc, samples);
+        self.scratch = enc;
+        Ok(())
+    }
+
+    /// Adds a series by its canonical label encoding.
+    fn add_encoded(&mut self, enc: &[u8], samples: &[Sample]) {
+        let shard = shard_of(hash_encoded(enc), self.shards);
+        self.builders[shard as usize].add(enc, samples);
+    }
+
+    /// Samples added so far.
+    pub fn samples(&self) -> u64 {
+        self.builders.iter().map(RecordBuilder::samples).sum()
+    }
 }
 
 /// A selected series with its samples in range, sorted by time.
@@ -272,17 +313,29 @@ impl Db {
         &self.checkpoint_stats
     }
 
-    /// Stores a batch of series: one log record per shard, one group commit, then apply.
-    /// Returns only once every record is durable and applied.
-    pub fn write(&self, series: Vec<SeriesWrite>) -> Result<ApplyOutcome> {
-        let n = self.cfg.shards;
-        let mut builders: Vec<RecordBuilder> = (0..n).map(|_| RecordBuilder::default()).collect();
-        for s in series {
-            let enc = s.labels.encode();
-            let shard = shard_of(crate::labels::hash_encoded(&enc), n);
-            builders[shard as usize].add(&enc, &s.samples);
+    /// An empty batch for [`Db::commit`].
+    pub fn batch(&self) -> SeriesBatch {
+        SeriesBatch {
+            shards: self.cfg.shards,
+            builders: (0..self.cfg.shards).map(|_| RecordBuilder::default()).collect(),
+            scratch: Vec::new(),
         }
-        let records: Vec<(ShardId, Vec<u8>)> = builders
+    }
+
+    /// Stores a batch of series (see [`Db::commit`]).
+    pub fn write(&self, series: Vec<SeriesWrite>) -> Result<ApplyOutcome> {
+        let mut b = self.batch();
+        for s in series {
+            b.add_encoded(&s.labels.encode(), &s.samples);
+        }
+        self.commit(b)
+    }
+
+    /// Stores a batch: one log record per shard, one group commit, then apply.
+    /// Returns only once every record is durable and applied.
+    pub fn commit(&self, batch: SeriesBatch) -> Result<ApplyOutcome> {
+        let records: Vec<(ShardId, Vec<u8>)> = batch
+            .builders
             .into_iter()
             .enumerate()
             .filter(|(_, b)| !b.is_empty())

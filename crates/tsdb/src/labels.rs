@@ -49,28 +49,35 @@ impl Labels {
         N: Into<String>,
         V: Into<String>,
     {
-        let mut v: Vec<Label> = pairs
-            .into_iter()
+        let owned: Vec<(String, String)> = pairs.into_iter().map(|(n, v)| (n.into(), v.into())).collect();
+        let mut refs: Vec<(&str, &str)> = owned.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        canonicalize(&mut refs)?;
+        let v = refs
+            .iter()
             .map(|(n, v)| Label {
-                name: n.into(),
-                value: v.into(),
+                name: (*n).to_owned(),
+                value: (*v).to_owned(),
             })
             .collect();
-        if v.iter().any(|l| l.name.is_empty()) {
-            return Err(LabelsError::EmptyName(render(&v)));
+        Ok(Labels::from_sorted(v))
+    }
+
+    /// True when `enc` is this set's canonical encoding (compared without allocating).
+    pub fn encoded_eq(&self, mut enc: &[u8]) -> bool {
+        for l in self.0.iter() {
+            for part in [l.name.as_bytes(), l.value.as_bytes()] {
+                match crate::varint::get_uvarint(&mut enc) {
+                    Some(n) if n as usize == part.len() && enc.len() >= part.len() => {
+                        if &enc[..part.len()] != part {
+                            return false;
+                        }
+                        enc = &enc[part.len()..];
+                    }
+                    _ => return false,
+                }
+            }
         }
-        if !v.iter().any(|l| l.name == METRIC_NAME && !l.value.is_empty()) {
-            return Err(LabelsError::NoMetricName(render(&v)));
-        }
-        v.sort_by(|a, b| a.name.cmp(&b.name));
-        if let Some(w) = v.windows(2).find(|w| w[0].name == w[1].name) {
-            return Err(LabelsError::Duplicate {
-                labels: render(&v),
-                name: w[0].name.clone(),
-            });
-        }
-        v.retain(|l| !l.value.is_empty());
-        Ok(Labels(v.into()))
+        enc.is_empty()
     }
 
     /// Builds a set that is known to be canonical (decoded from storage), without checks.
@@ -128,6 +135,28 @@ impl Labels {
     }
 }
 
+/// Validates and canonicalises borrowed pairs in place: sorts by name, rejects empty or
+/// repeated names and a missing or empty metric name, drops pairs with empty values.
+pub fn canonicalize(v: &mut Vec<(&str, &str)>) -> Result<(), LabelsError> {
+    if v.iter().any(|(n, _)| n.is_empty()) {
+        return Err(LabelsError::EmptyName(render_pairs(v)));
+    }
+    if !v.iter().any(|(n, val)| *n == METRIC_NAME && !val.is_empty()) {
+        return Err(LabelsError::NoMetricName(render_pairs(v)));
+    }
+    if !v.is_sorted_by(|a, b| a.0 < b.0) {
+        v.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        if let Some(w) = v.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(LabelsError::Duplicate {
+                labels: render_pairs(v),
+                name: w[0].0.to_owned(),
+            });
+        }
+    }
+    v.retain(|(_, val)| !val.is_empty());
+    Ok(())
+}
+
 /// Hash of an already canonical encoding (see [`Labels::encode`]).
 pub fn hash_encoded(encoded: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(encoded)
@@ -153,14 +182,19 @@ fn take_str(b: &mut &[u8]) -> Option<String> {
     String::from_utf8(s.to_vec()).ok()
 }
 
-fn render(v: &[Label]) -> String {
-    let inner: Vec<String> = v.iter().map(|l| format!("{}={:?}", l.name, l.value)).collect();
+fn render_pairs(v: &[(&str, &str)]) -> String {
+    let inner: Vec<String> = v.iter().map(|(n, val)| format!("{n}={val:?}")).collect();
     format!("{{{}}}", inner.join(", "))
 }
 
 impl fmt::Display for Labels {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&render(&self.0))
+        let pairs: Vec<(&str, &str)> = self
+            .0
+            .iter()
+            .map(|l| (l.name.as_str(), l.value.as_str()))
+            .collect();
+        f.write_str(&render_pairs(&pairs))
     }
 }
 
@@ -179,6 +213,9 @@ mod tests {
         let l = Labels::from_pairs([("job", "node"), ("__name__", "up"), ("empty", "")]).unwrap();
         assert_eq!(l.to_string(), r#"{__name__="up", job="node"}"#);
         assert_eq!(Labels::decode(&l.encode()).unwrap(), l);
+        assert!(l.encoded_eq(&l.encode()));
+        assert!(!l.encoded_eq(&l.encode()[1..]));
+        assert!(!l.encoded_eq(&[l.encode(), vec![0, 0]].concat()));
         assert_eq!(l.get("job"), Some("node"));
         assert_eq!(
             l.stable_hash(),

@@ -34,7 +34,8 @@ mod shard;
 pub mod varint;
 
 pub use db::{
-    CheckpointStats, Clock, Db, DbConfig, HeadStats, Select, SeriesData, SeriesWrite, SystemClock, shard_of,
+    CheckpointStats, Clock, Db, DbConfig, HeadStats, Select, SeriesBatch, SeriesData, SeriesWrite,
+    SystemClock, shard_of,
 };
 pub use error::{Error, Result};
 pub use kv::{Cf, KvEngine, MemEngine, WriteBatch};

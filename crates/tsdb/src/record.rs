@@ -2,7 +2,8 @@
 //! later applied (by the local WAL now, by Raft later).
 //!
 //! Layout: `varint series_count`, then per series `varint len · canonical labels ·
-//! varint n · n × (zigzag varint timestamp delta · 8-byte LE float bits)`.
+//! varint n · varint samples_len · n × (zigzag varint timestamp delta · 8-byte LE float
+//! bits)`. The byte length lets a reader step over a series without decoding it.
 
 use crate::chunk::Sample;
 use crate::varint::{get_u64_le, get_uvarint, get_varint, put_uvarint, put_varint};
@@ -11,6 +12,7 @@ use crate::varint::{get_u64_le, get_uvarint, get_varint, put_uvarint, put_varint
 #[derive(Debug, Default, Clone)]
 pub struct RecordBuilder {
     buf: Vec<u8>,
+    scratch: Vec<u8>,
     series: u64,
     samples: u64,
 }
@@ -21,12 +23,15 @@ impl RecordBuilder {
         put_uvarint(&mut self.buf, labels.len() as u64);
         self.buf.extend_from_slice(labels);
         put_uvarint(&mut self.buf, samples.len() as u64);
+        self.scratch.clear();
         let mut prev = 0i64;
         for &(t, v) in samples {
-            put_varint(&mut self.buf, t.wrapping_sub(prev));
+            put_varint(&mut self.scratch, t.wrapping_sub(prev));
             prev = t;
-            self.buf.extend_from_slice(&v.to_bits().to_le_bytes());
+            self.scratch.extend_from_slice(&v.to_bits().to_le_bytes());
         }
+        put_uvarint(&mut self.buf, self.scratch.len() as u64);
+        self.buf.extend_from_slice(&self.scratch);
         self.series += 1;
         self.samples += samples.len() as u64;
     }
@@ -51,15 +56,36 @@ impl RecordBuilder {
 }
 
 /// One series of a decoded record.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct RecordSeries<'a> {
     /// Canonical label encoding.
     pub labels: &'a [u8],
-    /// Samples in the order they were sent.
-    pub samples: Vec<Sample>,
+    /// Samples in the order they were sent, decoded lazily.
+    pub samples: Samples<'a>,
 }
 
-/// Decodes a record; `None` if it is malformed.
+/// Lazy decoder of a series' samples.
+#[derive(Debug, Clone)]
+pub struct Samples<'a> {
+    b: &'a [u8],
+    left: u64,
+    t: i64,
+}
+
+impl Iterator for Samples<'_> {
+    type Item = Sample;
+
+    fn next(&mut self) -> Option<Sample> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        self.t = self.t.wrapping_add(get_varint(&mut self.b)?);
+        Some((self.t, f64::from_bits(get_u64_le(&mut self.b)?)))
+    }
+}
+
+/// Decodes a record's structure; `None` if it is malformed.
 pub fn decode(mut b: &[u8]) -> Option<Vec<RecordSeries<'_>>> {
     let n = get_uvarint(&mut b)?;
     let mut out = Vec::with_capacity(usize::try_from(n.min(1 << 16)).ok()?);
@@ -68,13 +94,17 @@ pub fn decode(mut b: &[u8]) -> Option<Vec<RecordSeries<'_>>> {
         let labels = b.get(..len)?;
         b = &b[len..];
         let k = get_uvarint(&mut b)?;
-        let mut samples = Vec::with_capacity(usize::try_from(k.min(1 << 16)).ok()?);
-        let mut t = 0i64;
-        for _ in 0..k {
-            t = t.wrapping_add(get_varint(&mut b)?);
-            samples.push((t, f64::from_bits(get_u64_le(&mut b)?)));
-        }
-        out.push(RecordSeries { labels, samples });
+        let slen = usize::try_from(get_uvarint(&mut b)?).ok()?;
+        let body = b.get(..slen)?;
+        b = &b[slen..];
+        out.push(RecordSeries {
+            labels,
+            samples: Samples {
+                b: body,
+                left: k,
+                t: 0,
+            },
+        });
     }
     b.is_empty().then_some(out)
 }
@@ -93,7 +123,9 @@ mod tests {
         let got = decode(&bytes).unwrap();
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].labels, b"abc");
-        assert_eq!(got[0].samples[1].1.to_bits(), 0x7ff0_0000_0000_0002);
+        let s: Vec<Sample> = got[0].samples.clone().collect();
+        assert_eq!(s[0], (5, 1.0));
+        assert_eq!(s[1].1.to_bits(), 0x7ff0_0000_0000_0002);
         assert!(decode(&bytes[..bytes.len() - 1]).is_none());
     }
 }

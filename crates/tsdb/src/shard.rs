@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
@@ -103,10 +104,33 @@ impl Series {
     }
 }
 
+/// Hasher for maps keyed by series ids and label hashes: one multiply, no SipHash.
+#[derive(Debug, Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        // Fibonacci hashing spreads sequential ids over the table
+        self.0 = v.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(26);
+    }
+}
+
+type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
+
 #[derive(Debug, Default)]
 struct State {
-    series: HashMap<u64, Series>,
-    by_hash: HashMap<u64, Vec<u64>>,
+    series: IdMap<Series>,
+    by_hash: IdMap<Vec<u64>>,
     postings: Postings,
     next_id: u64,
     next_seq: u64,
@@ -210,7 +234,8 @@ impl Shard {
     /// Applies one log record. Deterministic given the shard's state.
     pub(crate) fn apply(&self, index: u64, rec: &[u8], rules: ApplyRules) -> ApplyOutcome {
         let mut out = ApplyOutcome::default();
-        let mut st = self.state.write();
+        let mut guard = self.state.write();
+        let st = &mut *guard;
         st.applied = st.applied.max(index);
         st.log_bytes += rec.len() as u64;
         let Some(series) = record::decode(rec) else {
@@ -218,16 +243,17 @@ impl Shard {
             return out;
         };
         for rs in series {
-            let Some(id) = self.resolve(&mut st, rs.labels, &mut out) else {
+            let Some(id) = self.resolve(st, rs.labels, &mut out) else {
                 continue;
             };
+            let Some(s) = st.series.get_mut(&id) else { continue };
+            if s.last.is_none() && s.persisted {
+                s.last = load_last(self.kv.as_ref(), self.id, id, s.days).unwrap_or(None);
+            }
             for (t, v) in rs.samples {
-                match self.append(&mut st, id, t, v, rules) {
+                match append(s, &mut st.max_t, t, v, rules) {
                     Ok(()) => out.accepted += 1,
-                    Err(why) => {
-                        let labels = st.series.get(&id).map(|s| s.labels.clone()).unwrap_or_default();
-                        out.reject(why, &labels, t);
-                    }
+                    Err(why) => out.reject(why, &s.labels, t),
                 }
             }
         }
@@ -238,7 +264,7 @@ impl Shard {
         let h = labels::hash_encoded(enc);
         if let Some(ids) = st.by_hash.get(&h) {
             for &id in ids {
-                if st.series.get(&id).is_some_and(|s| s.labels.encode() == enc) {
+                if st.series.get(&id).is_some_and(|s| s.labels.encoded_eq(enc)) {
                     return Some(id);
                 }
             }
@@ -251,56 +277,6 @@ impl Shard {
         st.series.insert(id, Series::new(l, false));
         out.new_series += 1;
         Some(id)
-    }
-
-    fn append(&self, st: &mut State, id: u64, t: i64, v: f64, rules: ApplyRules) -> Result<(), RejectReason> {
-        if let Some(max_t) = st.max_t {
-            if rules.ooo_window_ms > 0 {
-                if t < max_t.saturating_sub(rules.ooo_window_ms) {
-                    return Err(RejectReason::TooOld);
-                }
-            } else if t < max_t.saturating_sub(HEAD_LOWER_BOUND_MS) {
-                return Err(RejectReason::OutOfBounds);
-            }
-        }
-        let kv = self.kv.clone();
-        let shard = self.id;
-        let Some(s) = st.series.get_mut(&id) else {
-            return Ok(());
-        };
-        if s.last.is_none() && s.persisted {
-            s.last = load_last(kv.as_ref(), shard, id, s.days).unwrap_or(None);
-        }
-        match s.last {
-            Some((lt, lv)) if t == lt => {
-                return if v.to_bits() == lv {
-                    Ok(())
-                } else {
-                    Err(RejectReason::Duplicate)
-                };
-            }
-            Some((lt, _)) if t < lt => {
-                if rules.ooo_window_ms == 0 {
-                    return Err(RejectReason::OutOfOrder);
-                }
-                s.ooo.push((t, v));
-            }
-            _ => {
-                let b = bucket_of(t);
-                if !s.head.is_empty() && b != s.head_bucket {
-                    let full = std::mem::take(&mut s.head);
-                    s.sealed.push((s.head_bucket, full.to_bytes()));
-                }
-                if s.head.is_empty() {
-                    s.head_bucket = b;
-                }
-                s.head.append(t, v);
-                s.last = Some((t, v.to_bits()));
-            }
-        }
-        s.note_day(t);
-        st.max_t = Some(st.max_t.map_or(t, |m| m.max(t)));
-        Ok(())
     }
 
     /// Bytes of log applied since the last checkpoint.
@@ -662,6 +638,55 @@ impl Shard {
         }
         Ok(())
     }
+}
+
+/// Checks one sample as Prometheus's head appender does and appends it to the series.
+fn append(
+    s: &mut Series,
+    max_t: &mut Option<i64>,
+    t: i64,
+    v: f64,
+    rules: ApplyRules,
+) -> Result<(), RejectReason> {
+    if let Some(max_t) = *max_t {
+        if rules.ooo_window_ms > 0 {
+            if t < max_t.saturating_sub(rules.ooo_window_ms) {
+                return Err(RejectReason::TooOld);
+            }
+        } else if t < max_t.saturating_sub(HEAD_LOWER_BOUND_MS) {
+            return Err(RejectReason::OutOfBounds);
+        }
+    }
+    match s.last {
+        Some((lt, lv)) if t == lt => {
+            return if v.to_bits() == lv {
+                Ok(())
+            } else {
+                Err(RejectReason::Duplicate)
+            };
+        }
+        Some((lt, _)) if t < lt => {
+            if rules.ooo_window_ms == 0 {
+                return Err(RejectReason::OutOfOrder);
+            }
+            s.ooo.push((t, v));
+        }
+        _ => {
+            let b = bucket_of(t);
+            if !s.head.is_empty() && b != s.head_bucket {
+                let full = std::mem::take(&mut s.head);
+                s.sealed.push((s.head_bucket, full.to_bytes()));
+            }
+            if s.head.is_empty() {
+                s.head_bucket = b;
+            }
+            s.head.append(t, v);
+            s.last = Some((t, v.to_bits()));
+        }
+    }
+    s.note_day(t);
+    *max_t = Some(max_t.map_or(t, |m| m.max(t)));
+    Ok(())
 }
 
 /// Newest persisted sample of a series (searching its last active day, newest bucket first).
