@@ -28,6 +28,21 @@ fn decode(c: &mut Criterion) {
     });
     let mut d = FastDecoder::new();
     g.bench_function("fast", |b| b.iter(|| d.decode(&buf).map(|()| d.series.len())));
+    // what the write handler does on top: every label name and value checked as UTF-8
+    // (prost checks strings while decoding)
+    g.bench_function("fast+utf8", |b| {
+        b.iter(|| {
+            d.decode(&buf).map(|()| {
+                d.labels
+                    .iter()
+                    .filter(|l| {
+                        std::str::from_utf8(l.name.of(&buf)).is_ok()
+                            && std::str::from_utf8(l.value.of(&buf)).is_ok()
+                    })
+                    .count()
+            })
+        })
+    });
     g.finish();
 }
 

@@ -1,12 +1,11 @@
 //! Series and label endpoints with Prometheus's JSON envelope.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
-use strata_tsdb::{Labels, Matcher};
+use strata_tsdb::{Db, Labels, Matcher};
 
 use crate::AppState;
 use crate::params::Params;
@@ -120,21 +119,28 @@ fn label_object(l: &Labels) -> Value {
     )
 }
 
-/// `GET|POST /api/v1/series`.
-pub(crate) async fn series(
-    State(st): State<AppState>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let p = Params::from_request(q.as_deref(), &headers, &body);
-    let qy = query(&p, true)?;
+/// The shared shape of the metadata endpoints: parse parameters, evaluate `find` for
+/// each `match[]` alternative (or once with no matchers), union, sort, limit.
+async fn metadata<T>(
+    st: AppState,
+    p: Params,
+    require_match: bool,
+    find: impl Fn(&Db, &[Matcher], i64, i64) -> Vec<T> + Send + 'static,
+    render: impl Fn(Vec<T>) -> Value,
+) -> Result<Response, ApiError>
+where
+    T: Ord + Send + 'static,
+{
+    let qy = query(&p, require_match)?;
     let db = st.db.clone();
-    let mut all: Vec<Labels> = blocking(move || {
-        let mut v: Vec<Labels> = qy
+    let found = blocking(move || {
+        if qy.sets.is_empty() {
+            return find(&db, &[], qy.start, qy.end);
+        }
+        let mut v: Vec<T> = qy
             .sets
             .iter()
-            .flat_map(|set| db.series(set, qy.start, qy.end))
+            .flat_map(|set| find(&db, set, qy.start, qy.end))
             .collect();
         v.sort();
         v.dedup();
@@ -142,72 +148,50 @@ pub(crate) async fn series(
     })
     .await?;
     let mut warnings = Vec::new();
-    all = truncate(all, qy.limit, &mut warnings);
-    Ok(success(
-        Value::Array(all.iter().map(label_object).collect()),
-        warnings,
-    ))
+    let found = truncate(found, qy.limit, &mut warnings);
+    Ok(success(render(found), warnings))
+}
+
+/// `GET|POST /api/v1/series`.
+pub(crate) async fn series(State(st): State<AppState>, p: Params) -> Result<Response, ApiError> {
+    metadata(
+        st,
+        p,
+        true,
+        |db, m, s, e| db.series(m, s, e),
+        |v: Vec<Labels>| Value::Array(v.iter().map(label_object).collect()),
+    )
+    .await
 }
 
 /// `GET|POST /api/v1/labels`.
-pub(crate) async fn labels(
-    State(st): State<AppState>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let p = Params::from_request(q.as_deref(), &headers, &body);
-    let qy = query(&p, false)?;
-    let db = st.db.clone();
-    let names = blocking(move || {
-        if qy.sets.is_empty() {
-            return db.label_names(&[], qy.start, qy.end);
-        }
-        let mut v: Vec<String> = qy
-            .sets
-            .iter()
-            .flat_map(|s| db.label_names(s, qy.start, qy.end))
-            .collect();
-        v.sort();
-        v.dedup();
-        v
-    })
-    .await?;
-    let mut warnings = Vec::new();
-    let names = truncate(names, qy.limit, &mut warnings);
-    Ok(success(json!(names), warnings))
+pub(crate) async fn labels(State(st): State<AppState>, p: Params) -> Result<Response, ApiError> {
+    metadata(
+        st,
+        p,
+        false,
+        |db, m, s, e| db.label_names(m, s, e),
+        |v: Vec<String>| json!(v),
+    )
+    .await
 }
 
 /// `GET /api/v1/label/<name>/values`.
 pub(crate) async fn label_values(
     State(st): State<AppState>,
     Path(name): Path<String>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
+    p: Params,
 ) -> Result<Response, ApiError> {
-    let p = Params::from_request(q.as_deref(), &headers, &body);
-    let qy = query(&p, false)?;
     let name = decode_label_name(&name)
         .ok_or_else(|| ApiError::bad_data(format!("invalid label name: {name:?}")))?;
-    let db = st.db.clone();
-    let values = blocking(move || {
-        if qy.sets.is_empty() {
-            return db.label_values(&name, &[], qy.start, qy.end);
-        }
-        let mut v: Vec<String> = qy
-            .sets
-            .iter()
-            .flat_map(|s| db.label_values(&name, s, qy.start, qy.end))
-            .collect();
-        v.sort();
-        v.dedup();
-        v
-    })
-    .await?;
-    let mut warnings = Vec::new();
-    let values = truncate(values, qy.limit, &mut warnings);
-    Ok(success(json!(values), warnings))
+    metadata(
+        st,
+        p,
+        false,
+        move |db, m, s, e| db.label_values(&name, m, s, e),
+        |v: Vec<String>| json!(v),
+    )
+    .await
 }
 
 /// Label names in the path: plain, or Prometheus 3's `U__` escaping for UTF-8 names

@@ -2,14 +2,26 @@
 //! form body; timestamps as float seconds or RFC 3339.
 
 use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, header};
 
 /// Parameters of one request, in order (repeated keys such as `match[]` kept).
 #[derive(Debug, Default)]
 pub(crate) struct Params(Vec<(String, String)>);
 
+impl<S: Send + Sync> FromRequest<S> for Params {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let query = req.uri().query().map(str::to_owned);
+        let headers = req.headers().clone();
+        let body = Bytes::from_request(req, state).await.unwrap_or_default();
+        Ok(Params::from_parts(query.as_deref(), &headers, &body))
+    }
+}
+
 impl Params {
-    pub(crate) fn from_request(query: Option<&str>, headers: &HeaderMap, body: &Bytes) -> Self {
+    fn from_parts(query: Option<&str>, headers: &HeaderMap, body: &Bytes) -> Self {
         let mut v: Vec<(String, String)> = Vec::new();
         let is_form = headers
             .get(header::CONTENT_TYPE)

@@ -1,7 +1,7 @@
 //! The node's database: its shards, the local log, maintenance, and the query surface.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use crate::log::{Applier, LocalLog, LogStats};
 use crate::matcher::Matcher;
 use crate::outcome::ApplyOutcome;
 use crate::record::RecordBuilder;
-use crate::shard::{ApplyRules, SeriesSnapshot, Shard};
+use crate::shard::{ApplyRules, SeriesSnapshot, Shard, bucket_of};
 
 /// A source of wall-clock time (injected so tests can move time).
 pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
@@ -125,11 +125,6 @@ impl SeriesBatch {
         let shard = shard_of(hash_encoded(enc), self.shards);
         self.builders[shard as usize].add(enc, samples);
     }
-
-    /// Samples added so far.
-    pub fn samples(&self) -> u64 {
-        self.builders.iter().map(RecordBuilder::samples).sum()
-    }
 }
 
 /// A selected series with its samples in range, sorted by time.
@@ -175,6 +170,8 @@ pub struct Db {
     maint: Mutex<Option<thread::JoinHandle<()>>>,
     closed: AtomicBool,
     checkpoint_stats: CheckpointStats,
+    /// Bucket of the retention cutoff at the last retention pass.
+    retention_bucket: AtomicI64,
 }
 
 impl std::fmt::Debug for Db {
@@ -243,6 +240,7 @@ impl Db {
             maint: Mutex::new(None),
             closed: AtomicBool::new(false),
             checkpoint_stats: CheckpointStats::default(),
+            retention_bucket: AtomicI64::new(i64::MIN),
         });
         let weak = Arc::downgrade(&db);
         let stop = db.stop.clone();
@@ -285,6 +283,9 @@ impl Db {
     /// finished buckets, apply retention.
     pub fn maintain(&self, force: bool) -> Result<()> {
         let cutoff = self.clock.now_ms() - self.cfg.retention.as_millis() as i64;
+        // retention only has work when the cutoff entered a new bucket
+        let due_retention =
+            force || self.retention_bucket.swap(bucket_of(cutoff), Ordering::Relaxed) != bucket_of(cutoff);
         for s in &self.shards.shards {
             if force || s.log_bytes() >= self.cfg.checkpoint_log_bytes {
                 self.checkpoint(s)?;
@@ -293,7 +294,9 @@ impl Db {
                     tracing::debug!(shard = s.id, merged, "compacted finished buckets");
                 }
             }
-            s.retain(cutoff)?;
+            if due_retention {
+                s.retain(cutoff)?;
+            }
         }
         Ok(())
     }

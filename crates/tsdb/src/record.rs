@@ -14,7 +14,6 @@ pub struct RecordBuilder {
     buf: Vec<u8>,
     scratch: Vec<u8>,
     series: u64,
-    samples: u64,
 }
 
 impl RecordBuilder {
@@ -33,12 +32,6 @@ impl RecordBuilder {
         put_uvarint(&mut self.buf, self.scratch.len() as u64);
         self.buf.extend_from_slice(&self.scratch);
         self.series += 1;
-        self.samples += samples.len() as u64;
-    }
-
-    /// Number of samples added.
-    pub fn samples(&self) -> u64 {
-        self.samples
     }
 
     /// True when no series was added.
@@ -118,7 +111,6 @@ mod tests {
         let mut b = RecordBuilder::default();
         b.add(b"abc", &[(5, 1.0), (3, f64::from_bits(0x7ff0_0000_0000_0002))]);
         b.add(b"", &[]);
-        assert_eq!(b.samples(), 2);
         let bytes = b.finish();
         let got = decode(&bytes).unwrap();
         assert_eq!(got.len(), 2);

@@ -93,14 +93,7 @@ impl Series {
             let _ = chunk::decode_into(&self.head.to_bytes(), out);
         }
         out.extend_from_slice(&self.ooo);
-        let mut w = start;
-        for i in start..out.len() {
-            if (mint..=maxt).contains(&out[i].0) {
-                out[w] = out[i];
-                w += 1;
-            }
-        }
-        out.truncate(w);
+        keep_in_range(out, start, mint, maxt);
     }
 }
 
@@ -618,14 +611,7 @@ impl Shard {
                     bad = true;
                     return false;
                 }
-                let mut w = start;
-                for i in start..out.len() {
-                    if (mint..=maxt).contains(&out[i].0) {
-                        out[w] = out[i];
-                        w += 1;
-                    }
-                }
-                out.truncate(w);
+                keep_in_range(out, start, mint, maxt);
                 true
             })?;
             if bad {
@@ -638,6 +624,18 @@ impl Shard {
         }
         Ok(())
     }
+}
+
+/// Drops the samples of `out[start..]` outside `[mint, maxt]`, keeping order.
+fn keep_in_range(out: &mut Vec<Sample>, start: usize, mint: i64, maxt: i64) {
+    let mut w = start;
+    for i in start..out.len() {
+        if (mint..=maxt).contains(&out[i].0) {
+            out[w] = out[i];
+            w += 1;
+        }
+    }
+    out.truncate(w);
 }
 
 /// Checks one sample as Prometheus's head appender does and appends it to the series.
