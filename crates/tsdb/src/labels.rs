@@ -62,6 +62,21 @@ impl Labels {
         Ok(Labels::from_sorted(v))
     }
 
+    /// Builds a set from pairs whose names are known to be unique (any order; pairs with
+    /// empty values are dropped). No metric name is required: query results need not have one.
+    pub fn from_unchecked<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Self {
+        let mut v: Vec<Label> = pairs
+            .filter(|(_, val)| !val.is_empty())
+            .map(|(n, val)| Label {
+                name: n.to_owned(),
+                value: val.to_owned(),
+            })
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v.dedup_by(|a, b| a.name == b.name);
+        Labels::from_sorted(v)
+    }
+
     /// True when `enc` is this set's canonical encoding (compared without allocating).
     pub fn encoded_eq(&self, mut enc: &[u8]) -> bool {
         for l in self.0.iter() {

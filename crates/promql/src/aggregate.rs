@@ -1,0 +1,280 @@
+//! Aggregation operators, grouped `by` or `without` labels, evaluated per step.
+
+use std::collections::HashMap;
+
+use promql_parser::parser::{AggregateExpr, LabelModifier};
+use strata_tsdb::{Labels, METRIC_NAME};
+
+use crate::error::{QueryError, Result};
+use crate::eval::Ctx;
+use crate::grid::{Out, by_step, only, with_label, without, without_name};
+use crate::value::{Series, Value};
+
+/// Neumaier/Kahan compensated summation as Prometheus uses it.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Kahan {
+    sum: f64,
+    c: f64,
+}
+
+impl Kahan {
+    pub(crate) fn add(&mut self, v: f64) {
+        let t = self.sum + v;
+        if t.is_infinite() {
+            self.c = 0.0;
+        } else if self.sum.abs() >= v.abs() {
+            self.c += (self.sum - t) + v;
+        } else {
+            self.c += (v - t) + self.sum;
+        }
+        self.sum = t;
+    }
+
+    pub(crate) fn value(&self) -> f64 {
+        self.sum + self.c
+    }
+}
+
+/// Mean as Prometheus 3 computes it: Kahan sum divided by count, switching to an
+/// incremental mean when the sum overflows.
+pub(crate) fn mean(vals: impl Iterator<Item = f64>) -> f64 {
+    let vals: Vec<f64> = vals.collect();
+    let mut k = Kahan::default();
+    for &v in &vals {
+        k.add(v);
+    }
+    let n = vals.len() as f64;
+    if k.value().is_infinite() && vals.iter().all(|v| v.is_finite()) {
+        let mut m = Kahan::default();
+        for (i, &v) in vals.iter().enumerate() {
+            let cnt = (i + 1) as f64;
+            let cur = m.value();
+            m.add(v / cnt - cur / cnt);
+        }
+        return m.value();
+    }
+    k.value() / n
+}
+
+/// Population variance (Welford).
+pub(crate) fn variance(vals: impl Iterator<Item = f64>) -> f64 {
+    let (mut n, mut mean, mut m2) = (0.0, 0.0, 0.0);
+    for v in vals {
+        n += 1.0;
+        let d = v - mean;
+        mean += d / n;
+        m2 += d * (v - mean);
+    }
+    m2 / n
+}
+
+/// Prometheus's quantile over unsorted values.
+pub(crate) fn quantile(phi: f64, vals: &mut [f64]) -> f64 {
+    if vals.is_empty() || phi.is_nan() {
+        return f64::NAN;
+    }
+    if phi < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if phi > 1.0 {
+        return f64::INFINITY;
+    }
+    vals.sort_by(|a, b| nan_first(*a, *b));
+    let n = vals.len() as f64;
+    let rank = phi * (n - 1.0);
+    let lo = rank.floor().max(0.0);
+    let hi = (lo + 1.0).min(n - 1.0);
+    let w = rank - lo;
+    vals[lo as usize] * (1.0 - w) + vals[hi as usize] * w
+}
+
+/// Go's float sort order: NaN before everything.
+fn nan_first(a: f64, b: f64) -> std::cmp::Ordering {
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Less,
+        (false, true) => std::cmp::Ordering::Greater,
+        _ => a.partial_cmp(&b).unwrap_or(std::cmp::Ordering::Equal),
+    }
+}
+
+/// Go's `strconv.FormatFloat(v, 'f', -1, 64)`.
+pub(crate) fn format_float(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{v}")
+    }
+}
+
+fn group_key(l: &Labels, m: Option<&LabelModifier>) -> Labels {
+    match m {
+        Some(LabelModifier::Include(by)) => {
+            let names: Vec<&str> = by.labels.iter().map(String::as_str).collect();
+            only(l, &names)
+        }
+        Some(LabelModifier::Exclude(wo)) => {
+            let mut names: Vec<&str> = wo.labels.iter().map(String::as_str).collect();
+            names.push(METRIC_NAME);
+            without(l, &names)
+        }
+        None => Labels::default(),
+    }
+}
+
+/// Evaluates an aggregation.
+pub(crate) fn eval(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Value> {
+    let op = a.op.to_string();
+    let param = match &a.param {
+        Some(p) => Some(ctx.eval(p)?),
+        None => None,
+    };
+    let input = match ctx.eval(&a.expr)? {
+        Value::Vector(v) => v,
+        other => {
+            return Err(QueryError::Execution(format!(
+                "aggregation over {} is not supported",
+                other.type_name()
+            )));
+        }
+    };
+    // with delayed name removal, a name marked for removal does not take part in grouping
+    let input: Vec<Series> = input
+        .into_iter()
+        .map(|s| {
+            if s.drop_name {
+                Series {
+                    labels: without_name(&s.labels),
+                    drop_name: false,
+                    points: s.points,
+                }
+            } else {
+                s
+            }
+        })
+        .collect();
+    let steps = ctx.steps;
+    let keys: Vec<Labels> = input
+        .iter()
+        .map(|s| group_key(&s.labels, a.modifier.as_ref()))
+        .collect();
+    let grid = by_step(&input, steps);
+    let mut out = Out::default();
+    for (i, present) in grid.iter().enumerate() {
+        let t = steps.at(i);
+        let mut groups: Vec<(&Labels, Vec<(usize, f64)>)> = Vec::new();
+        let mut pos: HashMap<&Labels, usize> = HashMap::new();
+        for &(j, v) in present {
+            let g = *pos.entry(&keys[j]).or_insert_with(|| {
+                groups.push((&keys[j], Vec::new()));
+                groups.len() - 1
+            });
+            groups[g].1.push((j, v));
+        }
+        let scalar_param = |p: &Option<Value>| -> Result<f64> {
+            match p {
+                Some(Value::Scalar(s)) => Ok(s[i].1),
+                _ => Err(QueryError::Execution(format!(
+                    "{op}: expected a scalar parameter"
+                ))),
+            }
+        };
+        for (key, members) in groups {
+            let vals = || members.iter().map(|m| m.1);
+            let single = |f: f64| -> Vec<(Labels, f64)> { vec![(key.clone(), f)] };
+            let results: Vec<(Labels, f64)> = match op.as_str() {
+                "sum" => {
+                    let mut k = Kahan::default();
+                    vals().for_each(|v| k.add(v));
+                    single(k.value())
+                }
+                "avg" => single(mean(vals())),
+                "count" => single(members.len() as f64),
+                "group" => single(1.0),
+                "min" => single(vals().fold(f64::NAN, |a, v| if v < a || a.is_nan() { v } else { a })),
+                "max" => single(vals().fold(f64::NAN, |a, v| if v > a || a.is_nan() { v } else { a })),
+                "stddev" => single(variance(vals()).sqrt()),
+                "stdvar" => single(variance(vals())),
+                "quantile" => {
+                    let phi = scalar_param(&param)?;
+                    let mut v: Vec<f64> = vals().collect();
+                    single(quantile(phi, &mut v))
+                }
+                "count_values" => {
+                    let Some(Value::String(name)) = &param else {
+                        return Err(QueryError::Execution(
+                            "count_values: expected a string parameter".into(),
+                        ));
+                    };
+                    let mut counts: Vec<(String, f64)> = Vec::new();
+                    for v in vals() {
+                        let s = format_float(v);
+                        match counts.iter_mut().find(|c| c.0 == s) {
+                            Some(c) => c.1 += 1.0,
+                            None => counts.push((s, 1.0)),
+                        }
+                    }
+                    counts
+                        .into_iter()
+                        .map(|(s, n)| (with_label(key, name, &s), n))
+                        .collect()
+                }
+                "topk" | "bottomk" | "limitk" => {
+                    let k = scalar_param(&param)?;
+                    if k.is_nan() {
+                        return Err(QueryError::Execution(format!("Parameter value is NaN for {op}")));
+                    }
+                    let k = if k >= members.len() as f64 {
+                        members.len()
+                    } else if k < 1.0 {
+                        0
+                    } else {
+                        k as usize
+                    };
+                    let mut m = members.clone();
+                    if op == "topk" {
+                        m.sort_by(|a, b| nan_first(b.1, a.1));
+                    } else if op == "bottomk" {
+                        m.sort_by(|a, b| nan_last(a.1, b.1));
+                    }
+                    m.truncate(k);
+                    m.into_iter().map(|(j, v)| (input[j].labels.clone(), v)).collect()
+                }
+                "limit_ratio" => {
+                    let r = scalar_param(&param)?;
+                    if r.is_nan() {
+                        return Err(QueryError::Execution("Ratio value is NaN".into()));
+                    }
+                    let r = r.clamp(-1.0, 1.0);
+                    members
+                        .iter()
+                        .filter(|(j, _)| {
+                            let off = input[*j].labels.stable_hash() as f64 / u64::MAX as f64;
+                            if r >= 0.0 { off < r } else { off >= 1.0 + r }
+                        })
+                        .map(|&(j, v)| (input[j].labels.clone(), v))
+                        .collect()
+                }
+                other => return Err(QueryError::Execution(format!("unsupported aggregation {other}"))),
+            };
+            for (l, v) in results {
+                out.push(l, false, t, v)?;
+            }
+        }
+    }
+    Ok(Value::Vector(out.finish()))
+}
+
+/// Order for bottomk: NaN after everything.
+fn nan_last(a: f64, b: f64) -> std::cmp::Ordering {
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Greater,
+        (false, true) => std::cmp::Ordering::Less,
+        _ => a.partial_cmp(&b).unwrap_or(std::cmp::Ordering::Equal),
+    }
+}

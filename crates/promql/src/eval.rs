@@ -1,0 +1,340 @@
+//! The evaluator: walks the promql-parser AST and evaluates every node over all steps of
+//! the query at once (as Prometheus's range evaluation does).
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use promql_parser::parser::{AtModifier, Expr, MatrixSelector, Offset, SubqueryExpr, VectorSelector};
+use strata_tsdb::{METRIC_NAME, MatchOp, Matcher};
+
+use crate::EngineConfig;
+use crate::error::{QueryError, Result};
+use crate::grid::Steps;
+use crate::source::Source;
+use crate::value::{RangeSeries, Series, Value};
+use crate::{aggregate, binary, functions};
+
+/// State of one query's evaluation.
+pub(crate) struct Ctx<'a> {
+    pub(crate) src: &'a dyn Source,
+    pub(crate) cfg: &'a EngineConfig,
+    pub(crate) steps: Steps,
+    /// The query's own start and end (for `@ start()` / `@ end()`).
+    pub(crate) query_start: i64,
+    pub(crate) query_end: i64,
+    pub(crate) samples: usize,
+    pub(crate) deadline: Instant,
+}
+
+/// Per-step windows of raw samples for one series of a range argument.
+pub(crate) struct Windows {
+    pub(crate) labels: strata_tsdb::Labels,
+    /// All samples needed by every step, ascending, stale markers removed.
+    pub(crate) samples: Vec<(i64, f64)>,
+    /// For each step: the range `[lo, hi)` of `samples` in the window, and the window's end.
+    pub(crate) ranges: Vec<(usize, usize)>,
+}
+
+/// A range argument evaluated for every step.
+pub(crate) struct RangeArg {
+    pub(crate) series: Vec<Windows>,
+    /// Window length in ms.
+    pub(crate) range: i64,
+    /// For each step, the evaluation time the window ends at (after `@` and offset).
+    pub(crate) ends: Vec<i64>,
+}
+
+fn dur_ms(d: &std::time::Duration) -> i64 {
+    d.as_millis() as i64
+}
+
+fn offset_ms(o: &Option<Offset>) -> i64 {
+    match o {
+        Some(Offset::Pos(d)) => dur_ms(d),
+        Some(Offset::Neg(d)) => -dur_ms(d),
+        None => 0,
+    }
+}
+
+fn system_ms(t: &SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_millis() as i64,
+        Err(e) => -(e.duration().as_millis() as i64),
+    }
+}
+
+/// Engine matchers of a selector (the metric name becomes an equality matcher).
+pub(crate) fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Matcher>> {
+    let mut out = Vec::new();
+    if let Some(n) = &vs.name {
+        out.push(
+            Matcher::new(MatchOp::Equal, METRIC_NAME, n.clone())
+                .map_err(|e| QueryError::Parse(e.to_string()))?,
+        );
+    }
+    for m in &vs.matchers.matchers {
+        use promql_parser::label::MatchOp as P;
+        let op = match m.op {
+            P::Equal => MatchOp::Equal,
+            P::NotEqual => MatchOp::NotEqual,
+            P::Re(_) => MatchOp::Regex,
+            P::NotRe(_) => MatchOp::NotRegex,
+        };
+        out.push(
+            Matcher::new(op, m.name.clone(), m.value.clone())
+                .map_err(|e| QueryError::Parse(e.to_string()))?,
+        );
+    }
+    Ok(out)
+}
+
+fn is_stale(v: f64) -> bool {
+    strata_tsdb::is_stale_marker(v)
+}
+
+impl Ctx<'_> {
+    pub(crate) fn check_deadline(&self) -> Result<()> {
+        if Instant::now() > self.deadline {
+            return Err(QueryError::Timeout("query execution"));
+        }
+        Ok(())
+    }
+
+    fn count_samples(&mut self, n: usize) -> Result<()> {
+        self.samples += n;
+        if self.samples > self.cfg.max_samples {
+            return Err(QueryError::TooManySamples);
+        }
+        Ok(())
+    }
+
+    /// The time a selector is evaluated at for step time `t`.
+    pub(crate) fn eval_time(&self, t: i64, at: &Option<AtModifier>, offset: &Option<Offset>) -> i64 {
+        let base = match at {
+            None => t,
+            Some(AtModifier::Start) => self.query_start,
+            Some(AtModifier::End) => self.query_end,
+            Some(AtModifier::At(st)) => system_ms(st),
+        };
+        base - offset_ms(offset)
+    }
+
+    fn fetch(&self, vs: &VectorSelector, mint: i64, maxt: i64) -> Result<Vec<strata_tsdb::SeriesData>> {
+        let m = selector_matchers(vs)?;
+        self.src.select(&m, mint, maxt).map_err(QueryError::Storage)
+    }
+
+    /// Evaluates any expression over the context's steps.
+    pub(crate) fn eval(&mut self, e: &Expr) -> Result<Value> {
+        self.check_deadline()?;
+        match e {
+            Expr::NumberLiteral(n) => Ok(Value::Scalar(self.steps.iter().map(|t| (t, n.val)).collect())),
+            Expr::StringLiteral(s) => Ok(Value::String(s.val.clone())),
+            Expr::Paren(p) => self.eval(&p.expr),
+            Expr::Unary(u) => match self.eval(&u.expr)? {
+                Value::Scalar(v) => Ok(Value::Scalar(v.into_iter().map(|(t, x)| (t, -x)).collect())),
+                Value::Vector(v) => Ok(Value::Vector(
+                    v.into_iter()
+                        .map(|s| {
+                            let (labels, dn) =
+                                crate::grid::drop_name(&s.labels, self.cfg.delayed_name_removal);
+                            Series {
+                                labels,
+                                drop_name: dn || s.drop_name,
+                                points: s.points.into_iter().map(|(t, x)| (t, -x)).collect(),
+                            }
+                        })
+                        .collect(),
+                )),
+                other => Err(QueryError::Execution(format!(
+                    "unary minus on {}",
+                    other.type_name()
+                ))),
+            },
+            Expr::VectorSelector(vs) => self.eval_vector_selector(vs).map(Value::Vector),
+            Expr::MatrixSelector(ms) => {
+                // only valid as a top-level instant query (or inside functions, handled there)
+                let arg = self.range_of_matrix(ms)?;
+                Ok(Value::Matrix(matrix_at_last(arg)))
+            }
+            Expr::Subquery(sq) => {
+                let arg = self.range_of_subquery(sq)?;
+                Ok(Value::Matrix(matrix_at_last(arg)))
+            }
+            Expr::Binary(b) => binary::eval(self, b),
+            Expr::Aggregate(a) => aggregate::eval(self, a),
+            Expr::Call(c) => functions::eval(self, c),
+            Expr::Extension(_) => Err(QueryError::Execution("unsupported expression".into())),
+        }
+    }
+
+    /// An instant vector selector: the newest sample in `(t − lookback, t]` at each step,
+    /// unless it is a stale marker.
+    pub(crate) fn eval_vector_selector(&mut self, vs: &VectorSelector) -> Result<Vec<Series>> {
+        let steps = self.steps;
+        let times: Vec<i64> = steps
+            .iter()
+            .map(|t| self.eval_time(t, &vs.at, &vs.offset))
+            .collect();
+        let (lo, hi) = (
+            times.iter().copied().min().unwrap_or(0),
+            times.iter().copied().max().unwrap_or(0),
+        );
+        let lookback = self.cfg.lookback_ms;
+        let data = self.fetch(vs, lo - lookback + 1, hi)?;
+        let mut out = Vec::with_capacity(data.len());
+        for sd in data {
+            let mut points = Vec::new();
+            for (i, &et) in times.iter().enumerate() {
+                // newest sample with timestamp <= et
+                let idx = sd.samples.partition_point(|s| s.0 <= et);
+                if idx == 0 {
+                    continue;
+                }
+                let (ts, v) = sd.samples[idx - 1];
+                if ts <= et - lookback || is_stale(v) {
+                    continue;
+                }
+                points.push((steps.at(i), v));
+            }
+            if !points.is_empty() {
+                self.count_samples(points.len())?;
+                out.push(Series {
+                    labels: sd.labels,
+                    drop_name: false,
+                    points,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// A matrix selector evaluated as windows `(end − range, end]` for every step.
+    pub(crate) fn range_of_matrix(&mut self, ms: &MatrixSelector) -> Result<RangeArg> {
+        let range = dur_ms(&ms.range);
+        let vs = &ms.vs;
+        let ends: Vec<i64> = self
+            .steps
+            .iter()
+            .map(|t| self.eval_time(t, &vs.at, &vs.offset))
+            .collect();
+        let (lo, hi) = (
+            ends.iter().copied().min().unwrap_or(0),
+            ends.iter().copied().max().unwrap_or(0),
+        );
+        let data = self.fetch(vs, lo - range + 1, hi)?;
+        let mut series = Vec::with_capacity(data.len());
+        for sd in data {
+            let samples: Vec<(i64, f64)> = sd.samples.into_iter().filter(|s| !is_stale(s.1)).collect();
+            let ranges = windows(&samples, &ends, range);
+            let total: usize = ranges.iter().map(|r| r.1 - r.0).sum();
+            self.count_samples(total)?;
+            series.push(Windows {
+                labels: sd.labels,
+                samples,
+                ranges,
+            });
+        }
+        Ok(RangeArg { series, range, ends })
+    }
+
+    /// A subquery: the inner expression evaluated at multiples of its step, then windows
+    /// `(end − range, end]` of those points for every outer step.
+    pub(crate) fn range_of_subquery(&mut self, sq: &SubqueryExpr) -> Result<RangeArg> {
+        let range = dur_ms(&sq.range);
+        let step = sq
+            .step
+            .as_ref()
+            .map_or(self.cfg.default_subquery_step_ms, dur_ms)
+            .max(1);
+        let ends: Vec<i64> = self
+            .steps
+            .iter()
+            .map(|t| self.eval_time(t, &sq.at, &sq.offset))
+            .collect();
+        let (lo, hi) = (
+            ends.iter().copied().min().unwrap_or(0),
+            ends.iter().copied().max().unwrap_or(0),
+        );
+        // first multiple of step strictly after lo − range
+        let from = lo - range;
+        let start = from.div_euclid(step) * step + step;
+        let inner_end = hi.div_euclid(step) * step;
+        let mut series = Vec::new();
+        if start <= inner_end {
+            let mut inner = Ctx {
+                src: self.src,
+                cfg: self.cfg,
+                steps: Steps {
+                    start,
+                    end: inner_end,
+                    step,
+                },
+                query_start: self.query_start,
+                query_end: self.query_end,
+                samples: self.samples,
+                deadline: self.deadline,
+            };
+            let v = inner.eval(&sq.expr)?;
+            self.samples = inner.samples;
+            let inner_series: Vec<Series> = match v {
+                Value::Vector(v) => v,
+                Value::Scalar(points) => {
+                    vec![Series {
+                        labels: strata_tsdb::Labels::default(),
+                        drop_name: false,
+                        points,
+                    }]
+                }
+                other => {
+                    return Err(QueryError::Execution(format!(
+                        "subquery of a {} is not allowed",
+                        other.type_name()
+                    )));
+                }
+            };
+            for s in inner_series {
+                let samples: Vec<(i64, f64)> = s.points;
+                let ranges = windows(&samples, &ends, range);
+                let labels = if s.drop_name {
+                    crate::grid::without_name(&s.labels)
+                } else {
+                    s.labels
+                };
+                series.push(Windows {
+                    labels,
+                    samples,
+                    ranges,
+                });
+            }
+        }
+        Ok(RangeArg { series, range, ends })
+    }
+}
+
+/// For each window end, the index range of samples in `(end − range, end]`.
+fn windows(samples: &[(i64, f64)], ends: &[i64], range: i64) -> Vec<(usize, usize)> {
+    ends.iter()
+        .map(|&e| {
+            let lo = samples.partition_point(|s| s.0 <= e - range);
+            let hi = samples.partition_point(|s| s.0 <= e);
+            (lo, hi.max(lo))
+        })
+        .collect()
+}
+
+/// A range argument as the matrix at its last step (instant queries of `x[5m]`).
+fn matrix_at_last(arg: RangeArg) -> Vec<RangeSeries> {
+    let mut out: Vec<RangeSeries> = arg
+        .series
+        .into_iter()
+        .filter_map(|w| {
+            let &(lo, hi) = w.ranges.last()?;
+            (hi > lo).then(|| RangeSeries {
+                labels: w.labels,
+                samples: w.samples[lo..hi].to_vec(),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.labels.cmp(&b.labels));
+    out
+}

@@ -1,0 +1,851 @@
+//! PromQL functions: range-vector functions over per-step windows, and instant functions.
+
+use chrono::{Datelike, TimeZone, Timelike};
+use promql_parser::parser::{Call, Expr};
+use strata_tsdb::{Labels, METRIC_NAME, MatchOp};
+
+use crate::aggregate::{Kahan, mean, quantile, variance};
+use crate::error::{QueryError, Result};
+use crate::eval::{Ctx, RangeArg, selector_matchers};
+use crate::grid::{Out, drop_name, labels_from, with_label, without_name};
+use crate::value::{Series, Value};
+
+type Window<'a> = &'a [(i64, f64)];
+
+fn range_arg(ctx: &mut Ctx<'_>, e: &Expr) -> Result<RangeArg> {
+    match e {
+        Expr::MatrixSelector(ms) => ctx.range_of_matrix(ms),
+        Expr::Subquery(sq) => ctx.range_of_subquery(sq),
+        Expr::Paren(p) => range_arg(ctx, &p.expr),
+        _ => Err(QueryError::Execution("expected a range vector argument".into())),
+    }
+}
+
+fn vector(ctx: &mut Ctx<'_>, e: &Expr) -> Result<Vec<Series>> {
+    match ctx.eval(e)? {
+        Value::Vector(v) => Ok(v),
+        other => Err(QueryError::Execution(format!(
+            "expected an instant vector, got {}",
+            other.type_name()
+        ))),
+    }
+}
+
+fn scalar(ctx: &mut Ctx<'_>, e: &Expr) -> Result<Vec<f64>> {
+    match ctx.eval(e)? {
+        Value::Scalar(s) => Ok(s.into_iter().map(|p| p.1).collect()),
+        other => Err(QueryError::Execution(format!(
+            "expected a scalar, got {}",
+            other.type_name()
+        ))),
+    }
+}
+
+fn string(ctx: &mut Ctx<'_>, e: &Expr) -> Result<String> {
+    match ctx.eval(e)? {
+        Value::String(s) => Ok(s),
+        other => Err(QueryError::Execution(format!(
+            "expected a string, got {}",
+            other.type_name()
+        ))),
+    }
+}
+
+/// Prometheus's extrapolated rate/increase/delta.
+fn extrapolated(w: Window<'_>, start: i64, end: i64, counter: bool, rate: bool) -> Option<f64> {
+    if w.len() < 2 {
+        return None;
+    }
+    let (first, last) = (w[0], w[w.len() - 1]);
+    let mut result = last.1 - first.1;
+    if counter {
+        for p in w.windows(2) {
+            if p[1].1 < p[0].1 {
+                result += p[0].1;
+            }
+        }
+    }
+    let mut to_start = (first.0 - start) as f64 / 1000.0;
+    let mut to_end = (end - last.0) as f64 / 1000.0;
+    let sampled = (last.0 - first.0) as f64 / 1000.0;
+    let avg = sampled / (w.len() - 1) as f64;
+    let threshold = avg * 1.1;
+    if to_start >= threshold {
+        to_start = avg / 2.0;
+    }
+    if counter && result > 0.0 && first.1 >= 0.0 {
+        let to_zero = sampled * (first.1 / result);
+        if to_zero < to_start {
+            to_start = to_zero;
+        }
+    }
+    if to_end >= threshold {
+        to_end = avg / 2.0;
+    }
+    let mut factor = (sampled + to_start + to_end) / sampled;
+    if rate {
+        factor /= (end - start) as f64 / 1000.0;
+    }
+    Some(result * factor)
+}
+
+fn instant_delta(w: Window<'_>, rate: bool) -> Option<f64> {
+    if w.len() < 2 {
+        return None;
+    }
+    let (prev, last) = (w[w.len() - 2], w[w.len() - 1]);
+    let dt = (last.0 - prev.0) as f64 / 1000.0;
+    if dt == 0.0 {
+        return None;
+    }
+    let v = if rate && last.1 < prev.1 {
+        last.1
+    } else {
+        last.1 - prev.1
+    };
+    Some(if rate { v / dt } else { v })
+}
+
+/// Least squares with Kahan sums, x in seconds relative to `intercept_t` (Prometheus).
+fn linear_regression(w: Window<'_>, intercept_t: i64) -> (f64, f64) {
+    let init = w[0].1;
+    let const_y = w.iter().all(|s| s.1 == init);
+    if const_y {
+        return if init.is_infinite() {
+            (f64::NAN, f64::NAN)
+        } else {
+            (0.0, init)
+        };
+    }
+    let n = w.len() as f64;
+    let (mut sx, mut sy, mut sxy, mut sx2) = (
+        Kahan::default(),
+        Kahan::default(),
+        Kahan::default(),
+        Kahan::default(),
+    );
+    for &(t, v) in w {
+        let x = (t - intercept_t) as f64 / 1e3;
+        sx.add(x);
+        sy.add(v);
+        sxy.add(x * v);
+        sx2.add(x * x);
+    }
+    let (sx, sy, sxy, sx2) = (sx.value(), sy.value(), sxy.value(), sx2.value());
+    let cov = sxy - sx * sy / n;
+    let var = sx2 - sx * sx / n;
+    let slope = cov / var;
+    (slope, sy / n - slope * sx / n)
+}
+
+fn min_max(w: Window<'_>, max: bool) -> f64 {
+    w.iter().fold(f64::NAN, |a, &(_, v)| {
+        if (if max { v > a } else { v < a }) || a.is_nan() {
+            v
+        } else {
+            a
+        }
+    })
+}
+
+/// Timestamp (s) of the last sample holding the window's min or max.
+fn ts_of_extreme(w: Window<'_>, max: bool) -> f64 {
+    let target = min_max(w, max);
+    let t = w
+        .iter()
+        .rev()
+        .find(|s| s.1 == target || (target.is_nan() && s.1.is_nan()))
+        .map_or(w[w.len() - 1].0, |s| s.0);
+    t as f64 / 1000.0
+}
+
+fn double_exponential_smoothing(w: Window<'_>, sf: f64, tf: f64) -> Option<f64> {
+    if w.len() < 2 || !(0.0..=1.0).contains(&sf) || !(0.0..=1.0).contains(&tf) || sf == 0.0 || tf == 0.0 {
+        return None;
+    }
+    let mut s0 = w[0].1;
+    let mut b = w[1].1 - w[0].1;
+    let mut s1 = s0;
+    for (i, &(_, x)) in w.iter().enumerate().skip(1) {
+        if i > 1 {
+            b = tf * (s1 - s0) + (1.0 - tf) * b;
+        }
+        s0 = s1;
+        s1 = sf * x + (1.0 - sf) * (s1 + b);
+    }
+    Some(s1)
+}
+
+/// Evaluates a function call.
+pub(crate) fn eval(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value> {
+    let name = c.func.name;
+    let args: Vec<&Expr> = c.args.args.iter().map(|b| b.as_ref()).collect();
+    let delayed = ctx.cfg.delayed_name_removal;
+    match name {
+        "rate"
+        | "increase"
+        | "delta"
+        | "irate"
+        | "idelta"
+        | "deriv"
+        | "changes"
+        | "resets"
+        | "avg_over_time"
+        | "sum_over_time"
+        | "count_over_time"
+        | "min_over_time"
+        | "max_over_time"
+        | "last_over_time"
+        | "first_over_time"
+        | "present_over_time"
+        | "stddev_over_time"
+        | "stdvar_over_time"
+        | "mad_over_time"
+        | "ts_of_min_over_time"
+        | "ts_of_max_over_time"
+        | "ts_of_last_over_time"
+        | "ts_of_first_over_time" => range_fn(ctx, name, args[0], None, None),
+        "quantile_over_time" => {
+            let phi = scalar(ctx, args[0])?;
+            range_fn(ctx, name, args[1], Some(phi), None)
+        }
+        "predict_linear" => {
+            let d = scalar(ctx, args[1])?;
+            range_fn(ctx, name, args[0], Some(d), None)
+        }
+        "double_exponential_smoothing" => {
+            let sf = scalar(ctx, args[1])?;
+            let tf = scalar(ctx, args[2])?;
+            range_fn(ctx, name, args[0], Some(sf), Some(tf))
+        }
+        "absent_over_time" => {
+            let arg = range_arg(ctx, args[0])?;
+            let present: Vec<bool> = (0..ctx.steps.len())
+                .map(|i| arg.series.iter().any(|w| w.ranges[i].1 > w.ranges[i].0))
+                .collect();
+            absent(ctx, args[0], &present)
+        }
+        "absent" => {
+            let v = vector(ctx, args[0])?;
+            let mut present = vec![false; ctx.steps.len()];
+            for s in &v {
+                for p in &s.points {
+                    present[ctx.steps.index(p.0)] = true;
+                }
+            }
+            absent(ctx, args[0], &present)
+        }
+        "time" => Ok(Value::Scalar(
+            ctx.steps.iter().map(|t| (t, t as f64 / 1000.0)).collect(),
+        )),
+        "pi" => Ok(Value::Scalar(
+            ctx.steps.iter().map(|t| (t, std::f64::consts::PI)).collect(),
+        )),
+        "vector" => {
+            let s = scalar(ctx, args[0])?;
+            let points = ctx.steps.iter().zip(s).collect();
+            Ok(Value::Vector(vec![Series {
+                labels: Labels::default(),
+                drop_name: false,
+                points,
+            }]))
+        }
+        "scalar" => {
+            let v = vector(ctx, args[0])?;
+            let mut vals = vec![(0usize, f64::NAN); ctx.steps.len()];
+            for s in &v {
+                for &(t, x) in &s.points {
+                    let slot = &mut vals[ctx.steps.index(t)];
+                    slot.0 += 1;
+                    slot.1 = x;
+                }
+            }
+            Ok(Value::Scalar(
+                ctx.steps
+                    .iter()
+                    .zip(vals)
+                    .map(|(t, (n, x))| (t, if n == 1 { x } else { f64::NAN }))
+                    .collect(),
+            ))
+        }
+        "timestamp" => {
+            let v = match args[0] {
+                Expr::VectorSelector(vs) => ctx.eval_selector_timestamps(vs)?,
+                e => vector(ctx, e)?
+                    .into_iter()
+                    .map(|s| Series {
+                        points: s.points.iter().map(|&(t, _)| (t, t as f64 / 1000.0)).collect(),
+                        ..s
+                    })
+                    .collect(),
+            };
+            Ok(Value::Vector(map_series(v, delayed, |_, x| Some(x))))
+        }
+        "label_replace" => label_replace(ctx, &args),
+        "label_join" => label_join(ctx, &args),
+        "sort" | "sort_desc" => {
+            let mut v = vector(ctx, args[0])?;
+            if ctx.steps.len() == 1 {
+                let desc = name == "sort_desc";
+                v.sort_by(|a, b| {
+                    let (x, y) = (a.points[0].1, b.points[0].1);
+                    match (x.is_nan(), y.is_nan()) {
+                        (true, true) => std::cmp::Ordering::Equal,
+                        (true, false) => std::cmp::Ordering::Greater,
+                        (false, true) => std::cmp::Ordering::Less,
+                        _ if desc => y.partial_cmp(&x).unwrap_or(std::cmp::Ordering::Equal),
+                        _ => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
+                    }
+                });
+            }
+            Ok(Value::Vector(v))
+        }
+        "sort_by_label" | "sort_by_label_desc" => {
+            let mut v = vector(ctx, args[0])?;
+            let mut names = Vec::new();
+            for a in &args[1..] {
+                names.push(string(ctx, a)?);
+            }
+            v.sort_by(|a, b| {
+                let key = |s: &Series| {
+                    names
+                        .iter()
+                        .map(|n| s.labels.get(n).unwrap_or("").to_owned())
+                        .collect::<Vec<_>>()
+                };
+                let o = key(a).cmp(&key(b)).then_with(|| a.labels.cmp(&b.labels));
+                if name.ends_with("_desc") { o.reverse() } else { o }
+            });
+            Ok(Value::Vector(v))
+        }
+        "histogram_quantile" => histogram_quantile(ctx, &args),
+        "clamp" | "clamp_min" | "clamp_max" => {
+            let v = vector(ctx, args[0])?;
+            let lo = if name == "clamp_max" {
+                None
+            } else {
+                Some(scalar(ctx, args[1])?)
+            };
+            let hi = match name {
+                "clamp" => Some(scalar(ctx, args[2])?),
+                "clamp_max" => Some(scalar(ctx, args[1])?),
+                _ => None,
+            };
+            let steps = ctx.steps;
+            Ok(Value::Vector(map_series(v, delayed, |t, x| {
+                let i = steps.index(t);
+                let (l, h) = (lo.as_ref().map(|s| s[i]), hi.as_ref().map(|s| s[i]));
+                if let (Some(l), Some(h)) = (l, h)
+                    && h < l
+                {
+                    return None;
+                }
+                let mut x = x;
+                if let Some(l) = l {
+                    x = if x.is_nan() { x } else { x.max(l) };
+                    if l.is_nan() {
+                        x = f64::NAN;
+                    }
+                }
+                if let Some(h) = h {
+                    x = if x.is_nan() { x } else { x.min(h) };
+                    if h.is_nan() {
+                        x = f64::NAN;
+                    }
+                }
+                Some(x)
+            })))
+        }
+        "round" => {
+            let v = vector(ctx, args[0])?;
+            let to = match args.get(1) {
+                Some(a) => Some(scalar(ctx, a)?),
+                None => None,
+            };
+            let steps = ctx.steps;
+            Ok(Value::Vector(map_series(v, delayed, |t, x| {
+                let inv = 1.0 / to.as_ref().map_or(1.0, |s| s[steps.index(t)]);
+                Some((x * inv + 0.5).floor() / inv)
+            })))
+        }
+        "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month" | "hour" | "minute" | "month"
+        | "year" => {
+            let v = match args.first() {
+                Some(a) => vector(ctx, a)?,
+                None => vec![Series {
+                    labels: Labels::default(),
+                    drop_name: false,
+                    points: ctx.steps.iter().map(|t| (t, t as f64 / 1000.0)).collect(),
+                }],
+            };
+            Ok(Value::Vector(map_series(v, delayed, |_, x| date_part(name, x))))
+        }
+        _ => {
+            let f: fn(f64) -> f64 = match name {
+                "abs" => f64::abs,
+                "ceil" => f64::ceil,
+                "floor" => f64::floor,
+                "exp" => f64::exp,
+                "ln" => f64::ln,
+                "log2" => f64::log2,
+                "log10" => f64::log10,
+                "sqrt" => f64::sqrt,
+                "sgn" => |x: f64| {
+                    if x > 0.0 {
+                        1.0
+                    } else if x < 0.0 {
+                        -1.0
+                    } else {
+                        x
+                    }
+                },
+                "sin" => f64::sin,
+                "cos" => f64::cos,
+                "tan" => f64::tan,
+                "asin" => f64::asin,
+                "acos" => f64::acos,
+                "atan" => f64::atan,
+                "sinh" => f64::sinh,
+                "cosh" => f64::cosh,
+                "tanh" => f64::tanh,
+                "asinh" => f64::asinh,
+                "acosh" => f64::acosh,
+                "atanh" => f64::atanh,
+                "deg" => f64::to_degrees,
+                "rad" => f64::to_radians,
+                other => {
+                    return Err(QueryError::Execution(format!(
+                        "function {other}() is not supported yet"
+                    )));
+                }
+            };
+            let v = vector(ctx, args[0])?;
+            Ok(Value::Vector(map_series(v, delayed, |_, x| Some(f(x)))))
+        }
+    }
+}
+
+/// Applies `f` to every point, dropping the metric name; `None` drops the point.
+fn map_series(v: Vec<Series>, delayed: bool, f: impl Fn(i64, f64) -> Option<f64>) -> Vec<Series> {
+    v.into_iter()
+        .filter_map(|s| {
+            let points: Vec<(i64, f64)> = s
+                .points
+                .iter()
+                .filter_map(|&(t, x)| f(t, x).map(|y| (t, y)))
+                .collect();
+            if points.is_empty() {
+                return None;
+            }
+            let (labels, dn) = drop_name(&s.labels, delayed);
+            Some(Series {
+                labels,
+                drop_name: dn || s.drop_name,
+                points,
+            })
+        })
+        .collect()
+}
+
+fn date_part(name: &str, x: f64) -> Option<f64> {
+    if !x.is_finite() {
+        return Some(f64::NAN);
+    }
+    let secs = x.floor() as i64;
+    let dt = chrono::Utc.timestamp_opt(secs, 0).single()?;
+    Some(match name {
+        "day_of_month" => f64::from(dt.day()),
+        "day_of_week" => f64::from(dt.weekday().num_days_from_sunday()),
+        "day_of_year" => f64::from(dt.ordinal()),
+        "days_in_month" => {
+            let (y, m) = (dt.year(), dt.month());
+            let next = if m == 12 {
+                chrono::NaiveDate::from_ymd_opt(y + 1, 1, 1)
+            } else {
+                chrono::NaiveDate::from_ymd_opt(y, m + 1, 1)
+            }?;
+            f64::from(next.pred_opt()?.day())
+        }
+        "hour" => f64::from(dt.hour()),
+        "minute" => f64::from(dt.minute()),
+        "month" => f64::from(dt.month()),
+        _ => f64::from(dt.year()),
+    })
+}
+
+fn range_fn(
+    ctx: &mut Ctx<'_>,
+    name: &str,
+    arg: &Expr,
+    p1: Option<Vec<f64>>,
+    p2: Option<Vec<f64>>,
+) -> Result<Value> {
+    let ra = range_arg(ctx, arg)?;
+    let steps = ctx.steps;
+    let keep_name = matches!(name, "last_over_time" | "first_over_time");
+    let delayed = ctx.cfg.delayed_name_removal;
+    let mut out = Vec::with_capacity(ra.series.len());
+    for w in &ra.series {
+        let mut points = Vec::new();
+        for (i, &(lo, hi)) in w.ranges.iter().enumerate() {
+            let win = &w.samples[lo..hi];
+            if win.is_empty() {
+                continue;
+            }
+            let end = ra.ends[i];
+            let start = end - ra.range;
+            let t = steps.at(i);
+            let v = match name {
+                "rate" => extrapolated(win, start, end, true, true),
+                "increase" => extrapolated(win, start, end, true, false),
+                "delta" => extrapolated(win, start, end, false, false),
+                "irate" => instant_delta(win, true),
+                "idelta" => instant_delta(win, false),
+                "deriv" => (win.len() >= 2).then(|| linear_regression(win, win[0].0).0),
+                "predict_linear" => (win.len() >= 2).then(|| {
+                    let (slope, icpt) = linear_regression(win, t);
+                    slope * p1.as_ref().map_or(0.0, |d| d[i]) + icpt
+                }),
+                "changes" => Some(
+                    win.windows(2)
+                        .filter(|p| p[1].1 != p[0].1 && !(p[1].1.is_nan() && p[0].1.is_nan()))
+                        .count() as f64,
+                ),
+                "resets" => Some(win.windows(2).filter(|p| p[1].1 < p[0].1).count() as f64),
+                "avg_over_time" => Some(mean(win.iter().map(|s| s.1))),
+                "sum_over_time" => {
+                    let mut k = Kahan::default();
+                    win.iter().for_each(|s| k.add(s.1));
+                    Some(k.value())
+                }
+                "count_over_time" => Some(win.len() as f64),
+                "min_over_time" => Some(min_max(win, false)),
+                "max_over_time" => Some(min_max(win, true)),
+                "last_over_time" => Some(win[win.len() - 1].1),
+                "first_over_time" => Some(win[0].1),
+                "present_over_time" => Some(1.0),
+                "stddev_over_time" => Some(variance(win.iter().map(|s| s.1)).sqrt()),
+                "stdvar_over_time" => Some(variance(win.iter().map(|s| s.1))),
+                "quantile_over_time" => {
+                    let mut vals: Vec<f64> = win.iter().map(|s| s.1).collect();
+                    Some(quantile(p1.as_ref().map_or(f64::NAN, |q| q[i]), &mut vals))
+                }
+                "mad_over_time" => {
+                    let mut vals: Vec<f64> = win.iter().map(|s| s.1).collect();
+                    let med = quantile(0.5, &mut vals);
+                    let mut dev: Vec<f64> = vals.iter().map(|v| (v - med).abs()).collect();
+                    Some(quantile(0.5, &mut dev))
+                }
+                "ts_of_min_over_time" => Some(ts_of_extreme(win, false)),
+                "ts_of_max_over_time" => Some(ts_of_extreme(win, true)),
+                "ts_of_last_over_time" => Some(win[win.len() - 1].0 as f64 / 1000.0),
+                "ts_of_first_over_time" => Some(win[0].0 as f64 / 1000.0),
+                "double_exponential_smoothing" => double_exponential_smoothing(
+                    win,
+                    p1.as_ref().map_or(f64::NAN, |s| s[i]),
+                    p2.as_ref().map_or(f64::NAN, |s| s[i]),
+                ),
+                _ => None,
+            };
+            if let Some(v) = v {
+                points.push((t, v));
+            }
+        }
+        if points.is_empty() {
+            continue;
+        }
+        let (labels, dn) = if keep_name {
+            (w.labels.clone(), false)
+        } else {
+            drop_name(&w.labels, delayed)
+        };
+        out.push(Series {
+            labels,
+            drop_name: dn,
+            points,
+        });
+    }
+    Ok(Value::Vector(out))
+}
+
+/// `absent()` / `absent_over_time()`: 1 at steps where nothing was present, labelled with
+/// the selector's equality matchers.
+fn absent(ctx: &Ctx<'_>, arg: &Expr, present: &[bool]) -> Result<Value> {
+    let vs = match arg {
+        Expr::VectorSelector(vs) => Some(vs),
+        Expr::MatrixSelector(ms) => Some(&ms.vs),
+        Expr::Subquery(sq) => match sq.expr.as_ref() {
+            Expr::VectorSelector(vs) => Some(vs),
+            _ => None,
+        },
+        _ => None,
+    };
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    if let Some(vs) = vs {
+        let ms = selector_matchers(vs)?;
+        for m in &ms {
+            if m.op == MatchOp::Equal && m.name != METRIC_NAME {
+                if let Some(i) = pairs.iter().position(|p| p.0 == m.name) {
+                    pairs.remove(i);
+                    continue;
+                }
+                pairs.push((m.name.clone(), m.value.clone()));
+            }
+        }
+        // a label matched twice by equality is ambiguous: drop it
+        let dup: Vec<String> = ms
+            .iter()
+            .filter(|m| {
+                m.op == MatchOp::Equal
+                    && ms
+                        .iter()
+                        .filter(|x| x.name == m.name && x.op == MatchOp::Equal)
+                        .count()
+                        > 1
+            })
+            .map(|m| m.name.clone())
+            .collect();
+        pairs.retain(|p| !dup.contains(&p.0));
+    }
+    let labels = labels_from(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+    let points: Vec<(i64, f64)> = ctx
+        .steps
+        .iter()
+        .zip(present)
+        .filter(|(_, p)| !**p)
+        .map(|(t, _)| (t, 1.0))
+        .collect();
+    if points.is_empty() {
+        return Ok(Value::Vector(Vec::new()));
+    }
+    Ok(Value::Vector(vec![Series {
+        labels,
+        drop_name: false,
+        points,
+    }]))
+}
+
+fn valid_label_name(n: &str) -> bool {
+    !n.is_empty()
+}
+
+fn label_replace(ctx: &mut Ctx<'_>, args: &[&Expr]) -> Result<Value> {
+    let v = vector(ctx, args[0])?;
+    let dst = string(ctx, args[1])?;
+    let repl = string(ctx, args[2])?;
+    let src = string(ctx, args[3])?;
+    let re_src = string(ctx, args[4])?;
+    let re = regex::Regex::new(&format!("^(?s:{re_src})$")).map_err(|e| {
+        QueryError::Execution(format!(
+            "invalid regular expression in label_replace(): {re_src}: {e}"
+        ))
+    })?;
+    if !valid_label_name(&dst) {
+        return Err(QueryError::Execution(format!(
+            "invalid destination label name in label_replace(): {dst}"
+        )));
+    }
+    relabel(ctx, v, |l| {
+        let val = l.get(&src).unwrap_or("");
+        match re.captures(val) {
+            Some(caps) => {
+                let mut res = String::new();
+                caps.expand(&repl, &mut res);
+                Some(with_label(l, &dst, &res))
+            }
+            None => Some(l.clone()),
+        }
+    })
+}
+
+fn label_join(ctx: &mut Ctx<'_>, args: &[&Expr]) -> Result<Value> {
+    let v = vector(ctx, args[0])?;
+    let dst = string(ctx, args[1])?;
+    let sep = string(ctx, args[2])?;
+    let mut srcs = Vec::new();
+    for a in &args[3..] {
+        srcs.push(string(ctx, a)?);
+    }
+    if !valid_label_name(&dst) {
+        return Err(QueryError::Execution(format!(
+            "invalid destination label name in label_join(): {dst}"
+        )));
+    }
+    relabel(ctx, v, |l| {
+        let joined: Vec<&str> = srcs.iter().map(|s| l.get(s).unwrap_or("")).collect();
+        Some(with_label(l, &dst, &joined.join(&sep)))
+    })
+}
+
+/// Rewrites labels point by point, merging series that end up with the same labels and
+/// failing when two collide at one step.
+fn relabel(ctx: &Ctx<'_>, v: Vec<Series>, f: impl Fn(&Labels) -> Option<Labels>) -> Result<Value> {
+    let mut out = Out::default();
+    let mut rows: Vec<(Labels, bool, i64, f64)> = Vec::new();
+    for s in v {
+        let Some(nl) = f(&s.labels) else { continue };
+        // a name set or changed by the relabelling is kept even when it was to be dropped
+        let dn = s.drop_name && nl.get(METRIC_NAME) == s.labels.get(METRIC_NAME);
+        let nl = if !ctx.cfg.delayed_name_removal && s.drop_name {
+            without_name(&nl)
+        } else {
+            nl
+        };
+        for &(t, x) in &s.points {
+            rows.push((nl.clone(), dn, t, x));
+        }
+    }
+    rows.sort_by_key(|r| r.2);
+    for (l, dn, t, x) in rows {
+        out.push(l, dn, t, x)?;
+    }
+    Ok(Value::Vector(out.finish()))
+}
+
+fn histogram_quantile(ctx: &mut Ctx<'_>, args: &[&Expr]) -> Result<Value> {
+    let phi = scalar(ctx, args[0])?;
+    let v = vector(ctx, args[1])?;
+    let steps = ctx.steps;
+    // group buckets by labels without `le` (and the name)
+    let mut groups: Vec<(Labels, Vec<(f64, usize)>)> = Vec::new();
+    for (j, s) in v.iter().enumerate() {
+        let Some(le) = s.labels.get("le").and_then(parse_le) else {
+            continue;
+        };
+        let key = crate::grid::without(&s.labels, &["le", METRIC_NAME]);
+        match groups.iter_mut().find(|g| g.0 == key) {
+            Some(g) => g.1.push((le, j)),
+            None => groups.push((key, vec![(le, j)])),
+        }
+    }
+    let mut out = Out::default();
+    for (key, members) in groups {
+        for (i, &q) in phi.iter().enumerate() {
+            let t = steps.at(i);
+            let mut buckets: Vec<(f64, f64)> = members
+                .iter()
+                .filter_map(|&(le, j)| v[j].points.iter().find(|p| p.0 == t).map(|p| (le, p.1)))
+                .collect();
+            if buckets.is_empty() {
+                continue;
+            }
+            out.push(key.clone(), false, t, bucket_quantile(q, &mut buckets))?;
+        }
+    }
+    let mut series = out.finish();
+    series.iter_mut().for_each(|s| s.points.sort_by_key(|p| p.0));
+    Ok(Value::Vector(series))
+}
+
+fn parse_le(s: &str) -> Option<f64> {
+    match s {
+        "+Inf" | "Inf" | "+inf" | "inf" => Some(f64::INFINITY),
+        _ => s.parse().ok(),
+    }
+}
+
+/// Prometheus's `BucketQuantile` over (upper bound, cumulative count) pairs.
+fn bucket_quantile(q: f64, b: &mut [(f64, f64)]) -> f64 {
+    if q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    b.sort_by(|x, y| x.0.partial_cmp(&y.0).unwrap_or(std::cmp::Ordering::Equal));
+    if b.last().is_none_or(|x| x.0 != f64::INFINITY) {
+        return f64::NAN;
+    }
+    // coalesce equal bounds
+    let mut c: Vec<(f64, f64)> = Vec::with_capacity(b.len());
+    for &(ub, n) in b.iter() {
+        match c.last_mut() {
+            Some(last) if last.0 == ub => last.1 += n,
+            _ => c.push((ub, n)),
+        }
+    }
+    // monotonicity
+    let mut prev = c[0].1;
+    for x in c.iter_mut().skip(1) {
+        if x.1 == prev {
+            continue;
+        }
+        if (x.1 - prev).abs() <= 1e-12 * (x.1.abs() + prev.abs()) || x.1 < prev {
+            x.1 = prev;
+            continue;
+        }
+        prev = x.1;
+    }
+    if c.len() < 2 {
+        return f64::NAN;
+    }
+    let obs = c[c.len() - 1].1;
+    if obs == 0.0 || obs.is_nan() {
+        return f64::NAN;
+    }
+    let mut rank = q * obs;
+    let idx = c[..c.len() - 1].partition_point(|x| x.1 < rank);
+    if idx == c.len() - 1 {
+        return c[c.len() - 2].0;
+    }
+    if idx == 0 && c[0].0 <= 0.0 {
+        return c[0].0;
+    }
+    let (mut start, end, mut count) = (0.0, c[idx].0, c[idx].1);
+    if idx > 0 {
+        start = c[idx - 1].0;
+        count -= c[idx - 1].1;
+        rank -= c[idx - 1].1;
+    }
+    start + (end - start) * (rank / count)
+}
+
+impl Ctx<'_> {
+    /// `timestamp(selector)`: the timestamps (s) of the samples the selector picks.
+    fn eval_selector_timestamps(
+        &mut self,
+        vs: &promql_parser::parser::VectorSelector,
+    ) -> Result<Vec<Series>> {
+        let lookback = self.cfg.lookback_ms;
+        let steps = self.steps;
+        let m = selector_matchers(vs)?;
+        let times: Vec<i64> = steps
+            .iter()
+            .map(|t| self.eval_time(t, &vs.at, &vs.offset))
+            .collect();
+        let (lo, hi) = (
+            times.iter().copied().min().unwrap_or(0),
+            times.iter().copied().max().unwrap_or(0),
+        );
+        let data = self
+            .src
+            .select(&m, lo - lookback + 1, hi)
+            .map_err(QueryError::Storage)?;
+        let mut out = Vec::new();
+        for sd in data {
+            let mut points = Vec::new();
+            for (i, &et) in times.iter().enumerate() {
+                let idx = sd.samples.partition_point(|s| s.0 <= et);
+                if idx == 0 {
+                    continue;
+                }
+                let (ts, v) = sd.samples[idx - 1];
+                if ts <= et - lookback || strata_tsdb::is_stale_marker(v) {
+                    continue;
+                }
+                points.push((steps.at(i), ts as f64 / 1000.0));
+            }
+            if !points.is_empty() {
+                out.push(Series {
+                    labels: sd.labels,
+                    drop_name: false,
+                    points,
+                });
+            }
+        }
+        Ok(out)
+    }
+}

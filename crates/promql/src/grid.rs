@@ -1,0 +1,132 @@
+//! Per-step views of series over the query's step grid, and the builder of outputs.
+
+use std::collections::HashMap;
+
+use strata_tsdb::{Labels, METRIC_NAME};
+
+use crate::error::{QueryError, Result};
+use crate::value::Series;
+
+/// The evaluation steps of a query: `start, start+step, … ≤ end`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Steps {
+    pub(crate) start: i64,
+    pub(crate) end: i64,
+    pub(crate) step: i64,
+}
+
+impl Steps {
+    pub(crate) fn len(&self) -> usize {
+        ((self.end - self.start) / self.step.max(1)) as usize + 1
+    }
+
+    pub(crate) fn at(&self, i: usize) -> i64 {
+        self.start + i as i64 * self.step
+    }
+
+    pub(crate) fn index(&self, t: i64) -> usize {
+        ((t - self.start) / self.step.max(1)) as usize
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = i64> + '_ {
+        (0..self.len()).map(|i| self.at(i))
+    }
+}
+
+/// For each step index, the (series index, value) pairs present at that step.
+pub(crate) fn by_step(series: &[Series], steps: Steps) -> Vec<Vec<(usize, f64)>> {
+    let mut out = vec![Vec::new(); steps.len()];
+    for (i, s) in series.iter().enumerate() {
+        for &(t, v) in &s.points {
+            out[steps.index(t)].push((i, v));
+        }
+    }
+    out
+}
+
+/// Assembles output series step by step, keyed by label set.
+#[derive(Debug, Default)]
+pub(crate) struct Out {
+    map: HashMap<Labels, usize>,
+    pub(crate) series: Vec<Series>,
+}
+
+impl Out {
+    /// Adds a point; two points of one label set at one step is Prometheus's collision error.
+    pub(crate) fn push(&mut self, labels: Labels, drop_name: bool, t: i64, v: f64) -> Result<()> {
+        let idx = match self.map.get(&labels) {
+            Some(&i) => i,
+            None => {
+                self.series.push(Series {
+                    labels: labels.clone(),
+                    drop_name,
+                    points: Vec::new(),
+                });
+                self.map.insert(labels, self.series.len() - 1);
+                self.series.len() - 1
+            }
+        };
+        let s = &mut self.series[idx];
+        if s.points.last().is_some_and(|p| p.0 == t) {
+            return Err(QueryError::Execution(
+                "vector cannot contain metrics with the same labelset".into(),
+            ));
+        }
+        s.points.push((t, v));
+        Ok(())
+    }
+
+    pub(crate) fn finish(self) -> Vec<Series> {
+        self.series
+    }
+}
+
+/// The labels with `__name__` removed.
+pub(crate) fn without_name(l: &Labels) -> Labels {
+    without(l, &[METRIC_NAME])
+}
+
+/// The labels without `names`.
+pub(crate) fn without(l: &Labels, names: &[&str]) -> Labels {
+    if !l.iter().any(|x| names.contains(&x.name.as_str())) {
+        return l.clone();
+    }
+    labels_from(
+        l.iter()
+            .filter(|x| !names.contains(&x.name.as_str()))
+            .map(|x| (x.name.as_str(), x.value.as_str())),
+    )
+}
+
+/// Only the labels in `names`.
+pub(crate) fn only(l: &Labels, names: &[&str]) -> Labels {
+    labels_from(
+        l.iter()
+            .filter(|x| names.contains(&x.name.as_str()))
+            .map(|x| (x.name.as_str(), x.value.as_str())),
+    )
+}
+
+/// Builds labels from pairs that are already unique (any order; empty values dropped).
+pub(crate) fn labels_from<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Labels {
+    Labels::from_unchecked(pairs)
+}
+
+/// Sets (or, with an empty value, removes) label `name`.
+pub(crate) fn with_label(l: &Labels, name: &str, value: &str) -> Labels {
+    let rest = l
+        .iter()
+        .filter(|x| x.name != name)
+        .map(|x| (x.name.as_str(), x.value.as_str()));
+    labels_from(rest.chain(std::iter::once((name, value))))
+}
+
+/// Applies eager or delayed `__name__` removal to a series about to be output by an
+/// operation that drops the name.
+pub(crate) fn drop_name(l: &Labels, delayed: bool) -> (Labels, bool) {
+    if delayed {
+        (l.clone(), l.get(METRIC_NAME).is_some())
+    } else {
+        (without_name(l), false)
+    }
+}

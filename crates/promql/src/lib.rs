@@ -1,0 +1,162 @@
+//! # strata-promql — the PromQL evaluator
+//!
+//! Parses with the `promql-parser` crate and evaluates over any [`Source`] of series, so the
+//! same engine serves `strata standalone` (the local database) and, later, stateless
+//! queriers (the shards). Semantics are Prometheus 3's: left-open range windows
+//! `(t − range, t]`, lookback `(t − 5m, t]` ending at stale markers, `@` and `offset`,
+//! subqueries aligned to multiples of their step, Kahan summation where Prometheus uses
+//! it, and eager `__name__` removal (delayed removal behind [`EngineConfig`]).
+//!
+//! Every node is evaluated over all steps of the query at once; an instant query is a
+//! range query with one step.
+
+mod aggregate;
+mod binary;
+mod error;
+mod eval;
+mod functions;
+mod grid;
+mod source;
+mod value;
+
+use std::time::{Duration, Instant};
+
+use promql_parser::parser::{self, Expr};
+
+pub use error::{QueryError, Result};
+pub use source::{MemSource, Source};
+pub use value::{RangeSeries, Series, Value};
+
+use crate::eval::Ctx;
+use crate::grid::{Out, Steps, without_name};
+
+/// Settings of the engine.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// How far back an instant selector looks for a sample, in ms. Default 300 000 (5m).
+    pub lookback_ms: i64,
+    /// Most samples a query may load. Default 50 000 000 (Prometheus's default).
+    pub max_samples: usize,
+    /// Step of subqueries written without one (`x[5m:]`), in ms. Default 60 000.
+    pub default_subquery_step_ms: i64,
+    /// Prometheus's `promql-delayed-name-removal` feature. Default off.
+    pub delayed_name_removal: bool,
+    /// Longest a query may run. Default 2 minutes.
+    pub timeout: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            lookback_ms: 300_000,
+            max_samples: 50_000_000,
+            default_subquery_step_ms: 60_000,
+            delayed_name_removal: false,
+            timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// The PromQL engine.
+#[derive(Debug, Clone, Default)]
+pub struct Engine {
+    cfg: EngineConfig,
+}
+
+/// Parses a query as Prometheus does (errors are `bad_data`).
+pub fn parse(query: &str) -> Result<Expr> {
+    parser::parse(query).map_err(QueryError::Parse)
+}
+
+impl Engine {
+    /// An engine with `cfg`.
+    pub fn new(cfg: EngineConfig) -> Self {
+        Engine { cfg }
+    }
+
+    /// Its settings.
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    /// Evaluates `expr` at time `t` (ms).
+    pub fn instant(&self, src: &dyn Source, expr: &Expr, t: i64) -> Result<Value> {
+        self.run(
+            src,
+            expr,
+            Steps {
+                start: t,
+                end: t,
+                step: 1,
+            },
+        )
+    }
+
+    /// Evaluates `expr` at `start, start+step, … ≤ end` (ms); the result is a matrix sorted by labels.
+    pub fn range(&self, src: &dyn Source, expr: &Expr, start: i64, end: i64, step: i64) -> Result<Value> {
+        if step <= 0 {
+            return Err(QueryError::Parse(
+                "zero or negative query resolution step widths are not accepted. Try a positive integer"
+                    .into(),
+            ));
+        }
+        if end < start {
+            return Err(QueryError::Parse(
+                "end timestamp must not be before start time".into(),
+            ));
+        }
+        if let Expr::MatrixSelector(_) | Expr::Subquery(_) = expr {
+            return Err(QueryError::Parse(
+                "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector"
+                    .into(),
+            ));
+        }
+        if let Expr::StringLiteral(_) = expr {
+            return Err(QueryError::Parse(
+                "invalid expression type \"string\" for range query, must be Scalar or instant Vector".into(),
+            ));
+        }
+        let v = self.run(src, expr, Steps { start, end, step })?;
+        Ok(match v {
+            Value::Vector(mut s) => {
+                s.sort_by(|a, b| a.labels.cmp(&b.labels));
+                Value::Vector(s)
+            }
+            other => other,
+        })
+    }
+
+    fn run(&self, src: &dyn Source, expr: &Expr, steps: Steps) -> Result<Value> {
+        let mut ctx = Ctx {
+            src,
+            cfg: &self.cfg,
+            steps,
+            query_start: steps.start,
+            query_end: steps.end,
+            samples: 0,
+            deadline: Instant::now() + self.cfg.timeout,
+        };
+        let v = ctx.eval(expr)?;
+        match v {
+            Value::Vector(series) if series.iter().any(|s| s.drop_name) => {
+                // delayed name removal: drop marked names now, then check for collisions
+                let mut rows: Vec<(strata_tsdb::Labels, i64, f64)> = Vec::new();
+                for s in series {
+                    let l = if s.drop_name {
+                        without_name(&s.labels)
+                    } else {
+                        s.labels
+                    };
+                    rows.extend(s.points.into_iter().map(|(t, x)| (l.clone(), t, x)));
+                }
+                rows.sort_by_key(|r| r.1);
+                let mut out = Out::default();
+                for (l, t, x) in rows {
+                    out.push(l, false, t, x)?;
+                }
+                Ok(Value::Vector(out.finish()))
+            }
+            other => Ok(other),
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! Where the evaluator reads series from.
+
+use std::collections::BTreeMap;
+
+use strata_tsdb::{Labels, Matcher, SeriesData};
+
+/// A source of series: the local database in standalone, the shards' replicas on a querier.
+pub trait Source: Send + Sync {
+    /// Series matching every matcher, with their samples in `[mint, maxt]` (ascending,
+    /// stale markers included), sorted by labels.
+    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesData>, String>;
+}
+
+/// An in-memory source (the conformance runner, tests).
+#[derive(Debug, Default, Clone)]
+pub struct MemSource {
+    series: BTreeMap<Labels, Vec<(i64, f64)>>,
+}
+
+impl MemSource {
+    /// An empty source.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds samples to a series (kept sorted; a sample at an existing timestamp replaces it).
+    pub fn add(&mut self, labels: Labels, samples: impl IntoIterator<Item = (i64, f64)>) {
+        let s = self.series.entry(labels).or_default();
+        for (t, v) in samples {
+            match s.binary_search_by_key(&t, |x| x.0) {
+                Ok(i) => s[i].1 = v,
+                Err(i) => s.insert(i, (t, v)),
+            }
+        }
+    }
+
+    /// Removes every series.
+    pub fn clear(&mut self) {
+        self.series.clear();
+    }
+}
+
+impl Source for MemSource {
+    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesData>, String> {
+        Ok(self
+            .series
+            .iter()
+            .filter(|(l, _)| matchers.iter().all(|m| m.matches(l.get(&m.name).unwrap_or(""))))
+            .filter_map(|(l, s)| {
+                let lo = s.partition_point(|x| x.0 < mint);
+                let hi = s.partition_point(|x| x.0 <= maxt);
+                (hi > lo).then(|| SeriesData {
+                    labels: l.clone(),
+                    samples: s[lo..hi].to_vec(),
+                })
+            })
+            .collect())
+    }
+}

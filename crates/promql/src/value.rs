@@ -1,0 +1,50 @@
+//! Query values: scalars, strings, instant vectors and range vectors, evaluated over the
+//! steps of a query (an instant query has one step).
+
+use strata_tsdb::Labels;
+
+/// One series of an instant-vector expression over the query's steps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// Its labels.
+    pub labels: Labels,
+    /// `__name__` is to be removed when the query ends (delayed name removal); with eager
+    /// removal the name is already gone and this stays false.
+    pub drop_name: bool,
+    /// (timestamp ms, value), ascending; a step without a value has no point.
+    pub points: Vec<(i64, f64)>,
+}
+
+/// A range vector: samples in a window ending at one evaluation time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RangeSeries {
+    /// Its labels.
+    pub labels: Labels,
+    /// Raw samples in the window, ascending.
+    pub samples: Vec<(i64, f64)>,
+}
+
+/// The result of evaluating an expression.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// One value per step.
+    Scalar(Vec<(i64, f64)>),
+    /// A string literal.
+    String(String),
+    /// An instant vector over the steps.
+    Vector(Vec<Series>),
+    /// A range vector at a single evaluation time (only as a query's top-level result).
+    Matrix(Vec<RangeSeries>),
+}
+
+impl Value {
+    /// The PromQL type name, as Prometheus prints it.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Scalar(_) => "scalar",
+            Value::String(_) => "string",
+            Value::Vector(_) => "vector",
+            Value::Matrix(_) => "matrix",
+        }
+    }
+}

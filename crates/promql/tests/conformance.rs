@@ -1,0 +1,694 @@
+//! The PromQL conformance runner: executes Prometheus's own test scripts
+//! (`../shared/conformance/promqltest/*.test`, format in `FORMAT.md` there) against the
+//! engine, prints passes per file and in total, and fails when the total drops below the
+//! committed baseline (`tests/conformance/baseline.txt`, which only ever rises).
+//!
+//! Evals the engine cannot run yet are skipped by policy, never by editing the data: the
+//! list of skipped evals with their reasons is `tests/conformance/skipped.txt`, and the run
+//! fails if it differs from what the runner skipped. `UPDATE_CONFORMANCE=1` rewrites both
+//! files (the baseline only upwards).
+//!
+//! Per eval: the main run, and for instant evals the range-mode cross-check (the same
+//! expression as a range query from T−1m to T+1m, step 1m, compared at T). Annotation
+//! expectations (`expect warn`/`expect info`) fail: the engine emits no annotations yet.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use strata_promql::{Engine, EngineConfig, MemSource, Value};
+use strata_tsdb::{Labels, STALE_NAN_BITS};
+
+fn shared_dir() -> PathBuf {
+    match std::env::var("STRATA_SHARED") {
+        Ok(p) => PathBuf::from(p),
+        Err(_) => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"),
+    }
+}
+
+fn parse_duration_ms(s: &str) -> Option<i64> {
+    let s = s.trim();
+    if s == "0" {
+        return Some(0);
+    }
+    let units: [(&str, i64); 7] = [
+        ("ms", 1),
+        ("y", 31_536_000_000),
+        ("w", 604_800_000),
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ];
+    let mut rest = s;
+    let mut total = 0i64;
+    while !rest.is_empty() {
+        let n = rest.find(|c: char| !c.is_ascii_digit())?;
+        if n == 0 {
+            return None;
+        }
+        let v: i64 = rest[..n].parse().ok()?;
+        rest = &rest[n..];
+        let (u, ms) = units
+            .iter()
+            .find(|(u, _)| rest.starts_with(u) && !(*u == "m" && rest.starts_with("ms")))?;
+        total += v * ms;
+        rest = &rest[u.len()..];
+    }
+    Some(total)
+}
+
+fn parse_number(s: &str) -> Option<f64> {
+    let l = s.to_ascii_lowercase();
+    let (sign, body) = match l.strip_prefix('-') {
+        Some(b) => (-1.0, b),
+        None => (1.0, l.strip_prefix('+').unwrap_or(&l)),
+    };
+    match body {
+        "inf" => return Some(sign * f64::INFINITY),
+        "nan" => return Some(f64::NAN),
+        _ => {}
+    }
+    if let Some(h) = body.strip_prefix("0x") {
+        return i64::from_str_radix(h, 16).ok().map(|v| sign * v as f64);
+    }
+    body.parse::<f64>().ok().map(|v| sign * v)
+}
+
+/// One expanded value: `None` is an omitted sample.
+type Vals = Vec<Option<f64>>;
+
+/// Expands the series-value notation; `Err` for histograms (unsupported here).
+fn parse_values(s: &str) -> Result<Vals, &'static str> {
+    let mut out = Vec::new();
+    for tok in s.split_whitespace() {
+        if tok.contains("{{") {
+            return Err("native histogram values");
+        }
+        if tok == "_" {
+            out.push(None);
+            continue;
+        }
+        if tok == "stale" {
+            out.push(Some(f64::from_bits(STALE_NAN_BITS)));
+            continue;
+        }
+        if let Some(n) = tok.strip_prefix("_x") {
+            let n: usize = n.parse().map_err(|_| "bad value")?;
+            out.extend(std::iter::repeat_n(None, n));
+            continue;
+        }
+        if let Some((head, n)) = tok.rsplit_once('x')
+            && let Ok(n) = n.parse::<usize>()
+        {
+            {
+                // a+bxN, a-bxN or vxN
+                let bytes = head.as_bytes();
+                let split = (1..bytes.len()).rev().find(|&i| {
+                    (bytes[i] == b'+' || bytes[i] == b'-') && !matches!(bytes[i - 1], b'e' | b'E')
+                });
+                let (a, b) = match split {
+                    Some(i) => (
+                        parse_number(&head[..i]).ok_or("bad value")?,
+                        parse_number(&head[i..]).ok_or("bad value")?,
+                    ),
+                    None => (parse_number(head).ok_or("bad value")?, 0.0),
+                };
+                let mut v = a;
+                out.push(Some(v));
+                for _ in 0..n {
+                    v += b;
+                    out.push(Some(v));
+                }
+                continue;
+            }
+        }
+        out.push(Some(parse_number(tok).ok_or("bad value")?));
+    }
+    Ok(out)
+}
+
+/// Splits `metric{a="b"} 1 2 3` into labels and the value text.
+fn parse_series_line(line: &str) -> Option<(Labels, &str)> {
+    let end = match line.find('{') {
+        Some(open) if line[..open].chars().all(|c| !c.is_whitespace()) => {
+            let mut in_q: Option<char> = None;
+            let mut esc = false;
+            let mut close = None;
+            for (i, c) in line[open..].char_indices() {
+                match (in_q, c) {
+                    (Some(_), '\\') if !esc => {
+                        esc = true;
+                        continue;
+                    }
+                    (Some(q), c) if c == q && !esc => in_q = None,
+                    (None, '"' | '\'' | '`') => in_q = Some(c),
+                    (None, '}') => {
+                        close = Some(open + i + 1);
+                        break;
+                    }
+                    _ => {}
+                }
+                esc = false;
+            }
+            close?
+        }
+        _ => line.find(char::is_whitespace).unwrap_or(line.len()),
+    };
+    let (sel, rest) = line.split_at(end);
+    let labels = if sel == "{}" {
+        Labels::default()
+    } else {
+        let e = promql_parser::parser::parse(sel).ok()?;
+        let promql_parser::parser::Expr::VectorSelector(vs) = e else {
+            return None;
+        };
+        let mut pairs: Vec<(String, String)> = vs
+            .matchers
+            .matchers
+            .iter()
+            .map(|m| (m.name.clone(), m.value.clone()))
+            .collect();
+        if let Some(n) = vs.name {
+            pairs.push(("__name__".into(), n));
+        }
+        Labels::from_unchecked(pairs.iter().map(|(a, b)| (a.as_str(), b.as_str())))
+    };
+    Some((labels, rest.trim()))
+}
+
+fn almost_equal(a: f64, b: f64) -> bool {
+    let (sa, sb) = (a.to_bits() == STALE_NAN_BITS, b.to_bits() == STALE_NAN_BITS);
+    if sa || sb {
+        return sa && sb;
+    }
+    if a.is_nan() && b.is_nan() {
+        return true;
+    }
+    if a == b {
+        return true;
+    }
+    let abs_sum = a.abs() + b.abs();
+    let diff = (a - b).abs();
+    const MIN_NORMAL: f64 = 2.2250738585072014e-308;
+    if a == 0.0 || b == 0.0 || abs_sum < MIN_NORMAL {
+        return diff < 1e-6 * MIN_NORMAL;
+    }
+    diff / abs_sum.min(f64::MAX) < 1e-6
+}
+
+#[derive(Debug, Default)]
+struct Expect {
+    fail: Option<Option<(bool, String)>>,
+    annotations: bool,
+    ordered: bool,
+    range_vector: Option<(i64, i64, i64)>,
+    string: Option<String>,
+    scalar: Option<f64>,
+    series: Vec<(Labels, Vals)>,
+}
+
+enum Kind {
+    Instant(i64),
+    Range(i64, i64, i64),
+}
+
+struct EvalCase {
+    line: usize,
+    kind: Kind,
+    expr: String,
+    expect: Expect,
+}
+
+/// Compares a vector result (instant: one value per series).
+fn compare_vector(got: &[(Labels, f64)], exp: &Expect) -> Result<(), String> {
+    if exp.scalar.is_some() || exp.string.is_some() {
+        return Err("expected a scalar or string, got a vector".into());
+    }
+    if got.len() != exp.series.len() {
+        return Err(format!(
+            "expected {} series, got {}: {:?}",
+            exp.series.len(),
+            got.len(),
+            got
+        ));
+    }
+    for (i, (l, v)) in got.iter().enumerate() {
+        let Some(pos) = exp.series.iter().position(|(el, _)| el == l) else {
+            return Err(format!("unexpected series {l} {v}"));
+        };
+        let ev = exp.series[pos].1.first().copied().flatten();
+        match ev {
+            Some(e) if almost_equal(e, *v) => {}
+            _ => return Err(format!("series {l}: expected {ev:?}, got {v}")),
+        }
+        if exp.ordered && pos != i {
+            return Err(format!("series {l} at position {i}, expected {pos}"));
+        }
+    }
+    Ok(())
+}
+
+fn compare_matrix(
+    got: &[(Labels, Vec<(i64, f64)>)],
+    exp: &Expect,
+    start: i64,
+    step: i64,
+) -> Result<(), String> {
+    if exp.scalar.is_some() || exp.string.is_some() {
+        return Err("expected a scalar or string, got a matrix".into());
+    }
+    if got.windows(2).any(|w| w[0].0 > w[1].0) {
+        return Err("matrix is not sorted by labels".into());
+    }
+    if got.len() != exp.series.len() {
+        return Err(format!("expected {} series, got {}", exp.series.len(), got.len()));
+    }
+    for (l, pts) in got {
+        let Some((_, vals)) = exp.series.iter().find(|(el, _)| el == l) else {
+            return Err(format!("unexpected series {l}"));
+        };
+        let want: Vec<(i64, f64)> = vals
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.map(|v| (start + i as i64 * step, v)))
+            .collect();
+        if want.len() != pts.len()
+            || want
+                .iter()
+                .zip(pts)
+                .any(|(a, b)| a.0 != b.0 || !almost_equal(a.1, b.1))
+        {
+            return Err(format!("series {l}: expected {want:?}, got {pts:?}"));
+        }
+    }
+    Ok(())
+}
+
+fn check_result(
+    res: Result<Value, strata_promql::QueryError>,
+    exp: &Expect,
+    mode: &Kind,
+) -> Result<(), String> {
+    let v = match (res, &exp.fail) {
+        (Err(e), Some(m)) => {
+            return match m {
+                None => Ok(()),
+                Some((false, msg)) if e.to_string() == *msg => Ok(()),
+                Some((true, re)) if regex::Regex::new(re).is_ok_and(|r| r.is_match(&e.to_string())) => Ok(()),
+                Some(_) => Err(format!("error message {:?} does not match", e.to_string())),
+            };
+        }
+        (Err(e), None) => return Err(format!("unexpected error: {e}")),
+        (Ok(_), Some(_)) => return Err("expected a failure".into()),
+        (Ok(v), None) => v,
+    };
+    if exp.annotations {
+        return Err("annotations expected; none are produced yet".into());
+    }
+    match (v, mode) {
+        (Value::Scalar(s), _) => match (exp.scalar, s.last()) {
+            (Some(e), Some(&(_, g))) if almost_equal(e, g) => Ok(()),
+            (e, g) => Err(format!("scalar: expected {e:?}, got {g:?}")),
+        },
+        (Value::String(s), _) => match &exp.string {
+            Some(e) if *e == s => Ok(()),
+            None if s.is_empty() && exp.series.is_empty() => Ok(()),
+            e => Err(format!("string: expected {e:?}, got {s:?}")),
+        },
+        (Value::Vector(v), Kind::Instant(_)) => {
+            let got: Vec<(Labels, f64)> = v
+                .iter()
+                .filter_map(|s| s.points.last().map(|p| (s.labels.clone(), p.1)))
+                .collect();
+            compare_vector(&got, exp)
+        }
+        (Value::Vector(v), Kind::Range(start, _, step)) => {
+            let got: Vec<(Labels, Vec<(i64, f64)>)> = v.into_iter().map(|s| (s.labels, s.points)).collect();
+            compare_matrix(&got, exp, *start, *step)
+        }
+        (Value::Matrix(m), Kind::Instant(_)) => {
+            let Some((start, _, step)) = exp.range_vector else {
+                return Err("got a range vector, expected an instant result".into());
+            };
+            let got: Vec<(Labels, Vec<(i64, f64)>)> = m.into_iter().map(|s| (s.labels, s.samples)).collect();
+            compare_matrix(&got, exp, start, step)
+        }
+        (Value::Matrix(_), _) => Err("range query returned a matrix".into()),
+    }
+}
+
+fn run_eval(engine: &Engine, src: &MemSource, c: &EvalCase) -> Result<(), String> {
+    let expr = match strata_promql::parse(&c.expr) {
+        Ok(e) => e,
+        Err(e) => {
+            return if c.expect.fail.is_some() {
+                Ok(())
+            } else {
+                Err(format!("parse: {e}"))
+            };
+        }
+    };
+    match c.kind {
+        Kind::Range(s, e, st) => check_result(engine.range(src, &expr, s, e, st), &c.expect, &c.kind),
+        Kind::Instant(t) => {
+            let t = c.expect.range_vector.map_or(t, |r| r.1);
+            check_result(engine.instant(src, &expr, t), &c.expect, &Kind::Instant(t))?;
+            let cross = c.expect.range_vector.is_none()
+                && c.expect.string.is_none()
+                && !c.expect.ordered
+                && c.expect.fail.is_none()
+                && !regex::Regex::new(r"(start|end|range|step)\(\)").is_ok_and(|r| r.is_match(&c.expr));
+            if cross {
+                let v = engine
+                    .range(src, &expr, t - 60_000, t + 60_000, 60_000)
+                    .map_err(|e| format!("range-mode check: {e}"))?;
+                let at_t = match v {
+                    Value::Vector(v) => {
+                        if v.windows(2).any(|w| w[0].labels > w[1].labels) {
+                            return Err("range-mode check: unsorted".into());
+                        }
+                        let got: Vec<(Labels, f64)> = v
+                            .iter()
+                            .filter_map(|s| {
+                                s.points
+                                    .iter()
+                                    .find(|p| p.0 == t)
+                                    .map(|p| (s.labels.clone(), p.1))
+                            })
+                            .collect();
+                        if c.expect.scalar.is_some() {
+                            return match got.first() {
+                                Some(g) if c.expect.scalar.is_some_and(|e| almost_equal(e, g.1)) => Ok(()),
+                                g => Err(format!("range-mode check: scalar {g:?}")),
+                            };
+                        }
+                        got
+                    }
+                    Value::Scalar(s) => {
+                        let g = s.iter().find(|p| p.0 == t).map(|p| p.1);
+                        return match (c.expect.scalar, g) {
+                            (Some(e), Some(g)) if almost_equal(e, g) => Ok(()),
+                            (e, g) => Err(format!("range-mode check: scalar expected {e:?} got {g:?}")),
+                        };
+                    }
+                    _ => return Err("range-mode check: unexpected type".into()),
+                };
+                let mut exp = Expect {
+                    series: c.expect.series.clone(),
+                    ..Expect::default()
+                };
+                exp.scalar = None;
+                compare_vector(&at_t, &exp).map_err(|e| format!("range-mode check: {e}"))?;
+            }
+            Ok(())
+        }
+    }
+}
+
+struct FileResult {
+    passed: usize,
+    total: usize,
+    skipped: Vec<(usize, String)>,
+    failures: Vec<String>,
+}
+
+fn skip_reason(expr: &str, hist_names: &[String]) -> Option<String> {
+    for f in ["info(", "fill(", "fill_left(", "fill_right(", "start_timestamp("] {
+        if expr.contains(f) {
+            return Some(format!(
+                "experimental {} not implemented",
+                f.trim_end_matches('(')
+            ));
+        }
+    }
+    let native_fn =
+        regex::Regex::new(r"\bhistogram_(count|sum|avg|fraction|stddev|stdvar|quantiles)\s*\(").ok()?;
+    if native_fn.is_match(expr) {
+        return Some("native-histogram functions not implemented".into());
+    }
+    for n in hist_names {
+        let re = regex::Regex::new(&format!(
+            r"(^|[^a-zA-Z0-9_:]){}($|[^a-zA-Z0-9_:])",
+            regex::escape(n)
+        ))
+        .ok()?;
+        if re.is_match(expr) {
+            return Some(format!("reads native histograms ({n})"));
+        }
+    }
+    None
+}
+
+fn run_file(path: &Path) -> FileResult {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().map(|l| l.trim()).collect();
+    let mut cfg = EngineConfig {
+        delayed_name_removal: true,
+        max_samples: 10_000,
+        ..EngineConfig::default()
+    };
+    cfg.default_subquery_step_ms = 60_000;
+    let engine = Engine::new(cfg);
+    let mut src = MemSource::new();
+    let mut hist_names: Vec<String> = Vec::new();
+    let mut res = FileResult {
+        passed: 0,
+        total: 0,
+        skipped: Vec::new(),
+        failures: Vec::new(),
+    };
+    let instant_re =
+        regex::Regex::new(r"^eval(?:_(fail|warn|ordered|info))?\s+instant\s+(?:at\s+(.+?))?\s+(.+)$")
+            .expect("regex");
+    let range_re = regex::Regex::new(
+        r"^eval(?:_(fail|warn|info))?\s+range\s+from\s+(.+)\s+to\s+(.+)\s+step\s+(.+?)\s+(.+)$",
+    )
+    .expect("regex");
+    let expect_re =
+        regex::Regex::new(r"^expect\s+(ordered|fail|warn|no_warn|info|no_info)(?:\s+(regex|msg):(.+))?$")
+            .expect("regex");
+    let mut i = 0;
+    let is_blank = |l: &str| l.is_empty() || l.starts_with('#');
+    while i < lines.len() {
+        let line = lines[i];
+        if is_blank(line) {
+            i += 1;
+            continue;
+        }
+        let lineno = i + 1;
+        if line == "clear" {
+            src.clear();
+            hist_names.clear();
+            i += 1;
+            continue;
+        }
+        if line.starts_with("load") {
+            let nhcb = line.starts_with("load_with_nhcb");
+            let interval = parse_duration_ms(line.split_whitespace().nth(1).unwrap_or("")).unwrap_or(0);
+            i += 1;
+            while i < lines.len() && !is_blank(lines[i]) {
+                let l = lines[i];
+                i += 1;
+                let Some((labels, vals)) = parse_series_line(l) else {
+                    continue;
+                };
+                if l.split_whitespace().next().is_some_and(|w| w.ends_with("@st")) {
+                    continue;
+                }
+                let name = labels.get("__name__").unwrap_or("").to_owned();
+                match parse_values(vals) {
+                    Ok(v) => {
+                        let samples = v
+                            .iter()
+                            .enumerate()
+                            .filter_map(|(k, x)| x.map(|x| (k as i64 * interval, x)));
+                        src.add(labels, samples.collect::<Vec<_>>());
+                        if nhcb {
+                            for suffix in ["_bucket", "_count", "_sum"] {
+                                if let Some(base) = name.strip_suffix(suffix) {
+                                    hist_names.push(base.to_owned());
+                                }
+                            }
+                        }
+                    }
+                    Err(_) => hist_names.push(name),
+                }
+            }
+            continue;
+        }
+        // eval
+        let (kind, expr, flag) = if let Some(c) = instant_re.captures(line) {
+            let t = c.get(2).and_then(|m| parse_duration_ms(m.as_str())).unwrap_or(0);
+            (
+                Kind::Instant(t),
+                c[3].to_owned(),
+                c.get(1).map(|m| m.as_str().to_owned()),
+            )
+        } else if let Some(c) = range_re.captures(line) {
+            let s = parse_duration_ms(&c[2]).unwrap_or(0);
+            let e = parse_duration_ms(&c[3]).unwrap_or(0);
+            let st = parse_duration_ms(&c[4]).unwrap_or(1);
+            (
+                Kind::Range(s, e, st),
+                c[5].to_owned(),
+                c.get(1).map(|m| m.as_str().to_owned()),
+            )
+        } else {
+            i += 1;
+            continue;
+        };
+        let mut exp = Expect::default();
+        match flag.as_deref() {
+            Some("fail") => exp.fail = Some(None),
+            Some("warn" | "info") => exp.annotations = true,
+            Some("ordered") => exp.ordered = true,
+            _ => {}
+        }
+        let mut skip: Option<String> = None;
+        i += 1;
+        while i < lines.len() && !is_blank(lines[i]) {
+            let l = lines[i];
+            i += 1;
+            if let Some(c) = expect_re.captures(l) {
+                let m = c.get(3).map(|m| (&c[2] == "regex", m.as_str().trim().to_owned()));
+                match &c[1] {
+                    "fail" => exp.fail = Some(m),
+                    "warn" | "info" => exp.annotations = true,
+                    "ordered" => exp.ordered = true,
+                    _ => {}
+                }
+                continue;
+            }
+            if let Some(rest) = l.strip_prefix("expect range vector from ") {
+                let p: Vec<&str> = rest.split_whitespace().collect();
+                if p.len() == 5 {
+                    exp.range_vector = Some((
+                        parse_duration_ms(p[0]).unwrap_or(0),
+                        parse_duration_ms(p[2]).unwrap_or(0),
+                        parse_duration_ms(p[4]).unwrap_or(1),
+                    ));
+                }
+                continue;
+            }
+            if let Some(rest) = l.strip_prefix("expect string ") {
+                let r = rest.trim();
+                exp.string = Some(
+                    r.trim_matches(|c| c == '"' || c == '`')
+                        .replace("\\\"", "\"")
+                        .replace("\\\\", "\\"),
+                );
+                continue;
+            }
+            if let Some(v) = parse_number(l) {
+                exp.scalar = Some(v);
+                break;
+            }
+            match parse_series_line(l) {
+                Some((labels, vals)) => match parse_values(vals) {
+                    Ok(v) => {
+                        exp.series.retain(|(x, _)| *x != labels);
+                        exp.series.push((labels, v));
+                    }
+                    Err(why) => skip = Some(format!("expects {why}")),
+                },
+                None => skip = Some(format!("unparsed expectation line {l:?}")),
+            }
+        }
+        let skip = skip.or_else(|| skip_reason(&expr, &hist_names));
+        if let Some(why) = skip {
+            res.skipped.push((lineno, why));
+            continue;
+        }
+        res.total += 1;
+        let case = EvalCase {
+            line: lineno,
+            kind,
+            expr,
+            expect: exp,
+        };
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_eval(&engine, &src, &case)))
+                .unwrap_or_else(|_| Err("panicked".into()));
+        match outcome {
+            Ok(()) => res.passed += 1,
+            Err(e) => res
+                .failures
+                .push(format!("{}:{}: {}: {}", path.display(), case.line, case.expr, e)),
+        }
+    }
+    res
+}
+
+#[test]
+fn promql_conformance() {
+    let dir = shared_dir().join("conformance/promqltest");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (set STRATA_SHARED to the shared/ directory)",
+                dir.display()
+            )
+        })
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "test"))
+        .collect();
+    files.sort();
+    let mut per_file: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let mut skipped = String::new();
+    let mut failures = Vec::new();
+    for f in &files {
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let r = run_file(f);
+        for (line, why) in &r.skipped {
+            let _ = writeln!(skipped, "{name}:{line}\t{why}");
+        }
+        failures.extend(r.failures);
+        per_file.insert(name, (r.passed, r.total));
+    }
+    let passed: usize = per_file.values().map(|v| v.0).sum();
+    let total: usize = per_file.values().map(|v| v.1).sum();
+    let skipped_n = skipped.lines().count();
+    let mut report = String::new();
+    for (f, (p, t)) in &per_file {
+        let _ = writeln!(report, "{f}\t{p}/{t}");
+    }
+    let _ = writeln!(report, "total\t{passed}/{total}\t(skipped {skipped_n})");
+    println!("{report}");
+    if let Ok(p) = std::env::var("CONFORMANCE_FAILURES") {
+        let _ = std::fs::write(p, failures.join("\n"));
+    }
+    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance");
+    let baseline_path = here.join("baseline.txt");
+    let skipped_path = here.join("skipped.txt");
+    let baseline: usize = std::fs::read_to_string(&baseline_path)
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("total\t"))
+                .and_then(|v| v.split('/').next()?.parse().ok())
+        })
+        .unwrap_or(0);
+    if std::env::var("UPDATE_CONFORMANCE").is_ok() {
+        assert!(
+            passed >= baseline,
+            "passes fell from {baseline} to {passed}: the baseline only rises"
+        );
+        std::fs::write(&baseline_path, &report).expect("write baseline");
+        std::fs::write(&skipped_path, &skipped).expect("write skip list");
+        return;
+    }
+    let committed = std::fs::read_to_string(&skipped_path).unwrap_or_default();
+    assert_eq!(
+        committed, skipped,
+        "skipped evals differ from tests/conformance/skipped.txt (UPDATE_CONFORMANCE=1 rewrites it)"
+    );
+    assert!(
+        passed >= baseline,
+        "conformance passes fell below the baseline: {passed} < {baseline}"
+    );
+}
