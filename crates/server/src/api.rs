@@ -20,6 +20,14 @@ pub(crate) struct ApiError {
 }
 
 impl ApiError {
+    pub(crate) fn new(status: StatusCode, kind: &'static str, msg: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            kind,
+            msg: msg.into(),
+        }
+    }
+
     pub(crate) fn bad_data(msg: impl Into<String>) -> Self {
         ApiError {
             status: StatusCode::BAD_REQUEST,
@@ -47,7 +55,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn success(data: Value, warnings: Vec<String>) -> Response {
+pub(crate) fn success(data: Value, warnings: Vec<String>) -> Response {
     let mut body = json!({"status": "success", "data": data});
     if !warnings.is_empty() {
         body["warnings"] = json!(warnings);

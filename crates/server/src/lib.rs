@@ -16,6 +16,7 @@
 mod api;
 mod metrics;
 mod params;
+mod query;
 mod selector;
 mod write;
 
@@ -36,6 +37,8 @@ pub struct ServerConfig {
     pub max_write_body_bytes: usize,
     /// Largest accepted decompressed remote-write body, in bytes. Default 256 MiB.
     pub max_write_decoded_bytes: usize,
+    /// PromQL engine settings (lookback, limits, timeout).
+    pub engine: strata_promql::EngineConfig,
 }
 
 impl Default for ServerConfig {
@@ -43,6 +46,7 @@ impl Default for ServerConfig {
         ServerConfig {
             max_write_body_bytes: 32 << 20,
             max_write_decoded_bytes: 256 << 20,
+            engine: strata_promql::EngineConfig::default(),
         }
     }
 }
@@ -53,13 +57,20 @@ pub struct AppState {
     db: Arc<Db>,
     metrics: Arc<Metrics>,
     cfg: ServerConfig,
+    engine: strata_promql::Engine,
 }
 
 impl AppState {
     /// State over an open database.
     pub fn new(db: Arc<Db>, cfg: ServerConfig) -> Self {
         let metrics = Arc::new(Metrics::new(db.clone()));
-        AppState { db, metrics, cfg }
+        let engine = strata_promql::Engine::new(cfg.engine.clone());
+        AppState {
+            db,
+            metrics,
+            cfg,
+            engine,
+        }
     }
 }
 
@@ -67,6 +78,18 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/v1/write", post(write::remote_write))
+        .route("/api/v1/query", get(query::instant).post(query::instant))
+        .route("/api/v1/query_range", get(query::range).post(query::range))
+        .route(
+            "/api/v1/format_query",
+            get(query::format_query).post(query::format_query),
+        )
+        .route("/api/v1/status/buildinfo", get(query::buildinfo))
+        .route(
+            "/api/v1/query_exemplars",
+            get(query::exemplars).post(query::exemplars),
+        )
+        .route("/api/v1/metadata", get(query::metadata))
         .route("/api/v1/series", get(api::series).post(api::series))
         .route("/api/v1/labels", get(api::labels).post(api::labels))
         .route("/api/v1/label/{name}/values", get(api::label_values))

@@ -276,3 +276,55 @@ async fn limits_and_protocols() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn grafana_save_and_test_and_queries() {
+    let app = app(ServerConfig::default());
+    let req = Request::post("/api/v1/query")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from("query=1%2B1&time=4"))
+        .unwrap();
+    let (s, b) = send(&app, req).await;
+    assert_eq!(s, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"status": "success", "data": {"resultType": "scalar", "result": [4, "2"]}})
+    );
+    let series: Vec<_> = (0..3)
+        .map(|i| {
+            ts(
+                &[("__name__", "c"), ("i", &i.to_string())],
+                &[(T, 1.0), (T + 15_000, 4.0)],
+            )
+        })
+        .collect();
+    assert_eq!(write(&app, body(series)).await.0, StatusCode::NO_CONTENT);
+    let t = (T + 15_000) / 1000;
+    let (s, v) = get(&app, &format!("/api/v1/query?query=sum(c)&time={t}")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["data"]["result"][0]["value"], serde_json::json!([t, "12"]));
+    let (_, v) = get(
+        &app,
+        &format!(
+            "/api/v1/query_range?query=c{{i=\"1\"}}&start={}&end={t}&step=15s",
+            T / 1000
+        ),
+    )
+    .await;
+    assert_eq!(v["data"]["resultType"], "matrix");
+    assert_eq!(
+        v["data"]["result"][0]["values"],
+        serde_json::json!([[T / 1000, "1"], [t, "4"]])
+    );
+    let (s, v) = get(&app, "/api/v1/query?query=sum(").await;
+    assert_eq!(
+        (s, v["errorType"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("bad_data"))
+    );
+    let (s, _) = get(&app, "/api/v1/query_range?query=up&start=0&end=100000&step=1").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, v) = get(&app, "/api/v1/status/buildinfo").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(v["data"].get("features").is_none());
+}

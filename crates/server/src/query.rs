@@ -1,0 +1,237 @@
+//! The PromQL query endpoints: `/api/v1/query`, `/api/v1/query_range`, and the small
+//! endpoints Grafana calls alongside them (`format_query`, `status/buildinfo`,
+//! `query_exemplars`, `metadata`).
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{Map, Value as Json, json};
+use strata_promql::{Engine, QueryError, Source, Value};
+use strata_tsdb::{Db, Labels, Matcher, SeriesData};
+
+use crate::AppState;
+use crate::api::{ApiError, success};
+use crate::params::{Params, parse_time};
+
+/// The database as the evaluator's source of series.
+pub(crate) struct DbSource<'a>(pub(crate) &'a Db);
+
+impl Source for DbSource<'_> {
+    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesData>, String> {
+        self.0
+            .select(matchers, mint, maxt)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Most points a range query may return per series (Prometheus's limit).
+const MAX_POINTS: i64 = 11_000;
+
+fn query_error(e: QueryError) -> ApiError {
+    let status = match &e {
+        QueryError::Parse(_) => StatusCode::BAD_REQUEST,
+        QueryError::Execution(_) | QueryError::TooManySamples => StatusCode::UNPROCESSABLE_ENTITY,
+        QueryError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+        QueryError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    ApiError::new(status, e.error_type(), e.to_string())
+}
+
+/// Go's `strconv.FormatFloat(v, 'f', -1, 64)`, as Prometheus prints sample values.
+fn fmt_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Seconds as Prometheus writes them: `4`, `1700000000.123`.
+fn fmt_time(t: i64) -> Json {
+    if t % 1000 == 0 {
+        return Json::from(t / 1000);
+    }
+    serde_json::Number::from_f64(t as f64 / 1000.0).map_or(Json::Null, Json::Number)
+}
+
+fn metric(l: &Labels) -> Json {
+    Json::Object(
+        l.iter()
+            .map(|x| (x.name.clone(), Json::String(x.value.clone())))
+            .collect::<Map<_, _>>(),
+    )
+}
+
+fn render(v: Value, t: i64, range: bool) -> Json {
+    match v {
+        Value::Scalar(s) if !range => {
+            let (ts, x) = s.last().copied().unwrap_or((t, f64::NAN));
+            json!({"resultType": "scalar", "result": [fmt_time(ts), fmt_value(x)]})
+        }
+        Value::Scalar(s) => json!({"resultType": "matrix", "result": [{
+            "metric": {},
+            "values": s.iter().map(|&(ts, x)| json!([fmt_time(ts), fmt_value(x)])).collect::<Vec<_>>(),
+        }]}),
+        Value::String(s) => json!({"resultType": "string", "result": [fmt_time(t), s]}),
+        Value::Vector(v) if !range => json!({"resultType": "vector", "result": v.iter().filter_map(|s| {
+            let &(_, x) = s.points.last()?;
+            Some(json!({"metric": metric(&s.labels), "value": [fmt_time(t), fmt_value(x)]}))
+        }).collect::<Vec<_>>()}),
+        Value::Vector(v) => json!({"resultType": "matrix", "result": v.iter().map(|s| json!({
+            "metric": metric(&s.labels),
+            "values": s.points.iter().map(|&(ts, x)| json!([fmt_time(ts), fmt_value(x)])).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>()}),
+        Value::Matrix(m) => json!({"resultType": "matrix", "result": m.iter().map(|s| json!({
+            "metric": metric(&s.labels),
+            "values": s.samples.iter().map(|&(ts, x)| json!([fmt_time(ts), fmt_value(x)])).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>()}),
+    }
+}
+
+/// A duration parameter: float seconds or a Prometheus duration, in ms.
+fn parse_duration_param(s: &str) -> Option<i64> {
+    if let Ok(f) = s.parse::<f64>() {
+        return (f.is_finite() && f * 1000.0 < i64::MAX as f64).then(|| (f * 1000.0).round() as i64);
+    }
+    let e = strata_promql::parse(&format!("x[{s}]")).ok()?;
+    match e {
+        promql_parser::parser::Expr::MatrixSelector(m) => Some(m.range.as_millis() as i64),
+        _ => None,
+    }
+}
+
+fn engine_for(st: &AppState, p: &Params) -> Result<Engine, ApiError> {
+    let mut cfg = st.engine.config().clone();
+    if let Some(t) = p.get("timeout").filter(|s| !s.is_empty()) {
+        let ms = parse_duration_param(t).ok_or_else(|| {
+            ApiError::bad_data(format!(
+                "invalid parameter \"timeout\": cannot parse \"{t}\" to a valid duration"
+            ))
+        })?;
+        cfg.timeout = cfg.timeout.min(Duration::from_millis(ms.max(0) as u64));
+    }
+    Ok(Engine::new(cfg))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// `GET|POST /api/v1/query`.
+pub(crate) async fn instant(State(st): State<AppState>, p: Params) -> Result<Response, ApiError> {
+    let q = p.get("query").unwrap_or("").to_owned();
+    let t = match p.get("time").filter(|s| !s.is_empty()) {
+        Some(s) => parse_time(s).ok_or_else(|| {
+            ApiError::bad_data(format!(
+                "invalid parameter \"time\": cannot parse \"{s}\" to a valid timestamp"
+            ))
+        })?,
+        None => now_ms(),
+    };
+    let engine = engine_for(&st, &p)?;
+    let expr = strata_promql::parse(&q)
+        .map_err(|e| ApiError::bad_data(format!("invalid parameter \"query\": {e}")))?;
+    let db = st.db.clone();
+    let v = tokio::task::spawn_blocking(move || engine.instant(&DbSource(&db), &expr, t))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(query_error)?;
+    Ok(success(render(v, t, false), Vec::new()))
+}
+
+/// `GET|POST /api/v1/query_range`.
+pub(crate) async fn range(State(st): State<AppState>, p: Params) -> Result<Response, ApiError> {
+    let q = p.get("query").unwrap_or("").to_owned();
+    let need = |k: &str| -> Result<i64, ApiError> {
+        let s = p.get(k).unwrap_or("");
+        parse_time(s).ok_or_else(|| {
+            ApiError::bad_data(format!(
+                "invalid parameter \"{k}\": cannot parse \"{s}\" to a valid timestamp"
+            ))
+        })
+    };
+    let start = need("start")?;
+    let end = need("end")?;
+    if end < start {
+        return Err(ApiError::bad_data(
+            "invalid parameter \"end\": end timestamp must not be before start time",
+        ));
+    }
+    let step_s = p.get("step").unwrap_or("");
+    let step = parse_duration_param(step_s).ok_or_else(|| {
+        ApiError::bad_data(format!(
+            "invalid parameter \"step\": cannot parse \"{step_s}\" to a valid duration"
+        ))
+    })?;
+    if step <= 0 {
+        return Err(ApiError::bad_data(
+            "invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer",
+        ));
+    }
+    if (end - start) / step > MAX_POINTS {
+        return Err(ApiError::bad_data(
+            "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
+        ));
+    }
+    let engine = engine_for(&st, &p)?;
+    let expr = strata_promql::parse(&q)
+        .map_err(|e| ApiError::bad_data(format!("invalid parameter \"query\": {e}")))?;
+    let db = st.db.clone();
+    let v = tokio::task::spawn_blocking(move || engine.range(&DbSource(&db), &expr, start, end, step))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(query_error)?;
+    Ok(success(render(v, end, true), Vec::new()))
+}
+
+/// `GET|POST /api/v1/format_query`.
+pub(crate) async fn format_query(p: Params) -> Result<Response, ApiError> {
+    let q = p.get("query").unwrap_or("");
+    let expr = strata_promql::parse(q)
+        .map_err(|e| ApiError::bad_data(format!("invalid parameter \"query\": {e}")))?;
+    Ok(success(Json::String(expr.prettify()), Vec::new()))
+}
+
+/// `GET /api/v1/status/buildinfo`: Prometheus-like, with no `features` map, so Grafana
+/// treats the data source as Prometheus.
+pub(crate) async fn buildinfo() -> Response {
+    success(
+        json!({
+            "version": "3.0.0",
+            "revision": env!("CARGO_PKG_VERSION"),
+            "branch": "strata",
+            "buildUser": "strata",
+            "buildDate": "",
+            "goVersion": "strata",
+        }),
+        Vec::new(),
+    )
+}
+
+/// `GET|POST /api/v1/query_exemplars`: no exemplars are stored yet, so always empty.
+pub(crate) async fn exemplars(p: Params) -> Result<Response, ApiError> {
+    for k in ["start", "end"] {
+        if let Some(s) = p.get(k).filter(|s| !s.is_empty())
+            && parse_time(s).is_none()
+        {
+            return Err(ApiError::bad_data(format!(
+                "invalid parameter \"{k}\": cannot parse \"{s}\" to a valid timestamp"
+            )));
+        }
+    }
+    Ok(success(json!([]), Vec::new()))
+}
+
+/// `GET /api/v1/metadata`: empty until remote-write metadata is stored.
+pub(crate) async fn metadata() -> Response {
+    success(json!({}), Vec::new())
+}
