@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use promql_parser::parser::{AggregateExpr, LabelModifier};
-use strata_tsdb::{Labels, METRIC_NAME};
+use strata_tsdb::Labels;
 
 use crate::error::{QueryError, Result};
 use crate::eval::Ctx;
@@ -119,7 +119,7 @@ fn group_key(l: &Labels, m: Option<&LabelModifier>) -> Labels {
         }
         Some(LabelModifier::Exclude(wo)) => {
             let mut names: Vec<&str> = wo.labels.iter().map(String::as_str).collect();
-            names.push(METRIC_NAME);
+            names.extend(crate::grid::NAME_LIKE);
             without(l, &names)
         }
         None => Labels::default(),
@@ -157,6 +157,12 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Value> {
             }
         })
         .collect();
+    if matches!(op.as_str(), "topk" | "bottomk" | "limitk" | "limit_ratio")
+        && let Some(Value::Scalar(p)) = &param
+        && p.iter().any(|x| x.1.is_nan())
+    {
+        return Err(QueryError::Execution(format!("Parameter value is NaN for {op}")));
+    }
     let steps = ctx.steps;
     let keys: Vec<Labels> = input
         .iter()

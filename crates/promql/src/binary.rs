@@ -180,10 +180,10 @@ fn signature(l: &Labels, matching: Option<&LabelModifier>) -> Labels {
         }
         Some(LabelModifier::Exclude(ign)) => {
             let mut names: Vec<&str> = ign.labels.iter().map(String::as_str).collect();
-            names.push(strata_tsdb::METRIC_NAME);
+            names.extend(crate::grid::NAME_LIKE);
             without(l, &names)
         }
-        None => without(l, &[strata_tsdb::METRIC_NAME]),
+        None => without(l, &crate::grid::NAME_LIKE),
     }
 }
 
@@ -265,6 +265,13 @@ fn vector_vector(
             let Some(&(k, ov)) = index.get(&msig[j]) else {
                 continue;
             };
+            let one_to_one = matches!(card, VectorMatchCardinality::OneToOne);
+            // checked before filtering, so the error does not depend on the values
+            if one_to_one && !matched.insert(&msig[j]) {
+                return Err(QueryError::Execution(
+                    "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into(),
+                ));
+            }
             let (fl, fr) = if one_to_many { (ov, mv) } else { (mv, ov) };
             let (value, keep) = op.apply(fl, fr);
             let value = if return_bool {
@@ -274,12 +281,6 @@ fn vector_vector(
             } else {
                 continue;
             };
-            let one_to_one = matches!(card, VectorMatchCardinality::OneToOne);
-            if one_to_one && !matched.insert(&msig[j]) {
-                return Err(QueryError::Execution(
-                    "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into(),
-                ));
-            }
             let (labels, dn) = result_labels(&many[j], &one[k], op, return_bool, m, card, &include, delayed);
             if !one_to_one && !inserted.insert(labels.clone()) {
                 return Err(QueryError::Execution(

@@ -21,6 +21,8 @@ pub(crate) struct Ctx<'a> {
     /// The query's own start and end (for `@ start()` / `@ end()`).
     pub(crate) query_start: i64,
     pub(crate) query_end: i64,
+    /// The query's step in ms (0 for an instant query).
+    pub(crate) query_step: i64,
     pub(crate) samples: usize,
     pub(crate) deadline: Instant,
 }
@@ -271,6 +273,7 @@ impl Ctx<'_> {
                 },
                 query_start: self.query_start,
                 query_end: self.query_end,
+                query_step: self.query_step,
                 samples: self.samples,
                 deadline: self.deadline,
             };

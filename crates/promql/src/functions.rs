@@ -238,6 +238,35 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value> {
         "time" => Ok(Value::Scalar(
             ctx.steps.iter().map(|t| (t, t as f64 / 1000.0)).collect(),
         )),
+        "start" | "end" | "range" | "step" => {
+            let v = match name {
+                "start" => ctx.query_start as f64 / 1000.0,
+                "end" => ctx.query_end as f64 / 1000.0,
+                "range" => (ctx.query_end - ctx.query_start) as f64 / 1000.0,
+                _ => ctx.query_step as f64 / 1000.0,
+            };
+            Ok(Value::Scalar(ctx.steps.iter().map(|t| (t, v)).collect()))
+        }
+        "min_of" | "max_of" => {
+            let a = scalar(ctx, args[0])?;
+            let b = scalar(ctx, args[1])?;
+            let f = |x: f64, y: f64| {
+                if x.is_nan() || y.is_nan() {
+                    f64::NAN
+                } else if name == "min_of" {
+                    x.min(y)
+                } else {
+                    x.max(y)
+                }
+            };
+            Ok(Value::Scalar(
+                ctx.steps
+                    .iter()
+                    .zip(a.into_iter().zip(b))
+                    .map(|(t, (x, y))| (t, f(x, y)))
+                    .collect(),
+            ))
+        }
         "pi" => Ok(Value::Scalar(
             ctx.steps.iter().map(|t| (t, std::f64::consts::PI)).collect(),
         )),
@@ -307,13 +336,13 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value> {
                 names.push(string(ctx, a)?);
             }
             v.sort_by(|a, b| {
-                let key = |s: &Series| {
-                    names
-                        .iter()
-                        .map(|n| s.labels.get(n).unwrap_or("").to_owned())
-                        .collect::<Vec<_>>()
-                };
-                let o = key(a).cmp(&key(b)).then_with(|| a.labels.cmp(&b.labels));
+                let mut o = std::cmp::Ordering::Equal;
+                for n in &names {
+                    o = o.then_with(|| {
+                        natural_cmp(a.labels.get(n).unwrap_or(""), b.labels.get(n).unwrap_or(""))
+                    });
+                }
+                let o = o.then_with(|| a.labels.cmp(&b.labels));
                 if name.ends_with("_desc") { o.reverse() } else { o }
             });
             Ok(Value::Vector(v))
@@ -574,38 +603,22 @@ fn absent(ctx: &Ctx<'_>, arg: &Expr, present: &[bool]) -> Result<Value> {
     let vs = match arg {
         Expr::VectorSelector(vs) => Some(vs),
         Expr::MatrixSelector(ms) => Some(&ms.vs),
-        Expr::Subquery(sq) => match sq.expr.as_ref() {
-            Expr::VectorSelector(vs) => Some(vs),
-            _ => None,
-        },
         _ => None,
     };
+    // Prometheus: the first equality matcher of a name sets it, any other matcher on it drops it
     let mut pairs: Vec<(String, String)> = Vec::new();
     if let Some(vs) = vs {
-        let ms = selector_matchers(vs)?;
-        for m in &ms {
-            if m.op == MatchOp::Equal && m.name != METRIC_NAME {
-                if let Some(i) = pairs.iter().position(|p| p.0 == m.name) {
-                    pairs.remove(i);
-                    continue;
-                }
+        let mut seen: Vec<String> = Vec::new();
+        for m in selector_matchers(vs)? {
+            if m.name == METRIC_NAME {
+                continue;
+            }
+            pairs.retain(|p| p.0 != m.name);
+            if m.op == MatchOp::Equal && !seen.contains(&m.name) {
                 pairs.push((m.name.clone(), m.value.clone()));
+                seen.push(m.name);
             }
         }
-        // a label matched twice by equality is ambiguous: drop it
-        let dup: Vec<String> = ms
-            .iter()
-            .filter(|m| {
-                m.op == MatchOp::Equal
-                    && ms
-                        .iter()
-                        .filter(|x| x.name == m.name && x.op == MatchOp::Equal)
-                        .count()
-                        > 1
-            })
-            .map(|m| m.name.clone())
-            .collect();
-        pairs.retain(|p| !dup.contains(&p.0));
     }
     let labels = labels_from(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())));
     let points: Vec<(i64, f64)> = ctx
@@ -623,6 +636,34 @@ fn absent(ctx: &Ctx<'_>, arg: &Expr, present: &[bool]) -> Result<Value> {
         drop_name: false,
         points,
     }]))
+}
+
+/// Natural order: digit runs compare as numbers ("2" < "10").
+fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    let chunks = |s: &str| -> Vec<(bool, String)> {
+        let mut out: Vec<(bool, String)> = Vec::new();
+        for c in s.chars() {
+            let d = c.is_ascii_digit();
+            match out.last_mut() {
+                Some((ld, cur)) if *ld == d => cur.push(c),
+                _ => out.push((d, c.to_string())),
+            }
+        }
+        out
+    };
+    let (ca, cb) = (chunks(a), chunks(b));
+    for (x, y) in ca.iter().zip(&cb) {
+        let o = if x.0 && y.0 {
+            let (xs, ys) = (x.1.trim_start_matches('0'), y.1.trim_start_matches('0'));
+            xs.len().cmp(&ys.len()).then_with(|| xs.cmp(ys))
+        } else {
+            x.1.cmp(&y.1)
+        };
+        if o != std::cmp::Ordering::Equal {
+            return o;
+        }
+    }
+    ca.len().cmp(&cb.len())
 }
 
 fn valid_label_name(n: &str) -> bool {

@@ -81,9 +81,12 @@ impl Out {
     }
 }
 
-/// The labels with `__name__` removed.
+/// Labels that go wherever the metric name goes (Prometheus's type-and-unit labels).
+pub(crate) const NAME_LIKE: [&str; 3] = [METRIC_NAME, "__type__", "__unit__"];
+
+/// The labels with `__name__` (and `__type__`, `__unit__`) removed.
 pub(crate) fn without_name(l: &Labels) -> Labels {
-    without(l, &[METRIC_NAME])
+    without(l, &NAME_LIKE)
 }
 
 /// The labels without `names`.

@@ -89,6 +89,7 @@ impl Engine {
                 end: t,
                 step: 1,
             },
+            0,
         )
     }
 
@@ -116,7 +117,7 @@ impl Engine {
                 "invalid expression type \"string\" for range query, must be Scalar or instant Vector".into(),
             ));
         }
-        let v = self.run(src, expr, Steps { start, end, step })?;
+        let v = self.run(src, expr, Steps { start, end, step }, step)?;
         Ok(match v {
             Value::Vector(mut s) => {
                 s.sort_by(|a, b| a.labels.cmp(&b.labels));
@@ -126,13 +127,14 @@ impl Engine {
         })
     }
 
-    fn run(&self, src: &dyn Source, expr: &Expr, steps: Steps) -> Result<Value> {
+    fn run(&self, src: &dyn Source, expr: &Expr, steps: Steps, query_step: i64) -> Result<Value> {
         let mut ctx = Ctx {
             src,
             cfg: &self.cfg,
             steps,
             query_start: steps.start,
             query_end: steps.end,
+            query_step,
             samples: 0,
             deadline: Instant::now() + self.cfg.timeout,
         };
