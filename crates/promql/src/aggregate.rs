@@ -7,8 +7,8 @@ use strata_tsdb::Labels;
 
 use crate::error::{QueryError, Result};
 use crate::eval::Ctx;
-use crate::grid::{Out, by_step, only, with_label, without, without_name};
-use crate::value::{Series, Value};
+use crate::grid::{Out, by_step, only, with_label, without};
+use crate::value::Value;
 
 /// Neumaier/Kahan compensated summation as Prometheus uses it.
 #[derive(Debug, Default, Clone, Copy)]
@@ -142,26 +142,12 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Value> {
             )));
         }
     };
-    // with delayed name removal, a name marked for removal does not take part in grouping
-    let input: Vec<Series> = input
-        .into_iter()
-        .map(|s| {
-            if s.drop_name {
-                Series {
-                    labels: without_name(&s.labels),
-                    drop_name: false,
-                    points: s.points,
-                }
-            } else {
-                s
-            }
-        })
-        .collect();
     if matches!(op.as_str(), "topk" | "bottomk" | "limitk" | "limit_ratio")
         && let Some(Value::Scalar(p)) = &param
         && p.iter().any(|x| x.1.is_nan())
     {
-        return Err(QueryError::Execution(format!("Parameter value is NaN for {op}")));
+        let what = if op == "limit_ratio" { "Ratio" } else { "Parameter" };
+        return Err(QueryError::Execution(format!("{what} value is NaN")));
     }
     let steps = ctx.steps;
     let keys: Vec<Labels> = input
@@ -191,8 +177,11 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Value> {
         };
         for (key, members) in groups {
             let vals = || members.iter().map(|m| m.1);
-            let single = |f: f64| -> Vec<(Labels, f64)> { vec![(key.clone(), f)] };
-            let results: Vec<(Labels, f64)> = match op.as_str() {
+            // a name kept by `by (__name__)` but marked for removal is removed at the end
+            let key_dn =
+                key.get(strata_tsdb::METRIC_NAME).is_some() && members.iter().any(|m| input[m.0].drop_name);
+            let single = |f: f64| -> Vec<(Labels, bool, f64)> { vec![(key.clone(), key_dn, f)] };
+            let results: Vec<(Labels, bool, f64)> = match op.as_str() {
                 "sum" => {
                     let mut k = Kahan::default();
                     vals().for_each(|v| k.add(v));
@@ -226,7 +215,7 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Value> {
                     }
                     counts
                         .into_iter()
-                        .map(|(s, n)| (with_label(key, name, &s), n))
+                        .map(|(s, n)| (with_label(key, name, &s), key_dn, n))
                         .collect()
                 }
                 "topk" | "bottomk" | "limitk" => {
@@ -248,7 +237,9 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Value> {
                         m.sort_by(|a, b| nan_last(a.1, b.1));
                     }
                     m.truncate(k);
-                    m.into_iter().map(|(j, v)| (input[j].labels.clone(), v)).collect()
+                    m.into_iter()
+                        .map(|(j, v)| (input[j].labels.clone(), input[j].drop_name, v))
+                        .collect()
                 }
                 "limit_ratio" => {
                     let r = scalar_param(&param)?;
@@ -262,13 +253,13 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Value> {
                             let off = input[*j].labels.stable_hash() as f64 / u64::MAX as f64;
                             if r >= 0.0 { off < r } else { off >= 1.0 + r }
                         })
-                        .map(|&(j, v)| (input[j].labels.clone(), v))
+                        .map(|&(j, v)| (input[j].labels.clone(), input[j].drop_name, v))
                         .collect()
                 }
                 other => return Err(QueryError::Execution(format!("unsupported aggregation {other}"))),
             };
-            for (l, v) in results {
-                out.push(l, false, t, v)?;
+            for (l, dn, v) in results {
+                out.push(l, dn, t, v)?;
             }
         }
     }

@@ -7,7 +7,7 @@ use strata_tsdb::{Labels, METRIC_NAME, MatchOp};
 use crate::aggregate::{Kahan, mean, quantile, variance};
 use crate::error::{QueryError, Result};
 use crate::eval::{Ctx, RangeArg, selector_matchers};
-use crate::grid::{Out, drop_name, labels_from, with_label, without_name};
+use crate::grid::{Out, drop_name, labels_from, with_label};
 use crate::value::{Series, Value};
 
 type Window<'a> = &'a [(i64, f64)];
@@ -686,15 +686,15 @@ fn label_replace(ctx: &mut Ctx<'_>, args: &[&Expr]) -> Result<Value> {
             "invalid destination label name in label_replace(): {dst}"
         )));
     }
-    relabel(ctx, v, |l| {
+    relabel(v, |l| {
         let val = l.get(&src).unwrap_or("");
         match re.captures(val) {
             Some(caps) => {
                 let mut res = String::new();
                 caps.expand(&repl, &mut res);
-                Some(with_label(l, &dst, &res))
+                (with_label(l, &dst, &res), dst == METRIC_NAME)
             }
-            None => Some(l.clone()),
+            None => (l.clone(), false),
         }
     })
 }
@@ -712,26 +712,21 @@ fn label_join(ctx: &mut Ctx<'_>, args: &[&Expr]) -> Result<Value> {
             "invalid destination label name in label_join(): {dst}"
         )));
     }
-    relabel(ctx, v, |l| {
+    relabel(v, |l| {
         let joined: Vec<&str> = srcs.iter().map(|s| l.get(s).unwrap_or("")).collect();
-        Some(with_label(l, &dst, &joined.join(&sep)))
+        (with_label(l, &dst, &joined.join(&sep)), dst == METRIC_NAME)
     })
 }
 
 /// Rewrites labels point by point, merging series that end up with the same labels and
-/// failing when two collide at one step.
-fn relabel(ctx: &Ctx<'_>, v: Vec<Series>, f: impl Fn(&Labels) -> Option<Labels>) -> Result<Value> {
+/// failing when two collide at one step. `f` returns the new labels and whether it wrote
+/// `__name__` (a name written by the function is kept even when it was to be dropped).
+fn relabel(v: Vec<Series>, f: impl Fn(&Labels) -> (Labels, bool)) -> Result<Value> {
     let mut out = Out::default();
     let mut rows: Vec<(Labels, bool, i64, f64)> = Vec::new();
     for s in v {
-        let Some(nl) = f(&s.labels) else { continue };
-        // a name set or changed by the relabelling is kept even when it was to be dropped
-        let dn = s.drop_name && nl.get(METRIC_NAME) == s.labels.get(METRIC_NAME);
-        let nl = if !ctx.cfg.delayed_name_removal && s.drop_name {
-            without_name(&nl)
-        } else {
-            nl
-        };
+        let (nl, wrote_name) = f(&s.labels);
+        let dn = s.drop_name && !wrote_name;
         for &(t, x) in &s.points {
             rows.push((nl.clone(), dn, t, x));
         }

@@ -67,6 +67,7 @@ impl Out {
             }
         };
         let s = &mut self.series[idx];
+        s.drop_name |= drop_name;
         if s.points.last().is_some_and(|p| p.0 == t) {
             return Err(QueryError::Execution(
                 "vector cannot contain metrics with the same labelset".into(),

@@ -123,6 +123,12 @@ impl Engine {
                 s.sort_by(|a, b| a.labels.cmp(&b.labels));
                 Value::Vector(s)
             }
+            // a range query's scalar result is a matrix of one series without labels
+            Value::Scalar(points) => Value::Vector(vec![Series {
+                labels: strata_tsdb::Labels::default(),
+                drop_name: false,
+                points,
+            }]),
             other => other,
         })
     }
