@@ -21,10 +21,7 @@ fn codec(c: &mut Criterion) {
     let n: usize = s.iter().map(Vec::len).sum();
     let packed: Vec<Vec<u8>> = s.iter().map(|x| encode_packed(x)).collect();
     let bytes: usize = packed.iter().map(Vec::len).sum();
-    println!(
-        "packed: {:.3} bytes/sample over {n} samples",
-        bytes as f64 / n as f64
-    );
+    println!("packed: {:.3} bytes/sample over {n} samples", bytes as f64 / n as f64);
     let mut g = c.benchmark_group("chunk");
     g.throughput(Throughput::Elements(n as u64));
     g.bench_function("xor_append", |b| {
@@ -38,16 +35,9 @@ fn codec(c: &mut Criterion) {
                 .sum::<usize>()
         })
     });
-    g.bench_function("packed_encode", |b| {
-        b.iter(|| s.iter().map(|x| encode_packed(x).len()).sum::<usize>())
-    });
+    g.bench_function("packed_encode", |b| b.iter(|| s.iter().map(|x| encode_packed(x).len()).sum::<usize>()));
     g.bench_function("packed_decode", |b| {
-        b.iter(|| {
-            packed
-                .iter()
-                .map(|p| decode(p).map_or(0, |v| v.len()))
-                .sum::<usize>()
-        })
+        b.iter(|| packed.iter().map(|p| decode(p).map_or(0, |v| v.len())).sum::<usize>())
     });
     g.finish();
 }

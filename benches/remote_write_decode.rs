@@ -7,16 +7,8 @@ use strata_proto::fast::FastDecoder;
 use strata_proto::prometheus as pb;
 
 fn request() -> Vec<u8> {
-    let mut fleet = Fleet::new(FleetConfig {
-        hosts: 10,
-        series_per_host: 1000,
-        ..FleetConfig::default()
-    });
-    pb::WriteRequest {
-        timeseries: fleet.scrape(1_700_000_000_000),
-        metadata: vec![],
-    }
-    .encode_to_vec()
+    let mut fleet = Fleet::new(FleetConfig { hosts: 10, series_per_host: 1000, ..FleetConfig::default() });
+    pb::WriteRequest { timeseries: fleet.scrape(1_700_000_000_000), metadata: vec![] }.encode_to_vec()
 }
 
 fn decode(c: &mut Criterion) {

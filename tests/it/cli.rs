@@ -12,18 +12,13 @@ fn bad_config_is_rejected_with_a_reason() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = tmp.path().join("strata.yaml");
     std::fs::write(&cfg, "data_dir: x\nretension_time: 30d\n").unwrap();
-    let out = Command::new(strata_bin().unwrap())
-        .args(["standalone", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out =
+        Command::new(strata_bin().unwrap()).args(["standalone", "--config"]).arg(&cfg).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown field `retension_time`"), "{err}");
-    let out = Command::new(strata_bin().unwrap())
-        .args(["standalone", "--retention-time", "1x"])
-        .output()
-        .unwrap();
+    let out =
+        Command::new(strata_bin().unwrap()).args(["standalone", "--retention-time", "1x"]).output().unwrap();
     assert!(!out.status.success());
 }
 
@@ -32,18 +27,9 @@ fn sigterm_stops_cleanly_and_keeps_data() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let mut s = start_strata(dir.clone(), &[]).unwrap();
-    let mut fleet = Fleet::new(FleetConfig {
-        hosts: 2,
-        series_per_host: 50,
-        ..FleetConfig::default()
-    });
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    let ack = RemoteWriter::new(s.write_url())
-        .unwrap()
-        .send(encode(fleet.scrape(now)));
+    let mut fleet = Fleet::new(FleetConfig { hosts: 2, series_per_host: 50, ..FleetConfig::default() });
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let ack = RemoteWriter::new(s.write_url()).unwrap().send(encode(fleet.scrape(now)));
     assert_eq!(ack.status, 204, "{}", ack.message);
     s.stop(Duration::from_secs(30)).unwrap();
     let s = start_strata(dir, &[]).unwrap();

@@ -18,16 +18,9 @@ fn acknowledged_samples_survive_sigkill() {
     let dir = tmp.path().join("data");
     let mut strata = start_strata(dir.clone(), &["--checkpoint-interval", "2s"]).unwrap();
     let writer = RemoteWriter::new(strata.write_url()).unwrap();
-    let mut fleet = Fleet::new(FleetConfig {
-        hosts: 1,
-        series_per_host: SERIES,
-        seed: 42,
-        interval_ms: 15_000,
-    });
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let mut fleet =
+        Fleet::new(FleetConfig { hosts: 1, series_per_host: SERIES, seed: 42, interval_ms: 15_000 });
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
     let start = now - ROUNDS * 15_000;
     // expected[(labels)] = samples, in the order sent
     let mut expected: std::collections::BTreeMap<String, Vec<(i64, u64)>> = Default::default();
@@ -38,11 +31,7 @@ fn acknowledged_samples_survive_sigkill() {
             if round == ROUNDS - 1 && i % 50 == 0 {
                 s.samples[0].value = f64::from_bits(STALE_NAN_BITS);
             }
-            let key: Vec<String> = s
-                .labels
-                .iter()
-                .map(|l| format!("{}={}", l.name, l.value))
-                .collect();
+            let key: Vec<String> = s.labels.iter().map(|l| format!("{}={}", l.name, l.value)).collect();
             expected
                 .entry(key.join(","))
                 .or_default()
@@ -66,23 +55,14 @@ fn acknowledged_samples_survive_sigkill() {
 
     // and the engine's select finds every sample, bit for bit
     let engine = RocksEngine::open(&dir, &RocksConfig::default()).unwrap();
-    let cfg = DbConfig {
-        maintenance_tick: Duration::from_secs(3600),
-        ..DbConfig::default()
-    };
+    let cfg = DbConfig { maintenance_tick: Duration::from_secs(3600), ..DbConfig::default() };
     let db = Db::open(Arc::new(engine), cfg, Arc::new(SystemClock)).unwrap();
     let m = [Matcher::new(MatchOp::Equal, "job", "node").unwrap()];
     let mut found = 0;
     for s in db.select(&m, i64::MIN, i64::MAX) {
         let s = s.unwrap();
-        let key: Vec<String> = s
-            .labels
-            .iter()
-            .map(|l| format!("{}={}", l.name, l.value))
-            .collect();
-        let want = expected
-            .get(&key.join(","))
-            .unwrap_or_else(|| panic!("unexpected series {}", s.labels));
+        let key: Vec<String> = s.labels.iter().map(|l| format!("{}={}", l.name, l.value)).collect();
+        let want = expected.get(&key.join(",")).unwrap_or_else(|| panic!("unexpected series {}", s.labels));
         let got: Vec<(i64, u64)> = s.samples.iter().map(|&(t, v)| (t, v.to_bits())).collect();
         assert_eq!(&got, want, "series {}", s.labels);
         found += 1;

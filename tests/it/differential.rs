@@ -20,20 +20,11 @@ const ROUNDS: i64 = 240; // 1 h at 15 s
 
 fn queries() -> Vec<String> {
     let mut q: Vec<String> = Vec::new();
-    let counters = [
-        "node_cpu_seconds_total",
-        "node_network_receive_bytes_total",
-        "node_disk_written_bytes_total",
-    ];
-    let gauges = [
-        "node_load1",
-        "node_memory_MemFree_bytes",
-        "node_filesystem_avail_bytes",
-    ];
+    let counters =
+        ["node_cpu_seconds_total", "node_network_receive_bytes_total", "node_disk_written_bytes_total"];
+    let gauges = ["node_load1", "node_memory_MemFree_bytes", "node_filesystem_avail_bytes"];
     for c in counters {
-        for f in [
-            "rate", "irate", "increase", "delta", "idelta", "deriv", "changes", "resets",
-        ] {
+        for f in ["rate", "irate", "increase", "delta", "idelta", "deriv", "changes", "resets"] {
             q.push(format!("{f}({c}[5m])"));
         }
         q.push(format!("sum by (instance) (rate({c}[1m]))"));
@@ -151,9 +142,7 @@ fn diff(p: &Value, s: &Value) -> Option<String> {
         let pts = |x: &Value| -> Vec<(f64, f64)> {
             match x.get("values") {
                 Some(v) => v.as_array().map_or(vec![], |v| {
-                    v.iter()
-                        .map(|p| (p[0].as_f64().unwrap_or(0.0), value(&p[1])))
-                        .collect()
+                    v.iter().map(|p| (p[0].as_f64().unwrap_or(0.0), value(&p[1]))).collect()
                 }),
                 None => vec![(x["value"][0].as_f64().unwrap_or(0.0), value(&x["value"][1]))],
             }
@@ -177,23 +166,13 @@ fn same_answers_as_prometheus() {
         free_port().unwrap(),
     ))
     .unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
     // 1.234 s off the minute grid, so subquery steps (multiples of their step) never
     // coincide with a sample either
     let t0 = (now / 15_000 - ROUNDS - 1) * 15_000 + 1_234;
-    let mut fleet = Fleet::new(FleetConfig {
-        hosts: 3,
-        series_per_host: 150,
-        seed: 11,
-        interval_ms: 15_000,
-    });
-    let (ws, wp) = (
-        RemoteWriter::new(strata.write_url()).unwrap(),
-        RemoteWriter::new(prom.write_url()).unwrap(),
-    );
+    let mut fleet = Fleet::new(FleetConfig { hosts: 3, series_per_host: 150, seed: 11, interval_ms: 15_000 });
+    let (ws, wp) =
+        (RemoteWriter::new(strata.write_url()).unwrap(), RemoteWriter::new(prom.write_url()).unwrap());
     for r in 0..ROUNDS {
         for body in encode_requests(fleet.scrape(t0 + r * 15_000), 1000) {
             assert_eq!(ws.send(body.clone()).status, 204);
@@ -212,12 +191,8 @@ fn same_answers_as_prometheus() {
     let mut asked = 0;
     for q in &qs {
         let inst = [("query", q.clone()), ("time", secs(end))];
-        let range = [
-            ("query", q.clone()),
-            ("start", secs(start)),
-            ("end", secs(end)),
-            ("step", "60".to_owned()),
-        ];
+        let range =
+            [("query", q.clone()), ("start", secs(start)), ("end", secs(end)), ("step", "60".to_owned())];
         for (path, params) in [("/api/v1/query", &inst[..]), ("/api/v1/query_range", &range[..])] {
             let p = get(&prom.base_url, path, params);
             let s = get(&strata.base_url, path, params);
@@ -225,10 +200,7 @@ fn same_answers_as_prometheus() {
             if p["status"] != "success" {
                 // a query Prometheus rejects must be rejected with the same error type
                 if s["errorType"] != p["errorType"] {
-                    failures.push(format!(
-                        "{path} {q}: prometheus error {} vs strata {}",
-                        p["error"], s
-                    ));
+                    failures.push(format!("{path} {q}: prometheus error {} vs strata {}", p["error"], s));
                 }
                 continue;
             }
@@ -241,14 +213,6 @@ fn same_answers_as_prometheus() {
             }
         }
     }
-    println!(
-        "differential: {} of {asked} queries agree",
-        asked - failures.len()
-    );
-    assert!(
-        failures.is_empty(),
-        "{} of {asked} differ:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    println!("differential: {} of {asked} queries agree", asked - failures.len());
+    assert!(failures.is_empty(), "{} of {asked} differ:\n{}", failures.len(), failures.join("\n"));
 }

@@ -3,4 +3,5 @@
 mod cli;
 mod crash;
 mod differential;
+mod grafana;
 mod prometheus_peer;

@@ -29,10 +29,7 @@ fn prometheus_remote_writes_into_strata() {
         if up.as_array().is_some_and(|a| a.len() == 1) && build.as_array().is_some_and(|a| !a.is_empty()) {
             assert_eq!(up[0]["instance"], format!("127.0.0.1:{port}"));
             let names = api_data(&strata, "/api/v1/label/__name__/values").unwrap();
-            assert!(
-                names.as_array().unwrap().len() > 100,
-                "Prometheus exposes hundreds of metrics"
-            );
+            assert!(names.as_array().unwrap().len() > 100, "Prometheus exposes hundreds of metrics");
             break;
         }
         assert!(

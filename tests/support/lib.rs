@@ -13,16 +13,10 @@ pub fn strata_bin() -> anyhow::Result<PathBuf> {
         return Ok(PathBuf::from(p));
     }
     let exe = std::env::current_exe()?;
-    let dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .context("no target directory")?;
+    let dir = exe.parent().and_then(|d| d.parent()).context("no target directory")?;
     let bin = dir.join("strata");
     if !bin.is_file() {
-        bail!(
-            "{} not found: build it first (`cargo build -p strata`) or set STRATA_BIN",
-            bin.display()
-        );
+        bail!("{} not found: build it first (`cargo build -p strata`) or set STRATA_BIN", bin.display());
     }
     Ok(bin)
 }

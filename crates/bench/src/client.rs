@@ -23,13 +23,8 @@ pub struct RemoteWriter {
 impl RemoteWriter {
     /// A client for `url` (e.g. `http://127.0.0.1:9090/api/v1/write`).
     pub fn new(url: impl Into<String>) -> anyhow::Result<Self> {
-        let http = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()?;
-        Ok(RemoteWriter {
-            http,
-            url: url.into(),
-        })
+        let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build()?;
+        Ok(RemoteWriter { http, url: url.into() })
     }
 
     /// Sends one snappy-compressed body.
@@ -46,22 +41,10 @@ impl RemoteWriter {
         match res {
             Ok(r) => {
                 let status = r.status().as_u16();
-                let message = if status >= 300 {
-                    r.text().unwrap_or_default()
-                } else {
-                    String::new()
-                };
-                Ack {
-                    status,
-                    message,
-                    latency: started.elapsed(),
-                }
+                let message = if status >= 300 { r.text().unwrap_or_default() } else { String::new() };
+                Ack { status, message, latency: started.elapsed() }
             }
-            Err(e) => Ack {
-                status: 0,
-                message: e.to_string(),
-                latency: started.elapsed(),
-            },
+            Err(e) => Ack { status: 0, message: e.to_string(), latency: started.elapsed() },
         }
     }
 }

@@ -20,12 +20,7 @@ pub struct FleetConfig {
 
 impl Default for FleetConfig {
     fn default() -> Self {
-        FleetConfig {
-            hosts: 10,
-            series_per_host: 1000,
-            seed: 1,
-            interval_ms: 15_000,
-        }
+        FleetConfig { hosts: 10, series_per_host: 1000, seed: 1, interval_ms: 15_000 }
     }
 }
 
@@ -73,29 +68,14 @@ impl Fleet {
             let t = t0 + h.offset_ms;
             let vals = h.values.step(&self.specs, secs);
             for (s, &v) in self.specs.iter().zip(vals) {
-                let mut labels: Vec<pb::Label> = s
-                    .labels
-                    .iter()
-                    .map(|(n, v)| pb::Label {
-                        name: n.clone(),
-                        value: v.clone(),
-                    })
-                    .collect();
-                labels.push(pb::Label {
-                    name: "instance".into(),
-                    value: h.instance.clone(),
-                });
-                labels.push(pb::Label {
-                    name: "job".into(),
-                    value: "node".into(),
-                });
+                let mut labels: Vec<pb::Label> =
+                    s.labels.iter().map(|(n, v)| pb::Label { name: n.clone(), value: v.clone() }).collect();
+                labels.push(pb::Label { name: "instance".into(), value: h.instance.clone() });
+                labels.push(pb::Label { name: "job".into(), value: "node".into() });
                 labels.sort_by(|a, b| a.name.cmp(&b.name));
                 out.push(pb::TimeSeries {
                     labels,
-                    samples: vec![pb::Sample {
-                        value: v,
-                        timestamp: t,
-                    }],
+                    samples: vec![pb::Sample { value: v, timestamp: t }],
                     exemplars: vec![],
                     histograms: vec![],
                 });
@@ -126,10 +106,6 @@ pub fn encode_requests(series: Vec<pb::TimeSeries>, per_request: usize) -> Vec<V
 
 /// One snappy-compressed remote-write body.
 pub fn encode(series: Vec<pb::TimeSeries>) -> Vec<u8> {
-    let raw = pb::WriteRequest {
-        timeseries: series,
-        metadata: vec![],
-    }
-    .encode_to_vec();
+    let raw = pb::WriteRequest { timeseries: series, metadata: vec![] }.encode_to_vec();
     snap::raw::Encoder::new().compress_vec(&raw).unwrap_or_default()
 }

@@ -14,10 +14,7 @@ use strata_bench::fleet::{Fleet, FleetConfig, encode_requests};
 use strata_bench::peers::{Peer, PeerSpec, System, dir_bytes, find_bin, free_port};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "strata-bench",
-    about = "Load generator and peer comparison for Strata"
-)]
+#[command(name = "strata-bench", about = "Load generator and peer comparison for Strata")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -84,9 +81,7 @@ struct Backfill {
 /// Sends `l.hours` of history for the fleet to `url`, ending now.
 fn backfill(url: &str, l: &Load) -> anyhow::Result<Backfill> {
     let rounds = (l.hours * 3600.0 / 15.0).round() as i64;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_millis() as i64;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
     let start = now - rounds * 15_000;
     let mut fleet = Fleet::new(FleetConfig {
         hosts: l.hosts,
@@ -145,11 +140,7 @@ struct StorageArgs {
     #[command(flatten)]
     load: Load,
     /// Systems to run, comma separated: strata, prometheus, victoriametrics.
-    #[arg(
-        long,
-        default_value = "strata,prometheus,victoriametrics",
-        value_delimiter = ','
-    )]
+    #[arg(long, default_value = "strata,prometheus,victoriametrics", value_delimiter = ',')]
     systems: Vec<String>,
     /// The strata binary [default: next to this binary].
     #[arg(long)]
@@ -220,12 +211,7 @@ fn bin_of(system: System, a: &StorageArgs) -> anyhow::Result<PathBuf> {
 fn run_one(system: System, a: &StorageArgs) -> anyhow::Result<RunResult> {
     let dir = a.work_dir.join(system.name());
     let _ = std::fs::remove_dir_all(&dir);
-    let mut peer = Peer::start(PeerSpec::new(
-        system,
-        bin_of(system, a)?,
-        dir.clone(),
-        free_port()?,
-    ))?;
+    let mut peer = Peer::start(PeerSpec::new(system, bin_of(system, a)?, dir.clone(), free_port()?))?;
     let cpu0 = peer.cpu_seconds();
     let bf = backfill(&peer.write_url(), &a.load)?;
     if system == System::VictoriaMetrics {
@@ -250,11 +236,7 @@ fn run_one(system: System, a: &StorageArgs) -> anyhow::Result<RunResult> {
 
 fn storage(a: StorageArgs) -> anyhow::Result<()> {
     a.load.validate()?;
-    let systems = a
-        .systems
-        .iter()
-        .map(|s| system_of(s))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let systems = a.systems.iter().map(|s| system_of(s)).collect::<anyhow::Result<Vec<_>>>()?;
     let mut results = Vec::new();
     for s in systems {
         eprintln!("== {}", s.name());

@@ -69,14 +69,7 @@ pub struct PeerSpec {
 impl PeerSpec {
     /// A spec with no extra arguments.
     pub fn new(system: System, bin: PathBuf, data_dir: PathBuf, port: u16) -> Self {
-        PeerSpec {
-            system,
-            bin,
-            data_dir,
-            port,
-            extra_args: Vec::new(),
-            prometheus_config: None,
-        }
+        PeerSpec { system, bin, data_dir, port, extra_args: Vec::new(), prometheus_config: None }
     }
 }
 
@@ -88,13 +81,7 @@ impl Peer {
         let dir = spec.data_dir.display().to_string();
         let mut args: Vec<String> = match spec.system {
             System::Strata => {
-                vec![
-                    "standalone".into(),
-                    "--data-dir".into(),
-                    dir,
-                    "--http-addr".into(),
-                    addr.clone(),
-                ]
+                vec!["standalone".into(), "--data-dir".into(), dir, "--http-addr".into(), addr.clone()]
             }
             System::Prometheus => {
                 let cfg = spec.data_dir.join("prometheus.yml");
@@ -153,9 +140,7 @@ impl Peer {
 
     /// Waits until the readiness endpoint answers 200.
     pub fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
-        let http = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .build()?;
+        let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(2)).build()?;
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             let exited = match self.child.as_mut() {
@@ -169,11 +154,7 @@ impl Peer {
                     fs::read_to_string(&self.log_path).unwrap_or_default()
                 );
             }
-            if http
-                .get(self.ready_url())
-                .send()
-                .is_ok_and(|r| r.status().is_success())
-            {
+            if http.get(self.ready_url()).send().is_ok_and(|r| r.status().is_success()) {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -247,10 +228,7 @@ impl Drop for Peer {
 }
 
 fn signal(pid: u32, sig: &str) {
-    let _ = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status();
+    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
 }
 
 /// Total size of the files under `dir`, in bytes.
@@ -271,9 +249,5 @@ pub fn find_bin(env: &str, names: &[&str]) -> Option<PathBuf> {
         return Some(PathBuf::from(p));
     }
     let path = std::env::var_os("PATH")?;
-    names.iter().find_map(|n| {
-        std::env::split_paths(&path)
-            .map(|d| d.join(n))
-            .find(|p| p.is_file())
-    })
+    names.iter().find_map(|n| std::env::split_paths(&path).map(|d| d.join(n)).find(|p| p.is_file()))
 }

@@ -76,21 +76,11 @@ pub struct SeriesSpec {
 }
 
 fn counter(rate: f64, decimals: i32, jitter: f64, p_move: f64) -> Shape {
-    Shape::Counter {
-        rate,
-        decimals,
-        jitter,
-        p_move,
-    }
+    Shape::Counter { rate, decimals, jitter, p_move }
 }
 
 fn gauge(lo: f64, hi: f64, decimals: i32, p_move: f64) -> Shape {
-    Shape::Gauge {
-        lo,
-        hi,
-        decimals,
-        p_move,
-    }
+    Shape::Gauge { lo, hi, decimals, p_move }
 }
 
 fn spec(name: &str, extra: &[(&str, String)], shape: Shape) -> SeriesSpec {
@@ -131,42 +121,18 @@ pub fn host_series(n: usize) -> Vec<SeriesSpec> {
         ("node_memory_Dirty_bytes", 0.0, 2e7),
         ("node_memory_Slab_bytes", 3e8, 5e8),
     ] {
-        let shape = if lo == hi {
-            Shape::Const(lo)
-        } else {
-            gauge(lo, hi, 0, 0.5)
-        };
+        let shape = if lo == hi { Shape::Const(lo) } else { gauge(lo, hi, 0, 0.5) };
         v.push(spec(name, &[], shape));
     }
-    for (mnt, dev) in [
-        ("/", "sda1"),
-        ("/boot", "sda2"),
-        ("/var", "sdb1"),
-        ("/home", "sdc1"),
-        ("/run", "tmpfs"),
-    ] {
-        let l = [
-            ("device", format!("/dev/{dev}")),
-            ("fstype", "ext4".into()),
-            ("mountpoint", mnt.into()),
-        ];
+    for (mnt, dev) in
+        [("/", "sda1"), ("/boot", "sda2"), ("/var", "sdb1"), ("/home", "sdc1"), ("/run", "tmpfs")]
+    {
+        let l = [("device", format!("/dev/{dev}")), ("fstype", "ext4".into()), ("mountpoint", mnt.into())];
         v.push(spec("node_filesystem_size_bytes", &l, Shape::Const(1e11)));
-        v.push(spec(
-            "node_filesystem_avail_bytes",
-            &l,
-            gauge(2e10, 2.001e10, 0, 0.2),
-        ));
-        v.push(spec(
-            "node_filesystem_free_bytes",
-            &l,
-            gauge(2.5e10, 2.501e10, 0, 0.2),
-        ));
+        v.push(spec("node_filesystem_avail_bytes", &l, gauge(2e10, 2.001e10, 0, 0.2)));
+        v.push(spec("node_filesystem_free_bytes", &l, gauge(2.5e10, 2.501e10, 0, 0.2)));
         v.push(spec("node_filesystem_files", &l, Shape::Const(6_553_600.0)));
-        v.push(spec(
-            "node_filesystem_files_free",
-            &l,
-            gauge(6e6, 6.001e6, 0, 0.2),
-        ));
+        v.push(spec("node_filesystem_files_free", &l, gauge(6e6, 6.001e6, 0, 0.2)));
         v.push(spec("node_filesystem_readonly", &l, Shape::Const(0.0)));
         v.push(spec("node_filesystem_device_error", &l, Shape::Const(0.0)));
     }
@@ -199,63 +165,29 @@ pub fn host_series(n: usize) -> Vec<SeriesSpec> {
         }
         v.push(spec("node_disk_io_now", &l, gauge(0.0, 8.0, 0, 0.2)));
     }
-    for (name, lo, hi) in [
-        ("node_load1", 0.0, 4.0),
-        ("node_load5", 0.2, 3.0),
-        ("node_load15", 0.3, 2.5),
-    ] {
+    for (name, lo, hi) in [("node_load1", 0.0, 4.0), ("node_load5", 0.2, 3.0), ("node_load15", 0.3, 2.5)] {
         v.push(spec(name, &[], gauge(lo, hi, 2, 1.0)));
     }
-    let uname = [
-        ("sysname", "Linux".into()),
-        ("release", "6.1.0-13-amd64".into()),
-        ("machine", "x86_64".into()),
-    ];
+    let uname =
+        [("sysname", "Linux".into()), ("release", "6.1.0-13-amd64".into()), ("machine", "x86_64".into())];
     v.push(spec("node_uname_info", &uname, Shape::Const(1.0)));
     v.push(spec("node_boot_time_seconds", &[], Shape::Const(1_699_000_000.0)));
     v.push(spec("node_time_seconds", &[], counter(1.0, 3, 0.001, 1.0)));
-    for c in [
-        "cpu",
-        "diskstats",
-        "filesystem",
-        "meminfo",
-        "netdev",
-        "stat",
-        "loadavg",
-        "time",
-    ] {
+    for c in ["cpu", "diskstats", "filesystem", "meminfo", "netdev", "stat", "loadavg", "time"] {
         let l = [("collector", c.to_owned())];
-        v.push(spec(
-            "node_scrape_collector_duration_seconds",
-            &l,
-            Shape::Noise(0.002),
-        ));
+        v.push(spec("node_scrape_collector_duration_seconds", &l, Shape::Noise(0.002)));
         v.push(spec("node_scrape_collector_success", &l, Shape::Const(1.0)));
     }
-    let les = [
-        "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf",
-    ];
+    let les = ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf"];
     for handler in ["/metrics", "/"] {
         for (i, le) in les.iter().enumerate() {
             let rate = 0.1 * (i as f64 + 1.0) / les.len() as f64;
             let l = [("handler", handler.to_owned()), ("le", (*le).to_owned())];
-            v.push(spec(
-                "promhttp_request_duration_seconds_bucket",
-                &l,
-                counter(rate, 0, 0.0, 0.5),
-            ));
+            v.push(spec("promhttp_request_duration_seconds_bucket", &l, counter(rate, 0, 0.0, 0.5)));
         }
         let l = [("handler", handler.to_owned())];
-        v.push(spec(
-            "promhttp_request_duration_seconds_sum",
-            &l,
-            counter(0.004, 6, 0.5, 0.5),
-        ));
-        v.push(spec(
-            "promhttp_request_duration_seconds_count",
-            &l,
-            counter(0.1, 0, 0.0, 0.5),
-        ));
+        v.push(spec("promhttp_request_duration_seconds_sum", &l, counter(0.004, 6, 0.5, 0.5)));
+        v.push(spec("promhttp_request_duration_seconds_count", &l, counter(0.1, 0, 0.0, 0.5)));
     }
     let mut i = 0;
     while v.len() < n {
@@ -312,12 +244,7 @@ impl Values {
     pub fn step(&mut self, specs: &[SeriesSpec], secs: f64) -> &[f64] {
         for (v, s) in self.cur.iter_mut().zip(specs) {
             match s.shape {
-                Shape::Counter {
-                    rate,
-                    decimals,
-                    jitter,
-                    p_move,
-                } => {
+                Shape::Counter { rate, decimals, jitter, p_move } => {
                     if self.rng.unit() < 1e-4 {
                         *v = 0.0; // counter reset (restart)
                     } else if self.rng.unit() < p_move {
@@ -325,12 +252,7 @@ impl Values {
                         *v = round(*v + inc, decimals);
                     }
                 }
-                Shape::Gauge {
-                    lo,
-                    hi,
-                    decimals,
-                    p_move,
-                } => {
+                Shape::Gauge { lo, hi, decimals, p_move } => {
                     if self.rng.unit() < p_move {
                         let stepped = *v + (hi - lo) * 0.02 * (self.rng.unit() - 0.5);
                         *v = round(stepped.clamp(lo, hi), decimals);

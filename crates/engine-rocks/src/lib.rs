@@ -25,10 +25,7 @@ pub struct RocksConfig {
 
 impl Default for RocksConfig {
     fn default() -> Self {
-        RocksConfig {
-            block_cache_bytes: 128 << 20,
-            log_write_buffer_bytes: 64 << 20,
-        }
+        RocksConfig { block_cache_bytes: 128 << 20, log_write_buffer_bytes: 64 << 20 }
     }
 }
 
@@ -39,9 +36,7 @@ pub struct RocksEngine {
 
 impl std::fmt::Debug for RocksEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RocksEngine")
-            .field("path", &self.db.path())
-            .finish()
+        f.debug_struct("RocksEngine").field("path", &self.db.path()).finish()
     }
 }
 
@@ -82,17 +77,14 @@ impl RocksEngine {
         o.set_max_background_jobs(2);
         o.set_bytes_per_sync(1 << 20);
         let cache = Cache::new_lru_cache(cfg.block_cache_bytes);
-        let cfs = Cf::ALL
-            .iter()
-            .map(|&cf| ColumnFamilyDescriptor::new(cf.name(), cf_options(cf, cfg, &cache)));
+        let cfs =
+            Cf::ALL.iter().map(|&cf| ColumnFamilyDescriptor::new(cf.name(), cf_options(cf, cfg, &cache)));
         let db = rocksdb::DB::open_cf_descriptors(&o, path, cfs).map_err(err)?;
         Ok(RocksEngine { db })
     }
 
     fn cf(&self, cf: Cf) -> Result<&rocksdb::ColumnFamily> {
-        self.db
-            .cf_handle(cf.name())
-            .ok_or_else(|| Error::Kv(format!("missing column family {}", cf.name())))
+        self.db.cf_handle(cf.name()).ok_or_else(|| Error::Kv(format!("missing column family {}", cf.name())))
     }
 }
 
@@ -118,11 +110,8 @@ impl KvEngine for RocksEngine {
     fn scan(&self, cf: Cf, start: &[u8], end: &[u8], f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
         let mut ro = ReadOptions::default();
         ro.set_iterate_upper_bound(end.to_vec());
-        let it = self.db.iterator_cf_opt(
-            self.cf(cf)?,
-            ro,
-            IteratorMode::From(start, rocksdb::Direction::Forward),
-        );
+        let it =
+            self.db.iterator_cf_opt(self.cf(cf)?, ro, IteratorMode::From(start, rocksdb::Direction::Forward));
         for item in it {
             let (k, v) = item.map_err(err)?;
             if !f(&k, &v) {
@@ -138,8 +127,7 @@ impl KvEngine for RocksEngine {
         }
         // truncated log entries and replaced chunk segments: reclaim their space now
         for cf in [Cf::Log, Cf::Chunks] {
-            self.db
-                .compact_range_cf(self.cf(cf)?, None::<&[u8]>, None::<&[u8]>);
+            self.db.compact_range_cf(self.cf(cf)?, None::<&[u8]>, None::<&[u8]>);
         }
         self.db.flush_wal(true).map_err(err)
     }

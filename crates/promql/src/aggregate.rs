@@ -150,10 +150,7 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Value> {
         return Err(QueryError::Execution(format!("{what} value is NaN")));
     }
     let steps = ctx.steps;
-    let keys: Vec<Labels> = input
-        .iter()
-        .map(|s| group_key(&s.labels, a.modifier.as_ref()))
-        .collect();
+    let keys: Vec<Labels> = input.iter().map(|s| group_key(&s.labels, a.modifier.as_ref())).collect();
     let grid = by_step(&input, steps);
     let mut out = Out::default();
     for (i, present) in grid.iter().enumerate() {
@@ -170,9 +167,7 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Value> {
         let scalar_param = |p: &Option<Value>| -> Result<f64> {
             match p {
                 Some(Value::Scalar(s)) => Ok(s[i].1),
-                _ => Err(QueryError::Execution(format!(
-                    "{op}: expected a scalar parameter"
-                ))),
+                _ => Err(QueryError::Execution(format!("{op}: expected a scalar parameter"))),
             }
         };
         for (key, members) in groups {
@@ -213,10 +208,7 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Value> {
                             None => counts.push((s, 1.0)),
                         }
                     }
-                    counts
-                        .into_iter()
-                        .map(|(s, n)| (with_label(key, name, &s), key_dn, n))
-                        .collect()
+                    counts.into_iter().map(|(s, n)| (with_label(key, name, &s), key_dn, n)).collect()
                 }
                 "topk" | "bottomk" | "limitk" => {
                     let k = scalar_param(&param)?;
@@ -237,9 +229,7 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Value> {
                         m.sort_by(|a, b| nan_last(a.1, b.1));
                     }
                     m.truncate(k);
-                    m.into_iter()
-                        .map(|(j, v)| (input[j].labels.clone(), input[j].drop_name, v))
-                        .collect()
+                    m.into_iter().map(|(j, v)| (input[j].labels.clone(), input[j].drop_name, v)).collect()
                 }
                 "limit_ratio" => {
                     let r = scalar_param(&param)?;

@@ -51,9 +51,7 @@ impl Op {
             "or" => Op::Or,
             "unless" => Op::Unless,
             other => {
-                return Err(QueryError::Parse(format!(
-                    "unsupported binary operator {other:?}"
-                )));
+                return Err(QueryError::Parse(format!("unsupported binary operator {other:?}")));
             }
         })
     }
@@ -96,14 +94,7 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, b: &BinaryExpr) -> Result<Value> {
                 .zip(r)
                 .map(|((t, a), (_, c))| {
                     let (v, keep) = op.apply(a, c);
-                    (
-                        t,
-                        if op.is_comparison() {
-                            f64::from(u8::from(keep))
-                        } else {
-                            v
-                        },
-                    )
+                    (t, if op.is_comparison() { f64::from(u8::from(keep)) } else { v })
                 })
                 .collect(),
         )),
@@ -111,10 +102,7 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, b: &BinaryExpr) -> Result<Value> {
         (Value::Scalar(s), Value::Vector(v)) => vector_scalar(ctx, v, &s, op, return_bool, true, delayed),
         (Value::Vector(l), Value::Vector(r)) => {
             let matching = b.modifier.as_ref().and_then(|m| m.matching.clone());
-            let card = b
-                .modifier
-                .as_ref()
-                .map_or(VectorMatchCardinality::OneToOne, |m| m.card.clone());
+            let card = b.modifier.as_ref().map_or(VectorMatchCardinality::OneToOne, |m| m.card.clone());
             match op {
                 Op::And | Op::Or | Op::Unless => set_op(ctx, l, r, op, matching.as_ref()),
                 _ => vector_vector(ctx, l, r, op, return_bool, matching.as_ref(), &card, delayed),
@@ -162,11 +150,7 @@ fn vector_scalar(
         } else {
             (series.labels.clone(), false)
         };
-        out.push(Series {
-            labels,
-            drop_name: dn || series.drop_name,
-            points,
-        });
+        out.push(Series { labels, drop_name: dn || series.drop_name, points });
     }
     Ok(Value::Vector(out))
 }

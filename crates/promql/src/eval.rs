@@ -147,10 +147,7 @@ impl Ctx<'_> {
                         })
                         .collect(),
                 )),
-                other => Err(QueryError::Execution(format!(
-                    "unary minus on {}",
-                    other.type_name()
-                ))),
+                other => Err(QueryError::Execution(format!("unary minus on {}", other.type_name()))),
             },
             Expr::VectorSelector(vs) => self.eval_vector_selector(vs).map(Value::Vector),
             Expr::MatrixSelector(ms) => {
@@ -173,14 +170,8 @@ impl Ctx<'_> {
     /// unless it is a stale marker.
     pub(crate) fn eval_vector_selector(&mut self, vs: &VectorSelector) -> Result<Vec<Series>> {
         let steps = self.steps;
-        let times: Vec<i64> = steps
-            .iter()
-            .map(|t| self.eval_time(t, &vs.at, &vs.offset))
-            .collect();
-        let (lo, hi) = (
-            times.iter().copied().min().unwrap_or(0),
-            times.iter().copied().max().unwrap_or(0),
-        );
+        let times: Vec<i64> = steps.iter().map(|t| self.eval_time(t, &vs.at, &vs.offset)).collect();
+        let (lo, hi) = (times.iter().copied().min().unwrap_or(0), times.iter().copied().max().unwrap_or(0));
         let lookback = self.cfg.lookback_ms;
         let data = self.fetch(vs, lo - lookback + 1, hi)?;
         let mut out = Vec::with_capacity(data.len());
@@ -200,11 +191,7 @@ impl Ctx<'_> {
             }
             if !points.is_empty() {
                 self.count_samples(points.len())?;
-                out.push(Series {
-                    labels: sd.labels,
-                    drop_name: false,
-                    points,
-                });
+                out.push(Series { labels: sd.labels, drop_name: false, points });
             }
         }
         Ok(out)
@@ -214,15 +201,8 @@ impl Ctx<'_> {
     pub(crate) fn range_of_matrix(&mut self, ms: &MatrixSelector) -> Result<RangeArg> {
         let range = dur_ms(&ms.range);
         let vs = &ms.vs;
-        let ends: Vec<i64> = self
-            .steps
-            .iter()
-            .map(|t| self.eval_time(t, &vs.at, &vs.offset))
-            .collect();
-        let (lo, hi) = (
-            ends.iter().copied().min().unwrap_or(0),
-            ends.iter().copied().max().unwrap_or(0),
-        );
+        let ends: Vec<i64> = self.steps.iter().map(|t| self.eval_time(t, &vs.at, &vs.offset)).collect();
+        let (lo, hi) = (ends.iter().copied().min().unwrap_or(0), ends.iter().copied().max().unwrap_or(0));
         let data = self.fetch(vs, lo - range + 1, hi)?;
         let mut series = Vec::with_capacity(data.len());
         for sd in data {
@@ -230,11 +210,7 @@ impl Ctx<'_> {
             let ranges = windows(&samples, &ends, range);
             let total: usize = ranges.iter().map(|r| r.1 - r.0).sum();
             self.count_samples(total)?;
-            series.push(Windows {
-                labels: sd.labels,
-                samples,
-                ranges,
-            });
+            series.push(Windows { labels: sd.labels, samples, ranges });
         }
         Ok(RangeArg { series, range, ends })
     }
@@ -243,20 +219,9 @@ impl Ctx<'_> {
     /// `(end − range, end]` of those points for every outer step.
     pub(crate) fn range_of_subquery(&mut self, sq: &SubqueryExpr) -> Result<RangeArg> {
         let range = dur_ms(&sq.range);
-        let step = sq
-            .step
-            .as_ref()
-            .map_or(self.cfg.default_subquery_step_ms, dur_ms)
-            .max(1);
-        let ends: Vec<i64> = self
-            .steps
-            .iter()
-            .map(|t| self.eval_time(t, &sq.at, &sq.offset))
-            .collect();
-        let (lo, hi) = (
-            ends.iter().copied().min().unwrap_or(0),
-            ends.iter().copied().max().unwrap_or(0),
-        );
+        let step = sq.step.as_ref().map_or(self.cfg.default_subquery_step_ms, dur_ms).max(1);
+        let ends: Vec<i64> = self.steps.iter().map(|t| self.eval_time(t, &sq.at, &sq.offset)).collect();
+        let (lo, hi) = (ends.iter().copied().min().unwrap_or(0), ends.iter().copied().max().unwrap_or(0));
         // first multiple of step strictly after lo − range
         let from = lo - range;
         let start = from.div_euclid(step) * step + step;
@@ -266,11 +231,7 @@ impl Ctx<'_> {
             let mut inner = Ctx {
                 src: self.src,
                 cfg: self.cfg,
-                steps: Steps {
-                    start,
-                    end: inner_end,
-                    step,
-                },
+                steps: Steps { start, end: inner_end, step },
                 query_start: self.query_start,
                 query_end: self.query_end,
                 query_step: self.query_step,
@@ -282,11 +243,7 @@ impl Ctx<'_> {
             let inner_series: Vec<Series> = match v {
                 Value::Vector(v) => v,
                 Value::Scalar(points) => {
-                    vec![Series {
-                        labels: strata_tsdb::Labels::default(),
-                        drop_name: false,
-                        points,
-                    }]
+                    vec![Series { labels: strata_tsdb::Labels::default(), drop_name: false, points }]
                 }
                 other => {
                     return Err(QueryError::Execution(format!(
@@ -298,16 +255,8 @@ impl Ctx<'_> {
             for s in inner_series {
                 let samples: Vec<(i64, f64)> = s.points;
                 let ranges = windows(&samples, &ends, range);
-                let labels = if s.drop_name {
-                    crate::grid::without_name(&s.labels)
-                } else {
-                    s.labels
-                };
-                series.push(Windows {
-                    labels,
-                    samples,
-                    ranges,
-                });
+                let labels = if s.drop_name { crate::grid::without_name(&s.labels) } else { s.labels };
+                series.push(Windows { labels, samples, ranges });
             }
         }
         Ok(RangeArg { series, range, ends })
@@ -332,10 +281,7 @@ fn matrix_at_last(arg: RangeArg) -> Vec<RangeSeries> {
         .into_iter()
         .filter_map(|w| {
             let &(lo, hi) = w.ranges.last()?;
-            (hi > lo).then(|| RangeSeries {
-                labels: w.labels,
-                samples: w.samples[lo..hi].to_vec(),
-            })
+            (hi > lo).then(|| RangeSeries { labels: w.labels, samples: w.samples[lo..hi].to_vec() })
         })
         .collect();
     out.sort_by(|a, b| a.labels.cmp(&b.labels));

@@ -24,30 +24,21 @@ fn range_arg(ctx: &mut Ctx<'_>, e: &Expr) -> Result<RangeArg> {
 fn vector(ctx: &mut Ctx<'_>, e: &Expr) -> Result<Vec<Series>> {
     match ctx.eval(e)? {
         Value::Vector(v) => Ok(v),
-        other => Err(QueryError::Execution(format!(
-            "expected an instant vector, got {}",
-            other.type_name()
-        ))),
+        other => Err(QueryError::Execution(format!("expected an instant vector, got {}", other.type_name()))),
     }
 }
 
 fn scalar(ctx: &mut Ctx<'_>, e: &Expr) -> Result<Vec<f64>> {
     match ctx.eval(e)? {
         Value::Scalar(s) => Ok(s.into_iter().map(|p| p.1).collect()),
-        other => Err(QueryError::Execution(format!(
-            "expected a scalar, got {}",
-            other.type_name()
-        ))),
+        other => Err(QueryError::Execution(format!("expected a scalar, got {}", other.type_name()))),
     }
 }
 
 fn string(ctx: &mut Ctx<'_>, e: &Expr) -> Result<String> {
     match ctx.eval(e)? {
         Value::String(s) => Ok(s),
-        other => Err(QueryError::Execution(format!(
-            "expected a string, got {}",
-            other.type_name()
-        ))),
+        other => Err(QueryError::Execution(format!("expected a string, got {}", other.type_name()))),
     }
 }
 
@@ -98,11 +89,7 @@ fn instant_delta(w: Window<'_>, rate: bool) -> Option<f64> {
     if dt == 0.0 {
         return None;
     }
-    let v = if rate && last.1 < prev.1 {
-        last.1
-    } else {
-        last.1 - prev.1
-    };
+    let v = if rate && last.1 < prev.1 { last.1 } else { last.1 - prev.1 };
     Some(if rate { v / dt } else { v })
 }
 
@@ -111,19 +98,11 @@ fn linear_regression(w: Window<'_>, intercept_t: i64) -> (f64, f64) {
     let init = w[0].1;
     let const_y = w.iter().all(|s| s.1 == init);
     if const_y {
-        return if init.is_infinite() {
-            (f64::NAN, f64::NAN)
-        } else {
-            (0.0, init)
-        };
+        return if init.is_infinite() { (f64::NAN, f64::NAN) } else { (0.0, init) };
     }
     let n = w.len() as f64;
-    let (mut sx, mut sy, mut sxy, mut sx2) = (
-        Kahan::default(),
-        Kahan::default(),
-        Kahan::default(),
-        Kahan::default(),
-    );
+    let (mut sx, mut sy, mut sxy, mut sx2) =
+        (Kahan::default(), Kahan::default(), Kahan::default(), Kahan::default());
     for &(t, v) in w {
         let x = (t - intercept_t) as f64 / 1e3;
         sx.add(x);
@@ -139,13 +118,7 @@ fn linear_regression(w: Window<'_>, intercept_t: i64) -> (f64, f64) {
 }
 
 fn min_max(w: Window<'_>, max: bool) -> f64 {
-    w.iter().fold(f64::NAN, |a, &(_, v)| {
-        if (if max { v > a } else { v < a }) || a.is_nan() {
-            v
-        } else {
-            a
-        }
-    })
+    w.iter().fold(f64::NAN, |a, &(_, v)| if (if max { v > a } else { v < a }) || a.is_nan() { v } else { a })
 }
 
 /// Timestamp (s) of the last sample holding the window's min or max.
@@ -235,9 +208,7 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value> {
             }
             absent(ctx, args[0], &present)
         }
-        "time" => Ok(Value::Scalar(
-            ctx.steps.iter().map(|t| (t, t as f64 / 1000.0)).collect(),
-        )),
+        "time" => Ok(Value::Scalar(ctx.steps.iter().map(|t| (t, t as f64 / 1000.0)).collect())),
         "start" | "end" | "range" | "step" => {
             let v = match name {
                 "start" => ctx.query_start as f64 / 1000.0,
@@ -260,24 +231,14 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value> {
                 }
             };
             Ok(Value::Scalar(
-                ctx.steps
-                    .iter()
-                    .zip(a.into_iter().zip(b))
-                    .map(|(t, (x, y))| (t, f(x, y)))
-                    .collect(),
+                ctx.steps.iter().zip(a.into_iter().zip(b)).map(|(t, (x, y))| (t, f(x, y))).collect(),
             ))
         }
-        "pi" => Ok(Value::Scalar(
-            ctx.steps.iter().map(|t| (t, std::f64::consts::PI)).collect(),
-        )),
+        "pi" => Ok(Value::Scalar(ctx.steps.iter().map(|t| (t, std::f64::consts::PI)).collect())),
         "vector" => {
             let s = scalar(ctx, args[0])?;
             let points = ctx.steps.iter().zip(s).collect();
-            Ok(Value::Vector(vec![Series {
-                labels: Labels::default(),
-                drop_name: false,
-                points,
-            }]))
+            Ok(Value::Vector(vec![Series { labels: Labels::default(), drop_name: false, points }]))
         }
         "scalar" => {
             let v = vector(ctx, args[0])?;
@@ -350,11 +311,7 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value> {
         "histogram_quantile" => histogram_quantile(ctx, &args),
         "clamp" | "clamp_min" | "clamp_max" => {
             let v = vector(ctx, args[0])?;
-            let lo = if name == "clamp_max" {
-                None
-            } else {
-                Some(scalar(ctx, args[1])?)
-            };
+            let lo = if name == "clamp_max" { None } else { Some(scalar(ctx, args[1])?) };
             let hi = match name {
                 "clamp" => Some(scalar(ctx, args[2])?),
                 "clamp_max" => Some(scalar(ctx, args[1])?),
@@ -443,9 +400,7 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value> {
                 "deg" => f64::to_degrees,
                 "rad" => f64::to_radians,
                 other => {
-                    return Err(QueryError::Execution(format!(
-                        "function {other}() is not supported yet"
-                    )));
+                    return Err(QueryError::Execution(format!("function {other}() is not supported yet")));
                 }
             };
             let v = vector(ctx, args[0])?;
@@ -458,20 +413,13 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value> {
 fn map_series(v: Vec<Series>, delayed: bool, f: impl Fn(i64, f64) -> Option<f64>) -> Vec<Series> {
     v.into_iter()
         .filter_map(|s| {
-            let points: Vec<(i64, f64)> = s
-                .points
-                .iter()
-                .filter_map(|&(t, x)| f(t, x).map(|y| (t, y)))
-                .collect();
+            let points: Vec<(i64, f64)> =
+                s.points.iter().filter_map(|&(t, x)| f(t, x).map(|y| (t, y))).collect();
             if points.is_empty() {
                 return None;
             }
             let (labels, dn) = drop_name(&s.labels, delayed);
-            Some(Series {
-                labels,
-                drop_name: dn || s.drop_name,
-                points,
-            })
+            Some(Series { labels, drop_name: dn || s.drop_name, points })
         })
         .collect()
 }
@@ -583,16 +531,8 @@ fn range_fn(
         if points.is_empty() {
             continue;
         }
-        let (labels, dn) = if keep_name {
-            (w.labels.clone(), false)
-        } else {
-            drop_name(&w.labels, delayed)
-        };
-        out.push(Series {
-            labels,
-            drop_name: dn,
-            points,
-        });
+        let (labels, dn) = if keep_name { (w.labels.clone(), false) } else { drop_name(&w.labels, delayed) };
+        out.push(Series { labels, drop_name: dn, points });
     }
     Ok(Value::Vector(out))
 }
@@ -621,21 +561,12 @@ fn absent(ctx: &Ctx<'_>, arg: &Expr, present: &[bool]) -> Result<Value> {
         }
     }
     let labels = labels_from(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())));
-    let points: Vec<(i64, f64)> = ctx
-        .steps
-        .iter()
-        .zip(present)
-        .filter(|(_, p)| !**p)
-        .map(|(t, _)| (t, 1.0))
-        .collect();
+    let points: Vec<(i64, f64)> =
+        ctx.steps.iter().zip(present).filter(|(_, p)| !**p).map(|(t, _)| (t, 1.0)).collect();
     if points.is_empty() {
         return Ok(Value::Vector(Vec::new()));
     }
-    Ok(Value::Vector(vec![Series {
-        labels,
-        drop_name: false,
-        points,
-    }]))
+    Ok(Value::Vector(vec![Series { labels, drop_name: false, points }]))
 }
 
 /// Natural order: digit runs compare as numbers ("2" < "10").
@@ -677,9 +608,7 @@ fn label_replace(ctx: &mut Ctx<'_>, args: &[&Expr]) -> Result<Value> {
     let src = string(ctx, args[3])?;
     let re_src = string(ctx, args[4])?;
     let re = regex::Regex::new(&format!("^(?s:{re_src})$")).map_err(|e| {
-        QueryError::Execution(format!(
-            "invalid regular expression in label_replace(): {re_src}: {e}"
-        ))
+        QueryError::Execution(format!("invalid regular expression in label_replace(): {re_src}: {e}"))
     })?;
     if !valid_label_name(&dst) {
         return Err(QueryError::Execution(format!(
@@ -708,9 +637,7 @@ fn label_join(ctx: &mut Ctx<'_>, args: &[&Expr]) -> Result<Value> {
         srcs.push(string(ctx, a)?);
     }
     if !valid_label_name(&dst) {
-        return Err(QueryError::Execution(format!(
-            "invalid destination label name in label_join(): {dst}"
-        )));
+        return Err(QueryError::Execution(format!("invalid destination label name in label_join(): {dst}")));
     }
     relabel(v, |l| {
         let joined: Vec<&str> = srcs.iter().map(|s| l.get(s).unwrap_or("")).collect();
@@ -848,18 +775,9 @@ impl Ctx<'_> {
         let lookback = self.cfg.lookback_ms;
         let steps = self.steps;
         let m = selector_matchers(vs)?;
-        let times: Vec<i64> = steps
-            .iter()
-            .map(|t| self.eval_time(t, &vs.at, &vs.offset))
-            .collect();
-        let (lo, hi) = (
-            times.iter().copied().min().unwrap_or(0),
-            times.iter().copied().max().unwrap_or(0),
-        );
-        let data = self
-            .src
-            .select(&m, lo - lookback + 1, hi)
-            .map_err(QueryError::Storage)?;
+        let times: Vec<i64> = steps.iter().map(|t| self.eval_time(t, &vs.at, &vs.offset)).collect();
+        let (lo, hi) = (times.iter().copied().min().unwrap_or(0), times.iter().copied().max().unwrap_or(0));
+        let data = self.src.select(&m, lo - lookback + 1, hi).map_err(QueryError::Storage)?;
         let mut out = Vec::new();
         for sd in data {
             let mut points = Vec::new();
@@ -875,11 +793,7 @@ impl Ctx<'_> {
                 points.push((steps.at(i), ts as f64 / 1000.0));
             }
             if !points.is_empty() {
-                out.push(Series {
-                    labels: sd.labels,
-                    drop_name: false,
-                    points,
-                });
+                out.push(Series { labels: sd.labels, drop_name: false, points });
             }
         }
         Ok(out)

@@ -57,11 +57,7 @@ impl Out {
         let idx = match self.map.get(&labels) {
             Some(&i) => i,
             None => {
-                self.series.push(Series {
-                    labels: labels.clone(),
-                    drop_name,
-                    points: Vec::new(),
-                });
+                self.series.push(Series { labels: labels.clone(), drop_name, points: Vec::new() });
                 self.map.insert(labels, self.series.len() - 1);
                 self.series.len() - 1
             }
@@ -69,9 +65,7 @@ impl Out {
         let s = &mut self.series[idx];
         s.drop_name |= drop_name;
         if s.points.last().is_some_and(|p| p.0 == t) {
-            return Err(QueryError::Execution(
-                "vector cannot contain metrics with the same labelset".into(),
-            ));
+            return Err(QueryError::Execution("vector cannot contain metrics with the same labelset".into()));
         }
         s.points.push((t, v));
         Ok(())
@@ -96,18 +90,14 @@ pub(crate) fn without(l: &Labels, names: &[&str]) -> Labels {
         return l.clone();
     }
     labels_from(
-        l.iter()
-            .filter(|x| !names.contains(&x.name.as_str()))
-            .map(|x| (x.name.as_str(), x.value.as_str())),
+        l.iter().filter(|x| !names.contains(&x.name.as_str())).map(|x| (x.name.as_str(), x.value.as_str())),
     )
 }
 
 /// Only the labels in `names`.
 pub(crate) fn only(l: &Labels, names: &[&str]) -> Labels {
     labels_from(
-        l.iter()
-            .filter(|x| names.contains(&x.name.as_str()))
-            .map(|x| (x.name.as_str(), x.value.as_str())),
+        l.iter().filter(|x| names.contains(&x.name.as_str())).map(|x| (x.name.as_str(), x.value.as_str())),
     )
 }
 
@@ -118,19 +108,12 @@ pub(crate) fn labels_from<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -
 
 /// Sets (or, with an empty value, removes) label `name`.
 pub(crate) fn with_label(l: &Labels, name: &str, value: &str) -> Labels {
-    let rest = l
-        .iter()
-        .filter(|x| x.name != name)
-        .map(|x| (x.name.as_str(), x.value.as_str()));
+    let rest = l.iter().filter(|x| x.name != name).map(|x| (x.name.as_str(), x.value.as_str()));
     labels_from(rest.chain(std::iter::once((name, value))))
 }
 
 /// Applies eager or delayed `__name__` removal to a series about to be output by an
 /// operation that drops the name.
 pub(crate) fn drop_name(l: &Labels, delayed: bool) -> (Labels, bool) {
-    if delayed {
-        (l.clone(), l.get(METRIC_NAME).is_some())
-    } else {
-        (without_name(l), false)
-    }
+    if delayed { (l.clone(), l.get(METRIC_NAME).is_some()) } else { (without_name(l), false) }
 }

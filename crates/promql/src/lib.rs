@@ -81,16 +81,7 @@ impl Engine {
 
     /// Evaluates `expr` at time `t` (ms).
     pub fn instant(&self, src: &dyn Source, expr: &Expr, t: i64) -> Result<Value> {
-        self.run(
-            src,
-            expr,
-            Steps {
-                start: t,
-                end: t,
-                step: 1,
-            },
-            0,
-        )
+        self.run(src, expr, Steps { start: t, end: t, step: 1 }, 0)
     }
 
     /// Evaluates `expr` at `start, start+step, … ≤ end` (ms); the result is a matrix sorted by labels.
@@ -102,9 +93,7 @@ impl Engine {
             ));
         }
         if end < start {
-            return Err(QueryError::Parse(
-                "end timestamp must not be before start time".into(),
-            ));
+            return Err(QueryError::Parse("end timestamp must not be before start time".into()));
         }
         if let Expr::MatrixSelector(_) | Expr::Subquery(_) = expr {
             return Err(QueryError::Parse(
@@ -150,11 +139,7 @@ impl Engine {
                 // delayed name removal: drop marked names now, then check for collisions
                 let mut rows: Vec<(strata_tsdb::Labels, i64, f64)> = Vec::new();
                 for s in series {
-                    let l = if s.drop_name {
-                        without_name(&s.labels)
-                    } else {
-                        s.labels
-                    };
+                    let l = if s.drop_name { without_name(&s.labels) } else { s.labels };
                     rows.extend(s.points.into_iter().map(|(t, x)| (l.clone(), t, x)));
                 }
                 rows.sort_by_key(|r| r.1);

@@ -49,10 +49,7 @@ impl Source for MemSource {
             .filter_map(|(l, s)| {
                 let lo = s.partition_point(|x| x.0 < mint);
                 let hi = s.partition_point(|x| x.0 <= maxt);
-                (hi > lo).then(|| SeriesData {
-                    labels: l.clone(),
-                    samples: s[lo..hi].to_vec(),
-                })
+                (hi > lo).then(|| SeriesData { labels: l.clone(), samples: s[lo..hi].to_vec() })
             })
             .collect())
     }

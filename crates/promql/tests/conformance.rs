@@ -49,9 +49,8 @@ fn parse_duration_ms(s: &str) -> Option<i64> {
         }
         let v: i64 = rest[..n].parse().ok()?;
         rest = &rest[n..];
-        let (u, ms) = units
-            .iter()
-            .find(|(u, _)| rest.starts_with(u) && !(*u == "m" && rest.starts_with("ms")))?;
+        let (u, ms) =
+            units.iter().find(|(u, _)| rest.starts_with(u) && !(*u == "m" && rest.starts_with("ms")))?;
         total += v * ms;
         rest = &rest[u.len()..];
     }
@@ -163,12 +162,8 @@ fn parse_series_line(line: &str) -> Option<(Labels, &str)> {
         let promql_parser::parser::Expr::VectorSelector(vs) = e else {
             return None;
         };
-        let mut pairs: Vec<(String, String)> = vs
-            .matchers
-            .matchers
-            .iter()
-            .map(|m| (m.name.clone(), m.value.clone()))
-            .collect();
+        let mut pairs: Vec<(String, String)> =
+            vs.matchers.matchers.iter().map(|m| (m.name.clone(), m.value.clone())).collect();
         if let Some(n) = vs.name {
             pairs.push(("__name__".into(), n));
         }
@@ -226,12 +221,7 @@ fn compare_vector(got: &[(Labels, f64)], exp: &Expect) -> Result<(), String> {
         return Err("expected a scalar or string, got a vector".into());
     }
     if got.len() != exp.series.len() {
-        return Err(format!(
-            "expected {} series, got {}: {:?}",
-            exp.series.len(),
-            got.len(),
-            got
-        ));
+        return Err(format!("expected {} series, got {}: {:?}", exp.series.len(), got.len(), got));
     }
     for (i, (l, v)) in got.iter().enumerate() {
         let Some(pos) = exp.series.iter().position(|(el, _)| el == l) else {
@@ -268,16 +258,9 @@ fn compare_matrix(
         let Some((_, vals)) = exp.series.iter().find(|(el, _)| el == l) else {
             return Err(format!("unexpected series {l}"));
         };
-        let want: Vec<(i64, f64)> = vals
-            .iter()
-            .enumerate()
-            .filter_map(|(i, v)| v.map(|v| (start + i as i64 * step, v)))
-            .collect();
-        if want.len() != pts.len()
-            || want
-                .iter()
-                .zip(pts)
-                .any(|(a, b)| a.0 != b.0 || !almost_equal(a.1, b.1))
+        let want: Vec<(i64, f64)> =
+            vals.iter().enumerate().filter_map(|(i, v)| v.map(|v| (start + i as i64 * step, v))).collect();
+        if want.len() != pts.len() || want.iter().zip(pts).any(|(a, b)| a.0 != b.0 || !almost_equal(a.1, b.1))
         {
             return Err(format!("series {l}: expected {want:?}, got {pts:?}"));
         }
@@ -317,10 +300,8 @@ fn check_result(
             e => Err(format!("string: expected {e:?}, got {s:?}")),
         },
         (Value::Vector(v), Kind::Instant(_)) => {
-            let got: Vec<(Labels, f64)> = v
-                .iter()
-                .filter_map(|s| s.points.last().map(|p| (s.labels.clone(), p.1)))
-                .collect();
+            let got: Vec<(Labels, f64)> =
+                v.iter().filter_map(|s| s.points.last().map(|p| (s.labels.clone(), p.1))).collect();
             compare_vector(&got, exp)
         }
         (Value::Vector(v), Kind::Range(start, _, step)) => {
@@ -342,11 +323,7 @@ fn run_eval(engine: &Engine, src: &MemSource, c: &EvalCase) -> Result<(), String
     let expr = match strata_promql::parse(&c.expr) {
         Ok(e) => e,
         Err(e) => {
-            return if c.expect.fail.is_some() {
-                Ok(())
-            } else {
-                Err(format!("parse: {e}"))
-            };
+            return if c.expect.fail.is_some() { Ok(()) } else { Err(format!("parse: {e}")) };
         }
     };
     match c.kind {
@@ -371,10 +348,7 @@ fn run_eval(engine: &Engine, src: &MemSource, c: &EvalCase) -> Result<(), String
                         let got: Vec<(Labels, f64)> = v
                             .iter()
                             .filter_map(|s| {
-                                s.points
-                                    .iter()
-                                    .find(|p| p.0 == t)
-                                    .map(|p| (s.labels.clone(), p.1))
+                                s.points.iter().find(|p| p.0 == t).map(|p| (s.labels.clone(), p.1))
                             })
                             .collect();
                         if c.expect.scalar.is_some() {
@@ -394,10 +368,7 @@ fn run_eval(engine: &Engine, src: &MemSource, c: &EvalCase) -> Result<(), String
                     }
                     _ => return Err("range-mode check: unexpected type".into()),
                 };
-                let mut exp = Expect {
-                    series: c.expect.series.clone(),
-                    ..Expect::default()
-                };
+                let mut exp = Expect { series: c.expect.series.clone(), ..Expect::default() };
                 exp.scalar = None;
                 compare_vector(&at_t, &exp).map_err(|e| format!("range-mode check: {e}"))?;
             }
@@ -416,10 +387,7 @@ struct FileResult {
 fn skip_reason(expr: &str, hist_names: &[String]) -> Option<String> {
     for f in ["info(", "fill(", "fill_left(", "fill_right(", "start_timestamp("] {
         if expr.contains(f) {
-            return Some(format!(
-                "experimental {} not implemented",
-                f.trim_end_matches('(')
-            ));
+            return Some(format!("experimental {} not implemented", f.trim_end_matches('(')));
         }
     }
     let native_fn =
@@ -428,11 +396,8 @@ fn skip_reason(expr: &str, hist_names: &[String]) -> Option<String> {
         return Some("native-histogram functions not implemented".into());
     }
     for n in hist_names {
-        let re = regex::Regex::new(&format!(
-            r"(^|[^a-zA-Z0-9_:]){}($|[^a-zA-Z0-9_:])",
-            regex::escape(n)
-        ))
-        .ok()?;
+        let re =
+            regex::Regex::new(&format!(r"(^|[^a-zA-Z0-9_:]){}($|[^a-zA-Z0-9_:])", regex::escape(n))).ok()?;
         if re.is_match(expr) {
             return Some(format!("reads native histograms ({n})"));
         }
@@ -443,21 +408,12 @@ fn skip_reason(expr: &str, hist_names: &[String]) -> Option<String> {
 fn run_file(path: &Path) -> FileResult {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().map(|l| l.trim()).collect();
-    let mut cfg = EngineConfig {
-        delayed_name_removal: true,
-        max_samples: 10_000,
-        ..EngineConfig::default()
-    };
+    let mut cfg = EngineConfig { delayed_name_removal: true, max_samples: 10_000, ..EngineConfig::default() };
     cfg.default_subquery_step_ms = 60_000;
     let engine = Engine::new(cfg);
     let mut src = MemSource::new();
     let mut hist_names: Vec<String> = Vec::new();
-    let mut res = FileResult {
-        passed: 0,
-        total: 0,
-        skipped: Vec::new(),
-        failures: Vec::new(),
-    };
+    let mut res = FileResult { passed: 0, total: 0, skipped: Vec::new(), failures: Vec::new() };
     let instant_re =
         regex::Regex::new(r"^eval(?:_(fail|warn|ordered|info))?\s+instant\s+(?:at\s+(.+?))?\s+(.+)$")
             .expect("regex");
@@ -499,10 +455,8 @@ fn run_file(path: &Path) -> FileResult {
                 let name = labels.get("__name__").unwrap_or("").to_owned();
                 match parse_values(vals) {
                     Ok(v) => {
-                        let samples = v
-                            .iter()
-                            .enumerate()
-                            .filter_map(|(k, x)| x.map(|x| (k as i64 * interval, x)));
+                        let samples =
+                            v.iter().enumerate().filter_map(|(k, x)| x.map(|x| (k as i64 * interval, x)));
                         src.add(labels, samples.collect::<Vec<_>>());
                         if nhcb {
                             for suffix in ["_bucket", "_count", "_sum"] {
@@ -520,20 +474,12 @@ fn run_file(path: &Path) -> FileResult {
         // eval
         let (kind, expr, flag) = if let Some(c) = instant_re.captures(line) {
             let t = c.get(2).and_then(|m| parse_duration_ms(m.as_str())).unwrap_or(0);
-            (
-                Kind::Instant(t),
-                c[3].to_owned(),
-                c.get(1).map(|m| m.as_str().to_owned()),
-            )
+            (Kind::Instant(t), c[3].to_owned(), c.get(1).map(|m| m.as_str().to_owned()))
         } else if let Some(c) = range_re.captures(line) {
             let s = parse_duration_ms(&c[2]).unwrap_or(0);
             let e = parse_duration_ms(&c[3]).unwrap_or(0);
             let st = parse_duration_ms(&c[4]).unwrap_or(1);
-            (
-                Kind::Range(s, e, st),
-                c[5].to_owned(),
-                c.get(1).map(|m| m.as_str().to_owned()),
-            )
+            (Kind::Range(s, e, st), c[5].to_owned(), c.get(1).map(|m| m.as_str().to_owned()))
         } else {
             i += 1;
             continue;
@@ -574,9 +520,7 @@ fn run_file(path: &Path) -> FileResult {
             if let Some(rest) = l.strip_prefix("expect string ") {
                 let r = rest.trim();
                 exp.string = Some(
-                    r.trim_matches(|c| c == '"' || c == '`')
-                        .replace("\\\"", "\"")
-                        .replace("\\\\", "\\"),
+                    r.trim_matches(|c| c == '"' || c == '`').replace("\\\"", "\"").replace("\\\\", "\\"),
                 );
                 continue;
             }
@@ -601,20 +545,13 @@ fn run_file(path: &Path) -> FileResult {
             continue;
         }
         res.total += 1;
-        let case = EvalCase {
-            line: lineno,
-            kind,
-            expr,
-            expect: exp,
-        };
+        let case = EvalCase { line: lineno, kind, expr, expect: exp };
         let outcome =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_eval(&engine, &src, &case)))
                 .unwrap_or_else(|_| Err("panicked".into()));
         match outcome {
             Ok(()) => res.passed += 1,
-            Err(e) => res
-                .failures
-                .push(format!("{}:{}: {}: {}", path.display(), case.line, case.expr, e)),
+            Err(e) => res.failures.push(format!("{}:{}: {}: {}", path.display(), case.line, case.expr, e)),
         }
     }
     res
@@ -624,12 +561,7 @@ fn run_file(path: &Path) -> FileResult {
 fn promql_conformance() {
     let dir = shared_dir().join("conformance/promqltest");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| {
-            panic!(
-                "{}: {e} (set STRATA_SHARED to the shared/ directory)",
-                dir.display()
-            )
-        })
+        .unwrap_or_else(|e| panic!("{}: {e} (set STRATA_SHARED to the shared/ directory)", dir.display()))
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "test"))
@@ -639,10 +571,7 @@ fn promql_conformance() {
     let mut skipped = String::new();
     let mut failures = Vec::new();
     for f in &files {
-        let name = f
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let r = run_file(f);
         for (line, why) in &r.skipped {
             let _ = writeln!(skipped, "{name}:{line}\t{why}");
@@ -668,16 +597,11 @@ fn promql_conformance() {
     let baseline: usize = std::fs::read_to_string(&baseline_path)
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("total\t"))
-                .and_then(|v| v.split('/').next()?.parse().ok())
+            s.lines().find_map(|l| l.strip_prefix("total\t")).and_then(|v| v.split('/').next()?.parse().ok())
         })
         .unwrap_or(0);
     if std::env::var("UPDATE_CONFORMANCE").is_ok() {
-        assert!(
-            passed >= baseline,
-            "passes fell from {baseline} to {passed}: the baseline only rises"
-        );
+        assert!(passed >= baseline, "passes fell from {baseline} to {passed}: the baseline only rises");
         std::fs::write(&baseline_path, &report).expect("write baseline");
         std::fs::write(&skipped_path, &skipped).expect("write skip list");
         return;
@@ -687,8 +611,5 @@ fn promql_conformance() {
         committed, skipped,
         "skipped evals differ from tests/conformance/skipped.txt (UPDATE_CONFORMANCE=1 rewrites it)"
     );
-    assert!(
-        passed >= baseline,
-        "conformance passes fell below the baseline: {passed} < {baseline}"
-    );
+    assert!(passed >= baseline, "conformance passes fell below the baseline: {passed} < {baseline}");
 }

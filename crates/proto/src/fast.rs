@@ -108,11 +108,7 @@ impl<'a> Reader<'a> {
 
     #[inline]
     fn fixed64(&mut self) -> Result<u64, DecodeError> {
-        let b = self
-            .buf
-            .get(self.pos..self.pos + 8)
-            .filter(|_| self.pos + 8 <= self.end)
-            .ok_or(E_TRUNC)?;
+        let b = self.buf.get(self.pos..self.pos + 8).filter(|_| self.pos + 8 <= self.end).ok_or(E_TRUNC)?;
         self.pos += 8;
         Ok(u64::from_le_bytes(b.try_into().map_err(|_| E_TRUNC)?))
     }
@@ -123,10 +119,7 @@ impl<'a> Reader<'a> {
         let start = self.pos;
         let end = start.checked_add(n).filter(|&e| e <= self.end).ok_or(E_TRUNC)?;
         self.pos = end;
-        Ok(Span {
-            start: start as u32,
-            end: end as u32,
-        })
+        Ok(Span { start: start as u32, end: end as u32 })
     }
 
     fn skip(&mut self, wire: u64) -> Result<(), DecodeError> {
@@ -146,11 +139,7 @@ impl<'a> Reader<'a> {
     }
 
     fn sub(&self, s: Span) -> Reader<'a> {
-        Reader {
-            buf: self.buf,
-            pos: s.start as usize,
-            end: s.end as usize,
-        }
+        Reader { buf: self.buf, pos: s.start as usize, end: s.end as usize }
     }
 
     fn done(&self) -> bool {
@@ -185,11 +174,7 @@ impl FastDecoder {
         if buf.len() > u32::MAX as usize {
             return Err(DecodeError("request too large"));
         }
-        let mut r = Reader {
-            buf,
-            pos: 0,
-            end: buf.len(),
-        };
+        let mut r = Reader { buf, pos: 0, end: buf.len() };
         while !r.done() {
             match r.tag()? {
                 (1, w) => {
@@ -294,20 +279,8 @@ mod tests {
             timeseries: series
                 .iter()
                 .map(|(ls, ss)| pb::TimeSeries {
-                    labels: ls
-                        .iter()
-                        .map(|(n, v)| pb::Label {
-                            name: n.clone(),
-                            value: v.clone(),
-                        })
-                        .collect(),
-                    samples: ss
-                        .iter()
-                        .map(|&(t, v)| pb::Sample {
-                            value: v,
-                            timestamp: t,
-                        })
-                        .collect(),
+                    labels: ls.iter().map(|(n, v)| pb::Label { name: n.clone(), value: v.clone() }).collect(),
+                    samples: ss.iter().map(|&(t, v)| pb::Sample { value: v, timestamp: t }).collect(),
                     exemplars: vec![],
                     histograms: vec![],
                 })

@@ -21,36 +21,21 @@ pub(crate) struct ApiError {
 
 impl ApiError {
     pub(crate) fn new(status: StatusCode, kind: &'static str, msg: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            kind,
-            msg: msg.into(),
-        }
+        ApiError { status, kind, msg: msg.into() }
     }
 
     pub(crate) fn bad_data(msg: impl Into<String>) -> Self {
-        ApiError {
-            status: StatusCode::BAD_REQUEST,
-            kind: "bad_data",
-            msg: msg.into(),
-        }
+        ApiError { status: StatusCode::BAD_REQUEST, kind: "bad_data", msg: msg.into() }
     }
 
     pub(crate) fn internal(msg: impl Into<String>) -> Self {
-        ApiError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            kind: "internal",
-            msg: msg.into(),
-        }
+        ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, kind: "internal", msg: msg.into() }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(json!({"status": "error", "errorType": self.kind, "error": self.msg})),
-        )
+        (self.status, Json(json!({"status": "error", "errorType": self.kind, "error": self.msg})))
             .into_response()
     }
 }
@@ -97,12 +82,7 @@ fn query(p: &Params, require_match: bool) -> Result<Query, ApiError> {
         }
         sets.extend(parsed);
     }
-    Ok(Query {
-        sets,
-        start,
-        end,
-        limit,
-    })
+    Ok(Query { sets, start, end, limit })
 }
 
 fn truncate<T>(mut v: Vec<T>, limit: usize, warnings: &mut Vec<String>) -> Vec<T> {
@@ -114,17 +94,11 @@ fn truncate<T>(mut v: Vec<T>, limit: usize, warnings: &mut Vec<String>) -> Vec<T
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))
+    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal(e.to_string()))
 }
 
 fn label_object(l: &Labels) -> Value {
-    Value::Object(
-        l.iter()
-            .map(|x| (x.name.clone(), Value::String(x.value.clone())))
-            .collect::<Map<_, _>>(),
-    )
+    Value::Object(l.iter().map(|x| (x.name.clone(), Value::String(x.value.clone()))).collect::<Map<_, _>>())
 }
 
 /// The shared shape of the metadata endpoints: parse parameters, evaluate `find` for
@@ -145,11 +119,7 @@ where
         if qy.sets.is_empty() {
             return find(&db, &[], qy.start, qy.end);
         }
-        let mut v: Vec<T> = qy
-            .sets
-            .iter()
-            .flat_map(|set| find(&db, set, qy.start, qy.end))
-            .collect();
+        let mut v: Vec<T> = qy.sets.iter().flat_map(|set| find(&db, set, qy.start, qy.end)).collect();
         v.sort();
         v.dedup();
         v
@@ -174,14 +144,7 @@ pub(crate) async fn series(State(st): State<AppState>, p: Params) -> Result<Resp
 
 /// `GET|POST /api/v1/labels`.
 pub(crate) async fn labels(State(st): State<AppState>, p: Params) -> Result<Response, ApiError> {
-    metadata(
-        st,
-        p,
-        false,
-        |db, m, s, e| db.label_names(m, s, e),
-        |v: Vec<String>| json!(v),
-    )
-    .await
+    metadata(st, p, false, |db, m, s, e| db.label_names(m, s, e), |v: Vec<String>| json!(v)).await
 }
 
 /// `GET /api/v1/label/<name>/values`.
@@ -192,14 +155,8 @@ pub(crate) async fn label_values(
 ) -> Result<Response, ApiError> {
     let name = decode_label_name(&name)
         .ok_or_else(|| ApiError::bad_data(format!("invalid label name: {name:?}")))?;
-    metadata(
-        st,
-        p,
-        false,
-        move |db, m, s, e| db.label_values(&name, m, s, e),
-        |v: Vec<String>| json!(v),
-    )
-    .await
+    metadata(st, p, false, move |db, m, s, e| db.label_values(&name, m, s, e), |v: Vec<String>| json!(v))
+        .await
 }
 
 /// Label names in the path: plain, or Prometheus 3's `U__` escaping for UTF-8 names

@@ -65,12 +65,7 @@ impl AppState {
     pub fn new(db: Arc<Db>, cfg: ServerConfig) -> Self {
         let metrics = Arc::new(Metrics::new(db.clone()));
         let engine = strata_promql::Engine::new(cfg.engine.clone());
-        AppState {
-            db,
-            metrics,
-            cfg,
-            engine,
-        }
+        AppState { db, metrics, cfg, engine }
     }
 }
 
@@ -80,15 +75,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/write", post(write::remote_write))
         .route("/api/v1/query", get(query::instant).post(query::instant))
         .route("/api/v1/query_range", get(query::range).post(query::range))
-        .route(
-            "/api/v1/format_query",
-            get(query::format_query).post(query::format_query),
-        )
+        .route("/api/v1/format_query", get(query::format_query).post(query::format_query))
         .route("/api/v1/status/buildinfo", get(query::buildinfo))
-        .route(
-            "/api/v1/query_exemplars",
-            get(query::exemplars).post(query::exemplars),
-        )
+        .route("/api/v1/query_exemplars", get(query::exemplars).post(query::exemplars))
         .route("/api/v1/metadata", get(query::metadata))
         .route("/api/v1/series", get(api::series).post(api::series))
         .route("/api/v1/labels", get(api::labels).post(api::labels))

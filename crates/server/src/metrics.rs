@@ -48,16 +48,8 @@ impl Collector for DbCollector {
         let log = self.0.log_stats();
         let cp = self.0.checkpoint_stats();
         let gauges = [
-            (
-                "strata_head_series",
-                "Series held in the index.",
-                head.series as i64,
-            ),
-            (
-                "strata_head_chunk_bytes",
-                "Bytes held by open head chunks.",
-                head.head_chunk_bytes as i64,
-            ),
+            ("strata_head_series", "Series held in the index.", head.series as i64),
+            ("strata_head_chunk_bytes", "Bytes held by open head chunks.", head.head_chunk_bytes as i64),
         ];
         for (name, help, v) in gauges {
             ConstGauge::new(v).encode(enc.encode_descriptor(name, help, None, MetricType::Gauge)?)?;
@@ -73,16 +65,8 @@ impl Collector for DbCollector {
                 "Time spent writing and syncing log batches.",
                 log.sync_micros.load(Ordering::Relaxed) as f64 / 1e6,
             ),
-            (
-                "strata_wal_records",
-                "Log records written.",
-                log.records.load(Ordering::Relaxed) as f64,
-            ),
-            (
-                "strata_wal_bytes",
-                "Bytes of log records written.",
-                log.bytes.load(Ordering::Relaxed) as f64,
-            ),
+            ("strata_wal_records", "Log records written.", log.records.load(Ordering::Relaxed) as f64),
+            ("strata_wal_bytes", "Bytes of log records written.", log.bytes.load(Ordering::Relaxed) as f64),
             (
                 "strata_checkpoints",
                 "Shard checkpoints written.",
@@ -108,37 +92,20 @@ impl Metrics {
         let ingested = Counter::default();
         let rejected = Family::<Reason, Counter>::default();
         let write_requests = Family::<Code, Counter>::default();
-        registry.register(
-            "strata_ingested_samples",
-            "Samples stored from remote write.",
-            ingested.clone(),
-        );
-        registry.register(
-            "strata_rejected_samples",
-            "Samples rejected, by reason.",
-            rejected.clone(),
-        );
+        registry.register("strata_ingested_samples", "Samples stored from remote write.", ingested.clone());
+        registry.register("strata_rejected_samples", "Samples rejected, by reason.", rejected.clone());
         registry.register(
             "strata_remote_write_requests",
             "Remote-write requests by status code.",
             write_requests.clone(),
         );
         registry.register_collector(Box::new(DbCollector(db)));
-        Metrics {
-            registry,
-            ingested,
-            rejected,
-            write_requests,
-        }
+        Metrics { registry, ingested, rejected, write_requests }
     }
 
     pub(crate) fn reject(&self, reason: &str, n: u64) {
         if n > 0 {
-            self.rejected
-                .get_or_create(&Reason {
-                    reason: reason.to_owned(),
-                })
-                .inc_by(n);
+            self.rejected.get_or_create(&Reason { reason: reason.to_owned() }).inc_by(n);
         }
     }
 }
@@ -147,11 +114,5 @@ impl Metrics {
 pub(crate) async fn handler(State(st): State<AppState>) -> impl IntoResponse {
     let mut out = String::new();
     let _ = prometheus_client::encoding::text::encode(&mut out, &st.metrics.registry);
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        out,
-    )
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], out)
 }

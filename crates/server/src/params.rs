@@ -41,11 +41,7 @@ impl Params {
     }
 
     pub(crate) fn all(&self, k: &str) -> Vec<&str> {
-        self.0
-            .iter()
-            .filter(|(n, _)| n == k)
-            .map(|(_, v)| v.as_str())
-            .collect()
+        self.0.iter().filter(|(n, _)| n == k).map(|(_, v)| v.as_str()).collect()
     }
 
     /// A timestamp parameter in milliseconds, `default` when absent or empty.
@@ -76,9 +72,7 @@ pub(crate) fn parse_time(s: &str) -> Option<i64> {
     if s.starts_with("292277026") || s.starts_with("292277025") {
         return Some(i64::MAX);
     }
-    chrono::DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|t| t.timestamp_millis())
+    chrono::DateTime::parse_from_rfc3339(s).ok().map(|t| t.timestamp_millis())
 }
 
 #[cfg(test)]

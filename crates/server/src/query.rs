@@ -20,10 +20,7 @@ pub(crate) struct DbSource<'a>(pub(crate) &'a Db);
 
 impl Source for DbSource<'_> {
     fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesData>, String> {
-        self.0
-            .select(matchers, mint, maxt)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| e.to_string())
+        self.0.select(matchers, mint, maxt).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())
     }
 }
 
@@ -62,11 +59,7 @@ fn fmt_time(t: i64) -> Json {
 }
 
 fn metric(l: &Labels) -> Json {
-    Json::Object(
-        l.iter()
-            .map(|x| (x.name.clone(), Json::String(x.value.clone())))
-            .collect::<Map<_, _>>(),
-    )
+    Json::Object(l.iter().map(|x| (x.name.clone(), Json::String(x.value.clone()))).collect::<Map<_, _>>())
 }
 
 fn render(v: Value, t: i64, range: bool) -> Json {
@@ -121,9 +114,7 @@ fn engine_for(st: &AppState, p: &Params) -> Result<Engine, ApiError> {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// `GET|POST /api/v1/query`.

@@ -18,9 +18,7 @@ fn convert(m: &promql_parser::label::Matcher) -> Result<Matcher, String> {
 /// (more than one for Prometheus 3's `{a="1" or b="2"}`).
 pub fn parse_selector(s: &str) -> Result<Vec<Vec<Matcher>>, String> {
     let Expr::VectorSelector(vs) = parser::parse(s)? else {
-        return Err(format!(
-            "1:1: parse error: unexpected expression, expected a series selector: {s}"
-        ));
+        return Err(format!("1:1: parse error: unexpected expression, expected a series selector: {s}"));
     };
     let name = match &vs.name {
         Some(n) => Some(Matcher::new(MatchOp::Equal, METRIC_NAME, n.clone()).map_err(|e| e.to_string())?),

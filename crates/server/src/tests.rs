@@ -18,10 +18,7 @@ const T: i64 = 1_700_000_000_000;
 fn app(cfg: ServerConfig) -> Router {
     let db = Db::open(
         Arc::new(MemEngine::new()),
-        DbConfig {
-            maintenance_tick: Duration::from_secs(3600),
-            ..DbConfig::default()
-        },
+        DbConfig { maintenance_tick: Duration::from_secs(3600), ..DbConfig::default() },
         Arc::new(SystemClock),
     )
     .unwrap();
@@ -30,31 +27,15 @@ fn app(cfg: ServerConfig) -> Router {
 
 fn ts(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> pb::TimeSeries {
     pb::TimeSeries {
-        labels: labels
-            .iter()
-            .map(|(n, v)| pb::Label {
-                name: (*n).into(),
-                value: (*v).into(),
-            })
-            .collect(),
-        samples: samples
-            .iter()
-            .map(|&(t, v)| pb::Sample {
-                timestamp: t,
-                value: v,
-            })
-            .collect(),
+        labels: labels.iter().map(|(n, v)| pb::Label { name: (*n).into(), value: (*v).into() }).collect(),
+        samples: samples.iter().map(|&(t, v)| pb::Sample { timestamp: t, value: v }).collect(),
         exemplars: vec![],
         histograms: vec![],
     }
 }
 
 fn body(series: Vec<pb::TimeSeries>) -> Vec<u8> {
-    let raw = pb::WriteRequest {
-        timeseries: series,
-        metadata: vec![],
-    }
-    .encode_to_vec();
+    let raw = pb::WriteRequest { timeseries: series, metadata: vec![] }.encode_to_vec();
     snap::raw::Encoder::new().compress_vec(&raw).unwrap()
 }
 
@@ -99,24 +80,15 @@ async fn good_write_then_series_and_labels() {
     let (s, _) = write(
         &app,
         body(vec![
-            ts(
-                &[("job", "n"), ("__name__", "up"), ("instance", "a")],
-                &[(T, 1.0)],
-            ),
-            ts(
-                &[("__name__", "up"), ("instance", "b"), ("job", "n")],
-                &[(T, 0.0)],
-            ),
+            ts(&[("job", "n"), ("__name__", "up"), ("instance", "a")], &[(T, 1.0)]),
+            ts(&[("__name__", "up"), ("instance", "b"), ("job", "n")], &[(T, 0.0)]),
         ]),
     )
     .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (_, v) = get(&app, "/api/v1/series?match[]=up{instance=\"a\"}").await;
     assert_eq!(v["status"], "success");
-    assert_eq!(
-        v["data"],
-        serde_json::json!([{"__name__": "up", "instance": "a", "job": "n"}])
-    );
+    assert_eq!(v["data"], serde_json::json!([{"__name__": "up", "instance": "a", "job": "n"}]));
     let (_, v) = get(&app, "/api/v1/labels").await;
     assert_eq!(v["data"], serde_json::json!(["__name__", "instance", "job"]));
     let (_, v) = get(&app, "/api/v1/label/instance/values?match[]=up").await;
@@ -158,9 +130,7 @@ async fn undecodable_bodies_are_400() {
     let app = app(ServerConfig::default());
     let (s, msg) = write(&app, b"not snappy at all".to_vec()).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{msg}");
-    let garbage = snap::raw::Encoder::new()
-        .compress_vec(&[0xff, 0xff, 0xff, 0x07])
-        .unwrap();
+    let garbage = snap::raw::Encoder::new().compress_vec(&[0xff, 0xff, 0xff, 0x07]).unwrap();
     let (s, msg) = write(&app, garbage).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(msg.contains("invalid protobuf"), "{msg}");
@@ -173,18 +143,9 @@ async fn bad_series_are_400_and_the_rest_is_stored() {
     let good = ts(&[("__name__", "up"), ("i", "good")], &[(T, 1.0)]);
     let cases: Vec<(pb::TimeSeries, &str)> = vec![
         (ts(&[("i", "x")], &[(T, 1.0)]), "invalid metric name"),
-        (
-            ts(&[("__name__", ""), ("i", "x")], &[(T, 1.0)]),
-            "invalid metric name",
-        ),
-        (
-            ts(&[("__name__", "up"), ("i", "x"), ("i", "y")], &[(T, 1.0)]),
-            "duplicated label i",
-        ),
-        (
-            ts(&[("__name__", "up"), ("", "x")], &[(T, 1.0)]),
-            "empty label name",
-        ),
+        (ts(&[("__name__", ""), ("i", "x")], &[(T, 1.0)]), "invalid metric name"),
+        (ts(&[("__name__", "up"), ("i", "x"), ("i", "y")], &[(T, 1.0)]), "duplicated label i"),
+        (ts(&[("__name__", "up"), ("", "x")], &[(T, 1.0)]), "empty label name"),
     ];
     for (bad, want) in cases {
         let (s, msg) = write(&app, body(vec![bad, good.clone()])).await;
@@ -193,11 +154,7 @@ async fn bad_series_are_400_and_the_rest_is_stored() {
         serves_with(&app, "up", 1).await;
     }
     // unsorted labels are fixed, not rejected
-    let (s, _) = write(
-        &app,
-        body(vec![ts(&[("z", "1"), ("__name__", "up")], &[(T, 1.0)])]),
-    )
-    .await;
+    let (s, _) = write(&app, body(vec![ts(&[("z", "1"), ("__name__", "up")], &[(T, 1.0)])])).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     serves_with(&app, "up", 2).await;
 }
@@ -222,15 +179,9 @@ async fn invalid_utf8_is_400() {
 async fn order_duplicate_and_bounds_are_400_with_the_rest_stored() {
     let app = app(ServerConfig::default());
     let s1 = |t: i64, v: f64| ts(&[("__name__", "m"), ("i", "1")], &[(t, v)]);
-    assert_eq!(
-        write(&app, body(vec![s1(T, 1.0)])).await.0,
-        StatusCode::NO_CONTENT
-    );
+    assert_eq!(write(&app, body(vec![s1(T, 1.0)])).await.0, StatusCode::NO_CONTENT);
     // identical resend: accepted silently, as Prometheus does
-    assert_eq!(
-        write(&app, body(vec![s1(T, 1.0)])).await.0,
-        StatusCode::NO_CONTENT
-    );
+    assert_eq!(write(&app, body(vec![s1(T, 1.0)])).await.0, StatusCode::NO_CONTENT);
     let other = ts(&[("__name__", "m"), ("i", "2")], &[(T, 5.0)]);
     for (bad, want) in [
         (s1(T - 1000, 1.0), "out of order sample"),
@@ -246,35 +197,21 @@ async fn order_duplicate_and_bounds_are_400_with_the_rest_stored() {
 
 #[tokio::test]
 async fn limits_and_protocols() {
-    let app = app(ServerConfig {
-        max_write_body_bytes: 1024,
-        ..ServerConfig::default()
-    });
-    let big: Vec<_> = (0..200)
-        .map(|i| ts(&[("__name__", "up"), ("i", &format!("{i:0>40}"))], &[(T, 1.0)]))
-        .collect();
+    let app = app(ServerConfig { max_write_body_bytes: 1024, ..ServerConfig::default() });
+    let big: Vec<_> =
+        (0..200).map(|i| ts(&[("__name__", "up"), ("i", &format!("{i:0>40}"))], &[(T, 1.0)])).collect();
     let (s, _) = write(&app, body(big)).await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
     let req = Request::post("/api/v1/write")
-        .header(
-            "content-type",
-            "application/x-protobuf;proto=io.prometheus.write.v2.Request",
-        )
+        .header("content-type", "application/x-protobuf;proto=io.prometheus.write.v2.Request")
         .body(Body::from(body(vec![])))
         .unwrap();
     assert_eq!(send(&app, req).await.0, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    let req = Request::post("/api/v1/write")
-        .header("content-encoding", "gzip")
-        .body(Body::from(vec![1]))
-        .unwrap();
+    let req =
+        Request::post("/api/v1/write").header("content-encoding", "gzip").body(Body::from(vec![1])).unwrap();
     assert_eq!(send(&app, req).await.0, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     serves_with(&app, "up", 0).await;
-    assert_eq!(
-        send(&app, Request::get("/-/ready").body(Body::empty()).unwrap())
-            .await
-            .0,
-        StatusCode::OK
-    );
+    assert_eq!(send(&app, Request::get("/-/ready").body(Body::empty()).unwrap()).await.0, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -292,36 +229,20 @@ async fn grafana_save_and_test_and_queries() {
         serde_json::json!({"status": "success", "data": {"resultType": "scalar", "result": [4, "2"]}})
     );
     let series: Vec<_> = (0..3)
-        .map(|i| {
-            ts(
-                &[("__name__", "c"), ("i", &i.to_string())],
-                &[(T, 1.0), (T + 15_000, 4.0)],
-            )
-        })
+        .map(|i| ts(&[("__name__", "c"), ("i", &i.to_string())], &[(T, 1.0), (T + 15_000, 4.0)]))
         .collect();
     assert_eq!(write(&app, body(series)).await.0, StatusCode::NO_CONTENT);
     let t = (T + 15_000) / 1000;
     let (s, v) = get(&app, &format!("/api/v1/query?query=sum(c)&time={t}")).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["data"]["result"][0]["value"], serde_json::json!([t, "12"]));
-    let (_, v) = get(
-        &app,
-        &format!(
-            "/api/v1/query_range?query=c{{i=\"1\"}}&start={}&end={t}&step=15s",
-            T / 1000
-        ),
-    )
-    .await;
+    let (_, v) =
+        get(&app, &format!("/api/v1/query_range?query=c{{i=\"1\"}}&start={}&end={t}&step=15s", T / 1000))
+            .await;
     assert_eq!(v["data"]["resultType"], "matrix");
-    assert_eq!(
-        v["data"]["result"][0]["values"],
-        serde_json::json!([[T / 1000, "1"], [t, "4"]])
-    );
+    assert_eq!(v["data"]["result"][0]["values"], serde_json::json!([[T / 1000, "1"], [t, "4"]]));
     let (s, v) = get(&app, "/api/v1/query?query=sum(").await;
-    assert_eq!(
-        (s, v["errorType"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("bad_data"))
-    );
+    assert_eq!((s, v["errorType"].as_str()), (StatusCode::BAD_REQUEST, Some("bad_data")));
     let (s, _) = get(&app, "/api/v1/query_range?query=up&start=0&end=100000&step=1").await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     let (s, v) = get(&app, "/api/v1/status/buildinfo").await;

@@ -19,12 +19,7 @@ thread_local! {
 const MAX_LISTED_ERRORS: usize = 10;
 
 fn reply(st: &AppState, code: StatusCode, msg: String) -> Response {
-    st.metrics
-        .write_requests
-        .get_or_create(&crate::metrics::Code {
-            code: code.as_u16().to_string(),
-        })
-        .inc();
+    st.metrics.write_requests.get_or_create(&crate::metrics::Code { code: code.as_u16().to_string() }).inc();
     if code.is_success() {
         return code.into_response();
     }
@@ -33,22 +28,12 @@ fn reply(st: &AppState, code: StatusCode, msg: String) -> Response {
     } else {
         tracing::debug!(%code, %msg, "remote write rejected");
     }
-    (
-        code,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        msg + "\n",
-    )
-        .into_response()
+    (code, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], msg + "\n").into_response()
 }
 
 /// Request-level problems found before anything is stored.
 fn check_headers(headers: &HeaderMap) -> Result<(), (StatusCode, String)> {
-    let get = |h| {
-        headers
-            .get(h)
-            .and_then(|v: &axum::http::HeaderValue| v.to_str().ok())
-            .unwrap_or("")
-    };
+    let get = |h| headers.get(h).and_then(|v: &axum::http::HeaderValue| v.to_str().ok()).unwrap_or("");
     let enc = get(header::CONTENT_ENCODING);
     if !enc.is_empty() && !enc.eq_ignore_ascii_case("snappy") {
         return Err((
@@ -87,30 +72,21 @@ fn decode_body(raw: &[u8], max_decoded: usize, db: &Db) -> Result<Decoded, (Stat
         .map_err(|e| (StatusCode::BAD_REQUEST, format!("snappy: {e}")))?;
     DECODER.with(|d| {
         let mut d = d.borrow_mut();
-        d.decode(&buf)
-            .map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
-        let mut out = Decoded {
-            batch: db.batch(),
-            errors: Vec::new(),
-            invalid_samples: 0,
-        };
+        d.decode(&buf).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
+        let mut out = Decoded { batch: db.batch(), errors: Vec::new(), invalid_samples: 0 };
         let mut pairs: Vec<(&str, &str)> = Vec::new();
         for s in &d.series {
             let samples = &d.samples[s.samples.clone()];
             pairs.clear();
             let mut utf8_ok = true;
             for l in &d.labels[s.labels.clone()] {
-                match (
-                    std::str::from_utf8(l.name.of(&buf)),
-                    std::str::from_utf8(l.value.of(&buf)),
-                ) {
+                match (std::str::from_utf8(l.name.of(&buf)), std::str::from_utf8(l.value.of(&buf))) {
                     (Ok(n), Ok(v)) => pairs.push((n, v)),
                     _ => utf8_ok = false,
                 }
             }
             if !utf8_ok {
-                out.errors
-                    .push("invalid label: label names and values must be valid UTF-8".into());
+                out.errors.push("invalid label: label names and values must be valid UTF-8".into());
                 out.invalid_samples += (samples.len() + s.histograms.len()) as u64;
                 continue;
             }
@@ -141,15 +117,9 @@ pub(crate) async fn remote_write(State(st): State<AppState>, headers: HeaderMap,
         return reply(&st, code, msg);
     }
     let limit = st.cfg.max_write_body_bytes;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
-        return reply(
-            &st,
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("body exceeds the limit of {limit} bytes"),
-        );
+        return reply(&st, StatusCode::PAYLOAD_TOO_LARGE, format!("body exceeds the limit of {limit} bytes"));
     }
     let raw: Bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
@@ -183,11 +153,7 @@ pub(crate) async fn remote_write(State(st): State<AppState>, headers: HeaderMap,
     }
     let n = outcome.rejected_total();
     if let Some(e) = outcome.first_error {
-        errors.push(if n > 1 {
-            format!("{e} (and {} more rejected samples)", n - 1)
-        } else {
-            e
-        });
+        errors.push(if n > 1 { format!("{e} (and {} more rejected samples)", n - 1) } else { e });
     }
     if errors.is_empty() {
         return reply(&st, StatusCode::NO_CONTENT, String::new());

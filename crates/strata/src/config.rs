@@ -80,13 +80,6 @@ mod tests {
         let e = serde_yaml::from_str::<StandaloneConfig>("retension_time: 30d\n").unwrap_err();
         assert!(e.to_string().contains("unknown field"), "{e}");
         assert!(serde_yaml::from_str::<StandaloneConfig>("retention_time: 30x\n").is_err());
-        assert!(
-            StandaloneConfig {
-                shards: 0,
-                ..StandaloneConfig::default()
-            }
-            .validate()
-            .is_err()
-        );
+        assert!(StandaloneConfig { shards: 0, ..StandaloneConfig::default() }.validate().is_err());
     }
 }

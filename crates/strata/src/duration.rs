@@ -48,10 +48,7 @@ impl std::str::FromStr for PromDuration {
             }
             last_rank = order;
             rest = &rest[unit.len()..];
-            total = n
-                .checked_mul(*ms)
-                .and_then(|x| total.checked_add(x))
-                .ok_or_else(bad)?;
+            total = n.checked_mul(*ms).and_then(|x| total.checked_add(x)).ok_or_else(bad)?;
         }
         if s.is_empty() {
             return Err(bad());

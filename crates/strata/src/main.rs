@@ -110,10 +110,7 @@ async fn standalone(c: StandaloneConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&c.data_dir).with_context(|| format!("creating {}", c.data_dir.display()))?;
     let engine = RocksEngine::open(
         &c.data_dir,
-        &RocksConfig {
-            block_cache_bytes: c.block_cache_bytes,
-            ..RocksConfig::default()
-        },
+        &RocksConfig { block_cache_bytes: c.block_cache_bytes, ..RocksConfig::default() },
     )
     .with_context(|| format!("opening database in {}", c.data_dir.display()))?;
     let db_cfg = DbConfig {
@@ -128,18 +125,13 @@ async fn standalone(c: StandaloneConfig) -> anyhow::Result<()> {
         .await??;
     let state = AppState::new(
         db.clone(),
-        ServerConfig {
-            max_write_body_bytes: c.max_write_body_bytes,
-            ..ServerConfig::default()
-        },
+        ServerConfig { max_write_body_bytes: c.max_write_body_bytes, ..ServerConfig::default() },
     );
     let listener = tokio::net::TcpListener::bind(&c.http_addr)
         .await
         .with_context(|| format!("listening on {}", c.http_addr))?;
     tracing::info!(addr = %listener.local_addr()?, data_dir = %c.data_dir.display(), "strata standalone serving");
-    axum::serve(listener, strata_server::router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    axum::serve(listener, strata_server::router(state)).with_graceful_shutdown(shutdown_signal()).await?;
     tokio::task::spawn_blocking(move || db.close()).await??;
     tracing::info!("stopped cleanly");
     Ok(())

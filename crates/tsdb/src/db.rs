@@ -30,9 +30,7 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now_ms(&self) -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64)
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
     }
 }
 
@@ -176,9 +174,7 @@ pub struct Db {
 
 impl std::fmt::Debug for Db {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Db")
-            .field("cfg", &self.cfg)
-            .finish_non_exhaustive()
+        f.debug_struct("Db").field("cfg", &self.cfg).finish_non_exhaustive()
     }
 }
 
@@ -212,12 +208,8 @@ impl Db {
         }
         check_settings(kv.as_ref(), &cfg)?;
         let started = Instant::now();
-        let shards = (0..cfg.shards)
-            .map(|i| Shard::open(i, kv.clone()))
-            .collect::<Result<Vec<_>>>()?;
-        let rules = ApplyRules {
-            ooo_window_ms: cfg.out_of_order_window.as_millis() as i64,
-        };
+        let shards = (0..cfg.shards).map(|i| Shard::open(i, kv.clone())).collect::<Result<Vec<_>>>()?;
+        let rules = ApplyRules { ooo_window_ms: cfg.out_of_order_window.as_millis() as i64 };
         let shards = Arc::new(Shards { shards, rules });
         let applied: Vec<_> = shards.shards.iter().map(|s| (s.id, s.applied())).collect();
         let (log, replayed) = LocalLog::open(kv.clone(), &applied, shards.clone())?;
@@ -233,10 +225,7 @@ impl Db {
             log,
             cfg,
             clock,
-            stop: Arc::new(Stop {
-                flag: Mutex::new(false),
-                cv: Condvar::new(),
-            }),
+            stop: Arc::new(Stop { flag: Mutex::new(false), cv: Condvar::new() }),
             maint: Mutex::new(None),
             closed: AtomicBool::new(false),
             checkpoint_stats: CheckpointStats::default(),
@@ -306,8 +295,7 @@ impl Db {
         s.checkpoint()?;
         let st = &self.checkpoint_stats;
         st.checkpoints.fetch_add(1, Ordering::Relaxed);
-        st.checkpoint_micros
-            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        st.checkpoint_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         Ok(())
     }
 
@@ -366,11 +354,7 @@ impl Db {
             .shards
             .iter()
             .enumerate()
-            .flat_map(|(i, s)| {
-                s.snapshot(matchers, mint, maxt, samples)
-                    .into_iter()
-                    .map(move |x| (i, x))
-            })
+            .flat_map(|(i, s)| s.snapshot(matchers, mint, maxt, samples).into_iter().map(move |x| (i, x)))
             .collect();
         all.sort_by(|a, b| a.1.labels.cmp(&b.1.labels));
         all
@@ -379,30 +363,18 @@ impl Db {
     /// Streams the series matching `matchers` with their samples in `[mint, maxt]`,
     /// sorted by labels. Series with no sample in range are skipped.
     pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Select<'_> {
-        Select {
-            db: self,
-            snaps: self.snapshots(matchers, mint, maxt, true).into_iter(),
-            mint,
-            maxt,
-        }
+        Select { db: self, snaps: self.snapshots(matchers, mint, maxt, true).into_iter(), mint, maxt }
     }
 
     /// Label sets of series matching `matchers` with data in the range (day granularity), sorted.
     pub fn series(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<Labels> {
-        self.snapshots(matchers, mint, maxt, false)
-            .into_iter()
-            .map(|(_, s)| s.labels)
-            .collect()
+        self.snapshots(matchers, mint, maxt, false).into_iter().map(|(_, s)| s.labels).collect()
     }
 
     /// Sorted label names, of all series or of those matching `matchers`.
     pub fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .shards
-            .shards
-            .iter()
-            .flat_map(|s| s.label_names(matchers, mint, maxt))
-            .collect();
+        let mut v: Vec<String> =
+            self.shards.shards.iter().flat_map(|s| s.label_names(matchers, mint, maxt)).collect();
         v.sort();
         v.dedup();
         v
@@ -410,12 +382,8 @@ impl Db {
 
     /// Sorted values of label `name`.
     pub fn label_values(&self, name: &str, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .shards
-            .shards
-            .iter()
-            .flat_map(|s| s.label_values(name, matchers, mint, maxt))
-            .collect();
+        let mut v: Vec<String> =
+            self.shards.shards.iter().flat_map(|s| s.label_values(name, matchers, mint, maxt)).collect();
         v.sort();
         v.dedup();
         v
@@ -467,9 +435,7 @@ pub struct Select<'a> {
 
 impl std::fmt::Debug for Select<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Select")
-            .field("remaining", &self.snaps.len())
-            .finish()
+        f.debug_struct("Select").field("remaining", &self.snaps.len()).finish()
     }
 }
 
@@ -492,10 +458,7 @@ impl Iterator for Select<'_> {
             samples.extend_from_slice(&snap.head);
             chunk::sort_dedup(&mut samples);
             if !samples.is_empty() {
-                return Some(Ok(SeriesData {
-                    labels: snap.labels,
-                    samples,
-                }));
+                return Some(Ok(SeriesData { labels: snap.labels, samples }));
             }
         }
         None

@@ -106,13 +106,7 @@ impl Postings {
         if let Some(set) = m.set_values().filter(|_| want) {
             return union(set.iter().filter_map(|v| values.get(*v)).collect());
         }
-        union(
-            values
-                .iter()
-                .filter(|(v, _)| m.matches(v) == want)
-                .map(|(_, ids)| ids)
-                .collect(),
-        )
+        union(values.iter().filter(|(v, _)| m.matches(v) == want).map(|(_, ids)| ids).collect())
     }
 
     /// Sorted ids of the series every matcher accepts.
@@ -171,16 +165,10 @@ mod tests {
         }
         use MatchOp::*;
         assert_eq!(p.select(&[m(Equal, "__name__", "up")]), vec![0, 1]);
-        assert_eq!(
-            p.select(&[m(Equal, "__name__", "up"), m(Equal, "x", "")]),
-            vec![0]
-        );
+        assert_eq!(p.select(&[m(Equal, "__name__", "up"), m(Equal, "x", "")]), vec![0]);
         assert_eq!(p.select(&[m(NotEqual, "x", "")]), vec![1, 2]);
         assert_eq!(p.select(&[m(NotEqual, "x", "1")]), vec![0, 2]);
-        assert_eq!(
-            p.select(&[m(Regex, "job", "a|b"), m(NotRegex, "__name__", "d.*")]),
-            vec![0, 1]
-        );
+        assert_eq!(p.select(&[m(Regex, "job", "a|b"), m(NotRegex, "__name__", "d.*")]), vec![0, 1]);
         assert_eq!(p.select(&[m(Regex, "x", "1|")]), vec![0, 1]);
         assert_eq!(p.select(&[m(Regex, "job", ".+")]), vec![0, 1, 2]);
         assert!(p.select(&[m(Equal, "job", "zzz")]).is_empty());

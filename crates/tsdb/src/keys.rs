@@ -57,10 +57,7 @@ fn key(shard: ShardId, parts: &[&[u8]]) -> Vec<u8> {
 
 /// `[shard, shard+1)` as a key range (the whole shard in one CF).
 pub fn shard_range(shard: ShardId) -> (Vec<u8>, Vec<u8>) {
-    (
-        shard.to_be_bytes().to_vec(),
-        (u64::from(shard) + 1).to_be_bytes()[4..].to_vec(),
-    )
+    (shard.to_be_bytes().to_vec(), (u64::from(shard) + 1).to_be_bytes()[4..].to_vec())
 }
 
 /// Log key of entry `index`.
@@ -85,10 +82,7 @@ pub fn forward_key(shard: ShardId, series: u64) -> Vec<u8> {
 
 /// Range of every forward key of a shard.
 pub fn forward_range(shard: ShardId) -> (Vec<u8>, Vec<u8>) {
-    (
-        key(shard, &[&[INDEX_FORWARD]]),
-        key(shard, &[&[INDEX_FORWARD + 1]]),
-    )
+    (key(shard, &[&[INDEX_FORWARD]]), key(shard, &[&[INDEX_FORWARD + 1]]))
 }
 
 /// Series id of a forward key.
@@ -103,18 +97,12 @@ pub fn day_key(shard: ShardId, day: u32, series: u64) -> Vec<u8> {
 
 /// Range of day keys for days `[from, to)`.
 pub fn day_range(shard: ShardId, from: u32, to: u32) -> (Vec<u8>, Vec<u8>) {
-    (
-        key(shard, &[&[INDEX_DAY], &from.to_be_bytes()]),
-        key(shard, &[&[INDEX_DAY], &to.to_be_bytes()]),
-    )
+    (key(shard, &[&[INDEX_DAY], &from.to_be_bytes()]), key(shard, &[&[INDEX_DAY], &to.to_be_bytes()]))
 }
 
 /// (day, series) of a day key.
 pub fn day_parts(k: &[u8]) -> (u32, u64) {
-    (
-        u32::from_be_bytes(k[5..9].try_into().unwrap_or([0; 4])),
-        be_u64(&k[9..17]),
-    )
+    (u32::from_be_bytes(k[5..9].try_into().unwrap_or([0; 4])), be_u64(&k[9..17]))
 }
 
 /// UTC day number of a millisecond timestamp (clamped into `u32`).
@@ -124,10 +112,7 @@ pub fn day_of(t: i64) -> u32 {
 
 /// Chunk key.
 pub fn chunk_key(shard: ShardId, bucket: i64, series: u64, seq: u64) -> Vec<u8> {
-    key(
-        shard,
-        &[&ts_bytes(bucket), &series.to_be_bytes(), &seq.to_be_bytes()],
-    )
+    key(shard, &[&ts_bytes(bucket), &series.to_be_bytes(), &seq.to_be_bytes()])
 }
 
 /// Prefix of every chunk of `series` in `bucket`.

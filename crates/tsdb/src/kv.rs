@@ -135,10 +135,7 @@ impl KvEngine for MemEngine {
 
     fn scan(&self, cf: Cf, start: &[u8], end: &[u8], f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
         let m = self.cfs.read();
-        let range = m.range((
-            Bound::Included((cf, start.to_vec())),
-            Bound::Excluded((cf, end.to_vec())),
-        ));
+        let range = m.range((Bound::Included((cf, start.to_vec())), Bound::Excluded((cf, end.to_vec()))));
         for ((_, k), v) in range {
             if !f(k, v) {
                 break;
@@ -178,14 +175,8 @@ pub mod suite {
         b.put(Cf::Index, b"k".to_vec(), b"index".to_vec());
         b.put(Cf::Chunks, b"k".to_vec(), b"chunks".to_vec());
         e.write(b, true).expect("write");
-        assert_eq!(
-            e.get(Cf::Index, b"k").expect("get").as_deref(),
-            Some(&b"index"[..])
-        );
-        assert_eq!(
-            e.get(Cf::Chunks, b"k").expect("get").as_deref(),
-            Some(&b"chunks"[..])
-        );
+        assert_eq!(e.get(Cf::Index, b"k").expect("get").as_deref(), Some(&b"index"[..]));
+        assert_eq!(e.get(Cf::Chunks, b"k").expect("get").as_deref(), Some(&b"chunks"[..]));
         assert_eq!(e.get(Cf::Log, b"k").expect("get"), None);
     }
 
@@ -195,10 +186,7 @@ pub mod suite {
             b.put(Cf::Log, k.to_vec(), vec![k[1]]);
         }
         e.write(b, false).expect("write");
-        let got: Vec<_> = collect(e, Cf::Log, &[0, 1], &[0, 255])
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect();
+        let got: Vec<_> = collect(e, Cf::Log, &[0, 1], &[0, 255]).into_iter().map(|(k, _)| k).collect();
         assert_eq!(got, vec![vec![0, 1], vec![0, 2], vec![0, 3]]);
         let mut n = 0;
         e.scan(Cf::Log, &[0], &[2], &mut |_, _| {
@@ -218,10 +206,7 @@ pub mod suite {
         b.delete(Cf::Chunks, vec![7, 9]);
         b.put(Cf::Chunks, vec![7, 3], vec![33]);
         e.write(b, true).expect("write");
-        let got: Vec<_> = collect(e, Cf::Chunks, &[7], &[8])
-            .into_iter()
-            .map(|(k, v)| (k[1], v[0]))
-            .collect();
+        let got: Vec<_> = collect(e, Cf::Chunks, &[7], &[8]).into_iter().map(|(k, v)| (k[1], v[0])).collect();
         assert_eq!(got, vec![(0, 0), (1, 1), (3, 33), (5, 5), (6, 6), (7, 7), (8, 8)]);
         e.flush().expect("flush");
         assert_eq!(collect(e, Cf::Chunks, &[7], &[8]).len(), 7);

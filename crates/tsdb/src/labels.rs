@@ -52,13 +52,7 @@ impl Labels {
         let owned: Vec<(String, String)> = pairs.into_iter().map(|(n, v)| (n.into(), v.into())).collect();
         let mut refs: Vec<(&str, &str)> = owned.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
         canonicalize(&mut refs)?;
-        let v = refs
-            .iter()
-            .map(|(n, v)| Label {
-                name: (*n).to_owned(),
-                value: (*v).to_owned(),
-            })
-            .collect();
+        let v = refs.iter().map(|(n, v)| Label { name: (*n).to_owned(), value: (*v).to_owned() }).collect();
         Ok(Labels::from_sorted(v))
     }
 
@@ -67,10 +61,7 @@ impl Labels {
     pub fn from_unchecked<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Self {
         let mut v: Vec<Label> = pairs
             .filter(|(_, val)| !val.is_empty())
-            .map(|(n, val)| Label {
-                name: n.to_owned(),
-                value: val.to_owned(),
-            })
+            .map(|(n, val)| Label { name: n.to_owned(), value: val.to_owned() })
             .collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v.dedup_by(|a, b| a.name == b.name);
@@ -117,19 +108,13 @@ impl Labels {
 
     /// Value of label `name`, if present.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .binary_search_by(|l| l.name.as_str().cmp(name))
-            .ok()
-            .map(|i| self.0[i].value.as_str())
+        self.0.binary_search_by(|l| l.name.as_str().cmp(name)).ok().map(|i| self.0[i].value.as_str())
     }
 
     /// The canonical byte encoding: for each label, varint length + name, varint length + value.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.0.iter().map(|l| l.name.len() + l.value.len() + 2).sum());
-        encode_pairs(
-            self.0.iter().map(|l| (l.name.as_bytes(), l.value.as_bytes())),
-            &mut out,
-        );
+        encode_pairs(self.0.iter().map(|l| (l.name.as_bytes(), l.value.as_bytes())), &mut out);
         out
     }
 
@@ -162,10 +147,7 @@ pub fn canonicalize(v: &mut Vec<(&str, &str)>) -> Result<(), LabelsError> {
     if !v.is_sorted_by(|a, b| a.0 < b.0) {
         v.sort_unstable_by(|a, b| a.0.cmp(b.0));
         if let Some(w) = v.windows(2).find(|w| w[0].0 == w[1].0) {
-            return Err(LabelsError::Duplicate {
-                labels: render_pairs(v),
-                name: w[0].0.to_owned(),
-            });
+            return Err(LabelsError::Duplicate { labels: render_pairs(v), name: w[0].0.to_owned() });
         }
     }
     v.retain(|(_, val)| !val.is_empty());
@@ -204,11 +186,7 @@ fn render_pairs(v: &[(&str, &str)]) -> String {
 
 impl fmt::Display for Labels {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let pairs: Vec<(&str, &str)> = self
-            .0
-            .iter()
-            .map(|l| (l.name.as_str(), l.value.as_str()))
-            .collect();
+        let pairs: Vec<(&str, &str)> = self.0.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
         f.write_str(&render_pairs(&pairs))
     }
 }
@@ -234,29 +212,18 @@ mod tests {
         assert_eq!(l.get("job"), Some("node"));
         assert_eq!(
             l.stable_hash(),
-            Labels::from_pairs([("__name__", "up"), ("job", "node")])
-                .unwrap()
-                .stable_hash()
+            Labels::from_pairs([("__name__", "up"), ("job", "node")]).unwrap().stable_hash()
         );
     }
 
     #[test]
     fn rejects_bad_sets() {
-        assert!(matches!(
-            Labels::from_pairs([("a", "1")]),
-            Err(LabelsError::NoMetricName(_))
-        ));
-        assert!(matches!(
-            Labels::from_pairs([("__name__", "")]),
-            Err(LabelsError::NoMetricName(_))
-        ));
+        assert!(matches!(Labels::from_pairs([("a", "1")]), Err(LabelsError::NoMetricName(_))));
+        assert!(matches!(Labels::from_pairs([("__name__", "")]), Err(LabelsError::NoMetricName(_))));
         assert!(matches!(
             Labels::from_pairs([("__name__", "x"), ("a", "1"), ("a", "2")]),
             Err(LabelsError::Duplicate { .. })
         ));
-        assert!(matches!(
-            Labels::from_pairs([("__name__", "x"), ("", "1")]),
-            Err(LabelsError::EmptyName(_))
-        ));
+        assert!(matches!(Labels::from_pairs([("__name__", "x"), ("", "1")]), Err(LabelsError::EmptyName(_))));
     }
 }

@@ -94,14 +94,7 @@ impl LocalLog {
             .name("strata-wal".into())
             .spawn(move || commit_loop(kv, applier, next, rx, st))
             .map_err(|e| Error::Kv(format!("spawn log thread: {e}")))?;
-        Ok((
-            LocalLog {
-                tx: Mutex::new(Some(tx)),
-                thread: Mutex::new(Some(handle)),
-                stats,
-            },
-            replayed,
-        ))
+        Ok((LocalLog { tx: Mutex::new(Some(tx)), thread: Mutex::new(Some(handle)), stats }, replayed))
     }
 
     /// Makes every record durable, applies them, and returns one outcome per record.
@@ -111,8 +104,7 @@ impl LocalLog {
         {
             let tx = self.tx.lock();
             let tx = tx.as_ref().ok_or(Error::ShuttingDown)?;
-            tx.send(Submission { records, reply })
-                .map_err(|_| Error::ShuttingDown)?;
+            tx.send(Submission { records, reply }).map_err(|_| Error::ShuttingDown)?;
         }
         rx.recv().map_err(|_| Error::ShuttingDown)?
     }
@@ -165,28 +157,19 @@ fn commit_loop(
         let started = Instant::now();
         let res = kv.write(batch, true);
         stats.syncs.fetch_add(1, Ordering::Relaxed);
-        stats
-            .sync_micros
-            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        stats.sync_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         stats.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
         if let Err(e) = res {
             tracing::error!(error = %e, "log write failed");
             for sub in group {
-                let _ = sub.reply.send(Err(Error::Wal {
-                    shard: 0,
-                    reason: e.to_string(),
-                }));
+                let _ = sub.reply.send(Err(Error::Wal { shard: 0, reason: e.to_string() }));
             }
             continue;
         }
         for (sub, idx) in group.into_iter().zip(indexed) {
             stats.records.fetch_add(idx.len() as u64, Ordering::Relaxed);
-            let outcomes = sub
-                .records
-                .iter()
-                .zip(idx)
-                .map(|((shard, rec), i)| applier.apply(*shard, i, rec))
-                .collect();
+            let outcomes =
+                sub.records.iter().zip(idx).map(|((shard, rec), i)| applier.apply(*shard, i, rec)).collect();
             let _ = sub.reply.send(Ok(outcomes));
         }
     }

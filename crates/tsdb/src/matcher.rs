@@ -41,21 +41,13 @@ impl Matcher {
         let value = value.into();
         let (re, alternatives) = match op {
             MatchOp::Regex | MatchOp::NotRegex => {
-                let re = Regex::new(&format!("^(?s:{value})$")).map_err(|e| Error::BadRegex {
-                    pattern: value.clone(),
-                    reason: e.to_string(),
-                })?;
+                let re = Regex::new(&format!("^(?s:{value})$"))
+                    .map_err(|e| Error::BadRegex { pattern: value.clone(), reason: e.to_string() })?;
                 (Some(re), literal_alternatives(&value))
             }
             MatchOp::Equal | MatchOp::NotEqual => (None, None),
         };
-        Ok(Matcher {
-            name,
-            op,
-            value,
-            re,
-            alternatives,
-        })
+        Ok(Matcher { name, op, value, re, alternatives })
     }
 
     /// Tests a label value (`""` for an absent label).
@@ -79,10 +71,7 @@ impl Matcher {
     pub fn set_values(&self) -> Option<Vec<&str>> {
         match self.op {
             MatchOp::Equal => Some(vec![self.value.as_str()]),
-            MatchOp::Regex => self
-                .alternatives
-                .as_ref()
-                .map(|a| a.iter().map(String::as_str).collect()),
+            MatchOp::Regex => self.alternatives.as_ref().map(|a| a.iter().map(String::as_str).collect()),
             _ => None,
         }
     }

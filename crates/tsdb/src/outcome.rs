@@ -17,12 +17,8 @@ pub enum RejectReason {
 
 impl RejectReason {
     /// Every reason, in a fixed order (the index of [`ApplyOutcome::rejected`]).
-    pub const ALL: [RejectReason; 4] = [
-        RejectReason::OutOfOrder,
-        RejectReason::Duplicate,
-        RejectReason::OutOfBounds,
-        RejectReason::TooOld,
-    ];
+    pub const ALL: [RejectReason; 4] =
+        [RejectReason::OutOfOrder, RejectReason::Duplicate, RejectReason::OutOfBounds, RejectReason::TooOld];
 
     /// Prometheus's error text.
     pub fn message(self) -> &'static str {

@@ -90,14 +90,7 @@ pub fn decode(mut b: &[u8]) -> Option<Vec<RecordSeries<'_>>> {
         let slen = usize::try_from(get_uvarint(&mut b)?).ok()?;
         let body = b.get(..slen)?;
         b = &b[slen..];
-        out.push(RecordSeries {
-            labels,
-            samples: Samples {
-                b: body,
-                left: k,
-                t: 0,
-            },
-        });
+        out.push(RecordSeries { labels, samples: Samples { b: body, left: k, t: 0 } });
     }
     b.is_empty().then_some(out)
 }

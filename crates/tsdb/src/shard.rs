@@ -160,16 +160,12 @@ pub(crate) struct Shard {
 
 impl fmt::Debug for Shard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Shard")
-            .field("id", &self.id)
-            .finish_non_exhaustive()
+        f.debug_struct("Shard").field("id", &self.id).finish_non_exhaustive()
     }
 }
 
 fn read_u64(kv: &dyn KvEngine, key: &[u8]) -> Result<Option<u64>> {
-    Ok(kv
-        .get(Cf::Meta, key)?
-        .and_then(|v| v.try_into().ok().map(u64::from_be_bytes)))
+    Ok(kv.get(Cf::Meta, key)?.and_then(|v| v.try_into().ok().map(u64::from_be_bytes)))
 }
 
 impl Shard {
@@ -198,10 +194,7 @@ impl Shard {
             true
         })?;
         if let Some(sid) = bad {
-            return Err(Error::Corrupt {
-                shard: id,
-                what: format!("labels of series {sid}"),
-            });
+            return Err(Error::Corrupt { shard: id, what: format!("labels of series {sid}") });
         }
         let (s, e) = keys::day_range(id, 0, u32::MAX);
         kv.scan(Cf::Index, &s, &e, &mut |k, _| {
@@ -211,12 +204,7 @@ impl Shard {
             }
             true
         })?;
-        Ok(Shard {
-            id,
-            kv,
-            state: RwLock::new(st),
-            maintenance: Mutex::new(()),
-        })
+        Ok(Shard { id, kv, state: RwLock::new(st), maintenance: Mutex::new(()) })
     }
 
     /// The watermark: the last log index applied.
@@ -280,10 +268,7 @@ impl Shard {
     /// (series, bytes held by open chunks) for self-metrics.
     pub(crate) fn head_stats(&self) -> (usize, usize) {
         let st = self.state.read();
-        (
-            st.series.len(),
-            st.series.values().map(|s| s.head.size_bytes()).sum(),
-        )
+        (st.series.len(), st.series.values().map(|s| s.head.size_bytes()).sum())
     }
 
     /// Writes everything since the last checkpoint in one synced batch and truncates the log.
@@ -309,11 +294,7 @@ impl Shard {
             }
             if !s.head.is_empty() {
                 let head = std::mem::take(&mut s.head);
-                b.put(
-                    Cf::Chunks,
-                    keys::chunk_key(id, s.head_bucket, sid, seq),
-                    head.to_bytes(),
-                );
+                b.put(Cf::Chunks, keys::chunk_key(id, s.head_bucket, sid, seq), head.to_bytes());
                 seq += 1;
             }
             if !s.ooo.is_empty() {
@@ -344,11 +325,7 @@ impl Shard {
             let (k, v) = meta(META_MAX_T, t as u64);
             b.put(Cf::Meta, k, v);
         }
-        b.delete_range(
-            Cf::Log,
-            keys::log_key(id, 0),
-            keys::log_key(id, st.applied.saturating_add(1)),
-        );
+        b.delete_range(Cf::Log, keys::log_key(id, 0), keys::log_key(id, st.applied.saturating_add(1)));
         self.kv.write(b, true)?;
         st.log_bytes = 0;
         Ok(())
@@ -390,11 +367,7 @@ impl Shard {
         let bucket = finished;
         if bucket > from {
             let mut b = WriteBatch::default();
-            b.put(
-                Cf::Meta,
-                keys::meta_key(self.id, META_COMPACTED),
-                (bucket as u64).to_be_bytes().to_vec(),
-            );
+            b.put(Cf::Meta, keys::meta_key(self.id, META_COMPACTED), (bucket as u64).to_be_bytes().to_vec());
             self.kv.write(b, false)?;
             self.state.write().compacted_through = Some(bucket);
         }
@@ -423,10 +396,7 @@ impl Shard {
                 let mut samples = Vec::new();
                 for (_, v) in group.iter() {
                     if chunk::decode_into(v, &mut samples).is_none() {
-                        err = Some(Error::Corrupt {
-                            shard: self.id,
-                            what: "chunk".into(),
-                        });
+                        err = Some(Error::Corrupt { shard: self.id, what: "chunk".into() });
                         group.clear();
                         return;
                     }
@@ -467,11 +437,7 @@ impl Shard {
         let cut_day = keys::day_of(cutoff);
         let mut b = WriteBatch::default();
         let (s, _) = keys::shard_range(id);
-        b.delete_range(
-            Cf::Chunks,
-            s,
-            keys::chunk_bucket_range(id, cut_bucket, cut_bucket).0,
-        );
+        b.delete_range(Cf::Chunks, s, keys::chunk_bucket_range(id, cut_bucket, cut_bucket).0);
         let (ds, de) = keys::day_range(id, 0, cut_day);
         b.delete_range(Cf::Index, ds, de);
         let mut st = self.state.write();
@@ -533,12 +499,7 @@ impl Shard {
             if with_samples {
                 s.head_samples(mint, maxt, &mut head);
             }
-            out.push(SeriesSnapshot {
-                labels: s.labels.clone(),
-                id,
-                days,
-                head,
-            });
+            out.push(SeriesSnapshot { labels: s.labels.clone(), id, days, head });
         }
         out
     }
@@ -571,10 +532,7 @@ impl Shard {
                 .iter()
                 .filter(|(_, ids)| {
                     ids.iter().any(|id| {
-                        st.series
-                            .get(id)
-                            .and_then(|s| s.days)
-                            .is_some_and(|(a, b)| b >= dlo && a <= dhi)
+                        st.series.get(id).and_then(|s| s.days).is_some_and(|(a, b)| b >= dlo && a <= dhi)
                     })
                 })
                 .map(|(v, _)| v.clone())
@@ -615,10 +573,7 @@ impl Shard {
                 true
             })?;
             if bad {
-                return Err(Error::Corrupt {
-                    shard: self.id,
-                    what: format!("chunk of series {id}"),
-                });
+                return Err(Error::Corrupt { shard: self.id, what: format!("chunk of series {id}") });
             }
             bucket += BUCKET_MS;
         }
@@ -657,11 +612,7 @@ fn append(
     }
     match s.last {
         Some((lt, lv)) if t == lt => {
-            return if v.to_bits() == lv {
-                Ok(())
-            } else {
-                Err(RejectReason::Duplicate)
-            };
+            return if v.to_bits() == lv { Ok(()) } else { Err(RejectReason::Duplicate) };
         }
         Some((lt, _)) if t < lt => {
             if rules.ooo_window_ms == 0 {

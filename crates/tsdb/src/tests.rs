@@ -17,26 +17,15 @@ impl Clock for TestClock {
 const T0: i64 = 1_700_000_400_000;
 
 fn cfg() -> DbConfig {
-    DbConfig {
-        maintenance_tick: Duration::from_secs(3600),
-        ..DbConfig::default()
-    }
+    DbConfig { maintenance_tick: Duration::from_secs(3600), ..DbConfig::default() }
 }
 
 fn open(kv: &Arc<MemEngine>, cfg: DbConfig) -> Arc<Db> {
-    Db::open(
-        kv.clone(),
-        cfg,
-        Arc::new(TestClock(AtomicI64::new(T0 + 86_400_000))),
-    )
-    .unwrap()
+    Db::open(kv.clone(), cfg, Arc::new(TestClock(AtomicI64::new(T0 + 86_400_000)))).unwrap()
 }
 
 fn series(name: &str, host: &str, samples: Vec<(i64, f64)>) -> SeriesWrite {
-    SeriesWrite {
-        labels: Labels::from_pairs([("__name__", name), ("host", host)]).unwrap(),
-        samples,
-    }
+    SeriesWrite { labels: Labels::from_pairs([("__name__", name), ("host", host)]).unwrap(), samples }
 }
 
 fn eq(name: &str, v: &str) -> Matcher {
@@ -44,9 +33,7 @@ fn eq(name: &str, v: &str) -> Matcher {
 }
 
 fn all(db: &Db, m: &[Matcher]) -> Vec<SeriesData> {
-    db.select(m, i64::MIN, i64::MAX)
-        .collect::<Result<Vec<_>>>()
-        .unwrap()
+    db.select(m, i64::MIN, i64::MAX).collect::<Result<Vec<_>>>().unwrap()
 }
 
 #[test]
@@ -62,14 +49,7 @@ fn write_select_restart_checkpoint_compact() {
                 let samples: Vec<_> = (0..60)
                     .map(|i| {
                         let t = T0 + (round * 60 + i) * 15_000;
-                        (
-                            t,
-                            if h == 3 && round == 19 && i == 59 {
-                                stale
-                            } else {
-                                (i * h) as f64 * 0.25
-                            },
-                        )
+                        (t, if h == 3 && round == 19 && i == 59 { stale } else { (i * h) as f64 * 0.25 })
                     })
                     .collect();
                 if h == 0 {
@@ -100,14 +80,9 @@ fn write_select_restart_checkpoint_compact() {
     db.close().unwrap();
     let db = open(&kv, cfg());
     assert_eq!(all(&db, &[eq("host", "h0")])[0].samples, expect);
-    assert!(is_stale_marker(
-        all(&db, &[eq("host", "h3")])[0].samples.last().unwrap().1
-    ));
+    assert!(is_stale_marker(all(&db, &[eq("host", "h3")])[0].samples.last().unwrap().1));
     // range restriction
-    let part: Vec<_> = db
-        .select(&[eq("host", "h0")], T0, T0 + 15_000)
-        .collect::<Result<Vec<_>>>()
-        .unwrap();
+    let part: Vec<_> = db.select(&[eq("host", "h0")], T0, T0 + 15_000).collect::<Result<Vec<_>>>().unwrap();
     assert_eq!(part[0].samples.len(), 2);
 }
 
@@ -115,44 +90,24 @@ fn write_select_restart_checkpoint_compact() {
 fn order_duplicates_and_bounds_as_prometheus() {
     let kv = Arc::new(MemEngine::new());
     let db = open(&kv, cfg());
-    let o = db
-        .write(vec![series("m", "a", vec![(T0, 1.0), (T0 + 10, 2.0)])])
-        .unwrap();
+    let o = db.write(vec![series("m", "a", vec![(T0, 1.0), (T0 + 10, 2.0)])]).unwrap();
     assert_eq!(o.accepted, 2);
     // same value at the same timestamp: ignored; another value: duplicate; older: out of order
     let o = db
-        .write(vec![series(
-            "m",
-            "a",
-            vec![(T0 + 10, 2.0), (T0 + 10, 3.0), (T0 + 5, 1.0), (T0 + 20, 4.0)],
-        )])
+        .write(vec![series("m", "a", vec![(T0 + 10, 2.0), (T0 + 10, 3.0), (T0 + 5, 1.0), (T0 + 20, 4.0)])])
         .unwrap();
     assert_eq!(o.accepted, 2);
     assert_eq!(o.rejected[RejectReason::Duplicate as usize], 1);
     assert_eq!(o.rejected[RejectReason::OutOfOrder as usize], 1);
-    assert!(
-        o.first_error
-            .unwrap()
-            .starts_with("duplicate sample for timestamp")
-    );
+    assert!(o.first_error.unwrap().starts_with("duplicate sample for timestamp"));
     // more than an hour behind the shard's newest sample: out of bounds, even for a new series
-    db.write(vec![series("m", "a", vec![(T0 + 2 * 3_600_000, 1.0)])])
-        .unwrap();
-    let shard_a = shard_of(
-        Labels::from_pairs([("__name__", "m"), ("host", "a")])
-            .unwrap()
-            .stable_hash(),
-        4,
-    );
+    db.write(vec![series("m", "a", vec![(T0 + 2 * 3_600_000, 1.0)])]).unwrap();
+    let shard_a = shard_of(Labels::from_pairs([("__name__", "m"), ("host", "a")]).unwrap().stable_hash(), 4);
     let other = (0..100)
         .map(|i| format!("x{i}"))
         .find(|h| {
-            shard_of(
-                Labels::from_pairs([("__name__", "m"), ("host", h.as_str())])
-                    .unwrap()
-                    .stable_hash(),
-                4,
-            ) == shard_a
+            shard_of(Labels::from_pairs([("__name__", "m"), ("host", h.as_str())]).unwrap().stable_hash(), 4)
+                == shard_a
         })
         .unwrap();
     let o = db.write(vec![series("m", &other, vec![(T0, 1.0)])]).unwrap();
@@ -162,27 +117,16 @@ fn order_duplicates_and_bounds_as_prometheus() {
     db.close().unwrap();
     drop(db);
     let db = open(&kv, cfg());
-    let o = db
-        .write(vec![series("m", "a", vec![(T0 + 2 * 3_600_000, 9.0)])])
-        .unwrap();
+    let o = db.write(vec![series("m", "a", vec![(T0 + 2 * 3_600_000, 9.0)])]).unwrap();
     assert_eq!(o.rejected[RejectReason::Duplicate as usize], 1);
 }
 
 #[test]
 fn out_of_order_window() {
     let kv = Arc::new(MemEngine::new());
-    let db = open(
-        &kv,
-        DbConfig {
-            out_of_order_window: Duration::from_secs(600),
-            ..cfg()
-        },
-    );
-    db.write(vec![series("m", "a", vec![(T0 + 1_000_000, 1.0)])])
-        .unwrap();
-    let o = db
-        .write(vec![series("m", "a", vec![(T0 + 700_000, 2.0), (T0, 3.0)])])
-        .unwrap();
+    let db = open(&kv, DbConfig { out_of_order_window: Duration::from_secs(600), ..cfg() });
+    db.write(vec![series("m", "a", vec![(T0 + 1_000_000, 1.0)])]).unwrap();
+    let o = db.write(vec![series("m", "a", vec![(T0 + 700_000, 2.0), (T0, 3.0)])]).unwrap();
     assert_eq!(o.accepted, 1);
     assert_eq!(o.rejected[RejectReason::TooOld as usize], 1);
     let s = &all(&db, &[eq("host", "a")])[0].samples;
@@ -196,18 +140,10 @@ fn labels_series_and_retention() {
     let kv = Arc::new(MemEngine::new());
     let clock = Arc::new(TestClock(AtomicI64::new(T0)));
     let db = Db::open(kv.clone(), cfg(), clock.clone()).unwrap();
-    db.write(vec![series("old", "a", vec![(T0 - 20 * 86_400_000, 1.0)])])
-        .unwrap();
-    db.write(vec![
-        series("up", "a", vec![(T0, 1.0)]),
-        series("up", "b", vec![(T0, 1.0)]),
-    ])
-    .unwrap();
+    db.write(vec![series("old", "a", vec![(T0 - 20 * 86_400_000, 1.0)])]).unwrap();
+    db.write(vec![series("up", "a", vec![(T0, 1.0)]), series("up", "b", vec![(T0, 1.0)])]).unwrap();
     assert_eq!(db.label_names(&[], i64::MIN, i64::MAX), vec!["__name__", "host"]);
-    assert_eq!(
-        db.label_values("__name__", &[], i64::MIN, i64::MAX),
-        vec!["old", "up"]
-    );
+    assert_eq!(db.label_values("__name__", &[], i64::MIN, i64::MAX), vec!["old", "up"]);
     assert_eq!(db.label_values("__name__", &[], T0 - 1000, T0 + 1000), vec!["up"]);
     assert_eq!(db.series(&[eq("__name__", "up")], T0, T0).len(), 2);
     db.maintain(true).unwrap();

@@ -180,21 +180,7 @@ mod tests {
 
     #[test]
     fn ints_round_trip() {
-        let vals = [
-            0i64,
-            1,
-            -1,
-            63,
-            -64,
-            64,
-            8191,
-            -8192,
-            1 << 20,
-            -(1 << 31),
-            1 << 40,
-            i64::MIN,
-            i64::MAX,
-        ];
+        let vals = [0i64, 1, -1, 63, -64, 64, 8191, -8192, 1 << 20, -(1 << 31), 1 << 40, i64::MIN, i64::MAX];
         let mut w = BitWriter::default();
         for &v in &vals {
             write_int(&mut w, v);

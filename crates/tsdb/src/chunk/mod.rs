@@ -85,11 +85,7 @@ impl XorValues {
     }
 
     fn first(v: f64) -> Self {
-        XorValues {
-            prev: v.to_bits(),
-            leading: u32::MAX,
-            trailing: 0,
-        }
+        XorValues { prev: v.to_bits(), leading: u32::MAX, trailing: 0 }
     }
 }
 
@@ -199,11 +195,7 @@ pub fn encode_packed(samples: &[Sample]) -> Vec<u8> {
     if let Some((exp, mantissas)) = as_decimals(samples) {
         let delta = int_stream(&mantissas, false);
         let dod = int_stream(&mantissas, true);
-        let (mode, body) = if dod.len() < delta.len() {
-            (VAL_DEC_DOD, dod)
-        } else {
-            (VAL_DEC_DELTA, delta)
-        };
+        let (mode, body) = if dod.len() < delta.len() { (VAL_DEC_DOD, dod) } else { (VAL_DEC_DELTA, delta) };
         out.push(mode);
         out.push(exp as u8);
         put_varint(&mut out, mantissas[0]);

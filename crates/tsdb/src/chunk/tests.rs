@@ -73,15 +73,10 @@ proptest! {
 
 #[test]
 fn regular_series_are_small() {
-    let counter: Vec<Sample> = (0..480)
-        .map(|i| (1_700_000_000_000 + i * 15_000, i as f64 * 1234.0))
-        .collect();
+    let counter: Vec<Sample> =
+        (0..480).map(|i| (1_700_000_000_000 + i * 15_000, i as f64 * 1234.0)).collect();
     let packed = encode_packed(&counter);
-    assert!(
-        packed.len() < 2 * 480 / 8 + 40,
-        "regular counter took {} bytes",
-        packed.len()
-    );
+    assert!(packed.len() < 2 * 480 / 8 + 40, "regular counter took {} bytes", packed.len());
     let gauge: Vec<Sample> = (0..480).map(|i| (i * 15_000, 42.5)).collect();
     assert!(encode_packed(&gauge).len() < 480 / 8 + 30);
     check_round_trip(&counter);
