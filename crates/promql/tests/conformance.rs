@@ -8,8 +8,10 @@
 //! fails if it differs from what the runner skipped. `UPDATE_CONFORMANCE=1` rewrites both
 //! files (the baseline only upwards).
 //!
-//! Per eval: the main run, and for instant evals the range-mode cross-check (the same
-//! expression as a range query from T−1m to T+1m, step 1m, compared at T). Annotation
+//! Per eval: the main run; for instant evals also the `@`-modifier re-runs (every selector
+//! pinned to `@ T`, evaluated at −10T, 0, T/5, T and 10T) and, for each instant run, the
+//! range-mode cross-check (the same expression as a range query from T−1m to T+1m, step 1m,
+//! compared at T). Annotation
 //! expectations (`expect warn`/`expect info`) fail: the engine emits no annotations yet.
 
 use std::collections::BTreeMap;
@@ -330,51 +332,101 @@ fn run_eval(engine: &Engine, src: &MemSource, c: &EvalCase) -> Result<(), String
         Kind::Range(s, e, st) => check_result(engine.range(src, &expr, s, e, st), &c.expect, &c.kind),
         Kind::Instant(t) => {
             let t = c.expect.range_vector.map_or(t, |r| r.1);
-            check_result(engine.instant(src, &expr, t), &c.expect, &Kind::Instant(t))?;
-            let cross = c.expect.range_vector.is_none()
-                && c.expect.string.is_none()
-                && !c.expect.ordered
-                && c.expect.fail.is_none()
-                && !regex::Regex::new(r"(start|end|range|step)\(\)").is_ok_and(|r| r.is_match(&c.expr));
-            if cross {
-                let v = engine
-                    .range(src, &expr, t - 60_000, t + 60_000, 60_000)
-                    .map_err(|e| format!("range-mode check: {e}"))?;
-                let at_t = match v {
-                    Value::Vector(v) => {
-                        if v.windows(2).any(|w| w[0].labels > w[1].labels) {
-                            return Err("range-mode check: unsorted".into());
-                        }
-                        let got: Vec<(Labels, f64)> = v
-                            .iter()
-                            .filter_map(|s| {
-                                s.points.iter().find(|p| p.0 == t).map(|p| (s.labels.clone(), p.1))
-                            })
-                            .collect();
-                        if c.expect.scalar.is_some() {
-                            return match got.first() {
-                                Some(g) if c.expect.scalar.is_some_and(|e| almost_equal(e, g.1)) => Ok(()),
-                                g => Err(format!("range-mode check: scalar {g:?}")),
-                            };
-                        }
-                        got
-                    }
-                    Value::Scalar(s) => {
-                        let g = s.iter().find(|p| p.0 == t).map(|p| p.1);
-                        return match (c.expect.scalar, g) {
-                            (Some(e), Some(g)) if almost_equal(e, g) => Ok(()),
-                            (e, g) => Err(format!("range-mode check: scalar expected {e:?} got {g:?}")),
-                        };
-                    }
-                    _ => return Err("range-mode check: unexpected type".into()),
-                };
-                let mut exp = Expect { series: c.expect.series.clone(), ..Expect::default() };
-                exp.scalar = None;
-                compare_vector(&at_t, &exp).map_err(|e| format!("range-mode check: {e}"))?;
+            run_instant(engine, src, c, &expr, t)?;
+            // the step-invariance re-runs with `@ T` added (FORMAT.md 8.2)
+            let time_dependent = regex::Regex::new(
+                r"\b(days_in_month|day_of_month|day_of_week|day_of_year|end|hour|minute|month|year|predict_linear|range|start|step|time|timestamp)\s*\(",
+            )
+            .is_ok_and(|r| r.is_match(&c.expr));
+            if !time_dependent {
+                let mut pinned = expr.clone();
+                add_at(&mut pinned, t);
+                let times = if t == 0 { vec![-1000, 0, 1000] } else { vec![-10 * t, 0, t / 5, t, 10 * t] };
+                for at in times {
+                    run_instant(engine, src, c, &pinned, at)
+                        .map_err(|e| format!("@ {t} evaluated at {at}: {e}"))?;
+                }
             }
             Ok(())
         }
     }
+}
+
+/// Adds `@ t` to every selector and subquery without one, not below a subquery.
+fn add_at(e: &mut promql_parser::parser::Expr, t: i64) {
+    use promql_parser::parser::{AtModifier, Expr};
+    let at = || {
+        let d = std::time::Duration::from_millis(t.unsigned_abs());
+        AtModifier::At(if t >= 0 { std::time::UNIX_EPOCH + d } else { std::time::UNIX_EPOCH - d })
+    };
+    match e {
+        Expr::VectorSelector(vs) => {
+            vs.at.get_or_insert_with(at);
+        }
+        Expr::MatrixSelector(ms) => {
+            ms.vs.at.get_or_insert_with(at);
+        }
+        Expr::Subquery(sq) => {
+            sq.at.get_or_insert_with(at);
+        }
+        Expr::Aggregate(a) => {
+            add_at(&mut a.expr, t);
+            if let Some(p) = a.param.as_mut() {
+                add_at(p, t);
+            }
+        }
+        Expr::Unary(u) => add_at(&mut u.expr, t),
+        Expr::Binary(b) => {
+            add_at(&mut b.lhs, t);
+            add_at(&mut b.rhs, t);
+        }
+        Expr::Paren(p) => add_at(&mut p.expr, t),
+        Expr::Call(c) => c.args.args.iter_mut().for_each(|a| add_at(a, t)),
+        _ => {}
+    }
+}
+
+/// One instant run with its range-mode cross-check (FORMAT.md 8.3).
+fn run_instant(
+    engine: &Engine,
+    src: &MemSource,
+    c: &EvalCase,
+    expr: &promql_parser::parser::Expr,
+    t: i64,
+) -> Result<(), String> {
+    check_result(engine.instant(src, expr, t), &c.expect, &Kind::Instant(t))?;
+    let cross = c.expect.range_vector.is_none()
+        && c.expect.string.is_none()
+        && !c.expect.ordered
+        && c.expect.fail.is_none()
+        && !regex::Regex::new(r"(start|end|range|step)\(\)").is_ok_and(|r| r.is_match(&c.expr));
+    if !cross {
+        return Ok(());
+    }
+    let v = engine
+        .range(src, expr, t - 60_000, t + 60_000, 60_000)
+        .map_err(|e| format!("range-mode check: {e}"))?;
+    let at_t = match v {
+        Value::Vector(v) => {
+            if v.windows(2).any(|w| w[0].labels > w[1].labels) {
+                return Err("range-mode check: unsorted".into());
+            }
+            let got: Vec<(Labels, f64)> = v
+                .iter()
+                .filter_map(|s| s.points.iter().find(|p| p.0 == t).map(|p| (s.labels.clone(), p.1)))
+                .collect();
+            if c.expect.scalar.is_some() {
+                return match got.first() {
+                    Some(g) if c.expect.scalar.is_some_and(|e| almost_equal(e, g.1)) => Ok(()),
+                    g => Err(format!("range-mode check: scalar {g:?}")),
+                };
+            }
+            got
+        }
+        _ => return Err("range-mode check: unexpected type".into()),
+    };
+    let exp = Expect { series: c.expect.series.clone(), ..Expect::default() };
+    compare_vector(&at_t, &exp).map_err(|e| format!("range-mode check: {e}"))
 }
 
 struct FileResult {
