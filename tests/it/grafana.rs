@@ -6,45 +6,9 @@
 use std::path::Path;
 
 use strata_bench::client::RemoteWriter;
+use strata_bench::dashboards::substitute;
 use strata_bench::fleet::{Fleet, FleetConfig, encode_requests};
 use strata_suite::start_strata;
-
-/// Grafana's substitution: single values backslash-escape `\` and `'`; multi-value and
-/// include-All variables become regex alternations of regex-escaped values.
-fn substitute(q: &str, rate_interval: &str) -> String {
-    let multi = |vals: &[&str]| {
-        let esc: Vec<String> = vals
-            .iter()
-            .map(|v| {
-                v.chars()
-                    .map(|c| if "\\^$.|?*+()[]{}".contains(c) { format!("\\\\{c}") } else { c.to_string() })
-                    .collect()
-            })
-            .collect();
-        format!("({})", esc.join("|"))
-    };
-    let vars: Vec<(&str, String)> = vec![
-        ("$__rate_interval", rate_interval.to_owned()),
-        ("$origin_prometheus", String::new()),
-        ("$interval", "2m".into()),
-        ("$job", "node".into()),
-        ("$hostname", ".*".into()),
-        ("$node", multi(&["host-0:9100", "host-1:9100"])),
-        ("$instance", "host-0:9100".into()),
-        ("$device", multi(&["eth0", "sda"])),
-        ("$maxmount", "/".into()),
-        ("$cluster", ".*".into()),
-        ("$namespace", "default".into()),
-        ("$pod", "x".into()),
-        ("$show_hostname", "host-0".into()),
-        ("$total", "3".into()),
-    ];
-    let mut out = q.to_owned();
-    for (k, v) in vars {
-        out = out.replace(k, &v);
-    }
-    out
-}
 
 #[test]
 fn dashboard_queries_parse_and_evaluate() {
@@ -60,9 +24,8 @@ fn dashboard_queries_parse_and_evaluate() {
     }
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/workloads/dashboards");
     let dir = std::env::var("STRATA_SHARED").map_or(dir, |s| Path::new(&s).join("workloads/dashboards"));
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).collect();
-    files.retain(|p| p.to_string_lossy().ends_with(".queries.txt"));
-    assert!(!files.is_empty(), "no dashboards in {}", dir.display());
+    let lines = strata_bench::dashboards::load(&dir).unwrap();
+    assert!(!lines.is_empty(), "no dashboards in {}", dir.display());
     let http = reqwest::blocking::Client::new();
     let ask_with = |post: bool, path: &str, params: &[(&str, String)]| -> serde_json::Value {
         let qs: String = form_urlencoded::Serializer::new(String::new())
@@ -81,8 +44,8 @@ fn dashboard_queries_parse_and_evaluate() {
     let (end, start) = (now / 1000, now / 1000 - 1800);
     let mut failures = Vec::new();
     let mut checked = 0;
-    for f in &files {
-        for line in std::fs::read_to_string(f).unwrap().lines().filter(|l| !l.trim().is_empty()) {
+    for (f, line) in &lines {
+        {
             for ri in ["1m0s", "4m30s"] {
                 let q = substitute(line, ri);
                 let results = if let Some(inner) = q.strip_prefix("label_values(") {
@@ -123,7 +86,7 @@ fn dashboard_queries_parse_and_evaluate() {
                 checked += 1;
                 for r in results {
                     if r["status"] != "success" {
-                        failures.push(format!("{}: {q}: {}", f.display(), r["error"]));
+                        failures.push(format!("{f}: {q}: {}", r["error"]));
                     }
                 }
             }

@@ -3,12 +3,14 @@
 //! * [`workload`]: node_exporter-shaped series and value streams (seeded, deterministic);
 //! * [`fleet`]: hosts that turn those into remote-write requests;
 //! * [`client`]: a remote-write client recording acknowledgements and latency;
+//! * [`dashboards`]: the Grafana dashboard query workload with variables substituted;
 //! * [`peers`]: starting Strata, Prometheus and VictoriaMetrics on fresh data directories
 //!   and measuring them.
 //!
 //! The `strata-bench` binary drives them; integration tests reuse the library.
 
 pub mod client;
+pub mod dashboards;
 pub mod fleet;
 pub mod peers;
 pub mod workload;

@@ -26,6 +26,35 @@ enum Cmd {
     Storage(StorageArgs),
     /// Back-fill history into any remote-write URL and report acknowledgements.
     Load(LoadArgs),
+    /// Back-fill the same history into each system, then time the dashboard query set.
+    Queries(QueriesArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct QueriesArgs {
+    #[command(flatten)]
+    load: Load,
+    /// Directory of `*.queries.txt` dashboard workloads.
+    #[arg(long, default_value = "../shared/workloads/dashboards")]
+    dashboards: PathBuf,
+    /// Times each query is asked (per mode).
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// Range of the range queries, in hours (step 60 s).
+    #[arg(long, default_value_t = 1.0)]
+    range_hours: f64,
+    /// Systems to run, comma separated: strata, prometheus, victoriametrics.
+    #[arg(long, default_value = "strata,prometheus", value_delimiter = ',')]
+    systems: Vec<String>,
+    /// The strata binary [default: next to this binary].
+    #[arg(long)]
+    strata_bin: Option<PathBuf>,
+    /// Working directory for data directories.
+    #[arg(long, default_value = "/tmp/strata-bench")]
+    work_dir: PathBuf,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -192,9 +221,9 @@ fn system_of(name: &str) -> anyhow::Result<System> {
     })
 }
 
-fn bin_of(system: System, a: &StorageArgs) -> anyhow::Result<PathBuf> {
+fn bin_of(system: System, strata_bin: &Option<PathBuf>) -> anyhow::Result<PathBuf> {
     match system {
-        System::Strata => match &a.strata_bin {
+        System::Strata => match strata_bin {
             Some(p) => Ok(p.clone()),
             None => {
                 let exe = std::env::current_exe()?;
@@ -211,7 +240,8 @@ fn bin_of(system: System, a: &StorageArgs) -> anyhow::Result<PathBuf> {
 fn run_one(system: System, a: &StorageArgs) -> anyhow::Result<RunResult> {
     let dir = a.work_dir.join(system.name());
     let _ = std::fs::remove_dir_all(&dir);
-    let mut peer = Peer::start(PeerSpec::new(system, bin_of(system, a)?, dir.clone(), free_port()?))?;
+    let mut peer =
+        Peer::start(PeerSpec::new(system, bin_of(system, &a.strata_bin)?, dir.clone(), free_port()?))?;
     let cpu0 = peer.cpu_seconds();
     let bf = backfill(&peer.write_url(), &a.load)?;
     if system == System::VictoriaMetrics {
@@ -298,9 +328,103 @@ fn load(a: LoadArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn queries(a: QueriesArgs) -> anyhow::Result<()> {
+    a.load.validate()?;
+    if a.repeat == 0 || !(a.range_hours > 0.0) {
+        bail!("--repeat must be at least 1 and --range-hours positive");
+    }
+    let lines = strata_bench::dashboards::load(&a.dashboards)
+        .with_context(|| format!("reading dashboards in {}", a.dashboards.display()))?;
+    let exprs: Vec<String> = lines
+        .iter()
+        .filter(|(_, l)| !l.starts_with("label_values(") && !l.starts_with("query_result("))
+        .map(|(_, l)| strata_bench::dashboards::substitute(l, "1m0s"))
+        .collect();
+    let systems = a.systems.iter().map(|s| system_of(s)).collect::<anyhow::Result<Vec<_>>>()?;
+    let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(120)).build()?;
+    let mut report = Vec::new();
+    for system in systems {
+        eprintln!("== {}", system.name());
+        let dir = a.work_dir.join(system.name());
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut peer = Peer::start(PeerSpec::new(system, bin_of(system, &a.strata_bin)?, dir, free_port()?))?;
+        let bf = backfill(&peer.write_url(), &a.load)?;
+        if system == System::VictoriaMetrics {
+            let _ = http.get(format!("{}/internal/force_flush", peer.base_url)).send();
+        }
+        let end = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() - 30;
+        let start = end - (a.range_hours * 3600.0) as u64;
+        let mut lat: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+        let mut errors = 0usize;
+        for _ in 0..a.repeat {
+            for q in &exprs {
+                let modes = [
+                    ("/api/v1/query", vec![("query", q.clone()), ("time", end.to_string())]),
+                    (
+                        "/api/v1/query_range",
+                        vec![
+                            ("query", q.clone()),
+                            ("start", start.to_string()),
+                            ("end", end.to_string()),
+                            ("step", "60".into()),
+                        ],
+                    ),
+                ];
+                for (i, (path, params)) in modes.iter().enumerate() {
+                    let t = Instant::now();
+                    let ok = http
+                        .post(format!("{}{path}", peer.base_url))
+                        .form(params)
+                        .send()
+                        .is_ok_and(|r| r.status().is_success());
+                    lat[i].push(t.elapsed().as_secs_f64() * 1000.0);
+                    errors += usize::from(!ok);
+                }
+            }
+        }
+        peer.stop(Duration::from_secs(60))?;
+        let mut row = serde_json::json!({"system": system.name(), "samples": bf.samples, "queries": exprs.len(), "errors": errors});
+        for (i, mode) in ["instant", "range"].iter().enumerate() {
+            lat[i].sort_by(|x, y| x.partial_cmp(y).unwrap_or(std::cmp::Ordering::Equal));
+            row[format!("{mode}_p50_ms")] = serde_json::json!(percentile(&lat[i], 0.5));
+            row[format!("{mode}_p99_ms")] = serde_json::json!(percentile(&lat[i], 0.99));
+        }
+        eprintln!("{row}");
+        report.push(row);
+    }
+    println!(
+        "{:<12} {:>10} {:>10} {:>10} {:>10} {:>7}",
+        "system", "inst p50", "inst p99", "range p50", "range p99", "errors"
+    );
+    for r in &report {
+        let g = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "{:<12} {:>10.2} {:>10.2} {:>10.2} {:>10.2} {:>7}",
+            r["system"].as_str().unwrap_or(""),
+            g("instant_p50_ms"),
+            g("instant_p99_ms"),
+            g("range_p50_ms"),
+            g("range_p99_ms"),
+            r["errors"]
+        );
+    }
+    if let Some(out) = a.out {
+        std::fs::write(out, serde_json::to_string_pretty(&report)?)?;
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Cmd::Storage(a) => storage(a),
         Cmd::Load(a) => load(a),
+        Cmd::Queries(a) => queries(a),
     }
 }

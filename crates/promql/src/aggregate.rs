@@ -1,6 +1,6 @@
 //! Aggregation operators, grouped `by` or `without` labels, evaluated per step.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 use strata_tsdb::Labels;
@@ -156,7 +156,7 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Value> {
     for (i, present) in grid.iter().enumerate() {
         let t = steps.at(i);
         let mut groups: Vec<(&Labels, Vec<(usize, f64)>)> = Vec::new();
-        let mut pos: HashMap<&Labels, usize> = HashMap::new();
+        let mut pos: FxHashMap<&Labels, usize> = FxHashMap::default();
         for &(j, v) in present {
             let g = *pos.entry(&keys[j]).or_insert_with(|| {
                 groups.push((&keys[j], Vec::new()));

@@ -1,7 +1,7 @@
 //! Binary operators: arithmetic, comparison (filtering or `bool`), set operators, with
 //! Prometheus's vector matching (`on`, `ignoring`, `group_left`, `group_right`).
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
 use strata_tsdb::Labels;
@@ -179,7 +179,7 @@ fn set_op(ctx: &Ctx<'_>, l: Vec<Series>, r: Vec<Series>, op: Op, m: Option<&Labe
     let mut out = Out::default();
     for (i, (ls, rs)) in lg.iter().zip(&rg).enumerate() {
         let t = steps.at(i);
-        let rset: HashSet<&Labels> = rs.iter().map(|&(j, _)| &rsig[j]).collect();
+        let rset: FxHashSet<&Labels> = rs.iter().map(|&(j, _)| &rsig[j]).collect();
         match op {
             Op::And | Op::Unless => {
                 for &(j, v) in ls {
@@ -189,7 +189,7 @@ fn set_op(ctx: &Ctx<'_>, l: Vec<Series>, r: Vec<Series>, op: Op, m: Option<&Labe
                 }
             }
             _ => {
-                let lset: HashSet<&Labels> = ls.iter().map(|&(j, _)| &lsig[j]).collect();
+                let lset: FxHashSet<&Labels> = ls.iter().map(|&(j, _)| &lsig[j]).collect();
                 for &(j, v) in ls {
                     out.push(l[j].labels.clone(), l[j].drop_name, t, v)?;
                 }
@@ -230,7 +230,8 @@ fn vector_vector(
     let mut out = Out::default();
     for (i, (ms, os)) in mg.iter().zip(&og).enumerate() {
         let t = steps.at(i);
-        let mut index: HashMap<&Labels, (usize, f64)> = HashMap::with_capacity(os.len());
+        let mut index: FxHashMap<&Labels, (usize, f64)> =
+            FxHashMap::with_capacity_and_hasher(os.len(), Default::default());
         for &(j, v) in os {
             if let Some(&(prev, _)) = index.get(&osig[j]) {
                 let side = if one_to_many { "left" } else { "right" };
@@ -243,8 +244,8 @@ fn vector_vector(
             }
             index.insert(&osig[j], (j, v));
         }
-        let mut matched: HashSet<&Labels> = HashSet::new();
-        let mut inserted: HashSet<Labels> = HashSet::new();
+        let mut matched: FxHashSet<&Labels> = FxHashSet::default();
+        let mut inserted: FxHashSet<Labels> = FxHashSet::default();
         for &(j, mv) in ms {
             let Some(&(k, ov)) = index.get(&msig[j]) else {
                 continue;

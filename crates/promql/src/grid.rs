@@ -1,6 +1,6 @@
 //! Per-step views of series over the query's step grid, and the builder of outputs.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use strata_tsdb::{Labels, METRIC_NAME};
 
@@ -47,7 +47,7 @@ pub(crate) fn by_step(series: &[Series], steps: Steps) -> Vec<Vec<(usize, f64)>>
 /// Assembles output series step by step, keyed by label set.
 #[derive(Debug, Default)]
 pub(crate) struct Out {
-    map: HashMap<Labels, usize>,
+    map: FxHashMap<Labels, usize>,
     pub(crate) series: Vec<Series>,
 }
 

@@ -41,8 +41,7 @@ impl Matcher {
         let value = value.into();
         let (re, alternatives) = match op {
             MatchOp::Regex | MatchOp::NotRegex => {
-                let re = Regex::new(&format!("^(?s:{value})$"))
-                    .map_err(|e| Error::BadRegex { pattern: value.clone(), reason: e.to_string() })?;
+                let re = compile_cached(&value)?;
                 (Some(re), literal_alternatives(&value))
             }
             MatchOp::Equal | MatchOp::NotEqual => (None, None),
@@ -75,6 +74,25 @@ impl Matcher {
             _ => None,
         }
     }
+}
+
+/// Compiled regexes by source: dashboards repeat the same matchers on every refresh, and
+/// compiling dominates small queries. Bounded: cleared when it grows past 4,096 entries.
+fn compile_cached(value: &str) -> Result<Regex> {
+    static CACHE: std::sync::OnceLock<parking_lot::Mutex<std::collections::HashMap<String, Regex>>> =
+        std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(re) = cache.lock().get(value) {
+        return Ok(re.clone());
+    }
+    let re = Regex::new(&format!("^(?s:{value})$"))
+        .map_err(|e| Error::BadRegex { pattern: value.to_owned(), reason: e.to_string() })?;
+    let mut c = cache.lock();
+    if c.len() >= 4096 {
+        c.clear();
+    }
+    c.insert(value.to_owned(), re.clone());
+    Ok(re)
 }
 
 /// `a|b|c` with no regex metacharacters → the literals.
