@@ -337,7 +337,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 fn queries(a: QueriesArgs) -> anyhow::Result<()> {
     a.load.validate()?;
-    if a.repeat == 0 || !(a.range_hours > 0.0) {
+    if a.repeat == 0 || a.range_hours.is_nan() || a.range_hours <= 0.0 {
         bail!("--repeat must be at least 1 and --range-hours positive");
     }
     let lines = strata_bench::dashboards::load(&a.dashboards)
