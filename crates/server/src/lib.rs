@@ -39,6 +39,9 @@ pub struct ServerConfig {
     pub max_write_decoded_bytes: usize,
     /// PromQL engine settings (lookback, limits, timeout).
     pub engine: strata_promql::EngineConfig,
+    /// Queries evaluated at once; more wait their turn (Prometheus's
+    /// `--query.max-concurrency`). Default 20.
+    pub query_max_concurrency: usize,
 }
 
 impl Default for ServerConfig {
@@ -47,6 +50,7 @@ impl Default for ServerConfig {
             max_write_body_bytes: 32 << 20,
             max_write_decoded_bytes: 256 << 20,
             engine: strata_promql::EngineConfig::default(),
+            query_max_concurrency: 20,
         }
     }
 }
@@ -58,6 +62,7 @@ pub struct AppState {
     metrics: Arc<Metrics>,
     cfg: ServerConfig,
     engine: strata_promql::Engine,
+    queries: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -65,7 +70,8 @@ impl AppState {
     pub fn new(db: Arc<Db>, cfg: ServerConfig) -> Self {
         let metrics = Arc::new(Metrics::new(db.clone()));
         let engine = strata_promql::Engine::new(cfg.engine.clone());
-        AppState { db, metrics, cfg, engine }
+        let queries = Arc::new(tokio::sync::Semaphore::new(cfg.query_max_concurrency.max(1)));
+        AppState { db, metrics, cfg, engine, queries }
     }
 }
 

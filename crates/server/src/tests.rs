@@ -249,3 +249,35 @@ async fn grafana_save_and_test_and_queries() {
     assert_eq!(s, StatusCode::OK);
     assert!(v["data"].get("features").is_none());
 }
+
+#[tokio::test]
+async fn bad_queries_get_prometheus_errors_and_the_server_keeps_serving() {
+    let mut cfg = ServerConfig::default();
+    cfg.engine.max_samples = 5;
+    let app = app(cfg);
+    let series: Vec<_> =
+        (0..10).map(|i| ts(&[("__name__", "m"), ("i", &i.to_string())], &[(T, 1.0)])).collect();
+    assert_eq!(write(&app, body(series)).await.0, StatusCode::NO_CONTENT);
+    let t = T / 1000;
+    for (q, status, kind) in [
+        ("/api/v1/query?query=sum(", StatusCode::BAD_REQUEST, "bad_data"),
+        ("/api/v1/query?query=rate(m)", StatusCode::BAD_REQUEST, "bad_data"),
+        ("/api/v1/query?query=m&time=yesterday", StatusCode::BAD_REQUEST, "bad_data"),
+        (&*format!("/api/v1/query?query=m&time={t}"), StatusCode::UNPROCESSABLE_ENTITY, "execution"),
+        ("/api/v1/query_range?query=1&start=0&end=1e9&step=1", StatusCode::BAD_REQUEST, "bad_data"),
+        ("/api/v1/query_range?query=1&start=10&end=0&step=1", StatusCode::BAD_REQUEST, "bad_data"),
+        ("/api/v1/query_range?query=1&start=0&end=10&step=-1", StatusCode::BAD_REQUEST, "bad_data"),
+        ("/api/v1/query_range?query=m[5m]&start=0&end=10&step=1", StatusCode::BAD_REQUEST, "bad_data"),
+        ("/api/v1/query?query=1&timeout=abc", StatusCode::BAD_REQUEST, "bad_data"),
+    ] {
+        let (s, v) = get(&app, q).await;
+        assert_eq!((s, v["errorType"].as_str()), (status, Some(kind)), "{q}: {v}");
+        let (s, v) = get(&app, &format!("/api/v1/query?query=count(m{{i=\"1\"}})&time={t}")).await;
+        assert_eq!(s, StatusCode::OK, "after {q}: {v}");
+    }
+    // a query that runs out of time is a 503 timeout
+    let mut cfg = ServerConfig::default();
+    cfg.engine.timeout = Duration::ZERO;
+    let (s, v) = get(&self::app(cfg), "/api/v1/query?query=1").await;
+    assert_eq!((s, v["errorType"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("timeout")), "{v}");
+}

@@ -30,6 +30,14 @@ pub(crate) struct StandaloneConfig {
     pub(crate) max_write_body_bytes: usize,
     /// RocksDB block cache, in bytes. Default `134217728` (128 MiB).
     pub(crate) block_cache_bytes: usize,
+    /// How far back an instant selector looks for a sample. Default `5m`.
+    pub(crate) query_lookback_delta: PromDuration,
+    /// Longest a query may run. Default `2m`.
+    pub(crate) query_timeout: PromDuration,
+    /// Most samples one query may load. Default `50000000`.
+    pub(crate) query_max_samples: usize,
+    /// Queries evaluated at once; more wait. Default `20`.
+    pub(crate) query_max_concurrency: usize,
 }
 
 impl Default for StandaloneConfig {
@@ -44,6 +52,10 @@ impl Default for StandaloneConfig {
             checkpoint_log_bytes: 64 << 20,
             max_write_body_bytes: 32 << 20,
             block_cache_bytes: 128 << 20,
+            query_lookback_delta: PromDuration(Duration::from_secs(300)),
+            query_timeout: PromDuration(Duration::from_secs(120)),
+            query_max_samples: 50_000_000,
+            query_max_concurrency: 20,
         }
     }
 }
@@ -59,6 +71,12 @@ impl StandaloneConfig {
         }
         if self.checkpoint_interval.0 < Duration::from_secs(1) {
             return Err("checkpoint_interval must be at least 1s".into());
+        }
+        if self.query_lookback_delta.0.is_zero() || self.query_timeout.0.is_zero() {
+            return Err("query_lookback_delta and query_timeout must be positive".into());
+        }
+        if self.query_max_samples == 0 || self.query_max_concurrency == 0 {
+            return Err("query_max_samples and query_max_concurrency must be at least 1".into());
         }
         if self.max_write_body_bytes == 0 {
             return Err("max_write_body_bytes must be positive".into());

@@ -125,7 +125,17 @@ async fn standalone(c: StandaloneConfig) -> anyhow::Result<()> {
         .await??;
     let state = AppState::new(
         db.clone(),
-        ServerConfig { max_write_body_bytes: c.max_write_body_bytes, ..ServerConfig::default() },
+        ServerConfig {
+            max_write_body_bytes: c.max_write_body_bytes,
+            engine: strata_promql::EngineConfig {
+                lookback_ms: c.query_lookback_delta.0.as_millis() as i64,
+                max_samples: c.query_max_samples,
+                timeout: c.query_timeout.0,
+                ..strata_promql::EngineConfig::default()
+            },
+            query_max_concurrency: c.query_max_concurrency,
+            ..ServerConfig::default()
+        },
     );
     let listener = tokio::net::TcpListener::bind(&c.http_addr)
         .await
