@@ -98,8 +98,9 @@ fn nan_first(a: f64, b: f64) -> std::cmp::Ordering {
     }
 }
 
-/// Go's `strconv.FormatFloat(v, 'f', -1, 64)`.
-pub(crate) fn format_float(v: f64) -> String {
+/// Go's `strconv.FormatFloat(v, 'f', -1, 64)`: how Prometheus prints sample values
+/// (and `count_values` labels).
+pub fn format_float(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v == f64::INFINITY {

@@ -169,6 +169,12 @@ impl Ctx<'_> {
     /// An instant vector selector: the newest sample in `(t − lookback, t]` at each step,
     /// unless it is a stale marker.
     pub(crate) fn eval_vector_selector(&mut self, vs: &VectorSelector) -> Result<Vec<Series>> {
+        self.select_instant(vs, false)
+    }
+
+    /// The samples an instant selector picks at each step: their values, or with
+    /// `timestamps` their timestamps in seconds (`timestamp()`).
+    pub(crate) fn select_instant(&mut self, vs: &VectorSelector, timestamps: bool) -> Result<Vec<Series>> {
         let steps = self.steps;
         let times: Vec<i64> = steps.iter().map(|t| self.eval_time(t, &vs.at, &vs.offset)).collect();
         let (lo, hi) = (times.iter().copied().min().unwrap_or(0), times.iter().copied().max().unwrap_or(0));
@@ -187,7 +193,7 @@ impl Ctx<'_> {
                 if ts <= et - lookback || is_stale(v) {
                     continue;
                 }
-                points.push((steps.at(i), v));
+                points.push((steps.at(i), if timestamps { ts as f64 / 1000.0 } else { v }));
             }
             if !points.is_empty() {
                 self.count_samples(points.len())?;

@@ -260,7 +260,7 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value> {
         }
         "timestamp" => {
             let v = match args[0] {
-                Expr::VectorSelector(vs) => ctx.eval_selector_timestamps(vs)?,
+                Expr::VectorSelector(vs) => ctx.select_instant(vs, true)?,
                 e => vector(ctx, e)?
                     .into_iter()
                     .map(|s| Series {
@@ -764,38 +764,4 @@ fn bucket_quantile(q: f64, b: &mut [(f64, f64)]) -> f64 {
         rank -= c[idx - 1].1;
     }
     start + (end - start) * (rank / count)
-}
-
-impl Ctx<'_> {
-    /// `timestamp(selector)`: the timestamps (s) of the samples the selector picks.
-    fn eval_selector_timestamps(
-        &mut self,
-        vs: &promql_parser::parser::VectorSelector,
-    ) -> Result<Vec<Series>> {
-        let lookback = self.cfg.lookback_ms;
-        let steps = self.steps;
-        let m = selector_matchers(vs)?;
-        let times: Vec<i64> = steps.iter().map(|t| self.eval_time(t, &vs.at, &vs.offset)).collect();
-        let (lo, hi) = (times.iter().copied().min().unwrap_or(0), times.iter().copied().max().unwrap_or(0));
-        let data = self.src.select(&m, lo - lookback + 1, hi).map_err(QueryError::Storage)?;
-        let mut out = Vec::new();
-        for sd in data {
-            let mut points = Vec::new();
-            for (i, &et) in times.iter().enumerate() {
-                let idx = sd.samples.partition_point(|s| s.0 <= et);
-                if idx == 0 {
-                    continue;
-                }
-                let (ts, v) = sd.samples[idx - 1];
-                if ts <= et - lookback || strata_tsdb::is_stale_marker(v) {
-                    continue;
-                }
-                points.push((steps.at(i), ts as f64 / 1000.0));
-            }
-            if !points.is_empty() {
-                out.push(Series { labels: sd.labels, drop_name: false, points });
-            }
-        }
-        Ok(out)
-    }
 }

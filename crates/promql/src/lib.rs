@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use promql_parser::parser::{self, Expr};
 
+pub use aggregate::format_float;
 pub use error::{QueryError, Result};
 pub use source::{MemSource, Source};
 pub use value::{RangeSeries, Series, Value};

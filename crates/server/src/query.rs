@@ -37,19 +37,6 @@ fn query_error(e: QueryError) -> ApiError {
     ApiError::new(status, e.error_type(), e.to_string())
 }
 
-/// Go's `strconv.FormatFloat(v, 'f', -1, 64)`, as Prometheus prints sample values.
-fn fmt_value(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        format!("{v}")
-    }
-}
-
 /// Seconds as Prometheus writes them: `4`, `1700000000.123`.
 fn fmt_time(t: i64) -> Json {
     if t % 1000 == 0 {
@@ -66,24 +53,24 @@ fn render(v: Value, t: i64, range: bool) -> Json {
     match v {
         Value::Scalar(s) if !range => {
             let (ts, x) = s.last().copied().unwrap_or((t, f64::NAN));
-            json!({"resultType": "scalar", "result": [fmt_time(ts), fmt_value(x)]})
+            json!({"resultType": "scalar", "result": [fmt_time(ts), strata_promql::format_float(x)]})
         }
         Value::Scalar(s) => json!({"resultType": "matrix", "result": [{
             "metric": {},
-            "values": s.iter().map(|&(ts, x)| json!([fmt_time(ts), fmt_value(x)])).collect::<Vec<_>>(),
+            "values": s.iter().map(|&(ts, x)| json!([fmt_time(ts), strata_promql::format_float(x)])).collect::<Vec<_>>(),
         }]}),
         Value::String(s) => json!({"resultType": "string", "result": [fmt_time(t), s]}),
         Value::Vector(v) if !range => json!({"resultType": "vector", "result": v.iter().filter_map(|s| {
             let &(_, x) = s.points.last()?;
-            Some(json!({"metric": metric(&s.labels), "value": [fmt_time(t), fmt_value(x)]}))
+            Some(json!({"metric": metric(&s.labels), "value": [fmt_time(t), strata_promql::format_float(x)]}))
         }).collect::<Vec<_>>()}),
         Value::Vector(v) => json!({"resultType": "matrix", "result": v.iter().map(|s| json!({
             "metric": metric(&s.labels),
-            "values": s.points.iter().map(|&(ts, x)| json!([fmt_time(ts), fmt_value(x)])).collect::<Vec<_>>(),
+            "values": s.points.iter().map(|&(ts, x)| json!([fmt_time(ts), strata_promql::format_float(x)])).collect::<Vec<_>>(),
         })).collect::<Vec<_>>()}),
         Value::Matrix(m) => json!({"resultType": "matrix", "result": m.iter().map(|s| json!({
             "metric": metric(&s.labels),
-            "values": s.samples.iter().map(|&(ts, x)| json!([fmt_time(ts), fmt_value(x)])).collect::<Vec<_>>(),
+            "values": s.samples.iter().map(|&(ts, x)| json!([fmt_time(ts), strata_promql::format_float(x)])).collect::<Vec<_>>(),
         })).collect::<Vec<_>>()}),
     }
 }
