@@ -192,6 +192,12 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Value> {
                 "stdvar" => single(variance(vals())),
                 "quantile" => {
                     let phi = scalar_param(&param)?;
+                    if !(0.0..=1.0).contains(&phi) {
+                        ctx.annotations.warn(format!(
+                            "quantile value should be between 0 and 1, got {}",
+                            format_float(phi)
+                        ));
+                    }
                     let mut v: Vec<f64> = vals().collect();
                     single(quantile(phi, &mut v))
                 }

@@ -25,6 +25,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) query_step: i64,
     pub(crate) samples: usize,
     pub(crate) deadline: Instant,
+    /// Warnings and infos raised so far.
+    pub(crate) annotations: crate::Annotations,
 }
 
 /// Per-step windows of raw samples for one series of a range argument.
@@ -243,9 +245,11 @@ impl Ctx<'_> {
                 query_step: self.query_step,
                 samples: self.samples,
                 deadline: self.deadline,
+                annotations: std::mem::take(&mut self.annotations),
             };
             let v = inner.eval(&sq.expr)?;
             self.samples = inner.samples;
+            self.annotations = std::mem::take(&mut inner.annotations);
             let inner_series: Vec<Series> = match v {
                 Value::Vector(v) => v,
                 Value::Scalar(points) => {

@@ -180,6 +180,7 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value> {
         | "ts_of_first_over_time" => range_fn(ctx, name, args[0], None, None),
         "quantile_over_time" => {
             let phi = scalar(ctx, args[0])?;
+            warn_quantiles(ctx, &phi);
             range_fn(ctx, name, args[1], Some(phi), None)
         }
         "predict_linear" => {
@@ -274,6 +275,11 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value> {
         "label_replace" => label_replace(ctx, &args),
         "label_join" => label_join(ctx, &args),
         "sort" | "sort_desc" => {
+            if ctx.query_step > 0 {
+                ctx.annotations.warn(
+                    "sort is ineffective for range queries since results are always ordered by labels".into(),
+                );
+            }
             let mut v = vector(ctx, args[0])?;
             if ctx.steps.len() == 1 {
                 let desc = name == "sort_desc";
@@ -291,6 +297,11 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value> {
             Ok(Value::Vector(v))
         }
         "sort_by_label" | "sort_by_label_desc" => {
+            if ctx.query_step > 0 {
+                ctx.annotations.warn(
+                    "sort is ineffective for range queries since results are always ordered by labels".into(),
+                );
+            }
             let mut v = vector(ctx, args[0])?;
             let mut names = Vec::new();
             for a in &args[1..] {
@@ -409,6 +420,15 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value> {
     }
 }
 
+fn warn_quantiles(ctx: &mut Ctx<'_>, phis: &[f64]) {
+    if let Some(&phi) = phis.iter().find(|p| !(0.0..=1.0).contains(*p)) {
+        ctx.annotations.warn(format!(
+            "quantile value should be between 0 and 1, got {}",
+            crate::aggregate::format_float(phi)
+        ));
+    }
+}
+
 /// Applies `f` to every point, dropping the metric name; `None` drops the point.
 fn map_series(v: Vec<Series>, delayed: bool, f: impl Fn(i64, f64) -> Option<f64>) -> Vec<Series> {
     v.into_iter()
@@ -460,6 +480,18 @@ fn range_fn(
     let ra = range_arg(ctx, arg)?;
     let steps = ctx.steps;
     let keep_name = matches!(name, "last_over_time" | "first_over_time");
+    if matches!(name, "rate" | "increase" | "irate") {
+        for w in &ra.series {
+            if let Some(n) = w.labels.get(METRIC_NAME)
+                && !["_total", "_sum", "_count", "_bucket"].iter().any(|s| n.ends_with(s))
+                && w.ranges.iter().any(|r| r.1 > r.0)
+            {
+                ctx.annotations.info(format!(
+                    "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {n:?}"
+                ));
+            }
+        }
+    }
     let delayed = ctx.cfg.delayed_name_removal;
     let mut out = Vec::with_capacity(ra.series.len());
     for w in &ra.series {
@@ -667,12 +699,18 @@ fn relabel(v: Vec<Series>, f: impl Fn(&Labels) -> (Labels, bool)) -> Result<Valu
 
 fn histogram_quantile(ctx: &mut Ctx<'_>, args: &[&Expr]) -> Result<Value> {
     let phi = scalar(ctx, args[0])?;
+    warn_quantiles(ctx, &phi);
     let v = vector(ctx, args[1])?;
     let steps = ctx.steps;
     // group buckets by labels without `le` (and the name)
     let mut groups: Vec<(Labels, Vec<(f64, usize)>)> = Vec::new();
     for (j, s) in v.iter().enumerate() {
         let Some(le) = s.labels.get("le").and_then(parse_le) else {
+            ctx.annotations.warn(format!(
+                "bucket label \"le\" is missing or has a malformed value of {:?} for metric name {:?}",
+                s.labels.get("le").unwrap_or(""),
+                s.labels.get(METRIC_NAME).unwrap_or("")
+            ));
             continue;
         };
         let key = crate::grid::without(&s.labels, &["le", METRIC_NAME]);
@@ -692,7 +730,15 @@ fn histogram_quantile(ctx: &mut Ctx<'_>, args: &[&Expr]) -> Result<Value> {
             if buckets.is_empty() {
                 continue;
             }
-            out.push(key.clone(), false, t, bucket_quantile(q, &mut buckets))?;
+            let (value, fixed) = bucket_quantile(q, &mut buckets);
+            if fixed {
+                let name = members.first().and_then(|m| v[m.1].labels.get(METRIC_NAME)).unwrap_or("");
+                let name = name.strip_suffix("_bucket").unwrap_or(name);
+                ctx.annotations.info(format!(
+                    "input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {name:?}"
+                ));
+            }
+            out.push(key.clone(), false, t, value)?;
         }
     }
     let mut series = out.finish();
@@ -708,19 +754,20 @@ fn parse_le(s: &str) -> Option<f64> {
 }
 
 /// Prometheus's `BucketQuantile` over (upper bound, cumulative count) pairs.
-fn bucket_quantile(q: f64, b: &mut [(f64, f64)]) -> f64 {
+/// Returns the quantile and whether the counts had to be fixed for monotonicity.
+fn bucket_quantile(q: f64, b: &mut [(f64, f64)]) -> (f64, bool) {
     if q.is_nan() {
-        return f64::NAN;
+        return (f64::NAN, false);
     }
     if q < 0.0 {
-        return f64::NEG_INFINITY;
+        return (f64::NEG_INFINITY, false);
     }
     if q > 1.0 {
-        return f64::INFINITY;
+        return (f64::INFINITY, false);
     }
     b.sort_by(|x, y| x.0.partial_cmp(&y.0).unwrap_or(std::cmp::Ordering::Equal));
     if b.last().is_none_or(|x| x.0 != f64::INFINITY) {
-        return f64::NAN;
+        return (f64::NAN, false);
     }
     // coalesce equal bounds
     let mut c: Vec<(f64, f64)> = Vec::with_capacity(b.len());
@@ -732,30 +779,36 @@ fn bucket_quantile(q: f64, b: &mut [(f64, f64)]) -> f64 {
     }
     // monotonicity
     let mut prev = c[0].1;
+    let mut fixed = false;
     for x in c.iter_mut().skip(1) {
         if x.1 == prev {
             continue;
         }
-        if (x.1 - prev).abs() <= 1e-12 * (x.1.abs() + prev.abs()) || x.1 < prev {
+        if (x.1 - prev).abs() <= 1e-12 * (x.1.abs() + prev.abs()) {
             x.1 = prev;
+            continue;
+        }
+        if x.1 < prev {
+            x.1 = prev;
+            fixed = true;
             continue;
         }
         prev = x.1;
     }
     if c.len() < 2 {
-        return f64::NAN;
+        return (f64::NAN, false);
     }
     let obs = c[c.len() - 1].1;
     if obs == 0.0 || obs.is_nan() {
-        return f64::NAN;
+        return (f64::NAN, false);
     }
     let mut rank = q * obs;
     let idx = c[..c.len() - 1].partition_point(|x| x.1 < rank);
     if idx == c.len() - 1 {
-        return c[c.len() - 2].0;
+        return (c[c.len() - 2].0, fixed);
     }
     if idx == 0 && c[0].0 <= 0.0 {
-        return c[0].0;
+        return (c[0].0, fixed);
     }
     let (mut start, end, mut count) = (0.0, c[idx].0, c[idx].1);
     if idx > 0 {
@@ -763,5 +816,5 @@ fn bucket_quantile(q: f64, b: &mut [(f64, f64)]) -> f64 {
         count -= c[idx - 1].1;
         rank -= c[idx - 1].1;
     }
-    start + (end - start) * (rank / count)
+    (start + (end - start) * (rank / count), fixed)
 }

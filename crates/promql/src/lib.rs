@@ -11,6 +11,7 @@
 //! range query with one step.
 
 mod aggregate;
+mod annotations;
 mod binary;
 mod error;
 mod eval;
@@ -24,6 +25,7 @@ use std::time::{Duration, Instant};
 use promql_parser::parser::{self, Expr};
 
 pub use aggregate::format_float;
+pub use annotations::{Annotations, Output};
 pub use error::{QueryError, Result};
 pub use source::{MemSource, Source};
 pub use value::{RangeSeries, Series, Value};
@@ -81,12 +83,12 @@ impl Engine {
     }
 
     /// Evaluates `expr` at time `t` (ms).
-    pub fn instant(&self, src: &dyn Source, expr: &Expr, t: i64) -> Result<Value> {
+    pub fn instant(&self, src: &dyn Source, expr: &Expr, t: i64) -> Result<Output> {
         self.run(src, expr, Steps { start: t, end: t, step: 1 }, 0)
     }
 
     /// Evaluates `expr` at `start, start+step, … ≤ end` (ms); the result is a matrix sorted by labels.
-    pub fn range(&self, src: &dyn Source, expr: &Expr, start: i64, end: i64, step: i64) -> Result<Value> {
+    pub fn range(&self, src: &dyn Source, expr: &Expr, start: i64, end: i64, step: i64) -> Result<Output> {
         if step <= 0 {
             return Err(QueryError::Parse(
                 "zero or negative query resolution step widths are not accepted. Try a positive integer"
@@ -107,8 +109,8 @@ impl Engine {
                 "invalid expression type \"string\" for range query, must be Scalar or instant Vector".into(),
             ));
         }
-        let v = self.run(src, expr, Steps { start, end, step }, step)?;
-        Ok(match v {
+        let out = self.run(src, expr, Steps { start, end, step }, step)?;
+        let value = match out.value {
             Value::Vector(mut s) => {
                 s.sort_by(|a, b| a.labels.cmp(&b.labels));
                 Value::Vector(s)
@@ -120,10 +122,11 @@ impl Engine {
                 points,
             }]),
             other => other,
-        })
+        };
+        Ok(Output { value, annotations: out.annotations })
     }
 
-    fn run(&self, src: &dyn Source, expr: &Expr, steps: Steps, query_step: i64) -> Result<Value> {
+    fn run(&self, src: &dyn Source, expr: &Expr, steps: Steps, query_step: i64) -> Result<Output> {
         let mut ctx = Ctx {
             src,
             cfg: &self.cfg,
@@ -133,9 +136,11 @@ impl Engine {
             query_step,
             samples: 0,
             deadline: Instant::now() + self.cfg.timeout,
+            annotations: Annotations::default(),
         };
         let v = ctx.eval(expr)?;
-        match v {
+        let annotations = std::mem::take(&mut ctx.annotations);
+        let value = match v {
             Value::Vector(series) if series.iter().any(|s| s.drop_name) => {
                 // delayed name removal: drop marked names now, then check for collisions
                 let mut rows: Vec<(strata_tsdb::Labels, i64, f64)> = Vec::new();
@@ -148,9 +153,10 @@ impl Engine {
                 for (l, t, x) in rows {
                     out.push(l, false, t, x)?;
                 }
-                Ok(Value::Vector(out.finish()))
+                Value::Vector(out.finish())
             }
-            other => Ok(other),
-        }
+            other => other,
+        };
+        Ok(Output { value, annotations })
     }
 }

@@ -11,8 +11,9 @@
 //! Per eval: the main run; for instant evals also the `@`-modifier re-runs (every selector
 //! pinned to `@ T`, evaluated at −10T, 0, T/5, T and 10T) and, for each instant run, the
 //! range-mode cross-check (the same expression as a range query from T−1m to T+1m, step 1m,
-//! compared at T). Annotation
-//! expectations (`expect warn`/`expect info`) fail: the engine emits no annotations yet.
+//! compared at T). Annotations are checked as FORMAT.md 7.2 says, except that the engine
+//! reports no source positions yet, so an expected message's trailing `(line:col)` is not
+//! compared.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -197,7 +198,13 @@ fn almost_equal(a: f64, b: f64) -> bool {
 #[derive(Debug, Default)]
 struct Expect {
     fail: Option<Option<(bool, String)>>,
-    annotations: bool,
+    /// Expected warnings / infos (`None` = any text), and "at least one" flags.
+    warn: Vec<Option<(bool, String)>>,
+    info: Vec<Option<(bool, String)>>,
+    any_warn: bool,
+    any_info: bool,
+    no_warn: bool,
+    no_info: bool,
     ordered: bool,
     range_vector: Option<(i64, i64, i64)>,
     string: Option<String>,
@@ -270,8 +277,42 @@ fn compare_matrix(
     Ok(())
 }
 
+/// FORMAT.md 7.2: every expected line matches some annotation and every annotation matches
+/// some expected line; positions `(l:c)` are not compared.
+fn check_annotations(
+    kind: &str,
+    got: &[String],
+    want: &[Option<(bool, String)>],
+    any: bool,
+    none: bool,
+) -> Result<(), String> {
+    if none && !got.is_empty() {
+        return Err(format!("no {kind} expected, got {got:?}"));
+    }
+    if (any || !want.is_empty()) && got.is_empty() {
+        return Err(format!("{kind} expected, none produced"));
+    }
+    let pos = regex::Regex::new(r"\s*\(\d+:\d+\)$").expect("regex");
+    let matches = |w: &Option<(bool, String)>, g: &str| match w {
+        None => true,
+        Some((false, msg)) => pos.replace(msg, "") == pos.replace(g, ""),
+        Some((true, re)) => regex::Regex::new(re).is_ok_and(|r| r.is_match(g)),
+    };
+    for w in want {
+        if !got.iter().any(|g| matches(w, g)) {
+            return Err(format!("expected {kind} {w:?} not in {got:?}"));
+        }
+    }
+    if !want.is_empty()
+        && let Some(g) = got.iter().find(|g| !want.iter().any(|w| matches(w, g)))
+    {
+        return Err(format!("unexpected {kind} {g:?}"));
+    }
+    Ok(())
+}
+
 fn check_result(
-    res: Result<Value, strata_promql::QueryError>,
+    res: Result<strata_promql::Output, strata_promql::QueryError>,
     exp: &Expect,
     mode: &Kind,
 ) -> Result<(), String> {
@@ -288,9 +329,9 @@ fn check_result(
         (Ok(_), Some(_)) => return Err("expected a failure".into()),
         (Ok(v), None) => v,
     };
-    if exp.annotations {
-        return Err("annotations expected; none are produced yet".into());
-    }
+    check_annotations("warning", &v.annotations.warnings, &exp.warn, exp.any_warn, exp.no_warn)?;
+    check_annotations("info", &v.annotations.infos, &exp.info, exp.any_info, exp.no_info)?;
+    let v = v.value;
     match (v, mode) {
         (Value::Scalar(s), _) => match (exp.scalar, s.last()) {
             (Some(e), Some(&(_, g))) if almost_equal(e, g) => Ok(()),
@@ -406,7 +447,7 @@ fn run_instant(
     let v = engine
         .range(src, expr, t - 60_000, t + 60_000, 60_000)
         .map_err(|e| format!("range-mode check: {e}"))?;
-    let at_t = match v {
+    let at_t = match v.value {
         Value::Vector(v) => {
             if v.windows(2).any(|w| w[0].labels > w[1].labels) {
                 return Err("range-mode check: unsorted".into());
@@ -539,7 +580,8 @@ fn run_file(path: &Path) -> FileResult {
         let mut exp = Expect::default();
         match flag.as_deref() {
             Some("fail") => exp.fail = Some(None),
-            Some("warn" | "info") => exp.annotations = true,
+            Some("warn") => exp.any_warn = true,
+            Some("info") => exp.any_info = true,
             Some("ordered") => exp.ordered = true,
             _ => {}
         }
@@ -552,7 +594,10 @@ fn run_file(path: &Path) -> FileResult {
                 let m = c.get(3).map(|m| (&c[2] == "regex", m.as_str().trim().to_owned()));
                 match &c[1] {
                     "fail" => exp.fail = Some(m),
-                    "warn" | "info" => exp.annotations = true,
+                    "warn" => exp.warn.push(m),
+                    "info" => exp.info.push(m),
+                    "no_warn" => exp.no_warn = true,
+                    "no_info" => exp.no_info = true,
                     "ordered" => exp.ordered = true,
                     _ => {}
                 }

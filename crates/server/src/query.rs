@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value as Json, json};
 use strata_promql::{Engine, QueryError, Source, Value};
 use strata_tsdb::{Db, Labels, Matcher, SeriesData};
@@ -75,6 +75,18 @@ fn render(v: Value, t: i64, range: bool) -> Json {
     }
 }
 
+/// A success envelope with the query's annotations (`warnings`, `infos`) when there are any.
+fn respond(data: Json, a: strata_promql::Annotations) -> Response {
+    let mut body = json!({"status": "success", "data": data});
+    if !a.warnings.is_empty() {
+        body["warnings"] = json!(a.warnings);
+    }
+    if !a.infos.is_empty() {
+        body["infos"] = json!(a.infos);
+    }
+    axum::Json(body).into_response()
+}
+
 /// A duration parameter: float seconds or a Prometheus duration, in ms.
 fn parse_duration_param(s: &str) -> Option<i64> {
     if let Ok(f) = s.parse::<f64>() {
@@ -124,7 +136,7 @@ pub(crate) async fn instant(State(st): State<AppState>, p: Params) -> Result<Res
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
         .map_err(query_error)?;
-    Ok(success(render(v, t, false), Vec::new()))
+    Ok(respond(render(v.value, t, false), v.annotations))
 }
 
 /// `GET|POST /api/v1/query_range`.
@@ -170,7 +182,7 @@ pub(crate) async fn range(State(st): State<AppState>, p: Params) -> Result<Respo
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
         .map_err(query_error)?;
-    Ok(success(render(v, end, true), Vec::new()))
+    Ok(respond(render(v.value, end, true), v.annotations))
 }
 
 /// `GET|POST /api/v1/format_query`.
