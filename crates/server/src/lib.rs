@@ -14,6 +14,7 @@
 //! Blocking engine calls run on tokio's blocking pool.
 
 mod api;
+mod metadata;
 mod metrics;
 mod params;
 mod query;
@@ -63,6 +64,7 @@ pub struct AppState {
     cfg: ServerConfig,
     engine: strata_promql::Engine,
     queries: Arc<tokio::sync::Semaphore>,
+    metadata: Arc<metadata::MetadataStore>,
 }
 
 impl AppState {
@@ -71,7 +73,7 @@ impl AppState {
         let metrics = Arc::new(Metrics::new(db.clone()));
         let engine = strata_promql::Engine::new(cfg.engine.clone());
         let queries = Arc::new(tokio::sync::Semaphore::new(cfg.query_max_concurrency.max(1)));
-        AppState { db, metrics, cfg, engine, queries }
+        AppState { db, metrics, cfg, engine, queries, metadata: Arc::default() }
     }
 }
 

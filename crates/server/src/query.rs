@@ -223,7 +223,20 @@ pub(crate) async fn exemplars(p: Params) -> Result<Response, ApiError> {
     Ok(success(json!([]), Vec::new()))
 }
 
-/// `GET /api/v1/metadata`: empty until remote-write metadata is stored.
-pub(crate) async fn metadata() -> Response {
-    success(json!({}), Vec::new())
+/// `GET /api/v1/metadata`: the metadata received with remote write (`metric`, `limit`,
+/// `limit_per_metric`).
+pub(crate) async fn metadata(State(st): State<AppState>, p: Params) -> Result<Response, ApiError> {
+    let num = |k: &str| -> Result<Option<usize>, ApiError> {
+        match p.get(k).filter(|s| !s.is_empty()) {
+            None => Ok(None),
+            Some(s) => match s.parse::<i64>() {
+                Ok(n) if n <= 0 => Ok(None),
+                Ok(n) => Ok(Some(n as usize)),
+                Err(_) => Err(ApiError::bad_data(format!("{k} must be a number"))),
+            },
+        }
+    };
+    let data =
+        st.metadata.query(p.get("metric").filter(|s| !s.is_empty()), num("limit")?, num("limit_per_metric")?);
+    Ok(success(data, Vec::new()))
 }

@@ -281,3 +281,26 @@ async fn bad_queries_get_prometheus_errors_and_the_server_keeps_serving() {
     let (s, v) = get(&self::app(cfg), "/api/v1/query?query=1").await;
     assert_eq!((s, v["errorType"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("timeout")), "{v}");
 }
+
+#[tokio::test]
+async fn metadata_from_remote_write() {
+    let app = app(ServerConfig::default());
+    let raw = pb::WriteRequest {
+        timeseries: vec![ts(&[("__name__", "up")], &[(T, 1.0)])],
+        metadata: vec![pb::MetricMetadata {
+            r#type: 2,
+            metric_family_name: "up".into(),
+            help: "Is up.".into(),
+            unit: String::new(),
+        }],
+    }
+    .encode_to_vec();
+    assert_eq!(
+        write(&app, snap::raw::Encoder::new().compress_vec(&raw).unwrap()).await.0,
+        StatusCode::NO_CONTENT
+    );
+    let (_, v) = get(&app, "/api/v1/metadata").await;
+    assert_eq!(v["data"], serde_json::json!({"up": [{"type": "gauge", "help": "Is up.", "unit": ""}]}));
+    let (_, v) = get(&app, "/api/v1/metadata?metric=down").await;
+    assert_eq!(v["data"], serde_json::json!({}));
+}

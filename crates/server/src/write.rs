@@ -10,6 +10,7 @@ use strata_proto::fast::FastDecoder;
 use strata_tsdb::{Db, Error as DbError, RejectReason, SeriesBatch};
 
 use crate::AppState;
+use crate::metadata::MetadataStore;
 
 thread_local! {
     static DECODER: RefCell<FastDecoder> = RefCell::new(FastDecoder::new());
@@ -58,7 +59,12 @@ struct Decoded {
     invalid_samples: u64,
 }
 
-fn decode_body(raw: &[u8], max_decoded: usize, db: &Db) -> Result<Decoded, (StatusCode, String)> {
+fn decode_body(
+    raw: &[u8],
+    max_decoded: usize,
+    db: &Db,
+    meta: &MetadataStore,
+) -> Result<Decoded, (StatusCode, String)> {
     let len =
         snap::raw::decompress_len(raw).map_err(|e| (StatusCode::BAD_REQUEST, format!("snappy: {e}")))?;
     if len > max_decoded {
@@ -73,6 +79,10 @@ fn decode_body(raw: &[u8], max_decoded: usize, db: &Db) -> Result<Decoded, (Stat
     DECODER.with(|d| {
         let mut d = d.borrow_mut();
         d.decode(&buf).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
+        for m in &d.metadata {
+            let text = |s: strata_proto::fast::Span| std::str::from_utf8(s.of(&buf)).unwrap_or("");
+            meta.record(text(m.family), m.kind, text(m.help), text(m.unit));
+        }
         let mut out = Decoded { batch: db.batch(), errors: Vec::new(), invalid_samples: 0 };
         let mut pairs: Vec<(&str, &str)> = Vec::new();
         for s in &d.series {
@@ -133,7 +143,7 @@ pub(crate) async fn remote_write(State(st): State<AppState>, headers: HeaderMap,
     };
     let st2 = st.clone();
     let res = tokio::task::spawn_blocking(move || {
-        let decoded = decode_body(&raw, st2.cfg.max_write_decoded_bytes, &st2.db)?;
+        let decoded = decode_body(&raw, st2.cfg.max_write_decoded_bytes, &st2.db, &st2.metadata)?;
         let outcome = st2.db.commit(decoded.batch).map_err(|e| match e {
             DbError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
             e => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),

@@ -1,0 +1,79 @@
+//! Metric metadata (type, help, unit) received with remote write, served by
+//! `/api/v1/metadata`. Kept in memory, as Prometheus keeps what it scrapes.
+
+use std::collections::BTreeMap;
+
+use parking_lot::RwLock;
+use serde_json::{Value, json};
+
+/// One metadata entry.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Meta {
+    kind: &'static str,
+    help: String,
+    unit: String,
+}
+
+/// Most distinct entries kept per metric family.
+const MAX_PER_METRIC: usize = 16;
+
+/// Metadata by metric family name.
+#[derive(Debug, Default)]
+pub(crate) struct MetadataStore {
+    by_metric: RwLock<BTreeMap<String, Vec<Meta>>>,
+}
+
+/// Prometheus's name for a remote-write `MetricType` number.
+fn kind_name(k: i32) -> &'static str {
+    match k {
+        1 => "counter",
+        2 => "gauge",
+        3 => "histogram",
+        4 => "gaugehistogram",
+        5 => "summary",
+        6 => "info",
+        7 => "stateset",
+        _ => "unknown",
+    }
+}
+
+impl MetadataStore {
+    /// Records one entry (ignored when already known).
+    pub(crate) fn record(&self, family: &str, kind: i32, help: &str, unit: &str) {
+        if family.is_empty() {
+            return;
+        }
+        let m = Meta { kind: kind_name(kind), help: help.to_owned(), unit: unit.to_owned() };
+        if self.by_metric.read().get(family).is_some_and(|v| v.contains(&m)) {
+            return;
+        }
+        let mut w = self.by_metric.write();
+        let v = w.entry(family.to_owned()).or_default();
+        if !v.contains(&m) && v.len() < MAX_PER_METRIC {
+            v.push(m);
+        }
+    }
+
+    /// The `data` of `/api/v1/metadata`: one metric or all, limited as asked.
+    pub(crate) fn query(
+        &self,
+        metric: Option<&str>,
+        limit: Option<usize>,
+        per_metric: Option<usize>,
+    ) -> Value {
+        let r = self.by_metric.read();
+        let mut out = serde_json::Map::new();
+        for (name, metas) in r.iter().filter(|(n, _)| metric.is_none_or(|m| m == n.as_str())) {
+            if limit.is_some_and(|l| out.len() >= l) {
+                break;
+            }
+            let entries: Vec<Value> = metas
+                .iter()
+                .take(per_metric.unwrap_or(usize::MAX))
+                .map(|m| json!({"type": m.kind, "help": m.help, "unit": m.unit}))
+                .collect();
+            out.insert(name.clone(), Value::Array(entries));
+        }
+        Value::Object(out)
+    }
+}
