@@ -11,7 +11,7 @@ use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, IteratorMode, LogLevel, Options,
     ReadOptions, WriteOptions,
 };
-use strata_tsdb::kv::Op;
+use strata_tsdb::kv::{Op, RangeVisitor};
 use strata_tsdb::{Cf, Error, KvEngine, Result, WriteBatch};
 
 /// Settings of the RocksDB engine.
@@ -117,6 +117,22 @@ impl KvEngine for RocksEngine {
             if !f(&k, &v) {
                 break;
             }
+        }
+        Ok(())
+    }
+
+    fn scan_many(&self, cf: Cf, ranges: &[(Vec<u8>, Vec<u8>)], f: &mut RangeVisitor<'_>) -> Result<()> {
+        let mut it = self.db.raw_iterator_cf(self.cf(cf)?);
+        for (i, (start, end)) in ranges.iter().enumerate() {
+            it.seek(start);
+            while let (Some(k), Some(v)) = (it.key(), it.value()) {
+                if k >= end.as_slice() {
+                    break;
+                }
+                f(i, k, v);
+                it.next();
+            }
+            it.status().map_err(err)?;
         }
         Ok(())
     }

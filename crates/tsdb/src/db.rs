@@ -363,7 +363,13 @@ impl Db {
     /// Streams the series matching `matchers` with their samples in `[mint, maxt]`,
     /// sorted by labels. Series with no sample in range are skipped.
     pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Select<'_> {
-        Select { db: self, snaps: self.snapshots(matchers, mint, maxt, true).into_iter(), mint, maxt }
+        Select {
+            db: self,
+            snaps: self.snapshots(matchers, mint, maxt, true).into_iter(),
+            ready: std::collections::VecDeque::new(),
+            mint,
+            maxt,
+        }
     }
 
     /// Label sets of series matching `matchers` with data in the range (day granularity), sorted.
@@ -425,17 +431,49 @@ impl Db {
     }
 }
 
-/// Iterator of [`Db::select`]: reads each series' chunks as it is reached.
+/// Series read from the engine per batch of [`Select`].
+const SELECT_BATCH: usize = 256;
+
+/// Iterator of [`Db::select`]: reads the chunks of the series in batches as it reaches them,
+/// one engine iterator per shard and batch.
 pub struct Select<'a> {
     db: &'a Db,
     snaps: std::vec::IntoIter<(usize, SeriesSnapshot)>,
+    ready: std::collections::VecDeque<SeriesData>,
     mint: i64,
     maxt: i64,
 }
 
 impl std::fmt::Debug for Select<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Select").field("remaining", &self.snaps.len()).finish()
+        f.debug_struct("Select").field("remaining", &(self.snaps.len() + self.ready.len())).finish()
+    }
+}
+
+impl Select<'_> {
+    /// Reads the next batch of series into `ready`.
+    fn fill(&mut self) -> Result<()> {
+        let batch: Vec<(usize, SeriesSnapshot)> = self.snaps.by_ref().take(SELECT_BATCH).collect();
+        let mut persisted: Vec<Vec<Sample>> = vec![Vec::new(); batch.len()];
+        for (shard, s) in self.db.shards.shards.iter().enumerate() {
+            let idx: Vec<usize> = (0..batch.len()).filter(|&i| batch[i].0 == shard).collect();
+            if idx.is_empty() {
+                continue;
+            }
+            let ids: Vec<(u64, (u32, u32))> = idx.iter().map(|&i| (batch[i].1.id, batch[i].1.days)).collect();
+            for (i, v) in idx.into_iter().zip(s.read_persisted_many(&ids, self.mint, self.maxt)?) {
+                persisted[i] = v;
+            }
+        }
+        for ((_, snap), mut samples) in batch.into_iter().zip(persisted) {
+            // head data is newer than anything persisted: it goes last and wins ties
+            samples.extend_from_slice(&snap.head);
+            chunk::sort_dedup(&mut samples);
+            if !samples.is_empty() {
+                self.ready.push_back(SeriesData { labels: snap.labels, samples });
+            }
+        }
+        Ok(())
     }
 }
 
@@ -443,25 +481,15 @@ impl Iterator for Select<'_> {
     type Item = Result<SeriesData>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        for (shard, snap) in self.snaps.by_ref() {
-            let mut samples = Vec::new();
-            if let Err(e) = self.db.shards.shards[shard].read_persisted(
-                snap.id,
-                snap.days,
-                self.mint,
-                self.maxt,
-                &mut samples,
-            ) {
+        while self.ready.is_empty() {
+            if self.snaps.len() == 0 {
+                return None;
+            }
+            if let Err(e) = self.fill() {
                 return Some(Err(e));
             }
-            // head data is newer than anything persisted: it goes last and wins ties
-            samples.extend_from_slice(&snap.head);
-            chunk::sort_dedup(&mut samples);
-            if !samples.is_empty() {
-                return Some(Ok(SeriesData { labels: snap.labels, samples }));
-            }
         }
-        None
+        self.ready.pop_front().map(Ok)
     }
 }
 

@@ -548,36 +548,47 @@ impl Shard {
         vals
     }
 
-    /// Appends the persisted samples of series `id` within `[mint, maxt]` to `out`.
-    pub(crate) fn read_persisted(
+    /// The persisted samples within `[mint, maxt]` of several series (`(id, days)`), one
+    /// vector per series, read with one engine iterator in key order.
+    pub(crate) fn read_persisted_many(
         &self,
-        id: u64,
-        days: (u32, u32),
+        series: &[(u64, (u32, u32))],
         mint: i64,
         maxt: i64,
-        out: &mut Vec<Sample>,
-    ) -> Result<()> {
-        let lo = bucket_of(mint.max(i64::from(days.0) * DAY_MS));
-        let hi = maxt.min((i64::from(days.1) + 1) * DAY_MS - 1);
-        let mut bucket = lo;
-        let mut bad = false;
-        while bucket <= hi {
-            let p = keys::chunk_series_prefix(self.id, bucket, id);
-            self.kv.scan(Cf::Chunks, &p, &keys::prefix_end(&p), &mut |_, v| {
-                let start = out.len();
-                if chunk::decode_into(v, out).is_none() {
-                    bad = true;
-                    return false;
-                }
-                keep_in_range(out, start, mint, maxt);
-                true
-            })?;
-            if bad {
-                return Err(Error::Corrupt { shard: self.id, what: format!("chunk of series {id}") });
+    ) -> Result<Vec<Vec<Sample>>> {
+        let mut ranges: Vec<(i64, u64, usize)> = Vec::new();
+        for (i, &(id, days)) in series.iter().enumerate() {
+            let mut bucket = bucket_of(mint.max(i64::from(days.0) * DAY_MS));
+            let hi = maxt.min((i64::from(days.1) + 1) * DAY_MS - 1);
+            while bucket <= hi {
+                ranges.push((bucket, id, i));
+                bucket += BUCKET_MS;
             }
-            bucket += BUCKET_MS;
         }
-        Ok(())
+        ranges.sort_unstable();
+        let keyed: Vec<(Vec<u8>, Vec<u8>)> = ranges
+            .iter()
+            .map(|&(b, id, _)| {
+                let p = keys::chunk_series_prefix(self.id, b, id);
+                let e = keys::prefix_end(&p);
+                (p, e)
+            })
+            .collect();
+        let mut out = vec![Vec::new(); series.len()];
+        let mut bad = None;
+        self.kv.scan_many(Cf::Chunks, &keyed, &mut |r, _, v| {
+            let dst = &mut out[ranges[r].2];
+            let start = dst.len();
+            if chunk::decode_into(v, dst).is_none() {
+                bad = Some(ranges[r].1);
+                return;
+            }
+            keep_in_range(dst, start, mint, maxt);
+        })?;
+        if let Some(id) = bad {
+            return Err(Error::Corrupt { shard: self.id, what: format!("chunk of series {id}") });
+        }
+        Ok(out)
     }
 }
 
