@@ -213,6 +213,31 @@ fn same_answers_as_prometheus() {
             }
         }
     }
+    // the metadata endpoints answer the same too
+    for (path, params) in [
+        ("/api/v1/series", vec![("match[]", "node_load1".to_owned())]),
+        (
+            "/api/v1/series",
+            vec![("match[]", r#"node_cpu_seconds_total{cpu="1",mode=~"user|idle"}"#.to_owned())],
+        ),
+        ("/api/v1/labels", vec![]),
+        ("/api/v1/labels", vec![("match[]", "node_network_up".to_owned())]),
+        ("/api/v1/label/instance/values", vec![]),
+        ("/api/v1/label/mode/values", vec![("match[]", "node_cpu_seconds_total".to_owned())]),
+        ("/api/v1/label/__name__/values", vec![("start", secs(start)), ("end", secs(end))]),
+    ] {
+        let p = get(&prom.base_url, path, &params);
+        let s = get(&strata.base_url, path, &params);
+        asked += 1;
+        let sorted = |v: &Value| {
+            let mut a = v["data"].as_array().cloned().unwrap_or_default();
+            a.sort_by_key(|x| x.to_string());
+            a
+        };
+        if p["status"] != "success" || sorted(&p) != sorted(&s) {
+            failures.push(format!("{path} {params:?}: {} vs {}", p["data"], s["data"]));
+        }
+    }
     println!("differential: {} of {asked} queries agree", asked - failures.len());
     assert!(failures.is_empty(), "{} of {asked} differ:\n{}", failures.len(), failures.join("\n"));
 }
