@@ -193,6 +193,15 @@ pub(crate) async fn format_query(p: Params) -> Result<Response, ApiError> {
     Ok(success(Json::String(expr.prettify()), Vec::new()))
 }
 
+/// `GET|POST /api/v1/parse_query`: the syntax tree as JSON, in Prometheus's shape.
+pub(crate) async fn parse_query(p: Params) -> Result<Response, ApiError> {
+    let q = p.get("query").unwrap_or("");
+    let expr = strata_promql::parse(q)
+        .map_err(|e| ApiError::bad_data(format!("invalid parameter \"query\": {e}")))?;
+    let tree = serde_json::to_value(&expr).map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(success(tree, Vec::new()))
+}
+
 /// `GET /api/v1/status/buildinfo`: Prometheus-like, with no `features` map, so Grafana
 /// treats the data source as Prometheus.
 pub(crate) async fn buildinfo() -> Response {

@@ -245,6 +245,11 @@ async fn grafana_save_and_test_and_queries() {
     assert_eq!((s, v["errorType"].as_str()), (StatusCode::BAD_REQUEST, Some("bad_data")));
     let (s, _) = get(&app, "/api/v1/query_range?query=up&start=0&end=100000&step=1").await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, v) = get(&app, "/api/v1/parse_query?query=sum(rate(x[5m]))").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["data"]["type"], "aggregation", "{v}");
+    let (_, v) = get(&app, "/api/v1/format_query?query=sum(rate(x[5m]))").await;
+    assert_eq!(v["data"], "sum(rate(x[5m]))");
     let (s, v) = get(&app, "/api/v1/status/buildinfo").await;
     assert_eq!(s, StatusCode::OK);
     assert!(v["data"].get("features").is_none());
