@@ -120,10 +120,50 @@ impl Hasher for IdHasher {
 
 type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
 
+/// Label hash → series ids. Almost every hash has one series: it is stored inline, and
+/// only colliding ids go to a side map (no allocation per series).
+#[derive(Debug, Default)]
+struct HashIndex {
+    first: IdMap<u64>,
+    more: IdMap<Vec<u64>>,
+}
+
+impl HashIndex {
+    fn insert(&mut self, h: u64, id: u64) {
+        match self.first.entry(h) {
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(id);
+            }
+            std::collections::hash_map::Entry::Occupied(_) => self.more.entry(h).or_default().push(id),
+        }
+    }
+
+    fn candidates(&self, h: u64) -> impl Iterator<Item = u64> + '_ {
+        self.first.get(&h).copied().into_iter().chain(self.more.get(&h).into_iter().flatten().copied())
+    }
+
+    fn remove(&mut self, h: u64, id: u64) {
+        if self.first.get(&h) == Some(&id) {
+            self.first.remove(&h);
+            if let Some(mut rest) = self.more.remove(&h) {
+                self.first.insert(h, rest.remove(0));
+                if !rest.is_empty() {
+                    self.more.insert(h, rest);
+                }
+            }
+        } else if let Some(v) = self.more.get_mut(&h) {
+            v.retain(|x| *x != id);
+            if v.is_empty() {
+                self.more.remove(&h);
+            }
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
     series: IdMap<Series>,
-    by_hash: IdMap<Vec<u64>>,
+    by_hash: HashIndex,
     postings: Postings,
     next_id: u64,
     next_seq: u64,
@@ -185,7 +225,7 @@ impl Shard {
             let sid = keys::forward_series(k);
             match Labels::decode(v) {
                 Some(l) => {
-                    st.by_hash.entry(labels::hash_encoded(v)).or_default().push(sid);
+                    st.by_hash.insert(labels::hash_encoded(v), sid);
                     st.postings.add(sid, &l);
                     st.series.insert(sid, Series::new(l, true));
                 }
@@ -243,17 +283,15 @@ impl Shard {
 
     fn resolve(&self, st: &mut State, enc: &[u8], out: &mut ApplyOutcome) -> Option<u64> {
         let h = labels::hash_encoded(enc);
-        if let Some(ids) = st.by_hash.get(&h) {
-            for &id in ids {
-                if st.series.get(&id).is_some_and(|s| s.labels.encoded_eq(enc)) {
-                    return Some(id);
-                }
-            }
+        if let Some(id) =
+            st.by_hash.candidates(h).find(|id| st.series.get(id).is_some_and(|s| s.labels.encoded_eq(enc)))
+        {
+            return Some(id);
         }
         let l = Labels::decode(enc)?;
         let id = st.next_id;
         st.next_id += 1;
-        st.by_hash.entry(h).or_default().push(id);
+        st.by_hash.insert(h, id);
         st.postings.add(id, &l);
         st.series.insert(id, Series::new(l, false));
         out.new_series += 1;
@@ -457,13 +495,7 @@ impl Shard {
         for sid in &dead {
             if let Some(s) = st.series.remove(sid) {
                 st.postings.remove(*sid, &s.labels);
-                let h = s.labels.stable_hash();
-                if let Some(ids) = st.by_hash.get_mut(&h) {
-                    ids.retain(|x| x != sid);
-                    if ids.is_empty() {
-                        st.by_hash.remove(&h);
-                    }
-                }
+                st.by_hash.remove(s.labels.stable_hash(), *sid);
                 b.delete(Cf::Index, keys::forward_key(id, *sid));
             }
         }
@@ -672,4 +704,25 @@ fn load_last(
         bucket -= BUCKET_MS;
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod hash_index_tests {
+    use super::HashIndex;
+
+    #[test]
+    fn collisions_are_kept_and_removed() {
+        let mut h = HashIndex::default();
+        h.insert(7, 1);
+        h.insert(7, 2);
+        h.insert(7, 3);
+        h.insert(8, 4);
+        assert_eq!(h.candidates(7).collect::<Vec<_>>(), vec![1, 2, 3]);
+        h.remove(7, 1);
+        assert_eq!(h.candidates(7).collect::<Vec<_>>(), vec![2, 3]);
+        h.remove(7, 3);
+        h.remove(7, 2);
+        assert_eq!(h.candidates(7).count(), 0);
+        assert_eq!(h.candidates(8).collect::<Vec<_>>(), vec![4]);
+    }
 }
