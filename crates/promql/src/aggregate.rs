@@ -7,7 +7,7 @@ use strata_tsdb::Labels;
 
 use crate::error::{QueryError, Result};
 use crate::eval::Ctx;
-use crate::grid::{Out, by_step, only, with_label, without};
+use crate::grid::{Out, by_step, project, with_label};
 use crate::value::Value;
 
 /// Neumaier/Kahan compensated summation as Prometheus uses it.
@@ -88,14 +88,32 @@ pub(crate) fn quantile(phi: f64, vals: &mut [f64]) -> f64 {
     vals[lo as usize] * (1.0 - w) + vals[hi as usize] * w
 }
 
+/// Float order with NaN placed before (`nan_low`) or after every number.
+fn cmp_nan(a: f64, b: f64, nan_low: bool) -> std::cmp::Ordering {
+    use std::cmp::Ordering::{Equal, Greater, Less};
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => Equal,
+        (true, false) => {
+            if nan_low {
+                Less
+            } else {
+                Greater
+            }
+        }
+        (false, true) => {
+            if nan_low {
+                Greater
+            } else {
+                Less
+            }
+        }
+        _ => a.partial_cmp(&b).unwrap_or(Equal),
+    }
+}
+
 /// Go's float sort order: NaN before everything.
 fn nan_first(a: f64, b: f64) -> std::cmp::Ordering {
-    match (a.is_nan(), b.is_nan()) {
-        (true, true) => std::cmp::Ordering::Equal,
-        (true, false) => std::cmp::Ordering::Less,
-        (false, true) => std::cmp::Ordering::Greater,
-        _ => a.partial_cmp(&b).unwrap_or(std::cmp::Ordering::Equal),
-    }
+    cmp_nan(a, b, true)
 }
 
 /// Go's `strconv.FormatFloat(v, 'f', -1, 64)`: how Prometheus prints sample values
@@ -112,19 +130,9 @@ pub fn format_float(v: f64) -> String {
     }
 }
 
+/// The group of a series: its `by`/`without` projection, or one group for everything.
 fn group_key(l: &Labels, m: Option<&LabelModifier>) -> Labels {
-    match m {
-        Some(LabelModifier::Include(by)) => {
-            let names: Vec<&str> = by.labels.iter().map(String::as_str).collect();
-            only(l, &names)
-        }
-        Some(LabelModifier::Exclude(wo)) => {
-            let mut names: Vec<&str> = wo.labels.iter().map(String::as_str).collect();
-            names.extend(crate::grid::NAME_LIKE);
-            without(l, &names)
-        }
-        None => Labels::default(),
-    }
+    project(l, m).unwrap_or_default()
 }
 
 /// Evaluates an aggregation.
@@ -265,10 +273,5 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Value> {
 
 /// Order for bottomk: NaN after everything.
 fn nan_last(a: f64, b: f64) -> std::cmp::Ordering {
-    match (a.is_nan(), b.is_nan()) {
-        (true, true) => std::cmp::Ordering::Equal,
-        (true, false) => std::cmp::Ordering::Greater,
-        (false, true) => std::cmp::Ordering::Less,
-        _ => a.partial_cmp(&b).unwrap_or(std::cmp::Ordering::Equal),
-    }
+    cmp_nan(a, b, false)
 }

@@ -155,20 +155,9 @@ fn vector_scalar(
     Ok(Value::Vector(out))
 }
 
-/// The matching signature of a series.
+/// The matching signature of a series (without a modifier: all labels but the name).
 fn signature(l: &Labels, matching: Option<&LabelModifier>) -> Labels {
-    match matching {
-        Some(LabelModifier::Include(on)) => {
-            let names: Vec<&str> = on.labels.iter().map(String::as_str).collect();
-            only(l, &names)
-        }
-        Some(LabelModifier::Exclude(ign)) => {
-            let mut names: Vec<&str> = ign.labels.iter().map(String::as_str).collect();
-            names.extend(crate::grid::NAME_LIKE);
-            without(l, &names)
-        }
-        None => without(l, &crate::grid::NAME_LIKE),
-    }
+    crate::grid::project(l, matching).unwrap_or_else(|| without(l, &crate::grid::NAME_LIKE))
 }
 
 fn set_op(ctx: &Ctx<'_>, l: Vec<Series>, r: Vec<Series>, op: Op, m: Option<&LabelModifier>) -> Result<Value> {

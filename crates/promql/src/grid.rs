@@ -106,6 +106,24 @@ pub(crate) fn labels_from<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -
     Labels::from_unchecked(pairs)
 }
 
+/// The labels a `by`/`on` (keep the listed ones) or `without`/`ignoring` (drop them and the
+/// name) modifier leaves; `None` without a modifier.
+pub(crate) fn project(l: &Labels, m: Option<&promql_parser::parser::LabelModifier>) -> Option<Labels> {
+    use promql_parser::parser::LabelModifier;
+    match m {
+        Some(LabelModifier::Include(keep)) => {
+            let names: Vec<&str> = keep.labels.iter().map(String::as_str).collect();
+            Some(only(l, &names))
+        }
+        Some(LabelModifier::Exclude(drop)) => {
+            let mut names: Vec<&str> = drop.labels.iter().map(String::as_str).collect();
+            names.extend(NAME_LIKE);
+            Some(without(l, &names))
+        }
+        None => None,
+    }
+}
+
 /// Sets (or, with an empty value, removes) label `name`.
 pub(crate) fn with_label(l: &Labels, name: &str, value: &str) -> Labels {
     let rest = l.iter().filter(|x| x.name != name).map(|x| (x.name.as_str(), x.value.as_str()));
