@@ -43,18 +43,8 @@ struct QueriesArgs {
     /// Range of the range queries, in hours (step 60 s).
     #[arg(long, default_value_t = 1.0)]
     range_hours: f64,
-    /// Systems to run, comma separated: strata, prometheus, victoriametrics.
-    #[arg(long, default_value = "strata,prometheus", value_delimiter = ',')]
-    systems: Vec<String>,
-    /// The strata binary [default: next to this binary].
-    #[arg(long)]
-    strata_bin: Option<PathBuf>,
-    /// Working directory for data directories.
-    #[arg(long, default_value = "/tmp/strata-bench")]
-    work_dir: PathBuf,
-    /// Write the results as JSON here.
-    #[arg(long)]
-    out: Option<PathBuf>,
+    #[command(flatten)]
+    targets: Targets,
 }
 
 #[derive(Debug, clap::Args)]
@@ -168,6 +158,13 @@ fn backfill(url: &str, l: &Load) -> anyhow::Result<Backfill> {
 struct StorageArgs {
     #[command(flatten)]
     load: Load,
+    #[command(flatten)]
+    targets: Targets,
+}
+
+/// Which systems to run, and where.
+#[derive(Debug, clap::Args)]
+struct Targets {
     /// Systems to run, comma separated: strata, prometheus, victoriametrics.
     #[arg(long, default_value = "strata,prometheus,victoriametrics", value_delimiter = ',')]
     systems: Vec<String>,
@@ -238,10 +235,14 @@ fn bin_of(system: System, strata_bin: &Option<PathBuf>) -> anyhow::Result<PathBu
 }
 
 fn run_one(system: System, a: &StorageArgs) -> anyhow::Result<RunResult> {
-    let dir = a.work_dir.join(system.name());
+    let dir = a.targets.work_dir.join(system.name());
     let _ = std::fs::remove_dir_all(&dir);
-    let mut peer =
-        Peer::start(PeerSpec::new(system, bin_of(system, &a.strata_bin)?, dir.clone(), free_port()?))?;
+    let mut peer = Peer::start(PeerSpec::new(
+        system,
+        bin_of(system, &a.targets.strata_bin)?,
+        dir.clone(),
+        free_port()?,
+    ))?;
     let cpu0 = peer.cpu_seconds();
     let bf = backfill(&peer.write_url(), &a.load)?;
     if system == System::VictoriaMetrics {
@@ -266,7 +267,7 @@ fn run_one(system: System, a: &StorageArgs) -> anyhow::Result<RunResult> {
 
 fn storage(a: StorageArgs) -> anyhow::Result<()> {
     a.load.validate()?;
-    let systems = a.systems.iter().map(|s| system_of(s)).collect::<anyhow::Result<Vec<_>>>()?;
+    let systems = a.targets.systems.iter().map(|s| system_of(s)).collect::<anyhow::Result<Vec<_>>>()?;
     let mut results = Vec::new();
     for s in systems {
         eprintln!("== {}", s.name());
@@ -305,7 +306,7 @@ fn storage(a: StorageArgs) -> anyhow::Result<()> {
             );
         }
     }
-    if let Some(out) = a.out {
+    if let Some(out) = a.targets.out {
         let v: Vec<_> = results.iter().map(RunResult::json).collect();
         std::fs::write(&out, serde_json::to_string_pretty(&v)?)?;
     }
@@ -347,14 +348,15 @@ fn queries(a: QueriesArgs) -> anyhow::Result<()> {
         .filter(|(_, l)| !l.starts_with("label_values(") && !l.starts_with("query_result("))
         .map(|(_, l)| strata_bench::dashboards::substitute(l, "1m0s"))
         .collect();
-    let systems = a.systems.iter().map(|s| system_of(s)).collect::<anyhow::Result<Vec<_>>>()?;
+    let systems = a.targets.systems.iter().map(|s| system_of(s)).collect::<anyhow::Result<Vec<_>>>()?;
     let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(120)).build()?;
     let mut report = Vec::new();
     for system in systems {
         eprintln!("== {}", system.name());
-        let dir = a.work_dir.join(system.name());
+        let dir = a.targets.work_dir.join(system.name());
         let _ = std::fs::remove_dir_all(&dir);
-        let mut peer = Peer::start(PeerSpec::new(system, bin_of(system, &a.strata_bin)?, dir, free_port()?))?;
+        let mut peer =
+            Peer::start(PeerSpec::new(system, bin_of(system, &a.targets.strata_bin)?, dir, free_port()?))?;
         let bf = backfill(&peer.write_url(), &a.load)?;
         if system == System::VictoriaMetrics {
             let _ = http.get(format!("{}/internal/force_flush", peer.base_url)).send();
@@ -415,7 +417,7 @@ fn queries(a: QueriesArgs) -> anyhow::Result<()> {
             r["errors"]
         );
     }
-    if let Some(out) = a.out {
+    if let Some(out) = a.targets.out {
         std::fs::write(out, serde_json::to_string_pretty(&report)?)?;
     }
     Ok(())
