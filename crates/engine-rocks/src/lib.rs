@@ -89,13 +89,13 @@ impl RocksEngine {
 }
 
 impl KvEngine for RocksEngine {
-    fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {
+    fn write(&self, batch: &WriteBatch, sync: bool) -> Result<()> {
         let mut wb = rocksdb::WriteBatch::default();
-        for op in batch.ops {
+        for op in &batch.ops {
             match op {
-                Op::Put(cf, k, v) => wb.put_cf(self.cf(cf)?, k, v),
-                Op::Delete(cf, k) => wb.delete_cf(self.cf(cf)?, k),
-                Op::DeleteRange(cf, s, e) => wb.delete_range_cf(self.cf(cf)?, s, e),
+                Op::Put(cf, k, v) => wb.put_cf(self.cf(*cf)?, k, v),
+                Op::Delete(cf, k) => wb.delete_cf(self.cf(*cf)?, k),
+                Op::DeleteRange(cf, s, e) => wb.delete_range_cf(self.cf(*cf)?, s, e),
             }
         }
         let mut wo = WriteOptions::default();
@@ -171,7 +171,7 @@ mod tests {
             let e = RocksEngine::open(d.path(), &RocksConfig::default()).unwrap();
             let mut b = WriteBatch::default();
             b.put(Cf::Log, b"k".to_vec(), b"v".to_vec());
-            e.write(b, true).unwrap();
+            e.write(&b, true).unwrap();
         }
         let e = RocksEngine::open(d.path(), &RocksConfig::default()).unwrap();
         assert_eq!(e.get(Cf::Log, b"k").unwrap().as_deref(), Some(&b"v"[..]));

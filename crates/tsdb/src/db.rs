@@ -195,7 +195,7 @@ fn check_settings(kv: &dyn KvEngine, cfg: &DbConfig) -> Result<()> {
         None => {
             let mut b = WriteBatch::default();
             b.put(Cf::Meta, key, want);
-            kv.write(b, true)
+            kv.write(&b, true)
         }
     }
 }

@@ -82,7 +82,8 @@ pub type RangeVisitor<'a> = dyn FnMut(usize, &[u8], &[u8]) + 'a;
 /// An ordered key-value store with column families and atomic batches.
 pub trait KvEngine: Send + Sync + Debug + 'static {
     /// Applies `batch` atomically; with `sync`, durable on disk before returning.
-    fn write(&self, batch: WriteBatch, sync: bool) -> Result<()>;
+    /// Borrowed, so a caller can still read what it wrote (the log applies its records).
+    fn write(&self, batch: &WriteBatch, sync: bool) -> Result<()>;
     /// Reads one key.
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>>;
     /// Visits keys in `[start, end)` in ascending order until `f` returns `false`.
@@ -120,19 +121,19 @@ impl MemEngine {
 }
 
 impl KvEngine for MemEngine {
-    fn write(&self, batch: WriteBatch, _sync: bool) -> Result<()> {
+    fn write(&self, batch: &WriteBatch, _sync: bool) -> Result<()> {
         let mut m = self.cfs.write();
-        for op in batch.ops {
+        for op in &batch.ops {
             match op {
                 Op::Put(cf, k, v) => {
-                    m.insert((cf, k), v);
+                    m.insert((*cf, k.clone()), v.clone());
                 }
                 Op::Delete(cf, k) => {
-                    m.remove(&(cf, k));
+                    m.remove(&(*cf, k.clone()));
                 }
                 Op::DeleteRange(cf, s, e) => {
                     let keys: Vec<_> = m
-                        .range((Bound::Included((cf, s)), Bound::Excluded((cf, e))))
+                        .range((Bound::Included((*cf, s.clone())), Bound::Excluded((*cf, e.clone()))))
                         .map(|(k, _)| k.clone())
                         .collect();
                     for k in keys {
@@ -191,7 +192,7 @@ pub mod suite {
         for i in 0u8..10 {
             b.put(Cf::Chunks, vec![1, i], vec![i]);
         }
-        e.write(b, false).expect("write");
+        e.write(&b, false).expect("write");
         let ranges = vec![(vec![1, 7], vec![1, 9]), (vec![1, 0], vec![1, 2]), (vec![2], vec![3])];
         let mut got = Vec::new();
         e.scan_many(Cf::Chunks, &ranges, &mut |i, k, _| got.push((i, k[1]))).expect("scan_many");
@@ -202,7 +203,7 @@ pub mod suite {
         let mut b = WriteBatch::default();
         b.put(Cf::Index, b"k".to_vec(), b"index".to_vec());
         b.put(Cf::Chunks, b"k".to_vec(), b"chunks".to_vec());
-        e.write(b, true).expect("write");
+        e.write(&b, true).expect("write");
         assert_eq!(e.get(Cf::Index, b"k").expect("get").as_deref(), Some(&b"index"[..]));
         assert_eq!(e.get(Cf::Chunks, b"k").expect("get").as_deref(), Some(&b"chunks"[..]));
         assert_eq!(e.get(Cf::Log, b"k").expect("get"), None);
@@ -213,7 +214,7 @@ pub mod suite {
         for k in [[0u8, 3], [0, 1], [1, 0], [0, 2], [0, 255]] {
             b.put(Cf::Log, k.to_vec(), vec![k[1]]);
         }
-        e.write(b, false).expect("write");
+        e.write(&b, false).expect("write");
         let got: Vec<_> = collect(e, Cf::Log, &[0, 1], &[0, 255]).into_iter().map(|(k, _)| k).collect();
         assert_eq!(got, vec![vec![0, 1], vec![0, 2], vec![0, 3]]);
         let mut n = 0;
@@ -233,7 +234,7 @@ pub mod suite {
         b.delete_range(Cf::Chunks, vec![7, 2], vec![7, 5]);
         b.delete(Cf::Chunks, vec![7, 9]);
         b.put(Cf::Chunks, vec![7, 3], vec![33]);
-        e.write(b, true).expect("write");
+        e.write(&b, true).expect("write");
         let got: Vec<_> = collect(e, Cf::Chunks, &[7], &[8]).into_iter().map(|(k, v)| (k[1], v[0])).collect();
         assert_eq!(got, vec![(0, 0), (1, 1), (3, 33), (5, 5), (6, 6), (7, 7), (8, 8)]);
         e.flush().expect("flush");

@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 use crate::keys::{self, ShardId};
-use crate::kv::{Cf, KvEngine, WriteBatch};
+use crate::kv::{Cf, KvEngine, Op, WriteBatch};
 use crate::outcome::ApplyOutcome;
 
 /// Receives durable records in log order.
@@ -142,20 +142,21 @@ fn commit_loop(
                 Err(_) => break,
             }
         }
+        // records move into the batch (no copy); after the write they are applied from it
         let mut batch = WriteBatch::default();
-        let mut indexed: Vec<Vec<u64>> = Vec::with_capacity(group.len());
-        for sub in &group {
+        let mut indexed: Vec<Vec<(ShardId, u64)>> = Vec::with_capacity(group.len());
+        for sub in &mut group {
             let mut idx = Vec::with_capacity(sub.records.len());
-            for (shard, rec) in &sub.records {
-                let n = next.entry(*shard).or_insert(1);
-                idx.push(*n);
-                batch.put(Cf::Log, keys::log_key(*shard, *n), rec.clone());
+            for (shard, rec) in sub.records.drain(..) {
+                let n = next.entry(shard).or_insert(1);
+                idx.push((shard, *n));
+                batch.put(Cf::Log, keys::log_key(shard, *n), rec);
                 *n += 1;
             }
             indexed.push(idx);
         }
         let started = Instant::now();
-        let res = kv.write(batch, true);
+        let res = kv.write(&batch, true);
         stats.syncs.fetch_add(1, Ordering::Relaxed);
         stats.sync_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         stats.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
@@ -166,10 +167,17 @@ fn commit_loop(
             }
             continue;
         }
+        let mut ops = batch.ops.iter();
         for (sub, idx) in group.into_iter().zip(indexed) {
             stats.records.fetch_add(idx.len() as u64, Ordering::Relaxed);
-            let outcomes =
-                sub.records.iter().zip(idx).map(|((shard, rec), i)| applier.apply(*shard, i, rec)).collect();
+            let outcomes = idx
+                .into_iter()
+                .zip(ops.by_ref())
+                .map(|((shard, i), op)| match op {
+                    Op::Put(_, _, rec) => applier.apply(shard, i, rec),
+                    _ => ApplyOutcome::default(),
+                })
+                .collect();
             let _ = sub.reply.send(Ok(outcomes));
         }
     }

@@ -364,7 +364,7 @@ impl Shard {
             b.put(Cf::Meta, k, v);
         }
         b.delete_range(Cf::Log, keys::log_key(id, 0), keys::log_key(id, st.applied.saturating_add(1)));
-        self.kv.write(b, true)?;
+        self.kv.write(&b, true)?;
         st.log_bytes = 0;
         Ok(())
     }
@@ -406,7 +406,7 @@ impl Shard {
         if bucket > from {
             let mut b = WriteBatch::default();
             b.put(Cf::Meta, keys::meta_key(self.id, META_COMPACTED), (bucket as u64).to_be_bytes().to_vec());
-            self.kv.write(b, false)?;
+            self.kv.write(&b, false)?;
             self.state.write().compacted_through = Some(bucket);
         }
         Ok(merged)
@@ -462,7 +462,7 @@ impl Shard {
             return Err(e);
         }
         if !batch.is_empty() {
-            self.kv.write(batch, false)?;
+            self.kv.write(&batch, false)?;
         }
         Ok(merged)
     }
@@ -505,7 +505,7 @@ impl Shard {
             }
         }
         drop(st);
-        self.kv.write(b, false)?;
+        self.kv.write(&b, false)?;
         Ok(dead.len())
     }
 
