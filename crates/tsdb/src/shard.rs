@@ -89,9 +89,7 @@ impl Series {
         for (_, bytes) in &self.sealed {
             let _ = chunk::decode_into(bytes, out);
         }
-        if !self.head.is_empty() {
-            let _ = chunk::decode_into(&self.head.to_bytes(), out);
-        }
+        self.head.samples_into(out);
         out.extend_from_slice(&self.ooo);
         keep_in_range(out, start, mint, maxt);
     }

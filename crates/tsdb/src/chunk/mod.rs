@@ -143,6 +143,11 @@ impl XorAppender {
         self.w.len()
     }
 
+    /// Appends the chunk's samples to `out` (no copy of the stored form).
+    pub fn samples_into(&self, out: &mut Vec<Sample>) {
+        let _ = decode_xor_bits(u64::from(self.n), &self.w.buf, out);
+    }
+
     /// The chunk in its stored form.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.w.len() + 6);
@@ -155,6 +160,11 @@ impl XorAppender {
 
 fn decode_xor(mut b: &[u8], out: &mut Vec<Sample>) -> Option<()> {
     let n = get_uvarint(&mut b)?;
+    decode_xor_bits(n, b, out)
+}
+
+/// The sample stream of an XOR chunk of `n` samples, without its header.
+fn decode_xor_bits(n: u64, b: &[u8], out: &mut Vec<Sample>) -> Option<()> {
     if n == 0 {
         return Some(());
     }

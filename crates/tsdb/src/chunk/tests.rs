@@ -7,6 +7,10 @@ fn check_round_trip(samples: &[Sample]) {
     for &(t, v) in samples {
         x.append(t, v);
     }
+    let mut direct = Vec::new();
+    x.samples_into(&mut direct);
+    assert_eq!(direct.len(), samples.len());
+    assert!(direct.iter().zip(samples).all(|(a, b)| a.0 == b.0 && a.1.to_bits() == b.1.to_bits()));
     for bytes in [x.to_bytes(), encode_packed(samples)] {
         let got = decode(&bytes).expect("decodes");
         assert_eq!(got.len(), samples.len());
