@@ -7,7 +7,7 @@ use strata_tsdb::Labels;
 
 use crate::error::{QueryError, Result};
 use crate::eval::Ctx;
-use crate::grid::{Out, by_step, project, with_label};
+use crate::grid::{Out, Val, project, vals_by_step, with_label};
 use crate::value::Value;
 
 /// Neumaier/Kahan compensated summation as Prometheus uses it.
@@ -160,18 +160,22 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Value> {
     }
     let steps = ctx.steps;
     let keys: Vec<Labels> = input.iter().map(|s| group_key(&s.labels, a.modifier.as_ref())).collect();
-    let grid = by_step(&input, steps);
+    let grid = vals_by_step(&input, steps);
     let mut out = Out::default();
     for (i, present) in grid.iter().enumerate() {
         let t = steps.at(i);
-        let mut groups: Vec<(&Labels, Vec<(usize, f64)>)> = Vec::new();
+        let mut groups: Vec<(&Labels, Vec<(usize, f64)>, Vec<(usize, &Val)>)> = Vec::new();
         let mut pos: FxHashMap<&Labels, usize> = FxHashMap::default();
-        for &(j, v) in present {
+        for (j, v) in present {
+            let j = *j;
             let g = *pos.entry(&keys[j]).or_insert_with(|| {
-                groups.push((&keys[j], Vec::new()));
+                groups.push((&keys[j], Vec::new(), Vec::new()));
                 groups.len() - 1
             });
-            groups[g].1.push((j, v));
+            match v {
+                Val::F(x) => groups[g].1.push((j, *x)),
+                h @ Val::H(_) => groups[g].2.push((j, h)),
+            }
         }
         let scalar_param = |p: &Option<Value>| -> Result<f64> {
             match p {
@@ -179,11 +183,62 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Value> {
                 _ => Err(QueryError::Execution(format!("{op}: expected a scalar parameter"))),
             }
         };
-        for (key, members) in groups {
+        for (key, members, hmembers) in groups {
             let vals = || members.iter().map(|m| m.1);
             // a name kept by `by (__name__)` but marked for removal is removed at the end
-            let key_dn =
-                key.get(strata_tsdb::METRIC_NAME).is_some() && members.iter().any(|m| input[m.0].drop_name);
+            let key_dn = key.get(strata_tsdb::METRIC_NAME).is_some()
+                && members.iter().map(|m| m.0).chain(hmembers.iter().map(|m| m.0)).any(|j| input[j].drop_name);
+            if !hmembers.is_empty() {
+                match op.as_str() {
+                    "sum" | "avg" => {
+                        if !members.is_empty() {
+                            ctx.annotations.warn("encountered a mix of histograms and floats for aggregation".into());
+                            continue;
+                        }
+                        let name = input[hmembers[0].0].labels.get(strata_tsdb::METRIC_NAME).unwrap_or("");
+                        let hs = hmembers.iter().filter_map(|m| match m.1 {
+                            Val::H(h) => Some(&**h),
+                            Val::F(_) => None,
+                        });
+                        if let Some(mut h) = crate::native::sum(hs, name, &mut ctx.annotations) {
+                            if op == "avg" {
+                                h.div(hmembers.len() as f64);
+                            }
+                            out.push_hist(key.clone(), key_dn, (t, std::sync::Arc::new(h)))?;
+                        }
+                        continue;
+                    }
+                    "count" | "group" => {
+                        let v = if op == "count" { (members.len() + hmembers.len()) as f64 } else { 1.0 };
+                        out.push(key.clone(), key_dn, t, v)?;
+                        continue;
+                    }
+                    "limitk" | "limit_ratio" => {
+                        let mut all: Vec<(usize, Val)> = members.iter().map(|&(j, v)| (j, Val::F(v))).collect();
+                        all.extend(hmembers.iter().map(|&(j, v)| (j, v.clone())));
+                        all.sort_by_key(|m| m.0);
+                        let p = scalar_param(&param)?;
+                        let keep: Vec<(usize, Val)> = if op == "limitk" {
+                            let k = if p >= all.len() as f64 { all.len() } else if p < 1.0 { 0 } else { p as usize };
+                            all.into_iter().take(k).collect()
+                        } else {
+                            let r = p.clamp(-1.0, 1.0);
+                            all.into_iter().filter(|(j, _)| ratio_keeps(&input[*j].labels, r)).collect()
+                        };
+                        for (j, v) in keep {
+                            out.push_val(input[j].labels.clone(), input[j].drop_name, t, v)?;
+                        }
+                        continue;
+                    }
+                    "count_values" => {}
+                    other => {
+                        ctx.annotations.info(format!("ignored histogram in {other} aggregation"));
+                        if members.is_empty() {
+                            continue;
+                        }
+                    }
+                }
+            }
             let single = |f: f64| -> Vec<(Labels, bool, f64)> { vec![(key.clone(), key_dn, f)] };
             let results: Vec<(Labels, bool, f64)> = match op.as_str() {
                 "sum" => {
@@ -254,10 +309,7 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Value> {
                     let r = r.clamp(-1.0, 1.0);
                     members
                         .iter()
-                        .filter(|(j, _)| {
-                            let off = input[*j].labels.stable_hash() as f64 / u64::MAX as f64;
-                            if r >= 0.0 { off < r } else { off >= 1.0 + r }
-                        })
+                        .filter(|(j, _)| ratio_keeps(&input[*j].labels, r))
                         .map(|&(j, v)| (input[j].labels.clone(), input[j].drop_name, v))
                         .collect()
                 }
@@ -269,6 +321,12 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Value> {
         }
     }
     Ok(Value::Vector(out.finish()))
+}
+
+/// Whether `limit_ratio(r, …)` keeps a series: its hash's place in `[0, 1)` against `r`.
+fn ratio_keeps(l: &Labels, r: f64) -> bool {
+    let off = l.stable_hash() as f64 / u64::MAX as f64;
+    if r >= 0.0 { off < r } else { off >= 1.0 + r }
 }
 
 /// Order for bottomk: NaN after everything.

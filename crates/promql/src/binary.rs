@@ -8,7 +8,12 @@ use strata_tsdb::Labels;
 
 use crate::error::{QueryError, Result};
 use crate::eval::Ctx;
-use crate::grid::{Out, by_step, drop_name, only, with_label, without};
+use std::sync::Arc;
+
+use strata_tsdb::histogram::CounterResetHint;
+
+use crate::Annotations;
+use crate::grid::{Out, Val, drop_name, only, vals_by_step, with_label, without};
 use crate::value::{Series, Value};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +84,86 @@ impl Op {
             Op::And | Op::Or | Op::Unless => (l, true),
         }
     }
+
+    fn symbol(self) -> &'static str {
+        match self {
+            Op::Add => "+",
+            Op::Sub => "-",
+            Op::Mul => "*",
+            Op::Div => "/",
+            Op::Mod => "%",
+            Op::Pow => "^",
+            Op::Atan2 => "atan2",
+            Op::Eq => "==",
+            Op::Ne => "!=",
+            Op::Gt => ">",
+            Op::Lt => "<",
+            Op::Ge => ">=",
+            Op::Le => "<=",
+            Op::And => "and",
+            Op::Or => "or",
+            Op::Unless => "unless",
+        }
+    }
+
+    /// Prometheus's `vectorElemBinop` over floats and histograms: (value, keep), or `None`
+    /// (with an info) for types the operator does not combine.
+    fn apply_val(self, l: &Val, r: &Val, annos: &mut Annotations) -> Option<(Val, bool)> {
+        let incompatible = |annos: &mut Annotations, lt: &str, rt: &str| {
+            let sym = self.symbol();
+            annos.info(format!("incompatible sample types encountered for binary operator {sym:?}: {lt} {sym} {rt}"));
+            None
+        };
+        match (l, r) {
+            (Val::F(a), Val::F(b)) => {
+                let (v, keep) = self.apply(*a, *b);
+                Some((Val::F(v), keep))
+            }
+            (Val::F(a), Val::H(h)) => match self {
+                Op::Mul => Some((Val::H(Arc::new(scaled(h, *a))), true)),
+                _ => incompatible(annos, "float", "histogram"),
+            },
+            (Val::H(h), Val::F(b)) => match self {
+                Op::Mul => Some((Val::H(Arc::new(scaled(h, *b))), true)),
+                Op::Div => {
+                    let mut x = (**h).clone();
+                    x.div(*b);
+                    x.compact();
+                    Some((Val::H(Arc::new(x)), true))
+                }
+                _ => incompatible(annos, "histogram", "float"),
+            },
+            (Val::H(a), Val::H(b)) => match self {
+                Op::Add | Op::Sub => {
+                    let mut x = (**a).clone();
+                    let res = if self == Op::Add { x.add(b) } else { x.sub(b) };
+                    let Ok(c) = res else {
+                        annos.warn(format!(
+                            "incompatible bucket layout encountered for binary operator {}",
+                            self.symbol()
+                        ));
+                        return None;
+                    };
+                    crate::native::note(annos, c, if self == Op::Add { "addition" } else { "subtraction" });
+                    if self == Op::Sub {
+                        x.hint = CounterResetHint::Gauge;
+                    }
+                    x.compact();
+                    Some((Val::H(Arc::new(x)), true))
+                }
+                Op::Eq => Some((Val::H(a.clone()), crate::native::equals(a, b))),
+                Op::Ne => Some((Val::H(a.clone()), !crate::native::equals(a, b))),
+                _ => incompatible(annos, "histogram", "histogram"),
+            },
+        }
+    }
+}
+
+fn scaled(h: &strata_tsdb::FloatHistogram, f: f64) -> strata_tsdb::FloatHistogram {
+    let mut x = h.clone();
+    x.mul(f);
+    x.compact();
+    x
 }
 
 /// Evaluates a binary expression.
@@ -117,7 +202,7 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, b: &BinaryExpr) -> Result<Value> {
 }
 
 fn vector_scalar(
-    ctx: &Ctx<'_>,
+    ctx: &mut Ctx<'_>,
     v: Vec<Series>,
     s: &[(i64, f64)],
     op: Op,
@@ -126,33 +211,32 @@ fn vector_scalar(
     delayed: bool,
 ) -> Result<Value> {
     let steps = ctx.steps;
-    let mut out = Vec::with_capacity(v.len());
-    for series in v {
-        let mut points = Vec::with_capacity(series.points.len());
-        for &(t, x) in &series.points {
-            let sv = s[steps.index(t)].1;
-            let (l, r) = if swap { (sv, x) } else { (x, sv) };
-            let (mut value, keep) = op.apply(l, r);
+    let mut out = Out::default();
+    for (i, present) in vals_by_step(&v, steps).into_iter().enumerate() {
+        let t = steps.at(i);
+        let sv = Val::F(s[i].1);
+        for (j, x) in present {
+            let (l, r) = if swap { (&sv, &x) } else { (&x, &sv) };
+            let Some((mut value, keep)) = op.apply_val(l, r, &mut ctx.annotations) else {
+                continue;
+            };
             if op.is_comparison() && swap {
                 value = x;
             }
+            let series = &v[j];
+            let (labels, dn) = if !op.is_comparison() || return_bool {
+                drop_name(&series.labels, delayed)
+            } else {
+                (series.labels.clone(), false)
+            };
             if return_bool {
-                points.push((t, f64::from(u8::from(keep))));
+                out.push(labels, dn || series.drop_name, t, f64::from(u8::from(keep)))?;
             } else if keep {
-                points.push((t, value));
+                out.push_val(labels, dn || series.drop_name, t, value)?;
             }
         }
-        if points.is_empty() {
-            continue;
-        }
-        let (labels, dn) = if !op.is_comparison() || return_bool {
-            drop_name(&series.labels, delayed)
-        } else {
-            (series.labels.clone(), false)
-        };
-        out.push(Series { labels, drop_name: dn || series.drop_name, points });
     }
-    Ok(Value::Vector(out))
+    Ok(Value::Vector(out.finish()))
 }
 
 /// The matching signature of a series (without a modifier: all labels but the name).
@@ -164,27 +248,27 @@ fn set_op(ctx: &Ctx<'_>, l: Vec<Series>, r: Vec<Series>, op: Op, m: Option<&Labe
     let steps = ctx.steps;
     let lsig: Vec<Labels> = l.iter().map(|s| signature(&s.labels, m)).collect();
     let rsig: Vec<Labels> = r.iter().map(|s| signature(&s.labels, m)).collect();
-    let (lg, rg) = (by_step(&l, steps), by_step(&r, steps));
+    let (lg, rg) = (vals_by_step(&l, steps), vals_by_step(&r, steps));
     let mut out = Out::default();
-    for (i, (ls, rs)) in lg.iter().zip(&rg).enumerate() {
+    for (i, (ls, rs)) in lg.into_iter().zip(rg).enumerate() {
         let t = steps.at(i);
-        let rset: FxHashSet<&Labels> = rs.iter().map(|&(j, _)| &rsig[j]).collect();
+        let rset: FxHashSet<&Labels> = rs.iter().map(|(j, _)| &rsig[*j]).collect();
         match op {
             Op::And | Op::Unless => {
-                for &(j, v) in ls {
+                for (j, v) in ls {
                     if rset.contains(&lsig[j]) == (op == Op::And) {
-                        out.push(l[j].labels.clone(), l[j].drop_name, t, v)?;
+                        out.push_val(l[j].labels.clone(), l[j].drop_name, t, v)?;
                     }
                 }
             }
             _ => {
-                let lset: FxHashSet<&Labels> = ls.iter().map(|&(j, _)| &lsig[j]).collect();
-                for &(j, v) in ls {
-                    out.push(l[j].labels.clone(), l[j].drop_name, t, v)?;
+                let lset: FxHashSet<Labels> = ls.iter().map(|(j, _)| lsig[*j].clone()).collect();
+                for (j, v) in ls {
+                    out.push_val(l[j].labels.clone(), l[j].drop_name, t, v)?;
                 }
-                for &(j, v) in rs {
+                for (j, v) in rs {
                     if !lset.contains(&rsig[j]) {
-                        out.push(r[j].labels.clone(), r[j].drop_name, t, v)?;
+                        out.push_val(r[j].labels.clone(), r[j].drop_name, t, v)?;
                     }
                 }
             }
@@ -199,7 +283,7 @@ fn render(l: &Labels) -> String {
 
 #[allow(clippy::too_many_arguments)]
 fn vector_vector(
-    ctx: &Ctx<'_>,
+    ctx: &mut Ctx<'_>,
     l: Vec<Series>,
     r: Vec<Series>,
     op: Op,
@@ -214,14 +298,15 @@ fn vector_vector(
     let (many, one) = if one_to_many { (&r, &l) } else { (&l, &r) };
     let msig: Vec<Labels> = many.iter().map(|s| signature(&s.labels, m)).collect();
     let osig: Vec<Labels> = one.iter().map(|s| signature(&s.labels, m)).collect();
-    let (mg, og) = (by_step(many, steps), by_step(one, steps));
+    let (mg, og) = (vals_by_step(many, steps), vals_by_step(one, steps));
     let include: Vec<String> = card.labels().map(|x| x.labels.clone()).unwrap_or_default();
     let mut out = Out::default();
     for (i, (ms, os)) in mg.iter().zip(&og).enumerate() {
         let t = steps.at(i);
-        let mut index: FxHashMap<&Labels, (usize, f64)> =
+        let mut index: FxHashMap<&Labels, (usize, &Val)> =
             FxHashMap::with_capacity_and_hasher(os.len(), Default::default());
-        for &(j, v) in os {
+        for (j, v) in os {
+            let j = *j;
             if let Some(&(prev, _)) = index.get(&osig[j]) {
                 let side = if one_to_many { "left" } else { "right" };
                 return Err(QueryError::Execution(format!(
@@ -235,7 +320,8 @@ fn vector_vector(
         }
         let mut matched: FxHashSet<&Labels> = FxHashSet::default();
         let mut inserted: FxHashSet<Labels> = FxHashSet::default();
-        for &(j, mv) in ms {
+        for (j, mv) in ms {
+            let j = *j;
             let Some(&(k, ov)) = index.get(&msig[j]) else {
                 continue;
             };
@@ -247,9 +333,11 @@ fn vector_vector(
                 ));
             }
             let (fl, fr) = if one_to_many { (ov, mv) } else { (mv, ov) };
-            let (value, keep) = op.apply(fl, fr);
+            let Some((value, keep)) = op.apply_val(fl, fr, &mut ctx.annotations) else {
+                continue;
+            };
             let value = if return_bool {
-                f64::from(u8::from(keep))
+                Val::F(f64::from(u8::from(keep)))
             } else if keep {
                 value
             } else {
@@ -261,7 +349,7 @@ fn vector_vector(
                     "multiple matches for labels: grouping labels must ensure unique matches".into(),
                 ));
             }
-            out.push(labels, dn, t, value)?;
+            out.push_val(labels, dn, t, value)?;
         }
     }
     Ok(Value::Vector(out.finish()))

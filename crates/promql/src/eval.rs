@@ -10,7 +10,7 @@ use crate::EngineConfig;
 use crate::error::{QueryError, Result};
 use crate::grid::Steps;
 use crate::source::Source;
-use crate::value::{RangeSeries, Series, Value};
+use crate::value::{HPoint, RangeSeries, Series, Value};
 use crate::{aggregate, binary, functions};
 
 /// State of one query's evaluation.
@@ -36,6 +36,10 @@ pub(crate) struct Windows {
     pub(crate) samples: Vec<(i64, f64)>,
     /// For each step: the range `[lo, hi)` of `samples` in the window, and the window's end.
     pub(crate) ranges: Vec<(usize, usize)>,
+    /// Histogram samples needed by every step, ascending, stale markers removed.
+    pub(crate) hists: Vec<HPoint>,
+    /// For each step: the range of `hists` in the window.
+    pub(crate) hranges: Vec<(usize, usize)>,
 }
 
 /// A range argument evaluated for every step.
@@ -145,6 +149,15 @@ impl Ctx<'_> {
                                 labels,
                                 drop_name: dn || s.drop_name,
                                 points: s.points.into_iter().map(|(t, x)| (t, -x)).collect(),
+                                hists: s
+                                    .hists
+                                    .into_iter()
+                                    .map(|(t, h)| {
+                                        let mut h = (*h).clone();
+                                        h.mul(-1.0);
+                                        (t, std::sync::Arc::new(h))
+                                    })
+                                    .collect(),
                             }
                         })
                         .collect(),
@@ -184,22 +197,35 @@ impl Ctx<'_> {
         let data = self.fetch(vs, lo - lookback + 1, hi)?;
         let mut out = Vec::with_capacity(data.len());
         for sd in data {
-            let mut points = Vec::new();
+            let (mut points, mut hists) = (Vec::new(), Vec::new());
             for (i, &et) in times.iter().enumerate() {
-                // newest sample with timestamp <= et
-                let idx = sd.samples.partition_point(|s| s.0 <= et);
-                if idx == 0 {
-                    continue;
+                // newest sample (float or histogram) with timestamp <= et
+                let fi = sd.samples.partition_point(|s| s.0 <= et);
+                let hi = sd.histograms.partition_point(|s| s.0 <= et);
+                let f = fi.checked_sub(1).map(|k| sd.samples[k]);
+                let h = hi.checked_sub(1).map(|k| &sd.histograms[k]);
+                let t = steps.at(i);
+                match (f, h) {
+                    (Some((ts, v)), h) if h.is_none_or(|h| h.0 < ts) => {
+                        if ts > et - lookback && !is_stale(v) {
+                            points.push((t, if timestamps { ts as f64 / 1000.0 } else { v }));
+                        }
+                    }
+                    (_, Some((ts, h))) => {
+                        if *ts > et - lookback && !is_stale(h.sum) {
+                            if timestamps {
+                                points.push((t, *ts as f64 / 1000.0));
+                            } else {
+                                hists.push((t, h.clone()));
+                            }
+                        }
+                    }
+                    _ => {}
                 }
-                let (ts, v) = sd.samples[idx - 1];
-                if ts <= et - lookback || is_stale(v) {
-                    continue;
-                }
-                points.push((steps.at(i), if timestamps { ts as f64 / 1000.0 } else { v }));
             }
-            if !points.is_empty() {
-                self.count_samples(points.len())?;
-                out.push(Series { labels: sd.labels, drop_name: false, points });
+            if !points.is_empty() || !hists.is_empty() {
+                self.count_samples(points.len() + hists.len())?;
+                out.push(Series { labels: sd.labels, drop_name: false, points, hists });
             }
         }
         Ok(out)
@@ -215,10 +241,12 @@ impl Ctx<'_> {
         let mut series = Vec::with_capacity(data.len());
         for sd in data {
             let samples: Vec<(i64, f64)> = sd.samples.into_iter().filter(|s| !is_stale(s.1)).collect();
+            let hists: Vec<HPoint> = sd.histograms.into_iter().filter(|s| !is_stale(s.1.sum)).collect();
             let ranges = windows(&samples, &ends, range);
-            let total: usize = ranges.iter().map(|r| r.1 - r.0).sum();
+            let hranges = windows(&hists, &ends, range);
+            let total: usize = ranges.iter().chain(&hranges).map(|r| r.1 - r.0).sum();
             self.count_samples(total)?;
-            series.push(Windows { labels: sd.labels, samples, ranges });
+            series.push(Windows { labels: sd.labels, samples, ranges, hists, hranges });
         }
         Ok(RangeArg { series, range, ends })
     }
@@ -253,7 +281,7 @@ impl Ctx<'_> {
             let inner_series: Vec<Series> = match v {
                 Value::Vector(v) => v,
                 Value::Scalar(points) => {
-                    vec![Series { labels: strata_tsdb::Labels::default(), drop_name: false, points }]
+                    vec![Series::floats(strata_tsdb::Labels::default(), false, points)]
                 }
                 other => {
                     return Err(QueryError::Execution(format!(
@@ -263,10 +291,10 @@ impl Ctx<'_> {
                 }
             };
             for s in inner_series {
-                let samples: Vec<(i64, f64)> = s.points;
-                let ranges = windows(&samples, &ends, range);
+                let ranges = windows(&s.points, &ends, range);
+                let hranges = windows(&s.hists, &ends, range);
                 let labels = if s.drop_name { crate::grid::without_name(&s.labels) } else { s.labels };
-                series.push(Windows { labels, samples, ranges });
+                series.push(Windows { labels, samples: s.points, ranges, hists: s.hists, hranges });
             }
         }
         Ok(RangeArg { series, range, ends })
@@ -274,7 +302,7 @@ impl Ctx<'_> {
 }
 
 /// For each window end, the index range of samples in `(end − range, end]`.
-fn windows(samples: &[(i64, f64)], ends: &[i64], range: i64) -> Vec<(usize, usize)> {
+fn windows<T>(samples: &[(i64, T)], ends: &[i64], range: i64) -> Vec<(usize, usize)> {
     ends.iter()
         .map(|&e| {
             let lo = samples.partition_point(|s| s.0 <= e - range);
@@ -291,7 +319,12 @@ fn matrix_at_last(arg: RangeArg) -> Vec<RangeSeries> {
         .into_iter()
         .filter_map(|w| {
             let &(lo, hi) = w.ranges.last()?;
-            (hi > lo).then(|| RangeSeries { labels: w.labels, samples: w.samples[lo..hi].to_vec() })
+            let &(hlo, hhi) = w.hranges.last()?;
+            (hi > lo || hhi > hlo).then(|| RangeSeries {
+                labels: w.labels,
+                samples: w.samples[lo..hi].to_vec(),
+                hists: w.hists[hlo..hhi].to_vec(),
+            })
         })
         .collect();
     out.sort_by(|a, b| a.labels.cmp(&b.labels));

@@ -7,7 +7,7 @@ use strata_tsdb::{Labels, METRIC_NAME, MatchOp};
 use crate::aggregate::{Kahan, mean, quantile, variance};
 use crate::error::{QueryError, Result};
 use crate::eval::{Ctx, RangeArg, selector_matchers};
-use crate::grid::{Out, drop_name, labels_from, with_label};
+use crate::grid::{Out, Val, drop_name, labels_from, with_label};
 use crate::value::{Series, Value};
 
 type Window<'a> = &'a [(i64, f64)];
@@ -56,19 +56,30 @@ fn extrapolated(w: Window<'_>, start: i64, end: i64, counter: bool, rate: bool) 
             }
         }
     }
-    let mut to_start = (first.0 - start) as f64 / 1000.0;
-    let mut to_end = (end - last.0) as f64 / 1000.0;
-    let sampled = (last.0 - first.0) as f64 / 1000.0;
-    let avg = sampled / (w.len() - 1) as f64;
+    let zero = (counter && result > 0.0 && first.1 >= 0.0).then_some(first.1 / result);
+    Some(result * extrapolation_factor((first.0, last.0, w.len()), start, end, zero, rate))
+}
+
+/// The factor by which rate/increase/delta extrapolate the change between the first and
+/// last of `n` samples (`first` and `last` ms) to the window `(start, end]`; `zero` is the
+/// first value's share of the change, when a counter's zero point limits extrapolation.
+fn extrapolation_factor(
+    (first, last, n): (i64, i64, usize),
+    start: i64,
+    end: i64,
+    zero: Option<f64>,
+    rate: bool,
+) -> f64 {
+    let mut to_start = (first - start) as f64 / 1000.0;
+    let mut to_end = (end - last) as f64 / 1000.0;
+    let sampled = (last - first) as f64 / 1000.0;
+    let avg = sampled / (n - 1) as f64;
     let threshold = avg * 1.1;
     if to_start >= threshold {
         to_start = avg / 2.0;
     }
-    if counter && result > 0.0 && first.1 >= 0.0 {
-        let to_zero = sampled * (first.1 / result);
-        if to_zero < to_start {
-            to_start = to_zero;
-        }
+    if let Some(share) = zero {
+        to_start = to_start.min(sampled * share);
     }
     if to_end >= threshold {
         to_end = avg / 2.0;
@@ -77,7 +88,7 @@ fn extrapolated(w: Window<'_>, start: i64, end: i64, counter: bool, rate: bool) 
     if rate {
         factor /= (end - start) as f64 / 1000.0;
     }
-    Some(result * factor)
+    factor
 }
 
 fn instant_delta(w: Window<'_>, rate: bool) -> Option<f64> {
@@ -195,7 +206,9 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value> {
         "absent_over_time" => {
             let arg = range_arg(ctx, args[0])?;
             let present: Vec<bool> = (0..ctx.steps.len())
-                .map(|i| arg.series.iter().any(|w| w.ranges[i].1 > w.ranges[i].0))
+                .map(|i| {
+                    arg.series.iter().any(|w| w.ranges[i].1 > w.ranges[i].0 || w.hranges[i].1 > w.hranges[i].0)
+                })
                 .collect();
             absent(ctx, args[0], &present)
         }
@@ -203,8 +216,8 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value> {
             let v = vector(ctx, args[0])?;
             let mut present = vec![false; ctx.steps.len()];
             for s in &v {
-                for p in &s.points {
-                    present[ctx.steps.index(p.0)] = true;
+                for t in s.points.iter().map(|p| p.0).chain(s.hists.iter().map(|h| h.0)) {
+                    present[ctx.steps.index(t)] = true;
                 }
             }
             absent(ctx, args[0], &present)
@@ -239,7 +252,7 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value> {
         "vector" => {
             let s = scalar(ctx, args[0])?;
             let points = ctx.steps.iter().zip(s).collect();
-            Ok(Value::Vector(vec![Series { labels: Labels::default(), drop_name: false, points }]))
+            Ok(Value::Vector(vec![Series::floats(Labels::default(), false, points)]))
         }
         "scalar" => {
             let v = vector(ctx, args[0])?;
@@ -264,9 +277,11 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value> {
                 Expr::VectorSelector(vs) => ctx.select_instant(vs, true)?,
                 e => vector(ctx, e)?
                     .into_iter()
-                    .map(|s| Series {
-                        points: s.points.iter().map(|&(t, _)| (t, t as f64 / 1000.0)).collect(),
-                        ..s
+                    .map(|s| {
+                        let mut points: Vec<(i64, f64)> =
+                            s.points.iter().map(|&(t, _)| t).chain(s.hists.iter().map(|h| h.0)).map(|t| (t, t as f64 / 1000.0)).collect();
+                        points.sort_by_key(|p| p.0);
+                        Series { points, hists: Vec::new(), ..s }
                     })
                     .collect(),
             };
@@ -280,7 +295,12 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value> {
                     "sort is ineffective for range queries since results are always ordered by labels".into(),
                 );
             }
-            let mut v = vector(ctx, args[0])?;
+            // histograms have no order: sort drops them
+            let mut v: Vec<Series> = vector(ctx, args[0])?
+                .into_iter()
+                .map(|s| Series { hists: Vec::new(), ..s })
+                .filter(|s| !s.is_empty())
+                .collect();
             if ctx.steps.len() == 1 {
                 let desc = name == "sort_desc";
                 v.sort_by(|a, b| {
@@ -320,6 +340,30 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value> {
             Ok(Value::Vector(v))
         }
         "histogram_quantile" => histogram_quantile(ctx, &args),
+        "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev" | "histogram_stdvar" => {
+            let v = vector(ctx, args[0])?;
+            let f = |h: &strata_tsdb::FloatHistogram| match name {
+                "histogram_count" => h.count,
+                "histogram_sum" => h.sum,
+                "histogram_avg" => h.sum / h.count,
+                "histogram_stddev" => crate::native::variance(h).sqrt(),
+                _ => crate::native::variance(h),
+            };
+            Ok(Value::Vector(map_hists(v, delayed, |_, _, h| f(h))))
+        }
+        "histogram_fraction" => {
+            let lo = scalar(ctx, args[0])?;
+            let hi = scalar(ctx, args[1])?;
+            let v = vector(ctx, args[2])?;
+            let steps = ctx.steps;
+            let mut annos = std::mem::take(&mut ctx.annotations);
+            let out = map_hists(v, delayed, |l, t, h| {
+                let i = steps.index(t);
+                crate::native::fraction(lo[i], hi[i], h, annotation_name(l, delayed), &mut annos)
+            });
+            ctx.annotations = annos;
+            Ok(Value::Vector(out))
+        }
         "clamp" | "clamp_min" | "clamp_max" => {
             let v = vector(ctx, args[0])?;
             let lo = if name == "clamp_max" { None } else { Some(scalar(ctx, args[1])?) };
@@ -369,11 +413,11 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value> {
         | "year" => {
             let v = match args.first() {
                 Some(a) => vector(ctx, a)?,
-                None => vec![Series {
-                    labels: Labels::default(),
-                    drop_name: false,
-                    points: ctx.steps.iter().map(|t| (t, t as f64 / 1000.0)).collect(),
-                }],
+                None => vec![Series::floats(
+                    Labels::default(),
+                    false,
+                    ctx.steps.iter().map(|t| (t, t as f64 / 1000.0)).collect(),
+                )],
             };
             Ok(Value::Vector(map_series(v, delayed, |_, x| date_part(name, x))))
         }
@@ -439,9 +483,31 @@ fn map_series(v: Vec<Series>, delayed: bool, f: impl Fn(i64, f64) -> Option<f64>
                 return None;
             }
             let (labels, dn) = drop_name(&s.labels, delayed);
-            Some(Series { labels, drop_name: dn || s.drop_name, points })
+            Some(Series::floats(labels, dn || s.drop_name, points))
         })
         .collect()
+}
+
+/// Applies `f` to every histogram point (floats are dropped), dropping the metric name.
+fn map_hists(
+    v: Vec<Series>,
+    delayed: bool,
+    mut f: impl FnMut(&Labels, i64, &strata_tsdb::FloatHistogram) -> f64,
+) -> Vec<Series> {
+    v.into_iter()
+        .filter(|s| !s.hists.is_empty())
+        .map(|s| {
+            let points = s.hists.iter().map(|(t, h)| (*t, f(&s.labels, *t, h))).collect();
+            let (labels, dn) = drop_name(&s.labels, delayed);
+            Series::floats(labels, dn || s.drop_name, points)
+        })
+        .collect()
+}
+
+/// The metric name Prometheus puts in a histogram function's annotation: the name, unless
+/// it was already removed (eager removal).
+fn annotation_name(l: &Labels, delayed: bool) -> &str {
+    if delayed { l.get(METRIC_NAME).unwrap_or("") } else { "" }
 }
 
 fn date_part(name: &str, x: f64) -> Option<f64> {
@@ -495,15 +561,28 @@ fn range_fn(
     let delayed = ctx.cfg.delayed_name_removal;
     let mut out = Vec::with_capacity(ra.series.len());
     for w in &ra.series {
-        let mut points = Vec::new();
-        for (i, &(lo, hi)) in w.ranges.iter().enumerate() {
+        let (mut points, mut hists) = (Vec::new(), Vec::new());
+        let metric = w.labels.get(METRIC_NAME).unwrap_or("");
+        for (i, (&(lo, hi), &(hlo, hhi))) in w.ranges.iter().zip(&w.hranges).enumerate() {
             let win = &w.samples[lo..hi];
-            if win.is_empty() {
+            let hwin = &w.hists[hlo..hhi];
+            if win.is_empty() && hwin.is_empty() {
                 continue;
             }
             let end = ra.ends[i];
             let start = end - ra.range;
             let t = steps.at(i);
+            if !hwin.is_empty() {
+                match native_window(ctx, name, win, hwin, (start, end), metric) {
+                    Windowed::Float(v) => points.push((t, v)),
+                    Windowed::Hist(h) => hists.push((t, std::sync::Arc::new(h))),
+                    Windowed::Nothing => {}
+                    Windowed::FloatsOnly => {}
+                }
+                if win.is_empty() || !matches!(native_kind(name), Kind::FloatsOnly) {
+                    continue;
+                }
+            }
             let v = match name {
                 "rate" => extrapolated(win, start, end, true, true),
                 "increase" => extrapolated(win, start, end, true, false),
@@ -560,13 +639,179 @@ fn range_fn(
                 points.push((t, v));
             }
         }
-        if points.is_empty() {
+        if points.is_empty() && hists.is_empty() {
             continue;
         }
         let (labels, dn) = if keep_name { (w.labels.clone(), false) } else { drop_name(&w.labels, delayed) };
-        out.push(Series { labels, drop_name: dn, points });
+        out.push(Series { labels, drop_name: dn, points, hists });
     }
     Ok(Value::Vector(out))
+}
+
+/// How a range function treats a window holding histograms.
+enum Kind {
+    /// It reads floats only; histograms are ignored (with an info when floats are there).
+    FloatsOnly,
+    /// It handles histograms itself.
+    Native,
+}
+
+fn native_kind(name: &str) -> Kind {
+    match name {
+        "rate" | "increase" | "delta" | "irate" | "idelta" | "changes" | "resets" | "avg_over_time"
+        | "sum_over_time" | "count_over_time" | "last_over_time" | "first_over_time" | "present_over_time"
+        | "ts_of_last_over_time" | "ts_of_first_over_time" => Kind::Native,
+        _ => Kind::FloatsOnly,
+    }
+}
+
+/// What a range function made of one window.
+enum Windowed {
+    Float(f64),
+    Hist(strata_tsdb::FloatHistogram),
+    Nothing,
+    /// The float evaluation decides.
+    FloatsOnly,
+}
+
+/// A float or histogram sample of a window, for functions that walk both in time order.
+enum Either<'a> {
+    F(f64),
+    H(&'a strata_tsdb::FloatHistogram),
+}
+
+/// The window's floats and histograms merged in time order.
+fn merged<'a>(win: Window<'a>, hwin: &'a [crate::value::HPoint]) -> Vec<(i64, Either<'a>)> {
+    let mut all: Vec<(i64, Either<'a>)> = win.iter().map(|&(t, v)| (t, Either::F(v))).collect();
+    all.extend(hwin.iter().map(|(t, h)| (*t, Either::H(h))));
+    all.sort_by_key(|x| x.0);
+    all
+}
+
+/// A range function over a window that holds histograms (Prometheus's histogram paths).
+fn native_window(
+    ctx: &mut Ctx<'_>,
+    name: &str,
+    win: Window<'_>,
+    hwin: &[crate::value::HPoint],
+    (start, end): (i64, i64),
+    metric: &str,
+) -> Windowed {
+    let annos = &mut ctx.annotations;
+    let mixed = |annos: &mut crate::Annotations| {
+        annos.warn(format!("encountered a mix of histograms and floats for metric name {metric:?}"));
+        Windowed::Nothing
+    };
+    match name {
+        "rate" | "increase" | "delta" => {
+            if !win.is_empty() {
+                return mixed(annos);
+            }
+            if hwin.len() < 2 {
+                return Windowed::Nothing;
+            }
+            let counter = name != "delta";
+            let Some(mut h) = crate::native::increase(hwin, counter, metric, annos) else {
+                return Windowed::Nothing;
+            };
+            let zero = (counter && h.count > 0.0 && hwin[0].1.count >= 0.0).then(|| hwin[0].1.count / h.count);
+            let f = extrapolation_factor(
+                (hwin[0].0, hwin[hwin.len() - 1].0, hwin.len()),
+                start,
+                end,
+                zero,
+                name == "rate",
+            );
+            h.mul(f);
+            Windowed::Hist(h)
+        }
+        "irate" | "idelta" => {
+            let all = merged(win, hwin);
+            if all.len() < 2 {
+                return Windowed::Nothing;
+            }
+            let (a, b) = (&all[all.len() - 2], &all[all.len() - 1]);
+            match (&a.1, &b.1) {
+                (Either::H(_), Either::H(_)) => {
+                    let (pa, pb) = (&hwin[hwin.len() - 2], &hwin[hwin.len() - 1]);
+                    crate::native::instant(pa, pb, name == "irate", metric, annos)
+                        .map_or(Windowed::Nothing, Windowed::Hist)
+                }
+                (Either::F(x), Either::F(y)) => {
+                    instant_delta(&[(a.0, *x), (b.0, *y)], name == "irate").map_or(Windowed::Nothing, Windowed::Float)
+                }
+                _ => mixed(annos),
+            }
+        }
+        "resets" | "changes" => {
+            let all = merged(win, hwin);
+            let n = all
+                .windows(2)
+                .filter(|p| match (&p[0].1, &p[1].1) {
+                    (Either::F(a), Either::F(b)) => {
+                        if name == "resets" {
+                            b < a
+                        } else {
+                            a != b && !(a.is_nan() && b.is_nan())
+                        }
+                    }
+                    (Either::H(a), Either::H(b)) => {
+                        if name == "resets" {
+                            b.detect_reset(a)
+                        } else {
+                            !crate::native::equals(a, b)
+                        }
+                    }
+                    _ => true,
+                })
+                .count();
+            Windowed::Float(n as f64)
+        }
+        "sum_over_time" | "avg_over_time" => {
+            if !win.is_empty() {
+                return mixed(annos);
+            }
+            match crate::native::sum(hwin.iter().map(|h| &*h.1), metric, annos) {
+                Some(mut h) => {
+                    if name == "avg_over_time" {
+                        h.div(hwin.len() as f64);
+                    }
+                    Windowed::Hist(h)
+                }
+                None => Windowed::Nothing,
+            }
+        }
+        "count_over_time" => Windowed::Float((win.len() + hwin.len()) as f64),
+        "present_over_time" => Windowed::Float(1.0),
+        "last_over_time" | "ts_of_last_over_time" => {
+            let h = &hwin[hwin.len() - 1];
+            match win.last() {
+                Some(&(t, v)) if t > h.0 => {
+                    Windowed::Float(if name == "last_over_time" { v } else { t as f64 / 1000.0 })
+                }
+                _ if name == "last_over_time" => Windowed::Hist((*h.1).clone()),
+                _ => Windowed::Float(h.0 as f64 / 1000.0),
+            }
+        }
+        "first_over_time" | "ts_of_first_over_time" => {
+            let h = &hwin[0];
+            match win.first() {
+                Some(&(t, v)) if t < h.0 => {
+                    Windowed::Float(if name == "first_over_time" { v } else { t as f64 / 1000.0 })
+                }
+                _ if name == "first_over_time" => Windowed::Hist((*h.1).clone()),
+                _ => Windowed::Float(h.0 as f64 / 1000.0),
+            }
+        }
+        _ => {
+            if !win.is_empty() {
+                annos.info(format!(
+                    "ignored histograms in a range containing both floats and histograms for metric name {metric:?}"
+                ));
+            }
+            Windowed::FloatsOnly
+        }
+    }
 }
 
 /// `absent()` / `absent_over_time()`: 1 at steps where nothing was present, labelled with
@@ -598,7 +843,7 @@ fn absent(ctx: &Ctx<'_>, arg: &Expr, present: &[bool]) -> Result<Value> {
     if points.is_empty() {
         return Ok(Value::Vector(Vec::new()));
     }
-    Ok(Value::Vector(vec![Series { labels, drop_name: false, points }]))
+    Ok(Value::Vector(vec![Series::floats(labels, false, points)]))
 }
 
 /// Natural order: digit runs compare as numbers ("2" < "10").
@@ -682,17 +927,20 @@ fn label_join(ctx: &mut Ctx<'_>, args: &[&Expr]) -> Result<Value> {
 /// `__name__` (a name written by the function is kept even when it was to be dropped).
 fn relabel(v: Vec<Series>, f: impl Fn(&Labels) -> (Labels, bool)) -> Result<Value> {
     let mut out = Out::default();
-    let mut rows: Vec<(Labels, bool, i64, f64)> = Vec::new();
+    let mut rows: Vec<(Labels, bool, i64, Val)> = Vec::new();
     for s in v {
         let (nl, wrote_name) = f(&s.labels);
         let dn = s.drop_name && !wrote_name;
         for &(t, x) in &s.points {
-            rows.push((nl.clone(), dn, t, x));
+            rows.push((nl.clone(), dn, t, Val::F(x)));
+        }
+        for (t, h) in s.hists {
+            rows.push((nl.clone(), dn, t, Val::H(h)));
         }
     }
     rows.sort_by_key(|r| r.2);
     for (l, dn, t, x) in rows {
-        out.push(l, dn, t, x)?;
+        out.push_val(l, dn, t, x)?;
     }
     Ok(Value::Vector(out.finish()))
 }
@@ -704,7 +952,25 @@ fn histogram_quantile(ctx: &mut Ctx<'_>, args: &[&Expr]) -> Result<Value> {
     let steps = ctx.steps;
     // group buckets by labels without `le` (and the name)
     let mut groups: Vec<(Labels, Vec<(f64, usize)>)> = Vec::new();
+    let mut out = Out::default();
+    let delayed = ctx.cfg.delayed_name_removal;
+    let mut annos = std::mem::take(&mut ctx.annotations);
+    for s in &v {
+        if s.hists.is_empty() {
+            continue;
+        }
+        let (labels, dn) = drop_name(&s.labels, delayed);
+        for (t, h) in &s.hists {
+            let q = phi[steps.index(*t)];
+            let x = crate::native::quantile(q, h, annotation_name(&s.labels, delayed), &mut annos);
+            out.push(labels.clone(), dn || s.drop_name, *t, x)?;
+        }
+    }
+    ctx.annotations = annos;
     for (j, s) in v.iter().enumerate() {
+        if s.points.is_empty() {
+            continue;
+        }
         let Some(le) = s.labels.get("le").and_then(parse_le) else {
             ctx.annotations.warn(format!(
                 "bucket label \"le\" is missing or has a malformed value of {:?} for metric name {:?}",
@@ -719,7 +985,6 @@ fn histogram_quantile(ctx: &mut Ctx<'_>, args: &[&Expr]) -> Result<Value> {
             None => groups.push((key, vec![(le, j)])),
         }
     }
-    let mut out = Out::default();
     for (key, members) in groups {
         for (i, &q) in phi.iter().enumerate() {
             let t = steps.at(i);

@@ -1,11 +1,13 @@
 //! Per-step views of series over the query's step grid, and the builder of outputs.
 
+use std::sync::Arc;
+
 use rustc_hash::FxHashMap;
 
-use strata_tsdb::{Labels, METRIC_NAME};
+use strata_tsdb::{FloatHistogram, Labels, METRIC_NAME};
 
 use crate::error::{QueryError, Result};
-use crate::value::Series;
+use crate::value::{HPoint, Series};
 
 /// The evaluation steps of a query: `start, start+step, … ≤ end`.
 #[derive(Debug, Clone, Copy)]
@@ -33,12 +35,25 @@ impl Steps {
     }
 }
 
-/// For each step index, the (series index, value) pairs present at that step.
-pub(crate) fn by_step(series: &[Series], steps: Steps) -> Vec<Vec<(usize, f64)>> {
+/// A value at one step: a float or a native histogram.
+#[derive(Debug, Clone)]
+pub(crate) enum Val {
+    /// A float.
+    F(f64),
+    /// A histogram.
+    H(Arc<FloatHistogram>),
+}
+
+/// For each step index, the (series index, value) pairs present at that step, floats and
+/// histograms alike.
+pub(crate) fn vals_by_step(series: &[Series], steps: Steps) -> Vec<Vec<(usize, Val)>> {
     let mut out = vec![Vec::new(); steps.len()];
     for (i, s) in series.iter().enumerate() {
         for &(t, v) in &s.points {
-            out[steps.index(t)].push((i, v));
+            out[steps.index(t)].push((i, Val::F(v)));
+        }
+        for (t, h) in &s.hists {
+            out[steps.index(*t)].push((i, Val::H(h.clone())));
         }
     }
     out
@@ -54,21 +69,41 @@ pub(crate) struct Out {
 impl Out {
     /// Adds a point; two points of one label set at one step is Prometheus's collision error.
     pub(crate) fn push(&mut self, labels: Labels, drop_name: bool, t: i64, v: f64) -> Result<()> {
+        let s = self.slot(labels, drop_name, t)?;
+        s.points.push((t, v));
+        Ok(())
+    }
+
+    /// Adds a float or histogram point.
+    pub(crate) fn push_val(&mut self, labels: Labels, drop_name: bool, t: i64, v: Val) -> Result<()> {
+        match v {
+            Val::F(x) => self.push(labels, drop_name, t, x),
+            Val::H(h) => self.push_hist(labels, drop_name, (t, h)),
+        }
+    }
+
+    /// Adds a histogram point (same collision rule).
+    pub(crate) fn push_hist(&mut self, labels: Labels, drop_name: bool, h: HPoint) -> Result<()> {
+        let s = self.slot(labels, drop_name, h.0)?;
+        s.hists.push(h);
+        Ok(())
+    }
+
+    fn slot(&mut self, labels: Labels, drop_name: bool, t: i64) -> Result<&mut Series> {
         let idx = match self.map.get(&labels) {
             Some(&i) => i,
             None => {
-                self.series.push(Series { labels: labels.clone(), drop_name, points: Vec::new() });
+                self.series.push(Series::floats(labels.clone(), drop_name, Vec::new()));
                 self.map.insert(labels, self.series.len() - 1);
                 self.series.len() - 1
             }
         };
         let s = &mut self.series[idx];
         s.drop_name |= drop_name;
-        if s.points.last().is_some_and(|p| p.0 == t) {
+        if s.points.last().is_some_and(|p| p.0 == t) || s.hists.last().is_some_and(|p| p.0 == t) {
             return Err(QueryError::Execution("vector cannot contain metrics with the same labelset".into()));
         }
-        s.points.push((t, v));
-        Ok(())
+        Ok(s)
     }
 
     pub(crate) fn finish(self) -> Vec<Series> {

@@ -17,6 +17,7 @@ mod error;
 mod eval;
 mod functions;
 mod grid;
+mod native;
 mod source;
 mod value;
 
@@ -28,7 +29,7 @@ pub use aggregate::format_float;
 pub use annotations::{Annotations, Output};
 pub use error::{QueryError, Result};
 pub use source::{MemSource, Source};
-pub use value::{RangeSeries, Series, Value};
+pub use value::{HPoint, RangeSeries, Series, Value};
 
 use crate::eval::Ctx;
 use crate::grid::{Out, Steps, without_name};
@@ -116,11 +117,7 @@ impl Engine {
                 Value::Vector(s)
             }
             // a range query's scalar result is a matrix of one series without labels
-            Value::Scalar(points) => Value::Vector(vec![Series {
-                labels: strata_tsdb::Labels::default(),
-                drop_name: false,
-                points,
-            }]),
+            Value::Scalar(points) => Value::Vector(vec![Series::floats(strata_tsdb::Labels::default(), false, points)]),
             other => other,
         };
         Ok(Output { value, annotations: out.annotations })
@@ -143,15 +140,19 @@ impl Engine {
         let value = match v {
             Value::Vector(series) if series.iter().any(|s| s.drop_name) => {
                 // delayed name removal: drop marked names now, then check for collisions
-                let mut rows: Vec<(strata_tsdb::Labels, i64, f64)> = Vec::new();
+                let mut rows: Vec<(strata_tsdb::Labels, i64, Result<f64, value::HPoint>)> = Vec::new();
                 for s in series {
                     let l = if s.drop_name { without_name(&s.labels) } else { s.labels };
-                    rows.extend(s.points.into_iter().map(|(t, x)| (l.clone(), t, x)));
+                    rows.extend(s.points.into_iter().map(|(t, x)| (l.clone(), t, Ok(x))));
+                    rows.extend(s.hists.into_iter().map(|h| (l.clone(), h.0, Err(h))));
                 }
                 rows.sort_by_key(|r| r.1);
                 let mut out = Out::default();
                 for (l, t, x) in rows {
-                    out.push(l, false, t, x)?;
+                    match x {
+                        Ok(x) => out.push(l, false, t, x)?,
+                        Err(h) => out.push_hist(l, false, h)?,
+                    }
                 }
                 Value::Vector(out.finish())
             }

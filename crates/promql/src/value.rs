@@ -1,7 +1,12 @@
 //! Query values: scalars, strings, instant vectors and range vectors, evaluated over the
 //! steps of a query (an instant query has one step).
 
-use strata_tsdb::Labels;
+use std::sync::Arc;
+
+use strata_tsdb::{FloatHistogram, Labels};
+
+/// A histogram sample: (timestamp ms, histogram).
+pub type HPoint = (i64, Arc<FloatHistogram>);
 
 /// One series of an instant-vector expression over the query's steps.
 #[derive(Debug, Clone, PartialEq)]
@@ -13,6 +18,20 @@ pub struct Series {
     pub drop_name: bool,
     /// (timestamp ms, value), ascending; a step without a value has no point.
     pub points: Vec<(i64, f64)>,
+    /// Histogram points, ascending; a step has a float or a histogram, never both.
+    pub hists: Vec<HPoint>,
+}
+
+impl Series {
+    /// A series of float points only.
+    pub fn floats(labels: Labels, drop_name: bool, points: Vec<(i64, f64)>) -> Series {
+        Series { labels, drop_name, points, hists: Vec::new() }
+    }
+
+    /// Whether it has no point at all.
+    pub fn is_empty(&self) -> bool {
+        self.points.is_empty() && self.hists.is_empty()
+    }
 }
 
 /// A range vector: samples in a window ending at one evaluation time.
@@ -22,6 +41,8 @@ pub struct RangeSeries {
     pub labels: Labels,
     /// Raw samples in the window, ascending.
     pub samples: Vec<(i64, f64)>,
+    /// Raw histogram samples in the window, ascending.
+    pub hists: Vec<HPoint>,
 }
 
 /// The result of evaluating an expression.

@@ -132,6 +132,8 @@ pub struct SeriesData {
     pub labels: Labels,
     /// Samples within the range, ascending, unique timestamps.
     pub samples: Vec<Sample>,
+    /// Native histogram samples within the range, ascending (never at a float's timestamp).
+    pub histograms: Vec<(i64, std::sync::Arc<crate::FloatHistogram>)>,
 }
 
 /// Checkpoint counters, for self-metrics.
@@ -470,7 +472,7 @@ impl Select<'_> {
             samples.extend_from_slice(&snap.head);
             chunk::sort_dedup(&mut samples);
             if !samples.is_empty() {
-                self.ready.push_back(SeriesData { labels: snap.labels, samples });
+                self.ready.push_back(SeriesData { labels: snap.labels, samples, histograms: Vec::new() });
             }
         }
         Ok(())

@@ -20,6 +20,7 @@
 //! Persistence goes through the [`KvEngine`] trait ([`kv`]); the key layout is in [`keys`].
 
 pub mod chunk;
+pub mod histogram;
 mod db;
 mod error;
 mod index;
@@ -38,6 +39,7 @@ pub use db::{
     SystemClock, shard_of,
 };
 pub use error::{Error, Result};
+pub use histogram::FloatHistogram;
 pub use kv::{Cf, KvEngine, MemEngine, WriteBatch};
 pub use labels::{Label, Labels, LabelsError, METRIC_NAME};
 pub use log::{Applier, LocalLog, LogStats};
