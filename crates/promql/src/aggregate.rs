@@ -200,10 +200,7 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Value> {
                             Val::H(h) => Some(&**h),
                             Val::F(_) => None,
                         });
-                        if let Some(mut h) = crate::native::sum(hs, name, &mut ctx.annotations) {
-                            if op == "avg" {
-                                h.div(hmembers.len() as f64);
-                            }
+                        if let Some(h) = crate::native::sum(hs, op == "avg", name, &mut ctx.annotations) {
                             out.push_hist(key.clone(), key_dn, (t, std::sync::Arc::new(h)))?;
                         }
                         continue;

@@ -771,15 +771,8 @@ fn native_window(
             if !win.is_empty() {
                 return mixed(annos);
             }
-            match crate::native::sum(hwin.iter().map(|h| &*h.1), metric, annos) {
-                Some(mut h) => {
-                    if name == "avg_over_time" {
-                        h.div(hwin.len() as f64);
-                    }
-                    Windowed::Hist(h)
-                }
-                None => Windowed::Nothing,
-            }
+            crate::native::sum(hwin.iter().map(|h| &*h.1), name == "avg_over_time", metric, annos)
+                .map_or(Windowed::Nothing, Windowed::Hist)
         }
         "count_over_time" => Windowed::Float((win.len() + hwin.len()) as f64),
         "present_over_time" => Windowed::Float(1.0),

@@ -326,31 +326,146 @@ pub(crate) fn instant(
     Some(h)
 }
 
-/// The sum of histograms (aggregations and `sum_over_time`), with Prometheus's warnings
-/// for conflicting counter resets and reconciled custom bounds; `None` (with a warning)
-/// when exponential and custom-bucket histograms meet.
+/// A Kahan-compensated running sum of histograms. Compensation is kept per bucket while
+/// the layout (schema, zero threshold, custom bounds) stays the same, and folded in when an
+/// addend changes it.
+struct HistSum {
+    h: FloatHistogram,
+    c: FloatHistogram,
+}
+
+/// Kahan's step: `sum + inc` with the lost low-order part accumulated in `c`.
+fn kahan_inc(inc: f64, sum: &mut f64, c: &mut f64) {
+    let t = *sum + inc;
+    if t.is_infinite() {
+        *c = 0.0;
+    } else if sum.abs() >= inc.abs() {
+        *c += (*sum - t) + inc;
+    } else {
+        *c += (inc - t) + *sum;
+    }
+    *sum = t;
+}
+
+fn kahan_buckets(h: &mut Vec<(i32, f64)>, c: &mut Vec<(i32, f64)>, other: &[(i32, f64)]) {
+    for &(i, v) in other {
+        match h.binary_search_by_key(&i, |b| b.0) {
+            Ok(k) => {
+                let ck = c.binary_search_by_key(&i, |b| b.0).unwrap_or_else(|k| {
+                    c.insert(k, (i, 0.0));
+                    k
+                });
+                kahan_inc(v, &mut h[k].1, &mut c[ck].1);
+            }
+            Err(k) => h.insert(k, (i, v)),
+        }
+    }
+}
+
+impl HistSum {
+    fn new(h: &FloatHistogram) -> HistSum {
+        let c = FloatHistogram { schema: h.schema, zero_threshold: h.zero_threshold, ..FloatHistogram::default() };
+        HistSum { h: h.clone(), c }
+    }
+
+    fn fold(&mut self) {
+        let c = std::mem::replace(
+            &mut self.c,
+            FloatHistogram { schema: self.h.schema, zero_threshold: self.h.zero_threshold, ..FloatHistogram::default() },
+        );
+        self.h.count += c.count;
+        self.h.sum += c.sum;
+        self.h.zero_count += c.zero_count;
+        for (mine, comp) in [(&mut self.h.positive, c.positive), (&mut self.h.negative, c.negative)] {
+            for (i, v) in comp {
+                if let Ok(k) = mine.binary_search_by_key(&i, |b| b.0) {
+                    mine[k].1 += v;
+                }
+            }
+        }
+    }
+
+    fn add(&mut self, o: &FloatHistogram) -> Result<Combined, HistogramError> {
+        let same_layout = self.h.uses_custom_buckets() == o.uses_custom_buckets()
+            && self.h.schema == o.schema
+            && self.h.zero_threshold == o.zero_threshold
+            && strata_tsdb::histogram::custom_bounds_match(&self.h.custom_values, &o.custom_values);
+        if !same_layout {
+            self.fold();
+            let r = self.h.add(o);
+            self.c.schema = self.h.schema;
+            self.c.zero_threshold = self.h.zero_threshold;
+            return r;
+        }
+        let collision = self.h.adjust_hint(o);
+        kahan_inc(o.count, &mut self.h.count, &mut self.c.count);
+        kahan_inc(o.sum, &mut self.h.sum, &mut self.c.sum);
+        kahan_inc(o.zero_count, &mut self.h.zero_count, &mut self.c.zero_count);
+        kahan_buckets(&mut self.h.positive, &mut self.c.positive, &o.positive);
+        kahan_buckets(&mut self.h.negative, &mut self.c.negative, &o.negative);
+        Ok(Combined { counter_reset_collision: collision, bounds_reconciled: false })
+    }
+
+    fn finish(mut self) -> FloatHistogram {
+        self.fold();
+        self.h
+    }
+}
+
+/// The sum (or, with `avg`, the mean) of histograms, for aggregations and
+/// `sum_over_time`/`avg_over_time`: Kahan-compensated, switching to an incremental mean
+/// when the sum would overflow, with Prometheus's warnings for conflicting counter resets
+/// and its info for reconciled custom bounds; `None` (with a warning) when exponential and
+/// custom-bucket histograms meet.
 pub(crate) fn sum<'a>(
     hs: impl Iterator<Item = &'a FloatHistogram>,
+    avg: bool,
     name: &str,
     annos: &mut Annotations,
 ) -> Option<FloatHistogram> {
-    let mut acc: Option<FloatHistogram> = None;
+    let mut acc: Option<HistSum> = None;
+    let mut mean: Option<FloatHistogram> = None;
+    let mut n = 0.0;
     let (mut reset, mut not_reset, mut reconciled) = (false, false, false);
     for h in hs {
+        n += 1.0;
         match h.hint {
             CounterResetHint::CounterReset => reset = true,
             CounterResetHint::NotCounterReset => not_reset = true,
             _ => {}
         }
-        match &mut acc {
-            None => acc = Some(h.clone()),
-            Some(a) => match a.add(h) {
-                Ok(c) => reconciled |= c.bounds_reconciled,
-                Err(HistogramError::IncompatibleSchema) => {
-                    mixed_schemas(annos, name);
-                    return None;
-                }
-            },
+        let r = if let Some(m) = &mut mean {
+            // incremental mean: m·(n−1)/n + h/n
+            m.mul((n - 1.0) / n);
+            let mut part = h.clone();
+            part.div(n);
+            let hint = m.hint;
+            let r = m.add(&part);
+            m.hint = hint;
+            r
+        } else if let Some(a) = &mut acc {
+            let before = a.h.clone();
+            let r = a.add(h);
+            if avg && a.h.has_overflow() && !h.has_overflow() && !before.has_overflow() {
+                let mut m = HistSum { h: before, c: a.c.clone() }.finish();
+                m.div(n - 1.0);
+                m.mul((n - 1.0) / n);
+                let mut part = h.clone();
+                part.div(n);
+                let _ = m.add(&part);
+                mean = Some(m);
+            }
+            r
+        } else {
+            acc = Some(HistSum::new(h));
+            Ok(Combined::default())
+        };
+        match r {
+            Ok(c) => reconciled |= c.bounds_reconciled,
+            Err(HistogramError::IncompatibleSchema) => {
+                mixed_schemas(annos, name);
+                return None;
+            }
         }
     }
     if reset && not_reset {
@@ -359,7 +474,16 @@ pub(crate) fn sum<'a>(
     if reconciled {
         annos.info("mismatched custom buckets were reconciled during aggregation".into());
     }
-    let mut a = acc?;
-    a.compact();
-    Some(a)
+    let mut out = match mean {
+        Some(m) => m,
+        None => {
+            let mut s = acc?.finish();
+            if avg {
+                s.div(n);
+            }
+            s
+        }
+    };
+    out.compact();
+    Some(out)
 }

@@ -57,6 +57,23 @@ impl MemSource {
     }
 }
 
+/// Histogram `k` of a series as storage returns it: with the counter-reset hint its
+/// position in the series gives it ([`strata_tsdb::histogram::stored_hint`]).
+fn read_back(floats: &[(i64, f64)], hists: &[HPoint], k: usize) -> HPoint {
+    let (t, h) = &hists[k];
+    let prev = k.checked_sub(1).map(|p| &hists[p]).filter(|p| {
+        // a float stored in between starts a new chunk
+        !floats.iter().any(|f| f.0 > p.0 && f.0 < *t)
+    });
+    let hint = strata_tsdb::histogram::stored_hint(prev.map(|p| &*p.1), h);
+    if hint == h.hint {
+        return (*t, h.clone());
+    }
+    let mut c = (**h).clone();
+    c.hint = hint;
+    (*t, Arc::new(c))
+}
+
 impl Source for MemSource {
     fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesData>, String> {
         Ok(self
@@ -69,7 +86,7 @@ impl Source for MemSource {
                 (hi > lo || hhi > hlo).then(|| SeriesData {
                     labels: l.clone(),
                     samples: s[lo..hi].to_vec(),
-                    histograms: h[hlo..hhi].to_vec(),
+                    histograms: (hlo..hhi).map(|k| read_back(s, h, k)).collect(),
                 })
             })
             .collect())

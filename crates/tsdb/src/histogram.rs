@@ -294,6 +294,12 @@ impl FloatHistogram {
         }
     }
 
+    /// Whether any count or the sum is infinite (an overflowing aggregation).
+    pub fn has_overflow(&self) -> bool {
+        [self.zero_count, self.count, self.sum].iter().any(|v| v.is_infinite())
+            || self.positive.iter().chain(&self.negative).any(|b| b.1.is_infinite())
+    }
+
     /// Drops empty buckets.
     pub fn compact(&mut self) {
         self.positive.retain(|b| b.1 != 0.0);
@@ -313,7 +319,7 @@ impl FloatHistogram {
     }
 
     /// Sets the hint for the sum or difference of two histograms; true on a collision.
-    fn adjust_hint(&mut self, other: &FloatHistogram) -> bool {
+    pub fn adjust_hint(&mut self, other: &FloatHistogram) -> bool {
         use CounterResetHint::*;
         match (self.hint, other.hint) {
             (a, b) if a == b => false,
@@ -531,6 +537,22 @@ impl FloatHistogram {
             && (!a.uses_custom_buckets() || custom_bounds_match(&a.custom_values, &b.custom_values))
             && buckets_eq(&a.positive, &b.positive)
             && buckets_eq(&a.negative, &b.negative)
+    }
+}
+
+/// The hint a histogram carries when read back from storage, as Prometheus's chunks give
+/// it: gauges stay gauges; the first histogram after anything but a histogram (a new
+/// chunk) and one after a detected reset are `Unknown`; an explicit reset stays a reset;
+/// every other one is `NotCounterReset`. `prev` is the sample stored just before, if it
+/// is a histogram.
+pub fn stored_hint(prev: Option<&FloatHistogram>, cur: &FloatHistogram) -> CounterResetHint {
+    use CounterResetHint::*;
+    match (cur.hint, prev) {
+        (Gauge, _) => Gauge,
+        (CounterReset, _) => CounterReset,
+        (_, None) => Unknown,
+        (_, Some(p)) if p.hint == Gauge || cur.detect_reset(p) => Unknown,
+        _ => NotCounterReset,
     }
 }
 
