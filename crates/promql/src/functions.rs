@@ -351,19 +351,7 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value> {
             };
             Ok(Value::Vector(map_hists(v, delayed, |_, _, h| f(h))))
         }
-        "histogram_fraction" => {
-            let lo = scalar(ctx, args[0])?;
-            let hi = scalar(ctx, args[1])?;
-            let v = vector(ctx, args[2])?;
-            let steps = ctx.steps;
-            let mut annos = std::mem::take(&mut ctx.annotations);
-            let out = map_hists(v, delayed, |l, t, h| {
-                let i = steps.index(t);
-                crate::native::fraction(lo[i], hi[i], h, annotation_name(l, delayed), &mut annos)
-            });
-            ctx.annotations = annos;
-            Ok(Value::Vector(out))
-        }
+        "histogram_fraction" => histogram_fraction(ctx, &args),
         "clamp" | "clamp_min" | "clamp_max" => {
             let v = vector(ctx, args[0])?;
             let lo = if name == "clamp_max" { None } else { Some(scalar(ctx, args[1])?) };
@@ -942,30 +930,65 @@ fn histogram_quantile(ctx: &mut Ctx<'_>, args: &[&Expr]) -> Result<Value> {
     let phi = scalar(ctx, args[0])?;
     warn_quantiles(ctx, &phi);
     let v = vector(ctx, args[1])?;
+    over_histograms(
+        ctx,
+        &v,
+        |i, h, name, annos| crate::native::quantile(phi[i], h, name, annos),
+        |i, buckets, name, annos| {
+            let (value, fixed) = bucket_quantile(phi[i], buckets);
+            if fixed {
+                annos.info(format!(
+                    "input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {name:?}"
+                ));
+            }
+            value
+        },
+    )
+}
+
+fn histogram_fraction(ctx: &mut Ctx<'_>, args: &[&Expr]) -> Result<Value> {
+    let lo = scalar(ctx, args[0])?;
+    let hi = scalar(ctx, args[1])?;
+    let v = vector(ctx, args[2])?;
+    over_histograms(
+        ctx,
+        &v,
+        |i, h, name, annos| crate::native::fraction(lo[i], hi[i], h, name, annos),
+        |i, buckets, _, _| bucket_fraction(lo[i], hi[i], buckets),
+    )
+}
+
+/// Evaluates a histogram function at every step: `native` on each native histogram,
+/// `classic` on the (upper bound, cumulative count) buckets of each classic histogram
+/// (series grouped by their labels without `le` and the name).
+fn over_histograms(
+    ctx: &mut Ctx<'_>,
+    v: &[Series],
+    mut native: impl FnMut(usize, &strata_tsdb::FloatHistogram, &str, &mut crate::Annotations) -> f64,
+    mut classic: impl FnMut(usize, &mut [(f64, f64)], &str, &mut crate::Annotations) -> f64,
+) -> Result<Value> {
     let steps = ctx.steps;
-    // group buckets by labels without `le` (and the name)
-    let mut groups: Vec<(Labels, Vec<(f64, usize)>)> = Vec::new();
-    let mut out = Out::default();
     let delayed = ctx.cfg.delayed_name_removal;
+    let mut out = Out::default();
     let mut annos = std::mem::take(&mut ctx.annotations);
-    for s in &v {
+    for s in v {
         if s.hists.is_empty() {
             continue;
         }
         let (labels, dn) = drop_name(&s.labels, delayed);
         for (t, h) in &s.hists {
-            let q = phi[steps.index(*t)];
-            let x = crate::native::quantile(q, h, annotation_name(&s.labels, delayed), &mut annos);
+            let x = native(steps.index(*t), h, annotation_name(&s.labels, delayed), &mut annos);
             out.push(labels.clone(), dn || s.drop_name, *t, x)?;
         }
     }
-    ctx.annotations = annos;
+    // group buckets by labels without `le` (and the name)
+    let mut groups: Vec<(Labels, Vec<(f64, usize)>)> = Vec::new();
     for (j, s) in v.iter().enumerate() {
         if s.points.is_empty() {
             continue;
         }
         let Some(le) = s.labels.get("le").and_then(parse_le) else {
-            ctx.annotations.warn(format!(
+            annos.warn(format!(
                 "bucket label \"le\" is missing or has a malformed value of {:?} for metric name {:?}",
                 s.labels.get("le").unwrap_or(""),
                 s.labels.get(METRIC_NAME).unwrap_or("")
@@ -979,7 +1002,9 @@ fn histogram_quantile(ctx: &mut Ctx<'_>, args: &[&Expr]) -> Result<Value> {
         }
     }
     for (key, members) in groups {
-        for (i, &q) in phi.iter().enumerate() {
+        let name = members.first().and_then(|m| v[m.1].labels.get(METRIC_NAME)).unwrap_or("");
+        let name = name.strip_suffix("_bucket").unwrap_or(name);
+        for i in 0..steps.len() {
             let t = steps.at(i);
             let mut buckets: Vec<(f64, f64)> = members
                 .iter()
@@ -988,20 +1013,81 @@ fn histogram_quantile(ctx: &mut Ctx<'_>, args: &[&Expr]) -> Result<Value> {
             if buckets.is_empty() {
                 continue;
             }
-            let (value, fixed) = bucket_quantile(q, &mut buckets);
-            if fixed {
-                let name = members.first().and_then(|m| v[m.1].labels.get(METRIC_NAME)).unwrap_or("");
-                let name = name.strip_suffix("_bucket").unwrap_or(name);
-                ctx.annotations.info(format!(
-                    "input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name {name:?}"
-                ));
-            }
+            let value = classic(i, &mut buckets, name, &mut annos);
             out.push(key.clone(), false, t, value)?;
         }
     }
+    ctx.annotations = annos;
     let mut series = out.finish();
     series.iter_mut().for_each(|s| s.points.sort_by_key(|p| p.0));
     Ok(Value::Vector(series))
+}
+
+/// Prometheus's `BucketFraction` over (upper bound, cumulative count) pairs: the share of
+/// observations in `(lower, upper]`, interpolating linearly within buckets.
+fn bucket_fraction(lower: f64, upper: f64, b: &mut [(f64, f64)]) -> f64 {
+    b.sort_by(|x, y| x.0.total_cmp(&y.0));
+    if b.last().is_none_or(|x| x.0 != f64::INFINITY) {
+        return f64::NAN;
+    }
+    let mut c: Vec<(f64, f64)> = Vec::with_capacity(b.len());
+    for &(ub, n) in b.iter() {
+        match c.last_mut() {
+            Some(last) if last.0 == ub => last.1 += n,
+            _ => c.push((ub, n)),
+        }
+    }
+    let count = c[c.len() - 1].1;
+    if count == 0.0 || lower.is_nan() || upper.is_nan() {
+        return f64::NAN;
+    }
+    if lower >= upper {
+        return 0.0;
+    }
+    let (mut rank, mut lower_rank, mut upper_rank) = (0.0, 0.0, 0.0);
+    let (mut lower_set, mut upper_set) = (false, false);
+    let mut lower_bound = if c[0].0 <= 0.0 { f64::NEG_INFINITY } else { 0.0 };
+    for (i, &(upper_bound, n)) in c.iter().enumerate() {
+        if i > 0 {
+            lower_bound = c[i - 1].0;
+        }
+        let interpolate = |v: f64| {
+            if lower_bound == f64::NEG_INFINITY {
+                return n;
+            }
+            rank + (n - rank) * (v - lower_bound) / (upper_bound - lower_bound)
+        };
+        if !lower_set && lower_bound >= lower {
+            lower_rank = rank;
+            lower_set = true;
+        }
+        if !upper_set && lower_bound >= upper {
+            upper_rank = rank;
+            upper_set = true;
+        }
+        if lower_set && upper_set {
+            break;
+        }
+        if !lower_set && lower_bound < lower && upper_bound > lower {
+            lower_rank = interpolate(lower);
+            lower_set = true;
+        }
+        if !upper_set && lower_bound < upper && upper_bound > upper {
+            upper_rank = interpolate(upper);
+            upper_set = true;
+        }
+        if lower_set && upper_set {
+            break;
+        }
+        rank = n;
+    }
+    if !lower_set || lower_rank > count {
+        lower_rank = count;
+    }
+    if !upper_set || upper_rank > count {
+        upper_rank = count;
+    }
+    (upper_rank - lower_rank) / count
 }
 
 fn parse_le(s: &str) -> Option<f64> {

@@ -49,6 +49,43 @@ fn metric(l: &Labels) -> Json {
     Json::Object(l.iter().map(|x| (x.name.clone(), Json::String(x.value.clone()))).collect::<Map<_, _>>())
 }
 
+/// A native histogram as Prometheus's API writes it: count, sum and the populated buckets
+/// as `[boundary rule, lower, upper, count]` (rule 0: (l,u], 1: [l,u), 2: (l,u), 3: [l,u]).
+fn histogram_json(h: &strata_tsdb::FloatHistogram) -> Json {
+    let f = strata_promql::format_float;
+    let mut o = json!({"count": f(h.count), "sum": f(h.sum)});
+    let buckets: Vec<Json> = h
+        .all_buckets()
+        .into_iter()
+        .filter(|b| b.count != 0.0)
+        .map(|b| {
+            let rule = match (b.lower_inclusive, b.upper_inclusive) {
+                (false, true) => 0,
+                (true, false) => 1,
+                (false, false) => 2,
+                (true, true) => 3,
+            };
+            json!([rule, f(b.lower), f(b.upper), f(b.count)])
+        })
+        .collect();
+    if !buckets.is_empty() {
+        o["buckets"] = Json::Array(buckets);
+    }
+    o
+}
+
+/// A matrix series: `values` when it has floats, `histograms` when it has histograms.
+fn matrix_series(labels: &Labels, points: &[(i64, f64)], hists: &[strata_promql::HPoint]) -> Json {
+    let mut o = json!({"metric": metric(labels)});
+    if !points.is_empty() || hists.is_empty() {
+        o["values"] = points.iter().map(|&(ts, x)| json!([fmt_time(ts), strata_promql::format_float(x)])).collect();
+    }
+    if !hists.is_empty() {
+        o["histograms"] = hists.iter().map(|(ts, h)| json!([fmt_time(*ts), histogram_json(h)])).collect();
+    }
+    o
+}
+
 fn render(v: Value, t: i64, range: bool) -> Json {
     match v {
         Value::Scalar(s) if !range => {
@@ -61,17 +98,16 @@ fn render(v: Value, t: i64, range: bool) -> Json {
         }]}),
         Value::String(s) => json!({"resultType": "string", "result": [fmt_time(t), s]}),
         Value::Vector(v) if !range => json!({"resultType": "vector", "result": v.iter().filter_map(|s| {
+            if let Some((_, h)) = s.hists.last() {
+                return Some(json!({"metric": metric(&s.labels), "histogram": [fmt_time(t), histogram_json(h)]}));
+            }
             let &(_, x) = s.points.last()?;
             Some(json!({"metric": metric(&s.labels), "value": [fmt_time(t), strata_promql::format_float(x)]}))
         }).collect::<Vec<_>>()}),
-        Value::Vector(v) => json!({"resultType": "matrix", "result": v.iter().map(|s| json!({
-            "metric": metric(&s.labels),
-            "values": s.points.iter().map(|&(ts, x)| json!([fmt_time(ts), strata_promql::format_float(x)])).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>()}),
-        Value::Matrix(m) => json!({"resultType": "matrix", "result": m.iter().map(|s| json!({
-            "metric": metric(&s.labels),
-            "values": s.samples.iter().map(|&(ts, x)| json!([fmt_time(ts), strata_promql::format_float(x)])).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>()}),
+        Value::Vector(v) => json!({"resultType": "matrix", "result": v.iter()
+            .map(|s| matrix_series(&s.labels, &s.points, &s.hists)).collect::<Vec<_>>()}),
+        Value::Matrix(m) => json!({"resultType": "matrix", "result": m.iter()
+            .map(|s| matrix_series(&s.labels, &s.samples, &s.hists)).collect::<Vec<_>>()}),
     }
 }
 
