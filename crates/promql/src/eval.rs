@@ -4,6 +4,7 @@
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use promql_parser::parser::{AtModifier, Expr, MatrixSelector, Offset, SubqueryExpr, VectorSelector};
+use strata_tsdb::histogram::CounterResetHint;
 use strata_tsdb::{METRIC_NAME, MatchOp, Matcher};
 
 use crate::EngineConfig;
@@ -293,8 +294,22 @@ impl Ctx<'_> {
             for s in inner_series {
                 let ranges = windows(&s.points, &ends, range);
                 let hranges = windows(&s.hists, &ends, range);
+                // as Prometheus: reset and not-reset hints do not survive a subquery, which may
+                // skip or repeat the samples they refer to
+                let hists: Vec<HPoint> = s
+                    .hists
+                    .into_iter()
+                    .map(|(t, h)| match h.hint {
+                        CounterResetHint::CounterReset | CounterResetHint::NotCounterReset => {
+                            let mut c = (*h).clone();
+                            c.hint = CounterResetHint::Unknown;
+                            (t, std::sync::Arc::new(c))
+                        }
+                        _ => (t, h),
+                    })
+                    .collect();
                 let labels = if s.drop_name { crate::grid::without_name(&s.labels) } else { s.labels };
-                series.push(Windows { labels, samples: s.points, ranges, hists: s.hists, hranges });
+                series.push(Windows { labels, samples: s.points, ranges, hists, hranges });
             }
         }
         Ok(RangeArg { series, range, ends })
