@@ -135,6 +135,10 @@ fn group_key(l: &Labels, m: Option<&LabelModifier>) -> Labels {
     project(l, m).unwrap_or_default()
 }
 
+/// One group of an aggregation at one step: its key, float members and histogram members
+/// (by series index).
+type Group<'a> = (&'a Labels, Vec<(usize, f64)>, Vec<(usize, &'a Val)>);
+
 /// Evaluates an aggregation.
 pub(crate) fn eval(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Value> {
     let op = a.op.to_string();
@@ -164,7 +168,7 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Value> {
     let mut out = Out::default();
     for (i, present) in grid.iter().enumerate() {
         let t = steps.at(i);
-        let mut groups: Vec<(&Labels, Vec<(usize, f64)>, Vec<(usize, &Val)>)> = Vec::new();
+        let mut groups: Vec<Group<'_>> = Vec::new();
         let mut pos: FxHashMap<&Labels, usize> = FxHashMap::default();
         for (j, v) in present {
             let j = *j;
@@ -187,12 +191,17 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Value> {
             let vals = || members.iter().map(|m| m.1);
             // a name kept by `by (__name__)` but marked for removal is removed at the end
             let key_dn = key.get(strata_tsdb::METRIC_NAME).is_some()
-                && members.iter().map(|m| m.0).chain(hmembers.iter().map(|m| m.0)).any(|j| input[j].drop_name);
+                && members
+                    .iter()
+                    .map(|m| m.0)
+                    .chain(hmembers.iter().map(|m| m.0))
+                    .any(|j| input[j].drop_name);
             if !hmembers.is_empty() {
                 match op.as_str() {
                     "sum" | "avg" => {
                         if !members.is_empty() {
-                            ctx.annotations.warn("encountered a mix of histograms and floats for aggregation".into());
+                            ctx.annotations
+                                .warn("encountered a mix of histograms and floats for aggregation".into());
                             continue;
                         }
                         let name = input[hmembers[0].0].labels.get(strata_tsdb::METRIC_NAME).unwrap_or("");
@@ -211,12 +220,19 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Value> {
                         continue;
                     }
                     "limitk" | "limit_ratio" => {
-                        let mut all: Vec<(usize, Val)> = members.iter().map(|&(j, v)| (j, Val::F(v))).collect();
+                        let mut all: Vec<(usize, Val)> =
+                            members.iter().map(|&(j, v)| (j, Val::F(v))).collect();
                         all.extend(hmembers.iter().map(|&(j, v)| (j, v.clone())));
                         all.sort_by_key(|m| m.0);
                         let p = scalar_param(&param)?;
                         let keep: Vec<(usize, Val)> = if op == "limitk" {
-                            let k = if p >= all.len() as f64 { all.len() } else if p < 1.0 { 0 } else { p as usize };
+                            let k = if p >= all.len() as f64 {
+                                all.len()
+                            } else if p < 1.0 {
+                                0
+                            } else {
+                                p as usize
+                            };
                             all.into_iter().take(k).collect()
                         } else {
                             let r = p.clamp(-1.0, 1.0);

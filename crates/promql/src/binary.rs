@@ -111,7 +111,9 @@ impl Op {
     fn apply_val(self, l: &Val, r: &Val, annos: &mut Annotations) -> Option<(Val, bool)> {
         let incompatible = |annos: &mut Annotations, lt: &str, rt: &str| {
             let sym = self.symbol();
-            annos.info(format!("incompatible sample types encountered for binary operator {sym:?}: {lt} {sym} {rt}"));
+            annos.info(format!(
+                "incompatible sample types encountered for binary operator {sym:?}: {lt} {sym} {rt}"
+            ));
             None
         };
         match (l, r) {

@@ -206,21 +206,20 @@ impl Ctx<'_> {
                 let f = fi.checked_sub(1).map(|k| sd.samples[k]);
                 let h = hi.checked_sub(1).map(|k| &sd.histograms[k]);
                 let t = steps.at(i);
-                match (f, h) {
-                    (Some((ts, v)), h) if h.is_none_or(|h| h.0 < ts) => {
-                        if ts > et - lookback && !is_stale(v) {
-                            points.push((t, if timestamps { ts as f64 / 1000.0 } else { v }));
-                        }
+                let newest = match (f, h) {
+                    (Some((ts, v)), h) if h.is_none_or(|h| h.0 < ts) => Some((ts, Ok(v))),
+                    (_, Some((ts, h))) => Some((*ts, Err(h))),
+                    _ => None,
+                };
+                let Some((ts, val)) = newest.filter(|n| n.0 > et - lookback) else {
+                    continue;
+                };
+                match val {
+                    Ok(v) if !is_stale(v) => {
+                        points.push((t, if timestamps { ts as f64 / 1000.0 } else { v }))
                     }
-                    (_, Some((ts, h))) => {
-                        if *ts > et - lookback && !is_stale(h.sum) {
-                            if timestamps {
-                                points.push((t, *ts as f64 / 1000.0));
-                            } else {
-                                hists.push((t, h.clone()));
-                            }
-                        }
-                    }
+                    Err(h) if !is_stale(h.sum) && timestamps => points.push((t, ts as f64 / 1000.0)),
+                    Err(h) if !is_stale(h.sum) => hists.push((t, h.clone())),
                     _ => {}
                 }
             }

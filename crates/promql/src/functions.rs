@@ -207,7 +207,9 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value> {
             let arg = range_arg(ctx, args[0])?;
             let present: Vec<bool> = (0..ctx.steps.len())
                 .map(|i| {
-                    arg.series.iter().any(|w| w.ranges[i].1 > w.ranges[i].0 || w.hranges[i].1 > w.hranges[i].0)
+                    arg.series
+                        .iter()
+                        .any(|w| w.ranges[i].1 > w.ranges[i].0 || w.hranges[i].1 > w.hranges[i].0)
                 })
                 .collect();
             absent(ctx, args[0], &present)
@@ -278,8 +280,13 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value> {
                 e => vector(ctx, e)?
                     .into_iter()
                     .map(|s| {
-                        let mut points: Vec<(i64, f64)> =
-                            s.points.iter().map(|&(t, _)| t).chain(s.hists.iter().map(|h| h.0)).map(|t| (t, t as f64 / 1000.0)).collect();
+                        let mut points: Vec<(i64, f64)> = s
+                            .points
+                            .iter()
+                            .map(|&(t, _)| t)
+                            .chain(s.hists.iter().map(|h| h.0))
+                            .map(|t| (t, t as f64 / 1000.0))
+                            .collect();
                         points.sort_by_key(|p| p.0);
                         Series { points, hists: Vec::new(), ..s }
                     })
@@ -646,9 +653,21 @@ enum Kind {
 
 fn native_kind(name: &str) -> Kind {
     match name {
-        "rate" | "increase" | "delta" | "irate" | "idelta" | "changes" | "resets" | "avg_over_time"
-        | "sum_over_time" | "count_over_time" | "last_over_time" | "first_over_time" | "present_over_time"
-        | "ts_of_last_over_time" | "ts_of_first_over_time" => Kind::Native,
+        "rate"
+        | "increase"
+        | "delta"
+        | "irate"
+        | "idelta"
+        | "changes"
+        | "resets"
+        | "avg_over_time"
+        | "sum_over_time"
+        | "count_over_time"
+        | "last_over_time"
+        | "first_over_time"
+        | "present_over_time"
+        | "ts_of_last_over_time"
+        | "ts_of_first_over_time" => Kind::Native,
         _ => Kind::FloatsOnly,
     }
 }
@@ -702,7 +721,8 @@ fn native_window(
             let Some(mut h) = crate::native::increase(hwin, counter, metric, annos) else {
                 return Windowed::Nothing;
             };
-            let zero = (counter && h.count > 0.0 && hwin[0].1.count >= 0.0).then(|| hwin[0].1.count / h.count);
+            let zero =
+                (counter && h.count > 0.0 && hwin[0].1.count >= 0.0).then(|| hwin[0].1.count / h.count);
             let f = extrapolation_factor(
                 (hwin[0].0, hwin[hwin.len() - 1].0, hwin.len()),
                 start,
@@ -725,9 +745,8 @@ fn native_window(
                     crate::native::instant(pa, pb, name == "irate", metric, annos)
                         .map_or(Windowed::Nothing, Windowed::Hist)
                 }
-                (Either::F(x), Either::F(y)) => {
-                    instant_delta(&[(a.0, *x), (b.0, *y)], name == "irate").map_or(Windowed::Nothing, Windowed::Float)
-                }
+                (Either::F(x), Either::F(y)) => instant_delta(&[(a.0, *x), (b.0, *y)], name == "irate")
+                    .map_or(Windowed::Nothing, Windowed::Float),
                 _ => mixed(annos),
             }
         }

@@ -117,7 +117,9 @@ impl Engine {
                 Value::Vector(s)
             }
             // a range query's scalar result is a matrix of one series without labels
-            Value::Scalar(points) => Value::Vector(vec![Series::floats(strata_tsdb::Labels::default(), false, points)]),
+            Value::Scalar(points) => {
+                Value::Vector(vec![Series::floats(strata_tsdb::Labels::default(), false, points)])
+            }
             other => other,
         };
         Ok(Output { value, annotations: out.annotations })

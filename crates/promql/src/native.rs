@@ -113,7 +113,13 @@ pub(crate) fn quantile(q: f64, h: &FloatHistogram, name: &str, annos: &mut Annot
 }
 
 /// Prometheus's `HistogramFraction`: the share of observations in `(lower, upper]`.
-pub(crate) fn fraction(lower: f64, upper: f64, h: &FloatHistogram, name: &str, annos: &mut Annotations) -> f64 {
+pub(crate) fn fraction(
+    lower: f64,
+    upper: f64,
+    h: &FloatHistogram,
+    name: &str,
+    annos: &mut Annotations,
+) -> f64 {
     if h.count == 0.0 || lower.is_nan() || upper.is_nan() {
         return f64::NAN;
     }
@@ -228,7 +234,12 @@ pub(crate) fn equals(a: &FloatHistogram, b: &FloatHistogram) -> bool {
 
 /// The increase (or, with `counter` false, the delta) between the first and last
 /// histogram of a window, corrected for counter resets, before extrapolation.
-pub(crate) fn increase(points: &[HPoint], counter: bool, name: &str, annos: &mut Annotations) -> Option<FloatHistogram> {
+pub(crate) fn increase(
+    points: &[HPoint],
+    counter: bool,
+    name: &str,
+    annos: &mut Annotations,
+) -> Option<FloatHistogram> {
     let gauge = |h: &FloatHistogram| h.hint == CounterResetHint::Gauge;
     let last = &points[points.len() - 1].1;
     let mut prev: FloatHistogram = (*points[0].1).clone();
@@ -364,14 +375,22 @@ fn kahan_buckets(h: &mut Vec<(i32, f64)>, c: &mut Vec<(i32, f64)>, other: &[(i32
 
 impl HistSum {
     fn new(h: &FloatHistogram) -> HistSum {
-        let c = FloatHistogram { schema: h.schema, zero_threshold: h.zero_threshold, ..FloatHistogram::default() };
+        let c = FloatHistogram {
+            schema: h.schema,
+            zero_threshold: h.zero_threshold,
+            ..FloatHistogram::default()
+        };
         HistSum { h: h.clone(), c }
     }
 
     fn fold(&mut self) {
         let c = std::mem::replace(
             &mut self.c,
-            FloatHistogram { schema: self.h.schema, zero_threshold: self.h.zero_threshold, ..FloatHistogram::default() },
+            FloatHistogram {
+                schema: self.h.schema,
+                zero_threshold: self.h.zero_threshold,
+                ..FloatHistogram::default()
+            },
         );
         self.h.count += c.count;
         self.h.sum += c.sum;
@@ -486,4 +505,70 @@ pub(crate) fn sum<'a>(
     };
     out.compact();
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Schema 0, buckets (0.5,1]:1, (1,2]:2, (2,4]:1.
+    fn h() -> FloatHistogram {
+        FloatHistogram {
+            schema: 0,
+            count: 4.0,
+            sum: 7.0,
+            positive: vec![(0, 1.0), (1, 2.0), (2, 1.0)],
+            ..FloatHistogram::default()
+        }
+    }
+
+    #[test]
+    fn quantile_interpolates_exponentially_within_a_bucket() {
+        let mut a = Annotations::default();
+        // rank 2 of 4 ends half-way into (1,2]: 2^0.5
+        assert!((quantile(0.5, &h(), "x", &mut a) - 2f64.sqrt()).abs() < 1e-12);
+        assert_eq!(quantile(1.5, &h(), "x", &mut a), f64::INFINITY);
+        assert!(quantile(0.5, &FloatHistogram::default(), "x", &mut a).is_nan());
+    }
+
+    #[test]
+    fn fraction_counts_whole_and_partial_buckets() {
+        let mut a = Annotations::default();
+        assert_eq!(fraction(1.0, 4.0, &h(), "x", &mut a), 0.75);
+        assert_eq!(fraction(0.0, f64::INFINITY, &h(), "x", &mut a), 1.0);
+        assert_eq!(fraction(2.0, 1.0, &h(), "x", &mut a), 0.0);
+    }
+
+    #[test]
+    fn increase_adds_back_what_a_reset_lost() {
+        let mut a = Annotations::default();
+        let p = |t: i64, c: f64| {
+            (t, Arc::new(FloatHistogram { count: c, sum: c, positive: vec![(0, c)], ..FloatHistogram::default() }))
+        };
+        let got = increase(&[p(0, 5.0), p(1, 8.0), p(2, 2.0)], true, "x", &mut a).expect("increase");
+        assert_eq!(got.count, 3.0 + 2.0);
+        assert_eq!(got.positive, vec![(0, 5.0)]);
+        assert_eq!(got.hint, CounterResetHint::Gauge);
+        assert!(a.warnings.is_empty());
+    }
+
+    #[test]
+    fn summing_exponential_and_custom_buckets_warns_and_yields_nothing() {
+        let mut a = Annotations::default();
+        let custom = FloatHistogram {
+            schema: strata_tsdb::histogram::CUSTOM_BUCKETS_SCHEMA,
+            custom_values: vec![1.0],
+            ..FloatHistogram::default()
+        };
+        assert!(sum([h(), custom].iter(), false, "x", &mut a).is_none());
+        assert_eq!(a.warnings.len(), 1);
+    }
+
+    #[test]
+    fn kahan_sum_keeps_small_values_next_to_huge_ones() {
+        let mut a = Annotations::default();
+        let mk = |s: f64| FloatHistogram { sum: s, count: 1.0, ..FloatHistogram::default() };
+        let got = sum([mk(1e100), mk(1.0), mk(-1e100)].iter(), false, "x", &mut a).expect("sum");
+        assert_eq!(got.sum, 1.0);
+    }
 }

@@ -18,8 +18,11 @@ pub trait Source: Send + Sync {
 /// An in-memory source (the conformance runner, tests).
 #[derive(Debug, Default, Clone)]
 pub struct MemSource {
-    series: BTreeMap<Labels, (Vec<(i64, f64)>, Vec<HPoint>)>,
+    series: BTreeMap<Labels, MemSeries>,
 }
+
+/// One series of a [`MemSource`]: its float samples and its histogram samples.
+type MemSeries = (Vec<(i64, f64)>, Vec<HPoint>);
 
 impl MemSource {
     /// An empty source.
@@ -40,7 +43,11 @@ impl MemSource {
     }
 
     /// Adds histogram samples to a series (a sample at an existing timestamp replaces it).
-    pub fn add_histograms(&mut self, labels: Labels, samples: impl IntoIterator<Item = (i64, FloatHistogram)>) {
+    pub fn add_histograms(
+        &mut self,
+        labels: Labels,
+        samples: impl IntoIterator<Item = (i64, FloatHistogram)>,
+    ) {
         let (s, h) = self.series.entry(labels).or_default();
         for (t, v) in samples {
             s.retain(|x| x.0 != t);

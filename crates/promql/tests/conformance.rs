@@ -214,9 +214,10 @@ fn parse_values(s: &str) -> Result<Vals, &'static str> {
                 .rev()
                 .find(|&i| (bytes[i] == b'+' || bytes[i] == b'-') && !matches!(bytes[i - 1], b'e' | b'E'));
             let (a, b) = match split {
-                Some(i) => {
-                    (parse_number(&head[..i]).ok_or("bad value")?, parse_number(&head[i..]).ok_or("bad value")?)
-                }
+                Some(i) => (
+                    parse_number(&head[..i]).ok_or("bad value")?,
+                    parse_number(&head[i..]).ok_or("bad value")?,
+                ),
                 None => (parse_number(head).ok_or("bad value")?, 0.0),
             };
             let mut v = a;
@@ -461,9 +462,14 @@ fn compare_matrix(got: &[Got], exp: &Expect, start: i64, step: i64) -> Result<()
         let Some((_, vals)) = exp.series.iter().find(|(el, _)| el == l) else {
             return Err(format!("unexpected series {l}"));
         };
-        let want: Vec<(i64, &V)> =
-            vals.iter().enumerate().filter_map(|(i, v)| v.as_ref().map(|v| (start + i as i64 * step, v))).collect();
-        if want.len() != pts.len() || want.iter().zip(pts).any(|(a, b)| a.0 != b.0 || !value_matches(a.1, &b.1)) {
+        let want: Vec<(i64, &V)> = vals
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.as_ref().map(|v| (start + i as i64 * step, v)))
+            .collect();
+        if want.len() != pts.len()
+            || want.iter().zip(pts).any(|(a, b)| a.0 != b.0 || !value_matches(a.1, &b.1))
+        {
             return Err(format!("series {l}: expected {want:?}, got {pts:?}"));
         }
     }
@@ -543,14 +549,16 @@ fn check_result(
             compare_vector(&got, exp)
         }
         (Value::Vector(v), Kind::Range(start, _, step)) => {
-            let got: Vec<Got> = v.iter().map(|s| (s.labels.clone(), points_of(&s.points, &s.hists))).collect();
+            let got: Vec<Got> =
+                v.iter().map(|s| (s.labels.clone(), points_of(&s.points, &s.hists))).collect();
             compare_matrix(&got, exp, *start, *step)
         }
         (Value::Matrix(m), Kind::Instant(_)) => {
             let Some((start, _, step)) = exp.range_vector else {
                 return Err("got a range vector, expected an instant result".into());
             };
-            let got: Vec<Got> = m.iter().map(|s| (s.labels.clone(), points_of(&s.samples, &s.hists))).collect();
+            let got: Vec<Got> =
+                m.iter().map(|s| (s.labels.clone(), points_of(&s.samples, &s.hists))).collect();
             compare_matrix(&got, exp, start, step)
         }
         (Value::Matrix(_), _) => Err("range query returned a matrix".into()),
@@ -650,7 +658,10 @@ fn run_instant(
             let got: Vec<(Labels, V)> = v
                 .iter()
                 .filter_map(|s| {
-                    points_of(&s.points, &s.hists).into_iter().find(|p| p.0 == t).map(|p| (s.labels.clone(), p.1))
+                    points_of(&s.points, &s.hists)
+                        .into_iter()
+                        .find(|p| p.0 == t)
+                        .map(|p| (s.labels.clone(), p.1))
                 })
                 .collect();
             if let Some(e) = c.expect.scalar {

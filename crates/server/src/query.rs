@@ -78,7 +78,8 @@ fn histogram_json(h: &strata_tsdb::FloatHistogram) -> Json {
 fn matrix_series(labels: &Labels, points: &[(i64, f64)], hists: &[strata_promql::HPoint]) -> Json {
     let mut o = json!({"metric": metric(labels)});
     if !points.is_empty() || hists.is_empty() {
-        o["values"] = points.iter().map(|&(ts, x)| json!([fmt_time(ts), strata_promql::format_float(x)])).collect();
+        o["values"] =
+            points.iter().map(|&(ts, x)| json!([fmt_time(ts), strata_promql::format_float(x)])).collect();
     }
     if !hists.is_empty() {
         o["histograms"] = hists.iter().map(|(ts, h)| json!([fmt_time(*ts), histogram_json(h)])).collect();
@@ -284,4 +285,41 @@ pub(crate) async fn metadata(State(st): State<AppState>, p: Params) -> Result<Re
     let data =
         st.metadata.query(p.get("metric").filter(|s| !s.is_empty()), num("limit")?, num("limit_per_metric")?);
     Ok(success(data, Vec::new()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_render_as_prometheus_writes_them() {
+        let h = strata_tsdb::FloatHistogram {
+            schema: 0,
+            zero_threshold: 0.001,
+            zero_count: 1.0,
+            count: 4.0,
+            sum: 3.5,
+            positive: vec![(0, 2.0), (1, 0.0), (2, 1.0)],
+            ..strata_tsdb::FloatHistogram::default()
+        };
+        let got = histogram_json(&h);
+        let want = json!({
+            "count": "4",
+            "sum": "3.5",
+            "buckets": [[3, "-0.001", "0.001", "1"], [0, "0.5", "1", "2"], [0, "2", "4", "1"]],
+        });
+        assert_eq!(got, want);
+        let l = Labels::from_unchecked([("__name__", "h")].into_iter());
+        let v = Value::Vector(vec![strata_promql::Series {
+            labels: l,
+            drop_name: false,
+            points: Vec::new(),
+            hists: vec![(1000, std::sync::Arc::new(h))],
+        }]);
+        let out = render(v.clone(), 1000, false);
+        assert_eq!(out["result"][0]["histogram"][1], want);
+        let out = render(v, 1000, true);
+        assert!(out["result"][0].get("values").is_none());
+        assert_eq!(out["result"][0]["histograms"][0][1], want);
+    }
 }

@@ -246,7 +246,8 @@ impl FloatHistogram {
             }
             b
         };
-        let mut out: Vec<Bucket> = self.negative.iter().rev().map(|&(i, c)| clip(self.bucket_at(i, c, false))).collect();
+        let mut out: Vec<Bucket> =
+            self.negative.iter().rev().map(|&(i, c)| clip(self.bucket_at(i, c, false))).collect();
         if self.zero_count > 0.0 {
             out.push(self.zero_bucket());
         }
@@ -427,8 +428,12 @@ impl FloatHistogram {
                 let mut target = vec![0.0; bounds.len() + 1];
                 map_custom(&self.positive, &self.custom_values, &bounds, 1.0, &mut target);
                 map_custom(&other.positive, &other.custom_values, &bounds, sign, &mut target);
-                self.positive =
-                    target.into_iter().enumerate().filter(|b| b.1 != 0.0).map(|(i, c)| (i as i32, c)).collect();
+                self.positive = target
+                    .into_iter()
+                    .enumerate()
+                    .filter(|b| b.1 != 0.0)
+                    .map(|(i, c)| (i as i32, c))
+                    .collect();
                 self.custom_values = bounds;
             }
             return Ok(res);

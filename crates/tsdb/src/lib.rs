@@ -20,9 +20,9 @@
 //! Persistence goes through the [`KvEngine`] trait ([`kv`]); the key layout is in [`keys`].
 
 pub mod chunk;
-pub mod histogram;
 mod db;
 mod error;
+pub mod histogram;
 mod index;
 pub mod keys;
 pub mod kv;
