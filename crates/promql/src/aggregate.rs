@@ -235,7 +235,7 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Value> {
                             };
                             all.into_iter().take(k).collect()
                         } else {
-                            let r = p.clamp(-1.0, 1.0);
+                            let r = capped_ratio(&mut ctx.annotations, p);
                             all.into_iter().filter(|(j, _)| ratio_keeps(&input[*j].labels, r)).collect()
                         };
                         for (j, v) in keep {
@@ -284,8 +284,11 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Value> {
                         ));
                     };
                     let mut counts: Vec<(String, f64)> = Vec::new();
-                    for v in vals() {
-                        let s = format_float(v);
+                    let hist_strings = hmembers.iter().filter_map(|m| match m.1 {
+                        Val::H(h) => Some(crate::native::describe(h)),
+                        Val::F(_) => None,
+                    });
+                    for s in vals().map(format_float).chain(hist_strings) {
                         match counts.iter_mut().find(|c| c.0 == s) {
                             Some(c) => c.1 += 1.0,
                             None => counts.push((s, 1.0)),
@@ -319,7 +322,7 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Value> {
                     if r.is_nan() {
                         return Err(QueryError::Execution("Ratio value is NaN".into()));
                     }
-                    let r = r.clamp(-1.0, 1.0);
+                    let r = capped_ratio(&mut ctx.annotations, r);
                     members
                         .iter()
                         .filter(|(j, _)| ratio_keeps(&input[*j].labels, r))
@@ -334,6 +337,19 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Value> {
         }
     }
     Ok(Value::Vector(out.finish()))
+}
+
+/// `limit_ratio`'s ratio capped to [−1, 1], with Prometheus's warning when it was not.
+fn capped_ratio(annos: &mut crate::Annotations, r: f64) -> f64 {
+    let c = r.clamp(-1.0, 1.0);
+    if c != r {
+        annos.warn(format!(
+            "ratio value should be between -1 and 1, got {}, capping to {}",
+            format_float(r),
+            format_float(c)
+        ));
+    }
+    c
 }
 
 /// Whether `limit_ratio(r, …)` keeps a series: its hash's place in `[0, 1)` against `r`.

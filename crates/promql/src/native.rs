@@ -217,6 +217,25 @@ pub(crate) fn variance(h: &FloatHistogram) -> f64 {
     k.value() / h.count
 }
 
+/// Prometheus's `FloatHistogram.String()`: count, sum and the populated buckets with their
+/// bounds, e.g. `{count:3, sum:5, [-0.001,0.001]:1, (1,2]:2}` (`count_values` labels).
+pub(crate) fn describe(h: &FloatHistogram) -> String {
+    let f = crate::aggregate::format_float;
+    let mut out = format!("{{count:{}, sum:{}", f(h.count), f(h.sum));
+    let mut bucket = |b: strata_tsdb::histogram::Bucket| {
+        let (l, r) = (if b.lower_inclusive { '[' } else { '(' }, if b.upper_inclusive { ']' } else { ')' });
+        out.push_str(&format!(", {l}{},{}{r}:{}", f(b.lower), f(b.upper), f(b.count)));
+    };
+    let neg: Vec<_> = h.negative_buckets().filter(|b| b.count != 0.0).collect();
+    neg.into_iter().rev().for_each(&mut bucket);
+    if h.zero_count != 0.0 {
+        bucket(h.zero_bucket());
+    }
+    h.positive_buckets().filter(|b| b.count != 0.0).for_each(&mut bucket);
+    out.push('}');
+    out
+}
+
 /// Prometheus's `Equals`: the same layout and bit-identical values (the hint is ignored).
 pub(crate) fn equals(a: &FloatHistogram, b: &FloatHistogram) -> bool {
     let bits = |x: &[(i32, f64)], y: &[(i32, f64)]| {
