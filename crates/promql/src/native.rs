@@ -562,7 +562,15 @@ mod tests {
     fn increase_adds_back_what_a_reset_lost() {
         let mut a = Annotations::default();
         let p = |t: i64, c: f64| {
-            (t, Arc::new(FloatHistogram { count: c, sum: c, positive: vec![(0, c)], ..FloatHistogram::default() }))
+            (
+                t,
+                Arc::new(FloatHistogram {
+                    count: c,
+                    sum: c,
+                    positive: vec![(0, c)],
+                    ..FloatHistogram::default()
+                }),
+            )
         };
         let got = increase(&[p(0, 5.0), p(1, 8.0), p(2, 2.0)], true, "x", &mut a).expect("increase");
         assert_eq!(got.count, 3.0 + 2.0);
