@@ -275,7 +275,11 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value> {
             ))
         }
         "timestamp" => {
-            let v = match args[0] {
+            let mut arg = args[0];
+            while let Expr::Paren(p) = arg {
+                arg = &p.expr;
+            }
+            let v = match arg {
                 Expr::VectorSelector(vs) => ctx.select_instant(vs, true)?,
                 e => vector(ctx, e)?
                     .into_iter()
@@ -613,6 +617,8 @@ fn range_fn(
                     let mut vals: Vec<f64> = win.iter().map(|s| s.1).collect();
                     Some(quantile(p1.as_ref().map_or(f64::NAN, |q| q[i]), &mut vals))
                 }
+                // a NaN makes the median, and so the deviation, undefined
+                "mad_over_time" if win.iter().any(|s| s.1.is_nan()) => Some(f64::NAN),
                 "mad_over_time" => {
                     let mut vals: Vec<f64> = win.iter().map(|s| s.1).collect();
                     let med = quantile(0.5, &mut vals);
