@@ -3,7 +3,7 @@
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
+use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality, VectorMatchFillValues};
 use strata_tsdb::Labels;
 
 use crate::error::{QueryError, Result};
@@ -192,7 +192,10 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, b: &BinaryExpr) -> Result<Value> {
             let card = b.modifier.as_ref().map_or(VectorMatchCardinality::OneToOne, |m| m.card.clone());
             match op {
                 Op::And | Op::Or | Op::Unless => set_op(ctx, l, r, op, matching.as_ref()),
-                _ => vector_vector(ctx, l, r, op, return_bool, matching.as_ref(), &card, delayed),
+                _ => {
+                    let fill = b.modifier.as_ref().map(|m| m.fill_values.clone()).unwrap_or_default();
+                    vector_vector(ctx, l, r, op, return_bool, matching.as_ref(), &card, &fill, delayed)
+                }
             }
         }
         (l, r) => Err(QueryError::Execution(format!(
@@ -292,6 +295,7 @@ fn vector_vector(
     return_bool: bool,
     m: Option<&LabelModifier>,
     card: &VectorMatchCardinality,
+    fill: &VectorMatchFillValues,
     delayed: bool,
 ) -> Result<Value> {
     let steps = ctx.steps;
@@ -303,6 +307,7 @@ fn vector_vector(
     let (mg, og) = (vals_by_step(many, steps), vals_by_step(one, steps));
     let include: Vec<String> = card.labels().map(|x| x.labels.clone()).unwrap_or_default();
     let mut out = Out::default();
+    let fill = fill.clone();
     for (i, (ms, os)) in mg.iter().zip(&og).enumerate() {
         let t = steps.at(i);
         let mut index: FxHashMap<&Labels, (usize, &Val)> =
@@ -320,21 +325,45 @@ fn vector_vector(
             }
             index.insert(&osig[j], (j, v));
         }
+        // (many index, one index) pairs; `None` is a side filled in by `fill*`
+        let mut pairs: Vec<(Option<usize>, Option<usize>, Val, Val)> = Vec::with_capacity(ms.len());
+        let mut one_matched: FxHashSet<usize> = FxHashSet::default();
+        for (j, mv) in ms {
+            match index.get(&msig[*j]) {
+                Some(&(k, ov)) => {
+                    one_matched.insert(k);
+                    pairs.push((Some(*j), Some(k), mv.clone(), ov.clone()));
+                }
+                None => {
+                    if let Some(f) = fill.rhs {
+                        pairs.push((Some(*j), None, mv.clone(), Val::F(f)));
+                    }
+                }
+            }
+        }
+        if let Some(f) = fill.lhs {
+            for (k, ov) in os {
+                if !one_matched.contains(k) {
+                    pairs.push((None, Some(*k), Val::F(f), ov.clone()));
+                }
+            }
+        }
+        let one_to_one = matches!(card, VectorMatchCardinality::OneToOne);
         let mut matched: FxHashSet<&Labels> = FxHashSet::default();
         let mut inserted: FxHashSet<Labels> = FxHashSet::default();
-        for (j, mv) in ms {
-            let j = *j;
-            let Some(&(k, ov)) = index.get(&msig[j]) else {
-                continue;
+        for (j, k, mv, ov) in pairs {
+            let sig = match (j, k) {
+                (Some(j), _) => &msig[j],
+                (None, Some(k)) => &osig[k],
+                (None, None) => continue,
             };
-            let one_to_one = matches!(card, VectorMatchCardinality::OneToOne);
             // checked before filtering, so the error does not depend on the values
-            if one_to_one && !matched.insert(&msig[j]) {
+            if one_to_one && !matched.insert(sig) {
                 return Err(QueryError::Execution(
                     "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into(),
                 ));
             }
-            let (fl, fr) = if one_to_many { (ov, mv) } else { (mv, ov) };
+            let (fl, fr) = if one_to_many { (&ov, &mv) } else { (&mv, &ov) };
             let Some((value, keep)) = op.apply_val(fl, fr, &mut ctx.annotations) else {
                 continue;
             };
@@ -345,7 +374,17 @@ fn vector_vector(
             } else {
                 continue;
             };
-            let (labels, dn) = result_labels(&many[j], &one[k], op, return_bool, m, card, &include, delayed);
+            // a filled-in side has just the matching labels of its partner
+            let many_side = match (j, k) {
+                (Some(j), _) => (&many[j].labels, many[j].drop_name),
+                (None, k) => (&osig[k.unwrap_or_default()], false),
+            };
+            let one_side = match (k, j) {
+                (Some(k), _) => &one[k].labels,
+                (None, j) => &msig[j.unwrap_or_default()],
+            };
+            let (labels, dn) =
+                result_labels(many_side, one_side, op, return_bool, m, card, &include, delayed);
             if !one_to_one && !inserted.insert(labels.clone()) {
                 return Err(QueryError::Execution(
                     "multiple matches for labels: grouping labels must ensure unique matches".into(),
@@ -359,8 +398,8 @@ fn vector_vector(
 
 #[allow(clippy::too_many_arguments)]
 fn result_labels(
-    many: &Series,
-    one: &Series,
+    (many, many_dn): (&Labels, bool),
+    one: &Labels,
     op: Op,
     return_bool: bool,
     m: Option<&LabelModifier>,
@@ -368,11 +407,8 @@ fn result_labels(
     include: &[String],
     delayed: bool,
 ) -> (Labels, bool) {
-    let (mut labels, mut dn) = if !op.is_comparison() || return_bool {
-        drop_name(&many.labels, delayed)
-    } else {
-        (many.labels.clone(), many.drop_name)
-    };
+    let (mut labels, mut dn) =
+        if !op.is_comparison() || return_bool { drop_name(many, delayed) } else { (many.clone(), many_dn) };
     if matches!(card, VectorMatchCardinality::OneToOne) {
         match m {
             Some(LabelModifier::Include(on)) => {
@@ -389,7 +425,7 @@ fn result_labels(
         }
     }
     for name in include {
-        let v = one.labels.get(name).unwrap_or("");
+        let v = one.get(name).unwrap_or("");
         labels = with_label(&labels, name, v);
     }
     (labels, dn)
