@@ -363,6 +363,7 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value> {
             Ok(Value::Vector(map_hists(v, delayed, |_, _, h| f(h))))
         }
         "histogram_fraction" => histogram_fraction(ctx, &args),
+        "info" => crate::info::eval(ctx, &args),
         "clamp" | "clamp_min" | "clamp_max" => {
             let v = vector(ctx, args[0])?;
             let lo = if name == "clamp_max" { None } else { Some(scalar(ctx, args[1])?) };

@@ -17,6 +17,7 @@ mod error;
 mod eval;
 mod functions;
 mod grid;
+mod info;
 mod native;
 mod source;
 mod value;
