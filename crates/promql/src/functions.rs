@@ -363,6 +363,7 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value> {
             Ok(Value::Vector(map_hists(v, delayed, |_, _, h| f(h))))
         }
         "histogram_fraction" => histogram_fraction(ctx, &args),
+        "histogram_quantiles" => histogram_quantiles(ctx, &args),
         "info" => crate::info::eval(ctx, &args),
         "clamp" | "clamp_min" | "clamp_max" => {
             let v = vector(ctx, args[0])?;
@@ -956,9 +957,14 @@ fn histogram_quantile(ctx: &mut Ctx<'_>, args: &[&Expr]) -> Result<Value> {
     let phi = scalar(ctx, args[0])?;
     warn_quantiles(ctx, &phi);
     let v = vector(ctx, args[1])?;
+    histogram_quantile_of(ctx, &v, &phi)
+}
+
+/// `histogram_quantile` of `v` with the quantile `phi` of each step.
+fn histogram_quantile_of(ctx: &mut Ctx<'_>, v: &[Series], phi: &[f64]) -> Result<Value> {
     over_histograms(
         ctx,
-        &v,
+        v,
         |i, h, name, annos| crate::native::quantile(phi[i], h, name, annos),
         |i, buckets, name, annos| {
             let (value, fixed) = bucket_quantile(phi[i], buckets);
@@ -970,6 +976,39 @@ fn histogram_quantile(ctx: &mut Ctx<'_>, args: &[&Expr]) -> Result<Value> {
             value
         },
     )
+}
+
+/// `histogram_quantiles(v, "label", q1, q2, …)`: one output series per input and quantile,
+/// the quantile written into `label` as OpenMetrics writes floats (`0.0`, `0.25`).
+fn histogram_quantiles(ctx: &mut Ctx<'_>, args: &[&Expr]) -> Result<Value> {
+    let v = vector(ctx, args[0])?;
+    let label = string(ctx, args[1])?;
+    let mut phis = Vec::new();
+    for a in &args[2..] {
+        let phi = scalar(ctx, a)?;
+        warn_quantiles(ctx, &phi);
+        phis.push(phi);
+    }
+    let mut out = Out::default();
+    for phi in &phis {
+        let Value::Vector(res) = histogram_quantile_of(ctx, &v, phi)? else {
+            continue;
+        };
+        for s in res {
+            let text = phi.first().map_or_else(String::new, |&q| openmetrics_float(q));
+            let labels = with_label(&s.labels, &label, &text);
+            for (t, x) in s.points {
+                out.push(labels.clone(), s.drop_name, t, x)?;
+            }
+        }
+    }
+    Ok(Value::Vector(out.finish()))
+}
+
+/// A float as OpenMetrics writes it: integral values with a `.0`.
+fn openmetrics_float(v: f64) -> String {
+    let s = crate::aggregate::format_float(v);
+    if v.is_finite() && v.fract() == 0.0 && !s.contains('e') { format!("{s}.0") } else { s }
 }
 
 fn histogram_fraction(ctx: &mut Ctx<'_>, args: &[&Expr]) -> Result<Value> {
