@@ -34,6 +34,8 @@ enum Op {
     And,
     Or,
     Unless,
+    TrimUpper,
+    TrimLower,
 }
 
 impl Op {
@@ -55,10 +57,18 @@ impl Op {
             "and" => Op::And,
             "or" => Op::Or,
             "unless" => Op::Unless,
+            "</" => Op::TrimUpper,
+            ">/" => Op::TrimLower,
             other => {
                 return Err(QueryError::Parse(format!("unsupported binary operator {other:?}")));
             }
         })
+    }
+
+    /// Whether the result is a different quantity, so the metric name goes (arithmetic);
+    /// comparisons and trims keep it.
+    fn changes_schema(self) -> bool {
+        matches!(self, Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Mod | Op::Pow | Op::Atan2)
     }
 
     fn is_comparison(self) -> bool {
@@ -81,7 +91,7 @@ impl Op {
             Op::Lt => (l, l < r),
             Op::Ge => (l, l >= r),
             Op::Le => (l, l <= r),
-            Op::And | Op::Or | Op::Unless => (l, true),
+            Op::And | Op::Or | Op::Unless | Op::TrimUpper | Op::TrimLower => (l, true),
         }
     }
 
@@ -103,6 +113,8 @@ impl Op {
             Op::And => "and",
             Op::Or => "or",
             Op::Unless => "unless",
+            Op::TrimUpper => "</",
+            Op::TrimLower => ">/",
         }
     }
 
@@ -117,6 +129,9 @@ impl Op {
             None
         };
         match (l, r) {
+            (Val::F(_), Val::F(_)) if matches!(self, Op::TrimUpper | Op::TrimLower) => {
+                incompatible(annos, "float", "float")
+            }
             (Val::F(a), Val::F(b)) => {
                 let (v, keep) = self.apply(*a, *b);
                 Some((Val::F(v), keep))
@@ -131,6 +146,11 @@ impl Op {
                     let mut x = (**h).clone();
                     x.div(*b);
                     x.compact();
+                    Some((Val::H(Arc::new(x)), true))
+                }
+                Op::TrimUpper | Op::TrimLower => {
+                    let mut x = (**h).clone();
+                    x.trim(*b, self == Op::TrimUpper);
                     Some((Val::H(Arc::new(x)), true))
                 }
                 _ => incompatible(annos, "histogram", "float"),
@@ -229,7 +249,7 @@ fn vector_scalar(
                 value = x;
             }
             let series = &v[j];
-            let (labels, dn) = if !op.is_comparison() || return_bool {
+            let (labels, dn) = if op.changes_schema() || return_bool {
                 drop_name(&series.labels, delayed)
             } else {
                 (series.labels.clone(), false)
@@ -408,7 +428,7 @@ fn result_labels(
     delayed: bool,
 ) -> (Labels, bool) {
     let (mut labels, mut dn) =
-        if !op.is_comparison() || return_bool { drop_name(many, delayed) } else { (many.clone(), many_dn) };
+        if op.changes_schema() || return_bool { drop_name(many, delayed) } else { (many.clone(), many_dn) };
     if matches!(card, VectorMatchCardinality::OneToOne) {
         match m {
             Some(LabelModifier::Include(on)) => {

@@ -691,9 +691,6 @@ fn skip_reason(expr: &str) -> Option<String> {
             return Some(format!("experimental {} not implemented", f.trim_end_matches('(')));
         }
     }
-    if expr.contains("</") || expr.contains(">/") {
-        return Some("histogram trim operators </ >/: promql-parser 0.11 does not parse them".into());
-    }
     None
 }
 

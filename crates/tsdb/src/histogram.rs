@@ -545,6 +545,157 @@ impl FloatHistogram {
     }
 }
 
+/// The midpoint Prometheus assumes for the observations left in `(lower, upper]` after a
+/// trim: arithmetic for linear buckets, geometric (mirrored when negative) for exponential
+/// ones, with infinite bounds handled as Prometheus does.
+fn trim_midpoint(lower: f64, upper: f64, positive: bool, linear: bool) -> f64 {
+    if lower.is_infinite() {
+        if upper.is_infinite() {
+            return 0.0;
+        }
+        return if upper > 0.0 { upper / 2.0 } else { upper };
+    }
+    if upper.is_infinite() {
+        return lower;
+    }
+    if linear {
+        return (lower + upper) / 2.0;
+    }
+    let g = (lower * upper).abs().sqrt();
+    if positive { g } else { -g }
+}
+
+/// What remains of a bucket with an infinite bound after a trim at `rhs`: (count, midpoint).
+fn trim_infinite_bucket(b: &Bucket, rhs: f64, upper_trim: bool) -> (f64, f64) {
+    let zero_if_inf = |x: f64| if x.is_infinite() { 0.0 } else { x };
+    if b.lower == f64::NEG_INFINITY {
+        if upper_trim {
+            if rhs >= b.upper {
+                return (b.count, 0.0);
+            }
+            if rhs > 0.0 && b.upper > 0.0 && b.upper.is_finite() {
+                return (b.count * rhs / b.upper, rhs / 2.0);
+            }
+            if b.upper <= 0.0 {
+                return (b.count, rhs);
+            }
+            return (0.0, zero_if_inf(b.upper));
+        }
+        if rhs >= 0.0 && b.upper > rhs && b.upper.is_finite() {
+            return (b.count * (1.0 - rhs / b.upper), (rhs + b.upper) / 2.0);
+        }
+        return (0.0, zero_if_inf(b.upper));
+    }
+    if upper_trim {
+        return (0.0, zero_if_inf(b.lower));
+    }
+    if rhs >= b.lower {
+        return (b.count, rhs);
+    }
+    (0.0, zero_if_inf(b.lower))
+}
+
+/// What remains of a bucket holding the trim point: (count, midpoint).
+fn trim_bucket(b: &Bucket, rhs: f64, upper_trim: bool, positive: bool, linear: bool) -> (f64, f64) {
+    if b.lower.is_infinite() || b.upper.is_infinite() {
+        return trim_infinite_bucket(b, rhs, upper_trim);
+    }
+    let under = if rhs <= b.lower {
+        0.0
+    } else if rhs >= b.upper {
+        b.count
+    } else {
+        b.count * b.fraction_below(rhs, linear)
+    };
+    if upper_trim {
+        (under, trim_midpoint(b.lower, rhs, positive, linear))
+    } else {
+        (b.count - under, trim_midpoint(rhs, b.upper, positive, linear))
+    }
+}
+
+impl FloatHistogram {
+    /// Prometheus's `TrimBuckets`: `h </ rhs` (`upper_trim`) keeps the observations below
+    /// `rhs`, `h >/ rhs` those above, interpolating within the bucket that holds `rhs`;
+    /// count and sum are re-estimated from bucket midpoints when anything was cut.
+    pub fn trim(&mut self, rhs: f64, upper_trim: bool) {
+        let linear = self.uses_custom_buckets();
+        let (mut count, mut sum, mut trimmed) = (0.0, 0.0, false);
+        let (mut has_pos, mut has_neg) = (false, false);
+        for positive in [true, false] {
+            let buckets: Vec<(usize, Bucket)> = if positive {
+                self.positive_buckets().enumerate().collect()
+            } else {
+                self.negative_buckets().enumerate().collect()
+            };
+            for (i, b) in buckets {
+                if b.count == 0.0 {
+                    continue;
+                }
+                if positive {
+                    has_pos = true;
+                } else {
+                    has_neg = true;
+                }
+                let keep_all = if upper_trim { b.upper <= rhs } else { b.lower >= rhs };
+                let partial = if upper_trim { b.lower < rhs } else { b.upper > rhs };
+                let slot = if positive { &mut self.positive[i].1 } else { &mut self.negative[i].1 };
+                if keep_all {
+                    count += b.count;
+                    sum += trim_midpoint(b.lower, b.upper, positive, linear) * b.count;
+                } else if partial {
+                    let (keep, mid) = trim_bucket(&b, rhs, upper_trim, positive, linear);
+                    count += keep;
+                    sum += mid * keep;
+                    if *slot != keep {
+                        *slot = keep;
+                        trimmed = true;
+                    }
+                } else {
+                    *slot = 0.0;
+                    trimmed = true;
+                }
+            }
+        }
+        if self.zero_count > 0.0 {
+            let z = self.zero_bucket();
+            let (mut lower, mut upper) = (z.lower, z.upper);
+            if has_neg && !has_pos {
+                upper = 0.0;
+            }
+            if has_pos && !has_neg {
+                lower = 0.0;
+            }
+            let (keep, mid) = if upper_trim {
+                if rhs <= lower {
+                    (0.0, 0.0)
+                } else if rhs >= upper {
+                    (z.count, (lower + upper) / 2.0)
+                } else {
+                    (z.count * (rhs - lower) / (upper - lower), (lower + rhs) / 2.0)
+                }
+            } else if rhs <= lower {
+                (z.count, (lower + upper) / 2.0)
+            } else if rhs >= upper {
+                (0.0, 0.0)
+            } else {
+                (z.count * (upper - rhs) / (upper - lower), (rhs + upper) / 2.0)
+            };
+            if self.zero_count != keep {
+                self.zero_count = keep;
+                trimmed = true;
+            }
+            sum += mid * keep;
+            count += keep;
+        }
+        if trimmed {
+            self.count = count;
+            self.sum = sum;
+            self.compact();
+        }
+    }
+}
+
 /// The hint a histogram carries when read back from storage, as Prometheus's chunks give
 /// it: gauges stay gauges; the first histogram after anything but a histogram (a new
 /// chunk) and one after a detected reset are `Unknown`; an explicit reset stays a reset;

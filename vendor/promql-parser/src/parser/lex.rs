@@ -327,12 +327,22 @@ impl Lexer {
                     self.pop();
                     State::Lexeme(T_LTE)
                 }
+                // `</`: keep the histogram observations below the right-hand side
+                Some('/') => {
+                    self.pop();
+                    State::Lexeme(T_TRIM_UPPER)
+                }
                 _ => State::Lexeme(T_LSS),
             },
             '>' => match self.peek() {
                 Some('=') => {
                     self.pop();
                     State::Lexeme(T_GTE)
+                }
+                // `>/`: keep the histogram observations above the right-hand side
+                Some('/') => {
+                    self.pop();
+                    State::Lexeme(T_TRIM_LOWER)
                 }
                 _ => State::Lexeme(T_GTR),
             },

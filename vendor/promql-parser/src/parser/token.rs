@@ -134,6 +134,8 @@ pub(crate) fn token_display(id: TokenId) -> &'static str {
         T_SUB => "-",
         T_AT => "@",
         T_ATAN2 => "atan2",
+        T_TRIM_UPPER => "</",
+        T_TRIM_LOWER => ">/",
         T_OPERATORS_END => "operators_end",
 
         // Aggregators.
