@@ -60,7 +60,8 @@ fn offset_ms(o: &Option<Offset>) -> i64 {
     match o {
         Some(Offset::Pos(d)) => dur_ms(d),
         Some(Offset::Neg(d)) => -dur_ms(d),
-        None => 0,
+        // resolved before evaluation (`durations::resolve`)
+        Some(Offset::Expr(_)) | None => 0,
     }
 }
 

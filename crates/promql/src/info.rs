@@ -40,7 +40,8 @@ fn reference(e: &Expr) -> Option<(Option<AtModifier>, i64)> {
     let off = |o: &Option<Offset>| match o {
         Some(Offset::Pos(d)) => d.as_millis() as i64,
         Some(Offset::Neg(d)) => -(d.as_millis() as i64),
-        None => 0,
+        // resolved before evaluation
+        Some(Offset::Expr(_)) | None => 0,
     };
     match e {
         Expr::VectorSelector(vs) => Some((vs.at.clone(), off(&vs.offset))),

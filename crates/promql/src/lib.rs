@@ -13,6 +13,7 @@
 mod aggregate;
 mod annotations;
 mod binary;
+mod durations;
 mod error;
 mod eval;
 mod functions;
@@ -137,6 +138,16 @@ impl Engine {
             samples: 0,
             deadline: Instant::now() + self.cfg.timeout,
             annotations: Annotations::default(),
+        };
+        let resolved;
+        let expr = if durations::needs_resolving(expr) {
+            let mut e = expr.clone();
+            let range = (steps.end - steps.start) as f64 / 1000.0;
+            durations::resolve(&mut e, query_step as f64 / 1000.0, range)?;
+            resolved = e;
+            &resolved
+        } else {
+            expr
         };
         let v = ctx.eval(expr)?;
         let annotations = std::mem::take(&mut ctx.annotations);

@@ -13,6 +13,7 @@
 // limitations under the License.
 
 use crate::label::{Labels, Matchers, METRIC_NAME};
+use crate::parser::duration_expr::DurationExpr;
 use crate::parser::token::{
     self, token_display, T_BOTTOMK, T_COUNT_VALUES, T_END, T_QUANTILE, T_START, T_TOPK,
 };
@@ -383,14 +384,30 @@ where
 pub enum Offset {
     Pos(Duration),
     Neg(Duration),
+    /// An offset computed from the query's `step()` or `range()` (Strata patch).
+    Expr(DurationExpr),
 }
 
 impl Offset {
+    /// The offset a duration expression denotes: a plain offset when it is constant.
+    pub(crate) fn from_duration_expr(e: DurationExpr) -> Result<Self, String> {
+        if !e.is_constant() {
+            return Ok(Offset::Expr(e));
+        }
+        let v = e.eval(0.0, 0.0);
+        match DurationExpr::to_duration(v.abs()) {
+            Some(d) if v < 0.0 => Ok(Offset::Neg(d)),
+            Some(d) => Ok(Offset::Pos(d)),
+            None => Err("duration out of range".into()),
+        }
+    }
+
     #[cfg(feature = "ser")]
     pub(crate) fn as_millis(&self) -> i128 {
         match self {
             Self::Pos(dur) => dur.as_millis() as i128,
             Self::Neg(dur) => -(dur.as_millis() as i128),
+            Self::Expr(_) => 0,
         }
     }
 
@@ -412,6 +429,7 @@ impl fmt::Display for Offset {
         match self {
             Offset::Pos(dur) => write!(f, "{}", display_duration(dur)),
             Offset::Neg(dur) => write!(f, "-{}", display_duration(dur)),
+            Offset::Expr(e) => write!(f, "{e}"),
         }
     }
 }
@@ -762,15 +780,25 @@ pub struct SubqueryExpr {
         serde(serialize_with = "crate::util::duration::serialize_duration_opt")
     )]
     pub step: Option<Duration>,
+    /// The range when it depends on the query's step or range (Strata patch).
+    #[cfg_attr(feature = "ser", serde(skip))]
+    pub range_expr: Option<DurationExpr>,
+    /// The step when it depends on the query's step or range (Strata patch).
+    #[cfg_attr(feature = "ser", serde(skip))]
+    pub step_expr: Option<DurationExpr>,
 }
 
 impl SubqueryExpr {
     fn get_time_suffix_string(&self) -> String {
-        let step = match &self.step {
-            Some(step) => display_duration(step),
-            None => String::from(""),
+        let step = match (&self.step_expr, &self.step) {
+            (Some(e), _) => e.to_string(),
+            (None, Some(step)) => display_duration(step),
+            (None, None) => String::from(""),
         };
-        let range = display_duration(&self.range);
+        let range = match &self.range_expr {
+            Some(e) => e.to_string(),
+            None => display_duration(&self.range),
+        };
 
         let mut s = format!("[{range}:{step}]");
 
@@ -995,6 +1023,9 @@ pub struct MatrixSelector {
         serde(serialize_with = "crate::util::duration::serialize_duration")
     )]
     pub range: Duration,
+    /// The range when it depends on the query's step or range (Strata patch).
+    #[cfg_attr(feature = "ser", serde(skip))]
+    pub range_expr: Option<DurationExpr>,
 }
 
 impl fmt::Display for MatrixSelector {
@@ -1008,7 +1039,10 @@ impl fmt::Display for MatrixSelector {
             write!(f, "{{{matchers}}}")?;
         }
 
-        write!(f, "[{}]", display_duration(&self.range))?;
+        match &self.range_expr {
+            Some(e) => write!(f, "[{e}]")?,
+            None => write!(f, "[{}]", display_duration(&self.range))?,
+        }
 
         if let Some(at) = &self.vs.at {
             write!(f, " {at}")?;
@@ -1194,8 +1228,46 @@ impl Expr {
             at: None,
             range,
             step,
+            range_expr: None,
+            step_expr: None,
         });
         Ok(se)
+    }
+
+    /// A subquery whose range and step are duration expressions (Strata patch).
+    pub(crate) fn new_subquery_expr_with(
+        expr: Expr,
+        range: DurationExpr,
+        step: Option<DurationExpr>,
+    ) -> Result<Self, String> {
+        let (range, range_expr) = positive_duration(range)?;
+        let (step, step_expr) = match step {
+            Some(s) => {
+                let (d, e) = positive_duration(s)?;
+                (Some(d), e)
+            }
+            None => (None, None),
+        };
+        match Expr::new_subquery_expr(expr, range, step)? {
+            Expr::Subquery(mut sq) => {
+                sq.range_expr = range_expr;
+                sq.step_expr = step_expr;
+                Ok(Expr::Subquery(sq))
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// A range selector whose range is a duration expression (Strata patch).
+    pub(crate) fn new_matrix_selector_with(expr: Expr, range: DurationExpr) -> Result<Self, String> {
+        let (range, range_expr) = positive_duration(range)?;
+        match Expr::new_matrix_selector(expr, range)? {
+            Expr::MatrixSelector(mut ms) => {
+                ms.range_expr = range_expr;
+                Ok(Expr::MatrixSelector(ms))
+            }
+            other => Ok(other),
+        }
     }
 
     pub(crate) fn new_paren_expr(expr: Expr) -> Result<Self, String> {
@@ -1215,7 +1287,11 @@ impl Expr {
                 Err("no @ modifiers allowed before range".into())
             }
             Expr::VectorSelector(vs) => {
-                let ms = Expr::MatrixSelector(MatrixSelector { vs, range });
+                let ms = Expr::MatrixSelector(MatrixSelector {
+                    vs,
+                    range,
+                    range_expr: None,
+                });
                 Ok(ms)
             }
             _ => Err("ranges only allowed for vector selectors".into()),
@@ -1700,6 +1776,18 @@ fn check_ast_for_unary(ex: UnaryExpr) -> Result<Expr, String> {
     }
 
     Ok(Expr::Unary(ex))
+}
+
+/// A range or step: folded when constant (and then greater than zero), else kept as the
+/// expression with a zero placeholder.
+fn positive_duration(e: DurationExpr) -> Result<(Duration, Option<DurationExpr>), String> {
+    if !e.is_constant() {
+        return Ok((Duration::ZERO, Some(e)));
+    }
+    match DurationExpr::to_duration(e.eval(0.0, 0.0)) {
+        Some(d) if !d.is_zero() => Ok((d, None)),
+        _ => Err("duration must be greater than 0".into()),
+    }
 }
 
 fn check_ast_for_subquery(ex: SubqueryExpr) -> Result<Expr, String> {

@@ -664,6 +664,21 @@ impl Lexer {
                 State::Lexeme(T_COLON)
             }
             Some(ch) if ch.is_ascii_digit() => self.accept_number_or_duration(),
+            // duration expressions (Strata patch): arithmetic, parentheses, step(), range(),
+            // min_of(), max_of()
+            Some('+') => State::Lexeme(T_ADD),
+            Some('-') => State::Lexeme(T_SUB),
+            Some('*') => State::Lexeme(T_MUL),
+            Some('/') => State::Lexeme(T_DIV),
+            Some('%') => State::Lexeme(T_MOD),
+            Some('^') => State::Lexeme(T_POW),
+            Some(',') => State::Lexeme(T_COMMA),
+            Some('(') => State::Lexeme(T_LEFT_PAREN),
+            Some(')') => State::Lexeme(T_RIGHT_PAREN),
+            Some('.') if matches!(self.peek(), Some(ch) if ch.is_ascii_digit()) => {
+                self.accept_number_or_duration()
+            }
+            Some(ch) if is_alpha(ch) => self.accept_identifier(),
             Some(']') => {
                 self.jump_outof_brackets();
                 self.reset_colon_scanned();

@@ -392,9 +392,7 @@ paren_expr -> Result<Expr, String>:
  * Offset modifiers.
  */
 offset_expr -> Result<Expr, String>:
-                expr OFFSET duration { $1?.offset_expr(Offset::Pos($3?)) }
-        |       expr OFFSET ADD duration { $1?.offset_expr(Offset::Pos($4?)) }
-        |       expr OFFSET SUB duration { $1?.offset_expr(Offset::Neg($4?)) }
+                expr OFFSET offset_duration { $1?.offset_expr(Offset::from_duration_expr($3?)?) }
         |       expr OFFSET EOF { Err("unexpected end of input in offset, expected duration".into()) }
 ;
 
@@ -431,9 +429,9 @@ at_modifier_preprocessors -> Result<Token, String>:
  * Subquery and range selectors.
  */
 matrix_selector -> Result<Expr, String>:
-                expr LEFT_BRACKET duration RIGHT_BRACKET
+                expr LEFT_BRACKET duration_expr RIGHT_BRACKET
                 {
-                        Expr::new_matrix_selector($1?, $3?)
+                        Expr::new_matrix_selector_with($1?, $3?)
                 }
         |       expr LEFT_BRACKET RIGHT_BRACKET
                 {
@@ -442,9 +440,9 @@ matrix_selector -> Result<Expr, String>:
 ;
 
 subquery_expr -> Result<Expr, String>:
-                expr LEFT_BRACKET duration COLON maybe_duration RIGHT_BRACKET
+                expr LEFT_BRACKET duration_expr COLON maybe_duration_expr RIGHT_BRACKET
                 {
-                        Expr::new_subquery_expr($1?, $3?, $5?)
+                        Expr::new_subquery_expr_with($1?, $3?, $5?)
                 }
 ;
 
@@ -687,33 +685,58 @@ string_identifier -> Result<String, String>:
                 }
 ;
 
-duration -> Result<Duration, String>:
-                DURATION { parse_duration($lexer.span_str($span)) }
-        |       NUMBER
+/*
+ * Duration expressions (Strata patch): `[5m+30s]`, `offset (2*3)`, `[step()*2]`.
+ * An offset takes an atom, optionally signed, so that `x offset 1m + 2` is
+ * `(x offset 1m) + 2` as in Prometheus; parentheses make it an expression.
+ */
+offset_duration -> Result<DurationExpr, String>:
+                duration_atom { $1 }
+        |       ADD duration_atom { $2 }
+        |       SUB duration_atom { Ok(DurationExpr::Neg(Box::new($2?))) }
+;
+
+duration_atom -> Result<DurationExpr, String>:
+                DURATION { Ok(DurationExpr::Number(parse_duration_or_zero($lexer.span_str($span))?.as_secs_f64())) }
+        |       NUMBER { Ok(DurationExpr::Number(parse_str_radix($lexer.span_str($span))?)) }
+        |       IDENTIFIER LEFT_PAREN RIGHT_PAREN { DurationExpr::query_fn(&lexeme_to_string($lexer, &$1)?) }
+        |       IDENTIFIER LEFT_PAREN duration_expr COMMA duration_expr RIGHT_PAREN
                 {
-                        let num = parse_str_radix($lexer.span_str($span))?;
-                        Ok(Duration::from_secs_f64(num))
+                        DurationExpr::min_max(&lexeme_to_string($lexer, &$1)?, $3?, $5?)
                 }
+        |       LEFT_PAREN duration_expr RIGHT_PAREN { Ok(DurationExpr::Paren(Box::new($2?))) }
+;
+
+duration_expr -> Result<DurationExpr, String>:
+                duration_atom { $1 }
+        |       ADD duration_expr %prec MUL { $2 }
+        |       SUB duration_expr %prec MUL { Ok(DurationExpr::Neg(Box::new($2?))) }
+        |       duration_expr ADD duration_expr { DurationExpr::binary(DurationOp::Add, $1?, $3?) }
+        |       duration_expr SUB duration_expr { DurationExpr::binary(DurationOp::Sub, $1?, $3?) }
+        |       duration_expr MUL duration_expr { DurationExpr::binary(DurationOp::Mul, $1?, $3?) }
+        |       duration_expr DIV duration_expr { DurationExpr::binary(DurationOp::Div, $1?, $3?) }
+        |       duration_expr MOD duration_expr { DurationExpr::binary(DurationOp::Mod, $1?, $3?) }
+        |       duration_expr POW duration_expr { DurationExpr::binary(DurationOp::Pow, $1?, $3?) }
 ;
 
 /*
  * Wrappers for optional arguments.
  */
-maybe_duration -> Result<Option<Duration>, String>:
+maybe_duration_expr -> Result<Option<DurationExpr>, String>:
                 { Ok(None) }
-        |       duration { $1.map(Some) }
+        |       duration_expr { $1.map(Some) }
 ;
 
 %%
 
-use std::time::Duration;
 use crate::label::{Labels, Matcher, Matchers};
-use crate::parser::{AtModifier, BinModifier, Expr, FunctionArgs, LabelModifier, Offset, VectorMatchCardinality, VectorMatchFillValues};
+use crate::parser::{AtModifier, BinModifier, DurationExpr, DurationOp, Expr, FunctionArgs, LabelModifier, Offset, VectorMatchCardinality, VectorMatchFillValues};
 use crate::parser::ast::check_ast;
 use crate::parser::function::get_function;
 use crate::parser::lex::is_label;
 use crate::parser::production::{lexeme_to_string, lexeme_to_token, span_to_string};
 use crate::parser::token::{Token, T_IDENTIFIER};
+use crate::util::duration::parse_duration_or_zero;
 use crate::util::{parse_duration, parse_str_radix, unquote_string};
 
 fn update_optional_matching(

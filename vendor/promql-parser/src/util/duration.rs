@@ -67,12 +67,20 @@ const ALL_CAPS: [(&str, Duration); 7] = [
 /// assert_eq!(util::parse_duration("4d1h").unwrap(), Duration::from_secs(3600 * 97));
 /// ```
 pub fn parse_duration(ds: &str) -> Result<Duration, String> {
-    if ds.is_empty() {
-        return Err("empty duration string".into());
-    }
-
     if ds == "0" {
         return Err("duration must be greater than 0".into());
+    }
+    match parse_duration_or_zero(ds) {
+        Ok(d) if d == Duration::ZERO => Err("duration must be greater than 0".into()),
+        other => other,
+    }
+}
+
+/// Like [`parse_duration`], but `0s` is a duration (a term of a duration expression such
+/// as `[30m+0s]`; Strata patch).
+pub(crate) fn parse_duration_or_zero(ds: &str) -> Result<Duration, String> {
+    if ds.is_empty() {
+        return Err("empty duration string".into());
     }
 
     // the duration is float number of seconds
@@ -98,12 +106,7 @@ pub fn parse_duration(ds: &str) -> Result<Duration, String> {
             acc.checked_add(x.unwrap_or(Duration::ZERO))
                 .ok_or_else(|| "duration overflowed".into())
         });
-
-    if matches!(dur, Ok(d) if d == Duration::ZERO) {
-        Err("duration must be greater than 0".into())
-    } else {
-        dur
-    }
+    dur
 }
 
 /// display Duration in Prometheus format

@@ -1,0 +1,78 @@
+//! The Prometheus 3 syntax Strata's fork of promql-parser adds (`vendor/promql-parser/
+//! PATCHES.md`): duration expressions, histogram trim operators, `anchored`/`smoothed`.
+
+use std::time::Duration;
+
+use promql_parser::parser::{Expr, Offset, parse};
+
+fn range_of(q: &str) -> Duration {
+    match parse(q).unwrap() {
+        Expr::Call(c) => match *c.args.args[0].clone() {
+            Expr::MatrixSelector(ms) => ms.range,
+            Expr::Subquery(sq) => sq.range,
+            e => panic!("{e:?}"),
+        },
+        e => panic!("{e:?}"),
+    }
+}
+
+#[test]
+fn constant_expressions_fold_while_parsing() {
+    let m30 = Duration::from_secs(1800);
+    for q in [
+        "changes(x[26m+4m])",
+        "changes(x[1800])",
+        "changes(x[60*30])",
+        "changes(x[2m*(10+5)])",
+        "changes(x[25m+((1.5*2m)+2m)])",
+        "changes(x[-5m+35m])",
+        "changes(x[1h/2])",
+        "changes(x[1h30m % 1h])",
+        "changes(x[30m1s-30m1s % 1m])",
+        "changes(x[(9m30s+30s)*3])",
+        "sum_over_time(x[29m+1m:5s+5s])",
+    ] {
+        assert_eq!(range_of(q), m30, "{q}");
+    }
+}
+
+#[test]
+fn offsets_bind_tighter_than_binary_operators() {
+    // `x offset 100 + 2` is `(x offset 100) + 2`
+    let Expr::Binary(b) = parse("x offset 100 + 2").unwrap() else { panic!() };
+    let Expr::VectorSelector(vs) = *b.lhs else { panic!() };
+    assert_eq!(vs.offset, Some(Offset::Pos(Duration::from_secs(100))));
+    // `x offset -2 ^ 2` is `(x offset -2) ^ 2`
+    let Expr::Binary(b) = parse("x offset -2 ^ 2").unwrap() else { panic!() };
+    let Expr::VectorSelector(vs) = *b.lhs else { panic!() };
+    assert_eq!(vs.offset, Some(Offset::Neg(Duration::from_secs(2))));
+    // parenthesised, the expression is the offset: -(2^2)
+    let Expr::VectorSelector(vs) = parse("x offset (-2 ^ 2)").unwrap() else { panic!() };
+    assert_eq!(vs.offset, Some(Offset::Neg(Duration::from_secs(4))));
+}
+
+#[test]
+fn query_dependent_expressions_stay_expressions() {
+    let Expr::Call(c) = parse("count_over_time(x[step()+1ms])").unwrap() else { panic!() };
+    let Expr::MatrixSelector(ms) = *c.args.args[0].clone() else { panic!() };
+    let e = ms.range_expr.expect("expression kept");
+    assert_eq!(e.eval(10.0, 0.0), 10.001);
+    let Expr::VectorSelector(vs) = parse("x offset min_of(step(), 1s)").unwrap() else { panic!() };
+    let Some(Offset::Expr(e)) = vs.offset else { panic!() };
+    assert_eq!(e.eval(5.0, 0.0), 1.0);
+}
+
+#[test]
+fn zero_divisors_and_empty_ranges_are_errors() {
+    assert!(parse("x[1m/0]").is_err());
+    assert!(parse("x[1m%0]").is_err());
+    assert!(parse("rate(x[1m-1m])").is_err());
+}
+
+#[test]
+fn trim_operators_parse_as_binary_operators() {
+    for (q, op) in [("h </ 2", "</"), ("h >/ -1", ">/")] {
+        let Expr::Binary(b) = parse(q).unwrap() else { panic!("{q}") };
+        assert_eq!(b.op.to_string(), op);
+    }
+}
