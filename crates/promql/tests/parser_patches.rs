@@ -6,7 +6,7 @@ use std::time::Duration;
 use promql_parser::parser::{Expr, Offset, parse};
 
 fn range_of(q: &str) -> Duration {
-    match parse(q).unwrap() {
+    match parse(q).expect("parses") {
         Expr::Call(c) => match *c.args.args[0].clone() {
             Expr::MatrixSelector(ms) => ms.range,
             Expr::Subquery(sq) => sq.range,
@@ -39,25 +39,25 @@ fn constant_expressions_fold_while_parsing() {
 #[test]
 fn offsets_bind_tighter_than_binary_operators() {
     // `x offset 100 + 2` is `(x offset 100) + 2`
-    let Expr::Binary(b) = parse("x offset 100 + 2").unwrap() else { panic!() };
+    let Expr::Binary(b) = parse("x offset 100 + 2").expect("parses") else { panic!() };
     let Expr::VectorSelector(vs) = *b.lhs else { panic!() };
     assert_eq!(vs.offset, Some(Offset::Pos(Duration::from_secs(100))));
     // `x offset -2 ^ 2` is `(x offset -2) ^ 2`
-    let Expr::Binary(b) = parse("x offset -2 ^ 2").unwrap() else { panic!() };
+    let Expr::Binary(b) = parse("x offset -2 ^ 2").expect("parses") else { panic!() };
     let Expr::VectorSelector(vs) = *b.lhs else { panic!() };
     assert_eq!(vs.offset, Some(Offset::Neg(Duration::from_secs(2))));
     // parenthesised, the expression is the offset: -(2^2)
-    let Expr::VectorSelector(vs) = parse("x offset (-2 ^ 2)").unwrap() else { panic!() };
+    let Expr::VectorSelector(vs) = parse("x offset (-2 ^ 2)").expect("parses") else { panic!() };
     assert_eq!(vs.offset, Some(Offset::Neg(Duration::from_secs(4))));
 }
 
 #[test]
 fn query_dependent_expressions_stay_expressions() {
-    let Expr::Call(c) = parse("count_over_time(x[step()+1ms])").unwrap() else { panic!() };
+    let Expr::Call(c) = parse("count_over_time(x[step()+1ms])").expect("parses") else { panic!() };
     let Expr::MatrixSelector(ms) = *c.args.args[0].clone() else { panic!() };
     let e = ms.range_expr.expect("expression kept");
     assert_eq!(e.eval(10.0, 0.0), 10.001);
-    let Expr::VectorSelector(vs) = parse("x offset min_of(step(), 1s)").unwrap() else { panic!() };
+    let Expr::VectorSelector(vs) = parse("x offset min_of(step(), 1s)").expect("parses") else { panic!() };
     let Some(Offset::Expr(e)) = vs.offset else { panic!() };
     assert_eq!(e.eval(5.0, 0.0), 1.0);
 }
@@ -72,7 +72,7 @@ fn zero_divisors_and_empty_ranges_are_errors() {
 #[test]
 fn trim_operators_parse_as_binary_operators() {
     for (q, op) in [("h </ 2", "</"), ("h >/ -1", ">/")] {
-        let Expr::Binary(b) = parse(q).unwrap() else { panic!("{q}") };
+        let Expr::Binary(b) = parse(q).expect("parses") else { panic!("{q}") };
         assert_eq!(b.op.to_string(), op);
     }
 }
