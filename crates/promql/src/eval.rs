@@ -50,6 +50,8 @@ pub(crate) struct RangeArg {
     pub(crate) range: i64,
     /// For each step, the evaluation time the window ends at (after `@` and offset).
     pub(crate) ends: Vec<i64>,
+    /// `anchored` / `smoothed`: the windows also hold the samples around their edges.
+    pub(crate) mode: crate::extended::Mode,
 }
 
 fn dur_ms(d: &std::time::Duration) -> i64 {
@@ -170,11 +172,11 @@ impl Ctx<'_> {
             Expr::MatrixSelector(ms) => {
                 // only valid as a top-level instant query (or inside functions, handled there)
                 let arg = self.range_of_matrix(ms)?;
-                Ok(Value::Matrix(matrix_at_last(arg)))
+                Ok(Value::Matrix(matrix_at_last(arg)?))
             }
             Expr::Subquery(sq) => {
                 let arg = self.range_of_subquery(sq)?;
-                Ok(Value::Matrix(matrix_at_last(arg)))
+                Ok(Value::Matrix(matrix_at_last(arg)?))
             }
             Expr::Binary(b) => binary::eval(self, b),
             Expr::Aggregate(a) => aggregate::eval(self, a),
@@ -192,6 +194,9 @@ impl Ctx<'_> {
     /// The samples an instant selector picks at each step: their values, or with
     /// `timestamps` their timestamps in seconds (`timestamp()`).
     pub(crate) fn select_instant(&mut self, vs: &VectorSelector, timestamps: bool) -> Result<Vec<Series>> {
+        if vs.smoothed && !timestamps {
+            return self.select_smoothed(vs);
+        }
         let steps = self.steps;
         let times: Vec<i64> = steps.iter().map(|t| self.eval_time(t, &vs.at, &vs.offset)).collect();
         let (lo, hi) = (times.iter().copied().min().unwrap_or(0), times.iter().copied().max().unwrap_or(0));
@@ -232,24 +237,79 @@ impl Ctx<'_> {
         Ok(out)
     }
 
+    /// `x smoothed`: at each step the value interpolated between the samples around it.
+    fn select_smoothed(&mut self, vs: &VectorSelector) -> Result<Vec<Series>> {
+        let steps = self.steps;
+        let times: Vec<i64> = steps.iter().map(|t| self.eval_time(t, &vs.at, &vs.offset)).collect();
+        let (lo, hi) = (times.iter().copied().min().unwrap_or(0), times.iter().copied().max().unwrap_or(0));
+        let lookback = self.cfg.lookback_ms;
+        let data = self.fetch(vs, lo - lookback + 1, hi + lookback)?;
+        let mut out = Vec::with_capacity(data.len());
+        for sd in data {
+            let name = sd.labels.get(METRIC_NAME).unwrap_or("").to_owned();
+            let floats: Vec<(i64, f64)> = sd.samples.into_iter().filter(|s| !is_stale(s.1)).collect();
+            let hists: Vec<HPoint> = sd.histograms.into_iter().filter(|s| !is_stale(s.1.sum)).collect();
+            let (mut points, mut hpoints) = (Vec::new(), Vec::new());
+            for (i, &t) in times.iter().enumerate() {
+                let inside = |p: i64| p > t - lookback && p <= t + lookback;
+                let f: Vec<(i64, f64)> = floats.iter().copied().filter(|p| inside(p.0)).collect();
+                let h: Vec<HPoint> = hists.iter().filter(|p| inside(p.0)).cloned().collect();
+                match (f.is_empty(), h.is_empty()) {
+                    (true, true) => {}
+                    (false, false) => self
+                        .annotations
+                        .warn(format!("encountered a mix of histograms and floats for metric name {name:?}")),
+                    (false, true) => {
+                        if let Some(v) = crate::extended::smoothed_float(&f, t) {
+                            points.push((steps.at(i), v));
+                        }
+                    }
+                    (true, false) => {
+                        if let Some(x) = crate::extended::smoothed_hist(&h, t, &name, &mut self.annotations) {
+                            hpoints.push((steps.at(i), x));
+                        }
+                    }
+                }
+            }
+            if !points.is_empty() || !hpoints.is_empty() {
+                self.count_samples(points.len() + hpoints.len())?;
+                out.push(Series { labels: sd.labels, drop_name: false, points, hists: hpoints });
+            }
+        }
+        Ok(out)
+    }
+
     /// A matrix selector evaluated as windows `(end − range, end]` for every step.
     pub(crate) fn range_of_matrix(&mut self, ms: &MatrixSelector) -> Result<RangeArg> {
         let range = dur_ms(&ms.range);
         let vs = &ms.vs;
         let ends: Vec<i64> = self.steps.iter().map(|t| self.eval_time(t, &vs.at, &vs.offset)).collect();
         let (lo, hi) = (ends.iter().copied().min().unwrap_or(0), ends.iter().copied().max().unwrap_or(0));
-        let data = self.fetch(vs, lo - range + 1, hi)?;
+        // anchored and smoothed windows reach one lookback before (and, smoothed, after) the range
+        let mode = match (vs.anchored, vs.smoothed) {
+            (true, _) => crate::extended::Mode::Anchored,
+            (_, true) => crate::extended::Mode::Smoothed,
+            _ => crate::extended::Mode::Plain,
+        };
+        let lookback = self.cfg.lookback_ms;
+        let (before, after) = match mode {
+            crate::extended::Mode::Plain => (0, 0),
+            crate::extended::Mode::Anchored => (lookback, 0),
+            crate::extended::Mode::Smoothed => (lookback, lookback),
+        };
+        let data = self.fetch(vs, lo - range - before + 1, hi + after)?;
+        let ends_after: Vec<i64> = ends.iter().map(|e| e + after).collect();
         let mut series = Vec::with_capacity(data.len());
         for sd in data {
             let samples: Vec<(i64, f64)> = sd.samples.into_iter().filter(|s| !is_stale(s.1)).collect();
             let hists: Vec<HPoint> = sd.histograms.into_iter().filter(|s| !is_stale(s.1.sum)).collect();
-            let ranges = windows(&samples, &ends, range);
-            let hranges = windows(&hists, &ends, range);
+            let ranges = windows(&samples, &ends_after, range + before + after);
+            let hranges = windows(&hists, &ends_after, range + before + after);
             let total: usize = ranges.iter().chain(&hranges).map(|r| r.1 - r.0).sum();
             self.count_samples(total)?;
             series.push(Windows { labels: sd.labels, samples, ranges, hists, hranges });
         }
-        Ok(RangeArg { series, range, ends })
+        Ok(RangeArg { series, range, ends, mode })
     }
 
     /// A subquery: the inner expression evaluated at multiples of its step, then windows
@@ -312,7 +372,7 @@ impl Ctx<'_> {
                 series.push(Windows { labels, samples: s.points, ranges, hists, hranges });
             }
         }
-        Ok(RangeArg { series, range, ends })
+        Ok(RangeArg { series, range, ends, mode: crate::extended::Mode::Plain })
     }
 }
 
@@ -328,7 +388,30 @@ fn windows<T>(samples: &[(i64, T)], ends: &[i64], range: i64) -> Vec<(usize, usi
 }
 
 /// A range argument as the matrix at its last step (instant queries of `x[5m]`).
-fn matrix_at_last(arg: RangeArg) -> Vec<RangeSeries> {
+fn matrix_at_last(arg: RangeArg) -> Result<Vec<RangeSeries>> {
+    if arg.mode != crate::extended::Mode::Plain {
+        let (Some(&end), smoothed) = (arg.ends.last(), arg.mode == crate::extended::Mode::Smoothed) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for w in arg.series {
+            let (&(lo, hi), &(hlo, hhi)) =
+                (w.ranges.last().unwrap_or(&(0, 0)), w.hranges.last().unwrap_or(&(0, 0)));
+            if hhi > hlo {
+                let m = if smoothed { "smoothed" } else { "anchored" };
+                return Err(QueryError::Execution(format!("{m} modifier is not supported with histograms")));
+            }
+            if hi > lo {
+                let samples =
+                    crate::extended::extend_floats(&w.samples[lo..hi], end - arg.range, end, smoothed);
+                if !samples.is_empty() {
+                    out.push(RangeSeries { labels: w.labels, samples, hists: Vec::new() });
+                }
+            }
+        }
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        return Ok(out);
+    }
     let mut out: Vec<RangeSeries> = arg
         .series
         .into_iter()
@@ -343,5 +426,5 @@ fn matrix_at_last(arg: RangeArg) -> Vec<RangeSeries> {
         })
         .collect();
     out.sort_by(|a, b| a.labels.cmp(&b.labels));
-    out
+    Ok(out)
 }

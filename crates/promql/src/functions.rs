@@ -545,6 +545,7 @@ fn range_fn(
     p2: Option<Vec<f64>>,
 ) -> Result<Value> {
     let ra = range_arg(ctx, arg)?;
+    crate::extended::check_function(ra.mode, name)?;
     let steps = ctx.steps;
     let keep_name = matches!(name, "last_over_time" | "first_over_time");
     if matches!(name, "rate" | "increase" | "irate") {
@@ -573,6 +574,14 @@ fn range_fn(
             let end = ra.ends[i];
             let start = end - ra.range;
             let t = steps.at(i);
+            if ra.mode != crate::extended::Mode::Plain {
+                match extended_window(ctx, name, ra.mode, win, hwin, (start, end), metric) {
+                    Windowed::Float(v) => points.push((t, v)),
+                    Windowed::Hist(h) => hists.push((t, std::sync::Arc::new(h))),
+                    Windowed::Nothing | Windowed::FloatsOnly => {}
+                }
+                continue;
+            }
             if !hwin.is_empty() {
                 match native_window(ctx, name, win, hwin, (start, end), metric) {
                     Windowed::Float(v) => points.push((t, v)),
@@ -703,6 +712,80 @@ fn merged<'a>(win: Window<'a>, hwin: &'a [crate::value::HPoint]) -> Vec<(i64, Ei
     all
 }
 
+/// `resets` / `changes` over floats and histograms in time order (a switch between the two
+/// counts); `anchor`, for an anchored window, starts the walk at the last sample at or
+/// before it.
+fn count_changes(
+    name: &str,
+    win: Window<'_>,
+    hwin: &[crate::value::HPoint],
+    anchor: Option<i64>,
+) -> Option<f64> {
+    let all = merged(win, hwin);
+    let from = match anchor {
+        Some(start) => crate::extended::anchored_start(&all, start)?,
+        None => 0,
+    };
+    let n = all[from..]
+        .windows(2)
+        .filter(|p| match (&p[0].1, &p[1].1) {
+            (Either::F(a), Either::F(b)) => {
+                if name == "resets" {
+                    b < a
+                } else {
+                    a != b && !(a.is_nan() && b.is_nan())
+                }
+            }
+            (Either::H(a), Either::H(b)) => {
+                if name == "resets" {
+                    b.detect_reset(a)
+                } else {
+                    !crate::native::equals(a, b)
+                }
+            }
+            _ => true,
+        })
+        .count();
+    Some(n as f64)
+}
+
+/// `rate`/`increase`/`delta`/`resets`/`changes` over an anchored or smoothed window.
+fn extended_window(
+    ctx: &mut Ctx<'_>,
+    name: &str,
+    mode: crate::extended::Mode,
+    win: Window<'_>,
+    hwin: &[crate::value::HPoint],
+    (start, end): (i64, i64),
+    metric: &str,
+) -> Windowed {
+    if matches!(name, "resets" | "changes") {
+        return count_changes(name, win, hwin, Some(start)).map_or(Windowed::Nothing, Windowed::Float);
+    }
+    let smoothed = mode == crate::extended::Mode::Smoothed;
+    let (counter, rate) = (name != "delta", name == "rate");
+    match (win.is_empty(), hwin.is_empty()) {
+        (false, false) => {
+            ctx.annotations
+                .warn(format!("encountered a mix of histograms and floats for metric name {metric:?}"));
+            Windowed::Nothing
+        }
+        (false, true) => crate::extended::rate(win, (start, end), smoothed, counter, rate)
+            .map_or(Windowed::Nothing, Windowed::Float),
+        (true, false) => crate::extended::rate_hist(
+            hwin,
+            (start, end),
+            smoothed,
+            counter,
+            rate,
+            metric,
+            &mut ctx.annotations,
+        )
+        .map_or(Windowed::Nothing, Windowed::Hist),
+        (true, true) => Windowed::Nothing,
+    }
+}
+
 /// A range function over a window that holds histograms (Prometheus's histogram paths).
 fn native_window(
     ctx: &mut Ctx<'_>,
@@ -759,28 +842,7 @@ fn native_window(
             }
         }
         "resets" | "changes" => {
-            let all = merged(win, hwin);
-            let n = all
-                .windows(2)
-                .filter(|p| match (&p[0].1, &p[1].1) {
-                    (Either::F(a), Either::F(b)) => {
-                        if name == "resets" {
-                            b < a
-                        } else {
-                            a != b && !(a.is_nan() && b.is_nan())
-                        }
-                    }
-                    (Either::H(a), Either::H(b)) => {
-                        if name == "resets" {
-                            b.detect_reset(a)
-                        } else {
-                            !crate::native::equals(a, b)
-                        }
-                    }
-                    _ => true,
-                })
-                .count();
-            Windowed::Float(n as f64)
+            count_changes(name, win, hwin, None).map_or(Windowed::Nothing, Windowed::Float)
         }
         "sum_over_time" | "avg_over_time" => {
             if !win.is_empty() {

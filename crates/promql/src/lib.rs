@@ -16,6 +16,7 @@ mod binary;
 mod durations;
 mod error;
 mod eval;
+mod extended;
 mod functions;
 mod grid;
 mod info;

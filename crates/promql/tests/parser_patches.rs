@@ -76,3 +76,16 @@ fn trim_operators_parse_as_binary_operators() {
         assert_eq!(b.op.to_string(), op);
     }
 }
+
+#[test]
+fn anchored_and_smoothed_mark_the_selector() {
+    let Expr::Call(c) = parse("increase(x[1m] anchored)").expect("parses") else { panic!() };
+    let Expr::MatrixSelector(ms) = *c.args.args[0].clone() else { panic!() };
+    assert!(ms.vs.anchored && !ms.vs.smoothed);
+    let Expr::VectorSelector(vs) = parse("x smoothed").expect("parses") else { panic!() };
+    assert!(vs.smoothed);
+    assert!(parse("x[1m] anchored smoothed").is_err());
+    assert!(parse("rate(x[5m:1m] anchored)").is_err());
+    // still metric names
+    assert!(matches!(parse("anchored").expect("parses"), Expr::VectorSelector(_)));
+}

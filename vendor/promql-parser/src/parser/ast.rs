@@ -919,6 +919,12 @@ pub struct VectorSelector {
     #[cfg_attr(feature = "ser", serde(flatten))]
     #[cfg_attr(feature = "ser", serde(serialize_with = "serialize_at_modifier"))]
     pub at: Option<AtModifier>,
+    /// `anchored` modifier (Prometheus 3.7, experimental; Strata patch).
+    #[cfg_attr(feature = "ser", serde(skip))]
+    pub anchored: bool,
+    /// `smoothed` modifier (Prometheus 3.7, experimental; Strata patch).
+    #[cfg_attr(feature = "ser", serde(skip))]
+    pub smoothed: bool,
 }
 
 impl VectorSelector {
@@ -928,6 +934,8 @@ impl VectorSelector {
             matchers,
             offset: None,
             at: None,
+            anchored: false,
+            smoothed: false,
         }
     }
 }
@@ -939,6 +947,8 @@ impl Default for VectorSelector {
             matchers: Matchers::empty(),
             offset: None,
             at: None,
+            anchored: false,
+            smoothed: false,
         }
     }
 }
@@ -950,6 +960,8 @@ impl From<String> for VectorSelector {
             offset: None,
             at: None,
             matchers: Matchers::empty(),
+            anchored: false,
+            smoothed: false,
         }
     }
 }
@@ -968,6 +980,8 @@ impl From<String> for VectorSelector {
 ///     name: Some(String::from("foo")),
 ///     offset: None,
 ///     at: None,
+///     anchored: false,
+///     smoothed: false,
 ///     matchers: Matchers::empty(),
 /// };
 ///
@@ -1325,6 +1339,35 @@ impl Expr {
             _ => {
                 Err("@ modifier must be preceded by an vector selector or matrix selector or a subquery".into())
             }
+        }
+    }
+
+    /// Sets the `anchored` (or, with `smoothed`, the `smoothed`) modifier of a selector
+    /// (Strata patch).
+    pub(crate) fn extended_range_expr(self, smoothed: bool) -> Result<Self, String> {
+        let name = if smoothed { "smoothed" } else { "anchored" };
+        let set = |vs: &mut VectorSelector| {
+            if vs.anchored || vs.smoothed {
+                return Err("anchored and smoothed modifiers cannot be used together".to_string());
+            }
+            if smoothed {
+                vs.smoothed = true;
+            } else {
+                vs.anchored = true;
+            }
+            Ok(())
+        };
+        match self {
+            Expr::VectorSelector(mut vs) => {
+                set(&mut vs)?;
+                Ok(Expr::VectorSelector(vs))
+            }
+            Expr::MatrixSelector(mut ms) => {
+                set(&mut ms.vs)?;
+                Ok(Expr::MatrixSelector(ms))
+            }
+            Expr::Subquery(_) => Err(format!("{name} modifier is not supported for subqueries")),
+            _ => Err(format!("{name} modifier not implemented")),
         }
     }
 
