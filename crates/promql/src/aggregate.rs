@@ -166,6 +166,7 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Value> {
     let keys: Vec<Labels> = input.iter().map(|s| group_key(&s.labels, a.modifier.as_ref())).collect();
     let grid = vals_by_step(&input, steps);
     let mut out = Out::default();
+    let mut counted: Vec<(Labels, bool, f64)> = Vec::new();
     for (i, present) in grid.iter().enumerate() {
         let t = steps.at(i);
         let mut groups: Vec<Group<'_>> = Vec::new();
@@ -331,9 +332,23 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Value> {
                 }
                 other => return Err(QueryError::Execution(format!("unsupported aggregation {other}"))),
             };
+            if op == "count_values" {
+                // the value label may overwrite a grouping label: groups that end up with the
+                // same labels are one group (Prometheus groups after setting the label)
+                for (l, dn, v) in results {
+                    match counted.iter_mut().find(|c| c.0 == l) {
+                        Some(c) => c.2 += v,
+                        None => counted.push((l, dn, v)),
+                    }
+                }
+                continue;
+            }
             for (l, dn, v) in results {
                 out.push(l, dn, t, v)?;
             }
+        }
+        for (l, dn, v) in counted.drain(..) {
+            out.push(l, dn, t, v)?;
         }
     }
     Ok(Value::Vector(out.finish()))

@@ -89,3 +89,15 @@ fn anchored_and_smoothed_mark_the_selector() {
     // still metric names
     assert!(matches!(parse("anchored").expect("parses"), Expr::VectorSelector(_)));
 }
+
+#[test]
+fn only_the_data_label_selector_of_info_may_match_everything() {
+    assert!(parse(r#"info(x, {data=~".*"})"#).is_ok());
+    for q in ["{}", r#"{a=~".*"}"#, r#"rate({a=""}[5m])"#, r#"sum({a=~".*"})"#, r#"info({a=~".*"})"#] {
+        assert_eq!(
+            parse(q).err().as_deref(),
+            Some("vector selector must contain at least one non-empty matcher"),
+            "{q}"
+        );
+    }
+}

@@ -1844,6 +1844,37 @@ fn check_ast_for_subquery(ex: SubqueryExpr) -> Result<Expr, String> {
     Ok(Expr::Subquery(ex))
 }
 
+/// The empty-matcher rule for every selector of `e` but the second argument of `info()`.
+pub(crate) fn check_selectors_not_empty(e: &Expr) -> Result<(), String> {
+    let empty = |vs: &VectorSelector| vs.name.is_none() && vs.matchers.is_empty_matchers();
+    let err = || Err("vector selector must contain at least one non-empty matcher".into());
+    match e {
+        Expr::VectorSelector(vs) if empty(vs) => err(),
+        Expr::MatrixSelector(ms) if empty(&ms.vs) => err(),
+        Expr::Aggregate(a) => {
+            check_selectors_not_empty(&a.expr)?;
+            a.param.as_deref().map_or(Ok(()), check_selectors_not_empty)
+        }
+        Expr::Unary(u) => check_selectors_not_empty(&u.expr),
+        Expr::Binary(b) => {
+            check_selectors_not_empty(&b.lhs)?;
+            check_selectors_not_empty(&b.rhs)
+        }
+        Expr::Paren(p) => check_selectors_not_empty(&p.expr),
+        Expr::Subquery(s) => check_selectors_not_empty(&s.expr),
+        Expr::Call(c) => {
+            let exempt = if c.func.name == "info" { 1 } else { usize::MAX };
+            c.args
+                .args
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != exempt)
+                .try_for_each(|(_, a)| check_selectors_not_empty(a))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn check_ast_for_vector_selector(ex: VectorSelector) -> Result<Expr, String> {
     match ex.name {
         Some(ref name) => match ex.matchers.find_matcher_value(METRIC_NAME) {
@@ -1852,11 +1883,9 @@ fn check_ast_for_vector_selector(ex: VectorSelector) -> Result<Expr, String> {
             )),
             None => Ok(Expr::VectorSelector(ex)),
         },
-        None if ex.matchers.is_empty_matchers() => {
-            // When name is None, a vector selector must contain at least one non-empty matcher
-            // to prevent implicit selection of all metrics (e.g. by a typo).
-            Err("vector selector must contain at least one non-empty matcher".into())
-        }
+        // A selector without a name needs at least one non-empty matcher (so that a typo
+        // does not select every series); `parse` checks that once the whole expression is
+        // known, because the data-label selector of `info()` is exempt (Strata patch).
         _ => Ok(Expr::VectorSelector(ex)),
     }
 }

@@ -21,7 +21,9 @@ pub fn parse(input: &str) -> Result<Expr, String> {
         Ok(lexer) => {
             // NOTE: the errs is ignored so far.
             let (res, _errs) = crate::promql_y::parse(&lexer);
-            res.ok_or_else(|| String::from(INVALID_QUERY_INFO))?
+            let expr = res.ok_or_else(|| String::from(INVALID_QUERY_INFO))??;
+            crate::parser::ast::check_selectors_not_empty(&expr)?;
+            Ok(expr)
         }
     }
 }
