@@ -1096,19 +1096,8 @@ fn over_histograms(
 ) -> Result<Value> {
     let steps = ctx.steps;
     let delayed = ctx.cfg.delayed_name_removal;
-    let mut out = Out::default();
     let mut annos = std::mem::take(&mut ctx.annotations);
-    for s in v {
-        if s.hists.is_empty() {
-            continue;
-        }
-        let (labels, dn) = drop_name(&s.labels, delayed);
-        for (t, h) in &s.hists {
-            let x = native(steps.index(*t), h, annotation_name(&s.labels, delayed), &mut annos);
-            out.push(labels.clone(), dn || s.drop_name, *t, x)?;
-        }
-    }
-    // group buckets by labels without `le` (and the name)
+    // classic buckets grouped by their labels without `le` (the name included)
     let mut groups: Vec<(Labels, Vec<(f64, usize)>)> = Vec::new();
     for (j, s) in v.iter().enumerate() {
         if s.points.is_empty() {
@@ -1118,36 +1107,61 @@ fn over_histograms(
             annos.warn(format!(
                 "bucket label \"le\" is missing or has a malformed value of {:?} for metric name {:?}",
                 s.labels.get("le").unwrap_or(""),
-                s.labels.get(METRIC_NAME).unwrap_or("")
+                annotation_name(&s.labels, delayed)
             ));
             continue;
         };
-        let key = crate::grid::without(&s.labels, &["le", METRIC_NAME]);
+        let key = crate::grid::without(&s.labels, &["le"]);
         match groups.iter_mut().find(|g| g.0 == key) {
             Some(g) => g.1.push((le, j)),
             None => groups.push((key, vec![(le, j)])),
         }
     }
-    for (key, members) in groups {
-        let name = members.first().and_then(|m| v[m.1].labels.get(METRIC_NAME)).unwrap_or("");
-        let name = name.strip_suffix("_bucket").unwrap_or(name);
-        for i in 0..steps.len() {
-            let t = steps.at(i);
-            let mut buckets: Vec<(f64, f64)> = members
-                .iter()
-                .filter_map(|&(le, j)| v[j].points.iter().find(|p| p.0 == t).map(|p| (le, p.1)))
-                .collect();
-            if buckets.is_empty() {
+    let mut out = Out::default();
+    for i in 0..steps.len() {
+        let t = steps.at(i);
+        let mut buckets: Vec<Vec<(f64, f64)>> = groups
+            .iter()
+            .map(|(_, members)| {
+                members
+                    .iter()
+                    .filter_map(|&(le, j)| v[j].points.iter().find(|p| p.0 == t).map(|p| (le, p.1)))
+                    .collect()
+            })
+            .collect();
+        for s in v {
+            let Some((_, h)) = s.hists.iter().find(|p| p.0 == t) else {
+                continue;
+            };
+            // a native histogram next to classic buckets of the same series: neither counts
+            if let Some(g) = groups.iter().position(|g| g.0 == s.labels)
+                && !buckets[g].is_empty()
+            {
+                annos.warn(format!(
+                    "vector contains a mix of classic and native histograms for metric name {:?}",
+                    annotation_name(&s.labels, delayed)
+                ));
+                buckets[g].clear();
                 continue;
             }
-            let value = classic(i, &mut buckets, name, &mut annos);
-            out.push(key.clone(), false, t, value)?;
+            let (labels, dn) = drop_name(&s.labels, delayed);
+            let x = native(i, h, annotation_name(&s.labels, delayed), &mut annos);
+            out.push(labels, dn || s.drop_name, t, x)?;
+        }
+        for ((key, members), b) in groups.iter().zip(&mut buckets) {
+            if b.is_empty() {
+                continue;
+            }
+            let name = annotation_name(key, delayed);
+            let name = name.strip_suffix("_bucket").unwrap_or(name);
+            let value = classic(i, b, name, &mut annos);
+            let (labels, dn) = drop_name(key, delayed);
+            let dn = dn || members.iter().any(|m| v[m.1].drop_name);
+            out.push(labels, dn, t, value)?;
         }
     }
     ctx.annotations = annos;
-    let mut series = out.finish();
-    series.iter_mut().for_each(|s| s.points.sort_by_key(|p| p.0));
-    Ok(Value::Vector(series))
+    Ok(Value::Vector(out.finish()))
 }
 
 /// Prometheus's `BucketFraction` over (upper bound, cumulative count) pairs: the share of
