@@ -359,6 +359,7 @@ pub(crate) fn instant(
 /// A Kahan-compensated running sum of histograms. Compensation is kept per bucket while
 /// the layout (schema, zero threshold, custom bounds) stays the same, and folded in when an
 /// addend changes it.
+#[derive(Clone)]
 struct HistSum {
     h: FloatHistogram,
     c: FloatHistogram,
@@ -444,6 +445,14 @@ impl HistSum {
         Ok(Combined { counter_reset_collision: collision, bounds_reconciled: false })
     }
 
+    /// Scales the running value and its compensation (the incremental mean's `· (n−1)/n`).
+    fn scale(&mut self, f: f64) {
+        let hint = self.h.hint;
+        self.h.mul(f);
+        self.h.hint = hint;
+        self.c.mul(f);
+    }
+
     fn finish(mut self) -> FloatHistogram {
         self.fold();
         self.h
@@ -462,7 +471,8 @@ pub(crate) fn sum<'a>(
     annos: &mut Annotations,
 ) -> Option<FloatHistogram> {
     let mut acc: Option<HistSum> = None;
-    let mut mean: Option<FloatHistogram> = None;
+    // avg switches to an incremental mean (Kahan-compensated too) once the sum overflows
+    let mut incremental = false;
     let mut n = 0.0;
     let (mut reset, mut not_reset, mut reconciled) = (false, false, false);
     for h in hs {
@@ -472,33 +482,32 @@ pub(crate) fn sum<'a>(
             CounterResetHint::NotCounterReset => not_reset = true,
             _ => {}
         }
-        let r = if let Some(m) = &mut mean {
-            // incremental mean: m·(n−1)/n + h/n
-            m.mul((n - 1.0) / n);
-            let mut part = h.clone();
-            part.div(n);
-            let hint = m.hint;
-            let r = m.add(&part);
-            m.hint = hint;
-            r
-        } else if let Some(a) = &mut acc {
-            let before = a.h.clone();
-            let r = a.add(h);
-            if avg && a.h.has_overflow() && !h.has_overflow() && !before.has_overflow() {
-                let mut m = HistSum { h: before, c: a.c.clone() }.finish();
-                m.div(n - 1.0);
-                m.mul((n - 1.0) / n);
-                let mut part = h.clone();
-                part.div(n);
-                let _ = m.add(&part);
-                mean = Some(m);
-            }
-            r
-        } else {
+        let Some(a) = &mut acc else {
             acc = Some(HistSum::new(h));
-            Ok(Combined::default())
+            continue;
         };
-        match r {
+        if !incremental {
+            let before = a.clone();
+            let r = a.add(h);
+            if !(avg && a.h.has_overflow()) {
+                match r {
+                    Ok(c) => reconciled |= c.bounds_reconciled,
+                    Err(HistogramError::IncompatibleSchema) => {
+                        mixed_schemas(annos, name);
+                        return None;
+                    }
+                }
+                continue;
+            }
+            *a = before;
+            a.scale(1.0 / (n - 1.0));
+            incremental = true;
+        }
+        // mean·(n−1)/n + h/n
+        a.scale((n - 1.0) / n);
+        let mut part = h.clone();
+        part.div(n);
+        match a.add(&part) {
             Ok(c) => reconciled |= c.bounds_reconciled,
             Err(HistogramError::IncompatibleSchema) => {
                 mixed_schemas(annos, name);
@@ -512,16 +521,10 @@ pub(crate) fn sum<'a>(
     if reconciled {
         annos.info("mismatched custom buckets were reconciled during aggregation".into());
     }
-    let mut out = match mean {
-        Some(m) => m,
-        None => {
-            let mut s = acc?.finish();
-            if avg {
-                s.div(n);
-            }
-            s
-        }
-    };
+    let mut out = acc?.finish();
+    if avg && !incremental {
+        out.div(n);
+    }
     out.compact();
     Some(out)
 }
