@@ -56,9 +56,14 @@ pub(crate) fn quantile(q: f64, h: &FloatHistogram, name: &str, annos: &mut Annot
             break;
         }
     }
-    let Some(mut bucket) = buckets.get(at).copied() else {
-        return f64::NAN;
-    };
+    // no populated bucket: Prometheus goes on with an empty one (count 0, bounds 0)
+    let mut bucket = buckets.get(at).copied().unwrap_or(strata_tsdb::histogram::Bucket {
+        lower: 0.0,
+        upper: 0.0,
+        lower_inclusive: false,
+        upper_inclusive: false,
+        count: 0.0,
+    });
     if !h.uses_custom_buckets() && bucket.lower < 0.0 && bucket.upper > 0.0 {
         if h.negative.is_empty() && !h.positive.is_empty() {
             bucket.lower = 0.0;
@@ -93,7 +98,7 @@ pub(crate) fn quantile(q: f64, h: &FloatHistogram, name: &str, annos: &mut Annot
         rank = count - rank;
     }
     if h.sum.is_nan() {
-        let total: f64 = count + buckets[at + 1..].iter().map(|b| b.count).sum::<f64>();
+        let total: f64 = count + buckets.get(at + 1..).unwrap_or(&[]).iter().map(|b| b.count).sum::<f64>();
         if total < h.count {
             annos.info(format!(
                 "input to histogram_quantile has NaN observations, result is skewed higher for metric name {name:?}"
