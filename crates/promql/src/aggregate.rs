@@ -369,7 +369,7 @@ fn capped_ratio(annos: &mut crate::Annotations, r: f64) -> f64 {
 
 /// Whether `limit_ratio(r, …)` keeps a series: its hash's place in `[0, 1)` against `r`.
 fn ratio_keeps(l: &Labels, r: f64) -> bool {
-    let off = l.stable_hash() as f64 / u64::MAX as f64;
+    let off = l.prometheus_hash() as f64 / u64::MAX as f64;
     if r >= 0.0 { off < r } else { off >= 1.0 + r }
 }
 

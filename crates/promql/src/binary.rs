@@ -264,9 +264,18 @@ fn vector_scalar(
     Ok(Value::Vector(out.finish()))
 }
 
-/// The matching signature of a series (without a modifier: all labels but the name).
+/// The matching signature of a series: the `on` labels, or all labels but the `ignoring`
+/// ones and the name (`__type__`/`__unit__` stay: series of different types do not match).
 fn signature(l: &Labels, matching: Option<&LabelModifier>) -> Labels {
-    crate::grid::project(l, matching).unwrap_or_else(|| without(l, &crate::grid::NAME_LIKE))
+    match matching {
+        Some(LabelModifier::Exclude(ign)) => {
+            let mut names: Vec<&str> = ign.labels.iter().map(String::as_str).collect();
+            names.push(strata_tsdb::METRIC_NAME);
+            without(l, &names)
+        }
+        Some(m) => crate::grid::project(l, Some(m)).unwrap_or_default(),
+        None => without(l, &[strata_tsdb::METRIC_NAME]),
+    }
 }
 
 fn set_op(ctx: &Ctx<'_>, l: Vec<Series>, r: Vec<Series>, op: Op, m: Option<&LabelModifier>) -> Result<Value> {

@@ -129,6 +129,13 @@ impl Labels {
         Some(Labels::from_sorted(v))
     }
 
+    /// Prometheus's `Labels.Hash()`: XXH64 of the same encoding (its default `stringlabels`
+    /// layout), so that hash-based choices such as `limit_ratio` pick the series Prometheus
+    /// picks.
+    pub fn prometheus_hash(&self) -> u64 {
+        xxhash_rust::xxh64::xxh64(&self.encode(), 0)
+    }
+
     /// The stable 64-bit hash of the canonical encoding (xxh3); identical in every process and version.
     pub fn stable_hash(&self) -> u64 {
         hash_encoded(&self.encode())
