@@ -194,7 +194,7 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, b: &BinaryExpr) -> Result<Value> {
     let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
     let lhs = ctx.eval(&b.lhs)?;
     let rhs = ctx.eval(&b.rhs)?;
-    let delayed = ctx.cfg.delayed_name_removal;
+    let delayed = ctx.cfg.features.delayed_name_removal;
     match (lhs, rhs) {
         (Value::Scalar(l), Value::Scalar(r)) => Ok(Value::Scalar(
             l.into_iter()

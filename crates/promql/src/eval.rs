@@ -148,7 +148,7 @@ impl Ctx<'_> {
                     v.into_iter()
                         .map(|s| {
                             let (labels, dn) =
-                                crate::grid::drop_name(&s.labels, self.cfg.delayed_name_removal);
+                                crate::grid::drop_name(&s.labels, self.cfg.features.delayed_name_removal);
                             Series {
                                 labels,
                                 drop_name: dn || s.drop_name,

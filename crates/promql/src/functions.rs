@@ -164,7 +164,7 @@ fn double_exponential_smoothing(w: Window<'_>, sf: f64, tf: f64) -> Option<f64> 
 pub(crate) fn eval(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value> {
     let name = c.func.name;
     let args: Vec<&Expr> = c.args.args.iter().map(|b| b.as_ref()).collect();
-    let delayed = ctx.cfg.delayed_name_removal;
+    let delayed = ctx.cfg.features.delayed_name_removal;
     match name {
         "rate"
         | "increase"
@@ -560,7 +560,7 @@ fn range_fn(
             }
         }
     }
-    let delayed = ctx.cfg.delayed_name_removal;
+    let delayed = ctx.cfg.features.delayed_name_removal;
     let mut out = Vec::with_capacity(ra.series.len());
     for w in &ra.series {
         let (mut points, mut hists) = (Vec::new(), Vec::new());
@@ -1095,7 +1095,7 @@ fn over_histograms(
     mut classic: impl FnMut(usize, &mut [(f64, f64)], &str, &mut crate::Annotations) -> f64,
 ) -> Result<Value> {
     let steps = ctx.steps;
-    let delayed = ctx.cfg.delayed_name_removal;
+    let delayed = ctx.cfg.features.delayed_name_removal;
     let mut annos = std::mem::take(&mut ctx.annotations);
     // classic buckets grouped by their labels without `le` (the name included)
     let mut groups: Vec<(Labels, Vec<(f64, usize)>)> = Vec::new();

@@ -17,6 +17,7 @@ mod durations;
 mod error;
 mod eval;
 mod extended;
+mod features;
 mod functions;
 mod grid;
 mod info;
@@ -31,6 +32,7 @@ use promql_parser::parser::{self, Expr};
 pub use aggregate::format_float;
 pub use annotations::{Annotations, Output};
 pub use error::{QueryError, Result};
+pub use features::{FEATURE_NAMES, Features};
 pub use source::{MemSource, Source};
 pub use value::{HPoint, RangeSeries, Series, Value};
 
@@ -46,8 +48,9 @@ pub struct EngineConfig {
     pub max_samples: usize,
     /// Step of subqueries written without one (`x[5m:]`), in ms. Default 60 000.
     pub default_subquery_step_ms: i64,
-    /// Prometheus's `promql-delayed-name-removal` feature. Default off.
-    pub delayed_name_removal: bool,
+    /// The features Prometheus gates behind `--enable-feature` (delayed name removal,
+    /// experimental functions, `anchored`/`smoothed`, `fill*`). Default all off.
+    pub features: Features,
     /// Longest a query may run. Default 2 minutes.
     pub timeout: Duration,
 }
@@ -58,7 +61,7 @@ impl Default for EngineConfig {
             lookback_ms: 300_000,
             max_samples: 50_000_000,
             default_subquery_step_ms: 60_000,
-            delayed_name_removal: false,
+            features: Features::default(),
             timeout: Duration::from_secs(120),
         }
     }
@@ -140,6 +143,7 @@ impl Engine {
             deadline: Instant::now() + self.cfg.timeout,
             annotations: Annotations::default(),
         };
+        self.cfg.features.check(expr)?;
         let resolved;
         let expr = if durations::needs_resolving(expr) {
             let mut e = expr.clone();

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use strata_promql::{Engine, EngineConfig, MemSource, Value};
+use strata_promql::{Engine, EngineConfig, Features, MemSource, Value};
 use strata_tsdb::{FloatHistogram, Labels, STALE_NAN_BITS};
 
 fn shared_dir() -> PathBuf {
@@ -697,7 +697,8 @@ fn skip_reason(expr: &str) -> Option<String> {
 fn run_file(path: &Path) -> FileResult {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().map(|l| l.trim()).collect();
-    let mut cfg = EngineConfig { delayed_name_removal: true, max_samples: 10_000, ..EngineConfig::default() };
+    // Prometheus's test harness enables every feature (FORMAT.md 11)
+    let mut cfg = EngineConfig { features: Features::all(), max_samples: 10_000, ..EngineConfig::default() };
     cfg.default_subquery_step_ms = 60_000;
     let engine = Engine::new(cfg);
     let mut src = MemSource::new();

@@ -38,6 +38,10 @@ pub(crate) struct StandaloneConfig {
     pub(crate) query_max_samples: usize,
     /// Queries evaluated at once; more wait. Default `20`.
     pub(crate) query_max_concurrency: usize,
+    /// Prometheus feature flags to turn on (`promql-experimental-functions`,
+    /// `promql-delayed-name-removal`, `promql-extended-range-selectors`,
+    /// `promql-binop-fill-modifiers`). Default none, as a default Prometheus 3 server.
+    pub(crate) enable_features: Vec<String>,
 }
 
 impl Default for StandaloneConfig {
@@ -56,6 +60,7 @@ impl Default for StandaloneConfig {
             query_timeout: PromDuration(Duration::from_secs(120)),
             query_max_samples: 50_000_000,
             query_max_concurrency: 20,
+            enable_features: Vec::new(),
         }
     }
 }
@@ -81,7 +86,21 @@ impl StandaloneConfig {
         if self.max_write_body_bytes == 0 {
             return Err("max_write_body_bytes must be positive".into());
         }
+        if let Some(f) =
+            self.enable_features.iter().find(|f| !strata_promql::FEATURE_NAMES.contains(&f.as_str()))
+        {
+            return Err(format!("unknown feature {f:?}; known: {}", strata_promql::FEATURE_NAMES.join(", ")));
+        }
         Ok(())
+    }
+
+    /// The PromQL features turned on.
+    pub(crate) fn features(&self) -> strata_promql::Features {
+        let mut f = strata_promql::Features::default();
+        for name in &self.enable_features {
+            f.enable(name);
+        }
+        f
     }
 }
 
@@ -98,6 +117,13 @@ mod tests {
         let e = serde_yaml::from_str::<StandaloneConfig>("retension_time: 30d\n").unwrap_err();
         assert!(e.to_string().contains("unknown field"), "{e}");
         assert!(serde_yaml::from_str::<StandaloneConfig>("retention_time: 30x\n").is_err());
+        let c: StandaloneConfig =
+            serde_yaml::from_str("enable_features: [promql-experimental-functions]\n").unwrap();
+        assert!(
+            c.validate().is_ok() && c.features().experimental_functions && !c.features().binop_fill_modifiers
+        );
+        let c: StandaloneConfig = serde_yaml::from_str("enable_features: [promql-nonsense]\n").unwrap();
+        assert!(c.validate().unwrap_err().contains("unknown feature"));
         assert!(StandaloneConfig { shards: 0, ..StandaloneConfig::default() }.validate().is_err());
     }
 }

@@ -58,6 +58,10 @@ struct StandaloneArgs {
     /// Checkpoint interval [default: 5m].
     #[arg(long)]
     checkpoint_interval: Option<PromDuration>,
+    /// Prometheus feature flags to turn on, comma-separated or repeated, e.g.
+    /// promql-experimental-functions (added to the config file's `enable_features`).
+    #[arg(long = "enable-feature", value_delimiter = ',')]
+    enable_feature: Vec<String>,
 }
 
 fn load_config(a: StandaloneArgs) -> anyhow::Result<StandaloneConfig> {
@@ -86,6 +90,7 @@ fn load_config(a: StandaloneArgs) -> anyhow::Result<StandaloneConfig> {
     if let Some(v) = a.checkpoint_interval {
         c.checkpoint_interval = v;
     }
+    c.enable_features.extend(a.enable_feature);
     c.validate().map_err(anyhow::Error::msg)?;
     Ok(c)
 }
@@ -131,6 +136,7 @@ async fn standalone(c: StandaloneConfig) -> anyhow::Result<()> {
                 lookback_ms: c.query_lookback_delta.0.as_millis() as i64,
                 max_samples: c.query_max_samples,
                 timeout: c.query_timeout.0,
+                features: c.features(),
                 ..strata_promql::EngineConfig::default()
             },
             query_max_concurrency: c.query_max_concurrency,
