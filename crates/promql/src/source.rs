@@ -64,23 +64,6 @@ impl MemSource {
     }
 }
 
-/// Histogram `k` of a series as storage returns it: with the counter-reset hint its
-/// position in the series gives it ([`strata_tsdb::histogram::stored_hint`]).
-fn read_back(floats: &[(i64, f64)], hists: &[HPoint], k: usize) -> HPoint {
-    let (t, h) = &hists[k];
-    let prev = k.checked_sub(1).map(|p| &hists[p]).filter(|p| {
-        // a float stored in between starts a new chunk
-        !floats.iter().any(|f| f.0 > p.0 && f.0 < *t)
-    });
-    let hint = strata_tsdb::histogram::stored_hint(prev.map(|p| &*p.1), h);
-    if hint == h.hint {
-        return (*t, h.clone());
-    }
-    let mut c = (**h).clone();
-    c.hint = hint;
-    (*t, Arc::new(c))
-}
-
 impl Source for MemSource {
     fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesData>, String> {
         Ok(self
@@ -90,10 +73,15 @@ impl Source for MemSource {
             .filter_map(|(l, (s, h))| {
                 let (lo, hi) = (s.partition_point(|x| x.0 < mint), s.partition_point(|x| x.0 <= maxt));
                 let (hlo, hhi) = (h.partition_point(|x| x.0 < mint), h.partition_point(|x| x.0 <= maxt));
-                (hi > lo || hhi > hlo).then(|| SeriesData {
-                    labels: l.clone(),
-                    samples: s[lo..hi].to_vec(),
-                    histograms: (hlo..hhi).map(|k| read_back(s, h, k)).collect(),
+                (hi > lo || hhi > hlo).then(|| {
+                    // hints as storage gives them, from the whole series
+                    let mut all = h.clone();
+                    strata_tsdb::histogram::settle(&mut all, s);
+                    SeriesData {
+                        labels: l.clone(),
+                        samples: s[lo..hi].to_vec(),
+                        histograms: all[hlo..hhi].to_vec(),
+                    }
                 })
             })
             .collect())

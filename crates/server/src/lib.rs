@@ -14,6 +14,7 @@
 //! Blocking engine calls run on tokio's blocking pool.
 
 mod api;
+mod histogram;
 mod metadata;
 mod metrics;
 mod params;

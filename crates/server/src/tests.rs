@@ -309,3 +309,42 @@ async fn metadata_from_remote_write() {
     let (_, v) = get(&app, "/api/v1/metadata?metric=down").await;
     assert_eq!(v["data"], serde_json::json!({}));
 }
+
+#[tokio::test]
+async fn native_histograms_are_stored_and_queried() {
+    use pb::histogram::{Count, ZeroCount};
+    let app = app(ServerConfig::default());
+    let h = |t: i64, n: u64| pb::Histogram {
+        count: Some(Count::CountInt(n * 3)),
+        sum: n as f64 * 4.5,
+        schema: 0,
+        zero_threshold: 1e-128,
+        zero_count: Some(ZeroCount::ZeroCountInt(0)),
+        positive_spans: vec![pb::BucketSpan { offset: 0, length: 2 }],
+        // buckets (0.5,1] and (1,2] with n and 2n observations
+        positive_deltas: vec![n as i64, n as i64],
+        timestamp: t,
+        ..pb::Histogram::default()
+    };
+    let mut good = ts(&[("__name__", "rpc_seconds"), ("job", "a")], &[]);
+    good.histograms = (0..5).map(|i| h(T + i * 15_000, (i + 1) as u64)).collect();
+    let mut bad = ts(&[("__name__", "rpc_seconds"), ("job", "b")], &[]);
+    bad.histograms =
+        vec![pb::Histogram { positive_spans: vec![pb::BucketSpan { offset: 0, length: 2 }], ..h(T, 1) }];
+    bad.histograms[0].positive_deltas = vec![1];
+    let (s, msg) = write(&app, body(vec![good, bad])).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{msg}");
+    assert!(msg.contains("different number of buckets"), "{msg}");
+    let at = (T + 60_000) / 1000;
+    let (s, v) = get(&app, &format!("/api/v1/query?query=histogram_count(rpc_seconds)&time={at}")).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["data"]["result"], serde_json::json!([{"metric": {"job": "a"}, "value": [at, "15"]}]));
+    let (_, v) = get(&app, &format!("/api/v1/query?query=rpc_seconds&time={at}")).await;
+    assert_eq!(
+        v["data"]["result"][0]["histogram"][1],
+        serde_json::json!({"count": "15", "sum": "22.5", "buckets": [[0, "0.5", "1", "5"], [0, "1", "2", "10"]]})
+    );
+    let q = format!("/api/v1/query?query=histogram_quantile(0.5, rate(rpc_seconds[1m]))&time={at}");
+    let (_, v) = get(&app, &q).await;
+    assert_eq!(v["data"]["result"].as_array().map(Vec::len), Some(1), "{v}");
+}

@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use strata_proto::fast::FastDecoder;
+use strata_proto::prometheus as pb;
 use strata_tsdb::{Db, Error as DbError, RejectReason, SeriesBatch};
 
 use crate::AppState;
@@ -101,14 +102,26 @@ fn decode_body(
                 continue;
             }
             match out.batch.add(&mut pairs, samples) {
+                Ok(()) if s.histograms.is_empty() => {}
                 Ok(()) => {
-                    if !s.histograms.is_empty() {
-                        let shown: Vec<String> = pairs.iter().map(|(n, v)| format!("{n}={v:?}")).collect();
-                        out.errors.push(format!(
-                            "native histograms are not supported yet, series {{{}}}",
-                            shown.join(", ")
-                        ));
-                        out.invalid_samples += s.histograms.len() as u64;
+                    let mut hists = Vec::with_capacity(s.histograms.len());
+                    for span in &d.histograms[s.histograms.clone()] {
+                        let h = <pb::Histogram as prost::Message>::decode(span.of(&buf))
+                            .map_err(|e| e.to_string())
+                            .and_then(|h| crate::histogram::from_wire(&h));
+                        match h {
+                            Ok(h) => hists.push(h),
+                            Err(e) => {
+                                let shown: Vec<String> =
+                                    pairs.iter().map(|(n, v)| format!("{n}={v:?}")).collect();
+                                out.errors.push(format!("{e}, series {{{}}}", shown.join(", ")));
+                                out.invalid_samples += 1;
+                            }
+                        }
+                    }
+                    if let Err(e) = out.batch.add_histograms(&mut pairs, &hists) {
+                        out.errors.push(e.to_string());
+                        out.invalid_samples += hists.len() as u64;
                     }
                 }
                 Err(e) => {

@@ -118,6 +118,25 @@ impl SeriesBatch {
         Ok(())
     }
 
+    /// Adds the native histogram samples of a series (labels as for [`SeriesBatch::add`]).
+    pub fn add_histograms<'a>(
+        &mut self,
+        pairs: &mut Vec<(&'a str, &'a str)>,
+        hists: &[(i64, crate::FloatHistogram)],
+    ) -> Result<(), LabelsError> {
+        canonicalize(pairs)?;
+        if hists.is_empty() {
+            return Ok(());
+        }
+        let mut enc = std::mem::take(&mut self.scratch);
+        enc.clear();
+        encode_pairs(pairs.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())), &mut enc);
+        let shard = shard_of(hash_encoded(&enc), self.shards);
+        self.builders[shard as usize].add_histograms(&enc, hists);
+        self.scratch = enc;
+        Ok(())
+    }
+
     /// Adds a series by its canonical label encoding.
     fn add_encoded(&mut self, enc: &[u8], samples: &[Sample]) {
         let shard = shard_of(hash_encoded(enc), self.shards);
@@ -132,8 +151,9 @@ pub struct SeriesData {
     pub labels: Labels,
     /// Samples within the range, ascending, unique timestamps.
     pub samples: Vec<Sample>,
-    /// Native histogram samples within the range, ascending (never at a float's timestamp).
-    pub histograms: Vec<(i64, std::sync::Arc<crate::FloatHistogram>)>,
+    /// Native histogram samples within the range, ascending, with the counter-reset hints
+    /// storage gives them ([`crate::histogram::stored_hint`]).
+    pub histograms: Vec<crate::histogram::HistogramSample>,
 }
 
 /// Checkpoint counters, for self-metrics.
@@ -456,7 +476,8 @@ impl Select<'_> {
     /// Reads the next batch of series into `ready`.
     fn fill(&mut self) -> Result<()> {
         let batch: Vec<(usize, SeriesSnapshot)> = self.snaps.by_ref().take(SELECT_BATCH).collect();
-        let mut persisted: Vec<Vec<Sample>> = vec![Vec::new(); batch.len()];
+        let mut persisted: Vec<(Vec<Sample>, Vec<crate::histogram::HistogramSample>)> =
+            vec![(Vec::new(), Vec::new()); batch.len()];
         for (shard, s) in self.db.shards.shards.iter().enumerate() {
             let idx: Vec<usize> = (0..batch.len()).filter(|&i| batch[i].0 == shard).collect();
             if idx.is_empty() {
@@ -467,12 +488,16 @@ impl Select<'_> {
                 persisted[i] = v;
             }
         }
-        for ((_, snap), mut samples) in batch.into_iter().zip(persisted) {
+        for ((_, snap), (mut samples, mut histograms)) in batch.into_iter().zip(persisted) {
             // head data is newer than anything persisted: it goes last and wins ties
             samples.extend_from_slice(&snap.head);
             chunk::sort_dedup(&mut samples);
-            if !samples.is_empty() {
-                self.ready.push_back(SeriesData { labels: snap.labels, samples, histograms: Vec::new() });
+            histograms.extend(snap.head_hists);
+            if !histograms.is_empty() {
+                crate::histogram::settle(&mut histograms, &samples);
+            }
+            if !samples.is_empty() || !histograms.is_empty() {
+                self.ready.push_back(SeriesData { labels: snap.labels, samples, histograms });
             }
         }
         Ok(())

@@ -8,6 +8,10 @@
 //! reduction, compaction) is simpler on pairs. Counts are absolute, never deltas.
 
 use std::cmp::Ordering;
+use std::sync::Arc;
+
+/// A histogram sample as reads return it: (timestamp ms, shared histogram).
+pub type HistogramSample = (i64, Arc<FloatHistogram>);
 
 /// The schema of native histograms with custom bucket bounds (NHCB).
 pub const CUSTOM_BUCKETS_SCHEMA: i32 = -53;
@@ -712,6 +716,113 @@ pub fn stored_hint(prev: Option<&FloatHistogram>, cur: &FloatHistogram) -> Count
     }
 }
 
+impl FloatHistogram {
+    /// Appends the storage encoding: hint, schema, zero threshold and count, count, sum,
+    /// then the positive and negative buckets as (index delta, count) and the custom
+    /// bounds. Floats keep their exact bits (stale markers included).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        use crate::varint::{put_uvarint, put_varint};
+        out.push(match self.hint {
+            CounterResetHint::Unknown => 0,
+            CounterResetHint::CounterReset => 1,
+            CounterResetHint::NotCounterReset => 2,
+            CounterResetHint::Gauge => 3,
+        });
+        put_varint(out, i64::from(self.schema));
+        for v in [self.zero_threshold, self.zero_count, self.count, self.sum] {
+            out.extend_from_slice(&v.to_bits().to_le_bytes());
+        }
+        for buckets in [&self.positive, &self.negative] {
+            put_uvarint(out, buckets.len() as u64);
+            let mut prev = 0i64;
+            for &(i, c) in buckets.iter() {
+                put_varint(out, i64::from(i) - prev);
+                prev = i64::from(i);
+                out.extend_from_slice(&c.to_bits().to_le_bytes());
+            }
+        }
+        put_uvarint(out, self.custom_values.len() as u64);
+        for v in &self.custom_values {
+            out.extend_from_slice(&v.to_bits().to_le_bytes());
+        }
+    }
+
+    /// Decodes [`FloatHistogram::encode`]'s output from the front of `b`; `None` if malformed.
+    pub fn decode(b: &mut &[u8]) -> Option<FloatHistogram> {
+        use crate::varint::{get_u64_le, get_uvarint, get_varint};
+        let (&hint, rest) = b.split_first()?;
+        *b = rest;
+        let hint = match hint {
+            0 => CounterResetHint::Unknown,
+            1 => CounterResetHint::CounterReset,
+            2 => CounterResetHint::NotCounterReset,
+            3 => CounterResetHint::Gauge,
+            _ => return None,
+        };
+        let schema = i32::try_from(get_varint(b)?).ok()?;
+        let mut f = || get_u64_le(b).map(f64::from_bits);
+        let (zero_threshold, zero_count, count, sum) = (f()?, f()?, f()?, f()?);
+        let mut lists = [Vec::new(), Vec::new()];
+        for list in &mut lists {
+            let n = get_uvarint(b)?;
+            let mut prev = 0i64;
+            for _ in 0..n {
+                prev += get_varint(b)?;
+                list.push((i32::try_from(prev).ok()?, f64::from_bits(get_u64_le(b)?)));
+            }
+        }
+        let n = get_uvarint(b)?;
+        let mut custom_values = Vec::new();
+        for _ in 0..n {
+            custom_values.push(f64::from_bits(get_u64_le(b)?));
+        }
+        let [positive, negative] = lists;
+        Some(FloatHistogram {
+            hint,
+            schema,
+            zero_threshold,
+            zero_count,
+            count,
+            sum,
+            positive,
+            negative,
+            custom_values,
+        })
+    }
+}
+
+/// Orders a series' histogram samples read from storage (later copies of a timestamp win)
+/// and gives each the hint storage would ([`stored_hint`]); `floats` are the series'
+/// float samples, which break a run of histograms as a new chunk does in Prometheus.
+pub fn settle(hists: &mut Vec<HistogramSample>, floats: &[(i64, f64)]) {
+    hists.sort_by_key(|h| h.0);
+    let mut w = 0;
+    for i in 0..hists.len() {
+        if w > 0 && hists[w - 1].0 == hists[i].0 {
+            hists.swap(w - 1, i);
+        } else {
+            hists.swap(w, i);
+            w += 1;
+        }
+    }
+    hists.truncate(w);
+    let originals: Vec<Arc<FloatHistogram>> = hists.iter().map(|h| h.1.clone()).collect();
+    for k in 0..hists.len() {
+        let t = hists[k].0;
+        let float_between = |p: usize| {
+            let i = floats.partition_point(|f| f.0 <= hists[p].0);
+            i < floats.len() && floats[i].0 < t
+        };
+        let prev = k.checked_sub(1).filter(|&p| !float_between(p)).map(|p| &*originals[p]);
+        let hint = stored_hint(prev, &originals[k]);
+        if hint != hists[k].1.hint {
+            let mut c = (*hists[k].1).clone();
+            c.hint = hint;
+            hists[k].1 = Arc::new(c);
+        }
+    }
+}
+
 /// The bounds present in both lists.
 fn intersect_bounds(a: &[f64], b: &[f64]) -> Vec<f64> {
     let (mut i, mut j, mut out) = (0, 0, Vec::new());
@@ -776,6 +887,29 @@ mod tests {
         assert!(cur.detect_reset(&prev));
         let cur = h(0, &[(0, 3.0), (1, 2.0)]);
         assert!(!cur.detect_reset(&prev));
+    }
+
+    #[test]
+    fn encoding_round_trips_exactly() {
+        let h = FloatHistogram {
+            hint: CounterResetHint::Gauge,
+            schema: -53,
+            zero_threshold: 0.0,
+            zero_count: 0.0,
+            count: f64::from_bits(crate::STALE_NAN_BITS),
+            sum: -3.5,
+            positive: vec![(-2, 1.0), (0, 0.0), (7, 2.5)],
+            negative: vec![(3, 1e300)],
+            custom_values: vec![0.5, 1.0],
+        };
+        let mut b = Vec::new();
+        h.encode(&mut b);
+        let mut r = b.as_slice();
+        let got = FloatHistogram::decode(&mut r).expect("decodes");
+        assert!(r.is_empty());
+        assert_eq!(got.count.to_bits(), h.count.to_bits());
+        assert_eq!(FloatHistogram { count: 0.0, ..got }, FloatHistogram { count: 0.0, ..h });
+        assert!(FloatHistogram::decode(&mut &b[..b.len() - 1]).is_none());
     }
 
     #[test]

@@ -4,7 +4,13 @@
 //! Layout: `varint series_count`, then per series `varint len · canonical labels ·
 //! varint n · varint samples_len · n × (zigzag varint timestamp delta · 8-byte LE float
 //! bits)`. The byte length lets a reader step over a series without decoding it.
+//!
+//! Native histograms follow, when there are any, as a second section of the same shape:
+//! `varint series_count`, then per series labels, `varint n · varint len · n × (zigzag
+//! varint timestamp delta · varint hlen · histogram)` with [`FloatHistogram::encode`].
+//! Records written before histograms existed simply end after the first section.
 
+use crate::FloatHistogram;
 use crate::chunk::Sample;
 use crate::varint::{get_u64_le, get_uvarint, get_varint, put_uvarint, put_varint};
 
@@ -14,6 +20,8 @@ pub struct RecordBuilder {
     buf: Vec<u8>,
     scratch: Vec<u8>,
     series: u64,
+    hbuf: Vec<u8>,
+    hseries: u64,
 }
 
 impl RecordBuilder {
@@ -34,16 +42,40 @@ impl RecordBuilder {
         self.series += 1;
     }
 
+    /// Adds the native histogram samples of one series.
+    pub fn add_histograms(&mut self, labels: &[u8], hists: &[(i64, FloatHistogram)]) {
+        put_uvarint(&mut self.hbuf, labels.len() as u64);
+        self.hbuf.extend_from_slice(labels);
+        put_uvarint(&mut self.hbuf, hists.len() as u64);
+        self.scratch.clear();
+        let (mut prev, mut one) = (0i64, Vec::new());
+        for (t, h) in hists {
+            put_varint(&mut self.scratch, t.wrapping_sub(prev));
+            prev = *t;
+            one.clear();
+            h.encode(&mut one);
+            put_uvarint(&mut self.scratch, one.len() as u64);
+            self.scratch.extend_from_slice(&one);
+        }
+        put_uvarint(&mut self.hbuf, self.scratch.len() as u64);
+        self.hbuf.extend_from_slice(&self.scratch);
+        self.hseries += 1;
+    }
+
     /// True when no series was added.
     pub fn is_empty(&self) -> bool {
-        self.series == 0
+        self.series == 0 && self.hseries == 0
     }
 
     /// The finished record.
     pub fn finish(self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.buf.len() + 5);
+        let mut out = Vec::with_capacity(self.buf.len() + self.hbuf.len() + 10);
         put_uvarint(&mut out, self.series);
         out.extend_from_slice(&self.buf);
+        if self.hseries > 0 {
+            put_uvarint(&mut out, self.hseries);
+            out.extend_from_slice(&self.hbuf);
+        }
         out
     }
 }
@@ -55,10 +87,36 @@ pub struct RecordSeries<'a> {
     pub labels: &'a [u8],
     /// Samples in the order they were sent, decoded lazily.
     pub samples: Samples<'a>,
+    /// Native histogram samples in the order they were sent, decoded lazily.
+    pub histograms: Histograms<'a>,
+}
+
+/// Lazy decoder of a series' histogram samples; stops at the first malformed one.
+#[derive(Debug, Clone, Default)]
+pub struct Histograms<'a> {
+    b: &'a [u8],
+    left: u64,
+    t: i64,
+}
+
+impl Iterator for Histograms<'_> {
+    type Item = (i64, FloatHistogram);
+
+    fn next(&mut self) -> Option<(i64, FloatHistogram)> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        self.t = self.t.wrapping_add(get_varint(&mut self.b)?);
+        let len = usize::try_from(get_uvarint(&mut self.b)?).ok()?;
+        let mut one = self.b.get(..len)?;
+        self.b = &self.b[len..];
+        Some((self.t, FloatHistogram::decode(&mut one)?))
+    }
 }
 
 /// Lazy decoder of a series' samples.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Samples<'a> {
     b: &'a [u8],
     left: u64,
@@ -83,16 +141,31 @@ pub fn decode(mut b: &[u8]) -> Option<Vec<RecordSeries<'_>>> {
     let n = get_uvarint(&mut b)?;
     let mut out = Vec::with_capacity(usize::try_from(n.min(1 << 16)).ok()?);
     for _ in 0..n {
-        let len = usize::try_from(get_uvarint(&mut b)?).ok()?;
-        let labels = b.get(..len)?;
-        b = &b[len..];
-        let k = get_uvarint(&mut b)?;
-        let slen = usize::try_from(get_uvarint(&mut b)?).ok()?;
-        let body = b.get(..slen)?;
-        b = &b[slen..];
-        out.push(RecordSeries { labels, samples: Samples { b: body, left: k, t: 0 } });
+        let (labels, k, body) = series_part(&mut b)?;
+        let samples = Samples { b: body, left: k, t: 0 };
+        out.push(RecordSeries { labels, samples, histograms: Histograms::default() });
+    }
+    if !b.is_empty() {
+        let n = get_uvarint(&mut b)?;
+        for _ in 0..n {
+            let (labels, k, body) = series_part(&mut b)?;
+            let histograms = Histograms { b: body, left: k, t: 0 };
+            out.push(RecordSeries { labels, samples: Samples::default(), histograms });
+        }
     }
     b.is_empty().then_some(out)
+}
+
+/// One series of a section: its labels, sample count and encoded samples.
+fn series_part<'a>(b: &mut &'a [u8]) -> Option<(&'a [u8], u64, &'a [u8])> {
+    let len = usize::try_from(get_uvarint(b)?).ok()?;
+    let labels = b.get(..len)?;
+    *b = &b[len..];
+    let k = get_uvarint(b)?;
+    let slen = usize::try_from(get_uvarint(b)?).ok()?;
+    let body = b.get(..slen)?;
+    *b = &b[slen..];
+    Some((labels, k, body))
 }
 
 #[cfg(test)]
@@ -111,6 +184,24 @@ mod tests {
         let s: Vec<Sample> = got[0].samples.clone().collect();
         assert_eq!(s[0], (5, 1.0));
         assert_eq!(s[1].1.to_bits(), 0x7ff0_0000_0000_0002);
+        assert!(decode(&bytes[..bytes.len() - 1]).is_none());
+    }
+
+    #[test]
+    fn histograms_follow_the_float_section() {
+        let h =
+            FloatHistogram { count: 3.0, sum: 1.5, positive: vec![(1, 3.0)], ..FloatHistogram::default() };
+        let mut b = RecordBuilder::default();
+        b.add(b"f", &[(1, 1.0)]);
+        b.add_histograms(b"h", &[(10, h.clone()), (20, FloatHistogram::default())]);
+        let bytes = b.finish();
+        let got = decode(&bytes).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].histograms.clone().count(), 0);
+        assert_eq!(got[1].labels, b"h");
+        assert_eq!(got[1].samples.clone().count(), 0);
+        let hs: Vec<(i64, FloatHistogram)> = got[1].histograms.clone().collect();
+        assert_eq!(hs, vec![(10, h), (20, FloatHistogram::default())]);
         assert!(decode(&bytes[..bytes.len() - 1]).is_none());
     }
 }

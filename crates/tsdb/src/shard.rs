@@ -18,6 +18,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::chunk::{self, Sample, XorAppender};
 use crate::error::{Error, Result};
+use crate::histogram::{FloatHistogram, HistogramSample as HPoint};
 use crate::index::Postings;
 use crate::keys::{self, DAY_MS, ShardId};
 use crate::kv::{Cf, KvEngine, WriteBatch};
@@ -55,6 +56,10 @@ struct Series {
     /// Lowest and highest day of data not yet checkpointed.
     dirty_days: Option<(u32, u32)>,
     persisted: bool,
+    /// Native histogram samples since the last checkpoint, ascending.
+    hists: Vec<(i64, FloatHistogram)>,
+    /// Newest histogram sample (for order and duplicate checks); `None` until one arrives.
+    hist_last: Option<(i64, FloatHistogram)>,
 }
 
 impl Series {
@@ -69,6 +74,8 @@ impl Series {
             days: None,
             dirty_days: None,
             persisted,
+            hists: Vec::new(),
+            hist_last: None,
         }
     }
 
@@ -80,7 +87,11 @@ impl Series {
     }
 
     fn has_unpersisted(&self) -> bool {
-        !self.head.is_empty() || !self.sealed.is_empty() || !self.ooo.is_empty() || !self.persisted
+        !self.head.is_empty()
+            || !self.sealed.is_empty()
+            || !self.ooo.is_empty()
+            || !self.persisted
+            || !self.hists.is_empty()
     }
 
     /// Samples of the head (sealed, open, out-of-order) within `[mint, maxt]`, unsorted.
@@ -185,6 +196,8 @@ pub(crate) struct SeriesSnapshot {
     pub(crate) id: u64,
     pub(crate) days: (u32, u32),
     pub(crate) head: Vec<Sample>,
+    /// Head histogram samples in range.
+    pub(crate) head_hists: Vec<HPoint>,
 }
 
 /// A shard of the node.
@@ -275,6 +288,12 @@ impl Shard {
                     Err(why) => out.reject(why, &s.labels, t),
                 }
             }
+            for (t, h) in rs.histograms {
+                match append_histogram(s, &mut st.max_t, t, h, rules) {
+                    Ok(()) => out.accepted += 1,
+                    Err(why) => out.reject(why, &s.labels, t),
+                }
+            }
         }
         out
     }
@@ -332,6 +351,14 @@ impl Shard {
                 let head = std::mem::take(&mut s.head);
                 b.put(Cf::Chunks, keys::chunk_key(id, s.head_bucket, sid, seq), head.to_bytes());
                 seq += 1;
+            }
+            if !s.hists.is_empty() {
+                let hists = std::mem::take(&mut s.hists);
+                for part in hists.chunk_by(|a, b| bucket_of(a.0) == bucket_of(b.0)) {
+                    let key = keys::chunk_key(id, bucket_of(part[0].0), sid, seq);
+                    b.put(Cf::Chunks, key, chunk::encode_histograms(part));
+                    seq += 1;
+                }
             }
             if !s.ooo.is_empty() {
                 let mut ooo = std::mem::take(&mut s.ooo);
@@ -448,6 +475,10 @@ impl Shard {
             group.clear();
         };
         self.kv.scan(Cf::Chunks, &s, &e, &mut |k, v| {
+            // histogram chunks stay as they are (only float chunks are merged)
+            if chunk::is_histogram_chunk(v) {
+                return true;
+            }
             let sid = keys::chunk_parts(k).1;
             if group.last().is_some_and(|(gk, _)| keys::chunk_parts(gk).1 != sid) {
                 flush_group(&mut group, &mut batch);
@@ -525,11 +556,17 @@ impl Shard {
             if days.1 < dlo || days.0 > dhi {
                 continue;
             }
-            let mut head = Vec::new();
+            let (mut head, mut head_hists) = (Vec::new(), Vec::new());
             if with_samples {
                 s.head_samples(mint, maxt, &mut head);
+                head_hists.extend(
+                    s.hists
+                        .iter()
+                        .filter(|h| (mint..=maxt).contains(&h.0))
+                        .map(|(t, h)| (*t, Arc::new(h.clone()))),
+                );
             }
-            out.push(SeriesSnapshot { labels: s.labels.clone(), id, days, head });
+            out.push(SeriesSnapshot { labels: s.labels.clone(), id, days, head, head_hists });
         }
         out
     }
@@ -585,7 +622,7 @@ impl Shard {
         series: &[(u64, (u32, u32))],
         mint: i64,
         maxt: i64,
-    ) -> Result<Vec<Vec<Sample>>> {
+    ) -> Result<Vec<(Vec<Sample>, Vec<HPoint>)>> {
         let mut ranges: Vec<(i64, u64, usize)> = Vec::new();
         for (i, &(id, days)) in series.iter().enumerate() {
             let mut bucket = bucket_of(mint.max(i64::from(days.0) * DAY_MS));
@@ -604,10 +641,26 @@ impl Shard {
                 (p, e)
             })
             .collect();
-        let mut out = vec![Vec::new(); series.len()];
+        let mut out = vec![(Vec::new(), Vec::new()); series.len()];
         let mut bad = None;
         self.kv.scan_many(Cf::Chunks, &keyed, &mut |r, _, v| {
-            let dst = &mut out[ranges[r].2];
+            let (dst, hdst) = &mut out[ranges[r].2];
+            if chunk::is_histogram_chunk(v) {
+                let start = hdst.len();
+                if chunk::decode_histograms_into(v, hdst).is_none() {
+                    bad = Some(ranges[r].1);
+                    return;
+                }
+                let mut w = start;
+                for i in start..hdst.len() {
+                    if (mint..=maxt).contains(&hdst[i].0) {
+                        hdst.swap(w, i);
+                        w += 1;
+                    }
+                }
+                hdst.truncate(w);
+                return;
+            }
             let start = dst.len();
             if chunk::decode_into(v, dst).is_none() {
                 bad = Some(ranges[r].1);
@@ -674,6 +727,39 @@ fn append(
             s.last = Some((t, v.to_bits()));
         }
     }
+    s.note_day(t);
+    *max_t = Some(max_t.map_or(t, |m| m.max(t)));
+    Ok(())
+}
+
+/// Checks one histogram sample (bounds as for floats, in order per series, an equal
+/// repeat ignored) and keeps it in the head.
+fn append_histogram(
+    s: &mut Series,
+    max_t: &mut Option<i64>,
+    t: i64,
+    h: FloatHistogram,
+    rules: ApplyRules,
+) -> Result<(), RejectReason> {
+    if let Some(max_t) = *max_t {
+        let bound = if rules.ooo_window_ms > 0 { rules.ooo_window_ms } else { HEAD_LOWER_BOUND_MS };
+        if t < max_t.saturating_sub(bound) {
+            return Err(if rules.ooo_window_ms > 0 {
+                RejectReason::TooOld
+            } else {
+                RejectReason::OutOfBounds
+            });
+        }
+    }
+    match &s.hist_last {
+        Some((lt, lh)) if t == *lt => {
+            return if *lh == h { Ok(()) } else { Err(RejectReason::Duplicate) };
+        }
+        Some((lt, _)) if t < *lt => return Err(RejectReason::OutOfOrder),
+        _ => {}
+    }
+    s.hist_last = Some((t, h.clone()));
+    s.hists.push((t, h));
     s.note_day(t);
     *max_t = Some(max_t.map_or(t, |m| m.max(t)));
     Ok(())

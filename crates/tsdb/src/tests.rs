@@ -158,3 +158,55 @@ fn shard_count_is_fixed() {
     let err = Db::open(kv, DbConfig { shards: 8, ..cfg() }, Arc::new(SystemClock)).unwrap_err();
     assert!(matches!(err, Error::Mismatch(_)));
 }
+
+#[test]
+fn histograms_survive_crash_checkpoint_and_compaction() {
+    let kv = Arc::new(MemEngine::new());
+    let h = |n: f64| FloatHistogram {
+        count: n,
+        sum: n * 2.0,
+        positive: vec![(0, n)],
+        ..FloatHistogram::default()
+    };
+    let write = |db: &Db, from: i64, to: i64| {
+        let mut b = db.batch();
+        let hists: Vec<(i64, FloatHistogram)> = (from..to).map(|i| (T0 + i * 60_000, h(i as f64))).collect();
+        let mut pairs = vec![("__name__", "rpc"), ("host", "a")];
+        b.add_histograms(&mut pairs, &hists).unwrap();
+        let mut pairs = vec![("__name__", "up"), ("host", "a")];
+        b.add(&mut pairs, &[(T0 + from * 60_000, 1.0)]).unwrap();
+        db.commit(b).unwrap()
+    };
+    {
+        let db = open(&kv, cfg());
+        assert_eq!(write(&db, 0, 90).accepted, 91);
+        db.maintain(true).unwrap();
+        assert_eq!(write(&db, 90, 200).accepted, 111);
+        // an older histogram is out of order, an equal repeat is ignored, a changed one is a duplicate
+        let o = write(&db, 150, 151);
+        assert_eq!(o.rejected_total(), 1);
+        std::mem::forget(db);
+    }
+    let db = open(&kv, cfg());
+    let check = |db: &Db| {
+        let got = all(db, &[eq("__name__", "rpc")]);
+        assert_eq!(got.len(), 1);
+        assert!(got[0].samples.is_empty());
+        let hs = &got[0].histograms;
+        assert_eq!(hs.len(), 200);
+        assert_eq!(hs[7].0, T0 + 7 * 60_000);
+        assert_eq!(
+            FloatHistogram { hint: histogram::CounterResetHint::Unknown, ..(*hs[7].1).clone() },
+            h(7.0)
+        );
+        // hints as storage gives them: unknown first, then not-reset
+        assert_eq!(hs[0].1.hint, histogram::CounterResetHint::Unknown);
+        assert_eq!(hs[8].1.hint, histogram::CounterResetHint::NotCounterReset);
+    };
+    check(&db);
+    db.maintain(true).unwrap();
+    check(&db);
+    db.close().unwrap();
+    let db = open(&kv, cfg());
+    check(&db);
+}

@@ -22,6 +22,8 @@ pub type Sample = (i64, f64);
 
 const ENC_XOR: u8 = 1;
 const ENC_PACKED: u8 = 2;
+/// Native histogram samples, stored as written (see [`encode_histograms`]).
+pub const ENC_HISTOGRAMS: u8 = 3;
 
 const VAL_CONST: u8 = 0;
 const VAL_DEC_DELTA: u8 = 1;
@@ -337,8 +339,54 @@ pub fn decode_into(b: &[u8], out: &mut Vec<Sample>) -> Option<()> {
     match enc {
         ENC_XOR => decode_xor(rest, out),
         ENC_PACKED => decode_packed(rest, out),
+        // histogram chunks hold no float samples
+        ENC_HISTOGRAMS => Some(()),
         _ => None,
     }
+}
+
+/// Whether a stored chunk holds native histograms.
+pub fn is_histogram_chunk(b: &[u8]) -> bool {
+    b.first() == Some(&ENC_HISTOGRAMS)
+}
+
+/// Encodes histogram samples (ascending time): `ENC_HISTOGRAMS · varint n · n × (zigzag
+/// varint timestamp delta · varint len · histogram)`. Histograms are rare next to floats
+/// and kept exact; they are not compressed further.
+pub fn encode_histograms(hists: &[(i64, crate::FloatHistogram)]) -> Vec<u8> {
+    let mut out = vec![ENC_HISTOGRAMS];
+    put_uvarint(&mut out, hists.len() as u64);
+    let (mut prev, mut one) = (0i64, Vec::new());
+    for (t, h) in hists {
+        put_varint(&mut out, t.wrapping_sub(prev));
+        prev = *t;
+        one.clear();
+        h.encode(&mut one);
+        put_uvarint(&mut out, one.len() as u64);
+        out.extend_from_slice(&one);
+    }
+    out
+}
+
+/// Decodes a histogram chunk, appending its samples; `None` if it is not one or malformed.
+pub fn decode_histograms_into(
+    b: &[u8],
+    out: &mut Vec<(i64, std::sync::Arc<crate::FloatHistogram>)>,
+) -> Option<()> {
+    let (&enc, mut b) = b.split_first()?;
+    if enc != ENC_HISTOGRAMS {
+        return None;
+    }
+    let n = get_uvarint(&mut b)?;
+    let mut t = 0i64;
+    for _ in 0..n {
+        t = t.wrapping_add(get_varint(&mut b)?);
+        let len = usize::try_from(get_uvarint(&mut b)?).ok()?;
+        let mut one = b.get(..len)?;
+        b = &b[len..];
+        out.push((t, std::sync::Arc::new(crate::FloatHistogram::decode(&mut one)?)));
+    }
+    b.is_empty().then_some(())
 }
 
 /// Decodes a stored chunk.
