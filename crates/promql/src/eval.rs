@@ -10,7 +10,7 @@ use strata_tsdb::{METRIC_NAME, MatchOp, Matcher};
 use crate::EngineConfig;
 use crate::error::{QueryError, Result};
 use crate::grid::Steps;
-use crate::source::Source;
+use crate::source::{SelectHints, Source};
 use crate::value::{HPoint, RangeSeries, Series, Value};
 use crate::{aggregate, binary, functions};
 
@@ -28,6 +28,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) deadline: Instant,
     /// Warnings and infos raised so far.
     pub(crate) annotations: crate::Annotations,
+    /// The function whose arguments are being evaluated (a selection hint).
+    pub(crate) func: Option<&'static str>,
 }
 
 /// Per-step windows of raw samples for one series of a range argument.
@@ -130,9 +132,18 @@ impl Ctx<'_> {
         base - offset_ms(offset)
     }
 
-    fn fetch(&self, vs: &VectorSelector, mint: i64, maxt: i64) -> Result<Vec<strata_tsdb::SeriesData>> {
+    /// Selects a selector's series in `[mint, maxt]`; `range` is its range (0 for an instant
+    /// selector).
+    fn fetch(
+        &self,
+        vs: &VectorSelector,
+        mint: i64,
+        maxt: i64,
+        range: i64,
+    ) -> Result<Vec<strata_tsdb::SeriesData>> {
         let m = selector_matchers(vs)?;
-        self.src.select(&m, mint, maxt).map_err(QueryError::Storage)
+        let hints = SelectHints { start: mint, end: maxt, step: self.query_step, range, func: self.func };
+        self.src.select(&m, &hints).map_err(QueryError::Storage)
     }
 
     /// Evaluates any expression over the context's steps.
@@ -201,7 +212,7 @@ impl Ctx<'_> {
         let times: Vec<i64> = steps.iter().map(|t| self.eval_time(t, &vs.at, &vs.offset)).collect();
         let (lo, hi) = (times.iter().copied().min().unwrap_or(0), times.iter().copied().max().unwrap_or(0));
         let lookback = self.cfg.lookback_ms;
-        let data = self.fetch(vs, lo - lookback + 1, hi)?;
+        let data = self.fetch(vs, lo - lookback + 1, hi, 0)?;
         let mut out = Vec::with_capacity(data.len());
         for sd in data {
             let (mut points, mut hists) = (Vec::new(), Vec::new());
@@ -243,7 +254,7 @@ impl Ctx<'_> {
         let times: Vec<i64> = steps.iter().map(|t| self.eval_time(t, &vs.at, &vs.offset)).collect();
         let (lo, hi) = (times.iter().copied().min().unwrap_or(0), times.iter().copied().max().unwrap_or(0));
         let lookback = self.cfg.lookback_ms;
-        let data = self.fetch(vs, lo - lookback + 1, hi + lookback)?;
+        let data = self.fetch(vs, lo - lookback + 1, hi + lookback, 0)?;
         let mut out = Vec::with_capacity(data.len());
         for sd in data {
             let name = sd.labels.get(METRIC_NAME).unwrap_or("").to_owned();
@@ -297,7 +308,7 @@ impl Ctx<'_> {
             crate::extended::Mode::Anchored => (lookback, 0),
             crate::extended::Mode::Smoothed => (lookback, lookback),
         };
-        let data = self.fetch(vs, lo - range - before + 1, hi + after)?;
+        let data = self.fetch(vs, lo - range - before + 1, hi + after, range)?;
         let ends_after: Vec<i64> = ends.iter().map(|e| e + after).collect();
         let mut series = Vec::with_capacity(data.len());
         for sd in data {
@@ -335,6 +346,7 @@ impl Ctx<'_> {
                 samples: self.samples,
                 deadline: self.deadline,
                 annotations: std::mem::take(&mut self.annotations),
+                func: None,
             };
             let v = inner.eval(&sq.expr)?;
             self.samples = inner.samples;

@@ -162,6 +162,13 @@ fn double_exponential_smoothing(w: Window<'_>, sf: f64, tf: f64) -> Option<f64> 
 
 /// Evaluates a function call.
 pub(crate) fn eval(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value> {
+    let outer = ctx.func.replace(c.func.name);
+    let r = call(ctx, c);
+    ctx.func = outer;
+    r
+}
+
+fn call(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value> {
     let name = c.func.name;
     let args: Vec<&Expr> = c.args.args.iter().map(|b| b.as_ref()).collect();
     let delayed = ctx.cfg.features.delayed_name_removal;

@@ -127,7 +127,14 @@ fn fetch_info(
     let times: Vec<i64> = steps.iter().map(|t| ctx.eval_time(t, &at, &None) - offset).collect();
     let (lo, hi) = (times.iter().copied().min().unwrap_or(0), times.iter().copied().max().unwrap_or(0));
     let lookback = ctx.cfg.lookback_ms;
-    let found = ctx.src.select(&matchers, lo - lookback + 1, hi).map_err(QueryError::Storage)?;
+    let hints = crate::SelectHints {
+        start: lo - lookback + 1,
+        end: hi,
+        step: ctx.query_step,
+        range: 0,
+        func: Some("info"),
+    };
+    let found = ctx.src.select(&matchers, &hints).map_err(QueryError::Storage)?;
     let mut out = Vec::with_capacity(found.len());
     for sd in found {
         if sd.histograms.iter().any(|h| times.iter().any(|&et| h.0 <= et && h.0 > et - lookback)) {

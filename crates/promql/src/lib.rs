@@ -33,7 +33,7 @@ pub use aggregate::format_float;
 pub use annotations::{Annotations, Output};
 pub use error::{QueryError, Result};
 pub use features::{FEATURE_NAMES, Features};
-pub use source::{MemSource, Source};
+pub use source::{MemSource, SelectHints, Source};
 pub use value::{HPoint, RangeSeries, Series, Value};
 
 use crate::eval::Ctx;
@@ -142,6 +142,7 @@ impl Engine {
             samples: 0,
             deadline: Instant::now() + self.cfg.timeout,
             annotations: Annotations::default(),
+            func: None,
         };
         self.cfg.features.check(expr)?;
         let resolved;

@@ -7,12 +7,28 @@ use strata_tsdb::{FloatHistogram, Labels, Matcher, SeriesData};
 
 use crate::value::HPoint;
 
+/// What a selection is for (Prometheus's `SelectHints`): the time range to return and how
+/// the evaluator will use it, so that a source can skip or push down work.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SelectHints {
+    /// First timestamp to return, in ms (inclusive).
+    pub start: i64,
+    /// Last timestamp to return, in ms (inclusive).
+    pub end: i64,
+    /// The query's step in ms (0 for an instant query).
+    pub step: i64,
+    /// The range of the range selector, in ms (0 for an instant selector).
+    pub range: i64,
+    /// The function the selection feeds directly, e.g. `rate`.
+    pub func: Option<&'static str>,
+}
+
 /// A source of series: the local database in standalone, the shards' replicas on a querier.
 pub trait Source: Send + Sync {
-    /// Series matching every matcher, with their samples in `[mint, maxt]` (ascending,
-    /// stale markers included), sorted by labels.
-    /// Histogram samples come in `SeriesData::histograms`.
-    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesData>, String>;
+    /// Series matching every matcher, with their samples in `[hints.start, hints.end]`
+    /// (ascending, stale markers included), sorted by labels. Histogram samples come in
+    /// `SeriesData::histograms`.
+    fn select(&self, matchers: &[Matcher], hints: &SelectHints) -> Result<Vec<SeriesData>, String>;
 }
 
 /// An in-memory source (the conformance runner, tests).
@@ -65,7 +81,8 @@ impl MemSource {
 }
 
 impl Source for MemSource {
-    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesData>, String> {
+    fn select(&self, matchers: &[Matcher], hints: &SelectHints) -> Result<Vec<SeriesData>, String> {
+        let (mint, maxt) = (hints.start, hints.end);
         Ok(self
             .series
             .iter()
@@ -85,5 +102,41 @@ impl Source for MemSource {
                 })
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::{Engine, EngineConfig};
+
+    /// Records the hints of every selection.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<SelectHints>>);
+
+    impl Source for Recorder {
+        fn select(&self, _: &[Matcher], hints: &SelectHints) -> Result<Vec<SeriesData>, String> {
+            self.0.lock().map_err(|e| e.to_string())?.push(*hints);
+            Ok(Vec::new())
+        }
+    }
+
+    #[test]
+    fn selections_carry_range_step_and_function() {
+        let src = Recorder::default();
+        let e = Engine::new(EngineConfig::default());
+        let q = crate::parse("sum(rate(x[5m])) + y").expect("parses");
+        e.range(&src, &q, 600_000, 1_200_000, 60_000).expect("evaluates");
+        let got = src.0.lock().expect("lock").clone();
+        assert_eq!(
+            got[0],
+            SelectHints { start: 300_001, end: 1_200_000, step: 60_000, range: 300_000, func: Some("rate") }
+        );
+        assert_eq!(
+            got[1],
+            SelectHints { start: 300_001, end: 1_200_000, step: 60_000, range: 0, func: None }
+        );
     }
 }

@@ -19,8 +19,15 @@ use crate::params::{Params, parse_time};
 pub(crate) struct DbSource<'a>(pub(crate) &'a Db);
 
 impl Source for DbSource<'_> {
-    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesData>, String> {
-        self.0.select(matchers, mint, maxt).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        hints: &strata_promql::SelectHints,
+    ) -> Result<Vec<SeriesData>, String> {
+        self.0
+            .select(matchers, hints.start, hints.end)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())
     }
 }
 
