@@ -483,7 +483,8 @@ impl Select<'_> {
             if idx.is_empty() {
                 continue;
             }
-            let ids: Vec<(u64, (u32, u32))> = idx.iter().map(|&i| (batch[i].1.id, batch[i].1.days)).collect();
+            let ids: Vec<(u64, (u32, u32), Option<i64>)> =
+                idx.iter().map(|&i| (batch[i].1.id, batch[i].1.days, batch[i].1.cached_bucket)).collect();
             for (i, v) in idx.into_iter().zip(s.read_persisted_many(&ids, self.mint, self.maxt)?) {
                 persisted[i] = v;
             }

@@ -197,6 +197,17 @@ pub mod suite {
         let mut got = Vec::new();
         e.scan_many(Cf::Chunks, &ranges, &mut |i, k, _| got.push((i, k[1]))).expect("scan_many");
         assert_eq!(got, vec![(0, 7), (0, 8), (1, 0), (1, 1)]);
+        // ascending ranges, adjacent, with small gaps and with gaps of many keys
+        let mut b = WriteBatch::default();
+        for i in 0u8..100 {
+            b.put(Cf::Index, vec![9, i], vec![i]);
+        }
+        e.write(&b, false).expect("write");
+        let r = |a: u8, z: u8| (vec![9, a], vec![9, z]);
+        let ranges = vec![r(0, 2), r(2, 3), r(5, 6), r(60, 62), r(99, 100), (vec![10], vec![11])];
+        let mut got = Vec::new();
+        e.scan_many(Cf::Index, &ranges, &mut |i, k, _| got.push((i, k[1]))).expect("scan_many");
+        assert_eq!(got, vec![(0, 0), (0, 1), (1, 2), (2, 5), (3, 60), (3, 61), (4, 99)]);
     }
 
     fn puts_gets_and_cf_isolation(e: &dyn KvEngine) {

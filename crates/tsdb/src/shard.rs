@@ -58,6 +58,16 @@ struct Series {
     persisted: bool,
     /// Native histogram samples since the last checkpoint, ascending.
     hists: Vec<(i64, FloatHistogram)>,
+    /// The chunks persisted for the bucket the series currently writes (`cache_bucket`),
+    /// kept so that reads of recent data need no engine access, as Prometheus's head keeps
+    /// its recent chunks in memory.
+    cache: Vec<Vec<u8>>,
+    cache_bucket: i64,
+    /// Whether `cache` holds every chunk stored for `cache_bucket` (so reads may skip the
+    /// engine for that bucket): the bucket was entered in this process.
+    cache_complete: bool,
+    /// The series received an in-order sample in this process (or is new).
+    live: bool,
     /// Newest histogram sample (for order and duplicate checks); `None` until one arrives.
     hist_last: Option<(i64, FloatHistogram)>,
 }
@@ -76,7 +86,33 @@ impl Series {
             persisted,
             hists: Vec::new(),
             hist_last: None,
+            cache: Vec::new(),
+            cache_bucket: i64::MIN,
+            cache_complete: false,
+            live: !persisted,
         }
+    }
+
+    /// Notes that an in-order sample lands in bucket `b` (starts a new cache on a new bucket).
+    fn enter_bucket(&mut self, b: i64) {
+        if b != self.cache_bucket {
+            self.cache.clear();
+            self.cache_bucket = b;
+            self.cache_complete = self.live;
+        }
+        self.live = true;
+    }
+
+    /// Keeps a chunk just persisted for bucket `b` when it is the cached bucket.
+    fn cache_persisted(&mut self, b: i64, bytes: &[u8]) {
+        if b == self.cache_bucket {
+            self.cache.push(bytes.to_vec());
+        }
+    }
+
+    /// The bucket reads may take from memory instead of the engine.
+    fn cached_bucket(&self) -> Option<i64> {
+        self.cache_complete.then_some(self.cache_bucket)
     }
 
     fn note_day(&mut self, t: i64) {
@@ -99,6 +135,12 @@ impl Series {
         let start = out.len();
         for (_, bytes) in &self.sealed {
             let _ = chunk::decode_into(bytes, out);
+        }
+        let b = self.cache_bucket;
+        if self.cache_complete && b <= maxt && b.saturating_add(BUCKET_MS) > mint {
+            for bytes in &self.cache {
+                let _ = chunk::decode_into(bytes, out);
+            }
         }
         self.head.samples_into(out);
         out.extend_from_slice(&self.ooo);
@@ -198,6 +240,8 @@ pub(crate) struct SeriesSnapshot {
     pub(crate) head: Vec<Sample>,
     /// Head histogram samples in range.
     pub(crate) head_hists: Vec<HPoint>,
+    /// A bucket whose stored chunks `head` already holds (no need to read them).
+    pub(crate) cached_bucket: Option<i64>,
 }
 
 /// A shard of the node.
@@ -323,7 +367,8 @@ impl Shard {
     /// (series, bytes held by open chunks) for self-metrics.
     pub(crate) fn head_stats(&self) -> (usize, usize) {
         let st = self.state.read();
-        (st.series.len(), st.series.values().map(|s| s.head.size_bytes()).sum())
+        let bytes = |s: &Series| s.head.size_bytes() + s.cache.iter().map(Vec::len).sum::<usize>();
+        (st.series.len(), st.series.values().map(bytes).sum())
     }
 
     /// Writes everything since the last checkpoint in one synced batch and truncates the log.
@@ -348,8 +393,9 @@ impl Shard {
                 seq += 1;
             }
             if !s.head.is_empty() {
-                let head = std::mem::take(&mut s.head);
-                b.put(Cf::Chunks, keys::chunk_key(id, s.head_bucket, sid, seq), head.to_bytes());
+                let head = std::mem::take(&mut s.head).to_bytes();
+                s.cache_persisted(s.head_bucket, &head);
+                b.put(Cf::Chunks, keys::chunk_key(id, s.head_bucket, sid, seq), head);
                 seq += 1;
             }
             if !s.hists.is_empty() {
@@ -366,11 +412,9 @@ impl Shard {
                 for part in ooo.chunk_by(|a, b| bucket_of(a.0) == bucket_of(b.0)) {
                     let mut part = part.to_vec();
                     chunk::sort_dedup(&mut part);
-                    b.put(
-                        Cf::Chunks,
-                        keys::chunk_key(id, bucket_of(part[0].0), sid, seq),
-                        chunk::encode_packed(&part),
-                    );
+                    let bytes = chunk::encode_packed(&part);
+                    s.cache_persisted(bucket_of(part[0].0), &bytes);
+                    b.put(Cf::Chunks, keys::chunk_key(id, bucket_of(part[0].0), sid, seq), bytes);
                     seq += 1;
                 }
             }
@@ -532,6 +576,10 @@ impl Shard {
             if let Some((lo, hi)) = s.days {
                 s.days = Some((lo.max(cut_day.min(hi)), hi));
             }
+            if s.cache_bucket < cut_bucket {
+                s.cache.clear();
+                s.cache_complete = false;
+            }
         }
         drop(st);
         self.kv.write(&b, false)?;
@@ -566,7 +614,8 @@ impl Shard {
                         .map(|(t, h)| (*t, Arc::new(h.clone()))),
                 );
             }
-            out.push(SeriesSnapshot { labels: s.labels.clone(), id, days, head, head_hists });
+            let cached_bucket = s.cached_bucket();
+            out.push(SeriesSnapshot { labels: s.labels.clone(), id, days, head, head_hists, cached_bucket });
         }
         out
     }
@@ -619,16 +668,19 @@ impl Shard {
     /// vector per series, read with one engine iterator in key order.
     pub(crate) fn read_persisted_many(
         &self,
-        series: &[(u64, (u32, u32))],
+        series: &[(u64, (u32, u32), Option<i64>)],
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<(Vec<Sample>, Vec<HPoint>)>> {
         let mut ranges: Vec<(i64, u64, usize)> = Vec::new();
-        for (i, &(id, days)) in series.iter().enumerate() {
+        for (i, &(id, days, cached)) in series.iter().enumerate() {
             let mut bucket = bucket_of(mint.max(i64::from(days.0) * DAY_MS));
             let hi = maxt.min((i64::from(days.1) + 1) * DAY_MS - 1);
             while bucket <= hi {
-                ranges.push((bucket, id, i));
+                // a cached bucket's chunks came with the head samples
+                if cached != Some(bucket) {
+                    ranges.push((bucket, id, i));
+                }
                 bucket += BUCKET_MS;
             }
         }
@@ -716,6 +768,7 @@ fn append(
         }
         _ => {
             let b = bucket_of(t);
+            s.enter_bucket(b);
             if !s.head.is_empty() && b != s.head_bucket {
                 let full = std::mem::take(&mut s.head);
                 s.sealed.push((s.head_bucket, full.to_bytes()));
