@@ -16,11 +16,14 @@ pub struct FleetConfig {
     pub seed: u64,
     /// Scrape interval in milliseconds. Default 15 000.
     pub interval_ms: i64,
+    /// Share of hosts replaced by new ones (new `instance`, new series) every 10 minutes
+    /// of data, as pods and nodes come and go. Default 0.01 (1 %).
+    pub churn: f64,
 }
 
 impl Default for FleetConfig {
     fn default() -> Self {
-        FleetConfig { hosts: 10, series_per_host: 1000, seed: 1, interval_ms: 15_000 }
+        FleetConfig { hosts: 10, series_per_host: 1000, seed: 1, interval_ms: 15_000, churn: 0.01 }
     }
 }
 
@@ -38,30 +41,72 @@ pub struct Fleet {
     cfg: FleetConfig,
     specs: Vec<SeriesSpec>,
     hosts: Vec<Host>,
+    /// Scrapes done, the next host id, the next host to replace, fractional churn owed.
+    scrapes: u64,
+    next_id: usize,
+    next_replace: usize,
+    churn_owed: f64,
+    /// Hosts replaced so far.
+    replaced: usize,
 }
 
 impl Fleet {
     /// A fleet; host `i` is `instance="host-<i>:9100"`.
     pub fn new(cfg: FleetConfig) -> Self {
         let specs = host_series(cfg.series_per_host);
-        let hosts = (0..cfg.hosts)
-            .map(|i| Host {
-                instance: format!("host-{i}:9100"),
-                values: Values::new(&specs, cfg.seed.wrapping_mul(1_000_003).wrapping_add(i as u64)),
-                offset_ms: (i as i64 * 7_919) % cfg.interval_ms,
-            })
-            .collect();
-        Fleet { cfg, specs, hosts }
+        let hosts = (0..cfg.hosts).map(|i| Self::host(&cfg, &specs, i)).collect();
+        Fleet {
+            next_id: cfg.hosts,
+            cfg,
+            specs,
+            hosts,
+            scrapes: 0,
+            next_replace: 0,
+            churn_owed: 0.0,
+            replaced: 0,
+        }
     }
 
-    /// Total series.
+    fn host(cfg: &FleetConfig, specs: &[SeriesSpec], i: usize) -> Host {
+        Host {
+            instance: format!("host-{i}:9100"),
+            values: Values::new(specs, cfg.seed.wrapping_mul(1_000_003).wrapping_add(i as u64)),
+            offset_ms: (i as i64 * 7_919) % cfg.interval_ms,
+        }
+    }
+
+    /// Series alive at once.
     pub fn series(&self) -> usize {
         self.hosts.len() * self.specs.len()
+    }
+
+    /// Series ever created (alive ones and those of replaced hosts).
+    pub fn series_created(&self) -> usize {
+        (self.hosts.len() + self.replaced) * self.specs.len()
+    }
+
+    /// Replaces the churned share of hosts when another 10 minutes of data begin.
+    fn churn(&mut self) {
+        let per_10m = (600_000 / self.cfg.interval_ms.max(1)).max(1) as u64;
+        if self.scrapes == 0 || !self.scrapes.is_multiple_of(per_10m) {
+            return;
+        }
+        self.churn_owed += self.cfg.churn * self.hosts.len() as f64;
+        while self.churn_owed >= 1.0 && !self.hosts.is_empty() {
+            self.churn_owed -= 1.0;
+            let k = self.next_replace % self.hosts.len();
+            self.hosts[k] = Self::host(&self.cfg, &self.specs, self.next_id);
+            self.next_id += 1;
+            self.next_replace += 1;
+            self.replaced += 1;
+        }
     }
 
     /// Scrapes every host once for the interval starting at `t0` (each host at its own
     /// phase) and returns the samples as time series, host after host.
     pub fn scrape(&mut self, t0: i64) -> Vec<pb::TimeSeries> {
+        self.churn();
+        self.scrapes += 1;
         let secs = self.cfg.interval_ms as f64 / 1000.0;
         let mut out = Vec::with_capacity(self.series());
         for h in &mut self.hosts {
@@ -82,6 +127,33 @@ impl Fleet {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_percent_of_hosts_is_replaced_every_ten_minutes() {
+        let mut f = Fleet::new(FleetConfig { hosts: 200, series_per_host: 10, ..FleetConfig::default() });
+        let instances = |f: &mut Fleet, t| {
+            let mut v: Vec<String> = f
+                .scrape(t)
+                .iter()
+                .filter_map(|s| s.labels.iter().find(|l| l.name == "instance").map(|l| l.value.clone()))
+                .collect();
+            v.dedup();
+            v
+        };
+        let first = instances(&mut f, 0);
+        for r in 1..40 {
+            assert_eq!(instances(&mut f, r * 15_000), first);
+        }
+        let after = instances(&mut f, 40 * 15_000);
+        assert_eq!(after.len(), 200);
+        assert_eq!(after.iter().filter(|i| !first.contains(i)).count(), 2);
+        assert_eq!(f.series_created(), 202 * 10);
     }
 }
 

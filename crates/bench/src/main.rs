@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -28,6 +28,33 @@ enum Cmd {
     Load(LoadArgs),
     /// Back-fill the same history into each system, then time the dashboard query set.
     Queries(QueriesArgs),
+    /// The whole comparison, one system at a time on fresh data directories: ingest at
+    /// full speed and at a fixed rate, storage, memory, and the dashboard and rule query
+    /// groups as instant and 1 h / 6 h / 24 h range queries; writes `results.json`.
+    Run(RunArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    #[command(flatten)]
+    load: Load,
+    /// Minutes of the history (its newest part) sent at `--fixed-rate` instead of at full speed.
+    #[arg(long, default_value_t = 20.0)]
+    fixed_minutes: f64,
+    /// Samples per second of the fixed-rate part (CPU per million samples is measured there).
+    #[arg(long, default_value_t = 50_000.0)]
+    fixed_rate: f64,
+    /// Directory of `*.queries.txt` dashboard workloads.
+    #[arg(long, default_value = "../shared/workloads/dashboards")]
+    dashboards: PathBuf,
+    /// Directory of Prometheus rule files (`*.yaml`) whose expressions form the `rules` group.
+    #[arg(long, default_value = "../shared/workloads/rules")]
+    rules: PathBuf,
+    /// Times each query is asked per mode.
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
+    #[command(flatten)]
+    targets: Targets,
 }
 
 #[derive(Debug, clap::Args)]
@@ -74,6 +101,12 @@ struct Load {
     /// Samples per request.
     #[arg(long, default_value_t = 2000)]
     batch: usize,
+    /// Share of hosts replaced by new ones every 10 minutes of data.
+    #[arg(long, default_value_t = 0.01)]
+    churn: f64,
+    /// Send at this many samples per second (0: as fast as the target takes them).
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
 }
 
 impl Load {
@@ -84,7 +117,23 @@ impl Load {
         if !(self.hours > 0.0 && self.hours <= 24.0 * 14.0) {
             bail!("--hours must be within (0, 336]");
         }
+        if !(0.0..=1.0).contains(&self.churn) {
+            bail!("--churn must be within [0, 1], got {}", self.churn);
+        }
+        if !(self.rate >= 0.0 && self.rate.is_finite()) {
+            bail!("--rate must be 0 (as fast as possible) or a positive number of samples per second");
+        }
         Ok(())
+    }
+
+    fn fleet(&self) -> Fleet {
+        Fleet::new(FleetConfig {
+            hosts: self.hosts,
+            series_per_host: self.series_per_host,
+            seed: 7,
+            interval_ms: 15_000,
+            churn: self.churn,
+        })
     }
 }
 
@@ -94,37 +143,49 @@ struct Backfill {
     samples: u64,
     rejected_requests: u64,
     wall_secs: f64,
+    /// Series alive at the end.
     series: usize,
+    /// Request round trips (acknowledged or not), in ms, sorted.
+    latencies_ms: Vec<f64>,
 }
 
 /// Sends `l.hours` of history for the fleet to `url`, ending now.
 fn backfill(url: &str, l: &Load) -> anyhow::Result<Backfill> {
     let rounds = (l.hours * 3600.0 / 15.0).round() as i64;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
-    let start = now - rounds * 15_000;
-    let mut fleet = Fleet::new(FleetConfig {
-        hosts: l.hosts,
-        series_per_host: l.series_per_host,
-        seed: 7,
-        interval_ms: 15_000,
-    });
-    let series = fleet.series();
-    let (tx, rx) = mpsc::sync_channel::<(Vec<u8>, u64)>(l.concurrency * 4);
-    let rx = Arc::new(Mutex::new(rx));
+    feed(url, l, &mut l.fleet(), now - rounds * 15_000, rounds, l.rate)
+}
+
+/// Sends `rounds` scrapes of the fleet from `start` (ms) to `url` with `l.concurrency`
+/// connections, at `rate` samples/s (0: as fast as they are acknowledged).
+fn feed(
+    url: &str,
+    l: &Load,
+    fleet: &mut Fleet,
+    start: i64,
+    rounds: i64,
+    rate: f64,
+) -> anyhow::Result<Backfill> {
+    // Request j of every scrape round goes to connection j % concurrency, so each series
+    // always travels on the same connection and its samples arrive in order.
     let samples = Arc::new(AtomicU64::new(0));
     let rejected = Arc::new(AtomicU64::new(0));
     let t0 = Instant::now();
+    let mut txs = Vec::with_capacity(l.concurrency);
     let senders: Vec<_> = (0..l.concurrency)
         .map(|_| {
-            let rx = rx.clone();
+            let (tx, rx) = mpsc::sync_channel::<(Vec<u8>, u64)>(4);
+            txs.push(tx);
             let w = RemoteWriter::new(url);
             let (samples, rejected) = (samples.clone(), rejected.clone());
-            std::thread::spawn(move || -> anyhow::Result<()> {
+            std::thread::spawn(move || -> anyhow::Result<Vec<f64>> {
                 let w = w?;
+                let mut lat = Vec::new();
                 loop {
-                    let next = rx.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.recv();
-                    let Ok((body, n)) = next else { return Ok(()) };
+                    let Ok((body, n)) = rx.recv() else { return Ok(lat) };
+                    let t = Instant::now();
                     let ack = w.send(body);
+                    lat.push(t.elapsed().as_secs_f64() * 1000.0);
                     if (200..300).contains(&ack.status) {
                         samples.fetch_add(n, Ordering::Relaxed);
                     } else {
@@ -135,22 +196,34 @@ fn backfill(url: &str, l: &Load) -> anyhow::Result<Backfill> {
             })
         })
         .collect();
+    let mut queued = 0u64;
     for r in 0..rounds {
         let scraped = fleet.scrape(start + r * 15_000);
         let counts: Vec<u64> = scraped.chunks(l.batch).map(|c| c.len() as u64).collect();
-        for (body, n) in encode_requests(scraped, l.batch).into_iter().zip(counts) {
-            tx.send((body, n)).context("all senders failed")?;
+        for (j, (body, n)) in encode_requests(scraped, l.batch).into_iter().zip(counts).enumerate() {
+            if rate > 0.0 {
+                // fixed rate: do not get ahead of `rate` samples per second
+                let due = Duration::from_secs_f64(queued as f64 / rate);
+                if let Some(wait) = due.checked_sub(t0.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            queued += n;
+            txs[j % txs.len()].send((body, n)).context("a sender failed")?;
         }
     }
-    drop(tx);
+    drop(txs);
+    let mut latencies_ms = Vec::new();
     for s in senders {
-        s.join().map_err(|_| anyhow::anyhow!("sender panicked"))??;
+        latencies_ms.extend(s.join().map_err(|_| anyhow::anyhow!("sender panicked"))??);
     }
+    latencies_ms.sort_by(f64::total_cmp);
     Ok(Backfill {
         samples: samples.load(Ordering::Relaxed),
         rejected_requests: rejected.load(Ordering::Relaxed),
         wall_secs: t0.elapsed().as_secs_f64(),
-        series,
+        series: fleet.series(),
+        latencies_ms,
     })
 }
 
@@ -317,11 +390,13 @@ fn load(a: LoadArgs) -> anyhow::Result<()> {
     a.load.validate()?;
     let bf = backfill(&a.url, &a.load)?;
     println!(
-        "{} samples acknowledged in {:.1} s ({:.0} samples/s), {} requests rejected",
+        "{} samples acknowledged in {:.1} s ({:.0} samples/s), {} requests rejected, request latency p50 {:.2} ms p99 {:.2} ms",
         bf.samples,
         bf.wall_secs,
         bf.samples as f64 / bf.wall_secs,
-        bf.rejected_requests
+        bf.rejected_requests,
+        percentile(&bf.latencies_ms, 0.5),
+        percentile(&bf.latencies_ms, 0.99),
     );
     if bf.rejected_requests > 0 {
         bail!("{} requests were rejected", bf.rejected_requests);
@@ -423,10 +498,235 @@ fn queries(a: QueriesArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Query groups: one per dashboard file, and `rules` (every rule expression).
+fn query_groups(
+    dashboards: &std::path::Path,
+    rules: &std::path::Path,
+) -> anyhow::Result<Vec<(String, Vec<String>)>> {
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    let lines = strata_bench::dashboards::load(dashboards)
+        .with_context(|| format!("reading dashboards in {}", dashboards.display()))?;
+    for (file, l) in lines {
+        if l.starts_with("label_values(") || l.starts_with("query_result(") {
+            continue;
+        }
+        let name = file.trim_end_matches(".queries.txt").to_owned();
+        let q = strata_bench::dashboards::substitute(&l, "1m0s");
+        match groups.iter_mut().find(|g| g.0 == name) {
+            Some(g) => g.1.push(q),
+            None => groups.push((name, vec![q])),
+        }
+    }
+    let mut exprs = Vec::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(rules)
+        .with_context(|| format!("reading rules in {}", rules.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+    for f in files {
+        let doc: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(&f)?)
+            .with_context(|| format!("parsing {}", f.display()))?;
+        for g in doc["groups"].as_sequence().into_iter().flatten() {
+            for r in g["rules"].as_sequence().into_iter().flatten() {
+                if let Some(e) = r["expr"].as_str() {
+                    exprs.push(e.trim().to_owned());
+                }
+            }
+        }
+    }
+    if !exprs.is_empty() {
+        groups.push(("rules".into(), exprs));
+    }
+    if groups.is_empty() {
+        bail!("no queries found in {} or {}", dashboards.display(), rules.display());
+    }
+    Ok(groups)
+}
+
+/// `strata-bench run`.
+fn strata_bench_run(a: RunArgs) -> anyhow::Result<()> {
+    a.load.validate()?;
+    let total_min = a.load.hours * 60.0;
+    if !(a.fixed_minutes >= 0.0 && a.fixed_minutes < total_min) {
+        bail!("--fixed-minutes must be within [0, --hours × 60)");
+    }
+    if !(a.fixed_rate > 0.0 && a.fixed_rate.is_finite()) || a.repeat == 0 {
+        bail!("--fixed-rate must be positive and --repeat at least 1");
+    }
+    let groups = query_groups(&a.dashboards, &a.rules)?;
+    let systems = a.targets.systems.iter().map(|s| system_of(s)).collect::<anyhow::Result<Vec<_>>>()?;
+    for &s in &systems {
+        bin_of(s, &a.targets.strata_bin)?;
+    }
+    let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(120)).build()?;
+    let mut results = Vec::new();
+    for system in systems {
+        eprintln!("== {}", system.name());
+        let r = run_system(system, &a, &groups, &http)?;
+        eprintln!("{r}");
+        results.push(r);
+    }
+    print_summary(&results);
+    if let Some(out) = &a.targets.out {
+        std::fs::write(out, serde_json::to_string_pretty(&results)?)?;
+        eprintln!("wrote {}", out.display());
+    }
+    Ok(())
+}
+
+/// One system through the whole comparison.
+fn run_system(
+    system: System,
+    a: &RunArgs,
+    groups: &[(String, Vec<String>)],
+    http: &reqwest::blocking::Client,
+) -> anyhow::Result<serde_json::Value> {
+    let dir = a.targets.work_dir.join(system.name());
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut peer = Peer::start(PeerSpec::new(
+        system,
+        bin_of(system, &a.targets.strata_bin)?,
+        dir.clone(),
+        free_port()?,
+    ))?;
+    let rounds = (a.load.hours * 240.0).round() as i64;
+    let fixed_rounds = (a.fixed_minutes * 4.0).round() as i64;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+    let start = now - rounds * 15_000;
+    let mut fleet = a.load.fleet();
+    // full speed: the history but its newest `fixed_minutes`
+    let cpu0 = peer.cpu_seconds();
+    let fast = feed(&peer.write_url(), &a.load, &mut fleet, start, rounds - fixed_rounds, 0.0)?;
+    let cpu_fast = peer.cpu_seconds() - cpu0;
+    // fixed rate: the rest
+    let cpu1 = peer.cpu_seconds();
+    let fixed = feed(
+        &peer.write_url(),
+        &a.load,
+        &mut fleet,
+        start + (rounds - fixed_rounds) * 15_000,
+        fixed_rounds,
+        a.fixed_rate,
+    )?;
+    let cpu_fixed = peer.cpu_seconds() - cpu1;
+    if system == System::VictoriaMetrics {
+        let _ = http.get(format!("{}/internal/force_flush", peer.base_url)).send();
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let rss = peer.rss_bytes();
+    // queries: every group as instant and 1 h / 6 h / 24 h range queries
+    let end = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() - 30;
+    let modes: [(&str, u64); 4] =
+        [("instant", 0), ("range_1h", 3600), ("range_6h", 6 * 3600), ("range_24h", 24 * 3600)];
+    let mut all_lat = Vec::new();
+    let mut group_rows = serde_json::Map::new();
+    let mut errors = 0usize;
+    for (name, exprs) in groups {
+        let mut row = serde_json::Map::new();
+        for (mode, range) in modes {
+            let mut lat = Vec::new();
+            for _ in 0..a.repeat {
+                for q in exprs {
+                    let (path, params) = if range == 0 {
+                        ("/api/v1/query", vec![("query", q.clone()), ("time", end.to_string())])
+                    } else {
+                        let step = (range / 720).max(15);
+                        let p = vec![
+                            ("query", q.clone()),
+                            ("start", (end - range).to_string()),
+                            ("end", end.to_string()),
+                            ("step", step.to_string()),
+                        ];
+                        ("/api/v1/query_range", p)
+                    };
+                    let t = Instant::now();
+                    let ok = http
+                        .post(format!("{}{path}", peer.base_url))
+                        .form(&params)
+                        .send()
+                        .is_ok_and(|r| r.status().is_success());
+                    lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                    errors += usize::from(!ok);
+                }
+            }
+            lat.sort_by(f64::total_cmp);
+            all_lat.extend_from_slice(&lat);
+            row.insert(format!("{mode}_p50_ms"), serde_json::json!(percentile(&lat, 0.5)));
+            row.insert(format!("{mode}_p99_ms"), serde_json::json!(percentile(&lat, 0.99)));
+        }
+        group_rows.insert(name.clone(), serde_json::Value::Object(row));
+    }
+    all_lat.sort_by(f64::total_cmp);
+    peer.stop(Duration::from_secs(180))?;
+    let disk = dir_bytes(&dir);
+    let samples = fast.samples + fixed.samples;
+    let series = fleet.series();
+    Ok(serde_json::json!({
+        "system": system.name(),
+        "samples": samples,
+        "series_active": series,
+        "series_created": fleet.series_created(),
+        "rejected_requests": fast.rejected_requests + fixed.rejected_requests,
+        "ingest_samples_per_sec": fast.samples as f64 / fast.wall_secs,
+        "ingest_samples_per_sec_per_core": fast.samples as f64 / cpu_fast.max(1e-9),
+        "cpu_seconds_per_million_samples": cpu_fixed / (fixed.samples.max(1) as f64 / 1e6),
+        "fixed_rate_samples_per_sec": fixed.samples as f64 / fixed.wall_secs,
+        "bytes_per_sample": disk as f64 / samples.max(1) as f64,
+        "disk_bytes": disk,
+        "rss_bytes": rss,
+        "rss_bytes_per_series": rss as f64 / series.max(1) as f64,
+        "write_request_p50_ms": percentile(&fast.latencies_ms, 0.5),
+        "write_request_p99_ms": percentile(&fast.latencies_ms, 0.99),
+        "query_p50_ms": percentile(&all_lat, 0.5),
+        "query_p99_ms": percentile(&all_lat, 0.99),
+        "query_errors": errors,
+        "query_groups": group_rows,
+    }))
+}
+
+/// The results side by side, with ratios against VictoriaMetrics and Prometheus.
+fn print_summary(results: &[serde_json::Value]) {
+    const KEYS: [&str; 6] = [
+        "ingest_samples_per_sec_per_core",
+        "cpu_seconds_per_million_samples",
+        "bytes_per_sample",
+        "rss_bytes_per_series",
+        "query_p50_ms",
+        "query_p99_ms",
+    ];
+    println!("{:<16} {}", "system", KEYS.map(|k| format!("{k:>32}")).join(""));
+    for r in results {
+        let vals: Vec<String> =
+            KEYS.iter().map(|k| format!("{:>32.3}", r[*k].as_f64().unwrap_or(f64::NAN))).collect();
+        println!("{:<16} {}", r["system"].as_str().unwrap_or(""), vals.join(""));
+    }
+    let Some(strata) = results.iter().find(|r| r["system"] == "strata") else { return };
+    for peer in results.iter().filter(|r| r["system"] != "strata") {
+        let vals: Vec<String> = KEYS
+            .iter()
+            .map(|k| {
+                let ratio = strata[*k].as_f64().unwrap_or(f64::NAN) / peer[*k].as_f64().unwrap_or(f64::NAN);
+                format!("{:>31.2}x", ratio)
+            })
+            .collect();
+        println!("strata/{:<9} {}", peer["system"].as_str().unwrap_or(""), vals.join(""));
+    }
+}
+
 fn main() -> anyhow::Result<()> {
+    // Ctrl-C (or SIGTERM) must not leave servers running: kill them, then exit.
+    ctrlc::set_handler(|| {
+        eprintln!("interrupted: stopping the systems under test");
+        strata_bench::peers::kill_all();
+        std::process::exit(130);
+    })
+    .context("installing the interrupt handler")?;
     match Cli::parse().cmd {
         Cmd::Storage(a) => storage(a),
         Cmd::Load(a) => load(a),
         Cmd::Queries(a) => queries(a),
+        Cmd::Run(a) => strata_bench_run(a),
     }
 }

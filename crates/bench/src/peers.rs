@@ -35,6 +35,24 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// Process ids of the systems started and not yet stopped, so that an interrupted run
+/// (Ctrl-C) can stop them: see [`kill_all`].
+static LIVE: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+fn live(f: impl FnOnce(&mut Vec<u32>)) {
+    if let Ok(mut l) = LIVE.lock() {
+        f(&mut l);
+    }
+}
+
+/// Kills every system this process started and has not stopped (for signal handlers).
+pub fn kill_all() {
+    let pids: Vec<u32> = LIVE.lock().map(|l| l.clone()).unwrap_or_default();
+    for pid in pids {
+        signal(pid, "KILL");
+    }
+}
+
 /// A running system; stopped (SIGKILL) when dropped.
 #[derive(Debug)]
 pub struct Peer {
@@ -115,6 +133,8 @@ impl Peer {
             .stdin(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {}", spec.bin.display()))?;
+        let pid = child.id();
+        live(|l| l.push(pid));
         let mut p = Peer {
             system: spec.system,
             child: Some(child),
@@ -196,7 +216,9 @@ impl Peer {
         let Some(mut c) = self.child.take() else {
             return Ok(());
         };
-        signal(c.id(), "TERM");
+        let pid = c.id();
+        let _gone = Unregister(pid);
+        signal(pid, "TERM");
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Some(st) = c.try_wait()? {
@@ -217,7 +239,17 @@ impl Peer {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+            live(|l| l.retain(|p| *p != c.id()));
         }
+    }
+}
+
+/// Removes a process from [`LIVE`] once it is stopped, on every path out of `stop`.
+struct Unregister(u32);
+
+impl Drop for Unregister {
+    fn drop(&mut self) {
+        live(|l| l.retain(|p| *p != self.0));
     }
 }
 
