@@ -3,7 +3,6 @@
 //! does, parses and evaluates without error on node_exporter-shaped data, as instant and as
 //! range queries; the variable queries (`label_values`, `query_result`) work too.
 
-use std::path::Path;
 
 use strata_bench::client::RemoteWriter;
 use strata_bench::dashboards::substitute;
@@ -23,8 +22,7 @@ fn dashboard_queries_parse_and_evaluate() {
             assert_eq!(w.send(body).status, 204);
         }
     }
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/workloads/dashboards");
-    let dir = std::env::var("STRATA_SHARED").map_or(dir, |s| Path::new(&s).join("workloads/dashboards"));
+    let dir = strata_suite::shared_dir().join("workloads/dashboards");
     let lines = strata_bench::dashboards::load(&dir).unwrap();
     assert!(!lines.is_empty(), "no dashboards in {}", dir.display());
     let http = reqwest::blocking::Client::new();

@@ -21,6 +21,33 @@ pub fn strata_bin() -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
+/// The shared corpus directory: `$STRATA_SHARED`, else `../shared` beside the checkout.
+pub fn shared_dir() -> PathBuf {
+    std::env::var("STRATA_SHARED")
+        .map_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"), PathBuf::from)
+}
+
+/// The `strata-bench` binary, next to [`strata_bin`].
+pub fn bench_bin() -> anyhow::Result<PathBuf> {
+    let bin = strata_bin()?.with_file_name("strata-bench");
+    if !bin.is_file() {
+        bail!("{} not found: build it first (`cargo build -p strata-bench`)", bin.display());
+    }
+    Ok(bin)
+}
+
+/// Process ids whose command line mentions `needle` (from `/proc`).
+pub fn pids_mentioning(needle: &str) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            String::from_utf8_lossy(&cmd).contains(needle).then_some(pid)
+        })
+        .collect()
+}
+
 /// A peer binary installed from Debian (`prometheus`, `victoria-metrics`). Missing peers
 /// fail the test: `scripts/test.sh` installs them.
 pub fn peer_bin(env: &str, names: &[&str]) -> anyhow::Result<PathBuf> {

@@ -130,6 +130,31 @@ impl Fleet {
     }
 }
 
+/// Splits series into snappy-compressed remote-write bodies of about `per_request` samples.
+pub fn encode_requests(series: Vec<pb::TimeSeries>, per_request: usize) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut cur = Vec::new();
+    let mut n = 0;
+    for s in series {
+        n += s.samples.len();
+        cur.push(s);
+        if n >= per_request {
+            out.push(encode(std::mem::take(&mut cur)));
+            n = 0;
+        }
+    }
+    if !cur.is_empty() {
+        out.push(encode(cur));
+    }
+    out
+}
+
+/// One snappy-compressed remote-write body.
+pub fn encode(series: Vec<pb::TimeSeries>) -> Vec<u8> {
+    let raw = pb::WriteRequest { timeseries: series, metadata: vec![] }.encode_to_vec();
+    snap::raw::Encoder::new().compress_vec(&raw).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,29 +180,4 @@ mod tests {
         assert_eq!(after.iter().filter(|i| !first.contains(i)).count(), 2);
         assert_eq!(f.series_created(), 202 * 10);
     }
-}
-
-/// Splits series into snappy-compressed remote-write bodies of about `per_request` samples.
-pub fn encode_requests(series: Vec<pb::TimeSeries>, per_request: usize) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut cur = Vec::new();
-    let mut n = 0;
-    for s in series {
-        n += s.samples.len();
-        cur.push(s);
-        if n >= per_request {
-            out.push(encode(std::mem::take(&mut cur)));
-            n = 0;
-        }
-    }
-    if !cur.is_empty() {
-        out.push(encode(cur));
-    }
-    out
-}
-
-/// One snappy-compressed remote-write body.
-pub fn encode(series: Vec<pb::TimeSeries>) -> Vec<u8> {
-    let raw = pb::WriteRequest { timeseries: series, metadata: vec![] }.encode_to_vec();
-    snap::raw::Encoder::new().compress_vec(&raw).unwrap_or_default()
 }
