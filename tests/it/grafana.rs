@@ -3,7 +3,6 @@
 //! does, parses and evaluates without error on node_exporter-shaped data, as instant and as
 //! range queries; the variable queries (`label_values`, `query_result`) work too.
 
-
 use strata_bench::client::RemoteWriter;
 use strata_bench::dashboards::substitute;
 use strata_bench::fleet::{Fleet, FleetConfig, encode_requests};
