@@ -163,20 +163,39 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Value> {
         return Err(QueryError::Execution(format!("{what} value is NaN")));
     }
     let steps = ctx.steps;
-    let keys: Vec<Labels> = input.iter().map(|s| group_key(&s.labels, a.modifier.as_ref())).collect();
+    // each series' group, hashed once (not at every step)
+    let mut keys: Vec<Labels> = Vec::new();
+    let gid: Vec<usize> = {
+        let mut ids: FxHashMap<Labels, usize> = FxHashMap::default();
+        input
+            .iter()
+            .map(|s| {
+                let k = group_key(&s.labels, a.modifier.as_ref());
+                *ids.entry(k).or_insert_with_key(|k| {
+                    keys.push(k.clone());
+                    keys.len() - 1
+                })
+            })
+            .collect()
+    };
     let grid = vals_by_step(&input, steps);
     let mut out = Out::default();
     let mut counted: Vec<(Labels, bool, f64)> = Vec::new();
+    // per step: group id → index into `groups` (usize::MAX when absent)
+    let mut slot = vec![usize::MAX; keys.len()];
+    let mut touched: Vec<usize> = Vec::new();
     for (i, present) in grid.iter().enumerate() {
         let t = steps.at(i);
         let mut groups: Vec<Group<'_>> = Vec::new();
-        let mut pos: FxHashMap<&Labels, usize> = FxHashMap::default();
         for (j, v) in present {
             let j = *j;
-            let g = *pos.entry(&keys[j]).or_insert_with(|| {
-                groups.push((&keys[j], Vec::new(), Vec::new()));
-                groups.len() - 1
-            });
+            let k = gid[j];
+            if slot[k] == usize::MAX {
+                slot[k] = groups.len();
+                touched.push(k);
+                groups.push((&keys[k], Vec::new(), Vec::new()));
+            }
+            let g = slot[k];
             match v {
                 Val::F(x) => groups[g].1.push((j, *x)),
                 h @ Val::H(_) => groups[g].2.push((j, h)),
@@ -188,6 +207,9 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Value> {
                 _ => Err(QueryError::Execution(format!("{op}: expected a scalar parameter"))),
             }
         };
+        for k in touched.drain(..) {
+            slot[k] = usize::MAX;
+        }
         for (key, members, hmembers) in groups {
             let vals = || members.iter().map(|m| m.1);
             // a name kept by `by (__name__)` but marked for removal is removed at the end

@@ -390,6 +390,23 @@ impl Ctx<'_> {
 
 /// For each window end, the index range of samples in `(end − range, end]`.
 fn windows<T>(samples: &[(i64, T)], ends: &[i64], range: i64) -> Vec<(usize, usize)> {
+    if ends.windows(2).all(|w| w[0] <= w[1]) {
+        // ends ascending (the usual case): both edges only move forward
+        let (mut lo, mut hi) = (0, 0);
+        return ends
+            .iter()
+            .map(|&e| {
+                while lo < samples.len() && samples[lo].0 <= e - range {
+                    lo += 1;
+                }
+                hi = hi.max(lo);
+                while hi < samples.len() && samples[hi].0 <= e {
+                    hi += 1;
+                }
+                (lo, hi)
+            })
+            .collect();
+    }
     ends.iter()
         .map(|&e| {
             let lo = samples.partition_point(|s| s.0 <= e - range);

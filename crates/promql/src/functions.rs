@@ -570,7 +570,7 @@ fn range_fn(
     let delayed = ctx.cfg.features.delayed_name_removal;
     let mut out = Vec::with_capacity(ra.series.len());
     for w in &ra.series {
-        let (mut points, mut hists) = (Vec::new(), Vec::new());
+        let (mut points, mut hists) = (Vec::with_capacity(steps.len()), Vec::new());
         let metric = w.labels.get(METRIC_NAME).unwrap_or("");
         for (i, (&(lo, hi), &(hlo, hhi))) in w.ranges.iter().zip(&w.hranges).enumerate() {
             let win = &w.samples[lo..hi];
