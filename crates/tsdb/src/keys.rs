@@ -70,8 +70,8 @@ pub fn log_index(k: &[u8]) -> u64 {
     be_u64(&k[4..])
 }
 
-/// Meta key with `tag`.
-pub(crate) fn meta_key(shard: ShardId, tag: u8) -> Vec<u8> {
+/// Meta key with `tag` (tags 0x01–0x1F belong to the TSDB, 0x20–0x2F to the Raft log).
+pub fn meta_key(shard: ShardId, tag: u8) -> Vec<u8> {
     key(shard, &[&[tag]])
 }
 
