@@ -10,27 +10,18 @@ use openraft::type_config::alias::{EntryOf, LogIdOf, VoteOf};
 use openraft::{OptionalSend, RaftLogReader};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+use crate::codec::{decode, encode, io_err};
 use strata_tsdb::keys::{ShardId, log_key, meta_key};
 use strata_tsdb::{Cf, KvEngine, WriteBatch};
 
 use crate::TypeConfig;
+use crate::log_writer::LogWriter;
 
 /// Meta tags of the Raft state (next to the TSDB's own tags in `keys`).
 const META_VOTE: u8 = 0x20;
 const META_COMMITTED: u8 = 0x21;
 const META_PURGED: u8 = 0x22;
-
-fn io_err(e: impl std::fmt::Display) -> io::Error {
-    io::Error::other(e.to_string())
-}
-
-fn encode<T: Serialize>(v: &T) -> io::Result<Vec<u8>> {
-    bincode::serde::encode_to_vec(v, bincode::config::standard()).map_err(io_err)
-}
-
-fn decode<T: DeserializeOwned>(b: &[u8]) -> io::Result<T> {
-    bincode::serde::decode_from_slice(b, bincode::config::standard()).map(|(v, _)| v).map_err(io_err)
-}
 
 /// The newest entry's id, cached (the engine has no reverse scan; the log is short, it
 /// is truncated at every checkpoint).
@@ -45,6 +36,7 @@ struct Tail {
 #[derive(Clone)]
 pub struct LogStore {
     kv: Arc<dyn KvEngine>,
+    writer: LogWriter,
     shard: ShardId,
     tail: Arc<Mutex<Tail>>,
 }
@@ -56,9 +48,10 @@ impl Debug for LogStore {
 }
 
 impl LogStore {
-    /// The log of `shard` in `kv`.
-    pub fn new(kv: Arc<dyn KvEngine>, shard: ShardId) -> Self {
-        LogStore { kv, shard, tail: Arc::new(Mutex::new(Tail::default())) }
+    /// The log of `shard` (or of another group with that id) in `kv`; appends go through
+    /// the node's `writer`.
+    pub fn new(kv: Arc<dyn KvEngine>, writer: LogWriter, shard: ShardId) -> Self {
+        LogStore { kv, writer, shard, tail: Arc::new(Mutex::new(Tail::default())) }
     }
 
     fn get_meta<T: DeserializeOwned>(&self, tag: u8) -> io::Result<Option<T>> {
@@ -183,12 +176,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut b = WriteBatch::default();
         let mut last = None;
+        let (mut records, mut bytes) = (0, 0);
         for e in entries {
-            b.put(Cf::Log, log_key(self.shard, e.log_id.index), encode(&e)?);
+            let v = encode(&e)?;
+            records += 1;
+            bytes += v.len() as u64;
+            b.put(Cf::Log, log_key(self.shard, e.log_id.index), v);
             last = Some(e.log_id);
         }
-        // durable before openraft counts it: one synced batch
-        let r = self.kv.write(&b, true).map_err(io_err);
+        // durable before openraft counts it: the node's writer syncs it with other groups'
+        let r = self.writer.write(b, records, bytes).await;
         if r.is_ok()
             && let Some(l) = last
         {

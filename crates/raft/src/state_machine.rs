@@ -1,6 +1,15 @@
-//! The state machine of one shard: committed entries applied to the shard in log order.
+//! The state machine of a group: committed entries applied in log order to an [`Applier`]
+//! (for a shard, its in-memory head), with snapshots that are the applier's checkpoints.
+//!
+//! openraft's "transient state machine": the applier keeps recent writes in memory; a
+//! snapshot makes them durable (a checkpoint, carrying the Raft state — applied log id and
+//! membership — in the same atomic write), after which openraft may purge the log. After a
+//! restart the applier holds its last checkpoint and openraft re-applies the committed
+//! entries after it. A snapshot sent to another replica is the last checkpoint, exported
+//! when it is sent.
 
 use std::io;
+use std::sync::Arc;
 
 use futures_util::StreamExt;
 use openraft::storage::{EntryResponder, RaftStateMachine};
@@ -10,89 +19,128 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Request, Response, TypeConfig};
 
-/// What a shard does with committed writes (the TSDB shard; in tests, anything).
+/// A checkpoint as sent to another replica: the Raft state stored with it and the
+/// applier's data.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Exported {
+    /// The Raft state the checkpoint was taken at (opaque to the applier).
+    pub raft_state: Vec<u8>,
+    /// The applier's persisted state.
+    pub data: Vec<u8>,
+}
+
+/// Exports the applier's last checkpoint (consistently: state and Raft state together).
+pub type Exporter = Arc<dyn Fn() -> io::Result<Exported> + Send + Sync>;
+
+/// What a group does with committed writes (a TSDB shard, the cluster metadata, or in
+/// tests anything).
 pub trait Applier: Send + Sync + 'static {
     /// Applies entry `index`'s request; deterministic given the state.
     fn apply(&mut self, index: u64, request: &Request) -> Response;
-    /// The whole state as bytes (a snapshot's payload).
-    fn snapshot(&self) -> Vec<u8>;
-    /// Replaces the state with a snapshot's payload.
-    fn restore(&mut self, data: &[u8]) -> io::Result<()>;
+    /// Makes the state through the last applied entry durable, together with `raft_state`,
+    /// in one atomic write.
+    fn checkpoint(&mut self, raft_state: Vec<u8>) -> io::Result<()>;
+    /// The `raft_state` of the last checkpoint, if there was one.
+    fn checkpointed(&self) -> io::Result<Option<Vec<u8>>>;
+    /// A handle that exports the last checkpoint whenever called.
+    fn exporter(&self) -> Exporter;
+    /// Replaces the state (and the stored Raft state) with another replica's export.
+    fn import(&mut self, snapshot: Exported) -> io::Result<()>;
 }
 
-/// A snapshot as stored and sent: where it stands in the log, and the applier's state.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct SnapshotBody {
-    applied: Option<LogIdOf<TypeConfig>>,
-    membership: StoredMembershipOf<TypeConfig>,
-    data: Vec<u8>,
+/// A snapshot's data: this node's last checkpoint, exported when read, or bytes received
+/// from another replica.
+#[derive(Clone)]
+pub enum SnapshotPayload {
+    /// The local checkpoint.
+    Local(Exporter),
+    /// An [`Exported`] checkpoint received from the leader, bincode-encoded.
+    Received(Vec<u8>),
 }
 
-/// The newest snapshot, shared with the builders openraft hands out.
-type Current = std::sync::Arc<std::sync::Mutex<Option<(SnapshotMetaOf<TypeConfig>, Vec<u8>)>>>;
+impl std::fmt::Debug for SnapshotPayload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SnapshotPayload::Local(_) => f.write_str("Local"),
+            SnapshotPayload::Received(b) => write!(f, "Received({} bytes)", b.len()),
+        }
+    }
+}
 
-/// The state machine of a shard group.
+impl SnapshotPayload {
+    /// The checkpoint.
+    pub fn export(&self) -> io::Result<Exported> {
+        match self {
+            SnapshotPayload::Local(f) => f(),
+            SnapshotPayload::Received(b) => crate::codec::decode(b),
+        }
+    }
+}
+
+/// The Raft state stored with a checkpoint.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct RaftState {
+    pub(crate) applied: Option<LogIdOf<TypeConfig>>,
+    pub(crate) membership: StoredMembershipOf<TypeConfig>,
+}
+
+impl RaftState {
+    pub(crate) fn meta(&self) -> SnapshotMetaOf<TypeConfig> {
+        SnapshotMetaOf::<TypeConfig> { last_log_id: self.applied, last_membership: self.membership.clone() }
+    }
+}
+
+/// The state machine of a group.
 pub struct StateMachine<A: Applier> {
     applier: A,
-    applied: Option<LogIdOf<TypeConfig>>,
-    membership: StoredMembershipOf<TypeConfig>,
-    current: Current,
+    state: RaftState,
 }
 
 impl<A: Applier> std::fmt::Debug for StateMachine<A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StateMachine").field("applied", &self.applied).finish()
+        f.debug_struct("StateMachine").field("applied", &self.state.applied).finish()
     }
 }
 
 impl<A: Applier> StateMachine<A> {
-    /// A state machine over `applier`, nothing applied yet.
-    pub fn new(applier: A) -> Self {
-        StateMachine {
-            applier,
-            applied: None,
-            membership: StoredMembershipOf::<TypeConfig>::default(),
-            current: Current::default(),
-        }
+    /// A state machine over `applier`, at the applier's last checkpoint.
+    pub fn new(applier: A) -> io::Result<Self> {
+        let state = match applier.checkpointed()? {
+            Some(b) => crate::codec::decode(&b)?,
+            None => RaftState::default(),
+        };
+        Ok(StateMachine { applier, state })
     }
 
-    /// The applier.
-    pub fn applier(&self) -> &A {
-        &self.applier
+    fn checkpoint(&mut self) -> io::Result<()> {
+        let raft_state = crate::codec::encode(&self.state)?;
+        self.applier.checkpoint(raft_state)
     }
 }
 
-/// A snapshot in the making: the state captured when openraft asked for a builder.
+/// A snapshot in the making: the checkpoint taken when openraft asked for a builder.
 #[derive(Debug)]
 pub struct SnapshotBuilder {
-    body: SnapshotBody,
-    current: Current,
+    meta: SnapshotMetaOf<TypeConfig>,
+    payload: SnapshotPayload,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
-    type SnapshotData = Vec<u8>;
+    type SnapshotData = SnapshotPayload;
 
-    async fn build_snapshot(&mut self) -> Result<SnapshotOf<TypeConfig, Vec<u8>>, io::Error> {
-        let bytes = bincode::serde::encode_to_vec(&self.body, bincode::config::standard())
-            .map_err(|e| io::Error::other(e.to_string()))?;
-        let meta = SnapshotMetaOf::<TypeConfig> {
-            last_log_id: self.body.applied,
-            last_membership: self.body.membership.clone(),
-        };
-        *self.current.lock().map_err(|e| io::Error::other(e.to_string()))? =
-            Some((meta.clone(), bytes.clone()));
-        Ok(SnapshotOf::<TypeConfig, Vec<u8>> { meta, snapshot: bytes })
+    async fn build_snapshot(&mut self) -> Result<SnapshotOf<TypeConfig, SnapshotPayload>, io::Error> {
+        Ok(SnapshotOf::<TypeConfig, SnapshotPayload> { meta: self.meta.clone(), snapshot: self.payload.clone() })
     }
 }
 
 impl<A: Applier> RaftStateMachine<TypeConfig> for StateMachine<A> {
-    type SnapshotData = Vec<u8>;
+    type SnapshotData = SnapshotPayload;
     type SnapshotBuilder = SnapshotBuilder;
 
     async fn applied_state(
         &mut self,
     ) -> Result<(Option<LogIdOf<TypeConfig>>, StoredMembershipOf<TypeConfig>), io::Error> {
-        Ok((self.applied, self.membership.clone()))
+        Ok((self.state.applied, self.state.membership.clone()))
     }
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
@@ -102,15 +150,19 @@ impl<A: Applier> RaftStateMachine<TypeConfig> for StateMachine<A> {
     {
         while let Some(item) = entries.next().await {
             let (entry, responder) = item?;
-            self.applied = Some(entry.log_id);
+            // an entry a received snapshot already holds is not applied twice
+            let fresh = self.state.applied.is_none_or(|a| entry.log_id.index > a.index);
             let response = match &entry.payload {
-                EntryPayload::Blank => Response::default(),
-                EntryPayload::Normal(req) => self.applier.apply(entry.log_id.index, req),
-                EntryPayload::Membership(m) => {
-                    self.membership = StoredMembershipOf::<TypeConfig>::new(Some(entry.log_id), m.clone());
+                EntryPayload::Normal(req) if fresh => self.applier.apply(entry.log_id.index, req),
+                EntryPayload::Membership(m) if fresh => {
+                    self.state.membership = StoredMembershipOf::<TypeConfig>::new(Some(entry.log_id), m.clone());
                     Response::default()
                 }
+                _ => Response::default(),
             };
+            if fresh {
+                self.state.applied = Some(entry.log_id);
+            }
             if let Some(r) = responder {
                 r.send(response);
             }
@@ -119,33 +171,31 @@ impl<A: Applier> RaftStateMachine<TypeConfig> for StateMachine<A> {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        SnapshotBuilder {
-            body: SnapshotBody {
-                applied: self.applied,
-                membership: self.membership.clone(),
-                data: self.applier.snapshot(),
-            },
-            current: self.current.clone(),
+        // the checkpoint happens here, with no apply running; a failure leaves the previous
+        // checkpoint in force and is reported when the snapshot is read
+        if let Err(e) = self.checkpoint() {
+            tracing::error!(error = %e, "checkpoint failed");
         }
+        SnapshotBuilder { meta: self.state.meta(), payload: SnapshotPayload::Local(self.applier.exporter()) }
     }
 
     async fn install_snapshot(
         &mut self,
-        meta: &SnapshotMetaOf<TypeConfig>,
-        snapshot: Vec<u8>,
+        _meta: &SnapshotMetaOf<TypeConfig>,
+        snapshot: SnapshotPayload,
     ) -> Result<(), io::Error> {
-        let (body, _): (SnapshotBody, usize) =
-            bincode::serde::decode_from_slice(&snapshot, bincode::config::standard())
-                .map_err(|e| io::Error::other(e.to_string()))?;
-        self.applier.restore(&body.data)?;
-        self.applied = meta.last_log_id;
-        self.membership = meta.last_membership.clone();
-        *self.current.lock().map_err(|e| io::Error::other(e.to_string()))? = Some((meta.clone(), snapshot));
-        Ok(())
+        let exported = snapshot.export()?;
+        // the Raft state is the one stored with the data (the sender puts it in the meta too)
+        self.state = crate::codec::decode(&exported.raft_state)?;
+        self.applier.import(exported)
     }
 
-    async fn get_current_snapshot(&mut self) -> Result<Option<SnapshotOf<TypeConfig, Vec<u8>>>, io::Error> {
-        let cur = self.current.lock().map_err(|e| io::Error::other(e.to_string()))?.clone();
-        Ok(cur.map(|(meta, snapshot)| SnapshotOf::<TypeConfig, Vec<u8>> { meta, snapshot }))
+    async fn get_current_snapshot(&mut self) -> Result<Option<SnapshotOf<TypeConfig, SnapshotPayload>>, io::Error> {
+        let Some(b) = self.applier.checkpointed()? else { return Ok(None) };
+        let state: RaftState = crate::codec::decode(&b)?;
+        Ok(Some(SnapshotOf::<TypeConfig, SnapshotPayload> {
+            meta: state.meta(),
+            snapshot: SnapshotPayload::Local(self.applier.exporter()),
+        }))
     }
 }

@@ -2,31 +2,51 @@
 //! store and state machine, on the in-memory engine and on RocksDB.
 
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use openraft::StorageError;
 use openraft::testing::log::{StoreBuilder, Suite};
-use strata_raft::{Applier, LogStore, Request, Response, StateMachine, TypeConfig};
-use strata_tsdb::{KvEngine, MemEngine};
+use strata_raft::{Applier, Exported, Exporter, LogStore, LogWriter, Request, Response, StateMachine, TypeConfig};
+use strata_tsdb::{KvEngine, LogStats, MemEngine};
 
-/// An applier that remembers what it applied (its whole state is that list).
+/// An applier that remembers what it applied (its whole state is that list); its
+/// checkpoint is kept in memory beside it.
 #[derive(Debug, Default)]
-struct Recorder(Vec<(u64, Vec<u8>)>);
+struct Recorder {
+    applied: Vec<(u64, Vec<u8>)>,
+    checkpoint: Arc<Mutex<Option<Exported>>>,
+}
+
+fn codec_err(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(e.to_string())
+}
 
 impl Applier for Recorder {
     fn apply(&mut self, index: u64, request: &Request) -> Response {
-        self.0.push((index, request.0.clone()));
-        Response { accepted: 1, rejected: 0 }
+        self.applied.push((index, request.0.clone()));
+        Response { accepted: 1, ..Response::default() }
     }
 
-    fn snapshot(&self) -> Vec<u8> {
-        bincode::serde::encode_to_vec(&self.0, bincode::config::standard()).unwrap_or_default()
+    fn checkpoint(&mut self, raft_state: Vec<u8>) -> io::Result<()> {
+        let data = bincode::serde::encode_to_vec(&self.applied, bincode::config::standard()).map_err(codec_err)?;
+        *self.checkpoint.lock().map_err(codec_err)? = Some(Exported { raft_state, data });
+        Ok(())
     }
 
-    fn restore(&mut self, data: &[u8]) -> io::Result<()> {
-        self.0 = bincode::serde::decode_from_slice(data, bincode::config::standard())
-            .map_err(|e| io::Error::other(e.to_string()))?
+    fn checkpointed(&self) -> io::Result<Option<Vec<u8>>> {
+        Ok(self.checkpoint.lock().map_err(codec_err)?.as_ref().map(|c| c.raft_state.clone()))
+    }
+
+    fn exporter(&self) -> Exporter {
+        let c = self.checkpoint.clone();
+        Arc::new(move || c.lock().map_err(codec_err)?.clone().ok_or_else(|| io::Error::other("no checkpoint")))
+    }
+
+    fn import(&mut self, snapshot: Exported) -> io::Result<()> {
+        self.applied = bincode::serde::decode_from_slice(&snapshot.data, bincode::config::standard())
+            .map_err(codec_err)?
             .0;
+        *self.checkpoint.lock().map_err(codec_err)? = Some(snapshot);
         Ok(())
     }
 }
@@ -42,7 +62,9 @@ where
         &self,
     ) -> Result<(Option<tempfile::TempDir>, LogStore, StateMachine<Recorder>), StorageError<TypeConfig>> {
         let (kv, dir) = (self.0)();
-        Ok((dir, LogStore::new(kv, 3), StateMachine::new(Recorder::default())))
+        let writer = LogWriter::start(kv.clone(), Arc::new(LogStats::default())).expect("log writer");
+        let sm = StateMachine::new(Recorder::default()).expect("state machine");
+        Ok((dir, LogStore::new(kv, writer, 3), sm))
     }
 }
 

@@ -98,6 +98,25 @@ pub struct SeriesBatch {
 }
 
 impl SeriesBatch {
+    /// An empty batch splitting series over `shards` shards (by [`shard_of`]).
+    pub fn new(shards: u32) -> SeriesBatch {
+        SeriesBatch {
+            shards,
+            builders: (0..shards).map(|_| RecordBuilder::default()).collect(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// One log record per shard that received series, by shard id.
+    pub fn into_records(self) -> Vec<(ShardId, Vec<u8>)> {
+        self.builders
+            .into_iter()
+            .enumerate()
+            .filter(|(_, b)| !b.is_empty())
+            .map(|(i, b)| (i as ShardId, b.finish()))
+            .collect()
+    }
+
     /// Adds a series given as borrowed label pairs in any order (validated and
     /// canonicalised in place, without allocating per label). A series without samples
     /// is only validated.
@@ -183,7 +202,9 @@ struct Stop {
 pub struct Db {
     kv: Arc<dyn KvEngine>,
     shards: Arc<Shards>,
-    log: LocalLog,
+    /// The local log; `None` when the shards are replicated (their Raft logs are the WAL).
+    log: Option<LocalLog>,
+    log_stats: Arc<LogStats>,
     cfg: DbConfig,
     clock: Arc<dyn Clock>,
     stop: Arc<Stop>,
@@ -225,6 +246,18 @@ fn check_settings(kv: &dyn KvEngine, cfg: &DbConfig) -> Result<()> {
 impl Db {
     /// Opens (or creates) the database, replays the log and starts maintenance.
     pub fn open(kv: Arc<dyn KvEngine>, cfg: DbConfig, clock: Arc<dyn Clock>) -> Result<Arc<Db>> {
+        Self::open_mode(kv, cfg, clock, true)
+    }
+
+    /// Opens (or creates) the database of a storage node whose shards are replicated: no
+    /// local log (each shard's Raft log is its WAL and writes arrive through
+    /// [`Db::apply_record`]); checkpoints happen when Raft snapshots
+    /// ([`Db::checkpoint_shard`]); maintenance only applies retention.
+    pub fn open_replicated(kv: Arc<dyn KvEngine>, cfg: DbConfig, clock: Arc<dyn Clock>) -> Result<Arc<Db>> {
+        Self::open_mode(kv, cfg, clock, false)
+    }
+
+    fn open_mode(kv: Arc<dyn KvEngine>, cfg: DbConfig, clock: Arc<dyn Clock>, local: bool) -> Result<Arc<Db>> {
         if cfg.shards == 0 {
             return Err(Error::Mismatch("shards must be at least 1".into()));
         }
@@ -234,7 +267,13 @@ impl Db {
         let rules = ApplyRules { ooo_window_ms: cfg.out_of_order_window.as_millis() as i64 };
         let shards = Arc::new(Shards { shards, rules });
         let applied: Vec<_> = shards.shards.iter().map(|s| (s.id, s.applied())).collect();
-        let (log, replayed) = LocalLog::open(kv.clone(), &applied, shards.clone())?;
+        let log_stats = Arc::new(LogStats::default());
+        let (log, replayed) = if local {
+            let (log, replayed) = LocalLog::open(kv.clone(), &applied, shards.clone(), log_stats.clone())?;
+            (Some(log), replayed)
+        } else {
+            (None, ApplyOutcome::default())
+        };
         tracing::info!(
             shards = cfg.shards,
             replayed_samples = replayed.accepted,
@@ -245,6 +284,7 @@ impl Db {
             kv,
             shards,
             log,
+            log_stats,
             cfg,
             clock,
             stop: Arc::new(Stop { flag: Mutex::new(false), cv: Condvar::new() }),
@@ -298,7 +338,7 @@ impl Db {
         let due_retention =
             force || self.retention_bucket.swap(bucket_of(cutoff), Ordering::Relaxed) != bucket_of(cutoff);
         for s in &self.shards.shards {
-            if force || s.log_bytes() >= self.cfg.checkpoint_log_bytes {
+            if self.log.is_some() && (force || s.log_bytes() >= self.cfg.checkpoint_log_bytes) {
                 self.checkpoint(s)?;
                 let merged = s.compact(self.shards.rules, false)?;
                 if merged > 0 {
@@ -313,12 +353,52 @@ impl Db {
     }
 
     fn checkpoint(&self, s: &Shard) -> Result<()> {
+        self.timed_checkpoint(s, true, Vec::new()).map(|_| ())
+    }
+
+    fn timed_checkpoint(&self, s: &Shard, truncate_log: bool, extra: Vec<(Vec<u8>, Vec<u8>)>) -> Result<u64> {
         let started = Instant::now();
-        s.checkpoint()?;
+        let applied = s.checkpoint(truncate_log, extra)?;
         let st = &self.checkpoint_stats;
         st.checkpoints.fetch_add(1, Ordering::Relaxed);
         st.checkpoint_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-        Ok(())
+        Ok(applied)
+    }
+
+    fn shard(&self, shard: ShardId) -> Result<&Shard> {
+        self.shards.shards.get(shard as usize).ok_or(Error::NoSuchShard(shard))
+    }
+
+    /// Applies entry `index` of `shard`'s replicated log (a record built by
+    /// [`SeriesBatch::into_records`]). Deterministic given the shard's state.
+    pub fn apply_record(&self, shard: ShardId, index: u64, record: &[u8]) -> Result<ApplyOutcome> {
+        Ok(self.shard(shard)?.apply(index, record, self.shards.rules))
+    }
+
+    /// Checkpoints a replicated shard: its head, new index entries, watermark and `extra`
+    /// meta entries (the Raft state that goes with the watermark) in one synced batch, then
+    /// compacts its finished buckets. The log is left to Raft. Returns the watermark.
+    pub fn checkpoint_shard(&self, shard: ShardId, extra: Vec<(Vec<u8>, Vec<u8>)>) -> Result<u64> {
+        let s = self.shard(shard)?;
+        let applied = self.timed_checkpoint(s, self.log.is_some(), extra)?;
+        s.compact(self.shards.rules, false)?;
+        Ok(applied)
+    }
+
+    /// The last log index applied to `shard`.
+    pub fn shard_applied(&self, shard: ShardId) -> Result<u64> {
+        Ok(self.shard(shard)?.applied())
+    }
+
+    /// The persisted state of `shard` (its last checkpoint) as `(cf, key, value)` triples,
+    /// every column family but the log: what a snapshot sends to another replica.
+    pub fn export_shard(&self, shard: ShardId) -> Result<Vec<(Cf, Vec<u8>, Vec<u8>)>> {
+        self.shard(shard)?.export()
+    }
+
+    /// Replaces `shard`'s state with an [`Db::export_shard`] of another replica.
+    pub fn import_shard(&self, shard: ShardId, entries: Vec<(Cf, Vec<u8>, Vec<u8>)>) -> Result<()> {
+        self.shard(shard)?.import(entries)
     }
 
     /// Checkpoint counters.
@@ -328,11 +408,7 @@ impl Db {
 
     /// An empty batch for [`Db::commit`].
     pub fn batch(&self) -> SeriesBatch {
-        SeriesBatch {
-            shards: self.cfg.shards,
-            builders: (0..self.cfg.shards).map(|_| RecordBuilder::default()).collect(),
-            scratch: Vec::new(),
-        }
+        SeriesBatch::new(self.cfg.shards)
     }
 
     /// Stores a batch of series (see [`Db::commit`]).
@@ -347,18 +423,13 @@ impl Db {
     /// Stores a batch: one log record per shard, one group commit, then apply.
     /// Returns only once every record is durable and applied.
     pub fn commit(&self, batch: SeriesBatch) -> Result<ApplyOutcome> {
-        let records: Vec<(ShardId, Vec<u8>)> = batch
-            .builders
-            .into_iter()
-            .enumerate()
-            .filter(|(_, b)| !b.is_empty())
-            .map(|(i, b)| (i as ShardId, b.finish()))
-            .collect();
+        let records = batch.into_records();
         let mut out = ApplyOutcome::default();
         if records.is_empty() {
             return Ok(out);
         }
-        for o in self.log.submit(records)? {
+        let log = self.log.as_ref().ok_or(Error::Replicated)?;
+        for o in log.submit(records)? {
             out.merge(o);
         }
         Ok(out)
@@ -366,6 +437,7 @@ impl Db {
 
     fn snapshots(
         &self,
+        only: Option<ShardId>,
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
@@ -376,6 +448,7 @@ impl Db {
             .shards
             .iter()
             .enumerate()
+            .filter(|(i, _)| only.is_none_or(|o| o as usize == *i))
             .flat_map(|(i, s)| s.snapshot(matchers, mint, maxt, samples).into_iter().map(move |x| (i, x)))
             .collect();
         all.sort_by(|a, b| a.1.labels.cmp(&b.1.labels));
@@ -385,9 +458,18 @@ impl Db {
     /// Streams the series matching `matchers` with their samples in `[mint, maxt]`,
     /// sorted by labels. Series with no sample in range are skipped.
     pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Select<'_> {
+        self.select_in(None, matchers, mint, maxt)
+    }
+
+    /// [`Db::select`] over one shard.
+    pub fn select_shard(&self, shard: ShardId, matchers: &[Matcher], mint: i64, maxt: i64) -> Select<'_> {
+        self.select_in(Some(shard), matchers, mint, maxt)
+    }
+
+    fn select_in(&self, only: Option<ShardId>, matchers: &[Matcher], mint: i64, maxt: i64) -> Select<'_> {
         Select {
             db: self,
-            snaps: self.snapshots(matchers, mint, maxt, true).into_iter(),
+            snaps: self.snapshots(only, matchers, mint, maxt, true).into_iter(),
             ready: std::collections::VecDeque::new(),
             mint,
             maxt,
@@ -396,7 +478,7 @@ impl Db {
 
     /// Label sets of series matching `matchers` with data in the range (day granularity), sorted.
     pub fn series(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<Labels> {
-        self.snapshots(matchers, mint, maxt, false).into_iter().map(|(_, s)| s.labels).collect()
+        self.snapshots(None, matchers, mint, maxt, false).into_iter().map(|(_, s)| s.labels).collect()
     }
 
     /// Sorted label names, of all series or of those matching `matchers`.
@@ -429,8 +511,8 @@ impl Db {
     }
 
     /// Log counters.
-    pub fn log_stats(&self) -> &LogStats {
-        self.log.stats()
+    pub fn log_stats(&self) -> &Arc<LogStats> {
+        &self.log_stats
     }
 
     /// Stops maintenance and the log, checkpoints every shard, merges every bucket's
@@ -444,10 +526,13 @@ impl Db {
         if let Some(h) = self.maint.lock().take() {
             let _ = h.join();
         }
-        self.log.close();
-        for s in &self.shards.shards {
-            self.checkpoint(s)?;
-            s.compact(self.shards.rules, true)?;
+        // a replicated shard's checkpoint must carry its Raft state: its owner snapshots it
+        if let Some(log) = &self.log {
+            log.close();
+            for s in &self.shards.shards {
+                self.checkpoint(s)?;
+                s.compact(self.shards.rules, true)?;
+            }
         }
         self.kv.flush()
     }

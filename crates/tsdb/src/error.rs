@@ -35,6 +35,12 @@ pub enum Error {
     /// The engine was opened with settings that contradict the data directory.
     #[error("data directory mismatch: {0}")]
     Mismatch(String),
+    /// A shard id outside the node's shard count.
+    #[error("no shard {0} on this node")]
+    NoSuchShard(ShardId),
+    /// Writes to a replicated database go through its shards' Raft groups, not [`crate::Db::commit`].
+    #[error("this database is replicated: write through the shard's Raft group")]
+    Replicated,
     /// The engine is shutting down and accepts no more work.
     #[error("engine is shutting down")]
     ShuttingDown,

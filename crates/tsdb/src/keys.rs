@@ -8,6 +8,8 @@
 //! | `meta` | `S · 0x01` | applied log index u64 (the checkpoint watermark) |
 //! | `meta` | `S · 0x02` | next series id u64 |
 //! | `meta` | `S · 0x03` | next chunk sequence number u64 |
+//! | `meta` | `S · 0x1F` | the checkpoint owner's state (a replicated shard's Raft applied id and membership) |
+//! | `meta` | `S · 0x20..0x2F` | the Raft log's state (vote, committed, purged) |
 //! | `meta` | `0xFFFFFFFF · 0x10` | node settings (format version, shard count) |
 //! | `index` | `S · 'F' · series u64` | canonical labels |
 //! | `index` | `S · 'D' · day u32 · series u64` | ∅ (series has samples on that UTC day) |
@@ -22,6 +24,11 @@ pub(crate) const META_APPLIED: u8 = 0x01;
 pub(crate) const META_NEXT_SERIES: u8 = 0x02;
 /// Meta tag: next chunk sequence.
 pub(crate) const META_NEXT_SEQ: u8 = 0x03;
+/// Meta tag: state the checkpoint's owner stores with it (a replicated shard's Raft state).
+pub const META_CHECKPOINT_OWNER: u8 = 0x1F;
+/// First meta tag of the log's own state (Raft vote, committed, purged: 0x20–0x2F), which a
+/// checkpoint neither exports nor replaces.
+pub const META_LOG_FIRST: u8 = 0x20;
 /// Meta tag under [`NODE_SHARD`]: node settings.
 pub(crate) const META_SETTINGS: u8 = 0x10;
 /// Pseudo shard id that holds node-wide records.

@@ -75,6 +75,7 @@ impl LocalLog {
         kv: Arc<dyn KvEngine>,
         applied: &[(ShardId, u64)],
         applier: Arc<dyn Applier>,
+        stats: Arc<LogStats>,
     ) -> Result<(Self, ApplyOutcome)> {
         let mut next = HashMap::new();
         let mut replayed = ApplyOutcome::default();
@@ -88,7 +89,6 @@ impl LocalLog {
             next.insert(shard, last_index(kv.as_ref(), shard)?.max(watermark) + 1);
         }
         let (tx, rx) = mpsc::channel::<Submission>();
-        let stats = Arc::new(LogStats::default());
         let st = stats.clone();
         let handle = thread::Builder::new()
             .name("strata-wal".into())

@@ -263,43 +263,96 @@ fn read_u64(kv: &dyn KvEngine, key: &[u8]) -> Result<Option<u64>> {
     Ok(kv.get(Cf::Meta, key)?.and_then(|v| v.try_into().ok().map(u64::from_be_bytes)))
 }
 
+/// The key ranges a shard's checkpoint owns: its index, chunks and TSDB meta tags (not the
+/// log, nor the log's own meta such as the Raft vote).
+fn owned_ranges(id: ShardId) -> Vec<(Cf, (Vec<u8>, Vec<u8>))> {
+    let (s, e) = keys::shard_range(id);
+    vec![
+        (Cf::Meta, (keys::meta_key(id, 0), keys::meta_key(id, keys::META_LOG_FIRST))),
+        (Cf::Index, (s.clone(), e.clone())),
+        (Cf::Chunks, (s, e)),
+    ]
+}
+
+/// Reads a shard's persisted index and counters.
+fn load_state(id: ShardId, kv: &dyn KvEngine) -> Result<State> {
+    let mut st = State {
+        applied: read_u64(kv, &keys::meta_key(id, keys::META_APPLIED))?.unwrap_or(0),
+        next_id: read_u64(kv, &keys::meta_key(id, keys::META_NEXT_SERIES))?.unwrap_or(1),
+        next_seq: read_u64(kv, &keys::meta_key(id, keys::META_NEXT_SEQ))?.unwrap_or(1),
+        max_t: read_u64(kv, &keys::meta_key(id, META_MAX_T))?.map(|v| v as i64),
+        compacted_through: read_u64(kv, &keys::meta_key(id, META_COMPACTED))?.map(|v| v as i64),
+        ..State::default()
+    };
+    let (s, e) = keys::forward_range(id);
+    let mut bad = None;
+    kv.scan(Cf::Index, &s, &e, &mut |k, v| {
+        let sid = keys::forward_series(k);
+        match Labels::decode(v) {
+            Some(l) => {
+                st.by_hash.insert(labels::hash_encoded(v), sid);
+                st.postings.add(sid, &l);
+                st.series.insert(sid, Series::new(l, true));
+            }
+            None => bad = Some(sid),
+        }
+        true
+    })?;
+    if let Some(sid) = bad {
+        return Err(Error::Corrupt { shard: id, what: format!("labels of series {sid}") });
+    }
+    let (s, e) = keys::day_range(id, 0, u32::MAX);
+    kv.scan(Cf::Index, &s, &e, &mut |k, _| {
+        let (day, sid) = keys::day_parts(k);
+        if let Some(se) = st.series.get_mut(&sid) {
+            se.days = Some(se.days.map_or((day, day), |(a, b)| (a.min(day), b.max(day))));
+        }
+        true
+    })?;
+    Ok(st)
+}
+
 impl Shard {
     /// Loads the shard's persisted index and counters (the state at its watermark).
     pub(crate) fn open(id: ShardId, kv: Arc<dyn KvEngine>) -> Result<Self> {
-        let mut st = State {
-            applied: read_u64(kv.as_ref(), &keys::meta_key(id, keys::META_APPLIED))?.unwrap_or(0),
-            next_id: read_u64(kv.as_ref(), &keys::meta_key(id, keys::META_NEXT_SERIES))?.unwrap_or(1),
-            next_seq: read_u64(kv.as_ref(), &keys::meta_key(id, keys::META_NEXT_SEQ))?.unwrap_or(1),
-            max_t: read_u64(kv.as_ref(), &keys::meta_key(id, META_MAX_T))?.map(|v| v as i64),
-            compacted_through: read_u64(kv.as_ref(), &keys::meta_key(id, META_COMPACTED))?.map(|v| v as i64),
-            ..State::default()
-        };
-        let (s, e) = keys::forward_range(id);
-        let mut bad = None;
-        kv.scan(Cf::Index, &s, &e, &mut |k, v| {
-            let sid = keys::forward_series(k);
-            match Labels::decode(v) {
-                Some(l) => {
-                    st.by_hash.insert(labels::hash_encoded(v), sid);
-                    st.postings.add(sid, &l);
-                    st.series.insert(sid, Series::new(l, true));
-                }
-                None => bad = Some(sid),
-            }
-            true
-        })?;
-        if let Some(sid) = bad {
-            return Err(Error::Corrupt { shard: id, what: format!("labels of series {sid}") });
-        }
-        let (s, e) = keys::day_range(id, 0, u32::MAX);
-        kv.scan(Cf::Index, &s, &e, &mut |k, _| {
-            let (day, sid) = keys::day_parts(k);
-            if let Some(se) = st.series.get_mut(&sid) {
-                se.days = Some(se.days.map_or((day, day), |(a, b)| (a.min(day), b.max(day))));
-            }
-            true
-        })?;
+        let st = load_state(id, kv.as_ref())?;
         Ok(Shard { id, kv, state: RwLock::new(st), maintenance: Mutex::new(()) })
+    }
+
+    /// The persisted state of the shard as `(column family, key, value)` triples (what its
+    /// last checkpoint holds: index, chunks, TSDB meta; not the log). Consistent: no
+    /// checkpoint, compaction or retention runs meanwhile.
+    pub(crate) fn export(&self) -> Result<Vec<(Cf, Vec<u8>, Vec<u8>)>> {
+        let _m = self.maintenance.lock();
+        let mut out = Vec::new();
+        for (cf, (s, e)) in owned_ranges(self.id) {
+            self.kv.scan(cf, &s, &e, &mut |k, v| {
+                out.push((cf, k.to_vec(), v.to_vec()));
+                true
+            })?;
+        }
+        Ok(out)
+    }
+
+    /// Replaces the shard's persisted state (all but the log) with an [`Shard::export`]
+    /// of another replica, synced, and reloads the in-memory state from it.
+    pub(crate) fn import(&self, entries: Vec<(Cf, Vec<u8>, Vec<u8>)>) -> Result<()> {
+        let _m = self.maintenance.lock();
+        let mut st = self.state.write();
+        let ranges = owned_ranges(self.id);
+        let mut b = WriteBatch::default();
+        for (cf, (s, e)) in &ranges {
+            b.delete_range(*cf, s.clone(), e.clone());
+        }
+        for (cf, k, v) in entries {
+            if !ranges.iter().any(|(c, (s, e))| *c == cf && k.as_slice() >= s.as_slice() && k.as_slice() < e.as_slice()) {
+                return Err(Error::Corrupt { shard: self.id, what: "imported key outside the shard".into() });
+            }
+            b.put(cf, k, v);
+        }
+        self.kv.write(&b, true)?;
+        *st = load_state(self.id, self.kv.as_ref())?;
+        Ok(())
     }
 
     /// The watermark: the last log index applied.
@@ -371,8 +424,10 @@ impl Shard {
         (st.series.len(), st.series.values().map(bytes).sum())
     }
 
-    /// Writes everything since the last checkpoint in one synced batch and truncates the log.
-    pub(crate) fn checkpoint(&self) -> Result<()> {
+    /// Writes everything since the last checkpoint, with `extra` meta entries, in one synced
+    /// batch; with `truncate_log` also deletes the log up to the watermark (a replicated
+    /// shard leaves that to Raft). Returns the watermark written.
+    pub(crate) fn checkpoint(&self, truncate_log: bool, extra: Vec<(Vec<u8>, Vec<u8>)>) -> Result<u64> {
         let _m = self.maintenance.lock();
         let mut st = self.state.write();
         let mut b = WriteBatch::default();
@@ -432,10 +487,15 @@ impl Shard {
             let (k, v) = meta(META_MAX_T, t as u64);
             b.put(Cf::Meta, k, v);
         }
-        b.delete_range(Cf::Log, keys::log_key(id, 0), keys::log_key(id, st.applied.saturating_add(1)));
+        for (k, v) in extra {
+            b.put(Cf::Meta, k, v);
+        }
+        if truncate_log {
+            b.delete_range(Cf::Log, keys::log_key(id, 0), keys::log_key(id, st.applied.saturating_add(1)));
+        }
         self.kv.write(&b, true)?;
         st.log_bytes = 0;
-        Ok(())
+        Ok(st.applied)
     }
 
     /// Re-encodes every finished bucket (no more samples can land in it) into one packed

@@ -1,0 +1,186 @@
+//! The Raft network of a node: every group's RPCs to a peer go through one [`Transport`]
+//! (in production one gRPC channel per peer; in tests anything, e.g. with injected
+//! faults), tagged with the group id — openraft-multi's `GroupRouter`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{RPCOption, RaftNetworkFactory};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
+use openraft::type_config::alias::{SnapshotOf, VoteOf};
+use openraft_multi::{GroupNetworkAdapter, GroupRouter};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::codec::{decode, encode};
+use crate::state_machine::{RaftState, SnapshotPayload};
+use crate::{GroupId, NodeId, TypeConfig};
+
+/// The kinds of Raft RPC a node sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RpcKind {
+    /// AppendEntries (also the heartbeat).
+    Append,
+    /// RequestVote.
+    Vote,
+    /// Pre-vote.
+    PreVote,
+    /// A whole snapshot.
+    Snapshot,
+}
+
+impl RpcKind {
+    /// Every kind, by wire number.
+    pub const ALL: [RpcKind; 4] = [RpcKind::Append, RpcKind::Vote, RpcKind::PreVote, RpcKind::Snapshot];
+
+    /// The wire number.
+    pub fn code(self) -> u32 {
+        self as u32
+    }
+
+    /// The kind of a wire number.
+    pub fn from_code(c: u32) -> Option<RpcKind> {
+        Self::ALL.get(c as usize).copied()
+    }
+}
+
+/// Why a message did not get an answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TransportError {
+    /// The peer could not be reached (connection refused, partitioned, dropped).
+    #[error("node {0} unreachable: {1}")]
+    Unreachable(NodeId, String),
+    /// The peer answered with an error.
+    #[error("node {0}: {1}")]
+    Remote(NodeId, String),
+}
+
+/// A boxed future of a transport call.
+pub type CallFuture = Pin<Box<dyn Future<Output = Result<Vec<u8>, TransportError>> + Send>>;
+
+/// Carries encoded Raft messages to peers and brings back their encoded answers.
+pub trait Transport: Send + Sync + 'static {
+    /// Sends `payload` of `kind` for `group` to `target`; resolves to the peer's answer.
+    fn call(&self, target: NodeId, group: GroupId, kind: RpcKind, payload: Vec<u8>) -> CallFuture;
+}
+
+/// A snapshot on the wire: the sender's vote, the snapshot's Raft state and its data.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub(crate) struct SnapshotMessage {
+    pub(crate) vote: VoteOf<TypeConfig>,
+    pub(crate) state: RaftState,
+    pub(crate) exported: Vec<u8>,
+}
+
+/// Routes every group's messages over the node's transport.
+#[derive(Clone)]
+pub(crate) struct Router(pub(crate) Arc<dyn Transport>);
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Router")
+    }
+}
+
+fn unreachable(e: &TransportError) -> Unreachable<TypeConfig> {
+    Unreachable::new(e)
+}
+
+impl Router {
+    async fn rpc<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        target: NodeId,
+        group: GroupId,
+        kind: RpcKind,
+        req: &Req,
+    ) -> Result<Resp, RPCError<TypeConfig>> {
+        let bytes = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        match self.0.call(target, group, kind, bytes).await {
+            Ok(b) => decode::<Result<Resp, String>>(&b)
+                .map_err(|e| RPCError::Network(NetworkError::new(&e)))?
+                .map_err(|e| RPCError::Unreachable(unreachable(&TransportError::Remote(target, e)))),
+            Err(e) => Err(RPCError::Unreachable(unreachable(&e))),
+        }
+    }
+}
+
+impl GroupRouter<TypeConfig, GroupId> for Router {
+    type SnapshotData = SnapshotPayload;
+
+    async fn append_entries(
+        &self,
+        target: NodeId,
+        group: GroupId,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.rpc(target, group, RpcKind::Append, &rpc).await
+    }
+
+    async fn vote(
+        &self,
+        target: NodeId,
+        group: GroupId,
+        rpc: VoteRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.rpc(target, group, RpcKind::Vote, &rpc).await
+    }
+
+    async fn pre_vote(
+        &self,
+        target: NodeId,
+        group: GroupId,
+        rpc: VoteRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.rpc(target, group, RpcKind::PreVote, &rpc).await
+    }
+
+    async fn full_snapshot(
+        &self,
+        target: NodeId,
+        group: GroupId,
+        vote: VoteOf<TypeConfig>,
+        snapshot: SnapshotOf<TypeConfig, SnapshotPayload>,
+        cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        _option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        // export now; the Raft state sent is the one stored with the exported data
+        let exported = snapshot.snapshot.export().map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
+        let state: RaftState =
+            decode(&exported.raft_state).map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
+        let msg = SnapshotMessage {
+            vote,
+            state,
+            exported: encode(&exported).map_err(|e| StreamingError::Network(NetworkError::new(&e)))?,
+        };
+        let send = self.rpc::<_, SnapshotResponse<TypeConfig>>(target, group, RpcKind::Snapshot, &msg);
+        tokio::select! {
+            closed = cancel => Err(StreamingError::Closed(closed)),
+            r = send => r.map_err(|e| match e {
+                RPCError::Unreachable(u) => StreamingError::Unreachable(u),
+                RPCError::Network(n) => StreamingError::Network(n),
+                RPCError::Timeout(t) => StreamingError::Timeout(t),
+                RPCError::RemoteError(r) => StreamingError::Network(NetworkError::new(&r)),
+            }),
+        }
+    }
+}
+
+/// Hands openraft a network per (target, group) over the shared [`Router`].
+#[derive(Debug, Clone)]
+pub(crate) struct NetworkFactory {
+    pub(crate) router: Router,
+    pub(crate) group: GroupId,
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = GroupNetworkAdapter<TypeConfig, GroupId, Router>;
+
+    async fn new_client(&mut self, target: NodeId, _node: &openraft::BasicNode) -> Self::Network {
+        GroupNetworkAdapter::new(self.router.clone(), target, self.group)
+    }
+}

@@ -1,0 +1,278 @@
+//! The Raft side of a storage node: its groups (one per hosted shard, plus the metadata
+//! group on the first nodes), the shared log writer and router, and the entry points the
+//! node's server calls for inbound messages.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::async_runtime::WatchReceiver;
+use openraft::raft::ReadPolicy;
+use openraft::{BasicNode, Raft, SnapshotPolicy};
+use parking_lot::RwLock;
+use strata_tsdb::{KvEngine, LogStats};
+
+use crate::codec::{decode, encode};
+use crate::error::{Error, Result};
+use crate::log_store::LogStore;
+use crate::log_writer::LogWriter;
+use crate::network::{NetworkFactory, Router, RpcKind, SnapshotMessage, Transport};
+use crate::state_machine::{Applier, SnapshotPayload, StateMachine};
+use crate::{GroupId, NodeId, Request, Response, TypeConfig};
+
+/// Raft settings of a node (the same for every group).
+#[derive(Debug, Clone)]
+pub struct RaftConfig {
+    /// This node's id. Required.
+    pub node_id: NodeId,
+    /// Leader heartbeat interval, in milliseconds. Default 300.
+    pub heartbeat_ms: u64,
+    /// Election timeout range, in milliseconds. Default 1,500–3,000.
+    pub election_ms: (u64, u64),
+    /// Snapshot (= checkpoint) a group after this many log entries. Default 2,000.
+    pub snapshot_entries: u64,
+    /// Log entries kept behind a snapshot for slow followers. Default 64.
+    pub keep_entries: u64,
+}
+
+impl Default for RaftConfig {
+    fn default() -> Self {
+        RaftConfig { node_id: 0, heartbeat_ms: 300, election_ms: (1500, 3000), snapshot_entries: 2000, keep_entries: 64 }
+    }
+}
+
+type Group = Raft<TypeConfig, StateMachine<Box<dyn Applier>>>;
+
+impl Applier for Box<dyn Applier> {
+    fn apply(&mut self, index: u64, request: &Request) -> Response {
+        (**self).apply(index, request)
+    }
+    fn checkpoint(&mut self, raft_state: Vec<u8>) -> std::io::Result<()> {
+        (**self).checkpoint(raft_state)
+    }
+    fn checkpointed(&self) -> std::io::Result<Option<Vec<u8>>> {
+        (**self).checkpointed()
+    }
+    fn exporter(&self) -> crate::Exporter {
+        (**self).exporter()
+    }
+    fn import(&mut self, snapshot: crate::Exported) -> std::io::Result<()> {
+        (**self).import(snapshot)
+    }
+}
+
+/// What a node knows about one of its groups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupStatus {
+    /// The current leader, if known.
+    pub leader: Option<NodeId>,
+    /// Current term.
+    pub term: u64,
+    /// Last log index applied to the state machine.
+    pub applied: u64,
+    /// Last index in the log.
+    pub last_log: u64,
+    /// The voters of the group's membership.
+    pub voters: Vec<NodeId>,
+}
+
+/// The Raft groups of one node.
+pub struct RaftNode {
+    cfg: RaftConfig,
+    raft_config: Arc<openraft::Config>,
+    kv: Arc<dyn KvEngine>,
+    writer: LogWriter,
+    router: Router,
+    groups: RwLock<HashMap<GroupId, Group>>,
+}
+
+impl std::fmt::Debug for RaftNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RaftNode").field("id", &self.cfg.node_id).finish_non_exhaustive()
+    }
+}
+
+impl RaftNode {
+    /// A node over `kv`, sending through `transport`; the log writer counts into `stats`.
+    pub fn new(
+        cfg: RaftConfig,
+        kv: Arc<dyn KvEngine>,
+        transport: Arc<dyn Transport>,
+        stats: Arc<LogStats>,
+    ) -> Result<Arc<Self>> {
+        let raft_config = openraft::Config {
+            cluster_name: "strata".into(),
+            heartbeat_interval: cfg.heartbeat_ms,
+            election_timeout_min: cfg.election_ms.0,
+            election_timeout_max: cfg.election_ms.1,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_entries),
+            max_in_snapshot_log_to_keep: cfg.keep_entries,
+            install_snapshot_timeout: 30_000,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| Error::Config(e.to_string()))?;
+        let writer = LogWriter::start(kv.clone(), stats).map_err(|e| Error::Storage(e.to_string()))?;
+        Ok(Arc::new(RaftNode {
+            cfg,
+            raft_config: Arc::new(raft_config),
+            kv,
+            writer,
+            router: Router(transport),
+            groups: RwLock::new(HashMap::new()),
+        }))
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.cfg.node_id
+    }
+
+    /// Starts `group` on this node over `applier` (its log and state as stored; empty if new).
+    /// A group already running is left as is.
+    pub async fn add_group(&self, group: GroupId, applier: Box<dyn Applier>) -> Result<()> {
+        if self.groups.read().contains_key(&group) {
+            return Ok(());
+        }
+        let sm = StateMachine::new(applier).map_err(|e| Error::Storage(e.to_string()))?;
+        let log = LogStore::new(self.kv.clone(), self.writer.clone(), group);
+        let net = NetworkFactory { router: self.router.clone(), group };
+        let raft = Raft::new(self.cfg.node_id, self.raft_config.clone(), net, log, sm)
+            .await
+            .map_err(|e| Error::Fatal { group, reason: e.to_string() })?;
+        self.groups.write().insert(group, raft);
+        Ok(())
+    }
+
+    fn group(&self, group: GroupId) -> Result<Group> {
+        self.groups.read().get(&group).cloned().ok_or(Error::NoGroup(group))
+    }
+
+    /// The groups running on this node.
+    pub fn groups(&self) -> Vec<GroupId> {
+        let mut v: Vec<GroupId> = self.groups.read().keys().copied().collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Makes `members` (id → advertised address) the first membership of a new `group`.
+    /// A group that is already initialised (here or elsewhere) is left as is.
+    pub async fn initialize(&self, group: GroupId, members: &BTreeMap<NodeId, String>) -> Result<()> {
+        let raft = self.group(group)?;
+        let nodes: BTreeMap<NodeId, BasicNode> =
+            members.iter().map(|(id, addr)| (*id, BasicNode { addr: addr.clone() })).collect();
+        match raft.initialize(nodes).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.api_error().is_some() => Ok(()), // NotAllowed: it already has state
+            Err(e) => Err(Error::Fatal { group, reason: e.to_string() }),
+        }
+    }
+
+    /// Proposes `request` to `group` and waits until a quorum has it durable and this node
+    /// applied it. Fails with [`Error::NotLeader`] (with the leader when known) on a follower.
+    pub async fn propose(&self, group: GroupId, request: Request) -> Result<Response> {
+        let raft = self.group(group)?;
+        match raft.client_write(request).await {
+            Ok(r) => Ok(r.data),
+            Err(e) => match e.forward_to_leader() {
+                Some(f) => Err(Error::NotLeader {
+                    group,
+                    leader: f.leader_id,
+                    leader_addr: f.leader_node.as_ref().map(|n| n.addr.clone()),
+                }),
+                None => Err(Error::Fatal { group, reason: e.to_string() }),
+            },
+        }
+    }
+
+    /// Waits until this node, as leader, may serve a linearizable read of `group` (ReadIndex:
+    /// a quorum confirms leadership and the state machine applied up to the read point).
+    pub async fn read_barrier(&self, group: GroupId) -> Result<()> {
+        let raft = self.group(group)?;
+        match raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+            Ok(_) => Ok(()),
+            Err(e) => match e.forward_to_leader() {
+                Some(f) => Err(Error::NotLeader {
+                    group,
+                    leader: f.leader_id,
+                    leader_addr: f.leader_node.as_ref().map(|n| n.addr.clone()),
+                }),
+                None => Err(Error::Fatal { group, reason: e.to_string() }),
+            },
+        }
+    }
+
+    /// What this node knows about `group`.
+    pub fn status(&self, group: GroupId) -> Result<GroupStatus> {
+        let raft = self.group(group)?;
+        let m = raft.metrics().borrow_watched().clone();
+        Ok(GroupStatus {
+            leader: m.current_leader,
+            term: m.current_term,
+            applied: m.last_applied.map_or(0, |l| l.index),
+            last_log: m.last_log_index.unwrap_or(0),
+            voters: m.membership_config.membership().voter_ids().collect(),
+        })
+    }
+
+    /// Handles an inbound Raft message for one of this node's groups; the answer is encoded
+    /// for the sender's [`Router`]. Errors (unknown group, undecodable message) are answered
+    /// too, never raised.
+    pub async fn handle(&self, group: GroupId, kind: RpcKind, payload: &[u8]) -> Vec<u8> {
+        let answer = self.dispatch(group, kind, payload).await;
+        match answer {
+            Ok(b) => b,
+            Err(e) => encode(&Err::<(), String>(e)).unwrap_or_default(),
+        }
+    }
+
+    async fn dispatch(&self, group: GroupId, kind: RpcKind, payload: &[u8]) -> Result<Vec<u8>, String> {
+        let raft = self.group(group).map_err(|e| e.to_string())?;
+        let de = |e: std::io::Error| format!("bad {kind:?} message: {e}");
+        let bytes = match kind {
+            RpcKind::Append => encode(&raft.append_entries(decode(payload).map_err(de)?).await.map_err(|e| e.to_string())),
+            RpcKind::Vote => encode(&raft.vote(decode(payload).map_err(de)?).await.map_err(|e| e.to_string())),
+            RpcKind::PreVote => encode(&raft.pre_vote(decode(payload).map_err(de)?).await.map_err(|e| e.to_string())),
+            RpcKind::Snapshot => {
+                let m: SnapshotMessage = decode(payload).map_err(de)?;
+                let snapshot = openraft::type_config::alias::SnapshotOf::<TypeConfig, SnapshotPayload> {
+                    meta: m.state.meta(),
+                    snapshot: SnapshotPayload::Received(m.exported),
+                };
+                encode(&raft.install_full_snapshot(m.vote, snapshot).await.map_err(|e| e.to_string()))
+            }
+        };
+        bytes.map_err(|e| e.to_string())
+    }
+
+    /// Snapshots (checkpoints) every group and waits up to `timeout` for them to finish: the
+    /// clean-shutdown path, so that a restart replays little.
+    pub async fn checkpoint_all(&self, timeout: Duration) {
+        let groups: Vec<(GroupId, Group)> = self.groups.read().iter().map(|(g, r)| (*g, r.clone())).collect();
+        for (g, raft) in groups {
+            let applied = raft.metrics().borrow_watched().last_applied;
+            if applied.is_none() || raft.metrics().borrow_watched().snapshot == applied {
+                continue;
+            }
+            if raft.trigger().snapshot().await.is_err() {
+                continue;
+            }
+            let Some(applied) = applied else { continue };
+            let waited = raft
+                .wait(Some(timeout))
+                .metrics(|m| m.snapshot.is_some_and(|s| s.index >= applied.index), "checkpoint")
+                .await;
+            if let Err(e) = waited {
+                tracing::warn!(group = g, error = %e, "checkpoint on shutdown did not finish");
+            }
+        }
+    }
+
+    /// Stops every group.
+    pub async fn shutdown(&self) {
+        let groups: Vec<Group> = self.groups.write().drain().map(|(_, r)| r).collect();
+        for raft in groups {
+            let _ = raft.shutdown().await;
+        }
+    }
+}
