@@ -1,4 +1,5 @@
-//! Compiles `proto/` with protox (pure Rust, no system `protoc`) and prost.
+//! Compiles `proto/` with protox (pure Rust, no system `protoc`), prost, and tonic for the
+//! cluster services.
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
     let files = ["prometheus/remote.proto"];
@@ -7,5 +8,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let fds = protox::compile(files, [&root])?;
     prost_build::Config::new().compile_fds(fds)?;
+    let cluster = "strata/cluster.proto";
+    println!("cargo:rerun-if-changed={}", root.join(cluster).display());
+    let fds = protox::compile([cluster], [&root])?;
+    tonic_prost_build::configure().compile_fds(fds)?;
     Ok(())
 }

@@ -3,6 +3,7 @@
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
@@ -39,6 +40,7 @@ pub struct LogStore {
     writer: LogWriter,
     shard: ShardId,
     tail: Arc<Mutex<Tail>>,
+    floor: Arc<AtomicU64>,
 }
 
 impl Debug for LogStore {
@@ -51,7 +53,16 @@ impl LogStore {
     /// The log of `shard` (or of another group with that id) in `kv`; appends go through
     /// the node's `writer`.
     pub fn new(kv: Arc<dyn KvEngine>, writer: LogWriter, shard: ShardId) -> Self {
-        LogStore { kv, writer, shard, tail: Arc::new(Mutex::new(Tail::default())) }
+        let floor = Arc::new(AtomicU64::new(u64::MAX));
+        LogStore { kv, writer, shard, tail: Arc::new(Mutex::new(Tail::default())), floor }
+    }
+
+    /// The highest index a purge may physically delete (default: no limit). A leader
+    /// keeps entries its followers have not matched yet (within a bound) so that a
+    /// replication stream resuming after an outage still reads gap-free entries; openraft
+    /// counts them purged all the same.
+    pub fn purge_floor(&self) -> Arc<AtomicU64> {
+        self.floor.clone()
     }
 
     fn get_meta<T: DeserializeOwned>(&self, tag: u8) -> io::Result<Option<T>> {
@@ -136,7 +147,22 @@ impl RaftLogReader<TypeConfig> for LogStore {
         if start >= end {
             return Ok(Vec::new());
         }
-        self.entries(start, end)
+        let mut v = self.entries(start, end)?;
+        // only a gap-free run from `start`: a range reaching below the purge point (a purge
+        // racing a reader) yields nothing rather than entries that do not follow `start`
+        let run = v.iter().enumerate().take_while(|(i, e)| e.log_id.index == start + *i as u64).count();
+        if run < v.len() {
+            tracing::warn!(
+                group = self.shard,
+                start,
+                end,
+                first = v.first().map(|e| e.log_id.index),
+                run,
+                "log read hit a gap"
+            );
+            v.truncate(run);
+        }
+        Ok(v)
     }
 
     async fn read_vote(&mut self) -> Result<Option<VoteOf<TypeConfig>>, io::Error> {
@@ -213,7 +239,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogIdOf<TypeConfig>) -> Result<(), io::Error> {
         let mut b = WriteBatch::default();
         b.put(Cf::Meta, meta_key(self.shard, META_PURGED), encode(&log_id)?);
-        b.delete_range(Cf::Log, log_key(self.shard, 0), log_key(self.shard, log_id.index + 1));
+        let upto = log_id.index.min(self.floor.load(Ordering::Relaxed));
+        b.delete_range(Cf::Log, log_key(self.shard, 0), log_key(self.shard, upto.saturating_add(1)));
         self.kv.write(&b, true).map_err(io_err)?;
         let last = self.last_log_id()?;
         if last.is_none_or(|l| l.index <= log_id.index) {

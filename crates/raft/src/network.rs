@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory};
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
 use openraft::type_config::alias::{SnapshotOf, VoteOf};
 use openraft_multi::{GroupNetworkAdapter, GroupRouter};
 use serde::Serialize;
@@ -149,7 +151,8 @@ impl GroupRouter<TypeConfig, GroupId> for Router {
         _option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
         // export now; the Raft state sent is the one stored with the exported data
-        let exported = snapshot.snapshot.export().map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
+        let exported =
+            snapshot.snapshot.export().map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
         let state: RaftState =
             decode(&exported.raft_state).map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
         let msg = SnapshotMessage {

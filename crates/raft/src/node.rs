@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
@@ -31,33 +32,46 @@ pub struct RaftConfig {
     pub election_ms: (u64, u64),
     /// Snapshot (= checkpoint) a group after this many log entries. Default 2,000.
     pub snapshot_entries: u64,
-    /// Log entries kept behind a snapshot for slow followers. Default 64.
+    /// Log entries kept behind a snapshot for slow followers. Default 2,000 (one snapshot
+    /// interval: a follower's replication stream that is up to one snapshot behind still
+    /// finds its entries — openraft alpha.37 can keep streaming from a position the purge
+    /// already passed).
     pub keep_entries: u64,
 }
 
 impl Default for RaftConfig {
     fn default() -> Self {
-        RaftConfig { node_id: 0, heartbeat_ms: 300, election_ms: (1500, 3000), snapshot_entries: 2000, keep_entries: 64 }
+        RaftConfig {
+            node_id: 0,
+            heartbeat_ms: 300,
+            election_ms: (1500, 3000),
+            snapshot_entries: 2000,
+            keep_entries: 2000,
+        }
     }
 }
 
-type Group = Raft<TypeConfig, StateMachine<Box<dyn Applier>>>;
+type Group = Raft<TypeConfig, StateMachine<AnyApplier>>;
 
-impl Applier for Box<dyn Applier> {
+/// A group's applier behind one concrete type (a plain `Box<dyn Applier>` trips rustc's
+/// higher-ranked lifetime inference in async code that holds a `Raft`).
+struct AnyApplier(Box<dyn Applier + 'static>);
+
+impl Applier for AnyApplier {
     fn apply(&mut self, index: u64, request: &Request) -> Response {
-        (**self).apply(index, request)
+        self.0.apply(index, request)
     }
     fn checkpoint(&mut self, raft_state: Vec<u8>) -> std::io::Result<()> {
-        (**self).checkpoint(raft_state)
+        self.0.checkpoint(raft_state)
     }
     fn checkpointed(&self) -> std::io::Result<Option<Vec<u8>>> {
-        (**self).checkpointed()
+        self.0.checkpointed()
     }
     fn exporter(&self) -> crate::Exporter {
-        (**self).exporter()
+        self.0.exporter()
     }
     fn import(&mut self, snapshot: crate::Exported) -> std::io::Result<()> {
-        (**self).import(snapshot)
+        self.0.import(snapshot)
     }
 }
 
@@ -74,6 +88,8 @@ pub struct GroupStatus {
     pub last_log: u64,
     /// The voters of the group's membership.
     pub voters: Vec<NodeId>,
+    /// Entries up to this index are purged (covered by a snapshot).
+    pub purged: u64,
 }
 
 /// The Raft groups of one node.
@@ -84,6 +100,7 @@ pub struct RaftNode {
     writer: LogWriter,
     router: Router,
     groups: RwLock<HashMap<GroupId, Group>>,
+    floors: RwLock<HashMap<GroupId, Arc<AtomicU64>>>,
 }
 
 impl std::fmt::Debug for RaftNode {
@@ -108,6 +125,9 @@ impl RaftNode {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_entries),
             max_in_snapshot_log_to_keep: cfg.keep_entries,
             install_snapshot_timeout: 30_000,
+            // a node whose disk was replaced comes back empty: its leaders start it over
+            // (snapshot + log) instead of treating the shorter log as a bug
+            allow_log_reversion: Some(true),
             ..Default::default()
         }
         .validate()
@@ -120,6 +140,7 @@ impl RaftNode {
             writer,
             router: Router(transport),
             groups: RwLock::new(HashMap::new()),
+            floors: RwLock::new(HashMap::new()),
         }))
     }
 
@@ -134,8 +155,11 @@ impl RaftNode {
         if self.groups.read().contains_key(&group) {
             return Ok(());
         }
-        let sm = StateMachine::new(applier).map_err(|e| Error::Storage(e.to_string()))?;
+        let sm = StateMachine::new(AnyApplier(applier)).map_err(|e| Error::Storage(e.to_string()))?;
         let log = LogStore::new(self.kv.clone(), self.writer.clone(), group);
+        // nothing is physically purged until the first update knows the followers' progress
+        log.purge_floor().store(0, Ordering::Relaxed);
+        self.floors.write().insert(group, log.purge_floor());
         let net = NetworkFactory { router: self.router.clone(), group };
         let raft = Raft::new(self.cfg.node_id, self.raft_config.clone(), net, log, sm)
             .await
@@ -212,6 +236,7 @@ impl RaftNode {
             applied: m.last_applied.map_or(0, |l| l.index),
             last_log: m.last_log_index.unwrap_or(0),
             voters: m.membership_config.membership().voter_ids().collect(),
+            purged: m.purged.map_or(0, |l| l.index),
         })
     }
 
@@ -230,9 +255,15 @@ impl RaftNode {
         let raft = self.group(group).map_err(|e| e.to_string())?;
         let de = |e: std::io::Error| format!("bad {kind:?} message: {e}");
         let bytes = match kind {
-            RpcKind::Append => encode(&raft.append_entries(decode(payload).map_err(de)?).await.map_err(|e| e.to_string())),
-            RpcKind::Vote => encode(&raft.vote(decode(payload).map_err(de)?).await.map_err(|e| e.to_string())),
-            RpcKind::PreVote => encode(&raft.pre_vote(decode(payload).map_err(de)?).await.map_err(|e| e.to_string())),
+            RpcKind::Append => {
+                encode(&raft.append_entries(decode(payload).map_err(de)?).await.map_err(|e| e.to_string()))
+            }
+            RpcKind::Vote => {
+                encode(&raft.vote(decode(payload).map_err(de)?).await.map_err(|e| e.to_string()))
+            }
+            RpcKind::PreVote => {
+                encode(&raft.pre_vote(decode(payload).map_err(de)?).await.map_err(|e| e.to_string()))
+            }
             RpcKind::Snapshot => {
                 let m: SnapshotMessage = decode(payload).map_err(de)?;
                 let snapshot = openraft::type_config::alias::SnapshotOf::<TypeConfig, SnapshotPayload> {
@@ -243,6 +274,50 @@ impl RaftNode {
             }
         };
         bytes.map_err(|e| e.to_string())
+    }
+
+    /// Moves every group's purge floor: on a leader, the lowest index its followers
+    /// matched, but never more than `8 × snapshot_entries` behind the log's end (a node
+    /// down for longer gets a snapshot); elsewhere, no limit. Call periodically.
+    pub fn update_purge_floors(&self) {
+        let cap = self.cfg.snapshot_entries.saturating_mul(8);
+        let groups: Vec<(Group, Arc<AtomicU64>)> = {
+            let floors = self.floors.read();
+            self.groups
+                .read()
+                .iter()
+                .filter_map(|(g, r)| floors.get(g).map(|f| (r.clone(), f.clone())))
+                .collect()
+        };
+        for (raft, floor) in groups {
+            let m = raft.metrics();
+            let m = m.borrow_watched();
+            let value = match &m.replication {
+                Some(rep) => {
+                    let lowest = rep.values().map(|l| l.map_or(0, |l| l.index)).min().unwrap_or(u64::MAX);
+                    let last = m.last_log_index.unwrap_or(0);
+                    lowest.max(last.saturating_sub(cap))
+                }
+                None => u64::MAX,
+            };
+            floor.store(value, Ordering::Relaxed);
+        }
+    }
+
+    /// Starts a snapshot (checkpoint) of every group that applied entries since its last
+    /// one; does not wait for them.
+    pub async fn snapshot_all(&self) {
+        let groups: Vec<Group> = self.groups.read().values().cloned().collect();
+        for raft in groups {
+            let (applied, snap) = {
+                let m = raft.metrics();
+                let m = m.borrow_watched();
+                (m.last_applied, m.snapshot)
+            };
+            if applied.is_some() && applied != snap {
+                let _ = raft.trigger().snapshot().await;
+            }
+        }
     }
 
     /// Snapshots (checkpoints) every group and waits up to `timeout` for them to finish: the

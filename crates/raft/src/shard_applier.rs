@@ -39,7 +39,8 @@ fn export(db: &Db, shard: ShardId) -> io::Result<Exported> {
         .find(|(cf, k, _)| *cf == Cf::Meta && *k == key)
         .map(|(_, _, v)| v.clone())
         .ok_or_else(|| io::Error::other(format!("shard {shard} has no checkpoint to send")))?;
-    let coded: Vec<(u8, Vec<u8>, Vec<u8>)> = entries.into_iter().map(|(cf, k, v)| (cf_code(cf), k, v)).collect();
+    let coded: Vec<(u8, Vec<u8>, Vec<u8>)> =
+        entries.into_iter().map(|(cf, k, v)| (cf_code(cf), k, v)).collect();
     Ok(Exported { raft_state, data: encode(&coded)? })
 }
 
@@ -69,7 +70,8 @@ impl Applier for ShardApplier {
         let coded: Vec<(u8, Vec<u8>, Vec<u8>)> = decode(&snapshot.data)?;
         let mut entries = Vec::with_capacity(coded.len());
         for (c, k, v) in coded {
-            let cf = *Cf::ALL.get(c as usize).ok_or_else(|| io::Error::other("bad column family in snapshot"))?;
+            let cf =
+                *Cf::ALL.get(c as usize).ok_or_else(|| io::Error::other("bad column family in snapshot"))?;
             entries.push((cf, k, v));
         }
         entries.retain(|(cf, k, _)| !(*cf == Cf::Meta && *k == meta_key(self.shard, META_CHECKPOINT_OWNER)));

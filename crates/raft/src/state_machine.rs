@@ -129,7 +129,10 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     type SnapshotData = SnapshotPayload;
 
     async fn build_snapshot(&mut self) -> Result<SnapshotOf<TypeConfig, SnapshotPayload>, io::Error> {
-        Ok(SnapshotOf::<TypeConfig, SnapshotPayload> { meta: self.meta.clone(), snapshot: self.payload.clone() })
+        Ok(SnapshotOf::<TypeConfig, SnapshotPayload> {
+            meta: self.meta.clone(),
+            snapshot: self.payload.clone(),
+        })
     }
 }
 
@@ -155,7 +158,8 @@ impl<A: Applier> RaftStateMachine<TypeConfig> for StateMachine<A> {
             let response = match &entry.payload {
                 EntryPayload::Normal(req) if fresh => self.applier.apply(entry.log_id.index, req),
                 EntryPayload::Membership(m) if fresh => {
-                    self.state.membership = StoredMembershipOf::<TypeConfig>::new(Some(entry.log_id), m.clone());
+                    self.state.membership =
+                        StoredMembershipOf::<TypeConfig>::new(Some(entry.log_id), m.clone());
                     Response::default()
                 }
                 _ => Response::default(),
@@ -190,7 +194,9 @@ impl<A: Applier> RaftStateMachine<TypeConfig> for StateMachine<A> {
         self.applier.import(exported)
     }
 
-    async fn get_current_snapshot(&mut self) -> Result<Option<SnapshotOf<TypeConfig, SnapshotPayload>>, io::Error> {
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<SnapshotOf<TypeConfig, SnapshotPayload>>, io::Error> {
         let Some(b) = self.applier.checkpointed()? else { return Ok(None) };
         let state: RaftState = crate::codec::decode(&b)?;
         Ok(Some(SnapshotOf::<TypeConfig, SnapshotPayload> {

@@ -32,13 +32,23 @@ pub struct Response {
 
 impl From<ApplyOutcome> for Response {
     fn from(o: ApplyOutcome) -> Self {
-        Response { accepted: o.accepted, rejected: o.rejected, new_series: o.new_series, error: o.first_error }
+        Response {
+            accepted: o.accepted,
+            rejected: o.rejected,
+            new_series: o.new_series,
+            error: o.first_error,
+        }
     }
 }
 
 impl From<Response> for ApplyOutcome {
     fn from(r: Response) -> Self {
-        ApplyOutcome { accepted: r.accepted, rejected: r.rejected, new_series: r.new_series, first_error: r.error }
+        ApplyOutcome {
+            accepted: r.accepted,
+            rejected: r.rejected,
+            new_series: r.new_series,
+            first_error: r.error,
+        }
     }
 }
 

@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 
 use openraft::StorageError;
 use openraft::testing::log::{StoreBuilder, Suite};
-use strata_raft::{Applier, Exported, Exporter, LogStore, LogWriter, Request, Response, StateMachine, TypeConfig};
+use strata_raft::{
+    Applier, Exported, Exporter, LogStore, LogWriter, Request, Response, StateMachine, TypeConfig,
+};
 use strata_tsdb::{KvEngine, LogStats, MemEngine};
 
 /// An applier that remembers what it applied (its whole state is that list); its
@@ -28,7 +30,8 @@ impl Applier for Recorder {
     }
 
     fn checkpoint(&mut self, raft_state: Vec<u8>) -> io::Result<()> {
-        let data = bincode::serde::encode_to_vec(&self.applied, bincode::config::standard()).map_err(codec_err)?;
+        let data =
+            bincode::serde::encode_to_vec(&self.applied, bincode::config::standard()).map_err(codec_err)?;
         *self.checkpoint.lock().map_err(codec_err)? = Some(Exported { raft_state, data });
         Ok(())
     }
@@ -39,7 +42,9 @@ impl Applier for Recorder {
 
     fn exporter(&self) -> Exporter {
         let c = self.checkpoint.clone();
-        Arc::new(move || c.lock().map_err(codec_err)?.clone().ok_or_else(|| io::Error::other("no checkpoint")))
+        Arc::new(move || {
+            c.lock().map_err(codec_err)?.clone().ok_or_else(|| io::Error::other("no checkpoint"))
+        })
     }
 
     fn import(&mut self, snapshot: Exported) -> io::Result<()> {

@@ -10,7 +10,7 @@ use parking_lot::{Condvar, Mutex};
 use crate::chunk::{self, Sample};
 use crate::error::{Error, Result};
 use crate::keys::{self, ShardId};
-use crate::kv::{Cf, KvEngine, WriteBatch};
+use crate::kv::{Cf, KvEngine, KvEntry, WriteBatch};
 use crate::labels::{Labels, LabelsError, canonicalize, encode_pairs, hash_encoded};
 use crate::log::{Applier, LocalLog, LogStats};
 use crate::matcher::Matcher;
@@ -257,7 +257,12 @@ impl Db {
         Self::open_mode(kv, cfg, clock, false)
     }
 
-    fn open_mode(kv: Arc<dyn KvEngine>, cfg: DbConfig, clock: Arc<dyn Clock>, local: bool) -> Result<Arc<Db>> {
+    fn open_mode(
+        kv: Arc<dyn KvEngine>,
+        cfg: DbConfig,
+        clock: Arc<dyn Clock>,
+        local: bool,
+    ) -> Result<Arc<Db>> {
         if cfg.shards == 0 {
             return Err(Error::Mismatch("shards must be at least 1".into()));
         }
@@ -392,12 +397,12 @@ impl Db {
 
     /// The persisted state of `shard` (its last checkpoint) as `(cf, key, value)` triples,
     /// every column family but the log: what a snapshot sends to another replica.
-    pub fn export_shard(&self, shard: ShardId) -> Result<Vec<(Cf, Vec<u8>, Vec<u8>)>> {
+    pub fn export_shard(&self, shard: ShardId) -> Result<Vec<KvEntry>> {
         self.shard(shard)?.export()
     }
 
     /// Replaces `shard`'s state with an [`Db::export_shard`] of another replica.
-    pub fn import_shard(&self, shard: ShardId, entries: Vec<(Cf, Vec<u8>, Vec<u8>)>) -> Result<()> {
+    pub fn import_shard(&self, shard: ShardId, entries: Vec<KvEntry>) -> Result<()> {
         self.shard(shard)?.import(entries)
     }
 

@@ -24,6 +24,12 @@ pub enum Cf {
     Chunks,
 }
 
+/// One stored entry: column family, key, value (a shard's persisted state as exported).
+pub type KvEntry = (Cf, Vec<u8>, Vec<u8>);
+
+/// A key range `[start, end)` of one column family.
+pub type CfRange = (Cf, (Vec<u8>, Vec<u8>));
+
 impl Cf {
     /// Every column family, in a fixed order.
     pub const ALL: [Cf; 4] = [Cf::Log, Cf::Meta, Cf::Index, Cf::Chunks];

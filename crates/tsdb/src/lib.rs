@@ -40,7 +40,7 @@ pub use db::{
 };
 pub use error::{Error, Result};
 pub use histogram::FloatHistogram;
-pub use kv::{Cf, KvEngine, MemEngine, WriteBatch};
+pub use kv::{Cf, CfRange, KvEngine, KvEntry, MemEngine, WriteBatch};
 pub use labels::{Label, Labels, LabelsError, METRIC_NAME};
 pub use log::{Applier, LocalLog, LogStats};
 pub use matcher::{MatchOp, Matcher};

@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::histogram::{FloatHistogram, HistogramSample as HPoint};
 use crate::index::Postings;
 use crate::keys::{self, DAY_MS, ShardId};
-use crate::kv::{Cf, KvEngine, WriteBatch};
+use crate::kv::{Cf, CfRange, KvEngine, KvEntry, WriteBatch};
 use crate::labels::{self, Labels};
 use crate::matcher::Matcher;
 use crate::outcome::{ApplyOutcome, RejectReason};
@@ -265,7 +265,7 @@ fn read_u64(kv: &dyn KvEngine, key: &[u8]) -> Result<Option<u64>> {
 
 /// The key ranges a shard's checkpoint owns: its index, chunks and TSDB meta tags (not the
 /// log, nor the log's own meta such as the Raft vote).
-fn owned_ranges(id: ShardId) -> Vec<(Cf, (Vec<u8>, Vec<u8>))> {
+fn owned_ranges(id: ShardId) -> Vec<CfRange> {
     let (s, e) = keys::shard_range(id);
     vec![
         (Cf::Meta, (keys::meta_key(id, 0), keys::meta_key(id, keys::META_LOG_FIRST))),
@@ -322,7 +322,7 @@ impl Shard {
     /// The persisted state of the shard as `(column family, key, value)` triples (what its
     /// last checkpoint holds: index, chunks, TSDB meta; not the log). Consistent: no
     /// checkpoint, compaction or retention runs meanwhile.
-    pub(crate) fn export(&self) -> Result<Vec<(Cf, Vec<u8>, Vec<u8>)>> {
+    pub(crate) fn export(&self) -> Result<Vec<KvEntry>> {
         let _m = self.maintenance.lock();
         let mut out = Vec::new();
         for (cf, (s, e)) in owned_ranges(self.id) {
@@ -336,7 +336,7 @@ impl Shard {
 
     /// Replaces the shard's persisted state (all but the log) with an [`Shard::export`]
     /// of another replica, synced, and reloads the in-memory state from it.
-    pub(crate) fn import(&self, entries: Vec<(Cf, Vec<u8>, Vec<u8>)>) -> Result<()> {
+    pub(crate) fn import(&self, entries: Vec<KvEntry>) -> Result<()> {
         let _m = self.maintenance.lock();
         let mut st = self.state.write();
         let ranges = owned_ranges(self.id);
@@ -345,7 +345,10 @@ impl Shard {
             b.delete_range(*cf, s.clone(), e.clone());
         }
         for (cf, k, v) in entries {
-            if !ranges.iter().any(|(c, (s, e))| *c == cf && k.as_slice() >= s.as_slice() && k.as_slice() < e.as_slice()) {
+            if !ranges
+                .iter()
+                .any(|(c, (s, e))| *c == cf && k.as_slice() >= s.as_slice() && k.as_slice() < e.as_slice())
+            {
                 return Err(Error::Corrupt { shard: self.id, what: "imported key outside the shard".into() });
             }
             b.put(cf, k, v);

@@ -1,0 +1,309 @@
+//! The client of a cluster, used by ingestors (and storage nodes among themselves): the
+//! cluster map fetched from any storage node, shard writes sent to the shard's leader
+//! (learned from not-leader answers, retried across leader changes within a deadline),
+//! and shard reads.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use parking_lot::{Mutex, RwLock};
+use strata_proto::cluster::storage_client::StorageClient;
+use strata_proto::cluster::{ClusterMapRequest, Consistency, MetadataCommand, SelectRequest, WriteRequest};
+use strata_tsdb::{ApplyOutcome, Matcher, SeriesData};
+use tonic::transport::Channel;
+
+use crate::codec::{series_from_wire, to_wire};
+use crate::error::{Error, Result};
+use crate::map::ClusterMap;
+use crate::meta::decode;
+use crate::transport::{MAX_MESSAGE, endpoint};
+
+/// Settings of a [`ClusterClient`].
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Storage node addresses to fetch the cluster map from (any subset will do). Required.
+    pub seeds: Vec<String>,
+    /// How long a shard write may take, retries across leader changes included, before it
+    /// fails with [`Error::Unavailable`]. Default 10 s.
+    pub write_timeout: Duration,
+    /// Timeout of one RPC. Default 5 s.
+    pub rpc_timeout: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            seeds: Vec::new(),
+            write_timeout: Duration::from_secs(10),
+            rpc_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A client of the cluster's storage nodes. Cheap to share (`Arc`).
+#[derive(Debug)]
+pub struct ClusterClient {
+    cfg: ClientConfig,
+    map: RwLock<Option<Arc<ClusterMap>>>,
+    leaders: RwLock<HashMap<u32, String>>,
+    channels: Mutex<HashMap<String, StorageClient<Channel>>>,
+}
+
+/// How a shard read picks its replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadConsistency {
+    /// The leader after a ReadIndex round: sees every acknowledged write.
+    Linearizable,
+    /// The first replica that answers, as it has applied (may lag).
+    Follower,
+}
+
+impl ClusterClient {
+    /// A client; nothing is fetched until first used.
+    pub fn new(cfg: ClientConfig) -> Self {
+        ClusterClient {
+            cfg,
+            map: RwLock::new(None),
+            leaders: RwLock::new(HashMap::new()),
+            channels: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn client(&self, addr: &str) -> Result<StorageClient<Channel>> {
+        let mut ch = self.channels.lock();
+        if let Some(c) = ch.get(addr) {
+            return Ok(c.clone());
+        }
+        let channel = endpoint(addr).map_err(Error::Config)?.timeout(self.cfg.rpc_timeout).connect_lazy();
+        let c = StorageClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE);
+        ch.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// Addresses to ask for the map: the known nodes, then the seeds.
+    fn map_sources(&self) -> Vec<String> {
+        let mut v: Vec<String> =
+            self.map.read().as_ref().map(|m| m.nodes.values().cloned().collect()).unwrap_or_default();
+        for s in &self.cfg.seeds {
+            if !v.contains(s) {
+                v.push(s.clone());
+            }
+        }
+        v
+    }
+
+    /// Fetches the cluster map from the first node that has one (the newest version seen
+    /// wins) and caches it.
+    pub async fn fetch_map(&self) -> Result<ClusterMap> {
+        let mut last = String::from("no storage node configured");
+        for addr in self.map_sources() {
+            let mut c = match self.client(&addr) {
+                Ok(c) => c,
+                Err(e) => {
+                    last = e.to_string();
+                    continue;
+                }
+            };
+            match c.get_cluster_map(ClusterMapRequest {}).await {
+                Ok(r) if !r.get_ref().map.is_empty() => {
+                    let m: ClusterMap = decode(&r.get_ref().map).map_err(|e| Error::NoMap(e.to_string()))?;
+                    let mut cur = self.map.write();
+                    if cur.as_ref().is_none_or(|c| c.version <= m.version) {
+                        *cur = Some(Arc::new(m.clone()));
+                    }
+                    return Ok(m);
+                }
+                Ok(_) => last = format!("{addr} has no cluster map yet"),
+                Err(e) => last = format!("{addr}: {}", e.message()),
+            }
+        }
+        Err(Error::NoMap(last))
+    }
+
+    /// The cached cluster map, fetched if there is none yet.
+    pub async fn map(&self) -> Result<Arc<ClusterMap>> {
+        if let Some(m) = self.map.read().clone() {
+            return Ok(m);
+        }
+        self.fetch_map().await.map(Arc::new)
+    }
+
+    /// Sends a metadata command to the metadata group (through any of its replicas).
+    pub async fn update_metadata(&self, command: Vec<u8>) -> Result<()> {
+        let mut last = String::from("no storage node configured");
+        let mut addrs = self.map_sources();
+        let mut tried = 0;
+        while let Some(addr) = addrs.pop() {
+            tried += 1;
+            if tried > 16 {
+                break;
+            }
+            let mut c = self.client(&addr)?;
+            match c.update_metadata(MetadataCommand { command: command.clone() }).await {
+                Ok(r) => {
+                    let r = r.into_inner();
+                    if r.not_leader {
+                        if !r.leader_addr.is_empty() && !addrs.contains(&r.leader_addr) {
+                            addrs.push(r.leader_addr);
+                        }
+                        last = format!("{addr} is not the metadata leader");
+                        continue;
+                    }
+                    return if r.error.is_empty() { Ok(()) } else { Err(Error::Invalid(r.error)) };
+                }
+                Err(e) => last = format!("{addr}: {}", e.message()),
+            }
+        }
+        Err(Error::Unavailable { shard: strata_raft::META_GROUP, reason: last })
+    }
+
+    /// Writes one record to `shard` through its leader and returns what the apply did; only
+    /// returns `Ok` once a quorum of the shard's replicas has the record durable. Retries
+    /// across leader changes and unreachable replicas until the write timeout.
+    pub async fn write_shard(&self, shard: u32, record: Vec<u8>) -> Result<ApplyOutcome> {
+        let deadline = tokio::time::Instant::now() + self.cfg.write_timeout;
+        let mut attempt = 0usize;
+        let mut last;
+        let mut hint: Option<String> = None;
+        loop {
+            let map = self.map().await?;
+            let replicas: Vec<String> =
+                map.replicas(shard).iter().filter_map(|n| map.nodes.get(n).cloned()).collect();
+            if replicas.is_empty() {
+                return Err(Error::Invalid(format!("no shard {shard} in the cluster map")));
+            }
+            let addr = hint
+                .take()
+                .or_else(|| self.leaders.read().get(&shard).cloned())
+                .unwrap_or_else(|| replicas[attempt % replicas.len()].clone());
+            attempt += 1;
+            let mut c = self.client(&addr)?;
+            let res = c.write(WriteRequest { shard, record: record.clone() }).await;
+            match res {
+                Ok(r) => {
+                    let r = r.into_inner();
+                    if !r.not_leader {
+                        self.leaders.write().insert(shard, addr);
+                        let mut rejected = [0u64; 4];
+                        for (d, s) in rejected.iter_mut().zip(&r.rejected) {
+                            *d = *s;
+                        }
+                        return Ok(ApplyOutcome {
+                            accepted: r.accepted,
+                            rejected,
+                            new_series: r.new_series,
+                            first_error: (!r.error.is_empty()).then_some(r.error),
+                        });
+                    }
+                    self.leaders.write().remove(&shard);
+                    last = format!("{addr} is not the leader");
+                    if !r.leader_addr.is_empty() && r.leader_addr != addr {
+                        hint = Some(r.leader_addr);
+                        continue;
+                    }
+                }
+                Err(e) if e.code() == tonic::Code::InvalidArgument => {
+                    return Err(Error::Invalid(e.message().into()));
+                }
+                Err(e) => {
+                    self.leaders.write().remove(&shard);
+                    last = format!("{addr}: {}", e.message());
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Unavailable { shard, reason: last });
+            }
+            // no leader known: an election is under way, or the map is stale
+            tokio::time::sleep(Duration::from_millis(50 * (attempt as u64).min(10))).await;
+            if attempt.is_multiple_of(4) {
+                let _ = self.fetch_map().await;
+            }
+        }
+    }
+
+    /// Writes one record per shard concurrently; `Ok` only when every shard's write is
+    /// committed, with the merged outcome.
+    pub async fn write(&self, records: Vec<(u32, Vec<u8>)>) -> Result<ApplyOutcome> {
+        let writes = records.into_iter().map(|(shard, rec)| self.write_shard(shard, rec));
+        let mut out = ApplyOutcome::default();
+        for r in futures_util::future::join_all(writes).await {
+            out.merge(r?);
+        }
+        Ok(out)
+    }
+
+    /// Reads the series of `shard` matching `matchers` with samples in `[start, end]` (ms),
+    /// from the leader (linearizable) or from the first replica that answers (follower).
+    pub async fn select_shard(
+        &self,
+        shard: u32,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+        consistency: ReadConsistency,
+    ) -> Result<Vec<SeriesData>> {
+        let map = self.map().await?;
+        let mut addrs: Vec<String> =
+            map.replicas(shard).iter().filter_map(|n| map.nodes.get(n).cloned()).collect();
+        if consistency == ReadConsistency::Linearizable
+            && let Some(l) = self.leaders.read().get(&shard)
+        {
+            addrs.insert(0, l.clone());
+        }
+        let req = SelectRequest {
+            shard,
+            matchers: to_wire(matchers),
+            start_ms: start,
+            end_ms: end,
+            consistency: match consistency {
+                ReadConsistency::Linearizable => Consistency::Linearizable as i32,
+                ReadConsistency::Follower => Consistency::Follower as i32,
+            },
+        };
+        let mut last = String::from("no replica");
+        let mut i = 0;
+        while i < addrs.len() && i < 8 {
+            let addr = addrs[i].clone();
+            i += 1;
+            let mut c = self.client(&addr)?;
+            let mut stream = match c.select(req.clone()).await {
+                Ok(s) => s.into_inner(),
+                Err(e) => {
+                    last = format!("{addr}: {}", e.message());
+                    continue;
+                }
+            };
+            let mut out = Vec::new();
+            let mut failed = None;
+            while let Some(item) = stream.next().await {
+                match item {
+                    Ok(r) if r.not_leader => {
+                        if !r.leader_addr.is_empty() {
+                            addrs.insert(i, r.leader_addr);
+                        }
+                        failed = Some(format!("{addr} is not the leader"));
+                        break;
+                    }
+                    Ok(r) => {
+                        for s in &r.series {
+                            out.push(series_from_wire(s)?);
+                        }
+                    }
+                    Err(e) => {
+                        failed = Some(format!("{addr}: {}", e.message()));
+                        break;
+                    }
+                }
+            }
+            match failed {
+                None => return Ok(out),
+                Some(f) => last = f,
+            }
+        }
+        Err(Error::Unavailable { shard, reason: last })
+    }
+}

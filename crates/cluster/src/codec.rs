@@ -1,0 +1,72 @@
+//! Conversions between the cluster protocol's messages and the engine's types.
+
+use std::sync::Arc;
+
+use strata_proto::cluster::{LabelMatcher, SeriesChunk};
+use strata_tsdb::chunk;
+use strata_tsdb::{Labels, MatchOp, Matcher, SeriesData};
+
+use crate::error::{Error, Result};
+
+/// Wire number of a matcher operator.
+fn op_code(op: MatchOp) -> u32 {
+    match op {
+        MatchOp::Equal => 0,
+        MatchOp::NotEqual => 1,
+        MatchOp::Regex => 2,
+        MatchOp::NotRegex => 3,
+    }
+}
+
+/// Matchers to their wire form.
+pub fn to_wire(matchers: &[Matcher]) -> Vec<LabelMatcher> {
+    matchers
+        .iter()
+        .map(|m| LabelMatcher { op: op_code(m.op), name: m.name.clone(), value: m.value.clone() })
+        .collect()
+}
+
+/// Matchers from their wire form.
+pub fn from_wire(matchers: &[LabelMatcher]) -> Result<Vec<Matcher>> {
+    matchers
+        .iter()
+        .map(|m| {
+            let op = match m.op {
+                0 => MatchOp::Equal,
+                1 => MatchOp::NotEqual,
+                2 => MatchOp::Regex,
+                3 => MatchOp::NotRegex,
+                o => return Err(Error::Invalid(format!("unknown matcher operator {o}"))),
+            };
+            Matcher::new(op, m.name.clone(), m.value.clone()).map_err(|e| Error::Invalid(e.to_string()))
+        })
+        .collect()
+}
+
+/// A selected series as compressed chunks.
+pub fn series_to_wire(s: &SeriesData) -> SeriesChunk {
+    let histograms = if s.histograms.is_empty() {
+        Vec::new()
+    } else {
+        let hs: Vec<(i64, strata_tsdb::FloatHistogram)> =
+            s.histograms.iter().map(|(t, h)| (*t, (**h).clone())).collect();
+        chunk::encode_histograms(&hs)
+    };
+    let samples = if s.samples.is_empty() { Vec::new() } else { chunk::encode_packed(&s.samples) };
+    SeriesChunk { labels: s.labels.encode(), samples, histograms }
+}
+
+/// A selected series from its wire form.
+pub fn series_from_wire(c: &SeriesChunk) -> Result<SeriesData> {
+    let bad = |what: &str| Error::Invalid(format!("undecodable {what} in select reply"));
+    let labels = Labels::decode(&c.labels).ok_or_else(|| bad("labels"))?;
+    let mut samples = Vec::new();
+    if !c.samples.is_empty() {
+        chunk::decode_into(&c.samples, &mut samples).ok_or_else(|| bad("samples"))?;
+    }
+    let mut histograms: Vec<(i64, Arc<strata_tsdb::FloatHistogram>)> = Vec::new();
+    if !c.histograms.is_empty() {
+        chunk::decode_histograms_into(&c.histograms, &mut histograms).ok_or_else(|| bad("histograms"))?;
+    }
+    Ok(SeriesData { labels, samples, histograms })
+}

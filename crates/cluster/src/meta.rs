@@ -1,0 +1,121 @@
+//! The metadata group's state machine: the cluster map.
+
+use std::io;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+use strata_raft::{Applier, Exported, Exporter, META_GROUP, NodeId, Request, Response};
+use strata_tsdb::keys::{META_CHECKPOINT_OWNER, meta_key};
+use strata_tsdb::{Cf, KvEngine, WriteBatch};
+
+use crate::map::ClusterMap;
+
+/// Meta tag of the stored map (under the metadata group's id).
+const META_MAP: u8 = 0x30;
+
+/// A change to the cluster map.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Creates the cluster (only once; repeating the same map is a no-op).
+    Create(ClusterMap),
+    /// Registers (or re-addresses) a storage node; it hosts no shard until placed.
+    AddNode {
+        /// The node.
+        id: NodeId,
+        /// Its advertised gRPC address.
+        addr: String,
+    },
+}
+
+/// The map as the local replica knows it.
+pub type SharedMap = Arc<RwLock<Option<ClusterMap>>>;
+
+fn io_err(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+pub(crate) fn encode<T: Serialize>(v: &T) -> io::Result<Vec<u8>> {
+    bincode::serde::encode_to_vec(v, bincode::config::standard()).map_err(io_err)
+}
+
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> io::Result<T> {
+    bincode::serde::decode_from_slice(b, bincode::config::standard()).map(|(v, _)| v).map_err(io_err)
+}
+
+/// Applies [`Command`]s to the map; checkpoints it with the Raft state.
+pub(crate) struct MetaApplier {
+    kv: Arc<dyn KvEngine>,
+    map: SharedMap,
+}
+
+impl MetaApplier {
+    /// The applier over `kv`, loading the map of the last checkpoint into `map`.
+    pub(crate) fn open(kv: Arc<dyn KvEngine>, map: SharedMap) -> io::Result<Self> {
+        if let Some(b) = kv.get(Cf::Meta, &meta_key(META_GROUP, META_MAP)).map_err(io_err)? {
+            *map.write() = decode(&b)?;
+        }
+        Ok(MetaApplier { kv, map })
+    }
+
+    fn run(&self, cmd: Command) -> Result<(), String> {
+        let mut map = self.map.write();
+        match (cmd, map.as_mut()) {
+            (Command::Create(m), None) => *map = Some(m),
+            (Command::Create(m), Some(cur)) if m.shards == cur.shards && m.placement == cur.placement => {}
+            (Command::Create(_), Some(_)) => {
+                return Err("the cluster already exists with another layout".into());
+            }
+            (Command::AddNode { .. }, None) => return Err("the cluster is not created yet".into()),
+            (Command::AddNode { id, addr }, Some(cur)) => {
+                if cur.nodes.get(&id) != Some(&addr) {
+                    cur.nodes.insert(id, addr);
+                    cur.version += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn read_pair(kv: &dyn KvEngine) -> io::Result<Exported> {
+    let raft_state = kv
+        .get(Cf::Meta, &meta_key(META_GROUP, META_CHECKPOINT_OWNER))
+        .map_err(io_err)?
+        .ok_or_else(|| io::Error::other("metadata has no checkpoint"))?;
+    let data = kv.get(Cf::Meta, &meta_key(META_GROUP, META_MAP)).map_err(io_err)?.unwrap_or_default();
+    Ok(Exported { raft_state, data })
+}
+
+impl Applier for MetaApplier {
+    fn apply(&mut self, _index: u64, request: &Request) -> Response {
+        let res = decode::<Command>(&request.0).map_err(|e| e.to_string()).and_then(|c| self.run(c));
+        Response { error: res.err(), ..Response::default() }
+    }
+
+    fn checkpoint(&mut self, raft_state: Vec<u8>) -> io::Result<()> {
+        let mut b = WriteBatch::default();
+        b.put(Cf::Meta, meta_key(META_GROUP, META_MAP), encode(&*self.map.read())?);
+        b.put(Cf::Meta, meta_key(META_GROUP, META_CHECKPOINT_OWNER), raft_state);
+        self.kv.write(&b, true).map_err(io_err)
+    }
+
+    fn checkpointed(&self) -> io::Result<Option<Vec<u8>>> {
+        self.kv.get(Cf::Meta, &meta_key(META_GROUP, META_CHECKPOINT_OWNER)).map_err(io_err)
+    }
+
+    fn exporter(&self) -> Exporter {
+        let kv = self.kv.clone();
+        Arc::new(move || read_pair(kv.as_ref()))
+    }
+
+    fn import(&mut self, snapshot: Exported) -> io::Result<()> {
+        let map: Option<ClusterMap> = if snapshot.data.is_empty() { None } else { decode(&snapshot.data)? };
+        let mut b = WriteBatch::default();
+        b.put(Cf::Meta, meta_key(META_GROUP, META_MAP), encode(&map)?);
+        b.put(Cf::Meta, meta_key(META_GROUP, META_CHECKPOINT_OWNER), snapshot.raft_state);
+        self.kv.write(&b, true).map_err(io_err)?;
+        *self.map.write() = map;
+        Ok(())
+    }
+}

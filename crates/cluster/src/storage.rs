@@ -1,0 +1,341 @@
+//! A storage node: one RocksDB, the replicas of the shards placed on it (each an openraft
+//! group applying into the node's TSDB), possibly a replica of the metadata group, and the
+//! gRPC services (Raft, Storage) on one port.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use strata_proto::cluster::raft_server::RaftServer;
+use strata_proto::cluster::storage_server::StorageServer;
+use strata_raft::{META_GROUP, NodeId, RaftConfig, RaftNode, ShardApplier};
+use strata_tsdb::{Clock, Db, DbConfig, KvEngine, SystemClock};
+use tokio::sync::watch;
+
+use crate::client::{ClientConfig, ClusterClient};
+use crate::error::{Error, Result};
+use crate::map::ClusterMap;
+use crate::meta::{Command, MetaApplier, SharedMap, encode};
+use crate::service::{RaftService, StorageService};
+use crate::transport::{Faults, GrpcTransport, MAX_MESSAGE};
+
+/// How a storage node finds its cluster.
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    /// This node's id (unique and stable in the cluster). Required.
+    pub node_id: NodeId,
+    /// Data directory (one RocksDB). Required.
+    pub data_dir: PathBuf,
+    /// Address the gRPC server listens on. Default `0.0.0.0:7070`.
+    pub listen: SocketAddr,
+    /// Address other nodes and clients reach this node at. Default: `listen`.
+    pub advertise: String,
+    /// Every storage node of the cluster at creation (id → advertised gRPC address); the
+    /// first three (by id) hold the metadata group. Required.
+    pub peers: BTreeMap<NodeId, String>,
+    /// Whether this node creates the cluster (map and metadata group) if it does not exist.
+    /// Exactly one node of a new cluster bootstraps. Default false.
+    pub bootstrap: bool,
+    /// Shards of a new cluster (power of two). Default 64.
+    pub shards: u32,
+    /// Replicas per shard of a new cluster. Default 3.
+    pub replication_factor: usize,
+    /// Storage engine settings (retention, out-of-order window); `shards` comes from the map.
+    pub db: DbConfig,
+    /// Raft timings.
+    pub raft: RaftConfig,
+    /// Checkpoint every group at least this often, in addition to every
+    /// `raft.snapshot_entries` entries. Default 5 minutes.
+    pub checkpoint_interval: Duration,
+    /// Network faults to inject on outgoing Raft messages (tests only). Default none.
+    pub faults: Option<Arc<Faults>>,
+}
+
+impl StorageConfig {
+    /// Defaults for node `node_id` with data under `data_dir`.
+    pub fn new(node_id: NodeId, data_dir: PathBuf) -> Self {
+        let listen: SocketAddr = SocketAddr::from(([0, 0, 0, 0], 7070));
+        StorageConfig {
+            node_id,
+            data_dir,
+            listen,
+            advertise: listen.to_string(),
+            peers: BTreeMap::new(),
+            bootstrap: false,
+            shards: 64,
+            replication_factor: 3,
+            db: DbConfig::default(),
+            raft: RaftConfig { node_id, ..RaftConfig::default() },
+            checkpoint_interval: Duration::from_secs(300),
+            faults: None,
+        }
+    }
+}
+
+/// The parts of a node the services and background tasks share.
+pub(crate) struct NodeState {
+    pub(crate) id: NodeId,
+    pub(crate) raft: Arc<RaftNode>,
+    pub(crate) map: SharedMap,
+    pub(crate) db: Mutex<Option<Arc<Db>>>,
+    pub(crate) peers: BTreeMap<NodeId, String>,
+}
+
+impl NodeState {
+    pub(crate) fn db(&self) -> Option<Arc<Db>> {
+        self.db.lock().clone()
+    }
+
+    /// Address of `node` from the map, else from the configured peers.
+    pub(crate) fn addr_of(&self, node: NodeId) -> Option<String> {
+        self.map
+            .read()
+            .as_ref()
+            .and_then(|m| m.nodes.get(&node).cloned())
+            .or_else(|| self.peers.get(&node).cloned())
+    }
+}
+
+/// A running storage node.
+pub struct StorageNode {
+    state: Arc<NodeState>,
+    kv: Arc<dyn KvEngine>,
+    stop: watch::Sender<bool>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    addr: SocketAddr,
+}
+
+impl std::fmt::Debug for StorageNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorageNode").field("id", &self.state.id).field("addr", &self.addr).finish()
+    }
+}
+
+impl StorageNode {
+    /// Opens the node's data directory, starts its gRPC server and joins (or, with
+    /// `bootstrap`, creates) the cluster. Returns once serving; shards come up in the
+    /// background as soon as the cluster map is known.
+    pub async fn start(cfg: StorageConfig) -> Result<Arc<StorageNode>> {
+        let listener =
+            tokio::net::TcpListener::bind(cfg.listen).await.map_err(|e| Error::Server(e.to_string()))?;
+        Self::start_on(cfg, listener).await
+    }
+
+    /// [`StorageNode::start`] on an already bound listener.
+    pub async fn start_on(cfg: StorageConfig, listener: tokio::net::TcpListener) -> Result<Arc<StorageNode>> {
+        let addr = listener.local_addr().map_err(|e| Error::Server(e.to_string()))?;
+        std::fs::create_dir_all(&cfg.data_dir).map_err(|e| Error::Server(e.to_string()))?;
+        let kv: Arc<dyn KvEngine> = Arc::new(open_engine(&cfg.data_dir).await?);
+        let transport = GrpcTransport::new(cfg.node_id, cfg.faults.clone(), Duration::from_secs(10));
+        for (id, a) in &cfg.peers {
+            transport.set_peer(*id, a);
+        }
+        let stats = Arc::new(strata_tsdb::LogStats::default());
+        let raft_cfg = RaftConfig { node_id: cfg.node_id, ..cfg.raft.clone() };
+        let raft = RaftNode::new(raft_cfg, kv.clone(), transport.clone(), stats)?;
+        let map: SharedMap = SharedMap::default();
+        let meta_nodes: Vec<NodeId> = cfg.peers.keys().copied().take(3).collect();
+        if meta_nodes.contains(&cfg.node_id) {
+            let applier =
+                MetaApplier::open(kv.clone(), map.clone()).map_err(|e| Error::Server(e.to_string()))?;
+            raft.add_group(META_GROUP, Box::new(applier)).await?;
+        }
+        let state = Arc::new(NodeState {
+            id: cfg.node_id,
+            raft: raft.clone(),
+            map: map.clone(),
+            db: Mutex::new(None),
+            peers: cfg.peers.clone(),
+        });
+        let (stop, stopped) = watch::channel(false);
+        let node =
+            Arc::new(StorageNode { state: state.clone(), kv, stop, tasks: Mutex::new(Vec::new()), addr });
+
+        let raft_svc = RaftServer::new(RaftService { raft: raft.clone() })
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE);
+        let storage_svc = StorageServer::new(StorageService { node: state.clone() })
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE);
+        let mut stop_rx = stopped.clone();
+        let server = tokio::spawn(async move {
+            let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            let res = tonic::transport::Server::builder()
+                .add_service(raft_svc)
+                .add_service(storage_svc)
+                .serve_with_incoming_shutdown(incoming, async move {
+                    let _ = stop_rx.wait_for(|s| *s).await;
+                })
+                .await;
+            if let Err(e) = res {
+                tracing::error!(error = %e, "gRPC server failed");
+            }
+        });
+        node.tasks.lock().push(server);
+
+        if cfg.bootstrap && meta_nodes.first() == Some(&cfg.node_id) {
+            let members: BTreeMap<NodeId, String> =
+                meta_nodes.iter().filter_map(|n| cfg.peers.get(n).map(|a| (*n, a.clone()))).collect();
+            raft.initialize(META_GROUP, &members).await?;
+        }
+        let reconcile = tokio::spawn(reconcile_loop(node.clone(), cfg, transport, stopped));
+        node.tasks.lock().push(reconcile);
+        Ok(node)
+    }
+
+    /// The address the gRPC server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The node's database once the cluster map is known (reads of its replicas).
+    pub fn db(&self) -> Option<Arc<Db>> {
+        self.state.db()
+    }
+
+    /// The node's Raft groups.
+    pub fn raft(&self) -> &Arc<RaftNode> {
+        &self.state.raft
+    }
+
+    /// The cluster map as this node knows it.
+    pub fn map(&self) -> Option<ClusterMap> {
+        self.state.map.read().clone()
+    }
+
+    /// Checkpoints every group, stops them and the server, and closes the database.
+    pub async fn shutdown(&self) {
+        self.state.raft.checkpoint_all(Duration::from_secs(10)).await;
+        self.kill().await;
+    }
+
+    /// Stops at once, without checkpoints (what a crash leaves, minus the torn writes
+    /// RocksDB's WAL already guards against).
+    pub async fn kill(&self) {
+        let _ = self.stop.send(true);
+        self.state.raft.shutdown().await;
+        let tasks: Vec<_> = self.tasks.lock().drain(..).collect();
+        for t in tasks {
+            t.abort();
+            let _ = t.await;
+        }
+        if let Some(db) = self.state.db.lock().take()
+            && let Err(e) = db.close()
+        {
+            tracing::warn!(error = %e, "closing the database");
+        }
+        let _ = self.kv.flush();
+    }
+}
+
+/// Opens the node's RocksDB, waiting up to 10 s for a previous owner of the directory (a
+/// process or node instance still shutting down) to release its lock.
+async fn open_engine(dir: &std::path::Path) -> Result<strata_engine_rocks::RocksEngine> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match strata_engine_rocks::RocksEngine::open(dir, &strata_engine_rocks::RocksConfig::default()) {
+            Ok(e) => return Ok(e),
+            Err(e) if e.to_string().contains("lock") && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(Error::Storage(e)),
+        }
+    }
+}
+
+/// Keeps the node in line with the cluster map: bootstraps it if asked, fetches it, opens
+/// the database and starts the groups of the shards placed here; checkpoints on time.
+async fn reconcile_loop(
+    node: Arc<StorageNode>,
+    cfg: StorageConfig,
+    transport: Arc<GrpcTransport>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let seeds: Vec<String> = cfg.peers.values().cloned().collect();
+    let client = ClusterClient::new(ClientConfig { seeds, ..ClientConfig::default() });
+    let mut last_checkpoint = tokio::time::Instant::now();
+    loop {
+        if let Err(e) = reconcile_once(&node, &cfg, &transport, &client).await {
+            tracing::debug!(error = %e, "cluster not ready yet");
+        }
+        node.state.raft.update_purge_floors();
+        if last_checkpoint.elapsed() >= cfg.checkpoint_interval {
+            last_checkpoint = tokio::time::Instant::now();
+            node.state.raft.snapshot_all().await;
+        }
+        tokio::select! {
+            _ = stopped.wait_for(|s| *s) => return,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}
+
+async fn reconcile_once(
+    node: &Arc<StorageNode>,
+    cfg: &StorageConfig,
+    transport: &GrpcTransport,
+    client: &ClusterClient,
+) -> Result<()> {
+    let st = &node.state;
+    let holds_meta = st.raft.groups().contains(&META_GROUP);
+    let local = st.map.read().clone();
+    let fetched = match (&local, holds_meta) {
+        (Some(m), true) => Ok(m.clone()),
+        _ => client.fetch_map().await,
+    };
+    let map = match (fetched, local) {
+        (Ok(m), _) => {
+            if !holds_meta {
+                *st.map.write() = Some(m.clone());
+            }
+            m
+        }
+        (Err(_), Some(m)) => m,
+        (Err(e), None) => match Err::<ClusterMap, Error>(e) {
+            Ok(m) => m,
+            Err(e) if cfg.bootstrap => {
+                let m = ClusterMap::create(cfg.shards, cfg.replication_factor, cfg.peers.clone())
+                    .map_err(Error::Config)?;
+                let cmd = encode(&Command::Create(m)).map_err(|e| Error::Server(e.to_string()))?;
+                client
+                    .update_metadata(cmd)
+                    .await
+                    .map_err(|e2| Error::NoMap(format!("{e}; creating it: {e2}")))?;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        },
+    };
+    for (id, a) in &map.nodes {
+        transport.set_peer(*id, a);
+    }
+    let db = match st.db() {
+        Some(db) => db,
+        None => {
+            let dbcfg = DbConfig { shards: map.shards, ..cfg.db.clone() };
+            let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+            let db = Db::open_replicated(node.kv.clone(), dbcfg, clock)?;
+            *st.db.lock() = Some(db.clone());
+            tracing::info!(node = st.id, shards = map.shards, "database opened");
+            db
+        }
+    };
+    let hosted = st.raft.groups();
+    for shard in map.shards_of(st.id) {
+        if hosted.contains(&shard) {
+            continue;
+        }
+        let applier = ShardApplier::new(db.clone(), node.kv.clone(), shard);
+        st.raft.add_group(shard, Box::new(applier)).await?;
+        let replicas = map.replicas(shard);
+        if replicas.first() == Some(&st.id) && st.raft.status(shard)?.last_log == 0 {
+            let members: BTreeMap<NodeId, String> =
+                replicas.iter().filter_map(|n| map.nodes.get(n).map(|a| (*n, a.clone()))).collect();
+            st.raft.initialize(shard, &members).await?;
+        }
+    }
+    Ok(())
+}

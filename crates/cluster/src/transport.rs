@@ -1,0 +1,175 @@
+//! The gRPC transport of Raft messages: one channel per peer node carries every group's
+//! messages; snapshots are streamed in chunks. [`Faults`] lets tests drop, partition and
+//! delay messages between nodes.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+use strata_proto::cluster::raft_client::RaftClient;
+use strata_proto::cluster::{RaftMessage, SnapshotChunk};
+use strata_raft::{CallFuture, GroupId, NodeId, RpcKind, Transport, TransportError};
+use tonic::transport::{Channel, Endpoint};
+
+/// Bytes per streamed snapshot chunk.
+const SNAPSHOT_CHUNK: usize = 1 << 20;
+/// Largest gRPC message accepted or sent between nodes.
+pub(crate) const MAX_MESSAGE: usize = 256 << 20;
+
+/// Network faults between nodes, for tests: cut links, a drop probability, a delay.
+#[derive(Debug)]
+pub struct Faults {
+    state: Mutex<FaultState>,
+}
+
+#[derive(Debug)]
+struct FaultState {
+    cut: HashSet<(NodeId, NodeId)>,
+    drop_per_million: u64,
+    delay: Duration,
+    rng: u64,
+}
+
+impl Faults {
+    /// No faults yet; `seed` drives the drop decisions (runs are reproducible).
+    pub fn new(seed: u64) -> Arc<Self> {
+        Arc::new(Faults {
+            state: Mutex::new(FaultState {
+                cut: HashSet::new(),
+                drop_per_million: 0,
+                delay: Duration::ZERO,
+                rng: seed | 1,
+            }),
+        })
+    }
+
+    /// Cuts every link between `node` and `others`, both ways.
+    pub fn isolate(&self, node: NodeId, others: &[NodeId]) {
+        let mut s = self.state.lock();
+        for &o in others.iter().filter(|&&o| o != node) {
+            s.cut.insert((node, o));
+            s.cut.insert((o, node));
+        }
+    }
+
+    /// Restores every link.
+    pub fn heal(&self) {
+        self.state.lock().cut.clear();
+    }
+
+    /// Drops each message with probability `p` (0–1).
+    pub fn set_drop(&self, p: f64) {
+        self.state.lock().drop_per_million = (p.clamp(0.0, 1.0) * 1e6) as u64;
+    }
+
+    /// Delays each message by `d`.
+    pub fn set_delay(&self, d: Duration) {
+        self.state.lock().delay = d;
+    }
+
+    /// Whether a message from `from` to `to` goes through, and after what delay.
+    fn admit(&self, from: NodeId, to: NodeId) -> Result<Duration, String> {
+        let mut s = self.state.lock();
+        if s.cut.contains(&(from, to)) {
+            return Err("link cut".into());
+        }
+        // xorshift64
+        s.rng ^= s.rng << 13;
+        s.rng ^= s.rng >> 7;
+        s.rng ^= s.rng << 17;
+        if s.rng % 1_000_000 < s.drop_per_million {
+            return Err("message dropped".into());
+        }
+        Ok(s.delay)
+    }
+}
+
+/// Sends a node's Raft messages over gRPC.
+#[derive(Debug)]
+pub struct GrpcTransport {
+    from: NodeId,
+    peers: RwLock<HashMap<NodeId, String>>,
+    clients: Mutex<HashMap<NodeId, (String, RaftClient<Channel>)>>,
+    faults: Option<Arc<Faults>>,
+    timeout: Duration,
+}
+
+impl GrpcTransport {
+    /// The transport of node `from`; `faults` (tests) applies to every message it sends.
+    pub fn new(from: NodeId, faults: Option<Arc<Faults>>, timeout: Duration) -> Arc<Self> {
+        Arc::new(GrpcTransport {
+            from,
+            peers: RwLock::new(HashMap::new()),
+            clients: Mutex::new(HashMap::new()),
+            faults,
+            timeout,
+        })
+    }
+
+    /// Sets the address of `node`.
+    pub fn set_peer(&self, node: NodeId, addr: &str) {
+        self.peers.write().insert(node, addr.to_string());
+    }
+
+    fn client(&self, target: NodeId) -> Result<RaftClient<Channel>, TransportError> {
+        let addr = self
+            .peers
+            .read()
+            .get(&target)
+            .cloned()
+            .ok_or_else(|| TransportError::Unreachable(target, "address unknown".into()))?;
+        let mut clients = self.clients.lock();
+        if let Some((a, c)) = clients.get(&target)
+            && *a == addr
+        {
+            return Ok(c.clone());
+        }
+        let ch = endpoint(&addr)
+            .map_err(|e| TransportError::Unreachable(target, e))?
+            .timeout(self.timeout)
+            .connect_lazy();
+        let c =
+            RaftClient::new(ch).max_decoding_message_size(MAX_MESSAGE).max_encoding_message_size(MAX_MESSAGE);
+        clients.insert(target, (addr, c.clone()));
+        Ok(c)
+    }
+}
+
+/// A lazily connecting endpoint for `addr` (`host:port` or a URL).
+pub(crate) fn endpoint(addr: &str) -> Result<Endpoint, String> {
+    let url = if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") };
+    Endpoint::from_shared(url)
+        .map(|e| e.connect_timeout(Duration::from_secs(2)).tcp_nodelay(true))
+        .map_err(|e| format!("bad address {addr:?}: {e}"))
+}
+
+impl Transport for GrpcTransport {
+    fn call(&self, target: NodeId, group: GroupId, kind: RpcKind, payload: Vec<u8>) -> CallFuture {
+        let admitted = match &self.faults {
+            Some(f) => f.admit(self.from, target).map_err(|e| TransportError::Unreachable(target, e)),
+            None => Ok(Duration::ZERO),
+        };
+        let client = self.client(target);
+        let from = self.from;
+        Box::pin(async move {
+            let delay = admitted?;
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            let mut client = client?;
+            let unreachable = |e: tonic::Status| TransportError::Unreachable(target, e.message().to_string());
+            let reply = if kind == RpcKind::Snapshot {
+                let chunks: Vec<SnapshotChunk> = payload
+                    .chunks(SNAPSHOT_CHUNK)
+                    .map(|c| SnapshotChunk { group, from, data: c.to_vec() })
+                    .collect();
+                client.install_snapshot(futures_util::stream::iter(chunks)).await.map_err(unreachable)?
+            } else {
+                let msg = RaftMessage { group, kind: kind.code(), payload, from };
+                client.call(msg).await.map_err(unreachable)?
+            };
+            Ok(reply.into_inner().payload)
+        })
+    }
+}

@@ -1,0 +1,206 @@
+//! An in-process cluster on loopback gRPC with a controllable network.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use strata_cluster::{ClientConfig, ClusterClient, Faults, StorageConfig, StorageNode};
+use strata_raft::{NodeId, RaftConfig};
+use strata_tsdb::{Labels, MatchOp, Matcher, SeriesBatch};
+
+pub const SHARDS: u32 = 4;
+pub const SERIES: usize = 24;
+
+/// Milliseconds of the first sample: an hour ago, so that retention keeps everything.
+pub fn base_ms() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    now - 3_600_000
+}
+
+pub struct Cluster {
+    pub base: i64,
+    pub dirs: BTreeMap<NodeId, PathBuf>,
+    pub peers: BTreeMap<NodeId, String>,
+    pub nodes: BTreeMap<NodeId, Arc<StorageNode>>,
+    pub faults: Arc<Faults>,
+    pub client: Arc<ClusterClient>,
+    _root: tempfile::TempDir,
+}
+
+fn config(id: NodeId, dir: PathBuf, peers: &BTreeMap<NodeId, String>, faults: &Arc<Faults>) -> StorageConfig {
+    let mut c = StorageConfig::new(id, dir);
+    c.listen = peers[&id].parse().expect("addr");
+    c.advertise = peers[&id].clone();
+    c.peers = peers.clone();
+    c.bootstrap = id == 1;
+    c.shards = SHARDS;
+    c.replication_factor = 3;
+    // small logs, so that snapshots and purges happen within a test
+    c.raft = RaftConfig {
+        node_id: id,
+        heartbeat_ms: 100,
+        election_ms: (600, 1200),
+        snapshot_entries: 40,
+        keep_entries: 40,
+    };
+    c.faults = Some(faults.clone());
+    c
+}
+
+impl Cluster {
+    pub async fn start(n: u64) -> Cluster {
+        if std::env::var_os("RUST_LOG").is_some() {
+            let filter = tracing_subscriber::EnvFilter::from_default_env();
+            let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+        }
+        let root = tempfile::tempdir().expect("tempdir");
+        let mut listeners = BTreeMap::new();
+        let mut peers = BTreeMap::new();
+        for id in 1..=n {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            peers.insert(id, l.local_addr().expect("addr").to_string());
+            listeners.insert(id, l);
+        }
+        let faults = Faults::new(42);
+        let mut dirs = BTreeMap::new();
+        let mut nodes = BTreeMap::new();
+        for (id, l) in listeners {
+            let dir = root.path().join(format!("node-{id}"));
+            dirs.insert(id, dir.clone());
+            let node = StorageNode::start_on(config(id, dir, &peers, &faults), l).await.expect("start");
+            nodes.insert(id, node);
+        }
+        let client = Arc::new(ClusterClient::new(ClientConfig {
+            seeds: peers.values().cloned().collect(),
+            write_timeout: Duration::from_secs(20),
+            ..ClientConfig::default()
+        }));
+        Cluster { base: base_ms(), dirs, peers, nodes, faults, client, _root: root }
+    }
+
+    /// Stops node `id` abruptly.
+    pub async fn kill(&mut self, id: NodeId) {
+        if let Some(n) = self.nodes.remove(&id) {
+            n.kill().await;
+        }
+    }
+
+    /// Starts node `id` again on its data directory (emptied first when `wipe`).
+    pub async fn restart(&mut self, id: NodeId, wipe: bool) {
+        let dir = self.dirs[&id].clone();
+        if wipe {
+            std::fs::remove_dir_all(&dir).expect("wipe");
+        }
+        // the port may take a moment to be free again
+        let mut tries = 0;
+        let l = loop {
+            match tokio::net::TcpListener::bind(&self.peers[&id]).await {
+                Ok(l) => break l,
+                Err(e) if tries < 50 => {
+                    tries += 1;
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("rebind {}: {e}", self.peers[&id]),
+            }
+        };
+        let node =
+            StorageNode::start_on(config(id, dir, &self.peers, &self.faults), l).await.expect("restart");
+        self.nodes.insert(id, node);
+    }
+
+    /// Writes one batch: every series gets one sample at `t` (value `t`); Ok only when
+    /// acknowledged.
+    pub async fn write(&self, t: i64) -> Result<(), String> {
+        let t = self.base + t;
+        let mut b = SeriesBatch::new(SHARDS);
+        for i in 0..SERIES {
+            let v = i.to_string();
+            let mut pairs = vec![("__name__", "test_metric"), ("series", v.as_str())];
+            b.add(&mut pairs, &[(t, t as f64)]).map_err(|e| e.to_string())?;
+        }
+        self.client.write(b.into_records()).await.map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    /// Every shard of node `id`: (labels, samples) as that replica has them.
+    pub fn contents(&self, id: NodeId) -> Vec<(u32, Labels, Vec<(i64, u64)>)> {
+        let Some(db) = self.nodes[&id].db() else { return Vec::new() };
+        let m = [Matcher::new(MatchOp::Equal, "__name__", "test_metric").expect("matcher")];
+        let mut out = Vec::new();
+        for shard in 0..SHARDS {
+            for s in db.select_shard(shard, &m, i64::MIN, i64::MAX) {
+                let s = s.expect("select");
+                out.push((shard, s.labels, s.samples.iter().map(|(t, v)| (*t, v.to_bits())).collect()));
+            }
+        }
+        out
+    }
+
+    /// The timestamps every series has on node `id`, intersected.
+    pub fn timestamps_everywhere(&self, id: NodeId) -> BTreeSet<i64> {
+        let c = self.contents(id);
+        if c.len() < SERIES {
+            return BTreeSet::new();
+        }
+        let base = self.base;
+        let mut it =
+            c.into_iter().map(|(_, _, s)| s.into_iter().map(|x| x.0 - base).collect::<BTreeSet<i64>>());
+        let first = it.next().unwrap_or_default();
+        it.fold(first, |a, b| a.intersection(&b).copied().collect())
+    }
+
+    /// Waits until every live node holds every timestamp of `acked` for every series.
+    pub async fn converge(&self, acked: &BTreeSet<i64>, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let missing: Vec<(NodeId, usize)> = self
+                .nodes
+                .keys()
+                .map(|&id| (id, acked.difference(&self.timestamps_everywhere(id)).count()))
+                .filter(|x| x.1 > 0)
+                .collect();
+            if missing.is_empty() {
+                return;
+            }
+            if tokio::time::Instant::now() > deadline {
+                let detail: Vec<String> = self
+                    .nodes
+                    .keys()
+                    .map(|&id| {
+                        let c = self.contents(id);
+                        let per_shard: Vec<String> = (0..SHARDS)
+                            .map(|sh| {
+                                let n: Vec<usize> =
+                                    c.iter().filter(|x| x.0 == sh).map(|x| x.2.len()).collect();
+                                format!("shard {sh}: {} series, min {:?} samples", n.len(), n.iter().min())
+                            })
+                            .collect();
+                        let status: Vec<String> = (0..SHARDS)
+                            .map(|sh| format!("{:?}", self.nodes[&id].raft().status(sh).ok()))
+                            .collect();
+                        format!("node {id}: {per_shard:?} {status:?}")
+                    })
+                    .collect();
+                panic!(
+                    "replicas did not converge: (node, acknowledged timestamps missing) {missing:?}\n{}",
+                    detail.join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The leader of `shard` as node 1..n see it.
+    pub fn leader(&self, shard: u32) -> Option<NodeId> {
+        self.nodes.values().find_map(|n| n.raft().status(shard).ok().and_then(|s| s.leader))
+    }
+
+    pub async fn shutdown(self) {
+        for (_, n) in self.nodes {
+            n.kill().await;
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! In-process cluster tests: three storage nodes on loopback gRPC, a network that drops,
+//! partitions and delays Raft messages, and a client that writes the way ingestors do.
+
+mod harness;
+mod replication;
