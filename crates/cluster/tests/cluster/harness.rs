@@ -9,24 +9,27 @@ use strata_cluster::{ClientConfig, ClusterClient, Faults, StorageConfig, Storage
 use strata_raft::{NodeId, RaftConfig};
 use strata_tsdb::{Labels, MatchOp, Matcher, SeriesBatch};
 
-pub const SHARDS: u32 = 4;
-pub const SERIES: usize = 24;
+pub(crate) const SHARDS: u32 = 4;
+pub(crate) const SERIES: usize = 24;
 
 /// Milliseconds of the first sample: an hour ago, so that retention keeps everything.
-pub fn base_ms() -> i64 {
+pub(crate) fn base_ms() -> i64 {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
     now - 3_600_000
 }
 
-pub struct Cluster {
-    pub base: i64,
-    pub dirs: BTreeMap<NodeId, PathBuf>,
-    pub peers: BTreeMap<NodeId, String>,
-    pub nodes: BTreeMap<NodeId, Arc<StorageNode>>,
-    pub faults: Arc<Faults>,
-    pub client: Arc<ClusterClient>,
+/// One replica's view of one series: (shard, labels, samples as (t, value bits)).
+pub(crate) type Stored = (u32, Labels, Vec<(i64, u64)>);
+
+pub(crate) struct Cluster {
+    pub(crate) base: i64,
+    pub(crate) dirs: BTreeMap<NodeId, PathBuf>,
+    pub(crate) peers: BTreeMap<NodeId, String>,
+    pub(crate) nodes: BTreeMap<NodeId, Arc<StorageNode>>,
+    pub(crate) faults: Arc<Faults>,
+    pub(crate) client: Arc<ClusterClient>,
     _root: tempfile::TempDir,
 }
 
@@ -51,7 +54,7 @@ fn config(id: NodeId, dir: PathBuf, peers: &BTreeMap<NodeId, String>, faults: &A
 }
 
 impl Cluster {
-    pub async fn start(n: u64) -> Cluster {
+    pub(crate) async fn start(n: u64) -> Cluster {
         if std::env::var_os("RUST_LOG").is_some() {
             let filter = tracing_subscriber::EnvFilter::from_default_env();
             let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
@@ -82,14 +85,14 @@ impl Cluster {
     }
 
     /// Stops node `id` abruptly.
-    pub async fn kill(&mut self, id: NodeId) {
+    pub(crate) async fn kill(&mut self, id: NodeId) {
         if let Some(n) = self.nodes.remove(&id) {
             n.kill().await;
         }
     }
 
     /// Starts node `id` again on its data directory (emptied first when `wipe`).
-    pub async fn restart(&mut self, id: NodeId, wipe: bool) {
+    pub(crate) async fn restart(&mut self, id: NodeId, wipe: bool) {
         let dir = self.dirs[&id].clone();
         if wipe {
             std::fs::remove_dir_all(&dir).expect("wipe");
@@ -114,7 +117,7 @@ impl Cluster {
 
     /// Writes one batch: every series gets one sample at `t` (value `t`); Ok only when
     /// acknowledged.
-    pub async fn write(&self, t: i64) -> Result<(), String> {
+    pub(crate) async fn write(&self, t: i64) -> Result<(), String> {
         let t = self.base + t;
         let mut b = SeriesBatch::new(SHARDS);
         for i in 0..SERIES {
@@ -126,7 +129,7 @@ impl Cluster {
     }
 
     /// Every shard of node `id`: (labels, samples) as that replica has them.
-    pub fn contents(&self, id: NodeId) -> Vec<(u32, Labels, Vec<(i64, u64)>)> {
+    pub(crate) fn contents(&self, id: NodeId) -> Vec<Stored> {
         let Some(db) = self.nodes[&id].db() else { return Vec::new() };
         let m = [Matcher::new(MatchOp::Equal, "__name__", "test_metric").expect("matcher")];
         let mut out = Vec::new();
@@ -140,7 +143,7 @@ impl Cluster {
     }
 
     /// The timestamps every series has on node `id`, intersected.
-    pub fn timestamps_everywhere(&self, id: NodeId) -> BTreeSet<i64> {
+    pub(crate) fn timestamps_everywhere(&self, id: NodeId) -> BTreeSet<i64> {
         let c = self.contents(id);
         if c.len() < SERIES {
             return BTreeSet::new();
@@ -153,7 +156,7 @@ impl Cluster {
     }
 
     /// Waits until every live node holds every timestamp of `acked` for every series.
-    pub async fn converge(&self, acked: &BTreeSet<i64>, timeout: Duration) {
+    pub(crate) async fn converge(&self, acked: &BTreeSet<i64>, timeout: Duration) {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let missing: Vec<(NodeId, usize)> = self
@@ -194,11 +197,11 @@ impl Cluster {
     }
 
     /// The leader of `shard` as node 1..n see it.
-    pub fn leader(&self, shard: u32) -> Option<NodeId> {
+    pub(crate) fn leader(&self, shard: u32) -> Option<NodeId> {
         self.nodes.values().find_map(|n| n.raft().status(shard).ok().and_then(|s| s.leader))
     }
 
-    pub async fn shutdown(self) {
+    pub(crate) async fn shutdown(self) {
         for (_, n) in self.nodes {
             n.kill().await;
         }
