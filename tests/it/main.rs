@@ -1,6 +1,7 @@
 //! Integration tests over the real `strata` binary (and real peers where named).
 
 mod cli;
+mod cluster;
 mod crash;
 mod differential;
 mod grafana;

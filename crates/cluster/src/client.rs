@@ -124,6 +124,11 @@ impl ClusterClient {
         Err(Error::NoMap(last))
     }
 
+    /// The cached cluster map, if one was fetched.
+    pub fn cached_map(&self) -> Option<Arc<ClusterMap>> {
+        self.map.read().clone()
+    }
+
     /// The cached cluster map, fetched if there is none yet.
     pub async fn map(&self) -> Result<Arc<ClusterMap>> {
         if let Some(m) = self.map.read().clone() {

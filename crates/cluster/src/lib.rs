@@ -12,6 +12,8 @@
 //! * [`ClusterClient`]: what ingestors use: the map from any node, one write per shard
 //!   sent to its leader and acknowledged only once committed by a quorum, retried across
 //!   leader changes within a deadline; shard reads (linearizable or from a follower).
+//! * [`ClusterWriter`]: the remote-write backend of `strata ingestor` (and of a storage
+//!   node's HTTP endpoint).
 //! * [`Faults`]: drop, partition and delay Raft messages between nodes, for tests.
 
 mod client;
@@ -22,6 +24,7 @@ pub mod meta;
 mod service;
 mod storage;
 mod transport;
+mod writer;
 
 pub use client::{ClientConfig, ClusterClient, ReadConsistency};
 pub use codec::{from_wire, series_from_wire, series_to_wire, to_wire};
@@ -29,3 +32,4 @@ pub use error::{Error, Result};
 pub use map::{ClusterMap, VNODES};
 pub use storage::{StorageConfig, StorageNode};
 pub use transport::{Faults, GrpcTransport};
+pub use writer::ClusterWriter;

@@ -32,10 +32,8 @@ pub struct RaftConfig {
     pub election_ms: (u64, u64),
     /// Snapshot (= checkpoint) a group after this many log entries. Default 2,000.
     pub snapshot_entries: u64,
-    /// Log entries kept behind a snapshot for slow followers. Default 2,000 (one snapshot
-    /// interval: a follower's replication stream that is up to one snapshot behind still
-    /// finds its entries — openraft alpha.37 can keep streaming from a position the purge
-    /// already passed).
+    /// Log entries kept behind a snapshot for slow followers. Default 64. (A follower that
+    /// is down keeps more: see [`RaftNode::update_purge_floors`].)
     pub keep_entries: u64,
 }
 

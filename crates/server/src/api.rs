@@ -31,6 +31,10 @@ impl ApiError {
     pub(crate) fn internal(msg: impl Into<String>) -> Self {
         ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, kind: "internal", msg: msg.into() }
     }
+
+    pub(crate) fn unavailable(msg: impl Into<String>) -> Self {
+        ApiError { status: StatusCode::SERVICE_UNAVAILABLE, kind: "unavailable", msg: msg.into() }
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -114,7 +118,7 @@ where
     T: Ord + Send + 'static,
 {
     let qy = query(&p, require_match)?;
-    let db = st.db.clone();
+    let db = st.db()?;
     let found = blocking(move || {
         if qy.sets.is_empty() {
             return find(&db, &[], qy.start, qy.end);

@@ -14,6 +14,7 @@
 //! Blocking engine calls run on tokio's blocking pool.
 
 mod api;
+mod backend;
 mod histogram;
 mod metadata;
 mod metrics;
@@ -28,6 +29,7 @@ use axum::Router;
 use axum::routing::{get, post};
 use strata_tsdb::Db;
 
+pub use backend::{CommitFuture, LocalWriter, Reader, WriteError, Writer};
 pub use metrics::Metrics;
 pub use selector::parse_selector;
 
@@ -60,7 +62,8 @@ impl Default for ServerConfig {
 /// Shared state of the handlers.
 #[derive(Clone, Debug)]
 pub struct AppState {
-    db: Arc<Db>,
+    reader: Reader,
+    writer: Arc<dyn Writer>,
     metrics: Arc<Metrics>,
     cfg: ServerConfig,
     engine: strata_promql::Engine,
@@ -69,12 +72,22 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State over an open database.
+    /// State over an open database (reads and writes go to it).
     pub fn new(db: Arc<Db>, cfg: ServerConfig) -> Self {
-        let metrics = Arc::new(Metrics::new(db.clone()));
+        Self::with(Reader::local(db.clone()), Arc::new(LocalWriter(db)), cfg)
+    }
+
+    /// State reading from `reader` and writing through `writer`.
+    pub fn with(reader: Reader, writer: Arc<dyn Writer>, cfg: ServerConfig) -> Self {
+        let metrics = Arc::new(Metrics::new(reader.clone()));
         let engine = strata_promql::Engine::new(cfg.engine.clone());
         let queries = Arc::new(tokio::sync::Semaphore::new(cfg.query_max_concurrency.max(1)));
-        AppState { db, metrics, cfg, engine, queries, metadata: Arc::default() }
+        AppState { reader, writer, metrics, cfg, engine, queries, metadata: Arc::default() }
+    }
+
+    /// The database queries read, or the error a query gets on a node without one.
+    fn db(&self) -> Result<Arc<Db>, api::ApiError> {
+        self.reader.get().ok_or_else(|| api::ApiError::unavailable("this node serves no queries (yet)"))
     }
 }
 

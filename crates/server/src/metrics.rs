@@ -1,9 +1,9 @@
 //! Self-metrics (prometheus-client): counters updated on the write path, plus the
 //! engine's head and log statistics read at scrape time.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use crate::backend::Reader;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -14,7 +14,6 @@ use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
-use strata_tsdb::Db;
 
 use crate::AppState;
 
@@ -40,13 +39,14 @@ pub struct Metrics {
 }
 
 #[derive(Debug)]
-struct DbCollector(Arc<Db>);
+struct DbCollector(Reader);
 
 impl Collector for DbCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let head = self.0.head_stats();
-        let log = self.0.log_stats();
-        let cp = self.0.checkpoint_stats();
+        let Some(db) = self.0.get() else { return Ok(()) };
+        let head = db.head_stats();
+        let log = db.log_stats();
+        let cp = db.checkpoint_stats();
         let gauges = [
             ("strata_head_series", "Series held in the index.", head.series as i64),
             ("strata_head_chunk_bytes", "Bytes held by open head chunks.", head.head_chunk_bytes as i64),
@@ -87,7 +87,7 @@ impl Collector for DbCollector {
 
 impl Metrics {
     /// Registers every metric; `db` is read at scrape time.
-    pub fn new(db: Arc<Db>) -> Self {
+    pub fn new(db: Reader) -> Self {
         let mut registry = Registry::default();
         let ingested = Counter::default();
         let rejected = Family::<Reason, Counter>::default();

@@ -174,7 +174,7 @@ pub(crate) async fn instant(State(st): State<AppState>, p: Params) -> Result<Res
     let engine = engine_for(&st, &p)?;
     let expr = strata_promql::parse(&q)
         .map_err(|e| ApiError::bad_data(format!("invalid parameter \"query\": {e}")))?;
-    let db = st.db.clone();
+    let db = st.db()?;
     let _permit = st.queries.acquire().await.map_err(|e| ApiError::internal(e.to_string()))?;
     let v = tokio::task::spawn_blocking(move || engine.instant(&DbSource(&db), &expr, t))
         .await
@@ -220,7 +220,7 @@ pub(crate) async fn range(State(st): State<AppState>, p: Params) -> Result<Respo
     let engine = engine_for(&st, &p)?;
     let expr = strata_promql::parse(&q)
         .map_err(|e| ApiError::bad_data(format!("invalid parameter \"query\": {e}")))?;
-    let db = st.db.clone();
+    let db = st.db()?;
     let _permit = st.queries.acquire().await.map_err(|e| ApiError::internal(e.to_string()))?;
     let v = tokio::task::spawn_blocking(move || engine.range(&DbSource(&db), &expr, start, end, step))
         .await

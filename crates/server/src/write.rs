@@ -8,9 +8,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use strata_proto::fast::FastDecoder;
 use strata_proto::prometheus as pb;
-use strata_tsdb::{Db, Error as DbError, RejectReason, SeriesBatch};
+use strata_tsdb::{RejectReason, SeriesBatch};
 
 use crate::AppState;
+use crate::backend::WriteError;
 use crate::metadata::MetadataStore;
 
 thread_local! {
@@ -31,6 +32,22 @@ fn reply(st: &AppState, code: StatusCode, msg: String) -> Response {
         tracing::debug!(%code, %msg, "remote write rejected");
     }
     (code, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], msg + "\n").into_response()
+}
+
+/// Seconds a client is asked to wait before retrying a 503.
+const RETRY_AFTER_SECONDS: &str = "1";
+
+/// 503 with `Retry-After`: nothing of the request was stored, the client retries.
+fn unavailable(st: &AppState, msg: String) -> Response {
+    let code = StatusCode::SERVICE_UNAVAILABLE;
+    st.metrics.write_requests.get_or_create(&crate::metrics::Code { code: code.as_u16().to_string() }).inc();
+    tracing::warn!(%msg, "remote write failed");
+    (
+        code,
+        [(header::RETRY_AFTER, RETRY_AFTER_SECONDS), (header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        msg + "\n",
+    )
+        .into_response()
 }
 
 /// Request-level problems found before anything is stored.
@@ -63,7 +80,7 @@ struct Decoded {
 fn decode_body(
     raw: &[u8],
     max_decoded: usize,
-    db: &Db,
+    batch: SeriesBatch,
     meta: &MetadataStore,
 ) -> Result<Decoded, (StatusCode, String)> {
     let len =
@@ -84,7 +101,7 @@ fn decode_body(
             let text = |s: strata_proto::fast::Span| std::str::from_utf8(s.of(&buf)).unwrap_or("");
             meta.record(text(m.family), m.kind, text(m.help), text(m.unit));
         }
-        let mut out = Decoded { batch: db.batch(), errors: Vec::new(), invalid_samples: 0 };
+        let mut out = Decoded { batch, errors: Vec::new(), invalid_samples: 0 };
         let mut pairs: Vec<(&str, &str)> = Vec::new();
         for s in &d.series {
             let samples = &d.samples[s.samples.clone()];
@@ -155,20 +172,22 @@ pub(crate) async fn remote_write(State(st): State<AppState>, headers: HeaderMap,
         }
     };
     let st2 = st.clone();
-    let res = tokio::task::spawn_blocking(move || {
-        let decoded = decode_body(&raw, st2.cfg.max_write_decoded_bytes, &st2.db, &st2.metadata)?;
-        let outcome = st2.db.commit(decoded.batch).map_err(|e| match e {
-            DbError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-            e => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        })?;
-        Ok::<_, (StatusCode, String)>((decoded.errors, decoded.invalid_samples, outcome))
+    let decoded = tokio::task::spawn_blocking(move || {
+        decode_body(&raw, st2.cfg.max_write_decoded_bytes, st2.writer.batch(), &st2.metadata)
     })
     .await;
-    let (mut errors, invalid, outcome) = match res {
-        Ok(Ok(x)) => x,
+    let decoded = match decoded {
+        Ok(Ok(d)) => d,
         Ok(Err((code, msg))) => return reply(&st, code, msg),
         Err(e) => return reply(&st, StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
+    let outcome = match st.writer.commit(decoded.batch).await {
+        Ok(o) => o,
+        Err(WriteError::Unavailable(msg)) => return unavailable(&st, msg),
+        Err(WriteError::Invalid(msg)) => return reply(&st, StatusCode::BAD_REQUEST, msg),
+        Err(WriteError::Internal(msg)) => return reply(&st, StatusCode::INTERNAL_SERVER_ERROR, msg),
+    };
+    let (mut errors, invalid) = (decoded.errors, decoded.invalid_samples);
     st.metrics.ingested.inc_by(outcome.accepted);
     st.metrics.reject("invalid_series", invalid);
     for (i, why) in RejectReason::ALL.iter().enumerate() {

@@ -1,12 +1,14 @@
 //! # strata — the binary
 //!
 //! One binary, one subcommand per role. `strata standalone` runs the whole data path in
-//! one process over a local RocksDB: remote-write in, series and label API out. The
-//! distributed roles (storage, ingestor, querier) arrive with the cluster.
+//! one process over a local RocksDB. `strata storage` hosts shard replicas (Raft groups)
+//! and optionally the Prometheus API over them; `strata ingestor` accepts remote-write and
+//! forwards one proposal per shard to the shard leaders.
 //! `anyhow` is used here, at the edge, and nowhere else.
 
 mod config;
 mod duration;
+mod roles;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,6 +34,10 @@ struct Cli {
 enum Role {
     /// Every role in one process on a local data directory.
     Standalone(StandaloneArgs),
+    /// A storage node: replicas of the shards placed on it, each a Raft group.
+    Storage(roles::StorageArgs),
+    /// An ingestor: Prometheus remote-write, forwarded to the shard leaders.
+    Ingestor(roles::IngestorArgs),
 }
 
 /// Flags of `strata standalone`; each overrides the config file.
@@ -95,7 +101,7 @@ fn load_config(a: StandaloneArgs) -> anyhow::Result<StandaloneConfig> {
     Ok(c)
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {
@@ -157,7 +163,7 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -168,5 +174,7 @@ fn main() -> anyhow::Result<()> {
             let c = load_config(a)?;
             rt.block_on(standalone(c))
         }
+        Role::Storage(a) => rt.block_on(roles::storage(a)),
+        Role::Ingestor(a) => rt.block_on(roles::ingestor(a)),
     }
 }

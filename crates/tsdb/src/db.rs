@@ -107,6 +107,11 @@ impl SeriesBatch {
         }
     }
 
+    /// The number of shards the batch splits series over.
+    pub fn shards(&self) -> u32 {
+        self.shards
+    }
+
     /// One log record per shard that received series, by shard id.
     pub fn into_records(self) -> Vec<(ShardId, Vec<u8>)> {
         self.builders

@@ -1,0 +1,34 @@
+//! The remote-write backend of an ingestor: batches split by the cluster's shards, one
+//! proposal per shard, acknowledged once every shard's batch is committed.
+
+use std::sync::Arc;
+
+use strata_server::{CommitFuture, WriteError, Writer};
+use strata_tsdb::SeriesBatch;
+
+use crate::client::ClusterClient;
+use crate::error::Error;
+
+/// Writes remote-write batches into the cluster through [`ClusterClient`].
+#[derive(Debug, Clone)]
+pub struct ClusterWriter(pub Arc<ClusterClient>);
+
+impl Writer for ClusterWriter {
+    fn batch(&self) -> SeriesBatch {
+        SeriesBatch::new(self.0.cached_map().map_or(1, |m| m.shards))
+    }
+
+    fn commit(&self, batch: SeriesBatch) -> CommitFuture<'_> {
+        Box::pin(async move {
+            let map = self.0.map().await.map_err(|e| WriteError::Unavailable(e.to_string()))?;
+            if batch.shards() != map.shards {
+                return Err(WriteError::Unavailable("the cluster map was not loaded yet".into()));
+            }
+            self.0.write(batch.into_records()).await.map_err(|e| match e {
+                Error::Invalid(m) => WriteError::Invalid(m),
+                e @ (Error::Unavailable { .. } | Error::NoMap(_)) => WriteError::Unavailable(e.to_string()),
+                e => WriteError::Internal(e.to_string()),
+            })
+        })
+    }
+}

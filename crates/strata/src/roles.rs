@@ -1,0 +1,166 @@
+//! The distributed roles: `strata storage` and `strata ingestor`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use strata_cluster::{ClientConfig, ClusterClient, ClusterWriter, StorageConfig, StorageNode};
+use strata_raft::RaftConfig;
+use strata_server::{AppState, Reader, ServerConfig};
+use strata_tsdb::DbConfig;
+
+use crate::duration::PromDuration;
+
+/// Flags of `strata storage`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct StorageArgs {
+    /// This node's id: unique in the cluster, stable for the node's life.
+    #[arg(long)]
+    node_id: u64,
+    /// Data directory (one RocksDB) [default: ./data].
+    #[arg(long, default_value = "./data")]
+    data_dir: PathBuf,
+    /// gRPC listen address (Raft, shard writes and reads, cluster map).
+    #[arg(long, default_value = "0.0.0.0:7070")]
+    grpc_addr: String,
+    /// Address other nodes and clients reach this node's gRPC at [default: --grpc-addr].
+    #[arg(long)]
+    advertise_addr: Option<String>,
+    /// Every storage node of the cluster: id=host:port, comma-separated. The first three
+    /// (by id) hold the cluster metadata.
+    #[arg(long, value_delimiter = ',', required = true)]
+    peers: Vec<String>,
+    /// Create the cluster if it does not exist yet (exactly one node of a new cluster,
+    /// the one with the lowest id).
+    #[arg(long)]
+    bootstrap: bool,
+    /// Shards of a new cluster (power of two).
+    #[arg(long, default_value_t = 64)]
+    shards: u32,
+    /// Replicas per shard of a new cluster.
+    #[arg(long, default_value_t = 3)]
+    replication_factor: usize,
+    /// Also serve the Prometheus HTTP API here (queries read this node's replicas;
+    /// remote-write goes through the shard leaders).
+    #[arg(long)]
+    http_addr: Option<String>,
+    /// Retention, e.g. 15d.
+    #[arg(long, default_value = "15d")]
+    retention_time: PromDuration,
+    /// Out-of-order window, e.g. 10m.
+    #[arg(long, default_value = "0s")]
+    out_of_order_time_window: PromDuration,
+    /// Checkpoint every shard at least this often (also every 2,000 log entries).
+    #[arg(long, default_value = "5m")]
+    checkpoint_interval: PromDuration,
+    /// Raft heartbeat interval, e.g. 300ms.
+    #[arg(long, default_value = "300ms")]
+    raft_heartbeat: PromDuration,
+}
+
+fn parse_peers(v: &[String]) -> anyhow::Result<BTreeMap<u64, String>> {
+    let mut out = BTreeMap::new();
+    for p in v {
+        let (id, addr) = p.split_once('=').with_context(|| format!("peer {p:?} is not id=host:port"))?;
+        let id: u64 = id.trim().parse().with_context(|| format!("peer id {id:?} is not a number"))?;
+        if out.insert(id, addr.trim().to_string()).is_some() {
+            anyhow::bail!("peer id {id} given twice");
+        }
+    }
+    Ok(out)
+}
+
+async fn serve_http(addr: &str, state: AppState) -> anyhow::Result<()> {
+    let listener =
+        tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
+    tracing::info!(addr = %listener.local_addr()?, "HTTP API serving");
+    axum::serve(listener, strata_server::router(state))
+        .with_graceful_shutdown(crate::shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+pub(crate) async fn storage(a: StorageArgs) -> anyhow::Result<()> {
+    let peers = parse_peers(&a.peers)?;
+    anyhow::ensure!(peers.contains_key(&a.node_id), "--peers must list this node (id {})", a.node_id);
+    let listen = a.grpc_addr.parse().with_context(|| format!("--grpc-addr {:?}", a.grpc_addr))?;
+    let mut cfg = StorageConfig::new(a.node_id, a.data_dir.clone());
+    cfg.listen = listen;
+    cfg.advertise = a.advertise_addr.clone().unwrap_or_else(|| peers[&a.node_id].clone());
+    cfg.peers = peers.clone();
+    cfg.bootstrap = a.bootstrap;
+    cfg.shards = a.shards;
+    cfg.replication_factor = a.replication_factor;
+    cfg.db = DbConfig {
+        retention: a.retention_time.0,
+        out_of_order_window: a.out_of_order_time_window.0,
+        ..DbConfig::default()
+    };
+    cfg.raft = RaftConfig {
+        node_id: a.node_id,
+        heartbeat_ms: a.raft_heartbeat.0.as_millis() as u64,
+        election_ms: (a.raft_heartbeat.0.as_millis() as u64 * 5, a.raft_heartbeat.0.as_millis() as u64 * 10),
+        ..RaftConfig::default()
+    };
+    cfg.checkpoint_interval = a.checkpoint_interval.0;
+    let node = StorageNode::start(cfg).await?;
+    tracing::info!(node = a.node_id, grpc = %node.local_addr(), data_dir = %a.data_dir.display(), "strata storage serving");
+    match &a.http_addr {
+        Some(addr) => {
+            let client = Arc::new(ClusterClient::new(ClientConfig {
+                seeds: peers.values().cloned().collect(),
+                ..ClientConfig::default()
+            }));
+            let n = node.clone();
+            let state = AppState::with(
+                Reader::dynamic(move || n.db()),
+                Arc::new(ClusterWriter(client)),
+                ServerConfig::default(),
+            );
+            serve_http(addr, state).await?;
+        }
+        None => crate::shutdown_signal().await,
+    }
+    node.shutdown().await;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// Flags of `strata ingestor`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct IngestorArgs {
+    /// HTTP listen address (remote-write at /api/v1/write).
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    http_addr: String,
+    /// Storage nodes to fetch the cluster map from (host:port of their gRPC), comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    storage: Vec<String>,
+    /// How long a write may wait for its shards' leaders (elections included) before the
+    /// client gets 503, e.g. 10s.
+    #[arg(long, default_value = "10s")]
+    write_timeout: PromDuration,
+}
+
+pub(crate) async fn ingestor(a: IngestorArgs) -> anyhow::Result<()> {
+    let client = Arc::new(ClusterClient::new(ClientConfig {
+        seeds: a.storage.clone(),
+        write_timeout: a.write_timeout.0,
+        ..ClientConfig::default()
+    }));
+    // the map is needed to split batches by shard; keep it fresh in the background
+    let c = client.clone();
+    tokio::spawn(async move {
+        loop {
+            if let Err(e) = c.fetch_map().await {
+                tracing::warn!(error = %e, "cluster map not available yet");
+            }
+            let wait = if c.cached_map().is_some() { 10 } else { 1 };
+            tokio::time::sleep(Duration::from_secs(wait)).await;
+        }
+    });
+    let state = AppState::with(Reader::none(), Arc::new(ClusterWriter(client)), ServerConfig::default());
+    tracing::info!(storage = ?a.storage, "strata ingestor starting");
+    serve_http(&a.http_addr, state).await
+}

@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# A local Strata cluster in one command: 3 storage nodes (RF=3), 2 ingestors.
+#
+#   deploy/local/cluster.sh up DIR       start it; data and logs under DIR
+#   deploy/local/cluster.sh down DIR     stop it (SIGTERM, then SIGKILL after 30 s)
+#   deploy/local/cluster.sh kill DIR N   SIGKILL storage node N (1-3)
+#   deploy/local/cluster.sh start DIR N  start storage node N again
+#   deploy/local/cluster.sh status DIR   list the processes
+#
+# Endpoints (defaults; override with the variables below):
+#   remote-write  http://127.0.0.1:8080/api/v1/write and :8081   (INGEST_PORTS)
+#   Prometheus API http://127.0.0.1:9090 (storage 1), :9091, :9092 (HTTP_PORT_BASE+N)
+#     — until the querier lands, each storage node answers queries from its own replicas
+#   storage gRPC  127.0.0.1:7001-7003                          (GRPC_PORT_BASE+N)
+# The binary is $STRATA_BIN, else target/release/strata (built if missing).
+set -euo pipefail
+
+cmd=${1:-}
+dir=${2:-}
+[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,17p' "$0"; exit 2; }
+here=$(cd "$(dirname "$0")/../.." && pwd)
+GRPC_PORT_BASE=${GRPC_PORT_BASE:-7000}
+HTTP_PORT_BASE=${HTTP_PORT_BASE:-9089}
+INGEST_PORTS=${INGEST_PORTS:-"8080 8081"}
+SHARDS=${SHARDS:-8}
+NODES=3
+
+binary() {
+  if [ -n "${STRATA_BIN:-}" ]; then echo "$STRATA_BIN"; return; fi
+  (cd "$here" && source scripts/env.sh >/dev/null && {
+    [ -x "$CARGO_TARGET_DIR/release/strata" ] || { bash scripts/setup.sh >&2 && cargo build --release --locked -p strata >&2; }
+    echo "$CARGO_TARGET_DIR/release/strata"; })
+}
+
+peers() {
+  local p="" i
+  for i in $(seq 1 $NODES); do p="$p${p:+,}$i=127.0.0.1:$((GRPC_PORT_BASE + i))"; done
+  echo "$p"
+}
+
+running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+start_storage() {
+  local n=$1 bin=$2 extra=()
+  [ "$n" = 1 ] && extra+=(--bootstrap)
+  mkdir -p "$dir/logs" "$dir/run"
+  running "$dir/run/storage-$n.pid" && { echo "storage-$n already running"; return; }
+  nohup "$bin" storage --node-id "$n" --data-dir "$dir/storage-$n" \
+    --grpc-addr "127.0.0.1:$((GRPC_PORT_BASE + n))" --peers "$(peers)" --shards "$SHARDS" \
+    --replication-factor 3 --http-addr "127.0.0.1:$((HTTP_PORT_BASE + n))" "${extra[@]}" \
+    >>"$dir/logs/storage-$n.log" 2>&1 &
+  echo $! >"$dir/run/storage-$n.pid"
+}
+
+start_ingestor() {
+  local i=$1 port=$2 bin=$3 storage=""
+  for n in $(seq 1 $NODES); do storage="$storage${storage:+,}127.0.0.1:$((GRPC_PORT_BASE + n))"; done
+  running "$dir/run/ingestor-$i.pid" && { echo "ingestor-$i already running"; return; }
+  nohup "$bin" ingestor --http-addr "127.0.0.1:$port" --storage "$storage" >>"$dir/logs/ingestor-$i.log" 2>&1 &
+  echo $! >"$dir/run/ingestor-$i.pid"
+}
+
+wait_ready() {
+  local deadline=$((SECONDS + 120)) n port
+  for n in $(seq 1 $NODES); do
+    until grep -q "database opened" "$dir/logs/storage-$n.log" 2>/dev/null; do
+      [ $SECONDS -lt $deadline ] || { echo "storage-$n did not join the cluster; see $dir/logs" >&2; exit 1; }
+      sleep 0.2
+    done
+  done
+  for port in $INGEST_PORTS $(for n in $(seq 1 $NODES); do echo $((HTTP_PORT_BASE + n)); done); do
+    until curl -fsS "http://127.0.0.1:$port/-/ready" >/dev/null 2>&1; do
+      [ $SECONDS -lt $deadline ] || { echo "port $port did not come up; see $dir/logs" >&2; exit 1; }
+      sleep 0.2
+    done
+  done
+}
+
+stop_pid() {
+  local f=$1 sig=$2
+  running "$f" && kill "-$sig" "$(cat "$f")" 2>/dev/null || true
+}
+
+case "$cmd" in
+  up)
+    mkdir -p "$dir"
+    dir=$(cd "$dir" && pwd)
+    bin=$(binary)
+    for n in $(seq 1 $NODES); do start_storage "$n" "$bin"; done
+    i=1
+    for port in $INGEST_PORTS; do start_ingestor "$i" "$port" "$bin"; i=$((i + 1)); done
+    wait_ready
+    echo "cluster up: remote-write http://127.0.0.1:${INGEST_PORTS%% *}/api/v1/write, Prometheus API http://127.0.0.1:$((HTTP_PORT_BASE + 1)), logs in $dir/logs"
+    ;;
+  down)
+    for f in "$dir"/run/*.pid; do [ -e "$f" ] && stop_pid "$f" TERM; done
+    deadline=$((SECONDS + 30))
+    for f in "$dir"/run/*.pid; do
+      [ -e "$f" ] || continue
+      while running "$f" && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
+      stop_pid "$f" KILL
+      rm -f "$f"
+    done
+    echo "cluster down"
+    ;;
+  kill)
+    n=${3:?node number}
+    stop_pid "$dir/run/storage-$n.pid" KILL
+    while running "$dir/run/storage-$n.pid"; do sleep 0.1; done
+    rm -f "$dir/run/storage-$n.pid"
+    ;;
+  start)
+    n=${3:?node number}
+    dir=$(cd "$dir" && pwd)
+    start_storage "$n" "$(binary)"
+    ;;
+  status)
+    for f in "$dir"/run/*.pid; do
+      [ -e "$f" ] || continue
+      if running "$f"; then echo "$(basename "$f" .pid) running (pid $(cat "$f"))"; else echo "$(basename "$f" .pid) stopped"; fi
+    done
+    ;;
+  *) sed -n '2,17p' "$0"; exit 2 ;;
+esac
