@@ -238,8 +238,9 @@ struct StorageArgs {
 /// Which systems to run, and where.
 #[derive(Debug, clap::Args)]
 struct Targets {
-    /// Systems to run, comma separated: strata, prometheus, victoriametrics.
-    #[arg(long, default_value = "strata,prometheus,victoriametrics", value_delimiter = ',')]
+    /// Systems to run, comma separated: strata, strata-cluster (3 storage nodes RF=3 and an
+    /// ingestor), prometheus, victoriametrics.
+    #[arg(long, default_value = "strata,strata-cluster,prometheus,victoriametrics", value_delimiter = ',')]
     systems: Vec<String>,
     /// The strata binary [default: next to this binary].
     #[arg(long)]
@@ -285,15 +286,16 @@ impl RunResult {
 fn system_of(name: &str) -> anyhow::Result<System> {
     Ok(match name {
         "strata" => System::Strata,
+        "strata-cluster" | "cluster" => System::StrataCluster,
         "prometheus" => System::Prometheus,
         "victoriametrics" | "vm" => System::VictoriaMetrics,
-        other => bail!("unknown system {other:?}: use strata, prometheus or victoriametrics"),
+        other => bail!("unknown system {other:?}: use strata, strata-cluster, prometheus or victoriametrics"),
     })
 }
 
 fn bin_of(system: System, strata_bin: &Option<PathBuf>) -> anyhow::Result<PathBuf> {
     match system {
-        System::Strata => match strata_bin {
+        System::Strata | System::StrataCluster => match strata_bin {
             Some(p) => Ok(p.clone()),
             None => {
                 let exe = std::env::current_exe()?;
@@ -663,8 +665,11 @@ fn run_system(
     let disk = dir_bytes(&dir);
     let samples = fast.samples + fixed.samples;
     let series = fleet.series();
+    // a cluster stores every sample on each of its replicas: bytes/sample is per replica
+    let replicas = if system == System::StrataCluster { 3 } else { 1 };
     Ok(serde_json::json!({
         "system": system.name(),
+        "replicas": replicas,
         "samples": samples,
         "series_active": series,
         "series_created": fleet.series_created(),
@@ -673,7 +678,7 @@ fn run_system(
         "ingest_samples_per_sec_per_core": fast.samples as f64 / cpu_fast.max(1e-9),
         "cpu_seconds_per_million_samples": cpu_fixed / (fixed.samples.max(1) as f64 / 1e6),
         "fixed_rate_samples_per_sec": fixed.samples as f64 / fixed.wall_secs,
-        "bytes_per_sample": disk as f64 / samples.max(1) as f64,
+        "bytes_per_sample": disk as f64 / replicas as f64 / samples.max(1) as f64,
         "disk_bytes": disk,
         "rss_bytes": rss,
         "rss_bytes_per_series": rss as f64 / series.max(1) as f64,
@@ -702,16 +707,24 @@ fn print_summary(results: &[serde_json::Value]) {
             KEYS.iter().map(|k| format!("{:>32.3}", r[*k].as_f64().unwrap_or(f64::NAN))).collect();
         println!("{:<16} {}", r["system"].as_str().unwrap_or(""), vals.join(""));
     }
-    let Some(strata) = results.iter().find(|r| r["system"] == "strata") else { return };
-    for peer in results.iter().filter(|r| r["system"] != "strata") {
-        let vals: Vec<String> = KEYS
-            .iter()
-            .map(|k| {
-                let ratio = strata[*k].as_f64().unwrap_or(f64::NAN) / peer[*k].as_f64().unwrap_or(f64::NAN);
-                format!("{:>31.2}x", ratio)
-            })
-            .collect();
-        println!("strata/{:<9} {}", peer["system"].as_str().unwrap_or(""), vals.join(""));
+    let ours = |r: &&serde_json::Value| r["system"].as_str().is_some_and(|s| s.starts_with("strata"));
+    for strata in results.iter().filter(ours) {
+        for peer in results.iter().filter(|r| !ours(r)) {
+            let vals: Vec<String> = KEYS
+                .iter()
+                .map(|k| {
+                    let ratio =
+                        strata[*k].as_f64().unwrap_or(f64::NAN) / peer[*k].as_f64().unwrap_or(f64::NAN);
+                    format!("{:>31.2}x", ratio)
+                })
+                .collect();
+            let name = format!(
+                "{}/{}",
+                strata["system"].as_str().unwrap_or(""),
+                peer["system"].as_str().unwrap_or("")
+            );
+            println!("{name:<16} {}", vals.join(""));
+        }
     }
 }
 

@@ -13,6 +13,9 @@ use anyhow::{Context, bail};
 pub enum System {
     /// `strata standalone`.
     Strata,
+    /// The local cluster: 3 `strata storage` nodes (RF=3, 8 shards) and one
+    /// `strata ingestor`; queries go to storage node 1's HTTP API.
+    StrataCluster,
     /// Prometheus with its remote-write receiver enabled.
     Prometheus,
     /// VictoriaMetrics single-node.
@@ -24,6 +27,7 @@ impl System {
     pub fn name(self) -> &'static str {
         match self {
             System::Strata => "strata",
+            System::StrataCluster => "strata-cluster",
             System::Prometheus => "prometheus",
             System::VictoriaMetrics => "victoriametrics",
         }
@@ -58,7 +62,10 @@ pub fn kill_all() {
 pub struct Peer {
     /// Which system.
     pub system: System,
-    child: Option<Child>,
+    /// Its processes (several for a cluster); the first answers readiness.
+    children: Vec<Child>,
+    /// Where remote-write goes (`http://127.0.0.1:<port>`; the ingestor of a cluster).
+    pub write_base: String,
     /// Its data directory.
     pub data_dir: PathBuf,
     /// `http://127.0.0.1:<port>`.
@@ -95,9 +102,13 @@ impl Peer {
     /// Starts the system and waits until it answers its readiness endpoint.
     pub fn start(spec: PeerSpec) -> anyhow::Result<Peer> {
         fs::create_dir_all(&spec.data_dir)?;
+        if spec.system == System::StrataCluster {
+            return Self::start_cluster(spec);
+        }
         let addr = format!("127.0.0.1:{}", spec.port);
         let dir = spec.data_dir.display().to_string();
         let mut args: Vec<String> = match spec.system {
+            System::StrataCluster => unreachable!("started by start_cluster"),
             System::Strata => {
                 vec!["standalone".into(), "--data-dir".into(), dir, "--http-addr".into(), addr.clone()]
             }
@@ -125,19 +136,11 @@ impl Peer {
         };
         args.extend(spec.extra_args.iter().cloned());
         let log_path = spec.data_dir.with_extension("log");
-        let log = fs::File::create(&log_path)?;
-        let child = Command::new(&spec.bin)
-            .args(&args)
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {}", spec.bin.display()))?;
-        let pid = child.id();
-        live(|l| l.push(pid));
+        let child = spawn(&spec.bin, &args, &log_path)?;
         let mut p = Peer {
             system: spec.system,
-            child: Some(child),
+            children: vec![child],
+            write_base: format!("http://{addr}"),
             data_dir: spec.data_dir,
             base_url: format!("http://{addr}"),
             log_path,
@@ -146,9 +149,70 @@ impl Peer {
         Ok(p)
     }
 
+    /// Three storage nodes and an ingestor on `spec.port`; storage 1 serves queries.
+    fn start_cluster(spec: PeerSpec) -> anyhow::Result<Peer> {
+        let grpc: Vec<u16> = (0..3).map(|_| free_port()).collect::<anyhow::Result<_>>()?;
+        let query = free_port()?;
+        let peers: Vec<String> =
+            grpc.iter().enumerate().map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1)).collect();
+        let mut children = Vec::new();
+        for (i, port) in grpc.iter().enumerate() {
+            let n = i + 1;
+            let mut args: Vec<String> = vec![
+                "storage".into(),
+                "--node-id".into(),
+                n.to_string(),
+                "--data-dir".into(),
+                spec.data_dir.join(format!("storage-{n}")).display().to_string(),
+                "--grpc-addr".into(),
+                format!("127.0.0.1:{port}"),
+                "--peers".into(),
+                peers.join(","),
+                "--shards".into(),
+                "8".into(),
+            ];
+            if n == 1 {
+                args.extend(["--bootstrap".into(), "--http-addr".into(), format!("127.0.0.1:{query}")]);
+            }
+            args.extend(spec.extra_args.iter().cloned());
+            children.push(spawn(&spec.bin, &args, &spec.data_dir.join(format!("storage-{n}.log")))?);
+        }
+        let storage: Vec<String> = grpc.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let args: Vec<String> = vec![
+            "ingestor".into(),
+            "--http-addr".into(),
+            format!("127.0.0.1:{}", spec.port),
+            "--storage".into(),
+            storage.join(","),
+        ];
+        children.push(spawn(&spec.bin, &args, &spec.data_dir.join("ingestor.log"))?);
+        let mut p = Peer {
+            system: spec.system,
+            children,
+            write_base: format!("http://127.0.0.1:{}", spec.port),
+            base_url: format!("http://127.0.0.1:{query}"),
+            log_path: spec.data_dir.join("storage-1.log"),
+            data_dir: spec.data_dir,
+        };
+        p.wait_ready(Duration::from_secs(60))?;
+        // every node must know the cluster map before the first write
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while (1..=3).any(|n| {
+            !fs::read_to_string(p.data_dir.join(format!("storage-{n}.log")))
+                .unwrap_or_default()
+                .contains("database opened")
+        }) {
+            if Instant::now() > deadline {
+                bail!("the cluster did not form; logs in {}", p.data_dir.display());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(p)
+    }
+
     /// The remote-write URL.
     pub fn write_url(&self) -> String {
-        format!("{}/api/v1/write", self.base_url)
+        format!("{}/api/v1/write", self.write_base)
     }
 
     fn ready_url(&self) -> String {
@@ -163,10 +227,12 @@ impl Peer {
         let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(2)).build()?;
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            let exited = match self.child.as_mut() {
-                Some(c) => c.try_wait()?,
-                None => None,
-            };
+            let mut exited = None;
+            for c in &mut self.children {
+                if let Some(st) = c.try_wait()? {
+                    exited = Some(st);
+                }
+            }
             if let Some(status) = exited {
                 bail!(
                     "{} exited with {status} before it was ready; log: {}",
@@ -182,66 +248,98 @@ impl Peer {
         bail!("{} not ready after {timeout:?}", self.system.name())
     }
 
-    /// Process id.
+    /// Process id (of the first process).
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.children.first().map(Child::id)
     }
 
-    /// CPU seconds (user + system) used so far.
+    /// CPU seconds (user + system) used so far, by all its processes.
     pub fn cpu_seconds(&self) -> f64 {
-        let Some(pid) = self.pid() else { return 0.0 };
-        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            return 0.0;
-        };
-        // fields after the parenthesised command name; utime and stime are 14th and 15th
-        let after = stat.rsplit_once(')').map_or("", |x| x.1);
-        let f: Vec<&str> = after.split_whitespace().collect();
-        let ticks = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
-        (ticks(11) + ticks(12)) / 100.0
+        self.children.iter().map(|c| process_cpu_seconds(c.id())).sum()
     }
 
-    /// Resident set size in bytes.
+    /// Resident set size in bytes, of all its processes.
     pub fn rss_bytes(&self) -> u64 {
-        let Some(pid) = self.pid() else { return 0 };
-        let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map_or(0, |kb| kb * 1024)
+        self.children.iter().map(|c| process_rss_bytes(c.id())).sum()
     }
 
-    /// Sends SIGTERM and waits for a clean exit (SIGKILL after `timeout`).
+    /// Sends SIGTERM to every process and waits for clean exits (SIGKILL after `timeout`).
     pub fn stop(&mut self, timeout: Duration) -> anyhow::Result<()> {
-        let Some(mut c) = self.child.take() else {
-            return Ok(());
-        };
-        let pid = c.id();
-        let _gone = Unregister(pid);
-        signal(pid, "TERM");
         let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Some(st) = c.try_wait()? {
-                if !st.success() {
-                    bail!("{} exited with {st}", self.system.name());
-                }
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let children: Vec<Child> = self.children.drain(..).collect();
+        for c in &children {
+            signal(c.id(), "TERM");
         }
-        let _ = c.kill();
-        let _ = c.wait();
-        bail!("{} did not stop within {timeout:?}", self.system.name())
+        let mut failure = None;
+        for mut c in children {
+            let _gone = Unregister(c.id());
+            loop {
+                if let Some(st) = c.try_wait()? {
+                    if !st.success() {
+                        failure.get_or_insert(format!("{} exited with {st}", self.system.name()));
+                    }
+                    break;
+                }
+                if Instant::now() > deadline {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    failure.get_or_insert(format!("{} did not stop within {timeout:?}", self.system.name()));
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        match failure {
+            Some(f) => bail!(f),
+            None => Ok(()),
+        }
     }
 
     /// SIGKILL, no cleanup: a crash.
     pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
+        for mut c in self.children.drain(..) {
             let _ = c.kill();
             let _ = c.wait();
             live(|l| l.retain(|p| *p != c.id()));
         }
     }
+}
+
+/// Starts `bin args`, logging to `log_path`, and registers it in [`LIVE`].
+fn spawn(bin: &Path, args: &[String], log_path: &Path) -> anyhow::Result<Child> {
+    let log = fs::File::create(log_path)?;
+    let child = Command::new(bin)
+        .args(args)
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .stdin(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let pid = child.id();
+    live(|l| l.push(pid));
+    Ok(child)
+}
+
+/// CPU seconds (user + system) a process used so far.
+fn process_cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // fields after the parenthesised command name; utime and stime are 14th and 15th
+    let after = stat.rsplit_once(')').map_or("", |x| x.1);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Resident set size of a process in bytes.
+fn process_rss_bytes(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
 }
 
 /// Removes a process from [`LIVE`] once it is stopped, on every path out of `stop`.

@@ -206,17 +206,30 @@ impl StorageNode {
         self.state.map.read().clone()
     }
 
-    /// Checkpoints every group, stops them and the server, and closes the database.
+    /// Checkpoints every group, stops them and the server, drops the log entries the
+    /// checkpoints cover, merges every bucket's segments and closes the database.
     pub async fn shutdown(&self) {
         self.state.raft.checkpoint_all(Duration::from_secs(10)).await;
-        self.kill().await;
+        self.stop_all(true).await;
     }
 
     /// Stops at once, without checkpoints (what a crash leaves, minus the torn writes
     /// RocksDB's WAL already guards against).
     pub async fn kill(&self) {
+        self.stop_all(false).await;
+    }
+
+    async fn stop_all(&self, clean: bool) {
         let _ = self.stop.send(true);
-        self.state.raft.shutdown().await;
+        self.state.raft.shutdown(clean).await;
+        if clean && let Some(db) = self.state.db() {
+            let db2 = db.clone();
+            match tokio::task::spawn_blocking(move || db2.compact_all()).await {
+                Ok(Err(e)) => tracing::warn!(error = %e, "compacting on shutdown"),
+                Err(e) => tracing::warn!(error = %e, "compacting on shutdown"),
+                Ok(Ok(())) => {}
+            }
+        }
         let tasks: Vec<_> = self.tasks.lock().drain(..).collect();
         for t in tasks {
             t.abort();

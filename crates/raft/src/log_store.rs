@@ -148,18 +148,12 @@ impl RaftLogReader<TypeConfig> for LogStore {
             return Ok(Vec::new());
         }
         let mut v = self.entries(start, end)?;
-        // only a gap-free run from `start`: a range reaching below the purge point (a purge
-        // racing a reader) yields nothing rather than entries that do not follow `start`
-        let run = v.iter().enumerate().take_while(|(i, e)| e.log_id.index == start + *i as u64).count();
+        // entries before the first one present are purged (allowed); a hole after it would
+        // be corruption: return only the gap-free run
+        let first = v.first().map_or(start, |e| e.log_id.index);
+        let run = v.iter().enumerate().take_while(|(i, e)| e.log_id.index == first + *i as u64).count();
         if run < v.len() {
-            tracing::warn!(
-                group = self.shard,
-                start,
-                end,
-                first = v.first().map(|e| e.log_id.index),
-                run,
-                "log read hit a gap"
-            );
+            tracing::error!(group = self.shard, start, end, first, run, "hole in the Raft log");
             v.truncate(run);
         }
         Ok(v)

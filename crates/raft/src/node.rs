@@ -341,11 +341,20 @@ impl RaftNode {
         }
     }
 
-    /// Stops every group.
-    pub async fn shutdown(&self) {
-        let groups: Vec<Group> = self.groups.write().drain().map(|(_, r)| r).collect();
-        for raft in groups {
+    /// Stops every group. With `purge`, then drops each group's log entries that its last
+    /// snapshot covers (after a clean checkpoint the log holds nothing a restart needs).
+    pub async fn shutdown(&self, purge: bool) {
+        let groups: Vec<(GroupId, Group)> = self.groups.write().drain().collect();
+        self.floors.write().clear();
+        for (g, raft) in groups {
+            let snapshot = raft.metrics().borrow_watched().snapshot;
             let _ = raft.shutdown().await;
+            if let (true, Some(s)) = (purge, snapshot) {
+                let mut log = LogStore::new(self.kv.clone(), self.writer.clone(), g);
+                if let Err(e) = openraft::storage::RaftLogStorage::purge(&mut log, s).await {
+                    tracing::warn!(group = g, error = %e, "purging the log on shutdown");
+                }
+            }
         }
     }
 }
