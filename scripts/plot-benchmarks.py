@@ -22,7 +22,7 @@ METRICS = [
     ("query_p50_ms", "query latency p50, ms (lower is better)"),
     ("query_p99_ms", "query latency p99, ms (lower is better)"),
 ]
-COLORS = {"strata": "#2b6cb0", "prometheus": "#e6522c", "victoriametrics": "#6b46c1"}
+COLORS = {"strata": "#2b6cb0", "strata-cluster": "#4299e1", "prometheus": "#e6522c", "victoriametrics": "#6b46c1"}
 
 
 def main() -> None:

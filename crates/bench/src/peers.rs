@@ -195,8 +195,15 @@ impl Peer {
             data_dir: spec.data_dir,
         };
         p.wait_ready(Duration::from_secs(60))?;
-        // every node must know the cluster map before the first write
+        // every node must know the cluster map before the first write, the ingestor too
         let deadline = Instant::now() + Duration::from_secs(60);
+        let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(2)).build()?;
+        while !http.get(format!("{}/-/ready", p.write_base)).send().is_ok_and(|r| r.status().is_success()) {
+            if Instant::now() > deadline {
+                bail!("the ingestor did not get the cluster map; logs in {}", p.data_dir.display());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         while (1..=3).any(|n| {
             !fs::read_to_string(p.data_dir.join(format!("storage-{n}.log")))
                 .unwrap_or_default()

@@ -124,6 +124,21 @@ impl ClusterClient {
         Err(Error::NoMap(last))
     }
 
+    /// Keeps the cached map fresh in the background: fetched every second until there is
+    /// one, then every `every` (the "watch" of the map, by polling).
+    pub fn spawn_refresh(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let c = self.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = c.fetch_map().await {
+                    tracing::warn!(error = %e, "cluster map not available yet");
+                }
+                let wait = if c.cached_map().is_some() { every } else { Duration::from_secs(1) };
+                tokio::time::sleep(wait).await;
+            }
+        })
+    }
+
     /// The cached cluster map, if one was fetched.
     pub fn cached_map(&self) -> Option<Arc<ClusterMap>> {
         self.map.read().clone()

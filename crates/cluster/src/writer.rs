@@ -14,6 +14,10 @@ use crate::error::Error;
 pub struct ClusterWriter(pub Arc<ClusterClient>);
 
 impl Writer for ClusterWriter {
+    fn ready(&self) -> bool {
+        self.0.cached_map().is_some()
+    }
+
     fn batch(&self) -> SeriesBatch {
         SeriesBatch::new(self.0.cached_map().map_or(1, |m| m.shards))
     }
@@ -21,9 +25,8 @@ impl Writer for ClusterWriter {
     fn commit(&self, batch: SeriesBatch) -> CommitFuture<'_> {
         Box::pin(async move {
             let map = self.0.map().await.map_err(|e| WriteError::Unavailable(e.to_string()))?;
-            if batch.shards() != map.shards {
-                return Err(WriteError::Unavailable("the cluster map was not loaded yet".into()));
-            }
+            // built before the map was known: split it again
+            let batch = batch.reshard(map.shards);
             self.0.write(batch.into_records()).await.map_err(|e| match e {
                 Error::Invalid(m) => WriteError::Invalid(m),
                 e @ (Error::Unavailable { .. } | Error::NoMap(_)) => WriteError::Unavailable(e.to_string()),

@@ -25,6 +25,10 @@ pub type CommitFuture<'a> = Pin<Box<dyn Future<Output = Result<ApplyOutcome, Wri
 
 /// Stores remote-write batches durably.
 pub trait Writer: Send + Sync + std::fmt::Debug + 'static {
+    /// Whether writes can be taken now (`/-/ready` answers 503 until then). Default true.
+    fn ready(&self) -> bool {
+        true
+    }
     /// An empty batch, split by shard the way this writer's storage is.
     fn batch(&self) -> SeriesBatch;
     /// Stores the batch; resolves once it is durable (for a cluster: committed by a quorum

@@ -91,6 +91,15 @@ impl AppState {
     }
 }
 
+/// `/-/ready`: 200 once the node can take writes (an ingestor: once it has the cluster map).
+async fn ready(axum::extract::State(st): axum::extract::State<AppState>) -> (axum::http::StatusCode, &'static str) {
+    if st.writer.ready() {
+        (axum::http::StatusCode::OK, "Strata is Ready.\n")
+    } else {
+        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "Strata is not ready: no cluster map yet.\n")
+    }
+}
+
 /// The node's HTTP routes.
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -105,7 +114,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/series", get(api::series).post(api::series))
         .route("/api/v1/labels", get(api::labels).post(api::labels))
         .route("/api/v1/label/{name}/values", get(api::label_values))
-        .route("/-/ready", get(|| async { "Strata is Ready.\n" }))
+        .route("/-/ready", get(ready))
         .route("/-/healthy", get(|| async { "Strata is Healthy.\n" }))
         .route("/metrics", get(metrics::handler))
         .with_state(state)

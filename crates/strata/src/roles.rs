@@ -113,6 +113,7 @@ pub(crate) async fn storage(a: StorageArgs) -> anyhow::Result<()> {
                 seeds: peers.values().cloned().collect(),
                 ..ClientConfig::default()
             }));
+            client.spawn_refresh(Duration::from_secs(10));
             let n = node.clone();
             let state = AppState::with(
                 Reader::dynamic(move || n.db()),
@@ -150,16 +151,7 @@ pub(crate) async fn ingestor(a: IngestorArgs) -> anyhow::Result<()> {
         ..ClientConfig::default()
     }));
     // the map is needed to split batches by shard; keep it fresh in the background
-    let c = client.clone();
-    tokio::spawn(async move {
-        loop {
-            if let Err(e) = c.fetch_map().await {
-                tracing::warn!(error = %e, "cluster map not available yet");
-            }
-            let wait = if c.cached_map().is_some() { 10 } else { 1 };
-            tokio::time::sleep(Duration::from_secs(wait)).await;
-        }
-    });
+    client.spawn_refresh(Duration::from_secs(10));
     let state = AppState::with(Reader::none(), Arc::new(ClusterWriter(client)), ServerConfig::default());
     tracing::info!(storage = ?a.storage, "strata ingestor starting");
     serve_http(&a.http_addr, state).await

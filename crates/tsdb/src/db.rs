@@ -107,6 +107,29 @@ impl SeriesBatch {
         }
     }
 
+    /// The same series split over `shards` shards instead (a batch built before the shard
+    /// count was known).
+    pub fn reshard(self, shards: u32) -> SeriesBatch {
+        if shards == self.shards {
+            return self;
+        }
+        let mut out = SeriesBatch::new(shards);
+        for (_, rec) in self.into_records() {
+            for s in crate::record::decode(&rec).unwrap_or_default() {
+                let samples: Vec<Sample> = s.samples.collect();
+                if !samples.is_empty() {
+                    out.add_encoded(s.labels, &samples);
+                }
+                let hists: Vec<(i64, crate::FloatHistogram)> = s.histograms.collect();
+                if !hists.is_empty() {
+                    let shard = shard_of(hash_encoded(s.labels), shards);
+                    out.builders[shard as usize].add_histograms(s.labels, &hists);
+                }
+            }
+        }
+        out
+    }
+
     /// The number of shards the batch splits series over.
     pub fn shards(&self) -> u32 {
         self.shards

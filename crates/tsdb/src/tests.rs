@@ -210,3 +210,22 @@ fn histograms_survive_crash_checkpoint_and_compaction() {
     let db = open(&kv, cfg());
     check(&db);
 }
+
+#[test]
+fn resharding_a_batch_splits_it_as_if_built_for_the_new_count() {
+    let add = |b: &mut SeriesBatch| {
+        for i in 0..50 {
+            let host = format!("h{i}");
+            let mut pairs = vec![("__name__", "m"), ("host", host.as_str())];
+            b.add(&mut pairs, &[(T0, i as f64), (T0 + 1000, 1.0)]).unwrap();
+        }
+        let mut pairs = vec![("__name__", "hist"), ("host", "x")];
+        b.add_histograms(&mut pairs, &[(T0, FloatHistogram { count: 3.0, sum: 1.5, ..FloatHistogram::default() })])
+            .unwrap();
+    };
+    let mut one = SeriesBatch::new(1);
+    add(&mut one);
+    let mut four = SeriesBatch::new(4);
+    add(&mut four);
+    assert_eq!(one.reshard(4).into_records(), four.into_records());
+}
