@@ -92,7 +92,9 @@ impl AppState {
 }
 
 /// `/-/ready`: 200 once the node can take writes (an ingestor: once it has the cluster map).
-async fn ready(axum::extract::State(st): axum::extract::State<AppState>) -> (axum::http::StatusCode, &'static str) {
+async fn ready(
+    axum::extract::State(st): axum::extract::State<AppState>,
+) -> (axum::http::StatusCode, &'static str) {
     if st.writer.ready() {
         (axum::http::StatusCode::OK, "Strata is Ready.\n")
     } else {

@@ -220,8 +220,11 @@ fn resharding_a_batch_splits_it_as_if_built_for_the_new_count() {
             b.add(&mut pairs, &[(T0, i as f64), (T0 + 1000, 1.0)]).unwrap();
         }
         let mut pairs = vec![("__name__", "hist"), ("host", "x")];
-        b.add_histograms(&mut pairs, &[(T0, FloatHistogram { count: 3.0, sum: 1.5, ..FloatHistogram::default() })])
-            .unwrap();
+        b.add_histograms(
+            &mut pairs,
+            &[(T0, FloatHistogram { count: 3.0, sum: 1.5, ..FloatHistogram::default() })],
+        )
+        .unwrap();
     };
     let mut one = SeriesBatch::new(1);
     add(&mut one);

@@ -68,12 +68,15 @@ async fn leader_killed_during_continuous_writes_loses_nothing_acknowledged() {
 /// follower, returns what the replicas hold.
 async fn assert_reads_match(c: &Cluster) {
     use strata_cluster::ReadConsistency;
-    let m = [strata_tsdb::Matcher::new(strata_tsdb::MatchOp::Equal, "__name__", "test_metric").expect("matcher")];
+    let m =
+        [strata_tsdb::Matcher::new(strata_tsdb::MatchOp::Equal, "__name__", "test_metric").expect("matcher")];
     let stored = c.contents(*c.nodes.keys().next().expect("node"));
     for shard in 0..crate::harness::SHARDS {
-        let want: Vec<_> = stored.iter().filter(|x| x.0 == shard).map(|x| (x.1.clone(), x.2.clone())).collect();
+        let want: Vec<_> =
+            stored.iter().filter(|x| x.0 == shard).map(|x| (x.1.clone(), x.2.clone())).collect();
         for consistency in [ReadConsistency::Linearizable, ReadConsistency::Follower] {
-            let got = c.client.select_shard(shard, &m, i64::MIN, i64::MAX, consistency).await.expect("select");
+            let got =
+                c.client.select_shard(shard, &m, i64::MIN, i64::MAX, consistency).await.expect("select");
             let got: Vec<_> = got
                 .into_iter()
                 .map(|s| (s.labels, s.samples.iter().map(|(t, v)| (*t, v.to_bits())).collect::<Vec<_>>()))
