@@ -1,13 +1,12 @@
 //! A sample acknowledged with 2xx survives `kill -9`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use strata_bench::client::RemoteWriter;
 use strata_bench::fleet::{Fleet, FleetConfig, encode_requests};
-use strata_engine_rocks::{RocksConfig, RocksEngine};
+use strata_cluster::{StorageConfig, StorageNode};
 use strata_suite::{api_data, start_strata};
-use strata_tsdb::{Db, DbConfig, MatchOp, Matcher, STALE_NAN_BITS, SystemClock};
+use strata_tsdb::{MatchOp, Matcher, STALE_NAN_BITS};
 
 const SERIES: usize = 1000;
 const ROUNDS: i64 = 480; // 2 h at 15 s
@@ -58,20 +57,46 @@ fn acknowledged_samples_survive_sigkill() {
     // crash again before any checkpoint of the restarted process could run
     strata.kill9();
 
-    // and the engine's select finds every sample, bit for bit
-    let engine = RocksEngine::open(&dir, &RocksConfig::default()).unwrap();
-    let cfg = DbConfig { maintenance_tick: Duration::from_secs(3600), ..DbConfig::default() };
-    let db = Db::open(Arc::new(engine), cfg, Arc::new(SystemClock)).unwrap();
-    let m = [Matcher::new(MatchOp::Equal, "job", "node").unwrap()];
-    let mut found = 0;
-    for s in db.select(&m, i64::MIN, i64::MAX) {
-        let s = s.unwrap();
-        let key: Vec<String> = s.labels.iter().map(|l| format!("{}={}", l.name, l.value)).collect();
-        let want = expected.get(&key.join(",")).unwrap_or_else(|| panic!("unexpected series {}", s.labels));
-        let got: Vec<(i64, u64)> = s.samples.iter().map(|&(t, v)| (t, v.to_bits())).collect();
-        assert_eq!(&got, want, "series {}", s.labels);
-        found += 1;
-    }
-    assert_eq!(found, SERIES);
-    db.close().unwrap();
+    // and the node's select finds every sample, bit for bit: open the data directory as
+    // `strata standalone` does (last checkpoints + the Raft log re-applied) and read it
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut cfg = StorageConfig::new(1, dir.clone());
+        cfg.listen = addr;
+        cfg.advertise = addr.to_string();
+        cfg.peers = [(1, addr.to_string())].into();
+        cfg.bootstrap = true;
+        cfg.replication_factor = 1;
+        let node = StorageNode::start_on(cfg, listener).await.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        // every shard group elected and applied its whole log
+        loop {
+            let done = node.map().is_some_and(|m| {
+                (0..m.shards).all(|s| {
+                    node.raft().status(s).is_ok_and(|st| st.leader == Some(1) && st.applied == st.last_log)
+                })
+            });
+            if done && node.db().is_some() {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the node did not recover");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let db = node.db().unwrap();
+        let m = [Matcher::new(MatchOp::Equal, "job", "node").unwrap()];
+        let mut found = 0;
+        for s in db.select(&m, i64::MIN, i64::MAX) {
+            let s = s.unwrap();
+            let key: Vec<String> = s.labels.iter().map(|l| format!("{}={}", l.name, l.value)).collect();
+            let want =
+                expected.get(&key.join(",")).unwrap_or_else(|| panic!("unexpected series {}", s.labels));
+            let got: Vec<(i64, u64)> = s.samples.iter().map(|&(t, v)| (t, v.to_bits())).collect();
+            assert_eq!(&got, want, "series {}", s.labels);
+            found += 1;
+        }
+        assert_eq!(found, SERIES);
+        node.kill().await;
+    });
 }

@@ -14,6 +14,8 @@
 //!   leader changes within a deadline; shard reads (linearizable or from a follower).
 //! * [`ClusterWriter`]: the remote-write backend of `strata ingestor` (and of a storage
 //!   node's HTTP endpoint).
+//! * [`StandaloneWriter`]: `strata standalone` is a one-node cluster (RF=1) written to
+//!   in-process.
 //! * [`Faults`]: drop, partition and delay Raft messages between nodes, for tests.
 
 mod client;
@@ -22,6 +24,7 @@ mod error;
 mod map;
 pub mod meta;
 mod service;
+mod standalone;
 mod storage;
 mod transport;
 mod writer;
@@ -30,6 +33,7 @@ pub use client::{ClientConfig, ClusterClient, ReadConsistency};
 pub use codec::{from_wire, series_from_wire, series_to_wire, to_wire};
 pub use error::{Error, Result};
 pub use map::{ClusterMap, VNODES};
+pub use standalone::StandaloneWriter;
 pub use storage::{StorageConfig, StorageNode};
 pub use transport::{Faults, GrpcTransport};
 pub use writer::ClusterWriter;

@@ -52,6 +52,8 @@ pub struct StorageConfig {
     pub checkpoint_interval: Duration,
     /// Network faults to inject on outgoing Raft messages (tests only). Default none.
     pub faults: Option<Arc<Faults>>,
+    /// RocksDB settings (block cache). Default `RocksConfig::default()`.
+    pub rocks: strata_engine_rocks::RocksConfig,
 }
 
 impl StorageConfig {
@@ -71,6 +73,7 @@ impl StorageConfig {
             raft: RaftConfig { node_id, ..RaftConfig::default() },
             checkpoint_interval: Duration::from_secs(300),
             faults: None,
+            rocks: strata_engine_rocks::RocksConfig::default(),
         }
     }
 }
@@ -128,7 +131,7 @@ impl StorageNode {
     pub async fn start_on(cfg: StorageConfig, listener: tokio::net::TcpListener) -> Result<Arc<StorageNode>> {
         let addr = listener.local_addr().map_err(|e| Error::Server(e.to_string()))?;
         std::fs::create_dir_all(&cfg.data_dir).map_err(|e| Error::Server(e.to_string()))?;
-        let kv: Arc<dyn KvEngine> = Arc::new(open_engine(&cfg.data_dir).await?);
+        let kv: Arc<dyn KvEngine> = Arc::new(open_engine(&cfg.data_dir, &cfg.rocks).await?);
         let transport = GrpcTransport::new(cfg.node_id, cfg.faults.clone(), Duration::from_secs(10));
         for (id, a) in &cfg.peers {
             transport.set_peer(*id, a);
@@ -184,6 +187,11 @@ impl StorageNode {
         let reconcile = tokio::spawn(reconcile_loop(node.clone(), cfg, transport, stopped));
         node.tasks.lock().push(reconcile);
         Ok(node)
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.state.id
     }
 
     /// The address the gRPC server listens on.
@@ -246,10 +254,13 @@ impl StorageNode {
 
 /// Opens the node's RocksDB, waiting up to 10 s for a previous owner of the directory (a
 /// process or node instance still shutting down) to release its lock.
-async fn open_engine(dir: &std::path::Path) -> Result<strata_engine_rocks::RocksEngine> {
+async fn open_engine(
+    dir: &std::path::Path,
+    rocks: &strata_engine_rocks::RocksConfig,
+) -> Result<strata_engine_rocks::RocksEngine> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        match strata_engine_rocks::RocksEngine::open(dir, &strata_engine_rocks::RocksConfig::default()) {
+        match strata_engine_rocks::RocksEngine::open(dir, rocks) {
             Ok(e) => return Ok(e),
             Err(e) if e.to_string().contains("lock") && tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -275,6 +286,7 @@ async fn reconcile_loop(
             tracing::debug!(error = %e, "cluster not ready yet");
         }
         node.state.raft.update_purge_floors();
+        checkpoint_big_logs(&node, cfg.db.checkpoint_log_bytes).await;
         if last_checkpoint.elapsed() >= cfg.checkpoint_interval {
             last_checkpoint = tokio::time::Instant::now();
             node.state.raft.snapshot_all().await;
@@ -282,6 +294,17 @@ async fn reconcile_loop(
         tokio::select! {
             _ = stopped.wait_for(|s| *s) => return,
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}
+
+/// Checkpoints the shards that applied more than `limit` bytes of log since their last
+/// checkpoint (the size trigger; openraft's own trigger counts entries).
+async fn checkpoint_big_logs(node: &StorageNode, limit: u64) {
+    let Some(db) = node.state.db() else { return };
+    for g in node.state.raft.groups() {
+        if db.shard_log_bytes(g).is_ok_and(|b| b >= limit) {
+            let _ = node.state.raft.snapshot(g).await;
         }
     }
 }
@@ -324,6 +347,12 @@ async fn reconcile_once(
     };
     for (id, a) in &map.nodes {
         transport.set_peer(*id, a);
+    }
+    // a node that comes back on another address (standalone's internal port) says so
+    if map.nodes.get(&st.id).is_some_and(|a| *a != cfg.advertise) {
+        let cmd = encode(&Command::AddNode { id: st.id, addr: cfg.advertise.clone() })
+            .map_err(|e| Error::Server(e.to_string()))?;
+        client.update_metadata(cmd).await?;
     }
     let db = match st.db() {
         Some(db) => db,

@@ -302,6 +302,12 @@ impl RaftNode {
         }
     }
 
+    /// Starts a snapshot (checkpoint) of `group`; does not wait for it.
+    pub async fn snapshot(&self, group: GroupId) -> Result<()> {
+        let raft = self.group(group)?;
+        raft.trigger().snapshot().await.map_err(|e| Error::Fatal { group, reason: e.to_string() })
+    }
+
     /// Starts a snapshot (checkpoint) of every group that applied entries since its last
     /// one; does not wait for them.
     pub async fn snapshot_all(&self) {

@@ -68,8 +68,8 @@ impl Default for StandaloneConfig {
 impl StandaloneConfig {
     /// Checks values that parse but make no sense.
     pub(crate) fn validate(&self) -> Result<(), String> {
-        if self.shards == 0 || self.shards > 4096 {
-            return Err(format!("shards must be between 1 and 4096, got {}", self.shards));
+        if !self.shards.is_power_of_two() || self.shards > 4096 {
+            return Err(format!("shards must be a power of two between 1 and 4096, got {}", self.shards));
         }
         if self.retention_time.0.is_zero() {
             return Err("retention_time must be positive".into());

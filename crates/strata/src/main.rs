@@ -1,7 +1,8 @@
 //! # strata — the binary
 //!
 //! One binary, one subcommand per role. `strata standalone` runs the whole data path in
-//! one process over a local RocksDB. `strata storage` hosts shard replicas (Raft groups)
+//! one process over a local RocksDB: a one-node cluster (RF=1 shard groups) written to
+//! in-process. `strata storage` hosts shard replicas (Raft groups)
 //! and optionally the Prometheus API over them; `strata ingestor` accepts remote-write and
 //! forwards one proposal per shard to the shard leaders.
 //! `anyhow` is used here, at the edge, and nowhere else.
@@ -15,9 +16,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use strata_engine_rocks::{RocksConfig, RocksEngine};
-use strata_server::{AppState, ServerConfig};
-use strata_tsdb::{Db, DbConfig, SystemClock};
+use strata_cluster::{StandaloneWriter, StorageConfig, StorageNode};
+use strata_engine_rocks::RocksConfig;
+use strata_raft::RaftConfig;
+use strata_server::{AppState, Reader, ServerConfig};
+use strata_tsdb::DbConfig;
 
 use crate::config::StandaloneConfig;
 use crate::duration::PromDuration;
@@ -119,23 +122,33 @@ pub(crate) async fn shutdown_signal() {
 
 async fn standalone(c: StandaloneConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&c.data_dir).with_context(|| format!("creating {}", c.data_dir.display()))?;
-    let engine = RocksEngine::open(
-        &c.data_dir,
-        &RocksConfig { block_cache_bytes: c.block_cache_bytes, ..RocksConfig::default() },
-    )
-    .with_context(|| format!("opening database in {}", c.data_dir.display()))?;
-    let db_cfg = DbConfig {
-        shards: c.shards,
+    // a one-node cluster: RF=1 shard groups on the local RocksDB; its gRPC port is internal
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let internal = listener.local_addr()?;
+    let mut cfg = StorageConfig::new(1, c.data_dir.clone());
+    cfg.listen = internal;
+    cfg.advertise = internal.to_string();
+    cfg.peers = [(1, internal.to_string())].into();
+    cfg.bootstrap = true;
+    cfg.shards = c.shards;
+    cfg.replication_factor = 1;
+    cfg.db = DbConfig {
         retention: c.retention_time.0,
         out_of_order_window: c.out_of_order_time_window.0,
-        checkpoint_interval: c.checkpoint_interval.0,
         checkpoint_log_bytes: c.checkpoint_log_bytes,
         ..DbConfig::default()
     };
-    let db = tokio::task::spawn_blocking(move || Db::open(Arc::new(engine), db_cfg, Arc::new(SystemClock)))
-        .await??;
-    let state = AppState::new(
-        db.clone(),
+    // one voter: elections are immediate, so short timers cost nothing
+    cfg.raft = RaftConfig { node_id: 1, heartbeat_ms: 100, election_ms: (200, 400), ..RaftConfig::default() };
+    cfg.checkpoint_interval = c.checkpoint_interval.0;
+    cfg.rocks = RocksConfig { block_cache_bytes: c.block_cache_bytes, ..RocksConfig::default() };
+    let node = StorageNode::start_on(cfg, listener)
+        .await
+        .with_context(|| format!("opening database in {}", c.data_dir.display()))?;
+    let n = node.clone();
+    let state = AppState::with(
+        Reader::dynamic(move || n.db()),
+        Arc::new(StandaloneWriter(node.clone())),
         ServerConfig {
             max_write_body_bytes: c.max_write_body_bytes,
             engine: strata_promql::EngineConfig {
@@ -154,7 +167,7 @@ async fn standalone(c: StandaloneConfig) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {}", c.http_addr))?;
     tracing::info!(addr = %listener.local_addr()?, data_dir = %c.data_dir.display(), "strata standalone serving");
     axum::serve(listener, strata_server::router(state)).with_graceful_shutdown(shutdown_signal()).await?;
-    tokio::task::spawn_blocking(move || db.close()).await??;
+    node.shutdown().await;
     tracing::info!("stopped cleanly");
     Ok(())
 }

@@ -64,7 +64,10 @@ impl Default for DbConfig {
     }
 }
 
-const FORMAT_VERSION: u32 = 1;
+/// Data-directory format of a database with a local log.
+const FORMAT_LOCAL: u32 = 1;
+/// Data-directory format of a replicated database (its log CF holds Raft entries).
+const FORMAT_REPLICATED: u32 = 2;
 
 struct Shards {
     shards: Vec<Shard>,
@@ -254,14 +257,22 @@ pub fn shard_of(hash: u64, shards: u32) -> ShardId {
     ((u128::from(hash) * u128::from(shards)) >> 64) as ShardId
 }
 
-fn check_settings(kv: &dyn KvEngine, cfg: &DbConfig) -> Result<()> {
+fn check_settings(kv: &dyn KvEngine, cfg: &DbConfig, format: u32) -> Result<()> {
     let key = keys::meta_key(keys::NODE_SHARD, keys::META_SETTINGS);
-    let want = [FORMAT_VERSION.to_be_bytes(), cfg.shards.to_be_bytes()].concat();
+    let want = [format.to_be_bytes(), cfg.shards.to_be_bytes()].concat();
+    let field =
+        |v: &[u8], i: usize| v.get(i * 4..i * 4 + 4).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes);
     match kv.get(Cf::Meta, &key)? {
         Some(v) if v == want => Ok(()),
+        Some(v) if field(&v, 0) != Some(format) => Err(Error::Mismatch(format!(
+            "the data directory has format {:?} ({}), this node needs format {format}; start from an empty directory",
+            field(&v, 0),
+            if field(&v, 0) == Some(FORMAT_LOCAL) { "local log" } else { "replicated shards" }
+        ))),
         Some(v) => Err(Error::Mismatch(format!(
-            "data directory has format/shards {:?}, configured {:?} (the shard count is fixed at creation)",
-            v, want
+            "the data directory has {:?} shards, configured {} (the shard count is fixed at creation)",
+            field(&v, 1),
+            cfg.shards
         ))),
         None => {
             let mut b = WriteBatch::default();
@@ -294,7 +305,7 @@ impl Db {
         if cfg.shards == 0 {
             return Err(Error::Mismatch("shards must be at least 1".into()));
         }
-        check_settings(kv.as_ref(), &cfg)?;
+        check_settings(kv.as_ref(), &cfg, if local { FORMAT_LOCAL } else { FORMAT_REPLICATED })?;
         let started = Instant::now();
         let shards = (0..cfg.shards).map(|i| Shard::open(i, kv.clone())).collect::<Result<Vec<_>>>()?;
         let rules = ApplyRules { ooo_window_ms: cfg.out_of_order_window.as_millis() as i64 };
@@ -426,6 +437,11 @@ impl Db {
             s.compact(self.shards.rules, true)?;
         }
         Ok(())
+    }
+
+    /// Bytes of log records applied to `shard` since its last checkpoint.
+    pub fn shard_log_bytes(&self, shard: ShardId) -> Result<u64> {
+        Ok(self.shard(shard)?.log_bytes())
     }
 
     /// The last log index applied to `shard`.

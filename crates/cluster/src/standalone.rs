@@ -1,0 +1,65 @@
+//! `strata standalone` on the cluster path: one storage node, RF=1, written to in-process
+//! (no ingestor hop): each remote-write batch becomes one proposal per shard to the local
+//! shard groups, acknowledged once committed — by the local log's synced write, since the
+//! node is the whole quorum.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use strata_raft::Request;
+use strata_server::{CommitFuture, WriteError, Writer};
+use strata_tsdb::{ApplyOutcome, SeriesBatch};
+
+use crate::storage::StorageNode;
+
+/// How long a write waits for a shard group to have a leader (at startup) before 503.
+const LEADER_WAIT: Duration = Duration::from_secs(10);
+
+/// Writes into the shard groups of a one-node cluster.
+#[derive(Debug, Clone)]
+pub struct StandaloneWriter(pub Arc<StorageNode>);
+
+impl StandaloneWriter {
+    async fn propose(&self, shard: u32, record: Vec<u8>) -> Result<ApplyOutcome, WriteError> {
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        loop {
+            match self.0.raft().propose(shard, Request(record.clone())).await {
+                Ok(r) => return Ok(r.into()),
+                Err(e @ (strata_raft::Error::NotLeader { .. } | strata_raft::Error::NoGroup(_))) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(WriteError::Unavailable(e.to_string()));
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => return Err(WriteError::Internal(e.to_string())),
+            }
+        }
+    }
+}
+
+impl Writer for StandaloneWriter {
+    fn ready(&self) -> bool {
+        let Some(map) = self.0.map() else { return false };
+        self.0.db().is_some()
+            && (0..map.shards).all(|s| self.0.raft().status(s).is_ok_and(|st| st.leader == Some(self.0.id())))
+    }
+
+    fn batch(&self) -> SeriesBatch {
+        SeriesBatch::new(self.0.map().map_or(1, |m| m.shards))
+    }
+
+    fn commit(&self, batch: SeriesBatch) -> CommitFuture<'_> {
+        Box::pin(async move {
+            let Some(map) = self.0.map() else {
+                return Err(WriteError::Unavailable("the node is starting".into()));
+            };
+            let records = batch.reshard(map.shards).into_records();
+            let writes = records.into_iter().map(|(shard, rec)| self.propose(shard, rec));
+            let mut out = ApplyOutcome::default();
+            for r in futures_util::future::join_all(writes).await {
+                out.merge(r?);
+            }
+            Ok(out)
+        })
+    }
+}
