@@ -55,7 +55,7 @@ fn index(c: &mut Criterion) {
         ("regex_prefix_on_instance", vec![m(MatchOp::Regex, "instance", "host-1.*")]),
     ];
     for (name, ms) in &cases {
-        g.bench_function(*name, |b| b.iter(|| db.series(ms, lo, hi).len()));
+        g.bench_function(*name, |b| b.iter(|| db.series(None, ms, lo, hi).len()));
     }
     let re = m(MatchOp::Regex, "mode", "idle|iowait|steal");
     let values: Vec<String> = ["idle", "user", "system", "iowait", "steal", "nice", "irq", "softirq"]

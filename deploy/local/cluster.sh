@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A local Strata cluster in one command: 3 storage nodes (RF=3), 2 ingestors.
+# A local Strata cluster in one command: 3 storage nodes (RF=3), 2 ingestors, 2 queriers.
 #
 #   deploy/local/cluster.sh up DIR       start it; data and logs under DIR
 #   deploy/local/cluster.sh down DIR     stop it (SIGTERM, then SIGKILL after 30 s)
@@ -9,19 +9,22 @@
 #
 # Endpoints (defaults; override with the variables below):
 #   remote-write  http://127.0.0.1:8080/api/v1/write and :8081   (INGEST_PORTS)
-#   Prometheus API http://127.0.0.1:9090 (storage 1), :9091, :9092 (HTTP_PORT_BASE+N)
-#     — until the querier lands, each storage node answers queries from its own replicas
+#   Prometheus API and gRPC query API  http://127.0.0.1:9090 and :9091 (queriers; QUERY_PORTS)
 #   storage gRPC  127.0.0.1:7001-7003                          (GRPC_PORT_BASE+N)
+#   storage HTTP (metrics, their own replicas)  127.0.0.1:9101-9103 (HTTP_PORT_BASE+N)
+# Extra querier flags: QUERIER_FLAGS (e.g. "--pushdown false").
 # The binary is $STRATA_BIN, else target/release/strata (built if missing).
 set -euo pipefail
 
 cmd=${1:-}
 dir=${2:-}
-[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,17p' "$0"; exit 2; }
+[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,19p' "$0"; exit 2; }
 here=$(cd "$(dirname "$0")/../.." && pwd)
 GRPC_PORT_BASE=${GRPC_PORT_BASE:-7000}
-HTTP_PORT_BASE=${HTTP_PORT_BASE:-9089}
+HTTP_PORT_BASE=${HTTP_PORT_BASE:-9100}
 INGEST_PORTS=${INGEST_PORTS:-"8080 8081"}
+QUERY_PORTS=${QUERY_PORTS:-"9090 9091"}
+QUERIER_FLAGS=${QUERIER_FLAGS:-}
 SHARDS=${SHARDS:-8}
 NODES=3
 
@@ -60,6 +63,15 @@ start_ingestor() {
   echo $! >"$dir/run/ingestor-$i.pid"
 }
 
+start_querier() {
+  local i=$1 port=$2 bin=$3 storage=""
+  for n in $(seq 1 $NODES); do storage="$storage${storage:+,}127.0.0.1:$((GRPC_PORT_BASE + n))"; done
+  running "$dir/run/querier-$i.pid" && { echo "querier-$i already running"; return; }
+  # shellcheck disable=SC2086
+  nohup "$bin" querier --http-addr "127.0.0.1:$port" --storage "$storage" $QUERIER_FLAGS >>"$dir/logs/querier-$i.log" 2>&1 &
+  echo $! >"$dir/run/querier-$i.pid"
+}
+
 wait_ready() {
   local deadline=$((SECONDS + 120)) n port
   for n in $(seq 1 $NODES); do
@@ -68,7 +80,7 @@ wait_ready() {
       sleep 0.2
     done
   done
-  for port in $INGEST_PORTS $(for n in $(seq 1 $NODES); do echo $((HTTP_PORT_BASE + n)); done); do
+  for port in $INGEST_PORTS $QUERY_PORTS $(for n in $(seq 1 $NODES); do echo $((HTTP_PORT_BASE + n)); done); do
     until curl -fsS "http://127.0.0.1:$port/-/ready" >/dev/null 2>&1; do
       [ $SECONDS -lt $deadline ] || { echo "port $port did not come up; see $dir/logs" >&2; exit 1; }
       sleep 0.2
@@ -89,8 +101,10 @@ case "$cmd" in
     for n in $(seq 1 $NODES); do start_storage "$n" "$bin"; done
     i=1
     for port in $INGEST_PORTS; do start_ingestor "$i" "$port" "$bin"; i=$((i + 1)); done
+    i=1
+    for port in $QUERY_PORTS; do start_querier "$i" "$port" "$bin"; i=$((i + 1)); done
     wait_ready
-    echo "cluster up: remote-write http://127.0.0.1:${INGEST_PORTS%% *}/api/v1/write, Prometheus API http://127.0.0.1:$((HTTP_PORT_BASE + 1)), logs in $dir/logs"
+    echo "cluster up: remote-write http://127.0.0.1:${INGEST_PORTS%% *}/api/v1/write, Prometheus API http://127.0.0.1:${QUERY_PORTS%% *}, logs in $dir/logs"
     ;;
   down)
     for f in "$dir"/run/*.pid; do [ -e "$f" ] && stop_pid "$f" TERM; done
@@ -120,5 +134,5 @@ case "$cmd" in
       if running "$f"; then echo "$(basename "$f" .pid) running (pid $(cat "$f"))"; else echo "$(basename "$f" .pid) stopped"; fi
     done
     ;;
-  *) sed -n '2,17p' "$0"; exit 2 ;;
+  *) sed -n '2,19p' "$0"; exit 2 ;;
 esac

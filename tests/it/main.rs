@@ -6,3 +6,4 @@ mod crash;
 mod differential;
 mod grafana;
 mod prometheus_peer;
+mod querier;

@@ -1,10 +1,13 @@
 //! Support for the integration tests: locating the `strata` binary and the peers,
 //! starting servers on fresh directories, and reading the HTTP API.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use anyhow::{Context, bail};
 pub use strata_bench::peers::{Peer, PeerSpec, System, dir_bytes, find_bin, free_port};
+
+pub mod compare;
 
 /// The `strata` binary under test: `$STRATA_BIN`, else next to the test executable's
 /// `deps/` directory (where `cargo build` puts it in the same profile).
@@ -70,4 +73,83 @@ pub fn api_data(peer: &Peer, path_and_query: &str) -> anyhow::Result<serde_json:
         bail!("{url}: {v}");
     }
     Ok(v["data"].clone())
+}
+
+/// A base port such that base+1 ..= base+n are free.
+pub fn free_block(n: u16) -> u16 {
+    let seed = std::process::id() as u16;
+    for k in 0..500u16 {
+        let base = 20_000 + (seed.wrapping_mul(7).wrapping_add(k * 37)) % 30_000;
+        if (1..=n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no free port block");
+}
+
+/// A cluster of `deploy/local/cluster.sh` on free ports under `dir`, stopped when dropped.
+#[derive(Debug)]
+pub struct LocalCluster {
+    /// Its data and logs.
+    pub dir: PathBuf,
+    /// gRPC ports of storage node n: `grpc + n`.
+    pub grpc: u16,
+    /// HTTP ports of storage node n: `http + n`.
+    pub http: u16,
+    /// Remote-write ports of the two ingestors.
+    pub ingest: [u16; 2],
+    /// HTTP (and gRPC query API) ports of the two queriers.
+    pub query: [u16; 2],
+    env: Vec<(String, String)>,
+}
+
+impl LocalCluster {
+    /// Brings the cluster up (`shards` shards) and waits until every process is ready.
+    pub fn up(dir: PathBuf, shards: u32) -> Self {
+        // one block: gRPC at base+1..3, HTTP at base+11..13, ingestors base+21..22, queriers base+31..32
+        let grpc = free_block(32);
+        let (http, ingest, query) = (grpc + 10, [grpc + 21, grpc + 22], [grpc + 31, grpc + 32]);
+        let env = vec![
+            ("STRATA_BIN".to_string(), strata_bin().expect("strata binary").to_string_lossy().to_string()),
+            ("GRPC_PORT_BASE".to_string(), grpc.to_string()),
+            ("HTTP_PORT_BASE".to_string(), http.to_string()),
+            ("INGEST_PORTS".to_string(), format!("{} {}", ingest[0], ingest[1])),
+            ("QUERY_PORTS".to_string(), format!("{} {}", query[0], query[1])),
+            ("SHARDS".to_string(), shards.to_string()),
+        ];
+        let c = LocalCluster { dir, grpc, http, ingest, query, env };
+        c.script(&["up"]);
+        c
+    }
+
+    /// Runs `cluster.sh CMD DIR ARGS…` and fails on error.
+    pub fn script(&self, args: &[&str]) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/local/cluster.sh");
+        let dir = self.dir.to_string_lossy().to_string();
+        let mut all = vec![args[0], dir.as_str()];
+        all.extend_from_slice(&args[1..]);
+        let out = Command::new("bash")
+            .arg(script)
+            .args(&all)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .expect("run cluster.sh");
+        assert!(
+            out.status.success(),
+            "cluster.sh {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The storage nodes' gRPC addresses, comma-separated (for `--storage`).
+    pub fn storage_addrs(&self) -> String {
+        (1..=3).map(|n| format!("127.0.0.1:{}", self.grpc + n)).collect::<Vec<_>>().join(",")
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        self.script(&["down"]);
+    }
 }

@@ -620,47 +620,21 @@ fn run_system(
     let rss = peer.rss_bytes();
     // queries: every group as instant and 1 h / 6 h / 24 h range queries
     let end = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() - 30;
-    let modes: [(&str, u64); 4] =
-        [("instant", 0), ("range_1h", 3600), ("range_6h", 6 * 3600), ("range_24h", 24 * 3600)];
-    let mut all_lat = Vec::new();
-    let mut group_rows = serde_json::Map::new();
-    let mut errors = 0usize;
-    for (name, exprs) in groups {
-        let mut row = serde_json::Map::new();
-        for (mode, range) in modes {
-            let mut lat = Vec::new();
-            for _ in 0..a.repeat {
-                for q in exprs {
-                    let (path, params) = if range == 0 {
-                        ("/api/v1/query", vec![("query", q.clone()), ("time", end.to_string())])
-                    } else {
-                        let step = (range / 720).max(15);
-                        let p = vec![
-                            ("query", q.clone()),
-                            ("start", (end - range).to_string()),
-                            ("end", end.to_string()),
-                            ("step", step.to_string()),
-                        ];
-                        ("/api/v1/query_range", p)
-                    };
-                    let t = Instant::now();
-                    let ok = http
-                        .post(format!("{}{path}", peer.base_url))
-                        .form(&params)
-                        .send()
-                        .is_ok_and(|r| r.status().is_success());
-                    lat.push(t.elapsed().as_secs_f64() * 1000.0);
-                    errors += usize::from(!ok);
-                }
-            }
-            lat.sort_by(f64::total_cmp);
-            all_lat.extend_from_slice(&lat);
-            row.insert(format!("{mode}_p50_ms"), serde_json::json!(percentile(&lat, 0.5)));
-            row.insert(format!("{mode}_p99_ms"), serde_json::json!(percentile(&lat, 0.99)));
-        }
-        group_rows.insert(name.clone(), serde_json::Value::Object(row));
+    let (all_lat, group_rows, errors) = query_workload(&peer.base_url, groups, a.repeat, end, http);
+    // a cluster: the same through the querier without pushdown, and the bytes each moved
+    let mut extra = serde_json::Map::new();
+    if let Some(plain) = peer.plain_query_url.clone() {
+        let (lat, _, errs) = query_workload(&plain, groups, a.repeat, end, http);
+        let moved = |base: &str| {
+            querier_counter(http, base, "strata_querier_selected_bytes")
+                + querier_counter(http, base, "strata_querier_pushdown_bytes")
+        };
+        extra.insert("query_no_pushdown_p50_ms".into(), serde_json::json!(percentile(&lat, 0.5)));
+        extra.insert("query_no_pushdown_p99_ms".into(), serde_json::json!(percentile(&lat, 0.99)));
+        extra.insert("query_no_pushdown_errors".into(), serde_json::json!(errs));
+        extra.insert("query_bytes_from_storage".into(), serde_json::json!(moved(&peer.base_url)));
+        extra.insert("query_bytes_from_storage_no_pushdown".into(), serde_json::json!(moved(&plain)));
     }
-    all_lat.sort_by(f64::total_cmp);
     peer.stop(Duration::from_secs(180))?;
     let disk = dir_bytes(&dir);
     let samples = fast.samples + fixed.samples;
@@ -689,6 +663,77 @@ fn run_system(
         "query_errors": errors,
         "query_groups": group_rows,
     }))
+    .map(|mut v| {
+        if let Some(o) = v.as_object_mut() {
+            o.extend(extra);
+        }
+        v
+    })
+}
+
+/// Latencies (sorted), per-group p50/p99 and errors of the query workload against `base`:
+/// every group as instant and 1 h / 6 h / 24 h range queries, `repeat` times.
+fn query_workload(
+    base: &str,
+    groups: &[(String, Vec<String>)],
+    repeat: usize,
+    end: u64,
+    http: &reqwest::blocking::Client,
+) -> (Vec<f64>, serde_json::Map<String, serde_json::Value>, usize) {
+    let modes: [(&str, u64); 4] =
+        [("instant", 0), ("range_1h", 3600), ("range_6h", 6 * 3600), ("range_24h", 24 * 3600)];
+    let mut all_lat = Vec::new();
+    let mut group_rows = serde_json::Map::new();
+    let mut errors = 0usize;
+    for (name, exprs) in groups {
+        let mut row = serde_json::Map::new();
+        for (mode, range) in modes {
+            let mut lat = Vec::new();
+            for _ in 0..repeat {
+                for q in exprs {
+                    let (path, params) = if range == 0 {
+                        ("/api/v1/query", vec![("query", q.clone()), ("time", end.to_string())])
+                    } else {
+                        let step = (range / 720).max(15);
+                        let p = vec![
+                            ("query", q.clone()),
+                            ("start", (end - range).to_string()),
+                            ("end", end.to_string()),
+                            ("step", step.to_string()),
+                        ];
+                        ("/api/v1/query_range", p)
+                    };
+                    let t = Instant::now();
+                    let ok = http
+                        .post(format!("{base}{path}"))
+                        .form(&params)
+                        .send()
+                        .is_ok_and(|r| r.status().is_success());
+                    lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                    errors += usize::from(!ok);
+                }
+            }
+            lat.sort_by(f64::total_cmp);
+            all_lat.extend_from_slice(&lat);
+            row.insert(format!("{mode}_p50_ms"), serde_json::json!(percentile(&lat, 0.5)));
+            row.insert(format!("{mode}_p99_ms"), serde_json::json!(percentile(&lat, 0.99)));
+        }
+        group_rows.insert(name.clone(), serde_json::Value::Object(row));
+    }
+    all_lat.sort_by(f64::total_cmp);
+    (all_lat, group_rows, errors)
+}
+
+/// A counter of a querier's `/metrics` (0 when absent).
+fn querier_counter(http: &reqwest::blocking::Client, base: &str, name: &str) -> f64 {
+    let text = http.get(format!("{base}/metrics")).send().and_then(|r| r.text()).unwrap_or_default();
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            (k == name || k == format!("{name}_total")).then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0.0)
 }
 
 /// The results side by side, with ratios against VictoriaMetrics and Prometheus.

@@ -13,7 +13,7 @@ use anyhow::{Context, bail};
 pub enum System {
     /// `strata standalone`.
     Strata,
-    /// The local cluster: 3 `strata storage` nodes (RF=3, 8 shards) and one
+    /// The local cluster: 3 `strata storage` nodes (RF=3, 8 shards), two queriers and one
     /// `strata ingestor`; queries go to storage node 1's HTTP API.
     StrataCluster,
     /// Prometheus with its remote-write receiver enabled.
@@ -68,8 +68,10 @@ pub struct Peer {
     pub write_base: String,
     /// Its data directory.
     pub data_dir: PathBuf,
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>`: where queries go (a cluster's querier).
     pub base_url: String,
+    /// A cluster's second querier, which does not push aggregations down.
+    pub plain_query_url: Option<String>,
     /// Where its stdout/stderr go.
     pub log_path: PathBuf,
 }
@@ -143,16 +145,18 @@ impl Peer {
             write_base: format!("http://{addr}"),
             data_dir: spec.data_dir,
             base_url: format!("http://{addr}"),
+            plain_query_url: None,
             log_path,
         };
         p.wait_ready(Duration::from_secs(60))?;
         Ok(p)
     }
 
-    /// Three storage nodes and an ingestor on `spec.port`; storage 1 serves queries.
+    /// Three storage nodes, an ingestor on `spec.port`, and two queriers (with and
+    /// without pushdown).
     fn start_cluster(spec: PeerSpec) -> anyhow::Result<Peer> {
         let grpc: Vec<u16> = (0..3).map(|_| free_port()).collect::<anyhow::Result<_>>()?;
-        let query = free_port()?;
+        let (query, plain) = (free_port()?, free_port()?);
         let peers: Vec<String> =
             grpc.iter().enumerate().map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1)).collect();
         let mut children = Vec::new();
@@ -172,7 +176,7 @@ impl Peer {
                 "8".into(),
             ];
             if n == 1 {
-                args.extend(["--bootstrap".into(), "--http-addr".into(), format!("127.0.0.1:{query}")]);
+                args.push("--bootstrap".into());
             }
             args.extend(spec.extra_args.iter().cloned());
             children.push(spawn(&spec.bin, &args, &spec.data_dir.join(format!("storage-{n}.log")))?);
@@ -186,11 +190,24 @@ impl Peer {
             storage.join(","),
         ];
         children.push(spawn(&spec.bin, &args, &spec.data_dir.join("ingestor.log"))?);
+        for (port, pushdown, name) in [(query, "true", "querier"), (plain, "false", "querier-plain")] {
+            let args: Vec<String> = vec![
+                "querier".into(),
+                "--http-addr".into(),
+                format!("127.0.0.1:{port}"),
+                "--storage".into(),
+                storage.join(","),
+                "--pushdown".into(),
+                pushdown.into(),
+            ];
+            children.push(spawn(&spec.bin, &args, &spec.data_dir.join(format!("{name}.log")))?);
+        }
         let mut p = Peer {
             system: spec.system,
             children,
             write_base: format!("http://127.0.0.1:{}", spec.port),
             base_url: format!("http://127.0.0.1:{query}"),
+            plain_query_url: Some(format!("http://127.0.0.1:{plain}")),
             log_path: spec.data_dir.join("storage-1.log"),
             data_dir: spec.data_dir,
         };

@@ -4,18 +4,23 @@
 //! and shard reads.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use parking_lot::{Mutex, RwLock};
 use strata_proto::cluster::storage_client::StorageClient;
-use strata_proto::cluster::{ClusterMapRequest, Consistency, MetadataCommand, SelectRequest, WriteRequest};
+use strata_proto::cluster::{
+    ClusterMapRequest, Consistency, EvaluateRequest, LabelsReply, LabelsRequest, MetadataCommand,
+    SelectRequest, WriteRequest,
+};
 use strata_tsdb::{ApplyOutcome, Matcher, SeriesData};
 use tonic::transport::Channel;
 
 use crate::codec::{series_from_wire, to_wire};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, query_error_of};
 use crate::map::ClusterMap;
 use crate::meta::decode;
 use crate::transport::{MAX_MESSAGE, endpoint};
@@ -30,6 +35,9 @@ pub struct ClientConfig {
     pub write_timeout: Duration,
     /// Timeout of one RPC. Default 5 s.
     pub rpc_timeout: Duration,
+    /// How long a shard read may try its replicas (an election takes 1.5–3 s) before the
+    /// shard counts as unavailable. Default 6 s.
+    pub read_timeout: Duration,
 }
 
 impl Default for ClientConfig {
@@ -38,6 +46,7 @@ impl Default for ClientConfig {
             seeds: Vec::new(),
             write_timeout: Duration::from_secs(10),
             rpc_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(6),
         }
     }
 }
@@ -49,6 +58,8 @@ pub struct ClusterClient {
     map: RwLock<Option<Arc<ClusterMap>>>,
     leaders: RwLock<HashMap<u32, String>>,
     channels: Mutex<HashMap<String, StorageClient<Channel>>>,
+    /// Where follower reads start among a shard's replicas (spreads the load).
+    next_replica: AtomicUsize,
 }
 
 /// How a shard read picks its replica.
@@ -68,6 +79,7 @@ impl ClusterClient {
             map: RwLock::new(None),
             leaders: RwLock::new(HashMap::new()),
             channels: Mutex::new(HashMap::new()),
+            next_replica: AtomicUsize::new(0),
         }
     }
 
@@ -256,8 +268,100 @@ impl ClusterClient {
         Ok(out)
     }
 
+    /// Runs a read of `shard` against its replicas until one answers: the known leader
+    /// first for linearizable reads (following not-leader redirects), the replicas in
+    /// turn, starting at a rotating one, for follower reads. Rounds repeat (an election
+    /// may be under way) until `deadline`; a query error of the shard's own (bad query,
+    /// too many samples) ends the read at once.
+    async fn read_shard<T, F, Fut>(
+        &self,
+        shard: u32,
+        consistency: ReadConsistency,
+        deadline: tokio::time::Instant,
+        call: F,
+    ) -> Result<T>
+    where
+        F: Fn(StorageClient<Channel>) -> Fut,
+        Fut: Future<Output = Attempt<T>>,
+    {
+        let mut round = 0u64;
+        let mut last = String::from("no replica");
+        loop {
+            let map = self.map().await?;
+            let mut addrs: Vec<String> =
+                map.replicas(shard).iter().filter_map(|n| map.nodes.get(n).cloned()).collect();
+            if addrs.is_empty() {
+                return Err(Error::Invalid(format!("no shard {shard} in the cluster map")));
+            }
+            match consistency {
+                ReadConsistency::Linearizable => {
+                    if let Some(l) = self.leaders.read().get(&shard) {
+                        addrs.retain(|a| a != l);
+                        addrs.insert(0, l.clone());
+                    }
+                }
+                ReadConsistency::Follower => {
+                    let n = addrs.len();
+                    addrs.rotate_left(self.next_replica.fetch_add(1, Ordering::Relaxed) % n);
+                }
+            }
+            let mut i = 0;
+            while i < addrs.len() && i < 8 {
+                let addr = addrs[i].clone();
+                i += 1;
+                let attempt = tokio::time::timeout_at(deadline, call(self.client(&addr)?)).await;
+                match attempt {
+                    Err(_) => {
+                        return Err(Error::Unavailable { shard, reason: format!("{addr}: timed out") });
+                    }
+                    Ok(Attempt::Done(t)) => {
+                        if consistency == ReadConsistency::Linearizable {
+                            self.leaders.write().insert(shard, addr);
+                        }
+                        return Ok(t);
+                    }
+                    Ok(Attempt::NotLeader(leader)) => {
+                        if consistency == ReadConsistency::Linearizable {
+                            self.leaders.write().remove(&shard);
+                        }
+                        last = format!("{addr} is not the leader");
+                        if !leader.is_empty() && leader != addr && !addrs[i..].contains(&leader) {
+                            addrs.insert(i, leader);
+                        }
+                    }
+                    Ok(Attempt::Failed(s)) => {
+                        if let Some(q) = query_error_of(&s) {
+                            return Err(Error::Query(q));
+                        }
+                        if consistency == ReadConsistency::Linearizable {
+                            self.leaders.write().remove(&shard);
+                        }
+                        last = format!("{addr}: {}", s.message());
+                    }
+                    Ok(Attempt::Invalid(e)) => return Err(e),
+                }
+            }
+            round += 1;
+            let pause = Duration::from_millis((100 * round).min(500));
+            if tokio::time::Instant::now() + pause >= deadline {
+                return Err(Error::Unavailable { shard, reason: last });
+            }
+            tokio::time::sleep(pause).await;
+            if round.is_multiple_of(3) {
+                let _ = self.fetch_map().await;
+            }
+        }
+    }
+
+    /// When a read started now must be done: the read timeout, or `limit` if sooner.
+    pub fn read_deadline(&self, limit: Option<tokio::time::Instant>) -> tokio::time::Instant {
+        let own = tokio::time::Instant::now() + self.cfg.read_timeout;
+        limit.map_or(own, |l| l.min(own))
+    }
+
     /// Reads the series of `shard` matching `matchers` with samples in `[start, end]` (ms),
-    /// from the leader (linearizable) or from the first replica that answers (follower).
+    /// from the leader (linearizable) or from a replica as it has applied (follower),
+    /// failing over between replicas until `deadline`.
     pub async fn select_shard(
         &self,
         shard: u32,
@@ -265,65 +369,151 @@ impl ClusterClient {
         start: i64,
         end: i64,
         consistency: ReadConsistency,
-    ) -> Result<Vec<SeriesData>> {
-        let map = self.map().await?;
-        let mut addrs: Vec<String> =
-            map.replicas(shard).iter().filter_map(|n| map.nodes.get(n).cloned()).collect();
-        if consistency == ReadConsistency::Linearizable
-            && let Some(l) = self.leaders.read().get(&shard)
-        {
-            addrs.insert(0, l.clone());
-        }
+        deadline: tokio::time::Instant,
+    ) -> Result<Selected> {
         let req = SelectRequest {
             shard,
             matchers: to_wire(matchers),
             start_ms: start,
             end_ms: end,
-            consistency: match consistency {
-                ReadConsistency::Linearizable => Consistency::Linearizable as i32,
-                ReadConsistency::Follower => Consistency::Follower as i32,
-            },
+            consistency: wire_consistency(consistency),
         };
-        let mut last = String::from("no replica");
-        let mut i = 0;
-        while i < addrs.len() && i < 8 {
-            let addr = addrs[i].clone();
-            i += 1;
-            let mut c = self.client(&addr)?;
-            let mut stream = match c.select(req.clone()).await {
-                Ok(s) => s.into_inner(),
-                Err(e) => {
-                    last = format!("{addr}: {}", e.message());
-                    continue;
-                }
-            };
-            let mut out = Vec::new();
-            let mut failed = None;
-            while let Some(item) = stream.next().await {
-                match item {
-                    Ok(r) if r.not_leader => {
-                        if !r.leader_addr.is_empty() {
-                            addrs.insert(i, r.leader_addr);
+        self.read_shard(shard, consistency, deadline, |mut c| {
+            let req = req.clone();
+            async move {
+                let mut stream = match c.select(req).await {
+                    Ok(s) => s.into_inner(),
+                    Err(e) => return Attempt::Failed(e),
+                };
+                let mut out = Selected::default();
+                while let Some(item) = stream.next().await {
+                    match item {
+                        Ok(r) if r.not_leader => return Attempt::NotLeader(r.leader_addr),
+                        Ok(r) => {
+                            for s in &r.series {
+                                out.bytes += (s.labels.len() + s.samples.len() + s.histograms.len()) as u64;
+                                match series_from_wire(s) {
+                                    Ok(x) => out.series.push(x),
+                                    Err(e) => return Attempt::Invalid(e),
+                                }
+                            }
                         }
-                        failed = Some(format!("{addr} is not the leader"));
-                        break;
-                    }
-                    Ok(r) => {
-                        for s in &r.series {
-                            out.push(series_from_wire(s)?);
-                        }
-                    }
-                    Err(e) => {
-                        failed = Some(format!("{addr}: {}", e.message()));
-                        break;
+                        Err(e) => return Attempt::Failed(e),
                     }
                 }
+                Attempt::Done(out)
             }
-            match failed {
-                None => return Ok(out),
-                Some(f) => last = f,
-            }
-        }
-        Err(Error::Unavailable { shard, reason: last })
+        })
+        .await
     }
+
+    /// Evaluates pushed-down aggregations on `shard` (see `strata_promql::pushable`): for
+    /// each expression the partial result series, with the evaluation's annotations.
+    pub async fn evaluate_shard(
+        &self,
+        req: EvaluateRequest,
+        consistency: ReadConsistency,
+        deadline: tokio::time::Instant,
+    ) -> Result<Evaluated> {
+        let shard = req.shard;
+        let n = req.exprs.len();
+        let req = EvaluateRequest { consistency: wire_consistency(consistency), ..req };
+        self.read_shard(shard, consistency, deadline, |mut c| {
+            let req = req.clone();
+            async move {
+                let mut stream = match c.evaluate(req).await {
+                    Ok(s) => s.into_inner(),
+                    Err(e) => return Attempt::Failed(e),
+                };
+                let mut out = Evaluated { results: vec![Vec::new(); n], ..Evaluated::default() };
+                while let Some(item) = stream.next().await {
+                    match item {
+                        Ok(r) if r.not_leader => return Attempt::NotLeader(r.leader_addr),
+                        Ok(r) => {
+                            out.warnings.extend(r.warnings);
+                            out.infos.extend(r.infos);
+                            let Some(dst) = out.results.get_mut(r.expr as usize) else {
+                                return Attempt::Invalid(Error::Invalid(
+                                    "evaluate reply for no expression".into(),
+                                ));
+                            };
+                            for s in &r.series {
+                                out.bytes += (s.labels.len() + s.samples.len() + s.histograms.len()) as u64;
+                                match series_from_wire(s) {
+                                    Ok(x) => dst.push(x),
+                                    Err(e) => return Attempt::Invalid(e),
+                                }
+                            }
+                        }
+                        Err(e) => return Attempt::Failed(e),
+                    }
+                }
+                Attempt::Done(out)
+            }
+        })
+        .await
+    }
+
+    /// Series (`kind` SERIES), label names (NAMES) or values of `name` (VALUES) of `shard`.
+    pub async fn labels_shard(
+        &self,
+        req: LabelsRequest,
+        consistency: ReadConsistency,
+        deadline: tokio::time::Instant,
+    ) -> Result<LabelsReply> {
+        let shard = req.shard;
+        let req = LabelsRequest { consistency: wire_consistency(consistency), ..req };
+        self.read_shard(shard, consistency, deadline, |mut c| {
+            let req = req.clone();
+            async move {
+                match c.labels(req).await {
+                    Ok(r) if r.get_ref().not_leader => Attempt::NotLeader(r.into_inner().leader_addr),
+                    Ok(r) => Attempt::Done(r.into_inner()),
+                    Err(e) => Attempt::Failed(e),
+                }
+            }
+        })
+        .await
+    }
+}
+
+/// What one replica answered to a read.
+enum Attempt<T> {
+    /// The answer.
+    Done(T),
+    /// Not the leader (and the leader's address, if known).
+    NotLeader(String),
+    /// The call failed; a query error ends the read, anything else tries another replica.
+    Failed(tonic::Status),
+    /// The answer does not decode.
+    Invalid(Error),
+}
+
+fn wire_consistency(c: ReadConsistency) -> i32 {
+    match c {
+        ReadConsistency::Linearizable => Consistency::Linearizable as i32,
+        ReadConsistency::Follower => Consistency::Follower as i32,
+    }
+}
+
+/// The series a shard read returned, and the bytes they took on the wire.
+#[derive(Debug, Default)]
+pub struct Selected {
+    /// Series sorted by labels.
+    pub series: Vec<SeriesData>,
+    /// Bytes of labels and chunks received.
+    pub bytes: u64,
+}
+
+/// What a shard's pushed-down evaluation returned.
+#[derive(Debug, Default)]
+pub struct Evaluated {
+    /// For each expression, the partial result series (labels and per-step points).
+    pub results: Vec<Vec<SeriesData>>,
+    /// Annotations of the evaluation.
+    pub warnings: Vec<String>,
+    /// Info annotations of the evaluation.
+    pub infos: Vec<String>,
+    /// Bytes of labels and chunks received.
+    pub bytes: u64,
 }

@@ -29,7 +29,7 @@ mod storage;
 mod transport;
 mod writer;
 
-pub use client::{ClientConfig, ClusterClient, ReadConsistency};
+pub use client::{ClientConfig, ClusterClient, Evaluated, ReadConsistency, Selected};
 pub use codec::{from_wire, series_from_wire, series_to_wire, to_wire};
 pub use error::{Error, Result};
 pub use map::{ClusterMap, VNODES};

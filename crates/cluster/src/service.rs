@@ -2,15 +2,19 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
+use strata_promql::{Engine, EngineConfig, EvalAt, QueryError, SelectHints, Source};
 use strata_proto::cluster::raft_server::Raft;
 use strata_proto::cluster::storage_server::Storage;
 use strata_proto::cluster::{
-    ClusterMapReply, ClusterMapRequest, Consistency, MetadataCommand, RaftMessage, RaftReply, SelectReply,
-    SelectRequest, SnapshotChunk, WriteReply, WriteRequest,
+    ClusterMapReply, ClusterMapRequest, Consistency, EvaluateReply, EvaluateRequest, LabelsKind, LabelsReply,
+    LabelsRequest, MetadataCommand, RaftMessage, RaftReply, SelectReply, SelectRequest, SnapshotChunk,
+    WriteReply, WriteRequest,
 };
 use strata_raft::{META_GROUP, RaftNode, Request, Response, RpcKind};
+use strata_tsdb::{Matcher, SeriesData};
 use tonic::{Status, Streaming};
 
 use crate::codec::{from_wire, series_to_wire};
@@ -73,7 +77,36 @@ fn write_reply(r: Response) -> WriteReply {
     }
 }
 
+/// Whether a shard read may go ahead on this node.
+enum Readable {
+    /// Yes, on this database.
+    Db(Arc<strata_tsdb::Db>),
+    /// No: the read needs the leader, which is the node at this address ("" if unknown).
+    NotLeader(String),
+}
+
 impl StorageService {
+    /// Checks that this node holds a replica of `shard` and, for a linearizable read, that
+    /// it is the leader and has applied everything committed before the read (ReadIndex).
+    async fn readable(&self, shard: u32, consistency: i32) -> Result<Readable, Status> {
+        let db = self.node.db().ok_or_else(|| Status::unavailable("this node has no database yet"))?;
+        if !self.node.raft.groups().contains(&shard) {
+            return Err(Status::not_found(format!("shard {shard} has no replica on this node")));
+        }
+        if consistency == Consistency::Linearizable as i32 {
+            match self.node.raft.read_barrier(shard).await {
+                Ok(()) => {}
+                Err(strata_raft::Error::NotLeader { leader, leader_addr, .. }) => {
+                    let addr =
+                        leader_addr.or_else(|| leader.and_then(|l| self.node.addr_of(l))).unwrap_or_default();
+                    return Ok(Readable::NotLeader(addr));
+                }
+                Err(e) => return Err(Error::Raft(e).into()),
+            }
+        }
+        Ok(Readable::Db(db))
+    }
+
     /// Proposes to `group`; a follower answers with the leader instead.
     async fn propose(&self, group: u32, payload: Vec<u8>) -> Result<WriteReply, Status> {
         match self.node.raft.propose(group, Request(payload)).await {
@@ -107,6 +140,34 @@ fn check_record(record: &[u8], shard: u32, shards: u32) -> Result<(), Status> {
 }
 
 type SelectStream = Pin<Box<dyn Stream<Item = Result<SelectReply, Status>> + Send>>;
+type EvaluateStream = Pin<Box<dyn Stream<Item = Result<EvaluateReply, Status>> + Send>>;
+
+/// The replies a blocking producer sends, as a response stream.
+fn receiver_stream<T: Send + 'static>(
+    rx: tokio::sync::mpsc::Receiver<Result<T, Status>>,
+) -> Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>> {
+    Box::pin(futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) }))
+}
+
+/// One shard of the node's database as the evaluator's source; reads stop once the
+/// querier is gone (its reply stream closed).
+struct ShardSource {
+    db: Arc<strata_tsdb::Db>,
+    shard: u32,
+    gone: tokio::sync::mpsc::Sender<Result<EvaluateReply, Status>>,
+}
+
+impl Source for ShardSource {
+    fn select(&self, matchers: &[Matcher], hints: &SelectHints) -> Result<Vec<SeriesData>, QueryError> {
+        if self.gone.is_closed() {
+            return Err(QueryError::Unavailable("the querier canceled the evaluation".into()));
+        }
+        self.db
+            .select_shard(self.shard, matchers, hints.start, hints.end)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| QueryError::Storage(e.to_string()))
+    }
+}
 
 #[tonic::async_trait]
 impl Storage for StorageService {
@@ -131,22 +192,13 @@ impl Storage for StorageService {
     ) -> Result<tonic::Response<SelectStream>, Status> {
         let r = req.into_inner();
         let matchers = from_wire(&r.matchers).map_err(Status::from)?;
-        let db = self.node.db().ok_or_else(|| Status::unavailable("this node has no database yet"))?;
-        if !self.node.raft.groups().contains(&r.shard) {
-            return Err(Status::not_found(format!("shard {} has no replica on this node", r.shard)));
-        }
-        if r.consistency == Consistency::Linearizable as i32 {
-            match self.node.raft.read_barrier(r.shard).await {
-                Ok(()) => {}
-                Err(strata_raft::Error::NotLeader { leader, leader_addr, .. }) => {
-                    let addr =
-                        leader_addr.or_else(|| leader.and_then(|l| self.node.addr_of(l))).unwrap_or_default();
-                    let reply = SelectReply { not_leader: true, leader_addr: addr, ..SelectReply::default() };
-                    return Ok(tonic::Response::new(Box::pin(futures_util::stream::iter([Ok(reply)]))));
-                }
-                Err(e) => return Err(Error::Raft(e).into()),
+        let db = match self.readable(r.shard, r.consistency).await? {
+            Readable::Db(db) => db,
+            Readable::NotLeader(leader_addr) => {
+                let reply = SelectReply { not_leader: true, leader_addr, ..SelectReply::default() };
+                return Ok(tonic::Response::new(Box::pin(futures_util::stream::iter([Ok(reply)]))));
             }
-        }
+        };
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<SelectReply, Status>>(4);
         tokio::task::spawn_blocking(move || {
             let mut batch = Vec::with_capacity(SELECT_BATCH);
@@ -169,9 +221,121 @@ impl Storage for StorageService {
                 let _ = tx.blocking_send(Ok(SelectReply { series: batch, ..SelectReply::default() }));
             }
         });
-        let stream =
-            futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
-        Ok(tonic::Response::new(Box::pin(stream)))
+        Ok(tonic::Response::new(receiver_stream(rx)))
+    }
+
+    type EvaluateStream = EvaluateStream;
+
+    async fn evaluate(
+        &self,
+        req: tonic::Request<EvaluateRequest>,
+    ) -> Result<tonic::Response<EvaluateStream>, Status> {
+        let r = req.into_inner();
+        let exprs = r
+            .exprs
+            .iter()
+            .map(|e| strata_promql::parse(e))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Status::from(Error::Query(e)))?;
+        let db = match self.readable(r.shard, r.consistency).await? {
+            Readable::Db(db) => db,
+            Readable::NotLeader(leader_addr) => {
+                let reply = EvaluateReply { not_leader: true, leader_addr, ..EvaluateReply::default() };
+                return Ok(tonic::Response::new(Box::pin(futures_util::stream::iter([Ok(reply)]))));
+            }
+        };
+        let defaults = EngineConfig::default();
+        let engine = Engine::new(EngineConfig {
+            lookback_ms: if r.lookback_ms > 0 { r.lookback_ms } else { defaults.lookback_ms },
+            max_samples: if r.max_samples > 0 { r.max_samples as usize } else { defaults.max_samples },
+            timeout: if r.timeout_ms > 0 {
+                Duration::from_millis(r.timeout_ms).min(defaults.timeout)
+            } else {
+                defaults.timeout
+            },
+            ..defaults
+        });
+        let at = EvalAt {
+            start: r.start_ms,
+            end: r.end_ms,
+            step: r.step_ms,
+            query_start: r.query_start_ms,
+            query_end: r.query_end_ms,
+            query_step: r.query_step_ms,
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<EvaluateReply, Status>>(4);
+        tokio::task::spawn_blocking(move || {
+            let src = ShardSource { db, shard: r.shard, gone: tx.clone() };
+            let partials = match strata_promql::evaluate_parts(&engine, [&src], &exprs, &at) {
+                Ok(p) => p,
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(Error::Query(e).into()));
+                    return;
+                }
+            };
+            for (i, series) in partials.results.into_iter().enumerate() {
+                for batch in series.chunks(SELECT_BATCH) {
+                    let series = batch
+                        .iter()
+                        .map(|s| {
+                            series_to_wire(&SeriesData {
+                                labels: s.labels.clone(),
+                                samples: s.points.clone(),
+                                histograms: s.hists.clone(),
+                            })
+                        })
+                        .collect();
+                    let reply = EvaluateReply { expr: i as u32, series, ..EvaluateReply::default() };
+                    if tx.blocking_send(Ok(reply)).is_err() {
+                        return; // the querier went away
+                    }
+                }
+            }
+            let a = partials.annotations;
+            let _ = tx.blocking_send(Ok(EvaluateReply {
+                warnings: a.warnings,
+                infos: a.infos,
+                ..EvaluateReply::default()
+            }));
+        });
+        Ok(tonic::Response::new(receiver_stream(rx)))
+    }
+
+    async fn labels(
+        &self,
+        req: tonic::Request<LabelsRequest>,
+    ) -> Result<tonic::Response<LabelsReply>, Status> {
+        let r = req.into_inner();
+        let matchers = from_wire(&r.matchers).map_err(Status::from)?;
+        let db = match self.readable(r.shard, r.consistency).await? {
+            Readable::Db(db) => db,
+            Readable::NotLeader(leader_addr) => {
+                return Ok(tonic::Response::new(LabelsReply {
+                    not_leader: true,
+                    leader_addr,
+                    ..LabelsReply::default()
+                }));
+            }
+        };
+        let reply = tokio::task::spawn_blocking(move || {
+            let (shard, m, lo, hi) = (Some(r.shard), &matchers[..], r.start_ms, r.end_ms);
+            match LabelsKind::try_from(r.kind) {
+                Ok(LabelsKind::Series) => LabelsReply {
+                    series: db.series(shard, m, lo, hi).iter().map(|l| l.encode()).collect(),
+                    ..LabelsReply::default()
+                },
+                Ok(LabelsKind::Names) => {
+                    LabelsReply { values: db.label_names(shard, m, lo, hi), ..LabelsReply::default() }
+                }
+                Ok(LabelsKind::Values) | Err(_) => LabelsReply {
+                    values: db.label_values(shard, &r.name, m, lo, hi),
+                    ..LabelsReply::default()
+                },
+            }
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(tonic::Response::new(reply))
     }
 
     async fn get_cluster_map(

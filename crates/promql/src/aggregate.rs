@@ -141,6 +141,9 @@ type Group<'a> = (&'a Labels, Vec<(usize, f64)>, Vec<(usize, &'a Val)>);
 
 /// Evaluates an aggregation.
 pub(crate) fn eval(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Value> {
+    if let Some(v) = crate::pushdown::try_eval(ctx, a)? {
+        return Ok(v);
+    }
     let op = a.op.to_string();
     let param = match &a.param {
         Some(p) => Some(ctx.eval(p)?),
@@ -162,6 +165,17 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Value> {
         let what = if op == "limit_ratio" { "Ratio" } else { "Parameter" };
         return Err(QueryError::Execution(format!("{what} value is NaN")));
     }
+    reduce(ctx, &op, a.modifier.as_ref(), param, input)
+}
+
+/// Aggregates `input` with operator `op` grouped by `modifier` at every step.
+pub(crate) fn reduce(
+    ctx: &mut Ctx<'_>,
+    op: &str,
+    modifier: Option<&LabelModifier>,
+    param: Option<Value>,
+    input: Vec<crate::value::Series>,
+) -> Result<Value> {
     let steps = ctx.steps;
     // each series' group, hashed once (not at every step)
     let mut keys: Vec<Labels> = Vec::new();
@@ -170,7 +184,7 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Value> {
         input
             .iter()
             .map(|s| {
-                let k = group_key(&s.labels, a.modifier.as_ref());
+                let k = group_key(&s.labels, modifier);
                 *ids.entry(k).or_insert_with_key(|k| {
                     keys.push(k.clone());
                     keys.len() - 1
@@ -220,7 +234,7 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Value> {
                     .chain(hmembers.iter().map(|m| m.0))
                     .any(|j| input[j].drop_name);
             if !hmembers.is_empty() {
-                match op.as_str() {
+                match op {
                     "sum" | "avg" => {
                         if !members.is_empty() {
                             ctx.annotations
@@ -276,7 +290,7 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Value> {
                 }
             }
             let single = |f: f64| -> Vec<(Labels, bool, f64)> { vec![(key.clone(), key_dn, f)] };
-            let results: Vec<(Labels, bool, f64)> = match op.as_str() {
+            let results: Vec<(Labels, bool, f64)> = match op {
                 "sum" => {
                     let mut k = Kahan::default();
                     vals().for_each(|v| k.add(v));

@@ -10,6 +10,21 @@ pub struct Annotations {
 }
 
 impl Annotations {
+    /// Adds `other`'s warnings and infos that are not here yet (annotations of the parts
+    /// of a pushed-down aggregation).
+    pub fn merge(&mut self, other: Annotations) {
+        for w in other.warnings {
+            if !self.warnings.contains(&w) {
+                self.warnings.push(w);
+            }
+        }
+        for i in other.infos {
+            if !self.infos.contains(&i) {
+                self.infos.push(i);
+            }
+        }
+    }
+
     pub(crate) fn warn(&mut self, text: String) {
         let t = format!("PromQL warning: {text}");
         if !self.warnings.contains(&t) {

@@ -18,6 +18,10 @@ pub enum QueryError {
     /// The storage failed (`internal`, 500).
     #[error("{0}")]
     Storage(String),
+    /// Part of the data cannot be reached now (`unavailable`, 503): a shard without a
+    /// reachable replica.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl QueryError {
@@ -28,6 +32,7 @@ impl QueryError {
             QueryError::Execution(_) | QueryError::TooManySamples => "execution",
             QueryError::Timeout(_) => "timeout",
             QueryError::Storage(_) => "internal",
+            QueryError::Unavailable(_) => "unavailable",
         }
     }
 }

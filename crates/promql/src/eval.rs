@@ -106,6 +106,18 @@ fn is_stale(v: f64) -> bool {
 }
 
 impl Ctx<'_> {
+    /// The grid this context evaluates at, for pushed-down evaluations.
+    pub(crate) fn eval_at(&self) -> crate::source::EvalAt {
+        crate::source::EvalAt {
+            start: self.steps.start,
+            end: self.steps.end,
+            step: self.steps.step,
+            query_start: self.query_start,
+            query_end: self.query_end,
+            query_step: self.query_step,
+        }
+    }
+
     pub(crate) fn check_deadline(&self) -> Result<()> {
         if Instant::now() > self.deadline {
             return Err(QueryError::Timeout("query execution"));
@@ -143,7 +155,7 @@ impl Ctx<'_> {
     ) -> Result<Vec<strata_tsdb::SeriesData>> {
         let m = selector_matchers(vs)?;
         let hints = SelectHints { start: mint, end: maxt, step: self.query_step, range, func: self.func };
-        self.src.select(&m, &hints).map_err(QueryError::Storage)
+        self.src.select(&m, &hints)
     }
 
     /// Evaluates any expression over the context's steps.

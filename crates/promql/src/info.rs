@@ -134,7 +134,7 @@ fn fetch_info(
         range: 0,
         func: Some("info"),
     };
-    let found = ctx.src.select(&matchers, &hints).map_err(QueryError::Storage)?;
+    let found = ctx.src.select(&matchers, &hints)?;
     let mut out = Vec::with_capacity(found.len());
     for sd in found {
         if sd.histograms.iter().any(|h| times.iter().any(|&et| h.0 <= et && h.0 > et - lookback)) {

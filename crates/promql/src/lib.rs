@@ -22,6 +22,7 @@ mod functions;
 mod grid;
 mod info;
 mod native;
+mod pushdown;
 mod source;
 mod value;
 
@@ -33,7 +34,8 @@ pub use aggregate::format_float;
 pub use annotations::{Annotations, Output};
 pub use error::{QueryError, Result};
 pub use features::{FEATURE_NAMES, Features};
-pub use source::{MemSource, SelectHints, Source};
+pub use pushdown::{Partitioned, evaluate_parts, pushable};
+pub use source::{EvalAt, MemSource, Partials, SelectHints, Source};
 pub use value::{HPoint, RangeSeries, Series, Value};
 
 use crate::eval::Ctx;
@@ -129,6 +131,29 @@ impl Engine {
             other => other,
         };
         Ok(Output { value, annotations: out.annotations })
+    }
+
+    /// Evaluates `expr` at the grid `at` without the query-level finishing (no delayed
+    /// name removal, no sorting): a part's share of a pushed-down aggregation.
+    pub fn eval_at(&self, src: &dyn Source, expr: &Expr, at: &EvalAt) -> Result<Output> {
+        if at.step <= 0 || at.end < at.start {
+            return Err(QueryError::Parse("invalid evaluation grid".into()));
+        }
+        self.cfg.features.check(expr)?;
+        let mut ctx = Ctx {
+            src,
+            cfg: &self.cfg,
+            steps: Steps { start: at.start, end: at.end, step: at.step },
+            query_start: at.query_start,
+            query_end: at.query_end,
+            query_step: at.query_step,
+            samples: 0,
+            deadline: Instant::now() + self.cfg.timeout,
+            annotations: Annotations::default(),
+            func: None,
+        };
+        let value = ctx.eval(expr)?;
+        Ok(Output { value, annotations: ctx.annotations })
     }
 
     fn run(&self, src: &dyn Source, expr: &Expr, steps: Steps, query_step: i64) -> Result<Output> {

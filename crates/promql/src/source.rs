@@ -3,7 +3,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use promql_parser::parser::Expr;
 use strata_tsdb::{FloatHistogram, Labels, Matcher, SeriesData};
+
+use crate::error::Result;
 
 use crate::value::HPoint;
 
@@ -23,12 +26,61 @@ pub struct SelectHints {
     pub func: Option<&'static str>,
 }
 
+/// The grid an expression is evaluated at: its steps, and the query's own start, end and
+/// step (for `@ start()`, `@ end()` and the step-dependent functions). A subquery's inner
+/// expression has its own steps but the query's start and end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EvalAt {
+    /// First step, in ms.
+    pub start: i64,
+    /// Last step (inclusive; a multiple of `step` after `start`), in ms.
+    pub end: i64,
+    /// Distance between steps, in ms (≥ 1; 1 for an instant evaluation).
+    pub step: i64,
+    /// The query's start, in ms.
+    pub query_start: i64,
+    /// The query's end, in ms.
+    pub query_end: i64,
+    /// The query's step in ms (0 for an instant query).
+    pub query_step: i64,
+}
+
+impl EvalAt {
+    /// An instant query at `t` (ms).
+    pub fn instant(t: i64) -> Self {
+        EvalAt { start: t, end: t, step: 1, query_start: t, query_end: t, query_step: 0 }
+    }
+
+    /// A range query (ms).
+    pub fn range(start: i64, end: i64, step: i64) -> Self {
+        EvalAt { start, end, step, query_start: start, query_end: end, query_step: step }
+    }
+}
+
+/// What the parts of a source returned for pushed-down aggregations.
+#[derive(Debug, Clone, Default)]
+pub struct Partials {
+    /// For each expression asked, the series every part returned (in any order).
+    pub results: Vec<Vec<crate::value::Series>>,
+    /// The parts' annotations.
+    pub annotations: crate::Annotations,
+}
+
 /// A source of series: the local database in standalone, the shards' replicas on a querier.
 pub trait Source: Send + Sync {
     /// Series matching every matcher, with their samples in `[hints.start, hints.end]`
     /// (ascending, stale markers included), sorted by labels. Histogram samples come in
     /// `SeriesData::histograms`.
-    fn select(&self, matchers: &[Matcher], hints: &SelectHints) -> Result<Vec<SeriesData>, String>;
+    fn select(&self, matchers: &[Matcher], hints: &SelectHints) -> Result<Vec<SeriesData>>;
+
+    /// Evaluates each of `exprs` — aggregations [`pushable`](crate::pushable) to the parts
+    /// of the data — on every part separately at `at`, and returns the partial results for
+    /// the evaluator to merge. `None` (the default): this source has no parts; the
+    /// evaluator selects and aggregates itself.
+    fn pushdown(&self, exprs: &[Expr], at: &EvalAt) -> Option<Result<Partials>> {
+        let _ = (exprs, at);
+        None
+    }
 }
 
 /// An in-memory source (the conformance runner, tests).
@@ -78,10 +130,20 @@ impl MemSource {
     pub fn clear(&mut self) {
         self.series.clear();
     }
+
+    /// This source split into `n` parts by the series' stable label hash (as shards).
+    pub fn split(&self, n: usize) -> Vec<MemSource> {
+        let n = n.max(1);
+        let mut parts = vec![MemSource::new(); n];
+        for (l, s) in &self.series {
+            parts[(l.stable_hash() % n as u64) as usize].series.insert(l.clone(), s.clone());
+        }
+        parts
+    }
 }
 
 impl Source for MemSource {
-    fn select(&self, matchers: &[Matcher], hints: &SelectHints) -> Result<Vec<SeriesData>, String> {
+    fn select(&self, matchers: &[Matcher], hints: &SelectHints) -> Result<Vec<SeriesData>> {
         let (mint, maxt) = (hints.start, hints.end);
         Ok(self
             .series
@@ -110,15 +172,15 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::{Engine, EngineConfig};
+    use crate::{Engine, EngineConfig, QueryError};
 
     /// Records the hints of every selection.
     #[derive(Default)]
     struct Recorder(Mutex<Vec<SelectHints>>);
 
     impl Source for Recorder {
-        fn select(&self, _: &[Matcher], hints: &SelectHints) -> Result<Vec<SeriesData>, String> {
-            self.0.lock().map_err(|e| e.to_string())?.push(*hints);
+        fn select(&self, _: &[Matcher], hints: &SelectHints) -> Result<Vec<SeriesData>> {
+            self.0.lock().map_err(|e| QueryError::Storage(e.to_string()))?.push(*hints);
             Ok(Vec::new())
         }
     }

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use strata_promql::{Engine, EngineConfig, Features, MemSource, Value};
+use strata_promql::{Engine, EngineConfig, Features, MemSource, Partitioned, QueryError, Source, Value};
 use strata_tsdb::{FloatHistogram, Labels, STALE_NAN_BITS};
 
 fn shared_dir() -> PathBuf {
@@ -565,7 +565,7 @@ fn check_result(
     }
 }
 
-fn run_eval(engine: &Engine, src: &MemSource, c: &EvalCase) -> Result<(), String> {
+fn run_eval(engine: &Engine, src: &dyn Source, c: &EvalCase) -> Result<(), String> {
     let expr = match strata_promql::parse(&c.expr) {
         Ok(e) => e,
         Err(e) => {
@@ -633,7 +633,7 @@ fn add_at(e: &mut promql_parser::parser::Expr, t: i64) {
 /// One instant run with its range-mode cross-check (FORMAT.md 8.3).
 fn run_instant(
     engine: &Engine,
-    src: &MemSource,
+    src: &dyn Source,
     c: &EvalCase,
     expr: &promql_parser::parser::Expr,
     t: i64,
@@ -679,6 +679,10 @@ fn run_instant(
 }
 
 struct FileResult {
+    /// Evals whose result differs between the unsplit and the pushed-down plan.
+    pushdown_mismatches: Vec<String>,
+    /// Aggregations the pushed-down plan pushed down.
+    pushed: usize,
     passed: usize,
     total: usize,
     skipped: Vec<(usize, String)>,
@@ -700,9 +704,20 @@ fn run_file(path: &Path) -> FileResult {
     // Prometheus's test harness enables every feature (FORMAT.md 11)
     let mut cfg = EngineConfig { features: Features::all(), max_samples: 10_000, ..EngineConfig::default() };
     cfg.default_subquery_step_ms = 60_000;
+    // pushdown is off under delayed name removal: the plans are compared without it
+    let mut pushdown_cfg = cfg.clone();
+    pushdown_cfg.features.delayed_name_removal = false;
+    let pushdown_engine = Engine::new(pushdown_cfg);
     let engine = Engine::new(cfg);
     let mut src = MemSource::new();
-    let mut res = FileResult { passed: 0, total: 0, skipped: Vec::new(), failures: Vec::new() };
+    let mut res = FileResult {
+        pushdown_mismatches: Vec::new(),
+        pushed: 0,
+        passed: 0,
+        total: 0,
+        skipped: Vec::new(),
+        failures: Vec::new(),
+    };
     let instant_re =
         regex::Regex::new(r"^eval(?:_(fail|warn|ordered|info))?\s+instant\s+(?:at\s+(.+?))?\s+(.+)$")
             .expect("regex");
@@ -859,8 +874,73 @@ fn run_file(path: &Path) -> FileResult {
             Ok(()) => res.passed += 1,
             Err(e) => res.failures.push(format!("{}:{}: {}: {}", path.display(), case.line, case.expr, e)),
         }
+        if let Err(e) = compare_plans(&pushdown_engine, &src, &case, &mut res.pushed) {
+            res.pushdown_mismatches.push(format!("{}:{}: {}: {}", path.display(), case.line, case.expr, e));
+        }
     }
     res
+}
+
+/// Evaluates the case's query over the whole source and over the source split in three
+/// parts with aggregations pushed down to the parts (a querier over shards), and compares.
+fn compare_plans(engine: &Engine, src: &MemSource, c: &EvalCase, pushed: &mut usize) -> Result<(), String> {
+    let Ok(expr) = strata_promql::parse(&c.expr) else {
+        return Ok(());
+    };
+    let parts = Partitioned::new(src, 3, engine.clone());
+    let run = |s: &dyn Source| match c.kind {
+        Kind::Range(st, e, step) => engine.range(s, &expr, st, e, step),
+        Kind::Instant(t) => engine.instant(s, &expr, c.expect.range_vector.map_or(t, |r| r.1)),
+    };
+    let (whole, split) = (run(src), run(&parts));
+    *pushed += parts.pushed();
+    same_output(whole, split)
+}
+
+fn same_output(
+    a: Result<strata_promql::Output, QueryError>,
+    b: Result<strata_promql::Output, QueryError>,
+) -> Result<(), String> {
+    let (a, b) = match (a, b) {
+        (Err(x), Err(y)) if x == y => return Ok(()),
+        (Ok(a), Ok(b)) => (a, b),
+        (a, b) => return Err(format!("unsplit {:?} vs pushed down {:?}", a.err(), b.err())),
+    };
+    // annotations are a set (Prometheus keeps them in a map); parts raise them in their order
+    let set = |v: &[String]| v.iter().cloned().collect::<std::collections::BTreeSet<String>>();
+    if set(&a.annotations.warnings) != set(&b.annotations.warnings)
+        || set(&a.annotations.infos) != set(&b.annotations.infos)
+    {
+        return Err(format!("annotations {:?} vs {:?}", a.annotations, b.annotations));
+    }
+    let series = |v: Value| -> Vec<(Labels, Vec<(i64, V)>)> {
+        match v {
+            Value::Vector(v) => {
+                v.iter().map(|s| (s.labels.clone(), points_of(&s.points, &s.hists))).collect()
+            }
+            Value::Matrix(m) => {
+                m.iter().map(|s| (s.labels.clone(), points_of(&s.samples, &s.hists))).collect()
+            }
+            Value::Scalar(p) => vec![(Labels::default(), points_of(&p, &[]))],
+            Value::String(s) => vec![(Labels::from_unchecked([("s", s.as_str())].into_iter()), Vec::new())],
+        }
+    };
+    // an instant vector's order is unspecified (the conformance files say `ordered` when not)
+    let (mut x, mut y) = (series(a.value), series(b.value));
+    x.sort_by(|p, q| p.0.cmp(&q.0));
+    y.sort_by(|p, q| p.0.cmp(&q.0));
+    if x.len() != y.len() {
+        return Err(format!("{} series vs {}", x.len(), y.len()));
+    }
+    for ((la, pa), (lb, pb)) in x.iter().zip(&y) {
+        let same = la == lb
+            && pa.len() == pb.len()
+            && pa.iter().zip(pb).all(|(p, q)| p.0 == q.0 && value_matches(&p.1, &q.1));
+        if !same {
+            return Err(format!("{la:?} {pa:?} vs {lb:?} {pb:?}"));
+        }
+    }
+    Ok(())
 }
 
 #[test]
@@ -874,6 +954,7 @@ fn promql_conformance() {
         .collect();
     files.sort();
     let mut per_file: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let (mut mismatches, mut pushed) = (Vec::new(), 0);
     let mut skipped = String::new();
     let mut failures = Vec::new();
     for f in &files {
@@ -883,6 +964,8 @@ fn promql_conformance() {
             let _ = writeln!(skipped, "{name}:{line}\t{why}");
         }
         failures.extend(r.failures);
+        mismatches.extend(r.pushdown_mismatches);
+        pushed += r.pushed;
         per_file.insert(name, (r.passed, r.total));
     }
     let passed: usize = per_file.values().map(|v| v.0).sum();
@@ -894,6 +977,13 @@ fn promql_conformance() {
     }
     let _ = writeln!(report, "total\t{passed}/{total}\t(skipped {skipped_n})");
     println!("{report}");
+    println!("pushdown: {pushed} aggregations pushed down, {} evals differ", mismatches.len());
+    assert!(
+        mismatches.is_empty(),
+        "pushed-down plan differs from the unsplit one:\n{}",
+        mismatches.join("\n")
+    );
+    assert!(pushed > 100, "only {pushed} aggregations were pushed down: the comparison proves little");
     if let Ok(p) = std::env::var("CONFORMANCE_FAILURES") {
         let _ = std::fs::write(p, failures.join("\n"));
     }

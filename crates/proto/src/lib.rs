@@ -4,6 +4,8 @@
 //!   (Prometheus's field numbers). Used by clients, tests and the benchmark generator.
 //! * [`cluster`]: the internal cluster protocol (tonic services for Raft, shard writes and
 //!   reads, the cluster map).
+//! * [`query`]: the public gRPC query API (`proto/strata/query.proto`) and its descriptor
+//!   set for server reflection.
 //! * [`fast`]: a zero-copy decoder of `WriteRequest` for the ingest hot path. It borrows
 //!   every string from the request buffer and keeps its vectors between requests, so a
 //!   request costs no allocation per series. `benches/remote_write_decode.rs` compares
@@ -22,4 +24,13 @@ pub mod prometheus {
 #[allow(missing_docs, unreachable_pub, missing_debug_implementations, clippy::all)]
 pub mod cluster {
     include!(concat!(env!("OUT_DIR"), "/strata.cluster.v1.rs"));
+}
+
+/// Strata's public gRPC query API (generated from `proto/strata/query.proto`).
+#[allow(missing_docs, unreachable_pub, missing_debug_implementations, clippy::all)]
+pub mod query {
+    include!(concat!(env!("OUT_DIR"), "/strata.query.v1.rs"));
+
+    /// The encoded file descriptor set of the API, for gRPC server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/query_descriptor.bin"));
 }

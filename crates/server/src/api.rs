@@ -5,7 +5,10 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
-use strata_tsdb::{Db, Labels, Matcher};
+use strata_promql::QueryError;
+use strata_tsdb::{Labels, Matcher};
+
+use crate::backend::ReadView;
 
 use crate::AppState;
 use crate::params::Params;
@@ -34,6 +37,22 @@ impl ApiError {
 
     pub(crate) fn unavailable(msg: impl Into<String>) -> Self {
         ApiError { status: StatusCode::SERVICE_UNAVAILABLE, kind: "unavailable", msg: msg.into() }
+    }
+
+    /// The gRPC status of this error: the same text, a code for the `errorType`, and the
+    /// `errorType` itself in the `strata-error-type` metadata.
+    pub(crate) fn into_status(self) -> tonic::Status {
+        use tonic::Code;
+        let code = match self.kind {
+            "bad_data" => Code::InvalidArgument,
+            "execution" => Code::FailedPrecondition,
+            "timeout" => Code::DeadlineExceeded,
+            "unavailable" => Code::Unavailable,
+            _ => Code::Internal,
+        };
+        let mut md = tonic::metadata::MetadataMap::new();
+        md.insert("strata-error-type", tonic::metadata::MetadataValue::from_static(self.kind));
+        tonic::Status::with_metadata(code, self.msg, md)
     }
 }
 
@@ -105,50 +124,77 @@ fn label_object(l: &Labels) -> Value {
     Value::Object(l.iter().map(|x| (x.name.clone(), Value::String(x.value.clone()))).collect::<Map<_, _>>())
 }
 
+/// What a metadata lookup returns.
+pub(crate) type Found<T> = (Vec<T>, Vec<String>);
+
 /// The shared shape of the metadata endpoints: parse parameters, evaluate `find` for
-/// each `match[]` alternative (or once with no matchers), union, sort, limit.
-async fn metadata<T>(
-    st: AppState,
-    p: Params,
+/// each `match[]` alternative (or once with no matchers), union, sort, limit; the values
+/// found and the warnings.
+pub(crate) async fn lookup<T>(
+    st: &AppState,
+    p: &Params,
     require_match: bool,
-    find: impl Fn(&Db, &[Matcher], i64, i64) -> Vec<T> + Send + 'static,
-    render: impl Fn(Vec<T>) -> Value,
-) -> Result<Response, ApiError>
+    find: impl Fn(&dyn ReadView, &[Matcher], i64, i64) -> Result<Vec<T>, QueryError> + Send + 'static,
+) -> Result<Found<T>, ApiError>
 where
     T: Ord + Send + 'static,
 {
-    let qy = query(&p, require_match)?;
-    let db = st.db()?;
-    let found = blocking(move || {
-        if qy.sets.is_empty() {
-            return find(&db, &[], qy.start, qy.end);
-        }
-        let mut v: Vec<T> = qy.sets.iter().flat_map(|set| find(&db, set, qy.start, qy.end)).collect();
-        v.sort();
-        v.dedup();
-        v
+    let qy = query(p, require_match)?;
+    let (view, _cancel) = st.view(p, &st.engine)?;
+    let (found, mut warnings) = blocking(move || {
+        let found = if qy.sets.is_empty() {
+            find(&*view, &[], qy.start, qy.end)
+        } else {
+            let mut v: Vec<T> = Vec::new();
+            for set in &qy.sets {
+                match find(&*view, set, qy.start, qy.end) {
+                    Ok(x) => v.extend(x),
+                    Err(e) => return (Err(e), view.warnings()),
+                }
+            }
+            v.sort();
+            v.dedup();
+            Ok(v)
+        };
+        (found, view.warnings())
     })
     .await?;
-    let mut warnings = Vec::new();
-    let found = truncate(found, qy.limit, &mut warnings);
-    Ok(success(render(found), warnings))
+    let found = found.map_err(crate::query::query_error)?;
+    Ok((truncate(found, qy.limit, &mut warnings), warnings))
+}
+
+/// Series lookup (`/api/v1/series`, gRPC `Series`).
+pub(crate) async fn find_series(st: &AppState, p: &Params) -> Result<Found<Labels>, ApiError> {
+    lookup(st, p, true, |v, m, s, e| v.series(m, s, e)).await
+}
+
+/// Label names lookup (`/api/v1/labels`, gRPC `LabelNames`).
+pub(crate) async fn find_label_names(st: &AppState, p: &Params) -> Result<Found<String>, ApiError> {
+    lookup(st, p, false, |v, m, s, e| v.label_names(m, s, e)).await
+}
+
+/// Label values lookup (`/api/v1/label/<name>/values`, gRPC `LabelValues`); `name` as in
+/// the URL path (`U__` escaping allowed).
+pub(crate) async fn find_label_values(
+    st: &AppState,
+    p: &Params,
+    name: &str,
+) -> Result<Found<String>, ApiError> {
+    let name =
+        decode_label_name(name).ok_or_else(|| ApiError::bad_data(format!("invalid label name: {name:?}")))?;
+    lookup(st, p, false, move |v, m, s, e| v.label_values(&name, m, s, e)).await
 }
 
 /// `GET|POST /api/v1/series`.
 pub(crate) async fn series(State(st): State<AppState>, p: Params) -> Result<Response, ApiError> {
-    metadata(
-        st,
-        p,
-        true,
-        |db, m, s, e| db.series(m, s, e),
-        |v: Vec<Labels>| Value::Array(v.iter().map(label_object).collect()),
-    )
-    .await
+    let (v, w) = find_series(&st, &p).await?;
+    Ok(success(Value::Array(v.iter().map(label_object).collect()), w))
 }
 
 /// `GET|POST /api/v1/labels`.
 pub(crate) async fn labels(State(st): State<AppState>, p: Params) -> Result<Response, ApiError> {
-    metadata(st, p, false, |db, m, s, e| db.label_names(m, s, e), |v: Vec<String>| json!(v)).await
+    let (v, w) = find_label_names(&st, &p).await?;
+    Ok(success(json!(v), w))
 }
 
 /// `GET /api/v1/label/<name>/values`.
@@ -157,10 +203,8 @@ pub(crate) async fn label_values(
     Path(name): Path<String>,
     p: Params,
 ) -> Result<Response, ApiError> {
-    let name = decode_label_name(&name)
-        .ok_or_else(|| ApiError::bad_data(format!("invalid label name: {name:?}")))?;
-    metadata(st, p, false, move |db, m, s, e| db.label_values(&name, m, s, e), |v: Vec<String>| json!(v))
-        .await
+    let (v, w) = find_label_values(&st, &p, &name).await?;
+    Ok(success(json!(v), w))
 }
 
 /// Label names in the path: plain, or Prometheus 3's `U__` escaping for UTF-8 names

@@ -1,12 +1,16 @@
 //! Where a node's HTTP handlers write to and read from: the local database
 //! (`strata standalone`), or the cluster (an ingestor writes through the shard leaders; a
-//! storage node reads its own replicas).
+//! storage node reads its own replicas; a querier reads every shard through a
+//! [`QueryBackend`] of its own).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
-use strata_tsdb::{ApplyOutcome, Db, SeriesBatch};
+use strata_promql::{QueryError, SelectHints, Source};
+use strata_tsdb::{ApplyOutcome, Db, Labels, Matcher, SeriesBatch, SeriesData};
 
 /// Why a write was not stored.
 #[derive(Debug, Clone)]
@@ -89,5 +93,119 @@ impl Reader {
     /// The database now, if any.
     pub fn get(&self) -> Option<Arc<Db>> {
         (self.0)()
+    }
+}
+
+/// How one query reads.
+#[derive(Debug, Clone)]
+pub struct ReadOptions {
+    /// Answer from the shards that can be reached, with a warning naming the others,
+    /// instead of failing (`partial_response=true`). Default false.
+    pub partial_response: bool,
+    /// When the query must be done; reads still running then stop.
+    pub deadline: Instant,
+    /// Most samples the reads may bring into memory (the engine's `max_samples`), across
+    /// every shard.
+    pub max_samples: usize,
+    /// Set once nobody waits for the answer (the client went away): reads stop.
+    pub canceled: Arc<AtomicBool>,
+}
+
+impl ReadOptions {
+    /// Whether the query was canceled.
+    pub fn is_canceled(&self) -> bool {
+        self.canceled.load(Ordering::Relaxed)
+    }
+}
+
+/// Sets the flag when dropped: held by a request handler, so that a handler dropped with its
+/// client (or finished) stops the reads it started.
+#[derive(Debug, Default)]
+pub(crate) struct CancelOnDrop(pub(crate) Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// One query's view of the data: the evaluator's source, and the series and label lookups.
+/// Calls block; handlers make them on the blocking pool.
+pub trait ReadView: Source {
+    /// Label sets of the series matching `matchers` with data in `[start, end]`, sorted.
+    fn series(&self, matchers: &[Matcher], start: i64, end: i64) -> Result<Vec<Labels>, QueryError>;
+    /// Label names of the series matching `matchers` (all series when empty), sorted.
+    fn label_names(&self, matchers: &[Matcher], start: i64, end: i64) -> Result<Vec<String>, QueryError>;
+    /// Values of label `name` of the series matching `matchers`, sorted.
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<String>, QueryError>;
+    /// Warnings the reads raised so far (shards left out of a partial response).
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// Where a node's queries read.
+pub trait QueryBackend: Send + Sync + std::fmt::Debug + 'static {
+    /// Whether queries can be answered now (`/-/ready` answers 503 until then). Default true.
+    fn ready(&self) -> bool {
+        true
+    }
+    /// A view for one query, or `None` when this node serves no queries (yet).
+    fn view(&self, opts: ReadOptions) -> Option<Box<dyn ReadView>>;
+    /// The local database, for the self-metrics of its head and log (none on a querier).
+    fn local_db(&self) -> Option<Arc<Db>> {
+        None
+    }
+    /// Counters of the backend for `/metrics`: (name, help, value).
+    fn counters(&self) -> Vec<(&'static str, &'static str, f64)> {
+        Vec::new()
+    }
+}
+
+impl QueryBackend for Reader {
+    fn view(&self, _opts: ReadOptions) -> Option<Box<dyn ReadView>> {
+        self.get().map(|db| Box::new(DbView(db)) as Box<dyn ReadView>)
+    }
+
+    fn local_db(&self) -> Option<Arc<Db>> {
+        self.get()
+    }
+}
+
+/// The local database as a query's view.
+struct DbView(Arc<Db>);
+
+impl Source for DbView {
+    fn select(&self, matchers: &[Matcher], hints: &SelectHints) -> Result<Vec<SeriesData>, QueryError> {
+        self.0
+            .select(matchers, hints.start, hints.end)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| QueryError::Storage(e.to_string()))
+    }
+}
+
+impl ReadView for DbView {
+    fn series(&self, matchers: &[Matcher], start: i64, end: i64) -> Result<Vec<Labels>, QueryError> {
+        Ok(self.0.series(None, matchers, start, end))
+    }
+
+    fn label_names(&self, matchers: &[Matcher], start: i64, end: i64) -> Result<Vec<String>, QueryError> {
+        Ok(self.0.label_names(None, matchers, start, end))
+    }
+
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<String>, QueryError> {
+        Ok(self.0.label_values(None, name, matchers, start, end))
     }
 }

@@ -1,6 +1,6 @@
 //! # strata-server — the HTTP surface of a node
 //!
-//! Axum handlers over a [`strata_tsdb::Db`]:
+//! Axum handlers:
 //! * `POST /api/v1/write`: Prometheus remote-write 1.0 (snappy + protobuf). The body is
 //!   decoded with the zero-copy decoder, every series validated on its own (a bad series is
 //!   reported, the good ones of the same request are stored), and the write is acknowledged
@@ -10,11 +10,18 @@
 //! * `GET|POST /api/v1/series`, `/api/v1/labels`, `GET /api/v1/label/<name>/values` in
 //!   Prometheus's JSON envelope.
 //! * `/-/ready`, `/-/healthy`, `/metrics` (self-metrics with prometheus-client).
+//! * The PromQL endpoints (`query`, `query_range` and what Grafana calls with them) and,
+//!   on the same port, the gRPC query API of `proto/strata/query.proto` with server
+//!   reflection: one implementation of each request, rendered as JSON or protobuf.
+//!
+//! Queries read through a [`QueryBackend`]: the local database, or a querier's fan-out
+//! over the cluster's shards.
 //!
 //! Blocking engine calls run on tokio's blocking pool.
 
 mod api;
 mod backend;
+mod grpc;
 mod histogram;
 mod metadata;
 mod metrics;
@@ -29,7 +36,9 @@ use axum::Router;
 use axum::routing::{get, post};
 use strata_tsdb::Db;
 
-pub use backend::{CommitFuture, LocalWriter, Reader, WriteError, Writer};
+pub use backend::{
+    CommitFuture, LocalWriter, QueryBackend, ReadOptions, ReadView, Reader, WriteError, Writer,
+};
 pub use metrics::Metrics;
 pub use selector::parse_selector;
 
@@ -62,7 +71,7 @@ impl Default for ServerConfig {
 /// Shared state of the handlers.
 #[derive(Clone, Debug)]
 pub struct AppState {
-    reader: Reader,
+    backend: Arc<dyn QueryBackend>,
     writer: Arc<dyn Writer>,
     metrics: Arc<Metrics>,
     cfg: ServerConfig,
@@ -74,20 +83,37 @@ pub struct AppState {
 impl AppState {
     /// State over an open database (reads and writes go to it).
     pub fn new(db: Arc<Db>, cfg: ServerConfig) -> Self {
-        Self::with(Reader::local(db.clone()), Arc::new(LocalWriter(db)), cfg)
+        Self::with(Arc::new(Reader::local(db.clone())), Arc::new(LocalWriter(db)), cfg)
     }
 
-    /// State reading from `reader` and writing through `writer`.
-    pub fn with(reader: Reader, writer: Arc<dyn Writer>, cfg: ServerConfig) -> Self {
-        let metrics = Arc::new(Metrics::new(reader.clone()));
+    /// State reading through `backend` and writing through `writer`.
+    pub fn with(backend: Arc<dyn QueryBackend>, writer: Arc<dyn Writer>, cfg: ServerConfig) -> Self {
+        let metrics = Arc::new(Metrics::new(backend.clone()));
         let engine = strata_promql::Engine::new(cfg.engine.clone());
         let queries = Arc::new(tokio::sync::Semaphore::new(cfg.query_max_concurrency.max(1)));
-        AppState { reader, writer, metrics, cfg, engine, queries, metadata: Arc::default() }
+        AppState { backend, writer, metrics, cfg, engine, queries, metadata: Arc::default() }
     }
 
-    /// The database queries read, or the error a query gets on a node without one.
-    fn db(&self) -> Result<Arc<Db>, api::ApiError> {
-        self.reader.get().ok_or_else(|| api::ApiError::unavailable("this node serves no queries (yet)"))
+    /// A view of the data for one request (with `partial_response` from its parameters and
+    /// the deadline of `engine`), and the guard that cancels its reads when dropped; the
+    /// error a query gets on a node that serves none.
+    fn view(
+        &self,
+        p: &params::Params,
+        engine: &strata_promql::Engine,
+    ) -> Result<(Box<dyn ReadView>, backend::CancelOnDrop), api::ApiError> {
+        let guard = backend::CancelOnDrop::default();
+        let opts = ReadOptions {
+            partial_response: matches!(p.get("partial_response"), Some("true" | "1")),
+            deadline: std::time::Instant::now() + engine.config().timeout,
+            max_samples: engine.config().max_samples,
+            canceled: guard.0.clone(),
+        };
+        let view = self
+            .backend
+            .view(opts)
+            .ok_or_else(|| api::ApiError::unavailable("this node serves no queries (yet)"))?;
+        Ok((view, guard))
     }
 }
 
@@ -95,7 +121,7 @@ impl AppState {
 async fn ready(
     axum::extract::State(st): axum::extract::State<AppState>,
 ) -> (axum::http::StatusCode, &'static str) {
-    if st.writer.ready() {
+    if st.writer.ready() && st.backend.ready() {
         (axum::http::StatusCode::OK, "Strata is Ready.\n")
     } else {
         (axum::http::StatusCode::SERVICE_UNAVAILABLE, "Strata is not ready: no cluster map yet.\n")
@@ -119,7 +145,8 @@ pub fn router(state: AppState) -> Router {
         .route("/-/ready", get(ready))
         .route("/-/healthy", get(|| async { "Strata is Healthy.\n" }))
         .route("/metrics", get(metrics::handler))
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(grpc::routes(state))
 }
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
 //! Self-metrics (prometheus-client): counters updated on the write path, plus the
 //! engine's head and log statistics read at scrape time.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use crate::backend::Reader;
+use crate::backend::QueryBackend;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -39,11 +40,14 @@ pub struct Metrics {
 }
 
 #[derive(Debug)]
-struct DbCollector(Reader);
+struct DbCollector(Arc<dyn QueryBackend>);
 
 impl Collector for DbCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let Some(db) = self.0.get() else { return Ok(()) };
+        for (name, help, v) in self.0.counters() {
+            ConstCounter::new(v).encode(enc.encode_descriptor(name, help, None, MetricType::Counter)?)?;
+        }
+        let Some(db) = self.0.local_db() else { return Ok(()) };
         let head = db.head_stats();
         let log = db.log_stats();
         let cp = db.checkpoint_stats();
@@ -87,7 +91,7 @@ impl Collector for DbCollector {
 
 impl Metrics {
     /// Registers every metric; `db` is read at scrape time.
-    pub fn new(db: Reader) -> Self {
+    pub fn new(db: Arc<dyn QueryBackend>) -> Self {
         let mut registry = Registry::default();
         let ingested = Counter::default();
         let rejected = Family::<Reason, Counter>::default();

@@ -21,6 +21,11 @@ impl<S: Send + Sync> FromRequest<S> for Params {
 }
 
 impl Params {
+    /// Parameters given as pairs (the gRPC API's fields).
+    pub(crate) fn from_pairs(pairs: Vec<(String, String)>) -> Self {
+        Params(pairs)
+    }
+
     fn from_parts(query: Option<&str>, headers: &HeaderMap, body: &Bytes) -> Self {
         let mut v: Vec<(String, String)> = Vec::new();
         let is_form = headers

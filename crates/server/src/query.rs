@@ -8,38 +8,23 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value as Json, json};
-use strata_promql::{Engine, QueryError, Source, Value};
-use strata_tsdb::{Db, Labels, Matcher, SeriesData};
+use strata_promql::{Annotations, Engine, QueryError, Value};
+use strata_tsdb::Labels;
 
 use crate::AppState;
 use crate::api::{ApiError, success};
 use crate::params::{Params, parse_time};
 
-/// The database as the evaluator's source of series.
-pub(crate) struct DbSource<'a>(pub(crate) &'a Db);
-
-impl Source for DbSource<'_> {
-    fn select(
-        &self,
-        matchers: &[Matcher],
-        hints: &strata_promql::SelectHints,
-    ) -> Result<Vec<SeriesData>, String> {
-        self.0
-            .select(matchers, hints.start, hints.end)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| e.to_string())
-    }
-}
-
 /// Most points a range query may return per series (Prometheus's limit).
 const MAX_POINTS: i64 = 11_000;
 
-fn query_error(e: QueryError) -> ApiError {
+pub(crate) fn query_error(e: QueryError) -> ApiError {
     let status = match &e {
         QueryError::Parse(_) => StatusCode::BAD_REQUEST,
         QueryError::Execution(_) | QueryError::TooManySamples => StatusCode::UNPROCESSABLE_ENTITY,
         QueryError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
         QueryError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        QueryError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
     ApiError::new(status, e.error_type(), e.to_string())
 }
@@ -58,7 +43,7 @@ fn metric(l: &Labels) -> Json {
 
 /// A native histogram as Prometheus's API writes it: count, sum and the populated buckets
 /// as `[boundary rule, lower, upper, count]` (rule 0: (l,u], 1: [l,u), 2: (l,u), 3: [l,u]).
-fn histogram_json(h: &strata_tsdb::FloatHistogram) -> Json {
+pub(crate) fn histogram_json(h: &strata_tsdb::FloatHistogram) -> Json {
     let f = strata_promql::format_float;
     let mut o = json!({"count": f(h.count), "sum": f(h.sum)});
     let buckets: Vec<Json> = h
@@ -160,8 +145,39 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
-/// `GET|POST /api/v1/query`.
-pub(crate) async fn instant(State(st): State<AppState>, p: Params) -> Result<Response, ApiError> {
+/// An evaluated query: its value, the time it was evaluated at (the end of a range), whether
+/// it was a range query, and its annotations (with the reads' warnings).
+pub(crate) struct Answer {
+    pub(crate) value: Value,
+    pub(crate) t: i64,
+    pub(crate) range: bool,
+    pub(crate) annotations: Annotations,
+}
+
+/// Evaluates `expr` with `engine` on the blocking pool over a view of the data.
+async fn evaluate(
+    st: &AppState,
+    p: &Params,
+    engine: Engine,
+    run: impl FnOnce(&Engine, &dyn strata_promql::Source) -> Result<strata_promql::Output, QueryError>
+    + Send
+    + 'static,
+) -> Result<(Value, Annotations), ApiError> {
+    let (view, _cancel) = st.view(p, &engine)?;
+    let _permit = st.queries.acquire().await.map_err(|e| ApiError::internal(e.to_string()))?;
+    let (res, warnings) = tokio::task::spawn_blocking(move || {
+        let res = run(&engine, &*view);
+        (res, view.warnings())
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut out = res.map_err(query_error)?;
+    out.annotations.merge(Annotations { warnings, infos: Vec::new() });
+    Ok((out.value, out.annotations))
+}
+
+/// An instant query's parameters evaluated (`/api/v1/query`, gRPC `Query`).
+pub(crate) async fn eval_instant(st: &AppState, p: &Params) -> Result<Answer, ApiError> {
     let q = p.get("query").unwrap_or("").to_owned();
     let t = match p.get("time").filter(|s| !s.is_empty()) {
         Some(s) => parse_time(s).ok_or_else(|| {
@@ -171,20 +187,15 @@ pub(crate) async fn instant(State(st): State<AppState>, p: Params) -> Result<Res
         })?,
         None => now_ms(),
     };
-    let engine = engine_for(&st, &p)?;
+    let engine = engine_for(st, p)?;
     let expr = strata_promql::parse(&q)
         .map_err(|e| ApiError::bad_data(format!("invalid parameter \"query\": {e}")))?;
-    let db = st.db()?;
-    let _permit = st.queries.acquire().await.map_err(|e| ApiError::internal(e.to_string()))?;
-    let v = tokio::task::spawn_blocking(move || engine.instant(&DbSource(&db), &expr, t))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(query_error)?;
-    Ok(respond(render(v.value, t, false), v.annotations))
+    let (value, annotations) = evaluate(st, p, engine, move |e, src| e.instant(src, &expr, t)).await?;
+    Ok(Answer { value, t, range: false, annotations })
 }
 
-/// `GET|POST /api/v1/query_range`.
-pub(crate) async fn range(State(st): State<AppState>, p: Params) -> Result<Response, ApiError> {
+/// A range query's parameters evaluated (`/api/v1/query_range`, gRPC `QueryRange`).
+pub(crate) async fn eval_range(st: &AppState, p: &Params) -> Result<Answer, ApiError> {
     let q = p.get("query").unwrap_or("").to_owned();
     let need = |k: &str| -> Result<i64, ApiError> {
         let s = p.get(k).unwrap_or("");
@@ -217,16 +228,24 @@ pub(crate) async fn range(State(st): State<AppState>, p: Params) -> Result<Respo
             "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
         ));
     }
-    let engine = engine_for(&st, &p)?;
+    let engine = engine_for(st, p)?;
     let expr = strata_promql::parse(&q)
         .map_err(|e| ApiError::bad_data(format!("invalid parameter \"query\": {e}")))?;
-    let db = st.db()?;
-    let _permit = st.queries.acquire().await.map_err(|e| ApiError::internal(e.to_string()))?;
-    let v = tokio::task::spawn_blocking(move || engine.range(&DbSource(&db), &expr, start, end, step))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(query_error)?;
-    Ok(respond(render(v.value, end, true), v.annotations))
+    let (value, annotations) =
+        evaluate(st, p, engine, move |e, src| e.range(src, &expr, start, end, step)).await?;
+    Ok(Answer { value, t: end, range: true, annotations })
+}
+
+/// `GET|POST /api/v1/query`.
+pub(crate) async fn instant(State(st): State<AppState>, p: Params) -> Result<Response, ApiError> {
+    let a = eval_instant(&st, &p).await?;
+    Ok(respond(render(a.value, a.t, a.range), a.annotations))
+}
+
+/// `GET|POST /api/v1/query_range`.
+pub(crate) async fn range(State(st): State<AppState>, p: Params) -> Result<Response, ApiError> {
+    let a = eval_range(&st, &p).await?;
+    Ok(respond(render(a.value, a.t, a.range), a.annotations))
 }
 
 /// `GET|POST /api/v1/format_query`.

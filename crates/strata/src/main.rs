@@ -41,6 +41,9 @@ enum Role {
     Storage(roles::StorageArgs),
     /// An ingestor: Prometheus remote-write, forwarded to the shard leaders.
     Ingestor(roles::IngestorArgs),
+    /// A stateless querier: the Prometheus HTTP API and the gRPC query API over every
+    /// shard of a cluster.
+    Querier(roles::QuerierArgs),
 }
 
 /// Flags of `strata standalone`; each overrides the config file.
@@ -147,7 +150,7 @@ async fn standalone(c: StandaloneConfig) -> anyhow::Result<()> {
         .with_context(|| format!("opening database in {}", c.data_dir.display()))?;
     let n = node.clone();
     let state = AppState::with(
-        Reader::dynamic(move || n.db()),
+        Arc::new(Reader::dynamic(move || n.db())),
         Arc::new(StandaloneWriter(node.clone())),
         ServerConfig {
             max_write_body_bytes: c.max_write_body_bytes,
@@ -189,5 +192,6 @@ fn main() -> anyhow::Result<()> {
         }
         Role::Storage(a) => rt.block_on(roles::storage(a)),
         Role::Ingestor(a) => rt.block_on(roles::ingestor(a)),
+        Role::Querier(a) => rt.block_on(roles::querier(a)),
     }
 }

@@ -1,4 +1,4 @@
-//! The distributed roles: `strata storage` and `strata ingestor`.
+//! The distributed roles: `strata storage`, `strata ingestor` and `strata querier`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -6,7 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use strata_cluster::{ClientConfig, ClusterClient, ClusterWriter, StorageConfig, StorageNode};
+use strata_cluster::{
+    ClientConfig, ClusterClient, ClusterWriter, ReadConsistency, StorageConfig, StorageNode,
+};
+use strata_querier::{ClusterBackend, QuerierConfig};
 use strata_raft::RaftConfig;
 use strata_server::{AppState, Reader, ServerConfig};
 use strata_tsdb::DbConfig;
@@ -116,7 +119,7 @@ pub(crate) async fn storage(a: StorageArgs) -> anyhow::Result<()> {
             client.spawn_refresh(Duration::from_secs(10));
             let n = node.clone();
             let state = AppState::with(
-                Reader::dynamic(move || n.db()),
+                Arc::new(Reader::dynamic(move || n.db())),
                 Arc::new(ClusterWriter(client)),
                 ServerConfig::default(),
             );
@@ -152,7 +155,92 @@ pub(crate) async fn ingestor(a: IngestorArgs) -> anyhow::Result<()> {
     }));
     // the map is needed to split batches by shard; keep it fresh in the background
     client.spawn_refresh(Duration::from_secs(10));
-    let state = AppState::with(Reader::none(), Arc::new(ClusterWriter(client)), ServerConfig::default());
+    let state =
+        AppState::with(Arc::new(Reader::none()), Arc::new(ClusterWriter(client)), ServerConfig::default());
     tracing::info!(storage = ?a.storage, "strata ingestor starting");
     serve_http(&a.http_addr, state).await
+}
+
+/// How a querier reads shards (`--read-consistency`).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum Consistency {
+    /// The shard leader after a ReadIndex round: sees every acknowledged write.
+    Linearizable,
+    /// Any replica as it has applied (may lag by a heartbeat; spreads the load).
+    Follower,
+}
+
+/// Flags of `strata querier`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct QuerierArgs {
+    /// HTTP listen address: the Prometheus HTTP API and the gRPC query API.
+    #[arg(long, default_value = "0.0.0.0:9090")]
+    http_addr: String,
+    /// Storage nodes to fetch the cluster map from (host:port of their gRPC), comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    storage: Vec<String>,
+    /// Which replica answers shard reads.
+    #[arg(long, value_enum, default_value = "linearizable")]
+    read_consistency: Consistency,
+    /// Evaluate distributable aggregations on the storage nodes and merge their partial
+    /// results (false: every selected sample comes to the querier).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pushdown: bool,
+    /// How long a shard read may try its replicas before the shard counts as unavailable.
+    #[arg(long, default_value = "6s")]
+    read_timeout: PromDuration,
+    /// Longest a query may run, e.g. 2m.
+    #[arg(long, default_value = "2m")]
+    query_timeout: PromDuration,
+    /// Most samples a query may load into memory, across all shards.
+    #[arg(long, default_value_t = 50_000_000)]
+    query_max_samples: usize,
+    /// Lookback of instant selectors, e.g. 5m.
+    #[arg(long, default_value = "5m")]
+    query_lookback_delta: PromDuration,
+}
+
+pub(crate) async fn querier(a: QuerierArgs) -> anyhow::Result<()> {
+    let client = Arc::new(ClusterClient::new(ClientConfig {
+        seeds: a.storage.clone(),
+        read_timeout: a.read_timeout.0,
+        ..ClientConfig::default()
+    }));
+    client.spawn_refresh(Duration::from_secs(10));
+    let mut cfg = ServerConfig::default();
+    cfg.engine.timeout = a.query_timeout.0;
+    cfg.engine.max_samples = a.query_max_samples;
+    cfg.engine.lookback_ms = a.query_lookback_delta.0.as_millis() as i64;
+    let backend = ClusterBackend::new(
+        client,
+        QuerierConfig {
+            consistency: match a.read_consistency {
+                Consistency::Linearizable => ReadConsistency::Linearizable,
+                Consistency::Follower => ReadConsistency::Follower,
+            },
+            pushdown: a.pushdown,
+            lookback_ms: cfg.engine.lookback_ms,
+        },
+    );
+    let state = AppState::with(Arc::new(backend), Arc::new(NoWrites), cfg);
+    tracing::info!(storage = ?a.storage, pushdown = a.pushdown, "strata querier starting");
+    serve_http(&a.http_addr, state).await
+}
+
+/// A querier takes no writes: remote write gets 405 with where to send it.
+#[derive(Debug)]
+struct NoWrites;
+
+impl strata_server::Writer for NoWrites {
+    fn batch(&self) -> strata_tsdb::SeriesBatch {
+        strata_tsdb::SeriesBatch::new(1)
+    }
+
+    fn commit(&self, _batch: strata_tsdb::SeriesBatch) -> strata_server::CommitFuture<'_> {
+        Box::pin(async {
+            Err(strata_server::WriteError::Invalid(
+                "a querier takes no writes: send remote write to an ingestor".into(),
+            ))
+        })
+    }
 }

@@ -535,24 +535,48 @@ impl Db {
         }
     }
 
-    /// Label sets of series matching `matchers` with data in the range (day granularity), sorted.
-    pub fn series(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<Labels> {
-        self.snapshots(None, matchers, mint, maxt, false).into_iter().map(|(_, s)| s.labels).collect()
+    /// Label sets of series matching `matchers` with data in the range (day granularity),
+    /// sorted; of one shard, or of all with `None`.
+    pub fn series(&self, only: Option<ShardId>, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<Labels> {
+        self.snapshots(only, matchers, mint, maxt, false).into_iter().map(|(_, s)| s.labels).collect()
     }
 
-    /// Sorted label names, of all series or of those matching `matchers`.
-    pub fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<String> {
+    fn shards_in(&self, only: Option<ShardId>) -> impl Iterator<Item = &Shard> {
+        self.shards
+            .shards
+            .iter()
+            .enumerate()
+            .filter(move |(i, _)| only.is_none_or(|o| o as usize == *i))
+            .map(|x| x.1)
+    }
+
+    /// Sorted label names, of all series or of those matching `matchers`; of one shard, or
+    /// of all with `None`.
+    pub fn label_names(
+        &self,
+        only: Option<ShardId>,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Vec<String> {
         let mut v: Vec<String> =
-            self.shards.shards.iter().flat_map(|s| s.label_names(matchers, mint, maxt)).collect();
+            self.shards_in(only).flat_map(|s| s.label_names(matchers, mint, maxt)).collect();
         v.sort();
         v.dedup();
         v
     }
 
-    /// Sorted values of label `name`.
-    pub fn label_values(&self, name: &str, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<String> {
+    /// Sorted values of label `name`; of one shard, or of all with `None`.
+    pub fn label_values(
+        &self,
+        only: Option<ShardId>,
+        name: &str,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Vec<String> {
         let mut v: Vec<String> =
-            self.shards.shards.iter().flat_map(|s| s.label_values(name, matchers, mint, maxt)).collect();
+            self.shards_in(only).flat_map(|s| s.label_values(name, matchers, mint, maxt)).collect();
         v.sort();
         v.dedup();
         v

@@ -142,12 +142,12 @@ fn labels_series_and_retention() {
     let db = Db::open(kv.clone(), cfg(), clock.clone()).unwrap();
     db.write(vec![series("old", "a", vec![(T0 - 20 * 86_400_000, 1.0)])]).unwrap();
     db.write(vec![series("up", "a", vec![(T0, 1.0)]), series("up", "b", vec![(T0, 1.0)])]).unwrap();
-    assert_eq!(db.label_names(&[], i64::MIN, i64::MAX), vec!["__name__", "host"]);
-    assert_eq!(db.label_values("__name__", &[], i64::MIN, i64::MAX), vec!["old", "up"]);
-    assert_eq!(db.label_values("__name__", &[], T0 - 1000, T0 + 1000), vec!["up"]);
-    assert_eq!(db.series(&[eq("__name__", "up")], T0, T0).len(), 2);
+    assert_eq!(db.label_names(None, &[], i64::MIN, i64::MAX), vec!["__name__", "host"]);
+    assert_eq!(db.label_values(None, "__name__", &[], i64::MIN, i64::MAX), vec!["old", "up"]);
+    assert_eq!(db.label_values(None, "__name__", &[], T0 - 1000, T0 + 1000), vec!["up"]);
+    assert_eq!(db.series(None, &[eq("__name__", "up")], T0, T0).len(), 2);
     db.maintain(true).unwrap();
-    assert_eq!(db.label_values("__name__", &[], i64::MIN, i64::MAX), vec!["up"]);
+    assert_eq!(db.label_values(None, "__name__", &[], i64::MIN, i64::MAX), vec!["up"]);
     assert!(all(&db, &[eq("__name__", "old")]).is_empty());
 }
 

@@ -75,9 +75,14 @@ async fn assert_reads_match(c: &Cluster) {
         let want: Vec<_> =
             stored.iter().filter(|x| x.0 == shard).map(|x| (x.1.clone(), x.2.clone())).collect();
         for consistency in [ReadConsistency::Linearizable, ReadConsistency::Follower] {
-            let got =
-                c.client.select_shard(shard, &m, i64::MIN, i64::MAX, consistency).await.expect("select");
+            let deadline = c.client.read_deadline(None);
+            let got = c
+                .client
+                .select_shard(shard, &m, i64::MIN, i64::MAX, consistency, deadline)
+                .await
+                .expect("select");
             let got: Vec<_> = got
+                .series
                 .into_iter()
                 .map(|s| (s.labels, s.samples.iter().map(|(t, v)| (*t, v.to_bits())).collect::<Vec<_>>()))
                 .collect();

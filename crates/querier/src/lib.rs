@@ -1,0 +1,369 @@
+//! # strata-querier — PromQL over a cluster
+//!
+//! A querier holds no data. [`ClusterBackend`] is the [`QueryBackend`] of `strata querier`:
+//! for each query it gives the HTTP and gRPC APIs a view of every shard, and the PromQL
+//! engine evaluates over that view as it does over the local database in standalone.
+//!
+//! * **Fan-out.** A selection asks every shard at once, one replica each: the leader after
+//!   a ReadIndex round (linearizable, the default: sees every acknowledged write) or any
+//!   replica as it has applied (follower). A replica that fails or times out is replaced
+//!   by the next; a shard none of whose replicas answers before the read timeout fails the
+//!   query with `unavailable` (503) — or, with `partial_response=true`, is left out with a
+//!   warning (after one more try at a follower, whose possibly stale answer is marked).
+//! * **Pushdown.** Aggregations that distribute over shards (`strata_promql::pushable`:
+//!   `sum`, `min`, `max`, `count`, `group`, `topk`, `bottomk`, `avg` over per-series inner
+//!   expressions) are sent as PromQL text to one replica per shard, which evaluates its
+//!   shard's partial aggregate; the engine merges the partials. Only partial results cross
+//!   the network instead of every selected sample.
+//! * **Limits.** Samples received across the fan-out count against the query's
+//!   `max_samples`; the query's deadline bounds every read; a canceled query (client
+//!   gone) drops its streams, which stops the storage nodes' work.
+//!
+//! Every call of the view blocks (the engine is synchronous); it runs on the blocking
+//! pool and drives its async reads on the runtime it was created in.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use parking_lot::Mutex;
+use promql_parser::parser::Expr;
+use strata_cluster::{ClusterClient, Error as ClusterError, ReadConsistency};
+use strata_promql::{Annotations, EvalAt, Partials, QueryError, SelectHints, Series, Source};
+use strata_proto::cluster::{EvaluateRequest, LabelsKind, LabelsRequest};
+use strata_server::{QueryBackend, ReadOptions, ReadView};
+use strata_tsdb::{Labels, Matcher, SeriesData};
+
+/// Settings of a querier.
+#[derive(Debug, Clone)]
+pub struct QuerierConfig {
+    /// How shard reads pick their replica. Default [`ReadConsistency::Linearizable`].
+    pub consistency: ReadConsistency,
+    /// Evaluate pushable aggregations on the storage nodes and merge partials. Default true.
+    pub pushdown: bool,
+    /// The engine's lookback (sent with pushed-down evaluations), in ms. Default 300 000.
+    pub lookback_ms: i64,
+}
+
+impl Default for QuerierConfig {
+    fn default() -> Self {
+        QuerierConfig { consistency: ReadConsistency::Linearizable, pushdown: true, lookback_ms: 300_000 }
+    }
+}
+
+/// Counters of a querier's fan-out (exported on `/metrics`).
+#[derive(Debug, Default)]
+pub struct FanoutStats {
+    /// Bytes of series (labels and compressed chunks) received by selections.
+    pub selected_bytes: AtomicU64,
+    /// Bytes of partial results received from pushed-down evaluations.
+    pub pushdown_bytes: AtomicU64,
+    /// Aggregations evaluated by pushdown.
+    pub pushdowns: AtomicU64,
+    /// Shard reads that failed on every replica.
+    pub shard_failures: AtomicU64,
+}
+
+/// The query backend of `strata querier`: views over every shard of the cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterBackend {
+    client: Arc<ClusterClient>,
+    cfg: QuerierConfig,
+    rt: tokio::runtime::Handle,
+    stats: Arc<FanoutStats>,
+}
+
+impl ClusterBackend {
+    /// A backend reading through `client`; must be created inside the tokio runtime its
+    /// reads will run on.
+    pub fn new(client: Arc<ClusterClient>, cfg: QuerierConfig) -> Self {
+        ClusterBackend { client, cfg, rt: tokio::runtime::Handle::current(), stats: Arc::default() }
+    }
+
+    /// The fan-out counters.
+    pub fn stats(&self) -> &Arc<FanoutStats> {
+        &self.stats
+    }
+}
+
+impl QueryBackend for ClusterBackend {
+    fn ready(&self) -> bool {
+        self.client.cached_map().is_some()
+    }
+
+    fn view(&self, opts: ReadOptions) -> Option<Box<dyn ReadView>> {
+        let shards = self.client.cached_map()?.shards;
+        Some(Box::new(ClusterView {
+            backend: self.clone(),
+            shards,
+            opts,
+            warnings: Mutex::new(Vec::new()),
+            samples: AtomicUsize::new(0),
+        }))
+    }
+
+    fn counters(&self) -> Vec<(&'static str, &'static str, f64)> {
+        let s = &self.stats;
+        let v = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
+        vec![
+            (
+                "strata_querier_selected_bytes",
+                "Bytes of series received from storage nodes by selections.",
+                v(&s.selected_bytes),
+            ),
+            (
+                "strata_querier_pushdown_bytes",
+                "Bytes of partial aggregates received from storage nodes.",
+                v(&s.pushdown_bytes),
+            ),
+            ("strata_querier_pushdowns", "Aggregations evaluated by pushdown.", v(&s.pushdowns)),
+            (
+                "strata_querier_shard_failures",
+                "Shard reads that failed on every replica.",
+                v(&s.shard_failures),
+            ),
+        ]
+    }
+}
+
+/// One query's view of the cluster.
+struct ClusterView {
+    backend: ClusterBackend,
+    shards: u32,
+    opts: ReadOptions,
+    warnings: Mutex<Vec<String>>,
+    /// Samples received so far (against `opts.max_samples`).
+    samples: AtomicUsize,
+}
+
+/// What a shard read's failure means for the query.
+fn shard_error(shard: u32, e: ClusterError) -> QueryError {
+    match e {
+        ClusterError::Query(q) => q,
+        e => QueryError::Unavailable(format!("shard {shard}: {e}")),
+    }
+}
+
+impl ClusterView {
+    fn warn(&self, w: String) {
+        let mut ws = self.warnings.lock();
+        if !ws.contains(&w) {
+            ws.push(w);
+        }
+    }
+
+    /// Runs `read` against every shard at once and returns the answers in shard order.
+    /// `count` tells how many samples an answer holds (checked against the query's limit
+    /// as answers arrive). A shard that cannot be read fails the query, or with a partial
+    /// response is retried once at a follower and otherwise left out with a warning.
+    fn fan_out<T, F, Fut>(&self, read: F, count: impl Fn(&T) -> usize) -> Result<Vec<T>, QueryError>
+    where
+        F: Fn(u32, ReadConsistency, tokio::time::Instant) -> Fut,
+        Fut: Future<Output = strata_cluster::Result<T>>,
+    {
+        let b = &self.backend;
+        let deadline = tokio::time::Instant::from_std(self.opts.deadline);
+        let partial = self.opts.partial_response;
+        let read = &read;
+        let one = |shard: u32| async move {
+            let first = read(shard, b.cfg.consistency, b.client.read_deadline(Some(deadline))).await;
+            let res = match first {
+                Err(e @ ClusterError::Unavailable { .. })
+                    if partial && b.cfg.consistency == ReadConsistency::Linearizable =>
+                {
+                    let again =
+                        read(shard, ReadConsistency::Follower, b.client.read_deadline(Some(deadline))).await;
+                    if again.is_ok() {
+                        self.warn(format!("shard {shard} answered from a follower, possibly stale: {e}"));
+                    }
+                    again
+                }
+                other => other,
+            };
+            (shard, res)
+        };
+        let gather = async {
+            let mut pending: FuturesUnordered<_> = (0..self.shards).map(one).collect();
+            let mut got: Vec<(u32, T)> = Vec::with_capacity(self.shards as usize);
+            while let Some((shard, res)) = pending.next().await {
+                match res {
+                    Ok(t) => {
+                        let n = self.samples.fetch_add(count(&t), Ordering::Relaxed) + count(&t);
+                        if n > self.opts.max_samples {
+                            return Err(QueryError::TooManySamples);
+                        }
+                        got.push((shard, t));
+                    }
+                    Err(ClusterError::Query(q)) => return Err(q),
+                    Err(e) => {
+                        b.stats.shard_failures.fetch_add(1, Ordering::Relaxed);
+                        if !partial {
+                            return Err(shard_error(shard, e));
+                        }
+                        self.warn(format!("shard {shard} left out of the partial response: {e}"));
+                    }
+                }
+            }
+            got.sort_by_key(|x| x.0);
+            Ok(got.into_iter().map(|x| x.1).collect())
+        };
+        let canceled = async {
+            while !self.opts.is_canceled() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        b.rt.block_on(async {
+            tokio::select! {
+                r = tokio::time::timeout_at(deadline, gather) => {
+                    r.unwrap_or(Err(QueryError::Timeout("reading the shards")))
+                }
+                () = canceled => Err(QueryError::Unavailable("the query was canceled".into())),
+            }
+        })
+    }
+
+    /// A label lookup on every shard, united and sorted.
+    fn labels(&self, req: LabelsRequest) -> Result<Vec<LabelsReplyParts>, QueryError> {
+        let client = &self.backend.client;
+        self.fan_out(
+            |shard, c, d| {
+                let req = LabelsRequest { shard, ..req.clone() };
+                async move { client.labels_shard(req, c, d).await.map(|r| (r.series, r.values)) }
+            },
+            |_| 0,
+        )
+    }
+
+    fn labels_request(
+        &self,
+        kind: LabelsKind,
+        name: &str,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+    ) -> LabelsRequest {
+        LabelsRequest {
+            shard: 0,
+            kind: kind as i32,
+            name: name.to_owned(),
+            matchers: strata_cluster::to_wire(matchers),
+            start_ms: start,
+            end_ms: end,
+            consistency: 0,
+        }
+    }
+
+    fn values(&self, req: LabelsRequest) -> Result<Vec<String>, QueryError> {
+        let mut v: Vec<String> = self.labels(req)?.into_iter().flat_map(|p| p.1).collect();
+        v.sort();
+        v.dedup();
+        Ok(v)
+    }
+}
+
+/// A shard's label lookup answer: encoded label sets, names or values.
+type LabelsReplyParts = (Vec<Vec<u8>>, Vec<String>);
+
+impl Source for ClusterView {
+    fn select(&self, matchers: &[Matcher], hints: &SelectHints) -> Result<Vec<SeriesData>, QueryError> {
+        let client = &self.backend.client;
+        let parts = self.fan_out(
+            |shard, c, d| client.select_shard(shard, matchers, hints.start, hints.end, c, d),
+            |s| s.series.iter().map(|x| x.samples.len() + x.histograms.len()).sum(),
+        )?;
+        let bytes: u64 = parts.iter().map(|p| p.bytes).sum();
+        self.backend.stats.selected_bytes.fetch_add(bytes, Ordering::Relaxed);
+        let mut out: Vec<SeriesData> = parts.into_iter().flat_map(|p| p.series).collect();
+        // every shard's part is sorted: the stable sort merges the runs
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(out)
+    }
+
+    fn pushdown(&self, exprs: &[Expr], at: &EvalAt) -> Option<Result<Partials, QueryError>> {
+        let b = &self.backend;
+        if !b.cfg.pushdown {
+            return None;
+        }
+        let left = self.opts.deadline.saturating_duration_since(std::time::Instant::now());
+        let req = EvaluateRequest {
+            shard: 0,
+            exprs: exprs.iter().map(|e| e.to_string()).collect(),
+            start_ms: at.start,
+            end_ms: at.end,
+            step_ms: at.step,
+            query_start_ms: at.query_start,
+            query_end_ms: at.query_end,
+            query_step_ms: at.query_step,
+            lookback_ms: b.cfg.lookback_ms,
+            max_samples: self.opts.max_samples as u64,
+            timeout_ms: left.as_millis().max(1) as u64,
+            consistency: 0,
+        };
+        let client = &b.client;
+        let parts = self.fan_out(
+            |shard, c, d| {
+                let req = EvaluateRequest { shard, ..req.clone() };
+                async move { client.evaluate_shard(req, c, d).await }
+            },
+            |e| e.results.iter().flatten().map(|s| s.samples.len() + s.histograms.len()).sum(),
+        );
+        let parts = match parts {
+            Ok(p) => p,
+            Err(e) => return Some(Err(e)),
+        };
+        b.stats.pushdowns.fetch_add(1, Ordering::Relaxed);
+        let mut out =
+            Partials { results: vec![Vec::new(); exprs.len()], annotations: Annotations::default() };
+        for p in parts {
+            b.stats.pushdown_bytes.fetch_add(p.bytes, Ordering::Relaxed);
+            out.annotations.merge(Annotations { warnings: p.warnings, infos: p.infos });
+            for (dst, series) in out.results.iter_mut().zip(p.results) {
+                dst.extend(series.into_iter().map(|s| Series {
+                    labels: s.labels,
+                    drop_name: false,
+                    points: s.samples,
+                    hists: s.histograms,
+                }));
+            }
+        }
+        Some(Ok(out))
+    }
+}
+
+impl ReadView for ClusterView {
+    fn series(&self, matchers: &[Matcher], start: i64, end: i64) -> Result<Vec<Labels>, QueryError> {
+        let req = self.labels_request(LabelsKind::Series, "", matchers, start, end);
+        let mut out = Vec::new();
+        for (series, _) in self.labels(req)? {
+            for enc in series {
+                let l = Labels::decode(&enc)
+                    .ok_or_else(|| QueryError::Storage("undecodable labels from a storage node".into()))?;
+                out.push(l);
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    fn label_names(&self, matchers: &[Matcher], start: i64, end: i64) -> Result<Vec<String>, QueryError> {
+        self.values(self.labels_request(LabelsKind::Names, "", matchers, start, end))
+    }
+
+    fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<String>, QueryError> {
+        self.values(self.labels_request(LabelsKind::Values, name, matchers, start, end))
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        self.warnings.lock().clone()
+    }
+}

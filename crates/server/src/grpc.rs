@@ -1,0 +1,243 @@
+//! The gRPC query API (`proto/strata/query.proto`), served on the HTTP port next to the
+//! JSON API, with server reflection. Every request is turned into the HTTP API's
+//! parameters and answered by the same code, so semantics and error texts are the same;
+//! only the rendering differs (protobuf messages, streamed in batches of series).
+
+use std::pin::Pin;
+
+use futures_util::Stream;
+use strata_promql::Value;
+use strata_proto::query::query_service_server::{QueryService, QueryServiceServer};
+use strata_proto::query::{
+    Bucket, HistogramSample, Label, LabelNamesRequest, LabelValuesRequest, LabelsResponse, QueryRangeRequest,
+    QueryRequest, QueryResponse, Sample, Series, SeriesRequest, SeriesResponse,
+};
+use strata_tsdb::{FloatHistogram, Labels};
+use tonic::{Request, Response, Status};
+
+use crate::AppState;
+use crate::api::ApiError;
+use crate::params::Params;
+use crate::query::Answer;
+
+/// Series per streamed message.
+const BATCH: usize = 256;
+
+/// A response stream of prepared messages.
+type Replies<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+fn stream<T: Send + 'static>(items: Vec<T>) -> Response<Replies<T>> {
+    Response::new(Box::pin(futures_util::stream::iter(items.into_iter().map(Ok))))
+}
+
+/// The gRPC routes (query API and reflection), to merge with the HTTP ones.
+pub(crate) fn routes(st: AppState) -> axum::Router {
+    let mut routes = tonic::service::Routes::new(QueryServiceServer::new(Api(st)));
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(strata_proto::query::FILE_DESCRIPTOR_SET);
+    match reflection.build_v1() {
+        Ok(r) => routes = routes.add_service(r),
+        Err(e) => tracing::warn!(error = %e, "gRPC reflection unavailable"),
+    }
+    routes.prepare().into_axum_router()
+}
+
+struct Api(AppState);
+
+/// Parameters as the HTTP API names them; empty values are left out.
+fn params(pairs: &[(&str, &str)], matches: &[String]) -> Params {
+    let mut v: Vec<(String, String)> =
+        pairs.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    v.extend(matches.iter().map(|m| ("match[]".to_owned(), m.clone())));
+    Params::from_pairs(v)
+}
+
+fn limit(n: u64) -> String {
+    if n == 0 { String::new() } else { n.to_string() }
+}
+
+fn labels(l: &Labels) -> Vec<Label> {
+    l.iter().map(|x| Label { name: x.name.clone(), value: x.value.clone() }).collect()
+}
+
+fn samples(points: &[(i64, f64)]) -> Vec<Sample> {
+    points.iter().map(|&(t, v)| Sample { timestamp_ms: t, value: v }).collect()
+}
+
+fn histogram(t: i64, h: &FloatHistogram) -> HistogramSample {
+    let buckets = h
+        .all_buckets()
+        .into_iter()
+        .filter(|b| b.count != 0.0)
+        .map(|b| Bucket {
+            boundaries: match (b.lower_inclusive, b.upper_inclusive) {
+                (false, true) => 0,
+                (true, false) => 1,
+                (false, false) => 2,
+                (true, true) => 3,
+            },
+            lower: b.lower,
+            upper: b.upper,
+            count: b.count,
+        })
+        .collect();
+    HistogramSample { timestamp_ms: t, count: h.count, sum: h.sum, buckets }
+}
+
+fn series(l: &Labels, points: &[(i64, f64)], hists: &[strata_promql::HPoint]) -> Series {
+    Series {
+        labels: labels(l),
+        samples: samples(points),
+        histograms: hists.iter().map(|(t, h)| histogram(*t, h)).collect(),
+    }
+}
+
+/// A query's answer as messages: the result type in each, series in batches, the
+/// annotations in the last (the shapes of the JSON API's `render`).
+fn answer_messages(a: Answer) -> Vec<QueryResponse> {
+    let Answer { value, t, range, annotations } = a;
+    let (kind, all): (&str, Vec<Series>) = match value {
+        Value::Scalar(s) if !range => {
+            let (t, v) = s.last().copied().unwrap_or((t, f64::NAN));
+            let scalar = Some(Sample { timestamp_ms: t, value: v });
+            return finish(
+                vec![QueryResponse { result_type: "scalar".into(), scalar, ..Default::default() }],
+                annotations,
+            );
+        }
+        Value::String(s) => {
+            let m = QueryResponse {
+                result_type: "string".into(),
+                string_value: s,
+                string_timestamp_ms: t,
+                ..Default::default()
+            };
+            return finish(vec![m], annotations);
+        }
+        Value::Scalar(s) => ("matrix", vec![Series { samples: samples(&s), ..Default::default() }]),
+        Value::Vector(v) if !range => {
+            let all = v
+                .iter()
+                .filter_map(|s| {
+                    if let Some((_, h)) = s.hists.last() {
+                        return Some(series(&s.labels, &[], &[(t, h.clone())]));
+                    }
+                    let &(_, x) = s.points.last()?;
+                    Some(series(&s.labels, &[(t, x)], &[]))
+                })
+                .collect();
+            ("vector", all)
+        }
+        Value::Vector(v) => ("matrix", v.iter().map(|s| series(&s.labels, &s.points, &s.hists)).collect()),
+        Value::Matrix(m) => ("matrix", m.iter().map(|s| series(&s.labels, &s.samples, &s.hists)).collect()),
+    };
+    let mut out: Vec<QueryResponse> = Vec::new();
+    let mut it = all.into_iter().peekable();
+    while it.peek().is_some() || out.is_empty() {
+        let series: Vec<Series> = it.by_ref().take(BATCH).collect();
+        out.push(QueryResponse { result_type: kind.into(), series, ..Default::default() });
+    }
+    finish(out, annotations)
+}
+
+fn finish(mut out: Vec<QueryResponse>, a: strata_promql::Annotations) -> Vec<QueryResponse> {
+    if let Some(last) = out.last_mut() {
+        last.warnings = a.warnings;
+        last.infos = a.infos;
+    }
+    out
+}
+
+/// Values in batches, the warnings in the last message.
+fn values_messages(values: Vec<String>, warnings: Vec<String>) -> Vec<LabelsResponse> {
+    let mut out: Vec<LabelsResponse> = Vec::new();
+    let mut it = values.into_iter().peekable();
+    while it.peek().is_some() || out.is_empty() {
+        out.push(LabelsResponse { values: it.by_ref().take(BATCH * 16).collect(), warnings: Vec::new() });
+    }
+    if let Some(l) = out.last_mut() {
+        l.warnings = warnings;
+    }
+    out
+}
+
+#[tonic::async_trait]
+impl QueryService for Api {
+    type QueryStream = Replies<QueryResponse>;
+    type QueryRangeStream = Replies<QueryResponse>;
+    type SeriesStream = Replies<SeriesResponse>;
+    type LabelNamesStream = Replies<LabelsResponse>;
+    type LabelValuesStream = Replies<LabelsResponse>;
+
+    async fn query(&self, req: Request<QueryRequest>) -> Result<Response<Self::QueryStream>, Status> {
+        let r = req.into_inner();
+        let partial = if r.partial_response { "true" } else { "" };
+        let p = params(
+            &[("query", &r.query), ("time", &r.time), ("timeout", &r.timeout), ("partial_response", partial)],
+            &[],
+        );
+        let a = crate::query::eval_instant(&self.0, &p).await.map_err(ApiError::into_status)?;
+        Ok(stream(answer_messages(a)))
+    }
+
+    async fn query_range(
+        &self,
+        req: Request<QueryRangeRequest>,
+    ) -> Result<Response<Self::QueryRangeStream>, Status> {
+        let r = req.into_inner();
+        let partial = if r.partial_response { "true" } else { "" };
+        let p = params(
+            &[
+                ("query", &r.query),
+                ("start", &r.start),
+                ("end", &r.end),
+                ("step", &r.step),
+                ("timeout", &r.timeout),
+                ("partial_response", partial),
+            ],
+            &[],
+        );
+        let a = crate::query::eval_range(&self.0, &p).await.map_err(ApiError::into_status)?;
+        Ok(stream(answer_messages(a)))
+    }
+
+    async fn series(&self, req: Request<SeriesRequest>) -> Result<Response<Self::SeriesStream>, Status> {
+        let r = req.into_inner();
+        let l = limit(r.limit);
+        let p = params(&[("start", &r.start), ("end", &r.end), ("limit", &l)], &r.r#match);
+        let (found, warnings) = crate::api::find_series(&self.0, &p).await.map_err(ApiError::into_status)?;
+        let mut out: Vec<SeriesResponse> = Vec::new();
+        let mut it = found.iter().peekable();
+        while it.peek().is_some() || out.is_empty() {
+            let series = it.by_ref().take(BATCH).map(|l| Series { labels: labels(l), ..Default::default() });
+            out.push(SeriesResponse { series: series.collect(), warnings: Vec::new() });
+        }
+        if let Some(l) = out.last_mut() {
+            l.warnings = warnings;
+        }
+        Ok(stream(out))
+    }
+
+    async fn label_names(
+        &self,
+        req: Request<LabelNamesRequest>,
+    ) -> Result<Response<Self::LabelNamesStream>, Status> {
+        let r = req.into_inner();
+        let l = limit(r.limit);
+        let p = params(&[("start", &r.start), ("end", &r.end), ("limit", &l)], &r.r#match);
+        let (v, w) = crate::api::find_label_names(&self.0, &p).await.map_err(ApiError::into_status)?;
+        Ok(stream(values_messages(v, w)))
+    }
+
+    async fn label_values(
+        &self,
+        req: Request<LabelValuesRequest>,
+    ) -> Result<Response<Self::LabelValuesStream>, Status> {
+        let r = req.into_inner();
+        let l = limit(r.limit);
+        let p = params(&[("start", &r.start), ("end", &r.end), ("limit", &l)], &r.r#match);
+        let (v, w) =
+            crate::api::find_label_values(&self.0, &p, &r.name).await.map_err(ApiError::into_status)?;
+        Ok(stream(values_messages(v, w)))
+    }
+}

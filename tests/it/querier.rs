@@ -1,0 +1,299 @@
+//! Queriers on the local cluster of `deploy/local/cluster.sh` (3 storage nodes RF=3, 2
+//! ingestors, 2 queriers): every query of the differential set gets the same answer as
+//! from `strata standalone` holding the same data — through both queriers, over HTTP and
+//! over the gRPC query API, with aggregation pushdown and without it (a third querier) —
+//! and still does with one storage node killed. With two killed, queries fail with a clear
+//! `unavailable` error, or answer with warnings when a partial response is asked for.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use strata_bench::client::RemoteWriter;
+use strata_bench::fleet::{Fleet, FleetConfig, encode_requests};
+use strata_proto::query::query_service_client::QueryServiceClient;
+use strata_proto::query::{QueryRangeRequest, QueryRequest, QueryResponse};
+use strata_suite::compare::{diff, get, queries};
+use strata_suite::{LocalCluster, free_port, start_strata, strata_bin};
+
+const ROUNDS: i64 = 240; // 1 h at 15 s
+
+/// A process killed when dropped.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_ready(base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !reqwest::blocking::get(format!("{base}/-/ready")).is_ok_and(|r| r.status().as_u16() == 200) {
+        assert!(Instant::now() < deadline, "{base} not ready");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A counter of a node's `/metrics`.
+fn metric(base: &str, name: &str) -> f64 {
+    let text = reqwest::blocking::get(format!("{base}/metrics")).and_then(|r| r.text()).unwrap_or_default();
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(name)?.strip_prefix("_total ").or_else(|| l.strip_prefix(name)?.strip_prefix(' '))
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn fmt_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{v}")
+    }
+}
+
+/// A gRPC query answer in the JSON API's `data` shape (for [`diff`]).
+fn grpc_data(msgs: &[QueryResponse]) -> Value {
+    let kind = msgs.first().map(|m| m.result_type.clone()).unwrap_or_default();
+    let secs = |t: i64| json!(t as f64 / 1000.0);
+    if kind == "scalar" {
+        let s = msgs[0].scalar.unwrap_or_default();
+        return json!({"resultType": "scalar", "result": [secs(s.timestamp_ms), fmt_value(s.value)]});
+    }
+    let result: Vec<Value> = msgs
+        .iter()
+        .flat_map(|m| &m.series)
+        .map(|s| {
+            let metric: serde_json::Map<String, Value> =
+                s.labels.iter().map(|l| (l.name.clone(), json!(l.value))).collect();
+            let pts: Vec<Value> =
+                s.samples.iter().map(|p| json!([secs(p.timestamp_ms), fmt_value(p.value)])).collect();
+            if kind == "vector" {
+                json!({"metric": metric, "value": pts.first().cloned().unwrap_or(Value::Null)})
+            } else {
+                json!({"metric": metric, "values": pts})
+            }
+        })
+        .collect();
+    json!({"resultType": kind, "result": result})
+}
+
+/// Asks every query of the set of every target, and compares with the reference; returns
+/// the differences.
+fn compare_http(
+    reference: &str,
+    targets: &[(&str, String)],
+    params: &[(&'static str, Vec<(&str, String)>)],
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    for (path, p) in params {
+        let want = get(reference, path, p);
+        for (name, base) in targets {
+            let got = get(base, path, p);
+            if want["status"] != got["status"] || want["errorType"] != got["errorType"] {
+                failures.push(format!("{name} {path} {p:?}: {} vs {}", want, got));
+                continue;
+            }
+            if want["status"] == "success"
+                && let Some(d) = diff(&want["data"], &got["data"])
+            {
+                failures.push(format!("{name} {path} {p:?}: {d}"));
+            }
+        }
+    }
+    failures
+}
+
+#[test]
+fn queriers_answer_as_standalone_and_survive_a_node_loss() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cluster = LocalCluster::up(tmp.path().join("cluster"), 8);
+    let standalone = start_strata(tmp.path().join("standalone"), &[]).expect("standalone");
+    // a third querier that moves every selected sample (no pushdown)
+    let port = free_port().expect("port");
+    let plain = Killed(
+        Command::new(strata_bin().expect("strata"))
+            .args([
+                "querier",
+                "--http-addr",
+                &format!("127.0.0.1:{port}"),
+                "--storage",
+                &cluster.storage_addrs(),
+            ])
+            .args(["--pushdown", "false"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("querier"),
+    );
+    let q1 = format!("http://127.0.0.1:{}", cluster.query[0]);
+    let q2 = format!("http://127.0.0.1:{}", cluster.query[1]);
+    let q3 = format!("http://127.0.0.1:{port}");
+    wait_ready(&q3);
+
+    // the differential data, to the cluster through both ingestors and to standalone
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
+    let t0 = (now / 15_000 - ROUNDS - 1) * 15_000 + 1_234;
+    let mut fleet =
+        Fleet::new(FleetConfig { hosts: 3, series_per_host: 150, seed: 11, interval_ms: 15_000, churn: 0.0 });
+    let ingestors: Vec<RemoteWriter> = cluster
+        .ingest
+        .iter()
+        .map(|p| RemoteWriter::new(format!("http://127.0.0.1:{p}/api/v1/write")).expect("writer"))
+        .collect();
+    let ws = RemoteWriter::new(standalone.write_url()).expect("writer");
+    let mut sent = 0usize;
+    for r in 0..ROUNDS {
+        for body in encode_requests(fleet.scrape(t0 + r * 15_000), 1000) {
+            assert_eq!(ws.send(body.clone()).status, 204);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while ingestors[sent % 2].send(body.clone()).status != 204 {
+                assert!(Instant::now() < deadline, "no acknowledgement from the cluster");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            sent += 1;
+        }
+    }
+
+    let end = t0 + (ROUNDS - 2) * 15_000 + 2_500;
+    let start = end - 30 * 60_000;
+    let secs = |t: i64| format!("{}.{:03}", t / 1000, t % 1000);
+    let qs = queries();
+    let mut params: Vec<(&'static str, Vec<(&str, String)>)> = Vec::new();
+    for q in &qs {
+        params.push(("/api/v1/query", vec![("query", q.clone()), ("time", secs(end))]));
+        params.push((
+            "/api/v1/query_range",
+            vec![("query", q.clone()), ("start", secs(start)), ("end", secs(end)), ("step", "60".into())],
+        ));
+    }
+    for (path, p) in [
+        ("/api/v1/series", vec![("match[]", "node_load1".to_owned())]),
+        (
+            "/api/v1/series",
+            vec![("match[]", r#"node_cpu_seconds_total{cpu="1",mode=~"user|idle"}"#.to_owned())],
+        ),
+        ("/api/v1/labels", vec![]),
+        ("/api/v1/labels", vec![("match[]", "node_network_up".to_owned())]),
+        ("/api/v1/label/instance/values", vec![]),
+        ("/api/v1/label/mode/values", vec![("match[]", "node_cpu_seconds_total".to_owned())]),
+    ] {
+        params.push((path, p));
+    }
+    let sa = standalone.base_url.clone();
+    let all = [("querier-1", q1.clone()), ("querier-2", q2.clone()), ("querier-no-pushdown", q3.clone())];
+    let failures = compare_http(&sa, &all, &params);
+    assert!(
+        failures.is_empty(),
+        "{} of {} differ:\n{}",
+        failures.len(),
+        params.len() * 3,
+        failures.join("\n")
+    );
+
+    // the gRPC query API of querier 2 answers the same
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let mut grpc_failures = Vec::new();
+    rt.block_on(async {
+        let mut c = QueryServiceClient::connect(q2.clone()).await.expect("grpc connect");
+        for q in &qs {
+            let inst = QueryRequest { query: q.clone(), time: secs(end), ..Default::default() };
+            let range = QueryRangeRequest {
+                query: q.clone(),
+                start: secs(start),
+                end: secs(end),
+                step: "60".into(),
+                ..Default::default()
+            };
+            let answers = [
+                (
+                    "/api/v1/query",
+                    vec![("query", q.clone()), ("time", secs(end))],
+                    c.query(inst).await.map(|r| r.into_inner()),
+                ),
+                (
+                    "/api/v1/query_range",
+                    vec![
+                        ("query", q.clone()),
+                        ("start", secs(start)),
+                        ("end", secs(end)),
+                        ("step", "60".into()),
+                    ],
+                    c.query_range(range).await.map(|r| r.into_inner()),
+                ),
+            ];
+            for (path, p, stream) in answers {
+                let want = get(&sa, path, &p);
+                let got = match stream {
+                    Ok(mut s) => {
+                        let mut msgs = Vec::new();
+                        while let Some(m) = s.message().await.transpose() {
+                            match m {
+                                Ok(m) => msgs.push(m),
+                                Err(e) => {
+                                    grpc_failures.push(format!("grpc {path} {q}: {e}"));
+                                    break;
+                                }
+                            }
+                        }
+                        Ok(msgs)
+                    }
+                    Err(e) => Err(e),
+                };
+                match (want["status"].as_str(), got) {
+                    (Some("success"), Ok(msgs)) => {
+                        if let Some(d) = diff(&want["data"], &grpc_data(&msgs)) {
+                            grpc_failures.push(format!("grpc {path} {q}: {d}"));
+                        }
+                    }
+                    (Some("error"), Err(e)) if e.message() == want["error"].as_str().unwrap_or("") => {}
+                    (_, got) => grpc_failures.push(format!("grpc {path} {q}: {want} vs {got:?}")),
+                }
+            }
+        }
+    });
+    assert!(grpc_failures.is_empty(), "gRPC answers differ:\n{}", grpc_failures.join("\n"));
+
+    // pushdown moves less: partial aggregates instead of every selected sample
+    let moved = |base: &str| {
+        metric(base, "strata_querier_selected_bytes") + metric(base, "strata_querier_pushdown_bytes")
+    };
+    let (with, without) = (moved(&q1), moved(&q3));
+    let pushdowns = metric(&q1, "strata_querier_pushdowns");
+    eprintln!(
+        "bytes from storage for the query set: pushdown {with:.0}, none {without:.0}, {pushdowns} pushdowns"
+    );
+    assert!(pushdowns > 0.0, "querier 1 pushed nothing down");
+    assert_eq!(metric(&q3, "strata_querier_pushdowns"), 0.0);
+    assert!(with < without, "pushdown moved {with} bytes, the plain plan {without}");
+
+    // one storage node lost: every answer stays the same through both queriers
+    cluster.script(&["kill", "3"]);
+    let two = [("querier-1", q1.clone()), ("querier-2", q2.clone())];
+    let failures = compare_http(&sa, &two, &params);
+    assert!(failures.is_empty(), "with storage 3 down, {} differ:\n{}", failures.len(), failures.join("\n"));
+
+    // two lost: no shard has a quorum; the query fails clearly, or answers partially
+    cluster.script(&["kill", "2"]);
+    let inst = |extra: Option<(&str, String)>| {
+        let mut p = vec![("query", "sum(node_load1)".to_owned()), ("time", secs(end))];
+        p.extend(extra);
+        get(&q1, "/api/v1/query", &p)
+    };
+    let failed = inst(None);
+    assert_eq!(failed["status"], "error", "{failed}");
+    assert_eq!(failed["errorType"], "unavailable", "{failed}");
+    assert!(failed["error"].as_str().is_some_and(|e| e.contains("shard")), "{failed}");
+    let partial = inst(Some(("partial_response", "true".into())));
+    assert_eq!(partial["status"], "success", "{partial}");
+    assert!(partial["warnings"].as_array().is_some_and(|w| !w.is_empty()), "{partial}");
+    drop(plain);
+}
