@@ -201,9 +201,10 @@ fn queriers_answer_as_standalone_and_survive_a_node_loss() {
 
     // the gRPC query API of querier 2 answers the same
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let mut grpc_failures = Vec::new();
-    rt.block_on(async {
+    type Answer = Result<Vec<QueryResponse>, tonic::Status>;
+    let answers: Vec<(&str, Vec<(&str, String)>, Answer)> = rt.block_on(async {
         let mut c = QueryServiceClient::connect(q2.clone()).await.expect("grpc connect");
+        let mut out = Vec::new();
         for q in &qs {
             let inst = QueryRequest { query: q.clone(), time: secs(end), ..Default::default() };
             let range = QueryRangeRequest {
@@ -213,12 +214,9 @@ fn queriers_answer_as_standalone_and_survive_a_node_loss() {
                 step: "60".into(),
                 ..Default::default()
             };
-            let answers = [
-                (
-                    "/api/v1/query",
-                    vec![("query", q.clone()), ("time", secs(end))],
-                    c.query(inst).await.map(|r| r.into_inner()),
-                ),
+            let (a, b) = (c.query(inst).await, c.query_range(range).await);
+            for (path, p, stream) in [
+                ("/api/v1/query", vec![("query", q.clone()), ("time", secs(end))], a),
                 (
                     "/api/v1/query_range",
                     vec![
@@ -227,39 +225,41 @@ fn queriers_answer_as_standalone_and_survive_a_node_loss() {
                         ("end", secs(end)),
                         ("step", "60".into()),
                     ],
-                    c.query_range(range).await.map(|r| r.into_inner()),
+                    b,
                 ),
-            ];
-            for (path, p, stream) in answers {
-                let want = get(&sa, path, &p);
+            ] {
                 let got = match stream {
-                    Ok(mut s) => {
+                    Ok(s) => {
+                        let mut s = s.into_inner();
                         let mut msgs = Vec::new();
-                        while let Some(m) = s.message().await.transpose() {
-                            match m {
-                                Ok(m) => msgs.push(m),
-                                Err(e) => {
-                                    grpc_failures.push(format!("grpc {path} {q}: {e}"));
-                                    break;
-                                }
+                        loop {
+                            match s.message().await {
+                                Ok(Some(m)) => msgs.push(m),
+                                Ok(None) => break Ok(msgs),
+                                Err(e) => break Err(e),
                             }
                         }
-                        Ok(msgs)
                     }
                     Err(e) => Err(e),
                 };
-                match (want["status"].as_str(), got) {
-                    (Some("success"), Ok(msgs)) => {
-                        if let Some(d) = diff(&want["data"], &grpc_data(&msgs)) {
-                            grpc_failures.push(format!("grpc {path} {q}: {d}"));
-                        }
-                    }
-                    (Some("error"), Err(e)) if e.message() == want["error"].as_str().unwrap_or("") => {}
-                    (_, got) => grpc_failures.push(format!("grpc {path} {q}: {want} vs {got:?}")),
-                }
+                out.push((path, p, got));
             }
         }
+        out
     });
+    let mut grpc_failures = Vec::new();
+    for (path, p, got) in answers {
+        let want = get(&sa, path, &p);
+        match (want["status"].as_str(), got) {
+            (Some("success"), Ok(msgs)) => {
+                if let Some(d) = diff(&want["data"], &grpc_data(&msgs)) {
+                    grpc_failures.push(format!("grpc {path} {p:?}: {d}"));
+                }
+            }
+            (Some("error"), Err(e)) if e.message() == want["error"].as_str().unwrap_or("") => {}
+            (_, got) => grpc_failures.push(format!("grpc {path} {p:?}: {want} vs {got:?}")),
+        }
+    }
     assert!(grpc_failures.is_empty(), "gRPC answers differ:\n{}", grpc_failures.join("\n"));
 
     // pushdown moves less: partial aggregates instead of every selected sample
