@@ -2,6 +2,7 @@
 
 mod cli;
 mod cluster;
+mod compose;
 mod crash;
 mod differential;
 mod grafana;

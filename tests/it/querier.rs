@@ -3,7 +3,8 @@
 //! from `strata standalone` holding the same data — through both queriers, over HTTP and
 //! over the gRPC query API, with aggregation pushdown and without it (a third querier) —
 //! and still does with one storage node killed. With two killed, queries fail with a clear
-//! `unavailable` error, or answer with warnings when a partial response is asked for.
+//! `unavailable` error, or answer with warnings when a partial response is asked for. A
+//! querier's sample limit counts samples across every shard.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -199,13 +200,14 @@ fn queriers_answer_as_standalone_and_survive_a_node_loss() {
         failures.join("\n")
     );
 
-    // the gRPC query API of querier 2 answers the same
+    // the gRPC query API of both queriers answers the same
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     type Answer = Result<Vec<QueryResponse>, tonic::Status>;
-    let answers: Vec<(&str, Vec<(&str, String)>, Answer)> = rt.block_on(async {
-        let mut c = QueryServiceClient::connect(q2.clone()).await.expect("grpc connect");
+    type Asked<'a> = (&'a str, Vec<(&'a str, String)>, Answer);
+    let answers: Vec<Asked<'_>> = rt.block_on(async {
         let mut out = Vec::new();
-        for q in &qs {
+        for (base, q) in [&q1, &q2].into_iter().flat_map(|b| qs.iter().map(move |q| (b, q))) {
+            let mut c = QueryServiceClient::connect(base.clone()).await.expect("grpc connect");
             let inst = QueryRequest { query: q.clone(), time: secs(end), ..Default::default() };
             let range = QueryRangeRequest {
                 query: q.clone(),
@@ -274,6 +276,35 @@ fn queriers_answer_as_standalone_and_survive_a_node_loss() {
     assert!(pushdowns > 0.0, "querier 1 pushed nothing down");
     assert_eq!(metric(&q3, "strata_querier_pushdowns"), 0.0);
     assert!(with < without, "pushdown moved {with} bytes, the plain plan {without}");
+
+    // the sample limit holds across the fan-out: 3 × 150 series over 1 h is ~108,000 samples
+    let port = free_port().expect("port");
+    let _small = Killed(
+        Command::new(strata_bin().expect("strata"))
+            .args([
+                "querier",
+                "--http-addr",
+                &format!("127.0.0.1:{port}"),
+                "--storage",
+                &cluster.storage_addrs(),
+            ])
+            .args(["--query-max-samples", "20000"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("querier"),
+    );
+    let small = format!("http://127.0.0.1:{port}");
+    wait_ready(&small);
+    let big = get(
+        &small,
+        "/api/v1/query",
+        &[("query", "count_over_time({job=\"node\"}[1h])".into()), ("time", secs(end))],
+    );
+    assert_eq!(big["errorType"], "execution", "{big}");
+    assert!(big["error"].as_str().is_some_and(|e| e.contains("too many samples")), "{big}");
+    let fits = get(&small, "/api/v1/query", &[("query", "node_load1".into()), ("time", secs(end))]);
+    assert_eq!(fits["status"], "success", "{fits}");
 
     // one storage node lost: every answer stays the same through both queriers
     cluster.script(&["kill", "3"]);

@@ -249,6 +249,8 @@ impl StorageNode {
             tracing::warn!(error = %e, "closing the database");
         }
         let _ = self.kv.flush();
+        // the flush may have started compactions; the process may exit right after this
+        self.kv.quiesce();
     }
 }
 

@@ -161,6 +161,10 @@ impl KvEngine for RocksEngine {
         Ok(())
     }
 
+    fn quiesce(&self) {
+        self.db.cancel_all_background_work(true);
+    }
+
     fn flush(&self) -> Result<()> {
         for cf in Cf::ALL {
             self.db.flush_cf(self.cf(cf)?).map_err(err)?;

@@ -166,6 +166,10 @@ pub trait QueryBackend: Send + Sync + std::fmt::Debug + 'static {
     fn counters(&self) -> Vec<(&'static str, &'static str, f64)> {
         Vec::new()
     }
+    /// Gauges of the backend for `/metrics`: (name, help, value).
+    fn gauges(&self) -> Vec<(&'static str, &'static str, i64)> {
+        Vec::new()
+    }
 }
 
 impl QueryBackend for Reader {

@@ -47,6 +47,9 @@ impl Collector for DbCollector {
         for (name, help, v) in self.0.counters() {
             ConstCounter::new(v).encode(enc.encode_descriptor(name, help, None, MetricType::Counter)?)?;
         }
+        for (name, help, v) in self.0.gauges() {
+            ConstGauge::new(v).encode(enc.encode_descriptor(name, help, None, MetricType::Gauge)?)?;
+        }
         let Some(db) = self.0.local_db() else { return Ok(()) };
         let head = db.head_stats();
         let log = db.log_stats();

@@ -9,6 +9,7 @@
 
 mod config;
 mod duration;
+mod probe;
 mod roles;
 
 use std::path::PathBuf;
@@ -44,6 +45,8 @@ enum Role {
     /// A stateless querier: the Prometheus HTTP API and the gRPC query API over every
     /// shard of a cluster.
     Querier(roles::QuerierArgs),
+    /// GET a URL and exit 0 on 2xx (health checks in images with nothing but this binary).
+    Probe(probe::ProbeArgs),
 }
 
 /// Flags of `strata standalone`; each overrides the config file.
@@ -193,5 +196,6 @@ fn main() -> anyhow::Result<()> {
         Role::Storage(a) => rt.block_on(roles::storage(a)),
         Role::Ingestor(a) => rt.block_on(roles::ingestor(a)),
         Role::Querier(a) => rt.block_on(roles::querier(a)),
+        Role::Probe(a) => probe::probe(a),
     }
 }

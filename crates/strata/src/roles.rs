@@ -19,8 +19,10 @@ use crate::duration::PromDuration;
 /// Flags of `strata storage`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct StorageArgs {
-    /// This node's id: unique in the cluster, stable for the node's life.
-    #[arg(long)]
+    /// This node's id: unique in the cluster, stable for the node's life. `auto`: the
+    /// ordinal at the end of the host name plus one (`strata-storage-0` is node 1), for
+    /// StatefulSet pods.
+    #[arg(long, value_parser = parse_node_id)]
     node_id: u64,
     /// Data directory (one RocksDB) [default: ./data].
     #[arg(long, default_value = "./data")]
@@ -35,8 +37,8 @@ pub(crate) struct StorageArgs {
     /// (by id) hold the cluster metadata.
     #[arg(long, value_delimiter = ',', required = true)]
     peers: Vec<String>,
-    /// Create the cluster if it does not exist yet (exactly one node of a new cluster,
-    /// the one with the lowest id).
+    /// Create the cluster if it does not exist yet. Only the node with the lowest id in
+    /// --peers acts on it, so every node of a StatefulSet may carry the flag.
     #[arg(long)]
     bootstrap: bool,
     /// Shards of a new cluster (power of two).
@@ -61,6 +63,21 @@ pub(crate) struct StorageArgs {
     /// Raft heartbeat interval, e.g. 300ms.
     #[arg(long, default_value = "300ms")]
     raft_heartbeat: PromDuration,
+}
+
+fn parse_node_id(s: &str) -> Result<u64, String> {
+    if s != "auto" {
+        return s.parse().map_err(|_| format!("{s:?} is not a node id (a number, or auto)"));
+    }
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .unwrap_or_default();
+    let host = host.trim();
+    host.rsplit_once('-')
+        .and_then(|(_, n)| n.parse::<u64>().ok())
+        .map(|n| n + 1)
+        .ok_or_else(|| format!("--node-id auto: host name {host:?} does not end in -<ordinal>"))
 }
 
 fn parse_peers(v: &[String]) -> anyhow::Result<BTreeMap<u64, String>> {
@@ -119,7 +136,7 @@ pub(crate) async fn storage(a: StorageArgs) -> anyhow::Result<()> {
             client.spawn_refresh(Duration::from_secs(10));
             let n = node.clone();
             let state = AppState::with(
-                Arc::new(Reader::dynamic(move || n.db())),
+                Arc::new(StorageBackend { reader: Reader::dynamic(move || n.db()), node: node.clone() }),
                 Arc::new(ClusterWriter(client)),
                 ServerConfig::default(),
             );
@@ -242,5 +259,37 @@ impl strata_server::Writer for NoWrites {
                 "a querier takes no writes: send remote write to an ingestor".into(),
             ))
         })
+    }
+}
+
+/// A storage node's query backend: its own replicas, plus its Raft gauges on `/metrics`.
+#[derive(Debug)]
+struct StorageBackend {
+    reader: Reader,
+    node: Arc<StorageNode>,
+}
+
+impl strata_server::QueryBackend for StorageBackend {
+    fn view(&self, opts: strata_server::ReadOptions) -> Option<Box<dyn strata_server::ReadView>> {
+        self.reader.view(opts)
+    }
+
+    fn local_db(&self) -> Option<Arc<strata_tsdb::Db>> {
+        self.reader.local_db()
+    }
+
+    fn gauges(&self) -> Vec<(&'static str, &'static str, i64)> {
+        let raft = self.node.raft();
+        let id = self.node.id();
+        let groups = raft.groups();
+        let leading = groups.iter().filter(|g| raft.status(**g).is_ok_and(|s| s.leader == Some(id))).count();
+        vec![
+            (
+                "strata_raft_groups",
+                "Raft groups (shard replicas and metadata) on this node.",
+                groups.len() as i64,
+            ),
+            ("strata_raft_leader_groups", "Raft groups this node leads.", leading as i64),
+        ]
     }
 }

@@ -97,6 +97,10 @@ pub trait KvEngine: Send + Sync + Debug + 'static {
     /// Persists everything buffered in memory and reclaims deleted space where cheap
     /// (called at shutdown and before measuring the data directory).
     fn flush(&self) -> Result<()>;
+    /// Stops the engine's background work (flushes, compactions) and waits for it to end:
+    /// the last call before the process exits, so that no background thread touches the
+    /// engine while the process tears down. The engine stays readable. Default: nothing.
+    fn quiesce(&self) {}
 
     /// Visits every key of several ranges `[start, end)` (ascending within a range),
     /// calling `f(range index, key, value)`. Engines override it to reuse one iterator.

