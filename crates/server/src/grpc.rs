@@ -33,11 +33,14 @@ fn stream<T: Send + 'static>(items: Vec<T>) -> Response<Replies<T>> {
 /// The gRPC routes (query API and reflection), to merge with the HTTP ones.
 pub(crate) fn routes(st: AppState) -> axum::Router {
     let mut routes = tonic::service::Routes::new(QueryServiceServer::new(Api(st)));
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(strata_proto::query::FILE_DESCRIPTOR_SET);
-    match reflection.build_v1() {
-        Ok(r) => routes = routes.add_service(r),
-        Err(e) => tracing::warn!(error = %e, "gRPC reflection unavailable"),
+    // both reflection versions: grpcurl asks v1 first, older clients only know v1alpha
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(strata_proto::query::FILE_DESCRIPTOR_SET)
+    };
+    match (reflection().build_v1(), reflection().build_v1alpha()) {
+        (Ok(v1), Ok(v1alpha)) => routes = routes.add_service(v1).add_service(v1alpha),
+        (Err(e), _) | (_, Err(e)) => tracing::warn!(error = %e, "gRPC reflection unavailable"),
     }
     routes.prepare().into_axum_router()
 }
