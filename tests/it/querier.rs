@@ -200,6 +200,20 @@ fn queriers_answer_as_standalone_and_survive_a_node_loss() {
         failures.join("\n")
     );
 
+    // pushdown moves less: partial aggregates instead of every selected sample (measured
+    // over the HTTP query set, which both queriers answered once)
+    let moved = |base: &str| {
+        metric(base, "strata_querier_selected_bytes") + metric(base, "strata_querier_pushdown_bytes")
+    };
+    let (with, without) = (moved(&q1), moved(&q3));
+    let pushdowns = metric(&q1, "strata_querier_pushdowns");
+    eprintln!(
+        "bytes from storage for the query set: pushdown {with:.0}, none {without:.0}, {pushdowns} pushdowns"
+    );
+    assert!(pushdowns > 0.0, "querier 1 pushed nothing down");
+    assert_eq!(metric(&q3, "strata_querier_pushdowns"), 0.0);
+    assert!(with < without, "pushdown moved {with} bytes, the plain plan {without}");
+
     // the gRPC query API of both queriers answers the same
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     type Answer = Result<Vec<QueryResponse>, tonic::Status>;
@@ -264,19 +278,6 @@ fn queriers_answer_as_standalone_and_survive_a_node_loss() {
     }
     assert!(grpc_failures.is_empty(), "gRPC answers differ:\n{}", grpc_failures.join("\n"));
 
-    // pushdown moves less: partial aggregates instead of every selected sample
-    let moved = |base: &str| {
-        metric(base, "strata_querier_selected_bytes") + metric(base, "strata_querier_pushdown_bytes")
-    };
-    let (with, without) = (moved(&q1), moved(&q3));
-    let pushdowns = metric(&q1, "strata_querier_pushdowns");
-    eprintln!(
-        "bytes from storage for the query set: pushdown {with:.0}, none {without:.0}, {pushdowns} pushdowns"
-    );
-    assert!(pushdowns > 0.0, "querier 1 pushed nothing down");
-    assert_eq!(metric(&q3, "strata_querier_pushdowns"), 0.0);
-    assert!(with < without, "pushdown moved {with} bytes, the plain plan {without}");
-
     // the sample limit holds across the fan-out: 3 × 150 series over 1 h is ~108,000 samples
     let port = free_port().expect("port");
     let _small = Killed(
@@ -305,6 +306,18 @@ fn queriers_answer_as_standalone_and_survive_a_node_loss() {
     assert!(big["error"].as_str().is_some_and(|e| e.contains("too many samples")), "{big}");
     let fits = get(&small, "/api/v1/query", &[("query", "node_load1".into()), ("time", secs(end))]);
     assert_eq!(fits["status"], "success", "{fits}");
+
+    // a query out of time fails as a timeout (and its shard reads are dropped)
+    let late = get(
+        &q3,
+        "/api/v1/query",
+        &[
+            ("query", "count_over_time({job=\"node\"}[1h])".into()),
+            ("time", secs(end)),
+            ("timeout", "1ms".into()),
+        ],
+    );
+    assert_eq!(late["errorType"], "timeout", "{late}");
 
     // one storage node lost: every answer stays the same through both queriers
     cluster.script(&["kill", "3"]);

@@ -160,6 +160,7 @@ struct ShardSource {
 impl Source for ShardSource {
     fn select(&self, matchers: &[Matcher], hints: &SelectHints) -> Result<Vec<SeriesData>, QueryError> {
         if self.gone.is_closed() {
+            tracing::debug!(shard = self.shard, "evaluation stopped: the querier went away");
             return Err(QueryError::Unavailable("the querier canceled the evaluation".into()));
         }
         self.db
@@ -213,7 +214,8 @@ impl Storage for StorageService {
                 if batch.len() == SELECT_BATCH {
                     let series = std::mem::take(&mut batch);
                     if tx.blocking_send(Ok(SelectReply { series, ..SelectReply::default() })).is_err() {
-                        return; // the client went away
+                        tracing::debug!(shard = r.shard, "select stopped: the reader went away");
+                        return;
                     }
                 }
             }
@@ -287,7 +289,8 @@ impl Storage for StorageService {
                         .collect();
                     let reply = EvaluateReply { expr: i as u32, series, ..EvaluateReply::default() };
                     if tx.blocking_send(Ok(reply)).is_err() {
-                        return; // the querier went away
+                        tracing::debug!(shard = r.shard, "evaluation stopped: the querier went away");
+                        return;
                     }
                 }
             }

@@ -198,6 +198,10 @@ impl ClusterView {
                         got.push((shard, t));
                     }
                     Err(ClusterError::Query(q)) => return Err(q),
+                    // the query's own deadline, not the shard's fault
+                    Err(_) if tokio::time::Instant::now() >= deadline => {
+                        return Err(QueryError::Timeout("query execution"));
+                    }
                     Err(e) => {
                         b.stats.shard_failures.fetch_add(1, Ordering::Relaxed);
                         if !partial {
@@ -218,7 +222,7 @@ impl ClusterView {
         b.rt.block_on(async {
             tokio::select! {
                 r = tokio::time::timeout_at(deadline, gather) => {
-                    r.unwrap_or(Err(QueryError::Timeout("reading the shards")))
+                    r.unwrap_or(Err(QueryError::Timeout("query execution")))
                 }
                 () = canceled => Err(QueryError::Unavailable("the query was canceled".into())),
             }
