@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde_json::Value;
 use strata_bench::client::RemoteWriter;
 use strata_bench::fleet::{Fleet, FleetConfig, encode_requests};
-use strata_suite::compare::{diff, get, queries};
+use strata_suite::compare::{diff, get, metadata_requests, queries};
 use strata_suite::{Peer, PeerSpec, System, free_port, peer_bin, start_strata};
 
 const ROUNDS: i64 = 240; // 1 h at 15 s
@@ -79,18 +79,7 @@ fn same_answers_as_prometheus() {
         }
     }
     // the metadata endpoints answer the same too
-    for (path, params) in [
-        ("/api/v1/series", vec![("match[]", "node_load1".to_owned())]),
-        (
-            "/api/v1/series",
-            vec![("match[]", r#"node_cpu_seconds_total{cpu="1",mode=~"user|idle"}"#.to_owned())],
-        ),
-        ("/api/v1/labels", vec![]),
-        ("/api/v1/labels", vec![("match[]", "node_network_up".to_owned())]),
-        ("/api/v1/label/instance/values", vec![]),
-        ("/api/v1/label/mode/values", vec![("match[]", "node_cpu_seconds_total".to_owned())]),
-        ("/api/v1/label/__name__/values", vec![("start", secs(start)), ("end", secs(end))]),
-    ] {
+    for (path, params) in metadata_requests(&secs(start), &secs(end)) {
         let p = get(&prom.base_url, path, &params);
         let s = get(&strata.base_url, path, &params);
         asked += 1;

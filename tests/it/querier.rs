@@ -14,7 +14,7 @@ use strata_bench::client::RemoteWriter;
 use strata_bench::fleet::{Fleet, FleetConfig, encode_requests};
 use strata_proto::query::query_service_client::QueryServiceClient;
 use strata_proto::query::{QueryRangeRequest, QueryRequest, QueryResponse};
-use strata_suite::compare::{diff, get, queries};
+use strata_suite::compare::{diff, get, metadata_requests, queries};
 use strata_suite::{LocalCluster, free_port, start_strata, strata_bin};
 
 const ROUNDS: i64 = 240; // 1 h at 15 s
@@ -27,6 +27,25 @@ impl Drop for Killed {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// A `strata querier` on `port` over the cluster's storage nodes, with extra flags.
+fn querier(cluster: &LocalCluster, port: u16, extra: &[&str]) -> Killed {
+    Killed(
+        Command::new(strata_bin().expect("strata"))
+            .args([
+                "querier",
+                "--http-addr",
+                &format!("127.0.0.1:{port}"),
+                "--storage",
+                &cluster.storage_addrs(),
+            ])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("querier"),
+    )
 }
 
 fn wait_ready(base: &str) {
@@ -48,25 +67,13 @@ fn metric(base: &str, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-fn fmt_value(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        format!("{v}")
-    }
-}
-
 /// A gRPC query answer in the JSON API's `data` shape (for [`diff`]).
 fn grpc_data(msgs: &[QueryResponse]) -> Value {
     let kind = msgs.first().map(|m| m.result_type.clone()).unwrap_or_default();
     let secs = |t: i64| json!(t as f64 / 1000.0);
     if kind == "scalar" {
         let s = msgs[0].scalar.unwrap_or_default();
-        return json!({"resultType": "scalar", "result": [secs(s.timestamp_ms), fmt_value(s.value)]});
+        return json!({"resultType": "scalar", "result": [secs(s.timestamp_ms), strata_promql::format_float(s.value)]});
     }
     let result: Vec<Value> = msgs
         .iter()
@@ -74,8 +81,11 @@ fn grpc_data(msgs: &[QueryResponse]) -> Value {
         .map(|s| {
             let metric: serde_json::Map<String, Value> =
                 s.labels.iter().map(|l| (l.name.clone(), json!(l.value))).collect();
-            let pts: Vec<Value> =
-                s.samples.iter().map(|p| json!([secs(p.timestamp_ms), fmt_value(p.value)])).collect();
+            let pts: Vec<Value> = s
+                .samples
+                .iter()
+                .map(|p| json!([secs(p.timestamp_ms), strata_promql::format_float(p.value)]))
+                .collect();
             if kind == "vector" {
                 json!({"metric": metric, "value": pts.first().cloned().unwrap_or(Value::Null)})
             } else {
@@ -119,21 +129,7 @@ fn queriers_answer_as_standalone_and_survive_a_node_loss() {
     let standalone = start_strata(tmp.path().join("standalone"), &[]).expect("standalone");
     // a third querier that moves every selected sample (no pushdown)
     let port = free_port().expect("port");
-    let plain = Killed(
-        Command::new(strata_bin().expect("strata"))
-            .args([
-                "querier",
-                "--http-addr",
-                &format!("127.0.0.1:{port}"),
-                "--storage",
-                &cluster.storage_addrs(),
-            ])
-            .args(["--pushdown", "false"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("querier"),
-    );
+    let plain = querier(&cluster, port, &["--pushdown", "false"]);
     let q1 = format!("http://127.0.0.1:{}", cluster.query[0]);
     let q2 = format!("http://127.0.0.1:{}", cluster.query[1]);
     let q3 = format!("http://127.0.0.1:{port}");
@@ -176,19 +172,7 @@ fn queriers_answer_as_standalone_and_survive_a_node_loss() {
             vec![("query", q.clone()), ("start", secs(start)), ("end", secs(end)), ("step", "60".into())],
         ));
     }
-    for (path, p) in [
-        ("/api/v1/series", vec![("match[]", "node_load1".to_owned())]),
-        (
-            "/api/v1/series",
-            vec![("match[]", r#"node_cpu_seconds_total{cpu="1",mode=~"user|idle"}"#.to_owned())],
-        ),
-        ("/api/v1/labels", vec![]),
-        ("/api/v1/labels", vec![("match[]", "node_network_up".to_owned())]),
-        ("/api/v1/label/instance/values", vec![]),
-        ("/api/v1/label/mode/values", vec![("match[]", "node_cpu_seconds_total".to_owned())]),
-    ] {
-        params.push((path, p));
-    }
+    params.extend(metadata_requests(&secs(start), &secs(end)));
     let sa = standalone.base_url.clone();
     let all = [("querier-1", q1.clone()), ("querier-2", q2.clone()), ("querier-no-pushdown", q3.clone())];
     let failures = compare_http(&sa, &all, &params);
@@ -280,21 +264,7 @@ fn queriers_answer_as_standalone_and_survive_a_node_loss() {
 
     // the sample limit holds across the fan-out: 3 × 150 series over 1 h is ~108,000 samples
     let port = free_port().expect("port");
-    let _small = Killed(
-        Command::new(strata_bin().expect("strata"))
-            .args([
-                "querier",
-                "--http-addr",
-                &format!("127.0.0.1:{port}"),
-                "--storage",
-                &cluster.storage_addrs(),
-            ])
-            .args(["--query-max-samples", "20000"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("querier"),
-    );
+    let _small = querier(&cluster, port, &["--query-max-samples", "20000"]);
     let small = format!("http://127.0.0.1:{port}");
     wait_ready(&small);
     let big = get(

@@ -86,6 +86,23 @@ pub fn queries() -> Vec<String> {
     q
 }
 
+/// The series and label requests of the differential set (path, parameters); the last one
+/// bounded by `[start, end]` (seconds as the API takes them).
+pub fn metadata_requests(start: &str, end: &str) -> Vec<(&'static str, Vec<(&'static str, String)>)> {
+    vec![
+        ("/api/v1/series", vec![("match[]", "node_load1".to_owned())]),
+        (
+            "/api/v1/series",
+            vec![("match[]", r#"node_cpu_seconds_total{cpu="1",mode=~"user|idle"}"#.to_owned())],
+        ),
+        ("/api/v1/labels", vec![]),
+        ("/api/v1/labels", vec![("match[]", "node_network_up".to_owned())]),
+        ("/api/v1/label/instance/values", vec![]),
+        ("/api/v1/label/mode/values", vec![("match[]", "node_cpu_seconds_total".to_owned())]),
+        ("/api/v1/label/__name__/values", vec![("start", start.to_owned()), ("end", end.to_owned())]),
+    ]
+}
+
 /// GETs `base` + `path` with `params`, as JSON.
 pub fn get(base: &str, path: &str, params: &[(&str, String)]) -> Value {
     let qs: String = form_urlencoded::Serializer::new(String::new())
