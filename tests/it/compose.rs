@@ -23,10 +23,11 @@ use strata_suite::{Peer, PeerSpec, System, free_block, free_port, peer_bin, stra
 /// Series the writer writes in each request.
 const SERIES: usize = 50;
 
-/// A compose project, taken down (with its volumes) when dropped.
+/// A compose project, taken down (with its volumes and its image) when dropped.
 struct Project {
     name: String,
     env: Vec<(String, String)>,
+    image: String,
 }
 
 impl Project {
@@ -49,6 +50,7 @@ impl Project {
 impl Drop for Project {
     fn drop(&mut self) {
         let _ = self.compose(&["down", "-v", "--timeout", "5"]);
+        let _ = Command::new("docker").args(["rmi", "-f", &self.image]).output();
     }
 }
 
@@ -165,7 +167,7 @@ fn compose_cluster_keeps_acknowledged_writes_through_container_faults() {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    let project = Project { name: format!("strata{pid}"), env };
+    let project = Project { name: format!("strata{pid}"), env, image: image.clone() };
     let up = project.compose(&["up", "-d"]);
     assert!(up.status.success(), "compose up: {}", String::from_utf8_lossy(&up.stderr));
     wait_ready(
