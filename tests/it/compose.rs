@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use strata_bench::client::RemoteWriter;
 use strata_proto::prometheus as pb;
-use strata_suite::{Peer, PeerSpec, System, free_block, free_port, peer_bin, strata_bin};
+use strata_suite::{Peer, PeerSpec, System, free_block, free_port, metric_value, peer_bin, strata_bin};
 
 /// Series the writer writes in each request.
 const SERIES: usize = 50;
@@ -59,30 +59,11 @@ fn docker(args: &[&str]) {
     assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-fn ready(port: u16) -> bool {
-    reqwest::blocking::Client::new()
-        .get(format!("http://127.0.0.1:{port}/-/ready"))
-        .timeout(Duration::from_secs(2))
-        .send()
-        .is_ok_and(|r| r.status().is_success())
-}
-
+/// Waits until every port's node is ready.
 fn wait_ready(ports: &[u16], within: Duration) {
-    let deadline = Instant::now() + within;
-    for &p in ports {
-        while !ready(p) {
-            assert!(Instant::now() < deadline, "port {p} not ready within {within:?}");
-            std::thread::sleep(Duration::from_millis(300));
-        }
+    for p in ports {
+        strata_suite::wait_ready(&format!("http://127.0.0.1:{p}"), within);
     }
-}
-
-/// A gauge of a storage node's `/metrics`.
-fn gauge(port: u16, name: &str) -> f64 {
-    let text = reqwest::blocking::get(format!("http://127.0.0.1:{port}/metrics"))
-        .and_then(|r| r.text())
-        .unwrap_or_default();
-    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok()).unwrap_or(0.0)
 }
 
 /// What the writer sent: per request its timestamp, whether it was acknowledged, and the
@@ -260,7 +241,11 @@ fn compose_cluster_keeps_acknowledged_writes_through_container_faults() {
 
     // (b) pause the node leading the most groups for 30 s
     set_phase("pause");
-    let leaders: Vec<f64> = storage.iter().map(|p| gauge(*p, "strata_raft_leader_groups")).collect();
+    let http = reqwest::blocking::Client::new();
+    let leaders: Vec<f64> = storage
+        .iter()
+        .map(|p| metric_value(&http, &format!("http://127.0.0.1:{p}"), "strata_raft_leader_groups"))
+        .collect();
     let busiest = (0..3).max_by(|a, b| leaders[*a].total_cmp(&leaders[*b])).unwrap_or(0);
     let name = project.container(&format!("storage-{}", busiest + 1));
     eprintln!("pausing storage-{} (leads {:?} groups of the three nodes)", busiest + 1, leaders);

@@ -15,7 +15,7 @@ use strata_bench::fleet::{Fleet, FleetConfig, encode_requests};
 use strata_proto::query::query_service_client::QueryServiceClient;
 use strata_proto::query::{QueryRangeRequest, QueryRequest, QueryResponse};
 use strata_suite::compare::{diff, get, metadata_requests, queries};
-use strata_suite::{LocalCluster, free_port, start_strata, strata_bin};
+use strata_suite::{LocalCluster, free_port, metric_value, start_strata, strata_bin, wait_ready};
 
 const ROUNDS: i64 = 240; // 1 h at 15 s
 
@@ -46,25 +46,6 @@ fn querier(cluster: &LocalCluster, port: u16, extra: &[&str]) -> Killed {
             .spawn()
             .expect("querier"),
     )
-}
-
-fn wait_ready(base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !reqwest::blocking::get(format!("{base}/-/ready")).is_ok_and(|r| r.status().as_u16() == 200) {
-        assert!(Instant::now() < deadline, "{base} not ready");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// A counter of a node's `/metrics`.
-fn metric(base: &str, name: &str) -> f64 {
-    let text = reqwest::blocking::get(format!("{base}/metrics")).and_then(|r| r.text()).unwrap_or_default();
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(name)?.strip_prefix("_total ").or_else(|| l.strip_prefix(name)?.strip_prefix(' '))
-        })
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 /// A gRPC query answer in the JSON API's `data` shape (for [`diff`]).
@@ -133,7 +114,7 @@ fn queriers_answer_as_standalone_and_survive_a_node_loss() {
     let q1 = format!("http://127.0.0.1:{}", cluster.query[0]);
     let q2 = format!("http://127.0.0.1:{}", cluster.query[1]);
     let q3 = format!("http://127.0.0.1:{port}");
-    wait_ready(&q3);
+    wait_ready(&q3, Duration::from_secs(60));
 
     // the differential data, to the cluster through both ingestors and to standalone
     let now =
@@ -186,6 +167,8 @@ fn queriers_answer_as_standalone_and_survive_a_node_loss() {
 
     // pushdown moves less: partial aggregates instead of every selected sample (measured
     // over the HTTP query set, which both queriers answered once)
+    let http = reqwest::blocking::Client::new();
+    let metric = |base: &str, name: &str| metric_value(&http, base, name);
     let moved = |base: &str| {
         metric(base, "strata_querier_selected_bytes") + metric(base, "strata_querier_pushdown_bytes")
     };
@@ -266,7 +249,7 @@ fn queriers_answer_as_standalone_and_survive_a_node_loss() {
     let port = free_port().expect("port");
     let _small = querier(&cluster, port, &["--query-max-samples", "20000"]);
     let small = format!("http://127.0.0.1:{port}");
-    wait_ready(&small);
+    wait_ready(&small, Duration::from_secs(60));
     let big = get(
         &small,
         "/api/v1/query",

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, bail};
-pub use strata_bench::peers::{Peer, PeerSpec, System, dir_bytes, find_bin, free_port};
+pub use strata_bench::peers::{Peer, PeerSpec, System, dir_bytes, find_bin, free_port, metric_value};
 
 pub mod compare;
 
@@ -73,6 +73,20 @@ pub fn api_data(peer: &Peer, path_and_query: &str) -> anyhow::Result<serde_json:
         bail!("{url}: {v}");
     }
     Ok(v["data"].clone())
+}
+
+/// Waits until `base` (`http://host:port`) answers `/-/ready` with 200; fails the test after
+/// `within`.
+pub fn wait_ready(base: &str, within: std::time::Duration) {
+    let http = reqwest::blocking::Client::builder()
+        .timeout(std::time::Duration::from_secs(2))
+        .build()
+        .expect("http client");
+    let deadline = std::time::Instant::now() + within;
+    while !http.get(format!("{base}/-/ready")).send().is_ok_and(|r| r.status().is_success()) {
+        assert!(std::time::Instant::now() < deadline, "{base} not ready within {within:?}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }
 
 /// A base port such that base+1 ..= base+n are free.

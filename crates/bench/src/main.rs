@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use strata_bench::client::RemoteWriter;
 use strata_bench::fleet::{Fleet, FleetConfig, encode_requests};
-use strata_bench::peers::{Peer, PeerSpec, System, dir_bytes, find_bin, free_port};
+use strata_bench::peers::{Peer, PeerSpec, System, dir_bytes, find_bin, free_port, metric_value};
 
 #[derive(Debug, Parser)]
 #[command(name = "strata-bench", about = "Load generator and peer comparison for Strata")]
@@ -626,8 +626,8 @@ fn run_system(
     if let Some(plain) = peer.plain_query_url.clone() {
         let (lat, _, errs) = query_workload(&plain, groups, a.repeat, end, http);
         let moved = |base: &str| {
-            querier_counter(http, base, "strata_querier_selected_bytes")
-                + querier_counter(http, base, "strata_querier_pushdown_bytes")
+            metric_value(http, base, "strata_querier_selected_bytes")
+                + metric_value(http, base, "strata_querier_pushdown_bytes")
         };
         extra.insert("query_no_pushdown_p50_ms".into(), serde_json::json!(percentile(&lat, 0.5)));
         extra.insert("query_no_pushdown_p99_ms".into(), serde_json::json!(percentile(&lat, 0.99)));
@@ -722,18 +722,6 @@ fn query_workload(
     }
     all_lat.sort_by(f64::total_cmp);
     (all_lat, group_rows, errors)
-}
-
-/// A counter of a querier's `/metrics` (0 when absent).
-fn querier_counter(http: &reqwest::blocking::Client, base: &str, name: &str) -> f64 {
-    let text = http.get(format!("{base}/metrics")).send().and_then(|r| r.text()).unwrap_or_default();
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| {
-            let (k, v) = l.split_once(' ')?;
-            (k == name || k == format!("{name}_total")).then(|| v.trim().parse().ok())?
-        })
-        .unwrap_or(0.0)
 }
 
 /// The results side by side, with ratios against VictoriaMetrics and Prometheus.

@@ -405,3 +405,16 @@ pub fn find_bin(env: &str, names: &[&str]) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     names.iter().find_map(|n| std::env::split_paths(&path).map(|d| d.join(n)).find(|p| p.is_file()))
 }
+
+/// A counter or gauge of a Strata node's `/metrics` at `base` (a counter's `_total` suffix
+/// optional); 0 when absent or unreachable.
+pub fn metric_value(http: &reqwest::blocking::Client, base: &str, name: &str) -> f64 {
+    let text = http.get(format!("{base}/metrics")).send().and_then(|r| r.text()).unwrap_or_default();
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            (k == name || k == format!("{name}_total")).then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0.0)
+}

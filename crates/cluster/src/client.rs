@@ -14,7 +14,7 @@ use parking_lot::{Mutex, RwLock};
 use strata_proto::cluster::storage_client::StorageClient;
 use strata_proto::cluster::{
     ClusterMapRequest, Consistency, EvaluateRequest, LabelsReply, LabelsRequest, MetadataCommand,
-    SelectRequest, WriteRequest,
+    SelectRequest, SeriesChunk, WriteRequest,
 };
 use strata_tsdb::{ApplyOutcome, Matcher, SeriesData};
 use tonic::transport::Channel;
@@ -390,12 +390,8 @@ impl ClusterClient {
                     match item {
                         Ok(r) if r.not_leader => return Attempt::NotLeader(r.leader_addr),
                         Ok(r) => {
-                            for s in &r.series {
-                                out.bytes += (s.labels.len() + s.samples.len() + s.histograms.len()) as u64;
-                                match series_from_wire(s) {
-                                    Ok(x) => out.series.push(x),
-                                    Err(e) => return Attempt::Invalid(e),
-                                }
+                            if let Err(e) = decode_series(&r.series, &mut out.bytes, &mut out.series) {
+                                return Attempt::Invalid(e);
                             }
                         }
                         Err(e) => return Attempt::Failed(e),
@@ -437,12 +433,8 @@ impl ClusterClient {
                                     "evaluate reply for no expression".into(),
                                 ));
                             };
-                            for s in &r.series {
-                                out.bytes += (s.labels.len() + s.samples.len() + s.histograms.len()) as u64;
-                                match series_from_wire(s) {
-                                    Ok(x) => dst.push(x),
-                                    Err(e) => return Attempt::Invalid(e),
-                                }
+                            if let Err(e) = decode_series(&r.series, &mut out.bytes, dst) {
+                                return Attempt::Invalid(e);
                             }
                         }
                         Err(e) => return Attempt::Failed(e),
@@ -487,6 +479,15 @@ enum Attempt<T> {
     Failed(tonic::Status),
     /// The answer does not decode.
     Invalid(Error),
+}
+
+/// Decodes streamed series into `dst`, adding their size on the wire to `bytes`.
+fn decode_series(chunks: &[SeriesChunk], bytes: &mut u64, dst: &mut Vec<SeriesData>) -> Result<()> {
+    for c in chunks {
+        *bytes += (c.labels.len() + c.samples.len() + c.histograms.len()) as u64;
+        dst.push(series_from_wire(c)?);
+    }
+    Ok(())
 }
 
 fn wire_consistency(c: ReadConsistency) -> i32 {

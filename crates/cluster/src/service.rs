@@ -276,17 +276,9 @@ impl Storage for StorageService {
                 }
             };
             for (i, series) in partials.results.into_iter().enumerate() {
+                let series: Vec<SeriesData> = series.into_iter().map(SeriesData::from).collect();
                 for batch in series.chunks(SELECT_BATCH) {
-                    let series = batch
-                        .iter()
-                        .map(|s| {
-                            series_to_wire(&SeriesData {
-                                labels: s.labels.clone(),
-                                samples: s.points.clone(),
-                                histograms: s.hists.clone(),
-                            })
-                        })
-                        .collect();
+                    let series = batch.iter().map(series_to_wire).collect();
                     let reply = EvaluateReply { expr: i as u32, series, ..EvaluateReply::default() };
                     if tx.blocking_send(Ok(reply)).is_err() {
                         tracing::debug!(shard = r.shard, "evaluation stopped: the querier went away");

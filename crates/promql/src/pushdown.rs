@@ -180,19 +180,17 @@ pub(crate) fn try_eval(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Option<Va
     if results.len() != exprs.len() {
         return Err(QueryError::Storage("pushdown answered for another number of expressions".into()));
     }
-    if results.iter().flatten().any(|s| !s.hists.is_empty())
-        || (op == "avg" && results.iter().flatten().flat_map(|s| &s.points).any(|p| !p.1.is_finite()))
-    {
+    if results.iter().flatten().any(|s| !s.hists.is_empty()) {
         return Ok(None);
     }
-    ctx.annotations.merge(annotations);
     let m = a.modifier.as_ref();
     let value = match op.as_str() {
         "avg" => {
             let counts = aggregate::reduce(ctx, "sum", m, None, sorted(results.pop().unwrap_or_default()))?;
             let sums = aggregate::reduce(ctx, "sum", m, None, sorted(results.pop().unwrap_or_default()))?;
             // near the float range's end Prometheus's mean switches to an incremental form
-            // that sum ÷ count cannot reproduce: such groups take the unsplit plan
+            // that sum ÷ count cannot reproduce: such groups take the unsplit plan (a
+            // non-finite partial sum makes the merged sum non-finite too)
             if let Value::Vector(v) = &sums
                 && v.iter().flat_map(|s| &s.points).any(|p| !p.1.is_finite())
             {
@@ -209,6 +207,8 @@ pub(crate) fn try_eval(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Option<Va
             aggregate::reduce(ctx, &op, m, param, sorted(results.pop().unwrap_or_default()))?
         }
     };
+    // the parts' annotations count only when their answer is used
+    ctx.annotations.merge(annotations);
     Ok(Some(value))
 }
 

@@ -34,6 +34,20 @@ impl Series {
     }
 }
 
+/// A result series as stored-series data (how a partial result crosses the wire).
+impl From<Series> for strata_tsdb::SeriesData {
+    fn from(s: Series) -> Self {
+        strata_tsdb::SeriesData { labels: s.labels, samples: s.points, histograms: s.hists }
+    }
+}
+
+/// Series data received as a result series (a partial result, its name already final).
+impl From<strata_tsdb::SeriesData> for Series {
+    fn from(s: strata_tsdb::SeriesData) -> Self {
+        Series { labels: s.labels, drop_name: false, points: s.samples, hists: s.histograms }
+    }
+}
+
 /// A range vector: samples in a window ending at one evaluation time.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RangeSeries {

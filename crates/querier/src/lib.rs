@@ -191,7 +191,8 @@ impl ClusterView {
             while let Some((shard, res)) = pending.next().await {
                 match res {
                     Ok(t) => {
-                        let n = self.samples.fetch_add(count(&t), Ordering::Relaxed) + count(&t);
+                        let c = count(&t);
+                        let n = self.samples.fetch_add(c, Ordering::Relaxed) + c;
                         if n > self.opts.max_samples {
                             return Err(QueryError::TooManySamples);
                         }
@@ -325,12 +326,7 @@ impl Source for ClusterView {
             b.stats.pushdown_bytes.fetch_add(p.bytes, Ordering::Relaxed);
             out.annotations.merge(Annotations { warnings: p.warnings, infos: p.infos });
             for (dst, series) in out.results.iter_mut().zip(p.results) {
-                dst.extend(series.into_iter().map(|s| Series {
-                    labels: s.labels,
-                    drop_name: false,
-                    points: s.samples,
-                    hists: s.histograms,
-                }));
+                dst.extend(series.into_iter().map(Series::from));
             }
         }
         Some(Ok(out))

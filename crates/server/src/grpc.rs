@@ -6,7 +6,6 @@
 use std::pin::Pin;
 
 use futures_util::Stream;
-use strata_promql::Value;
 use strata_proto::query::query_service_server::{QueryService, QueryServiceServer};
 use strata_proto::query::{
     Bucket, HistogramSample, Label, LabelNamesRequest, LabelValuesRequest, LabelsResponse, QueryRangeRequest,
@@ -18,7 +17,7 @@ use tonic::{Request, Response, Status};
 use crate::AppState;
 use crate::api::ApiError;
 use crate::params::Params;
-use crate::query::Answer;
+use crate::query::{Answer, Shaped, populated_buckets};
 
 /// Series per streamed message.
 const BATCH: usize = 256;
@@ -68,100 +67,75 @@ fn samples(points: &[(i64, f64)]) -> Vec<Sample> {
 }
 
 fn histogram(t: i64, h: &FloatHistogram) -> HistogramSample {
-    let buckets = h
-        .all_buckets()
-        .into_iter()
-        .filter(|b| b.count != 0.0)
-        .map(|b| Bucket {
-            boundaries: match (b.lower_inclusive, b.upper_inclusive) {
-                (false, true) => 0,
-                (true, false) => 1,
-                (false, false) => 2,
-                (true, true) => 3,
-            },
-            lower: b.lower,
-            upper: b.upper,
-            count: b.count,
-        })
+    let buckets = populated_buckets(h)
+        .map(|(boundaries, b)| Bucket { boundaries, lower: b.lower, upper: b.upper, count: b.count })
         .collect();
     HistogramSample { timestamp_ms: t, count: h.count, sum: h.sum, buckets }
 }
 
-fn series(l: &Labels, points: &[(i64, f64)], hists: &[strata_promql::HPoint]) -> Series {
-    Series {
-        labels: labels(l),
-        samples: samples(points),
-        histograms: hists.iter().map(|(t, h)| histogram(*t, h)).collect(),
+/// `items` in messages of at most `size` (at least one message, for an empty answer), the
+/// last one also carrying what `finish` adds (the annotations).
+fn batched<T, M>(
+    items: Vec<T>,
+    size: usize,
+    message: impl Fn(Vec<T>) -> M,
+    finish: impl FnOnce(&mut M),
+) -> Vec<M> {
+    let mut out: Vec<M> = Vec::new();
+    let mut it = items.into_iter().peekable();
+    while it.peek().is_some() || out.is_empty() {
+        out.push(message(it.by_ref().take(size).collect()));
     }
+    if let Some(last) = out.last_mut() {
+        finish(last);
+    }
+    out
 }
 
 /// A query's answer as messages: the result type in each, series in batches, the
-/// annotations in the last (the shapes of the JSON API's `render`).
+/// annotations in the last (the shapes of the JSON API).
 fn answer_messages(a: Answer) -> Vec<QueryResponse> {
-    let Answer { value, t, range, annotations } = a;
-    let (kind, all): (&str, Vec<Series>) = match value {
-        Value::Scalar(s) if !range => {
-            let (t, v) = s.last().copied().unwrap_or((t, f64::NAN));
+    let (shaped, annotations) = a.shaped();
+    let (kind, mut out) = match shaped {
+        Shaped::Scalar(t, v) => {
             let scalar = Some(Sample { timestamp_ms: t, value: v });
-            return finish(
-                vec![QueryResponse { result_type: "scalar".into(), scalar, ..Default::default() }],
-                annotations,
-            );
+            ("scalar", vec![QueryResponse { scalar, ..Default::default() }])
         }
-        Value::String(s) => {
-            let m = QueryResponse {
-                result_type: "string".into(),
-                string_value: s,
-                string_timestamp_ms: t,
-                ..Default::default()
-            };
-            return finish(vec![m], annotations);
+        Shaped::Str(t, s) => {
+            ("string", vec![QueryResponse { string_value: s, string_timestamp_ms: t, ..Default::default() }])
         }
-        Value::Scalar(s) => ("matrix", vec![Series { samples: samples(&s), ..Default::default() }]),
-        Value::Vector(v) if !range => {
-            let all = v
-                .iter()
-                .filter_map(|s| {
-                    if let Some((_, h)) = s.hists.last() {
-                        return Some(series(&s.labels, &[], &[(t, h.clone())]));
-                    }
-                    let &(_, x) = s.points.last()?;
-                    Some(series(&s.labels, &[(t, x)], &[]))
+        Shaped::Series(kind, series) => {
+            let series = series
+                .into_iter()
+                .map(|s| Series {
+                    labels: labels(&s.labels),
+                    samples: samples(&s.points),
+                    histograms: s.hists.iter().map(|(t, h)| histogram(*t, h)).collect(),
                 })
                 .collect();
-            ("vector", all)
+            let messages =
+                batched(series, BATCH, |series| QueryResponse { series, ..Default::default() }, |_| {});
+            (kind, messages)
         }
-        Value::Vector(v) => ("matrix", v.iter().map(|s| series(&s.labels, &s.points, &s.hists)).collect()),
-        Value::Matrix(m) => ("matrix", m.iter().map(|s| series(&s.labels, &s.samples, &s.hists)).collect()),
     };
-    let mut out: Vec<QueryResponse> = Vec::new();
-    let mut it = all.into_iter().peekable();
-    while it.peek().is_some() || out.is_empty() {
-        let series: Vec<Series> = it.by_ref().take(BATCH).collect();
-        out.push(QueryResponse { result_type: kind.into(), series, ..Default::default() });
+    for m in &mut out {
+        m.result_type = kind.into();
     }
-    finish(out, annotations)
-}
-
-fn finish(mut out: Vec<QueryResponse>, a: strata_promql::Annotations) -> Vec<QueryResponse> {
     if let Some(last) = out.last_mut() {
-        last.warnings = a.warnings;
-        last.infos = a.infos;
+        last.warnings = annotations.warnings;
+        last.infos = annotations.infos;
     }
     out
 }
 
-/// Values in batches, the warnings in the last message.
+/// Names or values in batches, the warnings in the last message.
 fn values_messages(values: Vec<String>, warnings: Vec<String>) -> Vec<LabelsResponse> {
-    let mut out: Vec<LabelsResponse> = Vec::new();
-    let mut it = values.into_iter().peekable();
-    while it.peek().is_some() || out.is_empty() {
-        out.push(LabelsResponse { values: it.by_ref().take(BATCH * 16).collect(), warnings: Vec::new() });
-    }
-    if let Some(l) = out.last_mut() {
-        l.warnings = warnings;
-    }
-    out
+    batched(
+        values,
+        BATCH * 16,
+        |values| LabelsResponse { values, warnings: Vec::new() },
+        |last| last.warnings = warnings,
+    )
 }
 
 #[tonic::async_trait]
@@ -209,15 +183,13 @@ impl QueryService for Api {
         let l = limit(r.limit);
         let p = params(&[("start", &r.start), ("end", &r.end), ("limit", &l)], &r.r#match);
         let (found, warnings) = crate::api::find_series(&self.0, &p).await.map_err(ApiError::into_status)?;
-        let mut out: Vec<SeriesResponse> = Vec::new();
-        let mut it = found.iter().peekable();
-        while it.peek().is_some() || out.is_empty() {
-            let series = it.by_ref().take(BATCH).map(|l| Series { labels: labels(l), ..Default::default() });
-            out.push(SeriesResponse { series: series.collect(), warnings: Vec::new() });
-        }
-        if let Some(l) = out.last_mut() {
-            l.warnings = warnings;
-        }
+        let series = found.iter().map(|l| Series { labels: labels(l), ..Default::default() }).collect();
+        let out = batched(
+            series,
+            BATCH,
+            |series| SeriesResponse { series, warnings: Vec::new() },
+            |last| last.warnings = warnings,
+        );
         Ok(stream(out))
     }
 

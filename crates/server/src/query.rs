@@ -41,66 +41,123 @@ fn metric(l: &Labels) -> Json {
     Json::Object(l.iter().map(|x| (x.name.clone(), Json::String(x.value.clone()))).collect::<Map<_, _>>())
 }
 
+/// The populated buckets of a native histogram, each with Prometheus's boundary rule
+/// (0: (l,u], 1: [l,u), 2: (l,u), 3: [l,u]): what both renderings of a histogram list.
+pub(crate) fn populated_buckets(
+    h: &strata_tsdb::FloatHistogram,
+) -> impl Iterator<Item = (u32, strata_tsdb::histogram::Bucket)> {
+    h.all_buckets().into_iter().filter(|b| b.count != 0.0).map(|b| {
+        let rule = match (b.lower_inclusive, b.upper_inclusive) {
+            (false, true) => 0,
+            (true, false) => 1,
+            (false, false) => 2,
+            (true, true) => 3,
+        };
+        (rule, b)
+    })
+}
+
 /// A native histogram as Prometheus's API writes it: count, sum and the populated buckets
-/// as `[boundary rule, lower, upper, count]` (rule 0: (l,u], 1: [l,u), 2: (l,u), 3: [l,u]).
-pub(crate) fn histogram_json(h: &strata_tsdb::FloatHistogram) -> Json {
+/// as `[boundary rule, lower, upper, count]`.
+fn histogram_json(h: &strata_tsdb::FloatHistogram) -> Json {
     let f = strata_promql::format_float;
     let mut o = json!({"count": f(h.count), "sum": f(h.sum)});
-    let buckets: Vec<Json> = h
-        .all_buckets()
-        .into_iter()
-        .filter(|b| b.count != 0.0)
-        .map(|b| {
-            let rule = match (b.lower_inclusive, b.upper_inclusive) {
-                (false, true) => 0,
-                (true, false) => 1,
-                (false, false) => 2,
-                (true, true) => 3,
-            };
-            json!([rule, f(b.lower), f(b.upper), f(b.count)])
-        })
-        .collect();
+    let buckets: Vec<Json> =
+        populated_buckets(h).map(|(rule, b)| json!([rule, f(b.lower), f(b.upper), f(b.count)])).collect();
     if !buckets.is_empty() {
         o["buckets"] = Json::Array(buckets);
     }
     o
 }
 
-/// A matrix series: `values` when it has floats, `histograms` when it has histograms.
-fn matrix_series(labels: &Labels, points: &[(i64, f64)], hists: &[strata_promql::HPoint]) -> Json {
-    let mut o = json!({"metric": metric(labels)});
-    if !points.is_empty() || hists.is_empty() {
-        o["values"] =
-            points.iter().map(|&(ts, x)| json!([fmt_time(ts), strata_promql::format_float(x)])).collect();
-    }
-    if !hists.is_empty() {
-        o["histograms"] = hists.iter().map(|(ts, h)| json!([fmt_time(*ts), histogram_json(h)])).collect();
-    }
-    o
+/// One series of a shaped result: its float points and its histogram points (a vector's
+/// series has one point, at the evaluation time).
+pub(crate) struct ShapedSeries {
+    pub(crate) labels: Labels,
+    pub(crate) points: Vec<(i64, f64)>,
+    pub(crate) hists: Vec<strata_promql::HPoint>,
 }
 
-fn render(v: Value, t: i64, range: bool) -> Json {
-    match v {
-        Value::Scalar(s) if !range => {
-            let (ts, x) = s.last().copied().unwrap_or((t, f64::NAN));
-            json!({"resultType": "scalar", "result": [fmt_time(ts), strata_promql::format_float(x)]})
-        }
-        Value::Scalar(s) => json!({"resultType": "matrix", "result": [{
-            "metric": {},
-            "values": s.iter().map(|&(ts, x)| json!([fmt_time(ts), strata_promql::format_float(x)])).collect::<Vec<_>>(),
-        }]}),
-        Value::String(s) => json!({"resultType": "string", "result": [fmt_time(t), s]}),
-        Value::Vector(v) if !range => json!({"resultType": "vector", "result": v.iter().filter_map(|s| {
-            if let Some((_, h)) = s.hists.last() {
-                return Some(json!({"metric": metric(&s.labels), "histogram": [fmt_time(t), histogram_json(h)]}));
+/// A query's result in the shapes of Prometheus's API, shared by the JSON and the gRPC
+/// renderings.
+pub(crate) enum Shaped {
+    /// `scalar`: timestamp and value.
+    Scalar(i64, f64),
+    /// `string`: timestamp and value.
+    Str(i64, String),
+    /// `vector` or `matrix`, and its series.
+    Series(&'static str, Vec<ShapedSeries>),
+}
+
+impl Answer {
+    /// The result as the API shapes it: a range query's scalar is a matrix of one series
+    /// without labels; an instant vector keeps each series' value at the evaluation time.
+    pub(crate) fn shaped(self) -> (Shaped, Annotations) {
+        let Answer { value, t, range, annotations } = self;
+        let one = |labels, points, hists| ShapedSeries { labels, points, hists };
+        let shaped = match value {
+            Value::Scalar(s) if !range => {
+                let (ts, x) = s.last().copied().unwrap_or((t, f64::NAN));
+                Shaped::Scalar(ts, x)
             }
-            let &(_, x) = s.points.last()?;
-            Some(json!({"metric": metric(&s.labels), "value": [fmt_time(t), strata_promql::format_float(x)]}))
-        }).collect::<Vec<_>>()}),
-        Value::Vector(v) => json!({"resultType": "matrix", "result": v.iter()
-            .map(|s| matrix_series(&s.labels, &s.points, &s.hists)).collect::<Vec<_>>()}),
-        Value::Matrix(m) => json!({"resultType": "matrix", "result": m.iter()
-            .map(|s| matrix_series(&s.labels, &s.samples, &s.hists)).collect::<Vec<_>>()}),
+            Value::Scalar(s) => Shaped::Series("matrix", vec![one(Labels::default(), s, Vec::new())]),
+            Value::String(s) => Shaped::Str(t, s),
+            Value::Vector(v) if !range => Shaped::Series(
+                "vector",
+                v.into_iter()
+                    .filter_map(|s| {
+                        if let Some((_, h)) = s.hists.last() {
+                            return Some(one(s.labels, Vec::new(), vec![(t, h.clone())]));
+                        }
+                        let &(_, x) = s.points.last()?;
+                        Some(one(s.labels, vec![(t, x)], Vec::new()))
+                    })
+                    .collect(),
+            ),
+            Value::Vector(v) => {
+                Shaped::Series("matrix", v.into_iter().map(|s| one(s.labels, s.points, s.hists)).collect())
+            }
+            Value::Matrix(m) => {
+                Shaped::Series("matrix", m.into_iter().map(|s| one(s.labels, s.samples, s.hists)).collect())
+            }
+        };
+        (shaped, annotations)
+    }
+}
+
+/// A shaped result as the JSON API's `data`.
+fn render(shaped: Shaped) -> Json {
+    let point = |&(ts, x): &(i64, f64)| json!([fmt_time(ts), strata_promql::format_float(x)]);
+    let hist = |(ts, h): &strata_promql::HPoint| json!([fmt_time(*ts), histogram_json(h)]);
+    match shaped {
+        Shaped::Scalar(ts, x) => json!({"resultType": "scalar", "result": point(&(ts, x))}),
+        Shaped::Str(ts, s) => json!({"resultType": "string", "result": [fmt_time(ts), s]}),
+        Shaped::Series(kind, series) => {
+            let result: Vec<Json> = series
+                .iter()
+                .map(|s| {
+                    let mut o = json!({"metric": metric(&s.labels)});
+                    if kind == "vector" {
+                        match (s.hists.first(), s.points.first()) {
+                            (Some(h), _) => o["histogram"] = hist(h),
+                            (None, Some(p)) => o["value"] = point(p),
+                            (None, None) => {}
+                        }
+                        return o;
+                    }
+                    // a matrix series: `values` when it has floats, `histograms` when it has
+                    // histograms
+                    if !s.points.is_empty() || s.hists.is_empty() {
+                        o["values"] = s.points.iter().map(point).collect();
+                    }
+                    if !s.hists.is_empty() {
+                        o["histograms"] = s.hists.iter().map(hist).collect();
+                    }
+                    o
+                })
+                .collect();
+            json!({"resultType": kind, "result": result})
+        }
     }
 }
 
@@ -238,14 +295,14 @@ pub(crate) async fn eval_range(st: &AppState, p: &Params) -> Result<Answer, ApiE
 
 /// `GET|POST /api/v1/query`.
 pub(crate) async fn instant(State(st): State<AppState>, p: Params) -> Result<Response, ApiError> {
-    let a = eval_instant(&st, &p).await?;
-    Ok(respond(render(a.value, a.t, a.range), a.annotations))
+    let (shaped, annotations) = eval_instant(&st, &p).await?.shaped();
+    Ok(respond(render(shaped), annotations))
 }
 
 /// `GET|POST /api/v1/query_range`.
 pub(crate) async fn range(State(st): State<AppState>, p: Params) -> Result<Response, ApiError> {
-    let a = eval_range(&st, &p).await?;
-    Ok(respond(render(a.value, a.t, a.range), a.annotations))
+    let (shaped, annotations) = eval_range(&st, &p).await?.shaped();
+    Ok(respond(render(shaped), annotations))
 }
 
 /// `GET|POST /api/v1/format_query`.
@@ -342,9 +399,11 @@ mod tests {
             points: Vec::new(),
             hists: vec![(1000, std::sync::Arc::new(h))],
         }]);
-        let out = render(v.clone(), 1000, false);
+        let shape =
+            |value, range| Answer { value, t: 1000, range, annotations: Annotations::default() }.shaped().0;
+        let out = render(shape(v.clone(), false));
         assert_eq!(out["result"][0]["histogram"][1], want);
-        let out = render(v, 1000, true);
+        let out = render(shape(v, true));
         assert!(out["result"][0].get("values").is_none());
         assert_eq!(out["result"][0]["histograms"][0][1], want);
     }
