@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::duration::PromDuration;
+use strata_discovery::PromDuration;
 
 /// Settings of `strata standalone`. Every field is optional in the file.
 #[derive(Clone, Debug, Deserialize)]

@@ -8,7 +8,6 @@
 //! `anyhow` is used here, at the edge, and nowhere else.
 
 mod config;
-mod duration;
 mod probe;
 mod roles;
 
@@ -24,7 +23,7 @@ use strata_server::{AppState, Reader, ServerConfig};
 use strata_tsdb::DbConfig;
 
 use crate::config::StandaloneConfig;
-use crate::duration::PromDuration;
+use strata_discovery::PromDuration;
 
 /// Strata: a distributed, Prometheus-compatible time-series database.
 #[derive(Debug, Parser)]

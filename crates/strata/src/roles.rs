@@ -14,7 +14,7 @@ use strata_raft::RaftConfig;
 use strata_server::{AppState, Reader, ServerConfig};
 use strata_tsdb::DbConfig;
 
-use crate::duration::PromDuration;
+use strata_discovery::PromDuration;
 
 /// Flags of `strata storage`.
 #[derive(Debug, clap::Args)]

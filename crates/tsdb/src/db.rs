@@ -187,8 +187,9 @@ impl SeriesBatch {
         Ok(())
     }
 
-    /// Adds a series by its canonical label encoding.
-    fn add_encoded(&mut self, enc: &[u8], samples: &[Sample]) {
+    /// Adds a series by its canonical label encoding ([`crate::Labels::encode`] of valid
+    /// labels: the caller validated them once and reuses the encoding, as a scraper does).
+    pub fn add_encoded(&mut self, enc: &[u8], samples: &[Sample]) {
         let shard = shard_of(hash_encoded(enc), self.shards);
         self.builders[shard as usize].add(enc, samples);
     }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Deserializer};
 /// A duration written the way Prometheus writes them: one or more `<integer><unit>`
 /// with units `ms`, `s`, `m`, `h`, `d`, `w`, `y` (365 days), largest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct PromDuration(pub(crate) Duration);
+pub struct PromDuration(pub Duration);
 
 impl std::str::FromStr for PromDuration {
     type Err = String;

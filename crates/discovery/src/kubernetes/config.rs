@@ -1,0 +1,315 @@
+//! The `kubernetes_sd_configs` entry, with Prometheus's defaults and checks.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::validated;
+
+/// `kubernetes_sd_configs` entry: which objects to discover and how to reach the API
+/// server. Without `api_server` and `kubeconfig_file`, the in-cluster configuration (the
+/// pod's service account) is used; the HTTP client settings (`basic_auth` … `enable_http2`)
+/// need `api_server`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, remote = "Self")]
+pub struct KubernetesSdConfig {
+    /// URL of the API server (`https://host:port`). Default: none (in-cluster
+    /// configuration, or the kubeconfig file's).
+    #[serde(default)]
+    pub api_server: Option<String>,
+    /// Kind of the discovered objects. Required: no default.
+    pub role: Role,
+    /// kubeconfig file to read the API server and credentials from (not with
+    /// `api_server`). Default: none.
+    #[serde(default)]
+    pub kubeconfig_file: Option<String>,
+    /// Namespaces to watch. Default: all namespaces.
+    #[serde(default)]
+    pub namespaces: NamespaceDiscovery,
+    /// Label and field selectors of the watched objects, at most one per role. Default:
+    /// none (every object).
+    #[serde(default)]
+    pub selectors: Vec<SelectorConfig>,
+    /// Metadata of other objects to add to the targets. Default: none.
+    #[serde(default)]
+    pub attach_metadata: AttachMetadata,
+    /// HTTP basic authentication. Default: none.
+    #[serde(default)]
+    pub basic_auth: Option<BasicAuth>,
+    /// `Authorization` header credentials. Default: none.
+    #[serde(default)]
+    pub authorization: Option<Authorization>,
+    /// Bearer token (deprecated form of `authorization`). Default: none.
+    #[serde(default)]
+    pub bearer_token: Option<Secret>,
+    /// File holding the bearer token (deprecated form of `authorization`). Default: none.
+    #[serde(default)]
+    pub bearer_token_file: Option<String>,
+    /// TLS settings of the connection to the API server. Default: system roots, verified.
+    #[serde(default)]
+    pub tls_config: TlsConfig,
+    /// HTTP(S) or SOCKS5 proxy to reach the API server through. Default: none.
+    #[serde(default)]
+    pub proxy_url: Option<String>,
+    /// Whether HTTP redirects are followed (the API server sends none). Default `true`.
+    #[serde(default = "yes")]
+    pub follow_redirects: bool,
+    /// Whether HTTP/2 may be used (the client speaks HTTP/1.1). Default `true`.
+    #[serde(default = "yes")]
+    pub enable_http2: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Kind of Kubernetes object a `kubernetes_sd_configs` entry discovers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// One target per node, at its kubelet port.
+    Node,
+    /// One target per declared container port of each pod (or per container without ports).
+    Pod,
+    /// One target per port of each service, at the service's DNS name.
+    Service,
+    /// One target per address and port of each `Endpoints` object.
+    Endpoints,
+    /// One target per address and port of each `EndpointSlice` (discovery.k8s.io/v1).
+    #[serde(rename = "endpointslice")]
+    EndpointSlice,
+}
+
+impl Role {
+    /// The name of the role in the configuration file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Node => "node",
+            Role::Pod => "pod",
+            Role::Service => "service",
+            Role::Endpoints => "endpoints",
+            Role::EndpointSlice => "endpointslice",
+        }
+    }
+
+    /// The roles whose selectors a config of this role may have (Prometheus's list).
+    fn allowed_selectors(self) -> &'static [Role] {
+        match self {
+            Role::Node => &[Role::Node],
+            Role::Pod => &[Role::Pod, Role::Node],
+            Role::Service => &[Role::Service],
+            Role::Endpoints => &[Role::Pod, Role::Service, Role::Endpoints],
+            Role::EndpointSlice => &[Role::Pod, Role::Service, Role::EndpointSlice],
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `namespaces` of a `kubernetes_sd_configs` entry.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceDiscovery {
+    /// Also watch the namespace Strata runs in (in-cluster only). Default `false`.
+    #[serde(default)]
+    pub own_namespace: bool,
+    /// Namespaces to watch. Default: none (all namespaces unless `own_namespace`).
+    #[serde(default)]
+    pub names: Vec<String>,
+}
+
+/// One `selectors` entry: restricts the watched objects of one role.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SelectorConfig {
+    /// Role whose objects are selected. Required: no default.
+    pub role: Role,
+    /// Label selector (`app=web,tier!=db`). Default: none.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// Field selector (`spec.nodeName=n1`). Default: none.
+    #[serde(default)]
+    pub field: Option<String>,
+}
+
+/// `attach_metadata` of a `kubernetes_sd_configs` entry.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttachMetadata {
+    /// Add the `__meta_kubernetes_node_*` labels of the node of each target (roles pod,
+    /// endpoints and endpointslice; nodes are watched too). Default `false`.
+    #[serde(default)]
+    pub node: bool,
+}
+
+/// `basic_auth` of an HTTP client configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    /// User name. Default: empty.
+    #[serde(default)]
+    pub username: String,
+    /// Password (not with `password_file`). Default: none.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// File holding the password, read when the client is set up. Default: none.
+    #[serde(default)]
+    pub password_file: Option<String>,
+}
+
+/// `authorization` of an HTTP client configuration: `Authorization: <type> <credentials>`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Authorization {
+    /// Scheme of the header (not `Basic`: use `basic_auth`). Default `Bearer`.
+    #[serde(default = "bearer", rename = "type")]
+    pub kind: String,
+    /// Credentials (not with `credentials_file`). Default: none.
+    #[serde(default)]
+    pub credentials: Option<Secret>,
+    /// File holding the credentials (re-read periodically for `Bearer`, else read when the
+    /// client is set up). Default: none.
+    #[serde(default)]
+    pub credentials_file: Option<String>,
+}
+
+fn bearer() -> String {
+    "Bearer".to_string()
+}
+
+/// `tls_config` of an HTTP client configuration.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file of the CAs to verify the server with. Default: the system's roots.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// PEM client certificate (with `key_file`). Default: none.
+    #[serde(default)]
+    pub cert_file: Option<String>,
+    /// PEM key of the client certificate (with `cert_file`). Default: none.
+    #[serde(default)]
+    pub key_file: Option<String>,
+    /// Name the server's certificate must be valid for. Default: the URL's host.
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// Accept any server certificate. Default `false`.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+/// A secret of the configuration: printed as `<secret>` by `Debug`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
+impl<'de> Deserialize<'de> for KubernetesSdConfig {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        validated(deserializer, Self::deserialize, Self::validate)
+    }
+}
+
+impl KubernetesSdConfig {
+    /// Whether any HTTP client setting differs from its default.
+    fn custom_http_client(&self) -> bool {
+        self.basic_auth.is_some()
+            || self.authorization.is_some()
+            || self.bearer_token.is_some()
+            || self.bearer_token_file.is_some()
+            || self.tls_config != TlsConfig::default()
+            || self.proxy_url.is_some()
+            || !self.follow_redirects
+            || !self.enable_http2
+    }
+
+    /// Prometheus's checks of `SDConfig.UnmarshalYAML` and `HTTPClientConfig.Validate`.
+    fn validate(&self) -> Result<(), String> {
+        self.validate_http_client()?;
+        if self.api_server.is_some() && self.kubeconfig_file.is_some() {
+            return Err("cannot use 'kubeconfig_file' and 'api_server' simultaneously".into());
+        }
+        if self.kubeconfig_file.is_some() && self.custom_http_client() {
+            return Err("cannot use a custom HTTP client configuration together with 'kubeconfig_file'".into());
+        }
+        if self.api_server.is_none() && self.custom_http_client() {
+            return Err("to use custom HTTP client configuration please provide the 'api_server' URL explicitly".into());
+        }
+        if self.api_server.is_some() && self.namespaces.own_namespace {
+            return Err("cannot use 'api_server' and 'namespaces.own_namespace' simultaneously".into());
+        }
+        if self.kubeconfig_file.is_some() && self.namespaces.own_namespace {
+            return Err("cannot use 'kubeconfig_file' and 'namespaces.own_namespace' simultaneously".into());
+        }
+        if let Some(url) = &self.api_server {
+            check_url("api_server", url)?;
+        }
+        if let Some(url) = &self.proxy_url {
+            check_url("proxy_url", url)?;
+        }
+        let allowed = self.role.allowed_selectors();
+        for (i, selector) in self.selectors.iter().enumerate() {
+            if self.selectors[..i].iter().any(|s| s.role == selector.role) {
+                return Err(format!("duplicated selector role: {}", selector.role));
+            }
+            if !allowed.contains(&selector.role) {
+                let names: Vec<&str> = allowed.iter().map(|r| r.as_str()).collect();
+                return Err(format!("{} role supports only {} selectors", self.role, names.join(", ")));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_http_client(&self) -> Result<(), String> {
+        let bearer = self.bearer_token.is_some() || self.bearer_token_file.is_some();
+        if self.bearer_token.is_some() && self.bearer_token_file.is_some() {
+            return Err("at most one of bearer_token & bearer_token_file must be configured".into());
+        }
+        if self.basic_auth.is_some() && bearer {
+            return Err("at most one of basic_auth, bearer_token & bearer_token_file must be configured".into());
+        }
+        if let Some(basic) = &self.basic_auth
+            && basic.password.is_some()
+            && basic.password_file.is_some()
+        {
+            return Err("at most one of basic_auth password & password_file must be configured".into());
+        }
+        if let Some(auth) = &self.authorization {
+            if bearer {
+                return Err("authorization is not compatible with bearer_token & bearer_token_file".into());
+            }
+            if auth.credentials.is_some() && auth.credentials_file.is_some() {
+                return Err("at most one of authorization credentials & credentials_file must be configured".into());
+            }
+            if auth.kind.eq_ignore_ascii_case("basic") {
+                return Err(r#"authorization type cannot be set to "basic", use "basic_auth" instead"#.into());
+            }
+            if self.basic_auth.is_some() {
+                return Err("at most one of basic_auth, oauth2 & authorization must be configured".into());
+            }
+        }
+        let tls = &self.tls_config;
+        if tls.cert_file.is_some() != tls.key_file.is_some() {
+            return Err("exactly one of key or key_file must be configured when a client certificate is configured".into());
+        }
+        Ok(())
+    }
+}
+
+/// Checks that `url` is an absolute URL (scheme and host).
+fn check_url(field: &str, url: &str) -> Result<(), String> {
+    match url.parse::<http::Uri>() {
+        Ok(uri) if uri.scheme().is_some() && uri.authority().is_some() => Ok(()),
+        Ok(_) => Err(format!("{field} {url:?} is not an absolute URL")),
+        Err(e) => Err(format!("{field} {url:?}: {e}")),
+    }
+}
