@@ -18,7 +18,9 @@ helm template strata "$chart" --namespace monitoring >"$out/default.yaml"
 helm template strata "$chart" --namespace monitoring \
   --set serviceMonitor.enabled=true --set serviceMonitor.labels.release=kps \
   --set ingestor.autoscaling.enabled=true --set querier.autoscaling.enabled=true \
-  --set storage.replicas=5 --set storage.persistence.storageClassName=fast >"$out/all.yaml"
+  --set storage.replicas=5 --set storage.persistence.storageClassName=fast \
+  --set-string ingestor.scrape.config="$(printf 'scrape_configs:\n  - job_name: pods\n    kubernetes_sd_configs: [{role: pod}]\n')" \
+  >"$out/all.yaml"
 for f in "$out"/default.yaml "$out"/all.yaml; do
   { kubernetes-validate --strict --quiet -k 1.30.0 "$f" 2>&1 || true; } \
     | { grep -v "Couldn't find schema for kind ServiceMonitor" || true; } | tee "$out/report" >&2
@@ -28,7 +30,8 @@ python3 - "$out/all.yaml" <<'PY'
 import sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
 kinds = sorted({d["kind"] for d in docs})
-want = ["Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Service", "ServiceMonitor", "StatefulSet"]
+want = ["ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "HorizontalPodAutoscaler",
+        "PodDisruptionBudget", "Service", "ServiceAccount", "ServiceMonitor", "StatefulSet"]
 assert kinds == want, kinds
 sms = [d for d in docs if d["kind"] == "ServiceMonitor"]
 assert len(sms) == 3, sms
@@ -40,6 +43,12 @@ assert sts["spec"]["podManagementPolicy"] == "Parallel"
 args = sts["spec"]["template"]["spec"]["containers"][0]["args"]
 peers = next(a for a in args if a.startswith("--peers="))
 assert peers.count("=") == 1 + 5 and "5=strata-storage-4.strata-storage-headless.monitoring.svc:7070" in peers, peers
+ing = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-ingestor"))
+ing_args = ing["spec"]["template"]["spec"]["containers"][0]["args"]
+assert "--scrape-config=/etc/strata/scrape/prometheus.yml" in ing_args, ing_args
+assert "--scrape-peers=dns+strata-ingestor-peers.monitoring.svc:8080" in ing_args, ing_args
+cm = next(d for d in docs if d["kind"] == "ConfigMap")
+assert "kubernetes_sd_configs" in cm["data"]["prometheus.yml"]
 pdb = next(d for d in docs if d["kind"] == "PodDisruptionBudget")
 assert pdb["spec"]["maxUnavailable"] == 1
 print(f"chart OK: {len(docs)} objects ({', '.join(kinds)})")

@@ -8,3 +8,4 @@ mod differential;
 mod grafana;
 mod prometheus_peer;
 mod querier;
+mod scrape;

@@ -11,6 +11,8 @@
 
 pub mod client;
 pub mod dashboards;
+pub mod exposition;
 pub mod fleet;
 pub mod peers;
+pub mod scrape_bench;
 pub mod workload;

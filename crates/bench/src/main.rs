@@ -32,6 +32,50 @@ enum Cmd {
     /// full speed and at a fixed rate, storage, memory, and the dashboard and rule query
     /// groups as instant and 1 h / 6 h / 24 h range queries; writes `results.json`.
     Run(RunArgs),
+    /// One target exposing `--series` series scraped every `--interval` seconds by
+    /// `strata standalone` and Prometheus at once: CPU per scrape of each.
+    Scrape(ScrapeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ScrapeArgs {
+    /// Series the target exposes.
+    #[arg(long, default_value_t = 100_000)]
+    series: usize,
+    /// Scrape interval in seconds.
+    #[arg(long, default_value_t = 15)]
+    interval: u64,
+    /// Scrapes measured (after two of warm-up).
+    #[arg(long, default_value_t = 8)]
+    scrapes: u64,
+    /// The strata binary [default: next to this binary].
+    #[arg(long)]
+    strata_bin: Option<PathBuf>,
+    /// Working directory (created).
+    #[arg(long, default_value = "/tmp/strata-bench-scrape")]
+    work_dir: PathBuf,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn scrape(a: ScrapeArgs) -> anyhow::Result<()> {
+    let _ = std::fs::remove_dir_all(&a.work_dir);
+    let cfg = strata_bench::scrape_bench::ScrapeBenchConfig {
+        series: a.series,
+        interval_s: a.interval,
+        scrapes: a.scrapes,
+        warmup: 2,
+        strata_bin: bin_of(System::Strata, &a.strata_bin)?,
+        prometheus_bin: bin_of(System::Prometheus, &a.strata_bin)?,
+        dir: a.work_dir,
+    };
+    let r = strata_bench::scrape_bench::run(&cfg)?;
+    println!("{}", serde_json::to_string_pretty(&r)?);
+    if let Some(out) = a.out {
+        std::fs::write(out, serde_json::to_string_pretty(&r)? + "\n")?;
+    }
+    Ok(())
 }
 
 #[derive(Debug, clap::Args)]
@@ -774,5 +818,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Load(a) => load(a),
         Cmd::Queries(a) => queries(a),
         Cmd::Run(a) => strata_bench_run(a),
+        Cmd::Scrape(a) => scrape(a),
     }
 }

@@ -209,3 +209,35 @@ impl ReadError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn refresh_interval_defaults_to_five_minutes() {
+        let config: FileSdConfig = serde_yaml::from_str("files: [a.json]").unwrap();
+        assert_eq!(config.refresh_interval.0, Duration::from_secs(300));
+        let config: FileSdConfig = serde_yaml::from_str("files: [a.json]\nrefresh_interval: 30s").unwrap();
+        assert_eq!(config.refresh_interval.0, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn rejects_what_prometheus_rejects() {
+        for (yaml, error) in [
+            ("files: []", "at least one path name"),
+            ("files: [a.txt]", "not valid for file discovery"),
+            ("files: ['*/a.json']", "not valid for file discovery"),
+            ("files: [a.Json]", "not valid for file discovery"),
+            ("files: [a.json]\nbogus: 1", "unknown field `bogus`"),
+        ] {
+            let got = serde_yaml::from_str::<FileSdConfig>(yaml).unwrap_err().to_string();
+            assert!(got.contains(error), "{yaml:?}: {got}");
+        }
+        assert!(
+            serde_yaml::from_str::<FileSdConfig>("files: ['/etc/sd/*-targets*.YML', 'x/y.yaml']").is_ok()
+        );
+    }
+}

@@ -40,8 +40,8 @@ use tokio::task::AbortHandle;
 pub use duration::PromDuration;
 pub use file::FileSdConfig;
 pub use kubernetes::{
-    AttachMetadata, Authorization, BasicAuth, KubernetesSdConfig, NamespaceDiscovery, Role,
-    Secret, SelectorConfig, TlsConfig,
+    AttachMetadata, Authorization, BasicAuth, KubernetesSdConfig, NamespaceDiscovery, Role, Secret,
+    SelectorConfig, TlsConfig,
 };
 
 /// A label set, sorted by name.
@@ -88,6 +88,10 @@ impl StaticConfig {
 
 /// What one discovery mechanism of a scrape config is.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a few per scrape config, built once; boxing would only burden callers"
+)]
 pub enum Provider {
     /// `static_configs`: fixed targets.
     Static(Vec<StaticConfig>),
@@ -121,10 +125,7 @@ impl Discovery {
             Provider::File(config) => tokio::spawn(file::run(config, base_dir, tx)),
             Provider::Kubernetes(config) => tokio::spawn(kubernetes::run(config, base_dir, tx)),
         };
-        Discovery {
-            groups,
-            task: task.abort_handle(),
-        }
+        Discovery { groups, task: task.abort_handle() }
     }
 
     /// A receiver of the provider's complete current list of groups, updated on every

@@ -13,7 +13,11 @@ fn discover(dir: &Path, files: &[&str]) -> Discovery {
 }
 
 /// The first list of groups `done` accepts, within `within`.
-async fn wait_for(discovery: &Discovery, within: Duration, done: impl Fn(&[TargetGroup]) -> bool) -> Vec<TargetGroup> {
+async fn wait_for(
+    discovery: &Discovery,
+    within: Duration,
+    done: impl Fn(&[TargetGroup]) -> bool,
+) -> Vec<TargetGroup> {
     let mut rx = discovery.subscribe();
     let wait = async {
         loop {
@@ -39,7 +43,10 @@ fn group(path: &Path, index: usize, targets: &[&str], labels: &[(&str, &str)]) -
     labels.insert("__meta_filepath".into(), path.clone());
     TargetGroup {
         source: format!("{path}:{index}"),
-        targets: targets.iter().map(|t| LabelSet::from([("__address__".to_string(), t.to_string())])).collect(),
+        targets: targets
+            .iter()
+            .map(|t| LabelSet::from([("__address__".to_string(), t.to_string())]))
+            .collect(),
         labels,
     }
 }
@@ -95,7 +102,8 @@ async fn picks_up_changed_broken_and_removed_files() {
     // A file that does not parse keeps its previous groups (seen once b's change shows).
     write(&a, "- targets: [unclosed\n");
     write(&b, r#"[{"targets": ["b:2"]}]"#);
-    let groups = wait_for(&discovery, Duration::from_secs(3), |g| g[1].targets[0]["__address__"] == "b:2").await;
+    let groups =
+        wait_for(&discovery, Duration::from_secs(3), |g| g[1].targets[0]["__address__"] == "b:2").await;
     assert_eq!(groups, vec![group(&a, 0, &["a:1", "a:2"], &[]), group(&b, 0, &["b:2"], &[])]);
 
     // A removed file's groups go.

@@ -39,7 +39,8 @@ async fn wait_for(discovery: &Discovery, done: impl Fn(&[TargetGroup]) -> bool) 
 
 /// A label set of `__meta_kubernetes_<name>` labels, plus `__address__` when given.
 fn meta(address: Option<&str>, pairs: &[(&str, &str)]) -> LabelSet {
-    let mut labels: LabelSet = pairs.iter().map(|(k, v)| (format!("__meta_kubernetes_{k}"), v.to_string())).collect();
+    let mut labels: LabelSet =
+        pairs.iter().map(|(k, v)| (format!("__meta_kubernetes_{k}"), v.to_string())).collect();
     if let Some(address) = address {
         labels.insert("__address__".to_string(), address.to_string());
     }
@@ -128,7 +129,15 @@ fn service(kind: &str) -> Value {
 }
 
 fn service_labels() -> LabelSet {
-    meta(None, &[("namespace", "default"), ("service_name", "web"), ("service_label_team", "a"), ("service_labelpresent_team", "true")])
+    meta(
+        None,
+        &[
+            ("namespace", "default"),
+            ("service_name", "web"),
+            ("service_label_team", "a"),
+            ("service_labelpresent_team", "true"),
+        ],
+    )
 }
 
 #[tokio::test]
@@ -140,7 +149,11 @@ async fn node_role_targets_the_kubelet_with_node_labels() {
 
     let mut target = meta(
         Some("10.1.0.1:10250"),
-        &[("node_address_InternalIP", "10.1.0.1"), ("node_address_ExternalIP", "203.0.113.7"), ("node_address_Hostname", "node-1.local")],
+        &[
+            ("node_address_InternalIP", "10.1.0.1"),
+            ("node_address_ExternalIP", "203.0.113.7"),
+            ("node_address_Hostname", "node-1.local"),
+        ],
     );
     target.insert("instance".to_string(), "node-1".to_string());
     let labels = meta(
@@ -169,22 +182,42 @@ async fn pod_role_targets_each_container_port_with_node_metadata() {
     let discovery = discover(&server, config);
     let groups = wait_for(&discovery, |g| !g.is_empty()).await;
 
-    let container = |address: Option<&str>, name: &str, image: &str, id: &str, init: &str, port: &[(&str, &str)]| {
-        let mut pairs = vec![("pod_container_name", name), ("pod_container_image", image), ("pod_container_id", id), ("pod_container_init", init)];
-        pairs.extend_from_slice(port);
-        meta(address, &pairs)
-    };
+    let container =
+        |address: Option<&str>, name: &str, image: &str, id: &str, init: &str, port: &[(&str, &str)]| {
+            let mut pairs = vec![
+                ("pod_container_name", name),
+                ("pod_container_image", image),
+                ("pod_container_id", id),
+                ("pod_container_init", init),
+            ];
+            pairs.extend_from_slice(port);
+            meta(address, &pairs)
+        };
     let targets = vec![
-        container(Some("10.0.0.1:8080"), "app", "web:1", "containerd://app1", "false", &[
-            ("pod_container_port_name", "http"),
-            ("pod_container_port_number", "8080"),
-            ("pod_container_port_protocol", "TCP"),
-        ]),
-        container(Some("10.0.0.1:9090"), "app", "web:1", "containerd://app1", "false", &[
-            ("pod_container_port_name", ""),
-            ("pod_container_port_number", "9090"),
-            ("pod_container_port_protocol", "UDP"),
-        ]),
+        container(
+            Some("10.0.0.1:8080"),
+            "app",
+            "web:1",
+            "containerd://app1",
+            "false",
+            &[
+                ("pod_container_port_name", "http"),
+                ("pod_container_port_number", "8080"),
+                ("pod_container_port_protocol", "TCP"),
+            ],
+        ),
+        container(
+            Some("10.0.0.1:9090"),
+            "app",
+            "web:1",
+            "containerd://app1",
+            "false",
+            &[
+                ("pod_container_port_name", ""),
+                ("pod_container_port_number", "9090"),
+                ("pod_container_port_protocol", "UDP"),
+            ],
+        ),
         container(Some("10.0.0.1"), "sidecar", "proxy:2", "", "false", &[]),
         container(Some("10.0.0.1"), "init", "busybox", "", "true", &[]),
     ];
@@ -198,7 +231,8 @@ async fn pod_role_targets_each_container_port_with_node_metadata() {
             ("node_annotationpresent_note", "true"),
         ],
     );
-    let labels = with(with(pod_labels("web-1", "10.0.0.1"), &node_labels), &meta(None, &[("namespace", "default")]));
+    let labels =
+        with(with(pod_labels("web-1", "10.0.0.1"), &node_labels), &meta(None, &[("namespace", "default")]));
     assert_eq!(groups, vec![TargetGroup { source: "pod/default/web-1".into(), targets, labels }]);
 }
 
@@ -217,7 +251,8 @@ async fn pods_added_and_deleted_after_the_start_come_and_go() {
     assert_eq!(groups[1].targets[0]["__address__"], "10.0.0.2:80");
 
     server.apply(pod("web-2", "10.0.0.3", json!([{"containerPort": 80}])));
-    let groups = wait_for(&discovery, |g| g.len() == 2 && g[1].targets[0]["__address__"] == "10.0.0.3:80").await;
+    let groups =
+        wait_for(&discovery, |g| g.len() == 2 && g[1].targets[0]["__address__"] == "10.0.0.3:80").await;
     assert_eq!(groups[1].labels["__meta_kubernetes_pod_ip"], "10.0.0.3");
 
     server.delete("Pod", "default", "web-1");
@@ -232,14 +267,25 @@ async fn service_role_targets_each_port_at_the_service_name() {
     let discovery = discover(&server, "role: service");
     let groups = wait_for(&discovery, |g| !g.is_empty()).await;
 
-    let common = [("service_type", "LoadBalancer"), ("service_cluster_ip", "10.96.0.5"), ("service_loadbalancer_ip", "198.51.100.2,198.51.100.3")];
+    let common = [
+        ("service_type", "LoadBalancer"),
+        ("service_cluster_ip", "10.96.0.5"),
+        ("service_loadbalancer_ip", "198.51.100.2,198.51.100.3"),
+    ];
     let port = |address, name, number| {
-        let mut pairs = vec![("service_port_name", name), ("service_port_number", number), ("service_port_protocol", "TCP")];
+        let mut pairs = vec![
+            ("service_port_name", name),
+            ("service_port_number", number),
+            ("service_port_protocol", "TCP"),
+        ];
         pairs.extend_from_slice(&common);
         meta(Some(address), &pairs)
     };
     let targets = vec![port("web.default.svc:80", "http", "80"), port("web.default.svc:9090", "", "9090")];
-    assert_eq!(groups, vec![TargetGroup { source: "svc/default/web".into(), targets, labels: service_labels() }]);
+    assert_eq!(
+        groups,
+        vec![TargetGroup { source: "svc/default/web".into(), targets, labels: service_labels() }]
+    );
 
     let mut external = service("ExternalName");
     external["metadata"]["name"] = json!("ext");
@@ -248,13 +294,16 @@ async fn service_role_targets_each_port_at_the_service_name() {
     assert_eq!(groups[0].source, "svc/default/ext");
     assert_eq!(
         groups[0].targets[0],
-        meta(Some("ext.default.svc:80"), &[
-            ("service_port_name", "http"),
-            ("service_port_number", "80"),
-            ("service_port_protocol", "TCP"),
-            ("service_type", "ExternalName"),
-            ("service_external_name", "web.example.com"),
-        ])
+        meta(
+            Some("ext.default.svc:80"),
+            &[
+                ("service_port_name", "http"),
+                ("service_port_number", "80"),
+                ("service_port_protocol", "TCP"),
+                ("service_type", "ExternalName"),
+                ("service_external_name", "web.example.com"),
+            ]
+        )
     );
 }
 
@@ -263,14 +312,17 @@ async fn service_role_targets_each_port_at_the_service_name() {
 fn backing_pod_targets(address_labels: LabelSet, protocol: &str) -> Vec<LabelSet> {
     let pod = pod_labels("web-1", "10.0.0.1");
     let container = |number: &str, name: &str, protocol: &str| {
-        meta(None, &[
-            ("pod_container_name", "app"),
-            ("pod_container_image", "web:1"),
-            ("pod_container_init", "false"),
-            ("pod_container_port_name", name),
-            ("pod_container_port_number", number),
-            ("pod_container_port_protocol", protocol),
-        ])
+        meta(
+            None,
+            &[
+                ("pod_container_name", "app"),
+                ("pod_container_image", "web:1"),
+                ("pod_container_init", "false"),
+                ("pod_container_port_name", name),
+                ("pod_container_port_number", number),
+                ("pod_container_port_protocol", protocol),
+            ],
+        )
     };
     vec![
         with(with(address_labels, &pod), &container("8080", "http", protocol)),
@@ -298,19 +350,31 @@ async fn endpoints_role_targets_addresses_with_service_and_pod_labels() {
         }],
     }));
     let discovery = discover(&server, "role: endpoints");
-    let groups = wait_for(&discovery, |g| g.first().is_some_and(|g| g.labels.contains_key("__meta_kubernetes_service_name"))).await;
+    let groups = wait_for(&discovery, |g| {
+        g.first().is_some_and(|g| g.labels.contains_key("__meta_kubernetes_service_name"))
+    })
+    .await;
 
     let port = [("endpoint_port_name", "http"), ("endpoint_port_protocol", "SCTP")];
-    let ready = meta(Some("10.0.0.1:8080"), &[
-        ("endpoint_ready", "true"),
-        ("endpoint_address_target_kind", "Pod"),
-        ("endpoint_address_target_name", "web-1"),
-        ("endpoint_node_name", "node-1"),
-    ]);
+    let ready = meta(
+        Some("10.0.0.1:8080"),
+        &[
+            ("endpoint_ready", "true"),
+            ("endpoint_address_target_kind", "Pod"),
+            ("endpoint_address_target_name", "web-1"),
+            ("endpoint_node_name", "node-1"),
+        ],
+    );
     let mut targets = backing_pod_targets(with(ready, &meta(None, &port)), "SCTP");
     let not_ready = meta(Some("10.0.0.9:8080"), &[("endpoint_ready", "false"), ("endpoint_hostname", "h9")]);
     targets.insert(1, with(not_ready, &meta(None, &port)));
-    let labels = with(service_labels(), &meta(None, &[("endpoints_name", "web"), ("endpoints_label_k", "v"), ("endpoints_labelpresent_k", "true")]));
+    let labels = with(
+        service_labels(),
+        &meta(
+            None,
+            &[("endpoints_name", "web"), ("endpoints_label_k", "v"), ("endpoints_labelpresent_k", "true")],
+        ),
+    );
     assert_eq!(groups, vec![TargetGroup { source: "endpoints/default/web".into(), targets, labels }]);
 }
 
@@ -334,36 +398,51 @@ async fn endpointslice_role_targets_endpoints_with_service_and_pod_labels() {
         "ports": [{"name": "http", "port": 8080, "protocol": "TCP", "appProtocol": "http"}],
     }));
     let discovery = discover(&server, "role: endpointslice");
-    let groups = wait_for(&discovery, |g| g.first().is_some_and(|g| g.labels.contains_key("__meta_kubernetes_service_name"))).await;
+    let groups = wait_for(&discovery, |g| {
+        g.first().is_some_and(|g| g.labels.contains_key("__meta_kubernetes_service_name"))
+    })
+    .await;
 
-    let port = meta(None, &[
-        ("endpointslice_port_name", "http"),
-        ("endpointslice_port_protocol", "TCP"),
-        ("endpointslice_port", "8080"),
-        ("endpointslice_port_app_protocol", "http"),
-    ]);
-    let first = meta(Some("10.0.0.1:8080"), &[
-        ("endpointslice_endpoint_conditions_ready", "true"),
-        ("endpointslice_endpoint_conditions_serving", "true"),
-        ("endpointslice_endpoint_conditions_terminating", "false"),
-        ("endpointslice_address_target_kind", "Pod"),
-        ("endpointslice_address_target_name", "web-1"),
-        ("endpointslice_endpoint_node_name", "node-1"),
-        ("endpointslice_endpoint_zone", "z1"),
-    ]);
-    let second = meta(Some("10.0.0.9:8080"), &[
-        ("endpointslice_endpoint_hostname", "h9"),
-        ("endpointslice_endpoint_topology_kubernetes_io_hostname", "n9"),
-        ("endpointslice_endpoint_topology_present_kubernetes_io_hostname", "true"),
-    ]);
+    let port = meta(
+        None,
+        &[
+            ("endpointslice_port_name", "http"),
+            ("endpointslice_port_protocol", "TCP"),
+            ("endpointslice_port", "8080"),
+            ("endpointslice_port_app_protocol", "http"),
+        ],
+    );
+    let first = meta(
+        Some("10.0.0.1:8080"),
+        &[
+            ("endpointslice_endpoint_conditions_ready", "true"),
+            ("endpointslice_endpoint_conditions_serving", "true"),
+            ("endpointslice_endpoint_conditions_terminating", "false"),
+            ("endpointslice_address_target_kind", "Pod"),
+            ("endpointslice_address_target_name", "web-1"),
+            ("endpointslice_endpoint_node_name", "node-1"),
+            ("endpointslice_endpoint_zone", "z1"),
+        ],
+    );
+    let second = meta(
+        Some("10.0.0.9:8080"),
+        &[
+            ("endpointslice_endpoint_hostname", "h9"),
+            ("endpointslice_endpoint_topology_kubernetes_io_hostname", "n9"),
+            ("endpointslice_endpoint_topology_present_kubernetes_io_hostname", "true"),
+        ],
+    );
     let mut targets = backing_pod_targets(with(first, &port), "TCP");
     targets.insert(1, with(second, &port));
-    let slice_labels = meta(None, &[
-        ("endpointslice_name", "web-abc"),
-        ("endpointslice_address_type", "IPv4"),
-        ("endpointslice_label_kubernetes_io_service_name", "web"),
-        ("endpointslice_labelpresent_kubernetes_io_service_name", "true"),
-    ]);
+    let slice_labels = meta(
+        None,
+        &[
+            ("endpointslice_name", "web-abc"),
+            ("endpointslice_address_type", "IPv4"),
+            ("endpointslice_label_kubernetes_io_service_name", "web"),
+            ("endpointslice_labelpresent_kubernetes_io_service_name", "true"),
+        ],
+    );
     let labels = with(service_labels(), &slice_labels);
     assert_eq!(groups, vec![TargetGroup { source: "endpointslice/default/web-abc".into(), targets, labels }]);
 }

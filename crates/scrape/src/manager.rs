@@ -298,6 +298,17 @@ impl ScrapeManager {
         Ok(PoolRun { pool, task, _discoveries: discoveries })
     }
 
+    /// Stops every loop without staleness markers (the process is shutting down, or
+    /// another ingestor takes over).
+    pub async fn stop(&self) {
+        let mut run = self.inner.running.lock().await;
+        for (_, p) in std::mem::take(&mut run.pools) {
+            p.task.abort();
+            p.pool.state.lock().active.clear();
+        }
+        self.inner.pools.write().clear();
+    }
+
     /// The pools by job name (for the targets API).
     pub(crate) fn pools(&self) -> BTreeMap<String, Arc<Pool>> {
         self.inner.pools.read().clone()

@@ -65,7 +65,9 @@ impl Ring {
 pub struct MembershipConfig {
     /// This ingestor's address as its peers list it (`host:port` of its HTTP).
     pub me: String,
-    /// Every ingestor replica (`host:port` of their HTTP), this one included.
+    /// Every ingestor replica (`host:port` of their HTTP), this one included. An entry
+    /// `dns+name:port` stands for every address `name` resolves to, looked up at every
+    /// check (a headless Kubernetes Service).
     pub peers: Vec<String>,
     /// How often peers are checked. Default 1s.
     pub check_interval: Duration,
@@ -80,21 +82,41 @@ impl MembershipConfig {
     }
 }
 
+/// The peers' addresses now: static entries as they are, `dns+` entries resolved.
+async fn resolve(peers: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in peers {
+        match p.strip_prefix("dns+") {
+            None => out.push(p.clone()),
+            Some(name) => match tokio::net::lookup_host(name).await {
+                Ok(addrs) => out.extend(addrs.map(|a| a.to_string())),
+                Err(e) => tracing::warn!(peer = %p, error = %e, "resolving scrape peers failed"),
+            },
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// Starts checking the peers; the receiver always holds the current ring.
 pub fn spawn_membership(cfg: MembershipConfig) -> watch::Receiver<Ring> {
-    let (tx, rx) = watch::channel(Ring::new(&cfg.me, cfg.peers.clone()));
+    let statics = cfg.peers.iter().filter(|p| !p.starts_with("dns+")).cloned();
+    let (tx, rx) = watch::channel(Ring::new(&cfg.me, statics));
     tokio::spawn(async move {
         let client = reqwest::Client::builder()
             .no_proxy()
             .timeout(cfg.check_interval.max(Duration::from_millis(500)))
             .build()
             .unwrap_or_default();
-        let mut failures: BTreeMap<String, u32> = cfg.peers.iter().map(|p| (p.clone(), 0)).collect();
+        let mut failures: BTreeMap<String, u32> = BTreeMap::new();
         let mut tick = tokio::time::interval(cfg.check_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let checks = cfg.peers.iter().filter(|p| **p != cfg.me).map(|p| {
+            let peers = resolve(&cfg.peers).await;
+            failures.retain(|p, _| peers.contains(p));
+            let checks = peers.iter().filter(|p| **p != cfg.me).map(|p| {
                 let client = client.clone();
                 let url = format!("http://{p}/-/healthy");
                 async move { (p.clone(), client.get(url).send().await.is_ok_and(|r| r.status().is_success())) }
@@ -103,7 +125,7 @@ pub fn spawn_membership(cfg: MembershipConfig) -> watch::Receiver<Ring> {
                 let f = failures.entry(peer).or_default();
                 *f = if ok { 0 } else { f.saturating_add(1) };
             }
-            let live = failures.iter().filter(|(p, f)| **p == cfg.me || **f < cfg.failures_to_leave).map(|(p, _)| p.clone());
+            let live = failures.iter().filter(|(_, f)| **f < cfg.failures_to_leave).map(|(p, _)| p.clone());
             let ring = Ring::new(&cfg.me, live);
             if *tx.borrow() != ring {
                 tracing::info!(live = ?ring.members(), "scrape ring changed");

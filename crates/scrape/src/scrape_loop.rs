@@ -157,7 +157,7 @@ impl Loop {
         self.state.report(&self.cfg, ts, error.is_none(), duration, counts, &mut batch);
         let write_error = match self.shared.writer.commit(batch).await {
             Ok(_) => None,
-            Err(e) => Some(format!("writing the samples: {e:?}")),
+            Err(e) => Some(format!("writing the samples: {}", describe(&e))),
         };
         let mut h = self.health.lock();
         h.last_scrape = Some(start);
@@ -184,8 +184,16 @@ impl Loop {
         let mut batch = self.shared.writer.batch();
         self.state.end(now_ms(stale_at), &mut batch);
         if let Err(e) = self.shared.writer.commit(batch).await {
-            tracing::warn!(url = %self.target.url, error = ?e, "writing staleness markers failed");
+            tracing::warn!(url = %self.target.url, error = %describe(&e), "writing staleness markers failed");
         }
+    }
+}
+
+fn describe(e: &strata_server::WriteError) -> &str {
+    match e {
+        strata_server::WriteError::Unavailable(m)
+        | strata_server::WriteError::Invalid(m)
+        | strata_server::WriteError::Internal(m) => m,
     }
 }
 

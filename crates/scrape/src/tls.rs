@@ -1,11 +1,38 @@
-//! TLS settings of scrapes (`tls_config`).
+//! TLS settings of scrapes (`tls_config`), over rustls with the `ring` provider (the one
+//! the Kubernetes client uses too).
 
 use crate::config::TlsConfig;
 
 /// Applies `tls` to a client under construction.
-pub(crate) fn configure(b: reqwest::ClientBuilder, tls: &TlsConfig) -> Result<reqwest::ClientBuilder, String> {
-    if *tls != TlsConfig::default() {
-        return Err("tls_config is not supported by this build".into());
+pub(crate) fn configure(mut b: reqwest::ClientBuilder, tls: &TlsConfig) -> Result<reqwest::ClientBuilder, String> {
+    // reqwest is built without a default provider; the first client installs ring's
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()));
+    if let Some(ca) = &tls.ca_file {
+        let certs = reqwest::Certificate::from_pem_bundle(&read(ca)?)
+            .map_err(|e| format!("{}: not a PEM certificate bundle: {e}", ca.display()))?;
+        b = b.tls_certs_only(certs);
     }
-    Ok(b)
+    match (&tls.cert_file, &tls.key_file) {
+        (Some(cert), Some(key)) => {
+            let mut pem = read(cert)?;
+            pem.push(b'\n');
+            pem.extend(read(key)?);
+            let id = reqwest::Identity::from_pem(&pem)
+                .map_err(|e| format!("{} / {}: not a PEM certificate and key: {e}", cert.display(), key.display()))?;
+            b = b.identity(id);
+        }
+        (None, None) => {}
+        _ => return Err("tls_config: cert_file and key_file must be given together".into()),
+    }
+    if tls.server_name.is_some() {
+        return Err("tls_config: server_name is not supported; scrape the name the certificate holds".into());
+    }
+    match tls.min_version.as_deref() {
+        None | Some("") => {}
+        Some("TLS12") => b = b.tls_version_min(reqwest::tls::Version::TLS_1_2),
+        Some("TLS13") => b = b.tls_version_min(reqwest::tls::Version::TLS_1_3),
+        Some(v) => return Err(format!("tls_config: unsupported min_version {v:?} (TLS12 or TLS13)")),
+    }
+    Ok(b.danger_accept_invalid_certs(tls.insecure_skip_verify))
 }

@@ -38,6 +38,9 @@ pub(crate) struct StandaloneConfig {
     pub(crate) query_max_samples: usize,
     /// Queries evaluated at once; more wait. Default `20`.
     pub(crate) query_max_concurrency: usize,
+    /// A Prometheus configuration file whose `scrape_configs` are scraped (relative to
+    /// the working directory). Default none.
+    pub(crate) scrape_config_file: Option<PathBuf>,
     /// Prometheus feature flags to turn on (`promql-experimental-functions`,
     /// `promql-delayed-name-removal`, `promql-extended-range-selectors`,
     /// `promql-binop-fill-modifiers`). Default none, as a default Prometheus 3 server.
@@ -58,6 +61,7 @@ impl Default for StandaloneConfig {
             block_cache_bytes: 128 << 20,
             query_lookback_delta: PromDuration(Duration::from_secs(300)),
             query_timeout: PromDuration(Duration::from_secs(120)),
+            scrape_config_file: None,
             query_max_samples: 50_000_000,
             query_max_concurrency: 20,
             enable_features: Vec::new(),

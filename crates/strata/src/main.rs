@@ -10,6 +10,7 @@
 mod config;
 mod probe;
 mod roles;
+mod scraping;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -72,6 +73,10 @@ struct StandaloneArgs {
     /// Checkpoint interval [default: 5m].
     #[arg(long)]
     checkpoint_interval: Option<PromDuration>,
+    /// A Prometheus configuration file whose `scrape_configs` this node scrapes
+    /// (reloaded on SIGHUP and `POST /-/reload`) [default: none].
+    #[arg(long)]
+    scrape_config: Option<PathBuf>,
     /// Prometheus feature flags to turn on, comma-separated or repeated, e.g.
     /// promql-experimental-functions (added to the config file's `enable_features`).
     #[arg(long = "enable-feature", value_delimiter = ',')]
@@ -103,6 +108,9 @@ fn load_config(a: StandaloneArgs) -> anyhow::Result<StandaloneConfig> {
     }
     if let Some(v) = a.checkpoint_interval {
         c.checkpoint_interval = v;
+    }
+    if let Some(v) = a.scrape_config {
+        c.scrape_config_file = Some(v);
     }
     c.enable_features.extend(a.enable_feature);
     c.validate().map_err(anyhow::Error::msg)?;
@@ -151,9 +159,11 @@ async fn standalone(c: StandaloneConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("opening database in {}", c.data_dir.display()))?;
     let n = node.clone();
+    let writer: Arc<dyn strata_server::Writer> = Arc::new(StandaloneWriter(node.clone()));
+    let scrape_routes = scraping::start(c.scrape_config_file.clone(), None, writer.clone()).await?;
     let state = AppState::with(
         Arc::new(Reader::dynamic(move || n.db())),
-        Arc::new(StandaloneWriter(node.clone())),
+        writer,
         ServerConfig {
             max_write_body_bytes: c.max_write_body_bytes,
             engine: strata_promql::EngineConfig {
@@ -171,7 +181,9 @@ async fn standalone(c: StandaloneConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", c.http_addr))?;
     tracing::info!(addr = %listener.local_addr()?, data_dir = %c.data_dir.display(), "strata standalone serving");
-    axum::serve(listener, strata_server::router(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, strata_server::router(state).merge(scrape_routes))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
     node.shutdown().await;
     tracing::info!("stopped cleanly");
     Ok(())

@@ -92,11 +92,11 @@ fn parse_peers(v: &[String]) -> anyhow::Result<BTreeMap<u64, String>> {
     Ok(out)
 }
 
-async fn serve_http(addr: &str, state: AppState) -> anyhow::Result<()> {
+async fn serve_http(addr: &str, routes: axum::Router) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
     tracing::info!(addr = %listener.local_addr()?, "HTTP API serving");
-    axum::serve(listener, strata_server::router(state))
+    axum::serve(listener, routes)
         .with_graceful_shutdown(crate::shutdown_signal())
         .await?;
     Ok(())
@@ -140,7 +140,7 @@ pub(crate) async fn storage(a: StorageArgs) -> anyhow::Result<()> {
                 Arc::new(ClusterWriter(client)),
                 ServerConfig::default(),
             );
-            serve_http(addr, state).await?;
+            serve_http(addr, strata_server::router(state)).await?;
         }
         None => crate::shutdown_signal().await,
     }
@@ -162,6 +162,20 @@ pub(crate) struct IngestorArgs {
     /// client gets 503, e.g. 10s.
     #[arg(long, default_value = "10s")]
     write_timeout: PromDuration,
+    /// A Prometheus configuration file whose `scrape_configs` this ingestor scrapes
+    /// (its share of the targets when --scrape-peers is set; reloaded on SIGHUP and
+    /// `POST /-/reload`).
+    #[arg(long)]
+    scrape_config: Option<PathBuf>,
+    /// Every ingestor replica sharing the scrape targets (host:port of their HTTP,
+    /// this one included), comma-separated; `dns+name:port` stands for every address the
+    /// name resolves to (a headless Service). Each scrapes the targets a consistent hash
+    /// over the live ones gives it. Default: this ingestor scrapes every target.
+    #[arg(long, value_delimiter = ',')]
+    scrape_peers: Vec<String>,
+    /// This ingestor's entry in --scrape-peers [default: --http-addr].
+    #[arg(long)]
+    advertise_addr: Option<String>,
 }
 
 pub(crate) async fn ingestor(a: IngestorArgs) -> anyhow::Result<()> {
@@ -172,10 +186,21 @@ pub(crate) async fn ingestor(a: IngestorArgs) -> anyhow::Result<()> {
     }));
     // the map is needed to split batches by shard; keep it fresh in the background
     client.spawn_refresh(Duration::from_secs(10));
-    let state =
-        AppState::with(Arc::new(Reader::none()), Arc::new(ClusterWriter(client)), ServerConfig::default());
+    let writer: Arc<dyn strata_server::Writer> = Arc::new(ClusterWriter(client));
+    let ring = if a.scrape_peers.is_empty() {
+        None
+    } else {
+        let me = a.advertise_addr.clone().unwrap_or_else(|| a.http_addr.clone());
+        anyhow::ensure!(
+            a.scrape_peers.contains(&me) || a.scrape_peers.iter().any(|p| p.starts_with("dns+")),
+            "--scrape-peers must list this ingestor as {me:?} (or set --advertise-addr)"
+        );
+        Some(strata_scrape::ring::MembershipConfig::new(me, a.scrape_peers.clone()))
+    };
+    let scrape_routes = crate::scraping::start(a.scrape_config.clone(), ring, writer.clone()).await?;
+    let state = AppState::with(Arc::new(Reader::none()), writer, ServerConfig::default());
     tracing::info!(storage = ?a.storage, "strata ingestor starting");
-    serve_http(&a.http_addr, state).await
+    serve_http(&a.http_addr, strata_server::router(state).merge(scrape_routes)).await
 }
 
 /// How a querier reads shards (`--read-consistency`).
@@ -241,7 +266,7 @@ pub(crate) async fn querier(a: QuerierArgs) -> anyhow::Result<()> {
     );
     let state = AppState::with(Arc::new(backend), Arc::new(NoWrites), cfg);
     tracing::info!(storage = ?a.storage, pushdown = a.pushdown, "strata querier starting");
-    serve_http(&a.http_addr, state).await
+    serve_http(&a.http_addr, strata_server::router(state)).await
 }
 
 /// A querier takes no writes: remote write gets 405 with where to send it.

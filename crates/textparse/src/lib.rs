@@ -30,15 +30,14 @@
 //! The scraper parses every target's body every scrape interval, so the hot path neither
 //! allocates nor copies:
 //!
-//! * The body is cut into lines first (`lines`), with a word-at-a-time search
-//!   for `\n` that stops after [`Parser::DEFAULT_MAX_LINE_BYTES`] (or the configured limit):
-//!   an over-long line is an error found in time linear in its length, without buffering it.
-//! * Each line is parsed by a hand-written recursive-descent scanner over the line's bytes
-//!   (`lex`); the series part (metric name and label block) is shared by both
-//!   formats (`series`), and so are the metadata lines (`meta`),
-//!   numbers (`number`) and unescaping (`escape`). The two
-//!   format modules (`text`, `openmetrics`) only hold what
-//!   differs: the token separators, comments, `# EOF`, exemplars and timestamp units.
+//! * The body is cut into lines first (`lines.rs`), with a word-at-a-time search for `\n` that
+//!   looks no further than [`Parser::DEFAULT_MAX_LINE_BYTES`] (or the configured limit): an
+//!   over-long line is an error found in time linear in its length, without buffering it.
+//! * Each line is parsed by a hand-written scanner over its bytes (`lex.rs`). Both formats share
+//!   the series part, i.e. metric name and label block (`series.rs`), the metadata lines
+//!   (`meta.rs`), numbers as Go reads them (`number.rs`) and unescaping (`escape.rs`); the two
+//!   format modules (`text.rs`, `openmetrics.rs`) hold only what differs: token separators,
+//!   comments, `# EOF`, exemplars and timestamp units.
 //! * Entries borrow from the body: a sample's `series` is a slice of it, usable as a cache key.
 //!   Label names and values are not materialised by [`Parser::next_entry`]: it records their
 //!   spans (in a buffer reused from line to line), and [`Parser::labels`] slices them, copying

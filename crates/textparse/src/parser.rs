@@ -108,10 +108,11 @@ impl<'a> Parser<'a> {
     /// [`Parser::next_entry`]: this only slices (and unescapes).
     pub fn labels(&self, out: &mut Vec<(Cow<'a, str>, Cow<'a, str>)>) {
         let text = self.series.text;
+        out.reserve(self.series.labels.len() + 1);
         out.push((Cow::Borrowed("__name__"), label_text(text, self.series.name)));
-        out.extend(
-            self.series.labels.iter().map(|&(name, value)| (label_text(text, name), label_text(text, value))),
-        );
+        for &(name, value) in &self.series.labels {
+            out.push((label_text(text, name), label_text(text, value)));
+        }
     }
 }
 

@@ -30,16 +30,18 @@ impl BackingPods {
         protocol: Option<&str>,
         pods: &Objects<Pod>,
     ) {
-        let Some(pod) = target_ref
-            .filter(|r| r.kind.as_deref() == Some("Pod"))
-            .and_then(|r| pods.get(Some(r.namespace.as_deref().unwrap_or_default()), r.name.as_deref().unwrap_or_default()))
-        else {
+        let Some(pod) = target_ref.filter(|r| r.kind.as_deref() == Some("Pod")).and_then(|r| {
+            pods.get(Some(r.namespace.as_deref().unwrap_or_default()), r.name.as_deref().unwrap_or_default())
+        }) else {
             return;
         };
         target.extend(pod::labels(&pod));
         let matching = pod::containers(&pod).find_map(|(container, init)| {
             let ports = container.ports.as_deref().unwrap_or_default();
-            ports.iter().find(|p| Some(p.container_port) == port).map(|p| pod::container_labels(container, init, Some(p)))
+            ports
+                .iter()
+                .find(|p| Some(p.container_port) == port)
+                .map(|p| pod::container_labels(container, init, Some(p)))
         });
         if let Some(container) = matching {
             target.extend(container);
@@ -62,7 +64,8 @@ impl BackingPods {
     pub(super) fn uncovered(&self) -> Vec<LabelSet> {
         let mut targets = Vec::new();
         for (pod, ports) in &self.seen {
-            let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.as_deref()).filter(|ip| !ip.is_empty()) else {
+            let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.as_deref()).filter(|ip| !ip.is_empty())
+            else {
                 continue;
             };
             for (container, init) in pod::containers(pod) {

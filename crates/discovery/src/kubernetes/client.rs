@@ -28,16 +28,17 @@ pub(crate) enum ClientError {
 
 /// The client of `config` and the namespace it runs in (the in-cluster service account's,
 /// the kubeconfig context's, else `default`).
-pub(crate) async fn connect(config: &KubernetesSdConfig, base_dir: &Path) -> Result<(kube::Client, String), ClientError> {
+pub(crate) async fn connect(
+    config: &KubernetesSdConfig,
+    base_dir: &Path,
+) -> Result<(kube::Client, String), ClientError> {
     // rustls picks the process-wide provider; make it `ring` unless one is installed.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let kube_config = if let Some(file) = &config.kubeconfig_file {
         let path = resolve(base_dir, file);
         let kubeconfig = |source| ClientError::Kubeconfig { path: path.clone(), source };
         let file = Kubeconfig::read_from(&path).map_err(kubeconfig)?;
-        kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
-            .await
-            .map_err(kubeconfig)?
+        kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default()).await.map_err(kubeconfig)?
     } else if let Some(url) = &config.api_server {
         explicit(config, url, base_dir)?
     } else {
@@ -97,4 +98,34 @@ fn read(path: &Path) -> Result<String, ClientError> {
     std::fs::read_to_string(path)
         .map(|s| s.trim().to_string())
         .map_err(|source| ClientError::ReadFile { path: path.to_path_buf(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[tokio::test]
+    async fn builds_a_tls_client_with_ring() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token"), "abc\n").unwrap();
+        let yaml = "role: node\napi_server: https://127.0.0.1:6443\nbearer_token_file: token\ntls_config: {insecure_skip_verify: true}";
+        let config: KubernetesSdConfig = serde_yaml::from_str(yaml).unwrap();
+        let (_client, namespace) = connect(&config, dir.path()).await.unwrap();
+        assert_eq!(namespace, "default");
+        let built = explicit(&config, "https://127.0.0.1:6443", dir.path()).unwrap();
+        assert_eq!(built.auth_info.token_file, Some(dir.path().join("token").to_string_lossy().into_owned()));
+    }
+
+    #[tokio::test]
+    async fn reports_a_missing_ca_file() {
+        let yaml = "role: node\napi_server: https://127.0.0.1:6443\ntls_config: {ca_file: missing.pem}";
+        let config: KubernetesSdConfig = serde_yaml::from_str(yaml).unwrap();
+        let Err(error) = connect(&config, Path::new("/nonexistent")).await else {
+            panic!("connected without the CA file");
+        };
+        let error = error.to_string();
+        assert!(error.contains("missing.pem") || error.contains("No such file"), "{error}");
+    }
 }

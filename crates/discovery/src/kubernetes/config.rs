@@ -239,10 +239,15 @@ impl KubernetesSdConfig {
             return Err("cannot use 'kubeconfig_file' and 'api_server' simultaneously".into());
         }
         if self.kubeconfig_file.is_some() && self.custom_http_client() {
-            return Err("cannot use a custom HTTP client configuration together with 'kubeconfig_file'".into());
+            return Err(
+                "cannot use a custom HTTP client configuration together with 'kubeconfig_file'".into()
+            );
         }
         if self.api_server.is_none() && self.custom_http_client() {
-            return Err("to use custom HTTP client configuration please provide the 'api_server' URL explicitly".into());
+            return Err(
+                "to use custom HTTP client configuration please provide the 'api_server' URL explicitly"
+                    .into(),
+            );
         }
         if self.api_server.is_some() && self.namespaces.own_namespace {
             return Err("cannot use 'api_server' and 'namespaces.own_namespace' simultaneously".into());
@@ -275,7 +280,9 @@ impl KubernetesSdConfig {
             return Err("at most one of bearer_token & bearer_token_file must be configured".into());
         }
         if self.basic_auth.is_some() && bearer {
-            return Err("at most one of basic_auth, bearer_token & bearer_token_file must be configured".into());
+            return Err(
+                "at most one of basic_auth, bearer_token & bearer_token_file must be configured".into()
+            );
         }
         if let Some(basic) = &self.basic_auth
             && basic.password.is_some()
@@ -288,7 +295,9 @@ impl KubernetesSdConfig {
                 return Err("authorization is not compatible with bearer_token & bearer_token_file".into());
             }
             if auth.credentials.is_some() && auth.credentials_file.is_some() {
-                return Err("at most one of authorization credentials & credentials_file must be configured".into());
+                return Err(
+                    "at most one of authorization credentials & credentials_file must be configured".into()
+                );
             }
             if auth.kind.eq_ignore_ascii_case("basic") {
                 return Err(r#"authorization type cannot be set to "basic", use "basic_auth" instead"#.into());
@@ -298,8 +307,11 @@ impl KubernetesSdConfig {
             }
         }
         let tls = &self.tls_config;
-        if tls.cert_file.is_some() != tls.key_file.is_some() {
+        if tls.cert_file.is_some() && tls.key_file.is_none() {
             return Err("exactly one of key or key_file must be configured when a client certificate is configured".into());
+        }
+        if tls.key_file.is_some() && tls.cert_file.is_none() {
+            return Err("exactly one of cert or cert_file must be configured when a client key is configured".into());
         }
         Ok(())
     }
@@ -311,5 +323,85 @@ fn check_url(field: &str, url: &str) -> Result<(), String> {
         Ok(uri) if uri.scheme().is_some() && uri.authority().is_some() => Ok(()),
         Ok(_) => Err(format!("{field} {url:?} is not an absolute URL")),
         Err(e) => Err(format!("{field} {url:?}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn parse(yaml: &str) -> Result<KubernetesSdConfig, String> {
+        serde_yaml::from_str(yaml).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_are_prometheus_defaults() {
+        let config = parse("role: endpointslice").unwrap();
+        assert_eq!(config.role, Role::EndpointSlice);
+        assert_eq!(config.api_server, None);
+        assert_eq!(config.namespaces, NamespaceDiscovery::default());
+        assert!(config.follow_redirects && config.enable_http2);
+        assert!(!config.custom_http_client());
+        let config =
+            parse("role: pod\napi_server: https://k8s:6443\nauthorization: {credentials: t}").unwrap();
+        assert_eq!(config.authorization.unwrap().kind, "Bearer");
+    }
+
+    #[test]
+    fn accepts_the_full_prometheus_form() {
+        let yaml = "
+role: pod
+api_server: https://k8s:6443
+namespaces: {names: [a, b]}
+selectors: [{role: pod, label: 'app=web', field: 'spec.nodeName=n1'}, {role: node, label: 'x=y'}]
+attach_metadata: {node: true}
+basic_auth: {username: u, password_file: pw}
+tls_config: {ca_file: ca.pem, cert_file: c.pem, key_file: k.pem, server_name: k8s, insecure_skip_verify: false}
+proxy_url: http://proxy:3128
+follow_redirects: false
+enable_http2: false
+";
+        let config = parse(yaml).unwrap();
+        assert_eq!(config.selectors.len(), 2);
+        assert_eq!(config.tls_config.server_name.as_deref(), Some("k8s"));
+        assert!(config.attach_metadata.node);
+    }
+
+    #[test]
+    fn rejects_what_prometheus_rejects() {
+        for (yaml, error) in [
+            ("{}", "missing field `role`"),
+            ("role: ingres", "unknown variant"),
+            ("role: pod\nbogus: 1", "unknown field `bogus`"),
+            ("role: pod\ntls_config: {bogus: 1}", "unknown field `bogus`"),
+            ("role: pod\napi_server: http://a\nkubeconfig_file: k", "simultaneously"),
+            ("role: pod\nbearer_token: t", "provide the 'api_server' URL"),
+            ("role: pod\nkubeconfig_file: k\nbearer_token: t", "together with 'kubeconfig_file'"),
+            ("role: pod\napi_server: http://a\nnamespaces: {own_namespace: true}", "own_namespace"),
+            (
+                "role: pod\napi_server: http://a\nbearer_token: t\nbearer_token_file: f",
+                "at most one of bearer_token",
+            ),
+            ("role: pod\napi_server: http://a\nauthorization: {type: Basic}", "use \"basic_auth\""),
+            (
+                "role: pod\napi_server: http://a\nbasic_auth: {username: u, password: p, password_file: f}",
+                "password & password_file",
+            ),
+            ("role: pod\napi_server: http://a\ntls_config: {cert_file: c}", "key_file"),
+            ("role: pod\napi_server: not a url", "api_server"),
+            ("role: service\nselectors: [{role: pod}]", "service role supports only service selectors"),
+            ("role: pod\nselectors: [{role: pod}, {role: pod}]", "duplicated selector role: pod"),
+        ] {
+            let got = parse(yaml).unwrap_err();
+            assert!(got.contains(error), "{yaml:?}: {got}");
+        }
+    }
+
+    #[test]
+    fn secrets_are_not_printed() {
+        let config = parse("role: pod\napi_server: http://a\nbearer_token: hunter2").unwrap();
+        assert!(!format!("{config:?}").contains("hunter2"));
     }
 }

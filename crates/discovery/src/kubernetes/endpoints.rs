@@ -27,7 +27,13 @@ pub(super) fn group(endpoints: &Endpoints, cluster: &Cluster) -> TargetGroup {
             for (address, ready) in ready.chain(not_ready) {
                 let mut target = target(address, port, ready, cluster);
                 let protocol = port.protocol.as_deref().unwrap_or_default();
-                pods.complete(&mut target, address.target_ref.as_ref(), Some(port.port), Some(protocol), &cluster.pods);
+                pods.complete(
+                    &mut target,
+                    address.target_ref.as_ref(),
+                    Some(port.port),
+                    Some(protocol),
+                    &cluster.pods,
+                );
                 targets.push(target);
             }
         }
@@ -54,7 +60,8 @@ fn target(address: &EndpointAddress, port: &EndpointPort, ready: &str, cluster: 
         meta::put(&mut target, "endpoint_hostname", hostname.clone());
     }
     if cluster.node_metadata {
-        let node_ref = target_ref.filter(|r| r.kind.as_deref() == Some("Node")).and_then(|r| r.name.as_deref());
+        let node_ref =
+            target_ref.filter(|r| r.kind.as_deref() == Some("Node")).and_then(|r| r.name.as_deref());
         target.extend(node::attached_labels(cluster, address.node_name.as_deref().or(node_ref)));
     }
     target

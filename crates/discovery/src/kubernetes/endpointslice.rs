@@ -84,7 +84,8 @@ fn target(address: &str, endpoint: &Endpoint, port: &EndpointPort, cluster: &Clu
         put(&format!("endpointslice_endpoint_topology_present_{key}"), Some("true".to_string()));
     }
     if cluster.node_metadata {
-        let node_ref = target_ref.filter(|r| r.kind.as_deref() == Some("Node")).and_then(|r| r.name.as_deref());
+        let node_ref =
+            target_ref.filter(|r| r.kind.as_deref() == Some("Node")).and_then(|r| r.name.as_deref());
         target.extend(node::attached_labels(cluster, node_ref.or(endpoint.node_name.as_deref())));
     }
     target

@@ -56,7 +56,12 @@ pub(crate) async fn run(config: KubernetesSdConfig, base_dir: PathBuf, tx: watch
             }
         }
     };
-    let mut watches = Watches { config: &config, client, namespaces: namespaces(&config, own_namespace), streams: Vec::new() };
+    let mut watches = Watches {
+        config: &config,
+        client,
+        namespaces: namespaces(&config, own_namespace),
+        streams: Vec::new(),
+    };
     let cluster = watches.cluster();
     let mut events = stream::select_all(watches.streams);
     let mut unsynced: HashSet<usize> = (0..events.len()).collect();
@@ -119,7 +124,9 @@ impl Cluster {
             Role::Pod => self.pods.all().map(|p| pod::group(&p, self)).collect(),
             Role::Service => self.services.all().map(|s| service::group(&s)).collect(),
             Role::Endpoints => self.endpoints.all().map(|e| endpoints::group(&e, self)).collect(),
-            Role::EndpointSlice => self.endpoint_slices.all().map(|e| endpointslice::group(&e, self)).collect(),
+            Role::EndpointSlice => {
+                self.endpoint_slices.all().map(|e| endpointslice::group(&e, self)).collect()
+            }
         };
         groups.sort_by(|a, b| a.source.cmp(&b.source));
         groups
@@ -168,7 +175,8 @@ impl Watches<'_> {
                 Objects::none()
             },
             pods: self.namespaced(needs(&[Role::Pod, Role::Endpoints, Role::EndpointSlice]), Role::Pod),
-            services: self.namespaced(needs(&[Role::Service, Role::Endpoints, Role::EndpointSlice]), Role::Service),
+            services: self
+                .namespaced(needs(&[Role::Service, Role::Endpoints, Role::EndpointSlice]), Role::Service),
             endpoints: self.namespaced(needs(&[Role::Endpoints]), Role::Endpoints),
             endpoint_slices: self.namespaced(needs(&[Role::EndpointSlice]), Role::EndpointSlice),
             node_metadata,
@@ -178,7 +186,13 @@ impl Watches<'_> {
     /// Watches a namespaced kind in the configured namespaces if `needed`.
     fn namespaced<K>(&mut self, needed: bool, selector_role: Role) -> Objects<K>
     where
-        K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + Debug
+            + Send
+            + Sync
+            + 'static,
     {
         if !needed {
             return Objects::none();

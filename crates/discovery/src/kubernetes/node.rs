@@ -7,7 +7,8 @@ use super::{Cluster, Role};
 use crate::{LabelSet, TargetGroup};
 
 /// Address types in the order Prometheus prefers them for `__address__`.
-const ADDRESS_PREFERENCE: [&str; 6] = ["InternalIP", "InternalDNS", "ExternalIP", "ExternalDNS", "LegacyHostIP", "Hostname"];
+const ADDRESS_PREFERENCE: [&str; 6] =
+    ["InternalIP", "InternalDNS", "ExternalIP", "ExternalDNS", "LegacyHostIP", "Hostname"];
 
 /// The group of `node` (source `node/<name>`), or none when it has no address.
 pub(super) fn group(node: &Node) -> Option<TargetGroup> {
@@ -25,7 +26,11 @@ pub(super) fn group(node: &Node) -> Option<TargetGroup> {
         .map_or(0, |k| k.port);
 
     let mut labels = LabelSet::new();
-    meta::put(&mut labels, "node_provider_id", node.spec.as_ref().and_then(|s| s.provider_id.clone()).unwrap_or_default());
+    meta::put(
+        &mut labels,
+        "node_provider_id",
+        node.spec.as_ref().and_then(|s| s.provider_id.clone()).unwrap_or_default(),
+    );
     for condition in status.and_then(|s| s.conditions.as_deref()).unwrap_or_default() {
         let name = meta::sanitize(&condition.type_.to_lowercase());
         meta::put(&mut labels, &format!("node_condition_{name}"), condition.status.to_lowercase());

@@ -26,7 +26,11 @@ pub(super) fn group(pod: &Pod, cluster: &Cluster) -> TargetGroup {
         group.labels.extend(node::attached_labels(cluster, node_name));
     }
     for (container, init) in containers(pod) {
-        let statuses = if init { status.and_then(|s| s.init_container_statuses.as_deref()) } else { status.and_then(|s| s.container_statuses.as_deref()) };
+        let statuses = if init {
+            status.and_then(|s| s.init_container_statuses.as_deref())
+        } else {
+            status.and_then(|s| s.container_statuses.as_deref())
+        };
         let id = statuses
             .unwrap_or_default()
             .iter()
@@ -54,12 +58,18 @@ pub(super) fn group(pod: &Pod, cluster: &Cluster) -> TargetGroup {
 /// node, host IP, UID, controller, labels and annotations.
 pub(super) fn labels(pod: &Pod) -> LabelSet {
     let status = pod.status.as_ref();
-    let field = |f: fn(&k8s_openapi::api::core::v1::PodStatus) -> Option<&String>| status.and_then(f).cloned().unwrap_or_default();
+    let field = |f: fn(&k8s_openapi::api::core::v1::PodStatus) -> Option<&String>| {
+        status.and_then(f).cloned().unwrap_or_default()
+    };
     let mut labels = LabelSet::new();
     meta::put(&mut labels, "pod_ip", field(|s| s.pod_ip.as_ref()));
     meta::put(&mut labels, "pod_ready", ready(pod));
     meta::put(&mut labels, "pod_phase", field(|s| s.phase.as_ref()));
-    meta::put(&mut labels, "pod_node_name", pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default());
+    meta::put(
+        &mut labels,
+        "pod_node_name",
+        pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default(),
+    );
     meta::put(&mut labels, "pod_host_ip", field(|s| s.host_ip.as_ref()));
     meta::put(&mut labels, "pod_uid", pod.metadata.uid.clone().unwrap_or_default());
     meta::put_object(&mut labels, &pod.metadata, Role::Pod.as_str());

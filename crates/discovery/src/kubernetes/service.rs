@@ -27,7 +27,11 @@ pub(super) fn group(service: &Service) -> TargetGroup {
             meta::put(&mut target, "service_port_protocol", port.protocol.clone().unwrap_or_default());
             meta::put(&mut target, "service_type", kind);
             if kind == "ExternalName" {
-                meta::put(&mut target, "service_external_name", spec.external_name.clone().unwrap_or_default());
+                meta::put(
+                    &mut target,
+                    "service_external_name",
+                    spec.external_name.clone().unwrap_or_default(),
+                );
             } else {
                 meta::put(&mut target, "service_cluster_ip", spec.cluster_ip.clone().unwrap_or_default());
             }
@@ -50,8 +54,14 @@ pub(super) fn labels(service: &Service) -> LabelSet {
 
 /// The load balancer's ingress IPs, comma-separated, else `spec.loadBalancerIP`.
 fn load_balancer_ips(service: &Service) -> String {
-    let ingress = service.status.as_ref().and_then(|s| s.load_balancer.as_ref()).and_then(|l| l.ingress.as_deref());
-    let ips: Vec<&str> = ingress.unwrap_or_default().iter().filter_map(|i| i.ip.as_deref()).filter(|ip| !ip.is_empty()).collect();
+    let ingress =
+        service.status.as_ref().and_then(|s| s.load_balancer.as_ref()).and_then(|l| l.ingress.as_deref());
+    let ips: Vec<&str> = ingress
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|i| i.ip.as_deref())
+        .filter(|ip| !ip.is_empty())
+        .collect();
     if ips.is_empty() {
         service.spec.as_ref().and_then(|s| s.load_balancer_ip.clone()).unwrap_or_default()
     } else {

@@ -31,7 +31,12 @@ const KINDS: [Kind; 5] = [
     Kind { kind: "Pod", prefix: "/api/v1", plural: "pods", api_version: "v1" },
     Kind { kind: "Service", prefix: "/api/v1", plural: "services", api_version: "v1" },
     Kind { kind: "Endpoints", prefix: "/api/v1", plural: "endpoints", api_version: "v1" },
-    Kind { kind: "EndpointSlice", prefix: "/apis/discovery.k8s.io/v1", plural: "endpointslices", api_version: "discovery.k8s.io/v1" },
+    Kind {
+        kind: "EndpointSlice",
+        prefix: "/apis/discovery.k8s.io/v1",
+        plural: "endpointslices",
+        api_version: "discovery.k8s.io/v1",
+    },
 ];
 
 /// Identifies an object: kind, namespace ("" for nodes), name.
@@ -123,7 +128,11 @@ fn kind_of(kind: &str) -> &'static Kind {
 
 fn key(kind: &'static Kind, object: &Value) -> Key {
     let meta = &object["metadata"];
-    (kind.kind, meta["namespace"].as_str().unwrap_or_default().to_string(), meta["name"].as_str().unwrap().to_string())
+    (
+        kind.kind,
+        meta["namespace"].as_str().unwrap_or_default().to_string(),
+        meta["name"].as_str().unwrap().to_string(),
+    )
 }
 
 /// What a request asks for: a kind, maybe one namespace, maybe a label selector.
@@ -144,7 +153,10 @@ impl Request {
                 scoped => Some(scoped.strip_prefix("namespaces/")?.strip_suffix('/')?.to_string()),
             };
             let selector = params.get("labelSelector").map_or_else(Vec::new, |s| {
-                s.split(',').filter_map(|p| p.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+                s.split(',')
+                    .filter_map(|p| p.split_once('='))
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect()
             });
             Some(Request { kind, namespace, selector })
         })
@@ -158,7 +170,11 @@ impl Request {
     }
 }
 
-async fn handle(State(shared): State<Arc<Shared>>, uri: Uri, Query(params): Query<HashMap<String, String>>) -> Response {
+async fn handle(
+    State(shared): State<Arc<Shared>>,
+    uri: Uri,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
     let Some(request) = Request::parse(&uri, &params) else {
         return (StatusCode::NOT_FOUND, format!("no route for {uri}")).into_response();
     };
@@ -168,7 +184,8 @@ async fn handle(State(shared): State<Arc<Shared>>, uri: Uri, Query(params): Quer
         return watch(shared, request, since, Duration::from_secs(timeout));
     }
     let objects = shared.objects.lock().unwrap();
-    let items: Vec<&Value> = objects.current.iter().filter(|(k, o)| request.matches(k, o)).map(|(_, o)| o).collect();
+    let items: Vec<&Value> =
+        objects.current.iter().filter(|(k, o)| request.matches(k, o)).map(|(_, o)| o).collect();
     let list = json!({
         "apiVersion": request.kind.api_version,
         "kind": format!("{}List", request.kind.kind),
@@ -183,25 +200,30 @@ async fn handle(State(shared): State<Arc<Shared>>, uri: Uri, Query(params): Quer
 fn watch(shared: Arc<Shared>, request: Request, since: u64, timeout: Duration) -> Response {
     let deadline = tokio::time::Instant::now() + timeout;
     let versions = shared.version.subscribe();
-    let events = stream::unfold((shared, request, since, versions), move |(shared, request, mut cursor, mut versions)| async move {
-        loop {
-            versions.borrow_and_update();
-            let next = {
-                let objects = shared.objects.lock().unwrap();
-                objects.log.iter().find(|e| e.version > cursor && request.matches(&e.key, &e.object)).map(|e| {
-                    cursor = e.version;
-                    let line = json!({"type": e.kind, "object": e.object}).to_string() + "\n";
-                    Ok::<_, std::convert::Infallible>(line)
-                })
-            };
-            if next.is_some() {
-                return next.map(|line| (line, (shared, request, cursor, versions)));
+    let events = stream::unfold(
+        (shared, request, since, versions),
+        move |(shared, request, mut cursor, mut versions)| async move {
+            loop {
+                versions.borrow_and_update();
+                let next = {
+                    let objects = shared.objects.lock().unwrap();
+                    objects.log.iter().find(|e| e.version > cursor && request.matches(&e.key, &e.object)).map(
+                        |e| {
+                            cursor = e.version;
+                            let line = json!({"type": e.kind, "object": e.object}).to_string() + "\n";
+                            Ok::<_, std::convert::Infallible>(line)
+                        },
+                    )
+                };
+                if next.is_some() {
+                    return next.map(|line| (line, (shared, request, cursor, versions)));
+                }
+                match tokio::time::timeout_at(deadline, versions.changed()).await {
+                    Ok(Ok(())) => {}
+                    _ => return None,
+                }
             }
-            match tokio::time::timeout_at(deadline, versions.changed()).await {
-                Ok(Ok(())) => {}
-                _ => return None,
-            }
-        }
-    });
+        },
+    );
     Response::builder().header("content-type", "application/json").body(Body::from_stream(events)).unwrap()
 }

@@ -1,0 +1,32 @@
+//! Scraping on a node that writes (`strata standalone`, `strata ingestor`): the scrape
+//! manager, its routes, and configuration reloads on SIGHUP.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use strata_scrape::{ManagerConfig, ScrapeManager, ring};
+
+/// Starts scraping per `file` (none: only the routes, with nothing to scrape) and
+/// returns the routes to serve beside the node's API. A bad file fails the start.
+pub(crate) async fn start(
+    file: Option<PathBuf>,
+    ring: Option<ring::MembershipConfig>,
+    writer: Arc<dyn strata_server::Writer>,
+) -> anyhow::Result<axum::Router> {
+    let ring = ring.map(ring::spawn_membership);
+    let manager = ScrapeManager::start(ManagerConfig { config_file: file, ring }, writer)
+        .await
+        .map_err(|e| anyhow::anyhow!("invalid scrape configuration: {e}"))?;
+    let m = manager.clone();
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the scrape configuration");
+            // a bad file is logged by reload and the running configuration kept
+            let _ = m.reload().await;
+        }
+    });
+    Ok(strata_scrape::routes(manager))
+}
