@@ -43,6 +43,21 @@ fn raw(peer: &Peer, query: &str, time: f64) -> BTreeMap<Series, Vec<(f64, f64)>>
         .collect()
 }
 
+/// Prometheus 2.42's series as Prometheus 3 (and Strata) scrape them: `le` and
+/// `quantile` values in Prometheus's float formatting (docs: VERSIONS.md, difference 13).
+fn as_prometheus_3<V>(m: BTreeMap<Series, V>) -> BTreeMap<Series, V> {
+    m.into_iter()
+        .map(|(mut l, v)| {
+            for name in ["le", "quantile"] {
+                if let Some(f) = l.get(name).and_then(|x| x.replace("+Inf", "inf").parse::<f64>().ok()) {
+                    l.insert(name.to_string(), strata_textparse::format_openmetrics_float(f));
+                }
+            }
+            (l, v)
+        })
+        .collect()
+}
+
 /// An instant query's result: series → value.
 fn instant(peer: &Peer, query: &str) -> BTreeMap<Series, f64> {
     let data = api_data(peer, &format!("/api/v1/query?query={}", enc(query))).unwrap();
@@ -159,7 +174,7 @@ scrape_configs:
 
     // the same series
     let q = format!("{{job=\"node\"}}[{window}]");
-    let (p, s) = (raw(&prom, &q, t), raw(&strata, &q, t));
+    let (p, s) = (as_prometheus_3(raw(&prom, &q, t)), raw(&strata, &q, t));
     let p_names: BTreeSet<&Series> = p.keys().collect();
     let s_names: BTreeSet<&Series> = s.keys().collect();
     let only_p: Vec<_> = p_names.difference(&s_names).take(5).collect();
@@ -369,15 +384,22 @@ fn reload_keeps_the_old_config_on_errors() {
 fn https_targets_with_tls_config() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let ok = std::process::Command::new("openssl")
-        .current_dir(d)
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout", "key.pem", "-out", "cert.pem"])
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    std::fs::write(d.join("metrics"), "tls_metric 1\n").unwrap();
+    let openssl = |args: &[&str]| {
+        let ok = std::process::Command::new("openssl")
+            .current_dir(d)
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(ok.success(), "openssl {args:?}");
+    };
+    // a CA, and a server certificate for 127.0.0.1 it signs
+    openssl(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca", "-keyout", "ca.key", "-out", "ca.pem"]);
+    openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "key.pem", "-out", "req.csr"]);
+    std::fs::write(d.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(&["x509", "-req", "-in", "req.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "cert.pem"]);
+    // s_server -HTTP sends the file as the whole response, headers included
+    std::fs::write(d.join("metrics"), "HTTP/1.0 200 ok\r\nContent-Type: text/plain; version=0.0.4\r\n\r\ntls_metric 1\n").unwrap();
     let port = free_port().unwrap();
     let mut server = std::process::Command::new("openssl")
         .current_dir(d)
@@ -393,7 +415,7 @@ fn https_targets_with_tls_config() {
     };
     let config = format!(
         "global: {{scrape_interval: 1s}}\nscrape_configs:\n{}{}{}",
-        job("ca", &format!("{{ca_file: {}}}", d.join("cert.pem").display())),
+        job("ca", &format!("{{ca_file: {}}}", d.join("ca.pem").display())),
         job("insecure", "{insecure_skip_verify: true}"),
         job("untrusted", "{}")
     );

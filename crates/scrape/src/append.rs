@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use strata_discovery::LabelSet;
-use strata_textparse::{Entry, Format, MetricType, Parser};
+use strata_textparse::{Entry, Format, Parser};
 use strata_tsdb::{Labels, STALE_NAN_BITS, SeriesBatch};
 
 use crate::relabel::{self, RelabelConfig};
@@ -89,19 +89,6 @@ pub(crate) const REPORT_NAMES: [&str; 5] = [
 
 fn stale() -> f64 {
     f64::from_bits(STALE_NAN_BITS)
-}
-
-fn kind_name(k: MetricType) -> &'static str {
-    match k {
-        MetricType::Counter => "counter",
-        MetricType::Gauge => "gauge",
-        MetricType::Histogram => "histogram",
-        MetricType::GaugeHistogram => "gaugehistogram",
-        MetricType::Summary => "summary",
-        MetricType::Info => "info",
-        MetricType::StateSet => "stateset",
-        MetricType::Unknown => "unknown",
-    }
 }
 
 impl AppendConfig {
@@ -220,7 +207,7 @@ impl TargetState {
             let (series, value, explicit_ts) = match entry {
                 Entry::Series { series, value, timestamp_ms } => (series, value, timestamp_ms),
                 Entry::Type { family, kind } => {
-                    metadata.entry(family.to_string()).or_default().kind = kind_name(kind);
+                    metadata.entry(family.to_string()).or_default().kind = kind.as_str();
                     continue;
                 }
                 Entry::Help { family, help } => {

@@ -52,8 +52,9 @@
 //! * A NUL byte where a line should start is an error, not a silent end of the body.
 //! * In `# HELP`/`# TYPE` of the text format, the metric name must be followed by a space or a
 //!   tab (Prometheus would also accept e.g. `# TYPE foo{counter` as `counter`).
-//! * Prometheus 3 rewrites `le`/`quantile` label values of classic histograms and summaries to
-//!   its float formatting (`1` → `1.0`); [`Parser::labels`] returns them as written.
+//! * As Prometheus 3 (not 2.x), [`Parser::labels`] rewrites the `le` values of a family typed
+//!   `histogram` and the `quantile` values of one typed `summary` to Prometheus's float
+//!   formatting ([`format_openmetrics_float`]: `1` → `1.0`), the type being the last `# TYPE`.
 //! * OpenMetrics timestamps beyond the `i64` range of milliseconds saturate instead of wrapping.
 
 mod entry;
@@ -70,4 +71,5 @@ mod text;
 
 pub use entry::{Entry, MetricType, ParseError};
 pub use format::Format;
+pub use number::format_openmetrics_float;
 pub use parser::Parser;

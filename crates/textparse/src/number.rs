@@ -104,6 +104,43 @@ pub(crate) fn parse_seconds_as_millis(token: &[u8]) -> Result<i64, NumberError> 
     Ok((seconds * 1000.0) as i64)
 }
 
+/// A float as Prometheus 3 writes `le` and `quantile` label values (its
+/// `formatOpenMetricsFloat`): Go's shortest `'g'` form, with `.0` added when that has neither
+/// a `.` nor an exponent (`1` → `1.0`, `0.25` → `0.25`, `1e-05`, `1e+06`, `+Inf`).
+pub fn format_openmetrics_float(f: f64) -> String {
+    if f.is_nan() {
+        return "NaN".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "+Inf".into() } else { "-Inf".into() };
+    }
+    let sign = if f.is_sign_negative() { "-" } else { "" };
+    if f == 0.0 {
+        return format!("{sign}0.0");
+    }
+    // Rust's `{:e}` gives the shortest round-trip digits, as Go's precision -1 does
+    let sci = format!("{:e}", f.abs());
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    // Go's 'g' with the shortest precision uses %e below 1e-4 and from 1e6 (precision 6)
+    let out = if !(-4..6).contains(&exp) {
+        let (first, rest) = digits.split_at(1);
+        let dot = if rest.is_empty() { String::new() } else { format!(".{rest}") };
+        format!("{first}{dot}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs())
+    } else if exp < 0 {
+        format!("0.{}{digits}", "0".repeat((-exp - 1) as usize))
+    } else {
+        let int_len = exp as usize + 1;
+        if digits.len() <= int_len {
+            format!("{digits}{}.0", "0".repeat(int_len - digits.len()))
+        } else {
+            format!("{}.{}", &digits[..int_len], &digits[int_len..])
+        }
+    };
+    format!("{sign}{out}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,5 +239,28 @@ mod tests {
         assert_eq!(parse_seconds_as_millis(b"1e300"), Ok(i64::MAX));
         assert_eq!(parse_seconds_as_millis(b"NaN"), Err(NumberError::Syntax));
         assert_eq!(parse_seconds_as_millis(b"+Inf"), Err(NumberError::Syntax));
+    }
+
+    #[test]
+    fn openmetrics_floats_as_prometheus_writes_them() {
+        let cases = [
+            (1.0, "1.0"),
+            (0.25, "0.25"),
+            (0.005, "0.005"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (100000.0, "100000.0"),
+            (1e6, "1e+06"),
+            (1234567.0, "1.234567e+06"),
+            (2.5e-7, "2.5e-07"),
+            (-1.5, "-1.5"),
+            (0.0, "0.0"),
+            (f64::INFINITY, "+Inf"),
+            (f64::NEG_INFINITY, "-Inf"),
+            (123.456, "123.456"),
+        ];
+        for (f, want) in cases {
+            assert_eq!(format_openmetrics_float(f), want, "{f}");
+        }
     }
 }

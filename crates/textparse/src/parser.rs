@@ -6,7 +6,8 @@ use crate::escape::{Escapes, unescape};
 use crate::lex::Span;
 use crate::lines::Lines;
 use crate::series::SeriesSpans;
-use crate::{Entry, Format, ParseError, openmetrics, text};
+use crate::number::{format_openmetrics_float, parse_float};
+use crate::{Entry, Format, MetricType, ParseError, openmetrics, text};
 
 /// What one line gives.
 #[derive(Debug)]
@@ -29,6 +30,8 @@ pub struct Parser<'a> {
     format: Format,
     done: bool,
     series: SeriesSpans<'a>,
+    /// The type of the last `# TYPE` line (decides which label values are normalised).
+    kind: Option<MetricType>,
 }
 
 impl<'a> Parser<'a> {
@@ -43,6 +46,7 @@ impl<'a> Parser<'a> {
             format,
             done: false,
             series: SeriesSpans::default(),
+            kind: None,
         }
     }
 
@@ -78,7 +82,12 @@ impl<'a> Parser<'a> {
                 Format::OpenMetrics => openmetrics::parse_line(line, &mut self.series),
             };
             match parsed {
-                Ok(Parsed::Entry(entry)) => return Some(Ok(entry)),
+                Ok(Parsed::Entry(entry)) => {
+                    if let Entry::Type { kind, .. } = &entry {
+                        self.kind = Some(*kind);
+                    }
+                    return Some(Ok(entry));
+                }
                 Ok(Parsed::Skip) => {}
                 Ok(Parsed::Eof) => {
                     self.done = true;
@@ -110,8 +119,19 @@ impl<'a> Parser<'a> {
         let text = self.series.text;
         out.reserve(self.series.labels.len() + 1);
         out.push((Cow::Borrowed("__name__"), label_text(text, self.series.name)));
+        let float_label = match self.kind {
+            Some(MetricType::Histogram) => "le",
+            Some(MetricType::Summary) => "quantile",
+            _ => "",
+        };
         for &(name, value) in &self.series.labels {
-            out.push((label_text(text, name), label_text(text, value)));
+            let (name, mut value) = (label_text(text, name), label_text(text, value));
+            if !float_label.is_empty() && name == float_label {
+                if let Ok(f) = parse_float(value.as_bytes()) {
+                    value = Cow::Owned(format_openmetrics_float(f));
+                }
+            }
+            out.push((name, value));
         }
     }
 }

@@ -378,3 +378,19 @@ fn node_exporter_body() {
         matches!(samples[15], Owned::Series { value, labels, .. } if *value == 5.0 && labels[2].1 == "+Inf")
     );
 }
+
+#[test]
+fn le_and_quantile_values_are_normalised_as_prometheus_3() {
+    let body = "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_bucket{le=\"0.005\"} 0\n\
+                # TYPE s summary\ns{quantile=\"0\"} 1\ns{quantile=\"0.99\",le=\"1\"} 2\n# TYPE g gauge\ng{le=\"1\"} 1\n";
+    let mut p = Parser::new(body.as_bytes(), TEXT);
+    let mut got = Vec::new();
+    while let Some(e) = p.next_entry() {
+        if let Entry::Series { .. } = e.unwrap() {
+            let mut l = Vec::new();
+            p.labels(&mut l);
+            got.push(l.iter().skip(1).map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join(","));
+        }
+    }
+    assert_eq!(got, ["le=1.0", "le=+Inf", "le=0.005", "quantile=0.0", "quantile=0.99,le=1", "le=1"]);
+}

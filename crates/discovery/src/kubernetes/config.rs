@@ -308,10 +308,15 @@ impl KubernetesSdConfig {
         }
         let tls = &self.tls_config;
         if tls.cert_file.is_some() && tls.key_file.is_none() {
-            return Err("exactly one of key or key_file must be configured when a client certificate is configured".into());
+            return Err(
+                "exactly one of key or key_file must be configured when a client certificate is configured"
+                    .into(),
+            );
         }
         if tls.key_file.is_some() && tls.cert_file.is_none() {
-            return Err("exactly one of cert or cert_file must be configured when a client key is configured".into());
+            return Err(
+                "exactly one of cert or cert_file must be configured when a client key is configured".into(),
+            );
         }
         Ok(())
     }
