@@ -1,5 +1,6 @@
 //! `strata standalone --scrape-config`: scraping as Prometheus does, checked against a
 //! real Prometheus 2.42 and node_exporter, and against targets that misbehave.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -179,7 +180,10 @@ scrape_configs:
     let s_names: BTreeSet<&Series> = s.keys().collect();
     let only_p: Vec<_> = p_names.difference(&s_names).take(5).collect();
     let only_s: Vec<_> = s_names.difference(&p_names).take(5).collect();
-    assert!(only_p.is_empty() && only_s.is_empty(), "only in Prometheus: {only_p:?}\nonly in Strata: {only_s:?}");
+    assert!(
+        only_p.is_empty() && only_s.is_empty(),
+        "only in Prometheus: {only_p:?}\nonly in Strata: {only_s:?}"
+    );
     assert!(p.len() > 200, "node_exporter exposes hundreds of series: {}", p.len());
     assert!(s.keys().any(|l| l.contains_key("fs_device")) && s.keys().any(|l| l.contains_key("mode_class")));
     assert!(!s.keys().any(|l| l["__name__"].starts_with("go_gc_") || l.contains_key("mode_upper")));
@@ -207,7 +211,10 @@ scrape_configs:
             // Prometheus's samples around this instant: one interval either side, widened
             // by one sample for scrapes that read the counter a few ms apart
             let before = p_pts.iter().rposition(|(pt, _)| pt <= ts).map_or(0, |i| i.saturating_sub(1));
-            let after = p_pts.iter().position(|(pt, _)| pt >= ts).map_or(p_pts.len() - 1, |i| (i + 1).min(p_pts.len() - 1));
+            let after = p_pts
+                .iter()
+                .position(|(pt, _)| pt >= ts)
+                .map_or(p_pts.len() - 1, |i| (i + 1).min(p_pts.len() - 1));
             let (lo, hi) = (p_pts[before].1, p_pts[after].1);
             if *ts < p_pts[0].0 + 5.0 || *ts > p_pts[p_pts.len() - 1].0 - 5.0 {
                 continue; // no Prometheus scrape on one side
@@ -215,7 +222,10 @@ scrape_configs:
             assert!(lo <= *v && *v <= hi, "{series:?} at {ts}: Strata {v}, Prometheus between {lo} and {hi}");
         }
     }
-    assert!(counters > 100 && growing > 10 && constants > 50, "{counters} counters, {growing} growing, {constants} constant");
+    assert!(
+        counters > 100 && growing > 10 && constants > 50,
+        "{counters} counters, {growing} growing, {constants} constant"
+    );
     drop(strata);
     drop(prom);
     let _ = node_exporter.kill();
@@ -312,9 +322,13 @@ fn vanished_series_and_removed_targets_go_stale() {
     let tmp = tempfile::tempdir().unwrap();
     let sd = tmp.path().join("targets.json");
     let group = |case: &str, path: &str| {
-        format!(r#"{{"targets": ["{}"], "labels": {{"case": "{case}", "__metrics_path__": "{path}"}}}}"#, server.addr)
+        format!(
+            r#"{{"targets": ["{}"], "labels": {{"case": "{case}", "__metrics_path__": "{path}"}}}}"#,
+            server.addr
+        )
     };
-    std::fs::write(&sd, format!("[{}, {}]", group("vanish", "/vanish"), group("removed", "/removed"))).unwrap();
+    std::fs::write(&sd, format!("[{}, {}]", group("vanish", "/vanish"), group("removed", "/removed")))
+        .unwrap();
     let config = format!(
         "global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: sd\n    file_sd_configs: [{{files: ['{}']}}]\n",
         sd.display()
@@ -335,7 +349,8 @@ fn vanished_series_and_removed_targets_go_stale() {
     });
     // end-of-run staleness comes two intervals after the last scrape
     wait_for("the removed target's series to go stale", Duration::from_secs(10), || {
-        instant(&strata, "up{case=\"removed\"}").is_empty() && instant(&strata, "stays{case=\"removed\"}").is_empty()
+        instant(&strata, "up{case=\"removed\"}").is_empty()
+            && instant(&strata, "stays{case=\"removed\"}").is_empty()
     });
     assert_eq!(instant(&strata, "up{case=\"vanish\"}").len(), 1);
     assert!(!raw(&strata, "up{case=\"removed\"}[1m]", now_s()).is_empty());
@@ -375,7 +390,9 @@ fn reload_keeps_the_old_config_on_errors() {
     std::fs::write(&file, job("third")).unwrap();
     let pid = strata.pid().unwrap().to_string();
     assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
-    wait_for("the third job after SIGHUP", Duration::from_secs(10), || jobs() == BTreeSet::from(["third".to_string()]));
+    wait_for("the third job after SIGHUP", Duration::from_secs(10), || {
+        jobs() == BTreeSet::from(["third".to_string()])
+    });
 }
 
 /// https targets: trusted through `tls_config.ca_file`, or with
@@ -394,16 +411,71 @@ fn https_targets_with_tls_config() {
         assert!(ok.success(), "openssl {args:?}");
     };
     // a CA, and a server certificate for 127.0.0.1 it signs
-    openssl(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca", "-keyout", "ca.key", "-out", "ca.pem"]);
-    openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "key.pem", "-out", "req.csr"]);
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "req.csr",
+    ]);
     std::fs::write(d.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    openssl(&["x509", "-req", "-in", "req.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "cert.pem"]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "req.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "cert.pem",
+    ]);
     // s_server -HTTP sends the file as the whole response, headers included
-    std::fs::write(d.join("metrics"), "HTTP/1.0 200 ok\r\nContent-Type: text/plain; version=0.0.4\r\n\r\ntls_metric 1\n").unwrap();
+    std::fs::write(
+        d.join("metrics"),
+        "HTTP/1.0 200 ok\r\nContent-Type: text/plain; version=0.0.4\r\n\r\ntls_metric 1\n",
+    )
+    .unwrap();
     let port = free_port().unwrap();
     let mut server = std::process::Command::new("openssl")
         .current_dir(d)
-        .args(["s_server", "-HTTP", "-quiet", "-accept", &format!("127.0.0.1:{port}"), "-cert", "cert.pem", "-key", "key.pem"])
+        .args([
+            "s_server",
+            "-HTTP",
+            "-quiet",
+            "-accept",
+            &format!("127.0.0.1:{port}"),
+            "-cert",
+            "cert.pem",
+            "-key",
+            "key.pem",
+        ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -421,13 +493,18 @@ fn https_targets_with_tls_config() {
     );
     let strata = start_with_config(&d.join("strata"), &config);
     wait_for("all three https jobs scraped", Duration::from_secs(20), || {
-        targets_by(&strata, "job").values().all(|t| t["health"] != "unknown") && instant(&strata, "up").len() == 3
+        targets_by(&strata, "job").values().all(|t| t["health"] != "unknown")
+            && instant(&strata, "up").len() == 3
     });
     let targets = targets_by(&strata, "job");
     assert_eq!(targets["ca"]["health"], "up", "{}", targets["ca"]);
     assert_eq!(targets["insecure"]["health"], "up", "{}", targets["insecure"]);
     assert_eq!(targets["untrusted"]["health"], "down");
-    assert!(targets["untrusted"]["lastError"].as_str().unwrap().contains("certificate"), "{}", targets["untrusted"]);
+    assert!(
+        targets["untrusted"]["lastError"].as_str().unwrap().contains("certificate"),
+        "{}",
+        targets["untrusted"]
+    );
     let tls: BTreeSet<String> = instant(&strata, "tls_metric").keys().map(|l| l["job"].clone()).collect();
     assert_eq!(tls, BTreeSet::from(["ca".to_string(), "insecure".to_string()]));
     let _ = server.kill();

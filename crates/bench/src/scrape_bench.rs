@@ -68,12 +68,17 @@ pub fn run(cfg: &ScrapeBenchConfig) -> anyhow::Result<serde_json::Value> {
         )
     };
     std::fs::create_dir_all(&cfg.dir)?;
-    let mut prom_spec =
-        PeerSpec::new(System::Prometheus, cfg.prometheus_bin.clone(), cfg.dir.join("prometheus"), free_port()?);
+    let mut prom_spec = PeerSpec::new(
+        System::Prometheus,
+        cfg.prometheus_bin.clone(),
+        cfg.dir.join("prometheus"),
+        free_port()?,
+    );
     prom_spec.prometheus_config = Some(config("/prom"));
     let strata_cfg = cfg.dir.join("strata-scrape.yml");
     std::fs::write(&strata_cfg, config("/strata"))?;
-    let mut strata_spec = PeerSpec::new(System::Strata, cfg.strata_bin.clone(), cfg.dir.join("strata"), free_port()?);
+    let mut strata_spec =
+        PeerSpec::new(System::Strata, cfg.strata_bin.clone(), cfg.dir.join("strata"), free_port()?);
     strata_spec.extra_args = vec!["--scrape-config".into(), strata_cfg.display().to_string()];
     let prom = Peer::start(prom_spec)?;
     let strata = Peer::start(strata_spec)?;
@@ -101,7 +106,8 @@ pub fn run(cfg: &ScrapeBenchConfig) -> anyhow::Result<serde_json::Value> {
         wait_scrapes(*sys, n0 + cfg.scrapes)?;
         let (cpu1, n1) = (p.cpu_seconds(), counts.of(*sys));
         let per = (cpu1 - cpu0) / (n1 - n0) as f64;
-        let scraped = scraped_samples(p).with_context(|| format!("reading {}'s scrape_samples_scraped", sys.name()))?;
+        let scraped =
+            scraped_samples(p).with_context(|| format!("reading {}'s scrape_samples_scraped", sys.name()))?;
         if scraped as usize != cfg.series {
             bail!("{} scraped {scraped} samples, not {}", sys.name(), cfg.series);
         }

@@ -33,7 +33,9 @@ fn bad_request(msg: String) -> Response {
 
 fn rfc3339(t: Option<std::time::SystemTime>) -> String {
     match t {
-        Some(t) => chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        Some(t) => {
+            chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+        }
         None => "0001-01-01T00:00:00Z".into(),
     }
 }
@@ -79,7 +81,9 @@ async fn targets(State(m): State<ScrapeManager>, Query(q): Query<HashMap<String,
             dropped.extend(st.dropped.iter().map(|d| json!({"discoveredLabels": d})));
         }
     }
-    success(json!({"activeTargets": active, "droppedTargets": dropped, "droppedTargetCounts": dropped_counts}))
+    success(
+        json!({"activeTargets": active, "droppedTargets": dropped, "droppedTargetCounts": dropped_counts}),
+    )
 }
 
 async fn metadata(State(m): State<ScrapeManager>, Query(q): Query<HashMap<String, String>>) -> Response {
@@ -104,7 +108,8 @@ async fn metadata(State(m): State<ScrapeManager>, Query(q): Query<HashMap<String
         for t in st.active.values() {
             let Some(h) = t.health() else { continue };
             let labels: std::collections::BTreeMap<_, _> = t.target.public_labels().collect();
-            let matches = matchers.iter().all(|mt| mt.matches(labels.get(&mt.name).map(|s| s.as_str()).unwrap_or("")));
+            let matches =
+                matchers.iter().all(|mt| mt.matches(labels.get(&mt.name).map(|s| s.as_str()).unwrap_or("")));
             if !matches {
                 continue;
             }
@@ -125,6 +130,8 @@ async fn metadata(State(m): State<ScrapeManager>, Query(q): Query<HashMap<String
 async fn reload(State(m): State<ScrapeManager>) -> Response {
     match m.reload().await {
         Ok(()) => (StatusCode::OK, "").into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("failed to reload config: {e}\n")).into_response(),
+        Err(e) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, format!("failed to reload config: {e}\n")).into_response()
+        }
     }
 }

@@ -128,7 +128,7 @@ impl AppendConfig {
             return Ok(None);
         }
         lb.retain(|_, v| !v.is_empty());
-        if lb.get("__name__").is_none() {
+        if !lb.contains_key("__name__") {
             return Err("missing metric name (__name__ label)".into());
         }
         self.check_limits(&lb)?;
@@ -314,7 +314,10 @@ mod tests {
 
     fn cfg() -> AppendConfig {
         AppendConfig {
-            target_labels: [("instance", "h:1"), ("job", "j")].iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+            target_labels: [("instance", "h:1"), ("job", "j")]
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
             external_labels: LabelSet::new(),
             honor_labels: false,
             honor_timestamps: true,
@@ -327,8 +330,11 @@ mod tests {
         }
     }
 
-    /// Every sample of the batch as (labels text, ts, value), sorted.
-    fn contents(batch: SeriesBatch) -> Vec<(String, i64, f64)> {
+    /// Samples as (labels text, ts, value).
+    type Rows = Vec<(String, i64, f64)>;
+
+    /// Every sample of the batch, sorted.
+    fn contents(batch: SeriesBatch) -> Rows {
         let mut out = Vec::new();
         for (_, rec) in batch.into_records() {
             for s in strata_tsdb::record::decode(&rec).unwrap() {
@@ -343,7 +349,7 @@ mod tests {
         out
     }
 
-    fn run(st: &mut TargetState, c: &AppendConfig, body: &str, ts: i64) -> (Result<Counts, String>, Vec<(String, i64, f64)>) {
+    fn run(st: &mut TargetState, c: &AppendConfig, body: &str, ts: i64) -> (Result<Counts, String>, Rows) {
         let mut b = SeriesBatch::new(4);
         let r = st.append(c, body.as_bytes(), Format::PrometheusText, ts, &mut b).map_err(|(e, _)| e);
         if r.is_err() {
@@ -383,7 +389,9 @@ mod tests {
         assert_eq!(r.unwrap().added, 0);
         assert_eq!(out.len(), 2);
         assert_eq!(out[0], ("__name__=a,instance=h:1,job=j".into(), 2000, 1.0));
-        assert!(strata_tsdb::is_stale_marker(out[1].2) && out[1].0.starts_with("__name__=b") && out[1].1 == 2000);
+        assert!(
+            strata_tsdb::is_stale_marker(out[1].2) && out[1].0.starts_with("__name__=b") && out[1].1 == 2000
+        );
         // b comes back: added again (it left the cache after two scrapes without it)
         run(&mut st, &c, "a 1\n", 3000).0.unwrap();
         let (r, _) = run(&mut st, &c, "a 1\nb 3\n", 4000);
@@ -417,7 +425,8 @@ mod tests {
     #[test]
     fn metric_relabeling_and_limits() {
         let mut c = cfg();
-        c.metric_relabel = serde_yaml::from_str("- {source_labels: [__name__], regex: 'go_.*', action: drop}").unwrap();
+        c.metric_relabel =
+            serde_yaml::from_str("- {source_labels: [__name__], regex: 'go_.*', action: drop}").unwrap();
         let mut st = TargetState::default();
         let (r, out) = run(&mut st, &c, "go_x 1\nkeep 2\n", 1000);
         assert_eq!(r.unwrap(), Counts { scraped: 2, post_relabel: 1, added: 1 });
@@ -428,7 +437,9 @@ mod tests {
         let mut c = cfg();
         c.label_limit = 3;
         let (r, _) = run(&mut TargetState::default(), &c, "a{x=\"1\"} 1\n", 1000);
-        assert!(r.unwrap_err().starts_with("label_limit exceeded (metric: a, number of labels: 4, limit: 3)"));
+        assert!(
+            r.unwrap_err().starts_with("label_limit exceeded (metric: a, number of labels: 4, limit: 3)")
+        );
         let mut c = cfg();
         c.label_value_length_limit = 3;
         let (r, _) = run(&mut TargetState::default(), &c, "a{x=\"long\"} 1\n", 1000);

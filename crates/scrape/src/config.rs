@@ -9,24 +9,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use strata_discovery::{
-    FileSdConfig, KubernetesSdConfig, LabelSet, PromDuration, Provider, StaticConfig,
-};
+use strata_discovery::{FileSdConfig, KubernetesSdConfig, LabelSet, PromDuration, Provider, StaticConfig};
 
 use crate::error::ConfigError;
 use crate::relabel::RelabelConfig;
 
 /// Top-level sections Strata accepts and does not use.
-const IGNORED_SECTIONS: [&str; 8] = [
-    "alerting",
-    "rule_files",
-    "remote_write",
-    "remote_read",
-    "storage",
-    "tracing",
-    "otlp",
-    "runtime",
-];
+const IGNORED_SECTIONS: [&str; 8] =
+    ["alerting", "rule_files", "remote_write", "remote_read", "storage", "tracing", "otlp", "runtime"];
 
 /// A parsed and validated configuration file.
 #[derive(Clone, Debug, PartialEq)]
@@ -498,9 +488,14 @@ impl Config {
         let global_interval = g.scrape_interval.0;
         let global_timeout = g.scrape_timeout.map(|d| d.0).unwrap_or(Duration::from_secs(10));
         if global_interval.is_zero() {
-            return Err(ConfigError::new(Path::new(""), None, "global scrape_interval must be positive".into()));
+            return Err(ConfigError::new(
+                Path::new(""),
+                None,
+                "global scrape_interval must be positive".into(),
+            ));
         }
-        let global_timeout = if g.scrape_timeout.is_none() { global_timeout.min(global_interval) } else { global_timeout };
+        let global_timeout =
+            if g.scrape_timeout.is_none() { global_timeout.min(global_interval) } else { global_timeout };
         if global_timeout > global_interval {
             return Err(ConfigError::new(
                 Path::new(""),
@@ -511,8 +506,8 @@ impl Config {
         let mut seen = std::collections::HashSet::new();
         let mut scrape_configs = Vec::with_capacity(raw.scrape_configs.len());
         for sc in raw.scrape_configs.iter() {
-            let at = line_of(text, &format!("job_name: {}", sc.job_name))
-                .or_else(|| line_of(text, &sc.job_name));
+            let at =
+                line_of(text, &format!("job_name: {}", sc.job_name)).or_else(|| line_of(text, &sc.job_name));
             let fail = |msg: String| ConfigError::new(Path::new(""), at, msg);
             if sc.job_name.is_empty() {
                 return Err(fail("job_name is empty".into()));
@@ -600,7 +595,10 @@ impl Config {
 fn resolve_auth(sc: &RawScrapeConfig, base_dir: &Path) -> Result<Option<AuthHeader>, String> {
     let bearer = match (&sc.bearer_token, &sc.bearer_token_file) {
         (Some(_), Some(_)) => {
-            return Err(format!("job {:?}: at most one of bearer_token & bearer_token_file must be configured", sc.job_name));
+            return Err(format!(
+                "job {:?}: at most one of bearer_token & bearer_token_file must be configured",
+                sc.job_name
+            ));
         }
         (None, None) => None,
         (t, f) => Some(Authorization { kind: bearer(), credentials: t.clone(), credentials_file: f.clone() }),
@@ -615,16 +613,25 @@ fn resolve_auth(sc: &RawScrapeConfig, base_dir: &Path) -> Result<Option<AuthHead
     let mut auth = match (&sc.basic_auth, &sc.authorization, bearer) {
         (Some(b), _, _) => {
             if b.password.is_some() && b.password_file.is_some() {
-                return Err(format!("job {:?}: at most one of basic_auth password & password_file must be configured", sc.job_name));
+                return Err(format!(
+                    "job {:?}: at most one of basic_auth password & password_file must be configured",
+                    sc.job_name
+                ));
             }
             Some(AuthHeader::Basic(b.clone()))
         }
         (_, Some(a), _) => {
             if a.kind.eq_ignore_ascii_case("basic") {
-                return Err(format!("job {:?}: authorization type cannot be set to \"basic\", use \"basic_auth\" instead", sc.job_name));
+                return Err(format!(
+                    "job {:?}: authorization type cannot be set to \"basic\", use \"basic_auth\" instead",
+                    sc.job_name
+                ));
             }
             if a.credentials.is_some() && a.credentials_file.is_some() {
-                return Err(format!("job {:?}: at most one of authorization credentials & credentials_file must be configured", sc.job_name));
+                return Err(format!(
+                    "job {:?}: at most one of authorization credentials & credentials_file must be configured",
+                    sc.job_name
+                ));
             }
             Some(AuthHeader::Authorization(a.clone()))
         }
@@ -671,7 +678,8 @@ mod tests {
 
     #[test]
     fn defaults_are_prometheus_defaults() {
-        let c = parse("scrape_configs:\n  - job_name: a\n    static_configs: [{targets: ['h:1']}]\n").unwrap();
+        let c =
+            parse("scrape_configs:\n  - job_name: a\n    static_configs: [{targets: ['h:1']}]\n").unwrap();
         let j = &c.scrape_configs[0];
         assert_eq!(j.scrape_interval, Duration::from_secs(60));
         assert_eq!(j.scrape_timeout, Duration::from_secs(10));
@@ -705,8 +713,10 @@ mod tests {
 
     #[test]
     fn errors_name_the_line_and_reason() {
-        let e = parse("global:\n  scrape_interval: 15s\nscrape_configs:\n  - job_name: a\n    scrape_intervall: 5s\n")
-            .unwrap_err();
+        let e = parse(
+            "global:\n  scrape_interval: 15s\nscrape_configs:\n  - job_name: a\n    scrape_intervall: 5s\n",
+        )
+        .unwrap_err();
         assert_eq!(e.line, Some(5), "{e}");
         assert!(e.reason.contains("unknown field `scrape_intervall`"), "{e}");
         let e = parse("scrape_configs:\n  - job_name: a\n  - job_name: a\n").unwrap_err();
@@ -715,7 +725,8 @@ mod tests {
             .unwrap_err();
         assert!(e.reason.contains("scrape timeout greater than scrape interval"), "{e}");
         assert_eq!(e.line, Some(2));
-        let e = parse("scrape_configs:\n  - job_name: a\n    relabel_configs:\n      - regex: '(['\n").unwrap_err();
+        let e = parse("scrape_configs:\n  - job_name: a\n    relabel_configs:\n      - regex: '(['\n")
+            .unwrap_err();
         assert_eq!(e.line, Some(4), "{e}");
         let e = parse("global:\n  scrape_interval: 15\n").unwrap_err();
         assert!(e.reason.contains("not a valid duration"), "{e}");
@@ -735,7 +746,10 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(c.scrape_configs[1].tls_config.ca_file.as_deref(), Some(Path::new("/etc/strata/ca.pem")));
-        assert!(parse("scrape_configs:\n  - job_name: a\n    bearer_token: x\n    basic_auth: {username: u}\n").is_err());
+        assert!(
+            parse("scrape_configs:\n  - job_name: a\n    bearer_token: x\n    basic_auth: {username: u}\n")
+                .is_err()
+        );
     }
 
     #[test]

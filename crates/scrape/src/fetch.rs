@@ -35,8 +35,8 @@ impl Fetcher {
             builder = builder.http1_only();
         }
         let client = crate::tls::configure(builder, &cfg.tls_config)?
-        .build()
-        .map_err(|e| format!("job {:?}: building the HTTP client: {e}", cfg.job_name))?;
+            .build()
+            .map_err(|e| format!("job {:?}: building the HTTP client: {e}", cfg.job_name))?;
         Ok(Fetcher {
             client,
             accept: accept_header(&cfg.scrape_protocols),
@@ -74,7 +74,13 @@ impl Fetcher {
                 status.canonical_reason().unwrap_or("")
             ));
         }
-        let header = |h| resp.headers().get(h).and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok()).unwrap_or("").to_string();
+        let header = |h| {
+            resp.headers()
+                .get(h)
+                .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        };
         let content_type = header(reqwest::header::CONTENT_TYPE);
         let gzip = header(reqwest::header::CONTENT_ENCODING).eq_ignore_ascii_case("gzip");
         let format = match Format::from_content_type(&content_type).or(self.fallback) {

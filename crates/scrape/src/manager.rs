@@ -151,9 +151,8 @@ impl Pool {
             }
         }
         let limit = self.cfg.target_limit;
-        *self.shared.forced_error.lock() = (limit > 0 && active.len() as u64 > limit).then(|| {
-            format!("target_limit exceeded (number of targets: {}, limit: {limit})", active.len())
-        });
+        *self.shared.forced_error.lock() = (limit > 0 && active.len() as u64 > limit)
+            .then(|| format!("target_limit exceeded (number of targets: {}, limit: {limit})", active.len()));
         let mut st = self.state.lock();
         let mut old = std::mem::take(&mut st.active);
         for t in active {
@@ -166,7 +165,9 @@ impl Pool {
                     }
                     owned.then(|| scrape_loop::spawn(self.shared.clone(), t.clone(), self.append_config(&t)))
                 }
-                None => owned.then(|| scrape_loop::spawn(self.shared.clone(), t.clone(), self.append_config(&t))),
+                None => {
+                    owned.then(|| scrape_loop::spawn(self.shared.clone(), t.clone(), self.append_config(&t)))
+                }
             };
             st.active.insert(t.hash, ActiveTarget { target: t, handle });
         }
@@ -201,7 +202,11 @@ async fn changed(rxs: &mut [watch::Receiver<Vec<TargetGroup>>], ring: &mut watch
     futures_util::future::select_all(waits).await;
 }
 
-async fn follow(pool: Arc<Pool>, mut rxs: Vec<watch::Receiver<Vec<TargetGroup>>>, mut ring: watch::Receiver<Ring>) {
+async fn follow(
+    pool: Arc<Pool>,
+    mut rxs: Vec<watch::Receiver<Vec<TargetGroup>>>,
+    mut ring: watch::Receiver<Ring>,
+) {
     loop {
         let mut groups = Vec::new();
         for (i, r) in rxs.iter_mut().enumerate() {
@@ -246,7 +251,8 @@ impl ScrapeManager {
         };
         let mut run = self.inner.running.lock().await;
         let global_changed = run.global.as_ref() != Some(&cfg.global);
-        let wanted: BTreeMap<&str, &ScrapeConfig> = cfg.scrape_configs.iter().map(|s| (s.job_name.as_str(), s)).collect();
+        let wanted: BTreeMap<&str, &ScrapeConfig> =
+            cfg.scrape_configs.iter().map(|s| (s.job_name.as_str(), s)).collect();
         let old = std::mem::take(&mut run.pools);
         for (job, p) in old {
             match wanted.get(job.as_str()) {
@@ -285,12 +291,8 @@ impl ScrapeManager {
             forced_error: Mutex::new(None),
             seed: xxhash_rust::xxh3::xxh3_64(seed_text.as_bytes()),
         });
-        let pool = Arc::new(Pool {
-            cfg: sc.clone(),
-            external_labels: ext.clone(),
-            shared,
-            state: Mutex::default(),
-        });
+        let pool =
+            Arc::new(Pool { cfg: sc.clone(), external_labels: ext.clone(), shared, state: Mutex::default() });
         let discoveries: Vec<Discovery> =
             sc.providers.iter().map(|p| Discovery::spawn(p.clone(), &cfg.base_dir)).collect();
         let rxs = discoveries.iter().map(Discovery::subscribe).collect();

@@ -207,7 +207,10 @@ impl RelabelConfig {
         {
             return Err(format!("{:?} is invalid 'target_label' for {name} action", self.target_label));
         }
-        if matches!(a, Lowercase | Uppercase) && raw.replacement.is_some() && self.replacement != DEFAULT_REPLACEMENT {
+        if matches!(a, Lowercase | Uppercase)
+            && raw.replacement.is_some()
+            && self.replacement != DEFAULT_REPLACEMENT
+        {
             return Err(format!("'replacement' can not be set for {name} action"));
         }
         if a == LabelMap && !is_target_template(&self.replacement) {
@@ -219,7 +222,9 @@ impl RelabelConfig {
                 || self.separator != DEFAULT_SEPARATOR
                 || self.replacement != DEFAULT_REPLACEMENT)
         {
-            return Err(format!("{name} action requires only 'source_labels' and `target_label`, and no other fields"));
+            return Err(format!(
+                "{name} action requires only 'source_labels' and `target_label`, and no other fields"
+            ));
         }
         if matches!(a, LabelDrop | LabelKeep)
             && (raw.source_labels.is_some()
@@ -331,7 +336,10 @@ mod tests {
         );
         assert_eq!(out, Some(ls(&[("a", "x"), ("b", "y"), ("c", "y-x")])));
         // no match: unchanged; the regex is anchored
-        assert_eq!(run("- {source_labels: [a], regex: 'x', target_label: c}", &[("a", "xx")]), Some(ls(&[("a", "xx")])));
+        assert_eq!(
+            run("- {source_labels: [a], regex: 'x', target_label: c}", &[("a", "xx")]),
+            Some(ls(&[("a", "xx")]))
+        );
         // an empty result deletes the target label
         assert_eq!(run("- {source_labels: [a], target_label: b}", &[("b", "1")]), Some(ls(&[])));
         // a target label built from the value; an invalid one is skipped
@@ -340,7 +348,10 @@ mod tests {
             Some(ls(&[("a", "k"), ("l_k", "v")]))
         );
         assert_eq!(
-            run("- {source_labels: [a], regex: '(.+)', target_label: '$1', replacement: v}", &[("a", "0bad")]),
+            run(
+                "- {source_labels: [a], regex: '(.+)', target_label: '$1', replacement: v}",
+                &[("a", "0bad")]
+            ),
             Some(ls(&[("a", "0bad")]))
         );
         // no source labels: the value is "", the default regex matches, replacement set
@@ -380,7 +391,8 @@ mod tests {
     fn hashmod() {
         // md5("foo") = acbd18db4cc2f85cedef654fccc4a4d8; its last 8 bytes, big-endian, mod 1000
         let want = (0xedef654fccc4a4d8u64 % 1000).to_string();
-        let out = run("- {source_labels: [a], modulus: 1000, target_label: h, action: hashmod}", &[("a", "foo")]);
+        let out =
+            run("- {source_labels: [a], modulus: 1000, target_label: h, action: hashmod}", &[("a", "foo")]);
         assert_eq!(out.unwrap()["h"], want);
     }
 
@@ -437,7 +449,10 @@ mod tests {
         bad("- {action: replace, source_labels: [a]}", "requires 'target_label' value");
         bad("- {action: lowercase, source_labels: [a], target_label: '1x'}", "is invalid 'target_label'");
         bad("- {action: uppercase, source_labels: [a], target_label: b, replacement: x}", "can not be set");
-        bad("- {action: keepequal, source_labels: [a], target_label: b, regex: x}", "requires only 'source_labels'");
+        bad(
+            "- {action: keepequal, source_labels: [a], target_label: b, regex: x}",
+            "requires only 'source_labels'",
+        );
         bad("- {action: labeldrop, regex: x, source_labels: [a]}", "requires only 'regex'");
         bad("- {action: labelmap, replacement: '1-bad'}", "is invalid 'replacement'");
         bad("- {action: explode}", "unknown relabel action");

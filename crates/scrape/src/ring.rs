@@ -45,7 +45,8 @@ impl Ring {
     /// The ingestor that scrapes the target with `hash`.
     pub fn owner(&self, hash: u64) -> &str {
         let h = xxhash_rust::xxh3::xxh3_64(&hash.to_le_bytes());
-        let i = self.points.range(h..).next().or_else(|| self.points.iter().next()).map(|(_, i)| *i).unwrap_or(0);
+        let i =
+            self.points.range(h..).next().or_else(|| self.points.iter().next()).map(|(_, i)| *i).unwrap_or(0);
         self.members.get(i).map(String::as_str).unwrap_or(&self.me)
     }
 

@@ -48,7 +48,15 @@ pub(crate) fn format_duration(d: Duration) -> String {
         return "0s".into();
     }
     let mut out = String::new();
-    for (unit, size) in [("y", 365 * 86_400_000), ("w", 7 * 86_400_000), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)] {
+    for (unit, size) in [
+        ("y", 365 * 86_400_000),
+        ("w", 7 * 86_400_000),
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+        ("ms", 1),
+    ] {
         if ms >= size {
             out.push_str(&format!("{}{unit}", ms / size));
             ms %= size;
@@ -200,13 +208,20 @@ mod tests {
 
     fn group(targets: &[&[(&str, &str)]], labels: &[(&str, &str)]) -> TargetGroup {
         let ls = |p: &[(&str, &str)]| p.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
-        TargetGroup { source: "0".into(), targets: targets.iter().map(|t| ls(t)).collect(), labels: ls(labels) }
+        TargetGroup {
+            source: "0".into(),
+            targets: targets.iter().map(|t| ls(t)).collect(),
+            labels: ls(labels),
+        }
     }
 
     #[test]
     fn labels_url_and_defaults() {
-        let cfg = job("scrape_configs:\n  - job_name: node\n    scrape_interval: 15s\n    params: {module: [a, b]}\n");
-        let out = targets(&cfg, &[group(&[&[("__address__", "h:9100"), ("__meta_x", "m")]], &[("env", "p")])]);
+        let cfg = job(
+            "scrape_configs:\n  - job_name: node\n    scrape_interval: 15s\n    params: {module: [a, b]}\n",
+        );
+        let out =
+            targets(&cfg, &[group(&[&[("__address__", "h:9100"), ("__meta_x", "m")]], &[("env", "p")])]);
         let Outcome::Active(t) = &out[0] else { panic!("{out:?}") };
         let public: Vec<_> = t.public_labels().map(|(n, v)| format!("{n}={v}")).collect();
         assert_eq!(public, ["env=p", "instance=h:9100", "job=node"]);
@@ -222,7 +237,8 @@ mod tests {
         let cfg = job(
             "scrape_configs:\n  - job_name: j\n    relabel_configs:\n      - {source_labels: [__address__], regex: 'skip.*', action: drop}\n      - {source_labels: [__address__], target_label: __param_target}\n      - {target_label: __address__, replacement: 'probe:1'}\n      - {target_label: __scrape_interval__, replacement: 30s}\n      - {target_label: __metrics_path__, replacement: /probe}\n",
         );
-        let out = targets(&cfg, &[group(&[&[("__address__", "skip-me")], &[("__address__", "web:80")]], &[])]);
+        let out =
+            targets(&cfg, &[group(&[&[("__address__", "skip-me")], &[("__address__", "web:80")]], &[])]);
         assert!(matches!(&out[0], Outcome::Dropped(l, None) if l["__address__"] == "skip-me"));
         let Outcome::Active(t) = &out[1] else { panic!() };
         assert_eq!(t.url, "http://probe:1/probe?target=web%3A80");
@@ -232,8 +248,16 @@ mod tests {
 
     #[test]
     fn invalid_targets_are_dropped_with_a_reason() {
-        let cfg = job("scrape_configs:\n  - job_name: j\n    scrape_interval: 10s\n    relabel_configs:\n      - {source_labels: [t], target_label: __scrape_timeout__}\n");
-        let out = targets(&cfg, &[group(&[&[("__address__", "a/b")], &[("__address__", "a:1"), ("t", "1m")], &[("x", "1")]], &[])]);
+        let cfg = job(
+            "scrape_configs:\n  - job_name: j\n    scrape_interval: 10s\n    relabel_configs:\n      - {source_labels: [t], target_label: __scrape_timeout__}\n",
+        );
+        let out = targets(
+            &cfg,
+            &[group(
+                &[&[("__address__", "a/b")], &[("__address__", "a:1"), ("t", "1m")], &[("x", "1")]],
+                &[],
+            )],
+        );
         let reasons: Vec<_> = out
             .iter()
             .map(|o| match o {

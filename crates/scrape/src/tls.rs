@@ -4,7 +4,10 @@
 use crate::config::TlsConfig;
 
 /// Applies `tls` to a client under construction.
-pub(crate) fn configure(mut b: reqwest::ClientBuilder, tls: &TlsConfig) -> Result<reqwest::ClientBuilder, String> {
+pub(crate) fn configure(
+    mut b: reqwest::ClientBuilder,
+    tls: &TlsConfig,
+) -> Result<reqwest::ClientBuilder, String> {
     // reqwest is built without a default provider; the first client installs ring's
     let _ = rustls::crypto::ring::default_provider().install_default();
     let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()));
@@ -18,8 +21,9 @@ pub(crate) fn configure(mut b: reqwest::ClientBuilder, tls: &TlsConfig) -> Resul
             let mut pem = read(cert)?;
             pem.push(b'\n');
             pem.extend(read(key)?);
-            let id = reqwest::Identity::from_pem(&pem)
-                .map_err(|e| format!("{} / {}: not a PEM certificate and key: {e}", cert.display(), key.display()))?;
+            let id = reqwest::Identity::from_pem(&pem).map_err(|e| {
+                format!("{} / {}: not a PEM certificate and key: {e}", cert.display(), key.display())
+            })?;
             b = b.identity(id);
         }
         (None, None) => {}

@@ -66,9 +66,14 @@ async fn targets_are_shared_and_move_when_an_ingestor_leaves_or_joins() {
     let server = ExpositionServer::start(Arc::new(|_: &str| Reply::text("m 1\n"))).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("scrape.yml");
-    let mut cfg = String::from("global: {scrape_interval: 1s}\nscrape_configs:\n  - job_name: j\n    static_configs:\n");
+    let mut cfg = String::from(
+        "global: {scrape_interval: 1s}\nscrape_configs:\n  - job_name: j\n    static_configs:\n",
+    );
     for i in 0..TARGETS {
-        cfg.push_str(&format!("      - {{targets: ['{}'], labels: {{id: 't{i}', __param_id: '{i}'}}}}\n", server.addr));
+        cfg.push_str(&format!(
+            "      - {{targets: ['{}'], labels: {{id: 't{i}', __param_id: '{i}'}}}}\n",
+            server.addr
+        ));
     }
     std::fs::write(&file, cfg).unwrap();
     let both = || ["a".to_string(), "b".to_string()];
@@ -93,14 +98,20 @@ async fn targets_are_shared_and_move_when_an_ingestor_leaves_or_joins() {
     tokio::time::sleep(Duration::from_millis(3500)).await;
     assert_eq!(rec_a.ids_since(now_ms() - 1500).len(), TARGETS);
     assert!(rec_b.0.lock().iter().all(|(_, _, stale)| !stale));
-    let last_b: BTreeMap<String, i64> =
-        rec_b.0.lock().iter().fold(BTreeMap::new(), |mut m, (i, t, _)| {
-            let e = m.entry(i.clone()).or_insert(*t);
-            *e = (*e).max(*t);
-            m
-        });
+    let last_b: BTreeMap<String, i64> = rec_b.0.lock().iter().fold(BTreeMap::new(), |mut m, (i, t, _)| {
+        let e = m.entry(i.clone()).or_insert(*t);
+        *e = (*e).max(*t);
+        m
+    });
     for (id, last) in &last_b {
-        let first_a = rec_a.0.lock().iter().filter(|(i, t, _)| i == id && *t > *last).map(|(_, t, _)| *t).min().unwrap();
+        let first_a = rec_a
+            .0
+            .lock()
+            .iter()
+            .filter(|(i, t, _)| i == id && *t > *last)
+            .map(|(_, t, _)| *t)
+            .min()
+            .unwrap();
         assert!(first_a - last <= 2000, "{id}: gap of {} ms at the handover", first_a - last);
         assert!(first_a >= left - 1000, "{id} was not scraped by a before b left");
     }

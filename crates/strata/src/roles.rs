@@ -96,9 +96,7 @@ async fn serve_http(addr: &str, routes: axum::Router) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
     tracing::info!(addr = %listener.local_addr()?, "HTTP API serving");
-    axum::serve(listener, routes)
-        .with_graceful_shutdown(crate::shutdown_signal())
-        .await?;
+    axum::serve(listener, routes).with_graceful_shutdown(crate::shutdown_signal()).await?;
     Ok(())
 }
 

@@ -5,8 +5,8 @@ use std::borrow::Cow;
 use crate::escape::{Escapes, unescape};
 use crate::lex::Span;
 use crate::lines::Lines;
-use crate::series::SeriesSpans;
 use crate::number::{format_openmetrics_float, parse_float};
+use crate::series::SeriesSpans;
 use crate::{Entry, Format, MetricType, ParseError, openmetrics, text};
 
 /// What one line gives.
@@ -126,10 +126,11 @@ impl<'a> Parser<'a> {
         };
         for &(name, value) in &self.series.labels {
             let (name, mut value) = (label_text(text, name), label_text(text, value));
-            if !float_label.is_empty() && name == float_label {
-                if let Ok(f) = parse_float(value.as_bytes()) {
-                    value = Cow::Owned(format_openmetrics_float(f));
-                }
+            if !float_label.is_empty()
+                && name == float_label
+                && let Ok(f) = parse_float(value.as_bytes())
+            {
+                value = Cow::Owned(format_openmetrics_float(f));
             }
             out.push((name, value));
         }
