@@ -29,6 +29,7 @@
 
 mod duration;
 mod file;
+mod http;
 mod kubernetes;
 
 use std::collections::BTreeMap;
@@ -39,10 +40,8 @@ use tokio::task::AbortHandle;
 
 pub use duration::PromDuration;
 pub use file::FileSdConfig;
-pub use kubernetes::{
-    AttachMetadata, Authorization, BasicAuth, KubernetesSdConfig, NamespaceDiscovery, Role, Secret,
-    SelectorConfig, TlsConfig,
-};
+pub use http::{Authorization, BasicAuth, HttpClientConfig, Secret, TlsConfig};
+pub use kubernetes::{AttachMetadata, KubernetesSdConfig, NamespaceDiscovery, Role, SelectorConfig};
 
 /// A label set, sorted by name.
 pub type LabelSet = BTreeMap<String, String>;

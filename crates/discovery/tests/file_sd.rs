@@ -1,39 +1,18 @@
 //! file_sd: JSON and YAML files, globs, relative paths, and changes picked up by polling.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::wait_for;
 use strata_discovery::{Discovery, FileSdConfig, LabelSet, Provider, TargetGroup};
 
 /// Starts file_sd with `files` (relative to `dir`).
 fn discover(dir: &Path, files: &[&str]) -> Discovery {
     let config: FileSdConfig = serde_yaml::from_str(&format!("files: {files:?}")).unwrap();
     Discovery::spawn(Provider::File(config), dir)
-}
-
-/// The first list of groups `done` accepts, within `within`.
-async fn wait_for(
-    discovery: &Discovery,
-    within: Duration,
-    done: impl Fn(&[TargetGroup]) -> bool,
-) -> Vec<TargetGroup> {
-    let mut rx = discovery.subscribe();
-    let wait = async {
-        loop {
-            {
-                let groups = rx.borrow_and_update();
-                if done(&groups) {
-                    return groups.clone();
-                }
-            }
-            rx.changed().await.unwrap();
-        }
-    };
-    match tokio::time::timeout(within, wait).await {
-        Ok(groups) => groups,
-        Err(_) => panic!("timed out; last groups: {:#?}", *rx.borrow()),
-    }
 }
 
 /// The group file_sd makes of entry `index` of `path`.

@@ -2,10 +2,12 @@
 //! objects added and deleted after the start.
 #![allow(clippy::unwrap_used)]
 
+mod common;
 mod fake_apiserver;
 
 use std::time::Duration;
 
+use common::wait_for;
 use fake_apiserver::FakeApiServer;
 use serde_json::{Value, json};
 use strata_discovery::{Discovery, LabelSet, Provider, TargetGroup};
@@ -15,26 +17,6 @@ fn discover(server: &FakeApiServer, config: &str) -> Discovery {
     let config = format!("api_server: {}\n{config}", server.url);
     let config = serde_yaml::from_str(&config).unwrap();
     Discovery::spawn(Provider::Kubernetes(config), std::path::Path::new("/"))
-}
-
-/// The first list of groups `done` accepts, within 10 s.
-async fn wait_for(discovery: &Discovery, done: impl Fn(&[TargetGroup]) -> bool) -> Vec<TargetGroup> {
-    let mut rx = discovery.subscribe();
-    let wait = async {
-        loop {
-            {
-                let groups = rx.borrow_and_update();
-                if done(&groups) {
-                    return groups.clone();
-                }
-            }
-            rx.changed().await.unwrap();
-        }
-    };
-    match tokio::time::timeout(Duration::from_secs(10), wait).await {
-        Ok(groups) => groups,
-        Err(_) => panic!("timed out; last groups: {:#?}", *rx.borrow()),
-    }
 }
 
 /// A label set of `__meta_kubernetes_<name>` labels, plus `__address__` when given.
@@ -145,7 +127,7 @@ async fn node_role_targets_the_kubelet_with_node_labels() {
     let server = FakeApiServer::start().await;
     server.apply(node("node-1"));
     let discovery = discover(&server, "role: node");
-    let groups = wait_for(&discovery, |g| !g.is_empty()).await;
+    let groups = wait_for(&discovery, Duration::from_secs(10), |g| !g.is_empty()).await;
 
     let mut target = meta(
         Some("10.1.0.1:10250"),
@@ -180,7 +162,7 @@ async fn pod_role_targets_each_container_port_with_node_metadata() {
     server.apply(pod("web-1", "10.0.0.1", ports));
     let config = "role: pod\nattach_metadata: {node: true}\nselectors: [{role: pod, label: app.kubernetes.io/name=web}]";
     let discovery = discover(&server, config);
-    let groups = wait_for(&discovery, |g| !g.is_empty()).await;
+    let groups = wait_for(&discovery, Duration::from_secs(10), |g| !g.is_empty()).await;
 
     let container =
         |address: Option<&str>, name: &str, image: &str, id: &str, init: &str, port: &[(&str, &str)]| {
@@ -242,21 +224,23 @@ async fn pods_added_and_deleted_after_the_start_come_and_go() {
     server.apply(pod("web-1", "10.0.0.1", json!([])));
     let discovery = discover(&server, "role: pod\nnamespaces: {names: [default]}");
     let sources = |groups: &[TargetGroup]| groups.iter().map(|g| g.source.clone()).collect::<Vec<_>>();
-    let groups = wait_for(&discovery, |g| !g.is_empty()).await;
+    let groups = wait_for(&discovery, Duration::from_secs(10), |g| !g.is_empty()).await;
     assert_eq!(sources(&groups), ["pod/default/web-1"]);
 
     server.apply(pod("web-2", "10.0.0.2", json!([{"containerPort": 80}])));
-    let groups = wait_for(&discovery, |g| g.len() == 2).await;
+    let groups = wait_for(&discovery, Duration::from_secs(10), |g| g.len() == 2).await;
     assert_eq!(sources(&groups), ["pod/default/web-1", "pod/default/web-2"]);
     assert_eq!(groups[1].targets[0]["__address__"], "10.0.0.2:80");
 
     server.apply(pod("web-2", "10.0.0.3", json!([{"containerPort": 80}])));
-    let groups =
-        wait_for(&discovery, |g| g.len() == 2 && g[1].targets[0]["__address__"] == "10.0.0.3:80").await;
+    let groups = wait_for(&discovery, Duration::from_secs(10), |g| {
+        g.len() == 2 && g[1].targets[0]["__address__"] == "10.0.0.3:80"
+    })
+    .await;
     assert_eq!(groups[1].labels["__meta_kubernetes_pod_ip"], "10.0.0.3");
 
     server.delete("Pod", "default", "web-1");
-    let groups = wait_for(&discovery, |g| g.len() == 1).await;
+    let groups = wait_for(&discovery, Duration::from_secs(10), |g| g.len() == 1).await;
     assert_eq!(sources(&groups), ["pod/default/web-2"]);
 }
 
@@ -265,7 +249,7 @@ async fn service_role_targets_each_port_at_the_service_name() {
     let server = FakeApiServer::start().await;
     server.apply(service("LoadBalancer"));
     let discovery = discover(&server, "role: service");
-    let groups = wait_for(&discovery, |g| !g.is_empty()).await;
+    let groups = wait_for(&discovery, Duration::from_secs(10), |g| !g.is_empty()).await;
 
     let common = [
         ("service_type", "LoadBalancer"),
@@ -290,7 +274,7 @@ async fn service_role_targets_each_port_at_the_service_name() {
     let mut external = service("ExternalName");
     external["metadata"]["name"] = json!("ext");
     server.apply(external);
-    let groups = wait_for(&discovery, |g| g.len() == 2).await;
+    let groups = wait_for(&discovery, Duration::from_secs(10), |g| g.len() == 2).await;
     assert_eq!(groups[0].source, "svc/default/ext");
     assert_eq!(
         groups[0].targets[0],
@@ -350,7 +334,7 @@ async fn endpoints_role_targets_addresses_with_service_and_pod_labels() {
         }],
     }));
     let discovery = discover(&server, "role: endpoints");
-    let groups = wait_for(&discovery, |g| {
+    let groups = wait_for(&discovery, Duration::from_secs(10), |g| {
         g.first().is_some_and(|g| g.labels.contains_key("__meta_kubernetes_service_name"))
     })
     .await;
@@ -398,7 +382,7 @@ async fn endpointslice_role_targets_endpoints_with_service_and_pod_labels() {
         "ports": [{"name": "http", "port": 8080, "protocol": "TCP", "appProtocol": "http"}],
     }));
     let discovery = discover(&server, "role: endpointslice");
-    let groups = wait_for(&discovery, |g| {
+    let groups = wait_for(&discovery, Duration::from_secs(10), |g| {
         g.first().is_some_and(|g| g.labels.contains_key("__meta_kubernetes_service_name"))
     })
     .await;

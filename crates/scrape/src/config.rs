@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use strata_discovery::{FileSdConfig, KubernetesSdConfig, LabelSet, PromDuration, Provider, StaticConfig};
+use strata_discovery::{
+    Authorization, BasicAuth, FileSdConfig, HttpClientConfig, KubernetesSdConfig, LabelSet, PromDuration,
+    Provider, Secret, StaticConfig, TlsConfig,
+};
 
 use crate::error::ConfigError;
 use crate::relabel::RelabelConfig;
@@ -185,63 +188,6 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
-/// `basic_auth` of a scrape config.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BasicAuth {
-    /// User name.
-    pub username: String,
-    /// Password (or use `password_file`).
-    #[serde(default)]
-    pub password: Option<String>,
-    /// File holding the password, read at every scrape.
-    #[serde(default)]
-    pub password_file: Option<PathBuf>,
-}
-
-/// `authorization` of a scrape config: an `Authorization: <type> <credentials>` header.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Authorization {
-    /// The scheme. Default `Bearer`.
-    #[serde(default = "bearer", rename = "type")]
-    pub kind: String,
-    /// The credentials (or use `credentials_file`).
-    #[serde(default)]
-    pub credentials: Option<String>,
-    /// File holding the credentials, read at every scrape.
-    #[serde(default)]
-    pub credentials_file: Option<PathBuf>,
-}
-
-fn bearer() -> String {
-    "Bearer".into()
-}
-
-/// `tls_config` of a scrape config.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// CA certificate(s) to verify targets with (PEM). Default: the system roots.
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    /// Client certificate (PEM), with `key_file`.
-    #[serde(default)]
-    pub cert_file: Option<PathBuf>,
-    /// Client key (PEM).
-    #[serde(default)]
-    pub key_file: Option<PathBuf>,
-    /// Name the target's certificate is checked against. Default: the target's host.
-    #[serde(default)]
-    pub server_name: Option<String>,
-    /// Skip certificate verification. Default false.
-    #[serde(default)]
-    pub insecure_skip_verify: bool,
-    /// Oldest TLS version accepted (`TLS12`, `TLS13`).
-    #[serde(default)]
-    pub min_version: Option<String>,
-}
-
 /// The YAML form of a scrape config (what the file says, before defaults).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -275,8 +221,8 @@ struct RawScrapeConfig {
     keep_dropped_targets: u64,
     basic_auth: Option<BasicAuth>,
     authorization: Option<Authorization>,
-    bearer_token: Option<String>,
-    bearer_token_file: Option<PathBuf>,
+    bearer_token: Option<Secret>,
+    bearer_token_file: Option<String>,
     #[serde(default)]
     tls_config: TlsConfig,
     proxy_url: Option<String>,
@@ -376,16 +322,14 @@ pub enum AuthHeader {
 impl AuthHeader {
     /// The header value (files are read now, so a rotated secret is picked up).
     pub(crate) fn value(&self) -> Result<String, String> {
-        let read = |p: &Path| {
-            std::fs::read_to_string(p)
-                .map(|s| s.trim().to_string())
-                .map_err(|e| format!("reading {}: {e}", p.display()))
+        let read = |p: &str| {
+            std::fs::read_to_string(p).map(|s| s.trim().to_string()).map_err(|e| format!("reading {p}: {e}"))
         };
         match self {
             AuthHeader::Basic(b) => {
                 let pw = match (&b.password, &b.password_file) {
                     (_, Some(f)) => read(f)?,
-                    (Some(p), None) => p.clone(),
+                    (Some(p), None) => p.0.clone(),
                     (None, None) => String::new(),
                 };
                 Ok(format!("Basic {}", base64(format!("{}:{pw}", b.username).as_bytes())))
@@ -393,7 +337,7 @@ impl AuthHeader {
             AuthHeader::Authorization(a) => {
                 let cred = match (&a.credentials, &a.credentials_file) {
                     (_, Some(f)) => read(f)?,
-                    (Some(c), None) => c.clone(),
+                    (Some(c), None) => c.0.clone(),
                     (None, None) => String::new(),
                 };
                 Ok(format!("{} {cred}", a.kind))
@@ -538,7 +482,7 @@ impl Config {
             let auth = resolve_auth(sc, base_dir).map_err(fail)?;
             let mut tls = sc.tls_config.clone();
             for p in [&mut tls.ca_file, &mut tls.cert_file, &mut tls.key_file].into_iter().flatten() {
-                *p = base_dir.join(&*p);
+                *p = base_dir.join(&*p).display().to_string();
             }
             let mut providers = Vec::new();
             if !sc.static_configs.is_empty() {
@@ -592,65 +536,36 @@ impl Config {
     }
 }
 
+/// The job's `Authorization` header, checked as Prometheus checks HTTP client settings,
+/// with secret files resolved against `base_dir`.
 fn resolve_auth(sc: &RawScrapeConfig, base_dir: &Path) -> Result<Option<AuthHeader>, String> {
-    let bearer = match (&sc.bearer_token, &sc.bearer_token_file) {
-        (Some(_), Some(_)) => {
-            return Err(format!(
-                "job {:?}: at most one of bearer_token & bearer_token_file must be configured",
-                sc.job_name
-            ));
-        }
-        (None, None) => None,
-        (t, f) => Some(Authorization { kind: bearer(), credentials: t.clone(), credentials_file: f.clone() }),
-    };
-    let set = [sc.basic_auth.is_some(), sc.authorization.is_some(), bearer.is_some()];
-    if set.iter().filter(|x| **x).count() > 1 {
-        return Err(format!(
-            "job {:?}: at most one of basic_auth, authorization and bearer_token(_file) must be configured",
-            sc.job_name
-        ));
+    HttpClientConfig {
+        basic_auth: sc.basic_auth.as_ref(),
+        authorization: sc.authorization.as_ref(),
+        bearer_token: sc.bearer_token.as_ref(),
+        bearer_token_file: sc.bearer_token_file.as_ref(),
+        tls_config: &sc.tls_config,
     }
-    let mut auth = match (&sc.basic_auth, &sc.authorization, bearer) {
-        (Some(b), _, _) => {
-            if b.password.is_some() && b.password_file.is_some() {
-                return Err(format!(
-                    "job {:?}: at most one of basic_auth password & password_file must be configured",
-                    sc.job_name
-                ));
-            }
-            Some(AuthHeader::Basic(b.clone()))
+    .validate()
+    .map_err(|e| format!("job {:?}: {e}", sc.job_name))?;
+    let abs = |f: &Option<String>| f.as_ref().map(|f| base_dir.join(f).display().to_string());
+    Ok(match (&sc.basic_auth, &sc.authorization) {
+        (Some(b), _) => {
+            Some(AuthHeader::Basic(BasicAuth { password_file: abs(&b.password_file), ..b.clone() }))
         }
-        (_, Some(a), _) => {
-            if a.kind.eq_ignore_ascii_case("basic") {
-                return Err(format!(
-                    "job {:?}: authorization type cannot be set to \"basic\", use \"basic_auth\" instead",
-                    sc.job_name
-                ));
-            }
-            if a.credentials.is_some() && a.credentials_file.is_some() {
-                return Err(format!(
-                    "job {:?}: at most one of authorization credentials & credentials_file must be configured",
-                    sc.job_name
-                ));
-            }
-            Some(AuthHeader::Authorization(a.clone()))
+        (_, Some(a)) => Some(AuthHeader::Authorization(Authorization {
+            credentials_file: abs(&a.credentials_file),
+            ..a.clone()
+        })),
+        _ if sc.bearer_token.is_some() || sc.bearer_token_file.is_some() => {
+            Some(AuthHeader::Authorization(Authorization {
+                kind: "Bearer".into(),
+                credentials: sc.bearer_token.clone(),
+                credentials_file: abs(&sc.bearer_token_file),
+            }))
         }
-        (_, _, b) => b.map(AuthHeader::Authorization),
-    };
-    match &mut auth {
-        Some(AuthHeader::Basic(b)) => {
-            if let Some(f) = &mut b.password_file {
-                *f = base_dir.join(&*f);
-            }
-        }
-        Some(AuthHeader::Authorization(a)) => {
-            if let Some(f) = &mut a.credentials_file {
-                *f = base_dir.join(&*f);
-            }
-        }
-        None => {}
-    }
-    Ok(auth)
+        _ => None,
+    })
 }
 
 /// The 1-based line of the first occurrence of `needle` in `text`.
@@ -741,11 +656,11 @@ mod tests {
         assert_eq!(c.scrape_configs[0].auth.as_ref().unwrap().value().unwrap(), "Basic dTpw");
         match &c.scrape_configs[1].auth {
             Some(AuthHeader::Authorization(a)) => {
-                assert_eq!(a.credentials_file.as_deref(), Some(Path::new("/etc/strata/tok")));
+                assert_eq!(a.credentials_file.as_deref(), Some("/etc/strata/tok"));
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(c.scrape_configs[1].tls_config.ca_file.as_deref(), Some(Path::new("/etc/strata/ca.pem")));
+        assert_eq!(c.scrape_configs[1].tls_config.ca_file.as_deref(), Some("/etc/strata/ca.pem"));
         assert!(
             parse("scrape_configs:\n  - job_name: a\n    bearer_token: x\n    basic_auth: {username: u}\n")
                 .is_err()

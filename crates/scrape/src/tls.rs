@@ -1,7 +1,7 @@
 //! TLS settings of scrapes (`tls_config`), over rustls with the `ring` provider (the one
 //! the Kubernetes client uses too).
 
-use crate::config::TlsConfig;
+use strata_discovery::TlsConfig;
 
 /// Applies `tls` to a client under construction.
 pub(crate) fn configure(
@@ -10,10 +10,10 @@ pub(crate) fn configure(
 ) -> Result<reqwest::ClientBuilder, String> {
     // reqwest is built without a default provider; the first client installs ring's
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()));
+    let read = |p: &str| std::fs::read(p).map_err(|e| format!("reading {p}: {e}"));
     if let Some(ca) = &tls.ca_file {
         let certs = reqwest::Certificate::from_pem_bundle(&read(ca)?)
-            .map_err(|e| format!("{}: not a PEM certificate bundle: {e}", ca.display()))?;
+            .map_err(|e| format!("{ca}: not a PEM certificate bundle: {e}"))?;
         b = b.tls_certs_only(certs);
     }
     match (&tls.cert_file, &tls.key_file) {
@@ -21,9 +21,8 @@ pub(crate) fn configure(
             let mut pem = read(cert)?;
             pem.push(b'\n');
             pem.extend(read(key)?);
-            let id = reqwest::Identity::from_pem(&pem).map_err(|e| {
-                format!("{} / {}: not a PEM certificate and key: {e}", cert.display(), key.display())
-            })?;
+            let id = reqwest::Identity::from_pem(&pem)
+                .map_err(|e| format!("{cert} / {key}: not a PEM certificate and key: {e}"))?;
             b = b.identity(id);
         }
         (None, None) => {}

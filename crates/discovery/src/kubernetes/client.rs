@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use http::{HeaderValue, header};
 use kube::config::{AuthInfo, InClusterError, KubeConfigOptions, Kubeconfig, KubeconfigError};
 
-use super::config::{KubernetesSdConfig, Secret};
+use super::config::KubernetesSdConfig;
+use crate::http::Secret;
 use crate::resolve;
 
 /// Why the API client could not be set up.

@@ -4,6 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer};
 
+use crate::http::{Authorization, BasicAuth, HttpClientConfig, Secret, TlsConfig};
 use crate::validated;
 
 /// `kubernetes_sd_configs` entry: which objects to discover and how to reach the API
@@ -146,73 +147,6 @@ pub struct AttachMetadata {
     pub node: bool,
 }
 
-/// `basic_auth` of an HTTP client configuration.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BasicAuth {
-    /// User name. Default: empty.
-    #[serde(default)]
-    pub username: String,
-    /// Password (not with `password_file`). Default: none.
-    #[serde(default)]
-    pub password: Option<Secret>,
-    /// File holding the password, read when the client is set up. Default: none.
-    #[serde(default)]
-    pub password_file: Option<String>,
-}
-
-/// `authorization` of an HTTP client configuration: `Authorization: <type> <credentials>`.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Authorization {
-    /// Scheme of the header (not `Basic`: use `basic_auth`). Default `Bearer`.
-    #[serde(default = "bearer", rename = "type")]
-    pub kind: String,
-    /// Credentials (not with `credentials_file`). Default: none.
-    #[serde(default)]
-    pub credentials: Option<Secret>,
-    /// File holding the credentials (re-read periodically for `Bearer`, else read when the
-    /// client is set up). Default: none.
-    #[serde(default)]
-    pub credentials_file: Option<String>,
-}
-
-fn bearer() -> String {
-    "Bearer".to_string()
-}
-
-/// `tls_config` of an HTTP client configuration.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// PEM file of the CAs to verify the server with. Default: the system's roots.
-    #[serde(default)]
-    pub ca_file: Option<String>,
-    /// PEM client certificate (with `key_file`). Default: none.
-    #[serde(default)]
-    pub cert_file: Option<String>,
-    /// PEM key of the client certificate (with `cert_file`). Default: none.
-    #[serde(default)]
-    pub key_file: Option<String>,
-    /// Name the server's certificate must be valid for. Default: the URL's host.
-    #[serde(default)]
-    pub server_name: Option<String>,
-    /// Accept any server certificate. Default `false`.
-    #[serde(default)]
-    pub insecure_skip_verify: bool,
-}
-
-/// A secret of the configuration: printed as `<secret>` by `Debug`.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(pub String);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<secret>")
-    }
-}
-
 impl<'de> Deserialize<'de> for KubernetesSdConfig {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         validated(deserializer, Self::deserialize, Self::validate)
@@ -275,50 +209,14 @@ impl KubernetesSdConfig {
     }
 
     fn validate_http_client(&self) -> Result<(), String> {
-        let bearer = self.bearer_token.is_some() || self.bearer_token_file.is_some();
-        if self.bearer_token.is_some() && self.bearer_token_file.is_some() {
-            return Err("at most one of bearer_token & bearer_token_file must be configured".into());
+        HttpClientConfig {
+            basic_auth: self.basic_auth.as_ref(),
+            authorization: self.authorization.as_ref(),
+            bearer_token: self.bearer_token.as_ref(),
+            bearer_token_file: self.bearer_token_file.as_ref(),
+            tls_config: &self.tls_config,
         }
-        if self.basic_auth.is_some() && bearer {
-            return Err(
-                "at most one of basic_auth, bearer_token & bearer_token_file must be configured".into()
-            );
-        }
-        if let Some(basic) = &self.basic_auth
-            && basic.password.is_some()
-            && basic.password_file.is_some()
-        {
-            return Err("at most one of basic_auth password & password_file must be configured".into());
-        }
-        if let Some(auth) = &self.authorization {
-            if bearer {
-                return Err("authorization is not compatible with bearer_token & bearer_token_file".into());
-            }
-            if auth.credentials.is_some() && auth.credentials_file.is_some() {
-                return Err(
-                    "at most one of authorization credentials & credentials_file must be configured".into()
-                );
-            }
-            if auth.kind.eq_ignore_ascii_case("basic") {
-                return Err(r#"authorization type cannot be set to "basic", use "basic_auth" instead"#.into());
-            }
-            if self.basic_auth.is_some() {
-                return Err("at most one of basic_auth, oauth2 & authorization must be configured".into());
-            }
-        }
-        let tls = &self.tls_config;
-        if tls.cert_file.is_some() && tls.key_file.is_none() {
-            return Err(
-                "exactly one of key or key_file must be configured when a client certificate is configured"
-                    .into(),
-            );
-        }
-        if tls.key_file.is_some() && tls.cert_file.is_none() {
-            return Err(
-                "exactly one of cert or cert_file must be configured when a client key is configured".into(),
-            );
-        }
-        Ok(())
+        .validate()
     }
 }
 

@@ -34,10 +34,7 @@ use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
-pub use config::{
-    AttachMetadata, Authorization, BasicAuth, KubernetesSdConfig, NamespaceDiscovery, Role, Secret,
-    SelectorConfig, TlsConfig,
-};
+pub use config::{AttachMetadata, KubernetesSdConfig, NamespaceDiscovery, Role, SelectorConfig};
 
 use crate::{TargetGroup, publish};
 
