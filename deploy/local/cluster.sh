@@ -6,6 +6,7 @@
 #   deploy/local/cluster.sh kill DIR N   SIGKILL storage node N (1-3)
 #   deploy/local/cluster.sh start DIR N  start storage node N again
 #   deploy/local/cluster.sh status DIR   list the processes
+#   deploy/local/cluster.sh kill-ingestor DIR I / start-ingestor DIR I   the same for ingestor I (1-2)
 #
 # Endpoints (defaults; override with the variables below):
 #   remote-write  http://127.0.0.1:8080/api/v1/write and :8081   (INGEST_PORTS)
@@ -13,6 +14,7 @@
 #   storage gRPC  127.0.0.1:7001-7003                          (GRPC_PORT_BASE+N)
 #   storage HTTP (metrics, their own replicas)  127.0.0.1:9101-9103 (HTTP_PORT_BASE+N)
 # Extra querier flags: QUERIER_FLAGS (e.g. "--pushdown false").
+# Scraping: SCRAPE_CONFIG=prometheus.yml makes the ingestors share its targets (--scrape-peers).
 # The binary is $STRATA_BIN, else target/release/strata (built if missing).
 set -euo pipefail
 
@@ -25,6 +27,7 @@ HTTP_PORT_BASE=${HTTP_PORT_BASE:-9100}
 INGEST_PORTS=${INGEST_PORTS:-"8080 8081"}
 QUERY_PORTS=${QUERY_PORTS:-"9090 9091"}
 QUERIER_FLAGS=${QUERIER_FLAGS:-}
+SCRAPE_CONFIG=${SCRAPE_CONFIG:-}
 SHARDS=${SHARDS:-8}
 NODES=3
 
@@ -56,10 +59,14 @@ start_storage() {
 }
 
 start_ingestor() {
-  local i=$1 port=$2 bin=$3 storage=""
+  local i=$1 port=$2 bin=$3 storage="" scrape=() p peers=""
   for n in $(seq 1 $NODES); do storage="$storage${storage:+,}127.0.0.1:$((GRPC_PORT_BASE + n))"; done
+  if [ -n "$SCRAPE_CONFIG" ]; then
+    for p in $INGEST_PORTS; do peers="$peers${peers:+,}127.0.0.1:$p"; done
+    scrape=(--scrape-config "$SCRAPE_CONFIG" --scrape-peers "$peers")
+  fi
   running "$dir/run/ingestor-$i.pid" && { echo "ingestor-$i already running"; return; }
-  nohup "$bin" ingestor --http-addr "127.0.0.1:$port" --storage "$storage" >>"$dir/logs/ingestor-$i.log" 2>&1 &
+  nohup "$bin" ingestor --http-addr "127.0.0.1:$port" --storage "$storage" "${scrape[@]}" >>"$dir/logs/ingestor-$i.log" 2>&1 &
   echo $! >"$dir/run/ingestor-$i.pid"
 }
 
@@ -127,6 +134,19 @@ case "$cmd" in
     n=${3:?node number}
     dir=$(cd "$dir" && pwd)
     start_storage "$n" "$(binary)"
+    ;;
+  kill-ingestor)
+    i=${3:?ingestor number}
+    stop_pid "$dir/run/ingestor-$i.pid" KILL
+    while running "$dir/run/ingestor-$i.pid"; do sleep 0.1; done
+    rm -f "$dir/run/ingestor-$i.pid"
+    ;;
+  start-ingestor)
+    i=${3:?ingestor number}
+    dir=$(cd "$dir" && pwd)
+    set -- $INGEST_PORTS
+    port=$(eval echo "\${$i}")
+    start_ingestor "$i" "$port" "$(binary)"
     ;;
   status)
     for f in "$dir"/run/*.pid; do

@@ -120,6 +120,11 @@ pub struct LocalCluster {
 impl LocalCluster {
     /// Brings the cluster up (`shards` shards) and waits until every process is ready.
     pub fn up(dir: PathBuf, shards: u32) -> Self {
+        Self::up_with(dir, shards, &[])
+    }
+
+    /// [`LocalCluster::up`] with more variables for `cluster.sh` (e.g. `SCRAPE_CONFIG`).
+    pub fn up_with(dir: PathBuf, shards: u32, extra_env: &[(&str, &str)]) -> Self {
         // one block: gRPC at base+1..3, HTTP at base+11..13, ingestors base+21..22, queriers base+31..32
         let grpc = free_block(32);
         let (http, ingest, query) = (grpc + 10, [grpc + 21, grpc + 22], [grpc + 31, grpc + 32]);
@@ -131,6 +136,7 @@ impl LocalCluster {
             ("QUERY_PORTS".to_string(), format!("{} {}", query[0], query[1])),
             ("SHARDS".to_string(), shards.to_string()),
         ];
+        let env = env.into_iter().chain(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string()))).collect();
         let c = LocalCluster { dir, grpc, http, ingest, query, env };
         c.script(&["up"]);
         c

@@ -64,8 +64,8 @@ impl ExpositionServer {
                     return;
                 }
                 let Ok(conn) = conn else { continue };
-                let (h, r) = (handler.clone(), r.clone());
-                std::thread::spawn(move || serve(conn, &h, &r));
+                let (h, r, s) = (handler.clone(), r.clone(), s.clone());
+                std::thread::spawn(move || serve(conn, &h, &r, &s));
             }
         });
         Ok(ExpositionServer { addr, requests, stop })
@@ -85,8 +85,9 @@ impl Drop for ExpositionServer {
     }
 }
 
-/// Answers the requests of one connection (keep-alive) until it closes.
-fn serve(conn: TcpStream, handler: &Handler, requests: &AtomicU64) {
+/// Answers the requests of one connection (keep-alive) until it closes or the server
+/// stops.
+fn serve(conn: TcpStream, handler: &Handler, requests: &AtomicU64, stop: &AtomicBool) {
     let Ok(write_half) = conn.try_clone() else { return };
     let mut reader = BufReader::new(conn);
     let mut out = write_half;
@@ -101,6 +102,9 @@ fn serve(conn: TcpStream, handler: &Handler, requests: &AtomicU64) {
             if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" || h == "\n" {
                 break;
             }
+        }
+        if stop.load(Ordering::Relaxed) {
+            return;
         }
         requests.fetch_add(1, Ordering::Relaxed);
         let reply = handler(&path);

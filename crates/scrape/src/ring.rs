@@ -72,7 +72,8 @@ pub struct MembershipConfig {
     pub peers: Vec<String>,
     /// How often peers are checked. Default 1s.
     pub check_interval: Duration,
-    /// Failed checks in a row before a peer counts as gone. Default 3.
+    /// Failed checks in a row (timeouts, errors) before a peer counts as gone; a refused
+    /// connection counts at once. Default 3.
     pub failures_to_leave: u32,
 }
 
@@ -120,11 +121,16 @@ pub fn spawn_membership(cfg: MembershipConfig) -> watch::Receiver<Ring> {
             let checks = peers.iter().filter(|p| **p != cfg.me).map(|p| {
                 let client = client.clone();
                 let url = format!("http://{p}/-/healthy");
-                async move { (p.clone(), client.get(url).send().await.is_ok_and(|r| r.status().is_success())) }
+                async move { (p.clone(), client.get(url).send().await) }
             });
-            for (peer, ok) in futures_util::future::join_all(checks).await {
+            for (peer, answer) in futures_util::future::join_all(checks).await {
                 let f = failures.entry(peer).or_default();
-                *f = if ok { 0 } else { f.saturating_add(1) };
+                *f = match answer {
+                    Ok(r) if r.status().is_success() => 0,
+                    // nothing listens there: the process is gone, no need to wait
+                    Err(e) if e.is_connect() => cfg.failures_to_leave,
+                    _ => f.saturating_add(1),
+                };
             }
             let live = failures.iter().filter(|(_, f)| **f < cfg.failures_to_leave).map(|(p, _)| p.clone());
             let ring = Ring::new(&cfg.me, live);

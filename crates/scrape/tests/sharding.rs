@@ -129,3 +129,25 @@ async fn targets_are_shared_and_move_when_an_ingestor_leaves_or_joins() {
     a.stop().await;
     b.stop().await;
 }
+
+/// The ring follows the peers' `/-/healthy`: a peer that answers is a member, one that
+/// stops answering leaves after three failed checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_follows_peer_health() {
+    let peer = ExpositionServer::start(Arc::new(|_: &str| Reply::text("Strata is Healthy.\n"))).unwrap();
+    let mut cfg = strata_scrape::ring::MembershipConfig::new("me:1".into(), vec!["me:1".into(), peer.addr.clone()]);
+    cfg.check_interval = Duration::from_millis(200);
+    let mut rx = strata_scrape::ring::spawn_membership(cfg);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let mut want = vec!["me:1".to_string(), peer.addr.clone()];
+    want.sort();
+    assert_eq!(rx.borrow_and_update().members(), want);
+    drop(peer);
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while rx.borrow_and_update().members().len() != 1 {
+            rx.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("the silent peer left the ring");
+}
