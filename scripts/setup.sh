@@ -4,13 +4,15 @@
 # scripts/test.sh and .ci/run.
 #
 #   SETUP_PEERS=1  also install the peers the tests compare against
-#                  (prometheus 2.42, victoria-metrics 1.79, node-exporter).
+#                  (prometheus 2.42, victoria-metrics 1.79, node-exporter) and openssl.
 set -euo pipefail
 
 need_apt=()
 command -v clang >/dev/null 2>&1 || need_apt+=(clang)
 [ -e /usr/lib/llvm-14/lib/libclang.so ] || ls /usr/lib/llvm-*/lib/libclang*.so >/dev/null 2>&1 || need_apt+=(libclang-dev)
 if [ "${SETUP_PEERS:-0}" = 1 ]; then
+  # openssl makes the certificates of the https scrape test
+  command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
   command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
   command -v victoria-metrics >/dev/null 2>&1 || need_apt+=(victoria-metrics)
   command -v prometheus-node-exporter >/dev/null 2>&1 || need_apt+=(prometheus-node-exporter)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what the build and the tests need
-# (clang/libclang for RocksDB, Prometheus and VictoriaMetrics as peers), validates the Helm
+# (clang/libclang for RocksDB; Prometheus, VictoriaMetrics and node_exporter as peers), validates the Helm
 # chart, checks formatting and lints, builds once, and runs every test with nextest.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,5 +1,6 @@
-//! TLS settings of scrapes (`tls_config`), over rustls with the `ring` provider (the one
-//! the Kubernetes client uses too).
+//! TLS settings of scrapes (`tls_config`), over reqwest's rustls (its default crypto
+//! provider, so every reqwest client of a build that links this crate keeps working
+//! without a process-wide provider installed).
 
 use strata_discovery::TlsConfig;
 
@@ -8,8 +9,6 @@ pub(crate) fn configure(
     mut b: reqwest::ClientBuilder,
     tls: &TlsConfig,
 ) -> Result<reqwest::ClientBuilder, String> {
-    // reqwest is built without a default provider; the first client installs ring's
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let read = |p: &str| std::fs::read(p).map_err(|e| format!("reading {p}: {e}"));
     if let Some(ca) = &tls.ca_file {
         let certs = reqwest::Certificate::from_pem_bundle(&read(ca)?)
