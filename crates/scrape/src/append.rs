@@ -7,9 +7,10 @@
 //! a relabeling and an encoding.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use rustc_hash::FxHashMap;
 use strata_discovery::LabelSet;
 use strata_textparse::{Entry, Format, Parser};
 use strata_tsdb::{Labels, STALE_NAN_BITS, SeriesBatch};
@@ -57,9 +58,9 @@ struct Cached {
 /// The state of one target kept from scrape to scrape.
 #[derive(Debug, Default)]
 pub(crate) struct TargetState {
-    cache: HashMap<Box<[u8]>, Cached>,
+    cache: FxHashMap<Box<[u8]>, Cached>,
     /// Staleness-tracked series of the last successful scrape (hash → encoding).
-    prev: HashMap<u64, Arc<[u8]>>,
+    prev: FxHashMap<u64, Arc<[u8]>>,
     /// The report series (`up`, ...) ever written, by name.
     report: Vec<Arc<[u8]>>,
     scrapes: u64,
@@ -184,8 +185,8 @@ fn encode(lb: &LabelSet) -> (u64, Arc<[u8]>) {
 
 impl TargetState {
     /// Appends the samples of `body` (in `format`) scraped at `ts` (ms) to `batch`, with
-    /// staleness markers for the series of the previous scrape it lacks. On error nothing
-    /// of the body is appended and the caller is expected to call [`TargetState::fail`].
+    /// staleness markers for the series of the previous scrape it lacks. On error the batch
+    /// holds part of the body: the caller drops it and calls [`TargetState::fail`].
     pub(crate) fn append(
         &mut self,
         cfg: &AppendConfig,
@@ -198,8 +199,8 @@ impl TargetState {
         let now = self.scrapes;
         let mut parser = Parser::new(body, format);
         let mut counts = Counts::default();
-        let mut cur: HashMap<u64, Arc<[u8]>> = HashMap::with_capacity(self.prev.len());
-        let mut samples: Vec<(Arc<[u8]>, i64, f64)> = Vec::new();
+        let mut cur: FxHashMap<u64, Arc<[u8]>> =
+            FxHashMap::with_capacity_and_hasher(self.prev.len(), Default::default());
         let mut metadata: BTreeMap<String, FamilyMetadata> = BTreeMap::new();
         let mut labels = Vec::new();
         while let Some(entry) = parser.next_entry() {
@@ -245,10 +246,8 @@ impl TargetState {
             if explicit_ts.is_none() || !cfg.honor_timestamps || cfg.track_timestamps_staleness {
                 cur.insert(*hash, enc.clone());
             }
-            samples.push((enc.clone(), t, value));
-        }
-        for (enc, t, v) in &samples {
-            batch.add_encoded(enc, &[(*t, *v)]);
+            // on an error the caller drops the batch: nothing of a failed scrape is kept
+            batch.add_encoded(enc, &[(t, value)]);
         }
         for (h, enc) in &self.prev {
             if !cur.contains_key(h) {
