@@ -534,20 +534,31 @@ fn https_targets_with_tls_config() {
 fn ingestors_share_targets_and_take_over() {
     let server = ExpositionServer::start(Arc::new(|_: &str| Reply::text("shared 1\n"))).unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let mut cfg = String::from("global: {scrape_interval: 5s}\nscrape_configs:\n  - job_name: shared\n    static_configs:\n");
+    let mut cfg = String::from(
+        "global: {scrape_interval: 5s}\nscrape_configs:\n  - job_name: shared\n    static_configs:\n",
+    );
     for i in 0..20 {
-        cfg.push_str(&format!("      - {{targets: ['{}'], labels: {{id: 't{i}', __param_id: '{i}'}}}}\n", server.addr));
+        cfg.push_str(&format!(
+            "      - {{targets: ['{}'], labels: {{id: 't{i}', __param_id: '{i}'}}}}\n",
+            server.addr
+        ));
     }
     let file = tmp.path().join("scrape.yml");
     std::fs::write(&file, cfg).unwrap();
-    let cluster = LocalCluster::up_with(tmp.path().join("cluster"), 8, &[("SCRAPE_CONFIG", file.to_str().unwrap())]);
+    let cluster =
+        LocalCluster::up_with(tmp.path().join("cluster"), 8, &[("SCRAPE_CONFIG", file.to_str().unwrap())]);
     let ingestor = |i: usize| format!("http://127.0.0.1:{}", cluster.ingest[i]);
     let ids = |i: usize| -> BTreeSet<String> {
         reqwest::blocking::get(format!("{}/api/v1/targets", ingestor(i)))
             .ok()
             .and_then(|r| r.json::<Value>().ok())
             .map(|v| {
-                v["data"]["activeTargets"].as_array().unwrap().iter().map(|t| t["labels"]["id"].as_str().unwrap().to_string()).collect()
+                v["data"]["activeTargets"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|t| t["labels"]["id"].as_str().unwrap().to_string())
+                    .collect()
             })
             .unwrap_or_default()
     };

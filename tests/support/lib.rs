@@ -136,7 +136,8 @@ impl LocalCluster {
             ("QUERY_PORTS".to_string(), format!("{} {}", query[0], query[1])),
             ("SHARDS".to_string(), shards.to_string()),
         ];
-        let env = env.into_iter().chain(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string()))).collect();
+        let env =
+            env.into_iter().chain(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string()))).collect();
         let c = LocalCluster { dir, grpc, http, ingest, query, env };
         c.script(&["up"]);
         c

@@ -135,7 +135,8 @@ async fn targets_are_shared_and_move_when_an_ingestor_leaves_or_joins() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn membership_follows_peer_health() {
     let peer = ExpositionServer::start(Arc::new(|_: &str| Reply::text("Strata is Healthy.\n"))).unwrap();
-    let mut cfg = strata_scrape::ring::MembershipConfig::new("me:1".into(), vec!["me:1".into(), peer.addr.clone()]);
+    let mut cfg =
+        strata_scrape::ring::MembershipConfig::new("me:1".into(), vec!["me:1".into(), peer.addr.clone()]);
     cfg.check_interval = Duration::from_millis(200);
     let mut rx = strata_scrape::ring::spawn_membership(cfg);
     tokio::time::sleep(Duration::from_millis(700)).await;

@@ -154,7 +154,8 @@ async fn standalone(c: StandaloneConfig) -> anyhow::Result<()> {
     // one voter: no follower needs heartbeats, but openraft ticks every heartbeat × 13/64 in
     // every group, idle or not; 500 ms keeps an idle node near 0% CPU and a restart's
     // self-election under 2 s
-    cfg.raft = RaftConfig { node_id: 1, heartbeat_ms: 500, election_ms: (1000, 2000), ..RaftConfig::default() };
+    cfg.raft =
+        RaftConfig { node_id: 1, heartbeat_ms: 500, election_ms: (1000, 2000), ..RaftConfig::default() };
     cfg.checkpoint_interval = c.checkpoint_interval.0;
     cfg.rocks = RocksConfig { block_cache_bytes: c.block_cache_bytes, ..RocksConfig::default() };
     let node = StorageNode::start_on(cfg, listener)
