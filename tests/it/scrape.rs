@@ -203,8 +203,15 @@ scrape_configs:
     assert!(s.keys().any(|l| l.contains_key("fs_device")) && s.keys().any(|l| l.contains_key("mode_class")));
     assert!(!s.keys().any(|l| l["__name__"].starts_with("go_gc_") || l.contains_key("mode_upper")));
 
-    // values at the same instants
+    // the same metadata for what both keep
     let meta = api_data(&prom, "/api/v1/metadata").unwrap();
+    let s_meta = api_data(&strata, "/api/v1/metadata").unwrap();
+    for name in ["node_cpu_seconds_total", "node_memory_MemTotal_bytes", "node_uname_info", "go_goroutines"] {
+        assert_eq!(meta[name], s_meta[name], "metadata of {name}");
+        assert!(!s_meta[name][0]["help"].as_str().unwrap().is_empty(), "{name}: {s_meta}");
+    }
+
+    // values at the same instants
     let is_counter = |name: &str| meta[name][0]["type"] == "counter";
     let (mut counters, mut constants, mut growing) = (0, 0, 0);
     for (series, s_pts) in &s {

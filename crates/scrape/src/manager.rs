@@ -29,6 +29,8 @@ pub struct ManagerConfig {
     pub config_file: Option<PathBuf>,
     /// The ring of ingestors sharing the targets. Default: this one alone.
     pub ring: Option<watch::Receiver<Ring>>,
+    /// Where the scraped metric metadata goes (the node's `/api/v1/metadata`). Default none.
+    pub metadata: Option<Arc<strata_server::MetadataStore>>,
 }
 
 /// Runs the scrape configuration of one node.
@@ -42,6 +44,7 @@ struct Inner {
     file: Option<PathBuf>,
     writer: Arc<dyn Writer>,
     ring: watch::Receiver<Ring>,
+    metadata: Option<Arc<strata_server::MetadataStore>>,
     running: tokio::sync::Mutex<Running>,
     /// The pools as the API sees them.
     pools: RwLock<BTreeMap<String, Arc<Pool>>>,
@@ -229,6 +232,7 @@ impl ScrapeManager {
                 file: cfg.config_file,
                 writer,
                 ring,
+                metadata: cfg.metadata,
                 running: tokio::sync::Mutex::default(),
                 pools: RwLock::default(),
             }),
@@ -289,6 +293,7 @@ impl ScrapeManager {
             fetcher: Fetcher::new(sc)?,
             writer: self.inner.writer.clone(),
             forced_error: Mutex::new(None),
+            metadata: self.inner.metadata.clone(),
             seed: xxhash_rust::xxh3::xxh3_64(seed_text.as_bytes()),
         });
         let pool =

@@ -45,6 +45,8 @@ pub(crate) struct LoopShared {
     pub(crate) writer: Arc<dyn Writer>,
     /// An error every scrape of the job reports instead of scraping (target_limit).
     pub(crate) forced_error: Mutex<Option<String>>,
+    /// Where metric metadata goes, when the node serves `/api/v1/metadata`.
+    pub(crate) metadata: Option<Arc<strata_server::MetadataStore>>,
     /// Mixed into the offset hash (the same on every ingestor of a cluster).
     pub(crate) seed: u64,
 }
@@ -166,8 +168,13 @@ impl Loop {
         h.last_error = error.or(write_error).unwrap_or_default();
         if !h.last_error.is_empty() {
             tracing::debug!(url = %self.target.url, error = %h.last_error, "scrape failed");
-        } else {
+        } else if h.metadata != self.state.metadata {
             h.metadata = std::mem::take(&mut self.state.metadata);
+            if let Some(store) = &self.shared.metadata {
+                for (family, m) in &h.metadata {
+                    store.record_named(family, m.kind, &m.help, &m.unit);
+                }
+            }
         }
     }
 

@@ -56,9 +56,12 @@ fn now_ms() -> i64 {
 const TARGETS: usize = 16;
 
 async fn manager(file: &std::path::Path, ring: watch::Receiver<Ring>, rec: Arc<Recorder>) -> ScrapeManager {
-    ScrapeManager::start(ManagerConfig { config_file: Some(file.to_path_buf()), ring: Some(ring) }, rec)
-        .await
-        .unwrap()
+    ScrapeManager::start(
+        ManagerConfig { config_file: Some(file.to_path_buf()), ring: Some(ring), metadata: None },
+        rec,
+    )
+    .await
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

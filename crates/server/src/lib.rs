@@ -39,6 +39,7 @@ use strata_tsdb::Db;
 pub use backend::{
     CommitFuture, LocalWriter, QueryBackend, ReadOptions, ReadView, Reader, WriteError, Writer,
 };
+pub use metadata::MetadataStore;
 pub use metrics::Metrics;
 pub use selector::parse_selector;
 
@@ -92,6 +93,11 @@ impl AppState {
         let engine = strata_promql::Engine::new(cfg.engine.clone());
         let queries = Arc::new(tokio::sync::Semaphore::new(cfg.query_max_concurrency.max(1)));
         AppState { backend, writer, metrics, cfg, engine, queries, metadata: Arc::default() }
+    }
+
+    /// The metadata `/api/v1/metadata` serves (a scraper records what it scrapes here).
+    pub fn metadata(&self) -> Arc<MetadataStore> {
+        self.metadata.clone()
     }
 
     /// A view of the data for one request (with `partial_response` from its parameters and

@@ -1,4 +1,4 @@
-//! Metric metadata (type, help, unit) received with remote write, served by
+//! Metric metadata (type, help, unit) received with remote write or scraped, served by
 //! `/api/v1/metadata`. Kept in memory, as Prometheus keeps what it scrapes.
 
 use std::collections::BTreeMap;
@@ -19,31 +19,33 @@ const MAX_PER_METRIC: usize = 16;
 
 /// Metadata by metric family name.
 #[derive(Debug, Default)]
-pub(crate) struct MetadataStore {
+pub struct MetadataStore {
     by_metric: RwLock<BTreeMap<String, Vec<Meta>>>,
 }
 
+/// Prometheus's names of metric types, by remote-write `MetricType` number.
+const KINDS: [&str; 8] =
+    ["unknown", "counter", "gauge", "histogram", "gaugehistogram", "summary", "info", "stateset"];
+
 /// Prometheus's name for a remote-write `MetricType` number.
 fn kind_name(k: i32) -> &'static str {
-    match k {
-        1 => "counter",
-        2 => "gauge",
-        3 => "histogram",
-        4 => "gaugehistogram",
-        5 => "summary",
-        6 => "info",
-        7 => "stateset",
-        _ => "unknown",
-    }
+    usize::try_from(k).ok().and_then(|i| KINDS.get(i)).copied().unwrap_or("unknown")
 }
 
 impl MetadataStore {
-    /// Records one entry (ignored when already known).
+    /// Records one entry of remote write (ignored when already known).
     pub(crate) fn record(&self, family: &str, kind: i32, help: &str, unit: &str) {
+        self.record_named(family, kind_name(kind), help, unit);
+    }
+
+    /// Records one entry whose type is named as Prometheus names it (`counter`, ...; any
+    /// other name counts as `unknown`); ignored when already known.
+    pub fn record_named(&self, family: &str, kind: &str, help: &str, unit: &str) {
         if family.is_empty() {
             return;
         }
-        let m = Meta { kind: kind_name(kind), help: help.to_owned(), unit: unit.to_owned() };
+        let kind = KINDS.iter().find(|k| **k == kind).copied().unwrap_or("unknown");
+        let m = Meta { kind, help: help.to_owned(), unit: unit.to_owned() };
         if self.by_metric.read().get(family).is_some_and(|v| v.contains(&m)) {
             return;
         }

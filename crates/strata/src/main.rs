@@ -163,10 +163,9 @@ async fn standalone(c: StandaloneConfig) -> anyhow::Result<()> {
         .with_context(|| format!("opening database in {}", c.data_dir.display()))?;
     let n = node.clone();
     let writer: Arc<dyn strata_server::Writer> = Arc::new(StandaloneWriter(node.clone()));
-    let scrape_routes = scraping::start(c.scrape_config_file.clone(), None, writer.clone()).await?;
     let state = AppState::with(
         Arc::new(Reader::dynamic(move || n.db())),
-        writer,
+        writer.clone(),
         ServerConfig {
             max_write_body_bytes: c.max_write_body_bytes,
             engine: strata_promql::EngineConfig {
@@ -180,6 +179,7 @@ async fn standalone(c: StandaloneConfig) -> anyhow::Result<()> {
             ..ServerConfig::default()
         },
     );
+    let scrape_routes = scraping::start(c.scrape_config_file.clone(), None, &state, writer).await?;
     let listener = tokio::net::TcpListener::bind(&c.http_addr)
         .await
         .with_context(|| format!("listening on {}", c.http_addr))?;

@@ -11,10 +11,12 @@ use strata_scrape::{ManagerConfig, ScrapeManager, ring};
 pub(crate) async fn start(
     file: Option<PathBuf>,
     ring: Option<ring::MembershipConfig>,
+    state: &strata_server::AppState,
     writer: Arc<dyn strata_server::Writer>,
 ) -> anyhow::Result<axum::Router> {
     let ring = ring.map(ring::spawn_membership);
-    let manager = ScrapeManager::start(ManagerConfig { config_file: file, ring }, writer)
+    let cfg = ManagerConfig { config_file: file, ring, metadata: Some(state.metadata()) };
+    let manager = ScrapeManager::start(cfg, writer)
         .await
         .map_err(|e| anyhow::anyhow!("invalid scrape configuration: {e}"))?;
     let m = manager.clone();
