@@ -9,7 +9,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use strata_bench::exposition::{ExpositionServer, Reply};
-use strata_suite::{LocalCluster, Peer, PeerSpec, System, api_data, free_port, peer_bin, start_strata};
+use strata_suite::{
+    LocalCluster, Peer, PeerSpec, System, api_data, api_data_at, free_port, peer_bin, start_strata,
+};
 
 type Series = BTreeMap<String, String>;
 
@@ -25,20 +27,13 @@ fn enc(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
-/// The `data` of a successful API answer from `base`.
-fn data(base: &str, path_and_query: &str) -> Value {
-    let v: Value = reqwest::blocking::get(format!("{base}{path_and_query}")).unwrap().json().unwrap();
-    assert_eq!(v["status"], "success", "{path_and_query}: {v}");
-    v["data"].clone()
-}
-
 /// Raw samples of a range-vector query at `time`: series → [(ts, value)].
 fn raw(peer: &Peer, query: &str, time: f64) -> BTreeMap<Series, Vec<(f64, f64)>> {
     raw_at(&peer.base_url, query, time)
 }
 
 fn raw_at(base: &str, query: &str, time: f64) -> BTreeMap<Series, Vec<(f64, f64)>> {
-    let data = data(base, &format!("/api/v1/query?query={}&time={time}", enc(query)));
+    let data = api_data_at(base, &format!("/api/v1/query?query={}&time={time}", enc(query))).unwrap();
     data["result"]
         .as_array()
         .unwrap()
@@ -102,7 +97,7 @@ fn targets_by(peer: &Peer, key: &str) -> BTreeMap<String, Value> {
 }
 
 fn targets_at(base: &str, key: &str) -> BTreeMap<String, Value> {
-    let data = data(base, "/api/v1/targets");
+    let data = api_data_at(base, "/api/v1/targets").unwrap();
     data["activeTargets"]
         .as_array()
         .unwrap()

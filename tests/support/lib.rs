@@ -67,7 +67,12 @@ pub fn start_strata(dir: PathBuf, extra: &[&str]) -> anyhow::Result<Peer> {
 
 /// GETs a JSON API path of `peer` and returns the `data` member (fails on non-success).
 pub fn api_data(peer: &Peer, path_and_query: &str) -> anyhow::Result<serde_json::Value> {
-    let url = format!("{}{}", peer.base_url, path_and_query);
+    api_data_at(&peer.base_url, path_and_query)
+}
+
+/// [`api_data`] of any node by its base URL (`http://host:port`: a querier, an ingestor).
+pub fn api_data_at(base: &str, path_and_query: &str) -> anyhow::Result<serde_json::Value> {
+    let url = format!("{base}{path_and_query}");
     let v: serde_json::Value = reqwest::blocking::get(&url)?.json()?;
     if v["status"] != "success" {
         bail!("{url}: {v}");

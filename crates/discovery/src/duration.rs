@@ -10,19 +10,21 @@ use serde::{Deserialize, Deserializer};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct PromDuration(pub Duration);
 
+/// Units and their milliseconds, largest first (the order they must be written in).
+const UNITS: [(&str, u64); 7] = [
+    ("y", 365 * 86_400_000),
+    ("w", 7 * 86_400_000),
+    ("d", 86_400_000),
+    ("h", 3_600_000),
+    ("m", 60_000),
+    ("s", 1000),
+    ("ms", 1),
+];
+
 impl std::str::FromStr for PromDuration {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        const UNITS: [(&str, u64); 7] = [
-            ("y", 365 * 86_400_000),
-            ("w", 7 * 86_400_000),
-            ("d", 86_400_000),
-            ("h", 3_600_000),
-            ("ms", 1),
-            ("m", 60_000),
-            ("s", 1000),
-        ];
         let bad = || format!("not a valid duration string: {s:?}");
         if s == "0" {
             return Ok(PromDuration(Duration::ZERO));
@@ -42,11 +44,10 @@ impl std::str::FromStr for PromDuration {
                 .enumerate()
                 .find(|(_, (u, _))| rest.starts_with(u) && !(*u == "m" && rest.starts_with("ms")))
                 .ok_or_else(bad)?;
-            let order = [0, 1, 2, 3, 6, 4, 5][rank]; // ms sorts after s
-            if last_rank != usize::MAX && order <= last_rank {
+            if last_rank != usize::MAX && rank <= last_rank {
                 return Err(bad());
             }
-            last_rank = order;
+            last_rank = rank;
             rest = &rest[unit.len()..];
             total = n.checked_mul(*ms).and_then(|x| total.checked_add(x)).ok_or_else(bad)?;
         }
@@ -57,9 +58,20 @@ impl std::str::FromStr for PromDuration {
     }
 }
 
+/// As Prometheus's `model.Duration` prints it: `1m30s`, `15s`, `1s500ms`, `0s`.
 impl fmt::Display for PromDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}ms", self.0.as_millis())
+        let mut ms = self.0.as_millis() as u64;
+        if ms == 0 {
+            return f.write_str("0s");
+        }
+        for (unit, size) in UNITS {
+            if ms >= size {
+                write!(f, "{}{unit}", ms / size)?;
+                ms %= size;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -86,8 +98,19 @@ mod tests {
         assert_eq!(ms("1m0s"), 60_000);
         assert_eq!(ms("1y"), 365 * 86_400_000);
         assert_eq!(ms("0s"), 0);
-        for bad in ["", "5", "d", "1.5h", "30m1h", "1x", "-1s"] {
+        assert_eq!(ms("1s500ms"), 1500);
+        for bad in ["", "5", "d", "1.5h", "30m1h", "1x", "-1s", "500ms1s"] {
             assert!(bad.parse::<PromDuration>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn prints_as_prometheus() {
+        let show = |ms: u64| PromDuration(Duration::from_millis(ms)).to_string();
+        assert_eq!(show(90_000), "1m30s");
+        assert_eq!(show(1500), "1s500ms");
+        assert_eq!(show(3_600_000), "1h");
+        assert_eq!(show(0), "0s");
+        assert_eq!(show(15_000), "15s");
     }
 }

@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use crate::manager::ScrapeManager;
-use crate::target::format_duration;
+use strata_discovery::PromDuration;
 
 /// The scraper's HTTP routes.
 pub fn routes(manager: ScrapeManager) -> Router {
@@ -72,8 +72,8 @@ async fn targets(State(m): State<ScrapeManager>, Query(q): Query<HashMap<String,
                     "lastScrape": rfc3339(h.last_scrape),
                     "lastScrapeDuration": h.last_duration,
                     "health": match h.up { Some(true) => "up", Some(false) => "down", None => "unknown" },
-                    "scrapeInterval": format_duration(target.interval),
-                    "scrapeTimeout": format_duration(target.timeout),
+                    "scrapeInterval": PromDuration(target.interval).to_string(),
+                    "scrapeTimeout": PromDuration(target.timeout).to_string(),
                 }));
             }
         }

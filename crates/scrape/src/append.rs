@@ -133,9 +133,7 @@ impl AppendConfig {
             return Err("missing metric name (__name__ label)".into());
         }
         self.check_limits(&lb)?;
-        for (n, v) in &self.external_labels {
-            lb.entry(n.clone()).or_insert_with(|| v.clone());
-        }
+        self.add_external_labels(&mut lb);
         Ok(Some(lb))
     }
 
@@ -171,10 +169,15 @@ impl AppendConfig {
     fn report_series(&self, name: &str) -> Arc<[u8]> {
         let mut lb = self.target_labels.clone();
         lb.insert("__name__".into(), name.into());
+        self.add_external_labels(&mut lb);
+        encode(&lb).1
+    }
+
+    /// The external labels a series lacks.
+    fn add_external_labels(&self, lb: &mut LabelSet) {
         for (n, v) in &self.external_labels {
             lb.entry(n.clone()).or_insert_with(|| v.clone());
         }
-        Labels::from_unchecked(lb.iter().map(|(n, v)| (n.as_str(), v.as_str()))).encode().into()
     }
 }
 

@@ -320,48 +320,24 @@ pub enum AuthHeader {
 }
 
 impl AuthHeader {
-    /// The header value (files are read now, so a rotated secret is picked up).
-    pub(crate) fn value(&self) -> Result<String, String> {
-        let read = |p: &str| {
-            std::fs::read_to_string(p).map(|s| s.trim().to_string()).map_err(|e| format!("reading {p}: {e}"))
+    /// Adds the header to `req` (secret files are read now, so a rotated secret is picked
+    /// up).
+    pub(crate) fn apply(&self, req: reqwest::RequestBuilder) -> Result<reqwest::RequestBuilder, String> {
+        let secret = |inline: &Option<Secret>, file: &Option<String>| match (inline, file) {
+            (_, Some(f)) => std::fs::read_to_string(f)
+                .map(|s| s.trim().to_string())
+                .map_err(|e| format!("reading {f}: {e}")),
+            (Some(p), None) => Ok(p.0.clone()),
+            (None, None) => Ok(String::new()),
         };
-        match self {
-            AuthHeader::Basic(b) => {
-                let pw = match (&b.password, &b.password_file) {
-                    (_, Some(f)) => read(f)?,
-                    (Some(p), None) => p.0.clone(),
-                    (None, None) => String::new(),
-                };
-                Ok(format!("Basic {}", base64(format!("{}:{pw}", b.username).as_bytes())))
-            }
-            AuthHeader::Authorization(a) => {
-                let cred = match (&a.credentials, &a.credentials_file) {
-                    (_, Some(f)) => read(f)?,
-                    (Some(c), None) => c.0.clone(),
-                    (None, None) => String::new(),
-                };
-                Ok(format!("{} {cred}", a.kind))
-            }
-        }
+        Ok(match self {
+            AuthHeader::Basic(b) => req.basic_auth(&b.username, Some(secret(&b.password, &b.password_file)?)),
+            AuthHeader::Authorization(a) => req.header(
+                reqwest::header::AUTHORIZATION,
+                format!("{} {}", a.kind, secret(&a.credentials, &a.credentials_file)?),
+            ),
+        })
     }
-}
-
-/// Standard base64 with padding (for basic auth).
-fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// The YAML form of the whole file.
@@ -430,7 +406,8 @@ impl Config {
         }
         let g = &raw.global;
         let global_interval = g.scrape_interval.0;
-        let global_timeout = g.scrape_timeout.map(|d| d.0).unwrap_or(Duration::from_secs(10));
+        // an unset timeout is 10s, capped at the interval; a set one is checked against it
+        let global_timeout = g.scrape_timeout.map_or(Duration::from_secs(10).min(global_interval), |d| d.0);
         if global_interval.is_zero() {
             return Err(ConfigError::new(
                 Path::new(""),
@@ -438,8 +415,6 @@ impl Config {
                 "global scrape_interval must be positive".into(),
             ));
         }
-        let global_timeout =
-            if g.scrape_timeout.is_none() { global_timeout.min(global_interval) } else { global_timeout };
         if global_timeout > global_interval {
             return Err(ConfigError::new(
                 Path::new(""),
@@ -653,7 +628,9 @@ mod tests {
             "scrape_configs:\n  - job_name: a\n    basic_auth: {username: u, password: p}\n  - job_name: b\n    authorization: {credentials_file: tok}\n    tls_config: {ca_file: ca.pem}\n",
         )
         .unwrap();
-        assert_eq!(c.scrape_configs[0].auth.as_ref().unwrap().value().unwrap(), "Basic dTpw");
+        let req = reqwest::Client::new().get("http://x/");
+        let req = c.scrape_configs[0].auth.as_ref().unwrap().apply(req).unwrap().build().unwrap();
+        assert_eq!(req.headers()[reqwest::header::AUTHORIZATION], "Basic dTpw");
         match &c.scrape_configs[1].auth {
             Some(AuthHeader::Authorization(a)) => {
                 assert_eq!(a.credentials_file.as_deref(), Some("/etc/strata/tok"));
@@ -675,12 +652,5 @@ mod tests {
             accept_header(&DEFAULT_PROTOCOLS),
             "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.9,text/plain;version=0.0.4;q=0.8,*/*;q=0.1"
         );
-    }
-
-    #[test]
-    fn base64_pads() {
-        assert_eq!(base64(b"a"), "YQ==");
-        assert_eq!(base64(b"ab"), "YWI=");
-        assert_eq!(base64(b"abc"), "YWJj");
     }
 }

@@ -63,7 +63,7 @@ impl Fetcher {
             .header(reqwest::header::ACCEPT_ENCODING, if self.compression { "gzip" } else { "identity" })
             .header("X-Prometheus-Scrape-Timeout-Seconds", format!("{}", timeout.as_secs_f64()));
         if let Some(a) = &self.auth {
-            req = req.header(reqwest::header::AUTHORIZATION, a.value()?);
+            req = a.apply(req)?;
         }
         let mut resp = req.send().await.map_err(|e| format!("Get {url:?}: {}", chain(&e)))?;
         let status = resp.status();

@@ -184,24 +184,21 @@ impl Pool {
     }
 }
 
-/// Waits for a change of any of `rxs` or of `ring`; a provider that finished (a static
-/// list) never changes again.
+/// Resolves when `rx` changes; never when its sender is gone (a provider that finished,
+/// like a static list, never changes again).
+async fn changed_or_never<T>(rx: &mut watch::Receiver<T>) {
+    if rx.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Waits for a change of any of `rxs` or of `ring`.
 async fn changed(rxs: &mut [watch::Receiver<Vec<TargetGroup>>], ring: &mut watch::Receiver<Ring>) {
     let mut waits: Vec<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = rxs
         .iter_mut()
-        .map(|r| {
-            Box::pin(async move {
-                if r.changed().await.is_err() {
-                    std::future::pending::<()>().await;
-                }
-            }) as Pin<Box<dyn Future<Output = ()> + Send + '_>>
-        })
+        .map(|r| Box::pin(changed_or_never(r)) as Pin<Box<dyn Future<Output = ()> + Send + '_>>)
         .collect();
-    waits.push(Box::pin(async move {
-        if ring.changed().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }));
+    waits.push(Box::pin(changed_or_never(ring)));
     futures_util::future::select_all(waits).await;
 }
 

@@ -41,30 +41,6 @@ pub enum Outcome {
     Dropped(LabelSet, Option<String>),
 }
 
-/// Renders a duration as Prometheus's `model.Duration` does (`1m30s`, `15s`, `500ms`).
-pub(crate) fn format_duration(d: Duration) -> String {
-    let mut ms = d.as_millis() as u64;
-    if ms == 0 {
-        return "0s".into();
-    }
-    let mut out = String::new();
-    for (unit, size) in [
-        ("y", 365 * 86_400_000),
-        ("w", 7 * 86_400_000),
-        ("d", 86_400_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1000),
-        ("ms", 1),
-    ] {
-        if ms >= size {
-            out.push_str(&format!("{}{unit}", ms / size));
-            ms %= size;
-        }
-    }
-    out
-}
-
 /// Every target of `groups` for the job `cfg`, in discovery order.
 pub fn targets(cfg: &ScrapeConfig, groups: &[TargetGroup]) -> Vec<Outcome> {
     let mut out = Vec::new();
@@ -84,8 +60,8 @@ pub fn targets(cfg: &ScrapeConfig, groups: &[TargetGroup]) -> Vec<Outcome> {
 fn populate(cfg: &ScrapeConfig, mut lb: LabelSet) -> Outcome {
     let defaults = [
         ("job", cfg.job_name.clone()),
-        ("__scrape_interval__", format_duration(cfg.scrape_interval)),
-        ("__scrape_timeout__", format_duration(cfg.scrape_timeout)),
+        ("__scrape_interval__", PromDuration(cfg.scrape_interval).to_string()),
+        ("__scrape_timeout__", PromDuration(cfg.scrape_timeout).to_string()),
         ("__metrics_path__", cfg.metrics_path.clone()),
         ("__scheme__", cfg.scheme.clone()),
     ];
@@ -128,8 +104,8 @@ fn populate(cfg: &ScrapeConfig, mut lb: LabelSet) -> Outcome {
     if timeout > interval {
         return fail(format!(
             "scrape timeout cannot be greater than scrape interval ({:?} > {:?})",
-            format_duration(timeout),
-            format_duration(interval)
+            PromDuration(timeout).to_string(),
+            PromDuration(interval).to_string()
         ));
     }
     lb.retain(|n, _| !n.starts_with("__meta_"));
@@ -165,16 +141,16 @@ fn url(cfg: &ScrapeConfig, lb: &LabelSet, addr: &str) -> String {
     }
     let scheme = lb.get("__scheme__").map(String::as_str).unwrap_or("http");
     let path = lb.get("__metrics_path__").map(String::as_str).unwrap_or("/metrics");
-    let mut u = format!("{scheme}://{addr}{path}");
-    let mut ser = form_urlencoded_pairs(&params);
-    if !ser.is_empty() {
-        u.push('?');
-        u.push_str(&std::mem::take(&mut ser));
+    let query = form_urlencoded_pairs(&params);
+    if query.is_empty() {
+        format!("{scheme}://{addr}{path}")
+    } else {
+        format!("{scheme}://{addr}{path}?{query}")
     }
-    u
 }
 
-/// Go's `url.Values.Encode`: keys sorted, `k=v` pairs joined by `&`, query-escaped.
+/// Go's `url.Values.Encode`: keys sorted, `k=v` pairs joined by `&`, query-escaped as Go
+/// escapes (`~` kept, `*` escaped: unlike `form_urlencoded`, so URLs read as Prometheus's).
 fn form_urlencoded_pairs(params: &std::collections::BTreeMap<String, Vec<String>>) -> String {
     let esc = |s: &str| {
         let mut o = String::new();
@@ -268,12 +244,5 @@ mod tests {
         assert!(reasons[0].contains("not a valid hostname"));
         assert!(reasons[1].contains("scrape timeout cannot be greater than scrape interval"));
         assert_eq!(reasons[2], "no address");
-    }
-
-    #[test]
-    fn durations_format_as_prometheus() {
-        assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
-        assert_eq!(format_duration(Duration::from_millis(1500)), "1s500ms");
-        assert_eq!(format_duration(Duration::from_secs(3600)), "1h");
     }
 }
