@@ -153,6 +153,8 @@ impl Engine {
             func: None,
         };
         let value = ctx.eval(expr)?;
+        // a query that ran past its deadline fails even if its last step finished
+        ctx.check_deadline()?;
         Ok(Output { value, annotations: ctx.annotations })
     }
 
@@ -181,6 +183,9 @@ impl Engine {
             expr
         };
         let v = ctx.eval(expr)?;
+        // a query that ran past its deadline fails even if its last step finished, so a
+        // timeout does not depend on where the evaluator happened to look at the clock
+        ctx.check_deadline()?;
         let annotations = std::mem::take(&mut ctx.annotations);
         let value = match v {
             Value::Vector(series) if series.iter().any(|s| s.drop_name) => {

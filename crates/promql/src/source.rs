@@ -185,6 +185,31 @@ mod tests {
         }
     }
 
+    /// Answers every selection with nothing, after a pause.
+    struct Slow(std::time::Duration);
+
+    impl Source for Slow {
+        fn select(&self, _: &[Matcher], _: &SelectHints) -> Result<Vec<SeriesData>> {
+            std::thread::sleep(self.0);
+            Ok(Vec::new())
+        }
+    }
+
+    #[test]
+    fn a_query_past_its_deadline_times_out_even_when_its_last_read_finished() {
+        let cfg = EngineConfig { timeout: std::time::Duration::from_millis(2), ..EngineConfig::default() };
+        let e = Engine::new(cfg);
+        let q = crate::parse("sum(x)").expect("parses");
+        let slow = Slow(std::time::Duration::from_millis(20));
+        assert!(matches!(e.instant(&slow, &q, 0), Err(QueryError::Timeout(_))));
+        assert!(matches!(e.range(&slow, &q, 0, 60_000, 15_000), Err(QueryError::Timeout(_))));
+        let at = EvalAt::instant(0);
+        assert!(matches!(e.eval_at(&slow, &q, &at), Err(QueryError::Timeout(_))));
+        let quick = Slow(std::time::Duration::ZERO);
+        let e = Engine::new(EngineConfig::default());
+        assert!(e.instant(&quick, &q, 0).is_ok());
+    }
+
     #[test]
     fn selections_carry_range_step_and_function() {
         let src = Recorder::default();
