@@ -7,7 +7,8 @@
 //! storage node and start it again; (b) `docker pause` the node leading the most groups for
 //! 30 s; (c) `docker network disconnect` a storage node for 60 s; (d) a rolling restart of
 //! every container. Write availability (acknowledged share of requests) is printed per
-//! scenario.
+//! scenario. The two ingestors scrape the cluster's own nodes (`deploy/compose/scrape.yml`),
+//! each its share: checked after the kill and after the rolling restart.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -116,6 +117,51 @@ fn missing(port: u16, acked: &BTreeSet<i64>) -> Vec<i64> {
         missing.extend(acked.difference(&have).copied());
     }
     missing.into_iter().collect()
+}
+
+/// The scrape URLs of the active targets an ingestor's `/api/v1/targets` lists, with their health.
+fn targets(port: u16) -> Vec<(String, String)> {
+    let body: serde_json::Value = reqwest::blocking::Client::new()
+        .get(format!("http://127.0.0.1:{port}/api/v1/targets"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .and_then(|r| r.json())
+        .unwrap_or_default();
+    let active = body["data"]["activeTargets"].as_array().cloned().unwrap_or_default();
+    active
+        .iter()
+        .map(|t| {
+            let s = |k: &str| t[k].as_str().unwrap_or_default().to_owned();
+            (s("scrapeUrl"), s("health"))
+        })
+        .collect()
+}
+
+/// Waits until the two ingestors split the seven targets of `deploy/compose/scrape.yml` (the
+/// cluster's own nodes) between them, each target scraped by one, all up, and every node's
+/// `up` is 1 through the querier on `query`.
+fn self_scrape_shared(ingest: [u16; 2], query: u16, after: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        let (a, b) = (targets(ingest[0]), targets(ingest[1]));
+        let urls: BTreeSet<&String> = a.iter().chain(&b).map(|t| &t.0).collect();
+        let all_up = a.iter().chain(&b).all(|t| t.1 == "up");
+        let up: serde_json::Value = reqwest::blocking::Client::new()
+            .post(format!("http://127.0.0.1:{query}/api/v1/query"))
+            .form(&[("query", "count(up{job=\"strata\"} == 1)")])
+            .send()
+            .and_then(|r| r.json())
+            .unwrap_or_default();
+        let stored = up["data"]["result"][0]["value"][1].as_str() == Some("7");
+        if urls.len() == 7 && a.len() + b.len() == 7 && !a.is_empty() && !b.is_empty() && all_up && stored {
+            eprintln!("after {after}: ingestor 1 scrapes {}, ingestor 2 {} of the 7 nodes", a.len(), b.len());
+            return;
+        }
+        last = format!("ingestor 1 {a:?}, ingestor 2 {b:?}, count(up == 1) {}", up["data"]["result"]);
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    panic!("after {after}: the ingestors do not share the cluster's 7 nodes: {last}");
 }
 
 #[test]
@@ -238,6 +284,8 @@ fn compose_cluster_keeps_acknowledged_writes_through_container_faults() {
     wait_ready(&[storage[1]], Duration::from_secs(120));
     std::thread::sleep(Duration::from_secs(5));
     check("kill");
+    // the ingestors scrape the cluster's own nodes, each its share
+    self_scrape_shared(ingest, query[0], "kill");
 
     // (b) pause the node leading the most groups for 30 s
     set_phase("pause");
@@ -282,6 +330,7 @@ fn compose_cluster_keeps_acknowledged_writes_through_container_faults() {
     }
     std::thread::sleep(Duration::from_secs(5));
     check("rolling restart");
+    self_scrape_shared(ingest, query[1], "rolling restart");
 
     stop.store(true, Ordering::Relaxed);
     writer.join().expect("writer");

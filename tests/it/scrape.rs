@@ -11,6 +11,7 @@ use serde_json::Value;
 use strata_bench::exposition::{ExpositionServer, Reply};
 use strata_suite::{
     LocalCluster, Peer, PeerSpec, System, api_data, api_data_at, free_port, peer_bin, start_strata,
+    strata_bin,
 };
 
 type Series = BTreeMap<String, String>;
@@ -413,7 +414,8 @@ fn reload_keeps_the_old_config_on_errors() {
 }
 
 /// https targets: trusted through `tls_config.ca_file`, or with
-/// `insecure_skip_verify`; without either the self-signed certificate fails the scrape.
+/// `insecure_skip_verify`; without either the self-signed certificate fails the scrape —
+/// the same on a node that finds no CA certificates on its system (a FROM scratch image).
 #[test]
 fn https_targets_with_tls_config() {
     let tmp = tempfile::tempdir().unwrap();
@@ -508,22 +510,32 @@ fn https_targets_with_tls_config() {
         job("insecure", "{insecure_skip_verify: true}"),
         job("untrusted", "{}")
     );
-    let strata = start_with_config(&d.join("strata"), &config);
-    wait_for("all three https jobs scraped", Duration::from_secs(20), || {
-        targets_by(&strata, "job").values().all(|t| t["health"] != "unknown")
-            && instant(&strata, "up").len() == 3
-    });
-    let targets = targets_by(&strata, "job");
-    assert_eq!(targets["ca"]["health"], "up", "{}", targets["ca"]);
-    assert_eq!(targets["insecure"]["health"], "up", "{}", targets["insecure"]);
-    assert_eq!(targets["untrusted"]["health"], "down");
-    assert!(
-        targets["untrusted"]["lastError"].as_str().unwrap().contains("certificate"),
-        "{}",
-        targets["untrusted"]
-    );
-    let tls: BTreeSet<String> = instant(&strata, "tls_metric").keys().map(|l| l["job"].clone()).collect();
-    assert_eq!(tls, BTreeSet::from(["ca".to_string(), "insecure".to_string()]));
+    let file = d.join("scrape.yml");
+    std::fs::write(&file, &config).unwrap();
+    // as on this machine, and as in a FROM scratch container: no system CA certificates
+    let no_roots = [("SSL_CERT_FILE", "/nonexistent/ca.pem"), ("SSL_CERT_DIR", "/nonexistent")];
+    for (name, env) in [("system roots", &[][..]), ("no system roots", &no_roots[..])] {
+        let mut spec =
+            PeerSpec::new(System::Strata, strata_bin().unwrap(), d.join(name), free_port().unwrap());
+        spec.extra_args = vec!["--scrape-config".into(), file.display().to_string()];
+        spec.env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let strata = Peer::start(spec).unwrap();
+        wait_for("all three https jobs scraped", Duration::from_secs(20), || {
+            targets_by(&strata, "job").values().all(|t| t["health"] != "unknown")
+                && instant(&strata, "up").len() == 3
+        });
+        let targets = targets_by(&strata, "job");
+        assert_eq!(targets["ca"]["health"], "up", "{name}: {}", targets["ca"]);
+        assert_eq!(targets["insecure"]["health"], "up", "{name}: {}", targets["insecure"]);
+        assert_eq!(targets["untrusted"]["health"], "down", "{name}");
+        assert!(
+            targets["untrusted"]["lastError"].as_str().unwrap().contains("certificate"),
+            "{name}: {}",
+            targets["untrusted"]
+        );
+        let tls: BTreeSet<String> = instant(&strata, "tls_metric").keys().map(|l| l["job"].clone()).collect();
+        assert_eq!(tls, BTreeSet::from(["ca".to_string(), "insecure".to_string()]), "{name}");
+    }
     let _ = server.kill();
     let _ = server.wait();
 }

@@ -91,12 +91,22 @@ pub struct PeerSpec {
     pub extra_args: Vec<String>,
     /// Prometheus only: the configuration file's text (default: no scrape jobs).
     pub prometheus_config: Option<String>,
+    /// Environment variables set for its processes, besides the inherited ones.
+    pub env: Vec<(String, String)>,
 }
 
 impl PeerSpec {
     /// A spec with no extra arguments.
     pub fn new(system: System, bin: PathBuf, data_dir: PathBuf, port: u16) -> Self {
-        PeerSpec { system, bin, data_dir, port, extra_args: Vec::new(), prometheus_config: None }
+        PeerSpec {
+            system,
+            bin,
+            data_dir,
+            port,
+            extra_args: Vec::new(),
+            prometheus_config: None,
+            env: Vec::new(),
+        }
     }
 }
 
@@ -138,7 +148,7 @@ impl Peer {
         };
         args.extend(spec.extra_args.iter().cloned());
         let log_path = spec.data_dir.with_extension("log");
-        let child = spawn(&spec.bin, &args, &log_path)?;
+        let child = spawn(&spec.bin, &args, &log_path, &spec.env)?;
         let mut p = Peer {
             system: spec.system,
             children: vec![child],
@@ -179,7 +189,12 @@ impl Peer {
                 args.push("--bootstrap".into());
             }
             args.extend(spec.extra_args.iter().cloned());
-            children.push(spawn(&spec.bin, &args, &spec.data_dir.join(format!("storage-{n}.log")))?);
+            children.push(spawn(
+                &spec.bin,
+                &args,
+                &spec.data_dir.join(format!("storage-{n}.log")),
+                &spec.env,
+            )?);
         }
         let storage: Vec<String> = grpc.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let args: Vec<String> = vec![
@@ -189,7 +204,7 @@ impl Peer {
             "--storage".into(),
             storage.join(","),
         ];
-        children.push(spawn(&spec.bin, &args, &spec.data_dir.join("ingestor.log"))?);
+        children.push(spawn(&spec.bin, &args, &spec.data_dir.join("ingestor.log"), &spec.env)?);
         for (port, pushdown, name) in [(query, "true", "querier"), (plain, "false", "querier-plain")] {
             let args: Vec<String> = vec![
                 "querier".into(),
@@ -200,7 +215,7 @@ impl Peer {
                 "--pushdown".into(),
                 pushdown.into(),
             ];
-            children.push(spawn(&spec.bin, &args, &spec.data_dir.join(format!("{name}.log")))?);
+            children.push(spawn(&spec.bin, &args, &spec.data_dir.join(format!("{name}.log")), &spec.env)?);
         }
         let mut p = Peer {
             system: spec.system,
@@ -330,10 +345,11 @@ impl Peer {
 }
 
 /// Starts `bin args`, logging to `log_path`, and registers it in [`LIVE`].
-fn spawn(bin: &Path, args: &[String], log_path: &Path) -> anyhow::Result<Child> {
+fn spawn(bin: &Path, args: &[String], log_path: &Path, env: &[(String, String)]) -> anyhow::Result<Child> {
     let log = fs::File::create(log_path)?;
     let child = Command::new(bin)
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(log.try_clone()?)
         .stderr(log)
         .stdin(Stdio::null())

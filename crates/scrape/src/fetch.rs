@@ -25,17 +25,16 @@ const USER_AGENT: &str = concat!("Strata/", env!("CARGO_PKG_VERSION"));
 impl Fetcher {
     /// A fetcher for the job `cfg`.
     pub(crate) fn new(cfg: &ScrapeConfig) -> Result<Fetcher, String> {
-        let redirects = if cfg.follow_redirects {
-            reqwest::redirect::Policy::limited(10)
-        } else {
-            reqwest::redirect::Policy::none()
+        let make = || {
+            let redirects = if cfg.follow_redirects {
+                reqwest::redirect::Policy::limited(10)
+            } else {
+                reqwest::redirect::Policy::none()
+            };
+            let b = reqwest::Client::builder().redirect(redirects).no_proxy().user_agent(USER_AGENT);
+            if cfg.enable_http2 { b } else { b.http1_only() }
         };
-        let mut builder = reqwest::Client::builder().redirect(redirects).no_proxy().user_agent(USER_AGENT);
-        if !cfg.enable_http2 {
-            builder = builder.http1_only();
-        }
-        let client = crate::tls::configure(builder, &cfg.tls_config)?
-            .build()
+        let client = crate::tls::client(make, &cfg.tls_config)
             .map_err(|e| format!("job {:?}: building the HTTP client: {e}", cfg.job_name))?;
         Ok(Fetcher {
             client,
@@ -119,7 +118,7 @@ fn body_limit_error(limit: u64) -> String {
 }
 
 /// An error with its causes, `a: b: c`.
-fn chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(c) = src {

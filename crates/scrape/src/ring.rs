@@ -106,11 +106,15 @@ pub fn spawn_membership(cfg: MembershipConfig) -> watch::Receiver<Ring> {
     let statics = cfg.peers.iter().filter(|p| !p.starts_with("dns+")).cloned();
     let (tx, rx) = watch::channel(Ring::new(&cfg.me, statics));
     tokio::spawn(async move {
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(cfg.check_interval.max(Duration::from_millis(500)))
-            .build()
-            .unwrap_or_default();
+        let timeout = cfg.check_interval.max(Duration::from_millis(500));
+        let make = || reqwest::Client::builder().no_proxy().timeout(timeout);
+        let client = match crate::tls::client(make, &Default::default()) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot check the scrape peers: every listed peer stays in the ring");
+                return;
+            }
+        };
         let mut failures: BTreeMap<String, u32> = BTreeMap::new();
         let mut tick = tokio::time::interval(cfg.check_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

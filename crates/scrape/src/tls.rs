@@ -1,14 +1,38 @@
 //! TLS settings of scrapes (`tls_config`), over reqwest's rustls (its default crypto
 //! provider, so every reqwest client of a build that links this crate keeps working
 //! without a process-wide provider installed).
+//!
+//! Without a `ca_file`, servers are verified against the system's CA certificates; where
+//! the system has none (a `FROM scratch` container), against the Mozilla roots built into
+//! the binary, so such a node still scrapes (plain HTTP needs no roots at all).
+
+use std::sync::Once;
 
 use strata_discovery::TlsConfig;
 
-/// Applies `tls` to a client under construction.
-pub(crate) fn configure(
-    mut b: reqwest::ClientBuilder,
+/// Builds a client from `make` (called once more for the fallback) with `tls` applied.
+pub(crate) fn client(
+    make: impl Fn() -> reqwest::ClientBuilder,
     tls: &TlsConfig,
-) -> Result<reqwest::ClientBuilder, String> {
+) -> Result<reqwest::Client, String> {
+    match configure(make(), tls)?.build() {
+        Ok(c) => Ok(c),
+        Err(_) if tls.ca_file.is_none() => {
+            static WARNED: Once = Once::new();
+            WARNED.call_once(|| {
+                tracing::warn!("no CA certificates on this system; https targets are verified against the Mozilla roots built into Strata");
+            });
+            let roots = webpki_root_certs::TLS_SERVER_ROOT_CERTS
+                .iter()
+                .filter_map(|c| reqwest::Certificate::from_der(c).ok());
+            configure(make().tls_certs_only(roots), tls)?.build().map_err(|e| crate::fetch::chain(&e))
+        }
+        Err(e) => Err(crate::fetch::chain(&e)),
+    }
+}
+
+/// Applies `tls` to a client under construction.
+fn configure(mut b: reqwest::ClientBuilder, tls: &TlsConfig) -> Result<reqwest::ClientBuilder, String> {
     let read = |p: &str| std::fs::read(p).map_err(|e| format!("reading {p}: {e}"));
     if let Some(ca) = &tls.ca_file {
         let certs = reqwest::Certificate::from_pem_bundle(&read(ca)?)
