@@ -286,6 +286,9 @@ fn bad_targets_are_down_and_do_not_disturb_others() {
             server.addr
         ));
     }
+    // nothing listens on a port just freed
+    let closed = free_port().unwrap();
+    config.push_str(&format!("      - {{targets: ['127.0.0.1:{closed}'], labels: {{case: refused}}}}\n"));
     let tmp = tempfile::tempdir().unwrap();
     let strata = start_with_config(tmp.path(), &config);
     wait_for("every target scraped twice", Duration::from_secs(30), || {
@@ -308,12 +311,23 @@ fn bad_targets_are_down_and_do_not_disturb_others() {
         assert_eq!(t["health"], "down", "{case}: {t}");
         assert!(t["lastError"].as_str().unwrap().contains(err), "{case}: {t}");
     }
+    // Prometheus's words for a refused connection
+    assert_eq!(
+        targets["refused"]["lastError"],
+        format!(
+            "Get \"http://127.0.0.1:{closed}/metrics\": dial tcp 127.0.0.1:{closed}: connect: connection refused"
+        )
+    );
     assert_eq!(targets["good"]["health"], "up");
     assert_eq!(targets["good"]["lastError"], "");
+    // a loopback target's globalUrl names this machine, as Prometheus's does
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let port = server.addr.rsplit_once(':').unwrap().1;
+    assert_eq!(targets["good"]["globalUrl"], format!("http://{}:{port}/good", host.trim()));
     let up: BTreeMap<String, f64> =
         instant(&strata, "up").into_iter().map(|(l, v)| (l["case"].clone(), v)).collect();
-    for c in cases {
-        assert_eq!(up[c], if c == "good" { 1.0 } else { 0.0 }, "up of {c}");
+    for c in cases.iter().chain(&["refused"]) {
+        assert_eq!(up[*c], if *c == "good" { 1.0 } else { 0.0 }, "up of {c}");
     }
     // the good target: a sample every second, no gap beside the slow one
     let pts = raw(&strata, "good_metric[8s]", now_s() - 1.0);

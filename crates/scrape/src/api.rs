@@ -40,6 +40,24 @@ fn rfc3339(t: Option<std::time::SystemTime>) -> String {
     }
 }
 
+/// A target's URL as others can reach it (Prometheus's `globalUrl`): a loopback host is
+/// replaced by this node's host name; a target on this node's own port is this node.
+fn global_url(url: &str, external: Option<&(String, u16)>) -> String {
+    let (Some((name, own_port)), Ok(mut u)) = (external, reqwest::Url::parse(url)) else {
+        return url.to_owned();
+    };
+    let loopback = matches!(u.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+    let Some(port) = u.port() else { return url.to_owned() };
+    if !loopback || u.set_host(Some(name)).is_err() {
+        return url.to_owned();
+    }
+    if port == *own_port {
+        // this node scraping itself: reached over http
+        let _ = u.set_scheme("http");
+    }
+    u.into()
+}
+
 async fn targets(State(m): State<ScrapeManager>, Query(q): Query<HashMap<String, String>>) -> Response {
     let state = q.get("state").map(|s| s.to_ascii_lowercase()).unwrap_or_else(|| "any".into());
     let (want_active, want_dropped) = match state.as_str() {
@@ -67,7 +85,7 @@ async fn targets(State(m): State<ScrapeManager>, Query(q): Query<HashMap<String,
                     "labels": target.public_labels().collect::<std::collections::BTreeMap<_, _>>(),
                     "scrapePool": job,
                     "scrapeUrl": target.url,
-                    "globalUrl": target.url,
+                    "globalUrl": global_url(&target.url, m.external()),
                     "lastError": h.last_error,
                     "lastScrape": rfc3339(h.last_scrape),
                     "lastScrapeDuration": h.last_duration,
@@ -133,5 +151,25 @@ async fn reload(State(m): State<ScrapeManager>) -> Response {
         Err(e) => {
             (StatusCode::INTERNAL_SERVER_ERROR, format!("failed to reload config: {e}\n")).into_response()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::global_url;
+
+    #[test]
+    fn global_urls_name_this_machine_for_loopback_targets() {
+        let me = ("node-a".to_owned(), 9090);
+        let g = |u: &str| global_url(u, Some(&me));
+        assert_eq!(g("http://127.0.0.1:9100/metrics"), "http://node-a:9100/metrics");
+        assert_eq!(g("https://localhost:9100/metrics?x=1"), "https://node-a:9100/metrics?x=1");
+        assert_eq!(g("http://[::1]:9100/metrics"), "http://node-a:9100/metrics");
+        // this node itself
+        assert_eq!(g("https://127.0.0.1:9090/metrics"), "http://node-a:9090/metrics");
+        // others as they are
+        assert_eq!(g("http://10.0.0.1:9100/metrics"), "http://10.0.0.1:9100/metrics");
+        assert_eq!(g("http://host:9100/metrics"), "http://host:9100/metrics");
+        assert_eq!(global_url("http://127.0.0.1:9100/metrics", None), "http://127.0.0.1:9100/metrics");
     }
 }

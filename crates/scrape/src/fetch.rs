@@ -64,7 +64,7 @@ impl Fetcher {
         if let Some(a) = &self.auth {
             req = a.apply(req)?;
         }
-        let mut resp = req.send().await.map_err(|e| format!("Get {url:?}: {}", chain(&e)))?;
+        let mut resp = req.send().await.map_err(|e| send_error(url, &e))?;
         let status = resp.status();
         if status != reqwest::StatusCode::OK {
             return Err(format!(
@@ -118,6 +118,31 @@ fn body_limit_error(limit: u64) -> String {
 }
 
 /// An error with its causes, `a: b: c`.
+/// A request that got no response, worded as Prometheus words the usual causes (Go's
+/// dial errors: a refused connection, an unknown host); others with their causes.
+fn send_error(url: &str, e: &reqwest::Error) -> String {
+    let host_port = reqwest::Url::parse(url).ok().and_then(|u| {
+        let port = u.port_or_known_default()?;
+        Some((u.host_str()?.to_owned(), port))
+    });
+    let mut src: Option<&dyn std::error::Error> = Some(e);
+    while let Some(c) = src {
+        if let (Some(io), Some((host, port))) = (c.downcast_ref::<std::io::Error>(), &host_port)
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return format!("Get {url:?}: dial tcp {host}:{port}: connect: connection refused");
+        }
+        src = c.source();
+    }
+    let text = chain(e);
+    match &host_port {
+        Some((host, _)) if e.is_connect() && text.contains("dns error") => {
+            format!("Get {url:?}: dial tcp: lookup {host}: no such host")
+        }
+        _ => format!("Get {url:?}: {text}"),
+    }
+}
+
 pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();

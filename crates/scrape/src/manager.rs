@@ -31,6 +31,10 @@ pub struct ManagerConfig {
     pub ring: Option<watch::Receiver<Ring>>,
     /// Where the scraped metric metadata goes (the node's `/api/v1/metadata`). Default none.
     pub metadata: Option<Arc<strata_server::MetadataStore>>,
+    /// This node's HTTP listen address (`host:port`): with the host name, the
+    /// `globalUrl` of loopback targets in `/api/v1/targets`, as Prometheus's default
+    /// external URL. Default none: loopback URLs are shown as they are.
+    pub listen_addr: Option<String>,
 }
 
 /// Runs the scrape configuration of one node.
@@ -45,6 +49,8 @@ struct Inner {
     writer: Arc<dyn Writer>,
     ring: watch::Receiver<Ring>,
     metadata: Option<Arc<strata_server::MetadataStore>>,
+    /// This node as others reach it: host name and HTTP port (see `ManagerConfig::listen_addr`).
+    external: Option<(String, u16)>,
     running: tokio::sync::Mutex<Running>,
     /// The pools as the API sees them.
     pools: RwLock<BTreeMap<String, Arc<Pool>>>,
@@ -230,6 +236,7 @@ impl ScrapeManager {
                 writer,
                 ring,
                 metadata: cfg.metadata,
+                external: cfg.listen_addr.as_deref().and_then(external_of),
                 running: tokio::sync::Mutex::default(),
                 pools: RwLock::default(),
             }),
@@ -317,4 +324,16 @@ impl ScrapeManager {
     pub(crate) fn pools(&self) -> BTreeMap<String, Arc<Pool>> {
         self.inner.pools.read().clone()
     }
+
+    /// This node's host name and HTTP port, when known.
+    pub(crate) fn external(&self) -> Option<&(String, u16)> {
+        self.inner.external.as_ref()
+    }
+}
+
+/// The host name of this machine and the port of `listen` (`host:port`).
+fn external_of(listen: &str) -> Option<(String, u16)> {
+    let port = listen.rsplit_once(':')?.1.parse().ok()?;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?.trim().to_owned();
+    (!host.is_empty()).then_some((host, port))
 }

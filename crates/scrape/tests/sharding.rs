@@ -57,7 +57,12 @@ const TARGETS: usize = 16;
 
 async fn manager(file: &std::path::Path, ring: watch::Receiver<Ring>, rec: Arc<Recorder>) -> ScrapeManager {
     ScrapeManager::start(
-        ManagerConfig { config_file: Some(file.to_path_buf()), ring: Some(ring), metadata: None },
+        ManagerConfig {
+            config_file: Some(file.to_path_buf()),
+            ring: Some(ring),
+            metadata: None,
+            listen_addr: None,
+        },
         rec,
     )
     .await

@@ -179,7 +179,8 @@ async fn standalone(c: StandaloneConfig) -> anyhow::Result<()> {
             ..ServerConfig::default()
         },
     );
-    let scrape_routes = scraping::start(c.scrape_config_file.clone(), None, &state, writer).await?;
+    let scrape_routes =
+        scraping::start(c.scrape_config_file.clone(), None, &c.http_addr, &state, writer).await?;
     let listener = tokio::net::TcpListener::bind(&c.http_addr)
         .await
         .with_context(|| format!("listening on {}", c.http_addr))?;

@@ -196,7 +196,8 @@ pub(crate) async fn ingestor(a: IngestorArgs) -> anyhow::Result<()> {
         Some(strata_scrape::ring::MembershipConfig::new(me, a.scrape_peers.clone()))
     };
     let state = AppState::with(Arc::new(Reader::none()), writer.clone(), ServerConfig::default());
-    let scrape_routes = crate::scraping::start(a.scrape_config.clone(), ring, &state, writer).await?;
+    let scrape_routes =
+        crate::scraping::start(a.scrape_config.clone(), ring, &a.http_addr, &state, writer).await?;
     tracing::info!(storage = ?a.storage, "strata ingestor starting");
     serve_http(&a.http_addr, strata_server::router(state).merge(scrape_routes)).await
 }

@@ -6,16 +6,23 @@ use std::sync::Arc;
 
 use strata_scrape::{ManagerConfig, ScrapeManager, ring};
 
-/// Starts scraping per `file` (none: only the routes, with nothing to scrape) and
-/// returns the routes to serve beside the node's API. A bad file fails the start.
+/// Starts scraping per `file` (none: only the routes, with nothing to scrape) on the node
+/// listening on `listen_addr` and returns the routes to serve beside the node's API. A bad
+/// file fails the start.
 pub(crate) async fn start(
     file: Option<PathBuf>,
     ring: Option<ring::MembershipConfig>,
+    listen_addr: &str,
     state: &strata_server::AppState,
     writer: Arc<dyn strata_server::Writer>,
 ) -> anyhow::Result<axum::Router> {
     let ring = ring.map(ring::spawn_membership);
-    let cfg = ManagerConfig { config_file: file, ring, metadata: Some(state.metadata()) };
+    let cfg = ManagerConfig {
+        config_file: file,
+        ring,
+        metadata: Some(state.metadata()),
+        listen_addr: Some(listen_addr.to_owned()),
+    };
     let manager = ScrapeManager::start(cfg, writer)
         .await
         .map_err(|e| anyhow::anyhow!("invalid scrape configuration: {e}"))?;
