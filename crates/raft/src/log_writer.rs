@@ -24,7 +24,25 @@ struct Job {
 /// Group-commits the log appends of all groups of a node. Cheap to clone.
 #[derive(Clone)]
 pub struct LogWriter {
-    tx: mpsc::Sender<Job>,
+    inner: Arc<Thread>,
+}
+
+/// The writer thread and its queue.
+struct Thread {
+    tx: Option<mpsc::Sender<Job>>,
+    handle: Option<thread::JoinHandle<()>>,
+}
+
+impl Drop for Thread {
+    /// Closes the queue and waits for the thread to write what is queued and let go of the
+    /// engine: the engine is closed before the owner goes on (a RocksDB still open in a
+    /// stray thread when the process exits crashes in RocksDB's static destructors).
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
 }
 
 impl std::fmt::Debug for LogWriter {
@@ -35,18 +53,22 @@ impl std::fmt::Debug for LogWriter {
 
 impl LogWriter {
     /// Starts the writer thread over `kv`; `stats` counts syncs, records and bytes. The
-    /// thread ends when the last clone is dropped.
+    /// thread ends when the last clone is dropped, and that drop waits for it.
     pub fn start(kv: Arc<dyn KvEngine>, stats: Arc<LogStats>) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel::<Job>();
-        thread::Builder::new().name("strata-raft-log".into()).spawn(move || run(kv, stats, rx))?;
-        Ok(LogWriter { tx })
+        let handle =
+            thread::Builder::new().name("strata-raft-log".into()).spawn(move || run(kv, stats, rx))?;
+        Ok(LogWriter { inner: Arc::new(Thread { tx: Some(tx), handle: Some(handle) }) })
     }
 
     /// Writes `batch` (holding `records` log entries of `bytes` bytes) durably together with
     /// whatever other groups submit meanwhile; resolves once it is synced.
     pub async fn write(&self, batch: WriteBatch, records: u64, bytes: u64) -> std::io::Result<()> {
         let (done, rx) = oneshot::channel();
-        self.tx
+        self.inner
+            .tx
+            .as_ref()
+            .ok_or_else(|| std::io::Error::other("log writer stopped"))?
             .send(Job { batch, bytes, records, done })
             .map_err(|_| std::io::Error::other("log writer stopped"))?;
         match rx.await {
