@@ -7,7 +7,7 @@
 //! storage node and start it again; (b) `docker pause` the node leading the most groups for
 //! 30 s; (c) `docker network disconnect` a storage node for 60 s; (d) a rolling restart of
 //! every container. Write availability (acknowledged share of requests) is printed per
-//! scenario. The two ingestors scrape the cluster's own nodes (`deploy/compose/scrape.yml`),
+//! scenario. The two ingestors scrape the cluster's own nodes (`deploy/compose/strata/scrape.yml`),
 //! each its share: checked after the kill and after the rolling restart.
 
 use std::collections::BTreeSet;
@@ -137,11 +137,11 @@ fn targets(port: u16) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Waits until the two ingestors split the seven targets of `deploy/compose/scrape.yml` (the
+/// Waits until the two ingestors split the seven targets of `deploy/compose/strata/scrape.yml` (the
 /// cluster's own nodes) between them, each target scraped by one, all up, and every node's
 /// `up` is 1 through the querier on `query`.
 fn self_scrape_shared(ingest: [u16; 2], query: u16, after: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(120);
     let mut last = String::new();
     while Instant::now() < deadline {
         let (a, b) = (targets(ingest[0]), targets(ingest[1]));
@@ -177,12 +177,22 @@ fn compose_cluster_keeps_acknowledged_writes_through_container_faults() {
         .expect("build-image.sh");
     assert!(built.status.success(), "build-image.sh: {}", String::from_utf8_lossy(&built.stderr));
 
+    // the ingestors' scrape configuration, readable by the image's user whatever the
+    // checkout's umask
+    let config_dir = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(root.join("deploy/compose/strata/scrape.yml"), config_dir.path().join("scrape.yml"))
+        .expect("scrape.yml");
+    for (p, mode) in [(config_dir.path().to_path_buf(), 0o755), (config_dir.path().join("scrape.yml"), 0o644)]
+    {
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(mode)).expect("chmod");
+    }
     let base = free_block(7);
     let (ingest, query, storage) =
         ([base + 1, base + 2], [base + 3, base + 4], [base + 5, base + 6, base + 7]);
     let env: Vec<(String, String)> = [
         ("STRATA_IMAGE", image.clone()),
         ("STRATA_SHARDS", "8".into()),
+        ("STRATA_CONFIG_DIR", config_dir.path().display().to_string()),
         ("STRATA_INGEST_PORT_1", ingest[0].to_string()),
         ("STRATA_INGEST_PORT_2", ingest[1].to_string()),
         ("STRATA_QUERY_PORT_1", query[0].to_string()),

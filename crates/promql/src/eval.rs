@@ -119,7 +119,7 @@ impl Ctx<'_> {
     }
 
     pub(crate) fn check_deadline(&self) -> Result<()> {
-        if Instant::now() > self.deadline {
+        if Instant::now() >= self.deadline {
             return Err(QueryError::Timeout("query execution"));
         }
         Ok(())

@@ -43,19 +43,21 @@ fn rfc3339(t: Option<std::time::SystemTime>) -> String {
 /// A target's URL as others can reach it (Prometheus's `globalUrl`): a loopback host is
 /// replaced by this node's host name; a target on this node's own port is this node.
 fn global_url(url: &str, external: Option<&(String, u16)>) -> String {
-    let (Some((name, own_port)), Ok(mut u)) = (external, reqwest::Url::parse(url)) else {
+    let (Some((name, own_port)), Ok(u)) = (external, reqwest::Url::parse(url)) else {
         return url.to_owned();
     };
     let loopback = matches!(u.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
-    let Some(port) = u.port() else { return url.to_owned() };
-    if !loopback || u.set_host(Some(name)).is_err() {
+    let Some(port) = u.port_or_known_default().filter(|_| loopback) else {
         return url.to_owned();
+    };
+    // this node scraping itself is reached over http; the host name as the system spells it
+    let scheme = if port == *own_port { "http" } else { u.scheme() };
+    let mut out = format!("{scheme}://{name}:{port}{}", u.path());
+    if let Some(q) = u.query() {
+        out.push('?');
+        out.push_str(q);
     }
-    if port == *own_port {
-        // this node scraping itself: reached over http
-        let _ = u.set_scheme("http");
-    }
-    u.into()
+    out
 }
 
 async fn targets(State(m): State<ScrapeManager>, Query(q): Query<HashMap<String, String>>) -> Response {
@@ -170,6 +172,10 @@ mod tests {
         // others as they are
         assert_eq!(g("http://10.0.0.1:9100/metrics"), "http://10.0.0.1:9100/metrics");
         assert_eq!(g("http://host:9100/metrics"), "http://host:9100/metrics");
+        // a default port, and a host name kept as it is spelled
+        assert_eq!(g("http://localhost/metrics"), "http://node-a:80/metrics");
+        let upper = ("DESKTOP-A".to_owned(), 9090);
+        assert_eq!(global_url("http://127.0.0.1:9100/m", Some(&upper)), "http://DESKTOP-A:9100/m");
         assert_eq!(global_url("http://127.0.0.1:9100/metrics", None), "http://127.0.0.1:9100/metrics");
     }
 }

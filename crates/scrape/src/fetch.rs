@@ -117,11 +117,12 @@ fn body_limit_error(limit: u64) -> String {
     format!("body size limit exceeded (limit {limit} bytes)")
 }
 
-/// An error with its causes, `a: b: c`.
 /// A request that got no response, worded as Prometheus words the usual causes (Go's
 /// dial errors: a refused connection, an unknown host); others with their causes.
 fn send_error(url: &str, e: &reqwest::Error) -> String {
-    let host_port = reqwest::Url::parse(url).ok().and_then(|u| {
+    // the host that failed: the URL asked for, or where a redirect led
+    let failed = e.url().cloned().or_else(|| reqwest::Url::parse(url).ok());
+    let host_port = failed.and_then(|u| {
         let port = u.port_or_known_default()?;
         Some((u.host_str()?.to_owned(), port))
     });
@@ -136,13 +137,18 @@ fn send_error(url: &str, e: &reqwest::Error) -> String {
     }
     let text = chain(e);
     match &host_port {
-        Some((host, _)) if e.is_connect() && text.contains("dns error") => {
+        Some((host, _))
+            if e.is_connect()
+                && (text.contains("Name or service not known")
+                    || text.contains("No address associated with hostname")) =>
+        {
             format!("Get {url:?}: dial tcp: lookup {host}: no such host")
         }
         _ => format!("Get {url:?}: {text}"),
     }
 }
 
+/// An error with its causes, `a: b: c`.
 pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();

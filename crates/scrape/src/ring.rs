@@ -111,7 +111,7 @@ pub fn spawn_membership(cfg: MembershipConfig) -> watch::Receiver<Ring> {
         let client = match crate::tls::client(make, &Default::default()) {
             Ok(c) => c,
             Err(e) => {
-                tracing::error!(error = %e, "cannot check the scrape peers: every listed peer stays in the ring");
+                tracing::error!(error = %e, "cannot check the scrape peers: the peers listed by address stay in the ring, dns+ entries are not resolved");
                 return;
             }
         };

@@ -17,7 +17,8 @@ pub(crate) fn client(
 ) -> Result<reqwest::Client, String> {
     match configure(make(), tls)?.build() {
         Ok(c) => Ok(c),
-        Err(_) if tls.ca_file.is_none() => {
+        // rustls-platform-verifier's words for a system without a CA store
+        Err(e) if tls.ca_file.is_none() && crate::fetch::chain(&e).contains("No CA certificates") => {
             static WARNED: Once = Once::new();
             WARNED.call_once(|| {
                 tracing::warn!("no CA certificates on this system; https targets are verified against the Mozilla roots built into Strata");
