@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use strata_bench::client::RemoteWriter;
 use strata_proto::prometheus as pb;
-use strata_suite::{Peer, PeerSpec, System, free_block, free_port, metric_value, peer_bin, strata_bin};
+use strata_suite::{
+    Peer, PeerSpec, System, api_data_at, free_block, free_port, metric_value, peer_bin, strata_bin,
+};
 
 /// Series the writer writes in each request.
 const SERIES: usize = 50;
@@ -119,15 +121,22 @@ fn missing(port: u16, acked: &BTreeSet<i64>) -> Vec<i64> {
     missing.into_iter().collect()
 }
 
-/// The scrape URLs of the active targets an ingestor's `/api/v1/targets` lists, with their health.
-fn targets(port: u16) -> Vec<(String, String)> {
-    let body: serde_json::Value = reqwest::blocking::Client::new()
-        .get(format!("http://127.0.0.1:{port}/api/v1/targets"))
-        .timeout(Duration::from_secs(10))
+/// The answer of the querier on `port` to the instant query `q` now (null when it does not
+/// answer).
+fn instant(port: u16, q: &str) -> serde_json::Value {
+    reqwest::blocking::Client::new()
+        .post(format!("http://127.0.0.1:{port}/api/v1/query"))
+        .form(&[("query", q)])
         .send()
         .and_then(|r| r.json())
-        .unwrap_or_default();
-    let active = body["data"]["activeTargets"].as_array().cloned().unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// The scrape URLs of the active targets an ingestor's `/api/v1/targets` lists, with their
+/// health (none while it does not answer).
+fn targets(port: u16) -> Vec<(String, String)> {
+    let data = api_data_at(&format!("http://127.0.0.1:{port}"), "/api/v1/targets").unwrap_or_default();
+    let active = data["activeTargets"].as_array().cloned().unwrap_or_default();
     active
         .iter()
         .map(|t| {
@@ -147,12 +156,7 @@ fn self_scrape_shared(ingest: [u16; 2], query: u16, after: &str) {
         let (a, b) = (targets(ingest[0]), targets(ingest[1]));
         let urls: BTreeSet<&String> = a.iter().chain(&b).map(|t| &t.0).collect();
         let all_up = a.iter().chain(&b).all(|t| t.1 == "up");
-        let up: serde_json::Value = reqwest::blocking::Client::new()
-            .post(format!("http://127.0.0.1:{query}/api/v1/query"))
-            .form(&[("query", "count(up{job=\"strata\"} == 1)")])
-            .send()
-            .and_then(|r| r.json())
-            .unwrap_or_default();
+        let up = instant(query, "count(up{job=\"strata\"} == 1)");
         let stored = up["data"]["result"][0]["value"][1].as_str() == Some("7");
         if urls.len() == 7 && a.len() + b.len() == 7 && !a.is_empty() && !b.is_empty() && all_up && stored {
             eprintln!("after {after}: ingestor 1 scrapes {}, ingestor 2 {} of the 7 nodes", a.len(), b.len());
@@ -345,11 +349,6 @@ fn compose_cluster_keeps_acknowledged_writes_through_container_faults() {
     stop.store(true, Ordering::Relaxed);
     writer.join().expect("writer");
     // Prometheus's own remote write arrived too
-    let up: serde_json::Value = reqwest::blocking::Client::new()
-        .post(format!("http://127.0.0.1:{}/api/v1/query", query[0]))
-        .form(&[("query", "count(up{job=\"prometheus\"})")])
-        .send()
-        .and_then(|r| r.json())
-        .expect("query");
+    let up = instant(query[0], "count(up{job=\"prometheus\"})");
     assert_eq!(up["data"]["result"][0]["value"][1], "1", "{up}");
 }

@@ -24,22 +24,20 @@ struct Job {
 /// Group-commits the log appends of all groups of a node. Cheap to clone.
 #[derive(Clone)]
 pub struct LogWriter {
-    inner: Arc<Thread>,
+    // declared before `_thread`: every clone lets go of its sender before its share of the
+    // thread, so the last clone's join finds the queue closed
+    tx: mpsc::Sender<Job>,
+    _thread: Arc<Joined>,
 }
 
-/// The writer thread and its queue.
-struct Thread {
-    tx: Option<mpsc::Sender<Job>>,
-    handle: Option<thread::JoinHandle<()>>,
-}
+/// The writer thread, joined when the last [`LogWriter`] goes: the thread then writes what
+/// is queued and lets go of the engine before the owner goes on (a RocksDB still open in a
+/// stray thread when the process exits crashes in RocksDB's static destructors).
+struct Joined(Option<thread::JoinHandle<()>>);
 
-impl Drop for Thread {
-    /// Closes the queue and waits for the thread to write what is queued and let go of the
-    /// engine: the engine is closed before the owner goes on (a RocksDB still open in a
-    /// stray thread when the process exits crashes in RocksDB's static destructors).
+impl Drop for Joined {
     fn drop(&mut self) {
-        drop(self.tx.take());
-        if let Some(h) = self.handle.take() {
+        if let Some(h) = self.0.take() {
             let _ = h.join();
         }
     }
@@ -58,17 +56,14 @@ impl LogWriter {
         let (tx, rx) = mpsc::channel::<Job>();
         let handle =
             thread::Builder::new().name("strata-raft-log".into()).spawn(move || run(kv, stats, rx))?;
-        Ok(LogWriter { inner: Arc::new(Thread { tx: Some(tx), handle: Some(handle) }) })
+        Ok(LogWriter { tx, _thread: Arc::new(Joined(Some(handle))) })
     }
 
     /// Writes `batch` (holding `records` log entries of `bytes` bytes) durably together with
     /// whatever other groups submit meanwhile; resolves once it is synced.
     pub async fn write(&self, batch: WriteBatch, records: u64, bytes: u64) -> std::io::Result<()> {
         let (done, rx) = oneshot::channel();
-        self.inner
-            .tx
-            .as_ref()
-            .ok_or_else(|| std::io::Error::other("log writer stopped"))?
+        self.tx
             .send(Job { batch, bytes, records, done })
             .map_err(|_| std::io::Error::other("log writer stopped"))?;
         match rx.await {
