@@ -47,6 +47,7 @@ impl From<Error> for tonic::Status {
             Error::Invalid(_) => tonic::Status::invalid_argument(msg),
             Error::Unavailable { .. } | Error::NoMap(_) => tonic::Status::unavailable(msg),
             Error::Raft(strata_raft::Error::NoGroup(_)) => tonic::Status::not_found(msg),
+            Error::Raft(strata_raft::Error::Unavailable(_)) => tonic::Status::unavailable(msg),
             Error::Raft(strata_raft::Error::NotLeader { .. }) => tonic::Status::failed_precondition(msg),
             Error::Config(_) => tonic::Status::failed_precondition(msg),
             Error::Storage(_) | Error::Raft(_) | Error::Server(_) => tonic::Status::internal(msg),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
-use strata_raft::{Applier, Exported, Exporter, META_GROUP, NodeId, Request, Response};
+use strata_raft::{Applier, Exported, Exporter, META_GROUP, NodeId, Reopener, Request, Response};
 use strata_tsdb::keys::{META_CHECKPOINT_OWNER, meta_key};
 use strata_tsdb::{Cf, KvEngine, WriteBatch};
 
@@ -88,9 +88,9 @@ fn read_pair(kv: &dyn KvEngine) -> io::Result<Exported> {
 }
 
 impl Applier for MetaApplier {
-    fn apply(&mut self, _index: u64, request: &Request) -> Response {
+    fn apply(&mut self, _index: u64, request: &Request) -> io::Result<Response> {
         let res = decode::<Command>(&request.0).map_err(|e| e.to_string()).and_then(|c| self.run(c));
-        Response { error: res.err(), ..Response::default() }
+        Ok(Response { error: res.err(), ..Response::default() })
     }
 
     fn checkpoint(&mut self, raft_state: Vec<u8>) -> io::Result<()> {
@@ -117,5 +117,10 @@ impl Applier for MetaApplier {
         self.kv.write(&b, true).map_err(io_err)?;
         *self.map.write() = map;
         Ok(())
+    }
+
+    fn reopener(&self) -> Reopener {
+        let (kv, map) = (self.kv.clone(), self.map.clone());
+        Arc::new(move || Ok(Box::new(MetaApplier::open(kv.clone(), map.clone())?) as Box<dyn Applier>))
     }
 }

@@ -31,6 +31,7 @@ impl StandaloneWriter {
                     }
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
+                Err(strata_raft::Error::Unavailable(why)) => return Err(WriteError::Unavailable(why)),
                 Err(e) => return Err(WriteError::Internal(e.to_string())),
             }
         }

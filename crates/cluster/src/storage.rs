@@ -11,7 +11,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use strata_proto::cluster::raft_server::RaftServer;
 use strata_proto::cluster::storage_server::StorageServer;
-use strata_raft::{META_GROUP, NodeId, RaftConfig, RaftNode, ShardApplier};
+use strata_raft::{META_GROUP, NodeId, RaftConfig, RaftNode, ShardApplier, WriteHealth};
 use strata_tsdb::{Clock, Db, DbConfig, KvEngine, SystemClock};
 use tokio::sync::watch;
 
@@ -54,6 +54,9 @@ pub struct StorageConfig {
     pub faults: Option<Arc<Faults>>,
     /// RocksDB settings (block cache). Default `RocksConfig::default()`.
     pub rocks: strata_engine_rocks::RocksConfig,
+    /// Writes are refused (503) while the data directory's filesystem has fewer free bytes
+    /// than this; 0 turns the check off. Default 256 MiB.
+    pub min_free_bytes: u64,
 }
 
 impl StorageConfig {
@@ -74,6 +77,7 @@ impl StorageConfig {
             checkpoint_interval: Duration::from_secs(300),
             faults: None,
             rocks: strata_engine_rocks::RocksConfig::default(),
+            min_free_bytes: 256 << 20,
         }
     }
 }
@@ -138,7 +142,8 @@ impl StorageNode {
         }
         let stats = Arc::new(strata_tsdb::LogStats::default());
         let raft_cfg = RaftConfig { node_id: cfg.node_id, ..cfg.raft.clone() };
-        let raft = RaftNode::new(raft_cfg, kv.clone(), transport.clone(), stats)?;
+        let health = Arc::new(WriteHealth::new(Some(cfg.data_dir.clone()), cfg.min_free_bytes));
+        let raft = RaftNode::new(raft_cfg, kv.clone(), transport.clone(), stats, health)?;
         let map: SharedMap = SharedMap::default();
         let meta_nodes: Vec<NodeId> = cfg.peers.keys().copied().take(3).collect();
         if meta_nodes.contains(&cfg.node_id) {
@@ -184,6 +189,8 @@ impl StorageNode {
                 meta_nodes.iter().filter_map(|n| cfg.peers.get(n).map(|a| (*n, a.clone()))).collect();
             raft.initialize(META_GROUP, &members).await?;
         }
+        let health = tokio::spawn(health_loop(raft.clone(), stopped.clone()));
+        node.tasks.lock().push(health);
         let reconcile = tokio::spawn(reconcile_loop(node.clone(), cfg, transport, stopped));
         node.tasks.lock().push(reconcile);
         Ok(node)
@@ -268,6 +275,18 @@ async fn open_engine(
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Err(e) => return Err(Error::Storage(e)),
+        }
+    }
+}
+
+/// Every second: probes the storage (free space; after a failed write, a synced write) and
+/// restarts the groups a storage error stopped once writes succeed again.
+async fn health_loop(raft: Arc<RaftNode>, mut stopped: watch::Receiver<bool>) {
+    loop {
+        raft.maintain_health().await;
+        tokio::select! {
+            _ = stopped.wait_for(|s| *s) => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
 }

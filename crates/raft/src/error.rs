@@ -26,6 +26,10 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// The node takes no writes now (its storage failed a write or is almost full); the
+    /// message says why. Reads still work; writes resume by themselves when it clears.
+    #[error("{0}")]
+    Unavailable(String),
     /// The node's local storage failed.
     #[error("storage: {0}")]
     Storage(String),

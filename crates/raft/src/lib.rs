@@ -20,10 +20,18 @@
 //!   go through one [`Transport`] tagged with the group id, and inbound messages enter
 //!   through [`RaftNode::handle`].
 //!
+//! * **Storage errors stop acknowledging, not the node.** A failed log write marks the
+//!   node's [`WriteHealth`]: proposals answer [`Error::Unavailable`] until a probe write
+//!   succeeds (and while free space is below its limit); a group whose storage failed
+//!   (openraft stops it) is restarted from its last checkpoint once writes succeed again
+//!   ([`RaftNode::maintain_health`]). A failed checkpoint fails the snapshot: the log is
+//!   not purged past samples that were never written.
+//!
 //! Payloads are serialised with bincode.
 
 mod codec;
 mod error;
+mod health;
 mod log_store;
 mod log_writer;
 mod network;
@@ -33,10 +41,11 @@ mod state_machine;
 mod types;
 
 pub use error::{Error, Result};
+pub use health::WriteHealth;
 pub use log_store::LogStore;
 pub use log_writer::LogWriter;
 pub use network::{CallFuture, RpcKind, Transport, TransportError};
 pub use node::{GroupStatus, RaftConfig, RaftNode};
 pub use shard_applier::ShardApplier;
-pub use state_machine::{Applier, Exported, Exporter, SnapshotPayload, StateMachine};
+pub use state_machine::{Applier, Exported, Exporter, Reopener, SnapshotPayload, StateMachine};
 pub use types::{GroupId, META_GROUP, NodeId, Request, Response, TypeConfig};

@@ -1,6 +1,7 @@
 //! The node-level log writer: the appends of every group on the node share one synced
 //! write. A dedicated thread takes every batch waiting, writes them as one `WriteBatch`
-//! with one WAL sync, then wakes each appender.
+//! with one WAL sync, then wakes each appender. A failed write is reported to the node's
+//! [`WriteHealth`], which refuses writes until the storage takes them again.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -10,6 +11,8 @@ use std::time::Instant;
 
 use strata_tsdb::{KvEngine, LogStats, WriteBatch};
 use tokio::sync::oneshot;
+
+use crate::health::WriteHealth;
 
 /// Upper bound of one group commit, in batches.
 const MAX_GROUP: usize = 4096;
@@ -50,12 +53,18 @@ impl std::fmt::Debug for LogWriter {
 }
 
 impl LogWriter {
-    /// Starts the writer thread over `kv`; `stats` counts syncs, records and bytes. The
-    /// thread ends when the last clone is dropped, and that drop waits for it.
-    pub fn start(kv: Arc<dyn KvEngine>, stats: Arc<LogStats>) -> std::io::Result<Self> {
+    /// Starts the writer thread over `kv`; `stats` counts syncs, records and bytes; a failed
+    /// write is recorded in `health`. The thread ends when the last clone is dropped, and
+    /// that drop waits for it.
+    pub fn start(
+        kv: Arc<dyn KvEngine>,
+        stats: Arc<LogStats>,
+        health: Arc<WriteHealth>,
+    ) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel::<Job>();
-        let handle =
-            thread::Builder::new().name("strata-raft-log".into()).spawn(move || run(kv, stats, rx))?;
+        let handle = thread::Builder::new()
+            .name("strata-raft-log".into())
+            .spawn(move || run(kv, stats, health, rx))?;
         Ok(LogWriter { tx, _thread: Arc::new(Joined(Some(handle))) })
     }
 
@@ -74,7 +83,7 @@ impl LogWriter {
     }
 }
 
-fn run(kv: Arc<dyn KvEngine>, stats: Arc<LogStats>, rx: mpsc::Receiver<Job>) {
+fn run(kv: Arc<dyn KvEngine>, stats: Arc<LogStats>, health: Arc<WriteHealth>, rx: mpsc::Receiver<Job>) {
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         while jobs.len() < MAX_GROUP {
@@ -93,6 +102,7 @@ fn run(kv: Arc<dyn KvEngine>, stats: Arc<LogStats>, rx: mpsc::Receiver<Job>) {
         stats.sync_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         if let Err(e) = &res {
             tracing::error!(error = %e, "raft log write failed");
+            health.record_failure(e);
         }
         for j in jobs {
             if res.is_ok() {

@@ -15,10 +15,11 @@ use strata_tsdb::{KvEngine, LogStats};
 
 use crate::codec::{decode, encode};
 use crate::error::{Error, Result};
+use crate::health::WriteHealth;
 use crate::log_store::LogStore;
 use crate::log_writer::LogWriter;
 use crate::network::{NetworkFactory, Router, RpcKind, SnapshotMessage, Transport};
-use crate::state_machine::{Applier, SnapshotPayload, StateMachine};
+use crate::state_machine::{Applier, Reopener, SnapshotPayload, StateMachine};
 use crate::{GroupId, NodeId, Request, Response, TypeConfig};
 
 /// Raft settings of a node (the same for every group).
@@ -56,7 +57,7 @@ type Group = Raft<TypeConfig, StateMachine<AnyApplier>>;
 struct AnyApplier(Box<dyn Applier + 'static>);
 
 impl Applier for AnyApplier {
-    fn apply(&mut self, index: u64, request: &Request) -> Response {
+    fn apply(&mut self, index: u64, request: &Request) -> std::io::Result<Response> {
         self.0.apply(index, request)
     }
     fn checkpoint(&mut self, raft_state: Vec<u8>) -> std::io::Result<()> {
@@ -70,6 +71,9 @@ impl Applier for AnyApplier {
     }
     fn import(&mut self, snapshot: crate::Exported) -> std::io::Result<()> {
         self.0.import(snapshot)
+    }
+    fn reopener(&self) -> Reopener {
+        self.0.reopener()
     }
 }
 
@@ -99,6 +103,9 @@ pub struct RaftNode {
     router: Router,
     groups: RwLock<HashMap<GroupId, Group>>,
     floors: RwLock<HashMap<GroupId, Arc<AtomicU64>>>,
+    /// How to restart each group from its last checkpoint.
+    reopeners: RwLock<HashMap<GroupId, Reopener>>,
+    health: Arc<WriteHealth>,
 }
 
 impl std::fmt::Debug for RaftNode {
@@ -108,12 +115,14 @@ impl std::fmt::Debug for RaftNode {
 }
 
 impl RaftNode {
-    /// A node over `kv`, sending through `transport`; the log writer counts into `stats`.
+    /// A node over `kv`, sending through `transport`; the log writer counts into `stats`;
+    /// writes are refused while `health` says so (a failed log write marks it).
     pub fn new(
         cfg: RaftConfig,
         kv: Arc<dyn KvEngine>,
         transport: Arc<dyn Transport>,
         stats: Arc<LogStats>,
+        health: Arc<WriteHealth>,
     ) -> Result<Arc<Self>> {
         let raft_config = openraft::Config {
             cluster_name: "strata".into(),
@@ -130,7 +139,8 @@ impl RaftNode {
         }
         .validate()
         .map_err(|e| Error::Config(e.to_string()))?;
-        let writer = LogWriter::start(kv.clone(), stats).map_err(|e| Error::Storage(e.to_string()))?;
+        let writer =
+            LogWriter::start(kv.clone(), stats, health.clone()).map_err(|e| Error::Storage(e.to_string()))?;
         Ok(Arc::new(RaftNode {
             cfg,
             raft_config: Arc::new(raft_config),
@@ -139,7 +149,14 @@ impl RaftNode {
             router: Router(transport),
             groups: RwLock::new(HashMap::new()),
             floors: RwLock::new(HashMap::new()),
+            reopeners: RwLock::new(HashMap::new()),
+            health,
         }))
+    }
+
+    /// Whether the node's storage takes writes.
+    pub fn health(&self) -> &Arc<WriteHealth> {
+        &self.health
     }
 
     /// This node's id.
@@ -153,17 +170,60 @@ impl RaftNode {
         if self.groups.read().contains_key(&group) {
             return Ok(());
         }
+        self.reopeners.write().insert(group, applier.reopener());
+        let raft = self.start_group(group, applier).await?;
+        self.groups.write().insert(group, raft);
+        Ok(())
+    }
+
+    async fn start_group(&self, group: GroupId, applier: Box<dyn Applier>) -> Result<Group> {
         let sm = StateMachine::new(AnyApplier(applier)).map_err(|e| Error::Storage(e.to_string()))?;
         let log = LogStore::new(self.kv.clone(), self.writer.clone(), group);
         // nothing is physically purged until the first update knows the followers' progress
         log.purge_floor().store(0, Ordering::Relaxed);
         self.floors.write().insert(group, log.purge_floor());
         let net = NetworkFactory { router: self.router.clone(), group };
-        let raft = Raft::new(self.cfg.node_id, self.raft_config.clone(), net, log, sm)
+        Raft::new(self.cfg.node_id, self.raft_config.clone(), net, log, sm)
             .await
-            .map_err(|e| Error::Fatal { group, reason: e.to_string() })?;
-        self.groups.write().insert(group, raft);
-        Ok(())
+            .map_err(|e| Error::Fatal { group, reason: e.to_string() })
+    }
+
+    /// Probes the storage ([`WriteHealth::probe`]) and, once it takes writes again,
+    /// restarts every group that a storage error stopped (openraft stops a group whose
+    /// log write, apply or snapshot failed): from its last checkpoint, re-applying its log.
+    /// Call every second or so.
+    pub async fn maintain_health(&self) {
+        let kv = self.kv.clone();
+        let health = self.health.clone();
+        // a synced write: off the async workers
+        let probed = tokio::task::spawn_blocking(move || health.probe(kv.as_ref())).await;
+        if probed.is_err() || self.health.write_failed() {
+            return;
+        }
+        let stopped: Vec<(GroupId, Group)> = self
+            .groups
+            .read()
+            .iter()
+            .filter(|(_, r)| r.metrics().borrow_watched().running_state.is_err())
+            .map(|(g, r)| (*g, r.clone()))
+            .collect();
+        for (group, raft) in stopped {
+            let why = raft.metrics().borrow_watched().running_state.clone().err();
+            tracing::warn!(group, reason = ?why, "restarting a group stopped by a storage error");
+            let _ = raft.shutdown().await;
+            let Some(reopen) = self.reopeners.read().get(&group).cloned() else { continue };
+            let started = match reopen() {
+                Ok(applier) => self.start_group(group, applier).await,
+                Err(e) => Err(Error::Storage(e.to_string())),
+            };
+            match started {
+                Ok(raft) => {
+                    self.groups.write().insert(group, raft);
+                    tracing::info!(group, "group restarted");
+                }
+                Err(e) => tracing::error!(group, error = %e, "restarting the group failed; retrying"),
+            }
+        }
     }
 
     fn group(&self, group: GroupId) -> Result<Group> {
@@ -192,7 +252,12 @@ impl RaftNode {
 
     /// Proposes `request` to `group` and waits until a quorum has it durable and this node
     /// applied it. Fails with [`Error::NotLeader`] (with the leader when known) on a follower.
+    /// Refused with [`Error::Unavailable`] while the node's storage takes no writes, or
+    /// while the group is stopped by a storage error (until it is restarted).
     pub async fn propose(&self, group: GroupId, request: Request) -> Result<Response> {
+        if let Some(why) = self.health.refusal() {
+            return Err(Error::Unavailable(why));
+        }
         let raft = self.group(group)?;
         match raft.client_write(request).await {
             Ok(r) => Ok(r.data),
@@ -202,7 +267,15 @@ impl RaftNode {
                     leader: f.leader_id,
                     leader_addr: f.leader_node.as_ref().map(|n| n.addr.clone()),
                 }),
-                None => Err(Error::Fatal { group, reason: e.to_string() }),
+                None => match self.health.refusal() {
+                    Some(why) => Err(Error::Unavailable(why)),
+                    None if raft.metrics().borrow_watched().running_state.is_err() => {
+                        Err(Error::Unavailable(format!(
+                            "group {group} stopped on a storage error: {e}; restarting"
+                        )))
+                    }
+                    None => Err(Error::Fatal { group, reason: e.to_string() }),
+                },
             },
         }
     }
@@ -352,6 +425,7 @@ impl RaftNode {
     pub async fn shutdown(&self, purge: bool) {
         let groups: Vec<(GroupId, Group)> = self.groups.write().drain().collect();
         self.floors.write().clear();
+        self.reopeners.write().clear();
         for (g, raft) in groups {
             let snapshot = raft.metrics().borrow_watched().snapshot;
             let _ = raft.shutdown().await;

@@ -9,7 +9,7 @@ use strata_tsdb::keys::{META_CHECKPOINT_OWNER, ShardId, meta_key};
 use strata_tsdb::{Cf, Db, KvEngine};
 
 use crate::codec::{decode, encode, io_err};
-use crate::state_machine::{Applier, Exported, Exporter};
+use crate::state_machine::{Applier, Exported, Exporter, Reopener};
 use crate::{Request, Response};
 
 /// Applies a shard group's entries to shard `shard` of a replicated [`Db`].
@@ -45,10 +45,14 @@ fn export(db: &Db, shard: ShardId) -> io::Result<Exported> {
 }
 
 impl Applier for ShardApplier {
-    fn apply(&mut self, index: u64, request: &Request) -> Response {
+    fn apply(&mut self, index: u64, request: &Request) -> io::Result<Response> {
         match self.db.apply_record(self.shard, index, &request.0) {
-            Ok(o) => o.into(),
-            Err(e) => Response { error: Some(e.to_string()), ..Response::default() },
+            Ok(o) => Ok(o.into()),
+            // the same on every replica: an answer, not a stop
+            Err(e @ strata_tsdb::Error::NoSuchShard(_)) => {
+                Ok(Response { error: Some(e.to_string()), ..Response::default() })
+            }
+            Err(e) => Err(io_err(e)),
         }
     }
 
@@ -77,5 +81,13 @@ impl Applier for ShardApplier {
         entries.retain(|(cf, k, _)| !(*cf == Cf::Meta && *k == meta_key(self.shard, META_CHECKPOINT_OWNER)));
         entries.push((Cf::Meta, meta_key(self.shard, META_CHECKPOINT_OWNER), snapshot.raft_state));
         self.db.import_shard(self.shard, entries).map_err(io_err)
+    }
+
+    fn reopener(&self) -> Reopener {
+        let me = self.clone();
+        Arc::new(move || {
+            me.db.reload_shard(me.shard).map_err(io_err)?;
+            Ok(Box::new(me.clone()) as Box<dyn Applier>)
+        })
     }
 }

@@ -32,11 +32,17 @@ pub struct Exported {
 /// Exports the applier's last checkpoint (consistently: state and Raft state together).
 pub type Exporter = Arc<dyn Fn() -> io::Result<Exported> + Send + Sync>;
 
+/// Makes a fresh applier over the state of the last checkpoint (what a restart would
+/// load), for a group restarted after a storage error.
+pub type Reopener = Arc<dyn Fn() -> io::Result<Box<dyn Applier>> + Send + Sync>;
+
 /// What a group does with committed writes (a TSDB shard, the cluster metadata, or in
 /// tests anything).
 pub trait Applier: Send + Sync + 'static {
-    /// Applies entry `index`'s request; deterministic given the state.
-    fn apply(&mut self, index: u64, request: &Request) -> Response;
+    /// Applies entry `index`'s request; deterministic given the state. An error (the
+    /// storage failed a read) stops the group rather than let the replica diverge; the
+    /// state must be as before the call.
+    fn apply(&mut self, index: u64, request: &Request) -> io::Result<Response>;
     /// Makes the state through the last applied entry durable, together with `raft_state`,
     /// in one atomic write.
     fn checkpoint(&mut self, raft_state: Vec<u8>) -> io::Result<()>;
@@ -46,6 +52,8 @@ pub trait Applier: Send + Sync + 'static {
     fn exporter(&self) -> Exporter;
     /// Replaces the state (and the stored Raft state) with another replica's export.
     fn import(&mut self, snapshot: Exported) -> io::Result<()>;
+    /// A handle that makes a fresh applier at the last checkpoint whenever called.
+    fn reopener(&self) -> Reopener;
 }
 
 /// A snapshot's data: this node's last checkpoint, exported when read, or bytes received
@@ -116,6 +124,27 @@ impl<A: Applier> StateMachine<A> {
         let raft_state = crate::codec::encode(&self.state)?;
         self.applier.checkpoint(raft_state)
     }
+
+    /// Checkpoints (with no apply running) and returns the builder of the snapshot at the
+    /// applied index, or the checkpoint's error.
+    fn checkpointed_builder(&mut self) -> Result<SnapshotBuilder, io::Error> {
+        self.checkpoint()?;
+        Ok(SnapshotBuilder {
+            meta: self.state.meta(),
+            payload: SnapshotPayload::Local(self.applier.exporter()),
+            failed: None,
+        })
+    }
+
+    /// A builder that fails with the checkpoint's error `e`.
+    fn failed_builder(&self, e: io::Error) -> SnapshotBuilder {
+        tracing::error!(error = %e, "checkpoint failed: the snapshot fails");
+        SnapshotBuilder {
+            meta: self.state.meta(),
+            payload: SnapshotPayload::Local(self.applier.exporter()),
+            failed: Some(e),
+        }
+    }
 }
 
 /// A snapshot in the making: the checkpoint taken when openraft asked for a builder.
@@ -123,12 +152,18 @@ impl<A: Applier> StateMachine<A> {
 pub struct SnapshotBuilder {
     meta: SnapshotMetaOf<TypeConfig>,
     payload: SnapshotPayload,
+    /// The checkpoint failed: building fails with this error (a snapshot must never claim
+    /// what was not written, or openraft would purge the log behind it).
+    failed: Option<io::Error>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     type SnapshotData = SnapshotPayload;
 
     async fn build_snapshot(&mut self) -> Result<SnapshotOf<TypeConfig, SnapshotPayload>, io::Error> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
         Ok(SnapshotOf::<TypeConfig, SnapshotPayload> {
             meta: self.meta.clone(),
             snapshot: self.payload.clone(),
@@ -156,7 +191,9 @@ impl<A: Applier> RaftStateMachine<TypeConfig> for StateMachine<A> {
             // an entry a received snapshot already holds is not applied twice
             let fresh = self.state.applied.is_none_or(|a| entry.log_id.index > a.index);
             let response = match &entry.payload {
-                EntryPayload::Normal(req) if fresh => self.applier.apply(entry.log_id.index, req),
+                // a failed apply stops the group (openraft's storage error) before the
+                // entry counts as applied
+                EntryPayload::Normal(req) if fresh => self.applier.apply(entry.log_id.index, req)?,
                 EntryPayload::Membership(m) if fresh => {
                     self.state.membership =
                         StoredMembershipOf::<TypeConfig>::new(Some(entry.log_id), m.clone());
@@ -174,13 +211,24 @@ impl<A: Applier> RaftStateMachine<TypeConfig> for StateMachine<A> {
         Ok(())
     }
 
-    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        // the checkpoint happens here, with no apply running; a failure leaves the previous
-        // checkpoint in force and is reported when the snapshot is read
-        if let Err(e) = self.checkpoint() {
-            tracing::error!(error = %e, "checkpoint failed");
+    async fn try_create_snapshot_builder(&mut self, force: bool) -> Option<Self::SnapshotBuilder> {
+        match self.checkpointed_builder() {
+            Ok(b) => Some(b),
+            // a snapshot openraft may defer: none this time, the previous checkpoint stays
+            // in force with the log behind it; the next trigger tries again
+            Err(e) if !force => {
+                tracing::error!(error = %e, "checkpoint failed: no snapshot, the log is kept");
+                None
+            }
+            Err(e) => Some(self.failed_builder(e)),
         }
-        SnapshotBuilder { meta: self.state.meta(), payload: SnapshotPayload::Local(self.applier.exporter()) }
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        match self.checkpointed_builder() {
+            Ok(b) => b,
+            Err(e) => self.failed_builder(e),
+        }
     }
 
     async fn install_snapshot(

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use openraft::StorageError;
 use openraft::testing::log::{StoreBuilder, Suite};
 use strata_raft::{
-    Applier, Exported, Exporter, LogStore, LogWriter, Request, Response, StateMachine, TypeConfig,
+    Applier, Exported, Exporter, LogStore, LogWriter, Reopener, Request, Response, StateMachine, TypeConfig,
+    WriteHealth,
 };
 use strata_tsdb::{KvEngine, LogStats, MemEngine};
 
@@ -24,9 +25,9 @@ fn codec_err(e: impl std::fmt::Display) -> io::Error {
 }
 
 impl Applier for Recorder {
-    fn apply(&mut self, index: u64, request: &Request) -> Response {
+    fn apply(&mut self, index: u64, request: &Request) -> io::Result<Response> {
         self.applied.push((index, request.0.clone()));
-        Response { accepted: 1, ..Response::default() }
+        Ok(Response { accepted: 1, ..Response::default() })
     }
 
     fn checkpoint(&mut self, raft_state: Vec<u8>) -> io::Result<()> {
@@ -54,6 +55,11 @@ impl Applier for Recorder {
         *self.checkpoint.lock().map_err(codec_err)? = Some(snapshot);
         Ok(())
     }
+
+    fn reopener(&self) -> Reopener {
+        // the suite never restarts a group
+        Arc::new(|| Err(io::Error::other("a recorder is not restarted")))
+    }
 }
 
 /// Builds a fresh store per test case on a fresh engine.
@@ -67,7 +73,8 @@ where
         &self,
     ) -> Result<(Option<tempfile::TempDir>, LogStore, StateMachine<Recorder>), StorageError<TypeConfig>> {
         let (kv, dir) = (self.0)();
-        let writer = LogWriter::start(kv.clone(), Arc::new(LogStats::default())).expect("log writer");
+        let health = Arc::new(WriteHealth::new(None, 0));
+        let writer = LogWriter::start(kv.clone(), Arc::new(LogStats::default()), health).expect("log writer");
         let sm = StateMachine::new(Recorder::default()).expect("state machine");
         Ok((dir, LogStore::new(kv, writer, 3), sm))
     }

@@ -75,10 +75,10 @@ struct Shards {
 }
 
 impl Applier for Shards {
-    fn apply(&self, shard: ShardId, index: u64, record: &[u8]) -> ApplyOutcome {
+    fn apply(&self, shard: ShardId, index: u64, record: &[u8]) -> Result<ApplyOutcome> {
         match self.shards.get(shard as usize) {
             Some(s) => s.apply(index, record, self.rules),
-            None => ApplyOutcome::default(),
+            None => Ok(ApplyOutcome::default()),
         }
     }
 }
@@ -415,9 +415,17 @@ impl Db {
     }
 
     /// Applies entry `index` of `shard`'s replicated log (a record built by
-    /// [`SeriesBatch::into_records`]). Deterministic given the shard's state.
+    /// [`SeriesBatch::into_records`]). Deterministic given the shard's state; an engine
+    /// error (a failed read) leaves the shard as it was.
     pub fn apply_record(&self, shard: ShardId, index: u64, record: &[u8]) -> Result<ApplyOutcome> {
-        Ok(self.shard(shard)?.apply(index, record, self.shards.rules))
+        self.shard(shard)?.apply(index, record, self.shards.rules)
+    }
+
+    /// Drops `shard`'s in-memory state (head, counters, watermark) and loads it again from
+    /// its last checkpoint: a replicated shard whose group restarts after a storage error
+    /// re-applies the log from there.
+    pub fn reload_shard(&self, shard: ShardId) -> Result<()> {
+        self.shard(shard)?.reload()
     }
 
     /// Checkpoints a replicated shard: its head, new index entries, watermark and `extra`

@@ -1,7 +1,8 @@
 //! The key-value engine seam: everything the TSDB persists goes through [`KvEngine`].
 //!
 //! RocksDB implements it in `strata-engine-rocks`; [`MemEngine`] implements it here for tests.
-//! [`suite::run_all`] is the behaviour every implementation must show.
+//! [`suite::run_all`] is the behaviour every implementation must show; `testing::FaultyEngine`
+//! (feature `testing`) wraps an engine to fail chosen calls.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -267,6 +268,165 @@ pub mod suite {
         #[test]
         fn mem_engine_passes() {
             super::run_all(&mut || Box::new(super::super::MemEngine::new()));
+        }
+    }
+}
+
+/// Fault injection for tests of the I/O error paths (feature `testing`).
+#[cfg(any(test, feature = "testing"))]
+pub mod testing {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use parking_lot::Mutex;
+
+    use super::{Cf, KvEngine, Op, RangeVisitor, WriteBatch};
+    use crate::error::{Error, Result};
+
+    /// The message of an injected failure: what RocksDB reports when the disk is full.
+    pub const ENOSPC: &str = "IO error: No space left on device (injected)";
+
+    /// Which calls of one kind fail: after `after` more calls of that kind succeed, every
+    /// later one (touching `cf`, when given) fails until [`FaultyEngine::heal`].
+    #[derive(Debug, Clone, Copy)]
+    struct Rule {
+        after: u64,
+        cf: Option<Cf>,
+    }
+
+    /// A [`KvEngine`] that passes every call to an inner engine except those chosen to
+    /// fail (writes or reads, from the n-th call on, optionally only those touching one
+    /// column family), which fail with [`ENOSPC`] without touching the inner engine.
+    #[derive(Debug)]
+    pub struct FaultyEngine {
+        inner: Arc<dyn KvEngine>,
+        writes: Mutex<Option<Rule>>,
+        reads: Mutex<Option<Rule>>,
+        failed: AtomicU64,
+    }
+
+    impl FaultyEngine {
+        /// A wrapper of `inner` that fails nothing yet.
+        pub fn new(inner: Arc<dyn KvEngine>) -> Self {
+            FaultyEngine {
+                inner,
+                writes: Mutex::new(None),
+                reads: Mutex::new(None),
+                failed: AtomicU64::new(0),
+            }
+        }
+
+        /// The wrapped engine (to check what really reached it).
+        pub fn inner(&self) -> &Arc<dyn KvEngine> {
+            &self.inner
+        }
+
+        /// Lets `after` more writes through, then fails every write (only those with an
+        /// operation on `cf`, when given) until [`FaultyEngine::heal`].
+        pub fn fail_writes(&self, after: u64, cf: Option<Cf>) {
+            *self.writes.lock() = Some(Rule { after, cf });
+        }
+
+        /// Lets `after` more reads (gets and scans) through, then fails every read (only
+        /// those of `cf`, when given) until [`FaultyEngine::heal`].
+        pub fn fail_reads(&self, after: u64, cf: Option<Cf>) {
+            *self.reads.lock() = Some(Rule { after, cf });
+        }
+
+        /// Clears every fault: all calls succeed again.
+        pub fn heal(&self) {
+            *self.writes.lock() = None;
+            *self.reads.lock() = None;
+        }
+
+        /// Calls failed so far.
+        pub fn failures(&self) -> u64 {
+            self.failed.load(Ordering::Relaxed)
+        }
+
+        fn check(&self, rule: &Mutex<Option<Rule>>, touches: impl Fn(Cf) -> bool) -> Result<()> {
+            let mut r = rule.lock();
+            let Some(rule) = r.as_mut() else { return Ok(()) };
+            if rule.cf.is_some_and(|cf| !touches(cf)) {
+                return Ok(());
+            }
+            if rule.after > 0 {
+                rule.after -= 1;
+                return Ok(());
+            }
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            Err(Error::Kv(ENOSPC.into()))
+        }
+    }
+
+    fn op_cf(op: &Op) -> Cf {
+        match op {
+            Op::Put(cf, ..) | Op::Delete(cf, _) | Op::DeleteRange(cf, ..) => *cf,
+        }
+    }
+
+    impl KvEngine for FaultyEngine {
+        fn write(&self, batch: &WriteBatch, sync: bool) -> Result<()> {
+            self.check(&self.writes, |cf| batch.ops.iter().any(|op| op_cf(op) == cf))?;
+            self.inner.write(batch, sync)
+        }
+
+        fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
+            self.check(&self.reads, |c| c == cf)?;
+            self.inner.get(cf, key)
+        }
+
+        fn scan(
+            &self,
+            cf: Cf,
+            start: &[u8],
+            end: &[u8],
+            f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+        ) -> Result<()> {
+            self.check(&self.reads, |c| c == cf)?;
+            self.inner.scan(cf, start, end, f)
+        }
+
+        fn scan_many(&self, cf: Cf, ranges: &[(Vec<u8>, Vec<u8>)], f: &mut RangeVisitor<'_>) -> Result<()> {
+            self.check(&self.reads, |c| c == cf)?;
+            self.inner.scan_many(cf, ranges, f)
+        }
+
+        fn flush(&self) -> Result<()> {
+            self.check(&self.writes, |_| true)?;
+            self.inner.flush()
+        }
+
+        fn quiesce(&self) {
+            self.inner.quiesce();
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use std::sync::Arc;
+
+        use super::FaultyEngine;
+        use crate::kv::{Cf, KvEngine, MemEngine, WriteBatch};
+
+        #[test]
+        fn passes_the_suite_and_fails_what_it_is_told() {
+            crate::kv::suite::run_all(&mut || Box::new(FaultyEngine::new(Arc::new(MemEngine::new()))));
+            let e = FaultyEngine::new(Arc::new(MemEngine::new()));
+            let mut b = WriteBatch::default();
+            b.put(Cf::Chunks, b"k".to_vec(), b"v".to_vec());
+            let mut log = WriteBatch::default();
+            log.put(Cf::Log, b"k".to_vec(), b"v".to_vec());
+            e.fail_writes(1, Some(Cf::Chunks));
+            e.write(&b, true).expect("first write passes");
+            e.write(&log, true).expect("other column families pass");
+            assert!(e.write(&b, true).is_err());
+            e.fail_reads(0, None);
+            assert!(e.get(Cf::Chunks, b"k").is_err());
+            assert_eq!(e.failures(), 2);
+            e.heal();
+            e.write(&b, true).expect("healed");
+            assert_eq!(e.get(Cf::Log, b"k").expect("get").as_deref(), Some(&b"v"[..]));
         }
     }
 }

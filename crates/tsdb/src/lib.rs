@@ -56,4 +56,6 @@ pub fn is_stale_marker(v: f64) -> bool {
 }
 
 #[cfg(test)]
+mod fault_tests;
+#[cfg(test)]
 mod tests;

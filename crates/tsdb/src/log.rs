@@ -22,8 +22,9 @@ use crate::outcome::ApplyOutcome;
 
 /// Receives durable records in log order.
 pub trait Applier: Send + Sync + 'static {
-    /// Applies record `index` of `shard`.
-    fn apply(&self, shard: ShardId, index: u64, record: &[u8]) -> ApplyOutcome;
+    /// Applies record `index` of `shard`. An error (the engine failed a read) leaves the
+    /// shard as it was; the log then stops rather than apply later records without it.
+    fn apply(&self, shard: ShardId, index: u64, record: &[u8]) -> Result<ApplyOutcome>;
 }
 
 type Reply = mpsc::SyncSender<Result<Vec<ApplyOutcome>>>;
@@ -82,10 +83,20 @@ impl LocalLog {
         for &(shard, watermark) in applied {
             let (_, end) = keys::shard_range(shard);
             let start = keys::log_key(shard, watermark.saturating_add(1));
-            kv.scan(Cf::Log, &start, &end, &mut |k, v| {
-                replayed.merge(applier.apply(shard, keys::log_index(k), v));
-                true
+            let mut failed = None;
+            kv.scan(Cf::Log, &start, &end, &mut |k, v| match applier.apply(shard, keys::log_index(k), v) {
+                Ok(o) => {
+                    replayed.merge(o);
+                    true
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
             })?;
+            if let Some(e) = failed {
+                return Err(e);
+            }
             next.insert(shard, last_index(kv.as_ref(), shard)?.max(watermark) + 1);
         }
         let (tx, rx) = mpsc::channel::<Submission>();
@@ -168,17 +179,31 @@ fn commit_loop(
             continue;
         }
         let mut ops = batch.ops.iter();
+        let mut failed: Option<String> = None;
         for (sub, idx) in group.into_iter().zip(indexed) {
+            if let Some(e) = &failed {
+                let _ = sub.reply.send(Err(Error::Wal { shard: 0, reason: e.clone() }));
+                continue;
+            }
             stats.records.fetch_add(idx.len() as u64, Ordering::Relaxed);
-            let outcomes = idx
+            let outcomes: Result<Vec<ApplyOutcome>> = idx
                 .into_iter()
                 .zip(ops.by_ref())
                 .map(|((shard, i), op)| match op {
                     Op::Put(_, _, rec) => applier.apply(shard, i, rec),
-                    _ => ApplyOutcome::default(),
+                    _ => Ok(ApplyOutcome::default()),
                 })
                 .collect();
-            let _ = sub.reply.send(Ok(outcomes));
+            if let Err(e) = &outcomes {
+                // the record is durable but not applied: applying later ones would skip it
+                // (a restart replays it); stop taking writes
+                tracing::error!(error = %e, "apply failed; the log stops");
+                failed = Some(format!("apply failed, the log stopped: {e}"));
+            }
+            let _ = sub.reply.send(outcomes);
+        }
+        if failed.is_some() {
+            return;
         }
     }
 }

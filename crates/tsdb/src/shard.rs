@@ -14,7 +14,7 @@ use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Mutex, RwLock, RwLockUpgradableReadGuard};
 
 use crate::chunk::{self, Sample, XorAppender};
 use crate::error::{Error, Result};
@@ -101,13 +101,6 @@ impl Series {
             self.cache_complete = self.live;
         }
         self.live = true;
-    }
-
-    /// Keeps a chunk just persisted for bucket `b` when it is the cached bucket.
-    fn cache_persisted(&mut self, b: i64, bytes: &[u8]) {
-        if b == self.cache_bucket {
-            self.cache.push(bytes.to_vec());
-        }
     }
 
     /// The bucket reads may take from memory instead of the engine.
@@ -358,30 +351,51 @@ impl Shard {
         Ok(())
     }
 
+    /// Replaces the in-memory state with the persisted one (the last checkpoint).
+    pub(crate) fn reload(&self) -> Result<()> {
+        let _m = self.maintenance.lock();
+        let fresh = load_state(self.id, self.kv.as_ref())?;
+        *self.state.write() = fresh;
+        Ok(())
+    }
+
     /// The watermark: the last log index applied.
     pub(crate) fn applied(&self) -> u64 {
         self.state.read().applied
     }
 
     /// Applies one log record. Deterministic given the shard's state.
-    pub(crate) fn apply(&self, index: u64, rec: &[u8], rules: ApplyRules) -> ApplyOutcome {
+    ///
+    /// The engine reads it needs (the newest persisted sample of a series seen for the first
+    /// time since the shard was loaded) happen before anything changes: a read error fails
+    /// the apply with the shard as it was (a replica must stop rather than go on with a
+    /// guess that another replica would not make).
+    pub(crate) fn apply(&self, index: u64, rec: &[u8], rules: ApplyRules) -> Result<ApplyOutcome> {
         let mut out = ApplyOutcome::default();
         let mut guard = self.state.write();
         let st = &mut *guard;
-        st.applied = st.applied.max(index);
-        st.log_bytes += rec.len() as u64;
         let Some(series) = record::decode(rec) else {
             tracing::error!(shard = self.id, index, "undecodable log record skipped");
-            return out;
+            st.applied = st.applied.max(index);
+            st.log_bytes += rec.len() as u64;
+            return Ok(out);
         };
+        for rs in &series {
+            let Some(id) = find(st, rs.labels) else { continue };
+            if let Some(s) = st.series.get_mut(&id)
+                && s.last.is_none()
+                && s.persisted
+            {
+                s.last = load_last(self.kv.as_ref(), self.id, id, s.days)?;
+            }
+        }
+        st.applied = st.applied.max(index);
+        st.log_bytes += rec.len() as u64;
         for rs in series {
             let Some(id) = self.resolve(st, rs.labels, &mut out) else {
                 continue;
             };
             let Some(s) = st.series.get_mut(&id) else { continue };
-            if s.last.is_none() && s.persisted {
-                s.last = load_last(self.kv.as_ref(), self.id, id, s.days).unwrap_or(None);
-            }
             for (t, v) in rs.samples {
                 match append(s, &mut st.max_t, t, v, rules) {
                     Ok(()) => out.accepted += 1,
@@ -395,16 +409,22 @@ impl Shard {
                 }
             }
         }
-        out
+        Ok(out)
+    }
+
+    /// Whether the series with this canonical label encoding exists.
+    pub(crate) fn contains(&self, enc: &[u8]) -> bool {
+        let st = self.state.read();
+        st.by_hash
+            .candidates(labels::hash_encoded(enc))
+            .any(|id| st.series.get(&id).is_some_and(|s| s.labels.encoded_eq(enc)))
     }
 
     fn resolve(&self, st: &mut State, enc: &[u8], out: &mut ApplyOutcome) -> Option<u64> {
-        let h = labels::hash_encoded(enc);
-        if let Some(id) =
-            st.by_hash.candidates(h).find(|id| st.series.get(id).is_some_and(|s| s.labels.encoded_eq(enc)))
-        {
+        if let Some(id) = find(st, enc) {
             return Some(id);
         }
+        let h = labels::hash_encoded(enc);
         let l = Labels::decode(enc)?;
         let id = st.next_id;
         st.next_id += 1;
@@ -430,59 +450,69 @@ impl Shard {
     /// Writes everything since the last checkpoint, with `extra` meta entries, in one synced
     /// batch; with `truncate_log` also deletes the log up to the watermark (a replicated
     /// shard leaves that to Raft). Returns the watermark written.
+    ///
+    /// The batch is built from the state without changing it, and the head is cleared (and
+    /// the series marked persisted) only once the write succeeded: a failed write leaves the
+    /// shard exactly as it was, every sample still in the head, the watermark where it was.
+    /// Applies wait meanwhile (as before), reads do not.
     pub(crate) fn checkpoint(&self, truncate_log: bool, extra: Vec<(Vec<u8>, Vec<u8>)>) -> Result<u64> {
         let _m = self.maintenance.lock();
-        let mut st = self.state.write();
+        let st = self.state.upgradable_read();
         let mut b = WriteBatch::default();
         let id = self.id;
         let mut seq = st.next_seq;
-        for (&sid, s) in st.series.iter_mut().filter(|(_, s)| s.has_unpersisted()) {
+        // what the batch takes from each series, cleared from it once written
+        let mut taken: Vec<(u64, Vec<Vec<u8>>)> = Vec::new();
+        for (&sid, s) in st.series.iter().filter(|(_, s)| s.has_unpersisted()) {
+            // the chunks written for the cached bucket, which join its cache once written
+            let mut cache = Vec::new();
             if !s.persisted {
                 b.put(Cf::Index, keys::forward_key(id, sid), s.labels.encode());
-                s.persisted = true;
             }
-            if let Some((lo, hi)) = s.dirty_days.take() {
+            if let Some((lo, hi)) = s.dirty_days {
                 for d in lo..=hi {
                     b.put(Cf::Index, keys::day_key(id, d, sid), Vec::new());
                 }
             }
-            for (bucket, bytes) in s.sealed.drain(..) {
-                b.put(Cf::Chunks, keys::chunk_key(id, bucket, sid, seq), bytes);
+            for (bucket, bytes) in &s.sealed {
+                b.put(Cf::Chunks, keys::chunk_key(id, *bucket, sid, seq), bytes.clone());
                 seq += 1;
             }
             if !s.head.is_empty() {
-                let head = std::mem::take(&mut s.head).to_bytes();
-                s.cache_persisted(s.head_bucket, &head);
+                let head = s.head.to_bytes();
+                if s.head_bucket == s.cache_bucket {
+                    cache.push(head.clone());
+                }
                 b.put(Cf::Chunks, keys::chunk_key(id, s.head_bucket, sid, seq), head);
                 seq += 1;
             }
-            if !s.hists.is_empty() {
-                let hists = std::mem::take(&mut s.hists);
-                for part in hists.chunk_by(|a, b| bucket_of(a.0) == bucket_of(b.0)) {
-                    let key = keys::chunk_key(id, bucket_of(part[0].0), sid, seq);
-                    b.put(Cf::Chunks, key, chunk::encode_histograms(part));
-                    seq += 1;
-                }
+            for part in s.hists.chunk_by(|a, b| bucket_of(a.0) == bucket_of(b.0)) {
+                let key = keys::chunk_key(id, bucket_of(part[0].0), sid, seq);
+                b.put(Cf::Chunks, key, chunk::encode_histograms(part));
+                seq += 1;
             }
             if !s.ooo.is_empty() {
-                let mut ooo = std::mem::take(&mut s.ooo);
+                let mut ooo = s.ooo.clone();
                 ooo.sort_by_key(|x| x.0);
                 for part in ooo.chunk_by(|a, b| bucket_of(a.0) == bucket_of(b.0)) {
                     let mut part = part.to_vec();
                     chunk::sort_dedup(&mut part);
                     let bytes = chunk::encode_packed(&part);
-                    s.cache_persisted(bucket_of(part[0].0), &bytes);
-                    b.put(Cf::Chunks, keys::chunk_key(id, bucket_of(part[0].0), sid, seq), bytes);
+                    let bucket = bucket_of(part[0].0);
+                    if bucket == s.cache_bucket {
+                        cache.push(bytes.clone());
+                    }
+                    b.put(Cf::Chunks, keys::chunk_key(id, bucket, sid, seq), bytes);
                     seq += 1;
                 }
             }
+            taken.push((sid, cache));
         }
-        st.next_seq = seq;
         let meta = |tag, v: u64| (keys::meta_key(id, tag), v.to_be_bytes().to_vec());
         for (k, v) in [
             meta(keys::META_APPLIED, st.applied),
             meta(keys::META_NEXT_SERIES, st.next_id),
-            meta(keys::META_NEXT_SEQ, st.next_seq),
+            meta(keys::META_NEXT_SEQ, seq),
         ] {
             b.put(Cf::Meta, k, v);
         }
@@ -497,6 +527,19 @@ impl Shard {
             b.delete_range(Cf::Log, keys::log_key(id, 0), keys::log_key(id, st.applied.saturating_add(1)));
         }
         self.kv.write(&b, true)?;
+        // written: what the batch holds leaves the head (no apply ran meanwhile)
+        let mut st = RwLockUpgradableReadGuard::upgrade(st);
+        for (sid, cache) in taken {
+            let Some(s) = st.series.get_mut(&sid) else { continue };
+            s.persisted = true;
+            s.dirty_days = None;
+            s.sealed.clear();
+            s.head = XorAppender::new();
+            s.hists.clear();
+            s.ooo.clear();
+            s.cache.extend(cache);
+        }
+        st.next_seq = seq;
         st.log_bytes = 0;
         Ok(st.applied)
     }
@@ -790,6 +833,12 @@ impl Shard {
     }
 }
 
+/// The id of the series with canonical label encoding `enc`, if the shard has it.
+fn find(st: &State, enc: &[u8]) -> Option<u64> {
+    let h = labels::hash_encoded(enc);
+    st.by_hash.candidates(h).find(|id| st.series.get(id).is_some_and(|s| s.labels.encoded_eq(enc)))
+}
+
 /// Drops the samples of `out[start..]` outside `[mint, maxt]`, keeping order.
 fn keep_in_range(out: &mut Vec<Sample>, start: usize, mint: i64, maxt: i64) {
     let mut w = start;
@@ -894,9 +943,14 @@ fn load_last(
     while bucket >= day_start {
         let p = keys::chunk_series_prefix(shard, bucket, id);
         let mut samples = Vec::new();
+        let mut corrupt = false;
         kv.scan(Cf::Chunks, &p, &keys::prefix_end(&p), &mut |_, v| {
-            chunk::decode_into(v, &mut samples).is_some()
+            corrupt = chunk::decode_into(v, &mut samples).is_none();
+            !corrupt
         })?;
+        if corrupt {
+            return Err(Error::Corrupt { shard, what: format!("chunk of series {id}") });
+        }
         if !samples.is_empty() {
             chunk::sort_dedup(&mut samples);
             return Ok(samples.last().map(|&(t, v)| (t, v.to_bits())));
