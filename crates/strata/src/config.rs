@@ -30,6 +30,10 @@ pub(crate) struct StandaloneConfig {
     pub(crate) max_write_body_bytes: usize,
     /// RocksDB block cache, in bytes. Default `134217728` (128 MiB).
     pub(crate) block_cache_bytes: usize,
+    /// Writes are refused (503) while the data directory's filesystem has fewer free bytes
+    /// than this, before RocksDB hits a full disk; `0` turns the check off. Default
+    /// `268435456` (256 MiB).
+    pub(crate) storage_min_free_bytes: u64,
     /// How far back an instant selector looks for a sample. Default `5m`.
     pub(crate) query_lookback_delta: PromDuration,
     /// Longest a query may run. Default `2m`.
@@ -59,6 +63,7 @@ impl Default for StandaloneConfig {
             checkpoint_log_bytes: 64 << 20,
             max_write_body_bytes: 32 << 20,
             block_cache_bytes: 128 << 20,
+            storage_min_free_bytes: 256 << 20,
             query_lookback_delta: PromDuration(Duration::from_secs(300)),
             query_timeout: PromDuration(Duration::from_secs(120)),
             scrape_config_file: None,

@@ -81,6 +81,10 @@ struct StandaloneArgs {
     /// promql-experimental-functions (added to the config file's `enable_features`).
     #[arg(long = "enable-feature", value_delimiter = ',')]
     enable_feature: Vec<String>,
+    /// Refuse writes (503) while the data directory's filesystem has fewer free bytes than
+    /// this; 0 = no check [default: 268435456].
+    #[arg(long = "storage.min-free-bytes")]
+    storage_min_free_bytes: Option<u64>,
 }
 
 fn load_config(a: StandaloneArgs) -> anyhow::Result<StandaloneConfig> {
@@ -113,6 +117,9 @@ fn load_config(a: StandaloneArgs) -> anyhow::Result<StandaloneConfig> {
         c.scrape_config_file = Some(v);
     }
     c.enable_features.extend(a.enable_feature);
+    if let Some(v) = a.storage_min_free_bytes {
+        c.storage_min_free_bytes = v;
+    }
     c.validate().map_err(anyhow::Error::msg)?;
     Ok(c)
 }
@@ -158,13 +165,14 @@ async fn standalone(c: StandaloneConfig) -> anyhow::Result<()> {
         RaftConfig { node_id: 1, heartbeat_ms: 500, election_ms: (1000, 2000), ..RaftConfig::default() };
     cfg.checkpoint_interval = c.checkpoint_interval.0;
     cfg.rocks = RocksConfig { block_cache_bytes: c.block_cache_bytes, ..RocksConfig::default() };
+    cfg.min_free_bytes = c.storage_min_free_bytes;
     let node = StorageNode::start_on(cfg, listener)
         .await
         .with_context(|| format!("opening database in {}", c.data_dir.display()))?;
     let n = node.clone();
     let writer: Arc<dyn strata_server::Writer> = Arc::new(StandaloneWriter(node.clone()));
     let state = AppState::with(
-        Arc::new(Reader::dynamic(move || n.db())),
+        Arc::new(roles::StorageBackend { reader: Reader::dynamic(move || n.db()), node: node.clone() }),
         writer.clone(),
         ServerConfig {
             max_write_body_bytes: c.max_write_body_bytes,

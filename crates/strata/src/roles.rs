@@ -54,6 +54,10 @@ pub(crate) struct StorageArgs {
     /// Retention, e.g. 15d.
     #[arg(long, default_value = "15d")]
     retention_time: PromDuration,
+    /// Refuse writes while the data directory's filesystem has fewer free bytes than
+    /// this; 0 = no check.
+    #[arg(long = "storage.min-free-bytes", default_value_t = 256 << 20)]
+    storage_min_free_bytes: u64,
     /// Out-of-order window, e.g. 10m.
     #[arg(long, default_value = "0s")]
     out_of_order_time_window: PromDuration,
@@ -123,6 +127,7 @@ pub(crate) async fn storage(a: StorageArgs) -> anyhow::Result<()> {
         ..RaftConfig::default()
     };
     cfg.checkpoint_interval = a.checkpoint_interval.0;
+    cfg.min_free_bytes = a.storage_min_free_bytes;
     let node = StorageNode::start(cfg).await?;
     tracing::info!(node = a.node_id, grpc = %node.local_addr(), data_dir = %a.data_dir.display(), "strata storage serving");
     match &a.http_addr {
@@ -286,11 +291,12 @@ impl strata_server::Writer for NoWrites {
     }
 }
 
-/// A storage node's query backend: its own replicas, plus its Raft gauges on `/metrics`.
+/// A storage node's query backend (also standalone's): its own replicas, plus its Raft
+/// and storage-health gauges on `/metrics`.
 #[derive(Debug)]
-struct StorageBackend {
-    reader: Reader,
-    node: Arc<StorageNode>,
+pub(crate) struct StorageBackend {
+    pub(crate) reader: Reader,
+    pub(crate) node: Arc<StorageNode>,
 }
 
 impl strata_server::QueryBackend for StorageBackend {
@@ -307,13 +313,32 @@ impl strata_server::QueryBackend for StorageBackend {
         let id = self.node.id();
         let groups = raft.groups();
         let leading = groups.iter().filter(|g| raft.status(**g).is_ok_and(|s| s.leader == Some(id))).count();
-        vec![
+        let health = raft.health();
+        let mut v = vec![
             (
                 "strata_raft_groups",
                 "Raft groups (shard replicas and metadata) on this node.",
                 groups.len() as i64,
             ),
             ("strata_raft_leader_groups", "Raft groups this node leads.", leading as i64),
-        ]
+            (
+                "strata_storage_writable",
+                "1 when the node takes writes, 0 while a storage write failure or too little free space refuses them.",
+                i64::from(health.refusal().is_none()),
+            ),
+            (
+                "strata_storage_min_free_bytes",
+                "Writes are refused below this many free bytes on the data directory's filesystem (0 = no check).",
+                health.min_free_bytes().min(i64::MAX as u64) as i64,
+            ),
+        ];
+        if let Some(free) = health.free_bytes() {
+            v.push((
+                "strata_storage_free_bytes",
+                "Free bytes on the data directory's filesystem at the last check.",
+                free.min(i64::MAX as u64) as i64,
+            ));
+        }
+        v
     }
 }
