@@ -31,7 +31,7 @@ import sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
 kinds = sorted({d["kind"] for d in docs})
 want = ["ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "HorizontalPodAutoscaler",
-        "PodDisruptionBudget", "Service", "ServiceAccount", "ServiceMonitor", "StatefulSet"]
+        "PodDisruptionBudget", "Secret", "Service", "ServiceAccount", "ServiceMonitor", "StatefulSet"]
 assert kinds == want, kinds
 sms = [d for d in docs if d["kind"] == "ServiceMonitor"]
 assert len(sms) == 3, sms
@@ -51,5 +51,24 @@ cm = next(d for d in docs if d["kind"] == "ConfigMap")
 assert "kubernetes_sd_configs" in cm["data"]["prometheus.yml"]
 pdb = next(d for d in docs if d["kind"] == "PodDisruptionBudget")
 assert pdb["spec"]["maxUnavailable"] == 1
+# every member talks mutual TLS with the chart's Secret
+secret = next(d for d in docs if d["kind"] == "Secret")
+assert sorted(secret["data"]) == ["ca.crt", "tls.crt", "tls.key"], secret["data"].keys()
+for w in [d for d in docs if d["kind"] in ("StatefulSet", "Deployment")]:
+    pod = w["spec"]["template"]["spec"]
+    assert "--grpc-tls-ca-file=/etc/strata-tls/ca.crt" in pod["containers"][0]["args"], w["metadata"]["name"]
+    vols = {v["name"]: v for v in pod["volumes"]}
+    assert vols["grpc-tls"]["secret"]["secretName"] == secret["metadata"]["name"], vols
 print(f"chart OK: {len(docs)} objects ({', '.join(kinds)})")
+PY
+# with a Secret of one's own (cert-manager) the chart makes none and mounts that one
+helm template strata "$chart" --namespace monitoring --set grpcTls.existingSecret=my-tls >"$out/own.yaml"
+python3 - "$out/own.yaml" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+assert not [d for d in docs if d["kind"] == "Secret"]
+for w in [d for d in docs if d["kind"] in ("StatefulSet", "Deployment")]:
+    vols = {v["name"]: v for v in w["spec"]["template"]["spec"]["volumes"]}
+    assert vols["grpc-tls"]["secret"]["secretName"] == "my-tls", vols
+print("chart OK with grpcTls.existingSecret")
 PY

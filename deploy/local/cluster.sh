@@ -13,6 +13,8 @@
 #   Prometheus API and gRPC query API  http://127.0.0.1:9090 and :9091 (queriers; QUERY_PORTS)
 #   storage gRPC  127.0.0.1:7001-7003                          (GRPC_PORT_BASE+N)
 #   storage HTTP (metrics, their own replicas)  127.0.0.1:9101-9103 (HTTP_PORT_BASE+N)
+# Cluster gRPC is mutual TLS: `up` makes a CA and a member certificate under DIR/certs
+# (`strata certs`) that every process uses.
 # Extra querier flags: QUERIER_FLAGS (e.g. "--pushdown false").
 # Scraping: SCRAPE_CONFIG=prometheus.yml makes the ingestors share its targets (--scrape-peers).
 # The binary is $STRATA_BIN, else target/release/strata (built if missing).
@@ -20,7 +22,7 @@ set -euo pipefail
 
 cmd=${1:-}
 dir=${2:-}
-[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,19p' "$0"; exit 2; }
+[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,21p' "$0"; exit 2; }
 here=$(cd "$(dirname "$0")/../.." && pwd)
 GRPC_PORT_BASE=${GRPC_PORT_BASE:-7000}
 HTTP_PORT_BASE=${HTTP_PORT_BASE:-9100}
@@ -46,6 +48,12 @@ peers() {
 
 running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
+# the flags of every member for the cluster's mutual TLS (certificates made by `up`)
+tls_flags() {
+  echo --grpc-tls-cert-file "$dir/certs/member.pem" --grpc-tls-key-file "$dir/certs/member-key.pem" \
+    --grpc-tls-ca-file "$dir/certs/ca.pem"
+}
+
 start_storage() {
   local n=$1 bin=$2 extra=()
   [ "$n" = 1 ] && extra+=(--bootstrap)
@@ -53,7 +61,7 @@ start_storage() {
   running "$dir/run/storage-$n.pid" && { echo "storage-$n already running"; return; }
   nohup "$bin" storage --node-id "$n" --data-dir "$dir/storage-$n" \
     --grpc-addr "127.0.0.1:$((GRPC_PORT_BASE + n))" --peers "$(peers)" --shards "$SHARDS" \
-    --replication-factor 3 --http-addr "127.0.0.1:$((HTTP_PORT_BASE + n))" "${extra[@]}" \
+    --replication-factor 3 --http-addr "127.0.0.1:$((HTTP_PORT_BASE + n))" $(tls_flags) "${extra[@]}" \
     >>"$dir/logs/storage-$n.log" 2>&1 &
   echo $! >"$dir/run/storage-$n.pid"
 }
@@ -66,7 +74,9 @@ start_ingestor() {
     scrape=(--scrape-config "$SCRAPE_CONFIG" --scrape-peers "$peers")
   fi
   running "$dir/run/ingestor-$i.pid" && { echo "ingestor-$i already running"; return; }
-  nohup "$bin" ingestor --http-addr "127.0.0.1:$port" --storage "$storage" "${scrape[@]}" >>"$dir/logs/ingestor-$i.log" 2>&1 &
+  # shellcheck disable=SC2046
+  nohup "$bin" ingestor --http-addr "127.0.0.1:$port" --storage "$storage" $(tls_flags) "${scrape[@]}" \
+    >>"$dir/logs/ingestor-$i.log" 2>&1 &
   echo $! >"$dir/run/ingestor-$i.pid"
 }
 
@@ -75,7 +85,8 @@ start_querier() {
   for n in $(seq 1 $NODES); do storage="$storage${storage:+,}127.0.0.1:$((GRPC_PORT_BASE + n))"; done
   running "$dir/run/querier-$i.pid" && { echo "querier-$i already running"; return; }
   # shellcheck disable=SC2086
-  nohup "$bin" querier --http-addr "127.0.0.1:$port" --storage "$storage" $QUERIER_FLAGS >>"$dir/logs/querier-$i.log" 2>&1 &
+  nohup "$bin" querier --http-addr "127.0.0.1:$port" --storage "$storage" $(tls_flags) $QUERIER_FLAGS \
+    >>"$dir/logs/querier-$i.log" 2>&1 &
   echo $! >"$dir/run/querier-$i.pid"
 }
 
@@ -105,6 +116,7 @@ case "$cmd" in
     mkdir -p "$dir"
     dir=$(cd "$dir" && pwd)
     bin=$(binary)
+    "$bin" certs --out "$dir/certs" --hosts localhost,127.0.0.1
     for n in $(seq 1 $NODES); do start_storage "$n" "$bin"; done
     i=1
     for port in $INGEST_PORTS; do start_ingestor "$i" "$port" "$bin"; i=$((i + 1)); done
@@ -154,5 +166,5 @@ case "$cmd" in
       if running "$f"; then echo "$(basename "$f" .pid) running (pid $(cat "$f"))"; else echo "$(basename "$f" .pid) stopped"; fi
     done
     ;;
-  *) sed -n '2,19p' "$0"; exit 2 ;;
+  *) sed -n '2,21p' "$0"; exit 2 ;;
 esac

@@ -40,6 +40,7 @@ fn querier(cluster: &LocalCluster, port: u16, extra: &[&str]) -> Killed {
                 "--storage",
                 &cluster.storage_addrs(),
             ])
+            .args(cluster.tls_args())
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())

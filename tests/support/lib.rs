@@ -168,6 +168,12 @@ impl LocalCluster {
         );
     }
 
+    /// The flags of a cluster member for the cluster's mutual TLS (the certificates
+    /// `cluster.sh up` made).
+    pub fn tls_args(&self) -> Vec<String> {
+        strata_bench::peers::tls_args(&self.dir.join("certs"))
+    }
+
     /// The storage nodes' gRPC addresses, comma-separated (for `--storage`).
     pub fn storage_addrs(&self) -> String {
         (1..=3).map(|n| format!("127.0.0.1:{}", self.grpc + n)).collect::<Vec<_>>().join(",")

@@ -169,6 +169,17 @@ impl Peer {
         let (query, plain) = (free_port()?, free_port()?);
         let peers: Vec<String> =
             grpc.iter().enumerate().map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1)).collect();
+        // the cluster's gRPC is mutual TLS, as in production
+        let certs = spec.data_dir.join("certs");
+        let made = std::process::Command::new(&spec.bin)
+            .args(["certs", "--out"])
+            .arg(&certs)
+            .output()
+            .context("strata certs")?;
+        if !made.status.success() {
+            bail!("strata certs: {}", String::from_utf8_lossy(&made.stderr));
+        }
+        let tls = tls_args(&certs);
         let mut children = Vec::new();
         for (i, port) in grpc.iter().enumerate() {
             let n = i + 1;
@@ -188,6 +199,7 @@ impl Peer {
             if n == 1 {
                 args.push("--bootstrap".into());
             }
+            args.extend(tls.iter().cloned());
             args.extend(spec.extra_args.iter().cloned());
             children.push(spawn(
                 &spec.bin,
@@ -197,16 +209,17 @@ impl Peer {
             )?);
         }
         let storage: Vec<String> = grpc.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        let args: Vec<String> = vec![
+        let mut args: Vec<String> = vec![
             "ingestor".into(),
             "--http-addr".into(),
             format!("127.0.0.1:{}", spec.port),
             "--storage".into(),
             storage.join(","),
         ];
+        args.extend(tls.iter().cloned());
         children.push(spawn(&spec.bin, &args, &spec.data_dir.join("ingestor.log"), &spec.env)?);
         for (port, pushdown, name) in [(query, "true", "querier"), (plain, "false", "querier-plain")] {
-            let args: Vec<String> = vec![
+            let mut args: Vec<String> = vec![
                 "querier".into(),
                 "--http-addr".into(),
                 format!("127.0.0.1:{port}"),
@@ -215,6 +228,7 @@ impl Peer {
                 "--pushdown".into(),
                 pushdown.into(),
             ];
+            args.extend(tls.iter().cloned());
             children.push(spawn(&spec.bin, &args, &spec.data_dir.join(format!("{name}.log")), &spec.env)?);
         }
         let mut p = Peer {
@@ -399,6 +413,15 @@ impl Drop for Peer {
 
 fn signal(pid: u32, sig: &str) {
     let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+}
+
+/// The flags of a cluster member for mutual TLS with the certificates `strata certs` wrote
+/// to `certs`.
+pub fn tls_args(certs: &Path) -> Vec<String> {
+    [("cert", "member.pem"), ("key", "member-key.pem"), ("ca", "ca.pem")]
+        .iter()
+        .flat_map(|(flag, file)| [format!("--grpc-tls-{flag}-file"), certs.join(file).display().to_string()])
+        .collect()
 }
 
 /// Total size of the files under `dir`, in bytes.

@@ -23,6 +23,7 @@ use crate::codec::{series_from_wire, to_wire};
 use crate::error::{Error, Result, query_error_of};
 use crate::map::ClusterMap;
 use crate::meta::decode;
+use crate::tls::GrpcTls;
 use crate::transport::{MAX_MESSAGE, endpoint};
 
 /// Settings of a [`ClusterClient`].
@@ -38,6 +39,9 @@ pub struct ClientConfig {
     /// How long a shard read may try its replicas (an election takes 1.5–3 s) before the
     /// shard counts as unavailable. Default 6 s.
     pub read_timeout: Duration,
+    /// Mutual TLS to the storage nodes (their gRPC ports require it unless they run with
+    /// `--grpc-insecure`). Default none: plain HTTP/2.
+    pub tls: Option<Arc<GrpcTls>>,
 }
 
 impl Default for ClientConfig {
@@ -47,6 +51,7 @@ impl Default for ClientConfig {
             write_timeout: Duration::from_secs(10),
             rpc_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(6),
+            tls: None,
         }
     }
 }
@@ -88,7 +93,10 @@ impl ClusterClient {
         if let Some(c) = ch.get(addr) {
             return Ok(c.clone());
         }
-        let channel = endpoint(addr).map_err(Error::Config)?.timeout(self.cfg.rpc_timeout).connect_lazy();
+        let channel = endpoint(addr, self.cfg.tls.as_deref())
+            .map_err(Error::Config)?
+            .timeout(self.cfg.rpc_timeout)
+            .connect_lazy();
         let c = StorageClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
@@ -220,7 +228,7 @@ impl ClusterClient {
                     let r = r.into_inner();
                     if !r.not_leader {
                         self.leaders.write().insert(shard, addr);
-                        let mut rejected = [0u64; 4];
+                        let mut rejected = [0u64; strata_tsdb::RejectReason::ALL.len()];
                         for (d, s) in rejected.iter_mut().zip(&r.rejected) {
                             *d = *s;
                         }

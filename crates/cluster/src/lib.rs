@@ -21,11 +21,13 @@
 mod client;
 mod codec;
 mod error;
+mod incoming;
 mod map;
 pub mod meta;
 mod service;
 mod standalone;
 mod storage;
+mod tls;
 mod transport;
 mod writer;
 
@@ -34,6 +36,7 @@ pub use codec::{from_wire, series_from_wire, series_to_wire, to_wire};
 pub use error::{Error, Result};
 pub use map::{ClusterMap, VNODES};
 pub use standalone::StandaloneWriter;
-pub use storage::{StorageConfig, StorageNode};
+pub use storage::{IN_PROCESS, StorageConfig, StorageNode};
+pub use tls::{GrpcTls, TlsFiles};
 pub use transport::{Faults, GrpcTransport};
 pub use writer::ClusterWriter;

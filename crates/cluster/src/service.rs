@@ -13,7 +13,7 @@ use strata_proto::cluster::{
     LabelsRequest, MetadataCommand, RaftMessage, RaftReply, SelectReply, SelectRequest, SnapshotChunk,
     WriteReply, WriteRequest,
 };
-use strata_raft::{META_GROUP, RaftNode, Request, Response, RpcKind};
+use strata_raft::{META_GROUP, Request, Response, RpcKind};
 use strata_tsdb::{Matcher, SeriesData};
 use tonic::{Status, Streaming};
 
@@ -25,10 +25,35 @@ use crate::storage::NodeState;
 /// Series per streamed select reply.
 const SELECT_BATCH: usize = 256;
 
+/// The largest snapshot a node accepts: 4 GiB (it is assembled in memory before install).
+const MAX_SNAPSHOT_BYTES: usize = 4 << 30;
+
 /// Inbound Raft messages.
-#[derive(Debug)]
 pub(crate) struct RaftService {
-    pub(crate) raft: Arc<RaftNode>,
+    pub(crate) node: Arc<NodeState>,
+}
+
+impl RaftService {
+    /// Refuses a message for `group` from a node that is no member of it: neither in the
+    /// group's membership as this node knows it, nor placed on the group by the cluster map
+    /// (a new replica learns its membership from the leader's first message).
+    fn check_sender(&self, group: u32, from: u64) -> Result<(), Status> {
+        let node = &self.node;
+        if !node.raft.groups().contains(&group) {
+            return Err(Status::not_found(format!("group {group} has no replica on this node")));
+        }
+        let placed = if group == META_GROUP {
+            node.peers.keys().take(3).any(|&n| n == from)
+        } else {
+            node.map.read().as_ref().is_some_and(|m| m.replicas(group).contains(&from))
+        };
+        if placed || node.raft.is_member(group, from) {
+            Ok(())
+        } else {
+            tracing::warn!(group, from, "refused a Raft message from a node that is no member of the group");
+            Err(Status::permission_denied(format!("node {from} is no member of group {group}")))
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -40,7 +65,8 @@ impl Raft for RaftService {
         if kind == RpcKind::Snapshot {
             return Err(Status::invalid_argument("snapshots go through InstallSnapshot"));
         }
-        let payload = self.raft.handle(m.group, kind, &m.payload).await;
+        self.check_sender(m.group, m.from)?;
+        let payload = self.node.raft.handle(m.group, kind, &m.payload).await;
         Ok(tonic::Response::new(RaftReply { payload }))
     }
 
@@ -49,15 +75,29 @@ impl Raft for RaftService {
         req: tonic::Request<Streaming<SnapshotChunk>>,
     ) -> Result<tonic::Response<RaftReply>, Status> {
         let mut stream = req.into_inner();
-        let mut group = None;
+        let mut sender = None;
         let mut data = Vec::new();
         while let Some(chunk) = stream.next().await {
             let c = chunk?;
-            group.get_or_insert(c.group);
+            match sender {
+                None => {
+                    self.check_sender(c.group, c.from)?;
+                    sender = Some((c.group, c.from));
+                }
+                Some(s) if s != (c.group, c.from) => {
+                    return Err(Status::invalid_argument("a snapshot stream changed its group or sender"));
+                }
+                Some(_) => {}
+            }
+            if data.len() + c.data.len() > MAX_SNAPSHOT_BYTES {
+                return Err(Status::resource_exhausted(format!(
+                    "snapshot larger than the limit of {MAX_SNAPSHOT_BYTES} bytes"
+                )));
+            }
             data.extend_from_slice(&c.data);
         }
-        let group = group.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
-        let payload = self.raft.handle(group, RpcKind::Snapshot, &data).await;
+        let (group, _) = sender.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
+        let payload = self.node.raft.handle(group, RpcKind::Snapshot, &data).await;
         Ok(tonic::Response::new(RaftReply { payload }))
     }
 }
@@ -149,12 +189,14 @@ fn receiver_stream<T: Send + 'static>(
     Box::pin(futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) }))
 }
 
-/// One shard of the node's database as the evaluator's source; reads stop once the
-/// querier is gone (its reply stream closed).
+/// One shard of the node's database as the evaluator's source; reads count against the
+/// evaluation's samples as they load, and stop once the querier is gone (its reply stream
+/// closed).
 struct ShardSource {
     db: Arc<strata_tsdb::Db>,
     shard: u32,
     gone: tokio::sync::mpsc::Sender<Result<EvaluateReply, Status>>,
+    limit: strata_promql::LoadLimit,
 }
 
 impl Source for ShardSource {
@@ -163,10 +205,9 @@ impl Source for ShardSource {
             tracing::debug!(shard = self.shard, "evaluation stopped: the querier went away");
             return Err(QueryError::Unavailable("the querier canceled the evaluation".into()));
         }
-        self.db
-            .select_shard(self.shard, matchers, hints.start, hints.end)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| QueryError::Storage(e.to_string()))
+        self.limit.collect(self.db.select_shard(self.shard, matchers, hints.start, hints.end), || {
+            self.gone.is_closed()
+        })
     }
 }
 
@@ -182,7 +223,23 @@ impl Storage for StorageService {
             return Err(Status::invalid_argument(format!("no shard {} (the cluster has {shards})", w.shard)));
         }
         check_record(&w.record, w.shard, shards)?;
-        Ok(tonic::Response::new(self.propose(w.shard, w.record).await?))
+        // labels validated as remote write validates them, samples too far ahead dropped
+        let db = self.node.db().ok_or_else(|| Status::unavailable("this node has no database yet"))?;
+        let (record, refused) = db.admit(w.record).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let mut reply = match record {
+            Some(record) => self.propose(w.shard, record).await?,
+            None => WriteReply::default(),
+        };
+        if !reply.not_leader {
+            reply.rejected.resize(refused.rejected.len().max(reply.rejected.len()), 0);
+            for (r, n) in reply.rejected.iter_mut().zip(refused.rejected) {
+                *r += n;
+            }
+            if reply.error.is_empty() {
+                reply.error = refused.first_error.unwrap_or_default();
+            }
+        }
+        Ok(tonic::Response::new(reply))
     }
 
     type SelectStream = SelectStream;
@@ -249,7 +306,12 @@ impl Storage for StorageService {
         let defaults = EngineConfig::default();
         let engine = Engine::new(EngineConfig {
             lookback_ms: if r.lookback_ms > 0 { r.lookback_ms } else { defaults.lookback_ms },
-            max_samples: if r.max_samples > 0 { r.max_samples as usize } else { defaults.max_samples },
+            // this node's cap or the querier's, whichever is lower
+            max_samples: if r.max_samples > 0 {
+                usize::try_from(r.max_samples).unwrap_or(usize::MAX).min(defaults.max_samples)
+            } else {
+                defaults.max_samples
+            },
             timeout: if r.timeout_ms > 0 {
                 Duration::from_millis(r.timeout_ms).min(defaults.timeout)
             } else {
@@ -267,7 +329,10 @@ impl Storage for StorageService {
         };
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<EvaluateReply, Status>>(4);
         tokio::task::spawn_blocking(move || {
-            let src = ShardSource { db, shard: r.shard, gone: tx.clone() };
+            let cfg = engine.config();
+            let limit =
+                strata_promql::LoadLimit::new(cfg.max_samples, std::time::Instant::now() + cfg.timeout);
+            let src = ShardSource { db, shard: r.shard, gone: tx.clone(), limit };
             let partials = match strata_promql::evaluate_parts(&engine, [&src], &exprs, &at) {
                 Ok(p) => p,
                 Err(e) => {

@@ -20,7 +20,12 @@ use crate::error::{Error, Result};
 use crate::map::ClusterMap;
 use crate::meta::{Command, MetaApplier, SharedMap, encode};
 use crate::service::{RaftService, StorageService};
+use crate::tls::GrpcTls;
 use crate::transport::{Faults, GrpcTransport, MAX_MESSAGE};
+
+/// The address a node without a port ([`StorageNode::start_local`]) advertises: nothing
+/// can dial it.
+pub const IN_PROCESS: &str = "in-process";
 
 /// How a storage node finds its cluster.
 #[derive(Debug, Clone)]
@@ -54,9 +59,15 @@ pub struct StorageConfig {
     pub faults: Option<Arc<Faults>>,
     /// RocksDB settings (block cache). Default `RocksConfig::default()`.
     pub rocks: strata_engine_rocks::RocksConfig,
-    /// Writes are refused (503) while the data directory's filesystem has fewer free bytes
-    /// than this; 0 turns the check off. Default 256 MiB.
+    /// Refuse writes while the data directory's filesystem has fewer free bytes than this
+    /// (0: no check). Default 256 MiB.
     pub min_free_bytes: u64,
+    /// Most gRPC connections open at once; more wait to be accepted. Default 1,024.
+    pub grpc_max_connections: usize,
+    /// Mutual TLS on the gRPC port and to the other nodes: only callers with a certificate
+    /// of the cluster CA get through. Default none (plain HTTP/2: any caller that reaches
+    /// the port is served; the binary refuses that unless told `--grpc-insecure`).
+    pub tls: Option<Arc<GrpcTls>>,
 }
 
 impl StorageConfig {
@@ -78,6 +89,8 @@ impl StorageConfig {
             faults: None,
             rocks: strata_engine_rocks::RocksConfig::default(),
             min_free_bytes: 256 << 20,
+            grpc_max_connections: 1024,
+            tls: None,
         }
     }
 }
@@ -112,7 +125,7 @@ pub struct StorageNode {
     kv: Arc<dyn KvEngine>,
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
-    addr: SocketAddr,
+    addr: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for StorageNode {
@@ -133,10 +146,32 @@ impl StorageNode {
 
     /// [`StorageNode::start`] on an already bound listener.
     pub async fn start_on(cfg: StorageConfig, listener: tokio::net::TcpListener) -> Result<Arc<StorageNode>> {
-        let addr = listener.local_addr().map_err(|e| Error::Server(e.to_string()))?;
+        Self::start_with(cfg, Some(listener)).await
+    }
+
+    /// A node that opens no port at all: nothing outside the process can reach its groups
+    /// (`strata standalone`, a one-node RF=1 cluster whose groups never send a message).
+    /// `cfg.peers` must name this node only.
+    pub async fn start_local(cfg: StorageConfig) -> Result<Arc<StorageNode>> {
+        if cfg.peers.keys().any(|&id| id != cfg.node_id) {
+            return Err(Error::Config("a node without a port cannot have peers".into()));
+        }
+        Self::start_with(cfg, None).await
+    }
+
+    async fn start_with(
+        cfg: StorageConfig,
+        listener: Option<tokio::net::TcpListener>,
+    ) -> Result<Arc<StorageNode>> {
+        let addr = listener
+            .as_ref()
+            .map(|l| l.local_addr())
+            .transpose()
+            .map_err(|e| Error::Server(e.to_string()))?;
         std::fs::create_dir_all(&cfg.data_dir).map_err(|e| Error::Server(e.to_string()))?;
         let kv: Arc<dyn KvEngine> = Arc::new(open_engine(&cfg.data_dir, &cfg.rocks).await?);
-        let transport = GrpcTransport::new(cfg.node_id, cfg.faults.clone(), Duration::from_secs(10));
+        let transport =
+            GrpcTransport::new(cfg.node_id, cfg.faults.clone(), Duration::from_secs(10), cfg.tls.clone());
         for (id, a) in &cfg.peers {
             transport.set_peer(*id, a);
         }
@@ -162,27 +197,10 @@ impl StorageNode {
         let node =
             Arc::new(StorageNode { state: state.clone(), kv, stop, tasks: Mutex::new(Vec::new()), addr });
 
-        let raft_svc = RaftServer::new(RaftService { raft: raft.clone() })
-            .max_decoding_message_size(MAX_MESSAGE)
-            .max_encoding_message_size(MAX_MESSAGE);
-        let storage_svc = StorageServer::new(StorageService { node: state.clone() })
-            .max_decoding_message_size(MAX_MESSAGE)
-            .max_encoding_message_size(MAX_MESSAGE);
-        let mut stop_rx = stopped.clone();
-        let server = tokio::spawn(async move {
-            let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-            let res = tonic::transport::Server::builder()
-                .add_service(raft_svc)
-                .add_service(storage_svc)
-                .serve_with_incoming_shutdown(incoming, async move {
-                    let _ = stop_rx.wait_for(|s| *s).await;
-                })
-                .await;
-            if let Err(e) = res {
-                tracing::error!(error = %e, "gRPC server failed");
-            }
-        });
-        node.tasks.lock().push(server);
+        if let Some(listener) = listener {
+            let server = tokio::spawn(serve_grpc(state.clone(), listener, &cfg, stopped.clone()));
+            node.tasks.lock().push(server);
+        }
 
         if cfg.bootstrap && meta_nodes.first() == Some(&cfg.node_id) {
             let members: BTreeMap<NodeId, String> =
@@ -201,8 +219,8 @@ impl StorageNode {
         self.state.id
     }
 
-    /// The address the gRPC server listens on.
-    pub fn local_addr(&self) -> SocketAddr {
+    /// The address the gRPC server listens on (none for a node without a port).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
         self.addr
     }
 
@@ -261,6 +279,54 @@ impl StorageNode {
     }
 }
 
+/// Serves the node's gRPC services (Raft, Storage) on `listener` until `stopped`.
+///
+/// A caller that connects and stalls costs one of `grpc_max_connections` slots for at most
+/// the TLS handshake deadline (10 s); HTTP/2 keep-alive pings drop dead peers; a connection
+/// carries at most 256 concurrent calls with headers of at most 64 KiB.
+fn serve_grpc(
+    state: Arc<NodeState>,
+    listener: tokio::net::TcpListener,
+    cfg: &StorageConfig,
+    mut stopped: watch::Receiver<bool>,
+) -> impl std::future::Future<Output = ()> + use<> {
+    let tls = cfg.tls.clone();
+    let max_connections = cfg.grpc_max_connections;
+    async move {
+        let raft_svc = RaftServer::new(RaftService { node: state.clone() })
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE);
+        let storage_svc = StorageServer::new(StorageService { node: state })
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE);
+        let incoming = crate::incoming::capped(listener, max_connections);
+        let mut builder = tonic::transport::Server::builder()
+            .max_concurrent_streams(256)
+            .http2_max_header_list_size(64 << 10)
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(20)));
+        if let Some(tls) = tls {
+            builder = match builder.tls_config(tls.server()) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(error = %e, "gRPC TLS settings refused: not serving");
+                    return;
+                }
+            };
+        }
+        let res = builder
+            .add_service(raft_svc)
+            .add_service(storage_svc)
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })
+            .await;
+        if let Err(e) = res {
+            tracing::error!(error = %e, "gRPC server failed");
+        }
+    }
+}
+
 /// Opens the node's RocksDB, waiting up to 10 s for a previous owner of the directory (a
 /// process or node instance still shutting down) to release its lock.
 async fn open_engine(
@@ -300,7 +366,7 @@ async fn reconcile_loop(
     mut stopped: watch::Receiver<bool>,
 ) {
     let seeds: Vec<String> = cfg.peers.values().cloned().collect();
-    let client = ClusterClient::new(ClientConfig { seeds, ..ClientConfig::default() });
+    let client = ClusterClient::new(ClientConfig { seeds, tls: cfg.tls.clone(), ..ClientConfig::default() });
     let mut last_checkpoint = tokio::time::Instant::now();
     loop {
         if let Err(e) = reconcile_once(&node, &cfg, &transport, &client).await {
@@ -330,6 +396,19 @@ async fn checkpoint_big_logs(node: &StorageNode, limit: u64) {
     }
 }
 
+/// Proposes a metadata command: directly when this node leads the metadata group (the only
+/// way on a node without a port), else through `client` to whichever node leads it.
+async fn update_metadata(st: &NodeState, client: &ClusterClient, cmd: Vec<u8>) -> Result<()> {
+    if st.raft.groups().contains(&META_GROUP) {
+        match st.raft.propose(META_GROUP, strata_raft::Request(cmd.clone())).await {
+            Ok(r) => return r.error.map_or(Ok(()), |e| Err(Error::Invalid(e))),
+            Err(strata_raft::Error::NotLeader { .. }) => {}
+            Err(e) => return Err(Error::Raft(e)),
+        }
+    }
+    client.update_metadata(cmd).await
+}
+
 async fn reconcile_once(
     node: &Arc<StorageNode>,
     cfg: &StorageConfig,
@@ -357,8 +436,7 @@ async fn reconcile_once(
                 let m = ClusterMap::create(cfg.shards, cfg.replication_factor, cfg.peers.clone())
                     .map_err(Error::Config)?;
                 let cmd = encode(&Command::Create(m)).map_err(|e| Error::Server(e.to_string()))?;
-                client
-                    .update_metadata(cmd)
+                update_metadata(st, client, cmd)
                     .await
                     .map_err(|e2| Error::NoMap(format!("{e}; creating it: {e2}")))?;
                 return Ok(());
@@ -373,7 +451,7 @@ async fn reconcile_once(
     if map.nodes.get(&st.id).is_some_and(|a| *a != cfg.advertise) {
         let cmd = encode(&Command::AddNode { id: st.id, addr: cfg.advertise.clone() })
             .map_err(|e| Error::Server(e.to_string()))?;
-        client.update_metadata(cmd).await?;
+        update_metadata(st, client, cmd).await?;
     }
     let db = match st.db() {
         Some(db) => db,

@@ -12,6 +12,8 @@ use strata_proto::cluster::{RaftMessage, SnapshotChunk};
 use strata_raft::{CallFuture, GroupId, NodeId, RpcKind, Transport, TransportError};
 use tonic::transport::{Channel, Endpoint};
 
+use crate::tls::GrpcTls;
+
 /// Bytes per streamed snapshot chunk.
 const SNAPSHOT_CHUNK: usize = 1 << 20;
 /// Largest gRPC message accepted or sent between nodes.
@@ -93,17 +95,25 @@ pub struct GrpcTransport {
     clients: Mutex<HashMap<NodeId, (String, RaftClient<Channel>)>>,
     faults: Option<Arc<Faults>>,
     timeout: Duration,
+    tls: Option<Arc<GrpcTls>>,
 }
 
 impl GrpcTransport {
-    /// The transport of node `from`; `faults` (tests) applies to every message it sends.
-    pub fn new(from: NodeId, faults: Option<Arc<Faults>>, timeout: Duration) -> Arc<Self> {
+    /// The transport of node `from`; `faults` (tests) applies to every message it sends;
+    /// with `tls` it dials its peers over mutual TLS.
+    pub fn new(
+        from: NodeId,
+        faults: Option<Arc<Faults>>,
+        timeout: Duration,
+        tls: Option<Arc<GrpcTls>>,
+    ) -> Arc<Self> {
         Arc::new(GrpcTransport {
             from,
             peers: RwLock::new(HashMap::new()),
             clients: Mutex::new(HashMap::new()),
             faults,
             timeout,
+            tls,
         })
     }
 
@@ -125,7 +135,7 @@ impl GrpcTransport {
         {
             return Ok(c.clone());
         }
-        let ch = endpoint(&addr)
+        let ch = endpoint(&addr, self.tls.as_deref())
             .map_err(|e| TransportError::Unreachable(target, e))?
             .timeout(self.timeout)
             .connect_lazy();
@@ -136,12 +146,22 @@ impl GrpcTransport {
     }
 }
 
-/// A lazily connecting endpoint for `addr` (`host:port` or a URL).
-pub(crate) fn endpoint(addr: &str) -> Result<Endpoint, String> {
-    let url = if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") };
-    Endpoint::from_shared(url)
-        .map(|e| e.connect_timeout(Duration::from_secs(2)).tcp_nodelay(true))
-        .map_err(|e| format!("bad address {addr:?}: {e}"))
+/// A lazily connecting endpoint for `addr` (`host:port` or a URL), over mutual TLS when
+/// `tls` is given (plain HTTP/2 otherwise).
+pub(crate) fn endpoint(addr: &str, tls: Option<&GrpcTls>) -> Result<Endpoint, String> {
+    let host_port = addr.split_once("://").map_or(addr, |(_, rest)| rest);
+    let url = match tls {
+        Some(_) => format!("https://{host_port}"),
+        None if addr.contains("://") => addr.to_string(),
+        None => format!("http://{addr}"),
+    };
+    let bad = |e: tonic::transport::Error| format!("bad address {addr:?}: {e}");
+    let e =
+        Endpoint::from_shared(url).map_err(bad)?.connect_timeout(Duration::from_secs(2)).tcp_nodelay(true);
+    match tls {
+        Some(t) => e.tls_config(t.client()).map_err(bad),
+        None => Ok(e),
+    }
 }
 
 impl Transport for GrpcTransport {

@@ -13,7 +13,7 @@ use openraft::{BasicNode, Raft, SnapshotPolicy};
 use parking_lot::RwLock;
 use strata_tsdb::{KvEngine, LogStats};
 
-use crate::codec::{decode, encode};
+use crate::codec::{decode, decode_message, encode};
 use crate::error::{Error, Result};
 use crate::health::WriteHealth;
 use crate::log_store::LogStore;
@@ -311,6 +311,16 @@ impl RaftNode {
         })
     }
 
+    /// Whether `node` is a voter or learner of `group`'s membership as this node knows it.
+    pub fn is_member(&self, group: GroupId, node: NodeId) -> bool {
+        self.group(group).is_ok_and(|raft| {
+            let m = raft.metrics();
+            let m = m.borrow_watched();
+            let membership = m.membership_config.membership();
+            membership.voter_ids().chain(membership.learner_ids()).any(|id| id == node)
+        })
+    }
+
     /// Handles an inbound Raft message for one of this node's groups; the answer is encoded
     /// for the sender's [`Router`]. Errors (unknown group, undecodable message) are answered
     /// too, never raised.
@@ -326,14 +336,14 @@ impl RaftNode {
         let raft = self.group(group).map_err(|e| e.to_string())?;
         let de = |e: std::io::Error| format!("bad {kind:?} message: {e}");
         let bytes = match kind {
-            RpcKind::Append => {
-                encode(&raft.append_entries(decode(payload).map_err(de)?).await.map_err(|e| e.to_string()))
-            }
+            RpcKind::Append => encode(
+                &raft.append_entries(decode_message(payload).map_err(de)?).await.map_err(|e| e.to_string()),
+            ),
             RpcKind::Vote => {
-                encode(&raft.vote(decode(payload).map_err(de)?).await.map_err(|e| e.to_string()))
+                encode(&raft.vote(decode_message(payload).map_err(de)?).await.map_err(|e| e.to_string()))
             }
             RpcKind::PreVote => {
-                encode(&raft.pre_vote(decode(payload).map_err(de)?).await.map_err(|e| e.to_string()))
+                encode(&raft.pre_vote(decode_message(payload).map_err(de)?).await.map_err(|e| e.to_string()))
             }
             RpcKind::Snapshot => {
                 let m: SnapshotMessage = decode(payload).map_err(de)?;

@@ -23,6 +23,8 @@ mod api;
 mod backend;
 mod grpc;
 mod histogram;
+mod limits;
+mod listen;
 mod metadata;
 mod metrics;
 mod params;
@@ -39,6 +41,8 @@ use strata_tsdb::Db;
 pub use backend::{
     CommitFuture, LocalWriter, QueryBackend, ReadOptions, ReadView, Reader, WriteError, Writer,
 };
+pub use limits::IngestLimits;
+pub use listen::ListenConfig;
 pub use metadata::MetadataStore;
 pub use metrics::Metrics;
 pub use selector::parse_selector;
@@ -56,6 +60,48 @@ pub struct ServerConfig {
     /// Queries evaluated at once; more wait their turn (Prometheus's
     /// `--query.max-concurrency`). Default 20.
     pub query_max_concurrency: usize,
+    /// Largest JSON body a query (`/api/v1/query`, `query_range`) may answer with, in bytes;
+    /// a larger result is refused with 422 before it is rendered in full. Default 1 GiB.
+    pub max_response_bytes: usize,
+    /// Limits of the HTTP listener (connections, header and body deadlines).
+    pub listen: ListenConfig,
+    /// Remote-write limits. Default [`IngestLimits::default`].
+    pub ingest: IngestLimits,
+    /// The wall clock of the ingestion rate limit. Default the system clock.
+    pub clock: Arc<dyn strata_tsdb::Clock>,
+}
+
+impl ServerConfig {
+    /// Every configured limit as (name, value) for the `strata_limit` gauge of `/metrics`
+    /// (sizes in bytes, durations in seconds).
+    pub fn limits(&self) -> Vec<(&'static str, f64)> {
+        let e = &self.engine;
+        vec![
+            ("query_max_samples", e.max_samples as f64),
+            ("query_max_bytes", e.max_bytes as f64),
+            ("query_max_points_per_series", e.max_points_per_series as f64),
+            ("query_max_nesting", e.max_nesting as f64),
+            ("query_timeout_seconds", e.timeout.as_secs_f64()),
+            ("query_max_concurrency", self.query_max_concurrency as f64),
+            ("web_max_connections", self.listen.max_connections as f64),
+            ("web_header_read_timeout_seconds", self.listen.header_read_timeout.as_secs_f64()),
+            ("web_read_timeout_seconds", self.listen.body_read_timeout.as_secs_f64()),
+            ("web_max_concurrent_streams", f64::from(self.listen.max_concurrent_streams)),
+            ("query_max_response_bytes", self.max_response_bytes as f64),
+            ("regex_cache_bytes", strata_tsdb::matcher::REGEX_CACHE_BYTES as f64),
+            ("regex_max_compiled_bytes", strata_tsdb::matcher::REGEX_MAX_COMPILED_BYTES as f64),
+            ("ingest_max_label_names_per_series", self.ingest.labels.max_names as f64),
+            ("ingest_max_label_name_length", self.ingest.labels.max_name_len as f64),
+            ("ingest_max_label_value_length", self.ingest.labels.max_value_len as f64),
+            ("ingest_max_series_per_request", self.ingest.max_series_per_request as f64),
+            ("ingest_max_metadata_per_request", self.ingest.max_metadata_per_request as f64),
+            ("ingest_rate_limit", self.ingest.rate_limit),
+            ("ingest_burst", self.ingest.effective_burst() as f64),
+            ("ingest_max_active_series", self.ingest.max_active_series as f64),
+            ("write_max_body_bytes", self.max_write_body_bytes as f64),
+            ("write_max_decoded_bytes", self.max_write_decoded_bytes as f64),
+        ]
+    }
 }
 
 impl Default for ServerConfig {
@@ -65,6 +111,10 @@ impl Default for ServerConfig {
             max_write_decoded_bytes: 256 << 20,
             engine: strata_promql::EngineConfig::default(),
             query_max_concurrency: 20,
+            max_response_bytes: 1 << 30,
+            listen: ListenConfig::default(),
+            ingest: IngestLimits::default(),
+            clock: Arc::new(strata_tsdb::SystemClock),
         }
     }
 }
@@ -79,6 +129,7 @@ pub struct AppState {
     engine: strata_promql::Engine,
     queries: Arc<tokio::sync::Semaphore>,
     metadata: Arc<metadata::MetadataStore>,
+    rate_limiter: Option<Arc<limits::RateLimiter>>,
 }
 
 impl AppState {
@@ -89,10 +140,22 @@ impl AppState {
 
     /// State reading through `backend` and writing through `writer`.
     pub fn with(backend: Arc<dyn QueryBackend>, writer: Arc<dyn Writer>, cfg: ServerConfig) -> Self {
-        let metrics = Arc::new(Metrics::new(backend.clone()));
+        let metrics = Arc::new(Metrics::new(backend.clone(), &cfg.limits()));
         let engine = strata_promql::Engine::new(cfg.engine.clone());
         let queries = Arc::new(tokio::sync::Semaphore::new(cfg.query_max_concurrency.max(1)));
-        AppState { backend, writer, metrics, cfg, engine, queries, metadata: Arc::default() }
+        let rate_limiter = limits::RateLimiter::new(&cfg.ingest, cfg.clock.clone()).map(Arc::new);
+        AppState { backend, writer, metrics, cfg, engine, queries, metadata: Arc::default(), rate_limiter }
+    }
+
+    /// Serves `routes` (this state's [`router`], and whatever is merged into it) on
+    /// `listener` with the configured listener limits, until `shutdown` completes.
+    pub async fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        routes: Router,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        listen::serve(listener, routes, &self.cfg.listen, &self.metrics.open_connections, shutdown).await
     }
 
     /// The metadata `/api/v1/metadata` serves (a scraper records what it scrapes here).

@@ -2,7 +2,7 @@
 //! engine's head and log statistics read at scrape time.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::backend::QueryBackend;
 use axum::extract::State;
@@ -13,7 +13,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetri
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::registry::Registry;
 
 use crate::AppState;
@@ -30,6 +30,12 @@ pub(crate) struct Code {
     pub(crate) code: String,
 }
 
+/// Label set naming a configured limit.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct Limit {
+    pub(crate) name: String,
+}
+
 /// The node's self-metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -37,6 +43,8 @@ pub struct Metrics {
     pub(crate) ingested: Counter,
     pub(crate) rejected: Family<Reason, Counter>,
     pub(crate) write_requests: Family<Code, Counter>,
+    /// HTTP connections open now (see [`crate::listen`]).
+    pub(crate) open_connections: Gauge,
 }
 
 #[derive(Debug)]
@@ -93,21 +101,37 @@ impl Collector for DbCollector {
 }
 
 impl Metrics {
-    /// Registers every metric; `db` is read at scrape time.
-    pub fn new(db: Arc<dyn QueryBackend>) -> Self {
+    /// Registers every metric (with the configured `limits` as the `strata_limit` gauge);
+    /// `db` is read at scrape time.
+    pub fn new(db: Arc<dyn QueryBackend>, limits: &[(&'static str, f64)]) -> Self {
         let mut registry = Registry::default();
         let ingested = Counter::default();
         let rejected = Family::<Reason, Counter>::default();
         let write_requests = Family::<Code, Counter>::default();
         registry.register("strata_ingested_samples", "Samples stored from remote write.", ingested.clone());
-        registry.register("strata_rejected_samples", "Samples rejected, by reason.", rejected.clone());
+        registry.register(
+            "strata_discarded_samples",
+            "Samples not stored, by reason (Mimir's reason names).",
+            rejected.clone(),
+        );
         registry.register(
             "strata_remote_write_requests",
             "Remote-write requests by status code.",
             write_requests.clone(),
         );
+        let limit = Family::<Limit, Gauge<f64, AtomicU64>>::default();
+        for (name, v) in limits {
+            limit.get_or_create(&Limit { name: (*name).to_owned() }).set(*v);
+        }
+        registry.register("strata_limit", "Configured limits, by name (bytes, seconds or counts).", limit);
+        let open_connections = Gauge::default();
+        registry.register(
+            "strata_http_open_connections",
+            "HTTP connections open now.",
+            open_connections.clone(),
+        );
         registry.register_collector(Box::new(DbCollector(db)));
-        Metrics { registry, ingested, rejected, write_requests }
+        Metrics { registry, ingested, rejected, write_requests, open_connections }
     }
 
     pub(crate) fn reject(&self, reason: &str, n: u64) {

@@ -42,6 +42,24 @@ pub(crate) struct StandaloneConfig {
     pub(crate) query_max_samples: usize,
     /// Queries evaluated at once; more wait. Default `20`.
     pub(crate) query_max_concurrency: usize,
+    /// Most bytes one query's evaluation may allocate (loaded data, step grids, computed
+    /// points). Default `4294967296` (4 GiB).
+    pub(crate) query_max_bytes: usize,
+    /// Largest JSON answer of `query`/`query_range`, in bytes. Default `1073741824` (1 GiB).
+    pub(crate) query_max_response_bytes: usize,
+    /// Most points per series of a range query and of each subquery. Default `11000`.
+    pub(crate) query_max_points_per_series: i64,
+    /// Deepest nesting of a query (parentheses, calls, brackets, operators). Default `500`.
+    pub(crate) query_max_nesting: usize,
+    /// Most HTTP connections open at once; more wait to be accepted (Prometheus's
+    /// `--web.max-connections`). Default `512`.
+    pub(crate) web_max_connections: usize,
+    /// Longest a client may take to send a request's headers (and to start its next request
+    /// on a kept-alive connection). Default `30s`.
+    pub(crate) web_header_read_timeout: PromDuration,
+    /// Longest a client may take to send a request's body (Prometheus's
+    /// `--web.read-timeout`). Default `5m`.
+    pub(crate) web_read_timeout: PromDuration,
     /// A Prometheus configuration file whose `scrape_configs` are scraped (relative to
     /// the working directory). Default none.
     pub(crate) scrape_config_file: Option<PathBuf>,
@@ -69,6 +87,13 @@ impl Default for StandaloneConfig {
             scrape_config_file: None,
             query_max_samples: 50_000_000,
             query_max_concurrency: 20,
+            query_max_bytes: 4 << 30,
+            query_max_response_bytes: 1 << 30,
+            query_max_points_per_series: 11_000,
+            query_max_nesting: 500,
+            web_max_connections: 512,
+            web_header_read_timeout: PromDuration(Duration::from_secs(30)),
+            web_read_timeout: PromDuration(Duration::from_secs(300)),
             enable_features: Vec::new(),
         }
     }
@@ -92,6 +117,23 @@ impl StandaloneConfig {
         if self.query_max_samples == 0 || self.query_max_concurrency == 0 {
             return Err("query_max_samples and query_max_concurrency must be at least 1".into());
         }
+        if self.query_max_bytes == 0
+            || self.query_max_response_bytes == 0
+            || self.query_max_points_per_series <= 0
+            || self.query_max_nesting == 0
+        {
+            return Err("query_max_bytes, query_max_response_bytes, query_max_points_per_series and \
+                 query_max_nesting must be at least 1"
+                .into());
+        }
+        if self.web_max_connections == 0
+            || self.web_header_read_timeout.0.is_zero()
+            || self.web_read_timeout.0.is_zero()
+        {
+            return Err(
+                "web_max_connections, web_header_read_timeout and web_read_timeout must be positive".into()
+            );
+        }
         if self.max_write_body_bytes == 0 {
             return Err("max_write_body_bytes must be positive".into());
         }
@@ -101,6 +143,16 @@ impl StandaloneConfig {
             return Err(format!("unknown feature {f:?}; known: {}", strata_promql::FEATURE_NAMES.join(", ")));
         }
         Ok(())
+    }
+
+    /// The HTTP listener's limits.
+    pub(crate) fn listen(&self) -> strata_server::ListenConfig {
+        strata_server::ListenConfig {
+            max_connections: self.web_max_connections,
+            header_read_timeout: self.web_header_read_timeout.0,
+            body_read_timeout: self.web_read_timeout.0,
+            ..strata_server::ListenConfig::default()
+        }
     }
 
     /// The PromQL features turned on.

@@ -7,6 +7,7 @@
 //! forwards one proposal per shard to the shard leaders.
 //! `anyhow` is used here, at the edge, and nowhere else.
 
+mod certs;
 mod config;
 mod probe;
 mod roles;
@@ -47,6 +48,9 @@ enum Role {
     Querier(roles::QuerierArgs),
     /// GET a URL and exit 0 on 2xx (health checks in images with nothing but this binary).
     Probe(probe::ProbeArgs),
+    /// Makes a cluster CA and a member certificate for the mutual TLS between cluster
+    /// members (`--grpc-tls-*` of storage nodes, ingestors and queriers).
+    Certs(certs::CertsArgs),
 }
 
 /// Flags of `strata standalone`; each overrides the config file.
@@ -81,6 +85,15 @@ struct StandaloneArgs {
     /// promql-experimental-functions (added to the config file's `enable_features`).
     #[arg(long = "enable-feature", value_delimiter = ',')]
     enable_feature: Vec<String>,
+    /// Most HTTP connections open at once; more wait to be accepted [default: 512].
+    #[arg(long = "web.max-connections")]
+    web_max_connections: Option<usize>,
+    /// Longest a client may take to send a request's headers [default: 30s].
+    #[arg(long = "web.header-read-timeout")]
+    web_header_read_timeout: Option<PromDuration>,
+    /// Longest a client may take to send a request's body [default: 5m].
+    #[arg(long = "web.read-timeout")]
+    web_read_timeout: Option<PromDuration>,
     /// Refuse writes (503) while the data directory's filesystem has fewer free bytes than
     /// this; 0 = no check [default: 268435456].
     #[arg(long = "storage.min-free-bytes")]
@@ -117,8 +130,17 @@ fn load_config(a: StandaloneArgs) -> anyhow::Result<StandaloneConfig> {
         c.scrape_config_file = Some(v);
     }
     c.enable_features.extend(a.enable_feature);
+    if let Some(v) = a.web_max_connections {
+        c.web_max_connections = v;
+    }
+    if let Some(v) = a.web_header_read_timeout {
+        c.web_header_read_timeout = v;
+    }
     if let Some(v) = a.storage_min_free_bytes {
         c.storage_min_free_bytes = v;
+    }
+    if let Some(v) = a.web_read_timeout {
+        c.web_read_timeout = v;
     }
     c.validate().map_err(anyhow::Error::msg)?;
     Ok(c)
@@ -142,13 +164,11 @@ pub(crate) async fn shutdown_signal() {
 
 async fn standalone(c: StandaloneConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&c.data_dir).with_context(|| format!("creating {}", c.data_dir.display()))?;
-    // a one-node cluster: RF=1 shard groups on the local RocksDB; its gRPC port is internal
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let internal = listener.local_addr()?;
+    // a one-node cluster: RF=1 shard groups on the local RocksDB, written in-process; it
+    // opens no port besides the HTTP API (its groups never send a message)
     let mut cfg = StorageConfig::new(1, c.data_dir.clone());
-    cfg.listen = internal;
-    cfg.advertise = internal.to_string();
-    cfg.peers = [(1, internal.to_string())].into();
+    cfg.advertise = strata_cluster::IN_PROCESS.to_owned();
+    cfg.peers = [(1, cfg.advertise.clone())].into();
     cfg.bootstrap = true;
     cfg.shards = c.shards;
     cfg.replication_factor = 1;
@@ -166,7 +186,7 @@ async fn standalone(c: StandaloneConfig) -> anyhow::Result<()> {
     cfg.checkpoint_interval = c.checkpoint_interval.0;
     cfg.rocks = RocksConfig { block_cache_bytes: c.block_cache_bytes, ..RocksConfig::default() };
     cfg.min_free_bytes = c.storage_min_free_bytes;
-    let node = StorageNode::start_on(cfg, listener)
+    let node = StorageNode::start_local(cfg)
         .await
         .with_context(|| format!("opening database in {}", c.data_dir.display()))?;
     let n = node.clone();
@@ -181,9 +201,14 @@ async fn standalone(c: StandaloneConfig) -> anyhow::Result<()> {
                 max_samples: c.query_max_samples,
                 timeout: c.query_timeout.0,
                 features: c.features(),
+                max_bytes: c.query_max_bytes,
+                max_points_per_series: c.query_max_points_per_series,
+                max_nesting: c.query_max_nesting,
                 ..strata_promql::EngineConfig::default()
             },
             query_max_concurrency: c.query_max_concurrency,
+            max_response_bytes: c.query_max_response_bytes,
+            listen: c.listen(),
             ..ServerConfig::default()
         },
     );
@@ -193,8 +218,8 @@ async fn standalone(c: StandaloneConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", c.http_addr))?;
     tracing::info!(addr = %listener.local_addr()?, data_dir = %c.data_dir.display(), "strata standalone serving");
-    axum::serve(listener, strata_server::router(state).merge(scrape_routes))
-        .with_graceful_shutdown(shutdown_signal())
+    state
+        .serve(listener, strata_server::router(state.clone()).merge(scrape_routes), shutdown_signal())
         .await?;
     node.shutdown().await;
     tracing::info!("stopped cleanly");
@@ -220,5 +245,6 @@ fn main() -> anyhow::Result<()> {
         Role::Ingestor(a) => rt.block_on(roles::ingestor(a)),
         Role::Querier(a) => rt.block_on(roles::querier(a)),
         Role::Probe(a) => probe::probe(a),
+        Role::Certs(a) => certs::certs(a),
     }
 }

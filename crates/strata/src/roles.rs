@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use strata_cluster::{
-    ClientConfig, ClusterClient, ClusterWriter, ReadConsistency, StorageConfig, StorageNode,
+    ClientConfig, ClusterClient, ClusterWriter, GrpcTls, ReadConsistency, StorageConfig, StorageNode,
+    TlsFiles,
 };
 use strata_querier::{ClusterBackend, QuerierConfig};
 use strata_raft::RaftConfig;
@@ -15,6 +16,58 @@ use strata_server::{AppState, Reader, ServerConfig};
 use strata_tsdb::DbConfig;
 
 use strata_discovery::PromDuration;
+
+/// How a cluster member talks to the storage nodes' gRPC ports (Raft, shard writes and
+/// reads, metadata): mutual TLS with the cluster's CA, or, only when asked, plaintext.
+#[derive(Debug, clap::Args)]
+pub(crate) struct GrpcTlsArgs {
+    /// This member's certificate (PEM), signed by the cluster CA; its names must include
+    /// the host other members dial (`strata certs` makes a CA and one).
+    #[arg(long)]
+    grpc_tls_cert_file: Option<PathBuf>,
+    /// The private key of --grpc-tls-cert-file (PEM).
+    #[arg(long)]
+    grpc_tls_key_file: Option<PathBuf>,
+    /// The cluster CA (PEM): a peer is a member iff its certificate chains to it.
+    #[arg(long)]
+    grpc_tls_ca_file: Option<PathBuf>,
+    /// Plaintext gRPC without authentication: anyone who reaches a storage node's gRPC
+    /// port can read, write and rewrite its data. For local experiments only.
+    #[arg(long)]
+    grpc_insecure: bool,
+}
+
+impl GrpcTlsArgs {
+    /// The TLS settings, or none with `--grpc-insecure` (said loudly); refuses to go on
+    /// with neither, or with only some of the files.
+    fn load(&self) -> anyhow::Result<Option<Arc<GrpcTls>>> {
+        let files = [&self.grpc_tls_cert_file, &self.grpc_tls_key_file, &self.grpc_tls_ca_file];
+        match (files, self.grpc_insecure) {
+            ([Some(cert), Some(key), Some(ca)], false) => Ok(Some(GrpcTls::load(&TlsFiles {
+                cert_file: cert.clone(),
+                key_file: key.clone(),
+                ca_file: ca.clone(),
+            })?)),
+            ([None, None, None], true) => {
+                tracing::warn!(
+                    "--grpc-insecure: cluster gRPC traffic is plaintext and unauthenticated; anyone who \
+                     reaches a storage node's gRPC port can read and rewrite its data. Never run this \
+                     beyond a local experiment"
+                );
+                Ok(None)
+            }
+            (_, true) => anyhow::bail!("--grpc-insecure cannot be combined with --grpc-tls-* files"),
+            ([None, None, None], false) => anyhow::bail!(
+                "cluster gRPC needs mutual TLS: set --grpc-tls-cert-file, --grpc-tls-key-file and \
+                 --grpc-tls-ca-file (`strata certs` makes a CA and a member certificate), or \
+                 --grpc-insecure for a local experiment"
+            ),
+            _ => anyhow::bail!(
+                "--grpc-tls-cert-file, --grpc-tls-key-file and --grpc-tls-ca-file go together: set all three"
+            ),
+        }
+    }
+}
 
 /// Flags of `strata storage`.
 #[derive(Debug, clap::Args)]
@@ -67,6 +120,13 @@ pub(crate) struct StorageArgs {
     /// Raft heartbeat interval, e.g. 300ms.
     #[arg(long, default_value = "300ms")]
     raft_heartbeat: PromDuration,
+    /// Most gRPC connections open at once; more wait to be accepted.
+    #[arg(long = "grpc.max-connections", default_value_t = 1024)]
+    grpc_max_connections: usize,
+    #[command(flatten)]
+    tls: GrpcTlsArgs,
+    #[command(flatten)]
+    web: WebArgs,
 }
 
 fn parse_node_id(s: &str) -> Result<u64, String> {
@@ -96,11 +156,39 @@ fn parse_peers(v: &[String]) -> anyhow::Result<BTreeMap<u64, String>> {
     Ok(out)
 }
 
-async fn serve_http(addr: &str, routes: axum::Router) -> anyhow::Result<()> {
+/// Limits of a role's HTTP listener.
+#[derive(Debug, clap::Args)]
+pub(crate) struct WebArgs {
+    /// Most HTTP connections open at once; more wait to be accepted.
+    #[arg(long = "web.max-connections", default_value_t = 512)]
+    web_max_connections: usize,
+    /// Longest a client may take to send a request's headers (and to start its next request
+    /// on a kept-alive connection).
+    #[arg(long = "web.header-read-timeout", default_value = "30s")]
+    web_header_read_timeout: PromDuration,
+    /// Longest a client may take to send a request's body.
+    #[arg(long = "web.read-timeout", default_value = "5m")]
+    web_read_timeout: PromDuration,
+}
+
+impl WebArgs {
+    fn listen(&self) -> strata_server::ListenConfig {
+        strata_server::ListenConfig {
+            max_connections: self.web_max_connections,
+            header_read_timeout: self.web_header_read_timeout.0,
+            body_read_timeout: self.web_read_timeout.0,
+            ..strata_server::ListenConfig::default()
+        }
+    }
+}
+
+/// Serves `routes` (built over `state`) on `addr` with the state's listener limits until
+/// a shutdown signal.
+pub(crate) async fn serve_http(addr: &str, state: &AppState, routes: axum::Router) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
     tracing::info!(addr = %listener.local_addr()?, "HTTP API serving");
-    axum::serve(listener, routes).with_graceful_shutdown(crate::shutdown_signal()).await?;
+    state.serve(listener, routes, crate::shutdown_signal()).await?;
     Ok(())
 }
 
@@ -108,7 +196,10 @@ pub(crate) async fn storage(a: StorageArgs) -> anyhow::Result<()> {
     let peers = parse_peers(&a.peers)?;
     anyhow::ensure!(peers.contains_key(&a.node_id), "--peers must list this node (id {})", a.node_id);
     let listen = a.grpc_addr.parse().with_context(|| format!("--grpc-addr {:?}", a.grpc_addr))?;
+    let tls = a.tls.load()?;
     let mut cfg = StorageConfig::new(a.node_id, a.data_dir.clone());
+    cfg.tls = tls.clone();
+    cfg.grpc_max_connections = a.grpc_max_connections;
     cfg.listen = listen;
     cfg.advertise = a.advertise_addr.clone().unwrap_or_else(|| peers[&a.node_id].clone());
     cfg.peers = peers.clone();
@@ -129,11 +220,12 @@ pub(crate) async fn storage(a: StorageArgs) -> anyhow::Result<()> {
     cfg.checkpoint_interval = a.checkpoint_interval.0;
     cfg.min_free_bytes = a.storage_min_free_bytes;
     let node = StorageNode::start(cfg).await?;
-    tracing::info!(node = a.node_id, grpc = %node.local_addr(), data_dir = %a.data_dir.display(), "strata storage serving");
+    tracing::info!(node = a.node_id, grpc = ?node.local_addr(), data_dir = %a.data_dir.display(), "strata storage serving");
     match &a.http_addr {
         Some(addr) => {
             let client = Arc::new(ClusterClient::new(ClientConfig {
                 seeds: peers.values().cloned().collect(),
+                tls,
                 ..ClientConfig::default()
             }));
             client.spawn_refresh(Duration::from_secs(10));
@@ -141,9 +233,9 @@ pub(crate) async fn storage(a: StorageArgs) -> anyhow::Result<()> {
             let state = AppState::with(
                 Arc::new(StorageBackend { reader: Reader::dynamic(move || n.db()), node: node.clone() }),
                 Arc::new(ClusterWriter(client)),
-                ServerConfig::default(),
+                ServerConfig { listen: a.web.listen(), ..ServerConfig::default() },
             );
-            serve_http(addr, strata_server::router(state)).await?;
+            serve_http(addr, &state, strata_server::router(state.clone())).await?;
         }
         None => crate::shutdown_signal().await,
     }
@@ -179,12 +271,17 @@ pub(crate) struct IngestorArgs {
     /// This ingestor's entry in --scrape-peers [default: --http-addr].
     #[arg(long)]
     advertise_addr: Option<String>,
+    #[command(flatten)]
+    tls: GrpcTlsArgs,
+    #[command(flatten)]
+    web: WebArgs,
 }
 
 pub(crate) async fn ingestor(a: IngestorArgs) -> anyhow::Result<()> {
     let client = Arc::new(ClusterClient::new(ClientConfig {
         seeds: a.storage.clone(),
         write_timeout: a.write_timeout.0,
+        tls: a.tls.load()?,
         ..ClientConfig::default()
     }));
     // the map is needed to split batches by shard; keep it fresh in the background
@@ -200,11 +297,15 @@ pub(crate) async fn ingestor(a: IngestorArgs) -> anyhow::Result<()> {
         );
         Some(strata_scrape::ring::MembershipConfig::new(me, a.scrape_peers.clone()))
     };
-    let state = AppState::with(Arc::new(Reader::none()), writer.clone(), ServerConfig::default());
+    let state = AppState::with(
+        Arc::new(Reader::none()),
+        writer.clone(),
+        ServerConfig { listen: a.web.listen(), ..ServerConfig::default() },
+    );
     let scrape_routes =
         crate::scraping::start(a.scrape_config.clone(), ring, &a.http_addr, &state, writer).await?;
     tracing::info!(storage = ?a.storage, "strata ingestor starting");
-    serve_http(&a.http_addr, strata_server::router(state).merge(scrape_routes)).await
+    serve_http(&a.http_addr, &state, strata_server::router(state.clone()).merge(scrape_routes)).await
 }
 
 /// How a querier reads shards (`--read-consistency`).
@@ -241,21 +342,42 @@ pub(crate) struct QuerierArgs {
     /// Most samples a query may load into memory, across all shards.
     #[arg(long, default_value_t = 50_000_000)]
     query_max_samples: usize,
+    /// Most bytes one query's evaluation may allocate (loaded data, step grids, points).
+    #[arg(long, default_value_t = 4 << 30)]
+    query_max_bytes: usize,
+    /// Largest JSON answer of `query`/`query_range`, in bytes.
+    #[arg(long, default_value_t = 1 << 30)]
+    query_max_response_bytes: usize,
+    /// Most points per series of a range query and of each subquery.
+    #[arg(long, default_value_t = 11_000)]
+    query_max_points_per_series: i64,
+    /// Deepest nesting of a query (parentheses, calls, brackets, operators).
+    #[arg(long, default_value_t = 500)]
+    query_max_nesting: usize,
     /// Lookback of instant selectors, e.g. 5m.
     #[arg(long, default_value = "5m")]
     query_lookback_delta: PromDuration,
+    #[command(flatten)]
+    tls: GrpcTlsArgs,
+    #[command(flatten)]
+    web: WebArgs,
 }
 
 pub(crate) async fn querier(a: QuerierArgs) -> anyhow::Result<()> {
     let client = Arc::new(ClusterClient::new(ClientConfig {
         seeds: a.storage.clone(),
         read_timeout: a.read_timeout.0,
+        tls: a.tls.load()?,
         ..ClientConfig::default()
     }));
     client.spawn_refresh(Duration::from_secs(10));
-    let mut cfg = ServerConfig::default();
+    let mut cfg = ServerConfig { listen: a.web.listen(), ..ServerConfig::default() };
     cfg.engine.timeout = a.query_timeout.0;
     cfg.engine.max_samples = a.query_max_samples;
+    cfg.engine.max_bytes = a.query_max_bytes;
+    cfg.engine.max_points_per_series = a.query_max_points_per_series;
+    cfg.engine.max_nesting = a.query_max_nesting;
+    cfg.max_response_bytes = a.query_max_response_bytes;
     cfg.engine.lookback_ms = a.query_lookback_delta.0.as_millis() as i64;
     let backend = ClusterBackend::new(
         client,
@@ -270,7 +392,7 @@ pub(crate) async fn querier(a: QuerierArgs) -> anyhow::Result<()> {
     );
     let state = AppState::with(Arc::new(backend), Arc::new(NoWrites), cfg);
     tracing::info!(storage = ?a.storage, pushdown = a.pushdown, "strata querier starting");
-    serve_http(&a.http_addr, strata_server::router(state)).await
+    serve_http(&a.http_addr, &state, strata_server::router(state.clone())).await
 }
 
 /// A querier takes no writes: remote write gets 405 with where to send it.

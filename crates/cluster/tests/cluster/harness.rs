@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use strata_cluster::{ClientConfig, ClusterClient, Faults, StorageConfig, StorageNode};
+use strata_cluster::{ClientConfig, ClusterClient, Faults, GrpcTls, StorageConfig, StorageNode};
 use strata_raft::{NodeId, RaftConfig};
 use strata_tsdb::{Labels, MatchOp, Matcher, SeriesBatch};
 
@@ -30,11 +30,19 @@ pub(crate) struct Cluster {
     pub(crate) nodes: BTreeMap<NodeId, Arc<StorageNode>>,
     pub(crate) faults: Arc<Faults>,
     pub(crate) client: Arc<ClusterClient>,
+    tls: Option<Arc<GrpcTls>>,
     _root: tempfile::TempDir,
 }
 
-fn config(id: NodeId, dir: PathBuf, peers: &BTreeMap<NodeId, String>, faults: &Arc<Faults>) -> StorageConfig {
+fn config(
+    id: NodeId,
+    dir: PathBuf,
+    peers: &BTreeMap<NodeId, String>,
+    faults: &Arc<Faults>,
+    tls: &Option<Arc<GrpcTls>>,
+) -> StorageConfig {
     let mut c = StorageConfig::new(id, dir);
+    c.tls = tls.clone();
     c.listen = peers[&id].parse().expect("addr");
     c.advertise = peers[&id].clone();
     c.peers = peers.clone();
@@ -55,6 +63,11 @@ fn config(id: NodeId, dir: PathBuf, peers: &BTreeMap<NodeId, String>, faults: &A
 
 impl Cluster {
     pub(crate) async fn start(n: u64) -> Cluster {
+        Self::start_with(n, None).await
+    }
+
+    /// [`Cluster::start`] with the nodes and the client talking mutual TLS.
+    pub(crate) async fn start_with(n: u64, tls: Option<Arc<GrpcTls>>) -> Cluster {
         if std::env::var_os("RUST_LOG").is_some() {
             let filter = tracing_subscriber::EnvFilter::from_default_env();
             let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
@@ -73,15 +86,16 @@ impl Cluster {
         for (id, l) in listeners {
             let dir = root.path().join(format!("node-{id}"));
             dirs.insert(id, dir.clone());
-            let node = StorageNode::start_on(config(id, dir, &peers, &faults), l).await.expect("start");
+            let node = StorageNode::start_on(config(id, dir, &peers, &faults, &tls), l).await.expect("start");
             nodes.insert(id, node);
         }
         let client = Arc::new(ClusterClient::new(ClientConfig {
             seeds: peers.values().cloned().collect(),
             write_timeout: Duration::from_secs(20),
+            tls: tls.clone(),
             ..ClientConfig::default()
         }));
-        Cluster { base: base_ms(), dirs, peers, nodes, faults, client, _root: root }
+        Cluster { base: base_ms(), dirs, peers, nodes, faults, client, tls, _root: root }
     }
 
     /// Stops node `id` abruptly.
@@ -110,8 +124,9 @@ impl Cluster {
                 Err(e) => panic!("rebind {}: {e}", self.peers[&id]),
             }
         };
-        let node =
-            StorageNode::start_on(config(id, dir, &self.peers, &self.faults), l).await.expect("restart");
+        let node = StorageNode::start_on(config(id, dir, &self.peers, &self.faults, &self.tls), l)
+            .await
+            .expect("restart");
         self.nodes.insert(id, node);
     }
 

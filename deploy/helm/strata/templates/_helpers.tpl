@@ -41,3 +41,21 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{ join "," $out }}
 {{- end -}}
+
+{{/* The Secret with the cluster's gRPC TLS material (ca.crt, tls.crt, tls.key). */}}
+{{- define "strata.grpcTlsSecret" -}}
+{{- .Values.grpcTls.existingSecret | default (printf "%s-grpc-tls" (include "strata.fullname" .)) -}}
+{{- end -}}
+
+{{/* Flags of every member for the mutual TLS between cluster members. */}}
+{{- define "strata.grpcTlsArgs" -}}
+- --grpc-tls-cert-file=/etc/strata-tls/tls.crt
+- --grpc-tls-key-file=/etc/strata-tls/tls.key
+- --grpc-tls-ca-file=/etc/strata-tls/ca.crt
+{{- end -}}
+
+{{/* The volume of that Secret (mounted at /etc/strata-tls). */}}
+{{- define "strata.grpcTlsVolume" -}}
+- name: grpc-tls
+  secret: {secretName: {{ include "strata.grpcTlsSecret" . }}, defaultMode: 0440}
+{{- end -}}

@@ -1,0 +1,154 @@
+//! Hostile clients against the real binary, for the listener and the internal port: a
+//! standalone node opens no port but its HTTP API; connections that never finish their
+//! headers cannot starve the others; a storage node refuses to run its gRPC port without
+//! mutual TLS unless told `--grpc-insecure`, refuses callers without a cluster certificate,
+//! and even plaintext refuses Raft messages from nodes that are no members.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use strata_proto::cluster::RaftMessage;
+use strata_proto::cluster::raft_client::RaftClient;
+use strata_suite::{free_port, start_strata, strata_bin, wait_ready};
+
+/// The inodes of the TCP sockets process `pid` listens on (from `/proc`).
+fn listening_sockets(pid: u32) -> Vec<String> {
+    let mut listening = std::collections::HashSet::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        for line in std::fs::read_to_string(table).unwrap_or_default().lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() > 9 && f[3] == "0A" {
+                listening.insert((f[9].to_string(), f[1].to_string()));
+            }
+        }
+    }
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).expect("fds");
+    let inodes: std::collections::HashSet<String> = fds
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter_map(|l| l.to_str()?.strip_prefix("socket:[")?.strip_suffix(']').map(str::to_owned))
+        .collect();
+    listening.into_iter().filter(|(inode, _)| inodes.contains(inode)).map(|(_, addr)| addr).collect()
+}
+
+#[test]
+fn standalone_opens_no_port_but_its_http_api() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let strata = start_strata(tmp.path().join("data"), &[]).expect("start");
+    let pid = strata.pid().expect("pid");
+    let port = strata.base_url.rsplit(':').next().expect("port").to_string();
+    let sockets = listening_sockets(pid);
+    // /proc/net/tcp writes the port in hex after the address
+    let http = format!(":{:04X}", port.parse::<u16>().expect("port"));
+    assert_eq!(sockets.len(), 1, "listening on {sockets:?}");
+    assert!(sockets[0].ends_with(&http), "{sockets:?} is not the HTTP port {port}");
+}
+
+#[test]
+fn connections_that_never_finish_their_headers_cannot_starve_others() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let strata = start_strata(
+        tmp.path().join("data"),
+        &["--web.max-connections", "32", "--web.header-read-timeout", "2s"],
+    )
+    .expect("start");
+    let addr = strata.base_url.trim_start_matches("http://").to_string();
+    // 400 connections that send half a request line and then nothing
+    let mut idle: Vec<TcpStream> = (0..400)
+        .filter_map(|_| {
+            let mut s = TcpStream::connect(&addr).ok()?;
+            let _ = s.write_all(b"GET /api/v1/query?query=up HTTP/1.1\r\nHost: x\r\n");
+            Some(s)
+        })
+        .collect();
+    assert!(idle.len() >= 100, "only {} connections opened", idle.len());
+    // a well-behaved client is served within the header deadline plus a little
+    let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(20)).build().expect("client");
+    let t = Instant::now();
+    let r = http.get(format!("{}/-/healthy", strata.base_url)).send().expect("healthy answered");
+    assert!(r.status().is_success());
+    assert!(t.elapsed() < Duration::from_secs(15), "healthy took {:?}", t.elapsed());
+    let open = strata_suite::metric_value(&http, &strata.base_url, "strata_http_open_connections");
+    assert!(open <= 32.0, "{open} connections open, over the cap of 32");
+    let cap =
+        strata_suite::metric_value(&http, &strata.base_url, "strata_limit{name=\"web_max_connections\"}");
+    assert_eq!(cap, 32.0);
+    idle.clear();
+}
+
+/// A child process killed when dropped.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `strata storage` node 1 of a one-node cluster on `grpc`, with extra flags.
+fn storage(dir: &std::path::Path, grpc: u16, http: u16, extra: &[String]) -> Command {
+    let mut c = Command::new(strata_bin().expect("strata"));
+    c.args(["storage", "--node-id", "1", "--bootstrap", "--shards", "2", "--replication-factor", "1"])
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--grpc-addr", &format!("127.0.0.1:{grpc}"), "--peers", &format!("1=127.0.0.1:{grpc}")])
+        .args(["--http-addr", &format!("127.0.0.1:{http}")])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    c
+}
+
+/// Sends a Raft message for group 0 from `from` over plaintext gRPC.
+fn forged_raft(grpc: u16, from: u64) -> Result<(), tonic::Status> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let ep =
+            tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{grpc}")).expect("endpoint");
+        let ch = ep.connect().await.map_err(|e| tonic::Status::unavailable(format!("{e:?}")))?;
+        let msg = RaftMessage { group: 0, kind: 1, payload: vec![0; 80], from };
+        RaftClient::new(ch).call(msg).await.map(|_| ())
+    })
+}
+
+#[test]
+fn storage_nodes_refuse_plaintext_and_strangers() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (grpc, http) = (free_port().expect("port"), free_port().expect("port"));
+    // without TLS files and without --grpc-insecure it does not start
+    let out = storage(&tmp.path().join("d0"), grpc, http, &[]).output().expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cluster gRPC needs mutual TLS"), "{err}");
+
+    // with the cluster's certificates: plaintext callers get nowhere
+    let certs = tmp.path().join("certs");
+    let made = Command::new(strata_bin().expect("strata"))
+        .args(["certs", "--out"])
+        .arg(&certs)
+        .output()
+        .expect("certs");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let tls = strata_bench::peers::tls_args(&certs);
+    let _node = Killed(storage(&tmp.path().join("d1"), grpc, http, &tls).spawn().expect("spawn"));
+    wait_ready(&format!("http://127.0.0.1:{http}"), Duration::from_secs(60));
+    let e = forged_raft(grpc, 1).expect_err("a plaintext Raft message is refused");
+    assert_ne!(e.code(), tonic::Code::Ok);
+    drop(_node);
+
+    // with --grpc-insecure (said loudly), a non-member's Raft message is still refused
+    let (grpc, http) = (free_port().expect("port"), free_port().expect("port"));
+    let mut child = storage(&tmp.path().join("d2"), grpc, http, &["--grpc-insecure".to_string()]);
+    let node = Killed(child.stderr(Stdio::null()).spawn().expect("spawn"));
+    wait_ready(&format!("http://127.0.0.1:{http}"), Duration::from_secs(60));
+    let e = forged_raft(grpc, 99).expect_err("a non-member's message is refused");
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+    assert!(
+        reqwest::blocking::get(format!("http://127.0.0.1:{http}/-/healthy"))
+            .is_ok_and(|r| r.status().is_success())
+    );
+    drop(node);
+}
