@@ -41,14 +41,14 @@ fn read_all(db: &Db) -> Vec<(Labels, Vec<(i64, f64)>)> {
 }
 
 /// Writes `rounds` rounds of 8 series × 30 samples (90 s apart, crossing bucket edges so
-/// that sealed chunks exist) and returns what the writes acknowledged.
-fn write_rounds(db: &Db, from: i64, rounds: i64, expect: &mut Vec<Vec<(i64, f64)>>) {
+/// that sealed chunks exist), adding what the writes acknowledged to `expect` (by host).
+fn write_rounds(db: &Db, from: i64, rounds: i64, expect: &mut [Vec<(i64, f64)>]) {
     for r in from..from + rounds {
         let mut batch = Vec::new();
-        for h in 0..8 {
+        for (h, acked) in expect.iter_mut().enumerate() {
             let samples: Vec<(i64, f64)> =
                 (0..30).map(|i| (T0 + (r * 30 + i) * 90_000, (r * 30 + i) as f64 + h as f64)).collect();
-            expect[h].extend(samples.clone());
+            acked.extend(samples.clone());
             batch.push(SeriesWrite { labels: labels(h), samples });
         }
         let o = db.write(batch).expect("write");
