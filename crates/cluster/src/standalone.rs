@@ -54,9 +54,17 @@ impl Writer for StandaloneWriter {
             let Some(map) = self.0.map() else {
                 return Err(WriteError::Unavailable("the node is starting".into()));
             };
-            let records = batch.reshard(map.shards).into_records();
-            let writes = records.into_iter().map(|(shard, rec)| self.propose(shard, rec));
+            let Some(db) = self.0.db() else {
+                return Err(WriteError::Unavailable("the node is starting".into()));
+            };
             let mut out = ApplyOutcome::default();
+            let mut records = Vec::new();
+            for (shard, rec) in batch.reshard(map.shards).into_records() {
+                let (rec, refused) = db.admit(rec).map_err(|e| WriteError::Invalid(e.to_string()))?;
+                out.merge(refused);
+                records.extend(rec.map(|r| (shard, r)));
+            }
+            let writes = records.into_iter().map(|(shard, rec)| self.propose(shard, rec));
             for r in futures_util::future::join_all(writes).await {
                 out.merge(r?);
             }

@@ -1,9 +1,10 @@
 //! Zero-copy decoding of a remote-write 1.0 `WriteRequest`.
 //!
-//! The decoder fills flat arrays of spans into the request buffer; a series is a range of
-//! labels and a range of samples. Unknown fields are skipped as protobuf requires.
-
-use std::ops::Range;
+//! The decoder walks the request buffer and hands out one series at a time: its labels
+//! as spans into the buffer, its samples decoded lazily, so that a request costs no memory
+//! per series (a body of millions of empty series costs nothing but the walk).
+//! [`count`] tells how many series and metadata entries a request holds before any of
+//! them is decoded. Unknown fields are skipped as protobuf requires.
 
 /// Why a buffer is not a valid `WriteRequest`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,17 +36,57 @@ pub struct LabelRef {
     pub value: Span,
 }
 
-/// A decoded time series.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SeriesRef {
-    /// Indexes into [`FastDecoder::labels`].
-    pub labels: Range<usize>,
-    /// Indexes into [`FastDecoder::samples`].
-    pub samples: Range<usize>,
-    /// Indexes into [`FastDecoder::histograms`].
-    pub histograms: Range<usize>,
+/// One decoded time series, handed to the caller of [`FastDecoder::decode`] while the
+/// decoder walks the request: its labels and histograms as spans, its samples decoded
+/// lazily from the request buffer ([`SeriesView::samples`]), so that nothing of a request
+/// is held per series.
+#[derive(Debug, Clone, Copy)]
+pub struct SeriesView<'a> {
+    buf: &'a [u8],
+    /// The series' own message.
+    message: Span,
+    /// Labels as sent (at most [`FastDecoder::max_labels`] + 1 of them).
+    pub labels: &'a [LabelRef],
+    /// Labels the series has, including any not kept in [`SeriesView::labels`].
+    pub label_count: usize,
+    /// Samples the series has.
+    pub sample_count: usize,
+    /// Raw `Histogram` messages (decode with prost when needed).
+    pub histograms: &'a [Span],
     /// Number of exemplars sent with the series.
     pub exemplars: u32,
+}
+
+impl<'a> SeriesView<'a> {
+    /// The samples as (timestamp ms, value), in the order sent.
+    pub fn samples(&self) -> Samples<'a> {
+        Samples {
+            r: Reader { buf: self.buf, pos: self.message.start as usize, end: self.message.end as usize },
+        }
+    }
+}
+
+/// The samples of a [`SeriesView`], decoded as they are read (the decoder checked them).
+#[derive(Debug, Clone)]
+pub struct Samples<'a> {
+    r: Reader<'a>,
+}
+
+impl Iterator for Samples<'_> {
+    type Item = (i64, f64);
+
+    fn next(&mut self) -> Option<(i64, f64)> {
+        while !self.r.done() {
+            match self.r.tag().ok()? {
+                (2, 2) => {
+                    let s = self.r.len_delimited().ok()?;
+                    return sample(self.r.sub(s)).ok();
+                }
+                (_, w) => self.r.skip(w).ok()?,
+            }
+        }
+        None
+    }
 }
 
 /// Metric metadata as sent.
@@ -61,21 +102,52 @@ pub struct MetadataRef {
     pub unit: Span,
 }
 
-/// Reusable decoder state.
-#[derive(Debug, Default)]
-pub struct FastDecoder {
-    /// Series in request order.
-    pub series: Vec<SeriesRef>,
-    /// All labels, series after series.
-    pub labels: Vec<LabelRef>,
-    /// All samples as (timestamp ms, value), series after series.
-    pub samples: Vec<(i64, f64)>,
-    /// Raw `Histogram` messages (decode with prost when needed).
-    pub histograms: Vec<Span>,
-    /// Metadata entries.
-    pub metadata: Vec<MetadataRef>,
+/// How many series and metadata entries a request holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// `TimeSeries` messages.
+    pub series: usize,
+    /// `MetricMetadata` messages.
+    pub metadata: usize,
 }
 
+/// Counts the series and metadata entries of a `WriteRequest` by stepping over them
+/// (nothing is allocated): what a receiver checks against its limits before decoding.
+pub fn count(buf: &[u8]) -> Result<Counts, DecodeError> {
+    let mut r = Reader { buf, pos: 0, end: buf.len() };
+    let mut c = Counts::default();
+    while !r.done() {
+        let (field, wire) = r.tag()?;
+        r.skip(wire)?;
+        match (field, wire) {
+            (1, 2) => c.series += 1,
+            (3, 2) => c.metadata += 1,
+            _ => {}
+        }
+    }
+    Ok(c)
+}
+
+/// Reusable decoder state: the labels and histograms of the series being decoded.
+#[derive(Debug)]
+pub struct FastDecoder {
+    /// Labels kept per series; more are counted ([`SeriesView::label_count`]) but not
+    /// kept, so that a series of a million labels costs no memory. Default 1024.
+    pub max_labels: usize,
+    labels: Vec<LabelRef>,
+    histograms: Vec<Span>,
+}
+
+impl Default for FastDecoder {
+    fn default() -> Self {
+        FastDecoder { max_labels: 1024, labels: Vec::new(), histograms: Vec::new() }
+    }
+}
+
+/// Capacity (entries) the decoder keeps between requests; more is released.
+const KEPT_CAPACITY: usize = 4096;
+
+#[derive(Debug, Clone)]
 struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
@@ -158,44 +230,71 @@ fn expect(wire: u64, want: u64) -> Result<(), DecodeError> {
     if wire == want { Ok(()) } else { Err(E_WIRE) }
 }
 
+/// Decodes one `Sample` message.
+fn sample(mut sr: Reader<'_>) -> Result<(i64, f64), DecodeError> {
+    let (mut t, mut v) = (0i64, 0f64);
+    while !sr.done() {
+        match sr.tag()? {
+            (1, 1) => v = f64::from_bits(sr.fixed64()?),
+            (2, 0) => t = sr.varint()? as i64,
+            (_, w) => sr.skip(w)?,
+        }
+    }
+    Ok((t, v))
+}
+
 impl FastDecoder {
     /// A decoder with empty buffers.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Decodes `buf`, replacing the previous contents. Buffers above 4 GiB are rejected.
-    pub fn decode(&mut self, buf: &[u8]) -> Result<(), DecodeError> {
-        self.series.clear();
-        self.labels.clear();
-        self.samples.clear();
-        self.histograms.clear();
-        self.metadata.clear();
+    /// Decodes `buf`, handing each series to `on_series` and each metadata entry to
+    /// `on_metadata` as they are decoded, in request order. On an error, what was handed
+    /// out so far was part of a request that is not valid. Buffers above 4 GiB are
+    /// rejected.
+    pub fn decode(
+        &mut self,
+        buf: &[u8],
+        mut on_series: impl FnMut(&SeriesView<'_>),
+        mut on_metadata: impl FnMut(&MetadataRef),
+    ) -> Result<(), DecodeError> {
         if buf.len() > u32::MAX as usize {
             return Err(DecodeError("request too large"));
         }
         let mut r = Reader { buf, pos: 0, end: buf.len() };
-        while !r.done() {
-            match r.tag()? {
-                (1, w) => {
-                    expect(w, 2)?;
-                    let s = r.len_delimited()?;
-                    self.series(r.sub(s))?;
+        let res = (|| {
+            while !r.done() {
+                match r.tag()? {
+                    (1, w) => {
+                        expect(w, 2)?;
+                        let s = r.len_delimited()?;
+                        self.series(r.sub(s), s, &mut on_series)?;
+                    }
+                    (3, w) => {
+                        expect(w, 2)?;
+                        let s = r.len_delimited()?;
+                        on_metadata(&metadata(r.sub(s))?);
+                    }
+                    (_, w) => r.skip(w)?,
                 }
-                (3, w) => {
-                    expect(w, 2)?;
-                    let s = r.len_delimited()?;
-                    self.metadata(r.sub(s))?;
-                }
-                (_, w) => r.skip(w)?,
             }
-        }
-        Ok(())
+            Ok(())
+        })();
+        keep(&mut self.labels);
+        keep(&mut self.histograms);
+        res
     }
 
-    fn series(&mut self, mut r: Reader<'_>) -> Result<(), DecodeError> {
-        let (l0, s0, h0) = (self.labels.len(), self.samples.len(), self.histograms.len());
-        let mut exemplars = 0;
+    fn series(
+        &mut self,
+        mut r: Reader<'_>,
+        message: Span,
+        on_series: &mut impl FnMut(&SeriesView<'_>),
+    ) -> Result<(), DecodeError> {
+        self.labels.clear();
+        self.histograms.clear();
+        let (mut label_count, mut sample_count, mut exemplars) = (0, 0, 0);
         while !r.done() {
             match r.tag()? {
                 (1, w) => {
@@ -210,21 +309,16 @@ impl FastDecoder {
                             (_, w) => lr.skip(w)?,
                         }
                     }
-                    self.labels.push(l);
+                    label_count += 1;
+                    if self.labels.len() <= self.max_labels {
+                        self.labels.push(l);
+                    }
                 }
                 (2, w) => {
                     expect(w, 2)?;
                     let s = r.len_delimited()?;
-                    let mut sr = r.sub(s);
-                    let (mut t, mut v) = (0i64, 0f64);
-                    while !sr.done() {
-                        match sr.tag()? {
-                            (1, 1) => v = f64::from_bits(sr.fixed64()?),
-                            (2, 0) => t = sr.varint()? as i64,
-                            (_, w) => sr.skip(w)?,
-                        }
-                    }
-                    self.samples.push((t, v));
+                    sample(r.sub(s))?;
+                    sample_count += 1;
                 }
                 (3, w) => {
                     expect(w, 2)?;
@@ -239,28 +333,39 @@ impl FastDecoder {
                 (_, w) => r.skip(w)?,
             }
         }
-        self.series.push(SeriesRef {
-            labels: l0..self.labels.len(),
-            samples: s0..self.samples.len(),
-            histograms: h0..self.histograms.len(),
+        on_series(&SeriesView {
+            buf: r.buf,
+            message,
+            labels: &self.labels,
+            label_count,
+            sample_count,
+            histograms: &self.histograms,
             exemplars,
         });
         Ok(())
     }
+}
 
-    fn metadata(&mut self, mut r: Reader<'_>) -> Result<(), DecodeError> {
-        let mut m = MetadataRef::default();
-        while !r.done() {
-            match r.tag()? {
-                (1, 0) => m.kind = r.varint()? as i32,
-                (2, 2) => m.family = r.len_delimited()?,
-                (4, 2) => m.help = r.len_delimited()?,
-                (5, 2) => m.unit = r.len_delimited()?,
-                (_, w) => r.skip(w)?,
-            }
+/// Decodes one `MetricMetadata` message.
+fn metadata(mut r: Reader<'_>) -> Result<MetadataRef, DecodeError> {
+    let mut m = MetadataRef::default();
+    while !r.done() {
+        match r.tag()? {
+            (1, 0) => m.kind = r.varint()? as i32,
+            (2, 2) => m.family = r.len_delimited()?,
+            (4, 2) => m.help = r.len_delimited()?,
+            (5, 2) => m.unit = r.len_delimited()?,
+            (_, w) => r.skip(w)?,
         }
-        self.metadata.push(m);
-        Ok(())
+    }
+    Ok(m)
+}
+
+/// Releases a reused vector's capacity above [`KEPT_CAPACITY`] entries.
+fn keep<T>(v: &mut Vec<T>) {
+    if v.capacity() > KEPT_CAPACITY {
+        v.clear();
+        v.shrink_to(KEPT_CAPACITY);
     }
 }
 
@@ -302,35 +407,52 @@ mod tests {
             let r = req(&series);
             let bytes = r.encode_to_vec();
             let mut d = FastDecoder::new();
-            d.decode(&bytes).unwrap();
-            let back = pb::WriteRequest::decode(bytes.as_slice()).unwrap();
-            prop_assert_eq!(d.series.len(), series.len());
-            for ((s, (ls, _)), ts) in d.series.iter().zip(&series).zip(&back.timeseries) {
-                let ss: Vec<(i64, f64)> = ts.samples.iter().map(|x| (x.timestamp, x.value)).collect();
-                let got: Vec<(String, String)> = d.labels[s.labels.clone()].iter().map(|l| (
+            type Got = (Vec<(String, String)>, Vec<(i64, f64)>);
+            let (mut got, mut meta): (Vec<Got>, Vec<MetadataRef>) = (Vec::new(), Vec::new());
+            d.decode(&bytes, |s| {
+                let ls = s.labels.iter().map(|l| (
                     String::from_utf8(l.name.of(&bytes).to_vec()).unwrap(),
                     String::from_utf8(l.value.of(&bytes).to_vec()).unwrap())).collect();
-                prop_assert_eq!(&got, ls);
-                let samples = &d.samples[s.samples.clone()];
-                prop_assert_eq!(samples.len(), ss.len());
-                for (a, b) in samples.iter().zip(&ss) {
+                assert_eq!(s.sample_count, s.samples().count());
+                got.push((ls, s.samples().collect()));
+            }, |m| meta.push(*m)).unwrap();
+            let back = pb::WriteRequest::decode(bytes.as_slice()).unwrap();
+            prop_assert_eq!(got.len(), series.len());
+            prop_assert_eq!(count(&bytes).unwrap(), Counts { series: series.len(), metadata: 1 });
+            for (((gl, gs), (ls, _)), ts) in got.iter().zip(&series).zip(&back.timeseries) {
+                let ss: Vec<(i64, f64)> = ts.samples.iter().map(|x| (x.timestamp, x.value)).collect();
+                prop_assert_eq!(gl, ls);
+                prop_assert_eq!(gs.len(), ss.len());
+                for (a, b) in gs.iter().zip(&ss) {
                     prop_assert_eq!(a.0, b.0);
                     prop_assert_eq!(a.1.to_bits(), b.1.to_bits());
                 }
             }
-            prop_assert_eq!(d.metadata.len(), 1);
-            prop_assert_eq!(d.metadata[0].family.of(&bytes), b"m");
+            prop_assert_eq!(meta.len(), 1);
+            prop_assert_eq!(meta[0].family.of(&bytes), b"m");
         }
 
         #[test]
         fn garbage_is_an_error_not_a_panic(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
-            let _ = FastDecoder::new().decode(&bytes);
+            let _ = FastDecoder::new().decode(&bytes, |s| { s.samples().count(); }, |_| {});
+            let _ = count(&bytes);
         }
     }
 
     #[test]
     fn truncation_is_detected() {
         let bytes = req(&[(vec![("__name__".into(), "up".into())], vec![(1, 1.0)])]).encode_to_vec();
-        assert!(FastDecoder::new().decode(&bytes[..bytes.len() - 3]).is_err());
+        assert!(FastDecoder::new().decode(&bytes[..bytes.len() - 3], |_| {}, |_| {}).is_err());
+        assert!(count(&bytes[..bytes.len() - 3]).is_err());
+    }
+
+    #[test]
+    fn labels_beyond_the_cap_are_counted_not_kept() {
+        let labels: Vec<(String, String)> = (0..50).map(|i| (format!("l{i}"), "v".into())).collect();
+        let bytes = req(&[(labels, vec![(1, 1.0)])]).encode_to_vec();
+        let mut d = FastDecoder { max_labels: 10, ..FastDecoder::default() };
+        let mut seen = Vec::new();
+        d.decode(&bytes, |s| seen.push((s.labels.len(), s.label_count)), |_| {}).unwrap();
+        assert_eq!(seen, vec![(11, 50)]);
     }
 }

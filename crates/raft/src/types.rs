@@ -56,7 +56,7 @@ pub struct Response {
     /// Samples appended.
     pub accepted: u64,
     /// Samples refused, indexed like `strata_tsdb::RejectReason::ALL`.
-    pub rejected: [u64; 4],
+    pub rejected: [u64; strata_tsdb::RejectReason::ALL.len()],
     /// Series created.
     pub new_series: u64,
     /// The first rejection (or, for the metadata group, the command's error), for the client.

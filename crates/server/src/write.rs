@@ -1,17 +1,19 @@
 //! `POST /api/v1/write`: the Prometheus remote-write 1.0 receiver.
 
 use std::cell::RefCell;
+use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use strata_proto::fast::FastDecoder;
+use strata_proto::fast::{self, FastDecoder};
 use strata_proto::prometheus as pb;
-use strata_tsdb::{RejectReason, SeriesBatch};
+use strata_tsdb::{Db, LabelsError, RejectReason, SeriesBatch, labels};
 
 use crate::AppState;
 use crate::backend::WriteError;
+use crate::limits::IngestLimits;
 use crate::metadata::MetadataStore;
 
 thread_local! {
@@ -73,82 +75,168 @@ fn check_headers(headers: &HeaderMap) -> Result<(), (StatusCode, String)> {
 /// What decoding and validation made of a request body.
 struct Decoded {
     batch: SeriesBatch,
+    /// The first problems found, for the 400 ([`MAX_LISTED_ERRORS`] at most).
     errors: Vec<String>,
-    invalid_samples: u64,
+    /// Problems found beyond the listed ones.
+    more_errors: usize,
+    /// Samples discarded while decoding, by reason (Mimir's names).
+    discarded: Vec<(&'static str, u64)>,
+    /// Samples (float and histogram) put in the batch.
+    samples: u64,
 }
 
-fn decode_body(
-    raw: &[u8],
+impl Decoded {
+    /// Notes one series refused with all its `n` samples.
+    fn refuse(&mut self, reason: &'static str, n: u64, msg: impl FnOnce() -> String) {
+        if self.errors.len() < MAX_LISTED_ERRORS {
+            self.errors.push(msg());
+        } else {
+            self.more_errors += 1;
+        }
+        match self.discarded.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, c)) => *c += n,
+            None => self.discarded.push((reason, n)),
+        }
+    }
+}
+
+/// What a request body is checked against.
+struct Checks<'a> {
     max_decoded: usize,
-    batch: SeriesBatch,
-    meta: &MetadataStore,
-) -> Result<Decoded, (StatusCode, String)> {
+    limits: &'a IngestLimits,
+    meta: &'a MetadataStore,
+    /// The node's database, for the active-series limit.
+    db: Option<Arc<Db>>,
+}
+
+/// A request-level limit: the whole request gets 400.
+fn over(what: &str, n: usize, limit: usize, flag: &str) -> Result<(), (StatusCode, String)> {
+    if limit > 0 && n > limit {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            format!("the request has {n} {what}, more than the limit of {limit} (configure {flag})"),
+        ));
+    }
+    Ok(())
+}
+
+fn decode_body(raw: &[u8], batch: SeriesBatch, c: &Checks<'_>) -> Result<Decoded, (StatusCode, String)> {
     let len =
         snap::raw::decompress_len(raw).map_err(|e| (StatusCode::BAD_REQUEST, format!("snappy: {e}")))?;
-    if len > max_decoded {
+    if len > c.max_decoded {
         return Err((
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("decompressed body of {len} bytes exceeds the limit of {max_decoded} bytes"),
+            format!("decompressed body of {len} bytes exceeds the limit of {} bytes", c.max_decoded),
         ));
     }
     let buf = snap::raw::Decoder::new()
         .decompress_vec(raw)
         .map_err(|e| (StatusCode::BAD_REQUEST, format!("snappy: {e}")))?;
+    // counted before anything is decoded: a request over the limits costs no memory
+    let counts = fast::count(&buf).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
+    let l = c.limits;
+    over("series", counts.series, l.max_series_per_request, "--ingest.max-series-per-request")?;
+    over(
+        "metadata entries",
+        counts.metadata,
+        l.max_metadata_per_request,
+        "--ingest.max-metadata-per-request",
+    )?;
+    let max_series = l.max_active_series;
+    // new series this request may create under the active-series limit
+    let mut budget =
+        c.db.as_ref().filter(|_| max_series > 0).map(|db| max_series.saturating_sub(db.head_stats().series));
+    let mut out = Decoded { batch, errors: Vec::new(), more_errors: 0, discarded: Vec::new(), samples: 0 };
+    let text = |s: fast::Span| std::str::from_utf8(s.of(&buf)).unwrap_or("");
     DECODER.with(|d| {
         let mut d = d.borrow_mut();
-        d.decode(&buf).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
-        for m in &d.metadata {
-            let text = |s: strata_proto::fast::Span| std::str::from_utf8(s.of(&buf)).unwrap_or("");
-            meta.record(text(m.family), m.kind, text(m.help), text(m.unit));
-        }
-        let mut out = Decoded { batch, errors: Vec::new(), invalid_samples: 0 };
-        let mut pairs: Vec<(&str, &str)> = Vec::new();
-        for s in &d.series {
-            let samples = &d.samples[s.samples.clone()];
+        // labels beyond the limit are only counted
+        d.max_labels = if l.labels.max_names > 0 { l.labels.max_names } else { usize::MAX };
+        let (mut pairs, mut enc): (Vec<(&str, &str)>, Vec<u8>) = (Vec::new(), Vec::new());
+        let on_series = |s: &fast::SeriesView<'_>| {
+            let n = (s.sample_count + s.histograms.len()) as u64;
             pairs.clear();
-            let mut utf8_ok = true;
-            for l in &d.labels[s.labels.clone()] {
-                match (std::str::from_utf8(l.name.of(&buf)), std::str::from_utf8(l.value.of(&buf))) {
-                    (Ok(n), Ok(v)) => pairs.push((n, v)),
-                    _ => utf8_ok = false,
-                }
-            }
-            if !utf8_ok {
-                out.errors.push("invalid label: label names and values must be valid UTF-8".into());
-                out.invalid_samples += (samples.len() + s.histograms.len()) as u64;
-                continue;
-            }
-            match out.batch.add(&mut pairs, samples) {
-                Ok(()) if s.histograms.is_empty() => {}
-                Ok(()) => {
-                    let mut hists = Vec::with_capacity(s.histograms.len());
-                    for span in &d.histograms[s.histograms.clone()] {
-                        let h = <pb::Histogram as prost::Message>::decode(span.of(&buf))
-                            .map_err(|e| e.to_string())
-                            .and_then(|h| crate::histogram::from_wire(&h));
-                        match h {
-                            Ok(h) => hists.push(h),
-                            Err(e) => {
-                                let shown: Vec<String> =
-                                    pairs.iter().map(|(n, v)| format!("{n}={v:?}")).collect();
-                                out.errors.push(format!("{e}, series {{{}}}", shown.join(", ")));
-                                out.invalid_samples += 1;
-                            }
-                        }
-                    }
-                    if let Err(e) = out.batch.add_histograms(&mut pairs, &hists) {
-                        out.errors.push(e.to_string());
-                        out.invalid_samples += hists.len() as u64;
+            for lr in s.labels {
+                match (std::str::from_utf8(lr.name.of(&buf)), std::str::from_utf8(lr.value.of(&buf))) {
+                    (Ok(name), Ok(value)) => pairs.push((name, value)),
+                    _ => {
+                        return out.refuse("label_invalid", n, || {
+                            "invalid label: label names and values must be valid UTF-8".into()
+                        });
                     }
                 }
-                Err(e) => {
-                    out.errors.push(e.to_string());
-                    out.invalid_samples += (samples.len() + s.histograms.len()) as u64;
+            }
+            if let Err(mut e) = labels::validate(&mut pairs, &l.labels) {
+                if let LabelsError::TooManyLabels { actual, .. } = &mut e {
+                    *actual = s.label_count;
+                }
+                return out.refuse(e.reason(), n, || e.to_string());
+            }
+            if n == 0 {
+                return;
+            }
+            enc.clear();
+            labels::encode_pairs(pairs.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())), &mut enc);
+            if let (Some(left), Some(db)) = (budget.as_mut(), &c.db)
+                && !db.contains(&enc)
+            {
+                if *left == 0 {
+                    return out.refuse("per_user_series_limit", n, || {
+                        format!(
+                            "per-user series limit of {max_series} exceeded (err-mimir-max-series-per-user). \
+                             To adjust the related limit, configure --ingest.max-active-series"
+                        )
+                    });
+                }
+                *left -= 1;
+            }
+            if s.sample_count > 0 {
+                out.batch.add_encoded(&enc, s.samples());
+                out.samples += s.sample_count as u64;
+            }
+            if s.histograms.is_empty() {
+                return;
+            }
+            let mut hists = Vec::with_capacity(s.histograms.len());
+            for span in s.histograms {
+                let h = <pb::Histogram as prost::Message>::decode(span.of(&buf))
+                    .map_err(|e| e.to_string())
+                    .and_then(|h| crate::histogram::from_wire(&h));
+                match h {
+                    Ok(h) => hists.push(h),
+                    Err(e) => {
+                        let shown: Vec<String> = pairs.iter().map(|(n, v)| format!("{n}={v:?}")).collect();
+                        out.refuse("invalid_native_histogram", 1, || {
+                            format!("{e}, series {{{}}}", shown.join(", "))
+                        });
+                    }
                 }
             }
-        }
-        Ok(out)
-    })
+            out.batch.add_histograms_encoded(&enc, &hists);
+            out.samples += hists.len() as u64;
+        };
+        let on_metadata =
+            |m: &fast::MetadataRef| c.meta.record(text(m.family), m.kind, text(m.help), text(m.unit));
+        d.decode(&buf, on_series, on_metadata).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))
+    })?;
+    Ok(out)
+}
+
+/// 429 with `Retry-After`: over the ingestion rate; the sender retries the request later.
+fn rate_limited(st: &AppState, wait: std::time::Duration, msg: String) -> Response {
+    let code = StatusCode::TOO_MANY_REQUESTS;
+    st.metrics.write_requests.get_or_create(&crate::metrics::Code { code: code.as_u16().to_string() }).inc();
+    tracing::debug!(%msg, "remote write rate limited");
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    (
+        code,
+        [
+            (header::RETRY_AFTER, secs.max(1).to_string()),
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8".into()),
+        ],
+        msg + "\n",
+    )
+        .into_response()
 }
 
 /// Handles one remote-write request.
@@ -173,7 +261,13 @@ pub(crate) async fn remote_write(State(st): State<AppState>, headers: HeaderMap,
     };
     let st2 = st.clone();
     let decoded = tokio::task::spawn_blocking(move || {
-        decode_body(&raw, st2.cfg.max_write_decoded_bytes, st2.writer.batch(), &st2.metadata)
+        let checks = Checks {
+            max_decoded: st2.cfg.max_write_decoded_bytes,
+            limits: &st2.cfg.ingest,
+            meta: &st2.metadata,
+            db: st2.backend.local_db(),
+        };
+        decode_body(&raw, st2.writer.batch(), &checks)
     })
     .await;
     let decoded = match decoded {
@@ -181,15 +275,23 @@ pub(crate) async fn remote_write(State(st): State<AppState>, headers: HeaderMap,
         Ok(Err((code, msg))) => return reply(&st, code, msg),
         Err(e) => return reply(&st, StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
+    if let Some(limiter) = &st.rate_limiter
+        && let Err(wait) = limiter.take(decoded.samples)
+    {
+        st.metrics.reject("rate_limited", decoded.samples);
+        return rate_limited(&st, wait, limiter.message());
+    }
     let outcome = match st.writer.commit(decoded.batch).await {
         Ok(o) => o,
         Err(WriteError::Unavailable(msg)) => return unavailable(&st, msg),
         Err(WriteError::Invalid(msg)) => return reply(&st, StatusCode::BAD_REQUEST, msg),
         Err(WriteError::Internal(msg)) => return reply(&st, StatusCode::INTERNAL_SERVER_ERROR, msg),
     };
-    let (mut errors, invalid) = (decoded.errors, decoded.invalid_samples);
+    let (mut errors, mut more) = (decoded.errors, decoded.more_errors);
     st.metrics.ingested.inc_by(outcome.accepted);
-    st.metrics.reject("invalid_series", invalid);
+    for (reason, n) in decoded.discarded {
+        st.metrics.reject(reason, n);
+    }
     for (i, why) in RejectReason::ALL.iter().enumerate() {
         st.metrics.reject(why.label(), outcome.rejected[i]);
     }
@@ -200,7 +302,7 @@ pub(crate) async fn remote_write(State(st): State<AppState>, headers: HeaderMap,
     if errors.is_empty() {
         return reply(&st, StatusCode::NO_CONTENT, String::new());
     }
-    let more = errors.len().saturating_sub(MAX_LISTED_ERRORS);
+    more += errors.len().saturating_sub(MAX_LISTED_ERRORS);
     errors.truncate(MAX_LISTED_ERRORS);
     if more > 0 {
         errors.push(format!("... and {more} more errors"));

@@ -11,10 +11,10 @@ use crate::chunk::{self, Sample};
 use crate::error::{Error, Result};
 use crate::keys::{self, ShardId};
 use crate::kv::{Cf, KvEngine, KvEntry, WriteBatch};
-use crate::labels::{Labels, LabelsError, canonicalize, encode_pairs, hash_encoded};
+use crate::labels::{LabelLimits, Labels, LabelsError, encode_pairs, hash_encoded, validate};
 use crate::log::{Applier, LocalLog, LogStats};
 use crate::matcher::Matcher;
-use crate::outcome::ApplyOutcome;
+use crate::outcome::{ApplyOutcome, RejectReason};
 use crate::record::RecordBuilder;
 use crate::shard::{ApplyRules, SeriesSnapshot, Shard, bucket_of};
 
@@ -49,6 +49,12 @@ pub struct DbConfig {
     pub checkpoint_log_bytes: u64,
     /// How often the maintenance thread wakes up. Default 5 seconds.
     pub maintenance_tick: Duration,
+    /// Samples newer than the clock plus this are refused before they are logged
+    /// ([`Db::admit`]; Mimir's `creation_grace_period`). Default 10 minutes.
+    pub max_future: Duration,
+    /// Limits on the labels of a series in a log record ([`Db::admit`]). Default
+    /// [`LabelLimits::default`] (Mimir's: 30 labels, names of 1024 bytes, values of 2048).
+    pub label_limits: LabelLimits,
 }
 
 impl Default for DbConfig {
@@ -60,6 +66,8 @@ impl Default for DbConfig {
             checkpoint_interval: Duration::from_secs(300),
             checkpoint_log_bytes: 64 << 20,
             maintenance_tick: Duration::from_secs(5),
+            max_future: Duration::from_secs(600),
+            label_limits: LabelLimits::default(),
         }
     }
 }
@@ -119,14 +127,12 @@ impl SeriesBatch {
         let mut out = SeriesBatch::new(shards);
         for (_, rec) in self.into_records() {
             for s in crate::record::decode(&rec).unwrap_or_default() {
-                let samples: Vec<Sample> = s.samples.collect();
-                if !samples.is_empty() {
-                    out.add_encoded(s.labels, &samples);
+                if s.samples.clone().next().is_some() {
+                    out.add_encoded(s.labels, s.samples);
                 }
                 let hists: Vec<(i64, crate::FloatHistogram)> = s.histograms.collect();
                 if !hists.is_empty() {
-                    let shard = shard_of(hash_encoded(s.labels), shards);
-                    out.builders[shard as usize].add_histograms(s.labels, &hists);
+                    out.add_histograms_encoded(s.labels, &hists);
                 }
             }
         }
@@ -149,15 +155,16 @@ impl SeriesBatch {
     }
 
     /// Adds a series given as borrowed label pairs in any order (validated and
-    /// canonicalised in place, without allocating per label). A series without samples
-    /// is only validated.
-    pub fn add<'a>(
-        &mut self,
-        pairs: &mut Vec<(&'a str, &'a str)>,
-        samples: &[Sample],
-    ) -> Result<(), LabelsError> {
-        canonicalize(pairs)?;
-        if samples.is_empty() {
+    /// canonicalised in place by [`validate`] without limits, without allocating per
+    /// label). A series without samples is only validated.
+    pub fn add<'a, I>(&mut self, pairs: &mut Vec<(&'a str, &'a str)>, samples: I) -> Result<(), LabelsError>
+    where
+        I: IntoIterator,
+        I::Item: std::borrow::Borrow<Sample>,
+    {
+        validate(pairs, &LabelLimits::NONE)?;
+        let mut samples = samples.into_iter().peekable();
+        if samples.peek().is_none() {
             return Ok(());
         }
         let mut enc = std::mem::take(&mut self.scratch);
@@ -174,24 +181,60 @@ impl SeriesBatch {
         pairs: &mut Vec<(&'a str, &'a str)>,
         hists: &[(i64, crate::FloatHistogram)],
     ) -> Result<(), LabelsError> {
-        canonicalize(pairs)?;
+        validate(pairs, &LabelLimits::NONE)?;
         if hists.is_empty() {
             return Ok(());
         }
         let mut enc = std::mem::take(&mut self.scratch);
         enc.clear();
         encode_pairs(pairs.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())), &mut enc);
-        let shard = shard_of(hash_encoded(&enc), self.shards);
-        self.builders[shard as usize].add_histograms(&enc, hists);
+        self.add_histograms_encoded(&enc, hists);
         self.scratch = enc;
         Ok(())
     }
 
+    /// Adds native histogram samples of a series by its canonical label encoding (as
+    /// [`SeriesBatch::add_encoded`]).
+    pub fn add_histograms_encoded(&mut self, enc: &[u8], hists: &[(i64, crate::FloatHistogram)]) {
+        let shard = shard_of(hash_encoded(enc), self.shards);
+        self.builders[shard as usize].add_histograms(enc, hists);
+    }
+
     /// Adds a series by its canonical label encoding ([`crate::Labels::encode`] of valid
     /// labels: the caller validated them once and reuses the encoding, as a scraper does).
-    pub fn add_encoded(&mut self, enc: &[u8], samples: &[Sample]) {
+    pub fn add_encoded<I>(&mut self, enc: &[u8], samples: I)
+    where
+        I: IntoIterator,
+        I::Item: std::borrow::Borrow<Sample>,
+    {
         let shard = shard_of(hash_encoded(enc), self.shards);
         self.builders[shard as usize].add(enc, samples);
+    }
+}
+
+/// Why [`Db::admit`] refused a log record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdmitError {
+    /// The record does not decode.
+    #[error("undecodable record")]
+    Undecodable,
+    /// A series' labels are not in canonical form (sorted, unique, no empty value, UTF-8).
+    #[error("a series of the record has labels that are not in canonical form")]
+    NotCanonical,
+    /// A series' labels are invalid or over a limit.
+    #[error(transparent)]
+    Labels(#[from] LabelsError),
+}
+
+/// Canonical label bytes shown as a label set (decoded only when an error is written).
+struct EncodedLabels<'a>(&'a [u8]);
+
+impl std::fmt::Display for EncodedLabels<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match Labels::decode(self.0) {
+            Some(l) => l.fmt(f),
+            None => f.write_str("{?}"),
+        }
     }
 }
 
@@ -488,11 +531,18 @@ impl Db {
         self.commit(b)
     }
 
-    /// Stores a batch: one log record per shard, one group commit, then apply.
-    /// Returns only once every record is durable and applied.
+    /// Stores a batch: one log record per shard (each through [`Db::admit`]), one group
+    /// commit, then apply. Returns only once every record is durable and applied.
     pub fn commit(&self, batch: SeriesBatch) -> Result<ApplyOutcome> {
-        let records = batch.into_records();
         let mut out = ApplyOutcome::default();
+        let mut records = Vec::new();
+        for (shard, rec) in batch.into_records() {
+            let (rec, o) = self.admit(rec).map_err(|e| Error::Invalid(e.to_string()))?;
+            out.merge(o);
+            if let Some(rec) = rec {
+                records.push((shard, rec));
+            }
+        }
         if records.is_empty() {
             return Ok(out);
         }
@@ -501,6 +551,68 @@ impl Db {
             out.merge(o);
         }
         Ok(out)
+    }
+
+    /// The newest timestamp a sample may have now: the clock plus `max_future`.
+    pub fn max_time(&self) -> i64 {
+        let ahead = i64::try_from(self.cfg.max_future.as_millis()).unwrap_or(i64::MAX);
+        self.clock.now_ms().saturating_add(ahead)
+    }
+
+    /// What a log record must pass before it is logged, wherever it comes from (a local
+    /// batch, a shard group's proposal, a `Storage.Write` from the network): it decodes,
+    /// every series' labels are canonical and pass [`validate`] with the configured
+    /// limits (else the whole record is refused), and samples newer than
+    /// [`Db::max_time`] are dropped one by one ([`RejectReason::TooFarInFuture`]): apply
+    /// moves a shard's newest time to any sample it stores, and every later sample is
+    /// checked against that. Returns the record to log (`None` when nothing is left; the
+    /// record itself when nothing was dropped) and the samples refused.
+    pub fn admit(&self, record: Vec<u8>) -> std::result::Result<(Option<Vec<u8>>, ApplyOutcome), AdmitError> {
+        let max_t = self.max_time();
+        let series = crate::record::decode(&record).ok_or(AdmitError::Undecodable)?;
+        let mut pairs = Vec::new();
+        let mut late = false;
+        for s in &series {
+            crate::labels::decode_pairs(s.labels, &mut pairs).ok_or(AdmitError::NotCanonical)?;
+            let canonical = pairs.is_sorted_by(|a, b| a.0 < b.0) && pairs.iter().all(|(_, v)| !v.is_empty());
+            validate(&mut pairs, &self.cfg.label_limits)?;
+            if !canonical {
+                return Err(AdmitError::NotCanonical);
+            }
+            late |= s.samples.clone().any(|(t, _)| t > max_t) || s.histograms.clone().any(|(t, _)| t > max_t);
+        }
+        let mut out = ApplyOutcome::default();
+        if !late {
+            return Ok((if series.is_empty() { None } else { Some(record) }, out));
+        }
+        let mut b = RecordBuilder::default();
+        let mut kept = Vec::new();
+        for s in series {
+            let shown = EncodedLabels(s.labels);
+            kept.clear();
+            for (t, v) in s.samples {
+                if t > max_t {
+                    out.reject(RejectReason::TooFarInFuture, &shown, t);
+                } else {
+                    kept.push((t, v));
+                }
+            }
+            if !kept.is_empty() {
+                b.add(s.labels, &kept);
+            }
+            let mut hists = Vec::new();
+            for (t, h) in s.histograms {
+                if t > max_t {
+                    out.reject(RejectReason::TooFarInFuture, &shown, t);
+                } else {
+                    hists.push((t, h));
+                }
+            }
+            if !hists.is_empty() {
+                b.add_histograms(s.labels, &hists);
+            }
+        }
+        Ok(((!b.is_empty()).then(|| b.finish()), out))
     }
 
     fn snapshots(
@@ -589,6 +701,12 @@ impl Db {
         v.sort();
         v.dedup();
         v
+    }
+
+    /// Whether a series with this canonical label encoding exists on this node.
+    pub fn contains(&self, enc: &[u8]) -> bool {
+        let shard = shard_of(hash_encoded(enc), self.cfg.shards);
+        self.shards.shards.get(shard as usize).is_some_and(|s| s.contains(enc))
     }
 
     /// Head statistics.

@@ -41,6 +41,9 @@ pub enum Error {
     /// Writes to a replicated database go through its shards' Raft groups, not [`crate::Db::commit`].
     #[error("this database is replicated: write through the shard's Raft group")]
     Replicated,
+    /// A write was refused as a whole (its labels are invalid, see [`crate::Db::admit`]).
+    #[error("{0}")]
+    Invalid(String),
     /// The engine is shutting down and accepts no more work.
     #[error("engine is shutting down")]
     ShuttingDown,

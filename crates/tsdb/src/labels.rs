@@ -38,6 +38,122 @@ pub enum LabelsError {
     /// `__name__` is missing or empty.
     #[error("invalid metric name or labels, got {0}")]
     NoMetricName(String),
+    /// More labels than [`LabelLimits::max_names`] (Mimir's `max_label_names_per_series`).
+    #[error(
+        "received a series whose number of labels exceeds the limit (actual: {actual}, limit: {limit}) \
+         series: '{series}' (err-mimir-max-label-names-per-series). To adjust the related limit, \
+         configure --ingest.max-label-names-per-series"
+    )]
+    TooManyLabels {
+        /// Labels in the series.
+        actual: usize,
+        /// The limit.
+        limit: usize,
+        /// The series as received, cut to 200 characters.
+        series: String,
+    },
+    /// A label name longer than [`LabelLimits::max_name_len`].
+    #[error(
+        "received a series whose label name length exceeds the limit, label: '{name}' series: '{series}' \
+         (err-mimir-label-name-too-long). To adjust the related limit, configure \
+         --ingest.max-label-name-length"
+    )]
+    NameTooLong {
+        /// The name, cut to 200 characters.
+        name: String,
+        /// The series as received, cut to 200 characters.
+        series: String,
+    },
+    /// A label value longer than [`LabelLimits::max_value_len`].
+    #[error(
+        "received a series whose label value length of {len} exceeds the limit of {limit}, label: '{name}', \
+         value: '{value}' (truncated) series: '{series}' (err-mimir-label-value-too-long). To adjust the \
+         related limit, configure --ingest.max-label-value-length"
+    )]
+    ValueTooLong {
+        /// Length of the value, in bytes.
+        len: usize,
+        /// The limit, in bytes.
+        limit: usize,
+        /// The label name, cut to 200 characters.
+        name: String,
+        /// The value, cut to 200 characters.
+        value: String,
+        /// The series as received, cut to 200 characters.
+        series: String,
+    },
+}
+
+impl LabelsError {
+    /// Mimir's `reason` label of `cortex_discarded_samples_total` for this error.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            LabelsError::EmptyName(_) => "label_invalid",
+            LabelsError::Duplicate { .. } => "duplicate_label_names",
+            LabelsError::NoMetricName(_) => "missing_metric_name",
+            LabelsError::TooManyLabels { .. } => "max_label_names_per_series",
+            LabelsError::NameTooLong { .. } => "label_name_too_long",
+            LabelsError::ValueTooLong { .. } => "label_value_too_long",
+        }
+    }
+}
+
+/// Limits on one series' labels, checked by [`validate`] (Mimir's defaults).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LabelLimits {
+    /// Most labels in a series, `__name__` included (Mimir's `max_label_names_per_series`).
+    /// 0 = no limit. Default 30.
+    pub max_names: usize,
+    /// Longest label name, in bytes (Mimir's `max_label_name_length`). 0 = no limit.
+    /// Default 1024.
+    pub max_name_len: usize,
+    /// Longest label value, in bytes (Mimir's `max_label_value_length`). 0 = no limit.
+    /// Default 2048.
+    pub max_value_len: usize,
+}
+
+impl Default for LabelLimits {
+    fn default() -> Self {
+        LabelLimits { max_names: 30, max_name_len: 1024, max_value_len: 2048 }
+    }
+}
+
+impl LabelLimits {
+    /// No limits.
+    pub const NONE: LabelLimits = LabelLimits { max_names: 0, max_name_len: 0, max_value_len: 0 };
+}
+
+/// Characters of a series or label shown in an error (Mimir's `%.200s`).
+const SHOWN_CHARS: usize = 200;
+
+fn cut(s: &str) -> String {
+    s.chars().take(SHOWN_CHARS).collect()
+}
+
+/// The one check every series gets before it is stored, wherever it comes from (remote
+/// write, a Storage.Write record): [`canonicalize`] and the `limits`. Cheap when the series
+/// is valid; only a rejected series is rendered, cut to 200 characters.
+pub fn validate(v: &mut Vec<(&str, &str)>, limits: &LabelLimits) -> Result<(), LabelsError> {
+    let over = |len: usize, limit: usize| limit > 0 && len > limit;
+    if over(v.len(), limits.max_names) {
+        let series = render_cut(v);
+        return Err(LabelsError::TooManyLabels { actual: v.len(), limit: limits.max_names, series });
+    }
+    for &(n, val) in v.iter() {
+        if over(n.len(), limits.max_name_len) {
+            return Err(LabelsError::NameTooLong { name: cut(n), series: render_cut(v) });
+        }
+        if over(val.len(), limits.max_value_len) {
+            return Err(LabelsError::ValueTooLong {
+                len: val.len(),
+                limit: limits.max_value_len,
+                name: cut(n),
+                value: cut(val),
+                series: render_cut(v),
+            });
+        }
+    }
+    canonicalize(v)
 }
 
 impl Labels {
@@ -161,6 +277,22 @@ pub fn canonicalize(v: &mut Vec<(&str, &str)>) -> Result<(), LabelsError> {
     Ok(())
 }
 
+/// Decodes a canonical encoding into borrowed `(name, value)` pairs (replacing `out`'s
+/// contents); `None` when it is malformed or not UTF-8.
+pub fn decode_pairs<'a>(mut b: &'a [u8], out: &mut Vec<(&'a str, &'a str)>) -> Option<()> {
+    out.clear();
+    let mut take = || -> Option<&'a str> {
+        let n = usize::try_from(crate::varint::get_uvarint(&mut b)?).ok()?;
+        let s = b.get(..n)?;
+        b = &b[n..];
+        std::str::from_utf8(s).ok()
+    };
+    while let Some(name) = take() {
+        out.push((name, take()?));
+    }
+    b.is_empty().then_some(())
+}
+
 /// Hash of an already canonical encoding (see [`Labels::encode`]).
 pub fn hash_encoded(encoded: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(encoded)
@@ -184,6 +316,22 @@ fn take_str(b: &mut &[u8]) -> Option<String> {
     let (s, rest) = b.split_at(n);
     *b = rest;
     String::from_utf8(s.to_vec()).ok()
+}
+
+/// [`render_pairs`] cut to 200 characters, without rendering what is cut off.
+fn render_cut(v: &[(&str, &str)]) -> String {
+    let mut out = String::from("{");
+    for (i, (n, val)) in v.iter().enumerate() {
+        if out.len() > SHOWN_CHARS {
+            break;
+        }
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(&format!("{}={:?}", cut(n), cut(val)));
+    }
+    out.push('}');
+    cut(&out)
 }
 
 fn render_pairs(v: &[(&str, &str)]) -> String {

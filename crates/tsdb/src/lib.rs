@@ -35,13 +35,13 @@ mod shard;
 pub mod varint;
 
 pub use db::{
-    CheckpointStats, Clock, Db, DbConfig, HeadStats, Select, SeriesBatch, SeriesData, SeriesWrite,
-    SystemClock, shard_of,
+    AdmitError, CheckpointStats, Clock, Db, DbConfig, HeadStats, Select, SeriesBatch, SeriesData,
+    SeriesWrite, SystemClock, shard_of,
 };
 pub use error::{Error, Result};
 pub use histogram::FloatHistogram;
 pub use kv::{Cf, CfRange, KvEngine, KvEntry, MemEngine, WriteBatch};
-pub use labels::{Label, Labels, LabelsError, METRIC_NAME};
+pub use labels::{Label, LabelLimits, Labels, LabelsError, METRIC_NAME};
 pub use log::{Applier, LocalLog, LogStats};
 pub use matcher::{MatchOp, Matcher};
 pub use outcome::{ApplyOutcome, RejectReason};

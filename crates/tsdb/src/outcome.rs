@@ -13,12 +13,21 @@ pub enum RejectReason {
     OutOfBounds,
     /// Older than the out-of-order window allows.
     TooOld,
+    /// Newer than the node's clock plus the accepted future (`--ingest.max-future`),
+    /// refused before the write is logged: such a sample would move the shard's newest
+    /// time, and with it the bound every later sample is checked against.
+    TooFarInFuture,
 }
 
 impl RejectReason {
     /// Every reason, in a fixed order (the index of [`ApplyOutcome::rejected`]).
-    pub const ALL: [RejectReason; 4] =
-        [RejectReason::OutOfOrder, RejectReason::Duplicate, RejectReason::OutOfBounds, RejectReason::TooOld];
+    pub const ALL: [RejectReason; 5] = [
+        RejectReason::OutOfOrder,
+        RejectReason::Duplicate,
+        RejectReason::OutOfBounds,
+        RejectReason::TooOld,
+        RejectReason::TooFarInFuture,
+    ];
 
     /// Prometheus's error text.
     pub fn message(self) -> &'static str {
@@ -27,16 +36,18 @@ impl RejectReason {
             RejectReason::Duplicate => "duplicate sample for timestamp",
             RejectReason::OutOfBounds => "out of bounds",
             RejectReason::TooOld => "too old sample",
+            RejectReason::TooFarInFuture => "received a sample whose timestamp is too far in the future",
         }
     }
 
-    /// A short metric label value.
+    /// The metric label value (Mimir's `reason` of `cortex_discarded_samples_total`).
     pub fn label(self) -> &'static str {
         match self {
-            RejectReason::OutOfOrder => "out_of_order",
-            RejectReason::Duplicate => "duplicate",
-            RejectReason::OutOfBounds => "out_of_bounds",
-            RejectReason::TooOld => "too_old",
+            RejectReason::OutOfOrder => "sample_out_of_order",
+            RejectReason::Duplicate => "sample_duplicate_timestamp",
+            RejectReason::OutOfBounds => "sample_out_of_bounds",
+            RejectReason::TooOld => "sample_too_old",
+            RejectReason::TooFarInFuture => "too_far_in_future",
         }
     }
 
@@ -57,7 +68,7 @@ pub struct ApplyOutcome {
     /// Samples stored (an identical resend of the newest sample counts as stored).
     pub accepted: u64,
     /// Samples rejected, indexed like [`RejectReason::ALL`].
-    pub rejected: [u64; 4],
+    pub rejected: [u64; RejectReason::ALL.len()],
     /// Series created.
     pub new_series: u64,
     /// The first rejection, described for the client.
@@ -69,7 +80,17 @@ impl ApplyOutcome {
     pub fn reject(&mut self, why: RejectReason, series: &dyn fmt::Display, t: i64) {
         self.rejected[why.idx()] += 1;
         if self.first_error.is_none() {
-            self.first_error = Some(format!("{why} for series {series} at timestamp {t}"));
+            self.first_error = Some(match why {
+                // Mimir's wording (err-mimir-too-far-in-future)
+                RejectReason::TooFarInFuture => {
+                    let series: String = series.to_string().chars().take(200).collect();
+                    format!(
+                        "{why}, timestamp: {t} series: '{series}' (err-mimir-too-far-in-future). To adjust \
+                         the related limit, configure --ingest.max-future"
+                    )
+                }
+                _ => format!("{why} for series {series} at timestamp {t}"),
+            });
         }
     }
 

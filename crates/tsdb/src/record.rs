@@ -10,6 +10,8 @@
 //! varint timestamp delta · varint hlen · histogram)` with [`FloatHistogram::encode`].
 //! Records written before histograms existed simply end after the first section.
 
+use std::borrow::Borrow;
+
 use crate::FloatHistogram;
 use crate::chunk::Sample;
 use crate::varint::{get_u64_le, get_uvarint, get_varint, put_uvarint, put_varint};
@@ -25,18 +27,25 @@ pub struct RecordBuilder {
 }
 
 impl RecordBuilder {
-    /// Adds one series: its canonical label encoding and its samples.
-    pub fn add(&mut self, labels: &[u8], samples: &[Sample]) {
+    /// Adds one series: its canonical label encoding and its samples (a slice or any
+    /// iterator: samples are encoded as they come, never collected).
+    pub fn add<I>(&mut self, labels: &[u8], samples: I)
+    where
+        I: IntoIterator,
+        I::Item: std::borrow::Borrow<Sample>,
+    {
         put_uvarint(&mut self.buf, labels.len() as u64);
         self.buf.extend_from_slice(labels);
-        put_uvarint(&mut self.buf, samples.len() as u64);
         self.scratch.clear();
-        let mut prev = 0i64;
-        for &(t, v) in samples {
+        let (mut prev, mut n) = (0i64, 0u64);
+        for s in samples {
+            let &(t, v) = s.borrow();
             put_varint(&mut self.scratch, t.wrapping_sub(prev));
             prev = t;
             self.scratch.extend_from_slice(&v.to_bits().to_le_bytes());
+            n += 1;
         }
+        put_uvarint(&mut self.buf, n);
         put_uvarint(&mut self.buf, self.scratch.len() as u64);
         self.buf.extend_from_slice(&self.scratch);
         self.series += 1;
@@ -175,8 +184,8 @@ mod tests {
     #[test]
     fn round_trip() {
         let mut b = RecordBuilder::default();
-        b.add(b"abc", &[(5, 1.0), (3, f64::from_bits(0x7ff0_0000_0000_0002))]);
-        b.add(b"", &[]);
+        b.add(b"abc", [(5, 1.0), (3, f64::from_bits(0x7ff0_0000_0000_0002))]);
+        b.add(b"", std::iter::empty::<Sample>());
         let bytes = b.finish();
         let got = decode(&bytes).unwrap();
         assert_eq!(got.len(), 2);
@@ -192,7 +201,7 @@ mod tests {
         let h =
             FloatHistogram { count: 3.0, sum: 1.5, positive: vec![(1, 3.0)], ..FloatHistogram::default() };
         let mut b = RecordBuilder::default();
-        b.add(b"f", &[(1, 1.0)]);
+        b.add(b"f", [(1, 1.0)]);
         b.add_histograms(b"h", &[(10, h.clone()), (20, FloatHistogram::default())]);
         let bytes = b.finish();
         let got = decode(&bytes).unwrap();

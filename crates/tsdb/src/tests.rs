@@ -174,7 +174,7 @@ fn histograms_survive_crash_checkpoint_and_compaction() {
         let mut pairs = vec![("__name__", "rpc"), ("host", "a")];
         b.add_histograms(&mut pairs, &hists).unwrap();
         let mut pairs = vec![("__name__", "up"), ("host", "a")];
-        b.add(&mut pairs, &[(T0 + from * 60_000, 1.0)]).unwrap();
+        b.add(&mut pairs, [(T0 + from * 60_000, 1.0)]).unwrap();
         db.commit(b).unwrap()
     };
     {
@@ -217,7 +217,7 @@ fn resharding_a_batch_splits_it_as_if_built_for_the_new_count() {
         for i in 0..50 {
             let host = format!("h{i}");
             let mut pairs = vec![("__name__", "m"), ("host", host.as_str())];
-            b.add(&mut pairs, &[(T0, i as f64), (T0 + 1000, 1.0)]).unwrap();
+            b.add(&mut pairs, [(T0, i as f64), (T0 + 1000, 1.0)]).unwrap();
         }
         let mut pairs = vec![("__name__", "hist"), ("host", "x")];
         b.add_histograms(
@@ -231,4 +231,34 @@ fn resharding_a_batch_splits_it_as_if_built_for_the_new_count() {
     let mut four = SeriesBatch::new(4);
     add(&mut four);
     assert_eq!(one.reshard(4).into_records(), four.into_records());
+}
+
+#[test]
+fn admit_drops_future_samples_and_refuses_bad_labels() {
+    let kv = Arc::new(MemEngine::new());
+    let db = open(&kv, DbConfig { shards: 1, ..cfg() });
+    let now = T0 + 86_400_000;
+    let far = now + 10 * 365 * 86_400_000;
+    let mut b = db.batch();
+    let mut pairs = vec![("__name__", "m")];
+    b.add(&mut pairs, [(now, 1.0), (far, 2.0), (now + 600_000, 3.0)]).unwrap();
+    let mut pairs = vec![("__name__", "f")];
+    b.add(&mut pairs, [(far, 1.0)]).unwrap();
+    let o = db.commit(b).unwrap();
+    assert_eq!((o.accepted, o.rejected[RejectReason::TooFarInFuture as usize]), (2, 2));
+    assert!(o.first_error.unwrap().contains("(err-mimir-too-far-in-future)"));
+    // the shard's newest time did not move: a sample an hour behind "now" still passes
+    let o = db.write(vec![series("m2", "a", vec![(now - 3_000_000, 1.0)])]).unwrap();
+    assert_eq!((o.accepted, o.rejected_total()), (1, 0));
+    // a record whose labels are not canonical, or over a limit, is refused as a whole
+    let mut rec = record::RecordBuilder::default();
+    let mut enc = Vec::new();
+    labels::encode_pairs([(&b"z"[..], &b"1"[..]), (b"__name__", b"m")].into_iter(), &mut enc);
+    rec.add(&enc, [(now, 1.0)]);
+    assert_eq!(db.admit(rec.finish()).unwrap_err(), AdmitError::NotCanonical);
+    let long = "v".repeat(3000);
+    let mut rec = record::RecordBuilder::default();
+    rec.add(&Labels::from_pairs([("__name__", long.as_str())]).unwrap().encode(), [(now, 1.0)]);
+    assert!(matches!(db.admit(rec.finish()), Err(AdmitError::Labels(LabelsError::ValueTooLong { .. }))));
+    assert_eq!(db.admit(b"\x05junk".to_vec()).unwrap_err(), AdmitError::Undecodable);
 }

@@ -138,7 +138,7 @@ impl Cluster {
         for i in 0..SERIES {
             let v = i.to_string();
             let mut pairs = vec![("__name__", "test_metric"), ("series", v.as_str())];
-            b.add(&mut pairs, &[(t, t as f64)]).map_err(|e| e.to_string())?;
+            b.add(&mut pairs, [(t, t as f64)]).map_err(|e| e.to_string())?;
         }
         self.client.write(b.into_records()).await.map(|_| ()).map_err(|e| e.to_string())
     }
