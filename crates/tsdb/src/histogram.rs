@@ -767,7 +767,7 @@ impl FloatHistogram {
             let n = get_uvarint(b)?;
             let mut prev = 0i64;
             for _ in 0..n {
-                prev += get_varint(b)?;
+                prev = prev.checked_add(get_varint(b)?)?;
                 list.push((i32::try_from(prev).ok()?, f64::from_bits(get_u64_le(b)?)));
             }
         }
@@ -858,6 +858,24 @@ mod tests {
     fn h(schema: i32, pos: &[(i32, f64)]) -> FloatHistogram {
         let count = pos.iter().map(|b| b.1).sum();
         FloatHistogram { schema, count, positive: pos.to_vec(), ..FloatHistogram::default() }
+    }
+
+    /// Found by the `tsdb_decode` fuzz target: bucket index deltas whose sum overflows i64
+    /// are a malformed histogram, not a panic (debug builds) or a wrapped index (release).
+    #[test]
+    fn bucket_index_deltas_overflowing_are_malformed() {
+        use crate::varint::{put_uvarint, put_varint};
+        let mut b = vec![0];
+        put_varint(&mut b, 0);
+        b.extend_from_slice(&[0; 32]);
+        put_uvarint(&mut b, 2);
+        for delta in [1, i64::MAX] {
+            put_varint(&mut b, delta);
+            b.extend_from_slice(&1f64.to_bits().to_le_bytes());
+        }
+        put_uvarint(&mut b, 0);
+        put_uvarint(&mut b, 0);
+        assert_eq!(FloatHistogram::decode(&mut b.as_slice()), None);
     }
 
     #[test]
