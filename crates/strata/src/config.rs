@@ -60,6 +60,26 @@ pub(crate) struct StandaloneConfig {
     /// Longest a client may take to send a request's body (Prometheus's
     /// `--web.read-timeout`). Default `5m`.
     pub(crate) web_read_timeout: PromDuration,
+    /// Samples newer than now plus this are refused, one by one, on every write path
+    /// (Mimir's `creation_grace_period`). Default `10m`.
+    pub(crate) ingest_max_future: PromDuration,
+    /// Most labels in a series, `__name__` included; 0 = no limit. Default `30`.
+    pub(crate) ingest_max_label_names_per_series: usize,
+    /// Longest label name, in bytes; 0 = no limit. Default `1024`.
+    pub(crate) ingest_max_label_name_length: usize,
+    /// Longest label value, in bytes; 0 = no limit. Default `2048`.
+    pub(crate) ingest_max_label_value_length: usize,
+    /// Most series in one remote-write request; 0 = no limit. Default `100000`.
+    pub(crate) ingest_max_series_per_request: usize,
+    /// Most metadata entries in one remote-write request; 0 = no limit. Default `100000`.
+    pub(crate) ingest_max_metadata_per_request: usize,
+    /// Samples per second taken from remote write (429 above); 0 = no limit. Default `0`.
+    pub(crate) ingest_rate_limit: f64,
+    /// Samples the rate limit lets through at once; 0 = 20 × the rate. Default `0`.
+    pub(crate) ingest_burst: u64,
+    /// Most series the node holds; writes creating more get 400 for those series; 0 = no
+    /// limit. Default `0`.
+    pub(crate) ingest_max_active_series: usize,
     /// A Prometheus configuration file whose `scrape_configs` are scraped (relative to
     /// the working directory). Default none.
     pub(crate) scrape_config_file: Option<PathBuf>,
@@ -84,6 +104,15 @@ impl Default for StandaloneConfig {
             storage_min_free_bytes: 256 << 20,
             query_lookback_delta: PromDuration(Duration::from_secs(300)),
             query_timeout: PromDuration(Duration::from_secs(120)),
+            ingest_max_future: PromDuration(Duration::from_secs(600)),
+            ingest_max_label_names_per_series: 30,
+            ingest_max_label_name_length: 1024,
+            ingest_max_label_value_length: 2048,
+            ingest_max_series_per_request: 100_000,
+            ingest_max_metadata_per_request: 100_000,
+            ingest_rate_limit: 0.0,
+            ingest_burst: 0,
+            ingest_max_active_series: 0,
             scrape_config_file: None,
             query_max_samples: 50_000_000,
             query_max_concurrency: 20,
@@ -137,12 +166,36 @@ impl StandaloneConfig {
         if self.max_write_body_bytes == 0 {
             return Err("max_write_body_bytes must be positive".into());
         }
+        if !(self.ingest_rate_limit >= 0.0 && self.ingest_rate_limit.is_finite()) {
+            return Err("ingest_rate_limit must be a number of samples per second, 0 for none".into());
+        }
         if let Some(f) =
             self.enable_features.iter().find(|f| !strata_promql::FEATURE_NAMES.contains(&f.as_str()))
         {
             return Err(format!("unknown feature {f:?}; known: {}", strata_promql::FEATURE_NAMES.join(", ")));
         }
         Ok(())
+    }
+
+    /// The limits on one series' labels.
+    pub(crate) fn label_limits(&self) -> strata_tsdb::LabelLimits {
+        strata_tsdb::LabelLimits {
+            max_names: self.ingest_max_label_names_per_series,
+            max_name_len: self.ingest_max_label_name_length,
+            max_value_len: self.ingest_max_label_value_length,
+        }
+    }
+
+    /// The remote-write limits.
+    pub(crate) fn ingest(&self) -> strata_server::IngestLimits {
+        strata_server::IngestLimits {
+            labels: self.label_limits(),
+            max_series_per_request: self.ingest_max_series_per_request,
+            max_metadata_per_request: self.ingest_max_metadata_per_request,
+            rate_limit: self.ingest_rate_limit,
+            burst: self.ingest_burst,
+            max_active_series: self.ingest_max_active_series,
+        }
     }
 
     /// The HTTP listener's limits.
