@@ -25,6 +25,8 @@ pub(crate) struct Ctx<'a> {
     /// The query's step in ms (0 for an instant query).
     pub(crate) query_step: i64,
     pub(crate) samples: usize,
+    /// Bytes allocated so far (against `cfg.max_bytes`).
+    pub(crate) bytes: usize,
     pub(crate) deadline: Instant,
     /// Warnings and infos raised so far.
     pub(crate) annotations: crate::Annotations,
@@ -56,14 +58,15 @@ pub(crate) struct RangeArg {
     pub(crate) mode: crate::extended::Mode,
 }
 
-fn dur_ms(d: &std::time::Duration) -> i64 {
-    d.as_millis() as i64
+/// A duration in ms, saturating at `i64::MAX` (`100000000y` parses).
+pub(crate) fn dur_ms(d: &std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-fn offset_ms(o: &Option<Offset>) -> i64 {
+pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
     match o {
         Some(Offset::Pos(d)) => dur_ms(d),
-        Some(Offset::Neg(d)) => -dur_ms(d),
+        Some(Offset::Neg(d)) => dur_ms(d).saturating_neg(),
         // resolved before evaluation (`durations::resolve`)
         Some(Offset::Expr(_)) | None => 0,
     }
@@ -71,8 +74,8 @@ fn offset_ms(o: &Option<Offset>) -> i64 {
 
 fn system_ms(t: &SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_millis() as i64,
-        Err(e) => -(e.duration().as_millis() as i64),
+        Ok(d) => dur_ms(&d),
+        Err(e) => dur_ms(&e.duration()).saturating_neg(),
     }
 }
 
@@ -126,11 +129,25 @@ impl Ctx<'_> {
     }
 
     fn count_samples(&mut self, n: usize) -> Result<()> {
-        self.samples += n;
+        self.samples = self.samples.saturating_add(n);
         if self.samples > self.cfg.max_samples {
             return Err(QueryError::TooManySamples);
         }
+        self.count_bytes(n.saturating_mul(16))
+    }
+
+    /// Counts `n` bytes about to be allocated against the query's byte budget.
+    pub(crate) fn count_bytes(&mut self, n: usize) -> Result<()> {
+        self.bytes = self.bytes.saturating_add(n);
+        if self.bytes > self.cfg.max_bytes {
+            return Err(crate::limits::too_many_bytes(self.cfg.max_bytes));
+        }
         Ok(())
+    }
+
+    /// Counts a grid of `per_step` bytes at each of the context's steps.
+    pub(crate) fn count_grid(&mut self, per_step: usize) -> Result<()> {
+        self.count_bytes(self.steps.len().saturating_mul(per_step))
     }
 
     /// The time a selector is evaluated at for step time `t`.
@@ -141,13 +158,13 @@ impl Ctx<'_> {
             Some(AtModifier::End) => self.query_end,
             Some(AtModifier::At(st)) => system_ms(st),
         };
-        base - offset_ms(offset)
+        base.saturating_sub(offset_ms(offset))
     }
 
     /// Selects a selector's series in `[mint, maxt]`; `range` is its range (0 for an instant
     /// selector).
     fn fetch(
-        &self,
+        &mut self,
         vs: &VectorSelector,
         mint: i64,
         maxt: i64,
@@ -155,7 +172,10 @@ impl Ctx<'_> {
     ) -> Result<Vec<strata_tsdb::SeriesData>> {
         let m = selector_matchers(vs)?;
         let hints = SelectHints { start: mint, end: maxt, step: self.query_step, range, func: self.func };
-        self.src.select(&m, &hints)
+        let data = self.src.select(&m, &hints)?;
+        self.count_bytes(data.iter().map(crate::limits::series_bytes).sum())?;
+        self.check_deadline()?;
+        Ok(data)
     }
 
     /// Evaluates any expression over the context's steps.
@@ -221,10 +241,11 @@ impl Ctx<'_> {
             return self.select_smoothed(vs);
         }
         let steps = self.steps;
+        self.count_grid(8)?;
         let times: Vec<i64> = steps.iter().map(|t| self.eval_time(t, &vs.at, &vs.offset)).collect();
         let (lo, hi) = (times.iter().copied().min().unwrap_or(0), times.iter().copied().max().unwrap_or(0));
         let lookback = self.cfg.lookback_ms;
-        let data = self.fetch(vs, lo - lookback + 1, hi, 0)?;
+        let data = self.fetch(vs, lo.saturating_sub(lookback).saturating_add(1), hi, 0)?;
         let mut out = Vec::with_capacity(data.len());
         for sd in data {
             let (mut points, mut hists) = (Vec::new(), Vec::new());
@@ -240,7 +261,7 @@ impl Ctx<'_> {
                     (_, Some((ts, h))) => Some((*ts, Err(h))),
                     _ => None,
                 };
-                let Some((ts, val)) = newest.filter(|n| n.0 > et - lookback) else {
+                let Some((ts, val)) = newest.filter(|n| n.0 > et.saturating_sub(lookback)) else {
                     continue;
                 };
                 match val {
@@ -263,10 +284,12 @@ impl Ctx<'_> {
     /// `x smoothed`: at each step the value interpolated between the samples around it.
     fn select_smoothed(&mut self, vs: &VectorSelector) -> Result<Vec<Series>> {
         let steps = self.steps;
+        self.count_grid(8)?;
         let times: Vec<i64> = steps.iter().map(|t| self.eval_time(t, &vs.at, &vs.offset)).collect();
         let (lo, hi) = (times.iter().copied().min().unwrap_or(0), times.iter().copied().max().unwrap_or(0));
         let lookback = self.cfg.lookback_ms;
-        let data = self.fetch(vs, lo - lookback + 1, hi + lookback, 0)?;
+        let data =
+            self.fetch(vs, lo.saturating_sub(lookback).saturating_add(1), hi.saturating_add(lookback), 0)?;
         let mut out = Vec::with_capacity(data.len());
         for sd in data {
             let name = sd.labels.get(METRIC_NAME).unwrap_or("").to_owned();
@@ -274,7 +297,7 @@ impl Ctx<'_> {
             let hists: Vec<HPoint> = sd.histograms.into_iter().filter(|s| !is_stale(s.1.sum)).collect();
             let (mut points, mut hpoints) = (Vec::new(), Vec::new());
             for (i, &t) in times.iter().enumerate() {
-                let inside = |p: i64| p > t - lookback && p <= t + lookback;
+                let inside = |p: i64| p > t.saturating_sub(lookback) && p <= t.saturating_add(lookback);
                 let f: Vec<(i64, f64)> = floats.iter().copied().filter(|p| inside(p.0)).collect();
                 let h: Vec<HPoint> = hists.iter().filter(|p| inside(p.0)).cloned().collect();
                 match (f.is_empty(), h.is_empty()) {
@@ -306,6 +329,7 @@ impl Ctx<'_> {
     pub(crate) fn range_of_matrix(&mut self, ms: &MatrixSelector) -> Result<RangeArg> {
         let range = dur_ms(&ms.range);
         let vs = &ms.vs;
+        self.count_grid(8)?;
         let ends: Vec<i64> = self.steps.iter().map(|t| self.eval_time(t, &vs.at, &vs.offset)).collect();
         let (lo, hi) = (ends.iter().copied().min().unwrap_or(0), ends.iter().copied().max().unwrap_or(0));
         // anchored and smoothed windows reach one lookback before (and, smoothed, after) the range
@@ -320,14 +344,22 @@ impl Ctx<'_> {
             crate::extended::Mode::Anchored => (lookback, 0),
             crate::extended::Mode::Smoothed => (lookback, lookback),
         };
-        let data = self.fetch(vs, lo - range - before + 1, hi + after, range)?;
-        let ends_after: Vec<i64> = ends.iter().map(|e| e + after).collect();
+        let width = range.saturating_add(before).saturating_add(after);
+        let data = self.fetch(
+            vs,
+            lo.saturating_sub(range).saturating_sub(before).saturating_add(1),
+            hi.saturating_add(after),
+            range,
+        )?;
+        let ends_after: Vec<i64> = ends.iter().map(|e| e.saturating_add(after)).collect();
         let mut series = Vec::with_capacity(data.len());
         for sd in data {
+            // the windows of both kinds of samples at every step
+            self.count_grid(32)?;
             let samples: Vec<(i64, f64)> = sd.samples.into_iter().filter(|s| !is_stale(s.1)).collect();
             let hists: Vec<HPoint> = sd.histograms.into_iter().filter(|s| !is_stale(s.1.sum)).collect();
-            let ranges = windows(&samples, &ends_after, range + before + after);
-            let hranges = windows(&hists, &ends_after, range + before + after);
+            let ranges = windows(&samples, &ends_after, width);
+            let hranges = windows(&hists, &ends_after, width);
             let total: usize = ranges.iter().chain(&hranges).map(|r| r.1 - r.0).sum();
             self.count_samples(total)?;
             series.push(Windows { labels: sd.labels, samples, ranges, hists, hranges });
@@ -340,12 +372,23 @@ impl Ctx<'_> {
     pub(crate) fn range_of_subquery(&mut self, sq: &SubqueryExpr) -> Result<RangeArg> {
         let range = dur_ms(&sq.range);
         let step = sq.step.as_ref().map_or(self.cfg.default_subquery_step_ms, dur_ms).max(1);
+        // each window holds up to range / step points: Prometheus's resolution limit,
+        // before anything is allocated
+        if range / step > self.cfg.max_points_per_series {
+            return Err(crate::limits::resolution_error(self.cfg.max_points_per_series));
+        }
+        self.count_grid(8)?;
         let ends: Vec<i64> = self.steps.iter().map(|t| self.eval_time(t, &sq.at, &sq.offset)).collect();
         let (lo, hi) = (ends.iter().copied().min().unwrap_or(0), ends.iter().copied().max().unwrap_or(0));
-        // first multiple of step strictly after lo − range
-        let from = lo - range;
-        let start = from.div_euclid(step) * step + step;
-        let inner_end = hi.div_euclid(step) * step;
+        // first multiple of step strictly after lo − range (saturating: far from any data)
+        let from = lo.saturating_sub(range);
+        let start = from.div_euclid(step).saturating_mul(step).saturating_add(step);
+        let inner_end = hi.div_euclid(step).saturating_mul(step);
+        // the inner grid spans every outer window: bounded like the samples it yields
+        let max_steps = i64::try_from(self.cfg.max_samples).unwrap_or(i64::MAX);
+        if crate::limits::steps_within(start, inner_end, step, max_steps).is_none() {
+            return Err(QueryError::TooManySamples);
+        }
         let mut series = Vec::new();
         if start <= inner_end {
             let mut inner = Ctx {
@@ -356,12 +399,14 @@ impl Ctx<'_> {
                 query_end: self.query_end,
                 query_step: self.query_step,
                 samples: self.samples,
+                bytes: self.bytes,
                 deadline: self.deadline,
                 annotations: std::mem::take(&mut self.annotations),
                 func: None,
             };
             let v = inner.eval(&sq.expr)?;
             self.samples = inner.samples;
+            self.bytes = inner.bytes;
             self.annotations = std::mem::take(&mut inner.annotations);
             let inner_series: Vec<Series> = match v {
                 Value::Vector(v) => v,
@@ -376,6 +421,7 @@ impl Ctx<'_> {
                 }
             };
             for s in inner_series {
+                self.count_grid(32)?;
                 let ranges = windows(&s.points, &ends, range);
                 let hranges = windows(&s.hists, &ends, range);
                 // as Prometheus: reset and not-reset hints do not survive a subquery, which may
@@ -408,7 +454,7 @@ fn windows<T>(samples: &[(i64, T)], ends: &[i64], range: i64) -> Vec<(usize, usi
         return ends
             .iter()
             .map(|&e| {
-                while lo < samples.len() && samples[lo].0 <= e - range {
+                while lo < samples.len() && samples[lo].0 <= e.saturating_sub(range) {
                     lo += 1;
                 }
                 hi = hi.max(lo);
@@ -421,7 +467,7 @@ fn windows<T>(samples: &[(i64, T)], ends: &[i64], range: i64) -> Vec<(usize, usi
     }
     ends.iter()
         .map(|&e| {
-            let lo = samples.partition_point(|s| s.0 <= e - range);
+            let lo = samples.partition_point(|s| s.0 <= e.saturating_sub(range));
             let hi = samples.partition_point(|s| s.0 <= e);
             (lo, hi.max(lo))
         })
@@ -443,8 +489,12 @@ fn matrix_at_last(arg: RangeArg) -> Result<Vec<RangeSeries>> {
                 return Err(QueryError::Execution(format!("{m} modifier is not supported with histograms")));
             }
             if hi > lo {
-                let samples =
-                    crate::extended::extend_floats(&w.samples[lo..hi], end - arg.range, end, smoothed);
+                let samples = crate::extended::extend_floats(
+                    &w.samples[lo..hi],
+                    end.saturating_sub(arg.range),
+                    end,
+                    smoothed,
+                );
                 if !samples.is_empty() {
                     out.push(RangeSeries { labels: w.labels, samples, hists: Vec::new() });
                 }

@@ -18,16 +18,20 @@ pub(crate) struct Steps {
 }
 
 impl Steps {
+    /// The number of steps (grids are bounded before they are built: see
+    /// `limits::steps_within`).
     pub(crate) fn len(&self) -> usize {
-        ((self.end - self.start) / self.step.max(1)) as usize + 1
+        crate::limits::steps_within(self.start, self.end, self.step, i64::MAX).unwrap_or(0)
     }
 
     pub(crate) fn at(&self, i: usize) -> i64 {
-        self.start + i as i64 * self.step
+        let i = i64::try_from(i).unwrap_or(i64::MAX);
+        self.start.saturating_add(i.saturating_mul(self.step))
     }
 
     pub(crate) fn index(&self, t: i64) -> usize {
-        ((t - self.start) / self.step.max(1)) as usize
+        let i = (i128::from(t) - i128::from(self.start)) / i128::from(self.step.max(1));
+        usize::try_from(i).unwrap_or(0)
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = i64> + '_ {

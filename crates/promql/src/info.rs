@@ -4,7 +4,7 @@
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use promql_parser::parser::{AtModifier, Expr, Offset};
+use promql_parser::parser::{AtModifier, Expr};
 use strata_tsdb::{Labels, METRIC_NAME, MatchOp, Matcher};
 
 use crate::error::{QueryError, Result};
@@ -37,12 +37,7 @@ fn effective_name_matchers(given: Vec<Matcher>) -> Result<Vec<Matcher>> {
 /// selector of the argument, plus the offsets of the subqueries around it up to the first
 /// one with an `@` when the selector has none (Prometheus's `infoSelectTimestampAndOffset`).
 fn reference(e: &Expr) -> Option<(Option<AtModifier>, i64)> {
-    let off = |o: &Option<Offset>| match o {
-        Some(Offset::Pos(d)) => d.as_millis() as i64,
-        Some(Offset::Neg(d)) => -(d.as_millis() as i64),
-        // resolved before evaluation
-        Some(Offset::Expr(_)) | None => 0,
-    };
+    let off = crate::eval::offset_ms;
     match e {
         Expr::VectorSelector(vs) => Some((vs.at.clone(), off(&vs.offset))),
         Expr::MatrixSelector(ms) => Some((ms.vs.at.clone(), off(&ms.vs.offset))),
@@ -50,7 +45,7 @@ fn reference(e: &Expr) -> Option<(Option<AtModifier>, i64)> {
         Expr::Unary(u) => reference(&u.expr),
         Expr::Subquery(s) => reference(&s.expr).map(|(at, o)| match at {
             Some(at) => (Some(at), o),
-            None => (s.at.clone(), o + off(&s.offset)),
+            None => (s.at.clone(), o.saturating_add(off(&s.offset))),
         }),
         Expr::Aggregate(a) => reference(&a.expr),
         Expr::Binary(b) => reference(&b.lhs).or_else(|| reference(&b.rhs)),
@@ -124,11 +119,11 @@ fn fetch_info(
     matchers.extend(data.values().flatten().cloned());
     matchers.extend(effective_name_matchers(given_names)?);
     let steps = ctx.steps;
-    let times: Vec<i64> = steps.iter().map(|t| ctx.eval_time(t, &at, &None) - offset).collect();
+    let times: Vec<i64> = steps.iter().map(|t| ctx.eval_time(t, &at, &None).saturating_sub(offset)).collect();
     let (lo, hi) = (times.iter().copied().min().unwrap_or(0), times.iter().copied().max().unwrap_or(0));
     let lookback = ctx.cfg.lookback_ms;
     let hints = crate::SelectHints {
-        start: lo - lookback + 1,
+        start: lo.saturating_sub(lookback).saturating_add(1),
         end: hi,
         step: ctx.query_step,
         range: 0,
@@ -137,14 +132,18 @@ fn fetch_info(
     let found = ctx.src.select(&matchers, &hints)?;
     let mut out = Vec::with_capacity(found.len());
     for sd in found {
-        if sd.histograms.iter().any(|h| times.iter().any(|&et| h.0 <= et && h.0 > et - lookback)) {
+        if sd
+            .histograms
+            .iter()
+            .any(|h| times.iter().any(|&et| h.0 <= et && h.0 > et.saturating_sub(lookback)))
+        {
             return Err(QueryError::Execution("info sample should be float".into()));
         }
         let mut points = Vec::new();
         for (i, &et) in times.iter().enumerate() {
             let k = sd.samples.partition_point(|s| s.0 <= et);
             if let Some(&(ts, v)) = k.checked_sub(1).map(|k| &sd.samples[k])
-                && ts > et - lookback
+                && ts > et.saturating_sub(lookback)
                 && !strata_tsdb::is_stale_marker(v)
             {
                 points.push((steps.at(i), ts as f64));

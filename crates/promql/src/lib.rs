@@ -21,6 +21,7 @@ mod features;
 mod functions;
 mod grid;
 mod info;
+mod limits;
 mod native;
 mod pushdown;
 mod source;
@@ -34,6 +35,7 @@ pub use aggregate::format_float;
 pub use annotations::{Annotations, Output};
 pub use error::{QueryError, Result};
 pub use features::{FEATURE_NAMES, Features};
+pub use limits::{LoadLimit, resolution_error, steps_within};
 pub use pushdown::{Partitioned, evaluate_parts, pushable};
 pub use source::{EvalAt, MemSource, Partials, SelectHints, Source};
 pub use value::{HPoint, RangeSeries, Series, Value};
@@ -55,6 +57,18 @@ pub struct EngineConfig {
     pub features: Features,
     /// Longest a query may run. Default 2 minutes.
     pub timeout: Duration,
+    /// Most points a series may get from a range query, and from each subquery (its range
+    /// over its step): Prometheus's 11,000-points resolution limit, checked before
+    /// anything is allocated. Default 11 000.
+    pub max_points_per_series: i64,
+    /// Deepest syntax tree a query may have, in levels (parentheses, calls, brackets and
+    /// operators, counted before parsing; a query over it is refused with 400). Bounds the
+    /// stack the parser, the evaluator and the formatter use. Default 500.
+    pub max_nesting: usize,
+    /// Most bytes one query's evaluation may allocate for the data it loads, its step grids
+    /// and the points it computes (counted as they are allocated, never released: a bound
+    /// of its peak memory); over it the query fails with 422. Default 4 GiB.
+    pub max_bytes: usize,
 }
 
 impl Default for EngineConfig {
@@ -65,6 +79,9 @@ impl Default for EngineConfig {
             default_subquery_step_ms: 60_000,
             features: Features::default(),
             timeout: Duration::from_secs(120),
+            max_points_per_series: 11_000,
+            max_nesting: 500,
+            max_bytes: 4 << 30,
         }
     }
 }
@@ -75,8 +92,15 @@ pub struct Engine {
     cfg: EngineConfig,
 }
 
-/// Parses a query as Prometheus does (errors are `bad_data`).
+/// Parses a query as Prometheus does (errors are `bad_data`), refusing one nested deeper
+/// than the default [`EngineConfig::max_nesting`] before parsing it.
 pub fn parse(query: &str) -> Result<Expr> {
+    parse_nested(query, EngineConfig::default().max_nesting)
+}
+
+/// Parses a query nested at most `max_nesting` levels (see [`EngineConfig::max_nesting`]).
+pub fn parse_nested(query: &str, max_nesting: usize) -> Result<Expr> {
+    limits::check_nesting(query, max_nesting)?;
     parser::parse(query).map_err(QueryError::Parse)
 }
 
@@ -89,6 +113,11 @@ impl Engine {
     /// Its settings.
     pub fn config(&self) -> &EngineConfig {
         &self.cfg
+    }
+
+    /// Parses a query within this engine's nesting limit.
+    pub fn parse(&self, query: &str) -> Result<Expr> {
+        parse_nested(query, self.cfg.max_nesting)
     }
 
     /// Evaluates `expr` at time `t` (ms).
@@ -106,6 +135,11 @@ impl Engine {
         }
         if end < start {
             return Err(QueryError::Parse("end timestamp must not be before start time".into()));
+        }
+        // as Prometheus: (end − start) / step may be the limit, one more point than that
+        if limits::steps_within(start, end, step, self.cfg.max_points_per_series.saturating_add(1)).is_none()
+        {
+            return Err(resolution_error(self.cfg.max_points_per_series));
         }
         if let Expr::MatrixSelector(_) | Expr::Subquery(_) = expr {
             return Err(QueryError::Parse(
@@ -139,6 +173,12 @@ impl Engine {
         if at.step <= 0 || at.end < at.start {
             return Err(QueryError::Parse("invalid evaluation grid".into()));
         }
+        // a pushed-down part's grid is the querier's (a range query's or a subquery's
+        // inner grid): more steps than samples allowed cannot be answered
+        let max = i64::try_from(self.cfg.max_samples).unwrap_or(i64::MAX);
+        if limits::steps_within(at.start, at.end, at.step, max).is_none() {
+            return Err(QueryError::TooManySamples);
+        }
         self.cfg.features.check(expr)?;
         let mut ctx = Ctx {
             src,
@@ -148,6 +188,7 @@ impl Engine {
             query_end: at.query_end,
             query_step: at.query_step,
             samples: 0,
+            bytes: 0,
             deadline: Instant::now() + self.cfg.timeout,
             annotations: Annotations::default(),
             func: None,
@@ -167,6 +208,7 @@ impl Engine {
             query_end: steps.end,
             query_step,
             samples: 0,
+            bytes: 0,
             deadline: Instant::now() + self.cfg.timeout,
             annotations: Annotations::default(),
             func: None,
@@ -175,7 +217,7 @@ impl Engine {
         let resolved;
         let expr = if durations::needs_resolving(expr) {
             let mut e = expr.clone();
-            let range = (steps.end - steps.start) as f64 / 1000.0;
+            let range = (steps.end as f64 - steps.start as f64) / 1000.0;
             durations::resolve(&mut e, query_step as f64 / 1000.0, range)?;
             resolved = e;
             &resolved

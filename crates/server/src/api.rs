@@ -129,7 +129,8 @@ pub(crate) type Found<T> = (Vec<T>, Vec<String>);
 
 /// The shared shape of the metadata endpoints: parse parameters, evaluate `find` for
 /// each `match[]` alternative (or once with no matchers), union, sort, limit; the values
-/// found and the warnings.
+/// found and the warnings. Lookups take a place among the concurrent queries and fail with
+/// 503 past the query timeout.
 pub(crate) async fn lookup<T>(
     st: &AppState,
     p: &Params,
@@ -141,7 +142,9 @@ where
 {
     let qy = query(p, require_match)?;
     let (view, _cancel) = st.view(p, &st.engine)?;
-    let (found, mut warnings) = blocking(move || {
+    let _permit = st.queries.acquire().await.map_err(|e| ApiError::internal(e.to_string()))?;
+    let timeout = st.engine.config().timeout;
+    let job = blocking(move || {
         let found = if qy.sets.is_empty() {
             find(&*view, &[], qy.start, qy.end)
         } else {
@@ -157,8 +160,10 @@ where
             Ok(v)
         };
         (found, view.warnings())
-    })
-    .await?;
+    });
+    let (found, mut warnings) = tokio::time::timeout(timeout, job)
+        .await
+        .map_err(|_| crate::query::query_error(QueryError::Timeout("query execution")))??;
     let found = found.map_err(crate::query::query_error)?;
     Ok((truncate(found, qy.limit, &mut warnings), warnings))
 }

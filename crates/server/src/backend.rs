@@ -173,8 +173,9 @@ pub trait QueryBackend: Send + Sync + std::fmt::Debug + 'static {
 }
 
 impl QueryBackend for Reader {
-    fn view(&self, _opts: ReadOptions) -> Option<Box<dyn ReadView>> {
-        self.get().map(|db| Box::new(DbView(db)) as Box<dyn ReadView>)
+    fn view(&self, opts: ReadOptions) -> Option<Box<dyn ReadView>> {
+        let limit = strata_promql::LoadLimit::new(opts.max_samples, opts.deadline);
+        self.get().map(|db| Box::new(DbView { db, limit, opts }) as Box<dyn ReadView>)
     }
 
     fn local_db(&self) -> Option<Arc<Db>> {
@@ -182,25 +183,27 @@ impl QueryBackend for Reader {
     }
 }
 
-/// The local database as a query's view.
-struct DbView(Arc<Db>);
+/// The local database as a query's view: its reads count against the query's samples as
+/// they load, and stop at its deadline or once it is canceled.
+struct DbView {
+    db: Arc<Db>,
+    limit: strata_promql::LoadLimit,
+    opts: ReadOptions,
+}
 
 impl Source for DbView {
     fn select(&self, matchers: &[Matcher], hints: &SelectHints) -> Result<Vec<SeriesData>, QueryError> {
-        self.0
-            .select(matchers, hints.start, hints.end)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| QueryError::Storage(e.to_string()))
+        self.limit.collect(self.db.select(matchers, hints.start, hints.end), || self.opts.is_canceled())
     }
 }
 
 impl ReadView for DbView {
     fn series(&self, matchers: &[Matcher], start: i64, end: i64) -> Result<Vec<Labels>, QueryError> {
-        Ok(self.0.series(None, matchers, start, end))
+        Ok(self.db.series(None, matchers, start, end))
     }
 
     fn label_names(&self, matchers: &[Matcher], start: i64, end: i64) -> Result<Vec<String>, QueryError> {
-        Ok(self.0.label_names(None, matchers, start, end))
+        Ok(self.db.label_names(None, matchers, start, end))
     }
 
     fn label_values(
@@ -210,6 +213,6 @@ impl ReadView for DbView {
         start: i64,
         end: i64,
     ) -> Result<Vec<String>, QueryError> {
-        Ok(self.0.label_values(None, name, matchers, start, end))
+        Ok(self.db.label_values(None, name, matchers, start, end))
     }
 }

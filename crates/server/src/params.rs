@@ -10,12 +10,20 @@ use axum::http::{HeaderMap, header};
 pub(crate) struct Params(Vec<(String, String)>);
 
 impl<S: Send + Sync> FromRequest<S> for Params {
-    type Rejection = std::convert::Infallible;
+    type Rejection = crate::api::ApiError;
 
+    /// A body that cannot be read (over the request size limit) is refused, not taken as
+    /// empty: a query cut off would be answered as another query.
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let query = req.uri().query().map(str::to_owned);
         let headers = req.headers().clone();
-        let body = Bytes::from_request(req, state).await.unwrap_or_default();
+        let body = Bytes::from_request(req, state).await.map_err(|e| {
+            crate::api::ApiError::new(
+                e.status(),
+                "bad_data",
+                format!("cannot read the request body: {}", e.body_text()),
+            )
+        })?;
         Ok(Params::from_parts(query.as_deref(), &headers, &body))
     }
 }
@@ -60,7 +68,9 @@ impl Params {
     }
 }
 
-/// Prometheus's timestamp forms: float seconds or RFC 3339; result in milliseconds.
+/// Prometheus's timestamp forms: float seconds or RFC 3339; result in milliseconds. A
+/// time outside the milliseconds an `i64` holds (Prometheus's min and max time) does not
+/// parse.
 pub(crate) fn parse_time(s: &str) -> Option<i64> {
     if let Ok(f) = s.parse::<f64>() {
         if !f.is_finite() {
@@ -68,7 +78,9 @@ pub(crate) fn parse_time(s: &str) -> Option<i64> {
         }
         let secs = f.trunc();
         let frac = ((f - secs) * 1000.0).round();
-        return Some((secs as i64).saturating_mul(1000).saturating_add(frac as i64));
+        // `secs as i64` saturates, so anything past the bounds stays past them in i128
+        let ms = i128::from(secs as i64) * 1000 + frac as i128;
+        return i64::try_from(ms).ok();
     }
     // the extremes Prometheus itself formats for "no bound"
     if s.starts_with("-292273086-") {
@@ -91,5 +103,9 @@ mod tests {
         assert_eq!(parse_time("-1.5"), Some(-1500));
         assert_eq!(parse_time("x"), None);
         assert_eq!(parse_time("NaN"), None);
+        assert_eq!(parse_time("-9e15"), Some(-9_000_000_000_000_000_000));
+        assert_eq!(parse_time("9e15"), Some(9_000_000_000_000_000_000));
+        assert_eq!(parse_time("9.3e15"), None);
+        assert_eq!(parse_time("-1e300"), None);
     }
 }

@@ -15,9 +15,6 @@ use crate::AppState;
 use crate::api::{ApiError, success};
 use crate::params::{Params, parse_time};
 
-/// Most points a range query may return per series (Prometheus's limit).
-const MAX_POINTS: i64 = 11_000;
-
 pub(crate) fn query_error(e: QueryError) -> ApiError {
     let status = match &e {
         QueryError::Parse(_) => StatusCode::BAD_REQUEST,
@@ -161,28 +158,99 @@ fn render(shaped: Shaped) -> Json {
     }
 }
 
-/// A success envelope with the query's annotations (`warnings`, `infos`) when there are any.
-fn respond(data: Json, a: strata_promql::Annotations) -> Response {
-    let mut body = json!({"status": "success", "data": data});
+/// The error of a response over `max` bytes.
+fn too_large(max: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "execution",
+        format!("the response would be larger than {max} bytes (--query.max-response-bytes)"),
+    )
+}
+
+/// The fewest bytes a shaped result takes in JSON (each point at least `[1,"1"]`, each series
+/// its labels), to refuse one over the response limit before it is rendered.
+fn min_json_bytes(shaped: &Shaped) -> usize {
+    match shaped {
+        Shaped::Scalar(..) => 0,
+        Shaped::Str(_, s) => s.len(),
+        Shaped::Series(_, series) => series
+            .iter()
+            .map(|s| {
+                let labels: usize = s.labels.iter().map(|l| l.name.len() + l.value.len() + 6).sum();
+                labels + 14 + 8 * (s.points.len() + s.hists.len())
+            })
+            .sum(),
+    }
+}
+
+/// A `Write` that fails past a limit, so that rendering stops there.
+struct Capped {
+    buf: Vec<u8>,
+    max: usize,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len().saturating_add(b.len()) > self.max {
+            return Err(std::io::Error::other("response limit"));
+        }
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A success envelope with the query's annotations (`warnings`, `infos`) when there are any,
+/// refused with 422 when its JSON would pass `max` bytes.
+fn respond(shaped: Shaped, a: strata_promql::Annotations, max: usize) -> Result<Response, ApiError> {
+    if min_json_bytes(&shaped) > max {
+        return Err(too_large(max));
+    }
+    let mut body = json!({"status": "success", "data": render(shaped)});
     if !a.warnings.is_empty() {
         body["warnings"] = json!(a.warnings);
     }
     if !a.infos.is_empty() {
         body["infos"] = json!(a.infos);
     }
-    axum::Json(body).into_response()
+    let mut out = Capped { buf: Vec::new(), max };
+    serde_json::to_writer(&mut out, &body).map_err(|_| too_large(max))?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], out.buf).into_response())
 }
 
-/// A duration parameter: float seconds or a Prometheus duration, in ms.
+/// A duration parameter: float seconds or a Prometheus duration, in ms (none when it
+/// overflows, as Prometheus refuses durations past int64 nanoseconds).
 fn parse_duration_param(s: &str) -> Option<i64> {
     if let Ok(f) = s.parse::<f64>() {
-        return (f.is_finite() && f * 1000.0 < i64::MAX as f64).then(|| (f * 1000.0).round() as i64);
+        return (f.is_finite() && (f * 1000.0).abs() < i64::MAX as f64).then(|| (f * 1000.0).round() as i64);
     }
     let e = strata_promql::parse(&format!("x[{s}]")).ok()?;
     match e {
-        promql_parser::parser::Expr::MatrixSelector(m) => Some(m.range.as_millis() as i64),
+        promql_parser::parser::Expr::MatrixSelector(m) => i64::try_from(m.range.as_millis()).ok(),
         _ => None,
     }
+}
+
+/// Runs `f` (parsing, formatting: CPU work bounded by the nesting limit) on the blocking
+/// pool, failing with 503 past the query timeout so that the runtime stays free.
+async fn off_runtime<T: Send + 'static>(
+    st: &AppState,
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let timeout = st.engine.config().timeout;
+    match tokio::time::timeout(timeout, tokio::task::spawn_blocking(f)).await {
+        Ok(joined) => joined.map_err(|e| ApiError::internal(e.to_string()))?,
+        Err(_) => Err(query_error(QueryError::Timeout("query preparation"))),
+    }
+}
+
+/// A query parameter parsed within the engine's nesting limit (bad input: 400 with
+/// Prometheus's `invalid parameter "query"` prefix).
+fn parse_query_param(engine: &Engine, q: &str) -> Result<promql_parser::parser::Expr, QueryError> {
+    engine.parse(q).map_err(|e| QueryError::Parse(format!("invalid parameter \"query\": {e}")))
 }
 
 fn engine_for(st: &AppState, p: &Params) -> Result<Engine, ApiError> {
@@ -222,12 +290,17 @@ async fn evaluate(
 ) -> Result<(Value, Annotations), ApiError> {
     let (view, _cancel) = st.view(p, &engine)?;
     let _permit = st.queries.acquire().await.map_err(|e| ApiError::internal(e.to_string()))?;
-    let (res, warnings) = tokio::task::spawn_blocking(move || {
+    // the evaluator checks its deadline; this one also covers parsing and a read that hangs
+    // (dropping `_cancel` then stops the reads)
+    let timeout = engine.config().timeout;
+    let job = tokio::task::spawn_blocking(move || {
         let res = run(&engine, &*view);
         (res, view.warnings())
-    })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))?;
+    });
+    let (res, warnings) = tokio::time::timeout(timeout + Duration::from_millis(100), job)
+        .await
+        .map_err(|_| query_error(QueryError::Timeout("query execution")))?
+        .map_err(|e| ApiError::internal(e.to_string()))?;
     let mut out = res.map_err(query_error)?;
     out.annotations.merge(Annotations { warnings, infos: Vec::new() });
     Ok((out.value, out.annotations))
@@ -245,9 +318,8 @@ pub(crate) async fn eval_instant(st: &AppState, p: &Params) -> Result<Answer, Ap
         None => now_ms(),
     };
     let engine = engine_for(st, p)?;
-    let expr = strata_promql::parse(&q)
-        .map_err(|e| ApiError::bad_data(format!("invalid parameter \"query\": {e}")))?;
-    let (value, annotations) = evaluate(st, p, engine, move |e, src| e.instant(src, &expr, t)).await?;
+    let (value, annotations) =
+        evaluate(st, p, engine, move |e, src| e.instant(src, &parse_query_param(e, &q)?, t)).await?;
     Ok(Answer { value, t, range: false, annotations })
 }
 
@@ -280,45 +352,49 @@ pub(crate) async fn eval_range(st: &AppState, p: &Params) -> Result<Answer, ApiE
             "invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer",
         ));
     }
-    if (end - start) / step > MAX_POINTS {
-        return Err(ApiError::bad_data(
-            "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
-        ));
+    // (end − start) / step over the limit, computed without overflow
+    let max = st.engine.config().max_points_per_series;
+    if strata_promql::steps_within(start, end, step, max.saturating_add(1)).is_none() {
+        return Err(query_error(strata_promql::resolution_error(max)));
     }
     let engine = engine_for(st, p)?;
-    let expr = strata_promql::parse(&q)
-        .map_err(|e| ApiError::bad_data(format!("invalid parameter \"query\": {e}")))?;
     let (value, annotations) =
-        evaluate(st, p, engine, move |e, src| e.range(src, &expr, start, end, step)).await?;
+        evaluate(st, p, engine, move |e, src| e.range(src, &parse_query_param(e, &q)?, start, end, step))
+            .await?;
     Ok(Answer { value, t: end, range: true, annotations })
 }
 
 /// `GET|POST /api/v1/query`.
 pub(crate) async fn instant(State(st): State<AppState>, p: Params) -> Result<Response, ApiError> {
     let (shaped, annotations) = eval_instant(&st, &p).await?.shaped();
-    Ok(respond(render(shaped), annotations))
+    respond(shaped, annotations, st.cfg.max_response_bytes)
 }
 
 /// `GET|POST /api/v1/query_range`.
 pub(crate) async fn range(State(st): State<AppState>, p: Params) -> Result<Response, ApiError> {
     let (shaped, annotations) = eval_range(&st, &p).await?.shaped();
-    Ok(respond(render(shaped), annotations))
+    respond(shaped, annotations, st.cfg.max_response_bytes)
 }
 
-/// `GET|POST /api/v1/format_query`.
-pub(crate) async fn format_query(p: Params) -> Result<Response, ApiError> {
-    let q = p.get("query").unwrap_or("");
-    let expr = strata_promql::parse(q)
-        .map_err(|e| ApiError::bad_data(format!("invalid parameter \"query\": {e}")))?;
-    Ok(success(Json::String(expr.prettify()), Vec::new()))
+/// `GET|POST /api/v1/format_query` (parsed and formatted on the blocking pool).
+pub(crate) async fn format_query(State(st): State<AppState>, p: Params) -> Result<Response, ApiError> {
+    let q = p.get("query").unwrap_or("").to_owned();
+    let engine = st.engine.clone();
+    let pretty =
+        off_runtime(&st, move || Ok(parse_query_param(&engine, &q).map_err(query_error)?.prettify())).await?;
+    Ok(success(Json::String(pretty), Vec::new()))
 }
 
-/// `GET|POST /api/v1/parse_query`: the syntax tree as JSON, in Prometheus's shape.
-pub(crate) async fn parse_query(p: Params) -> Result<Response, ApiError> {
-    let q = p.get("query").unwrap_or("");
-    let expr = strata_promql::parse(q)
-        .map_err(|e| ApiError::bad_data(format!("invalid parameter \"query\": {e}")))?;
-    let tree = serde_json::to_value(&expr).map_err(|e| ApiError::internal(e.to_string()))?;
+/// `GET|POST /api/v1/parse_query`: the syntax tree as JSON, in Prometheus's shape (on the
+/// blocking pool).
+pub(crate) async fn parse_query(State(st): State<AppState>, p: Params) -> Result<Response, ApiError> {
+    let q = p.get("query").unwrap_or("").to_owned();
+    let engine = st.engine.clone();
+    let tree = off_runtime(&st, move || {
+        let expr = parse_query_param(&engine, &q).map_err(query_error)?;
+        serde_json::to_value(&expr).map_err(|e| ApiError::internal(e.to_string()))
+    })
+    .await?;
     Ok(success(tree, Vec::new()))
 }
 
@@ -402,6 +478,8 @@ mod tests {
         let shape =
             |value, range| Answer { value, t: 1000, range, annotations: Annotations::default() }.shaped().0;
         let out = render(shape(v.clone(), false));
+        assert!(respond(shape(v.clone(), false), Annotations::default(), 20).is_err());
+        assert!(respond(shape(v.clone(), false), Annotations::default(), 1 << 20).is_ok());
         assert_eq!(out["result"][0]["histogram"][1], want);
         let out = render(shape(v, true));
         assert!(out["result"][0].get("values").is_none());

@@ -537,3 +537,230 @@ async fn the_active_series_limit_refuses_new_series_only() {
     assert_eq!(write(&app, body(vec![s(1, T + 1000), s(2, T + 1000)])).await.0, StatusCode::NO_CONTENT);
     assert_eq!(write(&app, body(vec![s(4, T + 1000)])).await.0, StatusCode::BAD_REQUEST);
 }
+
+/// POSTs a form to `path` (queries of any length, `+` kept).
+async fn post_form(app: &Router, path: &str, form: &[(&str, &str)]) -> (StatusCode, serde_json::Value) {
+    let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+    let req = Request::post(path)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(body))
+        .unwrap();
+    let (s, b) = send(app, req).await;
+    (s, serde_json::from_str(&b).unwrap_or(serde_json::Value::Null))
+}
+
+const RESOLUTION: &str = "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)";
+
+#[tokio::test]
+async fn hostile_queries_get_clear_errors_before_they_allocate() {
+    let app = app(ServerConfig::default());
+    let series: Vec<_> =
+        (0..3).map(|i| ts(&[("__name__", "m"), ("i", &i.to_string())], &[(T, 1.0)])).collect();
+    assert_eq!(write(&app, body(series)).await.0, StatusCode::NO_CONTENT);
+    let t = (T / 1000).to_string();
+    let deep = |open: &str, close: &str, n: usize| format!("{}m{}", open.repeat(n), close.repeat(n));
+    let max = strata_promql::EngineConfig::default().max_nesting;
+    let cases: Vec<(&str, Vec<(&str, String)>, StatusCode, &str)> = vec![
+        (
+            "/api/v1/query",
+            vec![("query", "max_over_time(m[100y:1ms])".into())],
+            StatusCode::BAD_REQUEST,
+            RESOLUTION,
+        ),
+        ("/api/v1/query", vec![("query", "m[1d:1s]".into())], StatusCode::BAD_REQUEST, RESOLUTION),
+        (
+            "/api/v1/query_range",
+            vec![
+                ("query", "m".into()),
+                ("start", "-9e15".into()),
+                ("end", "9e15".into()),
+                ("step", "0.5".into()),
+            ],
+            StatusCode::BAD_REQUEST,
+            RESOLUTION,
+        ),
+        (
+            "/api/v1/query_range",
+            vec![
+                ("query", "m".into()),
+                ("start", "-1e300".into()),
+                ("end", "9e15".into()),
+                ("step", "1".into()),
+            ],
+            StatusCode::BAD_REQUEST,
+            "invalid parameter \"start\": cannot parse \"-1e300\" to a valid timestamp",
+        ),
+        (
+            "/api/v1/query_range",
+            vec![("query", "m".into()), ("start", "0".into()), ("end", "1".into()), ("step", "1e300".into())],
+            StatusCode::BAD_REQUEST,
+            "invalid parameter \"step\": cannot parse \"1e300\" to a valid duration",
+        ),
+        (
+            "/api/v1/query",
+            vec![("query", deep("(", ")", 300_000))],
+            StatusCode::BAD_REQUEST,
+            "invalid parameter \"query\": query nesting too deep",
+        ),
+        (
+            "/api/v1/query",
+            vec![("query", deep("abs(", ")", 150_000))],
+            StatusCode::BAD_REQUEST,
+            "invalid parameter \"query\": query nesting too deep",
+        ),
+        (
+            "/api/v1/query",
+            vec![("query", format!("{}m", "- ".repeat(100_000)))],
+            StatusCode::BAD_REQUEST,
+            "invalid parameter \"query\": query nesting too deep",
+        ),
+        (
+            "/api/v1/query",
+            vec![("query", format!("1{}", "+1".repeat(100_000)))],
+            StatusCode::BAD_REQUEST,
+            "invalid parameter \"query\": query nesting too deep",
+        ),
+        (
+            "/api/v1/query",
+            vec![("query", format!("m{}", "[1m:1m]".repeat(10_000)))],
+            StatusCode::BAD_REQUEST,
+            "invalid parameter \"query\": query nesting too deep",
+        ),
+        (
+            "/api/v1/format_query",
+            vec![("query", deep("(", ")", 300_000))],
+            StatusCode::BAD_REQUEST,
+            "invalid parameter \"query\": query nesting too deep",
+        ),
+        (
+            "/api/v1/parse_query",
+            vec![("query", deep("abs(", ")", 150_000))],
+            StatusCode::BAD_REQUEST,
+            "invalid parameter \"query\": query nesting too deep",
+        ),
+        (
+            "/api/v1/query",
+            vec![("query", r#"m{i=~"(\\w{1,1000}){1,100}"}"#.into()), ("time", t.clone())],
+            StatusCode::BAD_REQUEST,
+            "illegal regex",
+        ),
+        (
+            "/api/v1/series",
+            vec![("match[]", r#"m{i=~"(\\w{1,1000}){1,100}"}"#.into())],
+            StatusCode::BAD_REQUEST,
+            "illegal regex",
+        ),
+    ];
+    for (path, form, status, msg) in cases {
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let started = std::time::Instant::now();
+        let (s, v) = post_form(&app, path, &form).await;
+        let what = format!("{path} {:.60}", form[0].1);
+        assert_eq!(s, status, "{what}: {v}");
+        assert!(v["error"].as_str().is_some_and(|e| e.contains(msg)), "{what}: {v}");
+        assert!(started.elapsed() < Duration::from_secs(5), "{what} took {:?}", started.elapsed());
+        // the node still answers a normal query
+        let (s, v) = post_form(&app, "/api/v1/query", &[("query", "count(m)"), ("time", &t)]).await;
+        assert_eq!(
+            (s, &v["data"]["result"][0]["value"][1]),
+            (StatusCode::OK, &serde_json::json!("3")),
+            "after {what}"
+        );
+    }
+    // a body over the request limit is refused, not read as an empty query
+    let (s, v) = post_form(&app, "/api/v1/query", &[("query", &deep("(", ")", 900_000))]).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+    assert!(v["error"].as_str().is_some_and(|e| e.starts_with("cannot read the request body")), "{v}");
+    // at the nesting limit the query is parsed, evaluated and formatted
+    for path in ["/api/v1/query", "/api/v1/format_query", "/api/v1/parse_query"] {
+        let (s, v) = post_form(&app, path, &[("query", &deep("(", ")", max)), ("time", &t)]).await;
+        assert_eq!(s, StatusCode::OK, "{path}: {v}");
+        let (s, v) = post_form(&app, path, &[("query", &deep("abs(", ")", max)), ("time", &t)]).await;
+        assert_eq!(s, StatusCode::OK, "{path}: {v}");
+    }
+    let (s, b) = send(&app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(b.contains(&format!("strata_limit{{name=\"query_max_nesting\"}} {max}")), "{b}");
+    assert!(b.contains("strata_limit{name=\"query_max_points_per_series\"} 11000"), "{b}");
+}
+
+#[tokio::test]
+async fn samples_bytes_and_responses_are_capped() {
+    let series: Vec<_> = (0..50)
+        .map(|i| {
+            ts(
+                &[("__name__", "m"), ("i", &i.to_string())],
+                &(0..20).map(|k| (T + k * 15_000, 1.0)).collect::<Vec<_>>(),
+            )
+        })
+        .collect();
+    let t = ((T + 300_000) / 1000).to_string();
+    let q = |app: Router, query: &'static str| {
+        let t = t.clone();
+        async move { post_form(&app, "/api/v1/query", &[("query", query), ("time", &t)]).await }
+    };
+    // samples are counted as they are loaded: 50 series × 20 samples over a limit of 500
+    let mut cfg = ServerConfig::default();
+    cfg.engine.max_samples = 500;
+    let a = app(cfg);
+    assert_eq!(write(&a, body(series.clone())).await.0, StatusCode::NO_CONTENT);
+    let (s, v) = q(a.clone(), "count_over_time(m[10m])").await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["error"], "query processing would load too many samples into memory in query execution");
+    assert_eq!(q(a, "count_over_time(m{i=\"1\"}[10m])").await.0, StatusCode::OK);
+    // the byte budget
+    let mut cfg = ServerConfig::default();
+    cfg.engine.max_bytes = 10_000;
+    let a = app(cfg);
+    assert_eq!(write(&a, body(series.clone())).await.0, StatusCode::NO_CONTENT);
+    let (s, v) = q(a.clone(), "count_over_time(m[10m])").await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().starts_with("query processing would hold more than 10000 bytes"),
+        "{v}"
+    );
+    assert_eq!(q(a, "count_over_time(m{i=\"1\"}[10m])").await.0, StatusCode::OK);
+    // the response size
+    let mut cfg = ServerConfig::default();
+    cfg.max_response_bytes = 2_000;
+    let a = app(cfg);
+    assert_eq!(write(&a, body(series)).await.0, StatusCode::NO_CONTENT);
+    let (s, v) = q(a.clone(), "m").await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["error"], "the response would be larger than 2000 bytes (--query.max-response-bytes)");
+    let (s, v) = q(a.clone(), "m{i=\"1\"}").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // lookups honor limit, with Prometheus's warning
+    let (_, v) = get(&a, "/api/v1/label/i/values?limit=3").await;
+    assert_eq!(v["data"].as_array().map(Vec::len), Some(3), "{v}");
+    assert_eq!(v["warnings"][0], "results truncated due to limit");
+    let (_, v) = post_form(&a, "/api/v1/labels", &[("limit", "1")]).await;
+    assert_eq!(v["data"].as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(v["warnings"][0], "results truncated due to limit");
+}
+
+#[tokio::test]
+async fn lookups_wait_for_a_query_slot() {
+    let mut cfg = ServerConfig::default();
+    cfg.engine.timeout = Duration::from_millis(200);
+    cfg.query_max_concurrency = 1;
+    let db = Db::open(
+        Arc::new(MemEngine::new()),
+        DbConfig { maintenance_tick: Duration::from_secs(3600), ..DbConfig::default() },
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    let st = AppState::new(db, cfg);
+    let app = router(st.clone());
+    // the only query slot is taken: a lookup waits for it
+    let permit = st.queries.clone().acquire_owned().await.unwrap();
+    let lookup = tokio::spawn({
+        let app = app.clone();
+        async move { get(&app, "/api/v1/labels").await }
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(!lookup.is_finished(), "a lookup ran past the concurrency limit");
+    drop(permit);
+    let (s, v) = lookup.await.unwrap();
+    assert_eq!(s, StatusCode::OK, "{v}");
+}

@@ -76,22 +76,75 @@ impl Matcher {
     }
 }
 
+/// Largest compiled program one regex may have, in bytes (the `regex` crate's default
+/// size limit); a regex over it is refused as invalid (400 for a query) instead of
+/// compiling. 10 MiB.
+pub const REGEX_MAX_COMPILED_BYTES: usize = 10 << 20;
+
+/// Largest lazy-DFA cache one regex may grow while matching, in bytes. 1 MiB.
+const REGEX_DFA_BYTES: usize = 1 << 20;
+
+/// Most bytes the cache of compiled regexes may hold (each entry charged its estimated
+/// size: see [`compile_cached`]); a regex that would pass it empties the cache first.
+/// 128 MiB.
+pub const REGEX_CACHE_BYTES: usize = 128 << 20;
+
+/// Compiled-size tiers a regex is tried at: the smallest that compiles is what its cache
+/// entry is charged (an upper bound of its program), plus its lazy-DFA cache.
+const REGEX_TIERS: [usize; 4] = [16 << 10, 256 << 10, 2 << 20, REGEX_MAX_COMPILED_BYTES];
+
+/// A regex compiled within `limit` bytes of program, anchored and with `.` matching
+/// newlines as Prometheus compiles them.
+fn compile(value: &str, limit: usize) -> std::result::Result<Regex, regex::Error> {
+    regex::RegexBuilder::new(&format!("^(?s:{value})$"))
+        .size_limit(limit)
+        .dfa_size_limit(REGEX_DFA_BYTES)
+        .build()
+}
+
+/// A regex and the bytes it is estimated to hold: compiled at the smallest size tier it
+/// fits (a regex over the last tier is an error).
+fn compile_sized(value: &str) -> Result<(Regex, usize)> {
+    let bad = |e: regex::Error| Error::BadRegex { pattern: value.to_owned(), reason: e.to_string() };
+    for limit in &REGEX_TIERS[..REGEX_TIERS.len() - 1] {
+        match compile(value, *limit) {
+            Ok(re) => return Ok((re, limit + REGEX_DFA_BYTES + value.len())),
+            Err(regex::Error::CompiledTooBig(_)) => continue,
+            Err(e) => return Err(bad(e)),
+        }
+    }
+    let re = compile(value, REGEX_MAX_COMPILED_BYTES).map_err(bad)?;
+    Ok((re, REGEX_MAX_COMPILED_BYTES + REGEX_DFA_BYTES + value.len()))
+}
+
+/// Compiled regexes by source, with the bytes they are charged.
+#[derive(Default)]
+struct RegexCache {
+    map: std::collections::HashMap<String, (Regex, usize)>,
+    bytes: usize,
+}
+
 /// Compiled regexes by source: dashboards repeat the same matchers on every refresh, and
-/// compiling dominates small queries. Bounded: cleared when it grows past 4,096 entries.
+/// compiling dominates small queries. Bounded by bytes ([`REGEX_CACHE_BYTES`]), not
+/// entries: emptied when the next regex would pass the bound.
+static CACHE: std::sync::OnceLock<parking_lot::Mutex<RegexCache>> = std::sync::OnceLock::new();
+
+/// A regex from the cache, compiled and cached if it is not there.
 fn compile_cached(value: &str) -> Result<Regex> {
-    static CACHE: std::sync::OnceLock<parking_lot::Mutex<std::collections::HashMap<String, Regex>>> =
-        std::sync::OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
-    if let Some(re) = cache.lock().get(value) {
+    if let Some((re, _)) = cache.lock().map.get(value) {
         return Ok(re.clone());
     }
-    let re = Regex::new(&format!("^(?s:{value})$"))
-        .map_err(|e| Error::BadRegex { pattern: value.to_owned(), reason: e.to_string() })?;
+    let (re, cost) = compile_sized(value)?;
     let mut c = cache.lock();
-    if c.len() >= 4096 {
-        c.clear();
+    if c.bytes.saturating_add(cost) > REGEX_CACHE_BYTES {
+        c.map.clear();
+        c.bytes = 0;
     }
-    c.insert(value.to_owned(), re.clone());
+    if cost <= REGEX_CACHE_BYTES && !c.map.contains_key(value) {
+        c.bytes += cost;
+        c.map.insert(value.to_owned(), (re.clone(), cost));
+    }
     Ok(re)
 }
 
@@ -138,5 +191,21 @@ mod tests {
         assert!(Matcher::new(MatchOp::Regex, "a", "x.y").unwrap().matches("x\ny"));
         assert!(Matcher::new(MatchOp::NotEqual, "a", "").unwrap().matches("v"));
         assert!(Matcher::new(MatchOp::Regex, "a", "(").is_err());
+    }
+
+    #[test]
+    fn regexes_are_charged_by_size_and_huge_ones_refused() {
+        let (_, small) = compile_sized("fo+|ba[rz]").unwrap();
+        assert!(small <= (16 << 10) + REGEX_DFA_BYTES + 64, "{small}");
+        let (_, big) = compile_sized(r"\w{1,200}").unwrap();
+        assert!(big > small, "{big} <= {small}");
+        let e = Matcher::new(MatchOp::Regex, "a", r"(\w{1,1000}){1,100}").unwrap_err();
+        assert!(e.to_string().contains("exceeds size limit"), "{e}");
+        // distinct regexes never hold more than the cache's bound
+        for i in 0..64 {
+            Matcher::new(MatchOp::Regex, "a", &format!(r"\w{{1,{}}}", 150 + i)).unwrap();
+            let c = CACHE.get_or_init(Default::default).lock();
+            assert!(c.bytes <= REGEX_CACHE_BYTES && c.map.values().map(|e| e.1).sum::<usize>() == c.bytes);
+        }
     }
 }
