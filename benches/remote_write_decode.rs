@@ -19,20 +19,34 @@ fn decode(c: &mut Criterion) {
         b.iter(|| pb::WriteRequest::decode(buf.as_slice()).map(|r| r.timeseries.len()))
     });
     let mut d = FastDecoder::new();
-    g.bench_function("fast", |b| b.iter(|| d.decode(&buf).map(|()| d.series.len())));
+    // what prost yields: every series with its samples
+    g.bench_function("fast", |b| {
+        b.iter(|| {
+            let mut n = 0;
+            d.decode(&buf, |s| n += s.samples().count(), |_| {}).map(|()| n)
+        })
+    });
     // what the write handler does on top: every label name and value checked as UTF-8
     // (prost checks strings while decoding)
     g.bench_function("fast+utf8", |b| {
         b.iter(|| {
-            d.decode(&buf).map(|()| {
-                d.labels
-                    .iter()
-                    .filter(|l| {
-                        std::str::from_utf8(l.name.of(&buf)).is_ok()
-                            && std::str::from_utf8(l.value.of(&buf)).is_ok()
-                    })
-                    .count()
-            })
+            let mut n = 0;
+            d.decode(
+                &buf,
+                |s| {
+                    n += s.samples().count();
+                    n += s
+                        .labels
+                        .iter()
+                        .filter(|l| {
+                            std::str::from_utf8(l.name.of(&buf)).is_ok()
+                                && std::str::from_utf8(l.value.of(&buf)).is_ok()
+                        })
+                        .count();
+                },
+                |_| {},
+            )
+            .map(|()| n)
         })
     });
     g.finish();
