@@ -13,7 +13,7 @@ const TOKIO_STACK: usize = 2 << 20;
 
 /// Runs `f` on a thread with tokio's stack size.
 fn on_tokio_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::Builder::new().stack_size(TOKIO_STACK).spawn(f).unwrap().join().unwrap()
+    std::thread::Builder::new().stack_size(TOKIO_STACK).spawn(f).expect("thread").join().expect("no panic")
 }
 
 fn source() -> MemSource {

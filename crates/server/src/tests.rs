@@ -560,7 +560,9 @@ async fn hostile_queries_get_clear_errors_before_they_allocate() {
     let t = (T / 1000).to_string();
     let deep = |open: &str, close: &str, n: usize| format!("{}m{}", open.repeat(n), close.repeat(n));
     let max = strata_promql::EngineConfig::default().max_nesting;
-    let cases: Vec<(&str, Vec<(&str, String)>, StatusCode, &str)> = vec![
+    /// (path, form, status, start of the error)
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, StatusCode, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "/api/v1/query",
             vec![("query", "max_over_time(m[100y:1ms])".into())],
@@ -721,9 +723,7 @@ async fn samples_bytes_and_responses_are_capped() {
     );
     assert_eq!(q(a, "count_over_time(m{i=\"1\"}[10m])").await.0, StatusCode::OK);
     // the response size
-    let mut cfg = ServerConfig::default();
-    cfg.max_response_bytes = 2_000;
-    let a = app(cfg);
+    let a = app(ServerConfig { max_response_bytes: 2_000, ..ServerConfig::default() });
     assert_eq!(write(&a, body(series)).await.0, StatusCode::NO_CONTENT);
     let (s, v) = q(a.clone(), "m").await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
