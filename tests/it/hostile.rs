@@ -152,3 +152,134 @@ fn storage_nodes_refuse_plaintext_and_strangers() {
     );
     drop(node);
 }
+
+/// A tmpfs of `mb` MiB mounted at a fresh directory, unmounted when dropped.
+struct SmallFs(std::path::PathBuf);
+
+impl SmallFs {
+    /// None (with the reason printed) where mounting is refused.
+    fn mount(dir: &std::path::Path, mb: u32) -> Option<SmallFs> {
+        std::fs::create_dir_all(dir).expect("mount point");
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mb}m"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            println!("SKIPPED: cannot mount a tmpfs here: {}", String::from_utf8_lossy(&out.stderr).trim());
+            return None;
+        }
+        Some(SmallFs(dir.to_path_buf()))
+    }
+
+    fn free_bytes(&self) -> u64 {
+        let out = Command::new("df").args(["-B1", "--output=avail"]).arg(&self.0).output().expect("df");
+        String::from_utf8_lossy(&out.stdout).lines().nth(1).and_then(|l| l.trim().parse().ok()).expect("df output")
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// How many `job="node"` series have their newest sample exactly at `t` (ms).
+fn series_at(base: &str, t: i64) -> usize {
+    // the window (t − 1 ms, t] holds exactly the sample at t
+    let q = "count(last_over_time({job=\"node\"}[1ms]))";
+    let v: serde_json::Value = reqwest::blocking::Client::new()
+        .post(format!("{base}/api/v1/query"))
+        .form(&[("query", q), ("time", &(t as f64 / 1000.0).to_string())])
+        .send()
+        .expect("query")
+        .json()
+        .expect("json");
+    assert_eq!(v["status"], "success", "{v}");
+    v["data"]["result"][0]["value"][1].as_str().map_or(0, |s| s.parse().expect("count"))
+}
+
+/// How many distinct label sets `series` has (the generator may repeat one).
+fn distinct_series(series: &[strata_proto::prometheus::TimeSeries]) -> usize {
+    let sets: std::collections::BTreeSet<Vec<(&str, &str)>> = series
+        .iter()
+        .map(|s| s.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect())
+        .collect();
+    sets.len()
+}
+
+#[test]
+fn a_full_disk_stops_acknowledging_keeps_serving_reads_and_resumes_when_freed() {
+    use strata_bench::client::RemoteWriter;
+    use strata_bench::fleet::{Fleet, FleetConfig, encode_requests};
+    const SERIES: usize = 2000;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // big enough that, once the filler is gone, RocksDB sees the free space it wants before
+    // it clears a no-space error (its write buffer reservation, 64 MiB; checked every 5 s)
+    let Some(fs) = SmallFs::mount(&tmp.path().join("data"), 192) else { return };
+    // the node's own free-space guard off: the writes run into the real ENOSPC (its log,
+    // data.log, is beside the small filesystem)
+    let mut strata = start_strata(fs.0.clone(), &["--storage.min-free-bytes", "0"]).expect("start");
+    let writer = RemoteWriter::new(strata.write_url()).expect("writer");
+    // leave ~6 MiB free
+    let filler = fs.0.join("filler");
+    let fill = fs.free_bytes().saturating_sub(6 << 20);
+    std::fs::write(&filler, vec![1u8; fill as usize]).expect("filler");
+    let mut fleet =
+        Fleet::new(FleetConfig { hosts: 1, series_per_host: SERIES, seed: 3, interval_ms: 15_000, churn: 0.0 });
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
+    let start = now - 3 * 3_600_000;
+    let mut acked = Vec::new();
+    let mut round = 0i64;
+    let mut refused = None;
+    let mut distinct = 0;
+    while round < 2000 && refused.is_none() {
+        let series = fleet.scrape(start + round * 15_000);
+        let t = series[0].samples[0].timestamp;
+        distinct = distinct_series(&series);
+        let bodies = encode_requests(series, SERIES);
+        let ack = writer.send(bodies.into_iter().next().expect("one body"));
+        match ack.status {
+            204 | 200 => acked.push(t),
+            503 => refused = Some(ack.message),
+            s => panic!(
+                "round {round}: {s} {}; log: {}",
+                ack.message,
+                std::fs::read_to_string(&strata.log_path).unwrap_or_default()
+            ),
+        }
+        round += 1;
+    }
+    let message = refused.unwrap_or_else(|| panic!("the disk never filled: {} writes acknowledged, {} bytes free", acked.len(), fs.free_bytes()));
+    assert!(message.contains("No space left on device"), "{message}");
+    assert!(acked.len() > 5, "only {} writes acknowledged before the disk filled", acked.len());
+    // reads keep working, and every acknowledged sample is there
+    for &t in &acked {
+        assert_eq!(series_at(&strata.base_url, t), distinct, "acknowledged samples at {t} missing");
+    }
+    // writes stay refused while the disk is full
+    let series = fleet.scrape(start + round * 15_000);
+    assert_eq!(writer.send(encode_requests(series, SERIES).remove(0)).status, 503);
+    round += 1;
+    // space freed: writes resume without a restart
+    std::fs::remove_file(&filler).expect("free space");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let series = fleet.scrape(start + round * 15_000);
+        let t = series[0].samples[0].timestamp;
+        round += 1;
+        let ack = writer.send(encode_requests(series, SERIES).remove(0));
+        if ack.status == 204 || ack.status == 200 {
+            acked.push(t);
+            break;
+        }
+        assert!(Instant::now() < deadline, "writes did not resume: {} {}", ack.status, ack.message);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // and nothing acknowledged is lost across a crash
+    strata.kill9();
+    let strata = start_strata(fs.0.clone(), &["--storage.min-free-bytes", "0"]).expect("restart");
+    for &t in &acked {
+        assert_eq!(series_at(&strata.base_url, t), distinct, "acknowledged samples at {t} missing after restart");
+    }
+}

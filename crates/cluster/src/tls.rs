@@ -40,6 +40,9 @@ impl GrpcTls {
     /// Loads `files`: the server requires client certificates chaining to the CA, the
     /// client presents the same certificate and trusts only the CA.
     pub fn load(files: &TlsFiles) -> Result<Arc<Self>> {
+        // the binary links more than one rustls provider (other clients bring their own):
+        // name ring as the process default, or rustls refuses to pick one at the handshake
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let identity =
             Identity::from_pem(read(&files.cert_file, "certificate")?, read(&files.key_file, "key")?);
         let ca = Certificate::from_pem(read(&files.ca_file, "CA")?);
