@@ -349,195 +349,6 @@ async fn native_histograms_are_stored_and_queried() {
     assert_eq!(v["data"]["result"].as_array().map(Vec::len), Some(1), "{v}");
 }
 
-/// A clock tests move by hand.
-#[derive(Debug, Default)]
-struct ManualClock(std::sync::atomic::AtomicI64);
-
-impl ManualClock {
-    fn at(t: i64) -> Arc<ManualClock> {
-        Arc::new(ManualClock(t.into()))
-    }
-
-    fn set(&self, t: i64) {
-        self.0.store(t, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-impl strata_tsdb::Clock for ManualClock {
-    fn now_ms(&self) -> i64 {
-        self.0.load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
-
-/// An app whose database and rate limit run on `clock`.
-fn app_at(cfg: ServerConfig, clock: Arc<ManualClock>) -> Router {
-    let db = Db::open(
-        Arc::new(MemEngine::new()),
-        DbConfig { maintenance_tick: Duration::from_secs(3600), ..DbConfig::default() },
-        clock.clone(),
-    )
-    .unwrap();
-    router(AppState::new(db, ServerConfig { clock, ..cfg }))
-}
-
-#[tokio::test]
-async fn samples_too_far_in_the_future_are_refused_and_move_no_bound() {
-    let app = app_at(ServerConfig::default(), ManualClock::at(T));
-    let ten_years = 10 * 365 * 86_400_000;
-    let future: Vec<(i64, f64)> = (0..64).map(|i| (T + ten_years + i, 1.0)).collect();
-    let good = ts(&[("__name__", "g")], &[(T, 1.0), (T + 9 * 60_000, 2.0)]);
-    let (s, msg) = write(&app, body(vec![ts(&[("__name__", "f")], &future), good])).await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
-    assert!(
-        msg.starts_with(&format!(
-            "received a sample whose timestamp is too far in the future, timestamp: {} series: '{{__name__=\"f\"}}' \
-             (err-mimir-too-far-in-future)",
-            T + ten_years
-        )),
-        "{msg}"
-    );
-    assert!(msg.contains("(and 63 more rejected samples)"), "{msg}");
-    serves_with(&app, "g", 1).await;
-    // the bad samples moved nothing: a normal write of every series still succeeds
-    for name in ["f", "g", "h"] {
-        let (s, msg) = write(&app, body(vec![ts(&[("__name__", name)], &[(T + 10 * 60_000, 1.0)])])).await;
-        assert_eq!(s, StatusCode::NO_CONTENT, "{name}: {msg}");
-    }
-    let (_, m) = send(&app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
-    assert!(m.contains(r#"strata_discarded_samples_total{reason="too_far_in_future"} 64"#), "{m}");
-}
-
-#[tokio::test]
-async fn samples_older_than_the_shard_accepts_are_400_per_sample() {
-    let app = app_at(ServerConfig::default(), ManualClock::at(T));
-    assert_eq!(
-        write(&app, body(vec![ts(&[("__name__", "m")], &[(T, 1.0)])])).await.0,
-        StatusCode::NO_CONTENT
-    );
-    let old = ts(&[("__name__", "m")], &[(T - 2 * 3_600_000, 1.0), (T + 1000, 2.0)]);
-    let (s, msg) = write(&app, body(vec![old])).await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
-    assert_eq!(
-        msg,
-        format!("out of bounds for series {{__name__=\"m\"}} at timestamp {}\n", T - 2 * 3_600_000)
-    );
-    let (_, v) = get(&app, "/api/v1/query?query=m&time=1700000001").await;
-    assert_eq!(v["data"]["result"][0]["value"][1], "2", "{v}");
-}
-
-#[tokio::test]
-async fn label_limits_refuse_the_series_and_store_the_rest() {
-    let app = app(ServerConfig::default());
-    let many: Vec<(String, String)> = (0..40).map(|i| (format!("l{i:02}"), "v".to_owned())).collect();
-    let mut many: Vec<(&str, &str)> = many.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-    many.push(("__name__", "many"));
-    let (long_name, long_value) = ("n".repeat(1025), "v".repeat(2049));
-    for (labels, want) in [
-        (
-            many,
-            "received a series whose number of labels exceeds the limit (actual: 41, limit: 30) series: \
-             '{l00=\"v\"",
-        ),
-        (
-            vec![("__name__", "m"), (long_name.as_str(), "v")],
-            "received a series whose label name length exceeds the limit, label: 'nnnn",
-        ),
-        (
-            vec![("__name__", "m"), ("v", long_value.as_str())],
-            "received a series whose label value length of 2049 exceeds the limit of 2048, label: 'v', value: 'vvv",
-        ),
-    ] {
-        let (s, msg) =
-            write(&app, body(vec![ts(&labels, &[(T, 1.0)]), ts(&[("__name__", "ok")], &[(T, 1.0)])])).await;
-        assert_eq!(s, StatusCode::BAD_REQUEST);
-        assert!(msg.starts_with(want), "{msg}");
-        assert!(msg.contains("err-mimir-") && msg.len() < 1200, "{msg}");
-        serves_with(&app, "ok", 1).await;
-    }
-    let (_, m) = send(&app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
-    for reason in ["max_label_names_per_series", "label_name_too_long", "label_value_too_long"] {
-        assert!(m.contains(&format!("strata_discarded_samples_total{{reason=\"{reason}\"}} 1")), "{m}");
-    }
-    assert!(m.contains(r#"strata_limit{name="ingest_max_label_names_per_series"} 30"#), "{m}");
-}
-
-#[tokio::test]
-async fn requests_over_the_series_or_metadata_limit_are_400_before_decoding() {
-    let cfg =
-        IngestLimits { max_series_per_request: 3, max_metadata_per_request: 2, ..IngestLimits::default() };
-    let app = app(ServerConfig { ingest: cfg, ..ServerConfig::default() });
-    let series =
-        |n: usize| (0..n).map(|i| ts(&[("__name__", "m"), ("i", &i.to_string())], &[(T, 1.0)])).collect();
-    let (s, msg) = write(&app, body(series(4))).await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
-    assert_eq!(
-        msg,
-        "the request has 4 series, more than the limit of 3 (configure --ingest.max-series-per-request)\n"
-    );
-    let meta = |n: usize| {
-        let m = pb::MetricMetadata {
-            r#type: 1,
-            metric_family_name: "m".into(),
-            help: "h".into(),
-            unit: String::new(),
-        };
-        let raw = pb::WriteRequest { timeseries: vec![], metadata: vec![m; n] }.encode_to_vec();
-        snap::raw::Encoder::new().compress_vec(&raw).unwrap()
-    };
-    let (s, msg) = write(&app, meta(3)).await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
-    assert!(msg.contains("3 metadata entries, more than the limit of 2"), "{msg}");
-    assert_eq!(write(&app, meta(2)).await.0, StatusCode::NO_CONTENT);
-    assert_eq!(write(&app, body(series(3))).await.0, StatusCode::NO_CONTENT);
-    serves_with(&app, "m", 3).await;
-}
-
-#[tokio::test]
-async fn a_flood_of_empty_series_lists_ten_errors_and_counts_the_rest() {
-    let app = app(ServerConfig::default());
-    let raw = [0x0a, 0x00].repeat(50_000);
-    let (s, msg) = write(&app, snap::raw::Encoder::new().compress_vec(&raw).unwrap()).await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
-    assert_eq!(msg.lines().count(), 11, "{msg}");
-    assert!(msg.ends_with("... and 49990 more errors\n"), "{msg}");
-}
-
-#[tokio::test]
-async fn the_ingestion_rate_limit_answers_429_with_retry_after() {
-    let clock = ManualClock::at(T);
-    let cfg = IngestLimits { rate_limit: 10.0, burst: 20, ..IngestLimits::default() };
-    let app = app_at(ServerConfig { ingest: cfg, ..ServerConfig::default() }, clock.clone());
-    let samples =
-        |from: i64, n: i64| ts(&[("__name__", "m")], &(from..from + n).map(|t| (t, 1.0)).collect::<Vec<_>>());
-    assert_eq!(write(&app, body(vec![samples(T, 15)])).await.0, StatusCode::NO_CONTENT);
-    let req = Request::post("/api/v1/write")
-        .header("content-encoding", "snappy")
-        .body(Body::from(body(vec![samples(T + 15, 10)])));
-    let resp = app.clone().oneshot(req.unwrap()).await.unwrap();
-    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(resp.headers()["retry-after"], "1");
-    let b = to_bytes(resp.into_body(), usize::MAX).await.unwrap();
-    assert!(String::from_utf8_lossy(&b).contains("(err-mimir-tenant-max-ingestion-rate)"));
-    clock.set(T + 500);
-    assert_eq!(write(&app, body(vec![samples(T + 15, 10)])).await.0, StatusCode::NO_CONTENT);
-    let (_, m) = send(&app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
-    assert!(m.contains(r#"strata_discarded_samples_total{reason="rate_limited"} 10"#), "{m}");
-    assert!(m.contains(r#"strata_limit{name="ingest_rate_limit"} 10"#), "{m}");
-}
-
-#[tokio::test]
-async fn the_active_series_limit_refuses_new_series_only() {
-    let cfg = IngestLimits { max_active_series: 2, ..IngestLimits::default() };
-    let app = app(ServerConfig { ingest: cfg, ..ServerConfig::default() });
-    let s = |i: u32, t: i64| ts(&[("__name__", "m"), ("i", &i.to_string())], &[(t, 1.0)]);
-    let (code, msg) = write(&app, body(vec![s(1, T), s(2, T), s(3, T)])).await;
-    assert_eq!(code, StatusCode::BAD_REQUEST);
-    assert!(msg.starts_with("per-user series limit of 2 exceeded (err-mimir-max-series-per-user)"), "{msg}");
-    serves_with(&app, "m", 2).await;
-    assert_eq!(write(&app, body(vec![s(1, T + 1000), s(2, T + 1000)])).await.0, StatusCode::NO_CONTENT);
-    assert_eq!(write(&app, body(vec![s(4, T + 1000)])).await.0, StatusCode::BAD_REQUEST);
-}
-
 /// POSTs a form to `path` (queries of any length, `+` kept).
 async fn post_form(app: &Router, path: &str, form: &[(&str, &str)]) -> (StatusCode, serde_json::Value) {
     let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
@@ -763,4 +574,193 @@ async fn lookups_wait_for_a_query_slot() {
     drop(permit);
     let (s, v) = lookup.await.unwrap();
     assert_eq!(s, StatusCode::OK, "{v}");
+}
+
+/// A clock tests move by hand.
+#[derive(Debug, Default)]
+struct ManualClock(std::sync::atomic::AtomicI64);
+
+impl ManualClock {
+    fn at(t: i64) -> Arc<ManualClock> {
+        Arc::new(ManualClock(t.into()))
+    }
+
+    fn set(&self, t: i64) {
+        self.0.store(t, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl strata_tsdb::Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// An app whose database and rate limit run on `clock`.
+fn app_at(cfg: ServerConfig, clock: Arc<ManualClock>) -> Router {
+    let db = Db::open(
+        Arc::new(MemEngine::new()),
+        DbConfig { maintenance_tick: Duration::from_secs(3600), ..DbConfig::default() },
+        clock.clone(),
+    )
+    .unwrap();
+    router(AppState::new(db, ServerConfig { clock, ..cfg }))
+}
+
+#[tokio::test]
+async fn samples_too_far_in_the_future_are_refused_and_move_no_bound() {
+    let app = app_at(ServerConfig::default(), ManualClock::at(T));
+    let ten_years = 10 * 365 * 86_400_000;
+    let future: Vec<(i64, f64)> = (0..64).map(|i| (T + ten_years + i, 1.0)).collect();
+    let good = ts(&[("__name__", "g")], &[(T, 1.0), (T + 9 * 60_000, 2.0)]);
+    let (s, msg) = write(&app, body(vec![ts(&[("__name__", "f")], &future), good])).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(
+        msg.starts_with(&format!(
+            "received a sample whose timestamp is too far in the future, timestamp: {} series: '{{__name__=\"f\"}}' \
+             (err-mimir-too-far-in-future)",
+            T + ten_years
+        )),
+        "{msg}"
+    );
+    assert!(msg.contains("(and 63 more rejected samples)"), "{msg}");
+    serves_with(&app, "g", 1).await;
+    // the bad samples moved nothing: a normal write of every series still succeeds
+    for name in ["f", "g", "h"] {
+        let (s, msg) = write(&app, body(vec![ts(&[("__name__", name)], &[(T + 10 * 60_000, 1.0)])])).await;
+        assert_eq!(s, StatusCode::NO_CONTENT, "{name}: {msg}");
+    }
+    let (_, m) = send(&app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    assert!(m.contains(r#"strata_discarded_samples_total{reason="too_far_in_future"} 64"#), "{m}");
+}
+
+#[tokio::test]
+async fn samples_older_than_the_shard_accepts_are_400_per_sample() {
+    let app = app_at(ServerConfig::default(), ManualClock::at(T));
+    assert_eq!(
+        write(&app, body(vec![ts(&[("__name__", "m")], &[(T, 1.0)])])).await.0,
+        StatusCode::NO_CONTENT
+    );
+    let old = ts(&[("__name__", "m")], &[(T - 2 * 3_600_000, 1.0), (T + 1000, 2.0)]);
+    let (s, msg) = write(&app, body(vec![old])).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        msg,
+        format!("out of bounds for series {{__name__=\"m\"}} at timestamp {}\n", T - 2 * 3_600_000)
+    );
+    let (_, v) = get(&app, "/api/v1/query?query=m&time=1700000001").await;
+    assert_eq!(v["data"]["result"][0]["value"][1], "2", "{v}");
+}
+
+#[tokio::test]
+async fn label_limits_refuse_the_series_and_store_the_rest() {
+    let app = app(ServerConfig::default());
+    let many: Vec<(String, String)> = (0..40).map(|i| (format!("l{i:02}"), "v".to_owned())).collect();
+    let mut many: Vec<(&str, &str)> = many.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    many.push(("__name__", "many"));
+    let (long_name, long_value) = ("n".repeat(1025), "v".repeat(2049));
+    for (labels, want) in [
+        (
+            many,
+            "received a series whose number of labels exceeds the limit (actual: 41, limit: 30) series: \
+             '{l00=\"v\"",
+        ),
+        (
+            vec![("__name__", "m"), (long_name.as_str(), "v")],
+            "received a series whose label name length exceeds the limit, label: 'nnnn",
+        ),
+        (
+            vec![("__name__", "m"), ("v", long_value.as_str())],
+            "received a series whose label value length of 2049 exceeds the limit of 2048, label: 'v', value: 'vvv",
+        ),
+    ] {
+        let (s, msg) =
+            write(&app, body(vec![ts(&labels, &[(T, 1.0)]), ts(&[("__name__", "ok")], &[(T, 1.0)])])).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert!(msg.starts_with(want), "{msg}");
+        assert!(msg.contains("err-mimir-") && msg.len() < 1200, "{msg}");
+        serves_with(&app, "ok", 1).await;
+    }
+    let (_, m) = send(&app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    for reason in ["max_label_names_per_series", "label_name_too_long", "label_value_too_long"] {
+        assert!(m.contains(&format!("strata_discarded_samples_total{{reason=\"{reason}\"}} 1")), "{m}");
+    }
+    assert!(m.contains(r#"strata_limit{name="ingest_max_label_names_per_series"} 30"#), "{m}");
+}
+
+#[tokio::test]
+async fn requests_over_the_series_or_metadata_limit_are_400_before_decoding() {
+    let cfg =
+        IngestLimits { max_series_per_request: 3, max_metadata_per_request: 2, ..IngestLimits::default() };
+    let app = app(ServerConfig { ingest: cfg, ..ServerConfig::default() });
+    let series =
+        |n: usize| (0..n).map(|i| ts(&[("__name__", "m"), ("i", &i.to_string())], &[(T, 1.0)])).collect();
+    let (s, msg) = write(&app, body(series(4))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        msg,
+        "the request has 4 series, more than the limit of 3 (configure --ingest.max-series-per-request)\n"
+    );
+    let meta = |n: usize| {
+        let m = pb::MetricMetadata {
+            r#type: 1,
+            metric_family_name: "m".into(),
+            help: "h".into(),
+            unit: String::new(),
+        };
+        let raw = pb::WriteRequest { timeseries: vec![], metadata: vec![m; n] }.encode_to_vec();
+        snap::raw::Encoder::new().compress_vec(&raw).unwrap()
+    };
+    let (s, msg) = write(&app, meta(3)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(msg.contains("3 metadata entries, more than the limit of 2"), "{msg}");
+    assert_eq!(write(&app, meta(2)).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(write(&app, body(series(3))).await.0, StatusCode::NO_CONTENT);
+    serves_with(&app, "m", 3).await;
+}
+
+#[tokio::test]
+async fn a_flood_of_empty_series_lists_ten_errors_and_counts_the_rest() {
+    let app = app(ServerConfig::default());
+    let raw = [0x0a, 0x00].repeat(50_000);
+    let (s, msg) = write(&app, snap::raw::Encoder::new().compress_vec(&raw).unwrap()).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(msg.lines().count(), 11, "{msg}");
+    assert!(msg.ends_with("... and 49990 more errors\n"), "{msg}");
+}
+
+#[tokio::test]
+async fn the_ingestion_rate_limit_answers_429_with_retry_after() {
+    let clock = ManualClock::at(T);
+    let cfg = IngestLimits { rate_limit: 10.0, burst: 20, ..IngestLimits::default() };
+    let app = app_at(ServerConfig { ingest: cfg, ..ServerConfig::default() }, clock.clone());
+    let samples =
+        |from: i64, n: i64| ts(&[("__name__", "m")], &(from..from + n).map(|t| (t, 1.0)).collect::<Vec<_>>());
+    assert_eq!(write(&app, body(vec![samples(T, 15)])).await.0, StatusCode::NO_CONTENT);
+    let req = Request::post("/api/v1/write")
+        .header("content-encoding", "snappy")
+        .body(Body::from(body(vec![samples(T + 15, 10)])));
+    let resp = app.clone().oneshot(req.unwrap()).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    let b = to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+    assert!(String::from_utf8_lossy(&b).contains("(err-mimir-tenant-max-ingestion-rate)"));
+    clock.set(T + 500);
+    assert_eq!(write(&app, body(vec![samples(T + 15, 10)])).await.0, StatusCode::NO_CONTENT);
+    let (_, m) = send(&app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    assert!(m.contains(r#"strata_discarded_samples_total{reason="rate_limited"} 10"#), "{m}");
+    assert!(m.contains(r#"strata_limit{name="ingest_rate_limit"} 10"#), "{m}");
+}
+
+#[tokio::test]
+async fn the_active_series_limit_refuses_new_series_only() {
+    let cfg = IngestLimits { max_active_series: 2, ..IngestLimits::default() };
+    let app = app(ServerConfig { ingest: cfg, ..ServerConfig::default() });
+    let s = |i: u32, t: i64| ts(&[("__name__", "m"), ("i", &i.to_string())], &[(t, 1.0)]);
+    let (code, msg) = write(&app, body(vec![s(1, T), s(2, T), s(3, T)])).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(msg.starts_with("per-user series limit of 2 exceeded (err-mimir-max-series-per-user)"), "{msg}");
+    serves_with(&app, "m", 2).await;
+    assert_eq!(write(&app, body(vec![s(1, T + 1000), s(2, T + 1000)])).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(write(&app, body(vec![s(4, T + 1000)])).await.0, StatusCode::BAD_REQUEST);
 }
