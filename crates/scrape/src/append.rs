@@ -250,11 +250,11 @@ impl TargetState {
                 cur.insert(*hash, enc.clone());
             }
             // on an error the caller drops the batch: nothing of a failed scrape is kept
-            batch.add_encoded(enc, &[(t, value)]);
+            batch.add_encoded(enc, [(t, value)]);
         }
         for (h, enc) in &self.prev {
             if !cur.contains_key(h) {
-                batch.add_encoded(enc, &[(ts, stale())]);
+                batch.add_encoded(enc, [(ts, stale())]);
             }
         }
         self.prev = cur;
@@ -269,7 +269,7 @@ impl TargetState {
     /// A failed scrape at `ts`: every series of the last successful one goes stale.
     pub(crate) fn fail(&mut self, ts: i64, batch: &mut SeriesBatch) {
         for enc in self.prev.values() {
-            batch.add_encoded(enc, &[(ts, stale())]);
+            batch.add_encoded(enc, [(ts, stale())]);
         }
         self.prev.clear();
     }
@@ -295,7 +295,7 @@ impl TargetState {
             counts.added as f64,
         ];
         for (enc, v) in self.report.iter().zip(values) {
-            batch.add_encoded(enc, &[(ts, v)]);
+            batch.add_encoded(enc, [(ts, v)]);
         }
     }
 
@@ -304,7 +304,7 @@ impl TargetState {
     pub(crate) fn end(&mut self, ts: i64, batch: &mut SeriesBatch) {
         self.fail(ts, batch);
         for enc in &self.report {
-            batch.add_encoded(enc, &[(ts, stale())]);
+            batch.add_encoded(enc, [(ts, stale())]);
         }
     }
 }
