@@ -174,7 +174,11 @@ impl SmallFs {
 
     fn free_bytes(&self) -> u64 {
         let out = Command::new("df").args(["-B1", "--output=avail"]).arg(&self.0).output().expect("df");
-        String::from_utf8_lossy(&out.stdout).lines().nth(1).and_then(|l| l.trim().parse().ok()).expect("df output")
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)
+            .and_then(|l| l.trim().parse().ok())
+            .expect("df output")
     }
 }
 
@@ -225,9 +229,15 @@ fn a_full_disk_stops_acknowledging_keeps_serving_reads_and_resumes_when_freed() 
     let filler = fs.0.join("filler");
     let fill = fs.free_bytes().saturating_sub(6 << 20);
     std::fs::write(&filler, vec![1u8; fill as usize]).expect("filler");
-    let mut fleet =
-        Fleet::new(FleetConfig { hosts: 1, series_per_host: SERIES, seed: 3, interval_ms: 15_000, churn: 0.0 });
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
+    let mut fleet = Fleet::new(FleetConfig {
+        hosts: 1,
+        series_per_host: SERIES,
+        seed: 3,
+        interval_ms: 15_000,
+        churn: 0.0,
+    });
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
     let start = now - 3 * 3_600_000;
     let mut acked = Vec::new();
     let mut round = 0i64;
@@ -250,7 +260,9 @@ fn a_full_disk_stops_acknowledging_keeps_serving_reads_and_resumes_when_freed() 
         }
         round += 1;
     }
-    let message = refused.unwrap_or_else(|| panic!("the disk never filled: {} writes acknowledged, {} bytes free", acked.len(), fs.free_bytes()));
+    let message = refused.unwrap_or_else(|| {
+        panic!("the disk never filled: {} writes acknowledged, {} bytes free", acked.len(), fs.free_bytes())
+    });
     assert!(message.contains("No space left on device"), "{message}");
     assert!(acked.len() > 5, "only {} writes acknowledged before the disk filled", acked.len());
     // reads keep working, and every acknowledged sample is there
@@ -280,6 +292,10 @@ fn a_full_disk_stops_acknowledging_keeps_serving_reads_and_resumes_when_freed() 
     strata.kill9();
     let strata = start_strata(fs.0.clone(), &["--storage.min-free-bytes", "0"]).expect("restart");
     for &t in &acked {
-        assert_eq!(series_at(&strata.base_url, t), distinct, "acknowledged samples at {t} missing after restart");
+        assert_eq!(
+            series_at(&strata.base_url, t),
+            distinct,
+            "acknowledged samples at {t} missing after restart"
+        );
     }
 }
