@@ -299,3 +299,77 @@ fn a_full_disk_stops_acknowledging_keeps_serving_reads_and_resumes_when_freed() 
         );
     }
 }
+
+/// Hostile writes against the real binary: samples ten years ahead are refused one by one
+/// and cannot stop later writes; a body of millions of empty series costs memory in
+/// proportion to its size; labels over the limits are refused with Mimir's words; the
+/// node stays up and everything acknowledged is there after a restart.
+#[test]
+fn hostile_writes_are_refused_without_harming_the_node() {
+    use strata_bench::client::RemoteWriter;
+    use strata_bench::fleet::encode;
+    use strata_proto::prometheus::{Label, Sample, TimeSeries};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("data");
+    let mut strata = start_strata(dir.clone(), &[]).expect("start");
+    let writer = RemoteWriter::new(strata.write_url()).expect("writer");
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
+    let series = |name: &str, i: usize, t: i64| TimeSeries {
+        labels: vec![
+            Label { name: "__name__".into(), value: name.into() },
+            Label { name: "i".into(), value: i.to_string() },
+        ],
+        samples: vec![Sample { value: 1.0, timestamp: t }],
+        ..TimeSeries::default()
+    };
+    // 64 samples ten years ahead, beside a good series
+    let mut batch: Vec<TimeSeries> =
+        (0..64).map(|i| series("future", i, now + 10 * 365 * 86_400_000)).collect();
+    batch.push(series("good", 0, now - 60_000));
+    let ack = writer.send(encode(batch));
+    assert_eq!(ack.status, 400, "{}", ack.message);
+    assert!(ack.message.contains("err-mimir-too-far-in-future"), "{}", ack.message);
+    // later normal writes to every shard still succeed
+    let ack = writer.send(encode((0..64).map(|i| series("good", i, now - 30_000)).collect()));
+    assert_eq!(ack.status, 204, "{}", ack.message);
+    // a label value over 2048 bytes
+    let mut long = series("long", 0, now - 30_000);
+    long.labels[1].value = "x".repeat(3000);
+    let ack = writer.send(encode(vec![long]));
+    assert_eq!(ack.status, 400, "{}", ack.message);
+    assert!(ack.message.contains("err-mimir-label-value-too-long"), "{}", ack.message);
+    // 16 MiB of empty series (8.4 M of them, 0.8 MB compressed)
+    let raw: Vec<u8> = [0x0a, 0x00].repeat(8 << 20);
+    let body = snap::raw::Encoder::new().compress_vec(&raw).expect("snappy");
+    let pid = strata.pid().expect("pid");
+    let ack = writer.send(body);
+    assert_eq!(ack.status, 400, "{}", ack.message);
+    assert!(ack.message.contains("series"), "{}", ack.message);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let peak_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM");
+    println!("peak RSS after the empty-series body: {} MiB", peak_kb >> 10);
+    assert!(peak_kb < 512 << 10, "peak RSS {} MiB", peak_kb >> 10);
+    // up, and everything acknowledged is there, also after a crash
+    let count = |p: &strata_suite::Peer| {
+        strata_suite::api_data(p, "/api/v1/series?match[]=good")
+            .expect("series")
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    assert_eq!(count(&strata), 64);
+    strata.kill9();
+    let strata = start_strata(dir, &[]).expect("restart");
+    assert_eq!(count(&strata), 64);
+    assert_eq!(
+        strata_suite::api_data(&strata, "/api/v1/series?match[]=future")
+            .expect("series")
+            .as_array()
+            .map(Vec::len),
+        Some(0)
+    );
+}

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use strata_bench::client::RemoteWriter;
 use strata_bench::fleet::{Fleet, FleetConfig, encode_requests};
-use strata_suite::{Peer, api_data, start_strata};
+use strata_suite::{LocalCluster, Peer, api_data, start_strata};
 
 const SERIES: usize = 50;
 const RESOLUTION: &str = "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)";
@@ -30,29 +30,8 @@ fn series_count(peer: &Peer) -> usize {
     v.as_array().map_or(0, Vec::len)
 }
 
-#[test]
-fn hostile_queries_leave_the_node_up_and_the_data_intact() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("data");
-    let strata = start_strata(dir.clone(), &[]).unwrap();
-    let writer = RemoteWriter::new(strata.write_url()).unwrap();
-    let mut fleet = Fleet::new(FleetConfig {
-        hosts: 1,
-        series_per_host: SERIES,
-        seed: 7,
-        interval_ms: 15_000,
-        churn: 0.0,
-    });
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-    for round in 0..20 {
-        for body in encode_requests(fleet.scrape(now - (20 - round) * 15_000), 2000) {
-            assert_eq!(writer.send(body).status, 204);
-        }
-    }
-    assert_eq!(series_count(&strata), SERIES);
-
-    let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
-    let base = strata.base_url.clone();
+/// The hostile queries, with the answer each must get.
+fn attacks() -> Vec<Attack<'static>> {
     let deep = |open: &str, close: &str, n: usize| format!("{}up{}", open.repeat(n), close.repeat(n));
     let q = |query: String| vec![("query", query)];
     let range = |start: &str, end: &str, step: &str| {
@@ -60,7 +39,7 @@ fn hostile_queries_leave_the_node_up_and_the_data_intact() {
     };
     // 900k parentheses URL-encode to 5.4 MB: over the 2 MiB form body limit, refused as such
     let too_big = "cannot read the request body";
-    let attacks: Vec<Attack> = vec![
+    vec![
         ("subquery 100y:1ms", "/api/v1/query", q("max_over_time(up[100y:1ms])".into()), 400, RESOLUTION),
         ("range ±9e15 step 0.5", "/api/v1/query_range", range("-9e15", "9e15", "0.5"), 400, RESOLUTION),
         (
@@ -86,7 +65,33 @@ fn hostile_queries_leave_the_node_up_and_the_data_intact() {
             400,
             "illegal regex",
         ),
-    ];
+    ]
+}
+
+#[test]
+fn hostile_queries_leave_the_node_up_and_the_data_intact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let strata = start_strata(dir.clone(), &[]).unwrap();
+    let writer = RemoteWriter::new(strata.write_url()).unwrap();
+    let mut fleet = Fleet::new(FleetConfig {
+        hosts: 1,
+        series_per_host: SERIES,
+        seed: 7,
+        interval_ms: 15_000,
+        churn: 0.0,
+    });
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    for round in 0..20 {
+        for body in encode_requests(fleet.scrape(now - (20 - round) * 15_000), 2000) {
+            assert_eq!(writer.send(body).status, 204);
+        }
+    }
+    assert_eq!(series_count(&strata), SERIES);
+
+    let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
+    let base = strata.base_url.clone();
+    let attacks = attacks();
     let pid = strata.pid().unwrap();
     for (what, path, form, status, msg) in attacks {
         let started = Instant::now();
@@ -108,4 +113,56 @@ fn hostile_queries_leave_the_node_up_and_the_data_intact() {
     drop(strata);
     let strata = start_strata(dir, &[]).unwrap();
     assert_eq!(series_count(&strata), SERIES);
+}
+
+/// The same queries through a querier of the local cluster: the querier answers each as
+/// standalone does, and no storage node dies from what it forwards (pushdown on).
+#[test]
+fn hostile_queries_through_a_querier_harm_no_storage_node() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cluster = LocalCluster::up(tmp.path().join("cluster"), 4);
+    let writer =
+        RemoteWriter::new(format!("http://127.0.0.1:{}/api/v1/write", cluster.ingest[0])).expect("writer");
+    let mut fleet = Fleet::new(FleetConfig {
+        hosts: 1,
+        series_per_host: SERIES,
+        seed: 7,
+        interval_ms: 15_000,
+        churn: 0.0,
+    });
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
+    for round in 0..20 {
+        for body in encode_requests(fleet.scrape(now - (20 - round) * 15_000), 2000) {
+            assert_eq!(writer.send(body).status, 204);
+        }
+    }
+    let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().expect("client");
+    let querier = format!("http://127.0.0.1:{}", cluster.query[0]);
+    let count = || {
+        let v: serde_json::Value = http
+            .post(format!("{querier}/api/v1/query"))
+            .form(&[("query", "count({job=\"node\"})")])
+            .send()
+            .and_then(|r| r.json())
+            .unwrap_or(serde_json::Value::Null);
+        v["data"]["result"][0]["value"][1].as_str().map(str::to_owned)
+    };
+    let before = count();
+    assert!(before.is_some(), "no data through the querier");
+    for (what, path, form, status, msg) in attacks() {
+        let resp = http.post(format!("{querier}{path}")).form(&form).send().expect("answered");
+        let got = resp.status().as_u16();
+        let v: serde_json::Value = resp.json().unwrap_or(serde_json::Value::Null);
+        assert_eq!(got, status, "{what}: {v}");
+        assert!(v["error"].as_str().unwrap_or("").contains(msg), "{what}: {v}");
+        for n in 1..=3 {
+            let health = format!("http://127.0.0.1:{}/-/healthy", cluster.http + n);
+            assert!(
+                http.get(&health).send().is_ok_and(|r| r.status().is_success()),
+                "storage node {n} down after {what}"
+            );
+        }
+        assert_eq!(count(), before, "after {what}");
+    }
 }

@@ -281,16 +281,18 @@ pub fn canonicalize(v: &mut Vec<(&str, &str)>) -> Result<(), LabelsError> {
 /// contents); `None` when it is malformed or not UTF-8.
 pub fn decode_pairs<'a>(mut b: &'a [u8], out: &mut Vec<(&'a str, &'a str)>) -> Option<()> {
     out.clear();
-    let mut take = || -> Option<&'a str> {
-        let n = usize::try_from(crate::varint::get_uvarint(&mut b)?).ok()?;
+    fn take<'a>(b: &mut &'a [u8]) -> Option<&'a str> {
+        let n = usize::try_from(crate::varint::get_uvarint(b)?).ok()?;
         let s = b.get(..n)?;
-        b = &b[n..];
+        *b = &b[n..];
         std::str::from_utf8(s).ok()
-    };
-    while let Some(name) = take() {
-        out.push((name, take()?));
     }
-    b.is_empty().then_some(())
+    // a truncated pair (a length without its bytes, a name without a value) is malformed
+    while !b.is_empty() {
+        let name = take(&mut b)?;
+        out.push((name, take(&mut b)?));
+    }
+    Some(())
 }
 
 /// Hash of an already canonical encoding (see [`Labels::encode`]).
@@ -354,6 +356,24 @@ impl fmt::Debug for Labels {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn truncated_pairs_are_malformed() {
+        let mut out = Vec::new();
+        // a length without its bytes; a name without its value (found by the tsdb_decode fuzz target)
+        assert!(decode_pairs(&[0x05], &mut out).is_none());
+        let mut whole = vec![8];
+        whole.extend_from_slice(b"__name__");
+        whole.extend_from_slice(&[1, b'm']);
+        let truncated = [whole.as_slice(), &[5]].concat();
+        assert!(decode_pairs(&truncated, &mut out).is_none());
+        let mut out = Vec::new();
+        assert!(decode_pairs(&whole, &mut out).is_some());
+        assert_eq!(out, vec![("__name__", "m")]);
+        let mut out = Vec::new();
+        assert!(decode_pairs(&[], &mut out).is_some() && out.is_empty());
+    }
+
     use super::*;
 
     #[test]
