@@ -181,8 +181,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.put_meta(META_VOTE, vote, true)
     }
 
+    /// The committed id is a hint that lets a restarted group apply its log at once (openraft's
+    /// default keeps none): failing to store it loses nothing, since the quorum's durable log
+    /// defines what is committed. So a failure (a full disk) is logged and swallowed instead of
+    /// stopping the group, which would then restart from its checkpoint and serve reads
+    /// without the entries applied after it until a new leader commits again.
     async fn save_committed(&mut self, committed: Option<LogIdOf<TypeConfig>>) -> Result<(), io::Error> {
-        self.put_meta(META_COMMITTED, &committed, false)
+        if let Err(e) = self.put_meta(META_COMMITTED, &committed, false) {
+            tracing::warn!(error = %e, "storing the committed log id failed; the group goes on");
+        }
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogIdOf<TypeConfig>>, io::Error> {
