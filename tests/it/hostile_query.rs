@@ -25,6 +25,26 @@ fn peak_rss_bytes(pid: u32) -> u64 {
 /// An attack: what it is, the path, the form, the status and a part of the error expected.
 type Attack<'a> = (&'a str, &'a str, Vec<(&'a str, String)>, u16, &'a str);
 
+/// Writes 5 minutes of `SERIES` node_exporter series (ending now) to the remote-write `url`,
+/// every request acknowledged.
+fn write_history(url: &str) {
+    let writer = RemoteWriter::new(url).expect("writer");
+    let mut fleet = Fleet::new(FleetConfig {
+        hosts: 1,
+        series_per_host: SERIES,
+        seed: 7,
+        interval_ms: 15_000,
+        churn: 0.0,
+    });
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
+    for round in 0..20 {
+        for body in encode_requests(fleet.scrape(now - (20 - round) * 15_000), 2000) {
+            assert_eq!(writer.send(body).status, 204);
+        }
+    }
+}
+
 fn series_count(peer: &Peer) -> usize {
     let v = api_data(peer, "/api/v1/series?match[]=%7Bjob%3D%22node%22%7D").expect("series");
     v.as_array().map_or(0, Vec::len)
@@ -71,20 +91,7 @@ fn hostile_queries_leave_the_node_up_and_the_data_intact() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let strata = start_strata(dir.clone(), &[]).unwrap();
-    let writer = RemoteWriter::new(strata.write_url()).unwrap();
-    let mut fleet = Fleet::new(FleetConfig {
-        hosts: 1,
-        series_per_host: SERIES,
-        seed: 7,
-        interval_ms: 15_000,
-        churn: 0.0,
-    });
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-    for round in 0..20 {
-        for body in encode_requests(fleet.scrape(now - (20 - round) * 15_000), 2000) {
-            assert_eq!(writer.send(body).status, 204);
-        }
-    }
+    write_history(&strata.write_url());
     assert_eq!(series_count(&strata), SERIES);
 
     let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
@@ -119,22 +126,7 @@ fn hostile_queries_leave_the_node_up_and_the_data_intact() {
 fn hostile_queries_through_a_querier_harm_no_storage_node() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let cluster = LocalCluster::up(tmp.path().join("cluster"), 4);
-    let writer =
-        RemoteWriter::new(format!("http://127.0.0.1:{}/api/v1/write", cluster.ingest[0])).expect("writer");
-    let mut fleet = Fleet::new(FleetConfig {
-        hosts: 1,
-        series_per_host: SERIES,
-        seed: 7,
-        interval_ms: 15_000,
-        churn: 0.0,
-    });
-    let now =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
-    for round in 0..20 {
-        for body in encode_requests(fleet.scrape(now - (20 - round) * 15_000), 2000) {
-            assert_eq!(writer.send(body).status, 204);
-        }
-    }
+    write_history(&format!("http://127.0.0.1:{}/api/v1/write", cluster.ingest[0]));
     let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().expect("client");
     let querier = format!("http://127.0.0.1:{}", cluster.query[0]);
     let count = || {
