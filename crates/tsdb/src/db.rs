@@ -585,29 +585,31 @@ impl Db {
         if !late {
             return Ok((if series.is_empty() { None } else { Some(record) }, out));
         }
+        // the points of one series at or before `max_t`; the others are refused
+        fn admitted<T>(
+            points: impl Iterator<Item = (i64, T)>,
+            max_t: i64,
+            shown: &EncodedLabels<'_>,
+            out: &mut ApplyOutcome,
+        ) -> Vec<(i64, T)> {
+            points
+                .filter(|(t, _)| {
+                    let keep = *t <= max_t;
+                    if !keep {
+                        out.reject(RejectReason::TooFarInFuture, shown, *t);
+                    }
+                    keep
+                })
+                .collect()
+        }
         let mut b = RecordBuilder::default();
-        let mut kept = Vec::new();
         for s in series {
             let shown = EncodedLabels(s.labels);
-            kept.clear();
-            for (t, v) in s.samples {
-                if t > max_t {
-                    out.reject(RejectReason::TooFarInFuture, &shown, t);
-                } else {
-                    kept.push((t, v));
-                }
-            }
+            let kept = admitted(s.samples, max_t, &shown, &mut out);
             if !kept.is_empty() {
                 b.add(s.labels, &kept);
             }
-            let mut hists = Vec::new();
-            for (t, h) in s.histograms {
-                if t > max_t {
-                    out.reject(RejectReason::TooFarInFuture, &shown, t);
-                } else {
-                    hists.push((t, h));
-                }
-            }
+            let hists = admitted(s.histograms, max_t, &shown, &mut out);
             if !hists.is_empty() {
                 b.add_histograms(s.labels, &hists);
             }
