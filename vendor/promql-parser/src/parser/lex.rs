@@ -564,9 +564,11 @@ impl Lexer {
     }
 
     /// scans a quoted string. The initial quote has already been consumed.
+    /// A backquoted (raw) string has no escape sequences: a backslash is itself, and the
+    /// string ends at the next backquote (Prometheus's `lexRawString`).
     fn accept_string(&mut self, symbol: char) -> State {
         while let Some(ch) = self.pop() {
-            if ch == '\\' {
+            if ch == '\\' && symbol != '`' {
                 return State::Escape(symbol);
             }
 
@@ -575,6 +577,9 @@ impl Lexer {
             }
         }
 
+        if symbol == '`' {
+            return State::Err("unterminated raw string".into());
+        }
         State::Err(format!("unterminated quoted string {symbol}"))
     }
 
@@ -892,11 +897,10 @@ mod tests {
                 vec![],
                 Some("unknown escape sequence '.'"),
             ),
-            (
-                "`test\\.expression`",
-                vec![],
-                Some("unknown escape sequence '.'"),
-            ),
+            // backquoted strings are raw: no escape sequences
+            ("`test\\.expression`", vec![(T_STRING, 0, 18)], None),
+            ("`a\\`", vec![(T_STRING, 0, 4)], None),
+            ("`a\\", vec![], Some("unterminated raw string")),
             (".٩", vec![], Some("unexpected character after '.': '٩'")),
             // TODO: accept_escape SHOULD support invalid escape character
             // "\xff"

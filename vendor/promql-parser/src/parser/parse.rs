@@ -154,11 +154,14 @@ mod tests {
                 r"`\a\b\f\n\r\t\v\\ - \xFF\377\u1234\U00010111\U0001011111☺`",
                 Expr::from(r"\a\b\f\n\r\t\v\\ - \xFF\377\u1234\U00010111\U0001011111☺"),
             ),
+            // not even an escape Prometheus's double-quoted strings refuse
+            (r"`10\.0\.0\.1`", Expr::from(r"10\.0\.0\.1")),
         ];
         assert_cases(Case::new_expr_cases(cases));
 
         let fail_cases = vec![
-            (r"`\\``", "unterminated quoted string `"),
+            // a raw string `\\` and then an unclosed one
+            (r"`\\``", "unterminated raw string"),
             (r#""\"#, "escape sequence not terminated"),
             (r#""\c""#, "unknown escape sequence 'c'"),
             // (r#""\x.""#, ""),
@@ -2526,5 +2529,9 @@ mod tests {
         let case = r#"test{host=~"10\\.0\\.160\\.237:808|nonexistence"}"#;
         parser::parse(case).unwrap();
         assert!(parser::parse(case).is_ok());
+
+        // the same regex backquoted: raw, no escape processing
+        let raw = r#"test{host=~`10\.0\.160\.237:808|nonexistence`}"#;
+        assert_eq!(parser::parse(raw).unwrap(), parser::parse(case).unwrap());
     }
 }
