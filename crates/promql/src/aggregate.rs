@@ -117,17 +117,100 @@ fn nan_first(a: f64, b: f64) -> std::cmp::Ordering {
 }
 
 /// Go's `strconv.FormatFloat(v, 'f', -1, 64)`: how Prometheus prints sample values
-/// (and `count_values` labels).
+/// (and `count_values` labels): the fewest significant digits that parse back to `v`,
+/// written out in full without an exponent (`1e21` is `1000000000000000000000`),
+/// `NaN`, `+Inf`, `-Inf` and `-0`.
+///
+/// Where several strings of that length parse back to `v`, Go takes the one nearest to
+/// `v`'s exact value, and of two equally near the one whose last digit is even
+/// (`933367573093549.25` is `933367573093549.2`); Rust's shortest formatting rounds such
+/// a tie up (`…549.3`). Rust's formatting to a fixed number of digits is exact with ties
+/// to even, so the digits are taken from that whenever they parse back to `v`.
 pub fn format_float(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        format!("{v}")
+    let Some((digits, exp)) = go_digits(v) else {
+        return non_finite(v).into();
+    };
+    let mut out = String::with_capacity(digits.len() + 8);
+    if v.is_sign_negative() {
+        out.push('-');
     }
+    // the value is 0.d₁d₂…dₙ × 10^point
+    let point = exp.saturating_add(1);
+    match usize::try_from(point) {
+        _ if v == 0.0 => out.push('0'),
+        Err(_) | Ok(0) => {
+            out.push_str("0.");
+            out.push_str(&"0".repeat(usize::try_from(-point).unwrap_or(0)));
+            out.push_str(&digits);
+        }
+        Ok(p) if p >= digits.len() => {
+            out.push_str(&digits);
+            out.push_str(&"0".repeat(p - digits.len()));
+        }
+        Ok(p) => {
+            out.push_str(&digits[..p]);
+            out.push('.');
+            out.push_str(&digits[p..]);
+        }
+    }
+    out
+}
+
+/// Go's `fmt` verb `%g` (and `%v`) for a float64: the digits of [`format_float`], written
+/// with an exponent (`1e+06`, `1.5e-05`) when the exponent is below −4 or at least 6.
+/// Prometheus prints annotation values and histogram bucket bounds (`count_values` of a
+/// native histogram) this way.
+pub(crate) fn format_float_g(v: f64) -> String {
+    let Some((digits, exp)) = go_digits(v) else {
+        return non_finite(v).into();
+    };
+    if !(-4..6).contains(&exp) {
+        let sign = if v.is_sign_negative() { "-" } else { "" };
+        let (first, rest) = digits.split_at(1);
+        let dot = if rest.is_empty() { "" } else { "." };
+        let esign = if exp < 0 { '-' } else { '+' };
+        return format!("{sign}{first}{dot}{rest}e{esign}{:02}", exp.unsigned_abs());
+    }
+    format_float(v)
+}
+
+/// `NaN`, `+Inf` or `-Inf`.
+fn non_finite(v: f64) -> &'static str {
+    if v.is_nan() {
+        "NaN"
+    } else if v > 0.0 {
+        "+Inf"
+    } else {
+        "-Inf"
+    }
+}
+
+/// The shortest significant digits of a finite `v` as Go chooses them (see
+/// [`format_float`]) and the decimal exponent of the first; `None` for NaN and ±Inf.
+fn go_digits(v: f64) -> Option<(String, i32)> {
+    if !v.is_finite() {
+        return None;
+    }
+    let a = v.abs();
+    let (mut digits, mut exp) = scientific(&format!("{a:e}"));
+    if digits.len() > 1 {
+        let nearest = format!("{:.*e}", digits.len() - 1, a);
+        if nearest.parse::<f64>() == Ok(a) {
+            (digits, exp) = scientific(&nearest);
+        }
+    }
+    Some((digits, exp))
+}
+
+/// The significant digits (trailing zeros removed, at least one) and the decimal exponent
+/// of Rust's `{:e}` form of a finite non-negative float (`9.25e-3` is `("925", -3)`).
+fn scientific(s: &str) -> (String, i32) {
+    let (mantissa, exp) = s.split_once('e').unwrap_or((s, "0"));
+    let mut digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    while digits.len() > 1 && digits.ends_with('0') {
+        digits.pop();
+    }
+    (digits, exp.parse().unwrap_or(0))
 }
 
 /// The group of a series: its `by`/`without` projection, or one group for everything.
@@ -308,7 +391,7 @@ pub(crate) fn reduce(
                     if !(0.0..=1.0).contains(&phi) {
                         ctx.annotations.warn(format!(
                             "quantile value should be between 0 and 1, got {}",
-                            format_float(phi)
+                            format_float_g(phi)
                         ));
                     }
                     let mut v: Vec<f64> = vals().collect();
@@ -396,8 +479,8 @@ fn capped_ratio(annos: &mut crate::Annotations, r: f64) -> f64 {
     if c != r {
         annos.warn(format!(
             "ratio value should be between -1 and 1, got {}, capping to {}",
-            format_float(r),
-            format_float(c)
+            format_float_g(r),
+            format_float_g(c)
         ));
     }
     c
@@ -412,4 +495,70 @@ fn ratio_keeps(l: &Labels, r: f64) -> bool {
 /// Order for bottomk: NaN after everything.
 fn nan_last(a: f64, b: f64) -> std::cmp::Ordering {
     cmp_nan(a, b, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_float;
+
+    /// Go's `strconv.FormatFloat(v, 'f', -1, 64)` of each value (by its bits), as Go 1.19
+    /// prints them; the last ones are ties between two shortest strings.
+    #[test]
+    fn floats_are_formatted_as_go_formats_them() {
+        let cases: [(u64, &str); 19] = [
+            (0x0000000000000000, "0"),
+            (0x8000000000000000, "-0"),
+            (0x444b1ae4d6e2ef50, "1000000000000000000000"),
+            (0x4480f0cf064dd592, "10000000000000000000000"),
+            (0x44b52d02c7e14af6, "100000000000000000000000"),
+            (0x3e7ad7f29abcaf48, "0.0000001"),
+            (0x419d6f3454800000, "123456789.125"),
+            (0x3fd3333333333334, "0.30000000000000004"),
+            (0x4340000000000000, "9007199254740992"),
+            (0x4450000000000000, "1180591620717411300000"),
+            (0x3ff8000000000000, "1.5"),
+            (0x4059000000000000, "100"),
+            (0x3f201f31f46ed246, "0.000123"),
+            (0x430a8724951ce56a, "933367573093549.2"),
+            (0x42e450f11c99c0f4, "178703000980999.62"),
+            (0x4300d013254d4baa, "591547534518645.2"),
+            (0x42e3e35160fce884, "174936350517060.12"),
+            (0x42ec6961dc5b0f74, "249911511799931.62"),
+            (0xc301fa18b5766352, "-632507329334378.2"),
+        ];
+        for (bits, want) in cases {
+            assert_eq!(format_float(f64::from_bits(bits)), want, "{bits:#018x}");
+        }
+        assert_eq!(format_float(5e-324), format!("0.{}5", "0".repeat(323)));
+        assert_eq!(format_float(f64::MIN_POSITIVE), format!("0.{}22250738585072014", "0".repeat(307)));
+        assert_eq!(format_float(-f64::MAX), format!("-17976931348623157{}", "0".repeat(292)));
+        assert_eq!(format_float(f64::NAN), "NaN");
+        assert_eq!(format_float(f64::INFINITY), "+Inf");
+        assert_eq!(format_float(f64::NEG_INFINITY), "-Inf");
+    }
+
+    /// Go's `fmt.Sprintf("%g", v)`, as Go 1.19 prints them.
+    #[test]
+    fn g_format_is_go_s() {
+        use super::format_float_g as g;
+        let cases: [(f64, &str); 14] = [
+            (1e6, "1e+06"),
+            (123456789.0, "1.23456789e+08"),
+            (1e20, "1e+20"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (1.5, "1.5"),
+            (100000.0, "100000"),
+            (f64::from_bits(0x430a8724951ce56a), "9.333675730935492e+14"),
+            (-0.0, "-0"),
+            (0.0, "0"),
+            (5e-324, "5e-324"),
+            (1e100, "1e+100"),
+            (-2.5e-7, "-2.5e-07"),
+            (f64::INFINITY, "+Inf"),
+        ];
+        for (v, want) in cases {
+            assert_eq!(g(v), want, "{v:e}");
+        }
+    }
 }

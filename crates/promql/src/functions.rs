@@ -476,7 +476,7 @@ fn warn_quantiles(ctx: &mut Ctx<'_>, phis: &[f64]) {
     if let Some(&phi) = phis.iter().find(|p| !(0.0..=1.0).contains(*p)) {
         ctx.annotations.warn(format!(
             "quantile value should be between 0 and 1, got {}",
-            crate::aggregate::format_float(phi)
+            crate::aggregate::format_float_g(phi)
         ));
     }
 }

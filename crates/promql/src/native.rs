@@ -225,7 +225,8 @@ pub(crate) fn variance(h: &FloatHistogram) -> f64 {
 /// Prometheus's `FloatHistogram.String()`: count, sum and the populated buckets with their
 /// bounds, e.g. `{count:3, sum:5, [-0.001,0.001]:1, (1,2]:2}` (`count_values` labels).
 pub(crate) fn describe(h: &FloatHistogram) -> String {
-    let f = crate::aggregate::format_float;
+    // Go's `%g`, as `FloatHistogram.String` prints
+    let f = crate::aggregate::format_float_g;
     let mut out = format!("{{count:{}, sum:{}", f(h.count), f(h.sum));
     let mut bucket = |b: strata_tsdb::histogram::Bucket| {
         let (l, r) = (if b.lower_inclusive { '[' } else { '(' }, if b.upper_inclusive { ']' } else { ')' });
