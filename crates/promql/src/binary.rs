@@ -338,6 +338,12 @@ fn vector_vector(
     let mut out = Out::default();
     let fill = fill.clone();
     for (i, (ms, os)) in mg.iter().zip(&og).enumerate() {
+        // as Prometheus: a step where either side is empty matches nothing, and so is not
+        // checked for duplicates either (unless a `fill*` modifier makes up the other side)
+        let no_fill = fill.lhs.is_none() && fill.rhs.is_none();
+        if (ms.is_empty() && os.is_empty()) || ((ms.is_empty() || os.is_empty()) && no_fill) {
+            continue;
+        }
         let t = steps.at(i);
         let mut index: FxHashMap<&Labels, (usize, &Val)> =
             FxHashMap::with_capacity_and_hasher(os.len(), Default::default());
@@ -345,11 +351,14 @@ fn vector_vector(
             let j = *j;
             if let Some(&(prev, _)) = index.get(&osig[j]) {
                 let side = if one_to_many { "left" } else { "right" };
+                // the two series in order, as Prometheus 3 reports them
+                let (mut a, mut b) = (render(&one[prev].labels), render(&one[j].labels));
+                if a > b {
+                    std::mem::swap(&mut a, &mut b);
+                }
                 return Err(QueryError::Execution(format!(
-                    "found duplicate series for the match group {} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
+                    "found duplicate series for the match group {} on the {side} hand-side of the operation: [{a}, {b}];many-to-many matching not allowed: matching labels must be unique on one side",
                     render(&osig[j]),
-                    render(&one[prev].labels),
-                    render(&one[j].labels)
                 )));
             }
             index.insert(&osig[j], (j, v));

@@ -187,7 +187,9 @@ impl Ctx<'_> {
             Expr::Paren(p) => self.eval(&p.expr),
             Expr::Unary(u) => match self.eval(&u.expr)? {
                 Value::Scalar(v) => Ok(Value::Scalar(v.into_iter().map(|(t, x)| (t, -x)).collect())),
-                Value::Vector(v) => Ok(Value::Vector(
+                // series left with the same labels by dropping the name merge, and collide
+                // where both have a sample at one step (Prometheus 3)
+                Value::Vector(v) => Ok(Value::Vector(crate::grid::merge_same_labels(
                     v.into_iter()
                         .map(|s| {
                             let (labels, dn) =
@@ -208,7 +210,7 @@ impl Ctx<'_> {
                             }
                         })
                         .collect(),
-                )),
+                )?)),
                 other => Err(QueryError::Execution(format!("unary minus on {}", other.type_name()))),
             },
             Expr::VectorSelector(vs) => self.eval_vector_selector(vs).map(Value::Vector),
@@ -218,6 +220,9 @@ impl Ctx<'_> {
                 Ok(Value::Matrix(matrix_at_last(arg)?))
             }
             Expr::Subquery(sq) => {
+                if let Some(m) = self.stepless_invariant_subquery(sq)? {
+                    return Ok(Value::Matrix(m));
+                }
                 let arg = self.range_of_subquery(sq)?;
                 Ok(Value::Matrix(matrix_at_last(arg)?))
             }
@@ -245,14 +250,27 @@ impl Ctx<'_> {
         let times: Vec<i64> = steps.iter().map(|t| self.eval_time(t, &vs.at, &vs.offset)).collect();
         let (lo, hi) = (times.iter().copied().min().unwrap_or(0), times.iter().copied().max().unwrap_or(0));
         let lookback = self.cfg.lookback_ms;
+        // Each step takes the newest sample in `(et − lookback, et]`. `timestamp(x @ t offset
+        // o)` is Prometheus's exception: it looks back from `t` itself, but only through the
+        // samples the selector loaded, those of `(t − o − lookback, t − o]`; so its window
+        // is the overlap of the two.
+        let pinned = match (timestamps, &vs.at) {
+            (true, Some(_)) => Some(self.eval_time(0, &vs.at, &None)),
+            _ => None,
+        };
+        let window = |et: i64| match pinned {
+            Some(at) => (at.min(et), at.max(et).saturating_sub(lookback)),
+            None => (et, et.saturating_sub(lookback)),
+        };
         let data = self.fetch(vs, lo.saturating_sub(lookback).saturating_add(1), hi, 0)?;
         let mut out = Vec::with_capacity(data.len());
         for sd in data {
             let (mut points, mut hists) = (Vec::new(), Vec::new());
             for (i, &et) in times.iter().enumerate() {
-                // newest sample (float or histogram) with timestamp <= et
-                let fi = sd.samples.partition_point(|s| s.0 <= et);
-                let hi = sd.histograms.partition_point(|s| s.0 <= et);
+                let (end, after) = window(et);
+                // newest sample (float or histogram) with timestamp <= end
+                let fi = sd.samples.partition_point(|s| s.0 <= end);
+                let hi = sd.histograms.partition_point(|s| s.0 <= end);
                 let f = fi.checked_sub(1).map(|k| sd.samples[k]);
                 let h = hi.checked_sub(1).map(|k| &sd.histograms[k]);
                 let t = steps.at(i);
@@ -261,7 +279,7 @@ impl Ctx<'_> {
                     (_, Some((ts, h))) => Some((*ts, Err(h))),
                     _ => None,
                 };
-                let Some((ts, val)) = newest.filter(|n| n.0 > et.saturating_sub(lookback)) else {
+                let Some((ts, val)) = newest.filter(|n| n.0 > after) else {
                     continue;
                 };
                 match val {
@@ -367,9 +385,10 @@ impl Ctx<'_> {
         Ok(RangeArg { series, range, ends, mode })
     }
 
-    /// A subquery: the inner expression evaluated at multiples of its step, then windows
-    /// `(end − range, end]` of those points for every outer step.
-    pub(crate) fn range_of_subquery(&mut self, sq: &SubqueryExpr) -> Result<RangeArg> {
+    /// A subquery's window length, step, and for each outer step the time its window ends
+    /// at, with the inner grid `start ..= inner_end` spanning every window (empty when
+    /// `start > inner_end`).
+    fn subquery_grid(&mut self, sq: &SubqueryExpr) -> Result<(i64, i64, Vec<i64>, i64, i64)> {
         let range = dur_ms(&sq.range);
         let step = sq.step.as_ref().map_or(self.cfg.default_subquery_step_ms, dur_ms).max(1);
         // each window holds up to range / step points: Prometheus's resolution limit,
@@ -384,6 +403,46 @@ impl Ctx<'_> {
         let from = lo.saturating_sub(range);
         let start = from.div_euclid(step).saturating_mul(step).saturating_add(step);
         let inner_end = hi.div_euclid(step).saturating_mul(step);
+        Ok((range, step, ends, start, inner_end))
+    }
+
+    /// Prometheus's answer to a subquery query (`(x @ t)[30s:1m]`) whose window holds no
+    /// step of its grid, when its inner expression is step-invariant: Prometheus evaluates
+    /// such an expression once, at the first step of the grid, which here lies after the
+    /// window, and returns that sample. `None` in every other case.
+    fn stepless_invariant_subquery(&mut self, sq: &SubqueryExpr) -> Result<Option<Vec<RangeSeries>>> {
+        if !step_invariant(&sq.expr) {
+            return Ok(None);
+        }
+        let (_, step, _, start, inner_end) = self.subquery_grid(sq)?;
+        if start <= inner_end {
+            return Ok(None);
+        }
+        let mut inner = self.inner(Steps { start, end: start, step });
+        let v = inner.eval(&sq.expr);
+        self.samples = inner.samples;
+        self.bytes = inner.bytes;
+        self.annotations = std::mem::take(&mut inner.annotations);
+        let Value::Vector(series) = v? else {
+            return Ok(None);
+        };
+        let mut out: Vec<RangeSeries> = series
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .map(|s| RangeSeries {
+                labels: if s.drop_name { crate::grid::without_name(&s.labels) } else { s.labels },
+                samples: s.points,
+                hists: s.hists,
+            })
+            .collect();
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(Some(out))
+    }
+
+    /// A subquery: the inner expression evaluated at multiples of its step, then windows
+    /// `(end − range, end]` of those points for every outer step.
+    pub(crate) fn range_of_subquery(&mut self, sq: &SubqueryExpr) -> Result<RangeArg> {
+        let (range, step, ends, start, inner_end) = self.subquery_grid(sq)?;
         // the inner grid spans every outer window: bounded like the samples it yields
         let max_steps = i64::try_from(self.cfg.max_samples).unwrap_or(i64::MAX);
         if crate::limits::steps_within(start, inner_end, step, max_steps).is_none() {
@@ -391,19 +450,7 @@ impl Ctx<'_> {
         }
         let mut series = Vec::new();
         if start <= inner_end {
-            let mut inner = Ctx {
-                src: self.src,
-                cfg: self.cfg,
-                steps: Steps { start, end: inner_end, step },
-                query_start: self.query_start,
-                query_end: self.query_end,
-                query_step: self.query_step,
-                samples: self.samples,
-                bytes: self.bytes,
-                deadline: self.deadline,
-                annotations: std::mem::take(&mut self.annotations),
-                func: None,
-            };
+            let mut inner = self.inner(Steps { start, end: inner_end, step });
             let v = inner.eval(&sq.expr)?;
             self.samples = inner.samples;
             self.bytes = inner.bytes;
@@ -443,6 +490,26 @@ impl Ctx<'_> {
             }
         }
         Ok(RangeArg { series, range, ends, mode: crate::extended::Mode::Plain })
+    }
+}
+
+impl<'a> Ctx<'a> {
+    /// A context for evaluating a subquery's inner expression over `steps`, taking over
+    /// this one's counters and annotations (hand them back when it is done).
+    fn inner(&mut self, steps: Steps) -> Ctx<'a> {
+        Ctx {
+            src: self.src,
+            cfg: self.cfg,
+            steps,
+            query_start: self.query_start,
+            query_end: self.query_end,
+            query_step: self.query_step,
+            samples: self.samples,
+            bytes: self.bytes,
+            deadline: self.deadline,
+            annotations: std::mem::take(&mut self.annotations),
+            func: None,
+        }
     }
 }
 
@@ -518,4 +585,57 @@ fn matrix_at_last(arg: RangeArg) -> Result<Vec<RangeSeries>> {
         .collect();
     out.sort_by(|a, b| a.labels.cmp(&b.labels));
     Ok(out)
+}
+
+/// Functions whose value depends on the evaluation time even over step-invariant arguments
+/// (Prometheus's `AtModifierUnsafeFunctions`).
+const TIME_DEPENDENT_FUNCTIONS: [&str; 15] = [
+    "days_in_month",
+    "day_of_month",
+    "day_of_week",
+    "day_of_year",
+    "end",
+    "hour",
+    "minute",
+    "month",
+    "year",
+    "predict_linear",
+    "range",
+    "start",
+    "step",
+    "time",
+    "timestamp",
+];
+
+/// Whether Prometheus treats `e` as step-invariant (its preprocessing wraps such
+/// expressions to evaluate them once): `@`-pinned selectors and subqueries, literals, and
+/// operators, aggregations and functions (but the time-dependent ones) over nothing else;
+/// `timestamp()` of a pinned instant selector too.
+pub(crate) fn step_invariant(e: &Expr) -> bool {
+    match e {
+        Expr::VectorSelector(vs) => vs.at.is_some(),
+        Expr::MatrixSelector(ms) => ms.vs.at.is_some(),
+        Expr::Subquery(sq) => sq.at.is_some(),
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) => true,
+        Expr::Paren(p) => step_invariant(&p.expr),
+        Expr::Unary(u) => step_invariant(&u.expr),
+        Expr::Aggregate(a) => step_invariant(&a.expr),
+        Expr::Binary(b) => step_invariant(&b.lhs) && step_invariant(&b.rhs),
+        Expr::Call(c) => {
+            let args = || c.args.args.iter().map(|a| unparen(a));
+            if c.func.name == "timestamp" {
+                return args().all(|a| matches!(a, Expr::VectorSelector(vs) if vs.at.is_some()));
+            }
+            !TIME_DEPENDENT_FUNCTIONS.contains(&c.func.name) && args().all(step_invariant)
+        }
+        Expr::Extension(_) => false,
+    }
+}
+
+/// `e` without enclosing parentheses.
+fn unparen(mut e: &Expr) -> &Expr {
+    while let Expr::Paren(p) = e {
+        e = &p.expr;
+    }
+    e
 }

@@ -1,13 +1,12 @@
 //! PromQL functions: range-vector functions over per-step windows, and instant functions.
 
-use chrono::{Datelike, TimeZone, Timelike};
 use promql_parser::parser::{Call, Expr};
 use strata_tsdb::{Labels, METRIC_NAME, MatchOp};
 
 use crate::aggregate::{Kahan, mean, quantile, variance};
 use crate::error::{QueryError, Result};
 use crate::eval::{Ctx, RangeArg, selector_matchers};
-use crate::grid::{Out, Val, drop_name, labels_from, with_label};
+use crate::grid::{Out, Val, check_distinct_labels, drop_name, labels_from, merge_same_labels, with_label};
 use crate::value::{Series, Value};
 
 type Window<'a> = &'a [(i64, f64)];
@@ -303,7 +302,7 @@ fn call(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value> {
                     })
                     .collect(),
             };
-            Ok(Value::Vector(map_series(v, delayed, |_, x| Some(x))))
+            Ok(Value::Vector(map_series(v, delayed, |_, x| Some(x))?))
         }
         "label_replace" => label_replace(ctx, &args),
         "label_join" => label_join(ctx, &args),
@@ -367,7 +366,7 @@ fn call(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value> {
                 "histogram_stddev" => crate::native::variance(h).sqrt(),
                 _ => crate::native::variance(h),
             };
-            Ok(Value::Vector(map_hists(v, delayed, |_, _, h| f(h))))
+            Ok(Value::Vector(map_hists(v, delayed, |_, _, h| f(h))?))
         }
         "histogram_fraction" => histogram_fraction(ctx, &args),
         "histogram_quantiles" => histogram_quantiles(ctx, &args),
@@ -403,7 +402,7 @@ fn call(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value> {
                     }
                 }
                 Some(x)
-            })))
+            })?))
         }
         "round" => {
             let v = vector(ctx, args[0])?;
@@ -415,19 +414,21 @@ fn call(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value> {
             Ok(Value::Vector(map_series(v, delayed, |t, x| {
                 let inv = 1.0 / to.as_ref().map_or(1.0, |s| s[steps.index(t)]);
                 Some((x * inv + 0.5).floor() / inv)
-            })))
+            })?))
         }
         "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month" | "hour" | "minute" | "month"
         | "year" => {
-            let v = match args.first() {
-                Some(a) => vector(ctx, a)?,
-                None => vec![Series::floats(
-                    Labels::default(),
-                    false,
-                    ctx.steps.iter().map(|t| (t, t as f64 / 1000.0)).collect(),
-                )],
+            // as Prometheus: the argument's value converted as Go's `int64()` does
+            // (truncated toward zero), or without one the step's time in whole seconds
+            // (truncated as Go's integer division does: -0.5s is second 0)
+            let Some(a) = args.first() else {
+                let points = ctx.steps.iter().map(|t| (t, date_part(name, t / 1000))).collect();
+                return Ok(Value::Vector(vec![Series::floats(Labels::default(), false, points)]));
             };
-            Ok(Value::Vector(map_series(v, delayed, |_, x| date_part(name, x))))
+            let v = vector(ctx, a)?;
+            Ok(Value::Vector(map_series(v, delayed, |_, x| {
+                Some(date_part(name, crate::dates::go_int64(x)))
+            })?))
         }
         _ => {
             let f: fn(f64) -> f64 = match name {
@@ -467,7 +468,7 @@ fn call(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value> {
                 }
             };
             let v = vector(ctx, args[0])?;
-            Ok(Value::Vector(map_series(v, delayed, |_, x| Some(f(x)))))
+            Ok(Value::Vector(map_series(v, delayed, |_, x| Some(f(x)))?))
         }
     }
 }
@@ -481,9 +482,11 @@ fn warn_quantiles(ctx: &mut Ctx<'_>, phis: &[f64]) {
     }
 }
 
-/// Applies `f` to every point, dropping the metric name; `None` drops the point.
-fn map_series(v: Vec<Series>, delayed: bool, f: impl Fn(i64, f64) -> Option<f64>) -> Vec<Series> {
-    v.into_iter()
+/// Applies `f` to every point, dropping the metric name; `None` drops the point. Series
+/// left with the same labels merge, and collide where both have a point at one step.
+fn map_series(v: Vec<Series>, delayed: bool, f: impl Fn(i64, f64) -> Option<f64>) -> Result<Vec<Series>> {
+    let mapped = v
+        .into_iter()
         .filter_map(|s| {
             let points: Vec<(i64, f64)> =
                 s.points.iter().filter_map(|&(t, x)| f(t, x).map(|y| (t, y))).collect();
@@ -493,23 +496,27 @@ fn map_series(v: Vec<Series>, delayed: bool, f: impl Fn(i64, f64) -> Option<f64>
             let (labels, dn) = drop_name(&s.labels, delayed);
             Some(Series::floats(labels, dn || s.drop_name, points))
         })
-        .collect()
+        .collect();
+    merge_same_labels(mapped)
 }
 
-/// Applies `f` to every histogram point (floats are dropped), dropping the metric name.
+/// Applies `f` to every histogram point (floats are dropped), dropping the metric name
+/// (series left with the same labels merge, as in [`map_series`]).
 fn map_hists(
     v: Vec<Series>,
     delayed: bool,
     mut f: impl FnMut(&Labels, i64, &strata_tsdb::FloatHistogram) -> f64,
-) -> Vec<Series> {
-    v.into_iter()
+) -> Result<Vec<Series>> {
+    let mapped = v
+        .into_iter()
         .filter(|s| !s.hists.is_empty())
         .map(|s| {
             let points = s.hists.iter().map(|(t, h)| (*t, f(&s.labels, *t, h))).collect();
             let (labels, dn) = drop_name(&s.labels, delayed);
             Series::floats(labels, dn || s.drop_name, points)
         })
-        .collect()
+        .collect();
+    merge_same_labels(mapped)
 }
 
 /// The metric name Prometheus puts in a histogram function's annotation: the name, unless
@@ -518,30 +525,20 @@ fn annotation_name(l: &Labels, delayed: bool) -> &str {
     if delayed { l.get(METRIC_NAME).unwrap_or("") } else { "" }
 }
 
-fn date_part(name: &str, x: f64) -> Option<f64> {
-    if !x.is_finite() {
-        return Some(f64::NAN);
-    }
-    let secs = x.floor() as i64;
-    let dt = chrono::Utc.timestamp_opt(secs, 0).single()?;
-    Some(match name {
-        "day_of_month" => f64::from(dt.day()),
-        "day_of_week" => f64::from(dt.weekday().num_days_from_sunday()),
-        "day_of_year" => f64::from(dt.ordinal()),
-        "days_in_month" => {
-            let (y, m) = (dt.year(), dt.month());
-            let next = if m == 12 {
-                chrono::NaiveDate::from_ymd_opt(y + 1, 1, 1)
-            } else {
-                chrono::NaiveDate::from_ymd_opt(y, m + 1, 1)
-            }?;
-            f64::from(next.pred_opt()?.day())
-        }
-        "hour" => f64::from(dt.hour()),
-        "minute" => f64::from(dt.minute()),
-        "month" => f64::from(dt.month()),
-        _ => f64::from(dt.year()),
-    })
+/// A date function of Unix second `secs` (Go's `time.Unix(secs, 0).UTC()`).
+fn date_part(name: &str, secs: i64) -> f64 {
+    let c = crate::dates::Civil::from_unix(secs);
+    let v = match name {
+        "day_of_month" => c.day,
+        "day_of_week" => c.weekday,
+        "day_of_year" => c.yday,
+        "days_in_month" => crate::dates::days_in_month(c.year, c.month),
+        "hour" => c.hour,
+        "minute" => c.minute,
+        "month" => c.month,
+        _ => return c.year as f64,
+    };
+    f64::from(v)
 }
 
 fn range_fn(
@@ -663,6 +660,10 @@ fn range_fn(
         }
         let (labels, dn) = if keep_name { (w.labels.clone(), false) } else { drop_name(&w.labels, delayed) };
         out.push(Series { labels, drop_name: dn, points, hists });
+    }
+    // Prometheus checks this only with eager name removal (delayed removal checks at the end)
+    if !delayed {
+        check_distinct_labels(&out)?;
     }
     Ok(Value::Vector(out))
 }
@@ -1269,14 +1270,15 @@ fn bucket_quantile(q: f64, b: &mut [(f64, f64)]) -> (f64, bool) {
             _ => c.push((ub, n)),
         }
     }
-    // monotonicity
+    // monotonicity: numerically insignificant differences are ignored, decreases removed;
+    // a NaN count compares as neither, and the next bucket is measured against it
     let mut prev = c[0].1;
     let mut fixed = false;
     for x in c.iter_mut().skip(1) {
         if x.1 == prev {
             continue;
         }
-        if (x.1 - prev).abs() <= 1e-12 * (x.1.abs() + prev.abs()) {
+        if almost_equal(prev, x.1, 1e-12) {
             x.1 = prev;
             continue;
         }
@@ -1290,12 +1292,13 @@ fn bucket_quantile(q: f64, b: &mut [(f64, f64)]) -> (f64, bool) {
     if c.len() < 2 {
         return (f64::NAN, false);
     }
+    // a NaN total makes the rank NaN, and the search below then ends at the last bucket
     let obs = c[c.len() - 1].1;
-    if obs == 0.0 || obs.is_nan() {
+    if obs == 0.0 {
         return (f64::NAN, false);
     }
     let mut rank = q * obs;
-    let idx = c[..c.len() - 1].partition_point(|x| x.1 < rank);
+    let idx = go_search(c.len() - 1, |i| c[i].1 >= rank);
     if idx == c.len() - 1 {
         return (c[c.len() - 2].0, fixed);
     }
@@ -1309,4 +1312,37 @@ fn bucket_quantile(q: f64, b: &mut [(f64, f64)]) -> (f64, bool) {
         rank -= c[idx - 1].1;
     }
     (start + (end - start) * (rank / count), fixed)
+}
+
+/// Go's `sort.Search(n, f)`: the bisection Prometheus finds a bucket with. With NaN counts
+/// the predicate is not monotonic, and the answer depends on the exact midpoints probed.
+fn go_search(n: usize, f: impl Fn(usize) -> bool) -> usize {
+    let (mut i, mut j) = (0, n);
+    while i < j {
+        let h = i + (j - i) / 2;
+        if f(h) {
+            j = h;
+        } else {
+            i = h + 1;
+        }
+    }
+    i
+}
+
+/// Prometheus's `almost.Equal`: `a` and `b` differ by less than `epsilon` relative to their
+/// size (by less than `epsilon` times the smallest normal float where one is 0 or both are
+/// tiny); two NaNs are equal.
+fn almost_equal(a: f64, b: f64, epsilon: f64) -> bool {
+    if a.is_nan() && b.is_nan() {
+        return true;
+    }
+    if a == b {
+        return true;
+    }
+    let abs_sum = a.abs() + b.abs();
+    let diff = (a - b).abs();
+    if a == 0.0 || b == 0.0 || abs_sum < f64::MIN_POSITIVE {
+        return diff < epsilon * f64::MIN_POSITIVE;
+    }
+    diff / abs_sum.min(f64::MAX) < epsilon
 }

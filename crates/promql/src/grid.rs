@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use strata_tsdb::{FloatHistogram, Labels, METRIC_NAME};
 
@@ -105,7 +105,7 @@ impl Out {
         let s = &mut self.series[idx];
         s.drop_name |= drop_name;
         if s.points.last().is_some_and(|p| p.0 == t) || s.hists.last().is_some_and(|p| p.0 == t) {
-            return Err(QueryError::Execution("vector cannot contain metrics with the same labelset".into()));
+            return Err(same_labelset());
         }
         Ok(s)
     }
@@ -113,6 +113,69 @@ impl Out {
     pub(crate) fn finish(self) -> Vec<Series> {
         self.series
     }
+}
+
+/// Prometheus's error for two samples of one label set at one step.
+pub(crate) fn same_labelset() -> QueryError {
+    QueryError::Execution("vector cannot contain metrics with the same labelset".into())
+}
+
+/// Merges series that share a label set (as an operation that drops the metric name can
+/// leave them) into one, as Prometheus's step-by-step evaluation does: two of them with a
+/// sample at the same step are its collision error. The merged series takes the place of
+/// the first of its parts.
+pub(crate) fn merge_same_labels(series: Vec<Series>) -> Result<Vec<Series>> {
+    if series.len() < 2 {
+        return Ok(series);
+    }
+    let mut first: FxHashMap<&Labels, usize> = FxHashMap::default();
+    let mut group = Vec::with_capacity(series.len());
+    let mut shared = false;
+    for (i, s) in series.iter().enumerate() {
+        let g = *first.entry(&s.labels).or_insert(i);
+        shared |= g != i;
+        group.push(g);
+    }
+    if !shared {
+        return Ok(series);
+    }
+    let mut out: Vec<Option<Series>> = Vec::with_capacity(series.len());
+    for (i, (s, g)) in series.into_iter().zip(group).enumerate() {
+        if g == i {
+            out.push(Some(s));
+            continue;
+        }
+        if let Some(Some(m)) = out.get_mut(g) {
+            m.drop_name |= s.drop_name;
+            m.points.extend(s.points);
+            m.hists.extend(s.hists);
+        }
+        out.push(None);
+    }
+    let mut merged: Vec<Series> = out.into_iter().flatten().collect();
+    for m in &mut merged {
+        m.points.sort_by_key(|p| p.0);
+        m.hists.sort_by_key(|h| h.0);
+        let mut times: Vec<i64> = m.points.iter().map(|p| p.0).chain(m.hists.iter().map(|h| h.0)).collect();
+        times.sort_unstable();
+        if times.windows(2).any(|w| w[0] == w[1]) {
+            return Err(same_labelset());
+        }
+    }
+    Ok(merged)
+}
+
+/// Prometheus's check of a range function's result: no two of its series may share a label
+/// set, whether or not their samples overlap in time (`rate()` and the other functions of a
+/// range drop the metric name series by series).
+pub(crate) fn check_distinct_labels(series: &[Series]) -> Result<()> {
+    let mut seen: FxHashSet<&Labels> = FxHashSet::default();
+    for s in series {
+        if !seen.insert(&s.labels) {
+            return Err(same_labelset());
+        }
+    }
+    Ok(())
 }
 
 /// Labels that go wherever the metric name goes (Prometheus's type-and-unit labels).

@@ -13,6 +13,7 @@
 mod aggregate;
 mod annotations;
 mod binary;
+mod dates;
 mod durations;
 mod error;
 mod eval;

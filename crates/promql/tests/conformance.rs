@@ -698,11 +698,12 @@ fn skip_reason(expr: &str) -> Option<String> {
     None
 }
 
-fn run_file(path: &Path) -> FileResult {
+/// Runs one test file on an engine with `features` (Prometheus's test harness enables
+/// every feature, FORMAT.md 11; a Prometheus server has them off).
+fn run_file(path: &Path, features: Features) -> FileResult {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().map(|l| l.trim()).collect();
-    // Prometheus's test harness enables every feature (FORMAT.md 11)
-    let mut cfg = EngineConfig { features: Features::all(), max_samples: 10_000, ..EngineConfig::default() };
+    let mut cfg = EngineConfig { features, max_samples: 10_000, ..EngineConfig::default() };
     cfg.default_subquery_step_ms = 60_000;
     // pushdown is off under delayed name removal: the plans are compared without it
     let mut pushdown_cfg = cfg.clone();
@@ -959,7 +960,7 @@ fn promql_conformance() {
     let mut failures = Vec::new();
     for f in &files {
         let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let r = run_file(f);
+        let r = run_file(f, Features::all());
         for (line, why) in &r.skipped {
             let _ = writeln!(skipped, "{name}:{line}\t{why}");
         }
@@ -1008,4 +1009,39 @@ fn promql_conformance() {
         "skipped evals differ from tests/conformance/skipped.txt (UPDATE_CONFORMANCE=1 rewrites it)"
     );
     assert!(passed >= baseline, "conformance passes fell below the baseline: {passed} < {baseline}");
+}
+
+/// The project's own regression files (`tests/regressions/*.test`, same format): answers
+/// where Strata once differed from Prometheus, each checked against a Prometheus server.
+/// They run with the features a server has by default (eager name removal), and every
+/// eval must pass.
+#[test]
+fn regressions() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/regressions");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "test"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no regression files in {}", dir.display());
+    let (mut problems, mut total) = (Vec::new(), 0);
+    for f in &files {
+        let r = run_file(f, Features::default());
+        println!("{}\t{}/{}", f.display(), r.passed, r.total);
+        total += r.total;
+        problems.extend(r.failures);
+        problems.extend(r.pushdown_mismatches.into_iter().map(|m| format!("pushdown: {m}")));
+        problems.extend(r.skipped.into_iter().map(|(l, why)| format!("{}:{l}: skipped: {why}", f.display())));
+        if r.total == 0 {
+            problems.push(format!("{}: no evals", f.display()));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{} of {total} regression evals fail:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
 }
