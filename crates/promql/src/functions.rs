@@ -1075,10 +1075,15 @@ fn histogram_quantiles(ctx: &mut Ctx<'_>, args: &[&Expr]) -> Result<Value> {
     Ok(Value::Vector(out.finish()))
 }
 
-/// A float as OpenMetrics writes it: integral values with a `.0`.
+/// A float as Prometheus's `FormatOpenMetricsFloat` writes it: Go's `%g` (`0.25`,
+/// `1e+06`), with `.0` added to a number that has neither a point nor an exponent, and
+/// `0.0` for both zeros.
 fn openmetrics_float(v: f64) -> String {
-    let s = crate::aggregate::format_float(v);
-    if v.is_finite() && v.fract() == 0.0 && !s.contains('e') { format!("{s}.0") } else { s }
+    if v == 0.0 {
+        return "0.0".into();
+    }
+    let s = crate::aggregate::format_float_g(v);
+    if v.is_finite() && !s.contains(['e', '.']) { format!("{s}.0") } else { s }
 }
 
 fn histogram_fraction(ctx: &mut Ctx<'_>, args: &[&Expr]) -> Result<Value> {
@@ -1345,4 +1350,26 @@ fn almost_equal(a: f64, b: f64, epsilon: f64) -> bool {
         return diff < epsilon * f64::MIN_POSITIVE;
     }
     diff / abs_sum.min(f64::MAX) < epsilon
+}
+
+#[cfg(test)]
+mod tests {
+    /// Prometheus's `FormatOpenMetricsFloat` (model/labels/float.go) of each value.
+    #[test]
+    fn openmetrics_floats() {
+        let cases: [(f64, &str); 9] = [
+            (0.5, "0.5"),
+            (1.0, "1.0"),
+            (-0.0, "0.0"),
+            (100.0, "100.0"),
+            (1e6, "1e+06"),
+            (0.00001, "1e-05"),
+            (0.99, "0.99"),
+            (f64::NAN, "NaN"),
+            (f64::NEG_INFINITY, "-Inf"),
+        ];
+        for (v, want) in cases {
+            assert_eq!(super::openmetrics_float(v), want);
+        }
+    }
 }
