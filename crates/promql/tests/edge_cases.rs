@@ -35,9 +35,14 @@ fn stepless_subquery_of_a_pinned_expression() {
     assert_eq!(run("(-ts @ 300)[30s:1m]"), vec![(r#"{a="1"}"#.to_owned(), vec![(120_000, -5.0)])]);
     assert_eq!(run("(sum(ts @ 300))[30s:1m]"), vec![("{}".to_owned(), vec![(120_000, 5.0)])]);
     assert_eq!(run("(vector(1))[30s:1m]"), vec![("{}".to_owned(), vec![(120_000, 1.0)])]);
+    assert_eq!(run("(ts @ 300 > 3)[30s:1m]"), pinned);
+    // timestamp() of a pinned selector is step-invariant since Prometheus 3 (2.42: nothing)
+    assert_eq!(run("(timestamp(ts @ 300))[30s:1m]"), vec![(r#"{a="1"}"#.to_owned(), vec![(120_000, 300.0)])]);
     // not step-invariant: nothing
     assert_eq!(run("(ts)[30s:1m]"), vec![]);
     assert_eq!(run("(ts @ 300 + time())[30s:1m]"), vec![]);
+    assert_eq!(run("(ts @ 300 and ts)[30s:1m]"), vec![]);
+    assert_eq!(run("(ts)[30s:1m] @ 100"), vec![]);
     // a window holding a step is evaluated as usual
     assert_eq!(run("(ts @ 300)[1m:1m]"), vec![(r#"{__name__="ts", a="1"}"#.to_owned(), vec![(60_000, 5.0)])]);
     // a function over the stepless window sees nothing
