@@ -193,7 +193,10 @@ fn go_digits(v: f64) -> Option<(String, i32)> {
     }
     let a = v.abs();
     let (mut digits, mut exp) = scientific(&format!("{a:e}"));
-    if digits.len() > 1 {
+    // a tie between two strings of n digits needs a float spacing of at least 10^-n of
+    // the value, and a double's is at most 2^-52 of it (subnormals, coarser, have no
+    // short exact decimal to tie): only n ≥ 16 can tie
+    if digits.len() >= 16 {
         let nearest = format!("{:.*e}", digits.len() - 1, a);
         if nearest.parse::<f64>() == Ok(a) {
             (digits, exp) = scientific(&nearest);
