@@ -9,5 +9,6 @@ mod grafana;
 mod hostile;
 mod hostile_query;
 mod prometheus_peer;
+mod promql_fuzz;
 mod querier;
 mod scrape;
