@@ -116,8 +116,9 @@ fn nan_first(a: f64, b: f64) -> std::cmp::Ordering {
     cmp_nan(a, b, true)
 }
 
-/// Go's `strconv.FormatFloat(v, 'f', -1, 64)`: how Prometheus prints sample values
-/// (and `count_values` labels): the fewest significant digits that parse back to `v`,
+/// Go's `strconv.FormatFloat(v, 'f', -1, 64)`: how Prometheus writes `count_values`
+/// labels, and sample values between 1e-6 and 1e21 in the HTTP API (all of them:
+/// [`format_value`]): the fewest significant digits that parse back to `v`,
 /// written out in full without an exponent (`1e21` is `1000000000000000000000`),
 /// `NaN`, `+Inf`, `-Inf` and `-0`.
 ///
@@ -156,6 +157,30 @@ pub fn format_float(v: f64) -> String {
     out
 }
 
+/// A sample value as Prometheus's HTTP API writes it (`jsonutil.MarshalFloat`): as
+/// [`format_float`], except that a value below 1e-6 or from 1e21 on in magnitude (not 0)
+/// takes Go's shortest exponent form, `strconv.FormatFloat(v, 'e', -1, 64)`: `1e-07`,
+/// `1.5508137018304089e-62`, `1e+21`.
+pub fn format_value(v: f64) -> String {
+    let a = v.abs();
+    if a == 0.0 || (1e-6..1e21).contains(&a) {
+        return format_float(v);
+    }
+    let Some((digits, exp)) = go_digits(v) else {
+        return non_finite(v).into();
+    };
+    exponent_form(v, &digits, exp)
+}
+
+/// `d.ddde±XX`: Go's shortest `'e'` format of `v`, whose digits and exponent are given.
+fn exponent_form(v: f64, digits: &str, exp: i32) -> String {
+    let sign = if v.is_sign_negative() { "-" } else { "" };
+    let (first, rest) = digits.split_at(1);
+    let dot = if rest.is_empty() { "" } else { "." };
+    let esign = if exp < 0 { '-' } else { '+' };
+    format!("{sign}{first}{dot}{rest}e{esign}{:02}", exp.unsigned_abs())
+}
+
 /// Go's `fmt` verb `%g` (and `%v`) for a float64: the digits of [`format_float`], written
 /// with an exponent (`1e+06`, `1.5e-05`) when the exponent is below −4 or at least 6.
 /// Prometheus prints annotation values and histogram bucket bounds (`count_values` of a
@@ -165,11 +190,7 @@ pub(crate) fn format_float_g(v: f64) -> String {
         return non_finite(v).into();
     };
     if !(-4..6).contains(&exp) {
-        let sign = if v.is_sign_negative() { "-" } else { "" };
-        let (first, rest) = digits.split_at(1);
-        let dot = if rest.is_empty() { "" } else { "." };
-        let esign = if exp < 0 { '-' } else { '+' };
-        return format!("{sign}{first}{dot}{rest}e{esign}{:02}", exp.unsigned_abs());
+        return exponent_form(v, &digits, exp);
     }
     format_float(v)
 }
@@ -538,6 +559,25 @@ mod tests {
         assert_eq!(format_float(f64::NAN), "NaN");
         assert_eq!(format_float(f64::INFINITY), "+Inf");
         assert_eq!(format_float(f64::NEG_INFINITY), "-Inf");
+    }
+
+    /// Prometheus's `jsonutil.MarshalFloat` (without the quotes), as 2.42 answers.
+    #[test]
+    fn api_values_are_written_as_prometheus_writes_them() {
+        use super::format_value as f;
+        assert_eq!(f(1.5508137018304089e-62), "1.5508137018304089e-62");
+        assert_eq!(f(1e-7), "1e-07");
+        assert_eq!(f(-2.5e-7), "-2.5e-07");
+        assert_eq!(f(1e-6), "0.000001");
+        assert_eq!(f(1041854849514717400.0), "1041854849514717400");
+        assert_eq!(f(1e21), "1e+21");
+        assert_eq!(f(-1.5e300), "-1.5e+300");
+        assert_eq!(f(5e-324), "5e-324");
+        assert_eq!(f(f64::from_bits(0x430a8724951ce56a)), "933367573093549.2");
+        assert_eq!(f(0.0), "0");
+        assert_eq!(f(-0.0), "-0");
+        assert_eq!(f(f64::NAN), "NaN");
+        assert_eq!(f(f64::NEG_INFINITY), "-Inf");
     }
 
     /// Go's `fmt.Sprintf("%g", v)`, as Go 1.19 prints them.

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use promql_parser::parser::{self, Expr};
 
-pub use aggregate::format_float;
+pub use aggregate::{format_float, format_value};
 pub use annotations::{Annotations, Output};
 pub use error::{QueryError, Result};
 pub use features::{FEATURE_NAMES, Features};
