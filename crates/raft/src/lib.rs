@@ -18,7 +18,9 @@
 //!   sent to another replica is the shard's persisted key ranges.
 //! * **One transport per node.** [`RaftNode`] runs the groups of a node; all their messages
 //!   go through one [`Transport`] tagged with the group id, and inbound messages enter
-//!   through [`RaftNode::handle`].
+//!   through [`RaftNode::handle`], which refuses what no leader following the protocol
+//!   sends (an uncommitted vote, log ids out of order or from a later leader) before
+//!   openraft, which asserts those invariants, sees it.
 //!
 //! * **Storage errors stop acknowledging, not the node.** A failed log write marks the
 //!   node's [`WriteHealth`]: proposals answer [`Error::Unavailable`] until a probe write
@@ -32,6 +34,7 @@
 mod codec;
 mod error;
 mod health;
+mod inbound;
 mod log_store;
 mod log_writer;
 mod network;

@@ -16,10 +16,11 @@ use strata_tsdb::{KvEngine, LogStats};
 use crate::codec::{decode, decode_message, encode};
 use crate::error::{Error, Result};
 use crate::health::WriteHealth;
+use crate::inbound;
 use crate::log_store::LogStore;
 use crate::log_writer::LogWriter;
 use crate::network::{NetworkFactory, Router, RpcKind, SnapshotMessage, Transport};
-use crate::state_machine::{Applier, Reopener, SnapshotPayload, StateMachine};
+use crate::state_machine::{Applier, Exported, RaftState, Reopener, SnapshotPayload, StateMachine};
 use crate::{GroupId, NodeId, Request, Response, TypeConfig};
 
 /// Raft settings of a node (the same for every group).
@@ -336,9 +337,11 @@ impl RaftNode {
         let raft = self.group(group).map_err(|e| e.to_string())?;
         let de = |e: std::io::Error| format!("bad {kind:?} message: {e}");
         let bytes = match kind {
-            RpcKind::Append => encode(
-                &raft.append_entries(decode_message(payload).map_err(de)?).await.map_err(|e| e.to_string()),
-            ),
+            RpcKind::Append => {
+                let req = decode_message(payload).map_err(de)?;
+                inbound::check_append(&req).map_err(|e| format!("refused AppendEntries: {e}"))?;
+                encode(&raft.append_entries(req).await.map_err(|e| e.to_string()))
+            }
             RpcKind::Vote => {
                 encode(&raft.vote(decode_message(payload).map_err(de)?).await.map_err(|e| e.to_string()))
             }
@@ -347,9 +350,19 @@ impl RaftNode {
             }
             RpcKind::Snapshot => {
                 let m: SnapshotMessage = decode(payload).map_err(de)?;
+                let exported: Exported = decode(&m.exported).map_err(de)?;
+                // the state openraft is told must be the one stored with the data
+                let stored: RaftState = decode(&exported.raft_state).map_err(de)?;
+                if stored != m.state {
+                    return Err(
+                        "refused InstallSnapshot: its Raft state differs from the one in its data".into()
+                    );
+                }
+                inbound::check_snapshot(&m.vote, &m.state)
+                    .map_err(|e| format!("refused InstallSnapshot: {e}"))?;
                 let snapshot = openraft::type_config::alias::SnapshotOf::<TypeConfig, SnapshotPayload> {
                     meta: m.state.meta(),
-                    snapshot: SnapshotPayload::Received(m.exported),
+                    snapshot: SnapshotPayload::Received(exported),
                 };
                 encode(&raft.install_full_snapshot(m.vote, snapshot).await.map_err(|e| e.to_string()))
             }
@@ -446,5 +459,76 @@ impl RaftNode {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use openraft::StoredMembership;
+    use openraft::type_config::alias::{LeaderIdOf, LogIdOf, VoteOf};
+    use openraft::vote::RaftLeaderId;
+    use strata_tsdb::{Db, DbConfig, LogStats, MemEngine, SystemClock};
+
+    use super::*;
+    use crate::network::{CallFuture, TransportError};
+    use crate::state_machine::Exported;
+    use crate::{RpcKind, ShardApplier};
+
+    struct Nowhere;
+
+    impl Transport for Nowhere {
+        fn call(&self, target: u64, _group: u32, _kind: RpcKind, _payload: Vec<u8>) -> CallFuture {
+            Box::pin(async move { Err(TransportError::Unreachable(target, "no peers".into())) })
+        }
+    }
+
+    /// A snapshot whose data decodes but whose last log id belongs to a later leader than
+    /// the sender's vote: openraft `assert!`s against it (its Raft task would die); the node
+    /// refuses it before, and so one whose stated state differs from the one in its data.
+    #[tokio::test]
+    async fn snapshots_no_leader_sends_are_refused() {
+        let kv = Arc::new(MemEngine::new());
+        let cfg = RaftConfig { node_id: 2, election_ms: (60_000, 120_000), ..RaftConfig::default() };
+        let health = Arc::new(WriteHealth::new(None, 0));
+        let node = RaftNode::new(cfg, kv.clone(), Arc::new(Nowhere), Arc::new(LogStats::default()), health)
+            .expect("node");
+        let db = Db::open_replicated(
+            kv.clone(),
+            DbConfig { shards: 1, ..DbConfig::default() },
+            Arc::new(SystemClock),
+        )
+        .expect("db");
+        node.add_group(0, Box::new(ShardApplier::new(db, kv, 0))).await.expect("group");
+        let log_id =
+            |term: u64, index: u64| LogIdOf::<TypeConfig>::new(LeaderIdOf::<TypeConfig>::new(term, 1), index);
+        let state = |term: u64| RaftState {
+            applied: Some(log_id(term, 9)),
+            membership: StoredMembership::new(Some(log_id(1, 0)), Default::default()),
+        };
+        let message = |stated: &RaftState, stored: &RaftState| {
+            let exported = Exported { raft_state: encode(stored).expect("state"), data: Vec::new() };
+            encode(&SnapshotMessage {
+                vote: VoteOf::<TypeConfig>::new_committed(3, 1),
+                state: stated.clone(),
+                exported: encode(&exported).expect("exported"),
+            })
+            .expect("message")
+        };
+        for (payload, why) in [
+            (message(&state(5), &state(5)), "belongs to a leader later than the sender's vote"),
+            (message(&state(2), &state(3)), "differs from the one in its data"),
+        ] {
+            let answer = node.handle(0, RpcKind::Snapshot, &payload).await;
+            let r: Result<(), String> = decode(&answer).expect("answer");
+            let e = r.expect_err(why);
+            assert!(e.starts_with("refused InstallSnapshot") && e.contains(why), "{e}");
+        }
+        // the group is alive: a snapshot no later than the vote goes through to the applier
+        let answer = node.handle(0, RpcKind::Snapshot, &message(&state(3), &state(3))).await;
+        let r: Result<(), String> = decode(&answer).expect("answer");
+        assert!(r.as_ref().is_err_and(|e| !e.starts_with("refused")) || r.is_ok(), "{r:?}");
+        node.shutdown(false).await;
     }
 }

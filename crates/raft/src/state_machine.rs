@@ -62,15 +62,15 @@ pub trait Applier: Send + Sync + 'static {
 pub enum SnapshotPayload {
     /// The local checkpoint.
     Local(Exporter),
-    /// An [`Exported`] checkpoint received from the leader, bincode-encoded.
-    Received(Vec<u8>),
+    /// An [`Exported`] checkpoint received from the leader.
+    Received(Exported),
 }
 
 impl std::fmt::Debug for SnapshotPayload {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SnapshotPayload::Local(_) => f.write_str("Local"),
-            SnapshotPayload::Received(b) => write!(f, "Received({} bytes)", b.len()),
+            SnapshotPayload::Received(e) => write!(f, "Received({} bytes)", e.data.len()),
         }
     }
 }
@@ -80,13 +80,21 @@ impl SnapshotPayload {
     pub fn export(&self) -> io::Result<Exported> {
         match self {
             SnapshotPayload::Local(f) => f(),
-            SnapshotPayload::Received(b) => crate::codec::decode(b),
+            SnapshotPayload::Received(e) => Ok(e.clone()),
+        }
+    }
+
+    /// The checkpoint, without a copy of a received one.
+    fn into_exported(self) -> io::Result<Exported> {
+        match self {
+            SnapshotPayload::Local(f) => f(),
+            SnapshotPayload::Received(e) => Ok(e),
         }
     }
 }
 
 /// The Raft state stored with a checkpoint.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct RaftState {
     pub(crate) applied: Option<LogIdOf<TypeConfig>>,
     pub(crate) membership: StoredMembershipOf<TypeConfig>,
@@ -236,7 +244,7 @@ impl<A: Applier> RaftStateMachine<TypeConfig> for StateMachine<A> {
         _meta: &SnapshotMetaOf<TypeConfig>,
         snapshot: SnapshotPayload,
     ) -> Result<(), io::Error> {
-        let exported = snapshot.export()?;
+        let exported = snapshot.into_exported()?;
         // the Raft state is the one stored with the data (the sender puts it in the meta too)
         self.state = crate::codec::decode(&exported.raft_state)?;
         self.applier.import(exported)

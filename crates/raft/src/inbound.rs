@@ -1,0 +1,184 @@
+//! What an inbound AppendEntries or InstallSnapshot must satisfy before openraft sees it.
+//!
+//! openraft trusts its peers: it asserts the invariants a leader following the protocol
+//! keeps (one of them with `assert!`, so also in release builds), and a message breaking
+//! one stops the group's core task or stores a log whose ids are out of order. Only
+//! members can send Raft messages (mutual TLS and the membership check), but a member's
+//! bug, a corrupted message or a forged member under `--grpc-insecure` must cost an error
+//! answer, never the group. The rules, for a leader's current vote `v`:
+//!
+//! * the vote is committed (only an elected leader replicates or sends snapshots);
+//! * no log id the message carries (previous, entries, commit, snapshot) was proposed by a
+//!   leader later than `v`;
+//! * entries follow `prev_log_id` with consecutive indexes and leaders that never go back;
+//! * a snapshot's membership is no later than its last log id.
+
+use openraft::raft::AppendEntriesRequest;
+use openraft::type_config::alias::{LogIdOf, VoteOf};
+
+use crate::TypeConfig;
+use crate::state_machine::RaftState;
+
+/// Checks an AppendEntries request; the error says which rule it breaks.
+pub(crate) fn check_append(req: &AppendEntriesRequest<TypeConfig>) -> Result<(), String> {
+    check_vote(&req.vote)?;
+    no_later_than_vote(&req.vote, req.prev_log_id.as_ref(), "prev_log_id")?;
+    no_later_than_vote(&req.vote, req.leader_commit.as_ref(), "leader_commit")?;
+    let mut prev = req.prev_log_id.as_ref();
+    for entry in &req.entries {
+        let id = &entry.log_id;
+        let expected = prev.map_or(Some(0), |p| p.index.checked_add(1));
+        if Some(id.index) != expected {
+            return Err(format!(
+                "entry {} does not follow {}: log indexes are consecutive",
+                show(Some(id)),
+                show(prev)
+            ));
+        }
+        if prev.is_some_and(|p| p.leader_id > id.leader_id) {
+            return Err(format!(
+                "entry {} comes after {} of a later leader: leaders never go back",
+                show(Some(id)),
+                show(prev)
+            ));
+        }
+        no_later_than_vote(&req.vote, Some(id), "an entry")?;
+        prev = Some(id);
+    }
+    Ok(())
+}
+
+/// Checks an InstallSnapshot's vote against the Raft state the snapshot carries.
+pub(crate) fn check_snapshot(vote: &VoteOf<TypeConfig>, state: &RaftState) -> Result<(), String> {
+    check_vote(vote)?;
+    no_later_than_vote(vote, state.applied.as_ref(), "the snapshot's last log id")?;
+    let membership = state.membership.log_id().as_ref();
+    if membership > state.applied.as_ref() {
+        return Err(format!(
+            "the snapshot's membership at {} is later than its last log id {}",
+            show(membership),
+            show(state.applied.as_ref())
+        ));
+    }
+    Ok(())
+}
+
+fn check_vote(vote: &VoteOf<TypeConfig>) -> Result<(), String> {
+    if vote.is_committed() {
+        Ok(())
+    } else {
+        Err(format!("vote {vote} is not committed: only an elected leader replicates"))
+    }
+}
+
+fn no_later_than_vote(
+    vote: &VoteOf<TypeConfig>,
+    id: Option<&LogIdOf<TypeConfig>>,
+    what: &str,
+) -> Result<(), String> {
+    match id {
+        Some(id) if &id.leader_id > vote.leader_id() => {
+            Err(format!("{what} {} belongs to a leader later than the sender's vote {vote}", show(Some(id))))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn show(id: Option<&LogIdOf<TypeConfig>>) -> String {
+    id.map_or_else(|| "none".to_string(), ToString::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::type_config::alias::{EntryOf, LeaderIdOf};
+    use openraft::vote::RaftLeaderId;
+    use openraft::{EntryPayload, StoredMembership};
+
+    use super::*;
+    use crate::Request;
+
+    fn vote(term: u64, node: u64, committed: bool) -> VoteOf<TypeConfig> {
+        if committed {
+            VoteOf::<TypeConfig>::new_committed(term, node)
+        } else {
+            VoteOf::<TypeConfig>::new(term, node)
+        }
+    }
+
+    fn log_id(term: u64, index: u64) -> LogIdOf<TypeConfig> {
+        LogIdOf::<TypeConfig>::new(LeaderIdOf::<TypeConfig>::new(term, 1), index)
+    }
+
+    fn entry(term: u64, index: u64) -> EntryOf<TypeConfig> {
+        EntryOf::<TypeConfig> { log_id: log_id(term, index), payload: EntryPayload::Normal(Request(vec![])) }
+    }
+
+    fn append(
+        vote: VoteOf<TypeConfig>,
+        prev: Option<(u64, u64)>,
+        entries: &[(u64, u64)],
+        commit: Option<(u64, u64)>,
+    ) -> AppendEntriesRequest<TypeConfig> {
+        AppendEntriesRequest {
+            vote,
+            prev_log_id: prev.map(|(t, i)| log_id(t, i)),
+            entries: entries.iter().map(|&(t, i)| entry(t, i)).collect(),
+            leader_commit: commit.map(|(t, i)| log_id(t, i)),
+        }
+    }
+
+    #[test]
+    fn what_a_leader_sends_passes() {
+        let v = vote(3, 1, true);
+        for req in [
+            append(v, None, &[], None),
+            append(v, None, &[(1, 0), (1, 1), (2, 2), (3, 3)], Some((2, 2))),
+            append(v, Some((2, 7)), &[(2, 8), (3, 9)], Some((3, 9))),
+            append(v, Some((3, 9)), &[], Some((3, 9))),
+        ] {
+            assert_eq!(check_append(&req), Ok(()), "{req:?}");
+        }
+    }
+
+    #[test]
+    fn what_no_leader_sends_is_refused() {
+        let v = vote(3, 1, true);
+        let cases = [
+            (append(vote(3, 1, false), None, &[], None), "not committed"),
+            (append(v, Some((2, 7)), &[(2, 9)], None), "consecutive"),
+            (append(v, None, &[(1, 1)], None), "consecutive"),
+            (append(v, Some((2, 7)), &[(2, 8), (2, 8)], None), "consecutive"),
+            (append(v, Some((2, u64::MAX)), &[(2, 0)], None), "consecutive"),
+            (append(v, Some((2, 7)), &[(2, 8), (1, 9)], None), "never go back"),
+            (append(v, Some((3, 7)), &[(2, 8)], None), "never go back"),
+            (append(v, Some((2, 7)), &[(2, 8), (4, 9)], None), "later than the sender's vote"),
+            (append(v, Some((4, 7)), &[], None), "later than the sender's vote"),
+            (append(v, None, &[], Some((4, 2))), "later than the sender's vote"),
+        ];
+        for (req, why) in cases {
+            let err = check_append(&req).expect_err(why);
+            assert!(err.contains(why), "{req:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn snapshots_are_checked_against_the_vote() {
+        let v = vote(3, 1, true);
+        let state = |applied: Option<(u64, u64)>, membership: Option<(u64, u64)>| RaftState {
+            applied: applied.map(|(t, i)| log_id(t, i)),
+            membership: StoredMembership::new(membership.map(|(t, i)| log_id(t, i)), Default::default()),
+        };
+        assert_eq!(check_snapshot(&v, &state(Some((3, 9)), Some((1, 0)))), Ok(()));
+        assert_eq!(check_snapshot(&v, &state(None, None)), Ok(()));
+        let refused = [
+            (vote(3, 1, false), state(Some((3, 9)), None), "not committed"),
+            (v, state(Some((4, 9)), None), "later than the sender's vote"),
+            (v, state(Some((2, 9)), Some((2, 10))), "membership"),
+            (v, state(None, Some((1, 0))), "membership"),
+        ];
+        for (vote, state, why) in refused {
+            let err = check_snapshot(&vote, &state).expect_err(why);
+            assert!(err.contains(why), "{state:?}: {err}");
+        }
+    }
+}
