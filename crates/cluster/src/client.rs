@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use parking_lot::{Mutex, RwLock};
+use strata_promql::LoadLimit;
 use strata_proto::cluster::storage_client::StorageClient;
 use strata_proto::cluster::{
     ClusterMapRequest, Consistency, EvaluateRequest, LabelsReply, LabelsRequest, MetadataCommand,
@@ -346,7 +347,7 @@ impl ClusterClient {
                         }
                         last = format!("{addr}: {}", s.message());
                     }
-                    Ok(Attempt::Invalid(e)) => return Err(e),
+                    Ok(Attempt::Stop(e)) => return Err(e),
                 }
             }
             round += 1;
@@ -369,15 +370,16 @@ impl ClusterClient {
 
     /// Reads the series of `shard` matching `matchers` with samples in `[start, end]` (ms),
     /// from the leader (linearizable) or from a replica as it has applied (follower),
-    /// failing over between replicas until `deadline`.
+    /// failing over between replicas until `deadline`. Every series received is charged
+    /// to `limit` as it arrives (a retry at another replica charges again).
     pub async fn select_shard(
         &self,
         shard: u32,
         matchers: &[Matcher],
-        start: i64,
-        end: i64,
+        (start, end): (i64, i64),
         consistency: ReadConsistency,
         deadline: tokio::time::Instant,
+        limit: &LoadLimit,
     ) -> Result<Selected> {
         let req = SelectRequest {
             shard,
@@ -398,8 +400,8 @@ impl ClusterClient {
                     match item {
                         Ok(r) if r.not_leader => return Attempt::NotLeader(r.leader_addr),
                         Ok(r) => {
-                            if let Err(e) = decode_series(&r.series, &mut out.bytes, &mut out.series) {
-                                return Attempt::Invalid(e);
+                            if let Err(e) = decode_series(&r.series, &mut out.bytes, &mut out.series, limit) {
+                                return Attempt::Stop(e);
                             }
                         }
                         Err(e) => return Attempt::Failed(e),
@@ -412,12 +414,14 @@ impl ClusterClient {
     }
 
     /// Evaluates pushed-down aggregations on `shard` (see `strata_promql::pushable`): for
-    /// each expression the partial result series, with the evaluation's annotations.
+    /// each expression the partial result series, with the evaluation's annotations. Every
+    /// series received is charged to `limit` as it arrives.
     pub async fn evaluate_shard(
         &self,
         req: EvaluateRequest,
         consistency: ReadConsistency,
         deadline: tokio::time::Instant,
+        limit: &LoadLimit,
     ) -> Result<Evaluated> {
         let shard = req.shard;
         let n = req.exprs.len();
@@ -437,12 +441,12 @@ impl ClusterClient {
                             out.warnings.extend(r.warnings);
                             out.infos.extend(r.infos);
                             let Some(dst) = out.results.get_mut(r.expr as usize) else {
-                                return Attempt::Invalid(Error::Invalid(
+                                return Attempt::Stop(Error::Invalid(
                                     "evaluate reply for no expression".into(),
                                 ));
                             };
-                            if let Err(e) = decode_series(&r.series, &mut out.bytes, dst) {
-                                return Attempt::Invalid(e);
+                            if let Err(e) = decode_series(&r.series, &mut out.bytes, dst, limit) {
+                                return Attempt::Stop(e);
                             }
                         }
                         Err(e) => return Attempt::Failed(e),
@@ -485,15 +489,25 @@ enum Attempt<T> {
     NotLeader(String),
     /// The call failed; a query error ends the read, anything else tries another replica.
     Failed(tonic::Status),
-    /// The answer does not decode.
-    Invalid(Error),
+    /// The read ends with this error: the answer does not decode, or the query went over
+    /// its limits while it arrived.
+    Stop(Error),
 }
 
-/// Decodes streamed series into `dst`, adding their size on the wire to `bytes`.
-fn decode_series(chunks: &[SeriesChunk], bytes: &mut u64, dst: &mut Vec<SeriesData>) -> Result<()> {
+/// Decodes streamed series into `dst`, adding their size on the wire to `bytes` and
+/// charging each to the query's `limit` as it arrives (so that a query over its samples or
+/// bytes stops before the rest of the answer is in memory).
+fn decode_series(
+    chunks: &[SeriesChunk],
+    bytes: &mut u64,
+    dst: &mut Vec<SeriesData>,
+    limit: &LoadLimit,
+) -> Result<()> {
     for c in chunks {
         *bytes += (c.labels.len() + c.samples.len() + c.histograms.len()) as u64;
-        dst.push(series_from_wire(c)?);
+        let s = series_from_wire(c)?;
+        limit.charge(&s).map_err(Error::Query)?;
+        dst.push(s);
     }
     Ok(())
 }

@@ -330,8 +330,11 @@ impl Storage for StorageService {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<EvaluateReply, Status>>(4);
         tokio::task::spawn_blocking(move || {
             let cfg = engine.config();
-            let limit =
-                strata_promql::LoadLimit::new(cfg.max_samples, std::time::Instant::now() + cfg.timeout);
+            let limit = strata_promql::LoadLimit::new(
+                cfg.max_samples,
+                cfg.max_bytes,
+                std::time::Instant::now() + cfg.timeout,
+            );
             let src = ShardSource { db, shard: r.shard, gone: tx.clone(), limit };
             let partials = match strata_promql::evaluate_parts(&engine, [&src], &exprs, &at) {
                 Ok(p) => p,

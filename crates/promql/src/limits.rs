@@ -141,23 +141,50 @@ pub(crate) fn series_bytes(sd: &SeriesData) -> usize {
 
 /// What one query's reads may load, checked as each series arrives so that a selection
 /// over the limit stops before all of it is in memory: the samples (the engine's
-/// `max_samples`, across every read of the query), the deadline and cancellation.
+/// `max_samples`) and their bytes in memory (the engine's `max_bytes`, estimated as the
+/// evaluator does), across every read of the query, the deadline and cancellation. Shared
+/// by the concurrent reads of a fan-out.
 #[derive(Debug)]
 pub struct LoadLimit {
     max_samples: usize,
+    max_bytes: usize,
     loaded: AtomicUsize,
+    bytes: AtomicUsize,
     deadline: Instant,
 }
 
 impl LoadLimit {
-    /// At most `max_samples` samples, until `deadline`.
-    pub fn new(max_samples: usize, deadline: Instant) -> Self {
-        LoadLimit { max_samples, loaded: AtomicUsize::new(0), deadline }
+    /// At most `max_samples` samples taking at most `max_bytes` bytes, until `deadline`.
+    pub fn new(max_samples: usize, max_bytes: usize, deadline: Instant) -> Self {
+        LoadLimit {
+            max_samples,
+            max_bytes,
+            loaded: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
+            deadline,
+        }
     }
 
-    /// Collects a selection's series, failing with Prometheus's too-many-samples error
-    /// once the query's reads passed `max_samples`, with a timeout past the deadline, and
-    /// with `unavailable` once `canceled` says nobody waits for the answer.
+    /// Counts one loaded series: Prometheus's too-many-samples error once the query's
+    /// reads passed `max_samples`, the byte budget's error past `max_bytes`, a timeout
+    /// past the deadline.
+    pub fn charge(&self, s: &SeriesData) -> Result<()> {
+        let n = s.samples.len() + s.histograms.len();
+        if self.loaded.fetch_add(n, Ordering::Relaxed).saturating_add(n) > self.max_samples {
+            return Err(QueryError::TooManySamples);
+        }
+        let b = series_bytes(s);
+        if self.bytes.fetch_add(b, Ordering::Relaxed).saturating_add(b) > self.max_bytes {
+            return Err(too_many_bytes(self.max_bytes));
+        }
+        if Instant::now() >= self.deadline {
+            return Err(QueryError::Timeout("query execution"));
+        }
+        Ok(())
+    }
+
+    /// Collects a selection's series, each [charged](Self::charge), failing with
+    /// `unavailable` once `canceled` says nobody waits for the answer.
     pub fn collect<E: std::fmt::Display>(
         &self,
         series: impl Iterator<Item = std::result::Result<SeriesData, E>>,
@@ -166,13 +193,7 @@ impl LoadLimit {
         let mut out = Vec::new();
         for s in series {
             let s = s.map_err(|e| QueryError::Storage(e.to_string()))?;
-            let n = s.samples.len() + s.histograms.len();
-            if self.loaded.fetch_add(n, Ordering::Relaxed).saturating_add(n) > self.max_samples {
-                return Err(QueryError::TooManySamples);
-            }
-            if Instant::now() >= self.deadline {
-                return Err(QueryError::Timeout("query execution"));
-            }
+            self.charge(&s)?;
             if canceled() {
                 return Err(QueryError::Unavailable("the query was canceled".into()));
             }

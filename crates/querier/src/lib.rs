@@ -15,16 +15,18 @@
 //!   expressions) are sent as PromQL text to one replica per shard, which evaluates its
 //!   shard's partial aggregate; the engine merges the partials. Only partial results cross
 //!   the network instead of every selected sample.
-//! * **Limits.** Samples received across the fan-out count against the query's
-//!   `max_samples`; the query's deadline bounds every read; a canceled query (client
-//!   gone) drops its streams, which stops the storage nodes' work.
+//! * **Limits.** Every series received, by any shard read of the query, is charged as it
+//!   arrives against the query's `max_samples` and `max_bytes` (one [`LoadLimit`]), so a
+//!   query over them stops while the answers stream in, not after they are all in memory;
+//!   the query's deadline bounds every read; a canceled query (client gone) drops its
+//!   streams, which stops the storage nodes' work.
 //!
 //! Every call of the view blocks (the engine is synchronous); it runs on the blocking
 //! pool and drives its async reads on the runtime it was created in.
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -32,7 +34,7 @@ use futures_util::stream::FuturesUnordered;
 use parking_lot::Mutex;
 use promql_parser::parser::Expr;
 use strata_cluster::{ClusterClient, Error as ClusterError, ReadConsistency};
-use strata_promql::{Annotations, EvalAt, Partials, QueryError, SelectHints, Series, Source};
+use strata_promql::{Annotations, EvalAt, LoadLimit, Partials, QueryError, SelectHints, Series, Source};
 use strata_proto::cluster::{EvaluateRequest, LabelsKind, LabelsRequest};
 use strata_server::{QueryBackend, ReadOptions, ReadView};
 use strata_tsdb::{Labels, Matcher, SeriesData};
@@ -99,9 +101,9 @@ impl QueryBackend for ClusterBackend {
         Some(Box::new(ClusterView {
             backend: self.clone(),
             shards,
-            opts,
             warnings: Mutex::new(Vec::new()),
-            samples: AtomicUsize::new(0),
+            limit: LoadLimit::new(opts.max_samples, opts.max_bytes, opts.deadline),
+            opts,
         }))
     }
 
@@ -135,8 +137,8 @@ struct ClusterView {
     shards: u32,
     opts: ReadOptions,
     warnings: Mutex<Vec<String>>,
-    /// Samples received so far (against `opts.max_samples`).
-    samples: AtomicUsize,
+    /// What the query's reads may load, charged by every shard read as series arrive.
+    limit: LoadLimit,
 }
 
 /// What a shard read's failure means for the query.
@@ -156,10 +158,9 @@ impl ClusterView {
     }
 
     /// Runs `read` against every shard at once and returns the answers in shard order.
-    /// `count` tells how many samples an answer holds (checked against the query's limit
-    /// as answers arrive). A shard that cannot be read fails the query, or with a partial
-    /// response is retried once at a follower and otherwise left out with a warning.
-    fn fan_out<T, F, Fut>(&self, read: F, count: impl Fn(&T) -> usize) -> Result<Vec<T>, QueryError>
+    /// A shard that cannot be read fails the query, or with a partial response is retried
+    /// once at a follower and otherwise left out with a warning.
+    fn fan_out<T, F, Fut>(&self, read: F) -> Result<Vec<T>, QueryError>
     where
         F: Fn(u32, ReadConsistency, tokio::time::Instant) -> Fut,
         Fut: Future<Output = strata_cluster::Result<T>>,
@@ -190,14 +191,7 @@ impl ClusterView {
             let mut got: Vec<(u32, T)> = Vec::with_capacity(self.shards as usize);
             while let Some((shard, res)) = pending.next().await {
                 match res {
-                    Ok(t) => {
-                        let c = count(&t);
-                        let n = self.samples.fetch_add(c, Ordering::Relaxed) + c;
-                        if n > self.opts.max_samples {
-                            return Err(QueryError::TooManySamples);
-                        }
-                        got.push((shard, t));
-                    }
+                    Ok(t) => got.push((shard, t)),
                     Err(ClusterError::Query(q)) => return Err(q),
                     // the query's own deadline, not the shard's fault
                     Err(_) if tokio::time::Instant::now() >= deadline => {
@@ -233,13 +227,10 @@ impl ClusterView {
     /// A label lookup on every shard, united and sorted.
     fn labels(&self, req: LabelsRequest) -> Result<Vec<LabelsReplyParts>, QueryError> {
         let client = &self.backend.client;
-        self.fan_out(
-            |shard, c, d| {
-                let req = LabelsRequest { shard, ..req.clone() };
-                async move { client.labels_shard(req, c, d).await.map(|r| (r.series, r.values)) }
-            },
-            |_| 0,
-        )
+        self.fan_out(|shard, c, d| {
+            let req = LabelsRequest { shard, ..req.clone() };
+            async move { client.labels_shard(req, c, d).await.map(|r| (r.series, r.values)) }
+        })
     }
 
     fn labels_request(
@@ -275,10 +266,10 @@ type LabelsReplyParts = (Vec<Vec<u8>>, Vec<String>);
 impl Source for ClusterView {
     fn select(&self, matchers: &[Matcher], hints: &SelectHints) -> Result<Vec<SeriesData>, QueryError> {
         let client = &self.backend.client;
-        let parts = self.fan_out(
-            |shard, c, d| client.select_shard(shard, matchers, hints.start, hints.end, c, d),
-            |s| s.series.iter().map(|x| x.samples.len() + x.histograms.len()).sum(),
-        )?;
+        let limit = &self.limit;
+        let parts = self.fan_out(|shard, c, d| {
+            client.select_shard(shard, matchers, (hints.start, hints.end), c, d, limit)
+        })?;
         let bytes: u64 = parts.iter().map(|p| p.bytes).sum();
         self.backend.stats.selected_bytes.fetch_add(bytes, Ordering::Relaxed);
         let mut out: Vec<SeriesData> = parts.into_iter().flat_map(|p| p.series).collect();
@@ -307,14 +298,11 @@ impl Source for ClusterView {
             timeout_ms: left.as_millis().max(1) as u64,
             consistency: 0,
         };
-        let client = &b.client;
-        let parts = self.fan_out(
-            |shard, c, d| {
-                let req = EvaluateRequest { shard, ..req.clone() };
-                async move { client.evaluate_shard(req, c, d).await }
-            },
-            |e| e.results.iter().flatten().map(|s| s.samples.len() + s.histograms.len()).sum(),
-        );
+        let (client, limit) = (&b.client, &self.limit);
+        let parts = self.fan_out(|shard, c, d| {
+            let req = EvaluateRequest { shard, ..req.clone() };
+            async move { client.evaluate_shard(req, c, d, limit).await }
+        });
         let parts = match parts {
             Ok(p) => p,
             Err(e) => return Some(Err(e)),

@@ -107,6 +107,9 @@ pub struct ReadOptions {
     /// Most samples the reads may bring into memory (the engine's `max_samples`), across
     /// every shard.
     pub max_samples: usize,
+    /// Most bytes the loaded series may take in memory (the engine's `max_bytes`), across
+    /// every shard.
+    pub max_bytes: usize,
     /// Set once nobody waits for the answer (the client went away): reads stop.
     pub canceled: Arc<AtomicBool>,
 }
@@ -174,7 +177,7 @@ pub trait QueryBackend: Send + Sync + std::fmt::Debug + 'static {
 
 impl QueryBackend for Reader {
     fn view(&self, opts: ReadOptions) -> Option<Box<dyn ReadView>> {
-        let limit = strata_promql::LoadLimit::new(opts.max_samples, opts.deadline);
+        let limit = strata_promql::LoadLimit::new(opts.max_samples, opts.max_bytes, opts.deadline);
         self.get().map(|db| Box::new(DbView { db, limit, opts }) as Box<dyn ReadView>)
     }
 

@@ -176,6 +176,7 @@ impl AppState {
             partial_response: matches!(p.get("partial_response"), Some("true" | "1")),
             deadline: std::time::Instant::now() + engine.config().timeout,
             max_samples: engine.config().max_samples,
+            max_bytes: engine.config().max_bytes,
             canceled: guard.0.clone(),
         };
         let view = self

@@ -76,9 +76,10 @@ async fn assert_reads_match(c: &Cluster) {
             stored.iter().filter(|x| x.0 == shard).map(|x| (x.1.clone(), x.2.clone())).collect();
         for consistency in [ReadConsistency::Linearizable, ReadConsistency::Follower] {
             let deadline = c.client.read_deadline(None);
+            let limit = strata_promql::LoadLimit::new(usize::MAX, usize::MAX, deadline.into_std());
             let got = c
                 .client
-                .select_shard(shard, &m, i64::MIN, i64::MAX, consistency, deadline)
+                .select_shard(shard, &m, (i64::MIN, i64::MAX), consistency, deadline, &limit)
                 .await
                 .expect("select");
             let got: Vec<_> = got
@@ -87,6 +88,31 @@ async fn assert_reads_match(c: &Cluster) {
                 .map(|s| (s.labels, s.samples.iter().map(|(t, v)| (*t, v.to_bits())).collect::<Vec<_>>()))
                 .collect();
             assert_eq!(got, want, "shard {shard}, {consistency:?}");
+        }
+        // a read over the query's limits stops with the limit's error, charged as series arrive
+        let samples: usize = want.iter().map(|w| w.1.len()).sum();
+        if samples == 0 {
+            continue;
+        }
+        for (max_samples, max_bytes, error) in [
+            (samples - 1, usize::MAX, "query processing would load too many samples"),
+            (usize::MAX, 1, "--query.max-bytes"),
+        ] {
+            let deadline = c.client.read_deadline(None);
+            let limit = strata_promql::LoadLimit::new(max_samples, max_bytes, deadline.into_std());
+            let e = c
+                .client
+                .select_shard(
+                    shard,
+                    &m,
+                    (i64::MIN, i64::MAX),
+                    ReadConsistency::Linearizable,
+                    deadline,
+                    &limit,
+                )
+                .await
+                .expect_err("over the limit");
+            assert!(e.to_string().contains(error), "shard {shard}: {e}");
         }
     }
 }
