@@ -241,3 +241,84 @@ mod tests {
         assert!(StandaloneConfig { shards: 0, ..StandaloneConfig::default() }.validate().is_err());
     }
 }
+
+/// The `--ingest.*` flags, of every role that takes writes (standalone, ingestor, storage):
+/// each overrides the config file (standalone) or the default.
+#[derive(Debug, Default, clap::Args)]
+pub(crate) struct IngestArgs {
+    /// Refuse samples newer than now plus this [default: 10m]. Not on an ingestor (the
+    /// storage nodes check every sample they apply).
+    #[arg(long = "ingest.max-future")]
+    ingest_max_future: Option<PromDuration>,
+    /// Most labels in a series; 0 = no limit [default: 30].
+    #[arg(long = "ingest.max-label-names-per-series")]
+    ingest_max_label_names_per_series: Option<usize>,
+    /// Longest label name, in bytes; 0 = no limit [default: 1024].
+    #[arg(long = "ingest.max-label-name-length")]
+    ingest_max_label_name_length: Option<usize>,
+    /// Longest label value, in bytes; 0 = no limit [default: 2048].
+    #[arg(long = "ingest.max-label-value-length")]
+    ingest_max_label_value_length: Option<usize>,
+    /// Most series in one remote-write request; 0 = no limit [default: 100000].
+    #[arg(long = "ingest.max-series-per-request")]
+    ingest_max_series_per_request: Option<usize>,
+    /// Most metadata entries in one remote-write request; 0 = no limit [default: 100000].
+    #[arg(long = "ingest.max-metadata-per-request")]
+    ingest_max_metadata_per_request: Option<usize>,
+    /// Remote-write samples per second this process takes; more get 429 with Retry-After;
+    /// 0 = no limit [default: 0].
+    #[arg(long = "ingest.rate-limit")]
+    ingest_rate_limit: Option<f64>,
+    /// Samples the rate limit lets through at once; 0 = 20 × the rate [default: 0].
+    #[arg(long = "ingest.burst")]
+    ingest_burst: Option<u64>,
+    /// Most series the node holds; new series beyond get 400; 0 = no limit [default: 0].
+    /// Not on an ingestor (it holds no series).
+    #[arg(long = "ingest.max-active-series")]
+    ingest_max_active_series: Option<usize>,
+}
+
+impl IngestArgs {
+    /// Overrides `c`'s ingest settings with the flags given.
+    pub(crate) fn apply(&self, c: &mut StandaloneConfig) {
+        let set = |dst: &mut usize, v: Option<usize>| {
+            if let Some(v) = v {
+                *dst = v;
+            }
+        };
+        if let Some(v) = self.ingest_max_future {
+            c.ingest_max_future = v;
+        }
+        set(&mut c.ingest_max_label_names_per_series, self.ingest_max_label_names_per_series);
+        set(&mut c.ingest_max_label_name_length, self.ingest_max_label_name_length);
+        set(&mut c.ingest_max_label_value_length, self.ingest_max_label_value_length);
+        set(&mut c.ingest_max_series_per_request, self.ingest_max_series_per_request);
+        set(&mut c.ingest_max_metadata_per_request, self.ingest_max_metadata_per_request);
+        set(&mut c.ingest_max_active_series, self.ingest_max_active_series);
+        if let Some(v) = self.ingest_rate_limit {
+            c.ingest_rate_limit = v;
+        }
+        if let Some(v) = self.ingest_burst {
+            c.ingest_burst = v;
+        }
+    }
+
+    /// The ingest settings of a cluster role: the defaults overridden by the flags given.
+    pub(crate) fn settings(&self) -> StandaloneConfig {
+        let mut c = StandaloneConfig::default();
+        self.apply(&mut c);
+        c
+    }
+
+    /// The first flag given that only a node with a database can apply (an ingestor
+    /// holds no series and stamps no sample: storage nodes check those).
+    pub(crate) fn storage_only(&self) -> Option<&'static str> {
+        if self.ingest_max_future.is_some() {
+            Some("--ingest.max-future")
+        } else if self.ingest_max_active_series.is_some() {
+            Some("--ingest.max-active-series")
+        } else {
+            None
+        }
+    }
+}

@@ -98,33 +98,8 @@ struct StandaloneArgs {
     /// this; 0 = no check [default: 268435456].
     #[arg(long = "storage.min-free-bytes")]
     storage_min_free_bytes: Option<u64>,
-    /// Refuse samples newer than now plus this [default: 10m].
-    #[arg(long = "ingest.max-future")]
-    ingest_max_future: Option<PromDuration>,
-    /// Most labels in a series; 0 = no limit [default: 30].
-    #[arg(long = "ingest.max-label-names-per-series")]
-    ingest_max_label_names_per_series: Option<usize>,
-    /// Longest label name, in bytes; 0 = no limit [default: 1024].
-    #[arg(long = "ingest.max-label-name-length")]
-    ingest_max_label_name_length: Option<usize>,
-    /// Longest label value, in bytes; 0 = no limit [default: 2048].
-    #[arg(long = "ingest.max-label-value-length")]
-    ingest_max_label_value_length: Option<usize>,
-    /// Most series in one remote-write request; 0 = no limit [default: 100000].
-    #[arg(long = "ingest.max-series-per-request")]
-    ingest_max_series_per_request: Option<usize>,
-    /// Most metadata entries in one remote-write request; 0 = no limit [default: 100000].
-    #[arg(long = "ingest.max-metadata-per-request")]
-    ingest_max_metadata_per_request: Option<usize>,
-    /// Remote-write samples per second; more get 429 with Retry-After; 0 = no limit [default: 0].
-    #[arg(long = "ingest.rate-limit")]
-    ingest_rate_limit: Option<f64>,
-    /// Samples the rate limit lets through at once; 0 = 20 × the rate [default: 0].
-    #[arg(long = "ingest.burst")]
-    ingest_burst: Option<u64>,
-    /// Most series the node holds; new series beyond get 400; 0 = no limit [default: 0].
-    #[arg(long = "ingest.max-active-series")]
-    ingest_max_active_series: Option<usize>,
+    #[command(flatten)]
+    ingest: config::IngestArgs,
 }
 
 fn load_config(a: StandaloneArgs) -> anyhow::Result<StandaloneConfig> {
@@ -169,33 +144,7 @@ fn load_config(a: StandaloneArgs) -> anyhow::Result<StandaloneConfig> {
     if let Some(v) = a.web_read_timeout {
         c.web_read_timeout = v;
     }
-    if let Some(v) = a.ingest_max_future {
-        c.ingest_max_future = v;
-    }
-    if let Some(v) = a.ingest_max_label_names_per_series {
-        c.ingest_max_label_names_per_series = v;
-    }
-    if let Some(v) = a.ingest_max_label_name_length {
-        c.ingest_max_label_name_length = v;
-    }
-    if let Some(v) = a.ingest_max_label_value_length {
-        c.ingest_max_label_value_length = v;
-    }
-    if let Some(v) = a.ingest_max_series_per_request {
-        c.ingest_max_series_per_request = v;
-    }
-    if let Some(v) = a.ingest_max_metadata_per_request {
-        c.ingest_max_metadata_per_request = v;
-    }
-    if let Some(v) = a.ingest_rate_limit {
-        c.ingest_rate_limit = v;
-    }
-    if let Some(v) = a.ingest_burst {
-        c.ingest_burst = v;
-    }
-    if let Some(v) = a.ingest_max_active_series {
-        c.ingest_max_active_series = v;
-    }
+    a.ingest.apply(&mut c);
     c.validate().map_err(anyhow::Error::msg)?;
     Ok(c)
 }

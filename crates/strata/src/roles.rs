@@ -15,6 +15,7 @@ use strata_raft::RaftConfig;
 use strata_server::{AppState, Reader, ServerConfig};
 use strata_tsdb::DbConfig;
 
+use crate::config::IngestArgs;
 use strata_discovery::PromDuration;
 
 /// How a cluster member talks to the storage nodes' gRPC ports (Raft, shard writes and
@@ -127,6 +128,8 @@ pub(crate) struct StorageArgs {
     tls: GrpcTlsArgs,
     #[command(flatten)]
     web: WebArgs,
+    #[command(flatten)]
+    ingest: IngestArgs,
 }
 
 fn parse_node_id(s: &str) -> Result<u64, String> {
@@ -206,9 +209,12 @@ pub(crate) async fn storage(a: StorageArgs) -> anyhow::Result<()> {
     cfg.bootstrap = a.bootstrap;
     cfg.shards = a.shards;
     cfg.replication_factor = a.replication_factor;
+    let ingest = a.ingest.settings();
     cfg.db = DbConfig {
         retention: a.retention_time.0,
         out_of_order_window: a.out_of_order_time_window.0,
+        max_future: ingest.ingest_max_future.0,
+        label_limits: ingest.label_limits(),
         ..DbConfig::default()
     };
     cfg.raft = RaftConfig {
@@ -233,7 +239,7 @@ pub(crate) async fn storage(a: StorageArgs) -> anyhow::Result<()> {
             let state = AppState::with(
                 Arc::new(StorageBackend { reader: Reader::dynamic(move || n.db()), node: node.clone() }),
                 Arc::new(ClusterWriter(client)),
-                ServerConfig { listen: a.web.listen(), ..ServerConfig::default() },
+                ServerConfig { listen: a.web.listen(), ingest: ingest.ingest(), ..ServerConfig::default() },
             );
             serve_http(addr, &state, strata_server::router(state.clone())).await?;
         }
@@ -275,9 +281,14 @@ pub(crate) struct IngestorArgs {
     tls: GrpcTlsArgs,
     #[command(flatten)]
     web: WebArgs,
+    #[command(flatten)]
+    ingest: IngestArgs,
 }
 
 pub(crate) async fn ingestor(a: IngestorArgs) -> anyhow::Result<()> {
+    if let Some(flag) = a.ingest.storage_only() {
+        anyhow::bail!("{flag} is applied by storage nodes, not by an ingestor: set it on them");
+    }
     let client = Arc::new(ClusterClient::new(ClientConfig {
         seeds: a.storage.clone(),
         write_timeout: a.write_timeout.0,
@@ -300,7 +311,11 @@ pub(crate) async fn ingestor(a: IngestorArgs) -> anyhow::Result<()> {
     let state = AppState::with(
         Arc::new(Reader::none()),
         writer.clone(),
-        ServerConfig { listen: a.web.listen(), ..ServerConfig::default() },
+        ServerConfig {
+            listen: a.web.listen(),
+            ingest: a.ingest.settings().ingest(),
+            ..ServerConfig::default()
+        },
     );
     let scrape_routes =
         crate::scraping::start(a.scrape_config.clone(), ring, &a.http_addr, &state, writer).await?;
