@@ -81,6 +81,7 @@ pub fn maybe_nonfinite(e: &Expr) -> bool {
                     | "quantile_over_time"
                     | "holt_winters"
                     | "scalar"
+                    | "round"
                     | "predict_linear"
                     | "deriv"
             ) || args.iter().any(maybe_nonfinite)
@@ -123,6 +124,15 @@ pub fn static_exclusion(e: &Expr) -> Option<&'static str> {
             {
                 return Some("row 20: predict_linear over an @-pinned range");
             }
+            Expr::Call("quantile_over_time", args)
+                if args.len() == 2
+                    && !matches!(args[0], Expr::Num(_))
+                    && args[1].any(&|x| {
+                        matches!(x, Expr::Sel(_, m) | Expr::Range(_, _, m) | Expr::Sub(_, _, _, m) if m.at.is_some())
+                    }) =>
+            {
+                return Some("row 20: a range function over an @-pinned range with a non-constant parameter");
+            }
             Expr::Bin("atan2", _, _, l, r) if l.ty() != Ty::Scalar || r.ty() != Ty::Scalar => {
                 return Some("row 17: atan2 with a vector operand");
             }
@@ -150,14 +160,14 @@ pub fn range_exclusion(e: &Expr) -> Option<&'static str> {
 /// Asks the reference one query.
 pub type Ask<'a> = dyn Fn(&str, &Query) -> Answer + 'a;
 
-/// The verdict on a minimised mismatch of `e` (`reference` is Prometheus when `versions`).
+/// The verdict on a minimised mismatch of `e`: the two answers, a way to ask the
+/// reference and the target more, and whether the reference is Prometheus 2.42 (`versions`).
 pub fn classify(
     e: &Expr,
     query: &Query,
     kind: DiffKind,
-    reference: &Answer,
-    target: &Answer,
-    ask_ref: &Ask<'_>,
+    (reference, target): (&Answer, &Answer),
+    (ask_ref, ask_target): (&Ask<'_>, &Ask<'_>),
     versions: bool,
 ) -> Verdict {
     // ties under topk/bottomk: which series are kept is unspecified
@@ -173,27 +183,83 @@ pub fn classify(
     if !versions {
         return Verdict::StrataBug;
     }
+    // Prometheus (2.42 and 3.x) panics on a parenthesised step-invariant string or range
+    // vector at the top of an instant query
+    if kind == DiffKind::RefErrorTargetResult
+        && let Answer::Err { message, .. } = reference
+        && (message.contains("unexpected result in StepInvariantExpr")
+            || message.contains("unexpected number of samples"))
+    {
+        return Verdict::Undefined("Prometheus panics evaluating a parenthesised step-invariant expression");
+    }
+    // float noise: a sub-expression both compute within 1e-6 but not bit for bit, made
+    // visible by count_values labels or amplified (%, sin, cos, cancellation); Kahan
+    // summation changed after 2.42 (row 4), and Go's math library and libm differ in the
+    // last place for transcendental functions (row 23)
+    if kind == DiffKind::Result {
+        for n in e.nodes().into_iter().skip(1) {
+            let noisy = match n {
+                Expr::Call(f, _) | Expr::Agg(f, ..) if ROW4.contains(f) => Some(Verdict::Version(
+                    "row 4: Kahan summation, last digits amplified or seen through count_values",
+                )),
+                Expr::Call(f, _) if TRANSCENDENTAL.contains(f) => Some(Verdict::Undefined(
+                    "row 23: last-place differences of Go's math and libm, amplified",
+                )),
+                Expr::Bin("^", ..) => Some(Verdict::Undefined(
+                    "row 23: last-place differences of Go's math and libm, amplified",
+                )),
+                _ => None,
+            };
+            if let Some(v) = noisy {
+                let text = n.to_string();
+                let (a, b) = (ask_ref(&text, query), ask_target(&text, query));
+                if crate::compare::diff(&a, &b).is_none() && a.brief(usize::MAX) != b.brief(usize::MAX) {
+                    return v;
+                }
+            }
+        }
+    }
+    // row 4: sums computed another way (Kahan and friends) differ in the last digits,
+    // which count_values turns into different labels
+    if kind == DiffKind::Result
+        && e.uses("count_values")
+        && ROW4.iter().any(|f| e.uses(f))
+        && agree_but_for_float_labels(reference, target)
+    {
+        return Verdict::Version("row 4: Kahan summation, last digits seen through count_values labels");
+    }
     // exp/sinh/cosh beyond ~709, date functions of NaN/Inf/huge
     for n in e.nodes() {
         match n {
-            Expr::Call("exp" | "sinh" | "cosh", args) if kind == DiffKind::Result => {
-                if values(&ask_ref(&args[0].to_string(), query)).iter().any(|v| v.abs() >= 709.0) {
-                    return Verdict::Undefined("row 23: exp/sinh/cosh overflow");
-                }
+            Expr::Call("exp" | "sinh" | "cosh", args)
+                if kind == DiffKind::Result
+                    && values(&ask_ref(&args[0].to_string(), query)).iter().any(|v| v.abs() >= 709.0) =>
+            {
+                return Verdict::Undefined("row 23: exp/sinh/cosh overflow");
             }
             Expr::Call(
                 "days_in_month" | "day_of_month" | "day_of_week" | "day_of_year" | "hour" | "minute"
                 | "month" | "year",
                 args,
-            ) if !args.is_empty() => {
-                if values(&ask_ref(&args[0].to_string(), query))
+            ) if !args.is_empty()
+                && values(&ask_ref(&args[0].to_string(), query))
                     .iter()
-                    .any(|v| !v.is_finite() || v.abs() >= 9.2e18)
-                {
-                    return Verdict::Undefined("row 23: date function of NaN/Inf/huge");
-                }
+                    .any(|v| !v.is_finite() || v.abs() >= 9.2e18) =>
+            {
+                return Verdict::Undefined("row 23: date function of NaN/Inf/huge");
             }
             _ => {}
+        }
+    }
+    // row 6: 3.x ignores tiny differences between adjacent buckets (float noise of sums)
+    if kind == DiffKind::Result {
+        for n in e.nodes() {
+            if let Expr::Call("histogram_quantile", args) = n
+                && args.len() == 2
+                && has_tiny_bucket_deltas(&ask_ref(&args[1].to_string(), query))
+            {
+                return Verdict::Version("row 6: histogram_quantile over buckets differing by float noise");
+            }
         }
     }
     // row 18: 2.42 filters a comparison before checking the matching, 3.9 after
@@ -227,8 +293,82 @@ pub fn classify(
     Verdict::StrataBug
 }
 
+/// Functions and aggregations whose summation changed after 2.42 (VERSIONS.md row 4).
+const ROW4: &[&str] = &[
+    "sum",
+    "avg",
+    "avg_over_time",
+    "sum_over_time",
+    "stddev_over_time",
+    "stdvar_over_time",
+    "stddev",
+    "stdvar",
+    "deriv",
+    "predict_linear",
+];
+
+/// Functions whose last-place results differ between Go's math library and libm.
+const TRANSCENDENTAL: &[&str] = &[
+    "sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "tanh", "asinh", "acosh", "atanh", "exp",
+    "ln", "log2", "log10",
+];
+
+/// Points of a series.
+type Points = Vec<(i64, f64)>;
+
+/// Whether the answers agree once label values that are numbers are compared as numbers
+/// (relative 1e-9).
+pub fn agree_but_for_float_labels(a: &Answer, b: &Answer) -> bool {
+    let canon = |x: &Answer| {
+        let mut v: Vec<(Vec<(String, String)>, Points)> = x
+            .series()
+            .into_iter()
+            .map(|(labels, pts)| {
+                let l = labels
+                    .into_iter()
+                    .map(|(k, v)| match v.parse::<f64>() {
+                        Ok(f) if f.is_finite() && f != 0.0 => (k, format!("{:.9e}", f)),
+                        _ => (k, v),
+                    })
+                    .collect();
+                (l, pts)
+            })
+            .collect();
+        v.sort_by(|x, y| format!("{:?}", x.0).cmp(&format!("{:?}", y.0)));
+        v
+    };
+    let (x, y) = (canon(a), canon(b));
+    x.len() == y.len()
+        && x.iter().zip(&y).all(|(p, q)| {
+            p.0 == q.0
+                && p.1.len() == q.1.len()
+                && p.1.iter().zip(&q.1).all(|(m, n)| m.0 == n.0 && close(m.1, n.1))
+        })
+}
+
 fn values(a: &Answer) -> Vec<f64> {
     a.series().into_iter().flat_map(|s| s.1.into_iter().map(|p| p.1)).collect()
+}
+
+/// Whether two adjacent `le` buckets of one histogram at one time differ by float noise
+/// only (relative 1e-9), which 3.x treats as equal and 2.42 does not.
+fn has_tiny_bucket_deltas(a: &Answer) -> bool {
+    let mut hists: BTreeMap<(String, i64), Vec<(f64, f64)>> = BTreeMap::new();
+    for (mut labels, pts) in a.series() {
+        let Some(le) = labels.remove("le").and_then(|l| l.parse::<f64>().ok()) else { continue };
+        labels.remove("__name__");
+        let key = format!("{labels:?}");
+        for (t, v) in pts {
+            hists.entry((key.clone(), t)).or_default().push((le, v));
+        }
+    }
+    hists.values_mut().any(|b| {
+        b.sort_by(|x, y| x.0.total_cmp(&y.0));
+        b.windows(2).any(|w| {
+            let d = (w[1].1 - w[0].1).abs();
+            d > 0.0 && d <= 1e-9 * w[0].1.abs().max(w[1].1.abs())
+        })
+    })
 }
 
 /// Whether some evaluation time has two series of equal value (or a NaN).

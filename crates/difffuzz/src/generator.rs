@@ -84,7 +84,6 @@ const DURS: &[(&str, i64)] = &[
     ("45s", 45_000),
     ("7m", 420_000),
     ("90s", 90_000),
-    ("2500ms", 2_500),
     ("20s", 20_000),
 ];
 const OFFSETS: &[(&str, i64)] = &[
@@ -95,9 +94,12 @@ const OFFSETS: &[(&str, i64)] = &[
     ("1h", 3_600_000),
     ("90s", 90_000),
     ("1m30s", 90_000),
-    ("1500ms", 1_500),
     ("17m", 1_020_000),
 ];
+/// Offsets of a subquery evaluated at a subquery's steps (whole seconds): half a second
+/// off, so that its window never starts on one of its own steps.
+const HALF_OFFSETS: &[(&str, i64)] =
+    &[("500ms", 500), ("1500ms", 1_500), ("30500ms", 30_500), ("2m500ms", 120_500)];
 const SUB_RANGES: &[(&str, i64)] = &[
     ("5m", 300_000),
     ("10m", 600_000),
@@ -113,9 +115,9 @@ const SUB_STEPS: &[(&str, i64)] = &[
     ("15s", 15_000),
     ("10s", 10_000),
     ("90s", 90_000),
-    ("2500ms", 2_500),
+    ("20s", 20_000),
 ];
-const RANGE_STEPS: &[i64] = &[30_000, 60_000, 90_000, 150_000, 45_500];
+const RANGE_STEPS: &[i64] = &[30_000, 60_000, 90_000, 150_000, 45_000];
 
 const NUMS: &[&str] = &[
     "0", "1", "2", "0.5", "3.14", "1e3", "1e-3", "0x1F", "0xff", "NaN", "Inf", "-Inf", "+Inf", "100",
@@ -171,7 +173,9 @@ impl Generator {
             if self.chance(0.03) {
                 expr = self.syntax_error(expr);
             }
-            if !reach_ok(&expr, 0) {
+            self.fix_timing(&mut expr, true);
+            debug_assert!(timing_ok(&expr, true), "{expr}");
+            if !reach_ok(&expr, 0) || !timing_ok(&expr, true) {
                 self.stats.too_far_or_costly += 1;
                 continue;
             }
@@ -261,10 +265,9 @@ impl Generator {
                     let lo = self.clock.earliest() / 1000;
                     let hi = (self.clock.data_start + crate::data::SPAN_MS) / 1000 + 300;
                     let s = lo + (self.rng.next_u64() % (hi - lo) as u64) as i64;
-                    match self.below(3) {
+                    match self.below(2) {
                         0 => At::Time(format!("{s}.5"), s * 1000 + 500),
-                        1 => At::Time(format!("{s}.000"), s * 1000),
-                        _ => At::Time(s.to_string(), s * 1000),
+                        _ => At::Time(format!("{s}.500"), s * 1000 + 500),
                     }
                 }
             });
@@ -329,7 +332,7 @@ impl Generator {
                     _ => v,
                 }
             } else {
-                let esc = |s: &str| s.replace('.', "\\.").replace('+', "\\+").replace('/', "/");
+                let esc = |s: &str| s.replace('.', "\\.").replace('+', "\\+");
                 match self.below(8) {
                     0 => format!("{}|{}", esc(&v), esc(&w)),
                     1 => format!("{}.*", v.chars().take(2).collect::<String>().replace('.', "\\.")),
@@ -363,6 +366,28 @@ impl Generator {
         let step = if self.chance(0.2) { None } else { Some(self.dur(SUB_STEPS)) };
         let m = self.mods(0.15, 0.1);
         Expr::Sub(Box::new(inner), r, step, m)
+    }
+
+    /// Gives every subquery evaluated at whole seconds (under another subquery, without
+    /// `@`) a half-second offset; `half` says whether `e` is evaluated at .500.
+    fn fix_timing(&mut self, e: &mut Expr, half: bool) {
+        let inner_half = match e {
+            Expr::Sub(_, _, _, m) => {
+                let at = m.at.is_some();
+                let off_half = m.offset_ms().rem_euclid(1000) == 500;
+                if !(at || half || off_half) {
+                    let neg = self.chance(0.15);
+                    m.offset = Some((neg, self.dur(HALF_OFFSETS)));
+                } else if (at || half) && off_half {
+                    m.offset = None;
+                }
+                false
+            }
+            _ => half,
+        };
+        for c in e.children_mut() {
+            self.fix_timing(c, inner_half);
+        }
     }
 
     fn param(&mut self, d: usize, pool: &[&str]) -> Expr {
@@ -621,6 +646,32 @@ pub fn reach_ok(e: &Expr, acc: i64) -> bool {
             a <= REACH_MS && reach_ok(inner, a)
         }
         _ => e.children().iter().all(|c| reach_ok(c, acc)),
+    }
+}
+
+/// Whether no window of `e` can start exactly on a sample or on a subquery step (where
+/// 2.42's closed and 3.x's left-open windows differ): every duration is whole seconds but a
+/// subquery's offset, `@` times end in .500, and a subquery's window starts on .500 (its
+/// steps are whole seconds); `half` says whether `e` is evaluated at .500.
+pub fn timing_ok(e: &Expr, half: bool) -> bool {
+    let whole = |ms: i64| ms % 1000 == 0;
+    let at_ok = |m: &Mods| match &m.at {
+        Some(At::Time(_, ms)) => ms.rem_euclid(1000) == 500,
+        _ => true,
+    };
+    match e {
+        Expr::Sel(_, m) => at_ok(m) && whole(m.offset_ms()),
+        Expr::Range(_, r, m) => at_ok(m) && whole(m.offset_ms()) && whole(r.ms),
+        Expr::Sub(inner, r, step, m) => {
+            let eval_half = (m.at.is_some() || half) != (m.offset_ms().rem_euclid(1000) == 500);
+            at_ok(m)
+                && eval_half
+                && whole(r.ms)
+                && step.as_ref().is_none_or(|s| whole(s.ms))
+                && m.offset_ms() % 500 == 0
+                && timing_ok(inner, false)
+        }
+        _ => e.children().iter().all(|c| timing_ok(c, half)),
     }
 }
 

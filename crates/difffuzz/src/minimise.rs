@@ -5,7 +5,7 @@
 
 use crate::exclude::static_exclusion;
 use crate::expr::{Expr, Ty};
-use crate::generator::{MAX_COST, cost, reach_ok};
+use crate::generator::{MAX_COST, cost, reach_ok, timing_ok};
 
 /// Every one-step simplification of `e`.
 pub fn candidates(e: &Expr) -> Vec<Expr> {
@@ -72,29 +72,25 @@ fn local(n: &Expr) -> Vec<Expr> {
                 out.push(Expr::Sub(e.clone(), r.clone(), step.clone(), m2));
             }
         }
-        Expr::Agg(op, p, g, e) => {
-            if let Some(g) = g {
-                out.push(Expr::Agg(op, p.clone(), None, e.clone()));
-                for k in 0..g.labels.len() {
-                    let mut g2 = g.clone();
-                    g2.labels.remove(k);
-                    out.push(Expr::Agg(op, p.clone(), Some(g2), e.clone()));
-                }
+        Expr::Agg(op, p, Some(g), e) => {
+            out.push(Expr::Agg(op, p.clone(), None, e.clone()));
+            for k in 0..g.labels.len() {
+                let mut g2 = g.clone();
+                g2.labels.remove(k);
+                out.push(Expr::Agg(op, p.clone(), Some(g2), e.clone()));
             }
         }
-        Expr::Bin(op, b, m, l, r) => {
-            if let Some(m) = m {
-                out.push(Expr::Bin(op, *b, None, l.clone(), r.clone()));
-                if m.group.is_some() {
-                    let mut m2 = m.clone();
-                    m2.group = None;
-                    out.push(Expr::Bin(op, *b, Some(m2), l.clone(), r.clone()));
-                }
-                for k in 0..m.labels.len() {
-                    let mut m2 = m.clone();
-                    m2.labels.remove(k);
-                    out.push(Expr::Bin(op, *b, Some(m2), l.clone(), r.clone()));
-                }
+        Expr::Bin(op, b, Some(m), l, r) => {
+            out.push(Expr::Bin(op, *b, None, l.clone(), r.clone()));
+            if m.group.is_some() {
+                let mut m2 = m.clone();
+                m2.group = None;
+                out.push(Expr::Bin(op, *b, Some(m2), l.clone(), r.clone()));
+            }
+            for k in 0..m.labels.len() {
+                let mut m2 = m.clone();
+                m2.labels.remove(k);
+                out.push(Expr::Bin(op, *b, Some(m2), l.clone(), r.clone()));
             }
         }
         Expr::Call(f, args) => {
@@ -118,7 +114,11 @@ pub fn minimise(e: &Expr, still_differs: &mut dyn FnMut(&Expr) -> bool, budget: 
             if tried >= budget {
                 break 'outer;
             }
-            if !reach_ok(&c, 0) || cost(&c) > MAX_COST || static_exclusion(&c).is_some() {
+            if !reach_ok(&c, 0)
+                || !timing_ok(&c, true)
+                || cost(&c) > MAX_COST
+                || static_exclusion(&c).is_some()
+            {
                 continue;
             }
             tried += 1;

@@ -84,10 +84,14 @@ impl Target {
         form.push(("query", expr.to_owned()));
         form.push(("timeout", "60s".to_owned()));
         let res = self.http.post(format!("{}{path}", self.base)).form(&form).send();
-        match res.and_then(|r| r.json::<serde_json::Value>()) {
+        let a = match res.and_then(|r| r.json::<serde_json::Value>()) {
             Ok(v) => Answer::from_body(&v),
             Err(e) => Answer::Err { kind: "transport".into(), message: e.to_string() },
+        };
+        if std::env::var_os("DIFFFUZZ_TRACE").is_some() {
+            eprintln!("{} {q} {expr}\n  -> {}", self.name, a.brief(300));
         }
+        a
     }
 }
 
@@ -166,6 +170,8 @@ pub struct Report {
     pub range_skipped: usize,
     /// Cases on which the reference answered with an error in at least one query.
     pub error_cases: usize,
+    /// Cases on which the reference answered with a non-empty result in at least one query.
+    pub nonempty_cases: usize,
     /// Disagreements (one per case and target), minimised, with verdicts.
     pub findings: Vec<Finding>,
     /// What the generator threw away.
@@ -209,12 +215,13 @@ impl Report {
     /// One line.
     pub fn summary(&self) -> String {
         format!(
-            "{} vs {}: {} cases ({} queries each system, {} with reference errors), {} disagree (Strata bugs), {} excluded by verdict, {:.2} % agreement, {:.0} s",
+            "{} vs {}: {} cases ({} queries each system, {} with reference errors, {} with non-empty results), {} disagree (Strata bugs), {} excluded by verdict, {:.2} % agreement, {:.0} s",
             self.reference,
             self.targets.join(", "),
             self.cases,
             self.queries,
             self.error_cases,
+            self.nonempty_cases,
             self.bug_cases(),
             self.excluded_cases(),
             self.agreement(),
@@ -309,7 +316,7 @@ impl Default for RunConfig {
 pub fn run(reference: &Target, targets: &[Target], cases: &[Case], plan: &Plan, cfg: &RunConfig) -> Report {
     let started = Instant::now();
     let next = AtomicUsize::new(0);
-    let out: Mutex<Vec<(usize, bool, usize, Vec<Finding>)>> = Mutex::new(Vec::new());
+    let out: Mutex<Vec<CaseOutcome>> = Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for _ in 0..cfg.threads.max(1) {
             s.spawn(|| {
@@ -318,7 +325,7 @@ pub fn run(reference: &Target, targets: &[Target], cases: &[Case], plan: &Plan, 
                     if i >= cases.len() {
                         break;
                     }
-                    if cfg.progress > 0 && i > 0 && i % cfg.progress == 0 {
+                    if cfg.progress > 0 && i > 0 && i.is_multiple_of(cfg.progress) {
                         eprintln!(
                             "difffuzz: {i} of {} cases, {:.0} s",
                             cases.len(),
@@ -334,7 +341,7 @@ pub fn run(reference: &Target, targets: &[Target], cases: &[Case], plan: &Plan, 
         }
     });
     let mut results = out.into_inner().unwrap_or_default();
-    results.sort_by_key(|r| r.0);
+    results.sort_by_key(|r| r.index);
     let mut report = Report {
         reference: reference.name.clone(),
         targets: targets.iter().map(|t| t.name.clone()).collect(),
@@ -347,13 +354,23 @@ pub fn run(reference: &Target, targets: &[Target], cases: &[Case], plan: &Plan, 
             report.range_skipped += 1;
         }
     }
-    for (_, ref_error, queries, findings) in results {
-        report.queries += queries;
-        report.error_cases += usize::from(ref_error);
-        report.findings.extend(findings);
+    for r in results {
+        report.queries += r.queries;
+        report.error_cases += usize::from(r.ref_error);
+        report.nonempty_cases += usize::from(r.nonempty);
+        report.findings.extend(r.findings);
     }
     report.elapsed = started.elapsed();
     report
+}
+
+/// What one case gave.
+struct CaseOutcome {
+    index: usize,
+    ref_error: bool,
+    nonempty: bool,
+    queries: usize,
+    findings: Vec<Finding>,
 }
 
 fn run_case(
@@ -363,15 +380,17 @@ fn run_case(
     targets: &[Target],
     plan: &Plan,
     cfg: &RunConfig,
-) -> (usize, bool, usize, Vec<Finding>) {
+) -> CaseOutcome {
     let text = case.expr.to_string();
     let mut findings = Vec::new();
     let mut done = vec![false; targets.len()];
     let mut ref_error = false;
+    let mut nonempty = false;
     let queries = plan.queries(case);
     for q in &queries {
         let want = reference.ask(&text, q);
         ref_error |= matches!(want, Answer::Err { .. });
+        nonempty |= !want.series().is_empty();
         for (k, t) in targets.iter().enumerate() {
             if done[k] {
                 continue;
@@ -383,7 +402,7 @@ fn run_case(
             }
         }
     }
-    (i, ref_error, queries.len(), findings)
+    CaseOutcome { index: i, ref_error, nonempty, queries: queries.len(), findings }
 }
 
 /// Minimises one disagreement and gives it a verdict.
@@ -405,7 +424,8 @@ fn investigate(
     let (want, got) = (reference.ask(&text, q), target.ask(&text, q));
     let (kind2, detail) = diff(&want, &got).unwrap_or((kind, "(no longer differs when asked again)".into()));
     let ask_ref = |e: &str, q: &Query| reference.ask(e, q);
-    let verdict = classify(&small, q, kind2, &want, &got, &ask_ref, cfg.versions);
+    let ask_target = |e: &str, q: &Query| target.ask(e, q);
+    let verdict = classify(&small, q, kind2, (&want, &got), (&ask_ref, &ask_target), cfg.versions);
     Finding {
         case: i,
         target: target.name.clone(),
@@ -518,7 +538,29 @@ impl Systems {
         };
         // let the last writes become visible
         std::thread::sleep(Duration::from_secs(2));
-        Ok(Systems { prometheus, strata, cluster, data_start })
+        let systems = Systems { prometheus, strata, cluster, data_start };
+        systems.check_loaded()?;
+        Ok(systems)
+    }
+
+    /// Fails unless every system holds the whole data set (same series count early and
+    /// late in it).
+    pub fn check_loaded(&self) -> anyhow::Result<()> {
+        let plan = Plan::new(self.data_start);
+        let mut all = vec![self.strata_target()];
+        all.extend(self.prometheus_target());
+        all.extend(self.querier_targets());
+        for t in [plan.instants[0], plan.instants[2]] {
+            let q = "count({__name__=~\".+\"})";
+            let counts: Vec<String> = all.iter().map(|s| s.ask(q, &Query::Instant(t)).brief(200)).collect();
+            if counts
+                .iter()
+                .any(|c| c != &counts[0] || !c.contains("\"vector\"") || c.contains("\"result\":[]"))
+            {
+                bail!("the systems do not hold the same data at {}: {counts:?}", secs(t));
+            }
+        }
+        Ok(())
     }
 
     /// Prometheus as a target.
