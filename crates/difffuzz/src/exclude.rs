@@ -211,10 +211,18 @@ pub fn classify(
                 _ => None,
             };
             if let Some(v) = noisy {
+                // at the query's time, and over the hour before it (inside subqueries)
+                let end = match query {
+                    Query::Instant(t) => *t,
+                    Query::Range { end, .. } => *end,
+                };
                 let text = n.to_string();
-                let (a, b) = (ask_ref(&text, query), ask_target(&text, query));
-                if crate::compare::diff(&a, &b).is_none() && a.brief(usize::MAX) != b.brief(usize::MAX) {
-                    return v;
+                let over_hour = format!("({text})[1h:10s]");
+                for (t, q) in [(&text, query.clone()), (&over_hour, Query::Instant(end))] {
+                    let (a, b) = (ask_ref(t, &q), ask_target(t, &q));
+                    if crate::compare::diff(&a, &b).is_none() && a.brief(usize::MAX) != b.brief(usize::MAX) {
+                        return v;
+                    }
                 }
             }
         }

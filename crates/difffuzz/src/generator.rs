@@ -107,6 +107,8 @@ const SUB_RANGES: &[(&str, i64)] = &[
     ("2m", 120_000),
     ("1h", 3_600_000),
     ("4m30s", 270_000),
+    ("30s", 30_000),
+    ("45s", 45_000),
 ];
 const SUB_STEPS: &[(&str, i64)] = &[
     ("30s", 30_000),
@@ -452,6 +454,26 @@ impl Generator {
                 ("label_join", 2, _) => self.string_lit(&["-", "", ",", ":", "\\"]),
                 ("label_join", _, Ty::Str) => {
                     self.string_lit(&["instance", "job", "nonexistent", "mode", "le", "__name__", "method"])
+                }
+                (
+                    "days_in_month" | "day_of_month" | "day_of_week" | "day_of_year" | "hour" | "minute"
+                    | "month" | "year",
+                    0,
+                    _,
+                ) if self.chance(0.5) => {
+                    // negative fractions, epoch seconds, NaN samples
+                    let name = self.pick(&[
+                        "app_balance",
+                        "app_last_success_timestamp_seconds",
+                        "app_temperature_celsius",
+                    ]);
+                    let m = self.mods(0.2, 0.1);
+                    Expr::Sel(Selector { name: Some(name.to_owned()), matchers: vec![], braces: false }, m)
+                }
+                ("timestamp", 0, _) if self.chance(0.5) => {
+                    let sel = self.selector();
+                    let m = self.mods(0.6, 0.6);
+                    Expr::Sel(sel, m)
                 }
                 ("predict_linear", 1, _) => self.param(d, &["3600", "0", "-600", "60", "1e3", "0.5"]),
                 ("holt_winters", 1 | 2, _) => self.param(d, &["0.5", "0.1", "0.9", "1.5", "0"]),
