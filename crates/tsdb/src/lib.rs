@@ -22,6 +22,7 @@
 pub mod chunk;
 mod db;
 mod error;
+pub mod go_regex;
 pub mod histogram;
 mod index;
 pub mod keys;
@@ -57,5 +58,7 @@ pub fn is_stale_marker(v: f64) -> bool {
 
 #[cfg(test)]
 mod fault_tests;
+#[cfg(test)]
+mod go_regex_table;
 #[cfg(test)]
 mod tests;
