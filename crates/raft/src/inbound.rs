@@ -10,7 +10,8 @@
 //! * the vote is committed (only an elected leader replicates or sends snapshots);
 //! * no log id the message carries (previous, entries, commit, snapshot) was proposed by a
 //!   leader later than `v`;
-//! * entries follow `prev_log_id` with consecutive indexes and leaders that never go back;
+//! * entries follow `prev_log_id` with consecutive indexes and leaders that never go back,
+//!   and the leader's commit is ordered with them by index and by leader alike;
 //! * a snapshot's membership is no later than its last log id.
 
 use openraft::raft::AppendEntriesRequest;
@@ -44,6 +45,26 @@ pub(crate) fn check_append(req: &AppendEntriesRequest<TypeConfig>) -> Result<(),
         }
         no_later_than_vote(&req.vote, Some(id), "an entry")?;
         prev = Some(id);
+    }
+    if let Some(c) = &req.leader_commit {
+        // the commit is a log id of the same log: ordered with the message's ids by index and
+        // by leader alike (openraft takes the lower of it and the last id by leader first, so
+        // a commit of an earlier leader at a higher index would commit entries never stored)
+        let known = req.prev_log_id.iter().chain(req.entries.iter().map(|e| &e.log_id));
+        for id in known {
+            let in_order = match id.index.cmp(&c.index) {
+                std::cmp::Ordering::Less => id.leader_id <= c.leader_id,
+                std::cmp::Ordering::Equal => id == c,
+                std::cmp::Ordering::Greater => id.leader_id >= c.leader_id,
+            };
+            if !in_order {
+                return Err(format!(
+                    "leader_commit {} is out of order with {}: log ids rise in index and leader together",
+                    show(Some(c)),
+                    show(Some(id))
+                ));
+            }
+        }
     }
     Ok(())
 }
@@ -135,6 +156,9 @@ mod tests {
             append(v, None, &[(1, 0), (1, 1), (2, 2), (3, 3)], Some((2, 2))),
             append(v, Some((2, 7)), &[(2, 8), (3, 9)], Some((3, 9))),
             append(v, Some((3, 9)), &[], Some((3, 9))),
+            append(v, Some((2, 7)), &[(2, 8)], Some((3, 12))),
+            append(v, Some((2, 7)), &[(2, 8)], Some((1, 3))),
+            append(v, None, &[], Some((3, 12))),
         ] {
             assert_eq!(check_append(&req), Ok(()), "{req:?}");
         }
@@ -154,6 +178,10 @@ mod tests {
             (append(v, Some((2, 7)), &[(2, 8), (4, 9)], None), "later than the sender's vote"),
             (append(v, Some((4, 7)), &[], None), "later than the sender's vote"),
             (append(v, None, &[], Some((4, 2))), "later than the sender's vote"),
+            // the fuzz target's: a commit of an earlier leader beyond the entries sent
+            (append(v, None, &[(0, 0), (1, 1)], Some((0, 7))), "out of order"),
+            (append(v, Some((2, 7)), &[(2, 8), (3, 9)], Some((2, 9))), "out of order"),
+            (append(v, Some((2, 7)), &[(3, 8)], Some((3, 5))), "out of order"),
         ];
         for (req, why) in cases {
             let err = check_append(&req).expect_err(why);

@@ -222,7 +222,7 @@ async fn a_failed_read_during_apply_stops_the_group_instead_of_diverging() {
 /// finding 3), in the target's framing: `kind byte · u32 LE length · payload`. The snapshot's
 /// data does not decode: it is refused as undecodable now, before its vote is looked at (the
 /// rule it broke is tested with a decodable snapshot in `strata-raft`'s node tests).
-const FORGED: [(&str, &str); 5] = [
+const FORGED: [(&str, &str); 6] = [
     ("AppendEntries from a vote that is not committed", "000c000000010000000000000000"),
     (
         "entries not consecutive with prev_log_id",
@@ -235,6 +235,13 @@ const FORGED: [(&str, &str); 5] = [
     (
         "entries the state machine cannot apply in order",
         "002c000000010101000200010002010103010203030101010002000100020101030102030301066f6464652d330101010000",
+    ),
+    (
+        "a commit of an earlier leader at a higher index than the entries sent",
+        "00d900000801010100020001000201030102030301066e6f64652d3202066e6f64652d3203066e6f64652d33010101000100\
+         0007070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070000\
+         0000000000000a0000000002bf00010002010301010000000000007402030301066e6f64a9aaaaaaaaaaaa0a652d3202066e\
+         6f64652d3203066e6f6400",
     ),
     (
         "a snapshot whose last log id belongs to a later leader than the vote",
