@@ -21,6 +21,7 @@
 
 mod api;
 mod backend;
+mod gojson;
 mod grpc;
 mod histogram;
 mod limits;

@@ -2,17 +2,19 @@
 //! endpoints Grafana calls alongside them (`format_query`, `status/buildinfo`,
 //! `query_exemplars`, `metadata`).
 
+use std::io::Write;
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Map, Value as Json, json};
+use serde_json::{Value as Json, json};
 use strata_promql::{Annotations, Engine, QueryError, Value};
 use strata_tsdb::Labels;
 
 use crate::AppState;
 use crate::api::{ApiError, success};
+use crate::gojson;
 use crate::params::{Params, parse_time};
 
 pub(crate) fn query_error(e: QueryError) -> ApiError {
@@ -24,18 +26,6 @@ pub(crate) fn query_error(e: QueryError) -> ApiError {
         QueryError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
     ApiError::new(status, e.error_type(), e.to_string())
-}
-
-/// Seconds as Prometheus writes them: `4`, `1700000000.123`.
-fn fmt_time(t: i64) -> Json {
-    if t % 1000 == 0 {
-        return Json::from(t / 1000);
-    }
-    serde_json::Number::from_f64(t as f64 / 1000.0).map_or(Json::Null, Json::Number)
-}
-
-fn metric(l: &Labels) -> Json {
-    Json::Object(l.iter().map(|x| (x.name.clone(), Json::String(x.value.clone()))).collect::<Map<_, _>>())
 }
 
 /// The populated buckets of a native histogram, each with Prometheus's boundary rule
@@ -54,17 +44,30 @@ pub(crate) fn populated_buckets(
     })
 }
 
-/// A native histogram as Prometheus's API writes it: count, sum and the populated buckets
-/// as `[boundary rule, lower, upper, count]`.
-fn histogram_json(h: &strata_tsdb::FloatHistogram) -> Json {
-    let f = strata_promql::format_float;
-    let mut o = json!({"count": f(h.count), "sum": f(h.sum)});
-    let buckets: Vec<Json> =
-        populated_buckets(h).map(|(rule, b)| json!([rule, f(b.lower), f(b.upper), f(b.count)])).collect();
-    if !buckets.is_empty() {
-        o["buckets"] = Json::Array(buckets);
+/// A native histogram as Prometheus's API writes it (`marshalHistogram`): count, sum and
+/// the populated buckets as `[boundary rule, lower, upper, count]`, each number quoted as
+/// a sample value is.
+fn write_histogram(out: &mut impl Write, h: &strata_tsdb::FloatHistogram) -> std::io::Result<()> {
+    out.write_all(b"{\"count\":")?;
+    gojson::value(out, h.count)?;
+    out.write_all(b",\"sum\":")?;
+    gojson::value(out, h.sum)?;
+    let mut first = true;
+    for (rule, b) in populated_buckets(h) {
+        out.write_all(if first { b",\"buckets\":[" } else { b"," })?;
+        first = false;
+        write!(out, "[{rule},")?;
+        gojson::value(out, b.lower)?;
+        out.write_all(b",")?;
+        gojson::value(out, b.upper)?;
+        out.write_all(b",")?;
+        gojson::value(out, b.count)?;
+        out.write_all(b"]")?;
     }
-    o
+    if !first {
+        out.write_all(b"]")?;
+    }
+    out.write_all(b"}")
 }
 
 /// One series of a shaped result: its float points and its histogram points (a vector's
@@ -122,38 +125,104 @@ impl Answer {
     }
 }
 
-/// A shaped result as the JSON API's `data`.
-fn render(shaped: Shaped) -> Json {
-    let point = |&(ts, x): &(i64, f64)| json!([fmt_time(ts), strata_promql::format_float(x)]);
-    let hist = |(ts, h): &strata_promql::HPoint| json!([fmt_time(*ts), histogram_json(h)]);
+/// A series' labels as Prometheus writes them (`labels.Labels.MarshalJSON`: an object in
+/// label name order, strings escaped as Go escapes them).
+fn write_metric(out: &mut impl Write, l: &Labels) -> std::io::Result<()> {
+    let mut pairs: Vec<_> = l.iter().map(|x| (x.name.as_str(), x.value.as_str())).collect();
+    pairs.sort_unstable();
+    out.write_all(b"{")?;
+    for (i, (n, v)) in pairs.into_iter().enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        gojson::string(out, n)?;
+        out.write_all(b":")?;
+        gojson::string(out, v)?;
+    }
+    out.write_all(b"}")
+}
+
+/// A float point as Prometheus's `marshalPointJSON` writes it: `[1700000000.500,"1e-07"]`.
+fn write_point(out: &mut impl Write, (t, v): (i64, f64)) -> std::io::Result<()> {
+    out.write_all(b"[")?;
+    gojson::point_time(out, t)?;
+    out.write_all(b",")?;
+    gojson::value(out, v)?;
+    out.write_all(b"]")
+}
+
+/// A histogram point: `[1700000000.500,{"count":…}]`.
+fn write_hist_point(out: &mut impl Write, (t, h): &strata_promql::HPoint) -> std::io::Result<()> {
+    out.write_all(b"[")?;
+    gojson::point_time(out, *t)?;
+    out.write_all(b",")?;
+    write_histogram(out, h)?;
+    out.write_all(b"]")
+}
+
+/// A shaped result as the JSON API's `data`, byte for byte as Prometheus 2.42 writes it:
+/// a scalar as `promql.Scalar.MarshalJSON` (its value in full, without an exponent:
+/// `"0.0000001"`; its time as a Go float), a string likewise, and a vector's samples and a
+/// matrix's points as the API's jsoniter encoders (`"1e-07"`, `1700000000.500`).
+fn render(out: &mut impl Write, shaped: &Shaped) -> std::io::Result<()> {
     match shaped {
-        Shaped::Scalar(ts, x) => json!({"resultType": "scalar", "result": point(&(ts, x))}),
-        Shaped::Str(ts, s) => json!({"resultType": "string", "result": [fmt_time(ts), s]}),
+        Shaped::Scalar(ts, x) => {
+            out.write_all(b"{\"resultType\":\"scalar\",\"result\":[")?;
+            gojson::float_time(out, *ts)?;
+            write!(out, ",\"{}\"]}}", strata_promql::format_float(*x))
+        }
+        Shaped::Str(ts, s) => {
+            out.write_all(b"{\"resultType\":\"string\",\"result\":[")?;
+            gojson::float_time(out, *ts)?;
+            out.write_all(b",")?;
+            gojson::string(out, s)?;
+            out.write_all(b"]}")
+        }
         Shaped::Series(kind, series) => {
-            let result: Vec<Json> = series
-                .iter()
-                .map(|s| {
-                    let mut o = json!({"metric": metric(&s.labels)});
-                    if kind == "vector" {
-                        match (s.hists.first(), s.points.first()) {
-                            (Some(h), _) => o["histogram"] = hist(h),
-                            (None, Some(p)) => o["value"] = point(p),
-                            (None, None) => {}
+            write!(out, "{{\"resultType\":\"{kind}\",\"result\":[")?;
+            for (i, s) in series.iter().enumerate() {
+                out.write_all(if i == 0 { b"{\"metric\":" } else { b",{\"metric\":" })?;
+                write_metric(out, &s.labels)?;
+                if *kind == "vector" {
+                    match (s.hists.first(), s.points.first()) {
+                        (Some(h), _) => {
+                            out.write_all(b",\"histogram\":")?;
+                            write_hist_point(out, h)?;
                         }
-                        return o;
+                        (None, Some(&p)) => {
+                            out.write_all(b",\"value\":")?;
+                            write_point(out, p)?;
+                        }
+                        (None, None) => {}
                     }
-                    // a matrix series: `values` when it has floats, `histograms` when it has
-                    // histograms
-                    if !s.points.is_empty() || s.hists.is_empty() {
-                        o["values"] = s.points.iter().map(point).collect();
+                    out.write_all(b"}")?;
+                    continue;
+                }
+                // a matrix series: `values` when it has floats, `histograms` when it has
+                // histograms
+                if !s.points.is_empty() || s.hists.is_empty() {
+                    out.write_all(b",\"values\":[")?;
+                    for (j, &p) in s.points.iter().enumerate() {
+                        if j > 0 {
+                            out.write_all(b",")?;
+                        }
+                        write_point(out, p)?;
                     }
-                    if !s.hists.is_empty() {
-                        o["histograms"] = s.hists.iter().map(hist).collect();
+                    out.write_all(b"]")?;
+                }
+                if !s.hists.is_empty() {
+                    out.write_all(b",\"histograms\":[")?;
+                    for (j, h) in s.hists.iter().enumerate() {
+                        if j > 0 {
+                            out.write_all(b",")?;
+                        }
+                        write_hist_point(out, h)?;
                     }
-                    o
-                })
-                .collect();
-            json!({"resultType": kind, "result": result})
+                    out.write_all(b"]")?;
+                }
+                out.write_all(b"}")?;
+            }
+            out.write_all(b"]}")
         }
     }
 }
@@ -209,15 +278,28 @@ fn respond(shaped: Shaped, a: strata_promql::Annotations, max: usize) -> Result<
     if min_json_bytes(&shaped) > max {
         return Err(too_large(max));
     }
-    let mut body = json!({"status": "success", "data": render(shaped)});
-    if !a.warnings.is_empty() {
-        body["warnings"] = json!(a.warnings);
-    }
-    if !a.infos.is_empty() {
-        body["infos"] = json!(a.infos);
-    }
     let mut out = Capped { buf: Vec::new(), max };
-    serde_json::to_writer(&mut out, &body).map_err(|_| too_large(max))?;
+    let strings = |out: &mut Capped, key: &str, list: &[String]| -> std::io::Result<()> {
+        if list.is_empty() {
+            return Ok(());
+        }
+        write!(out, ",\"{key}\":[")?;
+        for (i, w) in list.iter().enumerate() {
+            if i > 0 {
+                out.write_all(b",")?;
+            }
+            gojson::string(out, w)?;
+        }
+        out.write_all(b"]")
+    };
+    let written = (|| {
+        out.write_all(b"{\"status\":\"success\",\"data\":")?;
+        render(&mut out, &shaped)?;
+        strings(&mut out, "warnings", &a.warnings)?;
+        strings(&mut out, "infos", &a.infos)?;
+        out.write_all(b"}")
+    })();
+    written.map_err(|_| too_large(max))?;
     Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], out.buf).into_response())
 }
 
@@ -461,7 +543,12 @@ mod tests {
             positive: vec![(0, 2.0), (1, 0.0), (2, 1.0)],
             ..strata_tsdb::FloatHistogram::default()
         };
-        let got = histogram_json(&h);
+        let text = |f: &dyn Fn(&mut Vec<u8>) -> std::io::Result<()>| {
+            let mut out = Vec::new();
+            f(&mut out).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let got: Json = serde_json::from_str(&text(&|o| write_histogram(o, &h))).unwrap();
         let want = json!({
             "count": "4",
             "sum": "3.5",
@@ -477,12 +564,27 @@ mod tests {
         }]);
         let shape =
             |value, range| Answer { value, t: 1000, range, annotations: Annotations::default() }.shaped().0;
-        let out = render(shape(v.clone(), false));
+        let rendered = |s: Shaped| -> Json { serde_json::from_str(&text(&|o| render(o, &s))).unwrap() };
+        let out = rendered(shape(v.clone(), false));
         assert!(respond(shape(v.clone(), false), Annotations::default(), 20).is_err());
         assert!(respond(shape(v.clone(), false), Annotations::default(), 1 << 20).is_ok());
         assert_eq!(out["result"][0]["histogram"][1], want);
-        let out = render(shape(v, true));
+        let out = rendered(shape(v, true));
         assert!(out["result"][0].get("values").is_none());
         assert_eq!(out["result"][0]["histograms"][0][1], want);
+        // count, sum and bounds are written as sample values are (marshalValue)
+        let tiny = strata_tsdb::FloatHistogram {
+            schema: 0,
+            zero_threshold: 1e-7,
+            zero_count: 1e-7,
+            count: 1e21,
+            sum: 1.5e-7,
+            positive: vec![(70, 3.0)],
+            ..strata_tsdb::FloatHistogram::default()
+        };
+        assert_eq!(
+            text(&|o| write_histogram(o, &tiny)),
+            r#"{"count":"1e+21","sum":"1.5e-07","buckets":[[3,"-1e-07","1e-07","1e-07"],[0,"590295810358705700000","1.1805916207174113e+21","3"]]}"#
+        );
     }
 }

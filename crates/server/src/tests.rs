@@ -764,3 +764,119 @@ async fn the_active_series_limit_refuses_new_series_only() {
     assert_eq!(write(&app, body(vec![s(1, T + 1000), s(2, T + 1000)])).await.0, StatusCode::NO_CONTENT);
     assert_eq!(write(&app, body(vec![s(4, T + 1000)])).await.0, StatusCode::BAD_REQUEST);
 }
+
+/// Sample values, timestamps and label values in query results byte for byte as Prometheus
+/// 2.42 wrote them for the same data (`jsonutil.MarshalFloat`: an exponent below 1e-6 and
+/// from 1e21; `marshalTimestamp`: `.500`; Go's HTML-safe strings; a scalar's value without
+/// an exponent).
+#[tokio::test]
+async fn values_and_times_as_prometheus_writes_them() {
+    // what Prometheus 2.42 answered (I2's -0 of series g made 0: see below)
+    const I1: &str = r##"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"__name__":"v","c":"a"},"value":[1700000030,"1e-07"]},{"metric":{"__name__":"v","c":"b"},"value":[1700000030,"1.5e-07"]},{"metric":{"__name__":"v","c":"c"},"value":[1700000030,"1.2345678901234569e+23"]},{"metric":{"__name__":"v","c":"d"},"value":[1700000030,"1e+21"]},{"metric":{"__name__":"v","c":"e"},"value":[1700000030,"999000000000000000000"]},{"metric":{"__name__":"v","c":"f"},"value":[1700000030,"0.000001"]}]}}"##;
+    const I2: &str = r##"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"__name__":"v","c":"g"},"value":[1700000030,"0"]},{"metric":{"__name__":"v","c":"h"},"value":[1700000030,"NaN"]},{"metric":{"__name__":"v","c":"i"},"value":[1700000030,"+Inf"]},{"metric":{"__name__":"v","c":"j"},"value":[1700000030,"-Inf"]},{"metric":{"__name__":"v","c":"k"},"value":[1700000030,"-1e-07"]},{"metric":{"__name__":"v","c":"l"},"value":[1700000030,"5e-324"]},{"metric":{"__name__":"v","c":"m"},"value":[1700000030,"1.7976931348623157e+308"]},{"metric":{"__name__":"v","c":"n"},"value":[1700000030,"0.1"]},{"metric":{"__name__":"v","c":"o"},"value":[1700000030,"9.999999e-07"]}]}}"##;
+    const R1: &str = r##"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"__name__":"v","c":"a"},"values":[[1700000000,"1e-07"],[1700000060,"2e-07"]]},{"metric":{"__name__":"v","c":"b"},"values":[[1700000000,"1.5e-07"],[1700000060,"3e+22"]]},{"metric":{"__name__":"v","c":"c"},"values":[[1700000000,"1.2345678901234569e+23"],[1700000060,"1.2345678901234569e+23"]]}]}}"##;
+    const R2: &str = r##"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"__name__":"v","c":"a"},"values":[[1700000000.500,"1e-07"],[1700000030.250,"1e-07"],[1700000060,"2e-07"]]},{"metric":{"__name__":"v","c":"b"},"values":[[1700000000.500,"1.5e-07"],[1700000030.250,"1.5e-07"],[1700000060,"3e+22"]]}]}}"##;
+    const W: &str = r##"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"__name__":"w","c":"\u003c\u0026\u003e\n\"\\ \u2028  é"},"value":[1700000000.500,"1"]}]}}"##;
+    let app = app(ServerConfig::default());
+    let vals: [(&str, f64); 15] = [
+        ("a", 1e-7),
+        ("b", 1.5e-7),
+        ("c", 123456789012345678901234.0),
+        ("d", 1e21),
+        ("e", 9.99e20),
+        ("f", 0.000001),
+        // -0 is written as 0: a protobuf double field equal to 0 is left out (prost and
+        // Prometheus's Go encoder alike); `vector(-0)` below shows the API's `-0`
+        ("g", -0.0),
+        ("h", f64::NAN),
+        ("i", f64::INFINITY),
+        ("j", f64::NEG_INFINITY),
+        ("k", -1e-7),
+        ("l", 5e-324),
+        ("m", f64::MAX),
+        ("n", 0.1),
+        ("o", 9.999999e-7),
+    ];
+    let later: &[(&str, f64)] = &[("a", 2e-7), ("b", 3e22)];
+    let series = vals
+        .iter()
+        .map(|&(c, x)| {
+            let mut s = vec![(T, x)];
+            match later.iter().find(|l| l.0 == c) {
+                Some(&(_, y)) => s.push((T + 60_000, y)),
+                None => s.push((T + 60_000, x)),
+            }
+            ts(&[("__name__", "v"), ("c", c)], &s)
+        })
+        .chain([ts(&[("__name__", "w"), ("c", "<&>\n\"\\ \u{2028} \u{7f} é")], &[(T, 1.0)])])
+        .collect();
+    assert_eq!(write(&app, body(series)).await.0, StatusCode::NO_CONTENT);
+    let raw = |uri: &str| {
+        let uri = uri.replace('{', "%7B").replace('}', "%7D").replace('"', "%22").replace('|', "%7C");
+        let app = app.clone();
+        async move { send(&app, Request::get(uri).body(Body::empty()).unwrap()).await.1 }
+    };
+    let cases = [
+        ("/api/v1/query?query=v{c=~\"[a-f]\"}&time=1700000030", I1),
+        ("/api/v1/query?query=v{c=~\"[g-o]\"}&time=1700000030", I2),
+        ("/api/v1/query_range?query=v{c=~\"a|b|c\"}&start=1700000000&end=1700000060&step=60", R1),
+        ("/api/v1/query_range?query=v{c=~\"a|b\"}&start=1700000000.5&end=1700000060&step=29.75", R2),
+        ("/api/v1/query?query=w&time=1700000000.5", W),
+        // a scalar's value in full (promql.Scalar.MarshalJSON), its time as a Go float
+        (
+            "/api/v1/query?query=1e-7&time=1700000030",
+            r#"{"status":"success","data":{"resultType":"scalar","result":[1700000030,"0.0000001"]}}"#,
+        ),
+        (
+            "/api/v1/query?query=scalar(v{c=\"b\"})&time=1700000060",
+            r#"{"status":"success","data":{"resultType":"scalar","result":[1700000060,"30000000000000000000000"]}}"#,
+        ),
+        (
+            "/api/v1/query?query=1e21&time=1700000030.5",
+            r#"{"status":"success","data":{"resultType":"scalar","result":[1700000030.5,"1000000000000000000000"]}}"#,
+        ),
+        (
+            "/api/v1/query?query=-0&time=1.05",
+            r#"{"status":"success","data":{"resultType":"scalar","result":[1.05,"-0"]}}"#,
+        ),
+        (
+            "/api/v1/query?query=time()&time=1700000000.123",
+            r#"{"status":"success","data":{"resultType":"scalar","result":[1700000000.123,"1700000000.123"]}}"#,
+        ),
+        (
+            "/api/v1/query?query=\"abc\"&time=1700000030.005",
+            r#"{"status":"success","data":{"resultType":"string","result":[1700000030.005,"abc"]}}"#,
+        ),
+        (
+            "/api/v1/query?query=vector(-0)&time=1700000030",
+            r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1700000030,"-0"]}]}}"#,
+        ),
+        (
+            "/api/v1/query?query=vector(1e-7)&time=0.001",
+            r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[0.001,"1e-07"]}]}}"#,
+        ),
+        (
+            "/api/v1/query?query=vector(1)&time=1700000030.5",
+            r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1700000030.500,"1"]}]}}"#,
+        ),
+        (
+            "/api/v1/query?query=vector(1)&time=-1.5",
+            r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[-1.500,"1"]}]}}"#,
+        ),
+        (
+            "/api/v1/query?query=vector(1)&time=-0.05",
+            r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[-0.050,"1"]}]}}"#,
+        ),
+        (
+            "/api/v1/query?query=1&time=-0.05",
+            r#"{"status":"success","data":{"resultType":"scalar","result":[-0.05,"1"]}}"#,
+        ),
+        (
+            "/api/v1/query_range?query=1e-7&start=1700000000.5&end=1700000001&step=0.25",
+            r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1700000000.500,"1e-07"],[1700000000.750,"1e-07"],[1700000001,"1e-07"]]}]}}"#,
+        ),
+    ];
+    for (uri, want) in cases {
+        assert_eq!(raw(uri).await, want, "{uri}");
+    }
+}
