@@ -1,4 +1,4 @@
-//! Differential PromQL fuzzing in CI (crate `strata-difffuzz`): a seeded thousand random
+//! Differential PromQL fuzzing in CI (crate `strata-difffuzz`): a seeded 3,000 random
 //! expressions over node_exporter-, application- and histogram-shaped data (counter
 //! resets, gaps, stale markers), each asked as an instant query at four times and as a
 //! range query, must get the same answers from `strata standalone` as from Prometheus 2.42
@@ -16,7 +16,7 @@ use strata_suite::{peer_bin, strata_bin};
 
 /// The CI seed and size.
 const SEED: u64 = 20_261_203;
-const COUNT: usize = 1_000;
+const COUNT: usize = 3_000;
 
 fn write_report(name: &str, r: &Report) -> PathBuf {
     let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("promql-fuzz-{name}.md"));
@@ -55,7 +55,7 @@ fn fuzzed_promql_agrees_with_prometheus() {
     r.generated = stats;
     let path = write_report("prometheus", &r);
     println!("{}\nreport: {}", r.summary(), path.display());
-    assert!(r.cases >= 1_000 && r.queries >= 4_500, "{}", r.summary());
+    assert!(r.cases >= 1_000 && r.queries >= 4 * r.cases, "{}", r.summary());
     assert_eq!(r.bug_cases(), 0, "{}\n{}\nreport: {}", r.summary(), failures(&r), path.display());
 }
 

@@ -19,7 +19,7 @@
 //! * [`runner`]: starting the systems, loading the data, running cases, the report.
 //!
 //! The `strata-difffuzz` binary runs long campaigns (docs/promql-fuzzing.md); the
-//! integration test `tests/it/promql_fuzz.rs` runs a seeded thousand in CI.
+//! integration test `tests/it/promql_fuzz.rs` runs a seeded 3,000 in CI.
 
 pub mod compare;
 pub mod data;
