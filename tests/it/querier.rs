@@ -53,6 +53,7 @@ fn querier(cluster: &LocalCluster, port: u16, extra: &[&str]) -> Killed {
 fn grpc_data(msgs: &[QueryResponse]) -> Value {
     let kind = msgs.first().map(|m| m.result_type.clone()).unwrap_or_default();
     let secs = |t: i64| json!(t as f64 / 1000.0);
+    // a scalar's value in full, a vector's and a matrix's as the API writes them (1e-07)
     if kind == "scalar" {
         let s = msgs[0].scalar.unwrap_or_default();
         return json!({"resultType": "scalar", "result": [secs(s.timestamp_ms), strata_promql::format_float(s.value)]});
@@ -66,7 +67,7 @@ fn grpc_data(msgs: &[QueryResponse]) -> Value {
             let pts: Vec<Value> = s
                 .samples
                 .iter()
-                .map(|p| json!([secs(p.timestamp_ms), strata_promql::format_float(p.value)]))
+                .map(|p| json!([secs(p.timestamp_ms), strata_promql::format_value(p.value)]))
                 .collect();
             if kind == "vector" {
                 json!({"metric": metric, "value": pts.first().cloned().unwrap_or(Value::Null)})

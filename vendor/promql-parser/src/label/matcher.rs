@@ -17,6 +17,10 @@ use std::hash::{Hash, Hasher};
 
 use regex::Regex;
 
+/// Go's regex syntax translated for the regex crate: Strata's translator, shared as a file.
+#[path = "../../../../crates/tsdb/src/go_regex.rs"]
+pub mod go_regex;
+
 use crate::parser::lex::is_label;
 use crate::parser::token::{token_display, TokenId, T_EQL, T_EQL_REGEX, T_NEQ, T_NEQ_REGEX};
 use crate::util::{escape_string, join_vector};
@@ -116,10 +120,11 @@ impl Matcher {
     ///
     /// Regex used in PromQL are fully anchored.
     fn try_parse_re(original_re: &str) -> Result<Regex, String> {
-        let re = format!("^(?:{})$", original_re);
-        Regex::new(&re)
-            .or_else(|_| Regex::new(&try_escape_for_repeat_re(&re)))
-            .map_err(|_| format!("illegal regex for {original_re}",))
+        // Go's syntax and meaning translated to the regex crate's (strata patch 6)
+        // refused as Prometheus refuses it (alone and anchored), with Go's message
+        go_regex::translate_anchored(original_re)?;
+        let re = format!("^(?:{})$", go_regex::translate(original_re)?);
+        Regex::new(&re).map_err(|_| format!("illegal regex for {original_re}",))
     }
 
     pub fn new_matcher(id: TokenId, name: String, value: String) -> Result<Matcher, String> {
@@ -162,6 +167,7 @@ impl fmt::Display for Matcher {
 // in Go the following is valid: `aaa{bbb}ccc`
 // in Rust {bbb} is seen as an invalid repeat and must be ecaped \{bbb}
 // This escapes the opening { if its not followed by valid repeat pattern (e.g. 4,6).
+#[cfg(test)]
 fn try_escape_for_repeat_re(re: &str) -> String {
     fn is_repeat(chars: &mut std::str::Chars<'_>) -> (bool, String) {
         let mut buf = String::new();

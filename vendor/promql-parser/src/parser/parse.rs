@@ -942,7 +942,7 @@ mod tests {
             }),
             (r#"foo:bar{a=~"bc{abc}"}"#, {
                 let matchers = Matchers::one(Matcher::new(
-                    MatchOp::Re(Regex::new("^(?:bc\\{abc})$").unwrap()),
+                    MatchOp::Re(Regex::new("^(?:bc\\{abc\\})$").unwrap()),
                     "a",
                     "bc{abc}",
                 ));
