@@ -1,11 +1,24 @@
 //! # strata-engine-rocks — RocksDB behind [`KvEngine`]
 //!
 //! The only crate that links RocksDB. One database per node with one column family per
-//! [`Cf`]: the log CF is uncompressed with a large memtable (entries are usually truncated
+//! [`Cf`]: the log CF is uncompressed with a large memtable (entries are often truncated
 //! before they reach an SST file), chunks and index are LZ4-compressed with ZSTD at the
 //! bottommost level. A synced write is a RocksDB write with `sync = true` (WAL fsync).
+//!
+//! Disk while running is bounded, not only at rest: the write-ahead log's files are kept
+//! only until every column family holding writes from them is flushed, so a family written
+//! rarely (the Raft state in `meta`) would pin every WAL file since its last flush; the
+//! total WAL size is capped (`max_total_wal_bytes`: past it RocksDB flushes the families
+//! pinning the oldest file). Log entries that reached SST files before they were truncated
+//! stay on disk under range tombstones until a compaction drops them: a maintenance thread
+//! compacts the log CF once its SST files exceed `log_compaction_bytes` after a truncation.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{RecvTimeoutError, Sender};
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, IteratorMode, LogLevel, Options,
@@ -21,17 +34,46 @@ pub struct RocksConfig {
     pub block_cache_bytes: usize,
     /// Memtable size of the log column family, in bytes. Default 64 MiB.
     pub log_write_buffer_bytes: usize,
+    /// Most bytes of write-ahead-log files kept; past it the column families pinning the
+    /// oldest file are flushed (RocksDB's `max_total_wal_size`). Default 64 MiB.
+    pub max_total_wal_bytes: u64,
+    /// Compact the log column family when its SST files exceed this many bytes and entries
+    /// were truncated since its last compaction (reclaims the space of truncated entries
+    /// that reached SST files). 0 = never. Default 32 MiB.
+    pub log_compaction_bytes: u64,
+    /// How often the maintenance thread checks the log column family. Default 10 s.
+    pub maintenance_interval: Duration,
 }
 
 impl Default for RocksConfig {
     fn default() -> Self {
-        RocksConfig { block_cache_bytes: 128 << 20, log_write_buffer_bytes: 64 << 20 }
+        RocksConfig {
+            block_cache_bytes: 128 << 20,
+            log_write_buffer_bytes: 64 << 20,
+            max_total_wal_bytes: 64 << 20,
+            log_compaction_bytes: 32 << 20,
+            maintenance_interval: Duration::from_secs(10),
+        }
     }
 }
 
 /// A RocksDB database holding every column family of [`Cf::ALL`].
 pub struct RocksEngine {
-    db: rocksdb::DB,
+    db: Arc<rocksdb::DB>,
+    /// Set when log entries are truncated; cleared by the log compaction.
+    log_truncated: Arc<AtomicBool>,
+    /// Dropping it stops the maintenance thread.
+    stop: Option<Sender<()>>,
+    maintenance: Option<JoinHandle<()>>,
+}
+
+impl Drop for RocksEngine {
+    fn drop(&mut self) {
+        self.stop.take();
+        if let Some(t) = self.maintenance.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl std::fmt::Debug for RocksEngine {
@@ -76,15 +118,49 @@ impl RocksEngine {
         o.set_max_log_file_size(1 << 20);
         o.set_max_background_jobs(2);
         o.set_bytes_per_sync(1 << 20);
+        o.set_max_total_wal_size(cfg.max_total_wal_bytes);
         let cache = Cache::new_lru_cache(cfg.block_cache_bytes);
         let cfs =
             Cf::ALL.iter().map(|&cf| ColumnFamilyDescriptor::new(cf.name(), cf_options(cf, cfg, &cache)));
-        let db = rocksdb::DB::open_cf_descriptors(&o, path, cfs).map_err(err)?;
-        Ok(RocksEngine { db })
+        let db = Arc::new(rocksdb::DB::open_cf_descriptors(&o, path, cfs).map_err(err)?);
+        let log_truncated = Arc::new(AtomicBool::new(false));
+        let (stop, maintenance) = if cfg.log_compaction_bytes > 0 {
+            let (tx, rx) = std::sync::mpsc::channel::<()>();
+            let (weak, truncated) = (Arc::downgrade(&db), log_truncated.clone());
+            let (limit, every) = (cfg.log_compaction_bytes, cfg.maintenance_interval);
+            let t = std::thread::Builder::new()
+                .name("rocks-maintenance".into())
+                .spawn(move || {
+                    while let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(every) {
+                        compact_truncated_log(&weak, &truncated, limit);
+                    }
+                })
+                .map_err(|e| Error::Kv(format!("starting the maintenance thread: {e}")))?;
+            (Some(tx), Some(t))
+        } else {
+            (None, None)
+        };
+        Ok(RocksEngine { db, log_truncated, stop, maintenance })
     }
 
     fn cf(&self, cf: Cf) -> Result<&rocksdb::ColumnFamily> {
         self.db.cf_handle(cf.name()).ok_or_else(|| Error::Kv(format!("missing column family {}", cf.name())))
+    }
+}
+
+/// Compacts the log column family when entries were truncated since its last compaction
+/// and its SST files hold more than `limit` bytes: truncated entries under range tombstones
+/// take disk until a compaction drops them, and the live log is small (what checkpoints have
+/// not covered yet), so compacting the whole family costs little.
+fn compact_truncated_log(db: &Weak<rocksdb::DB>, truncated: &AtomicBool, limit: u64) {
+    let Some(db) = db.upgrade() else { return };
+    let Some(cf) = db.cf_handle(Cf::Log.name()) else { return };
+    let sst = db.property_int_value_cf(&cf, rocksdb::properties::TOTAL_SST_FILES_SIZE).ok().flatten();
+    if sst.is_some_and(|b| b > limit) && truncated.swap(false, Ordering::Relaxed) {
+        let started = std::time::Instant::now();
+        db.compact_range_cf(&cf, None::<&[u8]>, None::<&[u8]>);
+        let after = db.property_int_value_cf(&cf, rocksdb::properties::TOTAL_SST_FILES_SIZE).ok().flatten();
+        tracing::debug!(before = ?sst, after = ?after, took = ?started.elapsed(), "compacted the truncated log");
     }
 }
 
@@ -98,7 +174,12 @@ impl KvEngine for RocksEngine {
             match op {
                 Op::Put(cf, k, v) => wb.put_cf(self.cf(*cf)?, k, v),
                 Op::Delete(cf, k) => wb.delete_cf(self.cf(*cf)?, k),
-                Op::DeleteRange(cf, s, e) => wb.delete_range_cf(self.cf(*cf)?, s, e),
+                Op::DeleteRange(cf, s, e) => {
+                    if *cf == Cf::Log {
+                        self.log_truncated.store(true, Ordering::Relaxed);
+                    }
+                    wb.delete_range_cf(self.cf(*cf)?, s, e)
+                }
             }
         }
         let mut wo = WriteOptions::default();
@@ -190,6 +271,48 @@ mod tests {
             dirs.borrow_mut().push(d);
             Box::new(e)
         });
+    }
+
+    fn log_sst_bytes(e: &RocksEngine) -> u64 {
+        let cf = e.cf(Cf::Log).unwrap();
+        e.db.property_int_value_cf(cf, rocksdb::properties::TOTAL_SST_FILES_SIZE).unwrap().unwrap()
+    }
+
+    #[test]
+    fn truncated_log_entries_in_sst_files_are_compacted_away() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = RocksConfig {
+            log_compaction_bytes: 64 << 10,
+            maintenance_interval: Duration::from_millis(20),
+            ..RocksConfig::default()
+        };
+        let e = RocksEngine::open(d.path(), &cfg).unwrap();
+        let mut b = WriteBatch::default();
+        for i in 0..2_000u32 {
+            b.put(Cf::Log, i.to_be_bytes().to_vec(), vec![7; 1000]);
+        }
+        e.write(&b, true).unwrap();
+        e.db.flush_cf(e.cf(Cf::Log).unwrap()).unwrap();
+        let before = log_sst_bytes(&e);
+        assert!(before > 1 << 20, "{before}");
+        // nothing truncated: nothing compacted
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(log_sst_bytes(&e), before);
+        let mut b = WriteBatch::default();
+        b.delete_range(Cf::Log, 0u32.to_be_bytes().to_vec(), 1_900u32.to_be_bytes().to_vec());
+        e.write(&b, true).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while log_sst_bytes(&e) > before / 4 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not compacted: {} of {before} bytes",
+                log_sst_bytes(&e)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // what was not truncated is still there
+        assert_eq!(e.get(Cf::Log, &1_950u32.to_be_bytes()).unwrap(), Some(vec![7; 1000]));
+        assert_eq!(e.get(Cf::Log, &5u32.to_be_bytes()).unwrap(), None);
     }
 
     #[test]

@@ -34,8 +34,8 @@ pub struct RaftConfig {
     pub election_ms: (u64, u64),
     /// Snapshot (= checkpoint) a group after this many log entries. Default 2,000.
     pub snapshot_entries: u64,
-    /// Log entries kept behind a snapshot for slow followers. Default 64. (A follower that
-    /// is down keeps more: see [`RaftNode::update_purge_floors`].)
+    /// Log entries kept behind a snapshot for slow followers. Default 2,000. (A follower
+    /// that is down keeps more: see [`RaftNode::update_purge_floors`].)
     pub keep_entries: u64,
 }
 

@@ -185,9 +185,15 @@ async fn standalone(c: StandaloneConfig) -> anyhow::Result<()> {
     };
     // one voter: no follower needs heartbeats, but openraft ticks every heartbeat × 13/64 in
     // every group, idle or not; 500 ms keeps an idle node near 0% CPU and a restart's
-    // self-election under 2 s
-    cfg.raft =
-        RaftConfig { node_id: 1, heartbeat_ms: 500, election_ms: (1000, 2000), ..RaftConfig::default() };
+    // self-election under 2 s. No follower needs entries behind a snapshot either: a
+    // checkpoint purges the log it covers at once (disk while ingesting).
+    cfg.raft = RaftConfig {
+        node_id: 1,
+        heartbeat_ms: 500,
+        election_ms: (1000, 2000),
+        keep_entries: 0,
+        ..RaftConfig::default()
+    };
     cfg.checkpoint_interval = c.checkpoint_interval.0;
     cfg.rocks = RocksConfig { block_cache_bytes: c.block_cache_bytes, ..RocksConfig::default() };
     cfg.min_free_bytes = c.storage_min_free_bytes;
