@@ -11,7 +11,8 @@
 //! points; a `{` that does not start a valid repetition is a literal; repetitions over
 //! 1000 and stacked repetitions (`a**`) are errors. The translation is written from the
 //! parsed form, so every literal is escaped for the crate and every class is spelled out.
-//! This file is self-contained (std and `regex` only): vendor/promql-parser includes it too.
+//! This file is self-contained (std and `regex` only, edition 2021 syntax):
+//! vendor/promql-parser includes it too.
 
 use std::fmt::Write as _;
 
@@ -254,13 +255,11 @@ impl<'a> Parser<'a> {
                 '(' => {
                     self.pos += 1;
                     if self.rest().starts_with('?') {
-                        match self.group_flags(start)? {
-                            Some(open) => {
-                                self.out.push_str(&open);
-                                depth += 1;
-                                operand = None;
-                            }
-                            None => {} // flags for the rest of the group: no operand change
+                        // flags alone change no operand
+                        if let Some(open) = self.group_flags(start)? {
+                            self.out.push_str(&open);
+                            depth += 1;
+                            operand = None;
                         }
                     } else {
                         self.out.push('(');
@@ -393,8 +392,7 @@ impl<'a> Parser<'a> {
         let (mut on, mut off) = (String::new(), String::new());
         let mut negated = false;
         let mut saw = false;
-        loop {
-            let Some(c) = self.next() else { break };
+        while let Some(c) = self.next() {
             match c {
                 'i' | 'm' | 's' | 'U' => {
                     saw = true;
@@ -622,18 +620,16 @@ impl<'a> Parser<'a> {
             first = false;
             let item_start = self.pos;
             // [:alpha:]
-            if self.rest().starts_with("[:") {
-                if let Some(end) = self.rest()[2..].find(":]") {
-                    let name = &self.rest()[2..2 + end];
-                    let text = &self.src[item_start..item_start + end + 4];
-                    let bare = name.strip_prefix('^').unwrap_or(name);
-                    if !POSIX.contains(&bare) {
-                        return Err(err("invalid character class range", text));
-                    }
-                    items.push(ClassItem::Nested(format!("[:{name}:]")));
-                    self.pos += end + 4;
-                    continue;
+            if let Some(end) = self.rest().strip_prefix("[:").and_then(|r| r.find(":]")) {
+                let name = &self.rest()[2..2 + end];
+                let text = &self.src[item_start..item_start + end + 4];
+                let bare = name.strip_prefix('^').unwrap_or(name);
+                if !POSIX.contains(&bare) {
+                    return Err(err("invalid character class range", text));
                 }
+                items.push(ClassItem::Nested(format!("[:{name}:]")));
+                self.pos += end + 4;
+                continue;
             }
             if self.rest().starts_with('\\') {
                 match self.rest()[1..].chars().next() {
