@@ -58,8 +58,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({"status": "error", "errorType": self.kind, "error": self.msg})))
-            .into_response()
+        crate::gojson::response(
+            self.status,
+            &json!({"status": "error", "errorType": self.kind, "error": self.msg}),
+        )
     }
 }
 
@@ -68,7 +70,7 @@ pub(crate) fn success(data: Value, warnings: Vec<String>) -> Response {
     if !warnings.is_empty() {
         body["warnings"] = json!(warnings);
     }
-    Json(body).into_response()
+    crate::gojson::response(axum::http::StatusCode::OK, &body)
 }
 
 /// Common parameters of the metadata endpoints.

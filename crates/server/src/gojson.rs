@@ -1,7 +1,8 @@
 //! JSON text as Prometheus 2.42's API writes it (Go's `encoding/json` and jsoniter's
 //! standard-library configuration), for the query results, where serde_json's forms differ:
 //! sample values (`jsonutil.MarshalFloat`: `1e-07`), the timestamps of points
-//! (`marshalTimestamp`: `1700000000.500`) and strings (HTML-safe: `\u003c`, `\u2028`).
+//! (`marshalTimestamp`: `1700000000.500`) and strings (HTML-safe: `\u003c`, `\u2028`); and
+//! every other answer and error with Go's string escapes ([`response`]).
 
 use std::io::{self, Write};
 
@@ -66,6 +67,58 @@ pub(crate) fn value(out: &mut impl Write, v: f64) -> io::Result<()> {
     write!(out, "\"{}\"", strata_promql::format_value(v))
 }
 
+/// serde_json's compact form with Go's string escapes (see [`string`]), for the API's
+/// other answers and its errors.
+struct GoFormatter;
+
+impl serde_json::ser::Formatter for GoFormatter {
+    fn write_string_fragment<W: ?Sized + Write>(&mut self, w: &mut W, fragment: &str) -> io::Result<()> {
+        let mut start = 0;
+        for (i, c) in fragment.char_indices() {
+            let esc = match c {
+                '<' => "\\u003c",
+                '>' => "\\u003e",
+                '&' => "\\u0026",
+                '\u{2028}' => "\\u2028",
+                '\u{2029}' => "\\u2029",
+                _ => continue,
+            };
+            w.write_all(&fragment.as_bytes()[start..i])?;
+            w.write_all(esc.as_bytes())?;
+            start = i + c.len_utf8();
+        }
+        w.write_all(&fragment.as_bytes()[start..])
+    }
+
+    fn write_char_escape<W: ?Sized + Write>(
+        &mut self,
+        w: &mut W,
+        e: serde_json::ser::CharEscape,
+    ) -> io::Result<()> {
+        use serde_json::ser::CharEscape;
+        match e {
+            CharEscape::Backspace => w.write_all(b"\\u0008"),
+            CharEscape::FormFeed => w.write_all(b"\\u000c"),
+            other => serde_json::ser::CompactFormatter.write_char_escape(w, other),
+        }
+    }
+}
+
+/// `v` as JSON text with Go's string escapes (`\u003c`, `\u0008`).
+pub(crate) fn to_vec(v: &serde_json::Value) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, GoFormatter);
+    // a Value always serializes
+    let _ = serde::Serialize::serialize(v, &mut ser);
+    out
+}
+
+/// A JSON response whose strings are escaped as Go escapes them.
+pub(crate) fn response(status: axum::http::StatusCode, v: &serde_json::Value) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (status, [(axum::http::header::CONTENT_TYPE, "application/json")], to_vec(v)).into_response()
+}
+
 #[cfg(test)]
 mod tests {
     fn s(x: &str) -> String {
@@ -93,6 +146,17 @@ mod tests {
         assert_eq!(s("\u{8}\u{c}\u{1}\r\t\u{2029}"), r#""\u0008\u000c\u0001\r\t\u2029""#);
         assert_eq!(s(""), r#""""#);
         assert_eq!(s("plain"), r#""plain""#);
+    }
+
+    /// Other answers' strings take Go's escapes too.
+    #[test]
+    fn values_as_go() {
+        let v = serde_json::json!({"error": "`(?<` & \u{8}\u{c}\n\u{2028}", "n": [1, "x"]});
+        let text = String::from_utf8(super::to_vec(&v)).unwrap();
+        assert_eq!(text, r#"{"error":"`(?\u003c` \u0026 \u0008\u000c\n\u2028","n":[1,"x"]}"#);
+        let mut direct = Vec::new();
+        super::string(&mut direct, v["error"].as_str().unwrap()).unwrap();
+        assert!(text.contains(std::str::from_utf8(&direct).unwrap()));
     }
 
     /// Timestamps as Prometheus 2.42 wrote them for a vector (`point_time`) and a scalar.
