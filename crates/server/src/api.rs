@@ -1,6 +1,5 @@
 //! Series and label endpoints with Prometheus's JSON envelope.
 
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
