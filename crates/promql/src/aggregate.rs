@@ -427,18 +427,27 @@ pub(crate) fn reduce(
                             "count_values: expected a string parameter".into(),
                         ));
                     };
-                    let mut counts: Vec<(String, f64)> = Vec::new();
-                    let hist_strings = hmembers.iter().filter_map(|m| match m.1 {
-                        Val::H(h) => Some(crate::native::describe(h)),
-                        Val::F(_) => None,
-                    });
-                    for s in vals().map(format_float).chain(hist_strings) {
-                        match counts.iter_mut().find(|c| c.0 == s) {
-                            Some(c) => c.1 += 1.0,
-                            None => counts.push((s, 1.0)),
+                    // `without` the value label itself: Prometheus sets the label, then
+                    // groups without it, so each group is counted as one series
+                    if let Some(LabelModifier::Exclude(drop)) = modifier
+                        && drop.labels.iter().any(|l| l == name)
+                    {
+                        let n = (members.len() + hmembers.len()) as f64;
+                        vec![(key.clone(), key_dn, n)]
+                    } else {
+                        let mut counts: Vec<(String, f64)> = Vec::new();
+                        let hist_strings = hmembers.iter().filter_map(|m| match m.1 {
+                            Val::H(h) => Some(crate::native::describe(h)),
+                            Val::F(_) => None,
+                        });
+                        for s in vals().map(format_float).chain(hist_strings) {
+                            match counts.iter_mut().find(|c| c.0 == s) {
+                                Some(c) => c.1 += 1.0,
+                                None => counts.push((s, 1.0)),
+                            }
                         }
+                        counts.into_iter().map(|(s, n)| (with_label(key, name, &s), key_dn, n)).collect()
                     }
-                    counts.into_iter().map(|(s, n)| (with_label(key, name, &s), key_dn, n)).collect()
                 }
                 "topk" | "bottomk" | "limitk" => {
                     let k = scalar_param(&param)?;

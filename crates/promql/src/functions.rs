@@ -388,18 +388,13 @@ fn call(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value> {
                 {
                     return None;
                 }
+                // as Prometheus: math.Max(min, math.Min(max, v)) with Go's special cases
                 let mut x = x;
-                if let Some(l) = l {
-                    x = if x.is_nan() { x } else { x.max(l) };
-                    if l.is_nan() {
-                        x = f64::NAN;
-                    }
-                }
                 if let Some(h) = h {
-                    x = if x.is_nan() { x } else { x.min(h) };
-                    if h.is_nan() {
-                        x = f64::NAN;
-                    }
+                    x = go_min(h, x);
+                }
+                if let Some(l) = l {
+                    x = go_max(l, x);
                 }
                 Some(x)
             })?))
@@ -461,8 +456,10 @@ fn call(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value> {
                 "asinh" => f64::asinh,
                 "acosh" => f64::acosh,
                 "atanh" => f64::atanh,
-                "deg" => f64::to_degrees,
-                "rad" => f64::to_radians,
+                // as Prometheus computes them, left to right (not `to_degrees`, which
+                // multiplies by the rounded constant 180/π and differs in the last place)
+                "deg" => |x: f64| x * 180.0 / std::f64::consts::PI,
+                "rad" => |x: f64| x * std::f64::consts::PI / 180.0,
                 other => {
                     return Err(QueryError::Execution(format!("function {other}() is not supported yet")));
                 }
@@ -470,6 +467,36 @@ fn call(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value> {
             let v = vector(ctx, args[0])?;
             Ok(Value::Vector(map_series(v, delayed, |_, x| Some(f(x)))?))
         }
+    }
+}
+
+/// Go's `math.Max`: +Inf if either is +Inf, else NaN if either is NaN, and +0 over -0.
+pub(crate) fn go_max(a: f64, b: f64) -> f64 {
+    if a == f64::INFINITY || b == f64::INFINITY {
+        f64::INFINITY
+    } else if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else if a == 0.0 && b == 0.0 {
+        if a.is_sign_negative() { b } else { a }
+    } else if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+/// Go's `math.Min`: -Inf if either is -Inf, else NaN if either is NaN, and -0 under +0.
+pub(crate) fn go_min(a: f64, b: f64) -> f64 {
+    if a == f64::NEG_INFINITY || b == f64::NEG_INFINITY {
+        f64::NEG_INFINITY
+    } else if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else if a == 0.0 && b == 0.0 {
+        if a.is_sign_negative() { a } else { b }
+    } else if a < b {
+        a
+    } else {
+        b
     }
 }
 

@@ -142,13 +142,18 @@ impl Engine {
         {
             return Err(resolution_error(self.cfg.max_points_per_series));
         }
-        if let Expr::MatrixSelector(_) | Expr::Subquery(_) = expr {
+        // the type of the expression, as Prometheus checks it: through parentheses
+        let mut inner = expr;
+        while let Expr::Paren(p) = inner {
+            inner = &p.expr;
+        }
+        if let Expr::MatrixSelector(_) | Expr::Subquery(_) = inner {
             return Err(QueryError::Parse(
                 "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector"
                     .into(),
             ));
         }
-        if let Expr::StringLiteral(_) = expr {
+        if let Expr::StringLiteral(_) = inner {
             return Err(QueryError::Parse(
                 "invalid expression type \"string\" for range query, must be Scalar or instant Vector".into(),
             ));

@@ -1224,10 +1224,22 @@ impl Expr {
     }
 
     pub(crate) fn new_unary_expr(expr: Expr) -> Result<Self, String> {
-        match expr {
-            Expr::StringLiteral(_) => Err("unary expression only allowed on expressions of type scalar or vector, got: string".into()),
-            Expr::MatrixSelector(_) => Err("unary expression only allowed on expressions of type scalar or vector, got: matrix".into()),
-            _ => Ok(-expr),
+        Self::check_unary_operand(&expr)?;
+        Ok(-expr)
+    }
+
+    /// Unary `+`: the operand unchanged, but only a scalar or instant vector, as in
+    /// Prometheus (also through parentheses: `+("foo")`, `-(x[5m])`).
+    pub(crate) fn new_unary_plus(expr: Expr) -> Result<Self, String> {
+        Self::check_unary_operand(&expr)?;
+        Ok(expr)
+    }
+
+    fn check_unary_operand(expr: &Expr) -> Result<(), String> {
+        match expr.value_type() {
+            ValueType::Scalar | ValueType::Vector => Ok(()),
+            ValueType::String => Err("unary expression only allowed on expressions of type scalar or vector, got: string".into()),
+            ValueType::Matrix => Err("unary expression only allowed on expressions of type scalar or vector, got: matrix".into()),
         }
     }
 
