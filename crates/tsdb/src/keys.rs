@@ -137,6 +137,22 @@ pub fn chunk_parts(k: &[u8]) -> (i64, u64, u64) {
     (ts_from(&k[4..12]), be_u64(&k[12..20]), be_u64(&k[20..28]))
 }
 
+/// Whether `k` has the shape of a key of `cf` (its length and, in the index, its tag): the
+/// parsers above slice keys by position, so a key from outside (an imported snapshot) is
+/// checked first.
+pub fn well_formed(cf: crate::Cf, k: &[u8]) -> bool {
+    match cf {
+        crate::Cf::Log => k.len() == 12,
+        crate::Cf::Meta => k.len() == 5,
+        crate::Cf::Index => match k.get(4) {
+            Some(&INDEX_FORWARD) => k.len() == 13,
+            Some(&INDEX_DAY) => k.len() == 17,
+            _ => false,
+        },
+        crate::Cf::Chunks => k.len() == 28,
+    }
+}
+
 /// The smallest key greater than every key starting with `prefix`.
 pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();
@@ -152,6 +168,23 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_made_here_are_well_formed_and_short_ones_are_not() {
+        use crate::Cf;
+        for (cf, k) in [
+            (Cf::Log, log_key(1, 2)),
+            (Cf::Meta, meta_key(1, META_APPLIED)),
+            (Cf::Index, forward_key(1, 2)),
+            (Cf::Index, day_key(1, 2, 3)),
+            (Cf::Chunks, chunk_key(1, -5, 2, 3)),
+        ] {
+            assert!(well_formed(cf, &k), "{cf:?} {k:?}");
+            assert!(!well_formed(cf, &k[..k.len() - 1]), "{cf:?} {k:?}");
+        }
+        assert!(!well_formed(Cf::Index, &[0, 0, 0, 1, b'X', 0, 0, 0, 0, 0, 0, 0, 1]));
+        assert!(!well_formed(Cf::Index, &[0, 0, 0, 1]));
+    }
 
     #[test]
     fn layout_snapshot() {

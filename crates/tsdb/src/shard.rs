@@ -328,7 +328,8 @@ impl Shard {
     }
 
     /// Replaces the shard's persisted state (all but the log) with an [`Shard::export`]
-    /// of another replica, synced, and reloads the in-memory state from it.
+    /// of another replica, synced, and reloads the in-memory state from it. Every key must
+    /// lie in the shard and be well formed, or nothing is replaced.
     pub(crate) fn import(&self, entries: Vec<KvEntry>) -> Result<()> {
         let _m = self.maintenance.lock();
         let mut st = self.state.write();
@@ -343,6 +344,12 @@ impl Shard {
                 .any(|(c, (s, e))| *c == cf && k.as_slice() >= s.as_slice() && k.as_slice() < e.as_slice())
             {
                 return Err(Error::Corrupt { shard: self.id, what: "imported key outside the shard".into() });
+            }
+            if !keys::well_formed(cf, &k) {
+                return Err(Error::Corrupt {
+                    shard: self.id,
+                    what: format!("imported {cf:?} key {k:02x?} is malformed"),
+                });
             }
             b.put(cf, k, v);
         }

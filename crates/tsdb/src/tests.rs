@@ -262,3 +262,26 @@ fn admit_drops_future_samples_and_refuses_bad_labels() {
     assert!(matches!(db.admit(rec.finish()), Err(AdmitError::Labels(LabelsError::ValueTooLong { .. }))));
     assert_eq!(db.admit(b"\x05junk".to_vec()).unwrap_err(), AdmitError::Undecodable);
 }
+
+/// A snapshot from another replica is imported only if every key is one the shard could have
+/// written: a short index key (found by the `raft_message` fuzz target) made the reload after
+/// the import slice past its end and panic. Nothing is replaced when one key is malformed.
+#[test]
+fn malformed_imported_keys_are_refused_before_anything_is_replaced() {
+    let kv = Arc::new(MemEngine::new());
+    let db = open(&kv, DbConfig { shards: 1, ..cfg() });
+    db.write(vec![series("m", "a", vec![(T0, 1.0)])]).unwrap();
+    db.checkpoint_shard(0, Vec::new()).unwrap();
+    let good = db.export_shard(0).unwrap();
+    let (s, _) = keys::day_range(0, 0, u32::MAX);
+    for bad in [(Cf::Index, s.clone()), (Cf::Chunks, keys::shard_range(0).0), (Cf::Log, keys::log_key(0, 1))]
+    {
+        let mut entries = good.clone();
+        entries.push((bad.0, bad.1.clone(), Vec::new()));
+        let e = db.import_shard(0, entries).unwrap_err();
+        assert!(e.to_string().contains("malformed") || e.to_string().contains("outside"), "{bad:?}: {e}");
+        assert_eq!(all(&db, &[eq("host", "a")]).len(), 1, "{bad:?}: the shard's data was replaced");
+    }
+    db.import_shard(0, good).unwrap();
+    assert_eq!(all(&db, &[eq("host", "a")])[0].samples, vec![(T0, 1.0)]);
+}
