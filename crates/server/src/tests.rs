@@ -880,3 +880,32 @@ async fn values_and_times_as_prometheus_writes_them() {
         assert_eq!(raw(uri).await, want, "{uri}");
     }
 }
+
+/// A regex Go refuses is a 400 bad_data with Go's reason, as Prometheus 2.42 answers; one
+/// only Go accepts (`\Q…\E`) is a query.
+#[tokio::test]
+async fn go_regex_syntax_in_matchers() {
+    let app = app(ServerConfig::default());
+    let series = vec![
+        ts(&[("__name__", "r"), ("v", "a.b")], &[(T, 1.0)]),
+        ts(&[("__name__", "r"), ("v", "axb")], &[(T, 2.0)]),
+    ];
+    assert_eq!(write(&app, body(series)).await.0, StatusCode::NO_CONTENT);
+    let t = T / 1000;
+    let enc = |q: &str| q.replace('\\', "%5C").replace('`', "%60").replace('<', "%3C").replace('>', "%3E");
+    let (s, v) = get(&app, &format!("/api/v1/query?query={}&time={t}", enc(r"r{v=~`\Qa.b\E`}"))).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        v["data"]["result"],
+        serde_json::json!([{"metric": {"__name__": "r", "v": "a.b"}, "value": [t, "1"]}])
+    );
+    for (re, reason) in
+        [(r"\C", r"invalid escape sequence: `\C`"), ("(?<n>a)", "invalid or unsupported Perl syntax: `(?<`")]
+    {
+        let q = enc(&format!("r{{v=~`{re}`}}"));
+        let (s, v) = get(&app, &format!("/api/v1/query?query={q}&time={t}")).await;
+        assert_eq!((s, v["errorType"].as_str()), (StatusCode::BAD_REQUEST, Some("bad_data")), "{v}");
+        let msg = v["error"].as_str().unwrap();
+        assert!(msg.contains(&format!("error parsing regexp: {reason}")), "{msg}");
+    }
+}
