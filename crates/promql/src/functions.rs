@@ -432,8 +432,8 @@ fn call(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value> {
                 "floor" => f64::floor,
                 "exp" => f64::exp,
                 "ln" => f64::ln,
-                "log2" => f64::log2,
-                "log10" => f64::log10,
+                "log2" => go_log2,
+                "log10" => go_log10,
                 "sqrt" => f64::sqrt,
                 "sgn" => |x: f64| {
                     if x > 0.0 {
@@ -468,6 +468,38 @@ fn call(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value> {
             Ok(Value::Vector(map_series(v, delayed, |_, x| Some(f(x)))?))
         }
     }
+}
+
+/// Go's `math.Log10`: the natural logarithm times 1/ln 10 (not libm's `log10`, which
+/// differs in the last place).
+fn go_log10(x: f64) -> f64 {
+    x.ln() * std::f64::consts::LOG10_E
+}
+
+/// Go's `math.Log2`: exact for powers of two, else ln(frac) / ln 2 + exp of `Frexp`.
+fn go_log2(x: f64) -> f64 {
+    let (frac, exp) = go_frexp(x);
+    if frac == 0.5 {
+        return f64::from(exp - 1);
+    }
+    frac.ln() * std::f64::consts::LOG2_E + f64::from(exp)
+}
+
+/// Go's `math.Frexp`: `x = frac × 2^exp` with |frac| in [0.5, 1); zero, infinities and
+/// NaN come back unchanged with exponent 0.
+fn go_frexp(x: f64) -> (f64, i32) {
+    if x == 0.0 || !x.is_finite() {
+        return (x, 0);
+    }
+    let (mut x, mut exp) = (x, 0);
+    if x.abs() < f64::MIN_POSITIVE {
+        x *= (1u64 << 52) as f64;
+        exp = -52;
+    }
+    let bits = x.to_bits();
+    exp += ((bits >> 52) & 0x7ff) as i32 - 1022;
+    let frac = f64::from_bits((bits & !(0x7ff << 52)) | (1022 << 52));
+    (frac, exp)
 }
 
 /// Go's `math.Max`: +Inf if either is +Inf, else NaN if either is NaN, and +0 over -0.
