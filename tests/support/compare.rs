@@ -112,21 +112,7 @@ pub fn get(base: &str, path: &str, params: &[(&str, String)]) -> Value {
     r.json().expect("json")
 }
 
-/// Equal within a relative 1e-6 (NaN equals NaN).
-pub fn close(a: f64, b: f64) -> bool {
-    (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= 1e-6 * a.abs().max(b.abs())
-}
-
-/// A sample value as the API writes it.
-pub fn value(v: &Value) -> f64 {
-    match v.as_str() {
-        Some("NaN") => f64::NAN,
-        Some("+Inf") => f64::INFINITY,
-        Some("-Inf") => f64::NEG_INFINITY,
-        Some(s) => s.parse().unwrap_or(f64::NAN),
-        None => f64::NAN,
-    }
-}
+pub use strata_difffuzz::compare::{close, value};
 
 /// Compares two `data` objects; returns a description of the first difference.
 pub fn diff(p: &Value, s: &Value) -> Option<String> {
