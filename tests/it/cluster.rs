@@ -11,16 +11,34 @@ use strata_suite::LocalCluster;
 const SERIES: usize = 300;
 const ROUNDS: i64 = 240; // 1 h at 15 s
 
-fn query_count(port: u16, query: &str, at_s: f64) -> Option<f64> {
-    let url = format!("http://127.0.0.1:{port}/api/v1/query");
-    let body: serde_json::Value = reqwest::blocking::Client::new()
-        .post(url)
-        .form(&[("query", query), ("time", &at_s.to_string())])
-        .send()
-        .ok()?
-        .json()
-        .ok()?;
-    body["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+/// A GET of `path` on the node's HTTP API, as JSON, or the body (or transport error) that was not.
+fn api(port: u16, path: &str, params: &[(&str, String)]) -> Result<serde_json::Value, String> {
+    let qs: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params.iter().map(|(k, v)| (*k, v.as_str())))
+        .finish();
+    let body = reqwest::blocking::get(format!("http://127.0.0.1:{port}{path}?{qs}"))
+        .and_then(|r| r.text())
+        .map_err(|e| e.to_string())?;
+    serde_json::from_str(&body).map_err(|_| body)
+}
+
+/// Raw samples of `job="node"` in the 2 h before `at_s` on one node, counted per metric name
+/// (`count_over_time` drops the name, so one query over every name would be a duplicate-labelset
+/// error, as in Prometheus).
+fn sample_count(port: u16, at_s: f64) -> Result<f64, String> {
+    let at = at_s.to_string();
+    let names = api(port, "/api/v1/label/__name__/values", &[("match[]", "{job=\"node\"}".into())])?;
+    let names = names["data"].as_array().ok_or_else(|| names.to_string())?.clone();
+    let mut total = 0.0;
+    for name in names {
+        let q = format!("sum(count_over_time({{__name__={name},job=\"node\"}}[2h]))");
+        let got = api(port, "/api/v1/query", &[("query", q), ("time", at.clone())])?;
+        total += got["data"]["result"][0]["value"][1]
+            .as_str()
+            .and_then(|v| v.parse::<f64>().ok())
+            .ok_or_else(|| got.to_string())?;
+    }
+    Ok(total)
 }
 
 #[test]
@@ -82,12 +100,11 @@ fn sigkilled_storage_node_loses_nothing_acknowledged() {
     // every acknowledged sample, on every replica: count the raw samples on each node
     let expected = (SERIES as i64 * ROUNDS) as f64;
     let at = (now as f64) / 1000.0 + 1.0;
-    let q = "sum(count_over_time({job=\"node\"}[2h]))";
     for node in 1..=3u16 {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let got = query_count(http + node, q, at);
-            if got == Some(expected) {
+            let got = sample_count(http + node, at);
+            if got == Ok(expected) {
                 break;
             }
             assert!(Instant::now() < deadline, "storage {node}: {got:?} samples, expected {expected}");
