@@ -8,17 +8,23 @@
 //! answer, never the group. The rules, for a leader's current vote `v`:
 //!
 //! * the vote is committed (only an elected leader replicates or sends snapshots);
+//! * the vote (for a Vote or PreVote, the candidate's) is not the receiver's own: no node
+//!   sends Raft messages to itself (a leader told of "its own" entries asserts it is none);
 //! * no log id the message carries (previous, entries, commit, snapshot) was proposed by a
 //!   leader later than `v`;
 //! * entries follow `prev_log_id` with consecutive indexes and leaders that never go back,
 //!   and the leader's commit is ordered with them by index and by leader alike;
+//! * a commit beyond the message's own log ids (a heartbeat's) is ordered with the
+//!   receiver's log: no local entry at or below its index was written by a later leader
+//!   (by Raft's leader completeness no such entry exists beside a committed id; openraft
+//!   would commit the lower of the two by leader, an index it may not hold);
 //! * a snapshot's membership is no later than its last log id.
 
 use openraft::raft::AppendEntriesRequest;
 use openraft::type_config::alias::{LogIdOf, VoteOf};
 
-use crate::TypeConfig;
 use crate::state_machine::RaftState;
+use crate::{NodeId, TypeConfig};
 
 /// Checks an AppendEntries request; the error says which rule it breaks.
 pub(crate) fn check_append(req: &AppendEntriesRequest<TypeConfig>) -> Result<(), String> {
@@ -69,6 +75,33 @@ pub(crate) fn check_append(req: &AppendEntriesRequest<TypeConfig>) -> Result<(),
     Ok(())
 }
 
+/// The index up to which the receiver's log must be consulted for `req`'s commit: the
+/// commit's own, when it lies beyond every log id the message carries (else `None`: the
+/// message's ids, checked by [`check_append`], decide).
+pub(crate) fn commit_beyond_message(req: &AppendEntriesRequest<TypeConfig>) -> Option<u64> {
+    let c = req.leader_commit.as_ref()?;
+    let last = req.entries.last().map(|e| &e.log_id).or(req.prev_log_id.as_ref());
+    (last.is_none_or(|l| l.index < c.index)).then_some(c.index)
+}
+
+/// Checks `commit` against the receiver's log id at `min(commit.index, its last index)`
+/// (`local`; `None` when that index is purged or the log empty): no leader later than the
+/// commit's wrote an entry at or below the commit's index.
+pub(crate) fn check_commit_with_log(
+    commit: &LogIdOf<TypeConfig>,
+    local: Option<&LogIdOf<TypeConfig>>,
+) -> Result<(), String> {
+    match local {
+        Some(l) if l.leader_id > commit.leader_id => Err(format!(
+            "leader_commit {} is out of order with this node's log id {}: log ids rise in index and leader \
+             together",
+            show(Some(commit)),
+            show(Some(l))
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Checks an InstallSnapshot's vote against the Raft state the snapshot carries.
 pub(crate) fn check_snapshot(vote: &VoteOf<TypeConfig>, state: &RaftState) -> Result<(), String> {
     check_vote(vote)?;
@@ -82,6 +115,15 @@ pub(crate) fn check_snapshot(vote: &VoteOf<TypeConfig>, state: &RaftState) -> Re
         ));
     }
     Ok(())
+}
+
+/// Checks that a message's vote does not name the receiving node as its leader or candidate.
+pub(crate) fn check_not_own(vote: &VoteOf<TypeConfig>, me: NodeId) -> Result<(), String> {
+    if vote.leader_id().node_id == me {
+        Err(format!("vote {vote} names this node ({me}): no node sends Raft messages to itself"))
+    } else {
+        Ok(())
+    }
 }
 
 fn check_vote(vote: &VoteOf<TypeConfig>) -> Result<(), String> {
@@ -187,6 +229,33 @@ mod tests {
             let err = check_append(&req).expect_err(why);
             assert!(err.contains(why), "{req:?}: {err}");
         }
+    }
+
+    #[test]
+    fn a_vote_naming_the_receiver_is_refused() {
+        assert_eq!(check_not_own(&vote(3, 1, true), 2), Ok(()));
+        for v in [vote(3, 2, true), vote(3, 2, false)] {
+            let err = check_not_own(&v, 2).expect_err("own vote");
+            assert!(err.contains("names this node"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_commit_beyond_the_message_is_checked_against_the_log() {
+        let v = vote(3, 1, true);
+        // what the receiver must look up: a heartbeat's commit, or one beyond the entries
+        assert_eq!(commit_beyond_message(&append(v, None, &[], Some((2, 7)))), Some(7));
+        assert_eq!(commit_beyond_message(&append(v, Some((2, 3)), &[(2, 4)], Some((2, 7)))), Some(7));
+        assert_eq!(commit_beyond_message(&append(v, Some((2, 3)), &[(2, 4)], Some((2, 4)))), None);
+        assert_eq!(commit_beyond_message(&append(v, Some((2, 9)), &[], Some((2, 4)))), None);
+        assert_eq!(commit_beyond_message(&append(v, None, &[], None)), None);
+        // a local entry of an earlier or the same leader is fine; of a later one, refused
+        assert_eq!(check_commit_with_log(&log_id(2, 7), None), Ok(()));
+        assert_eq!(check_commit_with_log(&log_id(2, 7), Some(&log_id(1, 7))), Ok(()));
+        assert_eq!(check_commit_with_log(&log_id(2, 7), Some(&log_id(2, 4))), Ok(()));
+        // the fuzz target's: the node holds (1, 0), a heartbeat commits (0, 1)
+        let err = check_commit_with_log(&log_id(0, 1), Some(&log_id(1, 0))).expect_err("later leader");
+        assert!(err.contains("out of order with this node's log"), "{err}");
     }
 
     #[test]

@@ -336,17 +336,35 @@ impl RaftNode {
     async fn dispatch(&self, group: GroupId, kind: RpcKind, payload: &[u8]) -> Result<Vec<u8>, String> {
         let raft = self.group(group).map_err(|e| e.to_string())?;
         let de = |e: std::io::Error| format!("bad {kind:?} message: {e}");
+        let me = self.cfg.node_id;
         let bytes = match kind {
             RpcKind::Append => {
-                let req = decode_message(payload).map_err(de)?;
-                inbound::check_append(&req).map_err(|e| format!("refused AppendEntries: {e}"))?;
+                let req: openraft::raft::AppendEntriesRequest<TypeConfig> =
+                    decode_message(payload).map_err(de)?;
+                let refused = |e: String| format!("refused AppendEntries: {e}");
+                inbound::check_not_own(&req.vote, me).map_err(refused)?;
+                inbound::check_append(&req).map_err(refused)?;
+                if let (Some(index), Some(commit)) =
+                    (inbound::commit_beyond_message(&req), &req.leader_commit)
+                {
+                    // the log as the group's core task holds it after the messages before this
+                    // one (a message of the same group handled concurrently may come between)
+                    let local = raft
+                        .with_raft_state(move |st| {
+                            st.log_ids.last().and_then(|l| st.log_ids.get(index.min(l.index)))
+                        })
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    inbound::check_commit_with_log(commit, local.as_ref()).map_err(refused)?;
+                }
                 encode(&raft.append_entries(req).await.map_err(|e| e.to_string()))
             }
-            RpcKind::Vote => {
-                encode(&raft.vote(decode_message(payload).map_err(de)?).await.map_err(|e| e.to_string()))
-            }
-            RpcKind::PreVote => {
-                encode(&raft.pre_vote(decode_message(payload).map_err(de)?).await.map_err(|e| e.to_string()))
+            RpcKind::Vote | RpcKind::PreVote => {
+                let req: openraft::raft::VoteRequest<TypeConfig> = decode_message(payload).map_err(de)?;
+                inbound::check_not_own(&req.vote, me).map_err(|e| format!("refused {kind:?}: {e}"))?;
+                let answer =
+                    if kind == RpcKind::Vote { raft.vote(req).await } else { raft.pre_vote(req).await };
+                encode(&answer.map_err(|e| e.to_string()))
             }
             RpcKind::Snapshot => {
                 let m: SnapshotMessage = decode(payload).map_err(de)?;
@@ -358,7 +376,8 @@ impl RaftNode {
                         "refused InstallSnapshot: its Raft state differs from the one in its data".into()
                     );
                 }
-                inbound::check_snapshot(&m.vote, &m.state)
+                inbound::check_not_own(&m.vote, me)
+                    .and_then(|()| inbound::check_snapshot(&m.vote, &m.state))
                     .map_err(|e| format!("refused InstallSnapshot: {e}"))?;
                 let snapshot = openraft::type_config::alias::SnapshotOf::<TypeConfig, SnapshotPayload> {
                     meta: m.state.meta(),

@@ -222,7 +222,7 @@ async fn a_failed_read_during_apply_stops_the_group_instead_of_diverging() {
 /// finding 3), in the target's framing: `kind byte · u32 LE length · payload`. The snapshot's
 /// data does not decode: it is refused as undecodable now, before its vote is looked at (the
 /// rule it broke is tested with a decodable snapshot in `strata-raft`'s node tests).
-const FORGED: [(&str, &str); 6] = [
+const FORGED: [(&str, &str); 7] = [
     ("AppendEntries from a vote that is not committed", "000c000000010000000000000000"),
     (
         "entries not consecutive with prev_log_id",
@@ -242,6 +242,12 @@ const FORGED: [(&str, &str); 6] = [
          0007070707070707070707070707070707070707070707070707070707070707070707070707070707070707070707070000\
          0000000000000a0000000002bf00010002010301010000000000007402030301066e6f64a9aaaaaaaaaaaa0a652d3202066e\
          6f64652d3203066e6f6400",
+    ),
+    (
+        "a heartbeat committing an earlier leader's id beyond the entry of a later leader the node holds",
+        "780c00000001010100010101000000000000000000000000000000000000000000000000000000000000000101060001010100\
+         000100010100010101000000000000000000000000000000000000000000000000000000000000000101060001010100000100\
+         010000060001010101",
     ),
     (
         "a snapshot whose last log id belongs to a later leader than the vote",
