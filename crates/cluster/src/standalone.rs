@@ -6,8 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use strata_api::{CommitFuture, WriteError, Writer};
 use strata_raft::Request;
-use strata_server::{CommitFuture, WriteError, Writer};
 use strata_tsdb::{ApplyOutcome, SeriesBatch};
 
 use crate::storage::StorageNode;

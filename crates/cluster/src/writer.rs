@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use strata_server::{CommitFuture, WriteError, Writer};
+use strata_api::{CommitFuture, WriteError, Writer};
 use strata_tsdb::SeriesBatch;
 
 use crate::client::ClusterClient;

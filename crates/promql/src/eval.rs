@@ -89,17 +89,7 @@ pub(crate) fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Matcher>> {
         );
     }
     for m in &vs.matchers.matchers {
-        use promql_parser::label::MatchOp as P;
-        let op = match m.op {
-            P::Equal => MatchOp::Equal,
-            P::NotEqual => MatchOp::NotEqual,
-            P::Re(_) => MatchOp::Regex,
-            P::NotRe(_) => MatchOp::NotRegex,
-        };
-        out.push(
-            Matcher::new(op, m.name.clone(), m.value.clone())
-                .map_err(|e| QueryError::Parse(e.to_string()))?,
-        );
+        out.push(crate::selector::engine_matcher(m).map_err(QueryError::Parse)?);
     }
     Ok(out)
 }

@@ -1021,10 +1021,10 @@ fn label_replace(ctx: &mut Ctx<'_>, args: &[&Expr]) -> Result<Value> {
     let repl = string(ctx, args[2])?;
     let src = string(ctx, args[3])?;
     let re_src = string(ctx, args[4])?;
-    // Go's syntax and meaning (strata_tsdb::go_regex), anchored, `.` matching newlines as
+    // Go's syntax and meaning (strata_goregex), anchored, `.` matching newlines as
     // in Prometheus 3
     // (the source is not parsed on its own first, as Prometheus does not)
-    let re = strata_tsdb::go_regex::translate(&format!("^(?s:{re_src})$"))
+    let re = strata_goregex::translate(&format!("^(?s:{re_src})$"))
         .and_then(|rust| regex::Regex::new(&rust).map_err(|e| e.to_string()))
         .map_err(|_| {
             QueryError::Execution(format!("invalid regular expression in label_replace(): {re_src}"))

@@ -25,6 +25,7 @@ mod info;
 mod limits;
 mod native;
 mod pushdown;
+mod selector;
 mod source;
 mod value;
 
@@ -38,6 +39,7 @@ pub use error::{QueryError, Result};
 pub use features::{FEATURE_NAMES, Features};
 pub use limits::{LoadLimit, resolution_error, steps_within};
 pub use pushdown::{Partitioned, evaluate_parts, pushable};
+pub use selector::parse_selector;
 pub use source::{EvalAt, MemSource, Partials, SelectHints, Source};
 pub use value::{HPoint, RangeSeries, Series, Value};
 

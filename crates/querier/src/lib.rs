@@ -33,10 +33,10 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use parking_lot::Mutex;
 use promql_parser::parser::Expr;
+use strata_api::{QueryBackend, ReadOptions, ReadView};
 use strata_cluster::{ClusterClient, Error as ClusterError, ReadConsistency};
 use strata_promql::{Annotations, EvalAt, LoadLimit, Partials, QueryError, SelectHints, Series, Source};
 use strata_proto::cluster::{EvaluateRequest, LabelsKind, LabelsRequest};
-use strata_server::{QueryBackend, ReadOptions, ReadView};
 use strata_tsdb::{Labels, Matcher, SeriesData};
 
 /// Settings of a querier.

@@ -109,7 +109,7 @@ async fn targets(State(m): State<ScrapeManager>, Query(q): Query<HashMap<String,
 async fn metadata(State(m): State<ScrapeManager>, Query(q): Query<HashMap<String, String>>) -> Response {
     let matchers = match q.get("match_target").filter(|s| !s.is_empty()) {
         None => Vec::new(),
-        Some(s) => match strata_server::parse_selector(s) {
+        Some(s) => match strata_promql::parse_selector(s) {
             Ok(mut sets) if sets.len() == 1 => sets.remove(0),
             Ok(_) => return bad_request("match_target: one set of matchers expected".into()),
             Err(e) => return bad_request(e),

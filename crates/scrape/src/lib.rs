@@ -1,7 +1,7 @@
 //! # strata-scrape — ingestors scrape, as Prometheus does
 //!
 //! A node given a Prometheus configuration file (`--scrape-config`) scrapes its targets
-//! itself and writes the samples through the same [`strata_server::Writer`] remote write
+//! itself and writes the samples through the same [`strata_api::Writer`] remote write
 //! uses: a standalone node into its database, an ingestor to the shards' leaders.
 //!
 //! * [`config`]: the file's `global` and `scrape_configs` with Prometheus's keys and

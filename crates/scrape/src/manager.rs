@@ -9,8 +9,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
+use strata_api::Writer;
 use strata_discovery::{Discovery, LabelSet, TargetGroup};
-use strata_server::Writer;
 use tokio::sync::watch;
 
 use crate::append::AppendConfig;
@@ -30,7 +30,7 @@ pub struct ManagerConfig {
     /// The ring of ingestors sharing the targets. Default: this one alone.
     pub ring: Option<watch::Receiver<Ring>>,
     /// Where the scraped metric metadata goes (the node's `/api/v1/metadata`). Default none.
-    pub metadata: Option<Arc<strata_server::MetadataStore>>,
+    pub metadata: Option<Arc<strata_api::MetadataStore>>,
     /// This node's HTTP listen address (`host:port`): with the host name, the
     /// `globalUrl` of loopback targets in `/api/v1/targets`, as Prometheus's default
     /// external URL. Default none: loopback URLs are shown as they are.
@@ -48,7 +48,7 @@ struct Inner {
     file: Option<PathBuf>,
     writer: Arc<dyn Writer>,
     ring: watch::Receiver<Ring>,
-    metadata: Option<Arc<strata_server::MetadataStore>>,
+    metadata: Option<Arc<strata_api::MetadataStore>>,
     /// This node as others reach it: host name and HTTP port (see `ManagerConfig::listen_addr`).
     external: Option<(String, u16)>,
     running: tokio::sync::Mutex<Running>,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
-use strata_server::Writer;
+use strata_api::Writer;
 use tokio::sync::oneshot;
 
 use crate::append::{AppendConfig, Counts, FamilyMetadata, TargetState};
@@ -46,7 +46,7 @@ pub(crate) struct LoopShared {
     /// An error every scrape of the job reports instead of scraping (target_limit).
     pub(crate) forced_error: Mutex<Option<String>>,
     /// Where metric metadata goes, when the node serves `/api/v1/metadata`.
-    pub(crate) metadata: Option<Arc<strata_server::MetadataStore>>,
+    pub(crate) metadata: Option<Arc<strata_api::MetadataStore>>,
     /// Mixed into the offset hash (the same on every ingestor of a cluster).
     pub(crate) seed: u64,
 }
@@ -159,7 +159,7 @@ impl Loop {
         self.state.report(&self.cfg, ts, error.is_none(), duration, counts, &mut batch);
         let write_error = match self.shared.writer.commit(batch).await {
             Ok(_) => None,
-            Err(e) => Some(format!("writing the samples: {}", describe(&e))),
+            Err(e) => Some(format!("writing the samples: {}", e)),
         };
         let mut h = self.health.lock();
         h.last_scrape = Some(start);
@@ -191,16 +191,8 @@ impl Loop {
         let mut batch = self.shared.writer.batch();
         self.state.end(now_ms(stale_at), &mut batch);
         if let Err(e) = self.shared.writer.commit(batch).await {
-            tracing::warn!(url = %self.target.url, error = %describe(&e), "writing staleness markers failed");
+            tracing::warn!(url = %self.target.url, error = %e, "writing staleness markers failed");
         }
-    }
-}
-
-fn describe(e: &strata_server::WriteError) -> &str {
-    match e {
-        strata_server::WriteError::Unavailable(m)
-        | strata_server::WriteError::Invalid(m)
-        | strata_server::WriteError::Internal(m) => m,
     }
 }
 

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use strata_api::{CommitFuture, Writer};
 use strata_bench::exposition::{ExpositionServer, Reply};
 use strata_scrape::ring::Ring;
 use strata_scrape::{ManagerConfig, ScrapeManager};
-use strata_server::{CommitFuture, Writer};
 use strata_tsdb::{ApplyOutcome, Labels, SeriesBatch};
 use tokio::sync::watch;
 

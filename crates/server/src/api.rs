@@ -7,11 +7,11 @@ use serde_json::{Map, Value, json};
 use strata_promql::QueryError;
 use strata_tsdb::{Labels, Matcher};
 
-use crate::backend::ReadView;
+use strata_api::ReadView;
 
 use crate::AppState;
 use crate::params::Params;
-use crate::selector::parse_selector;
+use strata_promql::parse_selector;
 
 /// An API error in Prometheus's envelope.
 #[derive(Debug)]

@@ -20,33 +20,28 @@
 //! Blocking engine calls run on tokio's blocking pool.
 
 mod api;
-mod backend;
 mod gojson;
 mod grpc;
 mod histogram;
 mod limits;
 mod listen;
-mod metadata;
 mod metrics;
 mod params;
 mod query;
-mod selector;
 mod write;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
+use strata_api::{
+    CancelOnDrop, LocalWriter, MetadataStore, QueryBackend, ReadOptions, ReadView, Reader, Writer,
+};
 use strata_tsdb::Db;
 
-pub use backend::{
-    CommitFuture, LocalWriter, QueryBackend, ReadOptions, ReadView, Reader, WriteError, Writer,
-};
 pub use limits::IngestLimits;
 pub use listen::ListenConfig;
-pub use metadata::MetadataStore;
 pub use metrics::Metrics;
-pub use selector::parse_selector;
 
 /// Settings of the HTTP server.
 #[derive(Clone, Debug)]
@@ -129,7 +124,7 @@ pub struct AppState {
     cfg: ServerConfig,
     engine: strata_promql::Engine,
     queries: Arc<tokio::sync::Semaphore>,
-    metadata: Arc<metadata::MetadataStore>,
+    metadata: Arc<MetadataStore>,
     rate_limiter: Option<Arc<limits::RateLimiter>>,
 }
 
@@ -171,8 +166,8 @@ impl AppState {
         &self,
         p: &params::Params,
         engine: &strata_promql::Engine,
-    ) -> Result<(Box<dyn ReadView>, backend::CancelOnDrop), api::ApiError> {
-        let guard = backend::CancelOnDrop::default();
+    ) -> Result<(Box<dyn ReadView>, CancelOnDrop), api::ApiError> {
+        let guard = CancelOnDrop::default();
         let opts = ReadOptions {
             partial_response: matches!(p.get("partial_response"), Some("true" | "1")),
             deadline: std::time::Instant::now() + engine.config().timeout,

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::backend::QueryBackend;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -15,6 +14,7 @@ use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::registry::Registry;
+use strata_api::QueryBackend;
 
 use crate::AppState;
 

@@ -12,9 +12,9 @@ use strata_proto::prometheus as pb;
 use strata_tsdb::{Db, LabelsError, RejectReason, SeriesBatch, labels};
 
 use crate::AppState;
-use crate::backend::WriteError;
 use crate::limits::IngestLimits;
-use crate::metadata::MetadataStore;
+use strata_api::MetadataStore;
+use strata_api::WriteError;
 
 thread_local! {
     static DECODER: RefCell<FastDecoder> = RefCell::new(FastDecoder::new());

@@ -18,10 +18,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use strata_api::Reader;
 use strata_cluster::{StandaloneWriter, StorageConfig, StorageNode};
 use strata_engine_rocks::RocksConfig;
 use strata_raft::RaftConfig;
-use strata_server::{AppState, Reader, ServerConfig};
+use strata_server::{AppState, ServerConfig};
 use strata_tsdb::DbConfig;
 
 use crate::config::StandaloneConfig;
@@ -201,7 +202,7 @@ async fn standalone(c: StandaloneConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("opening database in {}", c.data_dir.display()))?;
     let n = node.clone();
-    let writer: Arc<dyn strata_server::Writer> = Arc::new(StandaloneWriter(node.clone()));
+    let writer: Arc<dyn strata_api::Writer> = Arc::new(StandaloneWriter(node.clone()));
     let state = AppState::with(
         Arc::new(roles::StorageBackend { reader: Reader::dynamic(move || n.db()), node: node.clone() }),
         writer.clone(),

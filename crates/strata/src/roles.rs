@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use strata_api::Reader;
 use strata_cluster::{
     ClientConfig, ClusterClient, ClusterWriter, GrpcTls, ReadConsistency, StorageConfig, StorageNode,
     TlsFiles,
 };
 use strata_querier::{ClusterBackend, QuerierConfig};
 use strata_raft::RaftConfig;
-use strata_server::{AppState, Reader, ServerConfig};
+use strata_server::{AppState, ServerConfig};
 use strata_tsdb::DbConfig;
 
 use crate::config::IngestArgs;
@@ -297,7 +298,7 @@ pub(crate) async fn ingestor(a: IngestorArgs) -> anyhow::Result<()> {
     }));
     // the map is needed to split batches by shard; keep it fresh in the background
     client.spawn_refresh(Duration::from_secs(10));
-    let writer: Arc<dyn strata_server::Writer> = Arc::new(ClusterWriter(client));
+    let writer: Arc<dyn strata_api::Writer> = Arc::new(ClusterWriter(client));
     let ring = if a.scrape_peers.is_empty() {
         None
     } else {
@@ -414,14 +415,14 @@ pub(crate) async fn querier(a: QuerierArgs) -> anyhow::Result<()> {
 #[derive(Debug)]
 struct NoWrites;
 
-impl strata_server::Writer for NoWrites {
+impl strata_api::Writer for NoWrites {
     fn batch(&self) -> strata_tsdb::SeriesBatch {
         strata_tsdb::SeriesBatch::new(1)
     }
 
-    fn commit(&self, _batch: strata_tsdb::SeriesBatch) -> strata_server::CommitFuture<'_> {
+    fn commit(&self, _batch: strata_tsdb::SeriesBatch) -> strata_api::CommitFuture<'_> {
         Box::pin(async {
-            Err(strata_server::WriteError::Invalid(
+            Err(strata_api::WriteError::Invalid(
                 "a querier takes no writes: send remote write to an ingestor".into(),
             ))
         })
@@ -436,8 +437,8 @@ pub(crate) struct StorageBackend {
     pub(crate) node: Arc<StorageNode>,
 }
 
-impl strata_server::QueryBackend for StorageBackend {
-    fn view(&self, opts: strata_server::ReadOptions) -> Option<Box<dyn strata_server::ReadView>> {
+impl strata_api::QueryBackend for StorageBackend {
+    fn view(&self, opts: strata_api::ReadOptions) -> Option<Box<dyn strata_api::ReadView>> {
         self.reader.view(opts)
     }
 

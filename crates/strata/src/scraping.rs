@@ -14,7 +14,7 @@ pub(crate) async fn start(
     ring: Option<ring::MembershipConfig>,
     listen_addr: &str,
     state: &strata_server::AppState,
-    writer: Arc<dyn strata_server::Writer>,
+    writer: Arc<dyn strata_api::Writer>,
 ) -> anyhow::Result<axum::Router> {
     let ring = ring.map(ring::spawn_membership);
     let cfg = ManagerConfig {

@@ -22,7 +22,6 @@
 pub mod chunk;
 mod db;
 mod error;
-pub mod go_regex;
 pub mod histogram;
 mod index;
 pub mod keys;

@@ -1,5 +1,5 @@
 //! Label matchers with Prometheus semantics: `=`, `!=`, `=~`, `!~`, regexes fully anchored
-//! (Go's RE2 syntax and meaning, translated by [`crate::go_regex`]; `.` matching newlines
+//! (Go's RE2 syntax and meaning, translated by [`strata_goregex`]; `.` matching newlines
 //! as in Prometheus 3), an absent label matching as the empty string.
 
 use std::fmt;
@@ -95,7 +95,7 @@ pub const REGEX_CACHE_BYTES: usize = 128 << 20;
 const REGEX_TIERS: [usize; 4] = [16 << 10, 256 << 10, 2 << 20, REGEX_MAX_COMPILED_BYTES];
 
 /// A regex already translated from Go's syntax and anchored
-/// ([`crate::go_regex::translate_anchored`]) compiled within `limit` bytes of program.
+/// ([`strata_goregex::translate_anchored`]) compiled within `limit` bytes of program.
 fn compile(value: &str, limit: usize) -> std::result::Result<Regex, regex::Error> {
     regex::RegexBuilder::new(value).size_limit(limit).dfa_size_limit(REGEX_DFA_BYTES).build()
 }
@@ -104,7 +104,7 @@ fn compile(value: &str, limit: usize) -> std::result::Result<Regex, regex::Error
 /// fits (a regex over the last tier is an error).
 fn compile_sized(value: &str) -> Result<(Regex, usize)> {
     let bad = |e: regex::Error| Error::BadRegex { pattern: value.to_owned(), reason: e.to_string() };
-    let translated = crate::go_regex::translate_anchored(value)
+    let translated = strata_goregex::translate_anchored(value)
         .map_err(|reason| Error::BadRegex { pattern: value.to_owned(), reason })?;
     let value = translated.as_str();
     for limit in &REGEX_TIERS[..REGEX_TIERS.len() - 1] {

@@ -17,9 +17,8 @@ use std::hash::{Hash, Hasher};
 
 use regex::Regex;
 
-/// Go's regex syntax translated for the regex crate: Strata's translator, shared as a file.
-#[path = "../../../../crates/tsdb/src/go_regex.rs"]
-pub mod go_regex;
+// Go's regex syntax translated for the regex crate: Strata's translator (crates/goregex).
+use strata_goregex as go_regex;
 
 use crate::parser::lex::is_label;
 use crate::parser::token::{token_display, TokenId, T_EQL, T_EQL_REGEX, T_NEQ, T_NEQ_REGEX};

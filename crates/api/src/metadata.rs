@@ -34,7 +34,7 @@ fn kind_name(k: i32) -> &'static str {
 
 impl MetadataStore {
     /// Records one entry of remote write (ignored when already known).
-    pub(crate) fn record(&self, family: &str, kind: i32, help: &str, unit: &str) {
+    pub fn record(&self, family: &str, kind: i32, help: &str, unit: &str) {
         self.record_named(family, kind_name(kind), help, unit);
     }
 
@@ -57,12 +57,7 @@ impl MetadataStore {
     }
 
     /// The `data` of `/api/v1/metadata`: one metric or all, limited as asked.
-    pub(crate) fn query(
-        &self,
-        metric: Option<&str>,
-        limit: Option<usize>,
-        per_metric: Option<usize>,
-    ) -> Value {
+    pub fn query(&self, metric: Option<&str>, limit: Option<usize>, per_metric: Option<usize>) -> Value {
         let r = self.by_metric.read();
         let mut out = serde_json::Map::new();
         for (name, metas) in r.iter().filter(|(n, _)| metric.is_none_or(|m| m == n.as_str())) {

@@ -4,7 +4,8 @@ use promql_parser::label::MatchOp as PMatchOp;
 use promql_parser::parser::{self, Expr};
 use strata_tsdb::{METRIC_NAME, MatchOp, Matcher};
 
-fn convert(m: &promql_parser::label::Matcher) -> Result<Matcher, String> {
+/// The engine's matcher for a parsed one.
+pub(crate) fn engine_matcher(m: &promql_parser::label::Matcher) -> Result<Matcher, String> {
     let op = match m.op {
         PMatchOp::Equal => MatchOp::Equal,
         PMatchOp::NotEqual => MatchOp::NotEqual,
@@ -29,7 +30,7 @@ pub fn parse_selector(s: &str) -> Result<Vec<Vec<Matcher>>, String> {
         .chain(vs.matchers.or_matchers.iter())
         .filter(|a| !a.is_empty());
     for alt in alternatives {
-        let mut set = alt.iter().map(convert).collect::<Result<Vec<_>, _>>()?;
+        let mut set = alt.iter().map(engine_matcher).collect::<Result<Vec<_>, _>>()?;
         if let Some(n) = &name {
             set.push(n.clone());
         }

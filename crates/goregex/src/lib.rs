@@ -11,8 +11,9 @@
 //! points; a `{` that does not start a valid repetition is a literal; repetitions over
 //! 1000 and stacked repetitions (`a**`) are errors. The translation is written from the
 //! parsed form, so every literal is escaped for the crate and every class is spelled out.
-//! This file is self-contained (std and `regex` only, edition 2021 syntax):
-//! vendor/promql-parser includes it too.
+//! Used by the engine's matchers (`strata-tsdb`), `label_replace` (`strata-promql`) and
+//! the PromQL parser (vendor/promql-parser, which checks a matcher's regex as Prometheus
+//! does); edition 2021, like the parser.
 
 use std::fmt::Write as _;
 
@@ -396,7 +397,11 @@ impl<'a> Parser<'a> {
             match c {
                 'i' | 'm' | 's' | 'U' => {
                     saw = true;
-                    if negated { off.push(c) } else { on.push(c) }
+                    if negated {
+                        off.push(c)
+                    } else {
+                        on.push(c)
+                    }
                 }
                 '-' if !negated => {
                     negated = true;

@@ -1,67 +1,13 @@
-//! Where a node's HTTP handlers write to and read from: the local database
-//! (`strata standalone`), or the cluster (an ingestor writes through the shard leaders; a
-//! storage node reads its own replicas; a querier reads every shard through a
-//! [`QueryBackend`] of its own).
+//! The read port: where queries and the series/labels lookups read — the local database
+//! ([`Reader`]: standalone, a storage node's own replicas) or a querier's fan-out over the
+//! cluster's shards (`strata-querier`).
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use strata_promql::{QueryError, SelectHints, Source};
-use strata_tsdb::{ApplyOutcome, Db, Labels, Matcher, SeriesBatch, SeriesData};
-
-/// Why a write was not stored.
-#[derive(Debug, Clone)]
-pub enum WriteError {
-    /// Temporarily impossible (no quorum, leader election, shutting down): 503 with
-    /// `Retry-After`, the client retries.
-    Unavailable(String),
-    /// The request itself is wrong: 400.
-    Invalid(String),
-    /// Failed inside the node: 500.
-    Internal(String),
-}
-
-/// A future returned by [`Writer::commit`].
-pub type CommitFuture<'a> = Pin<Box<dyn Future<Output = Result<ApplyOutcome, WriteError>> + Send + 'a>>;
-
-/// Stores remote-write batches durably.
-pub trait Writer: Send + Sync + std::fmt::Debug + 'static {
-    /// Whether writes can be taken now (`/-/ready` answers 503 until then). Default true.
-    fn ready(&self) -> bool {
-        true
-    }
-    /// An empty batch, split by shard the way this writer's storage is.
-    fn batch(&self) -> SeriesBatch;
-    /// Stores the batch; resolves once it is durable (for a cluster: committed by a quorum
-    /// of every shard it touches).
-    fn commit(&self, batch: SeriesBatch) -> CommitFuture<'_>;
-}
-
-/// Writes into a local database.
-#[derive(Debug, Clone)]
-pub struct LocalWriter(pub Arc<Db>);
-
-impl Writer for LocalWriter {
-    fn batch(&self) -> SeriesBatch {
-        self.0.batch()
-    }
-
-    fn commit(&self, batch: SeriesBatch) -> CommitFuture<'_> {
-        let db = self.0.clone();
-        Box::pin(async move {
-            let res = tokio::task::spawn_blocking(move || db.commit(batch))
-                .await
-                .map_err(|e| WriteError::Internal(e.to_string()))?;
-            res.map_err(|e| match e {
-                strata_tsdb::Error::ShuttingDown => WriteError::Unavailable(e.to_string()),
-                e => WriteError::Internal(e.to_string()),
-            })
-        })
-    }
-}
+use strata_tsdb::{Db, Labels, Matcher, SeriesData};
 
 /// The database queries read, if this node has one (a storage node opens it once the
 /// cluster map is known; an ingestor has none).
@@ -124,7 +70,7 @@ impl ReadOptions {
 /// Sets the flag when dropped: held by a request handler, so that a handler dropped with its
 /// client (or finished) stops the reads it started.
 #[derive(Debug, Default)]
-pub(crate) struct CancelOnDrop(pub(crate) Arc<AtomicBool>);
+pub struct CancelOnDrop(pub Arc<AtomicBool>);
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
