@@ -5,14 +5,18 @@
 #   deploy/local/cluster.sh down DIR     stop it (SIGTERM, then SIGKILL after 30 s)
 #   deploy/local/cluster.sh kill DIR N   SIGKILL storage node N (1-3)
 #   deploy/local/cluster.sh start DIR N  start storage node N again
-#   deploy/local/cluster.sh status DIR   list the processes
+#   deploy/local/cluster.sh status DIR   list the processes and the ports they listen on
 #   deploy/local/cluster.sh kill-ingestor DIR I / start-ingestor DIR I   the same for ingestor I (1-2)
 #
 # Endpoints (defaults; override with the variables below):
 #   remote-write  http://127.0.0.1:8080/api/v1/write and :8081   (INGEST_PORTS)
 #   Prometheus API and gRPC query API  http://127.0.0.1:9090 and :9091 (queriers; QUERY_PORTS)
-#   storage gRPC  127.0.0.1:7001-7003                          (GRPC_PORT_BASE+N)
+#   storage gRPC  127.0.0.1:7001-7003                          (GRPC_PORT_BASE+N, or GRPC_PORTS)
 #   storage HTTP (metrics, their own replicas)  127.0.0.1:9101-9103 (HTTP_PORT_BASE+N)
+# Port 0 (HTTP_PORT_BASE=0, a 0 in INGEST_PORTS or QUERY_PORTS) lets the OS choose: `up`
+# and `status` print the ports taken, read from /proc (a restarted process gets a new one).
+# The storage gRPC ports cannot be 0: every node's --peers names them; neither can the
+# ingestors' with SCRAPE_CONFIG (--scrape-peers names them).
 # Cluster gRPC is mutual TLS: `up` makes a CA and a member certificate under DIR/certs
 # (`strata certs`) that every process uses.
 # Extra querier flags: QUERIER_FLAGS (e.g. "--pushdown false").
@@ -22,9 +26,10 @@ set -euo pipefail
 
 cmd=${1:-}
 dir=${2:-}
-[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,21p' "$0"; exit 2; }
+[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,26p' "$0"; exit 2; }
 here=$(cd "$(dirname "$0")/../.." && pwd)
 GRPC_PORT_BASE=${GRPC_PORT_BASE:-7000}
+GRPC_PORTS=${GRPC_PORTS:-"$((GRPC_PORT_BASE + 1)) $((GRPC_PORT_BASE + 2)) $((GRPC_PORT_BASE + 3))"}
 HTTP_PORT_BASE=${HTTP_PORT_BASE:-9100}
 INGEST_PORTS=${INGEST_PORTS:-"8080 8081"}
 QUERY_PORTS=${QUERY_PORTS:-"9090 9091"}
@@ -40,10 +45,47 @@ binary() {
     echo "$CARGO_TARGET_DIR/release/strata"; })
 }
 
+# the gRPC port of storage node $1
+grpc_port() { local ports=($GRPC_PORTS); echo "${ports[$(($1 - 1))]}"; }
+
+# the HTTP port storage node $1 is started on (0: the OS chooses)
+http_port() { if [ "$HTTP_PORT_BASE" = 0 ]; then echo 0; else echo $((HTTP_PORT_BASE + $1)); fi; }
+
 peers() {
   local p="" i
-  for i in $(seq 1 $NODES); do p="$p${p:+,}$i=127.0.0.1:$((GRPC_PORT_BASE + i))"; done
+  for i in $(seq 1 $NODES); do p="$p${p:+,}$i=127.0.0.1:$(grpc_port "$i")"; done
   echo "$p"
+}
+
+storage_addrs() {
+  local s="" n
+  for n in $(seq 1 $NODES); do s="$s${s:+,}127.0.0.1:$(grpc_port "$n")"; done
+  echo "$s"
+}
+
+# the TCP ports process $1 listens on: its sockets (/proc/PID/fd) in state LISTEN (0A) in
+# /proc/PID/net/tcp and tcp6
+listen_ports() {
+  local pid=$1 inodes hex
+  inodes=$(find "/proc/$pid/fd" -lname 'socket:*' -printf '%l\n' 2>/dev/null | tr -dc '0-9\n' | sort -u | tr '\n' ' ')
+  [ -n "$inodes" ] || return 0
+  awk -v inodes="$inodes" 'BEGIN { n = split(inodes, a, " "); for (i = 1; i <= n; i++) want[a[i]] = 1 }
+    FNR > 1 && $4 == "0A" && ($10 in want) { split($2, h, ":"); print h[2] }' \
+    "/proc/$pid/net/tcp" "/proc/$pid/net/tcp6" 2>/dev/null | while read -r hex; do echo $((16#$hex)); done | sort -nu
+}
+
+# the HTTP port of process NAME (its pid file under run/), waiting until it listens; for a
+# storage node, the port that is not its gRPC port
+wait_http_port() {
+  local name=$1 deadline=$2 skip=${3:-} pid port
+  pid=$(cat "$dir/run/$name.pid")
+  while :; do
+    port=$(listen_ports "$pid" | grep -vx "${skip:-none}" | head -1)
+    [ -n "$port" ] && { echo "$port"; return; }
+    kill -0 "$pid" 2>/dev/null || { echo "$name exited; see $dir/logs/$name.log" >&2; return 1; }
+    [ $SECONDS -lt "$deadline" ] || { echo "$name did not listen; see $dir/logs/$name.log" >&2; return 1; }
+    sleep 0.2
+  done
 }
 
 running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
@@ -60,17 +102,20 @@ start_storage() {
   mkdir -p "$dir/logs" "$dir/run"
   running "$dir/run/storage-$n.pid" && { echo "storage-$n already running"; return; }
   nohup "$bin" storage --node-id "$n" --data-dir "$dir/storage-$n" \
-    --grpc-addr "127.0.0.1:$((GRPC_PORT_BASE + n))" --peers "$(peers)" --shards "$SHARDS" \
-    --replication-factor 3 --http-addr "127.0.0.1:$((HTTP_PORT_BASE + n))" $(tls_flags) "${extra[@]}" \
+    --grpc-addr "127.0.0.1:$(grpc_port "$n")" --peers "$(peers)" --shards "$SHARDS" \
+    --replication-factor 3 --http-addr "127.0.0.1:$(http_port "$n")" $(tls_flags) "${extra[@]}" \
     >>"$dir/logs/storage-$n.log" 2>&1 &
   echo $! >"$dir/run/storage-$n.pid"
 }
 
 start_ingestor() {
-  local i=$1 port=$2 bin=$3 storage="" scrape=() p peers=""
-  for n in $(seq 1 $NODES); do storage="$storage${storage:+,}127.0.0.1:$((GRPC_PORT_BASE + n))"; done
+  local i=$1 port=$2 bin=$3 storage scrape=() p peers=""
+  storage=$(storage_addrs)
   if [ -n "$SCRAPE_CONFIG" ]; then
-    for p in $INGEST_PORTS; do peers="$peers${peers:+,}127.0.0.1:$p"; done
+    for p in $INGEST_PORTS; do
+      [ "$p" != 0 ] || { echo "SCRAPE_CONFIG needs fixed INGEST_PORTS (--scrape-peers names them)" >&2; exit 1; }
+      peers="$peers${peers:+,}127.0.0.1:$p"
+    done
     scrape=(--scrape-config "$SCRAPE_CONFIG" --scrape-peers "$peers")
   fi
   running "$dir/run/ingestor-$i.pid" && { echo "ingestor-$i already running"; return; }
@@ -81,8 +126,8 @@ start_ingestor() {
 }
 
 start_querier() {
-  local i=$1 port=$2 bin=$3 storage=""
-  for n in $(seq 1 $NODES); do storage="$storage${storage:+,}127.0.0.1:$((GRPC_PORT_BASE + n))"; done
+  local i=$1 port=$2 bin=$3 storage
+  storage=$(storage_addrs)
   running "$dir/run/querier-$i.pid" && { echo "querier-$i already running"; return; }
   # shellcheck disable=SC2086
   nohup "$bin" querier --http-addr "127.0.0.1:$port" --storage "$storage" $(tls_flags) $QUERIER_FLAGS \
@@ -90,20 +135,41 @@ start_querier() {
   echo $! >"$dir/run/querier-$i.pid"
 }
 
+# every process's HTTP port (NAME PORT per line), waiting until each listens
+http_ports() {
+  local deadline=$1 n i port
+  for n in $(seq 1 $NODES); do
+    port=$(wait_http_port "storage-$n" "$deadline" "$(grpc_port "$n")") || return 1
+    echo "storage-$n $port"
+  done
+  i=1
+  for _ in $INGEST_PORTS; do
+    port=$(wait_http_port "ingestor-$i" "$deadline") || return 1
+    echo "ingestor-$i $port"; i=$((i + 1))
+  done
+  i=1
+  for _ in $QUERY_PORTS; do
+    port=$(wait_http_port "querier-$i" "$deadline") || return 1
+    echo "querier-$i $port"; i=$((i + 1))
+  done
+}
+
 wait_ready() {
-  local deadline=$((SECONDS + 120)) n port
+  local deadline=$((SECONDS + 120)) n name port ports
   for n in $(seq 1 $NODES); do
     until grep -q "database opened" "$dir/logs/storage-$n.log" 2>/dev/null; do
       [ $SECONDS -lt $deadline ] || { echo "storage-$n did not join the cluster; see $dir/logs" >&2; exit 1; }
       sleep 0.2
     done
   done
-  for port in $INGEST_PORTS $QUERY_PORTS $(for n in $(seq 1 $NODES); do echo $((HTTP_PORT_BASE + n)); done); do
+  ports=$(http_ports "$deadline") || exit 1
+  while read -r name port; do
     until curl -fsS "http://127.0.0.1:$port/-/ready" >/dev/null 2>&1; do
-      [ $SECONDS -lt $deadline ] || { echo "port $port did not come up; see $dir/logs" >&2; exit 1; }
+      [ $SECONDS -lt $deadline ] || { echo "$name (port $port) did not come up; see $dir/logs" >&2; exit 1; }
       sleep 0.2
     done
-  done
+  done <<<"$ports"
+  echo "$ports"
 }
 
 stop_pid() {
@@ -122,8 +188,8 @@ case "$cmd" in
     for port in $INGEST_PORTS; do start_ingestor "$i" "$port" "$bin"; i=$((i + 1)); done
     i=1
     for port in $QUERY_PORTS; do start_querier "$i" "$port" "$bin"; i=$((i + 1)); done
-    wait_ready
-    echo "cluster up: remote-write http://127.0.0.1:${INGEST_PORTS%% *}/api/v1/write, Prometheus API http://127.0.0.1:${QUERY_PORTS%% *}, logs in $dir/logs"
+    ports=$(wait_ready) || exit 1
+    echo "cluster up: remote-write http://127.0.0.1:$(awk '$1 == "ingestor-1" { print $2 }' <<<"$ports")/api/v1/write, Prometheus API http://127.0.0.1:$(awk '$1 == "querier-1" { print $2 }' <<<"$ports"), logs in $dir/logs"
     ;;
   down)
     for f in "$dir"/run/*.pid; do [ -e "$f" ] && stop_pid "$f" TERM; done
@@ -163,8 +229,10 @@ case "$cmd" in
   status)
     for f in "$dir"/run/*.pid; do
       [ -e "$f" ] || continue
-      if running "$f"; then echo "$(basename "$f" .pid) running (pid $(cat "$f"))"; else echo "$(basename "$f" .pid) stopped"; fi
+      if running "$f"; then
+        echo "$(basename "$f" .pid) running (pid $(cat "$f"), listening on $(listen_ports "$(cat "$f")" | tr '\n' ' '))"
+      else echo "$(basename "$f" .pid) stopped"; fi
     done
     ;;
-  *) sed -n '2,21p' "$0"; exit 2 ;;
+  *) sed -n '2,26p' "$0"; exit 2 ;;
 esac

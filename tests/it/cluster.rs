@@ -45,11 +45,10 @@ fn sample_count(port: u16, at_s: f64) -> Result<f64, String> {
 fn sigkilled_storage_node_loses_nothing_acknowledged() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let cluster = LocalCluster::up(tmp.path().join("cluster"), 8);
-    let (http, ingest) = (cluster.http, cluster.ingest);
-
     let writers: Vec<RemoteWriter> = (1..=2)
         .map(|i| {
-            RemoteWriter::new(format!("http://127.0.0.1:{}/api/v1/write", ingest[i - 1])).expect("writer")
+            RemoteWriter::new(format!("http://127.0.0.1:{}/api/v1/write", cluster.ingest(i - 1)))
+                .expect("writer")
         })
         .collect();
     let mut fleet = Fleet::new(FleetConfig {
@@ -100,10 +99,12 @@ fn sigkilled_storage_node_loses_nothing_acknowledged() {
     // every acknowledged sample, on every replica: count the raw samples on each node
     let expected = (SERIES as i64 * ROUNDS) as f64;
     let at = (now as f64) / 1000.0 + 1.0;
-    for node in 1..=3u16 {
+    for node in 1..=3 {
+        // a restarted node listens on a new port
+        let http = cluster.http(node);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let got = sample_count(http + node, at);
+            let got = sample_count(http, at);
             if got == Ok(expected) {
                 break;
             }

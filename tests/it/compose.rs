@@ -9,6 +9,10 @@
 //! every container. Write availability (acknowledged share of requests) is printed per
 //! scenario. The two ingestors scrape the cluster's own nodes (`deploy/compose/strata/scrape.yml`),
 //! each its share: checked after the kill and after the rolling restart.
+//!
+//! Every published port is a host port Docker chooses (`STRATA_*_PORT_*=0`), read back with
+//! `docker-compose port`; a container's changes whenever it starts again (and when it is
+//! connected to the network again), so the test asks again after every fault.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -20,7 +24,7 @@ use std::time::{Duration, Instant};
 use strata_bench::client::RemoteWriter;
 use strata_proto::prometheus as pb;
 use strata_suite::{
-    Peer, PeerSpec, System, api_data_at, free_block, free_port, metric_value, peer_bin, strata_bin,
+    PROMETHEUS_SELF, Peer, PeerSpec, System, api_data_at, metric_value, peer_bin, strata_bin,
 };
 
 /// Series the writer writes in each request.
@@ -47,6 +51,31 @@ impl Project {
 
     fn container(&self, service: &str) -> String {
         format!("{}_{service}_1", self.name)
+    }
+
+    /// The host port Docker published `service`'s container port `port` on (it changes
+    /// whenever the container starts again).
+    fn port(&self, service: &str, port: u16) -> u16 {
+        let out = self.compose(&["port", service, &port.to_string()]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.trim().rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or_else(|| {
+            panic!("docker-compose port {service} {port}: {text}{}", String::from_utf8_lossy(&out.stderr))
+        })
+    }
+
+    /// The host ports of the two ingestors.
+    fn ingest(&self) -> [u16; 2] {
+        [self.port("ingestor-1", 8080), self.port("ingestor-2", 8080)]
+    }
+
+    /// The host ports of the two queriers.
+    fn query(&self) -> [u16; 2] {
+        [self.port("querier-1", 9090), self.port("querier-2", 9090)]
+    }
+
+    /// The host ports of the three storage nodes' HTTP.
+    fn storage(&self) -> [u16; 3] {
+        [self.port("storage-1", 9100), self.port("storage-2", 9100), self.port("storage-3", 9100)]
     }
 }
 
@@ -190,20 +219,18 @@ fn compose_cluster_keeps_acknowledged_writes_through_container_faults() {
     {
         std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(mode)).expect("chmod");
     }
-    let base = free_block(7);
-    let (ingest, query, storage) =
-        ([base + 1, base + 2], [base + 3, base + 4], [base + 5, base + 6, base + 7]);
+    // host port 0: Docker publishes each on a free port of its choosing
     let env: Vec<(String, String)> = [
         ("STRATA_IMAGE", image.clone()),
         ("STRATA_SHARDS", "8".into()),
         ("STRATA_CONFIG_DIR", config_dir.path().display().to_string()),
-        ("STRATA_INGEST_PORT_1", ingest[0].to_string()),
-        ("STRATA_INGEST_PORT_2", ingest[1].to_string()),
-        ("STRATA_QUERY_PORT_1", query[0].to_string()),
-        ("STRATA_QUERY_PORT_2", query[1].to_string()),
-        ("STRATA_STORAGE_PORT_1", storage[0].to_string()),
-        ("STRATA_STORAGE_PORT_2", storage[1].to_string()),
-        ("STRATA_STORAGE_PORT_3", storage[2].to_string()),
+        ("STRATA_INGEST_PORT_1", "0".into()),
+        ("STRATA_INGEST_PORT_2", "0".into()),
+        ("STRATA_QUERY_PORT_1", "0".into()),
+        ("STRATA_QUERY_PORT_2", "0".into()),
+        ("STRATA_STORAGE_PORT_1", "0".into()),
+        ("STRATA_STORAGE_PORT_2", "0".into()),
+        ("STRATA_STORAGE_PORT_3", "0".into()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -211,6 +238,7 @@ fn compose_cluster_keeps_acknowledged_writes_through_container_faults() {
     let project = Project { name: format!("strata{pid}"), env, image: image.clone() };
     let up = project.compose(&["up", "-d"]);
     assert!(up.status.success(), "compose up: {}", String::from_utf8_lossy(&up.stderr));
+    let (ingest, query, storage) = (project.ingest(), project.query(), project.storage());
     wait_ready(
         &[storage[0], storage[1], storage[2], ingest[0], ingest[1], query[0], query[1]],
         Duration::from_secs(120),
@@ -218,36 +246,48 @@ fn compose_cluster_keeps_acknowledged_writes_through_container_faults() {
 
     // Debian's Prometheus on the host, scraping itself and remote-writing into ingestor 1
     let tmp = tempfile::tempdir().expect("tempdir");
-    let prom_port = free_port().expect("port");
+    let prom_config = |ingest_1: u16| {
+        format!(
+            "global:\n  scrape_interval: 5s\nscrape_configs:\n  - job_name: prometheus\n    static_configs: [{{targets: ['{PROMETHEUS_SELF}']}}]\nremote_write:\n  - url: http://127.0.0.1:{ingest_1}/api/v1/write\n    queue_config: {{batch_send_deadline: 1s}}\n"
+        )
+    };
     let mut spec = PeerSpec::new(
         System::Prometheus,
         peer_bin("PROMETHEUS_BIN", &["prometheus"]).expect("prometheus"),
         tmp.path().join("prom"),
-        prom_port,
     );
-    spec.prometheus_config = Some(format!(
-        "global:\n  scrape_interval: 5s\nscrape_configs:\n  - job_name: prometheus\n    static_configs: [{{targets: ['127.0.0.1:{prom_port}']}}]\nremote_write:\n  - url: http://127.0.0.1:{}/api/v1/write\n    queue_config: {{batch_send_deadline: 1s}}\n",
-        ingest[0]
-    ));
-    let _prom = Peer::start(spec).expect("prometheus");
+    spec.prometheus_config = Some(prom_config(ingest[0]));
+    let prom = Peer::start(spec).expect("prometheus");
 
     // the ack-recording writer
     let log = Arc::new(Mutex::new(Log::default()));
     let phase: Arc<Mutex<&'static str>> = Arc::new(Mutex::new("steady"));
     let stop = Arc::new(AtomicBool::new(false));
+    // the ingestors' host ports, told again when they restart
+    let ingest_ports = Arc::new(Mutex::new(ingest));
     let writer = {
-        let (log, phase, stop) = (log.clone(), phase.clone(), stop.clone());
-        let writers: Vec<RemoteWriter> = ingest
-            .iter()
-            .map(|p| RemoteWriter::new(format!("http://127.0.0.1:{p}/api/v1/write")).expect("writer"))
-            .collect();
+        let (log, phase, stop, ports) = (log.clone(), phase.clone(), stop.clone(), ingest_ports.clone());
         std::thread::spawn(move || {
             let mut last = 0i64;
             let mut round = 0u64;
+            let mut writers: Vec<(u16, RemoteWriter)> = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 let t = now_ms().max(last + 1);
                 last = t;
-                let ack = writers[round as usize % 2].send(request(t, round));
+                let ports = *ports.lock().expect("ports");
+                if writers.iter().map(|w| w.0).ne(ports) {
+                    writers = ports
+                        .iter()
+                        .map(|p| {
+                            (
+                                *p,
+                                RemoteWriter::new(format!("http://127.0.0.1:{p}/api/v1/write"))
+                                    .expect("writer"),
+                            )
+                        })
+                        .collect();
+                }
+                let ack = writers[round as usize % 2].1.send(request(t, round));
                 let p = *phase.lock().expect("phase");
                 log.lock().expect("log").sent.push((t, ack.status == 204, p));
                 round += 1;
@@ -260,7 +300,7 @@ fn compose_cluster_keeps_acknowledged_writes_through_container_faults() {
         let acked: BTreeSet<i64> =
             log.lock().expect("log").sent.iter().filter(|s| s.1).map(|s| s.0).collect();
         let deadline = Instant::now() + Duration::from_secs(60);
-        for q in query {
+        for q in project.query() {
             loop {
                 let m = missing(q, &acked);
                 if m.is_empty() {
@@ -295,16 +335,17 @@ fn compose_cluster_keeps_acknowledged_writes_through_container_faults() {
     docker(&["kill", &project.container("storage-2")]);
     std::thread::sleep(Duration::from_secs(15));
     docker(&["start", &project.container("storage-2")]);
-    wait_ready(&[storage[1]], Duration::from_secs(120));
+    wait_ready(&[project.port("storage-2", 9100)], Duration::from_secs(120));
     std::thread::sleep(Duration::from_secs(5));
     check("kill");
     // the ingestors scrape the cluster's own nodes, each its share
-    self_scrape_shared(ingest, query[0], "kill");
+    self_scrape_shared(project.ingest(), project.query()[0], "kill");
 
     // (b) pause the node leading the most groups for 30 s
     set_phase("pause");
     let http = reqwest::blocking::Client::new();
-    let leaders: Vec<f64> = storage
+    let leaders: Vec<f64> = project
+        .storage()
         .iter()
         .map(|p| metric_value(&http, &format!("http://127.0.0.1:{p}"), "strata_raft_leader_groups"))
         .collect();
@@ -330,25 +371,34 @@ fn compose_cluster_keeps_acknowledged_writes_through_container_faults() {
     // (d) a rolling restart of every container
     set_phase("rolling restart");
     for (service, port) in [
-        ("storage-1", storage[0]),
-        ("storage-2", storage[1]),
-        ("storage-3", storage[2]),
-        ("ingestor-1", ingest[0]),
-        ("ingestor-2", ingest[1]),
-        ("querier-1", query[0]),
-        ("querier-2", query[1]),
+        ("storage-1", 9100),
+        ("storage-2", 9100),
+        ("storage-3", 9100),
+        ("ingestor-1", 8080),
+        ("ingestor-2", 8080),
+        ("querier-1", 9090),
+        ("querier-2", 9090),
     ] {
         docker(&["restart", "-t", "30", &project.container(service)]);
-        wait_ready(&[port], Duration::from_secs(120));
+        // started again: on a new host port, which the writer and Prometheus are told
+        let host_port = project.port(service, port);
+        if service.starts_with("ingestor") {
+            let ingest = project.ingest();
+            *ingest_ports.lock().expect("ports") = ingest;
+            if service == "ingestor-1" {
+                prom.set_prometheus_config(&prom_config(ingest[0])).expect("prometheus reload");
+            }
+        }
+        wait_ready(&[host_port], Duration::from_secs(120));
         std::thread::sleep(Duration::from_secs(3));
     }
     std::thread::sleep(Duration::from_secs(5));
     check("rolling restart");
-    self_scrape_shared(ingest, query[1], "rolling restart");
+    self_scrape_shared(project.ingest(), project.query()[1], "rolling restart");
 
     stop.store(true, Ordering::Relaxed);
     writer.join().expect("writer");
     // Prometheus's own remote write arrived too
-    let up = instant(query[0], "count(up{job=\"prometheus\"})");
+    let up = instant(project.query()[0], "count(up{job=\"prometheus\"})");
     assert_eq!(up["data"]["result"][0]["value"][1], "1", "{up}");
 }

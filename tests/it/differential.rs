@@ -15,7 +15,7 @@ use serde_json::Value;
 use strata_bench::client::RemoteWriter;
 use strata_bench::fleet::{Fleet, FleetConfig, encode_requests};
 use strata_suite::compare::{diff, get, metadata_requests, queries};
-use strata_suite::{Peer, PeerSpec, System, free_port, peer_bin, start_strata};
+use strata_suite::{Peer, PeerSpec, System, peer_bin, start_strata};
 
 const ROUNDS: i64 = 240; // 1 h at 15 s
 
@@ -27,7 +27,6 @@ fn same_answers_as_prometheus() {
         System::Prometheus,
         peer_bin("PROMETHEUS_BIN", &["prometheus"]).unwrap(),
         tmp.path().join("prom"),
-        free_port().unwrap(),
     ))
     .unwrap();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;

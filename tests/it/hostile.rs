@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use strata_proto::cluster::RaftMessage;
 use strata_proto::cluster::raft_client::RaftClient;
-use strata_suite::{free_port, start_strata, strata_bin, wait_ready};
+use strata_suite::{lease_ports, start_strata, strata_bin, wait_listening, wait_ready};
 
 /// The inodes of the TCP sockets process `pid` listens on (from `/proc`).
 fn listening_sockets(pid: u32) -> Vec<String> {
@@ -88,18 +88,26 @@ impl Drop for Killed {
     }
 }
 
-/// `strata storage` node 1 of a one-node cluster on `grpc`, with extra flags.
-fn storage(dir: &std::path::Path, grpc: u16, http: u16, extra: &[String]) -> Command {
+/// `strata storage` node 1 of a one-node cluster on `grpc` (its `--peers` names the port,
+/// so it is leased, not the OS's choice), its HTTP API on a port of the OS's choosing, with
+/// extra flags.
+fn storage(dir: &std::path::Path, grpc: u16, extra: &[String]) -> Command {
     let mut c = Command::new(strata_bin().expect("strata"));
     c.args(["storage", "--node-id", "1", "--bootstrap", "--shards", "2", "--replication-factor", "1"])
         .arg("--data-dir")
         .arg(dir)
         .args(["--grpc-addr", &format!("127.0.0.1:{grpc}"), "--peers", &format!("1=127.0.0.1:{grpc}")])
-        .args(["--http-addr", &format!("127.0.0.1:{http}")])
+        .args(["--http-addr", "127.0.0.1:0"])
         .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     c
+}
+
+/// The HTTP port of a storage node: the port it listens on that is not its gRPC port.
+fn http_port(node: &Killed, grpc: u16) -> u16 {
+    let ports = wait_listening(node.0.id(), 2, Duration::from_secs(60)).expect("the node listens");
+    ports.into_iter().find(|p| *p != grpc).expect("an HTTP port")
 }
 
 /// Sends a Raft message for group 0 from `from` over plaintext gRPC.
@@ -117,9 +125,10 @@ fn forged_raft(grpc: u16, from: u64) -> Result<(), tonic::Status> {
 #[test]
 fn storage_nodes_refuse_plaintext_and_strangers() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let (grpc, http) = (free_port().expect("port"), free_port().expect("port"));
+    let lease = lease_ports(1).expect("port").remove(0);
+    let grpc = lease.port;
     // without TLS files and without --grpc-insecure it does not start
-    let out = storage(&tmp.path().join("d0"), grpc, http, &[]).output().expect("run");
+    let out = storage(&tmp.path().join("d0"), grpc, &[]).output().expect("run");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cluster gRPC needs mutual TLS"), "{err}");
@@ -133,16 +142,19 @@ fn storage_nodes_refuse_plaintext_and_strangers() {
         .expect("certs");
     assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
     let tls = strata_bench::peers::tls_args(&certs);
-    let _node = Killed(storage(&tmp.path().join("d1"), grpc, http, &tls).spawn().expect("spawn"));
+    let _node = Killed(storage(&tmp.path().join("d1"), grpc, &tls).spawn().expect("spawn"));
+    let http = http_port(&_node, grpc);
     wait_ready(&format!("http://127.0.0.1:{http}"), Duration::from_secs(60));
     let e = forged_raft(grpc, 1).expect_err("a plaintext Raft message is refused");
     assert_ne!(e.code(), tonic::Code::Ok);
     drop(_node);
 
     // with --grpc-insecure (said loudly), a non-member's Raft message is still refused
-    let (grpc, http) = (free_port().expect("port"), free_port().expect("port"));
-    let mut child = storage(&tmp.path().join("d2"), grpc, http, &["--grpc-insecure".to_string()]);
+    let lease = lease_ports(1).expect("port").remove(0);
+    let grpc = lease.port;
+    let mut child = storage(&tmp.path().join("d2"), grpc, &["--grpc-insecure".to_string()]);
     let node = Killed(child.stderr(Stdio::null()).spawn().expect("spawn"));
+    let http = http_port(&node, grpc);
     wait_ready(&format!("http://127.0.0.1:{http}"), Duration::from_secs(60));
     let e = forged_raft(grpc, 99).expect_err("a non-member's message is refused");
     assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");

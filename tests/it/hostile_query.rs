@@ -126,9 +126,9 @@ fn hostile_queries_leave_the_node_up_and_the_data_intact() {
 fn hostile_queries_through_a_querier_harm_no_storage_node() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let cluster = LocalCluster::up(tmp.path().join("cluster"), 4);
-    write_history(&format!("http://127.0.0.1:{}/api/v1/write", cluster.ingest[0]));
+    write_history(&format!("http://127.0.0.1:{}/api/v1/write", cluster.ingest(0)));
     let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().expect("client");
-    let querier = format!("http://127.0.0.1:{}", cluster.query[0]);
+    let querier = format!("http://127.0.0.1:{}", cluster.query(0));
     let count = || {
         let v: serde_json::Value = http
             .post(format!("{querier}/api/v1/query"))
@@ -140,14 +140,15 @@ fn hostile_queries_through_a_querier_harm_no_storage_node() {
     };
     let before = count();
     assert!(before.is_some(), "no data through the querier");
+    let nodes: Vec<u16> = (1..=3).map(|n| cluster.http(n)).collect();
     for (what, path, form, status, msg) in attacks() {
         let resp = http.post(format!("{querier}{path}")).form(&form).send().expect("answered");
         let got = resp.status().as_u16();
         let v: serde_json::Value = resp.json().unwrap_or(serde_json::Value::Null);
         assert_eq!(got, status, "{what}: {v}");
         assert!(v["error"].as_str().unwrap_or("").contains(msg), "{what}: {v}");
-        for n in 1..=3 {
-            let health = format!("http://127.0.0.1:{}/-/healthy", cluster.http + n);
+        for (n, port) in (1..=3).zip(&nodes) {
+            let health = format!("http://127.0.0.1:{port}/-/healthy");
             assert!(
                 http.get(&health).send().is_ok_and(|r| r.status().is_success()),
                 "storage node {n} down after {what}"

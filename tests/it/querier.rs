@@ -15,7 +15,7 @@ use strata_bench::fleet::{Fleet, FleetConfig, encode_requests};
 use strata_proto::query::query_service_client::QueryServiceClient;
 use strata_proto::query::{QueryRangeRequest, QueryRequest, QueryResponse};
 use strata_suite::compare::{diff, get, metadata_requests, queries};
-use strata_suite::{LocalCluster, free_port, metric_value, start_strata, strata_bin, wait_ready};
+use strata_suite::{LocalCluster, metric_value, start_strata, strata_bin, wait_port, wait_ready};
 
 const ROUNDS: i64 = 240; // 1 h at 15 s
 
@@ -29,24 +29,21 @@ impl Drop for Killed {
     }
 }
 
-/// A `strata querier` on `port` over the cluster's storage nodes, with extra flags.
-fn querier(cluster: &LocalCluster, port: u16, extra: &[&str]) -> Killed {
-    Killed(
+/// A `strata querier` over the cluster's storage nodes, with extra flags, and the port the
+/// OS gave it.
+fn querier(cluster: &LocalCluster, extra: &[&str]) -> (Killed, u16) {
+    let q = Killed(
         Command::new(strata_bin().expect("strata"))
-            .args([
-                "querier",
-                "--http-addr",
-                &format!("127.0.0.1:{port}"),
-                "--storage",
-                &cluster.storage_addrs(),
-            ])
+            .args(["querier", "--http-addr", "127.0.0.1:0", "--storage", &cluster.storage_addrs()])
             .args(cluster.tls_args())
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("querier"),
-    )
+    );
+    let port = wait_port(q.0.id(), Duration::from_secs(60)).expect("querier port");
+    (q, port)
 }
 
 /// A gRPC query answer in the JSON API's `data` shape (for [`diff`]).
@@ -111,10 +108,9 @@ fn queriers_answer_as_standalone_and_survive_a_node_loss() {
     let cluster = LocalCluster::up(tmp.path().join("cluster"), 8);
     let standalone = start_strata(tmp.path().join("standalone"), &[]).expect("standalone");
     // a third querier that moves every selected sample (no pushdown)
-    let port = free_port().expect("port");
-    let plain = querier(&cluster, port, &["--pushdown", "false"]);
-    let q1 = format!("http://127.0.0.1:{}", cluster.query[0]);
-    let q2 = format!("http://127.0.0.1:{}", cluster.query[1]);
+    let (plain, port) = querier(&cluster, &["--pushdown", "false"]);
+    let q1 = format!("http://127.0.0.1:{}", cluster.query(0));
+    let q2 = format!("http://127.0.0.1:{}", cluster.query(1));
     let q3 = format!("http://127.0.0.1:{port}");
     wait_ready(&q3, Duration::from_secs(60));
 
@@ -124,10 +120,10 @@ fn queriers_answer_as_standalone_and_survive_a_node_loss() {
     let t0 = (now / 15_000 - ROUNDS - 1) * 15_000 + 1_234;
     let mut fleet =
         Fleet::new(FleetConfig { hosts: 3, series_per_host: 150, seed: 11, interval_ms: 15_000, churn: 0.0 });
-    let ingestors: Vec<RemoteWriter> = cluster
-        .ingest
-        .iter()
-        .map(|p| RemoteWriter::new(format!("http://127.0.0.1:{p}/api/v1/write")).expect("writer"))
+    let ingestors: Vec<RemoteWriter> = (0..2)
+        .map(|i| {
+            RemoteWriter::new(format!("http://127.0.0.1:{}/api/v1/write", cluster.ingest(i))).expect("writer")
+        })
         .collect();
     let ws = RemoteWriter::new(standalone.write_url()).expect("writer");
     let mut sent = 0usize;
@@ -248,8 +244,7 @@ fn queriers_answer_as_standalone_and_survive_a_node_loss() {
     assert!(grpc_failures.is_empty(), "gRPC answers differ:\n{}", grpc_failures.join("\n"));
 
     // the sample limit holds across the fan-out: 3 × 150 series over 1 h is ~108,000 samples
-    let port = free_port().expect("port");
-    let _small = querier(&cluster, port, &["--query-max-samples", "20000"]);
+    let (_small, port) = querier(&cluster, &["--query-max-samples", "20000"]);
     let small = format!("http://127.0.0.1:{port}");
     wait_ready(&small, Duration::from_secs(60));
     let big = get(

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 use strata_bench::exposition::{ExpositionServer, Reply};
 use strata_suite::{
-    LocalCluster, Peer, PeerSpec, System, api_data, api_data_at, free_port, peer_bin, start_strata,
-    strata_bin,
+    LocalCluster, Peer, PeerSpec, System, api_data, api_data_at, peer_bin, start_strata, strata_bin,
+    wait_port,
 };
 
 type Series = BTreeMap<String, String>;
@@ -114,14 +114,14 @@ fn targets_at(base: &str, key: &str) -> BTreeMap<String, Value> {
 #[test]
 fn node_exporter_scraped_like_prometheus() {
     let tmp = tempfile::tempdir().unwrap();
-    let ne_port = free_port().unwrap();
     let ne_bin = peer_bin("NODE_EXPORTER_BIN", &["prometheus-node-exporter", "node_exporter"]).unwrap();
     let mut node_exporter = std::process::Command::new(ne_bin)
-        .arg(format!("--web.listen-address=127.0.0.1:{ne_port}"))
+        .arg("--web.listen-address=127.0.0.1:0")
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(tmp.path().join("node_exporter.log")).unwrap())
         .spawn()
         .unwrap();
+    let ne_port = wait_port(node_exporter.id(), Duration::from_secs(30)).unwrap();
     let config = format!(
         r#"global:
   scrape_interval: 5s
@@ -155,7 +155,6 @@ scrape_configs:
         System::Prometheus,
         peer_bin("PROMETHEUS_BIN", &["prometheus"]).unwrap(),
         tmp.path().join("prom"),
-        free_port().unwrap(),
     );
     spec.prometheus_config = Some(config.clone());
     let prom = Peer::start(spec).unwrap();
@@ -495,7 +494,6 @@ fn https_targets_with_tls_config() {
         "HTTP/1.0 200 ok\r\nContent-Type: text/plain; version=0.0.4\r\n\r\ntls_metric 1\n",
     )
     .unwrap();
-    let port = free_port().unwrap();
     let mut server = std::process::Command::new("openssl")
         .current_dir(d)
         .args([
@@ -503,7 +501,7 @@ fn https_targets_with_tls_config() {
             "-HTTP",
             "-quiet",
             "-accept",
-            &format!("127.0.0.1:{port}"),
+            "127.0.0.1:0",
             "-cert",
             "cert.pem",
             "-key",
@@ -513,6 +511,7 @@ fn https_targets_with_tls_config() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    let port = wait_port(server.id(), Duration::from_secs(30)).unwrap();
     let job = |name: &str, tls: &str| {
         format!(
             "  - job_name: {name}\n    scheme: https\n    tls_config: {tls}\n    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n"
@@ -529,8 +528,7 @@ fn https_targets_with_tls_config() {
     // as on this machine, and as in a FROM scratch container: no system CA certificates
     let no_roots = [("SSL_CERT_FILE", "/nonexistent/ca.pem"), ("SSL_CERT_DIR", "/nonexistent")];
     for (name, env) in [("system roots", &[][..]), ("no system roots", &no_roots[..])] {
-        let mut spec =
-            PeerSpec::new(System::Strata, strata_bin().unwrap(), d.join(name), free_port().unwrap());
+        let mut spec = PeerSpec::new(System::Strata, strata_bin().unwrap(), d.join(name));
         spec.extra_args = vec!["--scrape-config".into(), file.display().to_string()];
         spec.env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         let strata = Peer::start(spec).unwrap();
@@ -575,7 +573,7 @@ fn ingestors_share_targets_and_take_over() {
     std::fs::write(&file, cfg).unwrap();
     let cluster =
         LocalCluster::up_with(tmp.path().join("cluster"), 8, &[("SCRAPE_CONFIG", file.to_str().unwrap())]);
-    let ingestor = |i: usize| format!("http://127.0.0.1:{}", cluster.ingest[i]);
+    let ingestor = |i: usize| format!("http://127.0.0.1:{}", cluster.ingest(i));
     let ids = |i: usize| -> BTreeSet<String> {
         reqwest::blocking::get(format!("{}/api/v1/targets", ingestor(i)))
             .ok()
@@ -605,7 +603,7 @@ fn ingestors_share_targets_and_take_over() {
     std::thread::sleep(Duration::from_secs(11));
     let end = now_s();
     let window = format!("{}s", (end - started).ceil() as i64);
-    let querier = format!("http://127.0.0.1:{}", cluster.query[0]);
+    let querier = format!("http://127.0.0.1:{}", cluster.query(0));
     let up = raw_at(&querier, &format!("up{{job=\"shared\"}}[{window}]"), end);
     assert_eq!(up.len(), 20, "every target has up");
     let mut lost = 0;

@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, bail};
-pub use strata_bench::peers::{Peer, PeerSpec, System, dir_bytes, find_bin, free_port, metric_value};
+pub use strata_bench::peers::{
+    PROMETHEUS_SELF, Peer, PeerSpec, PortLease, System, dir_bytes, find_bin, lease_ports, listening_ports,
+    metric_value, wait_listening, wait_port,
+};
 
 pub mod compare;
 
@@ -58,9 +61,9 @@ pub fn peer_bin(env: &str, names: &[&str]) -> anyhow::Result<PathBuf> {
         .with_context(|| format!("{names:?} not installed: run scripts/setup.sh with SETUP_PEERS=1"))
 }
 
-/// Starts `strata standalone` on a fresh port in `dir` with extra flags.
+/// Starts `strata standalone` on a port of the OS's choosing in `dir` with extra flags.
 pub fn start_strata(dir: PathBuf, extra: &[&str]) -> anyhow::Result<Peer> {
-    let mut spec = PeerSpec::new(System::Strata, strata_bin()?, dir, free_port()?);
+    let mut spec = PeerSpec::new(System::Strata, strata_bin()?, dir);
     spec.extra_args = extra.iter().map(|s| (*s).to_owned()).collect();
     Peer::start(spec)
 }
@@ -94,31 +97,21 @@ pub fn wait_ready(base: &str, within: std::time::Duration) {
     }
 }
 
-/// A base port such that base+1 ..= base+n are free.
-pub fn free_block(n: u16) -> u16 {
-    let seed = std::process::id() as u16;
-    for k in 0..500u16 {
-        let base = 20_000 + (seed.wrapping_mul(7).wrapping_add(k * 37)) % 30_000;
-        if (1..=n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
-            return base;
-        }
-    }
-    panic!("no free port block");
-}
-
-/// A cluster of `deploy/local/cluster.sh` on free ports under `dir`, stopped when dropped.
+/// A cluster of `deploy/local/cluster.sh` under `dir`, stopped when dropped. Its HTTP
+/// listeners are on ports of the OS's choosing, read back from the processes (a restarted
+/// process gets a new one); the storage nodes' gRPC ports — which every node's `--peers`
+/// names — and, with `SCRAPE_CONFIG`, the ingestors' ports — which `--scrape-peers`
+/// names — are leased ([`lease_ports`]), and `up` starts again on other ones if a foreign
+/// process took one first.
 #[derive(Debug)]
 pub struct LocalCluster {
     /// Its data and logs.
     pub dir: PathBuf,
-    /// gRPC ports of storage node n: `grpc + n`.
-    pub grpc: u16,
-    /// HTTP ports of storage node n: `http + n`.
-    pub http: u16,
-    /// Remote-write ports of the two ingestors.
-    pub ingest: [u16; 2],
-    /// HTTP (and gRPC query API) ports of the two queriers.
-    pub query: [u16; 2],
+    /// gRPC ports of storage nodes 1-3 (leased).
+    pub grpc: [u16; 3],
+    /// With `SCRAPE_CONFIG`: the ingestors' ports (leased).
+    fixed_ingest: Option<[u16; 2]>,
+    _leases: Vec<PortLease>,
     env: Vec<(String, String)>,
 }
 
@@ -130,26 +123,106 @@ impl LocalCluster {
 
     /// [`LocalCluster::up`] with more variables for `cluster.sh` (e.g. `SCRAPE_CONFIG`).
     pub fn up_with(dir: PathBuf, shards: u32, extra_env: &[(&str, &str)]) -> Self {
-        // one block: gRPC at base+1..3, HTTP at base+11..13, ingestors base+21..22, queriers base+31..32
-        let grpc = free_block(32);
-        let (http, ingest, query) = (grpc + 10, [grpc + 21, grpc + 22], [grpc + 31, grpc + 32]);
-        let env = vec![
-            ("STRATA_BIN".to_string(), strata_bin().expect("strata binary").to_string_lossy().to_string()),
-            ("GRPC_PORT_BASE".to_string(), grpc.to_string()),
-            ("HTTP_PORT_BASE".to_string(), http.to_string()),
-            ("INGEST_PORTS".to_string(), format!("{} {}", ingest[0], ingest[1])),
-            ("QUERY_PORTS".to_string(), format!("{} {}", query[0], query[1])),
-            ("SHARDS".to_string(), shards.to_string()),
-        ];
-        let env =
-            env.into_iter().chain(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string()))).collect();
-        let c = LocalCluster { dir, grpc, http, ingest, query, env };
-        c.script(&["up"]);
-        c
+        let scrape = extra_env.iter().any(|(k, _)| *k == "SCRAPE_CONFIG");
+        let mut attempt = 1;
+        loop {
+            // the ingestors share scrape targets by their addresses: fixed ports then
+            let leases = lease_ports(if scrape { 5 } else { 3 }).expect("ports");
+            let grpc = [leases[0].port, leases[1].port, leases[2].port];
+            let fixed_ingest = scrape.then(|| [leases[3].port, leases[4].port]);
+            let ingest = fixed_ingest.map_or("0 0".into(), |p| format!("{} {}", p[0], p[1]));
+            let env = vec![
+                (
+                    "STRATA_BIN".to_string(),
+                    strata_bin().expect("strata binary").to_string_lossy().to_string(),
+                ),
+                ("GRPC_PORTS".to_string(), format!("{} {} {}", grpc[0], grpc[1], grpc[2])),
+                ("HTTP_PORT_BASE".to_string(), "0".into()),
+                ("INGEST_PORTS".to_string(), ingest),
+                ("QUERY_PORTS".to_string(), "0 0".into()),
+                ("SHARDS".to_string(), shards.to_string()),
+            ];
+            let env = env
+                .into_iter()
+                .chain(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+                .collect();
+            let c = LocalCluster { dir: dir.clone(), grpc, fixed_ingest, _leases: leases, env };
+            match c.run(&["up"]) {
+                Ok(()) => return c,
+                // a port taken by another process in the moment before its node bound it
+                Err(e) if attempt < 3 && c.bind_failed() => {
+                    eprintln!("cluster.sh up: a leased port was taken, starting again on others: {e}");
+                    drop(c);
+                    std::fs::remove_dir_all(&dir).expect("remove the cluster's directory");
+                    attempt += 1;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    /// Whether a process of the cluster failed to bind its port.
+    fn bind_failed(&self) -> bool {
+        std::fs::read_dir(self.dir.join("logs")).is_ok_and(|d| {
+            d.flatten().any(|e| {
+                std::fs::read_to_string(e.path())
+                    .is_ok_and(|l| l.to_lowercase().contains("address already in use"))
+            })
+        })
+    }
+
+    /// The pid of a running process of the cluster (`storage-2`, `ingestor-1`, …).
+    fn pid(&self, name: &str) -> u32 {
+        let f = self.dir.join("run").join(format!("{name}.pid"));
+        std::fs::read_to_string(&f)
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} is not running (no {})", f.display()))
+    }
+
+    /// The HTTP port of storage node `n` (1-3), once it listens.
+    pub fn http(&self, n: usize) -> u16 {
+        let pid = self.pid(&format!("storage-{n}"));
+        let grpc = self.grpc[n - 1];
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let ports = wait_listening(pid, 1, std::time::Duration::from_secs(60))
+                .unwrap_or_else(|e| panic!("storage-{n}: {e}"));
+            if let Some(p) = ports.into_iter().find(|p| *p != grpc) {
+                return p;
+            }
+            assert!(std::time::Instant::now() < deadline, "storage-{n} has no HTTP listener after 60 s");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// The remote-write port of ingestor `i` (0 or 1), once it listens (with
+    /// `SCRAPE_CONFIG`, its fixed port, whether it runs or not).
+    pub fn ingest(&self, i: usize) -> u16 {
+        if let Some(p) = self.fixed_ingest {
+            return p[i];
+        }
+        let name = format!("ingestor-{}", i + 1);
+        wait_port(self.pid(&name), std::time::Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    /// The HTTP (and gRPC query API) port of querier `i` (0 or 1), once it listens.
+    pub fn query(&self, i: usize) -> u16 {
+        let name = format!("querier-{}", i + 1);
+        wait_port(self.pid(&name), std::time::Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
     }
 
     /// Runs `cluster.sh CMD DIR ARGS…` and fails on error.
     pub fn script(&self, args: &[&str]) {
+        if let Err(e) = self.run(args) {
+            panic!("{e}");
+        }
+    }
+
+    /// Runs `cluster.sh CMD DIR ARGS…`; the error tells its output.
+    fn run(&self, args: &[&str]) -> Result<(), String> {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/local/cluster.sh");
         let dir = self.dir.to_string_lossy().to_string();
         let mut all = vec![args[0], dir.as_str()];
@@ -160,12 +233,14 @@ impl LocalCluster {
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .output()
             .expect("run cluster.sh");
-        assert!(
-            out.status.success(),
+        if out.status.success() {
+            return Ok(());
+        }
+        Err(format!(
             "cluster.sh {args:?}: {}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
-        );
+        ))
     }
 
     /// The flags of a cluster member for the cluster's mutual TLS (the certificates
@@ -176,7 +251,7 @@ impl LocalCluster {
 
     /// The storage nodes' gRPC addresses, comma-separated (for `--storage`).
     pub fn storage_addrs(&self) -> String {
-        (1..=3).map(|n| format!("127.0.0.1:{}", self.grpc + n)).collect::<Vec<_>>().join(",")
+        self.grpc.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",")
     }
 }
 

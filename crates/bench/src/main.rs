@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use strata_bench::client::RemoteWriter;
 use strata_bench::fleet::{Fleet, FleetConfig, encode_requests};
-use strata_bench::peers::{Peer, PeerSpec, System, dir_bytes, find_bin, free_port, metric_value};
+use strata_bench::peers::{Peer, PeerSpec, System, dir_bytes, find_bin, metric_value};
 
 #[derive(Debug, Parser)]
 #[command(name = "strata-bench", about = "Load generator and peer comparison for Strata")]
@@ -356,12 +356,7 @@ fn bin_of(system: System, strata_bin: &Option<PathBuf>) -> anyhow::Result<PathBu
 fn run_one(system: System, a: &StorageArgs) -> anyhow::Result<RunResult> {
     let dir = a.targets.work_dir.join(system.name());
     let _ = std::fs::remove_dir_all(&dir);
-    let mut peer = Peer::start(PeerSpec::new(
-        system,
-        bin_of(system, &a.targets.strata_bin)?,
-        dir.clone(),
-        free_port()?,
-    ))?;
+    let mut peer = Peer::start(PeerSpec::new(system, bin_of(system, &a.targets.strata_bin)?, dir.clone()))?;
     let cpu0 = peer.cpu_seconds();
     let bf = backfill(&peer.write_url(), &a.load)?;
     if system == System::VictoriaMetrics {
@@ -476,8 +471,7 @@ fn queries(a: QueriesArgs) -> anyhow::Result<()> {
         eprintln!("== {}", system.name());
         let dir = a.targets.work_dir.join(system.name());
         let _ = std::fs::remove_dir_all(&dir);
-        let mut peer =
-            Peer::start(PeerSpec::new(system, bin_of(system, &a.targets.strata_bin)?, dir, free_port()?))?;
+        let mut peer = Peer::start(PeerSpec::new(system, bin_of(system, &a.targets.strata_bin)?, dir))?;
         let bf = backfill(&peer.write_url(), &a.load)?;
         if system == System::VictoriaMetrics {
             let _ = http.get(format!("{}/internal/force_flush", peer.base_url)).send();
@@ -631,12 +625,7 @@ fn run_system(
 ) -> anyhow::Result<serde_json::Value> {
     let dir = a.targets.work_dir.join(system.name());
     let _ = std::fs::remove_dir_all(&dir);
-    let mut peer = Peer::start(PeerSpec::new(
-        system,
-        bin_of(system, &a.targets.strata_bin)?,
-        dir.clone(),
-        free_port()?,
-    ))?;
+    let mut peer = Peer::start(PeerSpec::new(system, bin_of(system, &a.targets.strata_bin)?, dir.clone()))?;
     let rounds = (a.load.hours * 240.0).round() as i64;
     let fixed_rounds = (a.fixed_minutes * 4.0).round() as i64;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;

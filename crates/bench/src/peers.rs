@@ -34,9 +34,138 @@ impl System {
     }
 }
 
-/// A free TCP port on 127.0.0.1.
-pub fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// The TCP ports process `pid` listens on, sorted and without duplicates (a port bound on
+/// both IPv4 and IPv6 counts once): its socket descriptors (`/proc/<pid>/fd/*` →
+/// `socket:[inode]`) matched against the sockets in state LISTEN of `/proc/net/tcp` and
+/// `/proc/net/tcp6`. Empty when the process is gone or not readable.
+pub fn listening_ports(pid: u32) -> Vec<u16> {
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else { return Vec::new() };
+    let inodes: std::collections::HashSet<u64> = fds
+        .flatten()
+        .filter_map(|e| {
+            let target = fs::read_link(e.path()).ok()?;
+            let t = target.to_str()?;
+            t.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+        })
+        .collect();
+    if inodes.is_empty() {
+        return Vec::new();
+    }
+    let mut ports: Vec<u16> = ["tcp", "tcp6"]
+        .iter()
+        .flat_map(|t| {
+            // the process's own network namespace: a container's sockets are in its own
+            fs::read_to_string(format!("/proc/{pid}/net/{t}"))
+                .unwrap_or_default()
+                .lines()
+                .skip(1)
+                .filter_map(|l| {
+                    // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    let (local, state, inode) = (f.get(1)?, f.get(3)?, f.get(9)?.parse::<u64>().ok()?);
+                    (*state == "0A" && inodes.contains(&inode))
+                        .then(|| u16::from_str_radix(local.rsplit_once(':')?.1, 16).ok())?
+                })
+                .collect::<Vec<u16>>()
+        })
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+}
+
+/// Whether process `pid` has ended (gone, or a zombie not yet waited for).
+fn exited(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => true,
+    }
+}
+
+/// Waits until process `pid` listens on at least `n` TCP ports (see [`listening_ports`]) and
+/// returns them. Fails when the process ends first, or after `timeout`.
+pub fn wait_listening(pid: u32, n: usize, timeout: Duration) -> anyhow::Result<Vec<u16>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let ports = listening_ports(pid);
+        if ports.len() >= n {
+            return Ok(ports);
+        }
+        if exited(pid) {
+            bail!("process {pid} exited before it listened on {n} TCP port(s)");
+        }
+        if Instant::now() > deadline {
+            bail!("process {pid} listens on {ports:?} after {timeout:?}, not on {n} TCP port(s)");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The one TCP port process `pid` listens on, once it does: for a process started on port 0
+/// with a single listener. Fails when it ends first, after `timeout`, or when it listens on
+/// several ports (say which with [`wait_listening`]).
+pub fn wait_port(pid: u32, timeout: Duration) -> anyhow::Result<u16> {
+    match wait_listening(pid, 1, timeout)?[..] {
+        [port] => Ok(port),
+        ref ports => bail!("process {pid} listens on several ports {ports:?}; which one is meant?"),
+    }
+}
+
+/// In [`PeerSpec::prometheus_config`]: stands for Prometheus's own address
+/// (`127.0.0.1:<port>`), which is known only once it listens. Prometheus then starts
+/// without scrape jobs and loads the configuration when its port is known (SIGHUP).
+pub const PROMETHEUS_SELF: &str = "${PROMETHEUS_SELF}";
+
+/// A TCP port on 127.0.0.1 for a listener whose address must be known before it starts
+/// (a storage node's gRPC port: every node's `--peers` names it, and a restarted node comes
+/// back on it), reserved for as long as the lease lives.
+///
+/// Everything else in the tests listens on port 0 and reads its port back
+/// ([`listening_ports`]). A leased port lies below the kernel's ephemeral range
+/// (`/proc/sys/net/ipv4/ip_local_port_range`), so no port-0 listener and no outgoing
+/// connection is ever given it, and an advisory lock on
+/// `$TMPDIR/strata-test-ports/<port>.lock` keeps the other test processes from leasing it
+/// too (the lock ends with the lease or with the process). It still cannot stop a foreign
+/// process binding the port in the moment before ours does: starters retry then.
+#[derive(Debug)]
+pub struct PortLease {
+    /// The port.
+    pub port: u16,
+    _lock: fs::File,
+}
+
+/// Leases `n` distinct ports (see [`PortLease`]).
+pub fn lease_ports(n: usize) -> anyhow::Result<Vec<PortLease>> {
+    let low = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    // from 10000 up to the ephemeral range, starting at a place that differs per process
+    let (first, span) = (10_000u16, low.saturating_sub(10_000).max(1));
+    let dir = std::env::temp_dir().join("strata-test-ports");
+    fs::create_dir_all(&dir)?;
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.subsec_nanos();
+    let start = (std::process::id().wrapping_mul(7919) ^ nanos) % u32::from(span);
+    let mut leases = Vec::new();
+    for k in 0..u32::from(span) {
+        if leases.len() == n {
+            break;
+        }
+        let port = first + ((start + k) % u32::from(span)) as u16;
+        let file = fs::File::create(dir.join(format!("{port}.lock")))?;
+        if file.try_lock().is_err() {
+            continue;
+        }
+        // taken by something outside the tests: leave it
+        if TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        leases.push(PortLease { port, _lock: file });
+    }
+    if leases.len() < n {
+        bail!("fewer than {n} ports free below the ephemeral range");
+    }
+    Ok(leases)
 }
 
 /// Process ids of the systems started and not yet stopped, so that an interrupted run
@@ -74,6 +203,8 @@ pub struct Peer {
     pub plain_query_url: Option<String>,
     /// Where its stdout/stderr go.
     pub log_path: PathBuf,
+    /// A cluster's storage gRPC ports, reserved while it runs.
+    _leases: Vec<PortLease>,
 }
 
 /// How to start a system.
@@ -83,13 +214,13 @@ pub struct PeerSpec {
     pub system: System,
     /// Path of its binary.
     pub bin: PathBuf,
-    /// Fresh data directory.
+    /// Fresh data directory. (Every listener is on a port of the OS's choosing, read back
+    /// once the process listens: see [`Peer::base_url`].)
     pub data_dir: PathBuf,
-    /// Port to listen on.
-    pub port: u16,
     /// Extra arguments appended to the defaults.
     pub extra_args: Vec<String>,
-    /// Prometheus only: the configuration file's text (default: no scrape jobs).
+    /// Prometheus only: the configuration file's text (default: no scrape jobs);
+    /// [`PROMETHEUS_SELF`] stands for Prometheus's own address.
     pub prometheus_config: Option<String>,
     /// Environment variables set for its processes, besides the inherited ones.
     pub env: Vec<(String, String)>,
@@ -97,16 +228,8 @@ pub struct PeerSpec {
 
 impl PeerSpec {
     /// A spec with no extra arguments.
-    pub fn new(system: System, bin: PathBuf, data_dir: PathBuf, port: u16) -> Self {
-        PeerSpec {
-            system,
-            bin,
-            data_dir,
-            port,
-            extra_args: Vec::new(),
-            prometheus_config: None,
-            env: Vec::new(),
-        }
+    pub fn new(system: System, bin: PathBuf, data_dir: PathBuf) -> Self {
+        PeerSpec { system, bin, data_dir, extra_args: Vec::new(), prometheus_config: None, env: Vec::new() }
     }
 }
 
@@ -117,18 +240,21 @@ impl Peer {
         if spec.system == System::StrataCluster {
             return Self::start_cluster(spec);
         }
-        let addr = format!("127.0.0.1:{}", spec.port);
+        // the OS picks the port; it is read back from the process's listening socket
+        let addr = "127.0.0.1:0";
         let dir = spec.data_dir.display().to_string();
         let mut args: Vec<String> = match spec.system {
             System::StrataCluster => unreachable!("started by start_cluster"),
             System::Strata => {
-                vec!["standalone".into(), "--data-dir".into(), dir, "--http-addr".into(), addr.clone()]
+                vec!["standalone".into(), "--data-dir".into(), dir, "--http-addr".into(), addr.into()]
             }
             System::Prometheus => {
                 let cfg = spec.data_dir.join("prometheus.yml");
+                // a configuration naming Prometheus's own address is loaded once it is known
                 let text = spec
                     .prometheus_config
                     .clone()
+                    .filter(|t| !t.contains(PROMETHEUS_SELF))
                     .unwrap_or_else(|| "global:\n  scrape_interval: 15s\n".into());
                 fs::write(&cfg, text)?;
                 vec![
@@ -149,35 +275,116 @@ impl Peer {
         args.extend(spec.extra_args.iter().cloned());
         let log_path = spec.data_dir.with_extension("log");
         let child = spawn(&spec.bin, &args, &log_path, &spec.env)?;
+        let pid = child.id();
         let mut p = Peer {
             system: spec.system,
             children: vec![child],
-            write_base: format!("http://{addr}"),
+            write_base: String::new(),
             data_dir: spec.data_dir,
-            base_url: format!("http://{addr}"),
+            base_url: String::new(),
             plain_query_url: None,
             log_path,
+            _leases: Vec::new(),
         };
+        let port = p.port_of(pid)?;
+        p.base_url = format!("http://127.0.0.1:{port}");
+        p.write_base = p.base_url.clone();
         p.wait_ready(Duration::from_secs(60))?;
+        if let Some(text) = spec.prometheus_config.filter(|t| t.contains(PROMETHEUS_SELF)) {
+            p.set_prometheus_config(&text)?;
+        }
         Ok(p)
     }
 
-    /// Three storage nodes, an ingestor on `spec.port`, and two queriers (with and
-    /// without pushdown).
+    /// The port process `pid` (one of this peer's, started on port 0) listens on; on failure
+    /// the error carries its log.
+    fn port_of(&self, pid: u32) -> anyhow::Result<u16> {
+        wait_port(pid, Duration::from_secs(60)).map_err(|e| {
+            anyhow::anyhow!(
+                "{} ({e}); log: {}",
+                self.system.name(),
+                fs::read_to_string(&self.log_path).unwrap_or_default()
+            )
+        })
+    }
+
+    /// Prometheus only: replaces its configuration with `text` ([`PROMETHEUS_SELF`] standing
+    /// for its own address) and has it loaded (SIGHUP); returns once it is.
+    pub fn set_prometheus_config(&self, text: &str) -> anyhow::Result<()> {
+        if self.system != System::Prometheus {
+            bail!("{} has no Prometheus configuration", self.system.name());
+        }
+        let pid = self.pid().context("prometheus is not running")?;
+        let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(2)).build()?;
+        let loaded_at =
+            || metric_value(&http, &self.base_url, "prometheus_config_last_reload_success_timestamp_seconds");
+        let now = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64())
+        };
+        let before = loaded_at();
+        // the time of the last load is in whole seconds: let the second of the last one pass
+        while now().floor() <= before {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let me = self.base_url.trim_start_matches("http://");
+        fs::write(self.data_dir.join("prometheus.yml"), text.replace(PROMETHEUS_SELF, me))?;
+        signal(pid, "HUP");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while loaded_at() <= before {
+            let failed = http
+                .get(format!("{}/metrics", self.base_url))
+                .send()
+                .and_then(|r| r.text())
+                .is_ok_and(|t| t.lines().any(|l| l == "prometheus_config_last_reload_successful 0"));
+            if failed || Instant::now() > deadline {
+                bail!(
+                    "prometheus did not load its new configuration; log: {}",
+                    fs::read_to_string(&self.log_path).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    /// Three storage nodes, an ingestor and two queriers (with and without pushdown).
+    /// The storage nodes' gRPC ports are leased ([`lease_ports`]: every node's `--peers`
+    /// names them); should a foreign process take one before its node binds it, the cluster
+    /// starts again on other ports (up to three times).
     fn start_cluster(spec: PeerSpec) -> anyhow::Result<Peer> {
-        let grpc: Vec<u16> = (0..3).map(|_| free_port()).collect::<anyhow::Result<_>>()?;
-        let (query, plain) = (free_port()?, free_port()?);
+        let mut attempt = 1;
+        loop {
+            match Self::try_start_cluster(&spec) {
+                Err(e) if attempt < 3 && bind_failed(&spec.data_dir) => {
+                    eprintln!("cluster: a gRPC port was taken ({e:#}); starting again on other ports");
+                    for n in 1..=3 {
+                        let _ = fs::remove_dir_all(spec.data_dir.join(format!("storage-{n}")));
+                    }
+                    attempt += 1;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    fn try_start_cluster(spec: &PeerSpec) -> anyhow::Result<Peer> {
+        let leases = lease_ports(3)?;
+        let grpc: Vec<u16> = leases.iter().map(|l| l.port).collect();
         let peers: Vec<String> =
             grpc.iter().enumerate().map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1)).collect();
         // the cluster's gRPC is mutual TLS, as in production
         let certs = spec.data_dir.join("certs");
-        let made = std::process::Command::new(&spec.bin)
-            .args(["certs", "--out"])
-            .arg(&certs)
-            .output()
-            .context("strata certs")?;
-        if !made.status.success() {
-            bail!("strata certs: {}", String::from_utf8_lossy(&made.stderr));
+        if !certs.join("ca.pem").is_file() {
+            let made = std::process::Command::new(&spec.bin)
+                .args(["certs", "--out"])
+                .arg(&certs)
+                .output()
+                .context("strata certs")?;
+            if !made.status.success() {
+                bail!("strata certs: {}", String::from_utf8_lossy(&made.stderr));
+            }
         }
         let tls = tls_args(&certs);
         let mut children = Vec::new();
@@ -209,20 +416,21 @@ impl Peer {
             )?);
         }
         let storage: Vec<String> = grpc.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        // the ingestor and the queriers listen where the OS says, read back below
         let mut args: Vec<String> = vec![
             "ingestor".into(),
             "--http-addr".into(),
-            format!("127.0.0.1:{}", spec.port),
+            "127.0.0.1:0".into(),
             "--storage".into(),
             storage.join(","),
         ];
         args.extend(tls.iter().cloned());
         children.push(spawn(&spec.bin, &args, &spec.data_dir.join("ingestor.log"), &spec.env)?);
-        for (port, pushdown, name) in [(query, "true", "querier"), (plain, "false", "querier-plain")] {
+        for (pushdown, name) in [("true", "querier"), ("false", "querier-plain")] {
             let mut args: Vec<String> = vec![
                 "querier".into(),
                 "--http-addr".into(),
-                format!("127.0.0.1:{port}"),
+                "127.0.0.1:0".into(),
                 "--storage".into(),
                 storage.join(","),
                 "--pushdown".into(),
@@ -231,15 +439,31 @@ impl Peer {
             args.extend(tls.iter().cloned());
             children.push(spawn(&spec.bin, &args, &spec.data_dir.join(format!("{name}.log")), &spec.env)?);
         }
+        let pids: Vec<u32> = children.iter().map(Child::id).collect();
         let mut p = Peer {
             system: spec.system,
             children,
-            write_base: format!("http://127.0.0.1:{}", spec.port),
-            base_url: format!("http://127.0.0.1:{query}"),
-            plain_query_url: Some(format!("http://127.0.0.1:{plain}")),
+            write_base: String::new(),
+            base_url: String::new(),
+            plain_query_url: None,
             log_path: spec.data_dir.join("storage-1.log"),
-            data_dir: spec.data_dir,
+            data_dir: spec.data_dir.clone(),
+            _leases: leases,
         };
+        // storage nodes 1-3, the ingestor, the querier, the plain querier
+        for (i, pid) in pids.iter().take(3).enumerate() {
+            // a node that cannot bind its port exits: say so (the caller retries)
+            if let Err(e) = wait_listening(*pid, 1, Duration::from_secs(60)) {
+                bail!("storage-{} ({e}); logs in {}", i + 1, p.data_dir.display());
+            }
+        }
+        let port = |pid: u32, name: &str| {
+            wait_port(pid, Duration::from_secs(60))
+                .map_err(|e| anyhow::anyhow!("{name} ({e}); logs in {}", spec.data_dir.display()))
+        };
+        p.write_base = format!("http://127.0.0.1:{}", port(pids[3], "ingestor")?);
+        p.base_url = format!("http://127.0.0.1:{}", port(pids[4], "querier")?);
+        p.plain_query_url = Some(format!("http://127.0.0.1:{}", port(pids[5], "querier-plain")?));
         p.wait_ready(Duration::from_secs(60))?;
         // every node must know the cluster map before the first write, the ingestor too
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -356,6 +580,14 @@ impl Peer {
             live(|l| l.retain(|p| *p != c.id()));
         }
     }
+}
+
+/// Whether a storage node of the cluster under `dir` failed to bind its gRPC port.
+fn bind_failed(dir: &Path) -> bool {
+    (1..=3).any(|n| {
+        fs::read_to_string(dir.join(format!("storage-{n}.log")))
+            .is_ok_and(|l| l.contains("Address already in use") || l.contains("address already in use"))
+    })
 }
 
 /// Starts `bin args`, logging to `log_path`, and registers it in [`LIVE`].

@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use serde_json::json;
 
 use crate::exposition::{ExpositionServer, Reply, synthetic_body};
-use crate::peers::{Peer, PeerSpec, System, free_port};
+use crate::peers::{Peer, PeerSpec, System};
 
 /// Settings of a scrape benchmark.
 #[derive(Debug, Clone)]
@@ -68,17 +68,12 @@ pub fn run(cfg: &ScrapeBenchConfig) -> anyhow::Result<serde_json::Value> {
         )
     };
     std::fs::create_dir_all(&cfg.dir)?;
-    let mut prom_spec = PeerSpec::new(
-        System::Prometheus,
-        cfg.prometheus_bin.clone(),
-        cfg.dir.join("prometheus"),
-        free_port()?,
-    );
+    let mut prom_spec =
+        PeerSpec::new(System::Prometheus, cfg.prometheus_bin.clone(), cfg.dir.join("prometheus"));
     prom_spec.prometheus_config = Some(config("/prom"));
     let strata_cfg = cfg.dir.join("strata-scrape.yml");
     std::fs::write(&strata_cfg, config("/strata"))?;
-    let mut strata_spec =
-        PeerSpec::new(System::Strata, cfg.strata_bin.clone(), cfg.dir.join("strata"), free_port()?);
+    let mut strata_spec = PeerSpec::new(System::Strata, cfg.strata_bin.clone(), cfg.dir.join("strata"));
     strata_spec.extra_args = vec!["--scrape-config".into(), strata_cfg.display().to_string()];
     let prom = Peer::start(prom_spec)?;
     let strata = Peer::start(strata_spec)?;

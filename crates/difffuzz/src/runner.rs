@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use strata_bench::client::RemoteWriter;
-use strata_bench::peers::{Peer, PeerSpec, System, free_port};
+use strata_bench::peers::{Peer, PeerSpec, System};
 
 use crate::compare::{Answer, DiffKind, diff};
 use crate::data::{SPAN_MS, requests};
@@ -501,36 +501,22 @@ impl Systems {
     ) -> anyhow::Result<Systems> {
         let data_start = data_start_now();
         let bodies = requests(data_start, data_seed);
-        let strata = Peer::start(PeerSpec::new(
-            System::Strata,
-            strata_bin.to_owned(),
-            dir.join("strata"),
-            free_port()?,
-        ))
-        .context("starting strata standalone")?;
+        let strata = Peer::start(PeerSpec::new(System::Strata, strata_bin.to_owned(), dir.join("strata")))
+            .context("starting strata standalone")?;
         load(&strata.write_url(), &bodies)?;
         let prometheus = match prometheus_bin {
             Some(bin) => {
-                let p = Peer::start(PeerSpec::new(
-                    System::Prometheus,
-                    bin.to_owned(),
-                    dir.join("prom"),
-                    free_port()?,
-                ))
-                .context("starting prometheus")?;
+                let p = Peer::start(PeerSpec::new(System::Prometheus, bin.to_owned(), dir.join("prom")))
+                    .context("starting prometheus")?;
                 load(&p.write_url(), &bodies)?;
                 Some(p)
             }
             None => None,
         };
         let cluster = if cluster {
-            let c = Peer::start(PeerSpec::new(
-                System::StrataCluster,
-                strata_bin.to_owned(),
-                dir.join("cluster"),
-                free_port()?,
-            ))
-            .context("starting the cluster")?;
+            let c =
+                Peer::start(PeerSpec::new(System::StrataCluster, strata_bin.to_owned(), dir.join("cluster")))
+                    .context("starting the cluster")?;
             load(&c.write_url(), &bodies)?;
             Some(c)
         } else {
