@@ -1401,7 +1401,7 @@ fn go_search(n: usize, f: impl Fn(usize) -> bool) -> usize {
 /// Prometheus's `almost.Equal`: `a` and `b` differ by less than `epsilon` relative to their
 /// size (by less than `epsilon` times the smallest normal float where one is 0 or both are
 /// tiny); two NaNs are equal.
-fn almost_equal(a: f64, b: f64, epsilon: f64) -> bool {
+pub fn almost_equal(a: f64, b: f64, epsilon: f64) -> bool {
     if a.is_nan() && b.is_nan() {
         return true;
     }

@@ -37,6 +37,7 @@ pub use aggregate::{format_float, format_value};
 pub use annotations::{Annotations, Output};
 pub use error::{QueryError, Result};
 pub use features::{FEATURE_NAMES, Features};
+pub use functions::almost_equal;
 pub use limits::{LoadLimit, resolution_error, steps_within};
 pub use pushdown::{Partitioned, evaluate_parts, pushable};
 pub use selector::parse_selector;

@@ -364,24 +364,14 @@ fn parse_series_line(line: &str) -> Option<(Labels, &str)> {
     Some((labels, rest.trim()))
 }
 
+/// promqltest's comparison: stale markers equal only each other, the rest as
+/// Prometheus's `almost.Equal` with epsilon 1e-6.
 fn almost_equal(a: f64, b: f64) -> bool {
     let (sa, sb) = (a.to_bits() == STALE_NAN_BITS, b.to_bits() == STALE_NAN_BITS);
     if sa || sb {
         return sa && sb;
     }
-    if a.is_nan() && b.is_nan() {
-        return true;
-    }
-    if a == b {
-        return true;
-    }
-    let abs_sum = a.abs() + b.abs();
-    let diff = (a - b).abs();
-    const MIN_NORMAL: f64 = 2.2250738585072014e-308;
-    if a == 0.0 || b == 0.0 || abs_sum < MIN_NORMAL {
-        return diff < 1e-6 * MIN_NORMAL;
-    }
-    diff / abs_sum.min(f64::MAX) < 1e-6
+    strata_promql::almost_equal(a, b, 1e-6)
 }
 
 #[derive(Debug, Default)]

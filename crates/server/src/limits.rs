@@ -108,30 +108,19 @@ impl RateLimiter {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicI64, Ordering};
-
     use super::*;
-
-    #[derive(Debug, Default)]
-    struct Manual(AtomicI64);
-
-    impl Clock for Manual {
-        fn now_ms(&self) -> i64 {
-            self.0.load(Ordering::Relaxed)
-        }
-    }
 
     #[test]
     fn bucket_refills_at_the_rate_up_to_the_burst() {
-        let clock = Arc::new(Manual::default());
+        let clock = strata_tsdb::ManualClock::at(0);
         let limits = IngestLimits { rate_limit: 100.0, burst: 200, ..IngestLimits::default() };
         let l = RateLimiter::new(&limits, clock.clone()).unwrap();
         assert!(l.take(150).is_ok());
         assert_eq!(l.take(100), Err(Duration::from_millis(500)));
-        clock.0.store(500, Ordering::Relaxed);
+        clock.set(500);
         assert!(l.take(100).is_ok());
         // a request above the burst passes on a full bucket and leaves it in debt
-        clock.0.store(1_000_000, Ordering::Relaxed);
+        clock.set(1_000_000);
         assert!(l.take(1000).is_ok());
         assert_eq!(l.take(1), Err(Duration::from_millis(8010)));
         assert!(RateLimiter::new(&IngestLimits::default(), clock).is_none());

@@ -576,28 +576,8 @@ async fn lookups_wait_for_a_query_slot() {
     assert_eq!(s, StatusCode::OK, "{v}");
 }
 
-/// A clock tests move by hand.
-#[derive(Debug, Default)]
-struct ManualClock(std::sync::atomic::AtomicI64);
-
-impl ManualClock {
-    fn at(t: i64) -> Arc<ManualClock> {
-        Arc::new(ManualClock(t.into()))
-    }
-
-    fn set(&self, t: i64) {
-        self.0.store(t, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-impl strata_tsdb::Clock for ManualClock {
-    fn now_ms(&self) -> i64 {
-        self.0.load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
-
 /// An app whose database and rate limit run on `clock`.
-fn app_at(cfg: ServerConfig, clock: Arc<ManualClock>) -> Router {
+fn app_at(cfg: ServerConfig, clock: Arc<strata_tsdb::ManualClock>) -> Router {
     let db = Db::open(
         Arc::new(MemEngine::new()),
         DbConfig { maintenance_tick: Duration::from_secs(3600), ..DbConfig::default() },
@@ -609,7 +589,7 @@ fn app_at(cfg: ServerConfig, clock: Arc<ManualClock>) -> Router {
 
 #[tokio::test]
 async fn samples_too_far_in_the_future_are_refused_and_move_no_bound() {
-    let app = app_at(ServerConfig::default(), ManualClock::at(T));
+    let app = app_at(ServerConfig::default(), strata_tsdb::ManualClock::at(T));
     let ten_years = 10 * 365 * 86_400_000;
     let future: Vec<(i64, f64)> = (0..64).map(|i| (T + ten_years + i, 1.0)).collect();
     let good = ts(&[("__name__", "g")], &[(T, 1.0), (T + 9 * 60_000, 2.0)]);
@@ -636,7 +616,7 @@ async fn samples_too_far_in_the_future_are_refused_and_move_no_bound() {
 
 #[tokio::test]
 async fn samples_older_than_the_shard_accepts_are_400_per_sample() {
-    let app = app_at(ServerConfig::default(), ManualClock::at(T));
+    let app = app_at(ServerConfig::default(), strata_tsdb::ManualClock::at(T));
     assert_eq!(
         write(&app, body(vec![ts(&[("__name__", "m")], &[(T, 1.0)])])).await.0,
         StatusCode::NO_CONTENT
@@ -731,7 +711,7 @@ async fn a_flood_of_empty_series_lists_ten_errors_and_counts_the_rest() {
 
 #[tokio::test]
 async fn the_ingestion_rate_limit_answers_429_with_retry_after() {
-    let clock = ManualClock::at(T);
+    let clock = strata_tsdb::ManualClock::at(T);
     let cfg = IngestLimits { rate_limit: 10.0, burst: 20, ..IngestLimits::default() };
     let app = app_at(ServerConfig { ingest: cfg, ..ServerConfig::default() }, clock.clone());
     let samples =

@@ -34,6 +34,29 @@ impl Clock for SystemClock {
     }
 }
 
+/// A clock that shows what it was last set to: for tests and simulations that move time
+/// themselves.
+#[derive(Debug, Default)]
+pub struct ManualClock(std::sync::atomic::AtomicI64);
+
+impl ManualClock {
+    /// A clock showing `ms` (milliseconds since the Unix epoch).
+    pub fn at(ms: i64) -> std::sync::Arc<ManualClock> {
+        std::sync::Arc::new(ManualClock(ms.into()))
+    }
+
+    /// Sets the time shown to `ms`.
+    pub fn set(&self, ms: i64) {
+        self.0.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// Settings of a [`Db`].
 #[derive(Clone, Debug)]
 pub struct DbConfig {

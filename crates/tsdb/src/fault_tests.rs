@@ -3,19 +3,10 @@
 //! fails an apply without changing the shard.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use super::*;
 use crate::kv::testing::FaultyEngine;
-
-#[derive(Debug)]
-struct TestClock(AtomicI64);
-impl Clock for TestClock {
-    fn now_ms(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
 
 const T0: i64 = 1_700_000_400_000;
 
@@ -24,7 +15,7 @@ fn cfg() -> DbConfig {
 }
 
 fn clock() -> Arc<dyn Clock> {
-    Arc::new(TestClock(AtomicI64::new(T0 + 86_400_000)))
+    ManualClock::at(T0 + 86_400_000)
 }
 
 fn labels(host: usize) -> Labels {

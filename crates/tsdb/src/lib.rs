@@ -35,8 +35,8 @@ mod shard;
 pub mod varint;
 
 pub use db::{
-    AdmitError, CheckpointStats, Clock, Db, DbConfig, HeadStats, Select, SeriesBatch, SeriesData,
-    SeriesWrite, SystemClock, shard_of,
+    AdmitError, CheckpointStats, Clock, Db, DbConfig, HeadStats, ManualClock, Select, SeriesBatch,
+    SeriesData, SeriesWrite, SystemClock, shard_of,
 };
 pub use error::{Error, Result};
 pub use histogram::FloatHistogram;

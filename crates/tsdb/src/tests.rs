@@ -1,18 +1,9 @@
 //! Engine behaviour over the in-memory KV engine (restart = reopen on the same engine).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use super::*;
-
-#[derive(Debug)]
-struct TestClock(AtomicI64);
-impl Clock for TestClock {
-    fn now_ms(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
 
 const T0: i64 = 1_700_000_400_000;
 
@@ -21,7 +12,7 @@ fn cfg() -> DbConfig {
 }
 
 fn open(kv: &Arc<MemEngine>, cfg: DbConfig) -> Arc<Db> {
-    Db::open(kv.clone(), cfg, Arc::new(TestClock(AtomicI64::new(T0 + 86_400_000)))).unwrap()
+    Db::open(kv.clone(), cfg, ManualClock::at(T0 + 86_400_000)).unwrap()
 }
 
 fn series(name: &str, host: &str, samples: Vec<(i64, f64)>) -> SeriesWrite {
@@ -138,7 +129,7 @@ fn out_of_order_window() {
 #[test]
 fn labels_series_and_retention() {
     let kv = Arc::new(MemEngine::new());
-    let clock = Arc::new(TestClock(AtomicI64::new(T0)));
+    let clock = ManualClock::at(T0);
     let db = Db::open(kv.clone(), cfg(), clock.clone()).unwrap();
     db.write(vec![series("old", "a", vec![(T0 - 20 * 86_400_000, 1.0)])]).unwrap();
     db.write(vec![series("up", "a", vec![(T0, 1.0)]), series("up", "b", vec![(T0, 1.0)])]).unwrap();
