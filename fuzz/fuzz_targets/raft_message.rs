@@ -12,19 +12,8 @@
 use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use strata_raft::{
-    CallFuture, RaftConfig, RaftNode, RpcKind, ShardApplier, Transport, TransportError, WriteHealth,
-};
+use strata_raft::{NoPeers, RaftConfig, RaftNode, RpcKind, ShardApplier, WriteHealth};
 use strata_tsdb::{Db, DbConfig, LogStats, MemEngine, SystemClock};
-
-/// A node whose peers are never reachable: its answers are all that matters here.
-struct Nowhere;
-
-impl Transport for Nowhere {
-    fn call(&self, target: u64, _group: u32, _kind: RpcKind, _payload: Vec<u8>) -> CallFuture {
-        Box::pin(async move { Err(TransportError::Unreachable(target, "fuzzing".into())) })
-    }
-}
 
 /// Splits the input into (kind, payload) messages.
 fn messages(mut data: &[u8]) -> Vec<(RpcKind, &[u8])> {
@@ -52,7 +41,7 @@ async fn deliver(msgs: Vec<(RpcKind, &[u8])>) {
         ..RaftConfig::default()
     };
     let health = Arc::new(WriteHealth::new(None, 0));
-    let node = RaftNode::new(cfg, kv.clone(), Arc::new(Nowhere), Arc::new(LogStats::default()), health)
+    let node = RaftNode::new(cfg, kv.clone(), Arc::new(NoPeers), Arc::new(LogStats::default()), health)
         .expect("raft node");
     let db =
         Db::open_replicated(kv.clone(), DbConfig { shards: 1, ..DbConfig::default() }, Arc::new(SystemClock))

@@ -47,7 +47,7 @@ pub use error::{Error, Result};
 pub use health::WriteHealth;
 pub use log_store::LogStore;
 pub use log_writer::LogWriter;
-pub use network::{CallFuture, RpcKind, Transport, TransportError};
+pub use network::{CallFuture, NoPeers, RpcKind, Transport, TransportError};
 pub use node::{GroupStatus, RaftConfig, RaftNode};
 pub use shard_applier::ShardApplier;
 pub use state_machine::{Applier, Exported, Exporter, Reopener, SnapshotPayload, StateMachine};

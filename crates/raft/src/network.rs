@@ -68,6 +68,17 @@ pub trait Transport: Send + Sync + 'static {
     fn call(&self, target: NodeId, group: GroupId, kind: RpcKind, payload: Vec<u8>) -> CallFuture;
 }
 
+/// A transport that reaches no peer: every call fails as unreachable. For a node that is
+/// alone in its groups and must never send (a one-node test, a fuzzed node's answers).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoPeers;
+
+impl Transport for NoPeers {
+    fn call(&self, target: NodeId, _group: GroupId, _kind: RpcKind, _payload: Vec<u8>) -> CallFuture {
+        Box::pin(async move { Err(TransportError::Unreachable(target, "this node has no peers".into())) })
+    }
+}
+
 /// A snapshot on the wire: the sender's vote, the snapshot's Raft state and its data.
 #[derive(Debug, Serialize, serde::Deserialize)]
 pub(crate) struct SnapshotMessage {

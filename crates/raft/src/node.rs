@@ -491,17 +491,8 @@ mod tests {
     use strata_tsdb::{Db, DbConfig, LogStats, MemEngine, SystemClock};
 
     use super::*;
-    use crate::network::{CallFuture, TransportError};
     use crate::state_machine::Exported;
     use crate::{RpcKind, ShardApplier};
-
-    struct Nowhere;
-
-    impl Transport for Nowhere {
-        fn call(&self, target: u64, _group: u32, _kind: RpcKind, _payload: Vec<u8>) -> CallFuture {
-            Box::pin(async move { Err(TransportError::Unreachable(target, "no peers".into())) })
-        }
-    }
 
     /// A snapshot whose data decodes but whose last log id belongs to a later leader than
     /// the sender's vote: openraft `assert!`s against it (its Raft task would die); the node
@@ -511,8 +502,9 @@ mod tests {
         let kv = Arc::new(MemEngine::new());
         let cfg = RaftConfig { node_id: 2, election_ms: (60_000, 120_000), ..RaftConfig::default() };
         let health = Arc::new(WriteHealth::new(None, 0));
-        let node = RaftNode::new(cfg, kv.clone(), Arc::new(Nowhere), Arc::new(LogStats::default()), health)
-            .expect("node");
+        let node =
+            RaftNode::new(cfg, kv.clone(), Arc::new(crate::NoPeers), Arc::new(LogStats::default()), health)
+                .expect("node");
         let db = Db::open_replicated(
             kv.clone(),
             DbConfig { shards: 1, ..DbConfig::default() },

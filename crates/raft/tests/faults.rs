@@ -10,22 +10,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use strata_raft::{
-    CallFuture, Error, RaftConfig, RaftNode, Request, RpcKind, ShardApplier, Transport, TransportError,
-};
+use strata_raft::{Error, NoPeers, RaftConfig, RaftNode, Request, RpcKind, ShardApplier};
 use strata_tsdb::kv::testing::FaultyEngine;
 use strata_tsdb::{
     Cf, Db, DbConfig, KvEngine, Labels, LogStats, MatchOp, Matcher, MemEngine, SeriesBatch, SystemClock,
 };
-
-/// A node alone in its groups never sends a message.
-struct Nowhere;
-
-impl Transport for Nowhere {
-    fn call(&self, target: u64, _group: u32, _kind: RpcKind, _payload: Vec<u8>) -> CallFuture {
-        Box::pin(async move { Err(TransportError::Unreachable(target, "no peers".into())) })
-    }
-}
 
 const T0: i64 = 1_700_000_000_000;
 const SHARDS: u32 = 1;
@@ -46,7 +35,7 @@ async fn open(kv: Arc<dyn KvEngine>) -> Node {
         ..RaftConfig::default()
     };
     let health = Arc::new(strata_raft::WriteHealth::new(None, 0));
-    let raft = RaftNode::new(cfg, kv.clone(), Arc::new(Nowhere), Arc::new(LogStats::default()), health)
+    let raft = RaftNode::new(cfg, kv.clone(), Arc::new(NoPeers), Arc::new(LogStats::default()), health)
         .expect("raft node");
     let db = Db::open_replicated(
         kv.clone(),
