@@ -376,13 +376,28 @@ fn hostile_writes_are_refused_without_harming_the_node() {
     let ack = writer.send(body);
     assert_eq!(ack.status, 400, "{}", ack.message);
     assert!(ack.message.contains("series"), "{}", ack.message);
+    // one series of 8.4 M empty samples (16 MiB): 2 bytes each on the wire, 16 in a record
+    let label = [0x0a, 0x0d, 0x0a, 0x08, b'_', b'_', b'n', b'a', b'm', b'e', b'_', b'_', 0x12, 0x01, b'e'];
+    let mut inner = label.to_vec();
+    inner.extend([0x12, 0x00].repeat(8 << 20));
+    let mut raw = vec![0x0a];
+    let mut len = inner.len();
+    while len >= 0x80 {
+        raw.push((len as u8 & 0x7f) | 0x80);
+        len >>= 7;
+    }
+    raw.push(len as u8);
+    raw.extend(inner);
+    let ack = writer.send(snap::raw::Encoder::new().compress_vec(&raw).expect("snappy"));
+    assert_eq!(ack.status, 400, "{}", ack.message);
+    assert!(ack.message.contains("fewer than 4 bytes per sample"), "{}", ack.message);
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
     let peak_kb: u64 = status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("VmHWM");
-    println!("peak RSS after the empty-series body: {} MiB", peak_kb >> 10);
+    println!("peak RSS after the empty-series and empty-samples bodies: {} MiB", peak_kb >> 10);
     assert!(peak_kb < 512 << 10, "peak RSS {} MiB", peak_kb >> 10);
     // up, and everything acknowledged is there, also after a crash
     let count = |p: &strata_suite::Peer| {

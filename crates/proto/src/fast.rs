@@ -102,27 +102,39 @@ pub struct MetadataRef {
     pub unit: Span,
 }
 
-/// How many series and metadata entries a request holds.
+/// How many series, samples and metadata entries a request holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
     /// `TimeSeries` messages.
     pub series: usize,
+    /// `Sample` messages, over all series.
+    pub samples: usize,
     /// `MetricMetadata` messages.
     pub metadata: usize,
 }
 
-/// Counts the series and metadata entries of a `WriteRequest` by stepping over them
-/// (nothing is allocated): what a receiver checks against its limits before decoding.
+/// Counts the series, samples and metadata entries of a `WriteRequest` by stepping over
+/// them (nothing is allocated): what a receiver checks against its limits before decoding.
 pub fn count(buf: &[u8]) -> Result<Counts, DecodeError> {
     let mut r = Reader { buf, pos: 0, end: buf.len() };
     let mut c = Counts::default();
     while !r.done() {
-        let (field, wire) = r.tag()?;
-        r.skip(wire)?;
-        match (field, wire) {
-            (1, 2) => c.series += 1,
-            (3, 2) => c.metadata += 1,
-            _ => {}
+        match r.tag()? {
+            (1, 2) => {
+                c.series += 1;
+                let span = r.len_delimited()?;
+                let mut sr = r.sub(span);
+                while !sr.done() {
+                    let (field, wire) = sr.tag()?;
+                    sr.skip(wire)?;
+                    c.samples += usize::from((field, wire) == (2, 2));
+                }
+            }
+            (3, 2) => {
+                c.metadata += 1;
+                r.skip(2)?;
+            }
+            (_, wire) => r.skip(wire)?,
         }
     }
     Ok(c)
@@ -418,7 +430,8 @@ mod tests {
             }, |m| meta.push(*m)).unwrap();
             let back = pb::WriteRequest::decode(bytes.as_slice()).unwrap();
             prop_assert_eq!(got.len(), series.len());
-            prop_assert_eq!(count(&bytes).unwrap(), Counts { series: series.len(), metadata: 1 });
+            let samples = series.iter().map(|(_, ss)| ss.len()).sum();
+            prop_assert_eq!(count(&bytes).unwrap(), Counts { series: series.len(), samples, metadata: 1 });
             for (((gl, gs), (ls, _)), ts) in got.iter().zip(&series).zip(&back.timeseries) {
                 let ss: Vec<(i64, f64)> = ts.samples.iter().map(|x| (x.timestamp, x.value)).collect();
                 prop_assert_eq!(gl, ls);

@@ -23,6 +23,10 @@ thread_local! {
 /// How many problems a 400 response lists before summarising.
 const MAX_LISTED_ERRORS: usize = 10;
 
+/// Fewest decoded bytes per sample a request may average (checked in `decode_body`): the
+/// write's records then take at most 4 times the decoded body.
+const MIN_SAMPLE_BYTES: usize = 4;
+
 fn reply(st: &AppState, code: StatusCode, msg: String) -> Response {
     st.metrics.write_requests.get_or_create(&crate::metrics::Code { code: code.as_u16().to_string() }).inc();
     if code.is_success() {
@@ -142,6 +146,20 @@ fn decode_body(raw: &[u8], batch: SeriesBatch, c: &Checks<'_>) -> Result<Decoded
         l.max_metadata_per_request,
         "--ingest.max-metadata-per-request",
     )?;
+    // a sample takes 16 bytes in the write's record; on the wire, one stamped after the first
+    // 16 s of 1970 takes at least 6 (tag, length, timestamp tag, 3-byte varint), an empty one
+    // 2: a body of empty samples would make its write cost up to 16 times its decoded size
+    if counts.samples > buf.len() / MIN_SAMPLE_BYTES {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            format!(
+                "{} samples in {} decoded bytes: fewer than {MIN_SAMPLE_BYTES} bytes per sample (samples without a \
+                 timestamp or value)",
+                counts.samples,
+                buf.len()
+            ),
+        ));
+    }
     let max_series = l.max_active_series;
     // new series this request may create under the active-series limit
     let mut budget =
