@@ -331,7 +331,9 @@ impl Peer {
         let me = self.base_url.trim_start_matches("http://");
         fs::write(self.data_dir.join("prometheus.yml"), text.replace(PROMETHEUS_SELF, me))?;
         signal(pid, "HUP");
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // a reload that changes a remote-write URL first flushes the old queue, for up to its
+        // flush deadline (one minute) when the old endpoint is gone
+        let deadline = Instant::now() + Duration::from_secs(90);
         while loaded_at() <= before {
             let failed = http
                 .get(format!("{}/metrics", self.base_url))

@@ -96,6 +96,7 @@ impl ServerConfig {
             ("ingest_max_active_series", self.ingest.max_active_series as f64),
             ("write_max_body_bytes", self.max_write_body_bytes as f64),
             ("write_max_decoded_bytes", self.max_write_decoded_bytes as f64),
+            ("write_min_bytes_per_sample", write::MIN_SAMPLE_BYTES as f64),
         ]
     }
 }

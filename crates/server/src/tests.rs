@@ -666,6 +666,7 @@ async fn label_limits_refuse_the_series_and_store_the_rest() {
         assert!(m.contains(&format!("strata_discarded_samples_total{{reason=\"{reason}\"}} 1")), "{m}");
     }
     assert!(m.contains(r#"strata_limit{name="ingest_max_label_names_per_series"} 30"#), "{m}");
+    assert!(m.contains(r#"strata_limit{name="write_min_bytes_per_sample"} 4"#), "{m}");
 }
 
 #[tokio::test]

@@ -25,7 +25,7 @@ const MAX_LISTED_ERRORS: usize = 10;
 
 /// Fewest decoded bytes per sample a request may average (checked in `decode_body`): the
 /// write's records then take at most 4 times the decoded body.
-const MIN_SAMPLE_BYTES: usize = 4;
+pub(crate) const MIN_SAMPLE_BYTES: usize = 4;
 
 fn reply(st: &AppState, code: StatusCode, msg: String) -> Response {
     st.metrics.write_requests.get_or_create(&crate::metrics::Code { code: code.as_u16().to_string() }).inc();
