@@ -10,9 +10,10 @@
 //! scenario. The two ingestors scrape the cluster's own nodes (`deploy/compose/strata/scrape.yml`),
 //! each its share: checked after the kill and after the rolling restart.
 //!
-//! Every published port is a host port Docker chooses (`STRATA_*_PORT_*=0`), read back with
-//! `docker-compose port`; a container's changes whenever it starts again (and when it is
-//! connected to the network again), so the test asks again after every fault.
+//! Every published port but ingestor 1's (leased, fixed: Prometheus writes to it) is a host
+//! port Docker chooses (`STRATA_*_PORT_*=0`), read back with `docker-compose port`; a
+//! container's changes whenever it starts again (and when it is connected to the network
+//! again), so the test asks again after every fault.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -24,7 +25,7 @@ use std::time::{Duration, Instant};
 use strata_bench::client::RemoteWriter;
 use strata_proto::prometheus as pb;
 use strata_suite::{
-    PROMETHEUS_SELF, Peer, PeerSpec, System, api_data_at, metric_value, peer_bin, strata_bin,
+    PROMETHEUS_SELF, Peer, PeerSpec, System, api_data_at, lease_ports, metric_value, peer_bin, strata_bin,
 };
 
 /// Series the writer writes in each request.
@@ -219,12 +220,16 @@ fn compose_cluster_keeps_acknowledged_writes_through_container_faults() {
     {
         std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(mode)).expect("chmod");
     }
-    // host port 0: Docker publishes each on a free port of its choosing
+    // host port 0: Docker publishes each on a free port of its choosing, and on another one
+    // when the container restarts. Ingestor 1's is leased (below the ephemeral range) and
+    // fixed instead: Prometheus remote-writes to it, and re-pointing Prometheus on a restart
+    // blocks its reload for up to its one-minute flush deadline, dropping what it queued
+    let ingest_1 = lease_ports(1).expect("port").remove(0);
     let env: Vec<(String, String)> = [
         ("STRATA_IMAGE", image.clone()),
         ("STRATA_SHARDS", "8".into()),
         ("STRATA_CONFIG_DIR", config_dir.path().display().to_string()),
-        ("STRATA_INGEST_PORT_1", "0".into()),
+        ("STRATA_INGEST_PORT_1", ingest_1.port.to_string()),
         ("STRATA_INGEST_PORT_2", "0".into()),
         ("STRATA_QUERY_PORT_1", "0".into()),
         ("STRATA_QUERY_PORT_2", "0".into()),
@@ -257,7 +262,7 @@ fn compose_cluster_keeps_acknowledged_writes_through_container_faults() {
         tmp.path().join("prom"),
     );
     spec.prometheus_config = Some(prom_config(ingest[0]));
-    let prom = Peer::start(spec).expect("prometheus");
+    let _prom = Peer::start(spec).expect("prometheus");
 
     // the ack-recording writer
     let log = Arc::new(Mutex::new(Log::default()));
@@ -384,10 +389,8 @@ fn compose_cluster_keeps_acknowledged_writes_through_container_faults() {
         let host_port = project.port(service, port);
         if service.starts_with("ingestor") {
             let ingest = project.ingest();
+            assert_eq!(ingest[0], ingest_1.port, "ingestor 1 keeps its leased host port");
             *ingest_ports.lock().expect("ports") = ingest;
-            if service == "ingestor-1" {
-                prom.set_prometheus_config(&prom_config(ingest[0])).expect("prometheus reload");
-            }
         }
         wait_ready(&[host_port], Duration::from_secs(120));
         std::thread::sleep(Duration::from_secs(3));
