@@ -7,7 +7,7 @@ use std::process::Command;
 use anyhow::{Context, bail};
 pub use strata_bench::peers::{
     PROMETHEUS_SELF, Peer, PeerSpec, PortLease, System, dir_bytes, find_bin, lease_ports, listening_ports,
-    metric_value, wait_listening, wait_port,
+    log_says_address_in_use, metric_value, wait_listening, wait_port,
 };
 
 pub mod compare;
@@ -163,12 +163,8 @@ impl LocalCluster {
 
     /// Whether a process of the cluster failed to bind its port.
     fn bind_failed(&self) -> bool {
-        std::fs::read_dir(self.dir.join("logs")).is_ok_and(|d| {
-            d.flatten().any(|e| {
-                std::fs::read_to_string(e.path())
-                    .is_ok_and(|l| l.to_lowercase().contains("address already in use"))
-            })
-        })
+        std::fs::read_dir(self.dir.join("logs"))
+            .is_ok_and(|d| d.flatten().any(|e| log_says_address_in_use(&e.path())))
     }
 
     /// The pid of a running process of the cluster (`storage-2`, `ingestor-1`, …).

@@ -586,10 +586,13 @@ impl Peer {
 
 /// Whether a storage node of the cluster under `dir` failed to bind its gRPC port.
 fn bind_failed(dir: &Path) -> bool {
-    (1..=3).any(|n| {
-        fs::read_to_string(dir.join(format!("storage-{n}.log")))
-            .is_ok_and(|l| l.contains("Address already in use") || l.contains("address already in use"))
-    })
+    (1..=3).any(|n| log_says_address_in_use(&dir.join(format!("storage-{n}.log"))))
+}
+
+/// Whether the log at `path` tells of a listener that could not bind its address (the
+/// process exits then): a leased port taken by a foreign process, worth a retry.
+pub fn log_says_address_in_use(path: &Path) -> bool {
+    fs::read_to_string(path).is_ok_and(|l| l.to_lowercase().contains("address already in use"))
 }
 
 /// Starts `bin args`, logging to `log_path`, and registers it in [`LIVE`].

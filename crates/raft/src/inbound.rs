@@ -75,13 +75,13 @@ pub(crate) fn check_append(req: &AppendEntriesRequest<TypeConfig>) -> Result<(),
     Ok(())
 }
 
-/// The index up to which the receiver's log must be consulted for `req`'s commit: the
-/// commit's own, when it lies beyond every log id the message carries (else `None`: the
-/// message's ids, checked by [`check_append`], decide).
-pub(crate) fn commit_beyond_message(req: &AppendEntriesRequest<TypeConfig>) -> Option<u64> {
+/// `req`'s commit when it lies beyond every log id the message carries, so that the
+/// receiver's log must be consulted for it (else `None`: the message's ids, checked by
+/// [`check_append`], decide).
+pub(crate) fn commit_beyond_message(req: &AppendEntriesRequest<TypeConfig>) -> Option<&LogIdOf<TypeConfig>> {
     let c = req.leader_commit.as_ref()?;
     let last = req.entries.last().map(|e| &e.log_id).or(req.prev_log_id.as_ref());
-    (last.is_none_or(|l| l.index < c.index)).then_some(c.index)
+    last.is_none_or(|l| l.index < c.index).then_some(c)
 }
 
 /// Checks `commit` against the receiver's log id at `min(commit.index, its last index)`
@@ -244,11 +244,17 @@ mod tests {
     fn a_commit_beyond_the_message_is_checked_against_the_log() {
         let v = vote(3, 1, true);
         // what the receiver must look up: a heartbeat's commit, or one beyond the entries
-        assert_eq!(commit_beyond_message(&append(v, None, &[], Some((2, 7)))), Some(7));
-        assert_eq!(commit_beyond_message(&append(v, Some((2, 3)), &[(2, 4)], Some((2, 7)))), Some(7));
-        assert_eq!(commit_beyond_message(&append(v, Some((2, 3)), &[(2, 4)], Some((2, 4)))), None);
-        assert_eq!(commit_beyond_message(&append(v, Some((2, 9)), &[], Some((2, 4)))), None);
-        assert_eq!(commit_beyond_message(&append(v, None, &[], None)), None);
+        assert_eq!(commit_beyond_message(&append(v, None, &[], Some((2, 7)))).map(|c| c.index), Some(7));
+        assert_eq!(
+            commit_beyond_message(&append(v, Some((2, 3)), &[(2, 4)], Some((2, 7)))).map(|c| c.index),
+            Some(7)
+        );
+        assert_eq!(
+            commit_beyond_message(&append(v, Some((2, 3)), &[(2, 4)], Some((2, 4)))).map(|c| c.index),
+            None
+        );
+        assert_eq!(commit_beyond_message(&append(v, Some((2, 9)), &[], Some((2, 4)))).map(|c| c.index), None);
+        assert_eq!(commit_beyond_message(&append(v, None, &[], None)).map(|c| c.index), None);
         // a local entry of an earlier or the same leader is fine; of a later one, refused
         assert_eq!(check_commit_with_log(&log_id(2, 7), None), Ok(()));
         assert_eq!(check_commit_with_log(&log_id(2, 7), Some(&log_id(1, 7))), Ok(()));

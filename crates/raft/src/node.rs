@@ -344,9 +344,8 @@ impl RaftNode {
                 let refused = |e: String| format!("refused AppendEntries: {e}");
                 inbound::check_not_own(&req.vote, me).map_err(refused)?;
                 inbound::check_append(&req).map_err(refused)?;
-                if let (Some(index), Some(commit)) =
-                    (inbound::commit_beyond_message(&req), &req.leader_commit)
-                {
+                if let Some(commit) = inbound::commit_beyond_message(&req) {
+                    let index = commit.index;
                     // the log as the group's core task holds it after the messages before this
                     // one (a message of the same group handled concurrently may come between)
                     let local = raft
