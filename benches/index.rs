@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use strata_bench::fleet::{Fleet, FleetConfig};
-use strata_tsdb::{Db, DbConfig, MatchOp, Matcher, MemEngine, SystemClock};
+use strata_tsdb::{Db, DbConfig, MatchOp, Matcher, MemEngine, SeriesBatch, SystemClock};
 
 fn db() -> Arc<Db> {
     let db = Db::open(Arc::new(MemEngine::new()), DbConfig::default(), Arc::new(SystemClock)).expect("open");
@@ -13,14 +13,18 @@ fn db() -> Arc<Db> {
         Fleet::new(FleetConfig { hosts: 20, series_per_host: 1000, churn: 0.0, ..FleetConfig::default() });
     let now =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
-    let mut batch = db.batch();
+    let mut batch = SeriesBatch::new(db.config().shards);
     for ts in fleet.scrape(now) {
         let mut pairs: Vec<(&str, &str)> =
             ts.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
         let samples: Vec<(i64, f64)> = ts.samples.iter().map(|s| (s.timestamp, s.value)).collect();
         batch.add(&mut pairs, &samples).expect("labels");
     }
-    db.commit(batch).expect("commit");
+    // applied as each shard's group applies its first log entry
+    for (shard, rec) in batch.into_records() {
+        let (rec, _) = db.admit(shard, rec).expect("admit");
+        db.apply_record(shard, 1, &rec.expect("samples")).expect("apply");
+    }
     db
 }
 

@@ -12,8 +12,9 @@
 use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use strata_raft::{NoPeers, RaftConfig, RaftNode, RpcKind, ShardApplier, WriteHealth};
-use strata_tsdb::{Db, DbConfig, LogStats, MemEngine, SystemClock};
+use strata_raft::{NoPeers, RaftConfig, RaftNode, RpcKind, WriteHealth};
+use strata_storage::ShardApplier;
+use strata_tsdb::{Db, DbConfig, MemEngine, SystemClock};
 
 /// Splits the input into (kind, payload) messages.
 fn messages(mut data: &[u8]) -> Vec<(RpcKind, &[u8])> {
@@ -41,10 +42,10 @@ async fn deliver(msgs: Vec<(RpcKind, &[u8])>) {
         ..RaftConfig::default()
     };
     let health = Arc::new(WriteHealth::new(None, 0));
-    let node = RaftNode::new(cfg, kv.clone(), Arc::new(NoPeers), Arc::new(LogStats::default()), health)
+    let node = RaftNode::new(cfg, kv.clone(), Arc::new(NoPeers), health)
         .expect("raft node");
     let db =
-        Db::open_replicated(kv.clone(), DbConfig { shards: 1, ..DbConfig::default() }, Arc::new(SystemClock))
+        Db::open(kv.clone(), DbConfig { shards: 1, ..DbConfig::default() }, Arc::new(SystemClock))
             .expect("db");
     node.add_group(0, Box::new(ShardApplier::new(db, kv, 0))).await.expect("group");
     for (kind, payload) in msgs {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use strata_bench::client::RemoteWriter;
 use strata_bench::fleet::{Fleet, FleetConfig, encode_requests};
-use strata_cluster::{StorageConfig, StorageNode};
+use strata_storage::{StorageConfig, StorageNode};
 use strata_suite::{api_data, start_strata};
 use strata_tsdb::{MatchOp, Matcher, STALE_NAN_BITS};
 

@@ -1,11 +1,11 @@
 //! # strata-api — the ports of a node
 //!
 //! What the HTTP API (`strata-server`), the scrape loops (`strata-scrape`) and the cluster
-//! roles (`strata-cluster`, `strata-querier`) agree on, so that none of them depends on
-//! another for it:
-//! * the write port: [`Writer`] stores a [`strata_tsdb::SeriesBatch`] durably
-//!   ([`LocalWriter`] into a local database; an ingestor's writer through the shard
-//!   leaders), failing with a [`WriteError`] whose kind maps to an HTTP status;
+//! roles (`strata-storage`, `strata-ingestor`, `strata-querier`) agree on, so that none of
+//! them depends on another for it:
+//! * the write port: [`Writer`] stores a [`strata_tsdb::SeriesBatch`] durably (standalone's
+//!   writer through its local shard groups; an ingestor's through the shard leaders),
+//!   failing with a [`WriteError`] whose kind maps to an HTTP status;
 //! * the read port: [`QueryBackend`] hands each query a [`ReadView`] (the evaluator's
 //!   [`strata_promql::Source`] plus the series and label lookups) bounded by its
 //!   [`ReadOptions`];
@@ -18,4 +18,4 @@ mod write;
 
 pub use metadata::MetadataStore;
 pub use read::{CancelOnDrop, QueryBackend, ReadOptions, ReadView, Reader};
-pub use write::{CommitFuture, LocalWriter, WriteError, Writer};
+pub use write::{CommitFuture, WriteError, Writer};

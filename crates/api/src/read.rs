@@ -21,11 +21,6 @@ impl std::fmt::Debug for Reader {
 }
 
 impl Reader {
-    /// Reads `db`.
-    pub fn local(db: Arc<Db>) -> Self {
-        Reader(Arc::new(move || Some(db.clone())))
-    }
-
     /// Reads whatever `f` returns when asked.
     pub fn dynamic(f: impl Fn() -> Option<Arc<Db>> + Send + Sync + 'static) -> Self {
         Reader(Arc::new(f))

@@ -1,12 +1,11 @@
-//! The write port: where remote write, scrapes and rule results are stored — the local
-//! database ([`LocalWriter`], `strata standalone`) or the cluster's shard leaders (an
-//! ingestor's writer in `strata-cluster`).
+//! The write port: where remote write, scrapes and rule results are stored — a one-node
+//! cluster's shard groups (`strata standalone`, in `strata-storage`) or the cluster's shard
+//! leaders (an ingestor's writer, in `strata-ingestor`).
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 
-use strata_tsdb::{ApplyOutcome, Db, SeriesBatch};
+use strata_tsdb::{ApplyOutcome, SeriesBatch};
 
 /// Why a write was not stored.
 #[derive(Debug, Clone)]
@@ -42,27 +41,4 @@ pub trait Writer: Send + Sync + std::fmt::Debug + 'static {
     /// Stores the batch; resolves once it is durable (for a cluster: committed by a quorum
     /// of every shard it touches).
     fn commit(&self, batch: SeriesBatch) -> CommitFuture<'_>;
-}
-
-/// Writes into a local database.
-#[derive(Debug, Clone)]
-pub struct LocalWriter(pub Arc<Db>);
-
-impl Writer for LocalWriter {
-    fn batch(&self) -> SeriesBatch {
-        self.0.batch()
-    }
-
-    fn commit(&self, batch: SeriesBatch) -> CommitFuture<'_> {
-        let db = self.0.clone();
-        Box::pin(async move {
-            let res = tokio::task::spawn_blocking(move || db.commit(batch))
-                .await
-                .map_err(|e| WriteError::Internal(e.to_string()))?;
-            res.map_err(|e| match e {
-                strata_tsdb::Error::ShuttingDown => WriteError::Unavailable(e.to_string()),
-                e => WriteError::Internal(e.to_string()),
-            })
-        })
-    }
 }

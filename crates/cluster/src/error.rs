@@ -83,7 +83,7 @@ impl From<Error> for tonic::Status {
 /// The query error a storage node's status reports, with its kind, or `None` when the
 /// status is the replica's own failure (unreachable, overloaded, not serving the shard, its
 /// storage failing or unavailable): another replica may answer.
-pub(crate) fn query_error_of(s: &tonic::Status) -> Option<QueryError> {
+pub fn query_error_of(s: &tonic::Status) -> Option<QueryError> {
     let msg = s.message().to_owned();
     match s.metadata().get(QUERY_ERROR_KIND)?.to_str().ok()? {
         "parse" => Some(QueryError::Parse(msg)),

@@ -160,6 +160,18 @@ mod tests {
         assert!(moved < 80, "{moved} replicas moved");
     }
 
+    /// The map as the metadata group stores it and every role decodes it (bincode), and the
+    /// placement it holds: a change here breaks every cluster that exists.
+    #[test]
+    fn encoded_map_and_placement_snapshot() {
+        let m = ClusterMap::create(8, 3, nodes(4)).expect("map");
+        let bytes = strata_raft::codec::encode(&m).expect("encode");
+        assert_eq!(strata_raft::codec::decode::<ClusterMap>(&bytes).expect("decode"), m);
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let placement: Vec<String> = (0..8).map(|s| format!("shard {s}: {:?}", m.replicas(s))).collect();
+        insta::assert_snapshot!(format!("{hex}\n{}", placement.join("\n")));
+    }
+
     #[test]
     fn bad_settings_are_refused() {
         assert!(ClusterMap::create(6, 3, nodes(3)).is_err());

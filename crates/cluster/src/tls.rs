@@ -55,11 +55,13 @@ impl GrpcTls {
         }))
     }
 
-    pub(crate) fn server(&self) -> ServerTlsConfig {
+    /// The server side: this node's certificate, callers must present one of the CA.
+    pub fn server(&self) -> ServerTlsConfig {
         self.server.clone()
     }
 
-    pub(crate) fn client(&self) -> ClientTlsConfig {
+    /// The client side: this node's certificate, servers must present one of the CA.
+    pub fn client(&self) -> ClientTlsConfig {
         self.client.clone()
     }
 }

@@ -65,6 +65,31 @@ pub struct RocksEngine {
     /// Dropping it stops the maintenance thread.
     stop: Option<Sender<()>>,
     maintenance: Option<JoinHandle<()>>,
+    /// The directory's lock (`STRATA.LOCK`), held while the database is open: declared
+    /// last, released after the database closed.
+    _lock: std::fs::File,
+}
+
+/// Name of the lock file in the data directory.
+const LOCK_FILE: &str = "STRATA.LOCK";
+
+/// Takes the directory's lock: [`Error::Busy`] while another engine holds it.
+fn lock(path: &Path) -> Result<std::fs::File> {
+    let io = |e: std::io::Error| Error::Kv(format!("{}: {e}", path.display()));
+    std::fs::create_dir_all(path).map_err(io)?;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path.join(LOCK_FILE))
+        .map_err(io)?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(Error::Busy(format!("{} is open in another engine", path.display())))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+    }
 }
 
 impl Drop for RocksEngine {
@@ -108,8 +133,10 @@ fn cf_options(cf: Cf, cfg: &RocksConfig, cache: &Cache) -> Options {
 }
 
 impl RocksEngine {
-    /// Opens (creating if needed) the database at `path`.
+    /// Opens (creating if needed) the database at `path`; [`Error::Busy`] while another
+    /// engine has it open.
     pub fn open(path: &Path, cfg: &RocksConfig) -> Result<Self> {
+        let lock = lock(path)?;
         let mut o = Options::default();
         o.create_if_missing(true);
         o.create_missing_column_families(true);
@@ -140,7 +167,7 @@ impl RocksEngine {
         } else {
             (None, None)
         };
-        Ok(RocksEngine { db, log_truncated, stop, maintenance })
+        Ok(RocksEngine { db, log_truncated, stop, maintenance, _lock: lock })
     }
 
     fn cf(&self, cf: Cf) -> Result<&rocksdb::ColumnFamily> {

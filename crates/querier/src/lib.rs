@@ -21,6 +21,9 @@
 //!   the query's deadline bounds every read; a canceled query (client gone) drops its
 //!   streams, which stops the storage nodes' work.
 //!
+//! The shard reads themselves — replica choice, not-leader redirects, fail-over, decoding
+//! the streamed answer — are [`ShardReader`]'s ([`replicas`]).
+//!
 //! Every call of the view blocks (the engine is synchronous); it runs on the blocking
 //! pool and drives its async reads on the runtime it was created in.
 
@@ -34,10 +37,14 @@ use futures_util::stream::FuturesUnordered;
 use parking_lot::Mutex;
 use promql_parser::parser::Expr;
 use strata_api::{QueryBackend, ReadOptions, ReadView};
-use strata_cluster::{ClusterClient, Error as ClusterError, ReadConsistency};
+use strata_cluster::{ClusterClient, Error as ClusterError};
 use strata_promql::{Annotations, EvalAt, LoadLimit, Partials, QueryError, SelectHints, Series, Source};
 use strata_proto::cluster::{EvaluateRequest, LabelsKind, LabelsRequest};
 use strata_tsdb::{Labels, Matcher, SeriesData};
+
+pub mod replicas;
+
+pub use replicas::{Evaluated, ReadConsistency, Selected, ShardReader};
 
 /// Settings of a querier.
 #[derive(Debug, Clone)]
@@ -73,6 +80,7 @@ pub struct FanoutStats {
 #[derive(Debug, Clone)]
 pub struct ClusterBackend {
     client: Arc<ClusterClient>,
+    reader: Arc<ShardReader>,
     cfg: QuerierConfig,
     rt: tokio::runtime::Handle,
     stats: Arc<FanoutStats>,
@@ -82,7 +90,8 @@ impl ClusterBackend {
     /// A backend reading through `client`; must be created inside the tokio runtime its
     /// reads will run on.
     pub fn new(client: Arc<ClusterClient>, cfg: QuerierConfig) -> Self {
-        ClusterBackend { client, cfg, rt: tokio::runtime::Handle::current(), stats: Arc::default() }
+        let reader = Arc::new(ShardReader::new(client.clone()));
+        ClusterBackend { client, reader, cfg, rt: tokio::runtime::Handle::current(), stats: Arc::default() }
     }
 
     /// The fan-out counters.
@@ -170,13 +179,13 @@ impl ClusterView {
         let partial = self.opts.partial_response;
         let read = &read;
         let one = |shard: u32| async move {
-            let first = read(shard, b.cfg.consistency, b.client.read_deadline(Some(deadline))).await;
+            let first = read(shard, b.cfg.consistency, b.reader.read_deadline(Some(deadline))).await;
             let res = match first {
                 Err(e @ ClusterError::Unavailable { .. })
                     if partial && b.cfg.consistency == ReadConsistency::Linearizable =>
                 {
                     let again =
-                        read(shard, ReadConsistency::Follower, b.client.read_deadline(Some(deadline))).await;
+                        read(shard, ReadConsistency::Follower, b.reader.read_deadline(Some(deadline))).await;
                     if again.is_ok() {
                         self.warn(format!("shard {shard} answered from a follower, possibly stale: {e}"));
                     }
@@ -226,7 +235,7 @@ impl ClusterView {
 
     /// A label lookup on every shard, united and sorted.
     fn labels(&self, req: LabelsRequest) -> Result<Vec<LabelsReplyParts>, QueryError> {
-        let client = &self.backend.client;
+        let client = &self.backend.reader;
         self.fan_out(|shard, c, d| {
             let req = LabelsRequest { shard, ..req.clone() };
             async move { client.labels_shard(req, c, d).await.map(|r| (r.series, r.values)) }
@@ -265,7 +274,7 @@ type LabelsReplyParts = (Vec<Vec<u8>>, Vec<String>);
 
 impl Source for ClusterView {
     fn select(&self, matchers: &[Matcher], hints: &SelectHints) -> Result<Vec<SeriesData>, QueryError> {
-        let client = &self.backend.client;
+        let client = &self.backend.reader;
         let limit = &self.limit;
         let parts = self.fan_out(|shard, c, d| {
             client.select_shard(shard, matchers, (hints.start, hints.end), c, d, limit)
@@ -298,7 +307,7 @@ impl Source for ClusterView {
             timeout_ms: left.as_millis().max(1) as u64,
             consistency: 0,
         };
-        let (client, limit) = (&b.client, &self.limit);
+        let (client, limit) = (&b.reader, &self.limit);
         let parts = self.fan_out(|shard, c, d| {
             let req = EvaluateRequest { shard, ..req.clone() };
             async move { client.evaluate_shard(req, c, d, limit).await }

@@ -1,16 +1,19 @@
-//! bincode encoding of Raft payloads and stored Raft state.
+//! bincode encoding of Raft payloads and stored Raft state, and of what the groups' state
+//! machines store (the shard applier's snapshots, the cluster map): one configuration and
+//! one bound on what a decoded value may claim, for every crate.
 
 use std::io;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub(crate) fn io_err(e: impl std::fmt::Display) -> io::Error {
+/// An I/O error carrying `e`'s message (what openraft's storage traits return).
+pub fn io_err(e: impl std::fmt::Display) -> io::Error {
     io::Error::other(e.to_string())
 }
 
 /// Encodes `v` with bincode's standard configuration.
-pub(crate) fn encode<T: Serialize>(v: &T) -> io::Result<Vec<u8>> {
+pub fn encode<T: Serialize>(v: &T) -> io::Result<Vec<u8>> {
     bincode::serde::encode_to_vec(v, bincode::config::standard()).map_err(io_err)
 }
 
@@ -24,7 +27,7 @@ const MAX_DECODED: usize = 4 << 30;
 const MAX_MESSAGE_DECODED: usize = 256 << 20;
 
 /// Decodes a value encoded by [`encode`] (stored state, log entries, snapshots).
-pub(crate) fn decode<T: DeserializeOwned>(b: &[u8]) -> io::Result<T> {
+pub fn decode<T: DeserializeOwned>(b: &[u8]) -> io::Result<T> {
     let cfg = bincode::config::standard().with_limit::<MAX_DECODED>();
     bincode::serde::decode_from_slice(b, cfg).map(|(v, _)| v).map_err(io_err)
 }

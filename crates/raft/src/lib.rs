@@ -11,7 +11,7 @@
 //!   key `shard · index`), vote, committed id and purge point in `meta`. Every group's
 //!   appends go through the node's [`LogWriter`]: one synced batch for all of them.
 //! * **The state machine is the shard's head.** [`StateMachine`] hands each committed entry
-//!   to an [`Applier`] in log order ([`ShardApplier`]: the shard's in-memory head) and
+//!   to an [`Applier`] in log order (`strata-storage`'s shard applier: the shard's head) and
 //!   answers the proposer with what the apply accepted. A snapshot is a checkpoint: the
 //!   head, new index entries, watermark and the Raft state in one synced batch, after which
 //!   openraft purges the log; restart re-applies committed entries after it; a snapshot
@@ -31,7 +31,7 @@
 //!
 //! Payloads are serialised with bincode.
 
-mod codec;
+pub mod codec;
 mod error;
 mod health;
 mod inbound;
@@ -39,16 +39,14 @@ mod log_store;
 mod log_writer;
 mod network;
 mod node;
-mod shard_applier;
 mod state_machine;
 mod types;
 
 pub use error::{Error, Result};
 pub use health::WriteHealth;
 pub use log_store::LogStore;
-pub use log_writer::LogWriter;
+pub use log_writer::{LogStats, LogWriter};
 pub use network::{CallFuture, NoPeers, RpcKind, Transport, TransportError};
 pub use node::{GroupStatus, RaftConfig, RaftNode};
-pub use shard_applier::ShardApplier;
 pub use state_machine::{Applier, Exported, Exporter, Reopener, SnapshotPayload, StateMachine};
 pub use types::{GroupId, META_GROUP, NodeId, Request, Response, TypeConfig};

@@ -4,15 +4,28 @@
 //! [`WriteHealth`], which refuses writes until the storage takes them again.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Instant;
 
-use strata_tsdb::{KvEngine, LogStats, WriteBatch};
+use strata_tsdb::{KvEngine, WriteBatch};
 use tokio::sync::oneshot;
 
 use crate::health::WriteHealth;
+
+/// Counters of the log writer, for self-metrics (`strata_wal_*`).
+#[derive(Debug, Default)]
+pub struct LogStats {
+    /// Synced batches written (group commits).
+    pub syncs: AtomicU64,
+    /// Total time spent in synced writes, in microseconds.
+    pub sync_micros: AtomicU64,
+    /// Log entries written.
+    pub records: AtomicU64,
+    /// Bytes of log entries written.
+    pub bytes: AtomicU64,
+}
 
 /// Upper bound of one group commit, in batches.
 const MAX_GROUP: usize = 4096;

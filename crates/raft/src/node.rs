@@ -11,14 +11,14 @@ use openraft::async_runtime::WatchReceiver;
 use openraft::raft::ReadPolicy;
 use openraft::{BasicNode, Raft, SnapshotPolicy};
 use parking_lot::RwLock;
-use strata_tsdb::{KvEngine, LogStats};
+use strata_tsdb::KvEngine;
 
 use crate::codec::{decode, decode_message, encode};
 use crate::error::{Error, Result};
 use crate::health::WriteHealth;
 use crate::inbound;
 use crate::log_store::LogStore;
-use crate::log_writer::LogWriter;
+use crate::log_writer::{LogStats, LogWriter};
 use crate::network::{NetworkFactory, Router, RpcKind, SnapshotMessage, Transport};
 use crate::state_machine::{Applier, Exported, RaftState, Reopener, SnapshotPayload, StateMachine};
 use crate::{GroupId, NodeId, Request, Response, TypeConfig};
@@ -107,6 +107,7 @@ pub struct RaftNode {
     /// How to restart each group from its last checkpoint.
     reopeners: RwLock<HashMap<GroupId, Reopener>>,
     health: Arc<WriteHealth>,
+    stats: Arc<LogStats>,
 }
 
 impl std::fmt::Debug for RaftNode {
@@ -116,13 +117,12 @@ impl std::fmt::Debug for RaftNode {
 }
 
 impl RaftNode {
-    /// A node over `kv`, sending through `transport`; the log writer counts into `stats`;
-    /// writes are refused while `health` says so (a failed log write marks it).
+    /// A node over `kv`, sending through `transport`; writes are refused while `health` says
+    /// so (a failed log write marks it).
     pub fn new(
         cfg: RaftConfig,
         kv: Arc<dyn KvEngine>,
         transport: Arc<dyn Transport>,
-        stats: Arc<LogStats>,
         health: Arc<WriteHealth>,
     ) -> Result<Arc<Self>> {
         let raft_config = openraft::Config {
@@ -140,8 +140,9 @@ impl RaftNode {
         }
         .validate()
         .map_err(|e| Error::Config(e.to_string()))?;
-        let writer =
-            LogWriter::start(kv.clone(), stats, health.clone()).map_err(|e| Error::Storage(e.to_string()))?;
+        let stats = Arc::new(LogStats::default());
+        let writer = LogWriter::start(kv.clone(), stats.clone(), health.clone())
+            .map_err(|e| Error::Storage(e.to_string()))?;
         Ok(Arc::new(RaftNode {
             cfg,
             raft_config: Arc::new(raft_config),
@@ -152,12 +153,18 @@ impl RaftNode {
             floors: RwLock::new(HashMap::new()),
             reopeners: RwLock::new(HashMap::new()),
             health,
+            stats,
         }))
     }
 
     /// Whether the node's storage takes writes.
     pub fn health(&self) -> &Arc<WriteHealth> {
         &self.health
+    }
+
+    /// Counters of the node's log writer.
+    pub fn log_stats(&self) -> &LogStats {
+        &self.stats
     }
 
     /// This node's id.
@@ -487,11 +494,41 @@ mod tests {
     use openraft::StoredMembership;
     use openraft::type_config::alias::{LeaderIdOf, LogIdOf, VoteOf};
     use openraft::vote::RaftLeaderId;
-    use strata_tsdb::{Db, DbConfig, LogStats, MemEngine, SystemClock};
+    use strata_tsdb::MemEngine;
 
     use super::*;
-    use crate::state_machine::Exported;
-    use crate::{RpcKind, ShardApplier};
+    use crate::RpcKind;
+    use crate::state_machine::Exporter;
+
+    /// A state machine that keeps nothing: what reaches it does not matter here, only what
+    /// the node lets through.
+    struct Nothing;
+
+    impl Applier for Nothing {
+        fn apply(&mut self, _index: u64, _request: &Request) -> std::io::Result<Response> {
+            Ok(Response::default())
+        }
+
+        fn checkpoint(&mut self, _raft_state: Vec<u8>) -> std::io::Result<()> {
+            Ok(())
+        }
+
+        fn checkpointed(&self) -> std::io::Result<Option<Vec<u8>>> {
+            Ok(None)
+        }
+
+        fn exporter(&self) -> Exporter {
+            Arc::new(|| Err(std::io::Error::other("nothing to export")))
+        }
+
+        fn import(&mut self, _snapshot: Exported) -> std::io::Result<()> {
+            Ok(())
+        }
+
+        fn reopener(&self) -> Reopener {
+            Arc::new(|| Ok(Box::new(Nothing)))
+        }
+    }
 
     /// A snapshot whose data decodes but whose last log id belongs to a later leader than
     /// the sender's vote: openraft `assert!`s against it (its Raft task would die); the node
@@ -501,16 +538,8 @@ mod tests {
         let kv = Arc::new(MemEngine::new());
         let cfg = RaftConfig { node_id: 2, election_ms: (60_000, 120_000), ..RaftConfig::default() };
         let health = Arc::new(WriteHealth::new(None, 0));
-        let node =
-            RaftNode::new(cfg, kv.clone(), Arc::new(crate::NoPeers), Arc::new(LogStats::default()), health)
-                .expect("node");
-        let db = Db::open_replicated(
-            kv.clone(),
-            DbConfig { shards: 1, ..DbConfig::default() },
-            Arc::new(SystemClock),
-        )
-        .expect("db");
-        node.add_group(0, Box::new(ShardApplier::new(db, kv, 0))).await.expect("group");
+        let node = RaftNode::new(cfg, kv.clone(), Arc::new(crate::NoPeers), health).expect("node");
+        node.add_group(0, Box::new(Nothing)).await.expect("group");
         let log_id =
             |term: u64, index: u64| LogIdOf::<TypeConfig>::new(LeaderIdOf::<TypeConfig>::new(term, 1), index);
         let state = |term: u64| RaftState {

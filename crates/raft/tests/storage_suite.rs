@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 use openraft::StorageError;
 use openraft::testing::log::{StoreBuilder, Suite};
 use strata_raft::{
-    Applier, Exported, Exporter, LogStore, LogWriter, Reopener, Request, Response, StateMachine, TypeConfig,
-    WriteHealth,
+    Applier, Exported, Exporter, LogStats, LogStore, LogWriter, Reopener, Request, Response, StateMachine,
+    TypeConfig, WriteHealth,
 };
-use strata_tsdb::{KvEngine, LogStats, MemEngine};
+use strata_tsdb::{KvEngine, MemEngine};
 
 /// An applier that remembers what it applied (its whole state is that list); its
 /// checkpoint is kept in memory beside it.

@@ -35,6 +35,9 @@ pub struct ManagerConfig {
     /// `globalUrl` of loopback targets in `/api/v1/targets`, as Prometheus's default
     /// external URL. Default none: loopback URLs are shown as they are.
     pub listen_addr: Option<String>,
+    /// The wall clock scrapes are scheduled and timestamped by. Default none: the system
+    /// clock.
+    pub clock: Option<Arc<dyn strata_tsdb::Clock>>,
 }
 
 /// Runs the scrape configuration of one node.
@@ -51,6 +54,7 @@ struct Inner {
     metadata: Option<Arc<strata_api::MetadataStore>>,
     /// This node as others reach it: host name and HTTP port (see `ManagerConfig::listen_addr`).
     external: Option<(String, u16)>,
+    clock: Arc<dyn strata_tsdb::Clock>,
     running: tokio::sync::Mutex<Running>,
     /// The pools as the API sees them.
     pools: RwLock<BTreeMap<String, Arc<Pool>>>,
@@ -237,6 +241,7 @@ impl ScrapeManager {
                 ring,
                 metadata: cfg.metadata,
                 external: cfg.listen_addr.as_deref().and_then(external_of),
+                clock: cfg.clock.unwrap_or_else(|| Arc::new(strata_tsdb::SystemClock)),
                 running: tokio::sync::Mutex::default(),
                 pools: RwLock::default(),
             }),
@@ -299,6 +304,7 @@ impl ScrapeManager {
             forced_error: Mutex::new(None),
             metadata: self.inner.metadata.clone(),
             seed: xxhash_rust::xxh3::xxh3_64(seed_text.as_bytes()),
+            clock: self.inner.clock.clone(),
         });
         let pool =
             Arc::new(Pool { cfg: sc.clone(), external_labels: ext.clone(), shared, state: Mutex::default() });

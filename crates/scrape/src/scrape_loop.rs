@@ -49,6 +49,15 @@ pub(crate) struct LoopShared {
     pub(crate) metadata: Option<Arc<strata_api::MetadataStore>>,
     /// Mixed into the offset hash (the same on every ingestor of a cluster).
     pub(crate) seed: u64,
+    /// The wall clock scrapes are scheduled and timestamped by.
+    pub(crate) clock: Arc<dyn strata_tsdb::Clock>,
+}
+
+impl LoopShared {
+    /// The clock's time now.
+    fn now(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(self.clock.now_ms().max(0) as u64)
+    }
 }
 
 /// A running loop.
@@ -112,7 +121,7 @@ impl Loop {
     async fn run(mut self, mut stop: oneshot::Receiver<Stop>) {
         let interval = self.target.interval;
         let offset = self.target.hash ^ self.shared.seed;
-        let first = tokio::time::Instant::now() + until_slot(SystemTime::now(), interval, offset);
+        let first = tokio::time::Instant::now() + until_slot(self.shared.now(), interval, offset);
         let mut ticker = tokio::time::interval_at(first, interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut last: Option<SystemTime> = None;
@@ -120,7 +129,7 @@ impl Loop {
             tokio::select! {
                 how = &mut stop => break how.unwrap_or(Stop::Quiet),
                 _ = ticker.tick() => {
-                    let start = SystemTime::now();
+                    let start = self.shared.now();
                     self.scrape(start).await;
                     last = Some(start);
                 }
@@ -185,7 +194,7 @@ impl Loop {
     async fn end_of_run(mut self, last: SystemTime, interval: Duration) {
         let stale_at = last + interval;
         let wake = stale_at + interval + interval / 10;
-        if let Ok(wait) = wake.duration_since(SystemTime::now()) {
+        if let Ok(wait) = wake.duration_since(self.shared.now()) {
             tokio::time::sleep(wait).await;
         }
         let mut batch = self.shared.writer.batch();

@@ -62,6 +62,7 @@ async fn manager(file: &std::path::Path, ring: watch::Receiver<Ring>, rec: Arc<R
             ring: Some(ring),
             metadata: None,
             listen_addr: None,
+            clock: None,
         },
         rec,
     )

@@ -34,10 +34,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
-use strata_api::{
-    CancelOnDrop, LocalWriter, MetadataStore, QueryBackend, ReadOptions, ReadView, Reader, Writer,
-};
-use strata_tsdb::Db;
+use strata_api::{CancelOnDrop, MetadataStore, QueryBackend, ReadOptions, ReadView, Writer};
 
 pub use limits::IngestLimits;
 pub use listen::ListenConfig;
@@ -63,7 +60,8 @@ pub struct ServerConfig {
     pub listen: ListenConfig,
     /// Remote-write limits. Default [`IngestLimits::default`].
     pub ingest: IngestLimits,
-    /// The wall clock of the ingestion rate limit. Default the system clock.
+    /// The wall clock of the ingestion rate limit and of queries without a time (their
+    /// `now`). Default the system clock.
     pub clock: Arc<dyn strata_tsdb::Clock>,
 }
 
@@ -130,11 +128,6 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State over an open database (reads and writes go to it).
-    pub fn new(db: Arc<Db>, cfg: ServerConfig) -> Self {
-        Self::with(Arc::new(Reader::local(db.clone())), Arc::new(LocalWriter(db)), cfg)
-    }
-
     /// State reading through `backend` and writing through `writer`.
     pub fn with(backend: Arc<dyn QueryBackend>, writer: Arc<dyn Writer>, cfg: ServerConfig) -> Self {
         let metrics = Arc::new(Metrics::new(backend.clone(), &cfg.limits()));

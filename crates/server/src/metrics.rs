@@ -60,7 +60,6 @@ impl Collector for DbCollector {
         }
         let Some(db) = self.0.local_db() else { return Ok(()) };
         let head = db.head_stats();
-        let log = db.log_stats();
         let cp = db.checkpoint_stats();
         let gauges = [
             ("strata_head_series", "Series held in the index.", head.series as i64),
@@ -70,18 +69,6 @@ impl Collector for DbCollector {
             ConstGauge::new(v).encode(enc.encode_descriptor(name, help, None, MetricType::Gauge)?)?;
         }
         let counters = [
-            (
-                "strata_wal_syncs",
-                "Synced log batches (group commits).",
-                log.syncs.load(Ordering::Relaxed) as f64,
-            ),
-            (
-                "strata_wal_sync_seconds",
-                "Time spent writing and syncing log batches.",
-                log.sync_micros.load(Ordering::Relaxed) as f64 / 1e6,
-            ),
-            ("strata_wal_records", "Log records written.", log.records.load(Ordering::Relaxed) as f64),
-            ("strata_wal_bytes", "Bytes of log records written.", log.bytes.load(Ordering::Relaxed) as f64),
             (
                 "strata_checkpoints",
                 "Shard checkpoints written.",

@@ -348,10 +348,6 @@ fn engine_for(st: &AppState, p: &Params) -> Result<Engine, ApiError> {
     Ok(Engine::new(cfg))
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
 /// An evaluated query: its value, the time it was evaluated at (the end of a range), whether
 /// it was a range query, and its annotations (with the reads' warnings).
 pub(crate) struct Answer {
@@ -397,7 +393,7 @@ pub(crate) async fn eval_instant(st: &AppState, p: &Params) -> Result<Answer, Ap
                 "invalid parameter \"time\": cannot parse \"{s}\" to a valid timestamp"
             ))
         })?,
-        None => now_ms(),
+        None => st.cfg.clock.now_ms(),
     };
     let engine = engine_for(st, p)?;
     let (value, annotations) =

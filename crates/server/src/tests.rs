@@ -1,5 +1,7 @@
-//! Handler tests over an in-memory engine: one per bad-input case, each followed by a
-//! check that the node still serves and that the valid part of the request was stored.
+//! Handler tests over what `strata standalone` runs — a one-node storage node (shard groups,
+//! their Raft logs, apply) — on the in-memory engine with an injected clock: one per
+//! bad-input case, each followed by a check that the node still serves and that the valid
+//! part of the request was stored.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,21 +10,37 @@ use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode};
 use prost::Message;
 use strata_proto::prometheus as pb;
-use strata_tsdb::{Db, DbConfig, MemEngine, SystemClock};
+use strata_raft::RaftConfig;
+use strata_storage::{NodeBackend, StandaloneWriter, StorageConfig, StorageNode};
+use strata_tsdb::{Clock, DbConfig, ManualClock, MemEngine, SystemClock};
 use tower::ServiceExt;
 
 use super::*;
 
 const T: i64 = 1_700_000_000_000;
 
-fn app(cfg: ServerConfig) -> Router {
-    let db = Db::open(
-        Arc::new(MemEngine::new()),
-        DbConfig { maintenance_tick: Duration::from_secs(3600), ..DbConfig::default() },
-        Arc::new(SystemClock),
-    )
-    .unwrap();
-    router(AppState::new(db, cfg))
+/// The state of a standalone node over the in-memory engine whose database, rate limit and
+/// queries run on `clock`, once every shard group has elected itself.
+async fn state_at(cfg: ServerConfig, clock: Arc<dyn Clock>) -> AppState {
+    let mut node = StorageConfig::standalone(std::env::temp_dir(), 4);
+    node.db = DbConfig { maintenance_tick: Duration::from_secs(3600), ..DbConfig::default() };
+    // a quick self-election: the tests start hundreds of groups
+    node.raft = RaftConfig { election_ms: (50, 100), heartbeat_ms: 20, ..node.raft };
+    node.min_free_bytes = 0;
+    node.clock = clock.clone();
+    let node = StorageNode::start_over(node, Arc::new(MemEngine::new()), None).await.unwrap();
+    let writer = StandaloneWriter(node.clone());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !strata_api::Writer::ready(&writer) {
+        assert!(tokio::time::Instant::now() < deadline, "the node's groups elected no leader");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    AppState::with(Arc::new(NodeBackend::new(node)), Arc::new(writer), ServerConfig { clock, ..cfg })
+}
+
+/// [`state_at`]'s routes on the system clock.
+async fn app(cfg: ServerConfig) -> Router {
+    router(state_at(cfg, Arc::new(SystemClock)).await)
 }
 
 fn ts(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> pb::TimeSeries {
@@ -76,7 +94,7 @@ async fn serves_with(app: &Router, name: &str, n: usize) {
 
 #[tokio::test]
 async fn good_write_then_series_and_labels() {
-    let app = app(ServerConfig::default());
+    let app = app(ServerConfig::default()).await;
     let (s, _) = write(
         &app,
         body(vec![
@@ -105,7 +123,7 @@ async fn good_write_then_series_and_labels() {
 
 #[tokio::test]
 async fn api_parameter_errors() {
-    let app = app(ServerConfig::default());
+    let app = app(ServerConfig::default()).await;
     for uri in [
         "/api/v1/series",
         "/api/v1/series?match[]=up{",
@@ -127,7 +145,7 @@ async fn api_parameter_errors() {
 
 #[tokio::test]
 async fn undecodable_bodies_are_400() {
-    let app = app(ServerConfig::default());
+    let app = app(ServerConfig::default()).await;
     let (s, msg) = write(&app, b"not snappy at all".to_vec()).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{msg}");
     let garbage = snap::raw::Encoder::new().compress_vec(&[0xff, 0xff, 0xff, 0x07]).unwrap();
@@ -139,7 +157,7 @@ async fn undecodable_bodies_are_400() {
 
 #[tokio::test]
 async fn bad_series_are_400_and_the_rest_is_stored() {
-    let app = app(ServerConfig::default());
+    let app = app(ServerConfig::default()).await;
     let good = ts(&[("__name__", "up"), ("i", "good")], &[(T, 1.0)]);
     let cases: Vec<(pb::TimeSeries, &str)> = vec![
         (ts(&[("i", "x")], &[(T, 1.0)]), "invalid metric name"),
@@ -161,7 +179,7 @@ async fn bad_series_are_400_and_the_rest_is_stored() {
 
 #[tokio::test]
 async fn invalid_utf8_is_400() {
-    let app = app(ServerConfig::default());
+    let app = app(ServerConfig::default()).await;
     // hand-made request: one series whose label value is not UTF-8
     let mut label = vec![0x0a, 8];
     label.extend_from_slice(b"__name__");
@@ -177,7 +195,7 @@ async fn invalid_utf8_is_400() {
 
 #[tokio::test]
 async fn order_duplicate_and_bounds_are_400_with_the_rest_stored() {
-    let app = app(ServerConfig::default());
+    let app = app(ServerConfig::default()).await;
     let s1 = |t: i64, v: f64| ts(&[("__name__", "m"), ("i", "1")], &[(t, v)]);
     assert_eq!(write(&app, body(vec![s1(T, 1.0)])).await.0, StatusCode::NO_CONTENT);
     // identical resend: accepted silently, as Prometheus does
@@ -197,7 +215,7 @@ async fn order_duplicate_and_bounds_are_400_with_the_rest_stored() {
 
 #[tokio::test]
 async fn limits_and_protocols() {
-    let app = app(ServerConfig { max_write_body_bytes: 1024, ..ServerConfig::default() });
+    let app = app(ServerConfig { max_write_body_bytes: 1024, ..ServerConfig::default() }).await;
     let big: Vec<_> =
         (0..200).map(|i| ts(&[("__name__", "up"), ("i", &format!("{i:0>40}"))], &[(T, 1.0)])).collect();
     let (s, _) = write(&app, body(big)).await;
@@ -216,7 +234,7 @@ async fn limits_and_protocols() {
 
 #[tokio::test]
 async fn grafana_save_and_test_and_queries() {
-    let app = app(ServerConfig::default());
+    let app = app(ServerConfig::default()).await;
     let req = Request::post("/api/v1/query")
         .header("content-type", "application/x-www-form-urlencoded")
         .body(Body::from("query=1%2B1&time=4"))
@@ -259,7 +277,7 @@ async fn grafana_save_and_test_and_queries() {
 async fn bad_queries_get_prometheus_errors_and_the_server_keeps_serving() {
     let mut cfg = ServerConfig::default();
     cfg.engine.max_samples = 5;
-    let app = app(cfg);
+    let app = app(cfg).await;
     let series: Vec<_> =
         (0..10).map(|i| ts(&[("__name__", "m"), ("i", &i.to_string())], &[(T, 1.0)])).collect();
     assert_eq!(write(&app, body(series)).await.0, StatusCode::NO_CONTENT);
@@ -283,13 +301,13 @@ async fn bad_queries_get_prometheus_errors_and_the_server_keeps_serving() {
     // a query that runs out of time is a 503 timeout
     let mut cfg = ServerConfig::default();
     cfg.engine.timeout = Duration::ZERO;
-    let (s, v) = get(&self::app(cfg), "/api/v1/query?query=1").await;
+    let (s, v) = get(&self::app(cfg).await, "/api/v1/query?query=1").await;
     assert_eq!((s, v["errorType"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("timeout")), "{v}");
 }
 
 #[tokio::test]
 async fn metadata_from_remote_write() {
-    let app = app(ServerConfig::default());
+    let app = app(ServerConfig::default()).await;
     let raw = pb::WriteRequest {
         timeseries: vec![ts(&[("__name__", "up")], &[(T, 1.0)])],
         metadata: vec![pb::MetricMetadata {
@@ -313,7 +331,7 @@ async fn metadata_from_remote_write() {
 #[tokio::test]
 async fn native_histograms_are_stored_and_queried() {
     use pb::histogram::{Count, ZeroCount};
-    let app = app(ServerConfig::default());
+    let app = app(ServerConfig::default()).await;
     let h = |t: i64, n: u64| pb::Histogram {
         count: Some(Count::CountInt(n * 3)),
         sum: n as f64 * 4.5,
@@ -364,7 +382,7 @@ const RESOLUTION: &str = "exceeded maximum resolution of 11,000 points per times
 
 #[tokio::test]
 async fn hostile_queries_get_clear_errors_before_they_allocate() {
-    let app = app(ServerConfig::default());
+    let app = app(ServerConfig::default()).await;
     let series: Vec<_> =
         (0..3).map(|i| ts(&[("__name__", "m"), ("i", &i.to_string())], &[(T, 1.0)])).collect();
     assert_eq!(write(&app, body(series)).await.0, StatusCode::NO_CONTENT);
@@ -515,7 +533,7 @@ async fn samples_bytes_and_responses_are_capped() {
     // samples are counted as they are loaded: 50 series × 20 samples over a limit of 500
     let mut cfg = ServerConfig::default();
     cfg.engine.max_samples = 500;
-    let a = app(cfg);
+    let a = app(cfg).await;
     assert_eq!(write(&a, body(series.clone())).await.0, StatusCode::NO_CONTENT);
     let (s, v) = q(a.clone(), "count_over_time(m[10m])").await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
@@ -524,7 +542,7 @@ async fn samples_bytes_and_responses_are_capped() {
     // the byte budget
     let mut cfg = ServerConfig::default();
     cfg.engine.max_bytes = 10_000;
-    let a = app(cfg);
+    let a = app(cfg).await;
     assert_eq!(write(&a, body(series.clone())).await.0, StatusCode::NO_CONTENT);
     let (s, v) = q(a.clone(), "count_over_time(m[10m])").await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
@@ -534,7 +552,7 @@ async fn samples_bytes_and_responses_are_capped() {
     );
     assert_eq!(q(a, "count_over_time(m{i=\"1\"}[10m])").await.0, StatusCode::OK);
     // the response size
-    let a = app(ServerConfig { max_response_bytes: 2_000, ..ServerConfig::default() });
+    let a = app(ServerConfig { max_response_bytes: 2_000, ..ServerConfig::default() }).await;
     assert_eq!(write(&a, body(series)).await.0, StatusCode::NO_CONTENT);
     let (s, v) = q(a.clone(), "m").await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
@@ -555,13 +573,7 @@ async fn lookups_wait_for_a_query_slot() {
     let mut cfg = ServerConfig::default();
     cfg.engine.timeout = Duration::from_millis(200);
     cfg.query_max_concurrency = 1;
-    let db = Db::open(
-        Arc::new(MemEngine::new()),
-        DbConfig { maintenance_tick: Duration::from_secs(3600), ..DbConfig::default() },
-        Arc::new(SystemClock),
-    )
-    .unwrap();
-    let st = AppState::new(db, cfg);
+    let st = state_at(cfg, Arc::new(SystemClock)).await;
     let app = router(st.clone());
     // the only query slot is taken: a lookup waits for it
     let permit = st.queries.clone().acquire_owned().await.unwrap();
@@ -576,20 +588,14 @@ async fn lookups_wait_for_a_query_slot() {
     assert_eq!(s, StatusCode::OK, "{v}");
 }
 
-/// An app whose database and rate limit run on `clock`.
-fn app_at(cfg: ServerConfig, clock: Arc<strata_tsdb::ManualClock>) -> Router {
-    let db = Db::open(
-        Arc::new(MemEngine::new()),
-        DbConfig { maintenance_tick: Duration::from_secs(3600), ..DbConfig::default() },
-        clock.clone(),
-    )
-    .unwrap();
-    router(AppState::new(db, ServerConfig { clock, ..cfg }))
+/// [`state_at`]'s routes on `clock`.
+async fn app_at(cfg: ServerConfig, clock: Arc<ManualClock>) -> Router {
+    router(state_at(cfg, clock).await)
 }
 
 #[tokio::test]
 async fn samples_too_far_in_the_future_are_refused_and_move_no_bound() {
-    let app = app_at(ServerConfig::default(), strata_tsdb::ManualClock::at(T));
+    let app = app_at(ServerConfig::default(), ManualClock::at(T)).await;
     let ten_years = 10 * 365 * 86_400_000;
     let future: Vec<(i64, f64)> = (0..64).map(|i| (T + ten_years + i, 1.0)).collect();
     let good = ts(&[("__name__", "g")], &[(T, 1.0), (T + 9 * 60_000, 2.0)]);
@@ -616,7 +622,7 @@ async fn samples_too_far_in_the_future_are_refused_and_move_no_bound() {
 
 #[tokio::test]
 async fn samples_older_than_the_shard_accepts_are_400_per_sample() {
-    let app = app_at(ServerConfig::default(), strata_tsdb::ManualClock::at(T));
+    let app = app_at(ServerConfig::default(), ManualClock::at(T)).await;
     assert_eq!(
         write(&app, body(vec![ts(&[("__name__", "m")], &[(T, 1.0)])])).await.0,
         StatusCode::NO_CONTENT
@@ -634,7 +640,7 @@ async fn samples_older_than_the_shard_accepts_are_400_per_sample() {
 
 #[tokio::test]
 async fn label_limits_refuse_the_series_and_store_the_rest() {
-    let app = app(ServerConfig::default());
+    let app = app(ServerConfig::default()).await;
     let many: Vec<(String, String)> = (0..40).map(|i| (format!("l{i:02}"), "v".to_owned())).collect();
     let mut many: Vec<(&str, &str)> = many.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
     many.push(("__name__", "many"));
@@ -673,7 +679,7 @@ async fn label_limits_refuse_the_series_and_store_the_rest() {
 async fn requests_over_the_series_or_metadata_limit_are_400_before_decoding() {
     let cfg =
         IngestLimits { max_series_per_request: 3, max_metadata_per_request: 2, ..IngestLimits::default() };
-    let app = app(ServerConfig { ingest: cfg, ..ServerConfig::default() });
+    let app = app(ServerConfig { ingest: cfg, ..ServerConfig::default() }).await;
     let series =
         |n: usize| (0..n).map(|i| ts(&[("__name__", "m"), ("i", &i.to_string())], &[(T, 1.0)])).collect();
     let (s, msg) = write(&app, body(series(4))).await;
@@ -704,7 +710,7 @@ async fn requests_over_the_series_or_metadata_limit_are_400_before_decoding() {
 async fn bodies_of_empty_samples_are_400_before_decoding() {
     // a sample without fields is 2 bytes on the wire and 16 in a record: a million of them
     // in one series would cost ~8x the body; refused by count, nothing stored
-    let app = app(ServerConfig::default());
+    let app = app(ServerConfig::default()).await;
     let empty = pb::Sample { value: 0.0, timestamp: 0 };
     let mut one = ts(&[("__name__", "e")], &[]);
     one.samples = vec![empty; 1_000_000];
@@ -723,7 +729,7 @@ async fn bodies_of_empty_samples_are_400_before_decoding() {
 
 #[tokio::test]
 async fn a_flood_of_empty_series_lists_ten_errors_and_counts_the_rest() {
-    let app = app(ServerConfig::default());
+    let app = app(ServerConfig::default()).await;
     let raw = [0x0a, 0x00].repeat(50_000);
     let (s, msg) = write(&app, snap::raw::Encoder::new().compress_vec(&raw).unwrap()).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
@@ -733,9 +739,9 @@ async fn a_flood_of_empty_series_lists_ten_errors_and_counts_the_rest() {
 
 #[tokio::test]
 async fn the_ingestion_rate_limit_answers_429_with_retry_after() {
-    let clock = strata_tsdb::ManualClock::at(T);
+    let clock = ManualClock::at(T);
     let cfg = IngestLimits { rate_limit: 10.0, burst: 20, ..IngestLimits::default() };
-    let app = app_at(ServerConfig { ingest: cfg, ..ServerConfig::default() }, clock.clone());
+    let app = app_at(ServerConfig { ingest: cfg, ..ServerConfig::default() }, clock.clone()).await;
     let samples =
         |from: i64, n: i64| ts(&[("__name__", "m")], &(from..from + n).map(|t| (t, 1.0)).collect::<Vec<_>>());
     assert_eq!(write(&app, body(vec![samples(T, 15)])).await.0, StatusCode::NO_CONTENT);
@@ -757,7 +763,7 @@ async fn the_ingestion_rate_limit_answers_429_with_retry_after() {
 #[tokio::test]
 async fn the_active_series_limit_refuses_new_series_only() {
     let cfg = IngestLimits { max_active_series: 2, ..IngestLimits::default() };
-    let app = app(ServerConfig { ingest: cfg, ..ServerConfig::default() });
+    let app = app(ServerConfig { ingest: cfg, ..ServerConfig::default() }).await;
     let s = |i: u32, t: i64| ts(&[("__name__", "m"), ("i", &i.to_string())], &[(t, 1.0)]);
     let (code, msg) = write(&app, body(vec![s(1, T), s(2, T), s(3, T)])).await;
     assert_eq!(code, StatusCode::BAD_REQUEST);
@@ -779,7 +785,7 @@ async fn values_and_times_as_prometheus_writes_them() {
     const R1: &str = r##"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"__name__":"v","c":"a"},"values":[[1700000000,"1e-07"],[1700000060,"2e-07"]]},{"metric":{"__name__":"v","c":"b"},"values":[[1700000000,"1.5e-07"],[1700000060,"3e+22"]]},{"metric":{"__name__":"v","c":"c"},"values":[[1700000000,"1.2345678901234569e+23"],[1700000060,"1.2345678901234569e+23"]]}]}}"##;
     const R2: &str = r##"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"__name__":"v","c":"a"},"values":[[1700000000.500,"1e-07"],[1700000030.250,"1e-07"],[1700000060,"2e-07"]]},{"metric":{"__name__":"v","c":"b"},"values":[[1700000000.500,"1.5e-07"],[1700000030.250,"1.5e-07"],[1700000060,"3e+22"]]}]}}"##;
     const W: &str = r##"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"__name__":"w","c":"\u003c\u0026\u003e\n\"\\ \u2028  é"},"value":[1700000000.500,"1"]}]}}"##;
-    let app = app(ServerConfig::default());
+    let app = app(ServerConfig::default()).await;
     let vals: [(&str, f64); 15] = [
         ("a", 1e-7),
         ("b", 1.5e-7),
@@ -887,7 +893,7 @@ async fn values_and_times_as_prometheus_writes_them() {
 /// only Go accepts (`\Q…\E`) is a query.
 #[tokio::test]
 async fn go_regex_syntax_in_matchers() {
-    let app = app(ServerConfig::default());
+    let app = app(ServerConfig::default()).await;
     let series = vec![
         ts(&[("__name__", "r"), ("v", "a.b")], &[(T, 1.0)]),
         ts(&[("__name__", "r"), ("v", "axb")], &[(T, 2.0)]),
@@ -910,4 +916,99 @@ async fn go_regex_syntax_in_matchers() {
         let msg = v["error"].as_str().unwrap();
         assert!(msg.contains(&format!("error parsing regexp: {reason}")), "{msg}");
     }
+}
+
+/// The messages of a gRPC call of the query API made through the router (each a
+/// length-prefixed protobuf message, as the wire carries them).
+async fn grpc<Req: Message, Resp: Message + Default>(app: &Router, method: &str, req: Req) -> Vec<Resp> {
+    let msg = req.encode_to_vec();
+    let mut framed = vec![0u8];
+    framed.extend((msg.len() as u32).to_be_bytes());
+    framed.extend(msg);
+    let r = Request::post(format!("/strata.query.v1.QueryService/{method}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(Body::from(framed))
+        .unwrap();
+    let resp = app.clone().oneshot(r).await.unwrap();
+    let mut b = &to_bytes(resp.into_body(), usize::MAX).await.unwrap()[..];
+    let mut out = Vec::new();
+    while b.len() >= 5 {
+        let len = u32::from_be_bytes(b[1..5].try_into().unwrap()) as usize;
+        out.push(Resp::decode(&b[5..5 + len]).unwrap());
+        b = &b[5 + len..];
+    }
+    out
+}
+
+/// What clients parse, for a fixed data set at a fixed time: the HTTP API's JSON and the
+/// gRPC query API's messages. A change here is a change of the API: review it as one.
+#[tokio::test]
+async fn api_responses_for_a_fixed_data_set() {
+    use strata_proto::query as q;
+    // "now" is the injected clock's: a query without a time is evaluated at T + 400 s
+    let app = app_at(ServerConfig::default(), ManualClock::at(T + 400_000)).await;
+    let series = |labels: &[(&str, &str)], f: fn(i64) -> f64| {
+        ts(labels, &(0..=20).map(|i| (T + i * 15_000, f(i))).collect::<Vec<_>>())
+    };
+    let (s, msg) = write(
+        &app,
+        body(vec![
+            series(&[("__name__", "http_requests_total"), ("job", "api"), ("code", "200")], |i| {
+                (i * 10) as f64
+            }),
+            series(&[("__name__", "http_requests_total"), ("job", "api"), ("code", "500")], |i| i as f64),
+            series(&[("__name__", "up"), ("job", "api")], |_| 1.0),
+        ]),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{msg}");
+    let t = (T + 300_000) / 1000;
+    let mut out = String::new();
+    for uri in [
+        format!("/api/v1/query?query=sum by (code) (rate(http_requests_total[1m]))&time={t}"),
+        format!("/api/v1/query?query=up&time={t}"),
+        format!("/api/v1/query?query=scalar(sum(up))&time={t}"),
+        "/api/v1/query?query=up".into(),
+        format!(
+            "/api/v1/query_range?query=http_requests_total{{code=\"500\"}}&start={}&end={t}&step=60",
+            t - 120
+        ),
+        "/api/v1/series?match[]=http_requests_total".into(),
+        "/api/v1/labels".into(),
+        "/api/v1/label/code/values".into(),
+        format!("/api/v1/query?query=rate(up[1m]&time={t}"),
+    ] {
+        let (s, v) = get(&app, &uri).await;
+        out += &format!("GET {uri}\n{}\n{}\n\n", s.as_u16(), serde_json::to_string_pretty(&v).unwrap());
+    }
+    let instant: Vec<q::QueryResponse> = grpc(
+        &app,
+        "Query",
+        q::QueryRequest {
+            query: "sum by (code) (rate(http_requests_total[1m]))".into(),
+            time: t.to_string(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let range: Vec<q::QueryResponse> = grpc(
+        &app,
+        "QueryRange",
+        q::QueryRangeRequest {
+            query: "up".into(),
+            start: (t - 60).to_string(),
+            end: t.to_string(),
+            step: "30".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let found: Vec<q::SeriesResponse> =
+        grpc(&app, "Series", q::SeriesRequest { r#match: vec!["up".into()], ..Default::default() }).await;
+    let names: Vec<q::LabelsResponse> = grpc(&app, "LabelNames", q::LabelNamesRequest::default()).await;
+    out += &format!(
+        "gRPC Query\n{instant:#?}\ngRPC QueryRange\n{range:#?}\ngRPC Series\n{found:#?}\ngRPC LabelNames\n{names:#?}\n"
+    );
+    insta::assert_snapshot!(out);
 }

@@ -18,11 +18,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use strata_api::Reader;
-use strata_cluster::{StandaloneWriter, StorageConfig, StorageNode};
 use strata_engine_rocks::RocksConfig;
-use strata_raft::RaftConfig;
 use strata_server::{AppState, ServerConfig};
+use strata_storage::{NodeBackend, StandaloneWriter, StorageConfig, StorageNode};
 use strata_tsdb::DbConfig;
 
 use crate::config::StandaloneConfig;
@@ -170,12 +168,7 @@ async fn standalone(c: StandaloneConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&c.data_dir).with_context(|| format!("creating {}", c.data_dir.display()))?;
     // a one-node cluster: RF=1 shard groups on the local RocksDB, written in-process; it
     // opens no port besides the HTTP API (its groups never send a message)
-    let mut cfg = StorageConfig::new(1, c.data_dir.clone());
-    cfg.advertise = strata_cluster::IN_PROCESS.to_owned();
-    cfg.peers = [(1, cfg.advertise.clone())].into();
-    cfg.bootstrap = true;
-    cfg.shards = c.shards;
-    cfg.replication_factor = 1;
+    let mut cfg = StorageConfig::standalone(c.data_dir.clone(), c.shards);
     cfg.db = DbConfig {
         retention: c.retention_time.0,
         out_of_order_window: c.out_of_order_time_window.0,
@@ -184,27 +177,15 @@ async fn standalone(c: StandaloneConfig) -> anyhow::Result<()> {
         label_limits: c.label_limits(),
         ..DbConfig::default()
     };
-    // one voter: no follower needs heartbeats, but openraft ticks every heartbeat × 13/64 in
-    // every group, idle or not; 500 ms keeps an idle node near 0% CPU and a restart's
-    // self-election under 2 s. No follower needs entries behind a snapshot either: a
-    // checkpoint purges the log it covers at once (disk while ingesting).
-    cfg.raft = RaftConfig {
-        node_id: 1,
-        heartbeat_ms: 500,
-        election_ms: (1000, 2000),
-        keep_entries: 0,
-        ..RaftConfig::default()
-    };
     cfg.checkpoint_interval = c.checkpoint_interval.0;
     cfg.rocks = RocksConfig { block_cache_bytes: c.block_cache_bytes, ..RocksConfig::default() };
     cfg.min_free_bytes = c.storage_min_free_bytes;
     let node = StorageNode::start_local(cfg)
         .await
         .with_context(|| format!("opening database in {}", c.data_dir.display()))?;
-    let n = node.clone();
     let writer: Arc<dyn strata_api::Writer> = Arc::new(StandaloneWriter(node.clone()));
     let state = AppState::with(
-        Arc::new(roles::StorageBackend { reader: Reader::dynamic(move || n.db()), node: node.clone() }),
+        Arc::new(NodeBackend::new(node.clone())),
         writer.clone(),
         ServerConfig {
             max_write_body_bytes: c.max_write_body_bytes,

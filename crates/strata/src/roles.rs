@@ -7,13 +7,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use strata_api::Reader;
-use strata_cluster::{
-    ClientConfig, ClusterClient, ClusterWriter, GrpcTls, ReadConsistency, StorageConfig, StorageNode,
-    TlsFiles,
-};
-use strata_querier::{ClusterBackend, QuerierConfig};
+use strata_cluster::{ClientConfig, ClusterClient, GrpcTls, TlsFiles};
+use strata_ingestor::ClusterWriter;
+use strata_querier::{ClusterBackend, QuerierConfig, ReadConsistency};
 use strata_raft::RaftConfig;
 use strata_server::{AppState, ServerConfig};
+use strata_storage::{NodeBackend, StorageConfig, StorageNode};
 use strata_tsdb::DbConfig;
 
 use crate::config::IngestArgs;
@@ -236,9 +235,8 @@ pub(crate) async fn storage(a: StorageArgs) -> anyhow::Result<()> {
                 ..ClientConfig::default()
             }));
             client.spawn_refresh(Duration::from_secs(10));
-            let n = node.clone();
             let state = AppState::with(
-                Arc::new(StorageBackend { reader: Reader::dynamic(move || n.db()), node: node.clone() }),
+                Arc::new(NodeBackend::new(node.clone())),
                 Arc::new(ClusterWriter(client)),
                 ServerConfig { listen: a.web.listen(), ingest: ingest.ingest(), ..ServerConfig::default() },
             );
@@ -426,57 +424,5 @@ impl strata_api::Writer for NoWrites {
                 "a querier takes no writes: send remote write to an ingestor".into(),
             ))
         })
-    }
-}
-
-/// A storage node's query backend (also standalone's): its own replicas, plus its Raft
-/// and storage-health gauges on `/metrics`.
-#[derive(Debug)]
-pub(crate) struct StorageBackend {
-    pub(crate) reader: Reader,
-    pub(crate) node: Arc<StorageNode>,
-}
-
-impl strata_api::QueryBackend for StorageBackend {
-    fn view(&self, opts: strata_api::ReadOptions) -> Option<Box<dyn strata_api::ReadView>> {
-        self.reader.view(opts)
-    }
-
-    fn local_db(&self) -> Option<Arc<strata_tsdb::Db>> {
-        self.reader.local_db()
-    }
-
-    fn gauges(&self) -> Vec<(&'static str, &'static str, i64)> {
-        let raft = self.node.raft();
-        let id = self.node.id();
-        let groups = raft.groups();
-        let leading = groups.iter().filter(|g| raft.status(**g).is_ok_and(|s| s.leader == Some(id))).count();
-        let health = raft.health();
-        let mut v = vec![
-            (
-                "strata_raft_groups",
-                "Raft groups (shard replicas and metadata) on this node.",
-                groups.len() as i64,
-            ),
-            ("strata_raft_leader_groups", "Raft groups this node leads.", leading as i64),
-            (
-                "strata_storage_writable",
-                "1 when the node takes writes, 0 while a storage write failure or too little free space refuses them.",
-                i64::from(health.refusal().is_none()),
-            ),
-            (
-                "strata_storage_min_free_bytes",
-                "Writes are refused below this many free bytes on the data directory's filesystem (0 = no check).",
-                health.min_free_bytes().min(i64::MAX as u64) as i64,
-            ),
-        ];
-        if let Some(free) = health.free_bytes() {
-            v.push((
-                "strata_storage_free_bytes",
-                "Free bytes on the data directory's filesystem at the last check.",
-                free.min(i64::MAX as u64) as i64,
-            ));
-        }
-        v
     }
 }

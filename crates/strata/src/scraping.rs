@@ -22,6 +22,7 @@ pub(crate) async fn start(
         ring,
         metadata: Some(state.metadata()),
         listen_addr: Some(listen_addr.to_owned()),
+        clock: None,
     };
     let manager = ScrapeManager::start(cfg, writer)
         .await

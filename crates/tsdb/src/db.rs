@@ -1,4 +1,5 @@
-//! The node's database: its shards, the local log, maintenance, and the query surface.
+//! The node's database: its shards (each written by its Raft group's applier), retention,
+//! and the query surface.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -12,7 +13,6 @@ use crate::error::{Error, Result};
 use crate::keys::{self, ShardId};
 use crate::kv::{Cf, KvEngine, KvEntry, WriteBatch};
 use crate::labels::{LabelLimits, Labels, LabelsError, encode_pairs, hash_encoded, validate};
-use crate::log::{Applier, LocalLog, LogStats};
 use crate::matcher::Matcher;
 use crate::outcome::{ApplyOutcome, RejectReason};
 use crate::record::RecordBuilder;
@@ -66,8 +66,6 @@ pub struct DbConfig {
     pub retention: Duration,
     /// Out-of-order window (Prometheus `out_of_order_time_window`). Default 0 (off).
     pub out_of_order_window: Duration,
-    /// Checkpoint a shard at least this often. Default 5 minutes.
-    pub checkpoint_interval: Duration,
     /// Checkpoint a shard once this many bytes of log were applied since the last one. Default 64 MiB.
     pub checkpoint_log_bytes: u64,
     /// How often the maintenance thread wakes up. Default 5 seconds.
@@ -86,7 +84,6 @@ impl Default for DbConfig {
             shards: 4,
             retention: Duration::from_secs(15 * 86_400),
             out_of_order_window: Duration::ZERO,
-            checkpoint_interval: Duration::from_secs(300),
             checkpoint_log_bytes: 64 << 20,
             maintenance_tick: Duration::from_secs(5),
             max_future: Duration::from_secs(600),
@@ -95,35 +92,17 @@ impl Default for DbConfig {
     }
 }
 
-/// Data-directory format of a database with a local log.
-const FORMAT_LOCAL: u32 = 1;
-/// Data-directory format of a replicated database (its log CF holds Raft entries).
-const FORMAT_REPLICATED: u32 = 2;
+/// Data-directory format: replicated shards (the log CF holds Raft entries). Format 1 (a
+/// local group-commit log) was written by pre-release builds only.
+const FORMAT: u32 = 2;
 
 struct Shards {
     shards: Vec<Shard>,
     rules: ApplyRules,
 }
 
-impl Applier for Shards {
-    fn apply(&self, shard: ShardId, index: u64, record: &[u8]) -> Result<ApplyOutcome> {
-        match self.shards.get(shard as usize) {
-            Some(s) => s.apply(index, record, self.rules),
-            None => Ok(ApplyOutcome::default()),
-        }
-    }
-}
-
-/// One series of a write: canonical labels and samples.
-#[derive(Debug, Clone)]
-pub struct SeriesWrite {
-    /// The series.
-    pub labels: Labels,
-    /// Its samples, in the order received.
-    pub samples: Vec<Sample>,
-}
-
-/// Series being gathered for one [`Db::commit`], already split by shard.
+/// Series being gathered for one write, already split by shard: one log record per shard
+/// ([`SeriesBatch::into_records`]), each proposed to its shard's group.
 #[derive(Debug)]
 pub struct SeriesBatch {
     shards: u32,
@@ -142,14 +121,15 @@ impl SeriesBatch {
     }
 
     /// The same series split over `shards` shards instead (a batch built before the shard
-    /// count was known).
-    pub fn reshard(self, shards: u32) -> SeriesBatch {
+    /// count was known). A record of the batch that does not decode (a bug: the batch built
+    /// it) fails the whole batch rather than drop its series.
+    pub fn reshard(self, shards: u32) -> std::result::Result<SeriesBatch, AdmitError> {
         if shards == self.shards {
-            return self;
+            return Ok(self);
         }
         let mut out = SeriesBatch::new(shards);
         for (_, rec) in self.into_records() {
-            for s in crate::record::decode(&rec).unwrap_or_default() {
+            for s in crate::record::decode(&rec).ok_or(AdmitError::Undecodable)? {
                 if s.samples.clone().next().is_some() {
                     out.add_encoded(s.labels, s.samples);
                 }
@@ -159,7 +139,7 @@ impl SeriesBatch {
                 }
             }
         }
-        out
+        Ok(out)
     }
 
     /// The number of shards the batch splits series over.
@@ -241,6 +221,9 @@ pub enum AdmitError {
     /// The record does not decode.
     #[error("undecodable record")]
     Undecodable,
+    /// A series of the record belongs to another shard.
+    #[error("a series of the record belongs to another shard than {0}")]
+    WrongShard(ShardId),
     /// A series' labels are not in canonical form (sorted, unique, no empty value, UTF-8).
     #[error("a series of the record has labels that are not in canonical form")]
     NotCanonical,
@@ -300,9 +283,6 @@ struct Stop {
 pub struct Db {
     kv: Arc<dyn KvEngine>,
     shards: Arc<Shards>,
-    /// The local log; `None` when the shards are replicated (their Raft logs are the WAL).
-    log: Option<LocalLog>,
-    log_stats: Arc<LogStats>,
     cfg: DbConfig,
     clock: Arc<dyn Clock>,
     stop: Arc<Stop>,
@@ -324,17 +304,16 @@ pub fn shard_of(hash: u64, shards: u32) -> ShardId {
     ((u128::from(hash) * u128::from(shards)) >> 64) as ShardId
 }
 
-fn check_settings(kv: &dyn KvEngine, cfg: &DbConfig, format: u32) -> Result<()> {
+fn check_settings(kv: &dyn KvEngine, cfg: &DbConfig) -> Result<()> {
     let key = keys::meta_key(keys::NODE_SHARD, keys::META_SETTINGS);
-    let want = [format.to_be_bytes(), cfg.shards.to_be_bytes()].concat();
+    let want = [FORMAT.to_be_bytes(), cfg.shards.to_be_bytes()].concat();
     let field =
         |v: &[u8], i: usize| v.get(i * 4..i * 4 + 4).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes);
     match kv.get(Cf::Meta, &key)? {
         Some(v) if v == want => Ok(()),
-        Some(v) if field(&v, 0) != Some(format) => Err(Error::Mismatch(format!(
-            "the data directory has format {:?} ({}), this node needs format {format}; start from an empty directory",
+        Some(v) if field(&v, 0) != Some(FORMAT) => Err(Error::Mismatch(format!(
+            "the data directory has format {:?}, this node needs format {FORMAT}; start from an empty directory",
             field(&v, 0),
-            if field(&v, 0) == Some(FORMAT_LOCAL) { "local log" } else { "replicated shards" }
         ))),
         Some(v) => Err(Error::Mismatch(format!(
             "the data directory has {:?} shards, configured {} (the shard count is fixed at creation)",
@@ -350,52 +329,28 @@ fn check_settings(kv: &dyn KvEngine, cfg: &DbConfig, format: u32) -> Result<()> 
 }
 
 impl Db {
-    /// Opens (or creates) the database, replays the log and starts maintenance.
+    /// Opens (or creates) the database of a storage node and starts its retention thread.
+    /// Its shards are replicated: each shard's Raft log is its WAL, writes arrive through
+    /// [`Db::apply_record`] (after [`Db::admit`]) and checkpoints happen when Raft
+    /// snapshots ([`Db::checkpoint_shard`]); a shard reopens at its last checkpoint and its
+    /// group re-applies the log after it.
     pub fn open(kv: Arc<dyn KvEngine>, cfg: DbConfig, clock: Arc<dyn Clock>) -> Result<Arc<Db>> {
-        Self::open_mode(kv, cfg, clock, true)
-    }
-
-    /// Opens (or creates) the database of a storage node whose shards are replicated: no
-    /// local log (each shard's Raft log is its WAL and writes arrive through
-    /// [`Db::apply_record`]); checkpoints happen when Raft snapshots
-    /// ([`Db::checkpoint_shard`]); maintenance only applies retention.
-    pub fn open_replicated(kv: Arc<dyn KvEngine>, cfg: DbConfig, clock: Arc<dyn Clock>) -> Result<Arc<Db>> {
-        Self::open_mode(kv, cfg, clock, false)
-    }
-
-    fn open_mode(
-        kv: Arc<dyn KvEngine>,
-        cfg: DbConfig,
-        clock: Arc<dyn Clock>,
-        local: bool,
-    ) -> Result<Arc<Db>> {
         if cfg.shards == 0 {
             return Err(Error::Mismatch("shards must be at least 1".into()));
         }
-        check_settings(kv.as_ref(), &cfg, if local { FORMAT_LOCAL } else { FORMAT_REPLICATED })?;
+        check_settings(kv.as_ref(), &cfg)?;
         let started = Instant::now();
         let shards = (0..cfg.shards).map(|i| Shard::open(i, kv.clone())).collect::<Result<Vec<_>>>()?;
         let rules = ApplyRules { ooo_window_ms: cfg.out_of_order_window.as_millis() as i64 };
         let shards = Arc::new(Shards { shards, rules });
-        let applied: Vec<_> = shards.shards.iter().map(|s| (s.id, s.applied())).collect();
-        let log_stats = Arc::new(LogStats::default());
-        let (log, replayed) = if local {
-            let (log, replayed) = LocalLog::open(kv.clone(), &applied, shards.clone(), log_stats.clone())?;
-            (Some(log), replayed)
-        } else {
-            (None, ApplyOutcome::default())
-        };
         tracing::info!(
             shards = cfg.shards,
-            replayed_samples = replayed.accepted,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "database opened"
         );
         let db = Arc::new(Db {
             kv,
             shards,
-            log,
-            log_stats,
             cfg,
             clock,
             stop: Arc::new(Stop { flag: Mutex::new(false), cv: Condvar::new() }),
@@ -410,7 +365,6 @@ impl Db {
         let handle = thread::Builder::new()
             .name("strata-maint".into())
             .spawn(move || {
-                let mut last_checkpoint = Instant::now();
                 loop {
                     {
                         let mut stopped = stop.flag.lock();
@@ -422,11 +376,7 @@ impl Db {
                         }
                     }
                     let Some(db) = weak.upgrade() else { return };
-                    let due = last_checkpoint.elapsed() >= db.cfg.checkpoint_interval;
-                    if due {
-                        last_checkpoint = Instant::now();
-                    }
-                    if let Err(e) = db.maintain(due) {
+                    if let Err(e) = db.maintain(false) {
                         tracing::error!(error = %e, "maintenance failed");
                     }
                 }
@@ -441,35 +391,24 @@ impl Db {
         &self.cfg
     }
 
-    /// One maintenance round: checkpoint shards that are due (or all with `force`), compact
-    /// finished buckets, apply retention.
+    /// One maintenance round: applies retention when its cutoff entered a new bucket since
+    /// the last round (always with `force`).
     pub fn maintain(&self, force: bool) -> Result<()> {
         let cutoff = self.clock.now_ms() - self.cfg.retention.as_millis() as i64;
         // retention only has work when the cutoff entered a new bucket
         let due_retention =
             force || self.retention_bucket.swap(bucket_of(cutoff), Ordering::Relaxed) != bucket_of(cutoff);
-        for s in &self.shards.shards {
-            if self.log.is_some() && (force || s.log_bytes() >= self.cfg.checkpoint_log_bytes) {
-                self.checkpoint(s)?;
-                let merged = s.compact(self.shards.rules, false)?;
-                if merged > 0 {
-                    tracing::debug!(shard = s.id, merged, "compacted finished buckets");
-                }
-            }
-            if due_retention {
+        if due_retention {
+            for s in &self.shards.shards {
                 s.retain(cutoff)?;
             }
         }
         Ok(())
     }
 
-    fn checkpoint(&self, s: &Shard) -> Result<()> {
-        self.timed_checkpoint(s, true, Vec::new()).map(|_| ())
-    }
-
-    fn timed_checkpoint(&self, s: &Shard, truncate_log: bool, extra: Vec<(Vec<u8>, Vec<u8>)>) -> Result<u64> {
+    fn timed_checkpoint(&self, s: &Shard, extra: Vec<(Vec<u8>, Vec<u8>)>) -> Result<u64> {
         let started = Instant::now();
-        let applied = s.checkpoint(truncate_log, extra)?;
+        let applied = s.checkpoint(extra)?;
         let st = &self.checkpoint_stats;
         st.checkpoints.fetch_add(1, Ordering::Relaxed);
         st.checkpoint_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
@@ -499,8 +438,11 @@ impl Db {
     /// compacts its finished buckets. The log is left to Raft. Returns the watermark.
     pub fn checkpoint_shard(&self, shard: ShardId, extra: Vec<(Vec<u8>, Vec<u8>)>) -> Result<u64> {
         let s = self.shard(shard)?;
-        let applied = self.timed_checkpoint(s, self.log.is_some(), extra)?;
-        s.compact(self.shards.rules, false)?;
+        let applied = self.timed_checkpoint(s, extra)?;
+        let merged = s.compact(self.shards.rules, false)?;
+        if merged > 0 {
+            tracing::debug!(shard, merged, "compacted finished buckets");
+        }
         Ok(applied)
     }
 
@@ -540,42 +482,6 @@ impl Db {
         &self.checkpoint_stats
     }
 
-    /// An empty batch for [`Db::commit`].
-    pub fn batch(&self) -> SeriesBatch {
-        SeriesBatch::new(self.cfg.shards)
-    }
-
-    /// Stores a batch of series (see [`Db::commit`]).
-    pub fn write(&self, series: Vec<SeriesWrite>) -> Result<ApplyOutcome> {
-        let mut b = self.batch();
-        for s in series {
-            b.add_encoded(&s.labels.encode(), &s.samples);
-        }
-        self.commit(b)
-    }
-
-    /// Stores a batch: one log record per shard (each through [`Db::admit`]), one group
-    /// commit, then apply. Returns only once every record is durable and applied.
-    pub fn commit(&self, batch: SeriesBatch) -> Result<ApplyOutcome> {
-        let mut out = ApplyOutcome::default();
-        let mut records = Vec::new();
-        for (shard, rec) in batch.into_records() {
-            let (rec, o) = self.admit(rec).map_err(|e| Error::Invalid(e.to_string()))?;
-            out.merge(o);
-            if let Some(rec) = rec {
-                records.push((shard, rec));
-            }
-        }
-        if records.is_empty() {
-            return Ok(out);
-        }
-        let log = self.log.as_ref().ok_or(Error::Replicated)?;
-        for o in log.submit(records)? {
-            out.merge(o);
-        }
-        Ok(out)
-    }
-
     /// The newest timestamp a sample may have now: the clock plus `max_future`.
     pub fn max_time(&self) -> i64 {
         let ahead = i64::try_from(self.cfg.max_future.as_millis()).unwrap_or(i64::MAX);
@@ -590,12 +496,19 @@ impl Db {
     /// moves a shard's newest time to any sample it stores, and every later sample is
     /// checked against that. Returns the record to log (`None` when nothing is left; the
     /// record itself when nothing was dropped) and the samples refused.
-    pub fn admit(&self, record: Vec<u8>) -> std::result::Result<(Option<Vec<u8>>, ApplyOutcome), AdmitError> {
+    pub fn admit(
+        &self,
+        shard: ShardId,
+        record: Vec<u8>,
+    ) -> std::result::Result<(Option<Vec<u8>>, ApplyOutcome), AdmitError> {
         let max_t = self.max_time();
         let series = crate::record::decode(&record).ok_or(AdmitError::Undecodable)?;
         let mut pairs = Vec::new();
         let mut late = false;
         for s in &series {
+            if shard_of(hash_encoded(s.labels), self.cfg.shards) != shard {
+                return Err(AdmitError::WrongShard(shard));
+            }
             crate::labels::decode_pairs(s.labels, &mut pairs).ok_or(AdmitError::NotCanonical)?;
             let canonical = pairs.is_sorted_by(|a, b| a.0 < b.0) && pairs.iter().all(|(_, v)| !v.is_empty());
             validate(&mut pairs, &self.cfg.label_limits)?;
@@ -745,13 +658,8 @@ impl Db {
         h
     }
 
-    /// Log counters.
-    pub fn log_stats(&self) -> &Arc<LogStats> {
-        &self.log_stats
-    }
-
-    /// Stops maintenance and the log, checkpoints every shard, merges every bucket's
-    /// segments into packed chunks, flushes the engine.
+    /// Stops maintenance and flushes the engine. Checkpoints are the shard groups' (a
+    /// replicated shard's checkpoint carries its Raft state): their owner takes them first.
     pub fn close(&self) -> Result<()> {
         if self.closed.swap(true, Ordering::SeqCst) {
             return Ok(());
@@ -761,20 +669,12 @@ impl Db {
         if let Some(h) = self.maint.lock().take() {
             let _ = h.join();
         }
-        // a replicated shard's checkpoint must carry its Raft state: its owner snapshots it
-        if let Some(log) = &self.log {
-            log.close();
-            for s in &self.shards.shards {
-                self.checkpoint(s)?;
-                s.compact(self.shards.rules, true)?;
-            }
-        }
         self.kv.flush()
     }
 }
 
 /// Series read from the engine per batch of [`Select`].
-const SELECT_BATCH: usize = 256;
+const SERIES_PER_READ: usize = 256;
 
 /// Iterator of [`Db::select`]: reads the chunks of the series in batches as it reaches them,
 /// one engine iterator per shard and batch.
@@ -795,7 +695,7 @@ impl std::fmt::Debug for Select<'_> {
 impl Select<'_> {
     /// Reads the next batch of series into `ready`.
     fn fill(&mut self) -> Result<()> {
-        let batch: Vec<(usize, SeriesSnapshot)> = self.snaps.by_ref().take(SELECT_BATCH).collect();
+        let batch: Vec<(usize, SeriesSnapshot)> = self.snaps.by_ref().take(SERIES_PER_READ).collect();
         let mut persisted: Vec<(Vec<Sample>, Vec<crate::histogram::HistogramSample>)> =
             vec![(Vec::new(), Vec::new()); batch.len()];
         for (shard, s) in self.db.shards.shards.iter().enumerate() {

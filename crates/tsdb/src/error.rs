@@ -8,6 +8,10 @@ pub enum Error {
     /// The key-value engine underneath failed.
     #[error("storage engine: {0}")]
     Kv(String),
+    /// The data directory is held by another engine (one of this process still closing,
+    /// or another process).
+    #[error("storage engine: {0}")]
+    Busy(String),
     /// Stored bytes did not decode; the data directory is damaged or of another version.
     #[error("corrupt data in shard {shard}: {what}")]
     Corrupt {
@@ -38,15 +42,9 @@ pub enum Error {
     /// A shard id outside the node's shard count.
     #[error("no shard {0} on this node")]
     NoSuchShard(ShardId),
-    /// Writes to a replicated database go through its shards' Raft groups, not [`crate::Db::commit`].
-    #[error("this database is replicated: write through the shard's Raft group")]
-    Replicated,
     /// A write was refused as a whole (its labels are invalid, see [`crate::Db::admit`]).
     #[error("{0}")]
     Invalid(String),
-    /// The engine is shutting down and accepts no more work.
-    #[error("engine is shutting down")]
-    ShuttingDown,
 }
 
 /// Result alias of this crate.

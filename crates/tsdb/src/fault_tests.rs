@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::kv::testing::FaultyEngine;
+use crate::tests::{Log, checkpoint};
 
 const T0: i64 = 1_700_000_400_000;
 
@@ -33,16 +34,16 @@ fn read_all(db: &Db) -> Vec<(Labels, Vec<(i64, f64)>)> {
 
 /// Writes `rounds` rounds of 8 series × 30 samples (90 s apart, crossing bucket edges so
 /// that sealed chunks exist), adding what the writes acknowledged to `expect` (by host).
-fn write_rounds(db: &Db, from: i64, rounds: i64, expect: &mut [Vec<(i64, f64)>]) {
+fn write_rounds(log: &Log, db: &Db, from: i64, rounds: i64, expect: &mut [Vec<(i64, f64)>]) {
     for r in from..from + rounds {
         let mut batch = Vec::new();
         for (h, acked) in expect.iter_mut().enumerate() {
             let samples: Vec<(i64, f64)> =
                 (0..30).map(|i| (T0 + (r * 30 + i) * 90_000, (r * 30 + i) as f64 + h as f64)).collect();
             acked.extend(samples.clone());
-            batch.push(SeriesWrite { labels: labels(h), samples });
+            batch.push((labels(h), samples));
         }
-        let o = db.write(batch).expect("write");
+        let o = log.write(db, batch).expect("write");
         assert_eq!(o.accepted, 240);
     }
 }
@@ -61,30 +62,32 @@ fn a_failed_checkpoint_loses_no_acknowledged_sample() {
     let mem = Arc::new(MemEngine::new());
     let kv = Arc::new(FaultyEngine::new(mem.clone()));
     let mut expect = vec![Vec::new(); 8];
+    let log = Log::default();
     {
         let db = Db::open(kv.clone(), cfg(), clock()).expect("open");
-        write_rounds(&db, 0, 3, &mut expect);
-        db.maintain(true).expect("a first checkpoint");
-        write_rounds(&db, 3, 3, &mut expect);
-        // the log's own writes pass; a checkpoint (chunks) fails, twice
+        write_rounds(&log, &db, 0, 3, &mut expect);
+        checkpoint(&db).expect("a first checkpoint");
+        write_rounds(&log, &db, 3, 3, &mut expect);
+        // a checkpoint (chunks) fails, twice
         kv.fail_writes(0, Some(Cf::Chunks));
-        assert!(db.maintain(true).is_err(), "the checkpoint must fail");
+        assert!(checkpoint(&db).is_err(), "the checkpoint must fail");
         check(&db, &expect, "after a failed checkpoint");
-        write_rounds(&db, 6, 2, &mut expect);
-        assert!(db.maintain(true).is_err(), "the checkpoint must fail again");
+        write_rounds(&log, &db, 6, 2, &mut expect);
+        assert!(checkpoint(&db).is_err(), "the checkpoint must fail again");
         check(&db, &expect, "after a second failed checkpoint");
         assert!(kv.failures() >= 2);
         // the fault clears: the next checkpoint writes everything
         kv.heal();
-        db.maintain(true).expect("checkpoint once healed");
+        checkpoint(&db).expect("checkpoint once healed");
         check(&db, &expect, "after the checkpoint");
-        write_rounds(&db, 8, 1, &mut expect);
-        // a crash: what is on disk (checkpoint + log) must hold every acknowledged sample
+        write_rounds(&log, &db, 8, 1, &mut expect);
+        // a crash: the checkpoint and the log must hold every acknowledged sample
         std::mem::forget(db);
     }
     let db = Db::open(mem.clone(), cfg(), clock()).expect("reopen");
+    log.replay(&db).expect("replay");
     check(&db, &expect, "after a restart");
-    db.maintain(true).expect("checkpoint");
+    checkpoint(&db).expect("checkpoint");
     db.close().expect("close");
     let db = Db::open(mem, cfg(), clock()).expect("reopen");
     check(&db, &expect, "after a clean restart");
@@ -104,7 +107,7 @@ fn records(shards: u32, from: i64, n: i64) -> Vec<(u32, Vec<u8>)> {
 fn a_failed_replicated_checkpoint_moves_no_watermark() {
     let mem = Arc::new(MemEngine::new());
     let kv = Arc::new(FaultyEngine::new(mem.clone()));
-    let db = Db::open_replicated(kv.clone(), cfg(), clock()).expect("open");
+    let db = Db::open(kv.clone(), cfg(), clock()).expect("open");
     let mut index = 0;
     for round in 0..4 {
         for (shard, rec) in records(2, round * 200, 200) {
@@ -133,7 +136,7 @@ fn a_failed_replicated_checkpoint_moves_no_watermark() {
     }
     drop(db);
     // what the disk holds now is the whole state (the Raft log would replay nothing)
-    let db = Db::open_replicated(mem, cfg(), clock()).expect("reopen");
+    let db = Db::open(mem, cfg(), clock()).expect("reopen");
     assert_eq!(read_all(&db), before, "after a restart");
 }
 
@@ -143,7 +146,7 @@ fn a_failed_read_fails_the_apply_and_changes_nothing() {
     let kv = Arc::new(FaultyEngine::new(mem.clone()));
     let shards = 2;
     {
-        let db = Db::open_replicated(kv.clone(), cfg(), clock()).expect("open");
+        let db = Db::open(kv.clone(), cfg(), clock()).expect("open");
         for (i, (shard, rec)) in records(shards, 100, 10).into_iter().enumerate() {
             db.apply_record(shard, i as u64 + 1, &rec).expect("apply");
         }
@@ -152,7 +155,7 @@ fn a_failed_read_fails_the_apply_and_changes_nothing() {
         }
     }
     // reopened: the series are on disk, their newest sample not yet in memory
-    let db = Db::open_replicated(kv.clone(), cfg(), clock()).expect("reopen");
+    let db = Db::open(kv.clone(), cfg(), clock()).expect("reopen");
     let before = read_all(&db);
     kv.fail_reads(0, Some(Cf::Chunks));
     // samples older than the newest persisted one: out of order, if the apply knew it

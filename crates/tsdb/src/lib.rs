@@ -2,15 +2,15 @@
 //!
 //! Owns how samples are stored on one node; knows nothing of Raft, HTTP or PromQL.
 //!
-//! * **Write path.** [`Db::write`] splits a batch by shard ([`shard_of`] over the stable
-//!   hash of the canonical labels), encodes one log record per shard ([`record`]) and hands
-//!   them to the log ([`LocalLog`]), which group-commits them durably and then applies them in
-//!   log order. Apply appends to the shard's head: one open XOR chunk per series
-//!   ([`chunk::XorAppender`]), checked for order and duplicates as Prometheus does.
-//! * **Checkpoints.** Periodically each shard writes its head chunks, new index entries and
-//!   its applied watermark in one synced batch and truncates its log; restart loads the
-//!   index and replays the log after the watermark. The log is the WAL: the seam a Raft log
-//!   replaces (append → durable → apply in order).
+//! * **Write path.** A writer splits a batch by shard ([`shard_of`] over the stable hash of
+//!   the canonical labels) into one log record per shard ([`SeriesBatch`], [`record`]); each
+//!   passes [`Db::admit`], is made durable by its shard's Raft group (the WAL; `strata-raft`)
+//!   and comes back through [`Db::apply_record`] in log order. Apply appends to the shard's
+//!   head: one open XOR chunk per series ([`chunk::XorAppender`]), checked for order and
+//!   duplicates as Prometheus does.
+//! * **Checkpoints.** When its group snapshots, a shard writes its head chunks, new index
+//!   entries and its applied watermark in one synced batch ([`Db::checkpoint_shard`]);
+//!   restart loads the index and the group re-applies its log after the watermark.
 //! * **Compaction.** When a 2-hour bucket can no longer receive samples, its segments are
 //!   merged into one packed chunk per series ([`chunk::encode_packed`]).
 //! * **Retention** drops whole buckets and day entries with range deletes.
@@ -27,7 +27,6 @@ mod index;
 pub mod keys;
 pub mod kv;
 pub mod labels;
-mod log;
 pub mod matcher;
 mod outcome;
 pub mod record;
@@ -36,13 +35,12 @@ pub mod varint;
 
 pub use db::{
     AdmitError, CheckpointStats, Clock, Db, DbConfig, HeadStats, ManualClock, Select, SeriesBatch,
-    SeriesData, SeriesWrite, SystemClock, shard_of,
+    SeriesData, SystemClock, shard_of,
 };
 pub use error::{Error, Result};
 pub use histogram::FloatHistogram;
 pub use kv::{Cf, CfRange, KvEngine, KvEntry, MemEngine, WriteBatch};
 pub use labels::{Label, LabelLimits, Labels, LabelsError, METRIC_NAME};
-pub use log::{Applier, LocalLog, LogStats};
 pub use matcher::{MatchOp, Matcher};
 pub use outcome::{ApplyOutcome, RejectReason};
 pub use shard::{BUCKET_MS, bucket_of};

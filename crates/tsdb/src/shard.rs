@@ -455,14 +455,13 @@ impl Shard {
     }
 
     /// Writes everything since the last checkpoint, with `extra` meta entries, in one synced
-    /// batch; with `truncate_log` also deletes the log up to the watermark (a replicated
-    /// shard leaves that to Raft). Returns the watermark written.
+    /// batch (the log is the shard group's: Raft purges it). Returns the watermark written.
     ///
     /// The batch is built from the state without changing it, and the head is cleared (and
     /// the series marked persisted) only once the write succeeded: a failed write leaves the
     /// shard exactly as it was, every sample still in the head, the watermark where it was.
     /// Applies wait meanwhile (as before), reads do not.
-    pub(crate) fn checkpoint(&self, truncate_log: bool, extra: Vec<(Vec<u8>, Vec<u8>)>) -> Result<u64> {
+    pub(crate) fn checkpoint(&self, extra: Vec<(Vec<u8>, Vec<u8>)>) -> Result<u64> {
         let _m = self.maintenance.lock();
         let st = self.state.upgradable_read();
         let mut b = WriteBatch::default();
@@ -529,9 +528,6 @@ impl Shard {
         }
         for (k, v) in extra {
             b.put(Cf::Meta, k, v);
-        }
-        if truncate_log {
-            b.delete_range(Cf::Log, keys::log_key(id, 0), keys::log_key(id, st.applied.saturating_add(1)));
         }
         self.kv.write(&b, true)?;
         // written: what the batch holds leaves the head (no apply ran meanwhile)

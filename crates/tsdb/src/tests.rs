@@ -1,9 +1,65 @@
 //! Engine behaviour over the in-memory KV engine (restart = reopen on the same engine).
+//! [`Log`] plays the shard groups' part: what they do with a record (admit, make durable,
+//! apply in log order, re-apply after a restart what the last checkpoint does not cover).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
+
 use super::*;
+
+/// One series of a test write: its labels and samples.
+pub(crate) type Series = (Labels, Vec<(i64, f64)>);
+
+/// The shard groups' logs: every record [`Db::admit`]ted, kept at its shard's next index and
+/// applied ([`Db::apply_record`], as a group's state machine does once it is committed).
+#[derive(Debug, Default)]
+pub(crate) struct Log(Mutex<Vec<(keys::ShardId, u64, Vec<u8>)>>);
+
+impl Log {
+    /// Logs and applies `batch`, record by record; the refused samples and the outcomes.
+    pub(crate) fn commit(&self, db: &Db, batch: SeriesBatch) -> Result<ApplyOutcome> {
+        let mut out = ApplyOutcome::default();
+        let mut log = self.0.lock();
+        for (shard, rec) in batch.into_records() {
+            let (rec, refused) = db.admit(shard, rec).map_err(|e| Error::Invalid(e.to_string()))?;
+            out.merge(refused);
+            let Some(rec) = rec else { continue };
+            let index = log.iter().filter(|e| e.0 == shard).count() as u64 + 1;
+            out.merge(db.apply_record(shard, index, &rec)?);
+            log.push((shard, index, rec));
+        }
+        Ok(out)
+    }
+
+    /// [`Log::commit`] of one batch of `series`.
+    pub(crate) fn write(&self, db: &Db, series: Vec<Series>) -> Result<ApplyOutcome> {
+        let mut b = SeriesBatch::new(db.config().shards);
+        for (labels, samples) in series {
+            b.add_encoded(&labels.encode(), &samples);
+        }
+        self.commit(db, b)
+    }
+
+    /// After a restart: re-applies what each shard's last checkpoint does not cover.
+    pub(crate) fn replay(&self, db: &Db) -> Result<()> {
+        for (shard, index, rec) in self.0.lock().iter() {
+            if *index > db.shard_applied(*shard)? {
+                db.apply_record(*shard, *index, rec)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checkpoints every shard (what each group's snapshot does).
+pub(crate) fn checkpoint(db: &Db) -> Result<()> {
+    for shard in 0..db.config().shards {
+        db.checkpoint_shard(shard, Vec::new())?;
+    }
+    Ok(())
+}
 
 const T0: i64 = 1_700_000_400_000;
 
@@ -15,8 +71,8 @@ fn open(kv: &Arc<MemEngine>, cfg: DbConfig) -> Arc<Db> {
     Db::open(kv.clone(), cfg, ManualClock::at(T0 + 86_400_000)).unwrap()
 }
 
-fn series(name: &str, host: &str, samples: Vec<(i64, f64)>) -> SeriesWrite {
-    SeriesWrite { labels: Labels::from_pairs([("__name__", name), ("host", host)]).unwrap(), samples }
+fn series(name: &str, host: &str, samples: Vec<(i64, f64)>) -> Series {
+    (Labels::from_pairs([("__name__", name), ("host", host)]).unwrap(), samples)
 }
 
 fn eq(name: &str, v: &str) -> Matcher {
@@ -30,6 +86,7 @@ fn all(db: &Db, m: &[Matcher]) -> Vec<SeriesData> {
 #[test]
 fn write_select_restart_checkpoint_compact() {
     let kv = Arc::new(MemEngine::new());
+    let log = Log::default();
     let stale = f64::from_bits(STALE_NAN_BITS);
     let mut expect = Vec::new();
     {
@@ -48,11 +105,11 @@ fn write_select_restart_checkpoint_compact() {
                 }
                 batch.push(series("m", &format!("h{h}"), samples));
             }
-            let o = db.write(batch).unwrap();
+            let o = log.write(&db, batch).unwrap();
             assert_eq!(o.accepted, 1200);
             assert_eq!(o.rejected_total(), 0);
             if round % 7 == 1 {
-                db.maintain(true).unwrap();
+                checkpoint(&db).unwrap();
             }
         }
         assert_eq!(all(&db, &[eq("host", "h0")])[0].samples, expect);
@@ -60,6 +117,7 @@ fn write_select_restart_checkpoint_compact() {
         std::mem::forget(db);
     }
     let db = open(&kv, cfg());
+    log.replay(&db).unwrap();
     let got = all(&db, &[eq("__name__", "m")]);
     assert_eq!(got.len(), 20);
     assert_eq!(got[0].labels.get("host"), Some("h0"));
@@ -67,7 +125,7 @@ fn write_select_restart_checkpoint_compact() {
     let h3 = all(&db, &[eq("host", "h3")]);
     assert!(is_stale_marker(h3[0].samples.last().unwrap().1));
     // checkpoint + compaction keep everything, bit-exactly
-    db.maintain(true).unwrap();
+    checkpoint(&db).unwrap();
     db.close().unwrap();
     let db = open(&kv, cfg());
     assert_eq!(all(&db, &[eq("host", "h0")])[0].samples, expect);
@@ -80,19 +138,23 @@ fn write_select_restart_checkpoint_compact() {
 #[test]
 fn order_duplicates_and_bounds_as_prometheus() {
     let kv = Arc::new(MemEngine::new());
+    let log = Log::default();
     let db = open(&kv, cfg());
-    let o = db.write(vec![series("m", "a", vec![(T0, 1.0), (T0 + 10, 2.0)])]).unwrap();
+    let o = log.write(&db, vec![series("m", "a", vec![(T0, 1.0), (T0 + 10, 2.0)])]).unwrap();
     assert_eq!(o.accepted, 2);
     // same value at the same timestamp: ignored; another value: duplicate; older: out of order
-    let o = db
-        .write(vec![series("m", "a", vec![(T0 + 10, 2.0), (T0 + 10, 3.0), (T0 + 5, 1.0), (T0 + 20, 4.0)])])
+    let o = log
+        .write(
+            &db,
+            vec![series("m", "a", vec![(T0 + 10, 2.0), (T0 + 10, 3.0), (T0 + 5, 1.0), (T0 + 20, 4.0)])],
+        )
         .unwrap();
     assert_eq!(o.accepted, 2);
     assert_eq!(o.rejected[RejectReason::Duplicate as usize], 1);
     assert_eq!(o.rejected[RejectReason::OutOfOrder as usize], 1);
     assert!(o.first_error.unwrap().starts_with("duplicate sample for timestamp"));
     // more than an hour behind the shard's newest sample: out of bounds, even for a new series
-    db.write(vec![series("m", "a", vec![(T0 + 2 * 3_600_000, 1.0)])]).unwrap();
+    log.write(&db, vec![series("m", "a", vec![(T0 + 2 * 3_600_000, 1.0)])]).unwrap();
     let shard_a = shard_of(Labels::from_pairs([("__name__", "m"), ("host", "a")]).unwrap().stable_hash(), 4);
     let other = (0..100)
         .map(|i| format!("x{i}"))
@@ -101,42 +163,45 @@ fn order_duplicates_and_bounds_as_prometheus() {
                 == shard_a
         })
         .unwrap();
-    let o = db.write(vec![series("m", &other, vec![(T0, 1.0)])]).unwrap();
+    let o = log.write(&db, vec![series("m", &other, vec![(T0, 1.0)])]).unwrap();
     assert_eq!(o.rejected[RejectReason::OutOfBounds as usize], 1);
     // duplicates are still detected after a checkpoint and a restart (tail loaded from disk)
-    db.maintain(true).unwrap();
+    checkpoint(&db).unwrap();
     db.close().unwrap();
     drop(db);
     let db = open(&kv, cfg());
-    let o = db.write(vec![series("m", "a", vec![(T0 + 2 * 3_600_000, 9.0)])]).unwrap();
+    let o = log.write(&db, vec![series("m", "a", vec![(T0 + 2 * 3_600_000, 9.0)])]).unwrap();
     assert_eq!(o.rejected[RejectReason::Duplicate as usize], 1);
 }
 
 #[test]
 fn out_of_order_window() {
     let kv = Arc::new(MemEngine::new());
+    let log = Log::default();
     let db = open(&kv, DbConfig { out_of_order_window: Duration::from_secs(600), ..cfg() });
-    db.write(vec![series("m", "a", vec![(T0 + 1_000_000, 1.0)])]).unwrap();
-    let o = db.write(vec![series("m", "a", vec![(T0 + 700_000, 2.0), (T0, 3.0)])]).unwrap();
+    log.write(&db, vec![series("m", "a", vec![(T0 + 1_000_000, 1.0)])]).unwrap();
+    let o = log.write(&db, vec![series("m", "a", vec![(T0 + 700_000, 2.0), (T0, 3.0)])]).unwrap();
     assert_eq!(o.accepted, 1);
     assert_eq!(o.rejected[RejectReason::TooOld as usize], 1);
     let s = &all(&db, &[eq("host", "a")])[0].samples;
     assert_eq!(s, &vec![(T0 + 700_000, 2.0), (T0 + 1_000_000, 1.0)]);
-    db.maintain(true).unwrap();
+    checkpoint(&db).unwrap();
     assert_eq!(&all(&db, &[eq("host", "a")])[0].samples, s);
 }
 
 #[test]
 fn labels_series_and_retention() {
     let kv = Arc::new(MemEngine::new());
+    let log = Log::default();
     let clock = ManualClock::at(T0);
     let db = Db::open(kv.clone(), cfg(), clock.clone()).unwrap();
-    db.write(vec![series("old", "a", vec![(T0 - 20 * 86_400_000, 1.0)])]).unwrap();
-    db.write(vec![series("up", "a", vec![(T0, 1.0)]), series("up", "b", vec![(T0, 1.0)])]).unwrap();
+    log.write(&db, vec![series("old", "a", vec![(T0 - 20 * 86_400_000, 1.0)])]).unwrap();
+    log.write(&db, vec![series("up", "a", vec![(T0, 1.0)]), series("up", "b", vec![(T0, 1.0)])]).unwrap();
     assert_eq!(db.label_names(None, &[], i64::MIN, i64::MAX), vec!["__name__", "host"]);
     assert_eq!(db.label_values(None, "__name__", &[], i64::MIN, i64::MAX), vec!["old", "up"]);
     assert_eq!(db.label_values(None, "__name__", &[], T0 - 1000, T0 + 1000), vec!["up"]);
     assert_eq!(db.series(None, &[eq("__name__", "up")], T0, T0).len(), 2);
+    checkpoint(&db).unwrap();
     db.maintain(true).unwrap();
     assert_eq!(db.label_values(None, "__name__", &[], i64::MIN, i64::MAX), vec!["up"]);
     assert!(all(&db, &[eq("__name__", "old")]).is_empty());
@@ -153,6 +218,7 @@ fn shard_count_is_fixed() {
 #[test]
 fn histograms_survive_crash_checkpoint_and_compaction() {
     let kv = Arc::new(MemEngine::new());
+    let log = Log::default();
     let h = |n: f64| FloatHistogram {
         count: n,
         sum: n * 2.0,
@@ -160,18 +226,18 @@ fn histograms_survive_crash_checkpoint_and_compaction() {
         ..FloatHistogram::default()
     };
     let write = |db: &Db, from: i64, to: i64| {
-        let mut b = db.batch();
+        let mut b = SeriesBatch::new(db.config().shards);
         let hists: Vec<(i64, FloatHistogram)> = (from..to).map(|i| (T0 + i * 60_000, h(i as f64))).collect();
         let mut pairs = vec![("__name__", "rpc"), ("host", "a")];
         b.add_histograms(&mut pairs, &hists).unwrap();
         let mut pairs = vec![("__name__", "up"), ("host", "a")];
         b.add(&mut pairs, [(T0 + from * 60_000, 1.0)]).unwrap();
-        db.commit(b).unwrap()
+        log.commit(db, b).unwrap()
     };
     {
         let db = open(&kv, cfg());
         assert_eq!(write(&db, 0, 90).accepted, 91);
-        db.maintain(true).unwrap();
+        checkpoint(&db).unwrap();
         assert_eq!(write(&db, 90, 200).accepted, 111);
         // an older histogram is out of order, an equal repeat is ignored, a changed one is a duplicate
         let o = write(&db, 150, 151);
@@ -179,6 +245,7 @@ fn histograms_survive_crash_checkpoint_and_compaction() {
         std::mem::forget(db);
     }
     let db = open(&kv, cfg());
+    log.replay(&db).unwrap();
     let check = |db: &Db| {
         let got = all(db, &[eq("__name__", "rpc")]);
         assert_eq!(got.len(), 1);
@@ -195,7 +262,7 @@ fn histograms_survive_crash_checkpoint_and_compaction() {
         assert_eq!(hs[8].1.hint, histogram::CounterResetHint::NotCounterReset);
     };
     check(&db);
-    db.maintain(true).unwrap();
+    checkpoint(&db).unwrap();
     check(&db);
     db.close().unwrap();
     let db = open(&kv, cfg());
@@ -221,37 +288,38 @@ fn resharding_a_batch_splits_it_as_if_built_for_the_new_count() {
     add(&mut one);
     let mut four = SeriesBatch::new(4);
     add(&mut four);
-    assert_eq!(one.reshard(4).into_records(), four.into_records());
+    assert_eq!(one.reshard(4).unwrap().into_records(), four.into_records());
 }
 
 #[test]
 fn admit_drops_future_samples_and_refuses_bad_labels() {
     let kv = Arc::new(MemEngine::new());
+    let log = Log::default();
     let db = open(&kv, DbConfig { shards: 1, ..cfg() });
     let now = T0 + 86_400_000;
     let far = now + 10 * 365 * 86_400_000;
-    let mut b = db.batch();
+    let mut b = SeriesBatch::new(1);
     let mut pairs = vec![("__name__", "m")];
     b.add(&mut pairs, [(now, 1.0), (far, 2.0), (now + 600_000, 3.0)]).unwrap();
     let mut pairs = vec![("__name__", "f")];
     b.add(&mut pairs, [(far, 1.0)]).unwrap();
-    let o = db.commit(b).unwrap();
+    let o = log.commit(&db, b).unwrap();
     assert_eq!((o.accepted, o.rejected[RejectReason::TooFarInFuture as usize]), (2, 2));
     assert!(o.first_error.unwrap().contains("(err-mimir-too-far-in-future)"));
     // the shard's newest time did not move: a sample an hour behind "now" still passes
-    let o = db.write(vec![series("m2", "a", vec![(now - 3_000_000, 1.0)])]).unwrap();
+    let o = log.write(&db, vec![series("m2", "a", vec![(now - 3_000_000, 1.0)])]).unwrap();
     assert_eq!((o.accepted, o.rejected_total()), (1, 0));
     // a record whose labels are not canonical, or over a limit, is refused as a whole
     let mut rec = record::RecordBuilder::default();
     let mut enc = Vec::new();
     labels::encode_pairs([(&b"z"[..], &b"1"[..]), (b"__name__", b"m")].into_iter(), &mut enc);
     rec.add(&enc, [(now, 1.0)]);
-    assert_eq!(db.admit(rec.finish()).unwrap_err(), AdmitError::NotCanonical);
+    assert_eq!(db.admit(0, rec.finish()).unwrap_err(), AdmitError::NotCanonical);
     let long = "v".repeat(3000);
     let mut rec = record::RecordBuilder::default();
     rec.add(&Labels::from_pairs([("__name__", long.as_str())]).unwrap().encode(), [(now, 1.0)]);
-    assert!(matches!(db.admit(rec.finish()), Err(AdmitError::Labels(LabelsError::ValueTooLong { .. }))));
-    assert_eq!(db.admit(b"\x05junk".to_vec()).unwrap_err(), AdmitError::Undecodable);
+    assert!(matches!(db.admit(0, rec.finish()), Err(AdmitError::Labels(LabelsError::ValueTooLong { .. }))));
+    assert_eq!(db.admit(0, b"\x05junk".to_vec()).unwrap_err(), AdmitError::Undecodable);
 }
 
 /// A snapshot from another replica is imported only if every key is one the shard could have
@@ -260,8 +328,9 @@ fn admit_drops_future_samples_and_refuses_bad_labels() {
 #[test]
 fn malformed_imported_keys_are_refused_before_anything_is_replaced() {
     let kv = Arc::new(MemEngine::new());
+    let log = Log::default();
     let db = open(&kv, DbConfig { shards: 1, ..cfg() });
-    db.write(vec![series("m", "a", vec![(T0, 1.0)])]).unwrap();
+    log.write(&db, vec![series("m", "a", vec![(T0, 1.0)])]).unwrap();
     db.checkpoint_shard(0, Vec::new()).unwrap();
     let good = db.export_shard(0).unwrap();
     let (s, _) = keys::day_range(0, 0, u32::MAX);
@@ -275,4 +344,18 @@ fn malformed_imported_keys_are_refused_before_anything_is_replaced() {
     }
     db.import_shard(0, good).unwrap();
     assert_eq!(all(&db, &[eq("host", "a")])[0].samples, vec![(T0, 1.0)]);
+}
+
+#[test]
+fn admit_refuses_a_record_holding_another_shards_series() {
+    let kv = Arc::new(MemEngine::new());
+    let db = open(&kv, cfg());
+    let labels = Labels::from_pairs([("__name__", "m"), ("host", "a")]).unwrap();
+    let shard = shard_of(labels.stable_hash(), db.config().shards);
+    let mut rec = record::RecordBuilder::default();
+    rec.add(&labels.encode(), [(T0, 1.0)]);
+    let rec = rec.finish();
+    let other = (shard + 1) % db.config().shards;
+    assert_eq!(db.admit(other, rec.clone()).unwrap_err(), AdmitError::WrongShard(other));
+    assert!(db.admit(shard, rec).unwrap().0.is_some());
 }

@@ -8,9 +8,8 @@ use std::sync::Arc;
 use strata_tsdb::keys::{META_CHECKPOINT_OWNER, ShardId, meta_key};
 use strata_tsdb::{Cf, Db, KvEngine};
 
-use crate::codec::{decode, encode, io_err};
-use crate::state_machine::{Applier, Exported, Exporter, Reopener};
-use crate::{Request, Response};
+use strata_raft::codec::{decode, encode, io_err};
+use strata_raft::{Applier, Exported, Exporter, Reopener, Request, Response};
 
 /// Applies a shard group's entries to shard `shard` of a replicated [`Db`].
 #[derive(Debug, Clone)]
@@ -21,7 +20,7 @@ pub struct ShardApplier {
 }
 
 impl ShardApplier {
-    /// The applier of `shard` of `db` (opened with [`Db::open_replicated`] over `kv`).
+    /// The applier of `shard` of `db` (opened with [`Db::open`] over `kv`).
     pub fn new(db: Arc<Db>, kv: Arc<dyn KvEngine>, shard: ShardId) -> Self {
         ShardApplier { db, kv, shard }
     }

@@ -9,7 +9,8 @@ use strata_raft::{Applier, Exported, Exporter, META_GROUP, NodeId, Reopener, Req
 use strata_tsdb::keys::{META_CHECKPOINT_OWNER, meta_key};
 use strata_tsdb::{Cf, KvEngine, WriteBatch};
 
-use crate::map::ClusterMap;
+use strata_cluster::ClusterMap;
+use strata_raft::codec::{decode, encode, io_err};
 
 /// Meta tag of the stored map (under the metadata group's id).
 const META_MAP: u8 = 0x30;
@@ -30,18 +31,6 @@ pub enum Command {
 
 /// The map as the local replica knows it.
 pub type SharedMap = Arc<RwLock<Option<ClusterMap>>>;
-
-fn io_err(e: impl std::fmt::Display) -> io::Error {
-    io::Error::other(e.to_string())
-}
-
-pub(crate) fn encode<T: Serialize>(v: &T) -> io::Result<Vec<u8>> {
-    bincode::serde::encode_to_vec(v, bincode::config::standard()).map_err(io_err)
-}
-
-pub(crate) fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> io::Result<T> {
-    bincode::serde::decode_from_slice(b, bincode::config::standard()).map(|(v, _)| v).map_err(io_err)
-}
 
 /// Applies [`Command`]s to the map; checkpoints it with the Raft state.
 pub(crate) struct MetaApplier {

@@ -10,10 +10,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use strata_raft::{Error, NoPeers, RaftConfig, RaftNode, Request, RpcKind, ShardApplier};
+use strata_raft::{Error, NoPeers, RaftConfig, RaftNode, Request, RpcKind};
+use strata_storage::ShardApplier;
 use strata_tsdb::kv::testing::FaultyEngine;
 use strata_tsdb::{
-    Cf, Db, DbConfig, KvEngine, Labels, LogStats, MatchOp, Matcher, MemEngine, SeriesBatch, SystemClock,
+    Cf, Db, DbConfig, KvEngine, Labels, MatchOp, Matcher, MemEngine, SeriesBatch, SystemClock,
 };
 
 const T0: i64 = 1_700_000_000_000;
@@ -35,14 +36,9 @@ async fn open(kv: Arc<dyn KvEngine>) -> Node {
         ..RaftConfig::default()
     };
     let health = Arc::new(strata_raft::WriteHealth::new(None, 0));
-    let raft = RaftNode::new(cfg, kv.clone(), Arc::new(NoPeers), Arc::new(LogStats::default()), health)
-        .expect("raft node");
-    let db = Db::open_replicated(
-        kv.clone(),
-        DbConfig { shards: SHARDS, ..DbConfig::default() },
-        Arc::new(SystemClock),
-    )
-    .expect("db");
+    let raft = RaftNode::new(cfg, kv.clone(), Arc::new(NoPeers), health).expect("raft node");
+    let db = Db::open(kv.clone(), DbConfig { shards: SHARDS, ..DbConfig::default() }, Arc::new(SystemClock))
+        .expect("db");
     raft.add_group(0, Box::new(ShardApplier::new(db.clone(), kv, 0))).await.expect("group");
     Node { raft, db }
 }
@@ -266,8 +262,7 @@ fn unframe(hex: &str) -> Vec<(RpcKind, Vec<u8>)> {
 
 /// The error a node answered, if it refused the message.
 fn refusal(answer: &[u8]) -> Option<String> {
-    let (r, _): (Result<(), String>, usize) =
-        bincode::serde::decode_from_slice(answer, bincode::config::standard()).expect("an answer");
+    let r: Result<(), String> = strata_raft::codec::decode(answer).expect("an answer");
     r.err()
 }
 

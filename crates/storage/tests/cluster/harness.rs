@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use strata_cluster::{ClientConfig, ClusterClient, Faults, GrpcTls, StorageConfig, StorageNode};
+use strata_cluster::{ClientConfig, ClusterClient, GrpcTls};
 use strata_raft::{NodeId, RaftConfig};
+use strata_storage::{Faults, StorageConfig, StorageNode};
 use strata_tsdb::{Labels, MatchOp, Matcher, SeriesBatch};
 
 pub(crate) const SHARDS: u32 = 4;

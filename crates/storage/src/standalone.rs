@@ -10,7 +10,7 @@ use strata_api::{CommitFuture, WriteError, Writer};
 use strata_raft::Request;
 use strata_tsdb::{ApplyOutcome, SeriesBatch};
 
-use crate::storage::StorageNode;
+use crate::node::StorageNode;
 
 /// How long a write waits for a shard group to have a leader (at startup) before 503.
 const LEADER_WAIT: Duration = Duration::from_secs(10);
@@ -59,8 +59,9 @@ impl Writer for StandaloneWriter {
             };
             let mut out = ApplyOutcome::default();
             let mut records = Vec::new();
-            for (shard, rec) in batch.reshard(map.shards).into_records() {
-                let (rec, refused) = db.admit(rec).map_err(|e| WriteError::Invalid(e.to_string()))?;
+            let batch = batch.reshard(map.shards).map_err(|e| WriteError::Internal(e.to_string()))?;
+            for (shard, rec) in batch.into_records() {
+                let (rec, refused) = db.admit(shard, rec).map_err(|e| WriteError::Invalid(e.to_string()))?;
                 out.merge(refused);
                 records.extend(rec.map(|r| (shard, r)));
             }

@@ -10,14 +10,12 @@ use parking_lot::{Mutex, RwLock};
 use strata_proto::cluster::raft_client::RaftClient;
 use strata_proto::cluster::{RaftMessage, SnapshotChunk};
 use strata_raft::{CallFuture, GroupId, NodeId, RpcKind, Transport, TransportError};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
-use crate::tls::GrpcTls;
+use strata_cluster::{GrpcTls, MAX_MESSAGE, endpoint};
 
 /// Bytes per streamed snapshot chunk.
 const SNAPSHOT_CHUNK: usize = 1 << 20;
-/// Largest gRPC message accepted or sent between nodes.
-pub(crate) const MAX_MESSAGE: usize = 256 << 20;
 
 /// Network faults between nodes, for tests: cut links, a drop probability, a delay.
 #[derive(Debug)]
@@ -143,24 +141,6 @@ impl GrpcTransport {
             RaftClient::new(ch).max_decoding_message_size(MAX_MESSAGE).max_encoding_message_size(MAX_MESSAGE);
         clients.insert(target, (addr, c.clone()));
         Ok(c)
-    }
-}
-
-/// A lazily connecting endpoint for `addr` (`host:port` or a URL), over mutual TLS when
-/// `tls` is given (plain HTTP/2 otherwise).
-pub(crate) fn endpoint(addr: &str, tls: Option<&GrpcTls>) -> Result<Endpoint, String> {
-    let host_port = addr.split_once("://").map_or(addr, |(_, rest)| rest);
-    let url = match tls {
-        Some(_) => format!("https://{host_port}"),
-        None if addr.contains("://") => addr.to_string(),
-        None => format!("http://{addr}"),
-    };
-    let bad = |e: tonic::transport::Error| format!("bad address {addr:?}: {e}");
-    let e =
-        Endpoint::from_shared(url).map_err(bad)?.connect_timeout(Duration::from_secs(2)).tcp_nodelay(true);
-    match tls {
-        Some(t) => e.tls_config(t.client()).map_err(bad),
-        None => Ok(e),
     }
 }
 

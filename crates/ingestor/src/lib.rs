@@ -1,13 +1,17 @@
-//! The remote-write backend of an ingestor: batches split by the cluster's shards, one
-//! proposal per shard, acknowledged once every shard's batch is committed.
+//! # strata-ingestor — the write path of `strata ingestor`
+//!
+//! [`ClusterWriter`] is the [`Writer`] behind an ingestor's remote-write endpoint and scrape
+//! loops (and a storage node's HTTP write endpoint): a batch is split by the cluster's
+//! shards (again, if it was built before the map was known), sent as one proposal per shard
+//! to the shard's leader through [`ClusterClient`], and acknowledged once every shard's
+//! record is committed by a quorum.
 
 use std::sync::Arc;
 
 use strata_api::{CommitFuture, WriteError, Writer};
 use strata_tsdb::SeriesBatch;
 
-use crate::client::ClusterClient;
-use crate::error::Error;
+use strata_cluster::{ClusterClient, Error};
 
 /// Writes remote-write batches into the cluster through [`ClusterClient`].
 #[derive(Debug, Clone)]
@@ -26,7 +30,7 @@ impl Writer for ClusterWriter {
         Box::pin(async move {
             let map = self.0.map().await.map_err(|e| WriteError::Unavailable(e.to_string()))?;
             // built before the map was known: split it again
-            let batch = batch.reshard(map.shards);
+            let batch = batch.reshard(map.shards).map_err(|e| WriteError::Internal(e.to_string()))?;
             self.0.write(batch.into_records()).await.map_err(|e| match e {
                 Error::Invalid(m) => WriteError::Invalid(m),
                 e @ (Error::Unavailable { .. } | Error::NoMap(_)) => WriteError::Unavailable(e.to_string()),

@@ -9,19 +9,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use strata_cluster::{ClientConfig, ClusterClient, ClusterMap, Error, GrpcTls, MAX_MESSAGE, Result};
 use strata_proto::cluster::raft_server::RaftServer;
 use strata_proto::cluster::storage_server::StorageServer;
-use strata_raft::{META_GROUP, NodeId, RaftConfig, RaftNode, ShardApplier, WriteHealth};
+use strata_raft::codec::encode;
+use strata_raft::{META_GROUP, NodeId, RaftConfig, RaftNode, WriteHealth};
 use strata_tsdb::{Clock, Db, DbConfig, KvEngine, SystemClock};
 use tokio::sync::watch;
 
-use crate::client::{ClientConfig, ClusterClient};
-use crate::error::{Error, Result};
-use crate::map::ClusterMap;
-use crate::meta::{Command, MetaApplier, SharedMap, encode};
+use crate::meta::{Command, MetaApplier, SharedMap};
 use crate::service::{RaftService, StorageService};
-use crate::tls::GrpcTls;
-use crate::transport::{Faults, GrpcTransport, MAX_MESSAGE};
+use crate::shard_applier::ShardApplier;
+use crate::transport::{Faults, GrpcTransport};
 
 /// The address a node without a port ([`StorageNode::start_local`]) advertises: nothing
 /// can dial it.
@@ -32,7 +31,7 @@ pub const IN_PROCESS: &str = "in-process";
 pub struct StorageConfig {
     /// This node's id (unique and stable in the cluster). Required.
     pub node_id: NodeId,
-    /// Data directory (one RocksDB). Required.
+    /// Data directory (one RocksDB; its filesystem's free space gates writes). Required.
     pub data_dir: PathBuf,
     /// Address the gRPC server listens on. Default `0.0.0.0:7070`.
     pub listen: SocketAddr,
@@ -58,7 +57,11 @@ pub struct StorageConfig {
     /// Network faults to inject on outgoing Raft messages (tests only). Default none.
     pub faults: Option<Arc<Faults>>,
     /// RocksDB settings (block cache). Default `RocksConfig::default()`.
+    #[cfg(feature = "rocksdb")]
     pub rocks: strata_engine_rocks::RocksConfig,
+    /// The wall clock of the node's database (retention, the future-sample limit). Default
+    /// the system clock.
+    pub clock: Arc<dyn Clock>,
     /// Refuse writes while the data directory's filesystem has fewer free bytes than this
     /// (0: no check). Default 256 MiB.
     pub min_free_bytes: u64,
@@ -87,11 +90,39 @@ impl StorageConfig {
             raft: RaftConfig { node_id, ..RaftConfig::default() },
             checkpoint_interval: Duration::from_secs(300),
             faults: None,
+            #[cfg(feature = "rocksdb")]
             rocks: strata_engine_rocks::RocksConfig::default(),
+            clock: Arc::new(SystemClock),
             min_free_bytes: 256 << 20,
             grpc_max_connections: 1024,
             tls: None,
         }
+    }
+}
+
+impl StorageConfig {
+    /// `strata standalone`'s node: node 1 alone in a one-node cluster (RF=1) of `shards`
+    /// shards, reached by nothing outside the process ([`StorageNode::start_local`]).
+    ///
+    /// One voter: no follower needs heartbeats, but openraft ticks every heartbeat × 13/64
+    /// in every group, idle or not; 500 ms keeps an idle node near 0% CPU and a restart's
+    /// self-election under 2 s. No follower needs entries behind a snapshot either: a
+    /// checkpoint purges the log it covers at once (disk while ingesting).
+    pub fn standalone(data_dir: PathBuf, shards: u32) -> Self {
+        let mut cfg = StorageConfig::new(1, data_dir);
+        cfg.advertise = IN_PROCESS.to_owned();
+        cfg.peers = [(1, cfg.advertise.clone())].into();
+        cfg.bootstrap = true;
+        cfg.shards = shards;
+        cfg.replication_factor = 1;
+        cfg.raft = RaftConfig {
+            node_id: 1,
+            heartbeat_ms: 500,
+            election_ms: (1000, 2000),
+            keep_entries: 0,
+            ..RaftConfig::default()
+        };
+        cfg
     }
 }
 
@@ -138,6 +169,7 @@ impl StorageNode {
     /// Opens the node's data directory, starts its gRPC server and joins (or, with
     /// `bootstrap`, creates) the cluster. Returns once serving; shards come up in the
     /// background as soon as the cluster map is known.
+    #[cfg(feature = "rocksdb")]
     pub async fn start(cfg: StorageConfig) -> Result<Arc<StorageNode>> {
         let listener =
             tokio::net::TcpListener::bind(cfg.listen).await.map_err(|e| Error::Server(e.to_string()))?;
@@ -145,40 +177,44 @@ impl StorageNode {
     }
 
     /// [`StorageNode::start`] on an already bound listener.
+    #[cfg(feature = "rocksdb")]
     pub async fn start_on(cfg: StorageConfig, listener: tokio::net::TcpListener) -> Result<Arc<StorageNode>> {
-        Self::start_with(cfg, Some(listener)).await
+        let kv = open_engine(&cfg.data_dir, &cfg.rocks).await?;
+        Self::start_over(cfg, kv, Some(listener)).await
     }
 
     /// A node that opens no port at all: nothing outside the process can reach its groups
     /// (`strata standalone`, a one-node RF=1 cluster whose groups never send a message).
     /// `cfg.peers` must name this node only.
+    #[cfg(feature = "rocksdb")]
     pub async fn start_local(cfg: StorageConfig) -> Result<Arc<StorageNode>> {
-        if cfg.peers.keys().any(|&id| id != cfg.node_id) {
-            return Err(Error::Config("a node without a port cannot have peers".into()));
-        }
-        Self::start_with(cfg, None).await
+        let kv = open_engine(&cfg.data_dir, &cfg.rocks).await?;
+        Self::start_over(cfg, kv, None).await
     }
 
-    async fn start_with(
+    /// A node over the engine `kv` (the in-memory one in tests): serving gRPC on `listener`,
+    /// or, without one, in-process only (then `cfg.peers` must name this node only).
+    pub async fn start_over(
         cfg: StorageConfig,
+        kv: Arc<dyn KvEngine>,
         listener: Option<tokio::net::TcpListener>,
     ) -> Result<Arc<StorageNode>> {
+        if listener.is_none() && cfg.peers.keys().any(|&id| id != cfg.node_id) {
+            return Err(Error::Config("a node without a port cannot have peers".into()));
+        }
         let addr = listener
             .as_ref()
             .map(|l| l.local_addr())
             .transpose()
             .map_err(|e| Error::Server(e.to_string()))?;
-        std::fs::create_dir_all(&cfg.data_dir).map_err(|e| Error::Server(e.to_string()))?;
-        let kv: Arc<dyn KvEngine> = Arc::new(open_engine(&cfg.data_dir, &cfg.rocks).await?);
         let transport =
             GrpcTransport::new(cfg.node_id, cfg.faults.clone(), Duration::from_secs(10), cfg.tls.clone());
         for (id, a) in &cfg.peers {
             transport.set_peer(*id, a);
         }
-        let stats = Arc::new(strata_tsdb::LogStats::default());
         let raft_cfg = RaftConfig { node_id: cfg.node_id, ..cfg.raft.clone() };
         let health = Arc::new(WriteHealth::new(Some(cfg.data_dir.clone()), cfg.min_free_bytes));
-        let raft = RaftNode::new(raft_cfg, kv.clone(), transport.clone(), stats, health)?;
+        let raft = RaftNode::new(raft_cfg, kv.clone(), transport.clone(), health)?;
         let map: SharedMap = SharedMap::default();
         let meta_nodes: Vec<NodeId> = cfg.peers.keys().copied().take(3).collect();
         if meta_nodes.contains(&cfg.node_id) {
@@ -329,15 +365,18 @@ fn serve_grpc(
 
 /// Opens the node's RocksDB, waiting up to 10 s for a previous owner of the directory (a
 /// process or node instance still shutting down) to release its lock.
+#[cfg(feature = "rocksdb")]
 async fn open_engine(
     dir: &std::path::Path,
     rocks: &strata_engine_rocks::RocksConfig,
-) -> Result<strata_engine_rocks::RocksEngine> {
+) -> Result<Arc<dyn KvEngine>> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::Server(format!("creating {}: {e}", dir.display())))?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         match strata_engine_rocks::RocksEngine::open(dir, rocks) {
-            Ok(e) => return Ok(e),
-            Err(e) if e.to_string().contains("lock") && tokio::time::Instant::now() < deadline => {
+            Ok(e) => return Ok(Arc::new(e)),
+            // an engine of this process on the same directory is still closing (a restart)
+            Err(strata_tsdb::Error::Busy(_)) if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Err(e) => return Err(Error::Storage(e)),
@@ -457,8 +496,7 @@ async fn reconcile_once(
         Some(db) => db,
         None => {
             let dbcfg = DbConfig { shards: map.shards, ..cfg.db.clone() };
-            let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-            let db = Db::open_replicated(node.kv.clone(), dbcfg, clock)?;
+            let db = Db::open(node.kv.clone(), dbcfg, cfg.clock.clone())?;
             *st.db.lock() = Some(db.clone());
             tracing::info!(node = st.id, shards = map.shards, "database opened");
             db

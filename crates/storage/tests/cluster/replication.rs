@@ -67,18 +67,18 @@ async fn leader_killed_during_continuous_writes_loses_nothing_acknowledged() {
 /// `Storage.Select` through the client, linearizable (leader after ReadIndex) and from a
 /// follower, returns what the replicas hold.
 async fn assert_reads_match(c: &Cluster) {
-    use strata_cluster::ReadConsistency;
+    use strata_querier::{ReadConsistency, ShardReader};
     let m =
         [strata_tsdb::Matcher::new(strata_tsdb::MatchOp::Equal, "__name__", "test_metric").expect("matcher")];
     let stored = c.contents(*c.nodes.keys().next().expect("node"));
+    let reader = ShardReader::new(c.client.clone());
     for shard in 0..crate::harness::SHARDS {
         let want: Vec<_> =
             stored.iter().filter(|x| x.0 == shard).map(|x| (x.1.clone(), x.2.clone())).collect();
         for consistency in [ReadConsistency::Linearizable, ReadConsistency::Follower] {
-            let deadline = c.client.read_deadline(None);
+            let deadline = reader.read_deadline(None);
             let limit = strata_promql::LoadLimit::new(usize::MAX, usize::MAX, deadline.into_std());
-            let got = c
-                .client
+            let got = reader
                 .select_shard(shard, &m, (i64::MIN, i64::MAX), consistency, deadline, &limit)
                 .await
                 .expect("select");
@@ -98,10 +98,9 @@ async fn assert_reads_match(c: &Cluster) {
             (samples - 1, usize::MAX, "query processing would load too many samples"),
             (usize::MAX, 1, "--query.max-bytes"),
         ] {
-            let deadline = c.client.read_deadline(None);
+            let deadline = reader.read_deadline(None);
             let limit = strata_promql::LoadLimit::new(max_samples, max_bytes, deadline.into_std());
-            let e = c
-                .client
+            let e = reader
                 .select_shard(
                     shard,
                     &m,

@@ -17,13 +17,13 @@ use strata_raft::{META_GROUP, Request, Response, RpcKind};
 use strata_tsdb::{Matcher, SeriesData};
 use tonic::{Status, Streaming};
 
-use crate::codec::{from_wire, series_to_wire};
-use crate::error::Error;
-use crate::meta::encode;
-use crate::storage::NodeState;
+use strata_cluster::{Error, from_wire, series_to_wire};
+use strata_raft::codec::encode;
+
+use crate::node::NodeState;
 
 /// Series per streamed select reply.
-const SELECT_BATCH: usize = 256;
+const SERIES_PER_REPLY: usize = 256;
 
 /// The largest snapshot a node accepts: 4 GiB (it is assembled in memory before install).
 const MAX_SNAPSHOT_BYTES: usize = 4 << 30;
@@ -164,21 +164,6 @@ impl StorageService {
     }
 }
 
-/// Checks that a record decodes and that every series in it belongs to `shard`.
-fn check_record(record: &[u8], shard: u32, shards: u32) -> Result<(), Status> {
-    let series =
-        strata_tsdb::record::decode(record).ok_or_else(|| Status::invalid_argument("undecodable record"))?;
-    for s in series {
-        let h = strata_tsdb::labels::hash_encoded(s.labels);
-        if strata_tsdb::shard_of(h, shards) != shard {
-            return Err(Status::invalid_argument(format!(
-                "a series of the record belongs to another shard than {shard}"
-            )));
-        }
-    }
-    Ok(())
-}
-
 type SelectStream = Pin<Box<dyn Stream<Item = Result<SelectReply, Status>> + Send>>;
 type EvaluateStream = Pin<Box<dyn Stream<Item = Result<EvaluateReply, Status>> + Send>>;
 
@@ -222,10 +207,11 @@ impl Storage for StorageService {
         if w.shard >= shards {
             return Err(Status::invalid_argument(format!("no shard {} (the cluster has {shards})", w.shard)));
         }
-        check_record(&w.record, w.shard, shards)?;
-        // labels validated as remote write validates them, samples too far ahead dropped
+        // one decode: every series of the shard, labels validated as remote write validates
+        // them, samples too far ahead dropped
         let db = self.node.db().ok_or_else(|| Status::unavailable("this node has no database yet"))?;
-        let (record, refused) = db.admit(w.record).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let (record, refused) =
+            db.admit(w.shard, w.record).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let mut reply = match record {
             Some(record) => self.propose(w.shard, record).await?,
             None => WriteReply::default(),
@@ -259,7 +245,7 @@ impl Storage for StorageService {
         };
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<SelectReply, Status>>(4);
         tokio::task::spawn_blocking(move || {
-            let mut batch = Vec::with_capacity(SELECT_BATCH);
+            let mut batch = Vec::with_capacity(SERIES_PER_REPLY);
             for s in db.select_shard(r.shard, &matchers, r.start_ms, r.end_ms) {
                 match s {
                     Ok(s) => batch.push(series_to_wire(&s)),
@@ -268,7 +254,7 @@ impl Storage for StorageService {
                         return;
                     }
                 }
-                if batch.len() == SELECT_BATCH {
+                if batch.len() == SERIES_PER_REPLY {
                     let series = std::mem::take(&mut batch);
                     if tx.blocking_send(Ok(SelectReply { series, ..SelectReply::default() })).is_err() {
                         tracing::debug!(shard = r.shard, "select stopped: the reader went away");
@@ -345,7 +331,7 @@ impl Storage for StorageService {
             };
             for (i, series) in partials.results.into_iter().enumerate() {
                 let series: Vec<SeriesData> = series.into_iter().map(SeriesData::from).collect();
-                for batch in series.chunks(SELECT_BATCH) {
+                for batch in series.chunks(SERIES_PER_REPLY) {
                     let series = batch.iter().map(series_to_wire).collect();
                     let reply = EvaluateReply { expr: i as u32, series, ..EvaluateReply::default() };
                     if tx.blocking_send(Ok(reply)).is_err() {

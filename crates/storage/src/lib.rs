@@ -1,0 +1,27 @@
+//! # strata-storage — the storage node
+//!
+//! * [`StorageNode`]: one key-value engine per node (RocksDB in its data directory, or any
+//!   [`KvEngine`](strata_tsdb::KvEngine) it is given); the replicas of the shards the
+//!   cluster map places on it, each an openraft group (through `strata-raft`) whose log is
+//!   the shard's WAL and whose state machine ([`ShardApplier`]) is the shard's head in the
+//!   node's [`Db`](strata_tsdb::Db); the metadata group on the first three nodes ([`meta`]:
+//!   the cluster map); gRPC services for Raft messages (every group of a node pair over one
+//!   channel), shard writes, reads and evaluations, and the map.
+//! * [`StandaloneWriter`]: `strata standalone` is a one-node cluster (RF=1) written to
+//!   in-process; [`NodeBackend`]: a node's own replicas as the HTTP API's query backend.
+//! * [`Faults`]: drop, partition and delay Raft messages between nodes, for tests.
+
+mod backend;
+mod incoming;
+pub mod meta;
+mod node;
+mod service;
+mod shard_applier;
+mod standalone;
+mod transport;
+
+pub use backend::NodeBackend;
+pub use node::{IN_PROCESS, StorageConfig, StorageNode};
+pub use shard_applier::ShardApplier;
+pub use standalone::StandaloneWriter;
+pub use transport::{Faults, GrpcTransport};
