@@ -11,8 +11,7 @@ fn db() -> Arc<Db> {
     let db = Db::open(Arc::new(MemEngine::new()), DbConfig::default(), Arc::new(SystemClock)).expect("open");
     let mut fleet =
         Fleet::new(FleetConfig { hosts: 20, series_per_host: 1000, churn: 0.0, ..FleetConfig::default() });
-    let now =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
+    let now = strata_tsdb::Clock::now_ms(&SystemClock);
     let mut batch = SeriesBatch::new(db.config().shards);
     for ts in fleet.scrape(now) {
         let mut pairs: Vec<(&str, &str)> =

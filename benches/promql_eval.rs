@@ -6,8 +6,7 @@ use strata_promql::{Engine, EngineConfig, MemSource};
 use strata_tsdb::Labels;
 
 fn source() -> (MemSource, i64) {
-    let mut fleet =
-        Fleet::new(FleetConfig { hosts: 10, series_per_host: 200, seed: 3, interval_ms: 15_000, churn: 0.0 });
+    let mut fleet = Fleet::new(FleetConfig::steady(10, 200, 3));
     let mut src = MemSource::new();
     let t0 = 1_700_000_000_000;
     for r in 0..240 {

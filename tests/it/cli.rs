@@ -48,7 +48,7 @@ fn sigterm_stops_cleanly_and_keeps_data() {
     let mut s = start_strata(dir.clone(), &[]).unwrap();
     let mut fleet =
         Fleet::new(FleetConfig { hosts: 2, series_per_host: 50, churn: 0.0, ..FleetConfig::default() });
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let now = strata_bench::now_ms();
     let ack = RemoteWriter::new(s.write_url()).unwrap().send(encode(fleet.scrape(now)));
     assert_eq!(ack.status, 204, "{}", ack.message);
     s.stop(Duration::from_secs(30)).unwrap();

@@ -51,15 +51,8 @@ fn sigkilled_storage_node_loses_nothing_acknowledged() {
                 .expect("writer")
         })
         .collect();
-    let mut fleet = Fleet::new(FleetConfig {
-        hosts: 1,
-        series_per_host: SERIES,
-        seed: 7,
-        interval_ms: 15_000,
-        churn: 0.0,
-    });
-    let now =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
+    let mut fleet = Fleet::new(FleetConfig::steady(1, SERIES, 7));
+    let now = strata_bench::now_ms();
     let start = now - ROUNDS * 15_000;
     let mut sent = 0usize;
     let mut retried = 0usize;

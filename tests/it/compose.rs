@@ -121,16 +121,15 @@ fn request(t: i64, round: u64) -> Vec<u8> {
     snap::raw::Encoder::new().compress_vec(&body).expect("snappy")
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64
-}
-
 /// Every acknowledged request's samples, read back through the querier on `port`; returns
 /// the acknowledged timestamps missing from some series.
 fn missing(port: u16, acked: &BTreeSet<i64>) -> Vec<i64> {
     let body: serde_json::Value = reqwest::blocking::Client::new()
         .post(format!("http://127.0.0.1:{port}/api/v1/query"))
-        .form(&[("query", "strata_it_acked[1h]"), ("time", &format!("{}", now_ms() as f64 / 1000.0 + 1.0))])
+        .form(&[
+            ("query", "strata_it_acked[1h]"),
+            ("time", &format!("{}", strata_bench::now_ms() as f64 / 1000.0 + 1.0)),
+        ])
         .timeout(Duration::from_secs(60))
         .send()
         .and_then(|r| r.json())
@@ -277,7 +276,7 @@ fn compose_cluster_keeps_acknowledged_writes_through_container_faults() {
             let mut round = 0u64;
             let mut writers: Vec<(u16, RemoteWriter)> = Vec::new();
             while !stop.load(Ordering::Relaxed) {
-                let t = now_ms().max(last + 1);
+                let t = strata_bench::now_ms().max(last + 1);
                 last = t;
                 let ports = *ports.lock().expect("ports");
                 if writers.iter().map(|w| w.0).ne(ports) {

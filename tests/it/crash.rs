@@ -17,14 +17,8 @@ fn acknowledged_samples_survive_sigkill() {
     let dir = tmp.path().join("data");
     let mut strata = start_strata(dir.clone(), &["--checkpoint-interval", "2s"]).unwrap();
     let writer = RemoteWriter::new(strata.write_url()).unwrap();
-    let mut fleet = Fleet::new(FleetConfig {
-        hosts: 1,
-        series_per_host: SERIES,
-        seed: 42,
-        interval_ms: 15_000,
-        churn: 0.0,
-    });
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let mut fleet = Fleet::new(FleetConfig::steady(1, SERIES, 42));
+    let now = strata_bench::now_ms();
     let start = now - ROUNDS * 15_000;
     // expected[(labels)] = samples, in the order sent
     let mut expected: std::collections::BTreeMap<String, Vec<(i64, u64)>> = Default::default();

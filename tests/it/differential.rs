@@ -29,12 +29,11 @@ fn same_answers_as_prometheus() {
         tmp.path().join("prom"),
     ))
     .unwrap();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let now = strata_bench::now_ms();
     // 1.234 s off the minute grid, so subquery steps (multiples of their step) never
     // coincide with a sample either
     let t0 = (now / 15_000 - ROUNDS - 1) * 15_000 + 1_234;
-    let mut fleet =
-        Fleet::new(FleetConfig { hosts: 3, series_per_host: 150, seed: 11, interval_ms: 15_000, churn: 0.0 });
+    let mut fleet = Fleet::new(FleetConfig::steady(3, 150, 11));
     let (ws, wp) =
         (RemoteWriter::new(strata.write_url()).unwrap(), RemoteWriter::new(prom.write_url()).unwrap());
     for r in 0..ROUNDS {

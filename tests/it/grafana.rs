@@ -13,9 +13,8 @@ fn dashboard_queries_parse_and_evaluate() {
     let tmp = tempfile::tempdir().unwrap();
     let strata = start_strata(tmp.path().join("data"), &[]).unwrap();
     let w = RemoteWriter::new(strata.write_url()).unwrap();
-    let mut fleet =
-        Fleet::new(FleetConfig { hosts: 3, series_per_host: 300, seed: 5, interval_ms: 15_000, churn: 0.0 });
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let mut fleet = Fleet::new(FleetConfig::steady(3, 300, 5));
+    let now = strata_bench::now_ms();
     for r in 0..80 {
         for body in encode_requests(fleet.scrape(now - (80 - r) * 15_000), 2000) {
             assert_eq!(w.send(body).status, 204);

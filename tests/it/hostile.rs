@@ -241,15 +241,8 @@ fn a_full_disk_stops_acknowledging_keeps_serving_reads_and_resumes_when_freed() 
     let filler = fs.0.join("filler");
     let fill = fs.free_bytes().saturating_sub(6 << 20);
     std::fs::write(&filler, vec![1u8; fill as usize]).expect("filler");
-    let mut fleet = Fleet::new(FleetConfig {
-        hosts: 1,
-        series_per_host: SERIES,
-        seed: 3,
-        interval_ms: 15_000,
-        churn: 0.0,
-    });
-    let now =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
+    let mut fleet = Fleet::new(FleetConfig::steady(1, SERIES, 3));
+    let now = strata_bench::now_ms();
     let start = now - 3 * 3_600_000;
     let mut acked = Vec::new();
     let mut round = 0i64;
@@ -343,8 +336,7 @@ fn hostile_writes_are_refused_without_harming_the_node() {
     let dir = tmp.path().join("data");
     let mut strata = start_strata(dir.clone(), &[]).expect("start");
     let writer = RemoteWriter::new(strata.write_url()).expect("writer");
-    let now =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
+    let now = strata_bench::now_ms();
     let series = |name: &str, i: usize, t: i64| TimeSeries {
         labels: vec![
             Label { name: "__name__".into(), value: name.into() },

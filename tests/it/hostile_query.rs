@@ -29,15 +29,8 @@ type Attack<'a> = (&'a str, &'a str, Vec<(&'a str, String)>, u16, &'a str);
 /// every request acknowledged.
 fn write_history(url: &str) {
     let writer = RemoteWriter::new(url).expect("writer");
-    let mut fleet = Fleet::new(FleetConfig {
-        hosts: 1,
-        series_per_host: SERIES,
-        seed: 7,
-        interval_ms: 15_000,
-        churn: 0.0,
-    });
-    let now =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
+    let mut fleet = Fleet::new(FleetConfig::steady(1, SERIES, 7));
+    let now = strata_bench::now_ms();
     for round in 0..20 {
         for body in encode_requests(fleet.scrape(now - (20 - round) * 15_000), 2000) {
             assert_eq!(writer.send(body).status, 204);

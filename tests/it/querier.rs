@@ -115,11 +115,9 @@ fn queriers_answer_as_standalone_and_survive_a_node_loss() {
     wait_ready(&q3, Duration::from_secs(60));
 
     // the differential data, to the cluster through both ingestors and to standalone
-    let now =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
+    let now = strata_bench::now_ms();
     let t0 = (now / 15_000 - ROUNDS - 1) * 15_000 + 1_234;
-    let mut fleet =
-        Fleet::new(FleetConfig { hosts: 3, series_per_host: 150, seed: 11, interval_ms: 15_000, churn: 0.0 });
+    let mut fleet = Fleet::new(FleetConfig::steady(3, 150, 11));
     let ingestors: Vec<RemoteWriter> = (0..2)
         .map(|i| {
             RemoteWriter::new(format!("http://127.0.0.1:{}/api/v1/write", cluster.ingest(i))).expect("writer")

@@ -27,6 +27,14 @@ impl Default for FleetConfig {
     }
 }
 
+impl FleetConfig {
+    /// `hosts` hosts of `series_per_host` series scraped every 15 s, none replaced (no
+    /// churn): the steady fleet tests compare answers over.
+    pub fn steady(hosts: usize, series_per_host: usize, seed: u64) -> Self {
+        FleetConfig { hosts, series_per_host, seed, interval_ms: 15_000, churn: 0.0 }
+    }
+}
+
 #[derive(Debug)]
 struct Host {
     instance: String,

@@ -16,3 +16,8 @@ pub mod fleet;
 pub mod peers;
 pub mod scrape_bench;
 pub mod workload;
+
+/// Milliseconds since the Unix epoch now (0 before it).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}

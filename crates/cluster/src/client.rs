@@ -14,6 +14,7 @@ use strata_tsdb::ApplyOutcome;
 use tonic::transport::Channel;
 
 use crate::channel::{MAX_MESSAGE, endpoint};
+use crate::codec::outcome_from_wire;
 use crate::error::{Error, Result};
 use crate::map::ClusterMap;
 use crate::tls::GrpcTls;
@@ -228,16 +229,7 @@ impl ClusterClient {
                     let r = r.into_inner();
                     if !r.not_leader {
                         self.leaders.write().insert(shard, addr);
-                        let mut rejected = [0u64; strata_tsdb::RejectReason::ALL.len()];
-                        for (d, s) in rejected.iter_mut().zip(&r.rejected) {
-                            *d = *s;
-                        }
-                        return Ok(ApplyOutcome {
-                            accepted: r.accepted,
-                            rejected,
-                            new_series: r.new_series,
-                            first_error: (!r.error.is_empty()).then_some(r.error),
-                        });
+                        return Ok(outcome_from_wire(r));
                     }
                     self.leaders.write().remove(&shard);
                     last = format!("{addr} is not the leader");

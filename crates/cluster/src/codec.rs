@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use strata_proto::cluster::{LabelMatcher, SeriesChunk};
+use strata_proto::cluster::{LabelMatcher, SeriesChunk, WriteReply};
 use strata_tsdb::chunk;
-use strata_tsdb::{Labels, MatchOp, Matcher, SeriesData};
+use strata_tsdb::{ApplyOutcome, Labels, MatchOp, Matcher, RejectReason, SeriesData};
 
 use crate::error::{Error, Result};
 
@@ -69,4 +69,29 @@ pub fn series_from_wire(c: &SeriesChunk) -> Result<SeriesData> {
         chunk::decode_histograms_into(&c.histograms, &mut histograms).ok_or_else(|| bad("histograms"))?;
     }
     Ok(SeriesData { labels, samples, histograms })
+}
+
+/// What a shard's apply did, as `Storage.Write` answers it.
+pub fn outcome_to_wire(o: ApplyOutcome) -> WriteReply {
+    WriteReply {
+        accepted: o.accepted,
+        rejected: o.rejected.to_vec(),
+        new_series: o.new_series,
+        error: o.first_error.unwrap_or_default(),
+        ..WriteReply::default()
+    }
+}
+
+/// [`outcome_to_wire`] back (reasons a newer node counts beyond ours are dropped).
+pub fn outcome_from_wire(r: WriteReply) -> ApplyOutcome {
+    let mut rejected = [0u64; RejectReason::ALL.len()];
+    for (d, s) in rejected.iter_mut().zip(&r.rejected) {
+        *d = *s;
+    }
+    ApplyOutcome {
+        accepted: r.accepted,
+        rejected,
+        new_series: r.new_series,
+        first_error: (!r.error.is_empty()).then_some(r.error),
+    }
 }

@@ -50,40 +50,9 @@ impl<'de> Deserialize<'de> for Request {
     }
 }
 
-/// What applying a request did (for a shard: samples accepted and rejected, and why).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Response {
-    /// Samples appended.
-    pub accepted: u64,
-    /// Samples refused, indexed like `strata_tsdb::RejectReason::ALL`.
-    pub rejected: [u64; strata_tsdb::RejectReason::ALL.len()],
-    /// Series created.
-    pub new_series: u64,
-    /// The first rejection (or, for the metadata group, the command's error), for the client.
-    pub error: Option<String>,
-}
-
-impl From<ApplyOutcome> for Response {
-    fn from(o: ApplyOutcome) -> Self {
-        Response {
-            accepted: o.accepted,
-            rejected: o.rejected,
-            new_series: o.new_series,
-            error: o.first_error,
-        }
-    }
-}
-
-impl From<Response> for ApplyOutcome {
-    fn from(r: Response) -> Self {
-        ApplyOutcome {
-            accepted: r.accepted,
-            rejected: r.rejected,
-            new_series: r.new_series,
-            first_error: r.error,
-        }
-    }
-}
+/// What applying a request did: for a shard, the samples accepted and rejected and why
+/// (the engine's outcome, unconverted); for the metadata group, the command's error.
+pub type Response = ApplyOutcome;
 
 openraft::declare_raft_types!(
     /// The type configuration of every group.
@@ -95,12 +64,6 @@ openraft::declare_raft_types!(
 impl std::fmt::Display for Request {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "request of {} bytes", self.0.len())
-    }
-}
-
-impl std::fmt::Display for Response {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} accepted, {} rejected", self.accepted, self.rejected.iter().sum::<u64>())
     }
 }
 

@@ -13,7 +13,7 @@ use strata_api::{CommitFuture, Writer};
 use strata_bench::exposition::{ExpositionServer, Reply};
 use strata_scrape::ring::Ring;
 use strata_scrape::{ManagerConfig, ScrapeManager};
-use strata_tsdb::{ApplyOutcome, Labels, SeriesBatch};
+use strata_tsdb::{ApplyOutcome, Clock, Labels, SeriesBatch, SystemClock};
 use tokio::sync::watch;
 
 /// `up` samples written, as (target id, timestamp ms, stale?).
@@ -47,10 +47,6 @@ impl Recorder {
     fn ids_since(&self, since: i64) -> BTreeSet<String> {
         self.0.lock().iter().filter(|(_, t, _)| *t >= since).map(|(i, _, _)| i.clone()).collect()
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
 const TARGETS: usize = 16;
@@ -94,7 +90,7 @@ async fn targets_are_shared_and_move_when_an_ingestor_leaves_or_joins() {
 
     // shared: disjoint, covering, both busy
     tokio::time::sleep(Duration::from_millis(3500)).await;
-    let since = now_ms() - 1500;
+    let since = SystemClock.now_ms() - 1500;
     let (ids_a, ids_b) = (rec_a.ids_since(since), rec_b.ids_since(since));
     assert!(ids_a.is_disjoint(&ids_b), "{ids_a:?} {ids_b:?}");
     assert_eq!(ids_a.len() + ids_b.len(), TARGETS);
@@ -102,10 +98,10 @@ async fn targets_are_shared_and_move_when_an_ingestor_leaves_or_joins() {
 
     // b leaves: a takes everything within an interval; b marked nothing stale
     b.stop().await;
-    let left = now_ms();
+    let left = SystemClock.now_ms();
     ring_a.send_replace(Ring::new("a", ["a".to_string()]));
     tokio::time::sleep(Duration::from_millis(3500)).await;
-    assert_eq!(rec_a.ids_since(now_ms() - 1500).len(), TARGETS);
+    assert_eq!(rec_a.ids_since(SystemClock.now_ms() - 1500).len(), TARGETS);
     assert!(rec_b.0.lock().iter().all(|(_, _, stale)| !stale));
     let last_b: BTreeMap<String, i64> = rec_b.0.lock().iter().fold(BTreeMap::new(), |mut m, (i, t, _)| {
         let e = m.entry(i.clone()).or_insert(*t);
@@ -130,7 +126,7 @@ async fn targets_are_shared_and_move_when_an_ingestor_leaves_or_joins() {
     let b = manager(&file, rx_b, rec_b.clone()).await;
     ring_a.send_replace(Ring::new("a", both()));
     tokio::time::sleep(Duration::from_millis(3500)).await;
-    let since = now_ms() - 1500;
+    let since = SystemClock.now_ms() - 1500;
     let (ids_a, ids_b) = (rec_a.ids_since(since), rec_b.ids_since(since));
     assert!(ids_a.is_disjoint(&ids_b), "{ids_a:?} {ids_b:?}");
     assert_eq!(ids_a.len() + ids_b.len(), TARGETS);

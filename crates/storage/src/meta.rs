@@ -79,7 +79,7 @@ fn read_pair(kv: &dyn KvEngine) -> io::Result<Exported> {
 impl Applier for MetaApplier {
     fn apply(&mut self, _index: u64, request: &Request) -> io::Result<Response> {
         let res = decode::<Command>(&request.0).map_err(|e| e.to_string()).and_then(|c| self.run(c));
-        Ok(Response { error: res.err(), ..Response::default() })
+        Ok(Response { first_error: res.err(), ..Response::default() })
     }
 
     fn checkpoint(&mut self, raft_state: Vec<u8>) -> io::Result<()> {

@@ -440,7 +440,7 @@ async fn checkpoint_big_logs(node: &StorageNode, limit: u64) {
 async fn update_metadata(st: &NodeState, client: &ClusterClient, cmd: Vec<u8>) -> Result<()> {
     if st.raft.groups().contains(&META_GROUP) {
         match st.raft.propose(META_GROUP, strata_raft::Request(cmd.clone())).await {
-            Ok(r) => return r.error.map_or(Ok(()), |e| Err(Error::Invalid(e))),
+            Ok(r) => return r.first_error.map_or(Ok(()), |e| Err(Error::Invalid(e))),
             Err(strata_raft::Error::NotLeader { .. }) => {}
             Err(e) => return Err(Error::Raft(e)),
         }

@@ -13,10 +13,11 @@ use strata_proto::cluster::{
     LabelsRequest, MetadataCommand, RaftMessage, RaftReply, SelectReply, SelectRequest, SnapshotChunk,
     WriteReply, WriteRequest,
 };
-use strata_raft::{META_GROUP, Request, Response, RpcKind};
+use strata_raft::{META_GROUP, Request, RpcKind};
 use strata_tsdb::{Matcher, SeriesData};
 use tonic::{Status, Streaming};
 
+use strata_cluster::codec::outcome_to_wire;
 use strata_cluster::{Error, from_wire, series_to_wire};
 use strata_raft::codec::encode;
 
@@ -107,16 +108,6 @@ pub(crate) struct StorageService {
     pub(crate) node: Arc<NodeState>,
 }
 
-fn write_reply(r: Response) -> WriteReply {
-    WriteReply {
-        accepted: r.accepted,
-        rejected: r.rejected.to_vec(),
-        new_series: r.new_series,
-        error: r.error.unwrap_or_default(),
-        ..WriteReply::default()
-    }
-}
-
 /// Whether a shard read may go ahead on this node.
 enum Readable {
     /// Yes, on this database.
@@ -150,7 +141,7 @@ impl StorageService {
     /// Proposes to `group`; a follower answers with the leader instead.
     async fn propose(&self, group: u32, payload: Vec<u8>) -> Result<WriteReply, Status> {
         match self.node.raft.propose(group, Request(payload)).await {
-            Ok(r) => Ok(write_reply(r)),
+            Ok(r) => Ok(outcome_to_wire(r)),
             Err(strata_raft::Error::NotLeader { leader, leader_addr, .. }) => Ok(WriteReply {
                 not_leader: true,
                 leader_id: leader.unwrap_or(0),

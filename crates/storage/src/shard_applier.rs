@@ -46,10 +46,10 @@ fn export(db: &Db, shard: ShardId) -> io::Result<Exported> {
 impl Applier for ShardApplier {
     fn apply(&mut self, index: u64, request: &Request) -> io::Result<Response> {
         match self.db.apply_record(self.shard, index, &request.0) {
-            Ok(o) => Ok(o.into()),
+            Ok(o) => Ok(o),
             // the same on every replica: an answer, not a stop
             Err(e @ strata_tsdb::Error::NoSuchShard(_)) => {
-                Ok(Response { error: Some(e.to_string()), ..Response::default() })
+                Ok(Response { first_error: Some(e.to_string()), ..Response::default() })
             }
             Err(e) => Err(io_err(e)),
         }

@@ -24,7 +24,7 @@ impl StandaloneWriter {
         let deadline = tokio::time::Instant::now() + LEADER_WAIT;
         loop {
             match self.0.raft().propose(shard, Request(record.clone())).await {
-                Ok(r) => return Ok(r.into()),
+                Ok(r) => return Ok(r),
                 Err(e @ (strata_raft::Error::NotLeader { .. } | strata_raft::Error::NoGroup(_))) => {
                     if tokio::time::Instant::now() >= deadline {
                         return Err(WriteError::Unavailable(e.to_string()));

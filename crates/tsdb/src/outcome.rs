@@ -62,8 +62,9 @@ impl fmt::Display for RejectReason {
     }
 }
 
-/// The result of applying one or more log records.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// The result of applying one or more log records (also what a shard group's proposal
+/// answers: `strata_raft::Response`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ApplyOutcome {
     /// Samples stored (an identical resend of the newest sample counts as stored).
     pub accepted: u64,
@@ -71,8 +72,15 @@ pub struct ApplyOutcome {
     pub rejected: [u64; RejectReason::ALL.len()],
     /// Series created.
     pub new_series: u64,
-    /// The first rejection, described for the client.
+    /// The first rejection, described for the client (for the metadata group: the command's
+    /// error).
     pub first_error: Option<String>,
+}
+
+impl fmt::Display for ApplyOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} accepted, {} rejected", self.accepted, self.rejected.iter().sum::<u64>())
+    }
 }
 
 impl ApplyOutcome {

@@ -15,10 +15,7 @@ pub(crate) const SERIES: usize = 24;
 
 /// Milliseconds of the first sample: an hour ago, so that retention keeps everything.
 pub(crate) fn base_ms() -> i64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    now - 3_600_000
+    strata_tsdb::Clock::now_ms(&strata_tsdb::SystemClock) - 3_600_000
 }
 
 /// One replica's view of one series: (shard, labels, samples as (t, value bits)).
