@@ -45,6 +45,11 @@ pub fn from_wire(matchers: &[LabelMatcher]) -> Result<Vec<Matcher>> {
 
 /// A selected series as compressed chunks.
 pub fn series_to_wire(s: &SeriesData) -> SeriesChunk {
+    series_to_wire_with(s, Vec::new())
+}
+
+/// [`series_to_wire`] with float chunks forwarded as stored ([`strata_tsdb::Select::forwarding`]).
+pub fn series_to_wire_with(s: &SeriesData, stored: Vec<Vec<u8>>) -> SeriesChunk {
     let histograms = if s.histograms.is_empty() {
         Vec::new()
     } else {
@@ -53,7 +58,7 @@ pub fn series_to_wire(s: &SeriesData) -> SeriesChunk {
         chunk::encode_histograms(&hs)
     };
     let samples = if s.samples.is_empty() { Vec::new() } else { chunk::encode_packed(&s.samples) };
-    SeriesChunk { labels: s.labels.encode(), samples, histograms }
+    SeriesChunk { labels: s.labels.encode(), samples, histograms, stored }
 }
 
 /// A selected series from its wire form.
@@ -64,6 +69,7 @@ pub fn series_from_wire(c: &SeriesChunk) -> Result<SeriesData> {
     if !c.samples.is_empty() {
         chunk::decode_into(&c.samples, &mut samples).ok_or_else(|| bad("samples"))?;
     }
+    let samples = chunk::join_forwarded(&c.stored, samples).ok_or_else(|| bad("stored chunk"))?;
     let mut histograms: Vec<(i64, Arc<strata_tsdb::FloatHistogram>)> = Vec::new();
     if !c.histograms.is_empty() {
         chunk::decode_histograms_into(&c.histograms, &mut histograms).ok_or_else(|| bad("histograms"))?;

@@ -21,7 +21,7 @@ mod tls;
 
 pub use channel::{MAX_MESSAGE, endpoint};
 pub use client::{ClientConfig, ClusterClient};
-pub use codec::{from_wire, series_from_wire, series_to_wire, to_wire};
+pub use codec::{from_wire, series_from_wire, series_to_wire, series_to_wire_with, to_wire};
 pub use error::{Error, Result, query_error_of};
 pub use map::{ClusterMap, VNODES};
 pub use tls::{GrpcTls, TlsFiles};

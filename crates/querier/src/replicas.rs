@@ -268,7 +268,8 @@ fn decode_series(
     limit: &LoadLimit,
 ) -> Result<()> {
     for c in chunks {
-        *bytes += (c.labels.len() + c.samples.len() + c.histograms.len()) as u64;
+        *bytes += (c.labels.len() + c.samples.len() + c.histograms.len()) as u64
+            + c.stored.iter().map(Vec::len).sum::<usize>() as u64;
         let s = series_from_wire(c)?;
         limit.charge(&s).map_err(Error::Query)?;
         dst.push(s);

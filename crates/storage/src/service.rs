@@ -18,7 +18,7 @@ use strata_tsdb::{Matcher, SeriesData};
 use tonic::{Status, Streaming};
 
 use strata_cluster::codec::outcome_to_wire;
-use strata_cluster::{Error, from_wire, series_to_wire};
+use strata_cluster::{Error, from_wire, series_to_wire, series_to_wire_with};
 use strata_raft::codec::encode;
 
 use crate::node::NodeState;
@@ -237,9 +237,10 @@ impl Storage for StorageService {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<SelectReply, Status>>(4);
         tokio::task::spawn_blocking(move || {
             let mut batch = Vec::with_capacity(SERIES_PER_REPLY);
-            for s in db.select_shard(r.shard, &matchers, r.start_ms, r.end_ms) {
+            // stored chunks of whole buckets go as they are: one decode, at the querier
+            for s in db.select_shard(r.shard, &matchers, r.start_ms, r.end_ms).forwarding() {
                 match s {
-                    Ok(s) => batch.push(series_to_wire(&s)),
+                    Ok((s, stored)) => batch.push(series_to_wire_with(&s, stored)),
                     Err(e) => {
                         let _ = tx.blocking_send(Err(Status::internal(e.to_string())));
                         return;

@@ -16,7 +16,7 @@ use crate::labels::{LabelLimits, Labels, LabelsError, encode_pairs, hash_encoded
 use crate::matcher::Matcher;
 use crate::outcome::{ApplyOutcome, RejectReason};
 use crate::record::RecordBuilder;
-use crate::shard::{ApplyRules, SeriesSnapshot, Shard, bucket_of};
+use crate::shard::{ApplyRules, Persisted, SeriesSnapshot, Shard, bucket_of};
 
 /// A source of wall-clock time (injected so tests can move time).
 pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
@@ -591,6 +591,7 @@ impl Db {
             ready: std::collections::VecDeque::new(),
             mint,
             maxt,
+            forward: false,
         }
     }
 
@@ -681,9 +682,11 @@ const SERIES_PER_READ: usize = 256;
 pub struct Select<'a> {
     db: &'a Db,
     snaps: std::vec::IntoIter<(usize, SeriesSnapshot)>,
-    ready: std::collections::VecDeque<SeriesData>,
+    ready: std::collections::VecDeque<(SeriesData, Vec<Vec<u8>>)>,
     mint: i64,
     maxt: i64,
+    /// Whether float chunks of buckets wholly in range are handed out as stored.
+    forward: bool,
 }
 
 impl std::fmt::Debug for Select<'_> {
@@ -692,12 +695,22 @@ impl std::fmt::Debug for Select<'_> {
     }
 }
 
-impl Select<'_> {
+impl<'a> Select<'a> {
+    /// The same selection with the float chunks of buckets wholly in `[mint, maxt]` as they
+    /// are stored, not decoded (what a storage node sends a querier): each series comes
+    /// with those chunks, oldest first, and the rest of its samples decoded. The samples of
+    /// the series are the chunks' decoded in that order, then the rest, sorted by time with
+    /// the later of equal timestamps kept ([`chunk::sort_dedup`]). A series with histogram
+    /// samples comes wholly decoded (their counter-reset hints depend on its floats).
+    pub fn forwarding(mut self) -> Forwarding<'a> {
+        self.forward = true;
+        Forwarding(self)
+    }
+
     /// Reads the next batch of series into `ready`.
     fn fill(&mut self) -> Result<()> {
         let batch: Vec<(usize, SeriesSnapshot)> = self.snaps.by_ref().take(SERIES_PER_READ).collect();
-        let mut persisted: Vec<(Vec<Sample>, Vec<crate::histogram::HistogramSample>)> =
-            vec![(Vec::new(), Vec::new()); batch.len()];
+        let mut persisted: Vec<Persisted> = vec![Persisted::default(); batch.len()];
         for (shard, s) in self.db.shards.shards.iter().enumerate() {
             let idx: Vec<usize> = (0..batch.len()).filter(|&i| batch[i].0 == shard).collect();
             if idx.is_empty() {
@@ -705,30 +718,34 @@ impl Select<'_> {
             }
             let ids: Vec<(u64, (u32, u32), Option<i64>)> =
                 idx.iter().map(|&i| (batch[i].1.id, batch[i].1.days, batch[i].1.cached_bucket)).collect();
-            for (i, v) in idx.into_iter().zip(s.read_persisted_many(&ids, self.mint, self.maxt)?) {
+            for (i, v) in
+                idx.into_iter().zip(s.read_persisted_many(&ids, self.mint, self.maxt, self.forward)?)
+            {
                 persisted[i] = v;
             }
         }
-        for ((_, snap), (mut samples, mut histograms)) in batch.into_iter().zip(persisted) {
+        for ((shard, snap), p) in batch.into_iter().zip(persisted) {
+            let Persisted { mut samples, mut histograms, mut stored } = p;
+            histograms.extend(snap.head_hists);
+            if !histograms.is_empty() && !stored.is_empty() {
+                samples = chunk::join_forwarded(&std::mem::take(&mut stored), samples).ok_or_else(|| {
+                    Error::Corrupt { shard: shard as ShardId, what: "a stored chunk".into() }
+                })?;
+            }
             // head data is newer than anything persisted: it goes last and wins ties
             samples.extend_from_slice(&snap.head);
             chunk::sort_dedup(&mut samples);
-            histograms.extend(snap.head_hists);
             if !histograms.is_empty() {
                 crate::histogram::settle(&mut histograms, &samples);
             }
-            if !samples.is_empty() || !histograms.is_empty() {
-                self.ready.push_back(SeriesData { labels: snap.labels, samples, histograms });
+            if !samples.is_empty() || !histograms.is_empty() || !stored.is_empty() {
+                self.ready.push_back((SeriesData { labels: snap.labels, samples, histograms }, stored));
             }
         }
         Ok(())
     }
-}
 
-impl Iterator for Select<'_> {
-    type Item = Result<SeriesData>;
-
-    fn next(&mut self) -> Option<Self::Item> {
+    fn next_forwarded(&mut self) -> Option<Result<(SeriesData, Vec<Vec<u8>>)>> {
         while self.ready.is_empty() {
             if self.snaps.len() == 0 {
                 return None;
@@ -738,6 +755,27 @@ impl Iterator for Select<'_> {
             }
         }
         self.ready.pop_front().map(Ok)
+    }
+}
+
+/// [`Select::forwarding`]: each series with the stored float chunks of its whole buckets.
+#[derive(Debug)]
+pub struct Forwarding<'a>(Select<'a>);
+
+impl Iterator for Forwarding<'_> {
+    type Item = Result<(SeriesData, Vec<Vec<u8>>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next_forwarded()
+    }
+}
+
+impl Iterator for Select<'_> {
+    type Item = Result<SeriesData>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        // not forwarding: every chunk was decoded
+        self.next_forwarded().map(|r| r.map(|(s, _)| s))
     }
 }
 

@@ -34,8 +34,8 @@ mod shard;
 pub mod varint;
 
 pub use db::{
-    AdmitError, CheckpointStats, Clock, Db, DbConfig, HeadStats, ManualClock, Select, SeriesBatch,
-    SeriesData, SystemClock, shard_of,
+    AdmitError, CheckpointStats, Clock, Db, DbConfig, Forwarding, HeadStats, ManualClock, Select,
+    SeriesBatch, SeriesData, SystemClock, shard_of,
 };
 pub use error::{Error, Result};
 pub use histogram::FloatHistogram;

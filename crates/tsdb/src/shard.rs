@@ -780,7 +780,8 @@ impl Shard {
         series: &[(u64, (u32, u32), Option<i64>)],
         mint: i64,
         maxt: i64,
-    ) -> Result<Vec<(Vec<Sample>, Vec<HPoint>)>> {
+        forward: bool,
+    ) -> Result<Vec<Persisted>> {
         let mut ranges: Vec<(i64, u64, usize)> = Vec::new();
         for (i, &(id, days, cached)) in series.iter().enumerate() {
             let mut bucket = bucket_of(mint.max(i64::from(days.0) * DAY_MS));
@@ -802,10 +803,11 @@ impl Shard {
                 (p, e)
             })
             .collect();
-        let mut out = vec![(Vec::new(), Vec::new()); series.len()];
+        let mut out = vec![Persisted::default(); series.len()];
         let mut bad = None;
         self.kv.scan_many(Cf::Chunks, &keyed, &mut |r, _, v| {
-            let (dst, hdst) = &mut out[ranges[r].2];
+            let Persisted { samples: dst, histograms: hdst, stored } = &mut out[ranges[r].2];
+            let bucket = ranges[r].0;
             if chunk::is_histogram_chunk(v) {
                 let start = hdst.len();
                 if chunk::decode_histograms_into(v, hdst).is_none() {
@@ -822,6 +824,11 @@ impl Shard {
                 hdst.truncate(w);
                 return;
             }
+            // a float chunk of a bucket wholly in range goes as it is stored
+            if forward && bucket >= mint && bucket.saturating_add(BUCKET_MS - 1) <= maxt {
+                stored.push(v.to_vec());
+                return;
+            }
             let start = dst.len();
             if chunk::decode_into(v, dst).is_none() {
                 bad = Some(ranges[r].1);
@@ -834,6 +841,18 @@ impl Shard {
         }
         Ok(out)
     }
+}
+
+/// What [`Shard::read_persisted_many`] read of one series.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Persisted {
+    /// Float samples in range, decoded, in key order.
+    pub(crate) samples: Vec<Sample>,
+    /// Histogram samples in range, decoded.
+    pub(crate) histograms: Vec<HPoint>,
+    /// Float chunks of buckets wholly in range, as stored, in key order (only when asked to
+    /// forward them).
+    pub(crate) stored: Vec<Vec<u8>>,
 }
 
 /// The id of the series with canonical label encoding `enc`, if the shard has it.

@@ -359,3 +359,53 @@ fn admit_refuses_a_record_holding_another_shards_series() {
     assert_eq!(db.admit(other, rec.clone()).unwrap_err(), AdmitError::WrongShard(other));
     assert!(db.admit(shard, rec).unwrap().0.is_some());
 }
+
+/// A selection that forwards stored chunks gives, once joined, exactly the samples of the
+/// decoded selection: whole and partial buckets, out-of-order segments in old buckets,
+/// packed (compacted) and segment chunks, the head.
+#[test]
+fn forwarded_chunks_join_to_the_decoded_selection() {
+    let kv = Arc::new(MemEngine::new());
+    let log = Log::default();
+    let db = open(&kv, DbConfig { out_of_order_window: Duration::from_secs(8 * 3600), ..cfg() });
+    let hour = |h: i64, host: &str| {
+        series("m", host, (0..60).map(|i| (T0 + h * 3_600_000 + i * 60_000, (h * 60 + i) as f64)).collect())
+    };
+    for h in 0..8 {
+        log.write(&db, vec![hour(h, "a"), hour(h, "b")]).unwrap();
+        if h % 2 == 1 {
+            checkpoint(&db).unwrap();
+        }
+    }
+    // out of order into the first bucket: a later segment there, then a head sample
+    log.write(&db, vec![series("m", "a", vec![(T0 + 30_000, -1.0), (T0 + 90_000, -2.0)])]).unwrap();
+    checkpoint(&db).unwrap();
+    log.write(&db, vec![series("m", "a", vec![(T0 + 150_000, -3.0)])]).unwrap();
+    let mut forwarded = 0;
+    for (mint, maxt) in [
+        (i64::MIN, i64::MAX),
+        (T0, T0 + 4 * 3_600_000 - 1),
+        (T0 + 3_600_000, T0 + 7 * 3_600_000),
+        (T0 + 2 * 3_600_000 + 1, T0 + 6 * 3_600_000),
+    ] {
+        let want = all_in(&db, mint, maxt);
+        let got: Vec<SeriesData> = db
+            .select(&[eq("__name__", "m")], mint, maxt)
+            .forwarding()
+            .map(|r| {
+                let (s, stored) = r.unwrap();
+                forwarded += stored.len();
+                SeriesData { samples: chunk::join_forwarded(&stored, s.samples).unwrap(), ..s }
+            })
+            .collect();
+        assert_eq!(got.len(), want.len(), "[{mint}, {maxt}]");
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!((&g.labels, &g.samples), (&w.labels, &w.samples), "[{mint}, {maxt}]");
+        }
+    }
+    assert!(forwarded > 0, "no chunk was forwarded: the test compares nothing");
+}
+
+fn all_in(db: &Db, mint: i64, maxt: i64) -> Vec<SeriesData> {
+    db.select(&[eq("__name__", "m")], mint, maxt).collect::<Result<Vec<_>>>().unwrap()
+}

@@ -395,6 +395,22 @@ pub fn decode(b: &[u8]) -> Option<Vec<Sample>> {
     decode_into(b, &mut out).map(|()| out)
 }
 
+/// The float samples of a series selected with [`crate::Select::forwarding`]: its stored
+/// chunks decoded in order, then `rest`, sorted by time with the later of equal timestamps
+/// kept. `None` when a chunk does not decode.
+pub fn join_forwarded<C: AsRef<[u8]>>(stored: &[C], rest: Vec<Sample>) -> Option<Vec<Sample>> {
+    if stored.is_empty() {
+        return Some(rest);
+    }
+    let mut out = Vec::new();
+    for c in stored {
+        decode_into(c.as_ref(), &mut out)?;
+    }
+    out.extend(rest);
+    sort_dedup(&mut out);
+    Some(out)
+}
+
 /// Sorts samples by timestamp and keeps one sample per timestamp: the one that came
 /// last in `samples` (later segments override earlier ones, as a later write does).
 pub fn sort_dedup(samples: &mut Vec<Sample>) {
