@@ -696,8 +696,8 @@ impl std::fmt::Debug for Select<'_> {
 }
 
 impl<'a> Select<'a> {
-    /// The same selection with the float chunks of buckets wholly in `[mint, maxt]` as they
-    /// are stored, not decoded (what a storage node sends a querier): each series comes
+    /// The same selection with the packed float chunks of buckets wholly in `[mint, maxt]`
+    /// as they are stored, not decoded (what a storage node sends a querier): each series comes
     /// with those chunks, oldest first, and the rest of its samples decoded. The samples of
     /// the series are the chunks' decoded in that order, then the rest, sorted by time with
     /// the later of equal timestamps kept ([`chunk::sort_dedup`]). A series with histogram

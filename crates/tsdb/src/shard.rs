@@ -824,8 +824,13 @@ impl Shard {
                 hdst.truncate(w);
                 return;
             }
-            // a float chunk of a bucket wholly in range goes as it is stored
-            if forward && bucket >= mint && bucket.saturating_add(BUCKET_MS - 1) <= maxt {
+            // a packed chunk of a bucket wholly in range goes as it is stored (segments of a
+            // bucket not compacted yet are merged and packed: smaller on the wire)
+            if forward
+                && chunk::is_packed_chunk(v)
+                && bucket >= mint
+                && bucket.saturating_add(BUCKET_MS - 1) <= maxt
+            {
                 stored.push(v.to_vec());
                 return;
             }

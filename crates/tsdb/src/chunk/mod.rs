@@ -395,6 +395,12 @@ pub fn decode(b: &[u8]) -> Option<Vec<Sample>> {
     decode_into(b, &mut out).map(|()| out)
 }
 
+/// Whether `b` is a packed float chunk (a compacted bucket's: as small as a series' samples
+/// get, so worth sending as it is).
+pub fn is_packed_chunk(b: &[u8]) -> bool {
+    b.first() == Some(&ENC_PACKED)
+}
+
 /// The float samples of a series selected with [`crate::Select::forwarding`]: its stored
 /// chunks decoded in order, then `rest`, sorted by time with the later of equal timestamps
 /// kept. `None` when a chunk does not decode.
