@@ -202,7 +202,7 @@ impl Storage for StorageService {
         // them, samples too far ahead dropped
         let db = self.node.db().ok_or_else(|| Status::unavailable("this node has no database yet"))?;
         let (record, refused) =
-            db.admit(w.shard, w.record).map_err(|e| Status::invalid_argument(e.to_string()))?;
+            db.admit(Some(w.shard), w.record).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let mut reply = match record {
             Some(record) => self.propose(w.shard, record).await?,
             None => WriteReply::default(),

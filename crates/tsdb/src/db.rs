@@ -494,11 +494,14 @@ impl Db {
     /// limits (else the whole record is refused), and samples newer than
     /// [`Db::max_time`] are dropped one by one ([`RejectReason::TooFarInFuture`]): apply
     /// moves a shard's newest time to any sample it stores, and every later sample is
-    /// checked against that. Returns the record to log (`None` when nothing is left; the
-    /// record itself when nothing was dropped) and the samples refused.
+    /// checked against that. With `shard` (a record from the network), every series must
+    /// belong to that shard; `None` is for a record this node split by shard itself
+    /// ([`SeriesBatch`] with the database's shard count), whose series need no second hash.
+    /// Returns the record to log (`None` when nothing is left; the record itself when
+    /// nothing was dropped) and the samples refused.
     pub fn admit(
         &self,
-        shard: ShardId,
+        shard: Option<ShardId>,
         record: Vec<u8>,
     ) -> std::result::Result<(Option<Vec<u8>>, ApplyOutcome), AdmitError> {
         let max_t = self.max_time();
@@ -506,7 +509,9 @@ impl Db {
         let mut pairs = Vec::new();
         let mut late = false;
         for s in &series {
-            if shard_of(hash_encoded(s.labels), self.cfg.shards) != shard {
+            if let Some(shard) = shard
+                && shard_of(hash_encoded(s.labels), self.cfg.shards) != shard
+            {
                 return Err(AdmitError::WrongShard(shard));
             }
             crate::labels::decode_pairs(s.labels, &mut pairs).ok_or(AdmitError::NotCanonical)?;

@@ -23,7 +23,7 @@ impl Log {
         let mut out = ApplyOutcome::default();
         let mut log = self.0.lock();
         for (shard, rec) in batch.into_records() {
-            let (rec, refused) = db.admit(shard, rec).map_err(|e| Error::Invalid(e.to_string()))?;
+            let (rec, refused) = db.admit(Some(shard), rec).map_err(|e| Error::Invalid(e.to_string()))?;
             out.merge(refused);
             let Some(rec) = rec else { continue };
             let index = log.iter().filter(|e| e.0 == shard).count() as u64 + 1;
@@ -314,12 +314,15 @@ fn admit_drops_future_samples_and_refuses_bad_labels() {
     let mut enc = Vec::new();
     labels::encode_pairs([(&b"z"[..], &b"1"[..]), (b"__name__", b"m")].into_iter(), &mut enc);
     rec.add(&enc, [(now, 1.0)]);
-    assert_eq!(db.admit(0, rec.finish()).unwrap_err(), AdmitError::NotCanonical);
+    assert_eq!(db.admit(Some(0), rec.finish()).unwrap_err(), AdmitError::NotCanonical);
     let long = "v".repeat(3000);
     let mut rec = record::RecordBuilder::default();
     rec.add(&Labels::from_pairs([("__name__", long.as_str())]).unwrap().encode(), [(now, 1.0)]);
-    assert!(matches!(db.admit(0, rec.finish()), Err(AdmitError::Labels(LabelsError::ValueTooLong { .. }))));
-    assert_eq!(db.admit(0, b"\x05junk".to_vec()).unwrap_err(), AdmitError::Undecodable);
+    assert!(matches!(
+        db.admit(Some(0), rec.finish()),
+        Err(AdmitError::Labels(LabelsError::ValueTooLong { .. }))
+    ));
+    assert_eq!(db.admit(Some(0), b"\x05junk".to_vec()).unwrap_err(), AdmitError::Undecodable);
 }
 
 /// A snapshot from another replica is imported only if every key is one the shard could have
@@ -356,8 +359,8 @@ fn admit_refuses_a_record_holding_another_shards_series() {
     rec.add(&labels.encode(), [(T0, 1.0)]);
     let rec = rec.finish();
     let other = (shard + 1) % db.config().shards;
-    assert_eq!(db.admit(other, rec.clone()).unwrap_err(), AdmitError::WrongShard(other));
-    assert!(db.admit(shard, rec).unwrap().0.is_some());
+    assert_eq!(db.admit(Some(other), rec.clone()).unwrap_err(), AdmitError::WrongShard(other));
+    assert!(db.admit(Some(shard), rec).unwrap().0.is_some());
 }
 
 /// A selection that forwards stored chunks gives, once joined, exactly the samples of the
