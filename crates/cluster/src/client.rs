@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 use strata_proto::cluster::storage_client::StorageClient;
@@ -49,6 +49,27 @@ impl Default for ClientConfig {
     }
 }
 
+/// How long a node that could not be reached is asked last among a shard's replicas
+/// after its first failure: 3 s, doubling with each failure in a row up to 24 s; then a
+/// background probe (not a caller) asks it for the cluster map, and it is asked like the
+/// others again once it answers. A refused or unresolvable address fails at once; a host
+/// that vanished (no FIN, no RST) costs a connect timeout or a missed keep-alive, ~2 s:
+/// once, not per call. A node asked last is still asked when the others fail.
+pub const UNREACHABLE_FOR: Duration = Duration::from_secs(3);
+
+/// A node whose last calls did not reach it.
+#[derive(Debug, Clone, Copy)]
+struct Unreachable {
+    /// When the last call failed.
+    since: Instant,
+    /// Failures in a row.
+    failures: u32,
+    /// A background probe is asking it.
+    probing: bool,
+}
+
+type UnreachableNodes = Arc<Mutex<HashMap<String, Unreachable>>>;
+
 /// A client of the cluster's storage nodes. Cheap to share (`Arc`).
 #[derive(Debug)]
 pub struct ClusterClient {
@@ -56,6 +77,25 @@ pub struct ClusterClient {
     map: RwLock<Option<Arc<ClusterMap>>>,
     leaders: RwLock<HashMap<u32, String>>,
     channels: Mutex<HashMap<String, StorageClient<Channel>>>,
+    /// Nodes whose last calls failed to reach them.
+    unreachable: UnreachableNodes,
+}
+
+fn note_failure(down: &UnreachableNodes, addr: &str) {
+    let mut down = down.lock();
+    let u = down.entry(addr.to_string()).or_insert(Unreachable {
+        since: Instant::now(),
+        failures: 0,
+        probing: false,
+    });
+    *u = Unreachable { since: Instant::now(), failures: u.failures.saturating_add(1), probing: false };
+}
+
+/// Whether a failed call never got the node's own answer (refused, unresolvable, reset,
+/// timed out), as opposed to the node answering with an error.
+pub fn not_reached(status: &tonic::Status) -> bool {
+    use tonic::Code;
+    matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled)
 }
 
 impl ClusterClient {
@@ -66,7 +106,77 @@ impl ClusterClient {
             map: RwLock::new(None),
             leaders: RwLock::new(HashMap::new()),
             channels: Mutex::new(HashMap::new()),
+            unreachable: UnreachableNodes::default(),
         }
+    }
+
+    /// Notes that a call to `addr` did not reach it ([`not_reached`]): it is asked after
+    /// the shard's other replicas for a while (see [`UNREACHABLE_FOR`]).
+    pub fn mark_unreachable(&self, addr: &str) {
+        note_failure(&self.unreachable, addr);
+    }
+
+    /// Notes that `addr` answered (an error of its own counts).
+    pub fn mark_reachable(&self, addr: &str) {
+        let mut down = self.unreachable.lock();
+        if !down.is_empty() {
+            down.remove(addr);
+        }
+    }
+
+    /// Whether `addr` is to be asked last: its last calls failed to reach it and it has not
+    /// answered a probe since ([`UNREACHABLE_FOR`]). Starts the probe when it is due.
+    pub fn is_unreachable(&self, addr: &str) -> bool {
+        let due = {
+            let mut down = self.unreachable.lock();
+            let Some(u) = down.get_mut(addr) else { return false };
+            let wait = UNREACHABLE_FOR * (1 << u.failures.saturating_sub(1).min(3));
+            let due = !u.probing && u.since.elapsed() >= wait;
+            u.probing |= due;
+            due
+        };
+        if due {
+            self.probe(addr);
+        }
+        true
+    }
+
+    /// Asks `addr` for the cluster map in the background: reachable again if it answers.
+    fn probe(&self, addr: &str) {
+        let down = self.unreachable.clone();
+        let addr = addr.to_string();
+        let client = self.storage(&addr);
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            down.lock().remove(&addr);
+            return;
+        };
+        handle.spawn(async move {
+            let answered = match client {
+                Ok(mut c) => match c.get_cluster_map(ClusterMapRequest {}).await {
+                    Ok(_) => true,
+                    Err(e) => !not_reached(&e),
+                },
+                Err(_) => false,
+            };
+            if answered {
+                down.lock().remove(&addr);
+            } else {
+                note_failure(&down, &addr);
+            }
+        });
+    }
+
+    /// Moves the replicas to be asked last ([`ClusterClient::is_unreachable`]) behind the
+    /// others, each group in its order; returns how many are not to be asked last.
+    pub fn reachable_first(&self, addrs: &mut [String]) -> usize {
+        let mut keyed: Vec<(bool, String)> =
+            addrs.iter_mut().map(|a| (self.is_unreachable(a), std::mem::take(a))).collect();
+        keyed.sort_by_key(|(down, _)| *down);
+        let reachable = keyed.iter().take_while(|(down, _)| !down).count();
+        for (slot, (_, a)) in addrs.iter_mut().zip(keyed) {
+            *slot = a;
+        }
+        reachable
     }
 
     /// The settings in force.
@@ -210,22 +320,33 @@ impl ClusterClient {
         let mut attempt = 0usize;
         let mut last;
         let mut hint: Option<String> = None;
+        let mut skipped: Option<String> = None;
         loop {
             let map = self.map().await?;
-            let replicas: Vec<String> =
+            let mut replicas: Vec<String> =
                 map.replicas(shard).iter().filter_map(|n| map.nodes.get(n).cloned()).collect();
             if replicas.is_empty() {
                 return Err(Error::Invalid(format!("no shard {shard} in the cluster map")));
             }
-            let addr = hint
-                .take()
-                .or_else(|| self.leaders.read().get(&shard).cloned())
-                .unwrap_or_else(|| replicas[attempt % replicas.len()].clone());
+            // a node that just failed to answer is asked only when no other one is left;
+            // a leader hint naming it is followed the second time (the first may come from
+            // a follower that has not noticed it is gone)
+            let reachable = self.reachable_first(&mut replicas).max(1);
+            let next = replicas[attempt % reachable].clone();
+            let addr = match hint.take().or_else(|| self.leaders.read().get(&shard).cloned()) {
+                Some(h) if self.is_unreachable(&h) && skipped.as_ref() != Some(&h) => {
+                    skipped = Some(h);
+                    next
+                }
+                Some(h) => h,
+                None => next,
+            };
             attempt += 1;
             let mut c = self.storage(&addr)?;
             let res = c.write(WriteRequest { shard, record: record.clone() }).await;
             match res {
                 Ok(r) => {
+                    self.mark_reachable(&addr);
                     let r = r.into_inner();
                     if !r.not_leader {
                         self.leaders.write().insert(shard, addr);
@@ -243,6 +364,9 @@ impl ClusterClient {
                 }
                 Err(e) => {
                     self.leaders.write().remove(&shard);
+                    if not_reached(&e) {
+                        self.mark_unreachable(&addr);
+                    }
                     last = format!("{addr}: {}", e.message());
                 }
             }

@@ -20,7 +20,7 @@ mod map;
 mod tls;
 
 pub use channel::{MAX_MESSAGE, endpoint};
-pub use client::{ClientConfig, ClusterClient};
+pub use client::{ClientConfig, ClusterClient, UNREACHABLE_FOR, not_reached};
 pub use codec::{from_wire, series_from_wire, series_to_wire, series_to_wire_with, to_wire};
 pub use error::{Error, Result, query_error_of};
 pub use map::{ClusterMap, VNODES};

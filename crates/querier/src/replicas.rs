@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use strata_cluster::{ClusterClient, Error, Result, query_error_of, series_from_wire, to_wire};
+use strata_cluster::{ClusterClient, Error, Result, not_reached, query_error_of, series_from_wire, to_wire};
 use strata_promql::LoadLimit;
 use strata_proto::cluster::storage_client::StorageClient;
 use strata_proto::cluster::{
@@ -78,6 +78,8 @@ impl ShardReader {
                     addrs.rotate_left(self.next_replica.fetch_add(1, Ordering::Relaxed) % n);
                 }
             }
+            // a replica that just failed to answer is asked last
+            self.client.reachable_first(&mut addrs);
             let mut i = 0;
             while i < addrs.len() && i < 8 {
                 let addr = addrs[i].clone();
@@ -88,12 +90,14 @@ impl ShardReader {
                         return Err(Error::Unavailable { shard, reason: format!("{addr}: timed out") });
                     }
                     Ok(Attempt::Done(t)) => {
+                        self.client.mark_reachable(&addr);
                         if consistency == ReadConsistency::Linearizable {
                             self.client.set_leader(shard, Some(addr));
                         }
                         return Ok(t);
                     }
                     Ok(Attempt::NotLeader(leader)) => {
+                        self.client.mark_reachable(&addr);
                         if consistency == ReadConsistency::Linearizable {
                             self.client.set_leader(shard, None);
                         }
@@ -105,6 +109,9 @@ impl ShardReader {
                     Ok(Attempt::Failed(s)) => {
                         if let Some(q) = query_error_of(&s) {
                             return Err(Error::Query(q));
+                        }
+                        if not_reached(&s) {
+                            self.client.mark_unreachable(&addr);
                         }
                         if consistency == ReadConsistency::Linearizable {
                             self.client.set_leader(shard, None);

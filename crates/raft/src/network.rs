@@ -9,7 +9,8 @@ use std::sync::Arc;
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::type_config::alias::{SnapshotOf, VoteOf};
 use openraft_multi::{GroupNetworkAdapter, GroupRouter};
@@ -31,11 +32,15 @@ pub enum RpcKind {
     PreVote,
     /// A whole snapshot.
     Snapshot,
+    /// A leader hands its leadership to a voter (sent to every voter; the named one
+    /// starts an election at once, the others stop honouring the old leader's lease).
+    TransferLeader,
 }
 
 impl RpcKind {
     /// Every kind, by wire number.
-    pub const ALL: [RpcKind; 4] = [RpcKind::Append, RpcKind::Vote, RpcKind::PreVote, RpcKind::Snapshot];
+    pub const ALL: [RpcKind; 5] =
+        [RpcKind::Append, RpcKind::Vote, RpcKind::PreVote, RpcKind::Snapshot, RpcKind::TransferLeader];
 
     /// The wire number.
     pub fn code(self) -> u32 {
@@ -150,6 +155,16 @@ impl GroupRouter<TypeConfig, GroupId> for Router {
         _option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
         self.rpc(target, group, RpcKind::PreVote, &rpc).await
+    }
+
+    async fn transfer_leader(
+        &self,
+        target: NodeId,
+        group: GroupId,
+        req: TransferLeaderRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.rpc(target, group, RpcKind::TransferLeader, &req).await
     }
 
     async fn full_snapshot(

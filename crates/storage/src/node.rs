@@ -275,9 +275,14 @@ impl StorageNode {
         self.state.map.read().clone()
     }
 
-    /// Checkpoints every group, stops them and the server, drops the log entries the
-    /// checkpoints cover, merges every bucket's segments and closes the database.
+    /// Hands the leadership of its groups to other voters, checkpoints every group, stops
+    /// them and the server, drops the log entries the checkpoints cover, merges every
+    /// bucket's segments and closes the database.
     pub async fn shutdown(&self) {
+        let kept = self.state.raft.hand_off_leadership().await;
+        if kept > 0 {
+            tracing::warn!(groups = kept, "leadership hand-off unfinished: those groups elect a leader");
+        }
         self.state.raft.checkpoint_all(Duration::from_secs(10)).await;
         self.stop_all(true).await;
     }

@@ -109,23 +109,40 @@ impl Cluster {
         if wipe {
             std::fs::remove_dir_all(&dir).expect("wipe");
         }
-        // the port may take a moment to be free again
-        let mut tries = 0;
-        let l = loop {
-            match tokio::net::TcpListener::bind(&self.peers[&id]).await {
-                Ok(l) => break l,
-                Err(e) if tries < 50 => {
-                    tries += 1;
-                    let _ = e;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => panic!("rebind {}: {e}", self.peers[&id]),
-            }
-        };
+        let l = self.rebind(id).await;
         let node = StorageNode::start_on(config(id, dir, &self.peers, &self.faults, &self.tls), l)
             .await
             .expect("restart");
         self.nodes.insert(id, node);
+    }
+
+    /// Node `id`'s port again (it may take a moment to be free after a stop).
+    async fn rebind(&self, id: NodeId) -> tokio::net::TcpListener {
+        let mut tries = 0;
+        loop {
+            match tokio::net::TcpListener::bind(&self.peers[&id]).await {
+                Ok(l) => return l,
+                Err(_) if tries < 50 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("rebind {}: {e}", self.peers[&id]),
+            }
+        }
+    }
+
+    /// Stops node `id` abruptly and leaves its port accepting connections that never
+    /// answer: a host that vanished, as HTTP/2 sees it (no FIN, no RST). The port is held
+    /// until the returned task is aborted.
+    pub(crate) async fn silence(&mut self, id: NodeId) -> tokio::task::JoinHandle<()> {
+        self.kill(id).await;
+        let l = self.rebind(id).await;
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = l.accept().await {
+                held.push(socket);
+            }
+        })
     }
 
     /// Writes one batch: every series gets one sample at `t` (value `t`); Ok only when
@@ -139,6 +156,16 @@ impl Cluster {
             b.add(&mut pairs, [(t, t as f64)]).map_err(|e| e.to_string())?;
         }
         self.client.write(b.into_records()).await.map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    /// [`Cluster::write`], retried until acknowledged (the cluster may still be forming)
+    /// for at most 30 s.
+    pub(crate) async fn write_retrying(&self, t: i64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while let Err(e) = self.write(t).await {
+            assert!(std::time::Instant::now() < deadline, "write at {t} never acknowledged: {e}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Every shard of node `id`: (labels, samples) as that replica has them.
