@@ -42,7 +42,10 @@ sts = next(d for d in docs if d["kind"] == "StatefulSet")
 assert sts["spec"]["podManagementPolicy"] == "Parallel"
 args = sts["spec"]["template"]["spec"]["containers"][0]["args"]
 peers = next(a for a in args if a.startswith("--peers="))
-assert peers.count("=") == 1 + 5 and "5=strata-storage-4.strata-storage-headless.monitoring.svc:7070" in peers, peers
+# --peers names the founders only (storage.founders, 3): scaling the StatefulSet to 5
+# changes no pod's arguments; pods 4 and 5 join through them
+assert sts["spec"]["replicas"] == 5, sts["spec"]["replicas"]
+assert peers.count("=") == 1 + 3 and "3=strata-storage-2.strata-storage-headless.monitoring.svc:7070" in peers, peers
 ing = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-ingestor"))
 ing_args = ing["spec"]["template"]["spec"]["containers"][0]["args"]
 assert "--scrape-config=/etc/strata/scrape/prometheus.yml" in ing_args, ing_args

@@ -227,8 +227,7 @@ impl ClusterClient {
             };
             match c.get_cluster_map(ClusterMapRequest {}).await {
                 Ok(r) if !r.get_ref().map.is_empty() => {
-                    let m: ClusterMap = strata_raft::codec::decode(&r.get_ref().map)
-                        .map_err(|e| Error::NoMap(e.to_string()))?;
+                    let m = ClusterMap::decode(&r.get_ref().map).map_err(|e| Error::NoMap(e.to_string()))?;
                     let mut cur = self.map.write();
                     if cur.as_ref().is_none_or(|c| c.version <= m.version) {
                         *cur = Some(Arc::new(m.clone()));

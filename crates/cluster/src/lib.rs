@@ -23,5 +23,5 @@ pub use channel::{MAX_MESSAGE, endpoint};
 pub use client::{ClientConfig, ClusterClient, UNREACHABLE_FOR, not_reached};
 pub use codec::{from_wire, series_from_wire, series_to_wire, series_to_wire_with, to_wire};
 pub use error::{Error, Result, query_error_of};
-pub use map::{ClusterMap, VNODES};
+pub use map::{ClusterMap, ClusterMapV1, Member, VNODES};
 pub use tls::{GrpcTls, TlsFiles};

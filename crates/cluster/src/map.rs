@@ -2,7 +2,7 @@
 //! every shard's replicas — computed once by the bootstrapping node, stored in the
 //! metadata group and read by everyone else (never recomputed independently).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 use serde::{Deserialize, Serialize};
@@ -24,6 +24,52 @@ pub struct ClusterMap {
     pub nodes: BTreeMap<NodeId, String>,
     /// For each shard, its replicas (distinct nodes).
     pub placement: Vec<Vec<NodeId>>,
+    /// Nodes that joined (were given their id by the metadata group), by id. The
+    /// founders, whose ids come from `--peers`, are not listed.
+    pub members: BTreeMap<NodeId, Member>,
+    /// Ids declared dead (a name that joined again with an empty disk): never reused, never
+    /// addressed again.
+    pub dead: BTreeSet<NodeId>,
+    /// The id the next joining node gets; above every id ever used.
+    pub next_node_id: NodeId,
+}
+
+/// A node that joined the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// Its name (the pod name): a name that joins again with an empty disk is the same
+    /// machine without its data.
+    pub name: String,
+    /// The random token its join carried (stored with the node's identity), so that a
+    /// repeated join is recognised as the same one.
+    pub token: u64,
+}
+
+/// The map as maps were stored before joins (the fields of [`ClusterMap`] up to
+/// `placement`), decoded from older data and converted.
+#[derive(Debug, Deserialize)]
+pub struct ClusterMapV1 {
+    version: u64,
+    shards: u32,
+    replication_factor: usize,
+    nodes: BTreeMap<NodeId, String>,
+    placement: Vec<Vec<NodeId>>,
+}
+
+impl From<ClusterMapV1> for ClusterMap {
+    fn from(m: ClusterMapV1) -> Self {
+        let next_node_id = m.nodes.keys().max().map_or(1, |n| n + 1);
+        ClusterMap {
+            version: m.version,
+            shards: m.shards,
+            replication_factor: m.replication_factor,
+            nodes: m.nodes,
+            placement: m.placement,
+            members: BTreeMap::new(),
+            dead: BTreeSet::new(),
+            next_node_id,
+        }
+    }
 }
 
 impl ClusterMap {
@@ -41,7 +87,55 @@ impl ClusterMap {
         }
         let ids: Vec<NodeId> = nodes.keys().copied().collect();
         let placement = (0..shards).map(|s| place(s, rf, &ids)).collect();
-        Ok(ClusterMap { version: 1, shards, replication_factor: rf, nodes, placement })
+        let next_node_id = ids.iter().max().map_or(1, |n| n + 1);
+        Ok(ClusterMap {
+            version: 1,
+            shards,
+            replication_factor: rf,
+            nodes,
+            placement,
+            members: BTreeMap::new(),
+            dead: BTreeSet::new(),
+            next_node_id,
+        })
+    }
+
+    /// Decodes a map as stored and sent (bincode), also one stored before joins existed.
+    pub fn decode(bytes: &[u8]) -> std::io::Result<ClusterMap> {
+        strata_raft::codec::decode::<ClusterMap>(bytes).or_else(|e| {
+            strata_raft::codec::decode::<ClusterMapV1>(bytes).map(ClusterMap::from).map_err(|_| e)
+        })
+    }
+
+    /// Admits a node named `name` whose join carries `token`: a new id for a new name or a
+    /// new token (the name's previous id is then declared dead: its disk is gone), the
+    /// same id for a repeated join. Returns the node's id.
+    pub fn join(&mut self, name: &str, token: u64, addr: &str) -> NodeId {
+        if let Some((&id, _)) = self.members.iter().find(|(_, m)| m.name == name && m.token == token) {
+            if self.nodes.get(&id).is_some_and(|a| a != addr) {
+                self.nodes.insert(id, addr.to_string());
+                self.version += 1;
+            }
+            return id;
+        }
+        let previous: Vec<NodeId> =
+            self.members.iter().filter(|(_, m)| m.name == name).map(|(&id, _)| id).collect();
+        for old in previous {
+            self.members.remove(&old);
+            self.nodes.remove(&old);
+            self.dead.insert(old);
+        }
+        let id = self.next_node_id.max(self.nodes.keys().max().map_or(1, |n| n + 1));
+        self.next_node_id = id + 1;
+        self.nodes.insert(id, addr.to_string());
+        self.members.insert(id, Member { name: name.to_string(), token });
+        self.version += 1;
+        id
+    }
+
+    /// The id of the node whose join carried `token`, once the join is in the map.
+    pub fn joined(&self, token: u64) -> Option<NodeId> {
+        self.members.iter().find(|(_, m)| m.token == token).map(|(&id, _)| id)
     }
 
     /// The replicas of `shard`.
@@ -170,6 +264,42 @@ mod tests {
         let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         let placement: Vec<String> = (0..8).map(|s| format!("shard {s}: {:?}", m.replicas(s))).collect();
         insta::assert_snapshot!(format!("{hex}\n{}", placement.join("\n")));
+    }
+
+    /// A map stored before joins existed (the bytes of `ClusterMap::create(8, 3, nodes(4))`
+    /// then) decodes as the same map, with no members and the next id after the founders.
+    #[test]
+    fn maps_stored_before_joins_decode() {
+        let v1 = "01080304010e3132372e302e302e313a37303031020e3132372e302e302e313a37303032030e3132372e302e302e313a\
+                  37303033040e3132372e302e302e313a37303034080302010303020304030304010301030403010203030403010304020303040301";
+        let bytes: Vec<u8> =
+            (0..v1.len()).step_by(2).map(|i| u8::from_str_radix(&v1[i..i + 2], 16).expect("hex")).collect();
+        let m = ClusterMap::decode(&bytes).expect("decode");
+        assert_eq!(m, ClusterMap::create(8, 3, nodes(4)).expect("map"));
+        assert_eq!(m.next_node_id, 5);
+    }
+
+    #[test]
+    fn joins_get_fresh_ids_and_a_wiped_name_kills_its_old_one() {
+        let mut m = ClusterMap::create(8, 3, nodes(3)).expect("map");
+        let a = m.join("storage-3", 11, "a:7070");
+        let b = m.join("storage-4", 12, "b:7070");
+        assert_eq!((a, b), (4, 5));
+        // the same join again (a retry): the same id, no change
+        let v = m.version;
+        assert_eq!(m.join("storage-3", 11, "a:7070"), 4);
+        assert_eq!(m.version, v);
+        assert_eq!(m.joined(11), Some(4));
+        // the same name with another token (its disk is gone): a new id, the old one dead
+        assert_eq!(m.join("storage-3", 13, "a:7070"), 6);
+        assert!(m.dead.contains(&4) && !m.nodes.contains_key(&4) && !m.members.contains_key(&4));
+        assert_eq!(m.joined(11), None);
+        // ids are never reused, not even past the highest live one
+        m.nodes.remove(&6);
+        m.members.remove(&6);
+        assert_eq!(m.join("storage-9", 14, "c:7070"), 7);
+        // placement is untouched by joins
+        assert_eq!(m.placement, ClusterMap::create(8, 3, nodes(3)).expect("map").placement);
     }
 
     #[test]

@@ -176,9 +176,13 @@ impl GroupRouter<TypeConfig, GroupId> for Router {
         cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
         _option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        // export now; the Raft state sent is the one stored with the exported data
-        let exported =
-            snapshot.snapshot.export().map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
+        // export now (a shard's whole persisted state: off the async workers); the Raft state
+        // sent is the one stored with the exported data
+        let payload = snapshot.snapshot;
+        let exported = tokio::task::spawn_blocking(move || payload.export())
+            .await
+            .map_err(|e| StreamingError::Network(NetworkError::new(&std::io::Error::other(e.to_string()))))?
+            .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
         let state: RaftState =
             decode(&exported.raft_state).map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
         let msg = SnapshotMessage {

@@ -12,6 +12,7 @@
 //! * [`Faults`]: drop, partition and delay Raft messages between nodes, for tests.
 
 mod backend;
+mod identity;
 mod incoming;
 pub mod meta;
 mod node;

@@ -9,7 +9,7 @@ use strata_raft::{Applier, Exported, Exporter, META_GROUP, NodeId, Reopener, Req
 use strata_tsdb::keys::{META_CHECKPOINT_OWNER, meta_key};
 use strata_tsdb::{Cf, KvEngine, WriteBatch};
 
-use strata_cluster::ClusterMap;
+use strata_cluster::{ClusterMap, ClusterMapV1};
 use strata_raft::codec::{decode, encode, io_err};
 
 /// Meta tag of the stored map (under the metadata group's id).
@@ -27,6 +27,37 @@ pub enum Command {
         /// Its advertised gRPC address.
         addr: String,
     },
+    /// A node without an id joins: see [`ClusterMap::join`] (the joiner then finds its id
+    /// in the map by its token).
+    Join {
+        /// The node's name (its pod name).
+        name: String,
+        /// The random token of this join, stored on the node's disk before it asks.
+        token: u64,
+        /// Its advertised gRPC address.
+        addr: String,
+    },
+}
+
+/// The commands as logged before joins existed (a `Create` carried the older map).
+#[derive(Debug, Deserialize)]
+enum CommandV1 {
+    Create(ClusterMapV1),
+    AddNode { id: NodeId, addr: String },
+}
+
+impl Command {
+    /// Decodes a logged command, also one logged before joins existed.
+    pub fn decode(bytes: &[u8]) -> io::Result<Command> {
+        decode::<Command>(bytes).or_else(|e| {
+            decode::<CommandV1>(bytes)
+                .map(|c| match c {
+                    CommandV1::Create(m) => Command::Create(m.into()),
+                    CommandV1::AddNode { id, addr } => Command::AddNode { id, addr },
+                })
+                .map_err(|_| e)
+        })
+    }
 }
 
 /// The map as the local replica knows it.
@@ -42,7 +73,7 @@ impl MetaApplier {
     /// The applier over `kv`, loading the map of the last checkpoint into `map`.
     pub(crate) fn open(kv: Arc<dyn KvEngine>, map: SharedMap) -> io::Result<Self> {
         if let Some(b) = kv.get(Cf::Meta, &meta_key(META_GROUP, META_MAP)).map_err(io_err)? {
-            *map.write() = decode(&b)?;
+            *map.write() = decode_stored(&b)?;
         }
         Ok(MetaApplier { kv, map })
     }
@@ -55,7 +86,15 @@ impl MetaApplier {
             (Command::Create(_), Some(_)) => {
                 return Err("the cluster already exists with another layout".into());
             }
-            (Command::AddNode { .. }, None) => return Err("the cluster is not created yet".into()),
+            (Command::AddNode { .. } | Command::Join { .. }, None) => {
+                return Err("the cluster is not created yet".into());
+            }
+            (Command::Join { name, token, addr }, Some(cur)) => {
+                cur.join(&name, token, &addr);
+            }
+            (Command::AddNode { id, .. }, Some(cur)) if cur.dead.contains(&id) => {
+                return Err(format!("node {id} was declared dead; its id is never used again"));
+            }
             (Command::AddNode { id, addr }, Some(cur)) => {
                 if cur.nodes.get(&id) != Some(&addr) {
                     cur.nodes.insert(id, addr);
@@ -64,6 +103,14 @@ impl MetaApplier {
             }
         }
         Ok(())
+    }
+}
+
+/// A stored `Option<ClusterMap>`, also one stored before joins existed.
+fn decode_stored(b: &[u8]) -> io::Result<Option<ClusterMap>> {
+    match b.split_first() {
+        Some((0, _)) | None => Ok(None),
+        Some((_, map)) => ClusterMap::decode(map).map(Some),
     }
 }
 
@@ -78,7 +125,7 @@ fn read_pair(kv: &dyn KvEngine) -> io::Result<Exported> {
 
 impl Applier for MetaApplier {
     fn apply(&mut self, _index: u64, request: &Request) -> io::Result<Response> {
-        let res = decode::<Command>(&request.0).map_err(|e| e.to_string()).and_then(|c| self.run(c));
+        let res = Command::decode(&request.0).map_err(|e| e.to_string()).and_then(|c| self.run(c));
         Ok(Response { first_error: res.err(), ..Response::default() })
     }
 
@@ -99,7 +146,8 @@ impl Applier for MetaApplier {
     }
 
     fn import(&mut self, snapshot: Exported) -> io::Result<()> {
-        let map: Option<ClusterMap> = if snapshot.data.is_empty() { None } else { decode(&snapshot.data)? };
+        let map: Option<ClusterMap> =
+            if snapshot.data.is_empty() { None } else { decode_stored(&snapshot.data)? };
         let mut b = WriteBatch::default();
         b.put(Cf::Meta, meta_key(META_GROUP, META_MAP), encode(&map)?);
         b.put(Cf::Meta, meta_key(META_GROUP, META_CHECKPOINT_OWNER), snapshot.raft_state);

@@ -29,16 +29,23 @@ pub const IN_PROCESS: &str = "in-process";
 /// How a storage node finds its cluster.
 #[derive(Debug, Clone)]
 pub struct StorageConfig {
-    /// This node's id (unique and stable in the cluster). Required.
+    /// This node's id (unique and stable in the cluster; founders list theirs in `peers`).
+    /// 0: the id stored in the data directory, or, on an empty one, an id allocated by the
+    /// metadata group when the node joins the cluster through `peers` (seeds). An id stored
+    /// on the disk wins; a different nonzero one is an error.
     pub node_id: NodeId,
+    /// This node's name (the pod name): a name that joins again with an empty disk is the
+    /// same machine without its data, and its old id is declared dead. Default `node-<id>`.
+    pub name: String,
     /// Data directory (one RocksDB; its filesystem's free space gates writes). Required.
     pub data_dir: PathBuf,
     /// Address the gRPC server listens on. Default `0.0.0.0:7070`.
     pub listen: SocketAddr,
     /// Address other nodes and clients reach this node at. Default: `listen`.
     pub advertise: String,
-    /// Every storage node of the cluster at creation (id → advertised gRPC address); the
-    /// first three (by id) hold the metadata group. Required.
+    /// The storage nodes of the cluster at creation (id → advertised gRPC address): the
+    /// first three (by id) hold the metadata group; a node that joins later uses them as
+    /// seeds and need not be listed. Required.
     pub peers: BTreeMap<NodeId, String>,
     /// Whether this node creates the cluster (map and metadata group) if it does not exist.
     /// Exactly one node of a new cluster bootstraps. Default false.
@@ -54,6 +61,11 @@ pub struct StorageConfig {
     /// Checkpoint every group at least this often, in addition to every
     /// `raft.snapshot_entries` entries. Default 5 minutes.
     pub checkpoint_interval: Duration,
+    /// How long one Raft message (append, vote) may go unanswered before it counts as
+    /// lost. Snapshots have no such bound on the whole transfer (a large shard's takes as
+    /// long as it takes): the receiver gives up on a stream idle for 30 s between chunks,
+    /// and HTTP/2 keep-alive notices a peer that vanished. Default 10 s.
+    pub raft_timeout: Duration,
     /// Network faults to inject on outgoing Raft messages (tests only). Default none.
     pub faults: Option<Arc<Faults>>,
     /// RocksDB settings (block cache). Default `RocksConfig::default()`.
@@ -79,6 +91,7 @@ impl StorageConfig {
         let listen: SocketAddr = SocketAddr::from(([0, 0, 0, 0], 7070));
         StorageConfig {
             node_id,
+            name: format!("node-{node_id}"),
             data_dir,
             listen,
             advertise: listen.to_string(),
@@ -89,6 +102,7 @@ impl StorageConfig {
             db: DbConfig::default(),
             raft: RaftConfig { node_id, ..RaftConfig::default() },
             checkpoint_interval: Duration::from_secs(300),
+            raft_timeout: Duration::from_secs(10),
             faults: None,
             #[cfg(feature = "rocksdb")]
             rocks: strata_engine_rocks::RocksConfig::default(),
@@ -195,10 +209,11 @@ impl StorageNode {
     /// A node over the engine `kv` (the in-memory one in tests): serving gRPC on `listener`,
     /// or, without one, in-process only (then `cfg.peers` must name this node only).
     pub async fn start_over(
-        cfg: StorageConfig,
+        mut cfg: StorageConfig,
         kv: Arc<dyn KvEngine>,
         listener: Option<tokio::net::TcpListener>,
     ) -> Result<Arc<StorageNode>> {
+        cfg.node_id = crate::identity::resolve(&cfg, &kv).await?;
         if listener.is_none() && cfg.peers.keys().any(|&id| id != cfg.node_id) {
             return Err(Error::Config("a node without a port cannot have peers".into()));
         }
@@ -208,7 +223,7 @@ impl StorageNode {
             .transpose()
             .map_err(|e| Error::Server(e.to_string()))?;
         let transport =
-            GrpcTransport::new(cfg.node_id, cfg.faults.clone(), Duration::from_secs(10), cfg.tls.clone());
+            GrpcTransport::new(cfg.node_id, cfg.faults.clone(), cfg.raft_timeout, cfg.tls.clone());
         for (id, a) in &cfg.peers {
             transport.set_peer(*id, a);
         }
@@ -488,6 +503,14 @@ async fn reconcile_once(
             Err(e) => return Err(e),
         },
     };
+    if map.dead.contains(&st.id) {
+        // its name joined again with an empty disk: another node now stands for it
+        return Err(Error::Config(format!(
+            "node {} was declared dead (its name joined again with an empty disk); empty this \
+             data directory to join anew",
+            st.id
+        )));
+    }
     for (id, a) in &map.nodes {
         transport.set_peer(*id, a);
     }

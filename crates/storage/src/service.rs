@@ -26,6 +26,10 @@ use crate::node::NodeState;
 /// Series per streamed select reply.
 const SERIES_PER_REPLY: usize = 256;
 
+/// How long a snapshot stream may stay idle between two chunks before the receiver gives
+/// up on it: 30 s (there is no bound on the whole transfer).
+const SNAPSHOT_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The largest snapshot a node accepts: 4 GiB (it is assembled in memory before install).
 const MAX_SNAPSHOT_BYTES: usize = 4 << 30;
 
@@ -78,7 +82,13 @@ impl Raft for RaftService {
         let mut stream = req.into_inner();
         let mut sender = None;
         let mut data = Vec::new();
-        while let Some(chunk) = stream.next().await {
+        loop {
+            let next = tokio::time::timeout(SNAPSHOT_IDLE, stream.next()).await.map_err(|_| {
+                Status::deadline_exceeded(format!(
+                    "snapshot stream idle for {SNAPSHOT_IDLE:?} between chunks"
+                ))
+            })?;
+            let Some(chunk) = next else { break };
             let c = chunk?;
             match sender {
                 None => {

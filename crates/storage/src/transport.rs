@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use parking_lot::{Mutex, RwLock};
 use strata_proto::cluster::raft_client::RaftClient;
 use strata_proto::cluster::{RaftMessage, SnapshotChunk};
@@ -28,6 +29,7 @@ struct FaultState {
     cut: HashSet<(NodeId, NodeId)>,
     drop_per_million: u64,
     delay: Duration,
+    chunk_delay: Duration,
     rng: u64,
 }
 
@@ -39,6 +41,7 @@ impl Faults {
                 cut: HashSet::new(),
                 drop_per_million: 0,
                 delay: Duration::ZERO,
+                chunk_delay: Duration::ZERO,
                 rng: seed | 1,
             }),
         })
@@ -66,6 +69,15 @@ impl Faults {
     /// Delays each message by `d`.
     pub fn set_delay(&self, d: Duration) {
         self.state.lock().delay = d;
+    }
+
+    /// Delays each chunk of a snapshot stream by `d` (a slow link under a large snapshot).
+    pub fn set_snapshot_chunk_delay(&self, d: Duration) {
+        self.state.lock().chunk_delay = d;
+    }
+
+    fn chunk_delay(&self) -> Duration {
+        self.state.lock().chunk_delay
     }
 
     /// Whether a message from `from` to `to` goes through, and after what delay.
@@ -133,9 +145,11 @@ impl GrpcTransport {
         {
             return Ok(c.clone());
         }
+        // no timeout on the channel: a snapshot stream may take as long as it streams
+        // (keep-alive and the receiver's idle timeout bound a dead one); messages get
+        // theirs per call
         let ch = endpoint(&addr, self.tls.as_deref())
             .map_err(|e| TransportError::Unreachable(target, e))?
-            .timeout(self.timeout)
             .connect_lazy();
         let c =
             RaftClient::new(ch).max_decoding_message_size(MAX_MESSAGE).max_encoding_message_size(MAX_MESSAGE);
@@ -152,6 +166,8 @@ impl Transport for GrpcTransport {
         };
         let client = self.client(target);
         let from = self.from;
+        let timeout = self.timeout;
+        let chunk_delay = self.faults.as_ref().map_or(Duration::ZERO, |f| f.chunk_delay());
         Box::pin(async move {
             let delay = admitted?;
             if !delay.is_zero() {
@@ -160,14 +176,28 @@ impl Transport for GrpcTransport {
             let mut client = client?;
             let unreachable = |e: tonic::Status| TransportError::Unreachable(target, e.message().to_string());
             let reply = if kind == RpcKind::Snapshot {
-                let chunks: Vec<SnapshotChunk> = payload
-                    .chunks(SNAPSHOT_CHUNK)
-                    .map(|c| SnapshotChunk { group, from, data: c.to_vec() })
-                    .collect();
-                client.install_snapshot(futures_util::stream::iter(chunks)).await.map_err(unreachable)?
+                // chunks are cut as the stream is read: one copy of a chunk at a time
+                let payload = Arc::new(payload);
+                let chunks =
+                    futures_util::stream::iter(0..payload.len().div_ceil(SNAPSHOT_CHUNK)).then(move |i| {
+                        let payload = payload.clone();
+                        async move {
+                            if !chunk_delay.is_zero() {
+                                tokio::time::sleep(chunk_delay).await;
+                            }
+                            let end = ((i + 1) * SNAPSHOT_CHUNK).min(payload.len());
+                            SnapshotChunk { group, from, data: payload[i * SNAPSHOT_CHUNK..end].to_vec() }
+                        }
+                    });
+                client.install_snapshot(chunks).await.map_err(unreachable)?
             } else {
                 let msg = RaftMessage { group, kind: kind.code(), payload, from };
-                client.call(msg).await.map_err(unreachable)?
+                match tokio::time::timeout(timeout, client.call(msg)).await {
+                    Ok(r) => r.map_err(unreachable)?,
+                    Err(_) => {
+                        return Err(TransportError::Unreachable(target, format!("no answer in {timeout:?}")));
+                    }
+                }
             };
             Ok(reply.into_inner().payload)
         })

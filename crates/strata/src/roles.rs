@@ -73,11 +73,17 @@ impl GrpcTlsArgs {
 /// Flags of `strata storage`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct StorageArgs {
-    /// This node's id: unique in the cluster, stable for the node's life. `auto`: the
-    /// ordinal at the end of the host name plus one (`strata-storage-0` is node 1), for
-    /// StatefulSet pods.
+    /// This node's id, for the cluster's founders (the nodes listed in --peers). `auto`:
+    /// the ordinal at the end of the host name plus one (`strata-storage-0` is node 1), for
+    /// StatefulSet pods; a pod whose id is not in --peers (scaled up later) joins instead.
+    /// Without an id the node takes the one stored in its data directory, or, on an empty
+    /// one, joins the cluster through --peers and gets an id that is never reused.
     #[arg(long, value_parser = parse_node_id)]
-    node_id: u64,
+    node_id: Option<NodeIdArg>,
+    /// This node's name [default: the host name]: a name that joins again with an empty
+    /// disk gets a new id, and its old id is declared dead.
+    #[arg(long)]
+    node_name: Option<String>,
     /// Data directory (one RocksDB) [default: ./data].
     #[arg(long, default_value = "./data")]
     data_dir: PathBuf,
@@ -87,8 +93,8 @@ pub(crate) struct StorageArgs {
     /// Address other nodes and clients reach this node's gRPC at [default: --grpc-addr].
     #[arg(long)]
     advertise_addr: Option<String>,
-    /// Every storage node of the cluster: id=host:port, comma-separated. The first three
-    /// (by id) hold the cluster metadata.
+    /// The cluster's founding storage nodes: id=host:port, comma-separated. The first
+    /// three (by id) hold the cluster metadata; a node not listed joins through them.
     #[arg(long, value_delimiter = ',', required = true)]
     peers: Vec<String>,
     /// Create the cluster if it does not exist yet. Only the node with the lowest id in
@@ -132,18 +138,34 @@ pub(crate) struct StorageArgs {
     ingest: IngestArgs,
 }
 
-fn parse_node_id(s: &str) -> Result<u64, String> {
-    if s != "auto" {
-        return s.parse().map_err(|_| format!("{s:?} is not a node id (a number, or auto)"));
-    }
-    let host = std::env::var("HOSTNAME")
+/// `--node-id`: a number, or derived from the host name.
+#[derive(Debug, Clone, Copy)]
+enum NodeIdArg {
+    /// Given as a number.
+    Given(u64),
+    /// `auto`: the host name's ordinal plus one.
+    Auto(u64),
+}
+
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .unwrap_or_default();
-    let host = host.trim();
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn parse_node_id(s: &str) -> Result<NodeIdArg, String> {
+    if s != "auto" {
+        return match s.parse() {
+            Ok(0) | Err(_) => Err(format!("{s:?} is not a node id (a number from 1, or auto)")),
+            Ok(n) => Ok(NodeIdArg::Given(n)),
+        };
+    }
+    let host = host_name();
     host.rsplit_once('-')
         .and_then(|(_, n)| n.parse::<u64>().ok())
-        .map(|n| n + 1)
+        .map(|n| NodeIdArg::Auto(n + 1))
         .ok_or_else(|| format!("--node-id auto: host name {host:?} does not end in -<ordinal>"))
 }
 
@@ -197,16 +219,34 @@ pub(crate) async fn serve_http(addr: &str, state: &AppState, routes: axum::Route
 
 pub(crate) async fn storage(a: StorageArgs) -> anyhow::Result<()> {
     let peers = parse_peers(&a.peers)?;
-    anyhow::ensure!(peers.contains_key(&a.node_id), "--peers must list this node (id {})", a.node_id);
+    // 0: the id on the disk, or a join
+    let node_id = match a.node_id {
+        Some(NodeIdArg::Given(id)) => {
+            anyhow::ensure!(
+                peers.contains_key(&id),
+                "--peers must list node {id} (a node that is not a founder joins: start it without --node-id)"
+            );
+            id
+        }
+        Some(NodeIdArg::Auto(id)) if peers.contains_key(&id) => id,
+        Some(NodeIdArg::Auto(_)) | None => 0,
+    };
     let listen = a.grpc_addr.parse().with_context(|| format!("--grpc-addr {:?}", a.grpc_addr))?;
     let tls = a.tls.load()?;
-    let mut cfg = StorageConfig::new(a.node_id, a.data_dir.clone());
+    let mut cfg = StorageConfig::new(node_id, a.data_dir.clone());
+    cfg.name = a.node_name.clone().unwrap_or_else(host_name);
     cfg.tls = tls.clone();
     cfg.grpc_max_connections = a.grpc_max_connections;
     cfg.listen = listen;
-    cfg.advertise = a.advertise_addr.clone().unwrap_or_else(|| peers[&a.node_id].clone());
+    cfg.advertise = match (&a.advertise_addr, peers.get(&node_id)) {
+        (Some(addr), _) => addr.clone(),
+        (None, Some(addr)) => addr.clone(),
+        (None, None) => {
+            anyhow::bail!("a node that joins the cluster needs --advertise-addr (how others reach it)")
+        }
+    };
     cfg.peers = peers.clone();
-    cfg.bootstrap = a.bootstrap;
+    cfg.bootstrap = a.bootstrap && node_id != 0;
     cfg.shards = a.shards;
     cfg.replication_factor = a.replication_factor;
     let ingest = a.ingest.settings();
@@ -218,7 +258,7 @@ pub(crate) async fn storage(a: StorageArgs) -> anyhow::Result<()> {
         ..DbConfig::default()
     };
     cfg.raft = RaftConfig {
-        node_id: a.node_id,
+        node_id,
         heartbeat_ms: a.raft_heartbeat.0.as_millis() as u64,
         election_ms: (a.raft_heartbeat.0.as_millis() as u64 * 5, a.raft_heartbeat.0.as_millis() as u64 * 10),
         ..RaftConfig::default()
@@ -226,7 +266,7 @@ pub(crate) async fn storage(a: StorageArgs) -> anyhow::Result<()> {
     cfg.checkpoint_interval = a.checkpoint_interval.0;
     cfg.min_free_bytes = a.storage_min_free_bytes;
     let node = StorageNode::start(cfg).await?;
-    tracing::info!(node = a.node_id, grpc = ?node.local_addr(), data_dir = %a.data_dir.display(), "strata storage serving");
+    tracing::info!(node = node.id(), grpc = ?node.local_addr(), data_dir = %a.data_dir.display(), "strata storage serving");
     match &a.http_addr {
         Some(addr) => {
             let client = Arc::new(ClusterClient::new(ClientConfig {

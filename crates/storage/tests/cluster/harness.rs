@@ -29,6 +29,7 @@ pub(crate) struct Cluster {
     pub(crate) faults: Arc<Faults>,
     pub(crate) client: Arc<ClusterClient>,
     tls: Option<Arc<GrpcTls>>,
+    raft_timeout: Duration,
     _root: tempfile::TempDir,
 }
 
@@ -38,9 +39,11 @@ fn config(
     peers: &BTreeMap<NodeId, String>,
     faults: &Arc<Faults>,
     tls: &Option<Arc<GrpcTls>>,
+    raft_timeout: Duration,
 ) -> StorageConfig {
     let mut c = StorageConfig::new(id, dir);
     c.tls = tls.clone();
+    c.raft_timeout = raft_timeout;
     c.listen = peers[&id].parse().expect("addr");
     c.advertise = peers[&id].clone();
     c.peers = peers.clone();
@@ -66,6 +69,15 @@ impl Cluster {
 
     /// [`Cluster::start`] with the nodes and the client talking mutual TLS.
     pub(crate) async fn start_with(n: u64, tls: Option<Arc<GrpcTls>>) -> Cluster {
+        Self::start_full(n, tls, StorageConfig::new(0, PathBuf::new()).raft_timeout).await
+    }
+
+    /// [`Cluster::start`] with Raft messages timing out after `raft_timeout`.
+    pub(crate) async fn start_with_raft_timeout(n: u64, raft_timeout: Duration) -> Cluster {
+        Self::start_full(n, None, raft_timeout).await
+    }
+
+    async fn start_full(n: u64, tls: Option<Arc<GrpcTls>>, raft_timeout: Duration) -> Cluster {
         if std::env::var_os("RUST_LOG").is_some() {
             let filter = tracing_subscriber::EnvFilter::from_default_env();
             let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
@@ -84,7 +96,8 @@ impl Cluster {
         for (id, l) in listeners {
             let dir = root.path().join(format!("node-{id}"));
             dirs.insert(id, dir.clone());
-            let node = StorageNode::start_on(config(id, dir, &peers, &faults, &tls), l).await.expect("start");
+            let cfg = config(id, dir, &peers, &faults, &tls, raft_timeout);
+            let node = StorageNode::start_on(cfg, l).await.expect("start");
             nodes.insert(id, node);
         }
         let client = Arc::new(ClusterClient::new(ClientConfig {
@@ -93,7 +106,7 @@ impl Cluster {
             tls: tls.clone(),
             ..ClientConfig::default()
         }));
-        Cluster { base: base_ms(), dirs, peers, nodes, faults, client, tls, _root: root }
+        Cluster { base: base_ms(), dirs, peers, nodes, faults, client, tls, raft_timeout, _root: root }
     }
 
     /// Stops node `id` abruptly.
@@ -110,9 +123,8 @@ impl Cluster {
             std::fs::remove_dir_all(&dir).expect("wipe");
         }
         let l = self.rebind(id).await;
-        let node = StorageNode::start_on(config(id, dir, &self.peers, &self.faults, &self.tls), l)
-            .await
-            .expect("restart");
+        let cfg = config(id, dir, &self.peers, &self.faults, &self.tls, self.raft_timeout);
+        let node = StorageNode::start_on(cfg, l).await.expect("restart");
         self.nodes.insert(id, node);
     }
 

@@ -3,6 +3,7 @@
 
 mod handoff;
 mod harness;
+mod join;
 mod replication;
 mod security;
 mod unreachable;

@@ -27,7 +27,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "strata.storageAddrs" -}}
 {{- $name := include "strata.fullname" . -}}
 {{- $out := list -}}
-{{- range $i := until (int .Values.storage.replicas) -}}
+{{- range $i := until (int .Values.storage.founders) -}}
 {{- $out = append $out (printf "%s-storage-%d.%s-storage-headless.%s.svc:7070" $name $i $name $.Release.Namespace) -}}
 {{- end -}}
 {{ join "," $out }}
@@ -36,7 +36,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "strata.peers" -}}
 {{- $name := include "strata.fullname" . -}}
 {{- $out := list -}}
-{{- range $i := until (int .Values.storage.replicas) -}}
+{{- range $i := until (int .Values.storage.founders) -}}
 {{- $out = append $out (printf "%d=%s-storage-%d.%s-storage-headless.%s.svc:7070" (add $i 1) $name $i $name $.Release.Namespace) -}}
 {{- end -}}
 {{ join "," $out }}
