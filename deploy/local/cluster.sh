@@ -5,6 +5,10 @@
 #   deploy/local/cluster.sh down DIR     stop it (SIGTERM, then SIGKILL after 30 s)
 #   deploy/local/cluster.sh kill DIR N   SIGKILL storage node N (1-3)
 #   deploy/local/cluster.sh start DIR N  start storage node N again
+#   deploy/local/cluster.sh add DIR      start one more storage node (4, 5, ...: gRPC at
+#                                        GRPC_PORT_BASE+N, HTTP at HTTP_PORT_BASE+N) that
+#                                        joins the cluster and gets an id from it (it holds no
+#                                        replicas until replicas can move)
 #   deploy/local/cluster.sh status DIR   list the processes and the ports they listen on
 #   deploy/local/cluster.sh kill-ingestor DIR I / start-ingestor DIR I   the same for ingestor I (1-2)
 #
@@ -26,7 +30,7 @@ set -euo pipefail
 
 cmd=${1:-}
 dir=${2:-}
-[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,26p' "$0"; exit 2; }
+[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,29p' "$0"; exit 2; }
 here=$(cd "$(dirname "$0")/../.." && pwd)
 GRPC_PORT_BASE=${GRPC_PORT_BASE:-7000}
 GRPC_PORTS=${GRPC_PORTS:-"$((GRPC_PORT_BASE + 1)) $((GRPC_PORT_BASE + 2)) $((GRPC_PORT_BASE + 3))"}
@@ -45,8 +49,11 @@ binary() {
     echo "$CARGO_TARGET_DIR/release/strata"; })
 }
 
-# the gRPC port of storage node $1
-grpc_port() { local ports=($GRPC_PORTS); echo "${ports[$(($1 - 1))]}"; }
+# the gRPC port of storage node $1 (a node added after the founders: GRPC_PORT_BASE+N)
+grpc_port() {
+  local ports=($GRPC_PORTS)
+  if [ "$1" -le "${#ports[@]}" ]; then echo "${ports[$(($1 - 1))]}"; else echo $((GRPC_PORT_BASE + $1)); fi
+}
 
 # the HTTP port storage node $1 is started on (0: the OS chooses)
 http_port() { if [ "$HTTP_PORT_BASE" = 0 ]; then echo 0; else echo $((HTTP_PORT_BASE + $1)); fi; }
@@ -99,9 +106,12 @@ tls_flags() {
 start_storage() {
   local n=$1 bin=$2 extra=()
   [ "$n" = 1 ] && extra+=(--bootstrap)
+  # the founders have their ids; a node added later joins (its id is then on its disk)
+  if [ "$n" -le $NODES ]; then extra+=(--node-id "$n")
+  else extra+=(--node-name "storage-$n" --advertise-addr "127.0.0.1:$(grpc_port "$n")"); fi
   mkdir -p "$dir/logs" "$dir/run"
   running "$dir/run/storage-$n.pid" && { echo "storage-$n already running"; return; }
-  nohup "$bin" storage --node-id "$n" --data-dir "$dir/storage-$n" \
+  nohup "$bin" storage --data-dir "$dir/storage-$n" \
     --grpc-addr "127.0.0.1:$(grpc_port "$n")" --peers "$(peers)" --shards "$SHARDS" \
     --replication-factor 3 --http-addr "127.0.0.1:$(http_port "$n")" $(tls_flags) "${extra[@]}" \
     >>"$dir/logs/storage-$n.log" 2>&1 &
@@ -213,6 +223,20 @@ case "$cmd" in
     dir=$(cd "$dir" && pwd)
     start_storage "$n" "$(binary)"
     ;;
+  add)
+    dir=$(cd "$dir" && pwd)
+    n=$((NODES + 1))
+    while [ -e "$dir/storage-$n" ] || running "$dir/run/storage-$n.pid"; do n=$((n + 1)); done
+    start_storage "$n" "$(binary)"
+    deadline=$((SECONDS + 60))
+    until grep -q "joined the cluster" "$dir/logs/storage-$n.log" 2>/dev/null; do
+      running "$dir/run/storage-$n.pid" || { echo "storage-$n exited; see $dir/logs/storage-$n.log" >&2; exit 1; }
+      [ $SECONDS -lt $deadline ] || { echo "storage-$n did not join; see $dir/logs/storage-$n.log" >&2; exit 1; }
+      sleep 0.2
+    done
+    id=$(sed 's/\x1b\[[0-9;]*m//g' "$dir/logs/storage-$n.log" | grep -o 'joined the cluster.*' | grep -o 'node=[0-9]*' | head -1)
+    echo "storage-$n joined (${id:-node id in its log}): gRPC 127.0.0.1:$(grpc_port "$n"), HTTP 127.0.0.1:$(http_port "$n")"
+    ;;
   kill-ingestor)
     i=${3:?ingestor number}
     stop_pid "$dir/run/ingestor-$i.pid" KILL
@@ -234,5 +258,5 @@ case "$cmd" in
       else echo "$(basename "$f" .pid) stopped"; fi
     done
     ;;
-  *) sed -n '2,26p' "$0"; exit 2 ;;
+  *) sed -n '2,29p' "$0"; exit 2 ;;
 esac

@@ -91,6 +91,18 @@ fn note_failure(down: &UnreachableNodes, addr: &str) {
     *u = Unreachable { since: Instant::now(), failures: u.failures.saturating_add(1), probing: false };
 }
 
+/// `call`, failed as `DeadlineExceeded` after `limit`: the channel's own timeout does not
+/// bound a connection whose TLS handshake never completes (a port that accepts and never
+/// answers), so every call of the client carries its own.
+async fn bounded<T>(
+    limit: Duration,
+    call: impl std::future::Future<Output = std::result::Result<T, tonic::Status>>,
+) -> std::result::Result<T, tonic::Status> {
+    tokio::time::timeout(limit, call)
+        .await
+        .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded(format!("no answer in {limit:?}"))))
+}
+
 /// Whether a failed call never got the node's own answer (refused, unresolvable, reset,
 /// timed out), as opposed to the node answering with an error.
 pub fn not_reached(status: &tonic::Status) -> bool {
@@ -152,7 +164,7 @@ impl ClusterClient {
         };
         handle.spawn(async move {
             let answered = match client {
-                Ok(mut c) => match c.get_cluster_map(ClusterMapRequest {}).await {
+                Ok(mut c) => match bounded(UNREACHABLE_FOR, c.get_cluster_map(ClusterMapRequest {})).await {
                     Ok(_) => true,
                     Err(e) => !not_reached(&e),
                 },
@@ -225,7 +237,7 @@ impl ClusterClient {
                     continue;
                 }
             };
-            match c.get_cluster_map(ClusterMapRequest {}).await {
+            match bounded(self.cfg.rpc_timeout, c.get_cluster_map(ClusterMapRequest {})).await {
                 Ok(r) if !r.get_ref().map.is_empty() => {
                     let m = ClusterMap::decode(&r.get_ref().map).map_err(|e| Error::NoMap(e.to_string()))?;
                     let mut cur = self.map.write();
@@ -280,7 +292,12 @@ impl ClusterClient {
                 break;
             }
             let mut c = self.storage(&addr)?;
-            match c.update_metadata(MetadataCommand { command: command.clone() }).await {
+            match bounded(
+                self.cfg.rpc_timeout,
+                c.update_metadata(MetadataCommand { command: command.clone() }),
+            )
+            .await
+            {
                 Ok(r) => {
                     let r = r.into_inner();
                     if r.not_leader {
@@ -342,7 +359,8 @@ impl ClusterClient {
             };
             attempt += 1;
             let mut c = self.storage(&addr)?;
-            let res = c.write(WriteRequest { shard, record: record.clone() }).await;
+            let res =
+                bounded(self.cfg.rpc_timeout, c.write(WriteRequest { shard, record: record.clone() })).await;
             match res {
                 Ok(r) => {
                     self.mark_reachable(&addr);

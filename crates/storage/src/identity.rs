@@ -88,12 +88,18 @@ pub(crate) async fn resolve(cfg: &StorageConfig, kv: &Arc<dyn KvEngine>) -> Resu
             p
         }
     };
-    let seeds: Vec<String> = cfg.peers.values().cloned().collect();
-    let client = ClusterClient::new(ClientConfig { seeds, tls: cfg.tls.clone(), ..ClientConfig::default() });
+    // the seeds only, never a map's addresses: the map may still list this very address under
+    // the id a wiped node had, and this node does not serve yet
+    let seeds: Vec<String> = cfg.peers.values().filter(|a| **a != cfg.advertise).cloned().collect();
     let join =
         Command::Join { name: pending.name.clone(), token: pending.token, addr: cfg.advertise.clone() };
     let join = encode(&join).map_err(err)?;
     loop {
+        let client = ClusterClient::new(ClientConfig {
+            seeds: seeds.clone(),
+            tls: cfg.tls.clone(),
+            ..ClientConfig::default()
+        });
         if let Ok(map) = client.fetch_map().await
             && let Some(id) = map.joined(pending.token)
         {
