@@ -83,12 +83,8 @@ pub struct ClusterClient {
 
 fn note_failure(down: &UnreachableNodes, addr: &str) {
     let mut down = down.lock();
-    let u = down.entry(addr.to_string()).or_insert(Unreachable {
-        since: Instant::now(),
-        failures: 0,
-        probing: false,
-    });
-    *u = Unreachable { since: Instant::now(), failures: u.failures.saturating_add(1), probing: false };
+    let failures = down.get(addr).map_or(0, |u| u.failures).saturating_add(1);
+    down.insert(addr.to_string(), Unreachable { since: Instant::now(), failures, probing: false });
 }
 
 /// `call`, failed as `DeadlineExceeded` after `limit`: the channel's own timeout does not

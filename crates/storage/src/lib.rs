@@ -22,7 +22,7 @@ mod standalone;
 mod transport;
 
 pub use backend::NodeBackend;
-pub use node::{IN_PROCESS, StorageConfig, StorageNode};
+pub use node::{IN_PROCESS, StorageConfig, StorageNode, host_name};
 pub use shard_applier::ShardApplier;
 pub use standalone::StandaloneWriter;
 pub use transport::{Faults, GrpcTransport};

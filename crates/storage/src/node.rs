@@ -34,8 +34,9 @@ pub struct StorageConfig {
     /// metadata group when the node joins the cluster through `peers` (seeds). An id stored
     /// on the disk wins; a different nonzero one is an error.
     pub node_id: NodeId,
-    /// This node's name (the pod name): a name that joins again with an empty disk is the
-    /// same machine without its data, and its old id is declared dead. Default `node-<id>`.
+    /// This node's name (the pod name), unique in the cluster: a name that joins again with
+    /// an empty disk is the same machine without its data, and its old id is declared dead.
+    /// Default: the host name ([`host_name`]).
     pub name: String,
     /// Data directory (one RocksDB; its filesystem's free space gates writes). Required.
     pub data_dir: PathBuf,
@@ -85,13 +86,22 @@ pub struct StorageConfig {
     pub tls: Option<Arc<GrpcTls>>,
 }
 
+/// The host name: `$HOSTNAME`, else `/etc/hostname` (a pod's name), else empty.
+pub fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
+
 impl StorageConfig {
     /// Defaults for node `node_id` with data under `data_dir`.
     pub fn new(node_id: NodeId, data_dir: PathBuf) -> Self {
         let listen: SocketAddr = SocketAddr::from(([0, 0, 0, 0], 7070));
         StorageConfig {
             node_id,
-            name: format!("node-{node_id}"),
+            name: host_name(),
             data_dir,
             listen,
             advertise: listen.to_string(),

@@ -147,14 +147,6 @@ enum NodeIdArg {
     Auto(u64),
 }
 
-fn host_name() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|h| h.trim().to_string())
-        .unwrap_or_default()
-}
-
 fn parse_node_id(s: &str) -> Result<NodeIdArg, String> {
     if s != "auto" {
         return match s.parse() {
@@ -162,7 +154,7 @@ fn parse_node_id(s: &str) -> Result<NodeIdArg, String> {
             Ok(n) => Ok(NodeIdArg::Given(n)),
         };
     }
-    let host = host_name();
+    let host = strata_storage::host_name();
     host.rsplit_once('-')
         .and_then(|(_, n)| n.parse::<u64>().ok())
         .map(|n| NodeIdArg::Auto(n + 1))
@@ -234,7 +226,9 @@ pub(crate) async fn storage(a: StorageArgs) -> anyhow::Result<()> {
     let listen = a.grpc_addr.parse().with_context(|| format!("--grpc-addr {:?}", a.grpc_addr))?;
     let tls = a.tls.load()?;
     let mut cfg = StorageConfig::new(node_id, a.data_dir.clone());
-    cfg.name = a.node_name.clone().unwrap_or_else(host_name);
+    if let Some(name) = &a.node_name {
+        cfg.name = name.clone();
+    }
     cfg.tls = tls.clone();
     cfg.grpc_max_connections = a.grpc_max_connections;
     cfg.listen = listen;

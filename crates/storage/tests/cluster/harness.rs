@@ -62,6 +62,22 @@ fn config(
     c
 }
 
+/// Listens on `addr`, retrying for up to 5 s (a port just closed may take a moment to be
+/// free again).
+pub(crate) async fn bind_retrying(addr: &str) -> tokio::net::TcpListener {
+    let mut tries = 0;
+    loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => return l,
+            Err(_) if tries < 50 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("bind {addr}: {e}"),
+        }
+    }
+}
+
 impl Cluster {
     pub(crate) async fn start(n: u64) -> Cluster {
         Self::start_with(n, None).await
@@ -130,17 +146,7 @@ impl Cluster {
 
     /// Node `id`'s port again (it may take a moment to be free after a stop).
     async fn rebind(&self, id: NodeId) -> tokio::net::TcpListener {
-        let mut tries = 0;
-        loop {
-            match tokio::net::TcpListener::bind(&self.peers[&id]).await {
-                Ok(l) => return l,
-                Err(_) if tries < 50 => {
-                    tries += 1;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => panic!("rebind {}: {e}", self.peers[&id]),
-            }
-        }
+        bind_retrying(&self.peers[&id]).await
     }
 
     /// Stops node `id` abruptly and leaves its port accepting connections that never

@@ -9,23 +9,11 @@ use strata_cluster::ClusterMap;
 use strata_raft::NodeId;
 use strata_storage::{StorageConfig, StorageNode};
 
-use crate::harness::Cluster;
+use crate::harness::{Cluster, bind_retrying};
 
 /// A node named `name` with no id, on `dir`, seeded with the founders' addresses.
 async fn joiner(c: &Cluster, name: &str, dir: &std::path::Path, port: Option<u16>) -> Arc<StorageNode> {
-    // a port just closed may take a moment to be free again
-    let mut tries = 0;
-    let l = loop {
-        match tokio::net::TcpListener::bind(("127.0.0.1", port.unwrap_or(0))).await {
-            Ok(l) => break l,
-            Err(e) if tries < 50 => {
-                tries += 1;
-                tracing::debug!(error = %e, "rebinding");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("bind {port:?}: {e}"),
-        }
-    };
+    let l = bind_retrying(&format!("127.0.0.1:{}", port.unwrap_or(0))).await;
     let addr = l.local_addr().expect("addr").to_string();
     let mut cfg = StorageConfig::new(0, dir.to_path_buf());
     cfg.name = name.to_string();
