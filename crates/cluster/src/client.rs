@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 use strata_proto::cluster::storage_client::StorageClient;
-use strata_proto::cluster::{ClusterMapRequest, MetadataCommand, WriteRequest};
+use strata_proto::cluster::{
+    ChangeReplicasReply, ChangeReplicasRequest, ClusterMapRequest, MetadataCommand, NodeStatusReply,
+    NodeStatusRequest, WriteRequest,
+};
 use strata_tsdb::ApplyOutcome;
 use tonic::transport::Channel;
 
@@ -309,6 +312,22 @@ impl ClusterClient {
             }
         }
         Err(Error::Unavailable { shard: strata_raft::META_GROUP, reason: last })
+    }
+
+    /// The groups of the node at `addr` as it sees them (one bounded call).
+    pub async fn node_status(&self, addr: &str) -> std::result::Result<NodeStatusReply, tonic::Status> {
+        let mut c = self.storage(addr).map_err(tonic::Status::from)?;
+        bounded(self.cfg.rpc_timeout, c.node_status(NodeStatusRequest {})).await.map(|r| r.into_inner())
+    }
+
+    /// One replica change step on the node at `addr` (the shard's leader; one bounded call).
+    pub async fn change_replicas(
+        &self,
+        addr: &str,
+        req: ChangeReplicasRequest,
+    ) -> std::result::Result<ChangeReplicasReply, tonic::Status> {
+        let mut c = self.storage(addr).map_err(tonic::Status::from)?;
+        bounded(self.cfg.rpc_timeout, c.change_replicas(req)).await.map(|r| r.into_inner())
     }
 
     /// The address of `shard`'s leader as last seen, if any.

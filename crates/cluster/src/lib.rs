@@ -4,6 +4,9 @@
 //!   placed once by walking a ring of virtual nodes (the `hashring` crate over our own
 //!   stable hashes), stored in the metadata group (`strata-storage`), never recomputed
 //!   elsewhere.
+//! * [`planner`]: the replica moves and leader hand-overs that restore the replication
+//!   factor, drain nodes, keep zones apart and balance the nodes (pure; the placement
+//!   controller of `strata-storage` runs it).
 //! * [`ClusterClient`]: the map from any storage node, one write per shard sent to its
 //!   leader and acknowledged only once committed by a quorum, retried across leader changes
 //!   within a deadline; shard reads (linearizable or from a follower) and evaluations.
@@ -17,11 +20,14 @@ mod client;
 pub mod codec;
 mod error;
 mod map;
+pub mod planner;
 mod tls;
 
 pub use channel::{MAX_MESSAGE, endpoint};
 pub use client::{ClientConfig, ClusterClient, UNREACHABLE_FOR, not_reached};
 pub use codec::{from_wire, series_from_wire, series_to_wire, series_to_wire_with, to_wire};
 pub use error::{Error, Result, query_error_of};
-pub use map::{ClusterMap, ClusterMapV1, Member, VNODES};
+pub use map::{
+    ClusterMap, ClusterMapV1, ClusterMapV2, Member, Move, MoveReason, NodeInfo, NodeState, VNODES,
+};
 pub use tls::{GrpcTls, TlsFiles};

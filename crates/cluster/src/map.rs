@@ -1,6 +1,7 @@
-//! The cluster map: storage nodes, shard count, replication factor and the placement of
-//! every shard's replicas — computed once by the bootstrapping node, stored in the
-//! metadata group and read by everyone else (never recomputed independently).
+//! The cluster map: storage nodes (state, zone), shard count, replication factor, the
+//! placement of every shard's voters and the replica moves in flight — placed first by the
+//! bootstrapping node, changed only by commands of the metadata group (the placement
+//! controller's moves, operators' verbs) and read by everyone else.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
@@ -32,6 +33,94 @@ pub struct ClusterMap {
     pub dead: BTreeSet<NodeId>,
     /// The id the next joining node gets; above every id ever used.
     pub next_node_id: NodeId,
+    /// Per node, what is not the default (zone "", [`NodeState::Active`]).
+    pub info: BTreeMap<NodeId, NodeInfo>,
+    /// Per shard, how many replica moves finished on it: a shard at 0 still has the
+    /// membership its first placement initialised (only then may its first replica
+    /// initialise an empty group).
+    pub conf_ver: Vec<u64>,
+    /// Replica moves in flight (at most one per shard).
+    pub moves: Vec<Move>,
+    /// Whether the placement controller starts no new moves (operators' pause).
+    pub paused: bool,
+}
+
+/// Where a storage node stands in the cluster's life.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum NodeState {
+    /// Holds replicas and takes new ones.
+    #[default]
+    Active,
+    /// Being drained by an operator: takes no new replicas, its replicas move away.
+    Draining,
+    /// Drained: holds nothing and may be deleted.
+    Decommissioned,
+}
+
+impl NodeState {
+    /// The state's name in the status API and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            NodeState::Active => "active",
+            NodeState::Draining => "draining",
+            NodeState::Decommissioned => "decommissioned",
+        }
+    }
+}
+
+/// A node's name, zone and state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// Its name (the pod name) as it describes itself; "" until it does (a joined node's
+    /// name is also in [`ClusterMap::members`]).
+    pub name: String,
+    /// Its failure domain (`--zone`; the pod's topology zone); "" when unknown.
+    pub zone: String,
+    /// Its state.
+    pub state: NodeState,
+}
+
+/// Why a replica moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MoveReason {
+    /// Its node is dead: restores the replication factor.
+    Replace,
+    /// Its node is draining.
+    Drain,
+    /// Two replicas of the shard share a zone that another zone could relieve.
+    Zone,
+    /// Its node holds more replicas than another by two or more.
+    Balance,
+}
+
+impl MoveReason {
+    /// The reason's name in the status API and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            MoveReason::Replace => "replace",
+            MoveReason::Drain => "drain",
+            MoveReason::Zone => "zone",
+            MoveReason::Balance => "balance",
+        }
+    }
+}
+
+/// One replica of `shard` moving from node `from` to node `to`: `to` joins the shard's
+/// group as a learner, catches up, then one joint change makes it a voter in `from`'s
+/// place.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Move {
+    /// The shard.
+    pub shard: u32,
+    /// The replica that leaves (its node may be dead).
+    pub from: NodeId,
+    /// The node that takes its place.
+    pub to: NodeId,
+    /// Why.
+    pub reason: MoveReason,
+    /// Where it is, as its driver last reported ("learner", "catching-up",
+    /// "transferring-leader", "joint").
+    pub phase: String,
 }
 
 /// A node that joined the cluster.
@@ -59,7 +148,7 @@ pub struct ClusterMapV1 {
 impl From<ClusterMapV1> for ClusterMap {
     fn from(m: ClusterMapV1) -> Self {
         let next_node_id = m.nodes.keys().max().map_or(1, |n| n + 1);
-        ClusterMap {
+        ClusterMapV2 {
             version: m.version,
             shards: m.shards,
             replication_factor: m.replication_factor,
@@ -68,6 +157,40 @@ impl From<ClusterMapV1> for ClusterMap {
             members: BTreeMap::new(),
             dead: BTreeSet::new(),
             next_node_id,
+        }
+        .into()
+    }
+}
+
+/// The map as stored with joins but before moves (the fields of [`ClusterMap`] up to
+/// `next_node_id`), decoded from older data and converted.
+#[derive(Debug, Deserialize)]
+pub struct ClusterMapV2 {
+    version: u64,
+    shards: u32,
+    replication_factor: usize,
+    nodes: BTreeMap<NodeId, String>,
+    placement: Vec<Vec<NodeId>>,
+    members: BTreeMap<NodeId, Member>,
+    dead: BTreeSet<NodeId>,
+    next_node_id: NodeId,
+}
+
+impl From<ClusterMapV2> for ClusterMap {
+    fn from(m: ClusterMapV2) -> Self {
+        ClusterMap {
+            version: m.version,
+            shards: m.shards,
+            replication_factor: m.replication_factor,
+            nodes: m.nodes,
+            conf_ver: vec![0; m.placement.len()],
+            placement: m.placement,
+            members: m.members,
+            dead: m.dead,
+            next_node_id: m.next_node_id,
+            info: BTreeMap::new(),
+            moves: Vec::new(),
+            paused: false,
         }
     }
 }
@@ -97,14 +220,164 @@ impl ClusterMap {
             members: BTreeMap::new(),
             dead: BTreeSet::new(),
             next_node_id,
+            info: BTreeMap::new(),
+            conf_ver: vec![0; shards as usize],
+            moves: Vec::new(),
+            paused: false,
         })
     }
 
-    /// Decodes a map as stored and sent (bincode), also one stored before joins existed.
+    /// Decodes a map as stored and sent (bincode), also one stored before moves or joins
+    /// existed.
     pub fn decode(bytes: &[u8]) -> std::io::Result<ClusterMap> {
-        strata_raft::codec::decode::<ClusterMap>(bytes).or_else(|e| {
-            strata_raft::codec::decode::<ClusterMapV1>(bytes).map(ClusterMap::from).map_err(|_| e)
+        use strata_raft::codec::decode;
+        decode::<ClusterMap>(bytes).or_else(|e| {
+            decode::<ClusterMapV2>(bytes)
+                .map(ClusterMap::from)
+                .or_else(|_| decode::<ClusterMapV1>(bytes).map(ClusterMap::from))
+                .map_err(|_| e)
         })
+    }
+
+    /// Node `id`'s zone and state (the defaults for a node without an entry).
+    pub fn node_info(&self, id: NodeId) -> NodeInfo {
+        self.info.get(&id).cloned().unwrap_or_default()
+    }
+
+    /// Records node `id`'s name and zone (as it describes itself); whether that changed the
+    /// map.
+    pub fn describe(&mut self, id: NodeId, name: &str, zone: &str) -> bool {
+        let info = self.node_info(id);
+        if !self.nodes.contains_key(&id) || (info.name == name && info.zone == zone) {
+            return false;
+        }
+        let e = self.info.entry(id).or_default();
+        e.name = name.to_string();
+        e.zone = zone.to_string();
+        self.version += 1;
+        true
+    }
+
+    /// Node `id`'s name ("" when unknown).
+    pub fn name_of(&self, id: NodeId) -> String {
+        match self.members.get(&id) {
+            Some(m) => m.name.clone(),
+            None => self.node_info(id).name,
+        }
+    }
+
+    /// The node an operator means by `who`: a name, else an id.
+    pub fn resolve(&self, who: &str) -> Option<NodeId> {
+        self.nodes
+            .keys()
+            .copied()
+            .find(|&id| self.name_of(id) == who)
+            .or_else(|| who.parse().ok().filter(|id| self.nodes.contains_key(id)))
+    }
+
+    /// Sets node `id`'s state; whether that changed the map.
+    pub fn set_state(&mut self, id: NodeId, state: NodeState) -> bool {
+        if !self.nodes.contains_key(&id) || self.node_info(id).state == state {
+            return false;
+        }
+        self.info.entry(id).or_default().state = state;
+        self.version += 1;
+        true
+    }
+
+    /// Declares node `id` dead (its disk is gone, or it was unseen for too long): its id is
+    /// never used again and its replicas are replaced.
+    pub fn declare_dead(&mut self, id: NodeId) -> bool {
+        if self.dead.contains(&id) {
+            return false;
+        }
+        self.members.remove(&id);
+        self.nodes.remove(&id);
+        self.info.remove(&id);
+        self.dead.insert(id);
+        // a move to the dead node cannot finish
+        self.moves.retain(|m| m.to != id);
+        self.version += 1;
+        true
+    }
+
+    /// Starts `moves` (each on a shard without one); whether any started.
+    pub fn start_moves(&mut self, moves: &[Move]) -> bool {
+        let mut started = false;
+        for m in moves {
+            let placed = self.replicas(m.shard);
+            if self.moves.iter().any(|x| x.shard == m.shard)
+                || !placed.contains(&m.from)
+                || placed.contains(&m.to)
+                || !self.nodes.contains_key(&m.to)
+            {
+                continue;
+            }
+            self.moves.push(m.clone());
+            started = true;
+        }
+        if started {
+            self.version += 1;
+        }
+        started
+    }
+
+    /// Records the phase the driver of `shard`'s move reports.
+    pub fn move_phase(&mut self, shard: u32, phase: &str) -> bool {
+        match self.moves.iter_mut().find(|m| m.shard == shard) {
+            Some(m) if m.phase != phase => {
+                m.phase = phase.to_string();
+                self.version += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// `shard`'s move from `from` to `to` is done: the group's voters changed, `to` stands
+    /// where `from` stood in the placement.
+    pub fn finish_move(&mut self, shard: u32, from: NodeId, to: NodeId) -> bool {
+        let Some(i) = self.moves.iter().position(|m| m.shard == shard && m.from == from && m.to == to) else {
+            return false;
+        };
+        self.moves.remove(i);
+        if let Some(r) = self.placement.get_mut(shard as usize) {
+            for n in r.iter_mut() {
+                if *n == from {
+                    *n = to;
+                }
+            }
+        }
+        if let Some(v) = self.conf_ver.get_mut(shard as usize) {
+            *v += 1;
+        }
+        self.version += 1;
+        true
+    }
+
+    /// Drops `shard`'s move (its target was removed from the group again).
+    pub fn abort_move(&mut self, shard: u32) -> bool {
+        let before = self.moves.len();
+        self.moves.retain(|m| m.shard != shard);
+        let changed = self.moves.len() != before;
+        if changed {
+            self.version += 1;
+        }
+        changed
+    }
+
+    /// The shards `node` must host a group of: those placed on it and those moving to it.
+    pub fn hosted_by(&self, node: NodeId) -> Vec<u32> {
+        let mut v = self.shards_of(node);
+        v.extend(self.moves.iter().filter(|m| m.to == node).map(|m| m.shard));
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// Whether `shard` may be initialised by its first replica: no move ever finished on it.
+    pub fn initial_membership(&self, shard: u32) -> bool {
+        self.conf_ver.get(shard as usize).is_none_or(|&v| v == 0)
     }
 
     /// Admits a node named `name` whose join carries `token`: a new id for a new name or a
@@ -121,9 +394,7 @@ impl ClusterMap {
         let previous: Vec<NodeId> =
             self.members.iter().filter(|(_, m)| m.name == name).map(|(&id, _)| id).collect();
         for old in previous {
-            self.members.remove(&old);
-            self.nodes.remove(&old);
-            self.dead.insert(old);
+            self.declare_dead(old);
         }
         let id = self.next_node_id.max(self.nodes.keys().max().map_or(1, |n| n + 1));
         self.next_node_id = id + 1;
@@ -146,11 +417,6 @@ impl ClusterMap {
     /// The shards `node` hosts a replica of.
     pub fn shards_of(&self, node: NodeId) -> Vec<u32> {
         (0..self.shards).filter(|&s| self.replicas(s).contains(&node)).collect()
-    }
-
-    /// The first nodes (by id), which hold the metadata group.
-    pub fn metadata_nodes(&self) -> Vec<NodeId> {
-        self.nodes.keys().copied().take(3).collect()
     }
 }
 
@@ -277,6 +543,47 @@ mod tests {
         let m = ClusterMap::decode(&bytes).expect("decode");
         assert_eq!(m, ClusterMap::create(8, 3, nodes(4)).expect("map"));
         assert_eq!(m.next_node_id, 5);
+    }
+
+    /// A map stored with joins but before moves (bincode writes a struct as the tuple of
+    /// its fields) decodes with no moves and every shard at its first membership.
+    #[test]
+    fn maps_stored_before_moves_decode() {
+        let mut m = ClusterMap::create(8, 3, nodes(3)).expect("map");
+        m.join("storage-3", 11, "a:7070");
+        let v2 = (
+            m.version,
+            m.shards,
+            m.replication_factor,
+            m.nodes.clone(),
+            m.placement.clone(),
+            m.members.clone(),
+            m.dead.clone(),
+            m.next_node_id,
+        );
+        let bytes = strata_raft::codec::encode(&v2).expect("encode");
+        assert_eq!(ClusterMap::decode(&bytes).expect("decode"), m);
+    }
+
+    #[test]
+    fn moves_change_the_placement_only_when_they_finish() {
+        let mut m = ClusterMap::create(8, 3, nodes(3)).expect("map");
+        let d = m.join("storage-4", 12, "d:7070");
+        let from = m.replicas(0)[0];
+        let mv = Move { shard: 0, from, to: d, reason: MoveReason::Balance, phase: "learner".into() };
+        assert!(m.start_moves(std::slice::from_ref(&mv)));
+        assert!(!m.start_moves(std::slice::from_ref(&mv)), "one move per shard");
+        assert_eq!(m.hosted_by(d), vec![0]);
+        assert!(m.initial_membership(0));
+        assert!(!m.finish_move(0, from, from), "not the move in flight");
+        assert!(m.finish_move(0, from, d));
+        assert!(m.replicas(0).contains(&d) && !m.replicas(0).contains(&from));
+        assert!(!m.initial_membership(0) && m.moves.is_empty());
+        // a move to a node declared dead is dropped with it
+        let back = Move { shard: 0, from: d, to: from, ..mv };
+        assert!(m.start_moves(&[back]));
+        m.declare_dead(from);
+        assert!(m.moves.is_empty());
     }
 
     #[test]

@@ -29,6 +29,10 @@
 //!   ([`RaftNode::maintain_health`]). A failed checkpoint fails the snapshot: the log is
 //!   not purged past samples that were never written.
 //!
+//! * **Replicas move one idempotent step at a time** ([`RaftNode::replace_replica`] on the
+//!   group's leader): learner, catch-up, leadership away from a leaving leader, one joint
+//!   change; a replica the group no longer has is removed with [`RaftNode::remove_group`].
+//!
 //! Payloads are serialised with bincode.
 
 pub mod codec;
@@ -37,6 +41,7 @@ mod health;
 mod inbound;
 mod log_store;
 mod log_writer;
+mod membership;
 mod network;
 mod node;
 mod state_machine;
@@ -46,6 +51,7 @@ pub use error::{Error, Result};
 pub use health::WriteHealth;
 pub use log_store::LogStore;
 pub use log_writer::{LogStats, LogWriter};
+pub use membership::ReplicaStep;
 pub use network::{CallFuture, NoPeers, RpcKind, Transport, TransportError};
 pub use node::{GroupStatus, RaftConfig, RaftNode};
 pub use state_machine::{Applier, Exported, Exporter, Reopener, SnapshotPayload, StateMachine};

@@ -20,7 +20,7 @@ use crate::TypeConfig;
 use crate::log_writer::LogWriter;
 
 /// Meta tags of the Raft state (next to the TSDB's own tags in `keys`).
-const META_VOTE: u8 = 0x20;
+pub(crate) const META_VOTE: u8 = 0x20;
 const META_COMMITTED: u8 = 0x21;
 const META_PURGED: u8 = 0x22;
 

@@ -51,11 +51,11 @@ impl Default for RaftConfig {
     }
 }
 
-type Group = Raft<TypeConfig, StateMachine<AnyApplier>>;
+pub(crate) type Group = Raft<TypeConfig, StateMachine<AnyApplier>>;
 
 /// A group's applier behind one concrete type (a plain `Box<dyn Applier>` trips rustc's
 /// higher-ranked lifetime inference in async code that holds a `Raft`).
-struct AnyApplier(Box<dyn Applier + 'static>);
+pub(crate) struct AnyApplier(Box<dyn Applier + 'static>);
 
 impl Applier for AnyApplier {
     fn apply(&mut self, index: u64, request: &Request) -> std::io::Result<Response> {
@@ -91,6 +91,10 @@ pub struct GroupStatus {
     pub last_log: u64,
     /// The voters of the group's membership.
     pub voters: Vec<NodeId>,
+    /// The learners of the group's membership (replicas being added).
+    pub learners: Vec<NodeId>,
+    /// Whether the membership is joint (a voter change halfway).
+    pub joint: bool,
     /// Entries up to this index are purged (covered by a snapshot).
     pub purged: u64,
 }
@@ -234,8 +238,19 @@ impl RaftNode {
         }
     }
 
-    fn group(&self, group: GroupId) -> Result<Group> {
+    pub(crate) fn group(&self, group: GroupId) -> Result<Group> {
         self.groups.read().get(&group).cloned().ok_or(Error::NoGroup(group))
+    }
+
+    /// Takes `group` out of the node (the caller shuts it down).
+    pub(crate) fn take_group(&self, group: GroupId) -> Option<Group> {
+        self.floors.write().remove(&group);
+        self.reopeners.write().remove(&group);
+        self.groups.write().remove(&group)
+    }
+
+    pub(crate) fn kv(&self) -> &Arc<dyn KvEngine> {
+        &self.kv
     }
 
     /// The groups running on this node.
@@ -315,6 +330,8 @@ impl RaftNode {
             applied: m.last_applied.map_or(0, |l| l.index),
             last_log: m.last_log_index.unwrap_or(0),
             voters: m.membership_config.membership().voter_ids().collect(),
+            learners: m.membership_config.membership().learner_ids().collect(),
+            joint: m.membership_config.membership().get_joint_config().len() > 1,
             purged: m.purged.map_or(0, |l| l.index),
         })
     }
@@ -470,15 +487,9 @@ impl RaftNode {
                 if m.current_leader != Some(me) {
                     return 0;
                 }
-                let voters: Vec<NodeId> = m.membership_config.membership().voter_ids().collect();
-                let matched = |id: &NodeId| {
-                    m.replication.as_ref().and_then(|r| r.get(id).copied().flatten()).map(|l| l.index)
-                };
-                voters
-                    .iter()
-                    .filter(|&&id| id != me)
-                    .max_by_key(|id| (matched(id), std::cmp::Reverse(**id)))
-                    .copied()
+                let voters = m.membership_config.membership().voter_ids().collect();
+                drop(m);
+                self.successor(&raft, &voters)
             };
             let Some(to) = to else { return 0 };
             if let Err(e) = raft.trigger().transfer_leader(to).await {

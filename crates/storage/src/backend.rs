@@ -36,7 +36,7 @@ impl QueryBackend for NodeBackend {
 
     fn counters(&self) -> Vec<(&'static str, &'static str, f64)> {
         let log = self.node.raft().log_stats();
-        vec![
+        let mut out = vec![
             (
                 "strata_wal_syncs",
                 "Synced log batches (group commits).",
@@ -49,7 +49,29 @@ impl QueryBackend for NodeBackend {
             ),
             ("strata_wal_records", "Log entries written.", log.records.load(Ordering::Relaxed) as f64),
             ("strata_wal_bytes", "Bytes of log entries written.", log.bytes.load(Ordering::Relaxed) as f64),
-        ]
+        ];
+        let p = self.node.placement_stats();
+        for (name, help, v) in [
+            (
+                "strata_cluster_moves_started",
+                "Replica moves started by the placement controller while this node led the metadata group.",
+                &p.moves_started,
+            ),
+            ("strata_cluster_moves_done", "Replica moves finished (this node's controller).", &p.moves_done),
+            (
+                "strata_cluster_moves_aborted",
+                "Replica moves aborted: target gone or too slow (this node's controller).",
+                &p.moves_aborted,
+            ),
+            (
+                "strata_cluster_nodes_declared_dead",
+                "Nodes declared dead (this node's controller).",
+                &p.nodes_declared_dead,
+            ),
+        ] {
+            out.push((name, help, v.load(Ordering::Relaxed) as f64));
+        }
+        out
     }
 
     fn gauges(&self) -> Vec<(&'static str, &'static str, i64)> {
@@ -76,6 +98,45 @@ impl QueryBackend for NodeBackend {
                 health.min_free_bytes().min(i64::MAX as u64) as i64,
             ),
         ];
+        let joint =
+            groups.iter().filter(|g| raft.status(**g).is_ok_and(|s| s.joint && s.leader == Some(id))).count();
+        v.push((
+            "strata_cluster_joint_groups",
+            "Groups this node leads whose membership is joint (a voter change halfway).",
+            joint as i64,
+        ));
+        if let Some(map) = self.node.map() {
+            let under = (0..map.shards)
+                .filter(|&s| map.replicas(s).iter().any(|n| !map.nodes.contains_key(n)))
+                .count();
+            v.extend([
+                (
+                    "strata_cluster_map_version",
+                    "Version of the cluster map this node knows.",
+                    map.version as i64,
+                ),
+                (
+                    "strata_cluster_moves_in_flight",
+                    "Replica moves in flight cluster-wide.",
+                    map.moves.len() as i64,
+                ),
+                (
+                    "strata_cluster_node_replicas",
+                    "Shard replicas the cluster map places on this node.",
+                    map.shards_of(id).len() as i64,
+                ),
+                (
+                    "strata_cluster_shards_under_replicated",
+                    "Shards with a replica on a dead node (being replaced).",
+                    under as i64,
+                ),
+                (
+                    "strata_cluster_rebalance_paused",
+                    "1 while new replica moves are paused.",
+                    i64::from(map.paused),
+                ),
+            ]);
+        }
         if let Some(free) = health.free_bytes() {
             v.push((
                 "strata_storage_free_bytes",

@@ -7,11 +7,18 @@
 //!   node's [`Db`](strata_tsdb::Db); the metadata group on the first three nodes ([`meta`]:
 //!   the cluster map); gRPC services for Raft messages (every group of a node pair over one
 //!   channel), shard writes, reads and evaluations, and the map.
+//! * The placement controller ([`PlacementConfig`]): on the metadata leader, moves
+//!   replicas one idempotent step at a time on each shard's leader (learner, catch-up,
+//!   leadership away, one joint change) to replace dead nodes, drain decommissioned ones,
+//!   keep zones apart and balance nodes; a node deletes a replica the map moved away after
+//!   a grace period. [`admin`]: the cluster's status and operators' verbs.
 //! * [`StandaloneWriter`]: `strata standalone` is a one-node cluster (RF=1) written to
 //!   in-process; [`NodeBackend`]: a node's own replicas as the HTTP API's query backend.
 //! * [`Faults`]: drop, partition and delay Raft messages between nodes, for tests.
 
+pub mod admin;
 mod backend;
+mod controller;
 mod identity;
 mod incoming;
 pub mod meta;
@@ -22,6 +29,7 @@ mod standalone;
 mod transport;
 
 pub use backend::NodeBackend;
+pub use controller::{PlacementConfig, PlacementStats};
 pub use node::{IN_PROCESS, StorageConfig, StorageNode, host_name};
 pub use shard_applier::ShardApplier;
 pub use standalone::StandaloneWriter;

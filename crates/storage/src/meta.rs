@@ -9,7 +9,7 @@ use strata_raft::{Applier, Exported, Exporter, META_GROUP, NodeId, Reopener, Req
 use strata_tsdb::keys::{META_CHECKPOINT_OWNER, meta_key};
 use strata_tsdb::{Cf, KvEngine, WriteBatch};
 
-use strata_cluster::{ClusterMap, ClusterMapV1};
+use strata_cluster::{ClusterMap, ClusterMapV1, Move, NodeState};
 use strata_raft::codec::{decode, encode, io_err};
 
 /// Meta tag of the stored map (under the metadata group's id).
@@ -37,6 +37,50 @@ pub enum Command {
         /// Its advertised gRPC address.
         addr: String,
     },
+    /// Starts replica moves (the placement controller's plan; see [`ClusterMap::start_moves`]).
+    StartMoves(Vec<Move>),
+    /// The phase a move's driver reports.
+    MovePhase {
+        /// The moving shard.
+        shard: u32,
+        /// Its phase.
+        phase: String,
+    },
+    /// A move's joint change committed: `to` replaces `from` in the placement.
+    FinishMove {
+        /// The moved shard.
+        shard: u32,
+        /// The replica that left.
+        from: NodeId,
+        /// The replica that took its place.
+        to: NodeId,
+    },
+    /// A move is given up (its target was dropped from the group again, or is gone).
+    AbortMove {
+        /// The shard.
+        shard: u32,
+    },
+    /// Sets a node's state (decommission, recommission; decommissioned once drained).
+    SetNodeState {
+        /// The node.
+        id: NodeId,
+        /// Its new state.
+        state: NodeState,
+    },
+    /// A node describes itself: its name and zone.
+    Describe {
+        /// The node.
+        id: NodeId,
+        /// Its name (the pod name).
+        name: String,
+        /// Its zone.
+        zone: String,
+    },
+    /// Pauses (true) or resumes the start of new moves.
+    SetPaused(bool),
+    /// Declares a node dead (unseen for too long): its replicas are replaced, its id never
+    /// used again.
+    DeclareDead(NodeId),
 }
 
 /// The commands as logged before joins existed (a `Create` carried the older map).
@@ -86,9 +130,7 @@ impl MetaApplier {
             (Command::Create(_), Some(_)) => {
                 return Err("the cluster already exists with another layout".into());
             }
-            (Command::AddNode { .. } | Command::Join { .. }, None) => {
-                return Err("the cluster is not created yet".into());
-            }
+            (_, None) => return Err("the cluster is not created yet".into()),
             (Command::Join { name, token, addr }, Some(cur)) => {
                 cur.join(&name, token, &addr);
             }
@@ -100,6 +142,38 @@ impl MetaApplier {
                     cur.nodes.insert(id, addr);
                     cur.version += 1;
                 }
+            }
+            (Command::StartMoves(moves), Some(cur)) => {
+                cur.start_moves(&moves);
+            }
+            (Command::MovePhase { shard, phase }, Some(cur)) => {
+                cur.move_phase(shard, &phase);
+            }
+            (Command::FinishMove { shard, from, to }, Some(cur)) => {
+                cur.finish_move(shard, from, to);
+            }
+            (Command::AbortMove { shard }, Some(cur)) => {
+                cur.abort_move(shard);
+            }
+            (Command::SetNodeState { id, .. } | Command::Describe { id, .. }, Some(cur))
+                if !cur.nodes.contains_key(&id) =>
+            {
+                return Err(format!("no node {id} in the cluster"));
+            }
+            (Command::SetNodeState { id, state }, Some(cur)) => {
+                cur.set_state(id, state);
+            }
+            (Command::Describe { id, name, zone }, Some(cur)) => {
+                cur.describe(id, &name, &zone);
+            }
+            (Command::SetPaused(p), Some(cur)) => {
+                if cur.paused != p {
+                    cur.paused = p;
+                    cur.version += 1;
+                }
+            }
+            (Command::DeclareDead(id), Some(cur)) => {
+                cur.declare_dead(id);
             }
         }
         Ok(())

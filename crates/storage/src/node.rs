@@ -2,7 +2,7 @@
 //! group applying into the node's TSDB), possibly a replica of the metadata group, and the
 //! gRPC services (Raft, Storage) on one port.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,6 +17,7 @@ use strata_raft::{META_GROUP, NodeId, RaftConfig, RaftNode, WriteHealth};
 use strata_tsdb::{Clock, Db, DbConfig, KvEngine, SystemClock};
 use tokio::sync::watch;
 
+use crate::controller::{Controller, PlacementConfig, PlacementStats};
 use crate::meta::{Command, MetaApplier, SharedMap};
 use crate::service::{RaftService, StorageService};
 use crate::shard_applier::ShardApplier;
@@ -38,6 +39,12 @@ pub struct StorageConfig {
     /// an empty disk is the same machine without its data, and its old id is declared dead.
     /// Default: the host name ([`host_name`]).
     pub name: String,
+    /// This node's failure domain (`--zone`; in Kubernetes the node's
+    /// `topology.kubernetes.io/zone`): no two replicas of a shard are placed in one zone
+    /// while there are at least as many zones as replicas. Default "" (no zone).
+    pub zone: String,
+    /// How the placement controller (on the metadata leader) moves replicas.
+    pub placement: PlacementConfig,
     /// Data directory (one RocksDB; its filesystem's free space gates writes). Required.
     pub data_dir: PathBuf,
     /// Address the gRPC server listens on. Default `0.0.0.0:7070`.
@@ -102,6 +109,8 @@ impl StorageConfig {
         StorageConfig {
             node_id,
             name: host_name(),
+            zone: String::new(),
+            placement: PlacementConfig::default(),
             data_dir,
             listen,
             advertise: listen.to_string(),
@@ -157,6 +166,7 @@ pub(crate) struct NodeState {
     pub(crate) map: SharedMap,
     pub(crate) db: Mutex<Option<Arc<Db>>>,
     pub(crate) peers: BTreeMap<NodeId, String>,
+    pub(crate) placement: Arc<PlacementStats>,
 }
 
 impl NodeState {
@@ -253,6 +263,7 @@ impl StorageNode {
             map: map.clone(),
             db: Mutex::new(None),
             peers: cfg.peers.clone(),
+            placement: Arc::default(),
         });
         let (stop, stopped) = watch::channel(false);
         let node =
@@ -298,6 +309,11 @@ impl StorageNode {
     /// The cluster map as this node knows it.
     pub fn map(&self) -> Option<ClusterMap> {
         self.state.map.read().clone()
+    }
+
+    /// What the placement controller did while this node led the metadata group.
+    pub fn placement_stats(&self) -> &PlacementStats {
+        &self.state.placement
     }
 
     /// Hands the leadership of its groups to other voters, checkpoints every group, stops
@@ -437,10 +453,13 @@ async fn reconcile_loop(
     let seeds: Vec<String> = cfg.peers.values().cloned().collect();
     let client = ClusterClient::new(ClientConfig { seeds, tls: cfg.tls.clone(), ..ClientConfig::default() });
     let mut last_checkpoint = tokio::time::Instant::now();
+    let mut controller = Controller::default();
+    let mut unneeded = HashMap::new();
     loop {
-        if let Err(e) = reconcile_once(&node, &cfg, &transport, &client).await {
+        if let Err(e) = reconcile_once(&node, &cfg, &transport, &client, &mut unneeded).await {
             tracing::debug!(error = %e, "cluster not ready yet");
         }
+        controller.tick(&node.state, &cfg.placement, &node.state.placement, &client).await;
         node.state.raft.update_purge_floors();
         checkpoint_big_logs(&node, cfg.db.checkpoint_log_bytes).await;
         if last_checkpoint.elapsed() >= cfg.checkpoint_interval {
@@ -467,7 +486,7 @@ async fn checkpoint_big_logs(node: &StorageNode, limit: u64) {
 
 /// Proposes a metadata command: directly when this node leads the metadata group (the only
 /// way on a node without a port), else through `client` to whichever node leads it.
-async fn update_metadata(st: &NodeState, client: &ClusterClient, cmd: Vec<u8>) -> Result<()> {
+pub(crate) async fn update_metadata(st: &NodeState, client: &ClusterClient, cmd: Vec<u8>) -> Result<()> {
     if st.raft.groups().contains(&META_GROUP) {
         match st.raft.propose(META_GROUP, strata_raft::Request(cmd.clone())).await {
             Ok(r) => return r.first_error.map_or(Ok(()), |e| Err(Error::Invalid(e))),
@@ -483,6 +502,7 @@ async fn reconcile_once(
     cfg: &StorageConfig,
     transport: &GrpcTransport,
     client: &ClusterClient,
+    unneeded: &mut HashMap<u32, tokio::time::Instant>,
 ) -> Result<()> {
     let st = &node.state;
     let holds_meta = st.raft.groups().contains(&META_GROUP);
@@ -540,19 +560,72 @@ async fn reconcile_once(
             db
         }
     };
+    let info = map.node_info(st.id);
+    if map.name_of(st.id) != cfg.name || info.zone != cfg.zone {
+        let cmd = Command::Describe { id: st.id, name: cfg.name.clone(), zone: cfg.zone.clone() };
+        let cmd = encode(&cmd).map_err(|e| Error::Server(e.to_string()))?;
+        update_metadata(st, client, cmd).await?;
+    }
     let hosted = st.raft.groups();
-    for shard in map.shards_of(st.id) {
+    let wanted = map.hosted_by(st.id);
+    for &shard in &wanted {
+        unneeded.remove(&shard);
         if hosted.contains(&shard) {
             continue;
         }
         let applier = ShardApplier::new(db.clone(), node.kv.clone(), shard);
         st.raft.add_group(shard, Box::new(applier)).await?;
+        // only the first membership is initialised here; a replica added later (a move's
+        // target) learns its membership from the leader
         let replicas = map.replicas(shard);
-        if replicas.first() == Some(&st.id) && st.raft.status(shard)?.last_log == 0 {
+        if replicas.first() == Some(&st.id)
+            && map.initial_membership(shard)
+            && st.raft.status(shard)?.last_log == 0
+        {
             let members: BTreeMap<NodeId, String> =
                 replicas.iter().filter_map(|n| map.nodes.get(n).map(|a| (*n, a.clone()))).collect();
             st.raft.initialize(shard, &members).await?;
         }
     }
+    remove_unneeded(st, &db, &hosted, &wanted, cfg.placement.replica_grace, unneeded).await;
     Ok(())
+}
+
+/// Removes the replicas the map no longer places here (a move took them elsewhere) once
+/// they have been unneeded for `grace`: the group's log and the shard's data.
+async fn remove_unneeded(
+    st: &NodeState,
+    db: &Arc<Db>,
+    hosted: &[u32],
+    wanted: &[u32],
+    grace: Duration,
+    unneeded: &mut HashMap<u32, tokio::time::Instant>,
+) {
+    let now = tokio::time::Instant::now();
+    for &g in hosted {
+        if g == META_GROUP || wanted.contains(&g) {
+            continue;
+        }
+        let since = *unneeded.entry(g).or_insert(now);
+        if now.duration_since(since) < grace {
+            continue;
+        }
+        let removed = match st.raft.remove_group(g).await {
+            Ok(()) => {
+                let db = db.clone();
+                tokio::task::spawn_blocking(move || db.import_shard(g, Vec::new()))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()))
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        match removed {
+            Ok(()) => {
+                unneeded.remove(&g);
+                tracing::info!(shard = g, "replica removed: the shard moved to another node");
+            }
+            Err(e) => tracing::warn!(shard = g, error = %e, "removing a replica failed; retrying"),
+        }
+    }
 }

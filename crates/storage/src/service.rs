@@ -9,11 +9,12 @@ use strata_promql::{Engine, EngineConfig, EvalAt, QueryError, SelectHints, Sourc
 use strata_proto::cluster::raft_server::Raft;
 use strata_proto::cluster::storage_server::Storage;
 use strata_proto::cluster::{
-    ClusterMapReply, ClusterMapRequest, Consistency, EvaluateReply, EvaluateRequest, LabelsKind, LabelsReply,
-    LabelsRequest, MetadataCommand, RaftMessage, RaftReply, SelectReply, SelectRequest, SnapshotChunk,
-    WriteReply, WriteRequest,
+    ChangeReplicasReply, ChangeReplicasRequest, ClusterMapReply, ClusterMapRequest, Consistency,
+    EvaluateReply, EvaluateRequest, GroupState, LabelsKind, LabelsReply, LabelsRequest, MetadataCommand,
+    NodeStatusReply, NodeStatusRequest, RaftMessage, RaftReply, ReplicaOp, SelectReply, SelectRequest,
+    SnapshotChunk, WriteReply, WriteRequest,
 };
-use strata_raft::{META_GROUP, Request, RpcKind};
+use strata_raft::{META_GROUP, ReplicaStep, Request, RpcKind};
 use strata_tsdb::{Matcher, SeriesData};
 use tonic::{Status, Streaming};
 
@@ -113,6 +114,65 @@ impl Raft for RaftService {
     }
 }
 
+/// This node's groups as it sees them.
+pub(crate) fn node_status(node: &NodeState) -> NodeStatusReply {
+    let groups = node
+        .raft
+        .groups()
+        .into_iter()
+        .filter_map(|g| {
+            let s = node.raft.status(g).ok()?;
+            Some(GroupState {
+                group: g,
+                leader: s.leader.unwrap_or(0),
+                voters: s.voters,
+                learners: s.learners,
+                joint: s.joint,
+                applied: s.applied,
+                last_log: s.last_log,
+            })
+        })
+        .collect();
+    let map_version = node.map.read().as_ref().map_or(0, |m| m.version);
+    NodeStatusReply { id: node.id, groups, map_version }
+}
+
+/// One step of a replica change, on this node as the shard's leader.
+pub(crate) async fn change_replicas(
+    node: &NodeState,
+    r: ChangeReplicasRequest,
+) -> Result<ChangeReplicasReply, Status> {
+    let raft = &node.raft;
+    let done =
+        |done: bool, phase: &str| ChangeReplicasReply { done, phase: phase.into(), ..Default::default() };
+    let res = match ReplicaOp::try_from(r.op) {
+        Ok(ReplicaOp::Replace) => {
+            raft.replace_replica(r.shard, r.remove, r.add, &r.add_addr, r.max_lag).await.map(|s| match s {
+                ReplicaStep::Done => done(true, "done"),
+                ReplicaStep::Pending(p) => done(false, p),
+            })
+        }
+        Ok(ReplicaOp::DropLearner) => raft
+            .drop_learner(r.shard, r.add)
+            .await
+            .map(|out| if out { done(true, "dropped") } else { done(false, "voter") }),
+        Ok(ReplicaOp::TransferLeader) => {
+            raft.transfer_leader(r.shard, r.add).await.map(|()| done(true, "transferring-leader"))
+        }
+        Err(_) => return Err(Status::invalid_argument("unknown replica operation")),
+    };
+    match res {
+        Ok(r) => Ok(r),
+        Err(strata_raft::Error::NotLeader { leader, leader_addr, .. }) => Ok(ChangeReplicasReply {
+            not_leader: true,
+            leader_id: leader.unwrap_or(0),
+            leader_addr: leader_addr.or_else(|| leader.and_then(|l| node.addr_of(l))).unwrap_or_default(),
+            ..Default::default()
+        }),
+        Err(e) => Err(Error::Raft(e).into()),
+    }
+}
+
 /// Shard writes and reads, the cluster map.
 pub(crate) struct StorageService {
     pub(crate) node: Arc<NodeState>,
@@ -134,7 +194,15 @@ impl StorageService {
         if !self.node.raft.groups().contains(&shard) {
             return Err(Status::not_found(format!("shard {shard} has no replica on this node")));
         }
-        if consistency == Consistency::Linearizable as i32 {
+        if consistency != Consistency::Linearizable as i32 {
+            // a follower read: only a voter has every committed entry's data coming (a
+            // learner may still be catching up, a removed replica no longer receives any)
+            let status = self.node.raft.status(shard).map_err(|e| Status::from(Error::Raft(e)))?;
+            if !status.voters.contains(&self.node.id) {
+                let addr = status.leader.and_then(|l| self.node.addr_of(l)).unwrap_or_default();
+                return Ok(Readable::NotLeader(addr));
+            }
+        } else {
             match self.node.raft.read_barrier(shard).await {
                 Ok(()) => {}
                 Err(strata_raft::Error::NotLeader { leader, leader_addr, .. }) => {
@@ -399,6 +467,20 @@ impl Storage for StorageService {
             None => Vec::new(),
         };
         Ok(tonic::Response::new(ClusterMapReply { map: bytes }))
+    }
+
+    async fn change_replicas(
+        &self,
+        req: tonic::Request<ChangeReplicasRequest>,
+    ) -> Result<tonic::Response<ChangeReplicasReply>, Status> {
+        Ok(tonic::Response::new(change_replicas(&self.node, req.into_inner()).await?))
+    }
+
+    async fn node_status(
+        &self,
+        _req: tonic::Request<NodeStatusRequest>,
+    ) -> Result<tonic::Response<NodeStatusReply>, Status> {
+        Ok(tonic::Response::new(node_status(&self.node)))
     }
 
     async fn update_metadata(
