@@ -234,12 +234,14 @@ pub fn plan(map: &ClusterMap, live: &BTreeSet<NodeId>, limits: PlanLimits) -> Ve
 }
 
 /// The leaderships to hand over so that leaders per node converge to ±1: `(shard, to)`,
-/// one from the node leading the most to a voter of that shard leading the fewest, while
-/// they differ by two or more; at most `max` of them. `leaders` is each shard's current
-/// leader; draining and dead nodes get nothing.
+/// along chains from the node leading the most to one leading two fewer, while there is
+/// one; at most `max` of them. `leaders` is each shard's current leader, `candidates` the
+/// voters of each shard that may lead it (caught up with its log); draining and dead
+/// nodes get nothing.
 pub fn plan_leaders(
     map: &ClusterMap,
     leaders: &BTreeMap<u32, NodeId>,
+    candidates: &BTreeMap<u32, BTreeSet<NodeId>>,
     live: &BTreeSet<NodeId>,
     max: usize,
 ) -> Vec<(u32, NodeId)> {
@@ -259,7 +261,8 @@ pub fn plan_leaders(
     while out.len() < max {
         let mut order: Vec<(usize, NodeId)> = count.iter().map(|(&n, &c)| (c, n)).collect();
         order.sort_unstable_by(|a, b| b.cmp(a));
-        let Some(path) = order.iter().find_map(|&(c, hi)| relief_path(map, &lead, &count, &moving, hi, c))
+        let Some(path) =
+            order.iter().find_map(|&(c, hi)| relief_path(candidates, &lead, &count, &moving, hi, c))
         else {
             break;
         };
@@ -277,7 +280,7 @@ pub fn plan_leaders(
 /// `to` one of its voters) from `hi` (leading `c` shards) to a node leading `c − 2` or
 /// fewer: the intermediate nodes give one and take one, so only the ends change.
 fn relief_path(
-    map: &ClusterMap,
+    candidates: &BTreeMap<u32, BTreeSet<NodeId>>,
     lead: &BTreeMap<u32, NodeId>,
     count: &BTreeMap<NodeId, usize>,
     moving: &BTreeSet<u32>,
@@ -288,7 +291,7 @@ fn relief_path(
     let mut queue = std::collections::VecDeque::from([hi]);
     while let Some(u) = queue.pop_front() {
         for (&s, _) in lead.iter().filter(|(s, l)| **l == u && !moving.contains(s)) {
-            for &v in map.replicas(s) {
+            for &v in candidates.get(&s).into_iter().flatten() {
                 if v == hi || came.contains_key(&v) || !count.contains_key(&v) {
                     continue;
                 }
@@ -464,8 +467,9 @@ mod tests {
         // every shard led by its lowest-id voter: lopsided
         let mut leaders: BTreeMap<u32, NodeId> =
             (0..64).map(|s| (s, *m.replicas(s).iter().min().expect("voters"))).collect();
+        let candidates = (0..64).map(|s| (s, m.replicas(s).iter().copied().collect())).collect();
         loop {
-            let t = plan_leaders(&m, &leaders, &live(&m), 4);
+            let t = plan_leaders(&m, &leaders, &candidates, &live(&m), 4);
             if t.is_empty() {
                 break;
             }

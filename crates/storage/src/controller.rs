@@ -86,6 +86,23 @@ pub(crate) struct Controller {
     move_seen: HashMap<u32, Instant>,
 }
 
+/// Each shard's voters whose applied index is within `max_lag` of its leader's log.
+fn caught_up(statuses: &BTreeMap<NodeId, NodeStatusReply>, max_lag: u64) -> BTreeMap<u32, BTreeSet<NodeId>> {
+    let mut out: BTreeMap<u32, BTreeSet<NodeId>> = BTreeMap::new();
+    for (&id, s) in statuses {
+        for g in s.groups.iter().filter(|g| g.group != META_GROUP && g.leader == id) {
+            let fresh = g.voters.iter().copied().filter(|v| {
+                statuses
+                    .get(v)
+                    .and_then(|r| r.groups.iter().find(|x| x.group == g.group))
+                    .is_some_and(|x| x.applied + max_lag >= g.last_log)
+            });
+            out.insert(g.group, fresh.collect());
+        }
+    }
+    out
+}
+
 /// Each shard's leader as its leader reports it.
 fn leaders_of(statuses: &BTreeMap<NodeId, NodeStatusReply>) -> BTreeMap<u32, NodeId> {
     let mut out = BTreeMap::new();
@@ -146,7 +163,8 @@ impl Controller {
             self.step(st, cfg, stats, client, &map, addr, mv).await;
         }
         decommission_drained(st, client, &map, &leaders).await;
-        hand_off_draining(client, &map, &leaders, &statuses).await;
+        let candidates = caught_up(&statuses, cfg.max_lag);
+        hand_off_draining(client, &map, &leaders, &candidates).await;
         if map.paused {
             return;
         }
@@ -166,7 +184,7 @@ impl Controller {
                 stats.moves_started.fetch_add(planned.len() as u64, Ordering::Relaxed);
             }
         } else if map.moves.is_empty() && cfg.balance_leaders && leaders.len() == map.shards as usize {
-            for (shard, to) in planner::plan_leaders(&map, &leaders, &live, 2) {
+            for (shard, to) in planner::plan_leaders(&map, &leaders, &candidates, &live, 2) {
                 let Some(addr) = leaders.get(&shard).and_then(|l| map.nodes.get(l)) else { continue };
                 let req = ChangeReplicasRequest {
                     shard,
@@ -298,27 +316,24 @@ async fn decommission_drained(
     }
 }
 
-/// Hands the leaderships of draining nodes to other voters (before their replicas move,
-/// so that writes never wait on a node being emptied).
+/// Hands the leaderships of draining nodes to other caught-up voters (before their
+/// replicas move, so that writes never wait on a node being emptied).
 async fn hand_off_draining(
     client: &ClusterClient,
     map: &ClusterMap,
     leaders: &BTreeMap<u32, NodeId>,
-    statuses: &BTreeMap<NodeId, NodeStatusReply>,
+    candidates: &BTreeMap<u32, BTreeSet<NodeId>>,
 ) {
     for (&shard, &l) in leaders {
         if map.node_info(l).state == Lifecycle::Active {
             continue;
         }
         let Some(addr) = map.nodes.get(&l) else { continue };
-        let voters: Vec<NodeId> = statuses
-            .get(&l)
-            .and_then(|s| s.groups.iter().find(|g| g.group == shard))
-            .map(|g| g.voters.clone())
-            .unwrap_or_default();
-        let Some(&to) = voters
-            .iter()
-            .find(|&&v| v != l && statuses.contains_key(&v) && map.node_info(v).state == Lifecycle::Active)
+        let Some(&to) = candidates
+            .get(&shard)
+            .into_iter()
+            .flatten()
+            .find(|&&v| v != l && map.node_info(v).state == Lifecycle::Active)
         else {
             continue;
         };

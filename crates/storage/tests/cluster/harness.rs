@@ -42,6 +42,8 @@ fn config(
     raft_timeout: Duration,
 ) -> StorageConfig {
     let mut c = StorageConfig::new(id, dir);
+    c.name = format!("node-{id}");
+    fast_placement(&mut c);
     c.tls = tls.clone();
     c.raft_timeout = raft_timeout;
     c.listen = peers[&id].parse().expect("addr");
@@ -50,16 +52,27 @@ fn config(
     c.bootstrap = id == 1;
     c.shards = SHARDS;
     c.replication_factor = 3;
-    // small logs, so that snapshots and purges happen within a test
-    c.raft = RaftConfig {
+    c.raft = raft_config(id);
+    c.faults = Some(faults.clone());
+    c
+}
+
+/// Small logs, so that snapshots and purges happen within a test; quick elections.
+fn raft_config(id: NodeId) -> RaftConfig {
+    RaftConfig {
         node_id: id,
         heartbeat_ms: 100,
         election_ms: (600, 1200),
         snapshot_entries: 40,
         keep_entries: 40,
-    };
-    c.faults = Some(faults.clone());
-    c
+    }
+}
+
+/// Placement settings for tests: replicas removed soon after they moved away, moves to an
+/// unreachable target aborted after 5 s.
+fn fast_placement(c: &mut StorageConfig) {
+    c.placement.replica_grace = Duration::from_secs(1);
+    c.placement.target_down_abort = Duration::from_secs(5);
 }
 
 /// Listens on `addr`, retrying for up to 5 s (a port just closed may take a moment to be
@@ -76,6 +89,19 @@ pub(crate) async fn bind_retrying(addr: &str) -> tokio::net::TcpListener {
             Err(e) => panic!("bind {addr}: {e}"),
         }
     }
+}
+
+/// Writes one batch through `client`: every series gets one sample at `base + t` (value
+/// the same); Ok only when acknowledged.
+async fn write_batch(client: &ClusterClient, base: i64, t: i64) -> Result<(), String> {
+    let t = base + t;
+    let mut b = SeriesBatch::new(SHARDS);
+    for i in 0..SERIES {
+        let v = i.to_string();
+        let mut pairs = vec![("__name__", "test_metric"), ("series", v.as_str())];
+        b.add(&mut pairs, [(t, t as f64)]).map_err(|e| e.to_string())?;
+    }
+    client.write(b.into_records()).await.map(|_| ()).map_err(|e| e.to_string())
 }
 
 impl Cluster {
@@ -125,6 +151,37 @@ impl Cluster {
         Cluster { base: base_ms(), dirs, peers, nodes, faults, client, tls, raft_timeout, _root: root }
     }
 
+    /// Starts a node named `name` on an empty directory (or the one it had) that joins the
+    /// cluster through the founders; returns its id.
+    pub(crate) async fn join(&mut self, name: &str) -> NodeId {
+        let dir = self._root.path().join(name);
+        let l = bind_retrying("127.0.0.1:0").await;
+        let addr = l.local_addr().expect("addr").to_string();
+        let mut cfg = StorageConfig::new(0, dir.clone());
+        cfg.name = name.to_string();
+        fast_placement(&mut cfg);
+        cfg.tls = self.tls.clone();
+        cfg.raft_timeout = self.raft_timeout;
+        cfg.listen = l.local_addr().expect("addr");
+        cfg.advertise = addr.clone();
+        cfg.peers = self.peers.clone();
+        cfg.raft = raft_config(0);
+        cfg.faults = Some(self.faults.clone());
+        let node = tokio::time::timeout(Duration::from_secs(30), StorageNode::start_on(cfg, l))
+            .await
+            .expect("joined within 30 s")
+            .expect("start");
+        let id = node.id();
+        self.dirs.insert(id, dir);
+        self.nodes.insert(id, node);
+        id
+    }
+
+    /// Every series of `shard` on node `id`: (labels, samples).
+    pub(crate) fn shard_contents(&self, id: NodeId, shard: u32) -> Vec<Stored> {
+        self.contents(id).into_iter().filter(|c| c.0 == shard).collect()
+    }
+
     /// Stops node `id` abruptly.
     pub(crate) async fn kill(&mut self, id: NodeId) {
         if let Some(n) = self.nodes.remove(&id) {
@@ -166,14 +223,28 @@ impl Cluster {
     /// Writes one batch: every series gets one sample at `t` (value `t`); Ok only when
     /// acknowledged.
     pub(crate) async fn write(&self, t: i64) -> Result<(), String> {
-        let t = self.base + t;
-        let mut b = SeriesBatch::new(SHARDS);
-        for i in 0..SERIES {
-            let v = i.to_string();
-            let mut pairs = vec![("__name__", "test_metric"), ("series", v.as_str())];
-            b.add(&mut pairs, [(t, t as f64)]).map_err(|e| e.to_string())?;
-        }
-        self.client.write(b.into_records()).await.map(|_| ()).map_err(|e| e.to_string())
+        write_batch(&self.client, self.base, t).await
+    }
+
+    /// A task writing a batch every 20 ms (timestamps 1, 2, …) until `stop` is set; it
+    /// returns the timestamps acknowledged.
+    pub(crate) fn writer(
+        &self,
+        stop: Arc<std::sync::atomic::AtomicBool>,
+    ) -> tokio::task::JoinHandle<BTreeSet<i64>> {
+        let (client, base) = (self.client.clone(), self.base);
+        tokio::spawn(async move {
+            let mut acked = BTreeSet::new();
+            let mut t = 1;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if write_batch(&client, base, t).await.is_ok() {
+                    acked.insert(t);
+                }
+                t += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            acked
+        })
     }
 
     /// [`Cluster::write`], retried until acknowledged (the cluster may still be forming)

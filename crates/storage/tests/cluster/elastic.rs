@@ -1,0 +1,184 @@
+//! The cluster grows, shrinks and heals while a writer keeps writing: replicas move to
+//! joining nodes until every node holds as many as any other ±1, drain off decommissioned
+//! nodes, and are rebuilt elsewhere when a node comes back without its disk. Afterwards
+//! every acknowledged sample is on every voter of its shard, and the voters agree.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use strata_cluster::{ClusterMap, NodeState};
+use strata_raft::NodeId;
+use strata_storage::admin;
+
+use crate::harness::{Cluster, SERIES, SHARDS};
+
+/// Replicas per node.
+fn loads(m: &ClusterMap) -> BTreeMap<NodeId, usize> {
+    let mut l: BTreeMap<NodeId, usize> = m.nodes.keys().map(|&n| (n, 0)).collect();
+    for s in 0..m.shards {
+        for n in m.replicas(s) {
+            *l.entry(*n).or_insert(0) += 1;
+        }
+    }
+    l
+}
+
+fn balanced(m: &ClusterMap, nodes: &[NodeId]) -> bool {
+    let l = loads(m);
+    let of: Vec<usize> = nodes.iter().map(|n| l.get(n).copied().unwrap_or(0)).collect();
+    of.iter().max().unwrap_or(&0) - of.iter().min().unwrap_or(&0) <= 1
+        && of.iter().sum::<usize>() == 3 * SHARDS as usize
+}
+
+/// Waits until the map has no move in flight and satisfies `f`.
+async fn settled(c: &Cluster, what: &str, timeout: Duration, f: impl Fn(&ClusterMap) -> bool) -> ClusterMap {
+    let start = Instant::now();
+    loop {
+        if let Ok(m) = c.client.fetch_map().await
+            && m.moves.is_empty()
+            && f(&m)
+        {
+            return m;
+        }
+        if start.elapsed() > timeout {
+            let status = admin::status(&c.client).await.map(|s| format!("{s:#?}")).unwrap_or_default();
+            panic!("the cluster never settled with {what} in {timeout:?}: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Every acknowledged timestamp of every series on every voter of its shard (per `m`),
+/// and the voters' copies of each shard identical; waits up to 30 s for followers.
+async fn check_replicas(c: &Cluster, m: &ClusterMap, acked: &BTreeSet<i64>) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut problems = Vec::new();
+        let mut series = 0;
+        for shard in 0..SHARDS {
+            let voters = m.replicas(shard);
+            let first = c.shard_contents(voters[0], shard);
+            series += first.len();
+            for (_, labels, samples) in &first {
+                let have: BTreeSet<i64> = samples.iter().map(|(t, _)| t - c.base).collect();
+                let missing = acked.difference(&have).count();
+                if missing > 0 {
+                    problems.push(format!(
+                        "shard {shard} node {}: {labels:?} misses {missing} acknowledged",
+                        voters[0]
+                    ));
+                }
+            }
+            for &v in &voters[1..] {
+                if c.shard_contents(v, shard) != first {
+                    problems.push(format!("shard {shard}: node {v} differs from node {}", voters[0]));
+                }
+            }
+        }
+        if series != SERIES {
+            problems.push(format!("{series} series over the shards' first voters, not {SERIES}"));
+        }
+        if problems.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "replicas wrong: {problems:#?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn grows_from_three_to_five_then_drains_back_under_writes() {
+    let mut c = Cluster::start(3).await;
+    c.write_retrying(0).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = c.writer(stop.clone());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let a = c.join("storage-4").await;
+    let b = c.join("storage-5").await;
+    let five = [1, 2, 3, a, b];
+    let m =
+        settled(&c, "replicas balanced over five nodes", Duration::from_secs(120), |m| balanced(m, &five))
+            .await;
+    stop.store(true, Ordering::Relaxed);
+    let acked = w.await.expect("writer");
+    assert!(acked.len() > 20, "only {} writes acknowledged while growing", acked.len());
+    check_replicas(&c, &m, &acked).await;
+    let s = admin::status(&c.client).await.expect("status");
+    assert_eq!(s.under_replicated, 0, "{s:#?}");
+    assert!(s.nodes.iter().all(|n| n.state == "active" && n.reachable), "{s:#?}");
+
+    // 5 → 3: both joiners decommissioned, under writes
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = c.writer(stop.clone());
+    for n in ["storage-4", "storage-5"] {
+        admin::set_node_state(&c.client, n, NodeState::Draining).await.expect("decommission");
+    }
+    let m = settled(&c, "nodes 4 and 5 decommissioned", Duration::from_secs(120), |m| {
+        [a, b].iter().all(|n| m.node_info(*n).state == NodeState::Decommissioned) && balanced(m, &[1, 2, 3])
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let more = w.await.expect("writer");
+    assert!(more.len() > 20, "only {} writes acknowledged while draining", more.len());
+    let acked: BTreeSet<i64> = acked.union(&more).copied().collect();
+    check_replicas(&c, &m, &acked).await;
+    // the drained nodes dropped their replicas (after the grace period)
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while [a, b].iter().any(|n| !c.nodes[n].raft().groups().is_empty()) {
+        assert!(Instant::now() < deadline, "drained nodes still host groups");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // a decommissioned node refuses nothing and holds nothing: stopping both loses nothing
+    c.kill(a).await;
+    c.kill(b).await;
+    let t = more.last().copied().unwrap_or(0) + 1;
+    c.write_retrying(t).await;
+    check_replicas(&c, &m, &acked.iter().copied().chain([t]).collect()).await;
+    // no third node may go: fewer active nodes than replicas
+    let e = admin::set_node_state(&c.client, "node-3", NodeState::Draining).await.expect_err("refused");
+    assert!(e.to_string().contains("add a node first"), "{e}");
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_back_with_an_empty_disk_gets_a_new_id_and_its_replicas_are_rebuilt() {
+    let mut c = Cluster::start(3).await;
+    c.write_retrying(0).await;
+    let old = c.join("storage-4").await;
+    settled(&c, "replicas balanced over four nodes", Duration::from_secs(90), |m| {
+        balanced(m, &[1, 2, 3, old])
+    })
+    .await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = c.writer(stop.clone());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.kill(old).await;
+    std::fs::remove_dir_all(&c.dirs[&old]).expect("wipe");
+    let new = c.join("storage-4").await;
+    assert!(new > old, "the wiped node got id {new}, not a new one");
+    let m = settled(&c, "the old id dead and replaced", Duration::from_secs(120), |m| {
+        m.dead.contains(&old)
+            && (0..m.shards).all(|s| !m.replicas(s).contains(&old))
+            && balanced(m, &[1, 2, 3, new])
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let acked = w.await.expect("writer");
+    assert!(acked.len() > 20, "only {} writes acknowledged", acked.len());
+    check_replicas(&c, &m, &acked).await;
+    // the old id is in no group's membership, on any node
+    for (id, n) in &c.nodes {
+        for g in n.raft().groups() {
+            let s = n.raft().status(g).expect("status");
+            assert!(
+                !s.voters.contains(&old) && !s.learners.contains(&old),
+                "node {id} group {g} still lists the dead id {old}: {s:?}"
+            );
+        }
+    }
+    c.shutdown().await;
+}
