@@ -7,8 +7,13 @@
 #   deploy/local/cluster.sh start DIR N  start storage node N again
 #   deploy/local/cluster.sh add DIR      start one more storage node (4, 5, ...: gRPC at
 #                                        GRPC_PORT_BASE+N, HTTP at HTTP_PORT_BASE+N) that
-#                                        joins the cluster and gets an id from it (it holds no
-#                                        replicas until replicas can move)
+#                                        joins the cluster and gets an id from it; replicas
+#                                        then move to it until every node holds as many ±1
+#   deploy/local/cluster.sh decommission DIR N   drain storage node N (its leaderships and
+#                                        replicas move to the others), wait until it holds
+#                                        nothing, then stop it
+#   deploy/local/cluster.sh admin DIR ARGS...    run `strata admin ARGS` against the cluster
+#                                        (e.g. status, pause, resume, recommission storage-4)
 #   deploy/local/cluster.sh status DIR   list the processes and the ports they listen on
 #   deploy/local/cluster.sh kill-ingestor DIR I / start-ingestor DIR I   the same for ingestor I (1-2)
 #
@@ -30,7 +35,7 @@ set -euo pipefail
 
 cmd=${1:-}
 dir=${2:-}
-[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,29p' "$0"; exit 2; }
+[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,34p' "$0"; exit 2; }
 here=$(cd "$(dirname "$0")/../.." && pwd)
 GRPC_PORT_BASE=${GRPC_PORT_BASE:-7000}
 GRPC_PORTS=${GRPC_PORTS:-"$((GRPC_PORT_BASE + 1)) $((GRPC_PORT_BASE + 2)) $((GRPC_PORT_BASE + 3))"}
@@ -108,12 +113,13 @@ start_storage() {
   [ "$n" = 1 ] && extra+=(--bootstrap)
   # the founders have their ids; a node added later joins (its id is then on its disk)
   if [ "$n" -le $NODES ]; then extra+=(--node-id "$n")
-  else extra+=(--node-name "storage-$n" --advertise-addr "127.0.0.1:$(grpc_port "$n")"); fi
+  else extra+=(--advertise-addr "127.0.0.1:$(grpc_port "$n")"); fi
   mkdir -p "$dir/logs" "$dir/run"
   running "$dir/run/storage-$n.pid" && { echo "storage-$n already running"; return; }
   nohup "$bin" storage --data-dir "$dir/storage-$n" \
     --grpc-addr "127.0.0.1:$(grpc_port "$n")" --peers "$(peers)" --shards "$SHARDS" \
-    --replication-factor 3 --http-addr "127.0.0.1:$(http_port "$n")" $(tls_flags) "${extra[@]}" \
+    --replication-factor 3 --http-addr "127.0.0.1:$(http_port "$n")" --node-name "storage-$n" \
+    --web.enable-admin-api $(tls_flags) "${extra[@]}" \
     >>"$dir/logs/storage-$n.log" 2>&1 &
   echo $! >"$dir/run/storage-$n.pid"
 }
@@ -237,6 +243,22 @@ case "$cmd" in
     id=$(sed 's/\x1b\[[0-9;]*m//g' "$dir/logs/storage-$n.log" | grep -o 'joined the cluster.*' | grep -o 'node=[0-9]*' | head -1)
     echo "storage-$n joined (${id:-node id in its log}): gRPC 127.0.0.1:$(grpc_port "$n"), HTTP 127.0.0.1:$(http_port "$n")"
     ;;
+  decommission)
+    n=${3:?node number}
+    # shellcheck disable=SC2046
+    "$(binary)" admin --storage "$(storage_addrs)" $(tls_flags) decommission "storage-$n" --wait
+    stop_pid "$dir/run/storage-$n.pid" TERM
+    deadline=$((SECONDS + 30))
+    while running "$dir/run/storage-$n.pid" && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
+    stop_pid "$dir/run/storage-$n.pid" KILL
+    rm -f "$dir/run/storage-$n.pid"
+    echo "storage-$n decommissioned and stopped; its data directory $dir/storage-$n may be deleted"
+    ;;
+  admin)
+    shift 2
+    # shellcheck disable=SC2046
+    "$(binary)" admin --storage "$(storage_addrs)" $(tls_flags) "$@"
+    ;;
   kill-ingestor)
     i=${3:?ingestor number}
     stop_pid "$dir/run/ingestor-$i.pid" KILL
@@ -258,5 +280,5 @@ case "$cmd" in
       else echo "$(basename "$f" .pid) stopped"; fi
     done
     ;;
-  *) sed -n '2,29p' "$0"; exit 2 ;;
+  *) sed -n '2,34p' "$0"; exit 2 ;;
 esac

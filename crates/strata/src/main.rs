@@ -7,6 +7,7 @@
 //! forwards one proposal per shard to the shard leaders.
 //! `anyhow` is used here, at the edge, and nowhere else.
 
+mod admin;
 mod certs;
 mod config;
 mod probe;
@@ -47,6 +48,9 @@ enum Role {
     Querier(roles::QuerierArgs),
     /// GET a URL and exit 0 on 2xx (health checks in images with nothing but this binary).
     Probe(probe::ProbeArgs),
+    /// Cluster administration: status, decommission, recommission, pause and resume
+    /// rebalancing.
+    Admin(admin::AdminArgs),
     /// Makes a cluster CA and a member certificate for the mutual TLS between cluster
     /// members (`--grpc-tls-*` of storage nodes, ingestors and queriers).
     Certs(certs::CertsArgs),
@@ -239,6 +243,7 @@ fn main() -> anyhow::Result<()> {
         Role::Ingestor(a) => rt.block_on(roles::ingestor(a)),
         Role::Querier(a) => rt.block_on(roles::querier(a)),
         Role::Probe(a) => probe::probe(a),
+        Role::Admin(a) => rt.block_on(admin::run(a)),
         Role::Certs(a) => certs::certs(a),
     }
 }

@@ -12,7 +12,7 @@ use strata_ingestor::ClusterWriter;
 use strata_querier::{ClusterBackend, QuerierConfig, ReadConsistency};
 use strata_raft::RaftConfig;
 use strata_server::{AppState, ServerConfig};
-use strata_storage::{NodeBackend, StorageConfig, StorageNode};
+use strata_storage::{NodeBackend, PlacementConfig, StorageConfig, StorageNode};
 use strata_tsdb::DbConfig;
 
 use crate::config::IngestArgs;
@@ -41,7 +41,7 @@ pub(crate) struct GrpcTlsArgs {
 impl GrpcTlsArgs {
     /// The TLS settings, or none with `--grpc-insecure` (said loudly); refuses to go on
     /// with neither, or with only some of the files.
-    fn load(&self) -> anyhow::Result<Option<Arc<GrpcTls>>> {
+    pub(crate) fn load(&self) -> anyhow::Result<Option<Arc<GrpcTls>>> {
         let files = [&self.grpc_tls_cert_file, &self.grpc_tls_key_file, &self.grpc_tls_ca_file];
         match (files, self.grpc_insecure) {
             ([Some(cert), Some(key), Some(ca)], false) => Ok(Some(GrpcTls::load(&TlsFiles {
@@ -130,6 +130,23 @@ pub(crate) struct StorageArgs {
     /// Most gRPC connections open at once; more wait to be accepted.
     #[arg(long = "grpc.max-connections", default_value_t = 1024)]
     grpc_max_connections: usize,
+    /// This node's failure domain (in Kubernetes the zone of the node the pod runs on):
+    /// no two replicas of a shard share a zone while there are at least as many zones as
+    /// replicas [default: none].
+    #[arg(long, default_value = "")]
+    zone: String,
+    /// Replica moves in flight cluster-wide (applied by the metadata leader).
+    #[arg(long = "placement.max-moves", default_value_t = 4)]
+    placement_max_moves: usize,
+    /// Moves in flight into, and out of, one node.
+    #[arg(long = "placement.max-moves-per-node", default_value_t = 1)]
+    placement_max_moves_per_node: usize,
+    /// A node unseen this long is declared dead and its replicas rebuilt elsewhere.
+    #[arg(long = "placement.dead-after", default_value = "5m")]
+    placement_dead_after: PromDuration,
+    /// How long a replica that moved away is kept before its data is deleted.
+    #[arg(long = "placement.replica-grace", default_value = "30s")]
+    placement_replica_grace: PromDuration,
     #[command(flatten)]
     tls: GrpcTlsArgs,
     #[command(flatten)]
@@ -186,9 +203,19 @@ pub(crate) struct WebArgs {
     /// Longest a client may take to send a request's body.
     #[arg(long = "web.read-timeout", default_value = "5m")]
     web_read_timeout: PromDuration,
+    /// Serve the cluster administration verbs (decommission, recommission, rebalance
+    /// pause/resume) on this listener; `GET /api/v1/cluster/status` is served regardless.
+    #[arg(long = "web.enable-admin-api")]
+    enable_admin_api: bool,
 }
 
 impl WebArgs {
+    /// The cluster administration routes: the status, and the verbs with
+    /// `--web.enable-admin-api` (else they answer 503 "admin APIs disabled", as Prometheus's).
+    fn admin_routes(&self, client: Arc<ClusterClient>) -> axum::Router {
+        crate::admin::routes(client, self.enable_admin_api)
+    }
+
     fn listen(&self) -> strata_server::ListenConfig {
         strata_server::ListenConfig {
             max_connections: self.web_max_connections,
@@ -259,6 +286,14 @@ pub(crate) async fn storage(a: StorageArgs) -> anyhow::Result<()> {
     };
     cfg.checkpoint_interval = a.checkpoint_interval.0;
     cfg.min_free_bytes = a.storage_min_free_bytes;
+    cfg.zone = a.zone.clone();
+    cfg.placement = PlacementConfig {
+        max_moves: a.placement_max_moves,
+        max_moves_per_node: a.placement_max_moves_per_node,
+        dead_after: a.placement_dead_after.0,
+        replica_grace: a.placement_replica_grace.0,
+        ..PlacementConfig::default()
+    };
     let node = StorageNode::start(cfg).await?;
     tracing::info!(node = node.id(), grpc = ?node.local_addr(), data_dir = %a.data_dir.display(), "strata storage serving");
     match &a.http_addr {
@@ -271,10 +306,11 @@ pub(crate) async fn storage(a: StorageArgs) -> anyhow::Result<()> {
             client.spawn_refresh(Duration::from_secs(10));
             let state = AppState::with(
                 Arc::new(NodeBackend::new(node.clone())),
-                Arc::new(ClusterWriter(client)),
+                Arc::new(ClusterWriter(client.clone())),
                 ServerConfig { listen: a.web.listen(), ingest: ingest.ingest(), ..ServerConfig::default() },
             );
-            serve_http(addr, &state, strata_server::router(state.clone())).await?;
+            let routes = strata_server::router(state.clone()).merge(a.web.admin_routes(client));
+            serve_http(addr, &state, routes).await?;
         }
         None => crate::shutdown_signal().await,
     }
@@ -427,6 +463,7 @@ pub(crate) async fn querier(a: QuerierArgs) -> anyhow::Result<()> {
     cfg.engine.max_nesting = a.query_max_nesting;
     cfg.max_response_bytes = a.query_max_response_bytes;
     cfg.engine.lookback_ms = a.query_lookback_delta.0.as_millis() as i64;
+    let admin = a.web.admin_routes(client.clone());
     let backend = ClusterBackend::new(
         client,
         QuerierConfig {
@@ -440,7 +477,7 @@ pub(crate) async fn querier(a: QuerierArgs) -> anyhow::Result<()> {
     );
     let state = AppState::with(Arc::new(backend), Arc::new(NoWrites), cfg);
     tracing::info!(storage = ?a.storage, pushdown = a.pushdown, "strata querier starting");
-    serve_http(&a.http_addr, &state, strata_server::router(state.clone())).await
+    serve_http(&a.http_addr, &state, strata_server::router(state.clone()).merge(admin)).await
 }
 
 /// A querier takes no writes: remote write gets 405 with where to send it.
