@@ -224,32 +224,58 @@ impl ClusterClient {
         v
     }
 
-    /// Fetches the cluster map from the first node that has one (the newest version seen
-    /// wins) and caches it.
+    /// Asks every known node and seed for its map at once and returns the newest of the
+    /// answers that arrive until 300 ms after the first (a node that left the metadata
+    /// group serves its last, stale copy; a node that is down does not hold the others
+    /// up); caches it. An older map than one seen before never replaces it: the newer one
+    /// is returned.
     pub async fn fetch_map(&self) -> Result<ClusterMap> {
-        let mut last = String::from("no storage node configured");
-        for addr in self.map_sources() {
-            let mut c = match self.storage(&addr) {
-                Ok(c) => c,
-                Err(e) => {
-                    last = e.to_string();
-                    continue;
-                }
-            };
-            match bounded(self.cfg.rpc_timeout, c.get_cluster_map(ClusterMapRequest {})).await {
-                Ok(r) if !r.get_ref().map.is_empty() => {
-                    let m = ClusterMap::decode(&r.get_ref().map).map_err(|e| Error::NoMap(e.to_string()))?;
-                    let mut cur = self.map.write();
-                    if cur.as_ref().is_none_or(|c| c.version <= m.version) {
-                        *cur = Some(Arc::new(m.clone()));
+        use futures_util::StreamExt;
+        let mut asks: futures_util::stream::FuturesUnordered<_> = self
+            .map_sources()
+            .into_iter()
+            .map(|addr| async move {
+                let mut c = self.storage(&addr).map_err(|e| e.to_string())?;
+                match bounded(self.cfg.rpc_timeout, c.get_cluster_map(ClusterMapRequest {})).await {
+                    Ok(r) if !r.get_ref().map.is_empty() => {
+                        ClusterMap::decode(&r.get_ref().map).map_err(|e| format!("{addr}: {e}"))
                     }
-                    return Ok(m);
+                    Ok(_) => Err(format!("{addr} has no cluster map yet")),
+                    Err(e) => Err(format!("{addr}: {}", e.message())),
                 }
-                Ok(_) => last = format!("{addr} has no cluster map yet"),
-                Err(e) => last = format!("{addr}: {}", e.message()),
+            })
+            .collect();
+        let mut newest: Option<ClusterMap> = None;
+        let mut last = String::from("no storage node configured");
+        let mut until: Option<tokio::time::Instant> = None;
+        loop {
+            let next = match until {
+                Some(t) => match tokio::time::timeout_at(t, asks.next()).await {
+                    Ok(n) => n,
+                    Err(_) => break,
+                },
+                None => asks.next().await,
+            };
+            match next {
+                None => break,
+                Some(Ok(m)) => {
+                    until.get_or_insert_with(|| tokio::time::Instant::now() + Duration::from_millis(300));
+                    if newest.as_ref().is_none_or(|n| n.version < m.version) {
+                        newest = Some(m);
+                    }
+                }
+                Some(Err(e)) => last = e,
             }
         }
-        Err(Error::NoMap(last))
+        let m = newest.ok_or(Error::NoMap(last))?;
+        let mut cur = self.map.write();
+        match cur.as_ref() {
+            Some(c) if c.version > m.version => Ok(ClusterMap::clone(c)),
+            _ => {
+                *cur = Some(Arc::new(m.clone()));
+                Ok(m)
+            }
+        }
     }
 
     /// Keeps the cached map fresh in the background: fetched every second until there is

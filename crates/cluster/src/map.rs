@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 use serde::{Deserialize, Serialize};
-use strata_raft::NodeId;
+use strata_raft::{META_GROUP, NodeId};
 
 /// Virtual nodes per storage node on the placement ring.
 pub const VNODES: u32 = 64;
@@ -43,6 +43,9 @@ pub struct ClusterMap {
     pub moves: Vec<Move>,
     /// Whether the placement controller starts no new moves (operators' pause).
     pub paused: bool,
+    /// The voters of the metadata group (the group's replicas move like a shard's, with
+    /// [`META_GROUP`] as their shard).
+    pub meta: Vec<NodeId>,
 }
 
 /// Where a storage node stands in the cluster's life.
@@ -178,6 +181,7 @@ pub struct ClusterMapV2 {
 
 impl From<ClusterMapV2> for ClusterMap {
     fn from(m: ClusterMapV2) -> Self {
+        let meta = founders_meta(&m.nodes);
         ClusterMap {
             version: m.version,
             shards: m.shards,
@@ -191,8 +195,14 @@ impl From<ClusterMapV2> for ClusterMap {
             info: BTreeMap::new(),
             moves: Vec::new(),
             paused: false,
+            meta,
         }
     }
+}
+
+/// The metadata group's first voters: the first three nodes by id.
+fn founders_meta(nodes: &BTreeMap<NodeId, String>) -> Vec<NodeId> {
+    nodes.keys().copied().take(3).collect()
 }
 
 impl ClusterMap {
@@ -210,6 +220,7 @@ impl ClusterMap {
         }
         let ids: Vec<NodeId> = nodes.keys().copied().collect();
         let placement = (0..shards).map(|s| place(s, rf, &ids)).collect();
+        let meta = founders_meta(&nodes);
         let next_node_id = ids.iter().max().map_or(1, |n| n + 1);
         Ok(ClusterMap {
             version: 1,
@@ -224,6 +235,7 @@ impl ClusterMap {
             conf_ver: vec![0; shards as usize],
             moves: Vec::new(),
             paused: false,
+            meta,
         })
     }
 
@@ -341,7 +353,9 @@ impl ClusterMap {
             return false;
         };
         self.moves.remove(i);
-        if let Some(r) = self.placement.get_mut(shard as usize) {
+        let replicas =
+            if shard == META_GROUP { Some(&mut self.meta) } else { self.placement.get_mut(shard as usize) };
+        if let Some(r) = replicas {
             for n in r.iter_mut() {
                 if *n == from {
                     *n = to;
@@ -366,9 +380,13 @@ impl ClusterMap {
         changed
     }
 
-    /// The shards `node` must host a group of: those placed on it and those moving to it.
+    /// The groups `node` must host: the shards placed on it, the metadata group if it is
+    /// one of its voters, and the groups moving to it.
     pub fn hosted_by(&self, node: NodeId) -> Vec<u32> {
         let mut v = self.shards_of(node);
+        if self.meta.contains(&node) {
+            v.push(META_GROUP);
+        }
         v.extend(self.moves.iter().filter(|m| m.to == node).map(|m| m.shard));
         v.sort_unstable();
         v.dedup();
@@ -392,7 +410,7 @@ impl ClusterMap {
             return id;
         }
         let previous: Vec<NodeId> =
-            self.members.iter().filter(|(_, m)| m.name == name).map(|(&id, _)| id).collect();
+            self.nodes.keys().copied().filter(|&id| !name.is_empty() && self.name_of(id) == name).collect();
         for old in previous {
             self.declare_dead(old);
         }
@@ -409,8 +427,11 @@ impl ClusterMap {
         self.members.iter().find(|(_, m)| m.token == token).map(|(&id, _)| id)
     }
 
-    /// The replicas of `shard`.
+    /// The replicas of `shard` (the metadata group's voters for [`META_GROUP`]).
     pub fn replicas(&self, shard: u32) -> &[NodeId] {
+        if shard == META_GROUP {
+            return &self.meta;
+        }
         self.placement.get(shard as usize).map_or(&[], |v| v.as_slice())
     }
 

@@ -2,7 +2,8 @@
 //! to start next and the leaderships to hand over. Pure (no I/O, no clock): the placement
 //! controller on the metadata leader runs it and proposes what it returns.
 //!
-//! Priorities, highest first: replace the replicas of dead nodes (restores the replication
+//! The metadata group's voters are replaced and drained like a shard's replicas (never
+//! moved for balance). Priorities, highest first: replace the replicas of dead nodes (restores the replication
 //! factor), drain draining nodes, fix zone violations, then balance replica counts to ±1
 //! (only while no shard is under-replicated). A node is a target only when it is known,
 //! active and alive; zones: with at least as many zones as replicas no two replicas of a
@@ -10,7 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use strata_raft::NodeId;
+use strata_raft::{META_GROUP, NodeId};
 
 use crate::map::{ClusterMap, Move, MoveReason, NodeState};
 
@@ -39,8 +40,9 @@ struct View<'a> {
     load: BTreeMap<NodeId, usize>,
     inbound: BTreeMap<NodeId, usize>,
     outbound: BTreeMap<NodeId, usize>,
-    /// Each shard's replicas once its move (if any) is done.
-    replicas: Vec<Vec<NodeId>>,
+    /// Each group's replicas once its move (if any) is done: the shards', and the metadata
+    /// group's under [`META_GROUP`].
+    replicas: BTreeMap<u32, Vec<NodeId>>,
     busy: BTreeSet<u32>,
     limits: PlanLimits,
     planned: Vec<Move>,
@@ -54,14 +56,15 @@ impl<'a> View<'a> {
             .copied()
             .filter(|n| live.contains(n) && map.node_info(*n).state == NodeState::Active)
             .collect();
-        let mut replicas: Vec<Vec<NodeId>> = (0..map.shards).map(|s| map.replicas(s).to_vec()).collect();
+        let mut replicas: BTreeMap<u32, Vec<NodeId>> =
+            (0..map.shards).chain([META_GROUP]).map(|s| (s, map.replicas(s).to_vec())).collect();
         let (mut inbound, mut outbound) = (BTreeMap::new(), BTreeMap::new());
         let mut busy = BTreeSet::new();
         for m in &map.moves {
             busy.insert(m.shard);
             *inbound.entry(m.to).or_insert(0) += 1;
             *outbound.entry(m.from).or_insert(0) += 1;
-            if let Some(r) = replicas.get_mut(m.shard as usize) {
+            if let Some(r) = replicas.get_mut(&m.shard) {
                 for n in r.iter_mut() {
                     if *n == m.from {
                         *n = m.to;
@@ -70,7 +73,7 @@ impl<'a> View<'a> {
             }
         }
         let mut load: BTreeMap<NodeId, usize> = map.nodes.keys().map(|&n| (n, 0)).collect();
-        for r in &replicas {
+        for (_, r) in replicas.range(..map.shards) {
             for n in r {
                 *load.entry(*n).or_insert(0) += 1;
             }
@@ -99,7 +102,7 @@ impl<'a> View<'a> {
 
     /// Whether `to` may take a replica of `shard` in place of `from`.
     fn may_take(&self, shard: u32, from: NodeId, to: NodeId) -> bool {
-        let replicas = &self.replicas[shard as usize];
+        let replicas = &self.replicas[&shard];
         if !self.targets.contains(&to)
             || replicas.contains(&to)
             || self.inbound.get(&to).copied().unwrap_or(0) >= self.limits.max_per_node
@@ -131,11 +134,13 @@ impl<'a> View<'a> {
         self.busy.insert(shard);
         *self.inbound.entry(to).or_insert(0) += 1;
         *self.outbound.entry(from).or_insert(0) += 1;
-        *self.load.entry(to).or_insert(0) += 1;
-        if let Some(l) = self.load.get_mut(&from) {
-            *l = l.saturating_sub(1);
+        if shard != META_GROUP {
+            *self.load.entry(to).or_insert(0) += 1;
+            if let Some(l) = self.load.get_mut(&from) {
+                *l = l.saturating_sub(1);
+            }
         }
-        for n in self.replicas[shard as usize].iter_mut() {
+        for n in self.replicas.entry(shard).or_default().iter_mut() {
             if *n == from {
                 *n = to;
             }
@@ -146,11 +151,12 @@ impl<'a> View<'a> {
     /// Moves every replica that `leaving` picks out (dead, draining, zone-crowded) to the
     /// best target, as budget and limits allow.
     fn evict(&mut self, reason: MoveReason, leaving: impl Fn(&Self, u32, NodeId) -> bool) {
-        for shard in 0..self.map.shards {
+        let groups: Vec<u32> = self.replicas.keys().copied().collect();
+        for shard in groups {
             if self.busy.contains(&shard) {
                 continue;
             }
-            let replicas = self.replicas[shard as usize].clone();
+            let replicas = self.replicas[&shard].clone();
             for from in replicas {
                 if !self.budget_left() {
                     return;
@@ -169,7 +175,7 @@ impl<'a> View<'a> {
     /// Whether `shard`'s replica on `n` shares its zone with more replicas than allowed
     /// (it is the highest-id one of them, so exactly the excess moves).
     fn crowded(&self, shard: u32, n: NodeId) -> bool {
-        let replicas = &self.replicas[shard as usize];
+        let replicas = &self.replicas[&shard];
         let zone = self.zone(n);
         let same: Vec<NodeId> = replicas.iter().copied().filter(|&m| self.zone(m) == zone).collect();
         let cap = self.zone_cap();
@@ -179,7 +185,7 @@ impl<'a> View<'a> {
     fn under_replicated(&self) -> bool {
         let dead = |n: &NodeId| !self.map.nodes.contains_key(n);
         self.map.moves.iter().any(|m| m.reason == MoveReason::Replace)
-            || self.replicas.iter().any(|r| r.iter().any(dead))
+            || self.replicas.values().any(|r| r.iter().any(dead))
     }
 
     /// Moves replicas from the most to the least loaded targets while they differ by two or
@@ -203,9 +209,7 @@ impl<'a> View<'a> {
                         break;
                     }
                     let shard = (0..self.map.shards).find(|&s| {
-                        !self.busy.contains(&s)
-                            && self.replicas[s as usize].contains(&hi)
-                            && self.may_take(s, hi, lo)
+                        !self.busy.contains(&s) && self.replicas[&s].contains(&hi) && self.may_take(s, hi, lo)
                     });
                     if let Some(s) = shard {
                         self.add(s, hi, lo, MoveReason::Balance);
@@ -427,6 +431,19 @@ mod tests {
     }
 
     #[test]
+    fn metadata_voters_leave_draining_and_dead_nodes() {
+        let mut m = cluster(5, 16);
+        converge(&mut m, PlanLimits::default());
+        assert_eq!(m.meta, vec![1, 2, 3]);
+        m.set_state(1, NodeState::Draining);
+        m.declare_dead(2);
+        converge(&mut m, PlanLimits { max_moves: 8, max_per_node: 8 });
+        let meta: BTreeSet<NodeId> = m.meta.iter().copied().collect();
+        assert_eq!(meta, [3, 4, 5].into(), "{:?}", m.meta);
+        assert!(m.shards_of(1).is_empty());
+    }
+
+    #[test]
     fn dead_replicas_are_replaced_before_any_balancing() {
         let mut m = cluster(4, 64);
         converge(&mut m, PlanLimits::default());
@@ -435,7 +452,8 @@ mod tests {
         m.join("storage-9", 99, "n9:7070");
         let limits = PlanLimits { max_moves: 100, max_per_node: 100 };
         let first = plan(&m, &live(&m), limits);
-        assert_eq!(first.len(), on_2);
+        // its shards, and its seat in the metadata group
+        assert_eq!(first.len(), on_2 + 1);
         assert!(first.iter().all(|mv| mv.from == 2 && mv.reason == MoveReason::Replace), "{first:?}");
         converge(&mut m, limits);
         let l = loads(&m);

@@ -105,6 +105,7 @@ impl RaftNode {
             }
             return Ok(ReplicaStep::Pending("transferring-leader"));
         }
+        tracing::info!(group, ?voters, ?target, "replacing the voters (one joint change)");
         raft.change_membership(ChangeMembers::ReplaceAllVoters(target), false)
             .await
             .map_err(|e| fatal(e.to_string()))?;

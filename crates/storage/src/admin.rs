@@ -53,6 +53,8 @@ pub struct NodeView {
     pub reachable: bool,
     /// Shard replicas the map places on it.
     pub replicas: usize,
+    /// Whether it is a voter of the metadata group.
+    pub meta: bool,
     /// Shards it leads.
     pub leaders: usize,
 }
@@ -68,6 +70,8 @@ pub struct ShardView {
     pub learners: Vec<NodeId>,
     /// Its leader, if one answered.
     pub leader: Option<NodeId>,
+    /// Its replicas as the cluster map places them (the voters once moves finish).
+    pub placed: Vec<NodeId>,
 }
 
 /// One move in flight.
@@ -125,7 +129,7 @@ fn assemble(map: &ClusterMap, reports: &BTreeMap<NodeId, NodeStatusReply>) -> Cl
         if live * 2 <= voters.len() {
             lost.push(s);
         }
-        shards.push(ShardView { id: s, voters, learners, leader });
+        shards.push(ShardView { id: s, voters, learners, leader, placed: map.replicas(s).to_vec() });
     }
     let mut nodes: Vec<NodeView> = map
         .nodes
@@ -140,6 +144,7 @@ fn assemble(map: &ClusterMap, reports: &BTreeMap<NodeId, NodeStatusReply>) -> Cl
                 state: info.state.name(),
                 reachable: reports.contains_key(&id),
                 replicas: map.shards_of(id).len(),
+                meta: map.meta.contains(&id),
                 leaders: leads.get(&id).copied().unwrap_or(0),
             }
         })
@@ -152,6 +157,7 @@ fn assemble(map: &ClusterMap, reports: &BTreeMap<NodeId, NodeStatusReply>) -> Cl
         state: "dead",
         reachable: false,
         replicas: map.shards_of(id).len(),
+        meta: map.meta.contains(&id),
         leaders: 0,
     }));
     let moves = map

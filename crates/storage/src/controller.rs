@@ -103,12 +103,12 @@ fn caught_up(statuses: &BTreeMap<NodeId, NodeStatusReply>, max_lag: u64) -> BTre
     out
 }
 
-/// Each shard's leader as its leader reports it.
+/// Each group's leader as its leader reports it (the metadata group's too).
 fn leaders_of(statuses: &BTreeMap<NodeId, NodeStatusReply>) -> BTreeMap<u32, NodeId> {
     let mut out = BTreeMap::new();
     for (&id, s) in statuses {
         for g in &s.groups {
-            if g.group != META_GROUP && g.leader == id {
+            if g.leader == id {
                 out.insert(g.group, id);
             }
         }
@@ -183,8 +183,13 @@ impl Controller {
             if propose(st, client, &Command::StartMoves(planned.clone())).await {
                 stats.moves_started.fetch_add(planned.len() as u64, Ordering::Relaxed);
             }
-        } else if map.moves.is_empty() && cfg.balance_leaders && leaders.len() == map.shards as usize {
-            for (shard, to) in planner::plan_leaders(&map, &leaders, &candidates, &live, 2) {
+        } else if map.moves.is_empty() && cfg.balance_leaders {
+            let shard_leaders: BTreeMap<u32, NodeId> =
+                leaders.range(..map.shards).map(|(s, l)| (*s, *l)).collect();
+            if shard_leaders.len() < map.shards as usize {
+                return;
+            }
+            for (shard, to) in planner::plan_leaders(&map, &shard_leaders, &candidates, &live, 2) {
                 let Some(addr) = leaders.get(&shard).and_then(|l| map.nodes.get(l)) else { continue };
                 let req = ChangeReplicasRequest {
                     shard,
@@ -306,6 +311,7 @@ async fn decommission_drained(
     for &id in map.nodes.keys() {
         let drained = map.node_info(id).state == Lifecycle::Draining
             && map.shards_of(id).is_empty()
+            && !map.meta.contains(&id)
             && !map.moves.iter().any(|m| m.from == id || m.to == id)
             && !leaders.values().any(|&l| l == id);
         if drained
@@ -324,7 +330,7 @@ async fn hand_off_draining(
     leaders: &BTreeMap<u32, NodeId>,
     candidates: &BTreeMap<u32, BTreeSet<NodeId>>,
 ) {
-    for (&shard, &l) in leaders {
+    for (&shard, &l) in leaders.range(..map.shards) {
         if map.node_info(l).state == Lifecycle::Active {
             continue;
         }

@@ -53,10 +53,45 @@ fn fresh_token() -> u64 {
     h.finish().max(1)
 }
 
+/// Whether founder `cfg.node_id` ran in an existing cluster before: the first other
+/// founder that answers (within 3 s) has a map that knows its name. A founder's first
+/// start finds no map (the first answer says so) or no name; one whose disk was replaced
+/// finds both.
+async fn ran_before(cfg: &StorageConfig) -> bool {
+    use futures_util::StreamExt;
+    let seeds: Vec<String> = cfg.peers.values().filter(|a| **a != cfg.advertise).cloned().collect();
+    let client = ClusterClient::new(ClientConfig {
+        seeds: Vec::new(),
+        tls: cfg.tls.clone(),
+        ..ClientConfig::default()
+    });
+    let client = &client;
+    let mut asks: futures_util::stream::FuturesUnordered<_> = seeds
+        .iter()
+        .map(|addr| async move {
+            let mut c = client.storage(addr).ok()?;
+            let r = c.get_cluster_map(strata_proto::cluster::ClusterMapRequest {}).await.ok()?;
+            Some(strata_cluster::ClusterMap::decode(&r.get_ref().map).ok())
+        })
+        .collect();
+    let first = tokio::time::timeout(Duration::from_secs(3), async {
+        while let Some(answer) = asks.next().await {
+            if let Some(map) = answer {
+                return map;
+            }
+        }
+        None
+    })
+    .await;
+    matches!(first, Ok(Some(m)) if m.dead.contains(&cfg.node_id) || !m.name_of(cfg.node_id).is_empty())
+}
+
 /// The id node `cfg` runs under, over engine `kv`:
 /// * the id stored on its disk (a configured id that differs is an error);
-/// * else the configured `cfg.node_id` (a founder listed in `--peers`, or a data directory
-///   from before identities were stored), stored from now on;
+/// * else the configured `cfg.node_id` (a founder listed in `--peers` on its first start,
+///   or a data directory from before identities were stored), stored from now on;
+/// * a founder whose disk is empty but which ran before (the map knows its name) joins
+///   instead, as below: its old id is declared dead, never reused;
 /// * else (`cfg.node_id` 0, empty disk) it joins: a token is stored first, then
 ///   `Join{name, token, addr}` goes to the metadata group through the seeds
 ///   (`cfg.peers`) until the map shows the id given to that token, which is stored.
@@ -73,10 +108,17 @@ pub(crate) async fn resolve(cfg: &StorageConfig, kv: &Arc<dyn KvEngine>) -> Resu
         }
         return Ok(id);
     }
-    if cfg.node_id != 0 {
+    if cfg.node_id != 0 && stored.is_none() && !ran_before(cfg).await {
         let me = Identity { node_id: Some(cfg.node_id), name: cfg.name.clone(), token: 0 };
         store(kv.as_ref(), &me).map_err(err)?;
         return Ok(cfg.node_id);
+    }
+    if cfg.node_id != 0 && stored.is_none() {
+        tracing::warn!(
+            node = cfg.node_id,
+            name = %cfg.name,
+            "this founder ran before and its disk is empty now: it joins under a new id, and its old id is declared dead"
+        );
     }
     // a join: its token is on disk before anyone hears of it, so a restart mid-join repeats
     // the same join instead of making a second id

@@ -114,11 +114,14 @@ pub(crate) struct MetaApplier {
 }
 
 impl MetaApplier {
-    /// The applier over `kv`, loading the map of the last checkpoint into `map`.
+    /// The applier over `kv`, loading the map of the last checkpoint into `map` (none
+    /// without a checkpoint: a new replica applies the group's log from its start, never
+    /// on top of a map fetched from elsewhere).
     pub(crate) fn open(kv: Arc<dyn KvEngine>, map: SharedMap) -> io::Result<Self> {
-        if let Some(b) = kv.get(Cf::Meta, &meta_key(META_GROUP, META_MAP)).map_err(io_err)? {
-            *map.write() = decode_stored(&b)?;
-        }
+        *map.write() = match kv.get(Cf::Meta, &meta_key(META_GROUP, META_MAP)).map_err(io_err)? {
+            Some(b) => decode_stored(&b)?,
+            None => None,
+        };
         Ok(MetaApplier { kv, map })
     }
 
@@ -178,6 +181,15 @@ impl MetaApplier {
         }
         Ok(())
     }
+}
+
+/// Deletes the metadata group's state machine data (map and checkpoint) from `kv`: a
+/// replica that left the group, or one that joins it and must start empty.
+pub(crate) fn clear(kv: &dyn KvEngine) -> io::Result<()> {
+    let mut b = WriteBatch::default();
+    b.delete(Cf::Meta, meta_key(META_GROUP, META_MAP));
+    b.delete(Cf::Meta, meta_key(META_GROUP, META_CHECKPOINT_OWNER));
+    kv.write(&b, true).map_err(io_err)
 }
 
 /// A stored `Option<ClusterMap>`, also one stored before joins existed.

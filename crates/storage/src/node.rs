@@ -252,9 +252,14 @@ impl StorageNode {
         let raft = RaftNode::new(raft_cfg, kv.clone(), transport.clone(), health)?;
         let map: SharedMap = SharedMap::default();
         let meta_nodes: Vec<NodeId> = cfg.peers.keys().copied().take(3).collect();
-        if meta_nodes.contains(&cfg.node_id) {
-            let applier =
-                MetaApplier::open(kv.clone(), map.clone()).map_err(|e| Error::Server(e.to_string()))?;
+        // the metadata group runs here if the stored map says so (its voters move), else,
+        // before there is a map, on the founders
+        let applier = MetaApplier::open(kv.clone(), map.clone()).map_err(|e| Error::Server(e.to_string()))?;
+        let hosts_meta = match map.read().as_ref() {
+            Some(m) => m.hosted_by(cfg.node_id).contains(&META_GROUP),
+            None => meta_nodes.contains(&cfg.node_id),
+        };
+        if hosts_meta {
             raft.add_group(META_GROUP, Box::new(applier)).await?;
         }
         let state = Arc::new(NodeState {
@@ -454,9 +459,9 @@ async fn reconcile_loop(
     let client = ClusterClient::new(ClientConfig { seeds, tls: cfg.tls.clone(), ..ClientConfig::default() });
     let mut last_checkpoint = tokio::time::Instant::now();
     let mut controller = Controller::default();
-    let mut unneeded = HashMap::new();
+    let mut rs = ReconcileState::default();
     loop {
-        if let Err(e) = reconcile_once(&node, &cfg, &transport, &client, &mut unneeded).await {
+        if let Err(e) = reconcile_once(&node, &cfg, &transport, &client, &mut rs).await {
             tracing::debug!(error = %e, "cluster not ready yet");
         }
         controller.tick(&node.state, &cfg.placement, &node.state.placement, &client).await;
@@ -471,6 +476,20 @@ async fn reconcile_loop(
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
     }
+}
+
+/// What the reconcile loop remembers between ticks.
+#[derive(Debug, Default)]
+struct ReconcileState {
+    /// Groups the map no longer places here, since when.
+    unneeded: HashMap<u32, tokio::time::Instant>,
+    /// Ticks so far.
+    ticks: u64,
+    /// The newest map fetched from the others (by a node that is no voter of the metadata
+    /// group).
+    fetched: Option<ClusterMap>,
+    /// The others' maps say this node left the metadata group (its own copy is stale).
+    left_meta: bool,
 }
 
 /// Checkpoints the shards that applied more than `limit` bytes of log since their last
@@ -502,14 +521,20 @@ async fn reconcile_once(
     cfg: &StorageConfig,
     transport: &GrpcTransport,
     client: &ClusterClient,
-    unneeded: &mut HashMap<u32, tokio::time::Instant>,
+    rs: &mut ReconcileState,
 ) -> Result<()> {
+    rs.ticks += 1;
     let st = &node.state;
     let holds_meta = st.raft.groups().contains(&META_GROUP);
+    // a voter of the metadata group has the map (a learner is still catching up)
+    let meta_voter = st.raft.status(META_GROUP).is_ok_and(|s| s.voters.contains(&st.id));
     let local = st.map.read().clone();
-    let fetched = match (&local, holds_meta) {
-        (Some(m), true) => Ok(m.clone()),
-        _ => client.fetch_map().await,
+    // anyone else asks every node for the newest map (a node removed from the metadata
+    // group serves a stale one, and may be asked first), every 4th tick
+    let fetched = match (&local, meta_voter, &rs.fetched) {
+        (Some(m), true, _) => Ok(m.clone()),
+        (_, false, Some(m)) if rs.ticks % 4 != 1 => Ok(m.clone()),
+        _ => client.fetch_map().await.inspect(|m| rs.fetched = Some(m.clone())),
     };
     let map = match (fetched, local) {
         (Ok(m), _) => {
@@ -567,10 +592,31 @@ async fn reconcile_once(
         update_metadata(st, client, cmd).await?;
     }
     let hosted = st.raft.groups();
-    let wanted = map.hosted_by(st.id);
+    let mut wanted = map.hosted_by(st.id);
+    if meta_voter && wanted.contains(&META_GROUP) && rs.ticks.is_multiple_of(10) {
+        // a copy of the metadata group that stopped receiving (its node was down, or
+        // stuck in the joint configuration, when it was removed from the group) is checked
+        // against the others' maps now and then
+        if let Ok(newest) = client.fetch_map().await
+            && newest.version > map.version
+        {
+            rs.left_meta = !newest.hosted_by(st.id).contains(&META_GROUP);
+        }
+    }
+    if rs.left_meta {
+        wanted.retain(|&g| g != META_GROUP);
+    }
     for &shard in &wanted {
-        unneeded.remove(&shard);
+        rs.unneeded.remove(&shard);
         if hosted.contains(&shard) {
+            continue;
+        }
+        if shard == META_GROUP {
+            // a new voter of the metadata group: it starts empty and learns from the leader
+            crate::meta::clear(node.kv.as_ref()).map_err(|e| Error::Server(e.to_string()))?;
+            let applier = MetaApplier::open(node.kv.clone(), st.map.clone())
+                .map_err(|e| Error::Server(e.to_string()))?;
+            st.raft.add_group(META_GROUP, Box::new(applier)).await?;
             continue;
         }
         let applier = ShardApplier::new(db.clone(), node.kv.clone(), shard);
@@ -587,7 +633,7 @@ async fn reconcile_once(
             st.raft.initialize(shard, &members).await?;
         }
     }
-    remove_unneeded(st, &db, &hosted, &wanted, cfg.placement.replica_grace, unneeded).await;
+    remove_unneeded(st, node.kv.as_ref(), &db, &hosted, &wanted, cfg.placement.replica_grace, rs).await;
     Ok(())
 }
 
@@ -595,15 +641,17 @@ async fn reconcile_once(
 /// they have been unneeded for `grace`: the group's log and the shard's data.
 async fn remove_unneeded(
     st: &NodeState,
+    kv: &dyn KvEngine,
     db: &Arc<Db>,
     hosted: &[u32],
     wanted: &[u32],
     grace: Duration,
-    unneeded: &mut HashMap<u32, tokio::time::Instant>,
+    rs: &mut ReconcileState,
 ) {
+    let (unneeded, left_meta) = (&mut rs.unneeded, &mut rs.left_meta);
     let now = tokio::time::Instant::now();
     for &g in hosted {
-        if g == META_GROUP || wanted.contains(&g) {
+        if wanted.contains(&g) {
             continue;
         }
         let since = *unneeded.entry(g).or_insert(now);
@@ -611,6 +659,7 @@ async fn remove_unneeded(
             continue;
         }
         let removed = match st.raft.remove_group(g).await {
+            Ok(()) if g == META_GROUP => crate::meta::clear(kv).map_err(|e| e.to_string()),
             Ok(()) => {
                 let db = db.clone();
                 tokio::task::spawn_blocking(move || db.import_shard(g, Vec::new()))
@@ -623,7 +672,8 @@ async fn remove_unneeded(
         match removed {
             Ok(()) => {
                 unneeded.remove(&g);
-                tracing::info!(shard = g, "replica removed: the shard moved to another node");
+                *left_meta &= g != META_GROUP;
+                tracing::info!(group = g, "replica removed: the group moved to another node");
             }
             Err(e) => tracing::warn!(shard = g, error = %e, "removing a replica failed; retrying"),
         }

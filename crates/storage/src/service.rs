@@ -48,10 +48,10 @@ impl RaftService {
         if !node.raft.groups().contains(&group) {
             return Err(Status::not_found(format!("group {group} has no replica on this node")));
         }
-        let placed = if group == META_GROUP {
-            node.peers.keys().take(3).any(|&n| n == from)
-        } else {
-            node.map.read().as_ref().is_some_and(|m| m.replicas(group).contains(&from))
+        let placed = match node.map.read().as_ref() {
+            Some(m) => m.replicas(group).contains(&from),
+            // no map yet: the metadata group's first voters are the founders
+            None => group == META_GROUP && node.peers.keys().take(3).any(|&n| n == from),
         };
         if placed || node.raft.is_member(group, from) {
             Ok(())

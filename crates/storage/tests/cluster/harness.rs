@@ -92,7 +92,7 @@ pub(crate) async fn bind_retrying(addr: &str) -> tokio::net::TcpListener {
 }
 
 /// Writes one batch through `client`: every series gets one sample at `base + t` (value
-/// the same); Ok only when acknowledged.
+/// the same); Ok only when acknowledged with every sample accepted.
 async fn write_batch(client: &ClusterClient, base: i64, t: i64) -> Result<(), String> {
     let t = base + t;
     let mut b = SeriesBatch::new(SHARDS);
@@ -101,7 +101,13 @@ async fn write_batch(client: &ClusterClient, base: i64, t: i64) -> Result<(), St
         let mut pairs = vec![("__name__", "test_metric"), ("series", v.as_str())];
         b.add(&mut pairs, [(t, t as f64)]).map_err(|e| e.to_string())?;
     }
-    client.write(b.into_records()).await.map(|_| ()).map_err(|e| e.to_string())
+    let o = client.write(b.into_records()).await.map_err(|e| e.to_string())?;
+    // acknowledged means stored: a sample refused (out of order after a slow start, say)
+    // does not count
+    if o.accepted as usize != SERIES {
+        return Err(format!("{} of {SERIES} samples accepted: {:?}", o.accepted, o.first_error));
+    }
+    Ok(())
 }
 
 impl Cluster {
@@ -134,14 +140,16 @@ impl Cluster {
         }
         let faults = Faults::new(42);
         let mut dirs = BTreeMap::new();
-        let mut nodes = BTreeMap::new();
+        let mut starts = Vec::new();
         for (id, l) in listeners {
             let dir = root.path().join(format!("node-{id}"));
             dirs.insert(id, dir.clone());
             let cfg = config(id, dir, &peers, &faults, &tls, raft_timeout);
-            let node = StorageNode::start_on(cfg, l).await.expect("start");
-            nodes.insert(id, node);
+            // all at once, as a StatefulSet's pods start
+            starts.push(async move { (id, StorageNode::start_on(cfg, l).await.expect("start")) });
         }
+        let nodes: BTreeMap<NodeId, Arc<StorageNode>> =
+            futures_util::future::join_all(starts).await.into_iter().collect();
         let client = Arc::new(ClusterClient::new(ClientConfig {
             seeds: peers.values().cloned().collect(),
             write_timeout: Duration::from_secs(20),
@@ -189,16 +197,21 @@ impl Cluster {
         }
     }
 
-    /// Starts node `id` again on its data directory (emptied first when `wipe`).
-    pub(crate) async fn restart(&mut self, id: NodeId, wipe: bool) {
+    /// Starts node `id` again on its data directory (emptied first when `wipe`: then it
+    /// joins under a new id, returned, and `id` is declared dead).
+    pub(crate) async fn restart(&mut self, id: NodeId, wipe: bool) -> NodeId {
         let dir = self.dirs[&id].clone();
         if wipe {
             std::fs::remove_dir_all(&dir).expect("wipe");
         }
         let l = self.rebind(id).await;
-        let cfg = config(id, dir, &self.peers, &self.faults, &self.tls, self.raft_timeout);
+        let cfg = config(id, dir.clone(), &self.peers, &self.faults, &self.tls, self.raft_timeout);
         let node = StorageNode::start_on(cfg, l).await.expect("restart");
-        self.nodes.insert(id, node);
+        // a founder back on an empty disk joins under a new id
+        let now = node.id();
+        self.dirs.insert(now, dir);
+        self.nodes.insert(now, node);
+        now
     }
 
     /// Node `id`'s port again (it may take a moment to be free after a stop).

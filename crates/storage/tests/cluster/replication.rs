@@ -57,7 +57,7 @@ async fn leader_killed_during_continuous_writes_loses_nothing_acknowledged() {
     let during = writer.await.expect("writer");
     assert!(during.len() > 40, "writes stalled after the leader died: {} of 60 acknowledged", during.len());
     acked.extend(during);
-    c.restart(leader, false).await;
+    assert_eq!(c.restart(leader, false).await, leader);
     c.converge(&acked, Duration::from_secs(60)).await;
     assert_identical(&c);
     assert_reads_match(&c).await;
@@ -131,8 +131,8 @@ async fn partitioned_minority_catches_up_after_healing() {
 }
 
 /// Node 2 wiped after its peers purged the log it would need, restarted (with
-/// `before_restart` applied to the network first): it is rebuilt by a snapshot and the log,
-/// losing nothing acknowledged.
+/// `before_restart` applied to the network first): it comes back under a new id and its
+/// replicas are rebuilt on it by snapshots and the log, losing nothing acknowledged.
 async fn wipe_and_rebuild(mut c: Cluster, before_restart: impl FnOnce(&Cluster)) {
     let mut acked = write_n(&c, 1_000, 120).await;
     c.kill(2).await;
@@ -144,7 +144,10 @@ async fn wipe_and_rebuild(mut c: Cluster, before_restart: impl FnOnce(&Cluster))
         assert!(status.purged > 40, "shard {shard}: the log was not purged ({status:?}), no snapshot needed");
     }
     before_restart(&c);
-    c.restart(2, true).await;
+    // a founder that ran before never reuses its id: it joins anew, its replicas (and its
+    // seat in the metadata group) move to the new id
+    let new = c.restart(2, true).await;
+    assert!(new > 3, "the wiped founder came back as node {new}");
     acked.extend(write_n(&c, 3_000, 20).await);
     c.converge(&acked, Duration::from_secs(60)).await;
     assert_identical(&c);
