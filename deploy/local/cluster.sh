@@ -20,7 +20,8 @@
 # Endpoints (defaults; override with the variables below):
 #   remote-write  http://127.0.0.1:8080/api/v1/write and :8081   (INGEST_PORTS)
 #   Prometheus API and gRPC query API  http://127.0.0.1:9090 and :9091 (queriers; QUERY_PORTS)
-#   storage gRPC  127.0.0.1:7001-7003                          (GRPC_PORT_BASE+N, or GRPC_PORTS)
+#   storage gRPC  127.0.0.1:7001-7003                          (GRPC_PORT_BASE+N, or GRPC_PORTS;
+#                 nodes added later: EXTRA_GRPC_PORTS, else GRPC_PORT_BASE+N)
 #   storage HTTP (metrics, their own replicas)  127.0.0.1:9101-9103 (HTTP_PORT_BASE+N)
 # Port 0 (HTTP_PORT_BASE=0, a 0 in INGEST_PORTS or QUERY_PORTS) lets the OS choose: `up`
 # and `status` print the ports taken, read from /proc (a restarted process gets a new one).
@@ -39,6 +40,7 @@ dir=${2:-}
 here=$(cd "$(dirname "$0")/../.." && pwd)
 GRPC_PORT_BASE=${GRPC_PORT_BASE:-7000}
 GRPC_PORTS=${GRPC_PORTS:-"$((GRPC_PORT_BASE + 1)) $((GRPC_PORT_BASE + 2)) $((GRPC_PORT_BASE + 3))"}
+EXTRA_GRPC_PORTS=${EXTRA_GRPC_PORTS:-}
 HTTP_PORT_BASE=${HTTP_PORT_BASE:-9100}
 INGEST_PORTS=${INGEST_PORTS:-"8080 8081"}
 QUERY_PORTS=${QUERY_PORTS:-"9090 9091"}
@@ -54,10 +56,13 @@ binary() {
     echo "$CARGO_TARGET_DIR/release/strata"; })
 }
 
-# the gRPC port of storage node $1 (a node added after the founders: GRPC_PORT_BASE+N)
+# the gRPC port of storage node $1 (a node added after the founders: the next of
+# EXTRA_GRPC_PORTS, else GRPC_PORT_BASE+N)
 grpc_port() {
-  local ports=($GRPC_PORTS)
-  if [ "$1" -le "${#ports[@]}" ]; then echo "${ports[$(($1 - 1))]}"; else echo $((GRPC_PORT_BASE + $1)); fi
+  local ports=($GRPC_PORTS) extra=($EXTRA_GRPC_PORTS)
+  if [ "$1" -le "${#ports[@]}" ]; then echo "${ports[$(($1 - 1))]}"
+  elif [ "$(($1 - ${#ports[@]}))" -le "${#extra[@]}" ]; then echo "${extra[$(($1 - ${#ports[@]} - 1))]}"
+  else echo $((GRPC_PORT_BASE + $1)); fi
 }
 
 # the HTTP port storage node $1 is started on (0: the OS chooses)

@@ -1,6 +1,7 @@
 //! Black-box: the local cluster of `deploy/local/cluster.sh` (3 storage nodes RF=3, 2
 //! ingestors) loses nothing acknowledged when a storage node is SIGKILLed during a steady
-//! write and restarted.
+//! write and restarted; it grows by two nodes (`add`), balances its replicas, and shrinks
+//! again (`decommission` of a founder) with every sample readable through both queriers.
 
 use std::time::{Duration, Instant};
 
@@ -106,4 +107,94 @@ fn sigkilled_storage_node_loses_nothing_acknowledged() {
         }
     }
     eprintln!("{sent} requests acknowledged, {retried} retries while storage 2 was down or rejoining");
+}
+
+/// Writes `rounds` scrapes of `SERIES` series through the ingestors, each acknowledged.
+fn write_rounds(cluster: &LocalCluster, start: i64, rounds: i64) {
+    let writers: Vec<RemoteWriter> = (0..2)
+        .map(|i| {
+            RemoteWriter::new(format!("http://127.0.0.1:{}/api/v1/write", cluster.ingest(i))).expect("writer")
+        })
+        .collect();
+    let mut fleet = Fleet::new(FleetConfig::steady(1, SERIES, 7));
+    for round in 0..rounds {
+        for (i, body) in encode_requests(fleet.scrape(start + round * 15_000), 500).into_iter().enumerate() {
+            let ack = writers[i % 2].send(body);
+            assert_eq!(ack.status, 204, "round {round}: {}", ack.message);
+        }
+    }
+}
+
+/// The cluster status a querier serves, once no move is in flight and `ok` holds.
+fn settled_status(port: u16, what: &str, ok: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let s = api(port, "/api/v1/cluster/status", &[]);
+        if let Ok(s) = &s
+            && s["data"]["moves"].as_array().is_some_and(|m| m.is_empty())
+            && ok(&s["data"])
+        {
+            return s["data"].clone();
+        }
+        assert!(Instant::now() < deadline, "the cluster never settled with {what}: {s:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Replicas per active node, from a status.
+fn active_replicas(status: &serde_json::Value) -> Vec<u64> {
+    status["nodes"]
+        .as_array()
+        .map(|n| n.iter().filter(|n| n["state"] == "active").filter_map(|n| n["replicas"].as_u64()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn grows_by_two_nodes_and_shrinks_by_a_founder_with_every_sample_readable() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let extra = strata_bench::peers::lease_ports(2).expect("ports");
+    let ports = format!("{} {}", extra[0].port, extra[1].port);
+    let cluster =
+        LocalCluster::up_with(tmp.path().join("cluster"), 8, &[("EXTRA_GRPC_PORTS", ports.as_str())]);
+    let rounds = 40;
+    let now = strata_bench::now_ms();
+    let start = now - rounds * 15_000;
+    write_rounds(&cluster, start, rounds);
+    let expected = (SERIES as i64 * rounds) as f64;
+    let at = (now as f64) / 1000.0 + 1.0;
+    let readable = |what: &str| {
+        for q in 0..2 {
+            let got = sample_count(cluster.query(q), at);
+            assert_eq!(got, Ok(expected), "querier {q} {what}");
+        }
+    };
+    readable("before growing");
+
+    cluster.script(&["add"]);
+    cluster.script(&["add"]);
+    let q = cluster.query(0);
+    let grown = settled_status(q, "24 replicas balanced over 5 nodes", |s| {
+        let r = active_replicas(s);
+        r.len() == 5
+            && r.iter().sum::<u64>() == 24
+            && r.iter().max().unwrap_or(&0) - r.iter().min().unwrap_or(&0) <= 1
+    });
+    assert_eq!(grown["under_replicated"], 0, "{grown}");
+    readable("after two nodes joined");
+
+    // a founder (a voter of the metadata group) drained, waited for, stopped
+    cluster.script(&["decommission", "1"]);
+    let shrunk = settled_status(q, "node 1 decommissioned", |s| {
+        let r = active_replicas(s);
+        r.len() == 4 && r.iter().sum::<u64>() == 24
+    });
+    let node1 = &shrunk["nodes"].as_array().expect("nodes")[0];
+    assert_eq!(
+        (node1["state"].as_str(), node1["replicas"].as_u64(), node1["meta"].as_bool()),
+        (Some("decommissioned"), Some(0), Some(false)),
+        "{shrunk}"
+    );
+    readable("after a founder was decommissioned");
+    // and the cluster still takes writes
+    write_rounds(&cluster, now, 1);
 }

@@ -176,10 +176,17 @@ impl LocalCluster {
             .unwrap_or_else(|| panic!("{name} is not running (no {})", f.display()))
     }
 
-    /// The HTTP port of storage node `n` (1-3), once it listens.
+    /// The HTTP port of storage node `n` (1-3; or a node added later, whose gRPC port is
+    /// the next of `EXTRA_GRPC_PORTS`), once it listens.
     pub fn http(&self, n: usize) -> u16 {
         let pid = self.pid(&format!("storage-{n}"));
-        let grpc = self.grpc[n - 1];
+        let extra: Vec<u16> = self
+            .env
+            .iter()
+            .find(|(k, _)| k == "EXTRA_GRPC_PORTS")
+            .map(|(_, v)| v.split_whitespace().filter_map(|p| p.parse().ok()).collect())
+            .unwrap_or_default();
+        let grpc = self.grpc.get(n - 1).or_else(|| extra.get(n - 4)).copied().unwrap_or(0);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {
             let ports = wait_listening(pid, 1, std::time::Duration::from_secs(60))
