@@ -426,6 +426,10 @@ impl ClusterClient {
                         self.mark_unreachable(&addr);
                     }
                     last = format!("{addr}: {}", e.message());
+                    if e.code() == tonic::Code::NotFound {
+                        // the replica moved away: the map changed, follow it now
+                        let _ = self.fetch_map().await;
+                    }
                 }
             }
             if tokio::time::Instant::now() >= deadline {

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use strata_cluster::{ClusterMap, NodeState};
-use strata_raft::NodeId;
+use strata_raft::{META_GROUP, NodeId};
 use strata_storage::admin;
 
 use crate::harness::{Cluster, SERIES, SHARDS};
@@ -185,5 +185,82 @@ async fn a_node_back_with_an_empty_disk_gets_a_new_id_and_its_replicas_are_rebui
             );
         }
     }
+    c.shutdown().await;
+}
+
+/// The node leading the metadata group, as the nodes see it.
+fn meta_leader(c: &Cluster) -> Option<NodeId> {
+    c.nodes.values().find_map(|n| n.raft().status(META_GROUP).ok().and_then(|s| s.leader))
+}
+
+/// Waits until the map has a move in flight (whose target satisfies `to`); returns it.
+async fn a_move(c: &Cluster, to: impl Fn(NodeId) -> bool) -> strata_cluster::Move {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(m) = c.client.fetch_map().await
+            && let Some(mv) = m.moves.iter().find(|mv| to(mv.to))
+        {
+            return mv.clone();
+        }
+        assert!(Instant::now() < deadline, "no move started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_metadata_leader_killed_mid_move_its_successor_finishes_the_moves() {
+    let mut c = Cluster::start(3).await;
+    c.write_retrying(0).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = c.writer(stop.clone());
+    let a = c.join("storage-4").await;
+    a_move(&c, |_| true).await;
+    let leader = meta_leader(&c).expect("a metadata leader");
+    c.kill(leader).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(c.restart(leader, false).await, leader);
+    let m = settled(&c, "replicas balanced over four nodes", Duration::from_secs(120), |m| {
+        balanced(m, &[1, 2, 3, a])
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let acked = w.await.expect("writer");
+    assert!(acked.len() > 20, "only {} writes acknowledged", acked.len());
+    check_replicas(&c, &m, &acked).await;
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_target_killed_mid_snapshot_aborts_its_move_and_the_shard_goes_elsewhere() {
+    let mut c = Cluster::start(3).await;
+    c.write_retrying(0).await;
+    for t in 1..=120 {
+        c.write_retrying(t).await;
+    }
+    // snapshots crawl: a move stays in its learner phase for seconds
+    c.faults.set_snapshot_chunk_delay(Duration::from_millis(1_500));
+    let a = c.join("storage-4").await;
+    let b = c.join("storage-5").await;
+    let mv = a_move(&c, |to| to == a || to == b).await;
+    c.kill(mv.to).await;
+    let survivor = if mv.to == a { b } else { a };
+    c.faults.set_snapshot_chunk_delay(Duration::ZERO);
+    let m = settled(&c, "balanced without the killed target", Duration::from_secs(120), |m| {
+        balanced(m, &[1, 2, 3, survivor])
+    })
+    .await;
+    let aborted: u64 =
+        c.nodes.values().map(|n| n.placement_stats().moves_aborted.load(Ordering::Relaxed)).sum();
+    assert!(aborted >= 1, "no move was aborted");
+    for n in c.nodes.values() {
+        for g in n.raft().groups() {
+            let s = n.raft().status(g).expect("status");
+            assert!(
+                !s.voters.contains(&mv.to) && !s.learners.contains(&mv.to),
+                "group {g} keeps the killed target: {s:?}"
+            );
+        }
+    }
+    check_replicas(&c, &m, &(1..=120).collect()).await;
     c.shutdown().await;
 }
