@@ -99,9 +99,8 @@ impl RaftNode {
             Some(_) => {}
         }
         if remove == me {
-            let to = self.successor(&raft, &target);
-            if let Some(to) = to {
-                raft.trigger().transfer_leader(to).await.map_err(|e| fatal(e.to_string()))?;
+            if let Some(to) = self.successor(&raft, &target) {
+                self.start_transfer(group, &raft, to).await?;
             }
             return Ok(ReplicaStep::Pending("transferring-leader"));
         }
@@ -153,12 +152,27 @@ impl RaftNode {
         Ok(!is_voter)
     }
 
-    /// Hands `group`'s leadership to voter `to` (leader balancing); does not wait. Run on
-    /// the group's leader.
+    /// Hands `group`'s leadership to voter `to` (leader balancing, draining); does not
+    /// wait. Run on the group's leader.
     pub async fn transfer_leader(&self, group: GroupId, to: NodeId) -> Result<()> {
         let raft = self.group(group)?;
         if raft.metrics().borrow_watched().current_leader != Some(self.id()) {
             return Err(self.not_leader(group, &raft));
+        }
+        self.start_transfer(group, &raft, to).await
+    }
+
+    /// Starts a leadership transfer of `group` to `to`, unless one started here less than
+    /// an election timeout ago (it is still under way, or failed and an election follows):
+    /// a second transfer racing the first splits the votes.
+    async fn start_transfer(&self, group: GroupId, raft: &Group, to: NodeId) -> Result<()> {
+        let wait = std::time::Duration::from_millis(self.election_max_ms());
+        {
+            let mut t = self.transfers.lock();
+            if t.get(&group).is_some_and(|at| at.elapsed() < wait) {
+                return Ok(());
+            }
+            t.insert(group, std::time::Instant::now());
         }
         raft.trigger().transfer_leader(to).await.map_err(|e| Error::Fatal { group, reason: e.to_string() })
     }

@@ -112,6 +112,9 @@ pub struct RaftNode {
     reopeners: RwLock<HashMap<GroupId, Reopener>>,
     health: Arc<WriteHealth>,
     stats: Arc<LogStats>,
+    /// When each group's last leadership transfer was started here (one at a time: two
+    /// racing transfers split the votes and cost an election timeout).
+    pub(crate) transfers: parking_lot::Mutex<HashMap<GroupId, std::time::Instant>>,
 }
 
 impl std::fmt::Debug for RaftNode {
@@ -158,6 +161,7 @@ impl RaftNode {
             reopeners: RwLock::new(HashMap::new()),
             health,
             stats,
+            transfers: parking_lot::Mutex::new(HashMap::new()),
         }))
     }
 
@@ -174,6 +178,11 @@ impl RaftNode {
     /// This node's id.
     pub fn id(&self) -> NodeId {
         self.cfg.node_id
+    }
+
+    /// The longest election timeout, in milliseconds.
+    pub(crate) fn election_max_ms(&self) -> u64 {
+        self.cfg.election_ms.1
     }
 
     /// Starts `group` on this node over `applier` (its log and state as stored; empty if new).

@@ -331,7 +331,8 @@ async fn hand_off_draining(
     candidates: &BTreeMap<u32, BTreeSet<NodeId>>,
 ) {
     for (&shard, &l) in leaders.range(..map.shards) {
-        if map.node_info(l).state == Lifecycle::Active {
+        // a move of the shard hands its leadership over itself
+        if map.node_info(l).state == Lifecycle::Active || map.moves.iter().any(|m| m.shard == shard) {
             continue;
         }
         let Some(addr) = map.nodes.get(&l) else { continue };

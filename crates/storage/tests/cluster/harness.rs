@@ -93,7 +93,7 @@ pub(crate) async fn bind_retrying(addr: &str) -> tokio::net::TcpListener {
 
 /// Writes one batch through `client`: every series gets one sample at `base + t` (value
 /// the same); Ok only when acknowledged with every sample accepted.
-async fn write_batch(client: &ClusterClient, base: i64, t: i64) -> Result<(), String> {
+pub(crate) async fn write_batch(client: &ClusterClient, base: i64, t: i64) -> Result<(), String> {
     let t = base + t;
     let mut b = SeriesBatch::new(SHARDS);
     for i in 0..SERIES {
@@ -156,7 +156,19 @@ impl Cluster {
             tls: tls.clone(),
             ..ClientConfig::default()
         }));
-        Cluster { base: base_ms(), dirs, peers, nodes, faults, client, tls, raft_timeout, _root: root }
+        let c = Cluster { base: base_ms(), dirs, peers, nodes, faults, client, tls, raft_timeout, _root: root };
+        c.wait_formed().await;
+        c
+    }
+
+    /// Waits (up to 30 s) until the client has the map and every shard a leader, so that
+    /// a test's first writes do not fail while the cluster forms.
+    async fn wait_formed(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while self.client.fetch_map().await.is_err() || (0..SHARDS).any(|s| self.leader(s).is_none()) {
+            assert!(std::time::Instant::now() < deadline, "the cluster did not form in 30 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Starts a node named `name` on an empty directory (or the one it had) that joins the

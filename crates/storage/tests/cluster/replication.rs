@@ -40,13 +40,7 @@ async fn leader_killed_during_continuous_writes_loses_nothing_acknowledged() {
     let writer = tokio::spawn(async move {
         let mut acked = BTreeSet::new();
         for t in 2_000..2_060 {
-            let mut b = strata_tsdb::SeriesBatch::new(crate::harness::SHARDS);
-            for i in 0..crate::harness::SERIES {
-                let v = i.to_string();
-                let mut pairs = vec![("__name__", "test_metric"), ("series", v.as_str())];
-                b.add(&mut pairs, [(base + t, (base + t) as f64)]).expect("valid");
-            }
-            if client.write(b.into_records()).await.is_ok() {
+            if crate::harness::write_batch(&client, base, t).await.is_ok() {
                 acked.insert(t);
             }
         }
