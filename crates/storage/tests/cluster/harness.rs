@@ -156,7 +156,8 @@ impl Cluster {
             tls: tls.clone(),
             ..ClientConfig::default()
         }));
-        let c = Cluster { base: base_ms(), dirs, peers, nodes, faults, client, tls, raft_timeout, _root: root };
+        let c =
+            Cluster { base: base_ms(), dirs, peers, nodes, faults, client, tls, raft_timeout, _root: root };
         c.wait_formed().await;
         c
     }
