@@ -191,15 +191,7 @@ impl Controller {
             }
             for (shard, to) in planner::plan_leaders(&map, &shard_leaders, &candidates, &live, 2) {
                 let Some(addr) = leaders.get(&shard).and_then(|l| map.nodes.get(l)) else { continue };
-                let req = ChangeReplicasRequest {
-                    shard,
-                    op: ReplicaOp::TransferLeader as i32,
-                    add: to,
-                    ..Default::default()
-                };
-                if let Err(e) = client.change_replicas(addr, req).await {
-                    tracing::debug!(shard, to, error = %e.message(), "leader balancing step failed");
-                }
+                transfer(client, addr, shard, to, "balancing leaders").await;
             }
         }
     }
@@ -344,14 +336,15 @@ async fn hand_off_draining(
         else {
             continue;
         };
-        let req = ChangeReplicasRequest {
-            shard,
-            op: ReplicaOp::TransferLeader as i32,
-            add: to,
-            ..Default::default()
-        };
-        if let Err(e) = client.change_replicas(addr, req).await {
-            tracing::debug!(shard, to, error = %e.message(), "handing a leadership off a draining node failed");
-        }
+        transfer(client, addr, shard, to, "handing a leadership off a draining node").await;
+    }
+}
+
+/// Asks the leader of `shard` at `addr` to hand its leadership to `to` (`why`: for the log).
+async fn transfer(client: &ClusterClient, addr: &str, shard: u32, to: NodeId, why: &str) {
+    let req =
+        ChangeReplicasRequest { shard, op: ReplicaOp::TransferLeader as i32, add: to, ..Default::default() };
+    if let Err(e) = client.change_replicas(addr, req).await {
+        tracing::debug!(shard, to, error = %e.message(), "{why} failed");
     }
 }
