@@ -105,6 +105,34 @@ impl QueryBackend for NodeBackend {
             "Groups this node leads whose membership is joint (a voter change halfway).",
             joint as i64,
         ));
+        let pc = self.node.placement_config();
+        v.extend([
+            (
+                "strata_cluster_placement_max_moves",
+                "Limit: replica moves in flight cluster-wide (--placement.max-moves).",
+                pc.max_moves as i64,
+            ),
+            (
+                "strata_cluster_placement_max_moves_per_node",
+                "Limit: moves in flight into, and out of, one node (--placement.max-moves-per-node).",
+                pc.max_moves_per_node as i64,
+            ),
+            (
+                "strata_cluster_placement_dead_after_seconds",
+                "A node unseen this long is declared dead (--placement.dead-after).",
+                pc.dead_after.as_secs() as i64,
+            ),
+            (
+                "strata_cluster_placement_replica_grace_seconds",
+                "A replica that moved away is deleted after this long (--placement.replica-grace).",
+                pc.replica_grace.as_secs() as i64,
+            ),
+            (
+                "strata_cluster_placement_move_timeout_seconds",
+                "A move not done after this long is aborted.",
+                pc.move_timeout.as_secs() as i64,
+            ),
+        ]);
         if let Some(map) = self.node.map() {
             let under = (0..map.shards)
                 .filter(|&s| map.replicas(s).iter().any(|n| !map.nodes.contains_key(n)))

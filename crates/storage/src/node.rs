@@ -167,6 +167,7 @@ pub(crate) struct NodeState {
     pub(crate) db: Mutex<Option<Arc<Db>>>,
     pub(crate) peers: BTreeMap<NodeId, String>,
     pub(crate) placement: Arc<PlacementStats>,
+    pub(crate) placement_cfg: PlacementConfig,
 }
 
 impl NodeState {
@@ -269,6 +270,7 @@ impl StorageNode {
             db: Mutex::new(None),
             peers: cfg.peers.clone(),
             placement: Arc::default(),
+            placement_cfg: cfg.placement.clone(),
         });
         let (stop, stopped) = watch::channel(false);
         let node =
@@ -314,6 +316,12 @@ impl StorageNode {
     /// The cluster map as this node knows it.
     pub fn map(&self) -> Option<ClusterMap> {
         self.state.map.read().clone()
+    }
+
+    /// How the placement controller moves replicas (this node's settings, in force while
+    /// it leads the metadata group).
+    pub fn placement_config(&self) -> &PlacementConfig {
+        &self.state.placement_cfg
     }
 
     /// What the placement controller did while this node led the metadata group.
