@@ -1,4 +1,4 @@
-//! Cluster administration: the HTTP routes storage nodes and queriers serve
+//! Cluster administration: the HTTP routes storage nodes, ingestors and queriers serve
 //! (`GET /api/v1/cluster/status`, `POST /api/v1/cluster/nodes/{name-or-id}/decommission`
 //! and `/recommission`, `POST /api/v1/cluster/rebalance/pause` and `/resume`), and
 //! `strata admin`, the same verbs from a shell (over the cluster's gRPC).

@@ -366,6 +366,7 @@ pub(crate) async fn ingestor(a: IngestorArgs) -> anyhow::Result<()> {
     }));
     // the map is needed to split batches by shard; keep it fresh in the background
     client.spawn_refresh(Duration::from_secs(10));
+    let admin = a.web.admin_routes(client.clone());
     let writer: Arc<dyn strata_api::Writer> = Arc::new(ClusterWriter(client));
     let ring = if a.scrape_peers.is_empty() {
         None
@@ -389,7 +390,8 @@ pub(crate) async fn ingestor(a: IngestorArgs) -> anyhow::Result<()> {
     let scrape_routes =
         crate::scraping::start(a.scrape_config.clone(), ring, &a.http_addr, &state, writer).await?;
     tracing::info!(storage = ?a.storage, "strata ingestor starting");
-    serve_http(&a.http_addr, &state, strata_server::router(state.clone()).merge(scrape_routes)).await
+    let routes = strata_server::router(state.clone()).merge(scrape_routes).merge(admin);
+    serve_http(&a.http_addr, &state, routes).await
 }
 
 /// How a querier reads shards (`--read-consistency`).
