@@ -40,28 +40,23 @@ pub(crate) struct RaftService {
 }
 
 impl RaftService {
-    /// Refuses a message for `group` from a node that is no member of it: not in the
-    /// group's membership as this node knows it, or, while this replica knows none yet (a
-    /// new one learns it from the leader's first message), not placed on the group by the
-    /// cluster map.
+    /// Refuses a message for `group` from a node that is no member of it: neither in the
+    /// group's membership as this node knows it, nor placed on the group by the cluster map
+    /// (a new replica learns its membership from the leader's first message).
     fn check_sender(&self, group: u32, from: u64) -> Result<(), Status> {
         let node = &self.node;
         if !node.raft.groups().contains(&group) {
             return Err(Status::not_found(format!("group {group} has no replica on this node")));
         }
-        if node.raft.is_member(group, from) {
-            return Ok(());
-        }
-        // a replica that knows no membership yet (a new one) takes the group's leader from
-        // the map; one that knows its membership never hears a node outside it (a removed
-        // replica that missed its removal must not disrupt the group with its elections)
-        let uninitialised = node.raft.status(group).is_ok_and(|s| s.voters.is_empty());
+        // a replica added to the group (it may still hold a stale copy from an earlier
+        // stay) learns the group's leader from the map; a removed replica's messages are
+        // refused once the map no longer places it and the membership excludes it
         let placed = match node.map.read().as_ref() {
             Some(m) => m.replicas(group).contains(&from),
             // no map yet: the metadata group's first voters are the founders
             None => group == META_GROUP && node.peers.keys().take(3).any(|&n| n == from),
         };
-        if uninitialised && placed {
+        if placed || node.raft.is_member(group, from) {
             Ok(())
         } else {
             tracing::warn!(group, from, "refused a Raft message from a node that is no member of the group");
