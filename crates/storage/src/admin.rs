@@ -92,16 +92,24 @@ pub struct MoveView {
 /// The cluster's status: the newest map any node has, and every node asked for its groups.
 pub async fn status(client: &ClusterClient) -> Result<ClusterStatus> {
     let map = client.fetch_map().await?;
-    let calls = map
-        .nodes
-        .iter()
-        .map(|(&id, addr)| async move { (id, client.node_status(addr).await.ok().filter(|r| r.id == id)) });
-    let reports: BTreeMap<NodeId, NodeStatusReply> = futures_util::future::join_all(calls)
-        .await
-        .into_iter()
-        .filter_map(|(id, r)| r.map(|r| (id, r)))
-        .collect();
+    let reports = reports(client, &map, None).await;
     Ok(assemble(&map, &reports))
+}
+
+/// Every node's groups, from the nodes of `map` that answered (an answer from another id
+/// at a node's address does not count); `local`'s own without a call.
+pub(crate) async fn reports(
+    client: &ClusterClient,
+    map: &ClusterMap,
+    local: Option<&crate::node::NodeState>,
+) -> BTreeMap<NodeId, NodeStatusReply> {
+    let calls = map.nodes.iter().map(|(&id, addr)| async move {
+        match local {
+            Some(st) if st.id == id => (id, Some(crate::service::node_status(st))),
+            _ => (id, client.node_status(addr).await.ok().filter(|r| r.id == id)),
+        }
+    });
+    futures_util::future::join_all(calls).await.into_iter().filter_map(|(id, r)| r.map(|r| (id, r))).collect()
 }
 
 /// The status from `map` and the nodes' `reports`.

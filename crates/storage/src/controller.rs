@@ -133,7 +133,7 @@ impl Controller {
         };
         let now = Instant::now();
         let since = *self.leading_since.get_or_insert(now);
-        let statuses = poll(st, &map, client).await;
+        let statuses = crate::admin::reports(client, &map, Some(st)).await;
         for &id in statuses.keys() {
             self.last_seen.insert(id, now);
         }
@@ -236,17 +236,6 @@ impl Controller {
             }
         }
     }
-}
-
-/// Every node's groups, from the nodes that answered (this node's own without a call).
-async fn poll(st: &NodeState, map: &ClusterMap, client: &ClusterClient) -> BTreeMap<NodeId, NodeStatusReply> {
-    let calls = map.nodes.iter().map(|(&id, addr)| async move {
-        if id == st.id {
-            return (id, Some(crate::service::node_status(st)));
-        }
-        (id, client.node_status(addr).await.ok().filter(|r| r.id == id))
-    });
-    futures_util::future::join_all(calls).await.into_iter().filter_map(|(id, r)| r.map(|r| (id, r))).collect()
 }
 
 /// Proposes `cmd` to the metadata group (this node leads it); whether it applied.
