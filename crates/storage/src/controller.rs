@@ -118,13 +118,8 @@ fn leaders_of(statuses: &BTreeMap<NodeId, NodeStatusReply>) -> BTreeMap<u32, Nod
 
 impl Controller {
     /// One tick; a no-op unless this node leads the metadata group.
-    pub(crate) async fn tick(
-        &mut self,
-        st: &NodeState,
-        cfg: &PlacementConfig,
-        stats: &PlacementStats,
-        client: &ClusterClient,
-    ) {
+    pub(crate) async fn tick(&mut self, st: &NodeState, client: &ClusterClient) {
+        let (cfg, stats) = (&st.placement_cfg, &*st.placement);
         let leads = st.raft.status(META_GROUP).is_ok_and(|s| s.leader == Some(st.id));
         let map = st.map.read().clone();
         let (true, Some(map)) = (leads, map) else {

@@ -472,7 +472,7 @@ async fn reconcile_loop(
         if let Err(e) = reconcile_once(&node, &cfg, &transport, &client, &mut rs).await {
             tracing::debug!(error = %e, "cluster not ready yet");
         }
-        controller.tick(&node.state, &cfg.placement, &node.state.placement, &client).await;
+        controller.tick(&node.state, &client).await;
         node.state.raft.update_purge_floors();
         checkpoint_big_logs(&node, cfg.db.checkpoint_log_bytes).await;
         if last_checkpoint.elapsed() >= cfg.checkpoint_interval {
