@@ -232,7 +232,8 @@ async fn raft_message() -> Res<Vec<Vec<u8>>> {
             DbConfig { shards: 1, ..DbConfig::default() },
             Arc::new(SystemClock),
         )?;
-        node.add_group(0, Box::new(ShardApplier::new(db, kv, 0))).await?;
+        let staging = std::env::temp_dir().join(format!("strata-seeds-{}-{id}", std::process::id()));
+        node.add_group(0, Box::new(ShardApplier::new(db, kv, 0, staging))).await?;
         nodes.push(node);
     }
     rec.nodes.set(nodes.clone()).map_err(|_| "nodes set twice")?;

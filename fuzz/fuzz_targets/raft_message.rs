@@ -47,7 +47,8 @@ async fn deliver(msgs: Vec<(RpcKind, &[u8])>) {
     let db =
         Db::open(kv.clone(), DbConfig { shards: 1, ..DbConfig::default() }, Arc::new(SystemClock))
             .expect("db");
-    node.add_group(0, Box::new(ShardApplier::new(db, kv, 0))).await.expect("group");
+    let staging = std::env::temp_dir().join(format!("strata-fuzz-raft-{}", std::process::id()));
+    node.add_group(0, Box::new(ShardApplier::new(db, kv, 0, staging))).await.expect("group");
     for (kind, payload) in msgs {
         let answer = node.handle(0, kind, payload).await;
         assert!(!answer.is_empty(), "a {kind:?} message got no answer");

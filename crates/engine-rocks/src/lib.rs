@@ -13,19 +13,19 @@
 //! stay on disk under range tombstones until a compaction drops them: a maintenance thread
 //! compacts the log CF once its SST files exceed `log_compaction_bytes` after a truncation.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{RecvTimeoutError, Sender};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, IteratorMode, LogLevel, Options,
-    ReadOptions, WriteOptions,
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, IngestExternalFileOptions,
+    IteratorMode, LogLevel, Options, ReadOptions, SstFileWriter, WriteOptions,
 };
-use strata_tsdb::kv::{Op, RangeVisitor};
-use strata_tsdb::{Cf, Error, KvEngine, Result, WriteBatch};
+use strata_tsdb::kv::{FrozenVisitor, Op, RangeVisitor, SstWriter};
+use strata_tsdb::{Cf, CfRange, Error, KvEngine, Result, WriteBatch};
 
 /// Settings of the RocksDB engine.
 #[derive(Clone, Debug)]
@@ -111,15 +111,21 @@ fn err(e: rocksdb::Error) -> Error {
     Error::Kv(e.into_string())
 }
 
-fn cf_options(cf: Cf, cfg: &RocksConfig, cache: &Cache) -> Options {
+/// A column family's options; `cache` and `cfg` are left out for the options of files
+/// written outside the database (the table format and compression are the same).
+fn cf_options(cf: Cf, cfg: Option<&RocksConfig>, cache: Option<&Cache>) -> Options {
     let mut o = Options::default();
     let mut t = BlockBasedOptions::default();
-    t.set_block_cache(cache);
+    if let Some(cache) = cache {
+        t.set_block_cache(cache);
+    }
     t.set_bloom_filter(10.0, false);
     match cf {
         Cf::Log => {
             o.set_compression_type(DBCompressionType::None);
-            o.set_write_buffer_size(cfg.log_write_buffer_bytes);
+            if let Some(cfg) = cfg {
+                o.set_write_buffer_size(cfg.log_write_buffer_bytes);
+            }
         }
         Cf::Chunks | Cf::Index => {
             o.set_compression_type(DBCompressionType::Lz4);
@@ -147,8 +153,9 @@ impl RocksEngine {
         o.set_bytes_per_sync(1 << 20);
         o.set_max_total_wal_size(cfg.max_total_wal_bytes);
         let cache = Cache::new_lru_cache(cfg.block_cache_bytes);
-        let cfs =
-            Cf::ALL.iter().map(|&cf| ColumnFamilyDescriptor::new(cf.name(), cf_options(cf, cfg, &cache)));
+        let cfs = Cf::ALL
+            .iter()
+            .map(|&cf| ColumnFamilyDescriptor::new(cf.name(), cf_options(cf, Some(cfg), Some(&cache))));
         let db = Arc::new(rocksdb::DB::open_cf_descriptors(&o, path, cfs).map_err(err)?);
         let log_truncated = Arc::new(AtomicBool::new(false));
         let (stop, maintenance) = if cfg.log_compaction_bytes > 0 {
@@ -188,6 +195,44 @@ fn compact_truncated_log(db: &Weak<rocksdb::DB>, truncated: &AtomicBool, limit: 
         db.compact_range_cf(&cf, None::<&[u8]>, None::<&[u8]>);
         let after = db.property_int_value_cf(&cf, rocksdb::properties::TOTAL_SST_FILES_SIZE).ok().flatten();
         tracing::debug!(before = ?sst, after = ?after, took = ?started.elapsed(), "compacted the truncated log");
+    }
+}
+
+/// The options files for `cf` are written with (one set per process: a writer borrows
+/// them for as long as it lives).
+fn sst_options(cf: Cf) -> &'static Options {
+    static OPTIONS: OnceLock<[Options; 4]> = OnceLock::new();
+    let all = OPTIONS.get_or_init(|| Cf::ALL.map(|cf| cf_options(cf, None, None)));
+    &all[Cf::ALL.iter().position(|&c| c == cf).unwrap_or(0)]
+}
+
+/// An SST file being written for [`KvEngine::ingest`].
+struct RocksSst {
+    writer: SstFileWriter<'static>,
+    path: PathBuf,
+    entries: u64,
+    /// Bytes of keys and values put (the writer's own size counts only finished blocks).
+    bytes: u64,
+}
+
+impl SstWriter for RocksSst {
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.writer.put(key, value).map_err(|e| Error::Kv(format!("{}: {}", self.path.display(), e)))?;
+        self.entries += 1;
+        self.bytes += (key.len() + value.len()) as u64;
+        Ok(())
+    }
+
+    fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<()> {
+        if self.entries == 0 {
+            return Err(Error::Kv(format!("{}: a file needs at least one entry", self.path.display())));
+        }
+        // RocksDB syncs the file before it returns
+        self.writer.finish().map_err(|e| Error::Kv(format!("{}: {}", self.path.display(), e)))
     }
 }
 
@@ -267,6 +312,43 @@ impl KvEngine for RocksEngine {
             it.status().map_err(err)?;
         }
         Ok(())
+    }
+
+    fn scan_frozen(
+        &self,
+        ranges: &[CfRange],
+        taken: &mut dyn FnMut(),
+        f: &mut FrozenVisitor<'_>,
+    ) -> Result<()> {
+        let snapshot = self.db.snapshot();
+        taken();
+        for (cf, (start, end)) in ranges {
+            let mut ro = ReadOptions::default();
+            ro.set_iterate_upper_bound(end.clone());
+            // a bulk read: keep the cache for the queries
+            ro.fill_cache(false);
+            let mode = IteratorMode::From(start, rocksdb::Direction::Forward);
+            for item in snapshot.iterator_cf_opt(self.cf(*cf)?, ro, mode) {
+                let (k, v) = item.map_err(err)?;
+                if !f(*cf, &k, &v) {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn sst_writer(&self, cf: Cf, path: &Path) -> Result<Box<dyn SstWriter>> {
+        let writer = SstFileWriter::create(sst_options(cf));
+        writer.open(path).map_err(|e| Error::Kv(format!("{}: {}", path.display(), e)))?;
+        Ok(Box::new(RocksSst { writer, path: path.to_path_buf(), entries: 0, bytes: 0 }))
+    }
+
+    fn ingest(&self, cf: Cf, files: &[PathBuf]) -> Result<()> {
+        let mut o = IngestExternalFileOptions::default();
+        // linked into the database (same file system), not copied
+        o.set_move_files(true);
+        self.db.ingest_external_file_cf_opts(self.cf(cf)?, &o, files.to_vec()).map_err(err)
     }
 
     fn quiesce(&self) {

@@ -44,6 +44,7 @@ mod log_writer;
 mod membership;
 mod network;
 mod node;
+mod snapshot;
 mod state_machine;
 mod types;
 
@@ -54,5 +55,8 @@ pub use log_writer::{LogStats, LogWriter};
 pub use membership::ReplicaStep;
 pub use network::{CallFuture, NoPeers, RpcKind, Transport, TransportError};
 pub use node::{GroupStatus, RaftConfig, RaftNode};
-pub use state_machine::{Applier, Exported, Exporter, Reopener, SnapshotPayload, StateMachine};
+pub use snapshot::{FrameStream, SnapshotStats};
+pub use state_machine::{
+    Applier, Exporter, Reopener, SnapshotPayload, Staged, StagedData, StagedDir, Stager, StateMachine,
+};
 pub use types::{GroupId, META_GROUP, NodeId, Request, Response, TypeConfig};

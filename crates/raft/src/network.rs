@@ -6,6 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use futures_util::StreamExt;
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory};
 use openraft::raft::{
@@ -18,7 +19,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::codec::{decode, encode};
-use crate::state_machine::{RaftState, SnapshotPayload};
+use crate::snapshot::{FrameStream, InFlight, SnapshotStats, Throttle};
+use crate::state_machine::SnapshotPayload;
 use crate::{GroupId, NodeId, TypeConfig};
 
 /// The kinds of Raft RPC a node sends.
@@ -71,6 +73,23 @@ pub type CallFuture = Pin<Box<dyn Future<Output = Result<Vec<u8>, TransportError
 pub trait Transport: Send + Sync + 'static {
     /// Sends `payload` of `kind` for `group` to `target`; resolves to the peer's answer.
     fn call(&self, target: NodeId, group: GroupId, kind: RpcKind, payload: Vec<u8>) -> CallFuture;
+
+    /// Streams a snapshot's `frames` for `group` to `target` (the peer hands them to
+    /// [`RaftNode::receive_snapshot`](crate::RaftNode::receive_snapshot)); resolves to its
+    /// answer. By default the frames are gathered into one [`RpcKind::Snapshot`] message
+    /// (whole in memory: for transports of tests, whose snapshots are small).
+    fn snapshot(self: Arc<Self>, target: NodeId, group: GroupId, frames: FrameStream) -> CallFuture {
+        Box::pin(async move {
+            let frames: Vec<Vec<u8>> = frames
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect::<Result<_, String>>()
+                .map_err(|e| TransportError::Unreachable(target, e))?;
+            let payload = encode(&frames).map_err(|e| TransportError::Unreachable(target, e.to_string()))?;
+            self.call(target, group, RpcKind::Snapshot, payload).await
+        })
+    }
 }
 
 /// A transport that reaches no peer: every call fails as unreachable. For a node that is
@@ -84,17 +103,14 @@ impl Transport for NoPeers {
     }
 }
 
-/// A snapshot on the wire: the sender's vote, the snapshot's Raft state and its data.
-#[derive(Debug, Serialize, serde::Deserialize)]
-pub(crate) struct SnapshotMessage {
-    pub(crate) vote: VoteOf<TypeConfig>,
-    pub(crate) state: RaftState,
-    pub(crate) exported: Vec<u8>,
-}
-
 /// Routes every group's messages over the node's transport.
 #[derive(Clone)]
-pub(crate) struct Router(pub(crate) Arc<dyn Transport>);
+pub(crate) struct Router {
+    pub(crate) transport: Arc<dyn Transport>,
+    /// Paces the snapshot bytes the node sends.
+    pub(crate) throttle: Arc<Throttle>,
+    pub(crate) stats: Arc<SnapshotStats>,
+}
 
 impl std::fmt::Debug for Router {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -115,7 +131,7 @@ impl Router {
         req: &Req,
     ) -> Result<Resp, RPCError<TypeConfig>> {
         let bytes = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        match self.0.call(target, group, kind, bytes).await {
+        match self.transport.call(target, group, kind, bytes).await {
             Ok(b) => decode::<Result<Resp, String>>(&b)
                 .map_err(|e| RPCError::Network(NetworkError::new(&e)))?
                 .map_err(|e| RPCError::Unreachable(unreachable(&TransportError::Remote(target, e)))),
@@ -176,29 +192,26 @@ impl GroupRouter<TypeConfig, GroupId> for Router {
         cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
         _option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        // export now (a shard's whole persisted state: off the async workers); the Raft state
-        // sent is the one stored with the exported data
-        let payload = snapshot.snapshot;
-        let exported = tokio::task::spawn_blocking(move || payload.export())
-            .await
-            .map_err(|e| StreamingError::Network(NetworkError::new(&std::io::Error::other(e.to_string()))))?
-            .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
-        let state: RaftState =
-            decode(&exported.raft_state).map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
-        let msg = SnapshotMessage {
-            vote,
-            state,
-            exported: encode(&exported).map_err(|e| StreamingError::Network(NetworkError::new(&e)))?,
+        // the checkpoint is exported as it is sent (its Raft state may be newer than the
+        // meta's: the receiver takes the one stored with the data)
+        let SnapshotPayload::Local(export) = snapshot.snapshot else {
+            let e = std::io::Error::other("only this node's own checkpoint is sent");
+            return Err(StreamingError::Network(NetworkError::new(&e)));
         };
-        let send = self.rpc::<_, SnapshotResponse<TypeConfig>>(target, group, RpcKind::Snapshot, &msg);
+        let _in_flight = InFlight::new(&self.stats);
+        let frames = crate::snapshot::outgoing(vote, export, self.throttle.clone(), self.stats.clone());
+        let send = async {
+            let b =
+                self.transport.clone().snapshot(target, group, frames).await.map_err(|e| unreachable(&e))?;
+            let answer = decode::<Result<SnapshotResponse<TypeConfig>, String>>(&b)
+                .map_err(|e| unreachable(&TransportError::Remote(target, e.to_string())))?;
+            let r = answer.map_err(|e| unreachable(&TransportError::Remote(target, e)))?;
+            self.stats.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(r)
+        };
         tokio::select! {
             closed = cancel => Err(StreamingError::Closed(closed)),
-            r = send => r.map_err(|e| match e {
-                RPCError::Unreachable(u) => StreamingError::Unreachable(u),
-                RPCError::Network(n) => StreamingError::Network(n),
-                RPCError::Timeout(t) => StreamingError::Timeout(t),
-                RPCError::RemoteError(r) => StreamingError::Network(NetworkError::new(&r)),
-            }),
+            r = send => r.map_err(StreamingError::Unreachable),
         }
     }
 }

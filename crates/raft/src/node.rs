@@ -19,8 +19,9 @@ use crate::health::WriteHealth;
 use crate::inbound;
 use crate::log_store::LogStore;
 use crate::log_writer::{LogStats, LogWriter};
-use crate::network::{NetworkFactory, Router, RpcKind, SnapshotMessage, Transport};
-use crate::state_machine::{Applier, Exported, RaftState, Reopener, SnapshotPayload, StateMachine};
+use crate::network::{NetworkFactory, Router, RpcKind, Transport};
+use crate::snapshot::{FrameStream, InFlight, SnapshotStats, Throttle};
+use crate::state_machine::{Applier, RaftState, Reopener, SnapshotPayload, Staged, Stager, StateMachine};
 use crate::{GroupId, NodeId, Request, Response, TypeConfig};
 
 /// Raft settings of a node (the same for every group).
@@ -37,6 +38,9 @@ pub struct RaftConfig {
     /// Log entries kept behind a snapshot for slow followers. Default 2,000. (A follower
     /// that is down keeps more: see [`RaftNode::update_purge_floors`].)
     pub keep_entries: u64,
+    /// Snapshot bytes this node sends per second, all streams together (0 = no limit).
+    /// Default 64 MiB/s.
+    pub snapshot_bytes_per_sec: u64,
 }
 
 impl Default for RaftConfig {
@@ -47,6 +51,7 @@ impl Default for RaftConfig {
             election_ms: (1500, 3000),
             snapshot_entries: 2000,
             keep_entries: 2000,
+            snapshot_bytes_per_sec: 64 << 20,
         }
     }
 }
@@ -70,7 +75,10 @@ impl Applier for AnyApplier {
     fn exporter(&self) -> crate::Exporter {
         self.0.exporter()
     }
-    fn import(&mut self, snapshot: crate::Exported) -> std::io::Result<()> {
+    fn stager(&self) -> Stager {
+        self.0.stager()
+    }
+    fn import(&mut self, snapshot: Staged) -> std::io::Result<()> {
         self.0.import(snapshot)
     }
     fn reopener(&self) -> Reopener {
@@ -108,8 +116,9 @@ pub struct RaftNode {
     router: Router,
     groups: RwLock<HashMap<GroupId, Group>>,
     floors: RwLock<HashMap<GroupId, Arc<AtomicU64>>>,
-    /// How to restart each group from its last checkpoint.
-    reopeners: RwLock<HashMap<GroupId, Reopener>>,
+    /// How to restart each group from its last checkpoint, and how to stage a snapshot it
+    /// receives.
+    handles: RwLock<HashMap<GroupId, (Reopener, Stager)>>,
     health: Arc<WriteHealth>,
     stats: Arc<LogStats>,
     /// When each group's last leadership transfer was started here (one at a time: two
@@ -147,6 +156,7 @@ impl RaftNode {
         }
         .validate()
         .map_err(|e| Error::Config(e.to_string()))?;
+        let throttle = Arc::new(Throttle::new(cfg.snapshot_bytes_per_sec));
         let stats = Arc::new(LogStats::default());
         let writer = LogWriter::start(kv.clone(), stats.clone(), health.clone())
             .map_err(|e| Error::Storage(e.to_string()))?;
@@ -155,10 +165,10 @@ impl RaftNode {
             raft_config: Arc::new(raft_config),
             kv,
             writer,
-            router: Router(transport),
+            router: Router { transport, throttle, stats: Arc::new(SnapshotStats::default()) },
             groups: RwLock::new(HashMap::new()),
             floors: RwLock::new(HashMap::new()),
-            reopeners: RwLock::new(HashMap::new()),
+            handles: RwLock::new(HashMap::new()),
             health,
             stats,
             transfers: parking_lot::Mutex::new(HashMap::new()),
@@ -173,6 +183,16 @@ impl RaftNode {
     /// Counters of the node's log writer.
     pub fn log_stats(&self) -> &LogStats {
         &self.stats
+    }
+
+    /// Snapshot bytes this node sends per second (0 = no limit).
+    pub fn snapshot_bytes_per_sec(&self) -> u64 {
+        self.cfg.snapshot_bytes_per_sec
+    }
+
+    /// Counters of the snapshots the node sent and received.
+    pub fn snapshot_stats(&self) -> &SnapshotStats {
+        &self.router.stats
     }
 
     /// This node's id.
@@ -191,7 +211,7 @@ impl RaftNode {
         if self.groups.read().contains_key(&group) {
             return Ok(());
         }
-        self.reopeners.write().insert(group, applier.reopener());
+        self.handles.write().insert(group, (applier.reopener(), applier.stager()));
         let raft = self.start_group(group, applier).await?;
         self.groups.write().insert(group, raft);
         Ok(())
@@ -232,7 +252,7 @@ impl RaftNode {
             let why = raft.metrics().borrow_watched().running_state.clone().err();
             tracing::warn!(group, reason = ?why, "restarting a group stopped by a storage error");
             let _ = raft.shutdown().await;
-            let Some(reopen) = self.reopeners.read().get(&group).cloned() else { continue };
+            let Some((reopen, _)) = self.handles.read().get(&group).cloned() else { continue };
             let started = match reopen() {
                 Ok(applier) => self.start_group(group, applier).await,
                 Err(e) => Err(Error::Storage(e.to_string())),
@@ -254,7 +274,7 @@ impl RaftNode {
     /// Takes `group` out of the node (the caller shuts it down).
     pub(crate) fn take_group(&self, group: GroupId) -> Option<Group> {
         self.floors.write().remove(&group);
-        self.reopeners.write().remove(&group);
+        self.handles.write().remove(&group);
         self.groups.write().remove(&group)
     }
 
@@ -406,26 +426,49 @@ impl RaftNode {
                 encode(&raft.handle_transfer_leader(req).await.map_err(|e| e.to_string()))
             }
             RpcKind::Snapshot => {
-                let m: SnapshotMessage = decode(payload).map_err(de)?;
-                let exported: Exported = decode(&m.exported).map_err(de)?;
-                // the state openraft is told must be the one stored with the data
-                let stored: RaftState = decode(&exported.raft_state).map_err(de)?;
-                if stored != m.state {
-                    return Err(
-                        "refused InstallSnapshot: its Raft state differs from the one in its data".into()
-                    );
-                }
-                inbound::check_not_own(&m.vote, me)
-                    .and_then(|()| inbound::check_snapshot(&m.vote, &m.state))
-                    .map_err(|e| format!("refused InstallSnapshot: {e}"))?;
-                let snapshot = openraft::type_config::alias::SnapshotOf::<TypeConfig, SnapshotPayload> {
-                    meta: m.state.meta(),
-                    snapshot: SnapshotPayload::Received(exported),
-                };
-                encode(&raft.install_full_snapshot(m.vote, snapshot).await.map_err(|e| e.to_string()))
+                // a snapshot's frames in one message (a transport that does not stream)
+                let frames: Vec<Vec<u8>> = decode(payload).map_err(de)?;
+                let mut frames: FrameStream =
+                    Box::pin(futures_util::stream::iter(frames.into_iter().map(Ok)));
+                return self.install_stream(group, &mut frames).await;
             }
         };
         bytes.map_err(|e| e.to_string())
+    }
+
+    /// Receives a snapshot of `group` streamed by its leader (what the sender's
+    /// [`Transport::snapshot`] carries): stages it with bounded memory, then hands it to
+    /// openraft. The answer is encoded for the sender, errors included.
+    pub async fn receive_snapshot(&self, group: GroupId, mut frames: FrameStream) -> Vec<u8> {
+        match self.install_stream(group, &mut frames).await {
+            Ok(b) => b,
+            Err(e) => encode(&Err::<(), String>(e)).unwrap_or_default(),
+        }
+    }
+
+    async fn install_stream(&self, group: GroupId, frames: &mut FrameStream) -> Result<Vec<u8>, String> {
+        use futures_util::StreamExt;
+        let refused = |e: String| format!("refused InstallSnapshot: {e}");
+        let raft = self.group(group).map_err(|e| e.to_string())?;
+        let stager = self.handles.read().get(&group).map(|(_, s)| s.clone()).ok_or("no such group")?;
+        let _in_flight = InFlight::new(&self.router.stats);
+        let first = frames.next().await.ok_or("an empty snapshot stream")??;
+        let vote = match decode(&first).map_err(|e| format!("bad snapshot frame: {e}"))? {
+            crate::snapshot::Frame::Header { vote } => vote,
+            _ => return Err(refused("a snapshot stream starts with its header".into())),
+        };
+        inbound::check_not_own(&vote, self.cfg.node_id).map_err(refused)?;
+        let staged = crate::snapshot::stage(frames, stager, &self.router.stats).await?;
+        // the state openraft is told is the one stored with the data
+        let state: RaftState = decode(&staged.raft_state).map_err(|e| format!("bad snapshot state: {e}"))?;
+        inbound::check_snapshot(&vote, &state).map_err(refused)?;
+        self.router.stats.received.fetch_add(1, Ordering::Relaxed);
+        let snapshot = openraft::type_config::alias::SnapshotOf::<TypeConfig, SnapshotPayload> {
+            meta: state.meta(),
+            snapshot: SnapshotPayload::Staged(staged),
+        };
+        encode(&raft.install_full_snapshot(vote, snapshot).await.map_err(|e| e.to_string()))
+            .map_err(|e| e.to_string())
     }
 
     /// Moves every group's purge floor: on a leader, the lowest index its followers
@@ -551,7 +594,7 @@ impl RaftNode {
     pub async fn shutdown(&self, purge: bool) {
         let groups: Vec<(GroupId, Group)> = self.groups.write().drain().collect();
         self.floors.write().clear();
-        self.reopeners.write().clear();
+        self.handles.write().clear();
         for (g, raft) in groups {
             let snapshot = raft.metrics().borrow_watched().snapshot;
             let _ = raft.shutdown().await;
@@ -576,7 +619,7 @@ mod tests {
 
     use super::*;
     use crate::RpcKind;
-    use crate::state_machine::Exporter;
+    use crate::state_machine::{Exporter, StagedData};
 
     /// A state machine that keeps nothing: what reaches it does not matter here, only what
     /// the node lets through.
@@ -596,10 +639,19 @@ mod tests {
         }
 
         fn exporter(&self) -> Exporter {
-            Arc::new(|| Err(std::io::Error::other("nothing to export")))
+            Arc::new(|_| Err(std::io::Error::other("nothing to export")))
         }
 
-        fn import(&mut self, _snapshot: Exported) -> std::io::Result<()> {
+        /// The first data frame is the Raft state.
+        fn stager(&self) -> Stager {
+            Arc::new(|frames| {
+                let raft_state = frames.next().unwrap_or_default();
+                frames.for_each(drop);
+                Ok(Staged { raft_state, data: StagedData::Bytes(Arc::new(Vec::new())) })
+            })
+        }
+
+        fn import(&mut self, _snapshot: Staged) -> std::io::Result<()> {
             Ok(())
         }
 
@@ -610,9 +662,11 @@ mod tests {
 
     /// A snapshot whose data decodes but whose last log id belongs to a later leader than
     /// the sender's vote: openraft `assert!`s against it (its Raft task would die); the node
-    /// refuses it before, and so one whose stated state differs from the one in its data.
+    /// refuses it before, and so a stream without its header, or cut short (fewer data
+    /// frames than its end says, or no end).
     #[tokio::test]
     async fn snapshots_no_leader_sends_are_refused() {
+        use crate::snapshot::Frame;
         let kv = Arc::new(MemEngine::new());
         let cfg = RaftConfig { node_id: 2, election_ms: (60_000, 120_000), ..RaftConfig::default() };
         let health = Arc::new(WriteHealth::new(None, 0));
@@ -624,26 +678,26 @@ mod tests {
             applied: Some(log_id(term, 9)),
             membership: StoredMembership::new(Some(log_id(1, 0)), Default::default()),
         };
-        let message = |stated: &RaftState, stored: &RaftState| {
-            let exported = Exported { raft_state: encode(stored).expect("state"), data: Vec::new() };
-            encode(&SnapshotMessage {
-                vote: VoteOf::<TypeConfig>::new_committed(3, 1),
-                state: stated.clone(),
-                exported: encode(&exported).expect("exported"),
-            })
-            .expect("message")
+        let header = || Frame::Header { vote: VoteOf::<TypeConfig>::new_committed(3, 1) };
+        let data = |term: u64| Frame::Data(encode(&state(term)).expect("state"));
+        let message = |frames: Vec<Frame>| {
+            let frames: Vec<Vec<u8>> = frames.iter().map(|f| encode(f).expect("frame")).collect();
+            encode(&frames).expect("message")
         };
+        let end = |frames: u64| Frame::End { frames };
         for (payload, why) in [
-            (message(&state(5), &state(5)), "belongs to a leader later than the sender's vote"),
-            (message(&state(2), &state(3)), "differs from the one in its data"),
+            (message(vec![header(), data(5), end(1)]), "belongs to a leader later than the sender's vote"),
+            (message(vec![data(3), end(1)]), "starts with its header"),
+            (message(vec![header(), data(3), end(2)]), "ended after 1 of its 2 data frames"),
+            (message(vec![header(), data(3)]), "without its end"),
         ] {
             let answer = node.handle(0, RpcKind::Snapshot, &payload).await;
             let r: Result<(), String> = decode(&answer).expect("answer");
             let e = r.expect_err(why);
-            assert!(e.starts_with("refused InstallSnapshot") && e.contains(why), "{e}");
+            assert!(e.contains(why), "{e}");
         }
         // the group is alive: a snapshot no later than the vote goes through to the applier
-        let answer = node.handle(0, RpcKind::Snapshot, &message(&state(3), &state(3))).await;
+        let answer = node.handle(0, RpcKind::Snapshot, &message(vec![header(), data(3), end(1)])).await;
         let r: Result<(), String> = decode(&answer).expect("answer");
         assert!(r.as_ref().is_err_and(|e| !e.starts_with("refused")) || r.is_ok(), "{r:?}");
         node.shutdown(false).await;

@@ -9,6 +9,7 @@
 //! when it is sent.
 
 use std::io;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures_util::StreamExt;
@@ -19,22 +20,64 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Request, Response, TypeConfig};
 
-/// A checkpoint as sent to another replica: the Raft state stored with it and the
-/// applier's data.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Exported {
-    /// The Raft state the checkpoint was taken at (opaque to the applier).
-    pub raft_state: Vec<u8>,
-    /// The applier's persisted state.
-    pub data: Vec<u8>,
-}
+/// Emits the applier's last checkpoint as data frames of about a MiB each (blocking code,
+/// run off the async workers): consistent (state and Raft state together); `emit` returns
+/// `false` when nobody wants more frames (the export stops).
+pub type Exporter = Arc<dyn Fn(&mut dyn FnMut(Vec<u8>) -> bool) -> io::Result<()> + Send + Sync>;
 
-/// Exports the applier's last checkpoint (consistently: state and Raft state together).
-pub type Exporter = Arc<dyn Fn() -> io::Result<Exported> + Send + Sync>;
+/// Stages a checkpoint received from another replica from its data frames (blocking code):
+/// checks what it receives, keeps it out of the live state, and returns what
+/// [`Applier::import`] takes. Too few frames (an interrupted stream) must still stage
+/// without harm: the caller discards the result.
+pub type Stager = Arc<dyn Fn(&mut dyn Iterator<Item = Vec<u8>>) -> io::Result<Staged> + Send + Sync>;
 
 /// Makes a fresh applier over the state of the last checkpoint (what a restart would
 /// load), for a group restarted after a storage error.
 pub type Reopener = Arc<dyn Fn() -> io::Result<Box<dyn Applier>> + Send + Sync>;
+
+/// A received checkpoint, staged: the Raft state stored with it and where its data waits.
+#[derive(Debug, Clone)]
+pub struct Staged {
+    /// The Raft state the checkpoint was taken at (opaque to the applier).
+    pub raft_state: Vec<u8>,
+    /// The data.
+    pub data: StagedData,
+}
+
+/// Where a staged checkpoint's data waits.
+#[derive(Debug, Clone)]
+pub enum StagedData {
+    /// In memory (a small state: the cluster metadata).
+    Bytes(Arc<Vec<u8>>),
+    /// In files of a directory.
+    Dir(Arc<StagedDir>),
+}
+
+/// A directory of staged files, removed when the last handle on it is dropped.
+#[derive(Debug)]
+pub struct StagedDir(PathBuf);
+
+impl StagedDir {
+    /// Takes charge of `path` (it is removed on drop).
+    pub fn new(path: PathBuf) -> Self {
+        StagedDir(path)
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for StagedDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.0)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            tracing::warn!(dir = %self.0.display(), error = %e, "removing a staged snapshot failed");
+        }
+    }
+}
 
 /// What a group does with committed writes (a TSDB shard, the cluster metadata, or in
 /// tests anything).
@@ -50,45 +93,30 @@ pub trait Applier: Send + Sync + 'static {
     fn checkpointed(&self) -> io::Result<Option<Vec<u8>>>;
     /// A handle that exports the last checkpoint whenever called.
     fn exporter(&self) -> Exporter;
-    /// Replaces the state (and the stored Raft state) with another replica's export.
-    fn import(&mut self, snapshot: Exported) -> io::Result<()>;
+    /// A handle that stages another replica's export whenever called.
+    fn stager(&self) -> Stager;
+    /// Replaces the state (and the stored Raft state) with a staged checkpoint of another
+    /// replica, crash-safely: after a crash halfway, the node restarts with either state.
+    fn import(&mut self, snapshot: Staged) -> io::Result<()>;
     /// A handle that makes a fresh applier at the last checkpoint whenever called.
     fn reopener(&self) -> Reopener;
 }
 
-/// A snapshot's data: this node's last checkpoint, exported when read, or bytes received
-/// from another replica.
+/// A snapshot's data: this node's last checkpoint, exported when sent, or a checkpoint
+/// received from another replica, staged.
 #[derive(Clone)]
 pub enum SnapshotPayload {
     /// The local checkpoint.
     Local(Exporter),
-    /// An [`Exported`] checkpoint received from the leader.
-    Received(Exported),
+    /// A checkpoint received from the leader.
+    Staged(Staged),
 }
 
 impl std::fmt::Debug for SnapshotPayload {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SnapshotPayload::Local(_) => f.write_str("Local"),
-            SnapshotPayload::Received(e) => write!(f, "Received({} bytes)", e.data.len()),
-        }
-    }
-}
-
-impl SnapshotPayload {
-    /// The checkpoint.
-    pub fn export(&self) -> io::Result<Exported> {
-        match self {
-            SnapshotPayload::Local(f) => f(),
-            SnapshotPayload::Received(e) => Ok(e.clone()),
-        }
-    }
-
-    /// The checkpoint, without a copy of a received one.
-    fn into_exported(self) -> io::Result<Exported> {
-        match self {
-            SnapshotPayload::Local(f) => f(),
-            SnapshotPayload::Received(e) => Ok(e),
+            SnapshotPayload::Staged(s) => write!(f, "Staged({:?})", s.data),
         }
     }
 }
@@ -244,10 +272,24 @@ impl<A: Applier> RaftStateMachine<TypeConfig> for StateMachine<A> {
         _meta: &SnapshotMetaOf<TypeConfig>,
         snapshot: SnapshotPayload,
     ) -> Result<(), io::Error> {
-        let exported = snapshot.into_exported()?;
+        let staged = match snapshot {
+            SnapshotPayload::Staged(s) => s,
+            // openraft installs received snapshots only; its storage suite installs one it
+            // built (small: staged from memory)
+            SnapshotPayload::Local(export) => {
+                let mut frames = Vec::new();
+                export(&mut |f| {
+                    frames.push(f);
+                    true
+                })?;
+                (self.applier.stager())(&mut frames.into_iter())?
+            }
+        };
         // the Raft state is the one stored with the data (the sender puts it in the meta too)
-        self.state = crate::codec::decode(&exported.raft_state)?;
-        self.applier.import(exported)
+        let state = crate::codec::decode(&staged.raft_state)?;
+        self.applier.import(staged)?;
+        self.state = state;
+        Ok(())
     }
 
     async fn get_current_snapshot(

@@ -7,17 +7,20 @@ use std::sync::{Arc, Mutex};
 use openraft::StorageError;
 use openraft::testing::log::{StoreBuilder, Suite};
 use strata_raft::{
-    Applier, Exported, Exporter, LogStats, LogStore, LogWriter, Reopener, Request, Response, StateMachine,
-    TypeConfig, WriteHealth,
+    Applier, Exporter, LogStats, LogStore, LogWriter, Reopener, Request, Response, Staged, StagedData,
+    Stager, StateMachine, TypeConfig, WriteHealth,
 };
 use strata_tsdb::{KvEngine, MemEngine};
+
+/// A checkpoint: its Raft state and data.
+type Checkpoint = (Vec<u8>, Vec<u8>);
 
 /// An applier that remembers what it applied (its whole state is that list); its
 /// checkpoint is kept in memory beside it.
 #[derive(Debug, Default)]
 struct Recorder {
     applied: Vec<(u64, Vec<u8>)>,
-    checkpoint: Arc<Mutex<Option<Exported>>>,
+    checkpoint: Arc<Mutex<Option<Checkpoint>>>,
 }
 
 fn codec_err(e: impl std::fmt::Display) -> io::Error {
@@ -33,26 +36,39 @@ impl Applier for Recorder {
     fn checkpoint(&mut self, raft_state: Vec<u8>) -> io::Result<()> {
         let data =
             bincode::serde::encode_to_vec(&self.applied, bincode::config::standard()).map_err(codec_err)?;
-        *self.checkpoint.lock().map_err(codec_err)? = Some(Exported { raft_state, data });
+        *self.checkpoint.lock().map_err(codec_err)? = Some((raft_state, data));
         Ok(())
     }
 
     fn checkpointed(&self) -> io::Result<Option<Vec<u8>>> {
-        Ok(self.checkpoint.lock().map_err(codec_err)?.as_ref().map(|c| c.raft_state.clone()))
+        Ok(self.checkpoint.lock().map_err(codec_err)?.as_ref().map(|c| c.0.clone()))
     }
 
+    /// One frame: the checkpoint, encoded.
     fn exporter(&self) -> Exporter {
         let c = self.checkpoint.clone();
-        Arc::new(move || {
-            c.lock().map_err(codec_err)?.clone().ok_or_else(|| io::Error::other("no checkpoint"))
+        Arc::new(move |emit| {
+            let pair =
+                c.lock().map_err(codec_err)?.clone().ok_or_else(|| io::Error::other("no checkpoint"))?;
+            emit(bincode::serde::encode_to_vec(&pair, bincode::config::standard()).map_err(codec_err)?);
+            Ok(())
         })
     }
 
-    fn import(&mut self, snapshot: Exported) -> io::Result<()> {
-        self.applied = bincode::serde::decode_from_slice(&snapshot.data, bincode::config::standard())
-            .map_err(codec_err)?
-            .0;
-        *self.checkpoint.lock().map_err(codec_err)? = Some(snapshot);
+    fn stager(&self) -> Stager {
+        Arc::new(|frames| {
+            let frame = frames.next().ok_or_else(|| io::Error::other("no frame"))?;
+            let (raft_state, data): (Vec<u8>, Vec<u8>) =
+                bincode::serde::decode_from_slice(&frame, bincode::config::standard()).map_err(codec_err)?.0;
+            Ok(Staged { raft_state, data: StagedData::Bytes(Arc::new(data)) })
+        })
+    }
+
+    fn import(&mut self, snapshot: Staged) -> io::Result<()> {
+        let StagedData::Bytes(data) = snapshot.data else { return Err(io::Error::other("staged in files")) };
+        self.applied =
+            bincode::serde::decode_from_slice(&data, bincode::config::standard()).map_err(codec_err)?.0;
+        *self.checkpoint.lock().map_err(codec_err)? = Some((snapshot.raft_state, data.to_vec()));
         Ok(())
     }
 

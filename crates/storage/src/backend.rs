@@ -50,6 +50,31 @@ impl QueryBackend for NodeBackend {
             ("strata_wal_records", "Log entries written.", log.records.load(Ordering::Relaxed) as f64),
             ("strata_wal_bytes", "Bytes of log entries written.", log.bytes.load(Ordering::Relaxed) as f64),
         ];
+        let snap = self.node.raft().snapshot_stats();
+        for (name, help, v, scale) in [
+            ("strata_snapshots_sent", "Snapshots sent to other replicas to completion.", &snap.sent, 1.0),
+            ("strata_snapshot_sent_bytes", "Bytes of snapshot frames sent.", &snap.sent_bytes, 1.0),
+            (
+                "strata_snapshots_received",
+                "Snapshots received and staged to completion.",
+                &snap.received,
+                1.0,
+            ),
+            (
+                "strata_snapshot_received_bytes",
+                "Bytes of snapshot frames received.",
+                &snap.received_bytes,
+                1.0,
+            ),
+            (
+                "strata_snapshot_throttled_seconds",
+                "Time snapshot sends waited for --snapshot.max-bytes-per-second.",
+                &snap.throttled_micros,
+                1e-6,
+            ),
+        ] {
+            out.push((name, help, v.load(Ordering::Relaxed) as f64 * scale));
+        }
         let p = self.node.placement_stats();
         for (name, help, v) in [
             (
@@ -98,6 +123,18 @@ impl QueryBackend for NodeBackend {
                 health.min_free_bytes().min(i64::MAX as u64) as i64,
             ),
         ];
+        v.extend([
+            (
+                "strata_snapshots_in_flight",
+                "Snapshot streams under way on this node (sent or received).",
+                raft.snapshot_stats().in_flight.load(Ordering::Relaxed) as i64,
+            ),
+            (
+                "strata_snapshot_max_bytes_per_second",
+                "Limit: snapshot bytes this node sends per second, all streams together (0 = none; --snapshot.max-bytes-per-second).",
+                raft.snapshot_bytes_per_sec().min(i64::MAX as u64) as i64,
+            ),
+        ]);
         let joint =
             groups.iter().filter(|g| raft.status(**g).is_ok_and(|s| s.joint && s.leader == Some(id))).count();
         v.push((

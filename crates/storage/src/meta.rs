@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
-use strata_raft::{Applier, Exported, Exporter, META_GROUP, NodeId, Reopener, Request, Response};
+use strata_raft::{
+    Applier, Exporter, META_GROUP, NodeId, Reopener, Request, Response, Staged, StagedData, Stager,
+};
 use strata_tsdb::keys::{META_CHECKPOINT_OWNER, meta_key};
 use strata_tsdb::{Cf, KvEngine, WriteBatch};
 
@@ -200,13 +202,26 @@ fn decode_stored(b: &[u8]) -> io::Result<Option<ClusterMap>> {
     }
 }
 
-fn read_pair(kv: &dyn KvEngine) -> io::Result<Exported> {
-    let raft_state = kv
-        .get(Cf::Meta, &meta_key(META_GROUP, META_CHECKPOINT_OWNER))
-        .map_err(io_err)?
-        .ok_or_else(|| io::Error::other("metadata has no checkpoint"))?;
-    let data = kv.get(Cf::Meta, &meta_key(META_GROUP, META_MAP)).map_err(io_err)?.unwrap_or_default();
-    Ok(Exported { raft_state, data })
+/// The most bytes a received metadata snapshot may hold (the map is small: a bound on what
+/// the network may make this node keep in memory).
+const MAX_META_SNAPSHOT: usize = 64 << 20;
+
+/// The last checkpoint: its Raft state and the stored map, read as of one moment.
+fn read_pair(kv: &dyn KvEngine) -> io::Result<(Vec<u8>, Vec<u8>)> {
+    let owner = meta_key(META_GROUP, META_CHECKPOINT_OWNER);
+    let map = meta_key(META_GROUP, META_MAP);
+    let ranges = [&owner, &map].map(|k| (Cf::Meta, (k.clone(), [k.as_slice(), &[0]].concat())));
+    let (mut raft_state, mut data) = (None, Vec::new());
+    kv.scan_frozen(&ranges, &mut || {}, &mut |_, k, v| {
+        if k == owner.as_slice() {
+            raft_state = Some(v.to_vec());
+        } else {
+            data = v.to_vec();
+        }
+        true
+    })
+    .map_err(io_err)?;
+    Ok((raft_state.ok_or_else(|| io::Error::other("metadata has no checkpoint"))?, data))
 }
 
 impl Applier for MetaApplier {
@@ -226,14 +241,36 @@ impl Applier for MetaApplier {
         self.kv.get(Cf::Meta, &meta_key(META_GROUP, META_CHECKPOINT_OWNER)).map_err(io_err)
     }
 
+    /// One frame: the Raft state and the map.
     fn exporter(&self) -> Exporter {
         let kv = self.kv.clone();
-        Arc::new(move || read_pair(kv.as_ref()))
+        Arc::new(move |emit| {
+            emit(encode(&read_pair(kv.as_ref())?)?);
+            Ok(())
+        })
     }
 
-    fn import(&mut self, snapshot: Exported) -> io::Result<()> {
-        let map: Option<ClusterMap> =
-            if snapshot.data.is_empty() { None } else { decode_stored(&snapshot.data)? };
+    fn stager(&self) -> Stager {
+        Arc::new(|frames| {
+            let mut bytes = Vec::new();
+            for f in frames {
+                if bytes.len() + f.len() > MAX_META_SNAPSHOT {
+                    return Err(io::Error::other(format!(
+                        "a metadata snapshot larger than {MAX_META_SNAPSHOT} bytes"
+                    )));
+                }
+                bytes.extend_from_slice(&f);
+            }
+            let (raft_state, data): (Vec<u8>, Vec<u8>) = decode(&bytes)?;
+            Ok(Staged { raft_state, data: StagedData::Bytes(Arc::new(data)) })
+        })
+    }
+
+    fn import(&mut self, snapshot: Staged) -> io::Result<()> {
+        let StagedData::Bytes(data) = snapshot.data else {
+            return Err(io::Error::other("a metadata snapshot is staged in memory"));
+        };
+        let map: Option<ClusterMap> = if data.is_empty() { None } else { decode_stored(&data)? };
         let mut b = WriteBatch::default();
         b.put(Cf::Meta, meta_key(META_GROUP, META_MAP), encode(&map)?);
         b.put(Cf::Meta, meta_key(META_GROUP, META_CHECKPOINT_OWNER), snapshot.raft_state);

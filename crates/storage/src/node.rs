@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use crate::controller::{Controller, PlacementConfig, PlacementStats};
 use crate::meta::{Command, MetaApplier, SharedMap};
 use crate::service::{RaftService, StorageService};
-use crate::shard_applier::ShardApplier;
+use crate::shard_applier::{ShardApplier, staging_root};
 use crate::transport::{Faults, GrpcTransport};
 
 /// The address a node without a port ([`StorageNode::start_local`]) advertises: nothing
@@ -588,6 +588,9 @@ async fn reconcile_once(
         None => {
             let dbcfg = DbConfig { shards: map.shards, ..cfg.db.clone() };
             let db = Db::open(node.kv.clone(), dbcfg, cfg.clock.clone())?;
+            // before any shard group starts: installs a crash interrupted are completed
+            crate::shard_applier::recover_staged(&db, &staging_root(&cfg.data_dir))
+                .map_err(|e| Error::Server(format!("recovering staged snapshots: {e}")))?;
             *st.db.lock() = Some(db.clone());
             tracing::info!(node = st.id, shards = map.shards, "database opened");
             db
@@ -627,7 +630,7 @@ async fn reconcile_once(
             st.raft.add_group(META_GROUP, Box::new(applier)).await?;
             continue;
         }
-        let applier = ShardApplier::new(db.clone(), node.kv.clone(), shard);
+        let applier = ShardApplier::new(db.clone(), node.kv.clone(), shard, staging_root(&cfg.data_dir));
         st.raft.add_group(shard, Box::new(applier)).await?;
         // only the first membership is initialised here; a replica added later (a move's
         // target) learns its membership from the leader
@@ -670,7 +673,7 @@ async fn remove_unneeded(
             Ok(()) if g == META_GROUP => crate::meta::clear(kv).map_err(|e| e.to_string()),
             Ok(()) => {
                 let db = db.clone();
-                tokio::task::spawn_blocking(move || db.import_shard(g, Vec::new()))
+                tokio::task::spawn_blocking(move || db.clear_shard(g))
                     .await
                     .map_err(|e| e.to_string())
                     .and_then(|r| r.map_err(|e| e.to_string()))

@@ -31,9 +31,6 @@ const SERIES_PER_REPLY: usize = 256;
 /// up on it: 30 s (there is no bound on the whole transfer).
 const SNAPSHOT_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// The largest snapshot a node accepts: 4 GiB (it is assembled in memory before install).
-const MAX_SNAPSHOT_BYTES: usize = 4 << 30;
-
 /// Inbound Raft messages.
 pub(crate) struct RaftService {
     pub(crate) node: Arc<NodeState>,
@@ -79,41 +76,40 @@ impl Raft for RaftService {
         Ok(tonic::Response::new(RaftReply { payload }))
     }
 
+    /// Each chunk is one frame of the snapshot, staged as it arrives (memory stays bounded
+    /// whatever the shard's size).
     async fn install_snapshot(
         &self,
         req: tonic::Request<Streaming<SnapshotChunk>>,
     ) -> Result<tonic::Response<RaftReply>, Status> {
         let mut stream = req.into_inner();
-        let mut sender = None;
-        let mut data = Vec::new();
-        loop {
-            let next = tokio::time::timeout(SNAPSHOT_IDLE, stream.next()).await.map_err(|_| {
-                Status::deadline_exceeded(format!(
-                    "snapshot stream idle for {SNAPSHOT_IDLE:?} between chunks"
-                ))
-            })?;
-            let Some(chunk) = next else { break };
-            let c = chunk?;
-            match sender {
-                None => {
-                    self.check_sender(c.group, c.from)?;
-                    sender = Some((c.group, c.from));
-                }
-                Some(s) if s != (c.group, c.from) => {
-                    return Err(Status::invalid_argument("a snapshot stream changed its group or sender"));
-                }
-                Some(_) => {}
+        let first = next_chunk(&mut stream)
+            .await?
+            .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
+        self.check_sender(first.group, first.from)?;
+        let sender = (first.group, first.from);
+        let rest = futures_util::stream::unfold(Some(stream), move |stream| async move {
+            let mut stream = stream?;
+            match next_chunk(&mut stream).await {
+                Ok(None) => None,
+                Ok(Some(c)) if (c.group, c.from) == sender => Some((Ok(c.data), Some(stream))),
+                Ok(Some(_)) => Some((Err("a snapshot stream changed its group or sender".to_string()), None)),
+                Err(e) => Some((Err(e.message().to_string()), None)),
             }
-            if data.len() + c.data.len() > MAX_SNAPSHOT_BYTES {
-                return Err(Status::resource_exhausted(format!(
-                    "snapshot larger than the limit of {MAX_SNAPSHOT_BYTES} bytes"
-                )));
-            }
-            data.extend_from_slice(&c.data);
-        }
-        let (group, _) = sender.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
-        let payload = self.node.raft.handle(group, RpcKind::Snapshot, &data).await;
+        });
+        let frames = Box::pin(futures_util::stream::once(std::future::ready(Ok(first.data))).chain(rest));
+        let payload = self.node.raft.receive_snapshot(sender.0, frames).await;
         Ok(tonic::Response::new(RaftReply { payload }))
+    }
+}
+
+/// The next chunk of a snapshot stream; an error once it has been idle for [`SNAPSHOT_IDLE`].
+async fn next_chunk(stream: &mut Streaming<SnapshotChunk>) -> Result<Option<SnapshotChunk>, Status> {
+    match tokio::time::timeout(SNAPSHOT_IDLE, stream.next()).await {
+        Ok(next) => next.transpose(),
+        Err(_) => Err(Status::deadline_exceeded(format!(
+            "snapshot stream idle for {SNAPSHOT_IDLE:?} between chunks"
+        ))),
     }
 }
 

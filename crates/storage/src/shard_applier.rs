@@ -1,15 +1,36 @@
 //! A TSDB shard as a group's state machine: committed records are applied to the shard's
 //! head; a checkpoint is the shard's checkpoint with the Raft state in the same synced
-//! batch; a snapshot is the shard's persisted key ranges.
+//! batch; a snapshot is the shard's persisted key ranges, streamed.
+//!
+//! A snapshot leaves as frames of about [`FRAME_BYTES`] read from one consistent view of
+//! the shard (checkpoints go on meanwhile) and arrives in files staged under the node's
+//! `snapshots/` directory ([`staging_root`]). Installing one is crash-safe: a `COMMIT`
+//! file is written (synced) before the shard's state is replaced, and removed after; a
+//! node that restarts with a `COMMIT` in a staged directory installs it again (the same
+//! files, the same end state: [`recover_staged`]) before its groups start, and removes
+//! staged directories without one (a transfer cut short).
 
 use std::io;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use strata_tsdb::keys::{META_CHECKPOINT_OWNER, ShardId, meta_key};
 use strata_tsdb::{Cf, Db, KvEngine};
 
 use strata_raft::codec::{decode, encode, io_err};
-use strata_raft::{Applier, Exported, Exporter, Reopener, Request, Response};
+use strata_raft::{Applier, Exporter, Reopener, Request, Response, Staged, StagedData, StagedDir, Stager};
+
+/// Bytes of entries per snapshot frame.
+pub(crate) const FRAME_BYTES: usize = 1 << 20;
+
+/// The file that marks a staged snapshot whose install began.
+const COMMIT: &str = "COMMIT";
+
+/// Where a node with data in `data_dir` stages the snapshots it receives.
+pub(crate) fn staging_root(data_dir: &Path) -> PathBuf {
+    data_dir.join("snapshots")
+}
 
 /// Applies a shard group's entries to shard `shard` of a replicated [`Db`].
 #[derive(Debug, Clone)]
@@ -17,12 +38,15 @@ pub struct ShardApplier {
     db: Arc<Db>,
     kv: Arc<dyn KvEngine>,
     shard: ShardId,
+    /// Where received snapshots are staged ([`staging_root`]).
+    staging: PathBuf,
 }
 
 impl ShardApplier {
-    /// The applier of `shard` of `db` (opened with [`Db::open`] over `kv`).
-    pub fn new(db: Arc<Db>, kv: Arc<dyn KvEngine>, shard: ShardId) -> Self {
-        ShardApplier { db, kv, shard }
+    /// The applier of `shard` of `db` (opened with [`Db::open`] over `kv`), staging the
+    /// snapshots it receives under `staging`.
+    pub fn new(db: Arc<Db>, kv: Arc<dyn KvEngine>, shard: ShardId, staging: PathBuf) -> Self {
+        ShardApplier { db, kv, shard, staging }
     }
 }
 
@@ -30,17 +54,119 @@ fn cf_code(cf: Cf) -> u8 {
     Cf::ALL.iter().position(|&c| c == cf).unwrap_or(0) as u8
 }
 
-fn export(db: &Db, shard: ShardId) -> io::Result<Exported> {
-    let entries = db.export_shard(shard).map_err(io_err)?;
-    let key = meta_key(shard, META_CHECKPOINT_OWNER);
-    let raft_state = entries
-        .iter()
-        .find(|(cf, k, _)| *cf == Cf::Meta && *k == key)
-        .map(|(_, _, v)| v.clone())
-        .ok_or_else(|| io::Error::other(format!("shard {shard} has no checkpoint to send")))?;
-    let coded: Vec<(u8, Vec<u8>, Vec<u8>)> =
-        entries.into_iter().map(|(cf, k, v)| (cf_code(cf), k, v)).collect();
-    Ok(Exported { raft_state, data: encode(&coded)? })
+/// One frame on the wire: (column family, key, value) entries.
+type FrameEntries = Vec<(u8, Vec<u8>, Vec<u8>)>;
+
+/// Emits the shard's last checkpoint in frames of about [`FRAME_BYTES`].
+fn export(db: &Db, shard: ShardId, emit: &mut dyn FnMut(Vec<u8>) -> bool) -> io::Result<()> {
+    let owner = meta_key(shard, META_CHECKPOINT_OWNER);
+    let (mut has_owner, mut stopped, mut failed) = (false, false, None);
+    let mut frame: FrameEntries = Vec::new();
+    let mut bytes = 0;
+    db.export_shard(shard, &mut |cf, k, v| {
+        has_owner |= cf == Cf::Meta && k == owner.as_slice();
+        frame.push((cf_code(cf), k.to_vec(), v.to_vec()));
+        bytes += k.len() + v.len() + 8;
+        if bytes < FRAME_BYTES {
+            return true;
+        }
+        bytes = 0;
+        match encode(&std::mem::take(&mut frame)) {
+            Ok(f) => {
+                stopped = !emit(f);
+                !stopped
+            }
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        }
+    })
+    .map_err(io_err)?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    if stopped {
+        return Err(io::Error::other("the receiver of the snapshot went away"));
+    }
+    if !has_owner {
+        return Err(io::Error::other(format!("shard {shard} has no checkpoint to send")));
+    }
+    if !frame.is_empty() {
+        emit(encode(&frame)?);
+    }
+    Ok(())
+}
+
+/// Staged directories get unique names.
+static STAGED: AtomicU64 = AtomicU64::new(0);
+
+/// Stages the frames of another replica's export of `shard` in a new directory under `root`.
+fn stage(
+    db: &Db,
+    shard: ShardId,
+    root: &Path,
+    frames: &mut dyn Iterator<Item = Vec<u8>>,
+) -> io::Result<Staged> {
+    let n = STAGED.fetch_add(1, Ordering::Relaxed);
+    let dir = Arc::new(StagedDir::new(root.join(format!("shard-{shard}-{}-{n}", std::process::id()))));
+    let mut stage = db.stage_shard(shard, dir.path()).map_err(io_err)?;
+    let owner = meta_key(shard, META_CHECKPOINT_OWNER);
+    let mut raft_state = None;
+    for frame in frames {
+        let entries: FrameEntries = decode(&frame)?;
+        for (c, k, v) in entries {
+            let cf =
+                *Cf::ALL.get(c as usize).ok_or_else(|| io::Error::other("bad column family in snapshot"))?;
+            stage.put(cf, &k, &v).map_err(io_err)?;
+            if cf == Cf::Meta && k == owner {
+                raft_state = Some(v);
+            }
+        }
+    }
+    stage.finish().map_err(io_err)?;
+    let raft_state = raft_state
+        .ok_or_else(|| io::Error::other(format!("the snapshot of shard {shard} has no checkpoint")))?;
+    Ok(Staged { raft_state, data: StagedData::Dir(dir) })
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Installs the staged snapshot in `dir` into `shard`, crash-safely (see the module note).
+fn install(db: &Db, shard: ShardId, dir: &Path) -> io::Result<()> {
+    let commit = dir.join(COMMIT);
+    std::fs::write(&commit, shard.to_string())?;
+    std::fs::File::open(&commit)?.sync_all()?;
+    sync_dir(dir)?;
+    db.install_shard(shard, dir).map_err(io_err)?;
+    std::fs::remove_file(&commit)?;
+    sync_dir(dir)
+}
+
+/// Completes the installs a crash interrupted (staged directories under `root` with a
+/// `COMMIT`) and removes every staged directory. Call after the database opened and
+/// before any shard group starts.
+pub(crate) fn recover_staged(db: &Db, root: &Path) -> io::Result<()> {
+    let entries = match std::fs::read_dir(root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for e in entries {
+        let dir = e?.path();
+        if let Ok(shard) = std::fs::read_to_string(dir.join(COMMIT)) {
+            let shard: ShardId = shard
+                .trim()
+                .parse()
+                .map_err(|_| io::Error::other(format!("{}: bad COMMIT", dir.display())))?;
+            tracing::warn!(shard, dir = %dir.display(), "completing a snapshot install a restart interrupted");
+            install(db, shard, &dir)?;
+        }
+        std::fs::remove_dir_all(&dir)?;
+    }
+    Ok(())
 }
 
 impl Applier for ShardApplier {
@@ -66,20 +192,19 @@ impl Applier for ShardApplier {
 
     fn exporter(&self) -> Exporter {
         let (db, shard) = (self.db.clone(), self.shard);
-        Arc::new(move || export(&db, shard))
+        Arc::new(move |emit| export(&db, shard, emit))
     }
 
-    fn import(&mut self, snapshot: Exported) -> io::Result<()> {
-        let coded: Vec<(u8, Vec<u8>, Vec<u8>)> = decode(&snapshot.data)?;
-        let mut entries = Vec::with_capacity(coded.len());
-        for (c, k, v) in coded {
-            let cf =
-                *Cf::ALL.get(c as usize).ok_or_else(|| io::Error::other("bad column family in snapshot"))?;
-            entries.push((cf, k, v));
-        }
-        entries.retain(|(cf, k, _)| !(*cf == Cf::Meta && *k == meta_key(self.shard, META_CHECKPOINT_OWNER)));
-        entries.push((Cf::Meta, meta_key(self.shard, META_CHECKPOINT_OWNER), snapshot.raft_state));
-        self.db.import_shard(self.shard, entries).map_err(io_err)
+    fn stager(&self) -> Stager {
+        let (db, shard, root) = (self.db.clone(), self.shard, self.staging.clone());
+        Arc::new(move |frames| stage(&db, shard, &root, frames))
+    }
+
+    fn import(&mut self, snapshot: Staged) -> io::Result<()> {
+        let StagedData::Dir(dir) = &snapshot.data else {
+            return Err(io::Error::other("a shard snapshot is staged in files"));
+        };
+        install(&self.db, self.shard, dir.path())
     }
 
     fn reopener(&self) -> Reopener {
@@ -88,5 +213,116 @@ impl Applier for ShardApplier {
             me.db.reload_shard(me.shard).map_err(io_err)?;
             Ok(Box::new(me.clone()) as Box<dyn Applier>)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use strata_tsdb::{Clock, DbConfig, MemEngine, SeriesBatch, SystemClock};
+
+    use super::*;
+
+    fn open(kv: &Arc<dyn KvEngine>) -> Arc<Db> {
+        Db::open(kv.clone(), DbConfig { shards: 1, ..DbConfig::default() }, Arc::new(SystemClock))
+            .expect("db")
+    }
+
+    /// A shard of `series` series (one sample each), checkpointed with Raft state `state`.
+    fn filled(series: usize, state: &[u8]) -> (ShardApplier, tempfile::TempDir) {
+        let kv: Arc<dyn KvEngine> = Arc::new(MemEngine::new());
+        let dir = tempfile::tempdir().expect("dir");
+        let mut a = ShardApplier::new(open(&kv), kv, 0, staging_root(dir.path()));
+        let t = SystemClock.now_ms() - 60_000;
+        for (index, chunk) in (0..series).collect::<Vec<_>>().chunks(1000).enumerate() {
+            let mut b = SeriesBatch::new(1);
+            for i in chunk {
+                let v = format!("series-with-a-longish-label-value-{i:08}");
+                b.add(&mut vec![("__name__", "m"), ("instance", v.as_str())], [(t, *i as f64)]).expect("add");
+            }
+            let (_, rec) = b.into_records().remove(0);
+            a.apply(index as u64 + 1, &Request(rec)).expect("apply");
+        }
+        a.checkpoint(state.to_vec()).expect("checkpoint");
+        (a, dir)
+    }
+
+    fn frames(a: &ShardApplier) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        (a.exporter())(&mut |f| {
+            out.push(f);
+            true
+        })
+        .expect("export");
+        out
+    }
+
+    fn contents(a: &ShardApplier) -> Vec<(Cf, Vec<u8>, Vec<u8>)> {
+        let mut out = Vec::new();
+        a.db.export_shard(a.shard, &mut |cf, k, v| {
+            out.push((cf, k.to_vec(), v.to_vec()));
+            true
+        })
+        .expect("export");
+        out
+    }
+
+    /// A shard larger than a frame leaves in several frames, is staged in files and
+    /// installed: the receiver holds exactly the sender's state, its checkpoint included.
+    #[test]
+    fn a_snapshot_streams_in_frames_and_installs_exactly() {
+        let (sender, _d1) = filled(30_000, b"state-7");
+        let f = frames(&sender);
+        assert!(f.len() >= 2, "{} frames", f.len());
+        assert!(f.iter().all(|f| f.len() < FRAME_BYTES + (64 << 10)), "frames stay about a MiB");
+        let (mut receiver, d2) = filled(10, b"state-1");
+        let staged = (receiver.stager())(&mut f.into_iter()).expect("stage");
+        assert_eq!(staged.raft_state, b"state-7");
+        receiver.import(staged).expect("import");
+        assert_eq!(contents(&receiver), contents(&sender));
+        assert_eq!(receiver.checkpointed().expect("checkpointed").as_deref(), Some(&b"state-7"[..]));
+        let left: Vec<_> = std::fs::read_dir(staging_root(d2.path())).expect("root").collect();
+        assert!(left.is_empty(), "an installed snapshot leaves no staged files: {left:?}");
+        // a stream cut short stages nothing that survives: the staged directory goes with it
+        let (receiver, d3) = filled(10, b"state-1");
+        let mut cut = frames(&sender);
+        cut.truncate(1);
+        if let Ok(s) = (receiver.stager())(&mut cut.into_iter()) {
+            drop(s);
+        }
+        let left: Vec<_> = std::fs::read_dir(staging_root(d3.path())).expect("root").collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    /// A crash after the install began (COMMIT written): the restarted node completes it
+    /// before its groups start; a staged directory without COMMIT (a transfer cut short) is
+    /// removed without touching the shard.
+    #[test]
+    fn an_install_a_crash_interrupted_is_completed_on_restart() {
+        let (sender, _d1) = filled(3_000, b"state-9");
+        let (receiver, d2) = filled(10, b"state-1");
+        let before = contents(&receiver);
+        let staged = (receiver.stager())(&mut frames(&sender).into_iter()).expect("stage");
+        let StagedData::Dir(dir) = &staged.data else { panic!("staged in memory") };
+        // what the disk held when the node died: the staged files and COMMIT
+        let root = staging_root(d2.path());
+        let crashed = root.join("crashed");
+        std::fs::create_dir_all(&crashed).expect("dir");
+        for e in std::fs::read_dir(dir.path()).expect("staged") {
+            let p = e.expect("entry").path();
+            std::fs::copy(&p, crashed.join(p.file_name().expect("name"))).expect("copy");
+        }
+        std::fs::write(crashed.join(COMMIT), "0").expect("commit");
+        let partial = root.join("partial");
+        std::fs::create_dir_all(&partial).expect("dir");
+        std::fs::write(partial.join("000000-index.sst"), b"junk").expect("junk");
+        drop(staged);
+        assert_eq!(contents(&receiver), before, "nothing installed yet");
+        // the restart: the database opens over the same engine, then recovery runs
+        let db = open(&receiver.kv);
+        recover_staged(&db, &root).expect("recover");
+        let restarted = ShardApplier::new(db, receiver.kv.clone(), 0, root.clone());
+        assert_eq!(contents(&restarted), contents(&sender));
+        assert_eq!(restarted.checkpointed().expect("checkpointed").as_deref(), Some(&b"state-9"[..]));
+        assert_eq!(std::fs::read_dir(&root).expect("root").count(), 0, "staged directories removed");
     }
 }

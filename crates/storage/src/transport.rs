@@ -10,13 +10,10 @@ use futures_util::StreamExt;
 use parking_lot::{Mutex, RwLock};
 use strata_proto::cluster::raft_client::RaftClient;
 use strata_proto::cluster::{RaftMessage, SnapshotChunk};
-use strata_raft::{CallFuture, GroupId, NodeId, RpcKind, Transport, TransportError};
+use strata_raft::{CallFuture, FrameStream, GroupId, NodeId, RpcKind, Transport, TransportError};
 use tonic::transport::Channel;
 
 use strata_cluster::{GrpcTls, MAX_MESSAGE, endpoint};
-
-/// Bytes per streamed snapshot chunk.
-const SNAPSHOT_CHUNK: usize = 1 << 20;
 
 /// Network faults between nodes, for tests: cut links, a drop probability, a delay.
 #[derive(Debug)]
@@ -167,7 +164,6 @@ impl Transport for GrpcTransport {
         let client = self.client(target);
         let from = self.from;
         let timeout = self.timeout;
-        let chunk_delay = self.faults.as_ref().map_or(Duration::ZERO, |f| f.chunk_delay());
         Box::pin(async move {
             let delay = admitted?;
             if !delay.is_zero() {
@@ -175,30 +171,57 @@ impl Transport for GrpcTransport {
             }
             let mut client = client?;
             let unreachable = |e: tonic::Status| TransportError::Unreachable(target, e.message().to_string());
-            let reply = if kind == RpcKind::Snapshot {
-                // chunks are cut as the stream is read: one copy of a chunk at a time
-                let payload = Arc::new(payload);
-                let chunks =
-                    futures_util::stream::iter(0..payload.len().div_ceil(SNAPSHOT_CHUNK)).then(move |i| {
-                        let payload = payload.clone();
-                        async move {
-                            if !chunk_delay.is_zero() {
-                                tokio::time::sleep(chunk_delay).await;
-                            }
-                            let end = ((i + 1) * SNAPSHOT_CHUNK).min(payload.len());
-                            SnapshotChunk { group, from, data: payload[i * SNAPSHOT_CHUNK..end].to_vec() }
-                        }
-                    });
-                client.install_snapshot(chunks).await.map_err(unreachable)?
-            } else {
-                let msg = RaftMessage { group, kind: kind.code(), payload, from };
-                match tokio::time::timeout(timeout, client.call(msg)).await {
-                    Ok(r) => r.map_err(unreachable)?,
-                    Err(_) => {
-                        return Err(TransportError::Unreachable(target, format!("no answer in {timeout:?}")));
-                    }
+            let msg = RaftMessage { group, kind: kind.code(), payload, from };
+            let reply = match tokio::time::timeout(timeout, client.call(msg)).await {
+                Ok(r) => r.map_err(unreachable)?,
+                Err(_) => {
+                    return Err(TransportError::Unreachable(target, format!("no answer in {timeout:?}")));
                 }
             };
+            Ok(reply.into_inner().payload)
+        })
+    }
+
+    /// One chunk per frame, read from `frames` as the stream is sent: no timeout on the
+    /// whole transfer (the receiver gives up on a stream idle between chunks). A frame the
+    /// sender failed to make ends the stream early: the receiver, missing the end frame,
+    /// discards what it staged.
+    fn snapshot(self: Arc<Self>, target: NodeId, group: GroupId, frames: FrameStream) -> CallFuture {
+        let admitted = match &self.faults {
+            Some(f) => f.admit(self.from, target).map_err(|e| TransportError::Unreachable(target, e)),
+            None => Ok(Duration::ZERO),
+        };
+        let client = self.client(target);
+        let from = self.from;
+        let chunk_delay = self.faults.as_ref().map_or(Duration::ZERO, |f| f.chunk_delay());
+        Box::pin(async move {
+            admitted?;
+            let mut client = client?;
+            let (tx, rx) = tokio::sync::mpsc::channel::<SnapshotChunk>(1);
+            tokio::spawn(async move {
+                let mut frames = frames;
+                while let Some(frame) = frames.next().await {
+                    let data = match frame {
+                        Ok(data) => data,
+                        Err(e) => {
+                            tracing::warn!(group, target, error = %e, "snapshot stream ended early");
+                            return;
+                        }
+                    };
+                    if !chunk_delay.is_zero() {
+                        tokio::time::sleep(chunk_delay).await;
+                    }
+                    if tx.send(SnapshotChunk { group, from, data }).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            let chunks =
+                futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+            let reply = client
+                .install_snapshot(chunks)
+                .await
+                .map_err(|e| TransportError::Unreachable(target, e.message().to_string()))?;
             Ok(reply.into_inner().payload)
         })
     }

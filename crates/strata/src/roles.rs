@@ -147,6 +147,10 @@ pub(crate) struct StorageArgs {
     /// How long a replica that moved away is kept before its data is deleted.
     #[arg(long = "placement.replica-grace", default_value = "30s")]
     placement_replica_grace: PromDuration,
+    /// Snapshot bytes this node sends per second to other replicas, all transfers together
+    /// (a moving or rebuilt replica); 0 = no limit [default: 64 MiB/s].
+    #[arg(long = "snapshot.max-bytes-per-second", default_value_t = 64 << 20)]
+    snapshot_max_bytes_per_second: u64,
     #[command(flatten)]
     tls: GrpcTlsArgs,
     #[command(flatten)]
@@ -282,6 +286,7 @@ pub(crate) async fn storage(a: StorageArgs) -> anyhow::Result<()> {
         node_id,
         heartbeat_ms: a.raft_heartbeat.0.as_millis() as u64,
         election_ms: (a.raft_heartbeat.0.as_millis() as u64 * 5, a.raft_heartbeat.0.as_millis() as u64 * 10),
+        snapshot_bytes_per_sec: a.snapshot_max_bytes_per_second,
         ..RaftConfig::default()
     };
     cfg.checkpoint_interval = a.checkpoint_interval.0;

@@ -1,6 +1,7 @@
 //! The node's database: its shards (each written by its Raft group's applier), retention,
 //! and the query surface.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::thread;
@@ -11,12 +12,13 @@ use parking_lot::{Condvar, Mutex};
 use crate::chunk::{self, Sample};
 use crate::error::{Error, Result};
 use crate::keys::{self, ShardId};
-use crate::kv::{Cf, KvEngine, KvEntry, WriteBatch};
+use crate::kv::{Cf, FrozenVisitor, KvEngine, WriteBatch};
 use crate::labels::{LabelLimits, Labels, LabelsError, encode_pairs, hash_encoded, validate};
 use crate::matcher::Matcher;
 use crate::outcome::{ApplyOutcome, RejectReason};
 use crate::record::RecordBuilder;
 use crate::shard::{ApplyRules, Persisted, SeriesSnapshot, Shard, bucket_of};
+use crate::stage::{self, ShardStage};
 
 /// A source of wall-clock time (injected so tests can move time).
 pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
@@ -466,15 +468,30 @@ impl Db {
         Ok(self.shard(shard)?.applied())
     }
 
-    /// The persisted state of `shard` (its last checkpoint) as `(cf, key, value)` triples,
-    /// every column family but the log: what a snapshot sends to another replica.
-    pub fn export_shard(&self, shard: ShardId) -> Result<Vec<KvEntry>> {
-        self.shard(shard)?.export()
+    /// Visits the persisted state of `shard` (its last checkpoint; every column family but
+    /// the log) as it was at one moment, family by family, keys ascending: what a snapshot
+    /// sends to another replica. Checkpoints go on while the visit lasts.
+    pub fn export_shard(&self, shard: ShardId, f: &mut FrozenVisitor<'_>) -> Result<()> {
+        self.shard(shard)?.export(f)
     }
 
-    /// Replaces `shard`'s state with an [`Db::export_shard`] of another replica.
-    pub fn import_shard(&self, shard: ShardId, entries: Vec<KvEntry>) -> Result<()> {
-        self.shard(shard)?.import(entries)
+    /// Starts staging, in files under `dir`, another replica's [`Db::export_shard`] of
+    /// `shard`, for [`Db::install_shard`].
+    pub fn stage_shard(&self, shard: ShardId, dir: &Path) -> Result<ShardStage> {
+        self.shard(shard)?.stage(dir)
+    }
+
+    /// Replaces `shard`'s persisted state with what a finished [`ShardStage`] left in `dir`,
+    /// and reloads it. The staged files stay (the caller removes `dir`): an install
+    /// interrupted by a crash is done again from them, to the same end.
+    pub fn install_shard(&self, shard: ShardId, dir: &Path) -> Result<()> {
+        let links = stage::ingest_links(&stage::staged_files(dir)?)?;
+        self.shard(shard)?.install(&links)
+    }
+
+    /// Empties `shard` (a replica that moved elsewhere).
+    pub fn clear_shard(&self, shard: ShardId) -> Result<()> {
+        self.shard(shard)?.install(&[])
     }
 
     /// Checkpoint counters.

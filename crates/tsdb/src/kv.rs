@@ -6,11 +6,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
+use std::io::{BufWriter, Read, Write};
 use std::ops::Bound;
+use std::path::{Path, PathBuf};
 
 use parking_lot::RwLock;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// The column families of a node's database.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -24,9 +26,6 @@ pub enum Cf {
     /// Sealed, compressed chunks: `shard · bucket · series · seq`.
     Chunks,
 }
-
-/// One stored entry: column family, key, value (a shard's persisted state as exported).
-pub type KvEntry = (Cf, Vec<u8>, Vec<u8>);
 
 /// A key range `[start, end)` of one column family.
 pub type CfRange = (Cf, (Vec<u8>, Vec<u8>));
@@ -86,6 +85,20 @@ impl WriteBatch {
 /// Visitor of [`KvEngine::scan_many`]: (range index, key, value).
 pub type RangeVisitor<'a> = dyn FnMut(usize, &[u8], &[u8]) + 'a;
 
+/// Visitor of [`KvEngine::scan_frozen`]: (column family, key, value); `false` stops the scan.
+pub type FrozenVisitor<'a> = dyn FnMut(Cf, &[u8], &[u8]) -> bool + 'a;
+
+/// A file of one column family's entries in ascending key order, written for
+/// [`KvEngine::ingest`] (an SST file in RocksDB).
+pub trait SstWriter: Send {
+    /// Appends an entry; its key must be greater than every key before it.
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()>;
+    /// Bytes written so far (roughly: what the file will hold).
+    fn bytes(&self) -> u64;
+    /// Completes the file, durable on disk. A file needs at least one entry.
+    fn finish(self: Box<Self>) -> Result<()>;
+}
+
 /// An ordered key-value store with column families and atomic batches.
 pub trait KvEngine: Send + Sync + Debug + 'static {
     /// Applies `batch` atomically; with `sync`, durable on disk before returning.
@@ -102,6 +115,25 @@ pub trait KvEngine: Send + Sync + Debug + 'static {
     /// the last call before the process exits, so that no background thread touches the
     /// engine while the process tears down. The engine stays readable. Default: nothing.
     fn quiesce(&self) {}
+
+    /// Visits every key of `ranges` (in the order given, ascending within each) as the
+    /// engine held them at one moment: `taken` is called once that moment is fixed, and no
+    /// write after it is seen, however long the scan takes. Stops when `f` returns `false`.
+    fn scan_frozen(
+        &self,
+        ranges: &[CfRange],
+        taken: &mut dyn FnMut(),
+        f: &mut FrozenVisitor<'_>,
+    ) -> Result<()>;
+
+    /// A writer of an ingestible file of `cf` entries at `path` (created; its directory must
+    /// exist).
+    fn sst_writer(&self, cf: Cf, path: &Path) -> Result<Box<dyn SstWriter>>;
+
+    /// Adds the entries of `files` (written by [`KvEngine::sst_writer`] for `cf`, key ranges
+    /// not overlapping each other) to `cf` at once, durably: they replace the values of keys
+    /// already there. The files are consumed (moved into the engine or removed).
+    fn ingest(&self, cf: Cf, files: &[PathBuf]) -> Result<()>;
 
     /// Visits every key of several ranges `[start, end)` (ascending within a range),
     /// calling `f(range index, key, value)`. Engines override it to reuse one iterator.
@@ -171,8 +203,112 @@ impl KvEngine for MemEngine {
         Ok(())
     }
 
+    fn scan_frozen(
+        &self,
+        ranges: &[CfRange],
+        taken: &mut dyn FnMut(),
+        f: &mut FrozenVisitor<'_>,
+    ) -> Result<()> {
+        // a copy is the frozen view (tests hold small data)
+        let copy: Vec<(Cf, Vec<u8>, Vec<u8>)> = {
+            let m = self.cfs.read();
+            ranges
+                .iter()
+                .flat_map(|(cf, (s, e))| {
+                    m.range((Bound::Included((*cf, s.clone())), Bound::Excluded((*cf, e.clone()))))
+                        .map(|((c, k), v)| (*c, k.clone(), v.clone()))
+                })
+                .collect()
+        };
+        taken();
+        for (cf, k, v) in &copy {
+            if !f(*cf, k, v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn sst_writer(&self, _cf: Cf, path: &Path) -> Result<Box<dyn SstWriter>> {
+        let file = std::fs::File::create(path).map_err(|e| io_error(path, e))?;
+        Ok(Box::new(MemSst { path: path.to_path_buf(), out: BufWriter::new(file), last: None, bytes: 0 }))
+    }
+
+    fn ingest(&self, cf: Cf, files: &[PathBuf]) -> Result<()> {
+        let mut entries = Vec::new();
+        for path in files {
+            let mut data = Vec::new();
+            std::fs::File::open(path)
+                .and_then(|mut f| f.read_to_end(&mut data))
+                .map_err(|e| io_error(path, e))?;
+            let mut rest = data.as_slice();
+            while !rest.is_empty() {
+                let k = take_prefixed(&mut rest)
+                    .ok_or_else(|| Error::Kv(format!("{}: truncated", path.display())))?;
+                let v = take_prefixed(&mut rest)
+                    .ok_or_else(|| Error::Kv(format!("{}: truncated", path.display())))?;
+                entries.push(((cf, k.to_vec()), v.to_vec()));
+            }
+        }
+        self.cfs.write().extend(entries);
+        for path in files {
+            std::fs::remove_file(path).map_err(|e| io_error(path, e))?;
+        }
+        Ok(())
+    }
+
     fn flush(&self) -> Result<()> {
         Ok(())
+    }
+}
+
+fn io_error(path: &Path, e: std::io::Error) -> Error {
+    Error::Kv(format!("{}: {e}", path.display()))
+}
+
+/// Splits a `u32`-length-prefixed slice off the front of `rest`.
+fn take_prefixed<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let (len, tail) = rest.split_first_chunk::<4>()?;
+    let len = u32::from_le_bytes(*len) as usize;
+    let (item, tail) = (tail.get(..len)?, tail.get(len..)?);
+    *rest = tail;
+    Some(item)
+}
+
+/// [`MemEngine`]'s ingestible file: length-prefixed keys and values.
+struct MemSst {
+    path: PathBuf,
+    out: BufWriter<std::fs::File>,
+    last: Option<Vec<u8>>,
+    bytes: u64,
+}
+
+impl SstWriter for MemSst {
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        if self.last.as_deref().is_some_and(|l| l >= key) {
+            return Err(Error::Kv(format!("{}: keys must ascend", self.path.display())));
+        }
+        for part in [key, value] {
+            let len = u32::try_from(part.len()).map_err(|_| Error::Kv("entry too large".into()))?;
+            self.out.write_all(&len.to_le_bytes()).map_err(|e| io_error(&self.path, e))?;
+            self.out.write_all(part).map_err(|e| io_error(&self.path, e))?;
+        }
+        self.bytes += 8 + (key.len() + value.len()) as u64;
+        self.last = Some(key.to_vec());
+        Ok(())
+    }
+
+    fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    fn finish(self: Box<Self>) -> Result<()> {
+        if self.last.is_none() {
+            return Err(Error::Kv(format!("{}: a file needs at least one entry", self.path.display())));
+        }
+        let path = self.path;
+        let file = self.out.into_inner().map_err(|e| io_error(&path, e.into_error()))?;
+        file.sync_all().map_err(|e| io_error(&path, e))
     }
 }
 
@@ -196,6 +332,80 @@ pub mod suite {
         scan_order_bounds_and_stop(make().as_ref());
         batch_ops_apply_in_order(make().as_ref());
         scan_many_visits_each_range(make().as_ref());
+        scan_frozen_sees_one_moment(make().as_ref());
+        ingested_files_add_and_replace_keys(make().as_ref());
+    }
+
+    fn scan_frozen_sees_one_moment(e: &dyn KvEngine) {
+        let mut b = WriteBatch::default();
+        for i in 0u8..5 {
+            b.put(Cf::Index, vec![1, i], vec![i]);
+            b.put(Cf::Meta, vec![1, i], vec![i]);
+        }
+        e.write(&b, true).expect("write");
+        let ranges = vec![(Cf::Index, (vec![1], vec![2])), (Cf::Meta, (vec![1, 2], vec![2]))];
+        let mut got = Vec::new();
+        let mut taken = 0;
+        e.scan_frozen(
+            &ranges,
+            &mut || {
+                taken += 1;
+                // writes once the moment is fixed are not seen
+                let mut b = WriteBatch::default();
+                b.put(Cf::Index, vec![1, 9], vec![9]);
+                b.delete(Cf::Meta, vec![1, 3]);
+                e.write(&b, true).expect("write");
+            },
+            &mut |cf, k, _| {
+                got.push((cf, k[1]));
+                true
+            },
+        )
+        .expect("scan_frozen");
+        assert_eq!(taken, 1);
+        let want: Vec<(Cf, u8)> =
+            (0..5).map(|i| (Cf::Index, i)).chain((2..5).map(|i| (Cf::Meta, i))).collect();
+        assert_eq!(got, want);
+        assert_eq!(e.get(Cf::Meta, &[1, 3]).expect("get"), None, "the write went through");
+        let mut n = 0;
+        e.scan_frozen(&ranges, &mut || {}, &mut |_, _, _| {
+            n += 1;
+            n < 3
+        })
+        .expect("scan_frozen");
+        assert_eq!(n, 3, "scan must stop when the visitor says so");
+    }
+
+    fn ingested_files_add_and_replace_keys(e: &dyn KvEngine) {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("strata-kv-suite-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let mut b = WriteBatch::default();
+        b.put(Cf::Chunks, vec![5, 1], b"old".to_vec());
+        b.put(Cf::Chunks, vec![5, 9], b"kept".to_vec());
+        e.write(&b, true).expect("write");
+        let (a, z) = (dir.join("a.sst"), dir.join("b.sst"));
+        let mut w = e.sst_writer(Cf::Chunks, &a).expect("writer");
+        w.put(&[5, 0], b"a").expect("put");
+        w.put(&[5, 1], b"new").expect("put");
+        assert!(w.put(&[5, 0], b"x").is_err(), "keys must ascend");
+        assert!(w.bytes() > 0);
+        w.finish().expect("finish");
+        let mut w = e.sst_writer(Cf::Chunks, &z).expect("writer");
+        w.put(&[5, 2], b"b").expect("put");
+        w.finish().expect("finish");
+        assert!(
+            e.sst_writer(Cf::Chunks, &dir.join("c.sst")).expect("writer").finish().is_err(),
+            "empty file"
+        );
+        e.ingest(Cf::Chunks, &[a.clone(), z.clone()]).expect("ingest");
+        let got: Vec<_> = collect(e, Cf::Chunks, &[5], &[6]).into_iter().map(|(k, v)| (k[1], v)).collect();
+        let want = vec![(0, b"a".to_vec()), (1, b"new".to_vec()), (2, b"b".to_vec()), (9, b"kept".to_vec())];
+        assert_eq!(got, want);
+        assert!(!a.exists() && !z.exists(), "ingested files are consumed");
+        assert!(collect(e, Cf::Index, &[5], &[6]).is_empty(), "only the family named");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     fn scan_many_visits_each_range(e: &dyn KvEngine) {
@@ -280,7 +490,9 @@ pub mod testing {
 
     use parking_lot::Mutex;
 
-    use super::{Cf, KvEngine, Op, RangeVisitor, WriteBatch};
+    use std::path::{Path, PathBuf};
+
+    use super::{Cf, CfRange, FrozenVisitor, KvEngine, Op, RangeVisitor, SstWriter, WriteBatch};
     use crate::error::{Error, Result};
 
     /// The message of an injected failure: what RocksDB reports when the disk is full.
@@ -390,6 +602,26 @@ pub mod testing {
         fn scan_many(&self, cf: Cf, ranges: &[(Vec<u8>, Vec<u8>)], f: &mut RangeVisitor<'_>) -> Result<()> {
             self.check(&self.reads, |c| c == cf)?;
             self.inner.scan_many(cf, ranges, f)
+        }
+
+        fn scan_frozen(
+            &self,
+            ranges: &[CfRange],
+            taken: &mut dyn FnMut(),
+            f: &mut FrozenVisitor<'_>,
+        ) -> Result<()> {
+            self.check(&self.reads, |c| ranges.iter().any(|(cf, _)| *cf == c))?;
+            self.inner.scan_frozen(ranges, taken, f)
+        }
+
+        fn sst_writer(&self, cf: Cf, path: &Path) -> Result<Box<dyn SstWriter>> {
+            self.check(&self.writes, |c| c == cf)?;
+            self.inner.sst_writer(cf, path)
+        }
+
+        fn ingest(&self, cf: Cf, files: &[PathBuf]) -> Result<()> {
+            self.check(&self.writes, |c| c == cf)?;
+            self.inner.ingest(cf, files)
         }
 
         fn flush(&self) -> Result<()> {

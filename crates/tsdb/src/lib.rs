@@ -31,6 +31,7 @@ pub mod matcher;
 mod outcome;
 pub mod record;
 mod shard;
+mod stage;
 pub mod varint;
 
 pub use db::{
@@ -39,11 +40,12 @@ pub use db::{
 };
 pub use error::{Error, Result};
 pub use histogram::FloatHistogram;
-pub use kv::{Cf, CfRange, KvEngine, KvEntry, MemEngine, WriteBatch};
+pub use kv::{Cf, CfRange, KvEngine, MemEngine, WriteBatch};
 pub use labels::{Label, LabelLimits, Labels, LabelsError, METRIC_NAME};
 pub use matcher::{MatchOp, Matcher};
 pub use outcome::{ApplyOutcome, RejectReason};
 pub use shard::{BUCKET_MS, bucket_of};
+pub use stage::{STAGE_FILE_BYTES, ShardStage};
 
 /// Prometheus's staleness marker: a NaN with this exact bit pattern.
 pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;

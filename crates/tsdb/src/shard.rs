@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock, RwLockUpgradableReadGuard};
@@ -21,11 +22,12 @@ use crate::error::{Error, Result};
 use crate::histogram::{FloatHistogram, HistogramSample as HPoint};
 use crate::index::Postings;
 use crate::keys::{self, DAY_MS, ShardId};
-use crate::kv::{Cf, CfRange, KvEngine, KvEntry, WriteBatch};
+use crate::kv::{Cf, CfRange, FrozenVisitor, KvEngine, WriteBatch};
 use crate::labels::{self, Labels};
 use crate::matcher::Matcher;
 use crate::outcome::{ApplyOutcome, RejectReason};
 use crate::record;
+use crate::stage::ShardStage;
 
 /// Chunks are cut at 2-hour buckets (Prometheus's block range).
 pub const BUCKET_MS: i64 = 2 * 3_600_000;
@@ -312,49 +314,42 @@ impl Shard {
         Ok(Shard { id, kv, state: RwLock::new(st), maintenance: Mutex::new(()) })
     }
 
-    /// The persisted state of the shard as `(column family, key, value)` triples (what its
-    /// last checkpoint holds: index, chunks, TSDB meta; not the log). Consistent: no
-    /// checkpoint, compaction or retention runs meanwhile.
-    pub(crate) fn export(&self) -> Result<Vec<KvEntry>> {
-        let _m = self.maintenance.lock();
-        let mut out = Vec::new();
-        for (cf, (s, e)) in owned_ranges(self.id) {
-            self.kv.scan(cf, &s, &e, &mut |k, v| {
-                out.push((cf, k.to_vec(), v.to_vec()));
-                true
-            })?;
-        }
-        Ok(out)
+    /// Visits the shard's persisted state (what its last checkpoint holds: TSDB meta,
+    /// index, chunks; not the log), family by family in [`owned_ranges`] order, keys
+    /// ascending, as it was at one moment: consistent, and checkpoint, compaction and
+    /// retention wait only until that moment is fixed, not for the scan.
+    pub(crate) fn export(&self, f: &mut FrozenVisitor<'_>) -> Result<()> {
+        let mut held = Some(self.maintenance.lock());
+        self.kv.scan_frozen(&owned_ranges(self.id), &mut || drop(held.take()), f)
     }
 
-    /// Replaces the shard's persisted state (all but the log) with an [`Shard::export`]
-    /// of another replica, synced, and reloads the in-memory state from it. Every key must
-    /// lie in the shard and be well formed, or nothing is replaced.
-    pub(crate) fn import(&self, entries: Vec<KvEntry>) -> Result<()> {
+    /// A stage for another replica's export of this shard, in `dir`.
+    pub(crate) fn stage(&self, dir: &Path) -> Result<ShardStage> {
+        ShardStage::new(self.kv.clone(), self.id, owned_ranges(self.id), dir)
+    }
+
+    /// Replaces the shard's persisted state (all but the log) with the entries of `files`
+    /// (a [`ShardStage`]'s, consumed; none: an empty shard) and reloads the in-memory state
+    /// from it. Done again after a crash with the same files, it ends in the same state.
+    pub(crate) fn install(&self, files: &[(Cf, PathBuf)]) -> Result<()> {
         let _m = self.maintenance.lock();
         let mut st = self.state.write();
-        let ranges = owned_ranges(self.id);
         let mut b = WriteBatch::default();
-        for (cf, (s, e)) in &ranges {
-            b.delete_range(*cf, s.clone(), e.clone());
+        for (cf, (s, e)) in owned_ranges(self.id) {
+            b.delete_range(cf, s, e);
         }
-        for (cf, k, v) in entries {
-            if !ranges
-                .iter()
-                .any(|(c, (s, e))| *c == cf && k.as_slice() >= s.as_slice() && k.as_slice() < e.as_slice())
-            {
-                return Err(Error::Corrupt { shard: self.id, what: "imported key outside the shard".into() });
+        let mut done = self.kv.write(&b, true);
+        for (cf, _) in owned_ranges(self.id) {
+            let of_cf: Vec<PathBuf> =
+                files.iter().filter(|(c, _)| *c == cf).map(|(_, p)| p.clone()).collect();
+            if done.is_ok() && !of_cf.is_empty() {
+                done = self.kv.ingest(cf, &of_cf);
             }
-            if !keys::well_formed(cf, &k) {
-                return Err(Error::Corrupt {
-                    shard: self.id,
-                    what: format!("imported {cf:?} key {k:02x?} is malformed"),
-                });
-            }
-            b.put(cf, k, v);
         }
-        self.kv.write(&b, true)?;
-        *st = load_state(self.id, self.kv.as_ref())?;
+        // whatever happened, the in-memory state follows what is on disk
+        let loaded = load_state(self.id, self.kv.as_ref());
+        done?;
+        *st = loaded?;
         Ok(())
     }
 

@@ -65,6 +65,7 @@ fn raft_config(id: NodeId) -> RaftConfig {
         election_ms: (600, 1200),
         snapshot_entries: 40,
         keep_entries: 40,
+        ..RaftConfig::default()
     }
 }
 
