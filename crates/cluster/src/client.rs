@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
@@ -82,7 +83,16 @@ pub struct ClusterClient {
     channels: Mutex<HashMap<String, StorageClient<Channel>>>,
     /// Nodes whose last calls failed to reach them.
     unreachable: UnreachableNodes,
+    /// The newest map version a storage node's reply carried ([`MAP_VERSION_HEADER`]).
+    seen_version: AtomicU64,
+    /// The `seen_version` the last fetch it caused was for (one fetch per newer version).
+    fetched_for: AtomicU64,
 }
+
+/// The header of every storage node's gRPC reply: the version of the cluster map it knows.
+/// A client that sees a newer version than its cached map's fetches the map before its next
+/// call, without waiting for its poll.
+pub const MAP_VERSION_HEADER: &str = "strata-map-version";
 
 fn note_failure(down: &UnreachableNodes, addr: &str) {
     let mut down = down.lock();
@@ -118,6 +128,17 @@ impl ClusterClient {
             leaders: RwLock::new(HashMap::new()),
             channels: Mutex::new(HashMap::new()),
             unreachable: UnreachableNodes::default(),
+            seen_version: AtomicU64::new(0),
+            fetched_for: AtomicU64::new(0),
+        }
+    }
+
+    /// Notes the map version a storage node's reply carried ([`MAP_VERSION_HEADER`]): when
+    /// newer than the cached map's, the next [`ClusterClient::map`] fetches the map first.
+    pub fn note_reply(&self, metadata: &tonic::metadata::MetadataMap) {
+        let version = metadata.get(MAP_VERSION_HEADER).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if let Some(v) = version {
+            self.seen_version.fetch_max(v, Ordering::Relaxed);
         }
     }
 
@@ -298,12 +319,17 @@ impl ClusterClient {
         self.map.read().clone()
     }
 
-    /// The cached cluster map, fetched if there is none yet.
+    /// The cached cluster map, fetched if there is none yet, or if a node answered with a
+    /// newer version ([`ClusterClient::note_reply`]; once per version: a fetch that does not
+    /// find it leaves the cached map in use).
     pub async fn map(&self) -> Result<Arc<ClusterMap>> {
-        if let Some(m) = self.map.read().clone() {
+        let cached = self.map.read().clone();
+        let Some(m) = cached else { return self.fetch_map().await.map(Arc::new) };
+        let seen = self.seen_version.load(Ordering::Relaxed);
+        if m.version >= seen || self.fetched_for.fetch_max(seen, Ordering::Relaxed) >= seen {
             return Ok(m);
         }
-        self.fetch_map().await.map(Arc::new)
+        Ok(self.fetch_map().await.map_or(m, Arc::new))
     }
 
     /// Sends a metadata command to the metadata group (through any of its replicas).
@@ -405,6 +431,7 @@ impl ClusterClient {
             match res {
                 Ok(r) => {
                     self.mark_reachable(&addr);
+                    self.note_reply(r.metadata());
                     let r = r.into_inner();
                     if !r.not_leader {
                         self.leaders.write().insert(shard, addr);

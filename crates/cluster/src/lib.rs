@@ -24,7 +24,7 @@ pub mod planner;
 mod tls;
 
 pub use channel::{MAX_MESSAGE, endpoint};
-pub use client::{ClientConfig, ClusterClient, UNREACHABLE_FOR, not_reached};
+pub use client::{ClientConfig, ClusterClient, MAP_VERSION_HEADER, UNREACHABLE_FOR, not_reached};
 pub use codec::{from_wire, series_from_wire, series_to_wire, series_to_wire_with, to_wire};
 pub use error::{Error, Result, query_error_of};
 pub use map::{

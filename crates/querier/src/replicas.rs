@@ -160,10 +160,13 @@ impl ShardReader {
             consistency: wire_consistency(consistency),
         };
         self.read_shard(shard, consistency, deadline, |mut c| {
-            let req = req.clone();
+            let (req, client) = (req.clone(), self.client.clone());
             async move {
                 let mut stream = match c.select(req).await {
-                    Ok(s) => s.into_inner(),
+                    Ok(s) => {
+                        client.note_reply(s.metadata());
+                        s.into_inner()
+                    }
                     Err(e) => return Attempt::Failed(e),
                 };
                 let mut out = Selected::default();
@@ -198,10 +201,13 @@ impl ShardReader {
         let n = req.exprs.len();
         let req = EvaluateRequest { consistency: wire_consistency(consistency), ..req };
         self.read_shard(shard, consistency, deadline, |mut c| {
-            let req = req.clone();
+            let (req, client) = (req.clone(), self.client.clone());
             async move {
                 let mut stream = match c.evaluate(req).await {
-                    Ok(s) => s.into_inner(),
+                    Ok(s) => {
+                        client.note_reply(s.metadata());
+                        s.into_inner()
+                    }
                     Err(e) => return Attempt::Failed(e),
                 };
                 let mut out = Evaluated { results: vec![Vec::new(); n], ..Evaluated::default() };
@@ -239,9 +245,13 @@ impl ShardReader {
         let shard = req.shard;
         let req = LabelsRequest { consistency: wire_consistency(consistency), ..req };
         self.read_shard(shard, consistency, deadline, |mut c| {
-            let req = req.clone();
+            let (req, client) = (req.clone(), self.client.clone());
             async move {
-                match c.labels(req).await {
+                let answer = c.labels(req).await;
+                if let Ok(r) = &answer {
+                    client.note_reply(r.metadata());
+                }
+                match answer {
                     Ok(r) if r.get_ref().not_leader => Attempt::NotLeader(r.into_inner().leader_addr),
                     Ok(r) => Attempt::Done(r.into_inner()),
                     Err(e) => Attempt::Failed(e),

@@ -107,6 +107,8 @@ fn main() -> Res<()> {
         }
         sender.applier.checkpoint(format!("state-{index}").into_bytes())?;
     }
+    // the last checkpoint compacts the buckets the building finished: the sender is then as
+    // a leader that has been running a while (a transfer does not meet a backlog of merges)
     sender.applier.checkpoint(format!("state-{index}").into_bytes())?;
     let shard_bytes = dir_bytes(&sender.path);
     println!(
@@ -117,7 +119,7 @@ fn main() -> Res<()> {
     );
 
     // the writer: applies and checkpoints the sender's shard while the snapshot streams
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(std::env::args().nth(2).is_some_and(|a| a == "--no-writer")));
     let writer = {
         let (mut a, stop) = (sender.applier.clone(), stop.clone());
         let t0 = now - window_ms / 2;
@@ -140,6 +142,19 @@ fn main() -> Res<()> {
     std::fs::write("/proc/self/clear_refs", "5")?;
     let base = status_mib("VmRSS:");
     let began = Instant::now();
+    if std::env::args().nth(2).is_some_and(|a| a == "--control") {
+        // the writer alone, as long as a transfer takes: what the shard's own writes cost
+        std::thread::sleep(Duration::from_secs(std::env::args().nth(3).map_or(Ok(15), |a| a.parse())?));
+        stop.store(true, Ordering::Relaxed);
+        let (writes, slowest) = writer.join().map_err(|_| "writer panicked")??;
+        let peak = status_mib("VmHWM:");
+        println!(
+            "control, no transfer: peak RSS {peak:.0} MiB, {:.0} MiB over {base:.0} MiB; {writes} records, \
+             slowest apply + checkpoint {slowest:.1?}",
+            peak - base
+        );
+        return Ok(());
+    }
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
     let export = sender.applier.exporter();
     let exporting = std::thread::spawn(move || export(&mut |f| tx.send(f).is_ok()));

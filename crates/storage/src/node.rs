@@ -17,6 +17,9 @@ use strata_raft::{META_GROUP, NodeId, RaftConfig, RaftNode, WriteHealth};
 use strata_tsdb::{Clock, Db, DbConfig, KvEngine, SystemClock};
 use tokio::sync::watch;
 
+use tonic::codegen::http::{HeaderName, HeaderValue};
+use tower_http::set_header::{MakeHeaderValue, SetResponseHeaderLayer};
+
 use crate::controller::{Controller, PlacementConfig, PlacementStats};
 use crate::meta::{Command, MetaApplier, SharedMap};
 use crate::service::{RaftService, StorageService};
@@ -388,6 +391,7 @@ fn serve_grpc(
     let tls = cfg.tls.clone();
     let max_connections = cfg.grpc_max_connections;
     async move {
+        let map = state.map.clone();
         let raft_svc = RaftServer::new(RaftService { node: state.clone() })
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
@@ -410,6 +414,10 @@ fn serve_grpc(
             };
         }
         let res = builder
+            .layer(SetResponseHeaderLayer::overriding(
+                HeaderName::from_static(strata_cluster::MAP_VERSION_HEADER),
+                MapVersion(map),
+            ))
             .add_service(raft_svc)
             .add_service(storage_svc)
             .serve_with_incoming_shutdown(incoming, async move {
@@ -419,6 +427,17 @@ fn serve_grpc(
         if let Err(e) = res {
             tracing::error!(error = %e, "gRPC server failed");
         }
+    }
+}
+
+/// Puts the version of the cluster map this node knows on every gRPC reply
+/// ([`strata_cluster::MAP_VERSION_HEADER`]): clients notice a move from any answer.
+#[derive(Clone)]
+struct MapVersion(SharedMap);
+
+impl<B> MakeHeaderValue<tonic::codegen::http::Response<B>> for MapVersion {
+    fn make_header_value(&mut self, _: &tonic::codegen::http::Response<B>) -> Option<HeaderValue> {
+        self.0.read().as_ref().map(|m| HeaderValue::from(m.version))
     }
 }
 

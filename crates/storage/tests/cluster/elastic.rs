@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use strata_cluster::{ClusterMap, NodeState};
+use strata_cluster::{ClientConfig, ClusterClient, ClusterMap, NodeState};
 use strata_raft::{META_GROUP, NodeId};
 use strata_storage::admin;
 
-use crate::harness::{Cluster, SERIES, SHARDS};
+use crate::harness::{Cluster, SERIES, SHARDS, write_batch};
 
 /// Replicas per node.
 fn loads(m: &ClusterMap) -> BTreeMap<NodeId, usize> {
@@ -262,5 +262,33 @@ async fn a_target_killed_mid_snapshot_aborts_its_move_and_the_shard_goes_elsewhe
         }
     }
     check_replicas(&c, &m, &(1..=120).collect()).await;
+    c.shutdown().await;
+}
+
+/// A client learns of a newer cluster map from any storage node's reply (the map version
+/// each reply carries), without a poll: its next call fetches the map.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_notices_a_newer_map_from_any_reply() {
+    let c = Cluster::start(3).await;
+    // no refresh task: only replies can tell it
+    let client = ClusterClient::new(ClientConfig {
+        seeds: c.peers.values().cloned().collect(),
+        ..ClientConfig::default()
+    });
+    let before = client.fetch_map().await.expect("map").version;
+    admin::set_paused(&c.client, true).await.expect("the metadata group takes commands");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.nodes.values().any(|n| n.map().is_none_or(|m| m.version <= before)) {
+        assert!(Instant::now() < deadline, "the nodes did not apply the new map");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(client.cached_map().expect("cached").version, before, "nothing fetched yet");
+    write_batch(&client, c.base, 1).await.expect("write");
+    let m = client.map().await.expect("map");
+    assert!(
+        m.version > before && m.paused,
+        "the reply's version made the client fetch: {} ≤ {before}",
+        m.version
+    );
     c.shutdown().await;
 }
