@@ -31,6 +31,52 @@ use strata_suite::{
 /// Series the writer writes in each request.
 const SERIES: usize = 50;
 
+/// The override that adds a fourth storage node (docs/operations.md).
+const STORAGE_4: &str = "deploy/compose/storage-4.yml";
+
+/// `(name, state, replicas)` of every node in `GET /api/v1/cluster/status` on `port`, and
+/// the number of moves in flight.
+fn cluster_status(port: u16) -> (Vec<(String, String, u64)>, usize) {
+    let url = format!("http://127.0.0.1:{port}/api/v1/cluster/status");
+    let Ok(body) = reqwest::blocking::get(&url).and_then(|r| r.json::<serde_json::Value>()) else {
+        return (Vec::new(), usize::MAX);
+    };
+    let nodes = body["data"]["nodes"]
+        .as_array()
+        .map(|ns| {
+            ns.iter()
+                .map(|n| {
+                    let s = |k: &str| n[k].as_str().unwrap_or_default().to_string();
+                    (s("name"), s("state"), n["replicas"].as_u64().unwrap_or(0))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    (nodes, body["data"]["moves"].as_array().map_or(usize::MAX, Vec::len))
+}
+
+/// Waits up to `within` for the cluster status on `port` to satisfy `ok`.
+fn wait_status(
+    port: u16,
+    what: &str,
+    within: Duration,
+    ok: impl Fn(&[(String, String, u64)], usize) -> bool,
+) {
+    let deadline = Instant::now() + within;
+    loop {
+        let (nodes, moves) = cluster_status(port);
+        if ok(&nodes, moves) {
+            eprintln!("{what}: {nodes:?}");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} not within {within:?}: {nodes:?}, {moves} moves in flight"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
 /// A compose project, taken down (with its volumes and its image) when dropped.
 struct Project {
     name: String,
@@ -40,10 +86,16 @@ struct Project {
 
 impl Project {
     fn compose(&self, args: &[&str]) -> std::process::Output {
+        self.compose_with(&[], args)
+    }
+
+    /// `docker-compose` with the override files `extra` (e.g. `deploy/compose/storage-4.yml`).
+    fn compose_with(&self, extra: &[&str], args: &[&str]) -> std::process::Output {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         Command::new("docker-compose")
             .current_dir(root)
             .args(["-p", &self.name, "-f", "docker-compose.yml"])
+            .args(extra.iter().flat_map(|f| ["-f", f]))
             .args(args)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .output()
@@ -82,7 +134,7 @@ impl Project {
 
 impl Drop for Project {
     fn drop(&mut self) {
-        let _ = self.compose(&["down", "-v", "--timeout", "5"]);
+        let _ = self.compose_with(&[STORAGE_4], &["down", "-v", "--timeout", "5"]);
         let _ = Command::new("docker").args(["rmi", "-f", &self.image]).output();
     }
 }
@@ -235,6 +287,7 @@ fn compose_cluster_keeps_acknowledged_writes_through_container_faults() {
         ("STRATA_STORAGE_PORT_1", "0".into()),
         ("STRATA_STORAGE_PORT_2", "0".into()),
         ("STRATA_STORAGE_PORT_3", "0".into()),
+        ("STRATA_STORAGE_PORT_4", "0".into()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -397,6 +450,50 @@ fn compose_cluster_keeps_acknowledged_writes_through_container_faults() {
     std::thread::sleep(Duration::from_secs(5));
     check("rolling restart");
     self_scrape_shared(project.ingest(), project.query()[1], "rolling restart");
+
+    // (e) grow by a fourth storage node as documented, then decommission it and remove it
+    set_phase("add storage-4");
+    let up = project.compose_with(&[STORAGE_4], &["up", "-d", "storage-4"]);
+    assert!(up.status.success(), "compose up storage-4: {}", String::from_utf8_lossy(&up.stderr));
+    wait_ready(&[project.port("storage-1", 9100)], Duration::from_secs(10));
+    // 8 shards × 3 replicas over 4 nodes: 6 each once balanced
+    wait_status(project.query()[0], "storage-4 holds its share", Duration::from_secs(180), |nodes, moves| {
+        moves == 0 && nodes.len() == 4 && nodes.iter().all(|n| n.2 == 6)
+    });
+    check("add storage-4");
+    set_phase("decommission storage-4");
+    let tls = ["--grpc-tls-cert-file=/certs/member.pem", "--grpc-tls-key-file=/certs/member-key.pem"];
+    let out = project.compose_with(
+        &[STORAGE_4],
+        &[
+            "exec",
+            "-T",
+            "storage-1",
+            "/usr/local/bin/strata",
+            "admin",
+            "--storage",
+            "storage-1:7070",
+            tls[0],
+            tls[1],
+            "--grpc-tls-ca-file=/certs/ca.pem",
+            "decommission",
+            "storage-4",
+            "--wait",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "strata admin decommission: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rm = project.compose_with(&[STORAGE_4], &["rm", "-sf", "storage-4"]);
+    assert!(rm.status.success(), "compose rm storage-4: {}", String::from_utf8_lossy(&rm.stderr));
+    wait_status(project.query()[1], "storage-4 decommissioned", Duration::from_secs(60), |nodes, moves| {
+        moves == 0 && nodes.iter().any(|n| n.0 == "storage-4" && n.1 == "decommissioned" && n.2 == 0)
+    });
+    std::thread::sleep(Duration::from_secs(5));
+    check("decommission storage-4");
 
     stop.store(true, Ordering::Relaxed);
     writer.join().expect("writer");
