@@ -53,28 +53,41 @@ pub enum StagedData {
     Dir(Arc<StagedDir>),
 }
 
-/// A directory of staged files, removed when the last handle on it is dropped.
+/// A directory of staged files, removed when the last handle on it is dropped (unless
+/// [`StagedDir::keep`] was called).
 #[derive(Debug)]
-pub struct StagedDir(PathBuf);
+pub struct StagedDir {
+    path: PathBuf,
+    keep: std::sync::atomic::AtomicBool,
+}
 
 impl StagedDir {
     /// Takes charge of `path` (it is removed on drop).
     pub fn new(path: PathBuf) -> Self {
-        StagedDir(path)
+        StagedDir { path, keep: std::sync::atomic::AtomicBool::new(false) }
     }
 
     /// The directory.
     pub fn path(&self) -> &Path {
-        &self.0
+        &self.path
+    }
+
+    /// Leaves the directory on disk when dropped (an install that failed halfway is done
+    /// again from it).
+    pub fn keep(&self) {
+        self.keep.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
 impl Drop for StagedDir {
     fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_dir_all(&self.0)
+        if self.keep.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        if let Err(e) = std::fs::remove_dir_all(&self.path)
             && e.kind() != io::ErrorKind::NotFound
         {
-            tracing::warn!(dir = %self.0.display(), error = %e, "removing a staged snapshot failed");
+            tracing::warn!(dir = %self.path.display(), error = %e, "removing a staged snapshot failed");
         }
     }
 }

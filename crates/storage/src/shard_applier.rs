@@ -8,7 +8,9 @@
 //! file is written (synced) before the shard's state is replaced, and removed after; a
 //! node that restarts with a `COMMIT` in a staged directory installs it again (the same
 //! files, the same end state: [`recover_staged`]) before its groups start, and removes
-//! staged directories without one (a transfer cut short).
+//! staged directories without one (a transfer cut short). An install that fails (a full
+//! disk) keeps its files and stops the group; the group's restart after the storage error
+//! completes it first.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -149,6 +151,12 @@ fn install(db: &Db, shard: ShardId, dir: &Path) -> io::Result<()> {
 /// `COMMIT`) and removes every staged directory. Call after the database opened and
 /// before any shard group starts.
 pub(crate) fn recover_staged(db: &Db, root: &Path) -> io::Result<()> {
+    recover(db, root, None)
+}
+
+/// [`recover_staged`] for the directories of `only` (when given) alone: the others may be
+/// snapshots other groups are receiving.
+fn recover(db: &Db, root: &Path, only: Option<ShardId>) -> io::Result<()> {
     let entries = match std::fs::read_dir(root) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -156,12 +164,18 @@ pub(crate) fn recover_staged(db: &Db, root: &Path) -> io::Result<()> {
     };
     for e in entries {
         let dir = e?.path();
+        if let Some(s) = only {
+            let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            if !name.starts_with(&format!("shard-{s}-")) {
+                continue;
+            }
+        }
         if let Ok(shard) = std::fs::read_to_string(dir.join(COMMIT)) {
             let shard: ShardId = shard
                 .trim()
                 .parse()
                 .map_err(|_| io::Error::other(format!("{}: bad COMMIT", dir.display())))?;
-            tracing::warn!(shard, dir = %dir.display(), "completing a snapshot install a restart interrupted");
+            tracing::warn!(shard, dir = %dir.display(), "completing an interrupted snapshot install");
             install(db, shard, &dir)?;
         }
         std::fs::remove_dir_all(&dir)?;
@@ -204,12 +218,20 @@ impl Applier for ShardApplier {
         let StagedData::Dir(dir) = &snapshot.data else {
             return Err(io::Error::other("a shard snapshot is staged in files"));
         };
-        install(&self.db, self.shard, dir.path())
+        let installed = install(&self.db, self.shard, dir.path());
+        if installed.is_err() && dir.path().join(COMMIT).exists() {
+            // the shard may be half replaced: the group stops, and its restart (or the
+            // node's) completes the install from these files first
+            dir.keep();
+        }
+        installed
     }
 
+    /// A restart after a storage error first completes an install it interrupted.
     fn reopener(&self) -> Reopener {
         let me = self.clone();
         Arc::new(move || {
+            recover(&me.db, &me.staging, Some(me.shard))?;
             me.db.reload_shard(me.shard).map_err(io_err)?;
             Ok(Box::new(me.clone()) as Box<dyn Applier>)
         })
@@ -324,5 +346,29 @@ mod tests {
         assert_eq!(contents(&restarted), contents(&sender));
         assert_eq!(restarted.checkpointed().expect("checkpointed").as_deref(), Some(&b"state-9"[..]));
         assert_eq!(std::fs::read_dir(&root).expect("root").count(), 0, "staged directories removed");
+    }
+
+    /// An install that fails halfway (the chunks' ingest hits a full disk after the meta and
+    /// index were replaced) keeps its staged files; the group's restart completes it.
+    #[test]
+    fn an_install_that_failed_halfway_is_completed_when_the_group_restarts() {
+        use strata_tsdb::kv::testing::FaultyEngine;
+        let (sender, _d1) = filled(3_000, b"state-5");
+        let faulty = Arc::new(FaultyEngine::new(Arc::new(MemEngine::new())));
+        let kv: Arc<dyn KvEngine> = faulty.clone();
+        let dir = tempfile::tempdir().expect("dir");
+        let root = staging_root(dir.path());
+        let mut receiver = ShardApplier::new(open(&kv), kv, 0, root.clone());
+        let staged = (receiver.stager())(&mut frames(&sender).into_iter()).expect("stage");
+        // the range delete touching chunks passes, the chunks' ingest fails
+        faulty.fail_writes(1, Some(Cf::Chunks));
+        assert!(receiver.import(staged).is_err());
+        assert_ne!(contents(&receiver), contents(&sender));
+        assert_eq!(std::fs::read_dir(&root).expect("root").count(), 1, "the staged files are kept");
+        faulty.heal();
+        let restarted = (receiver.reopener())().expect("reopen");
+        assert_eq!(restarted.checkpointed().expect("checkpointed").as_deref(), Some(&b"state-5"[..]));
+        assert_eq!(contents(&receiver), contents(&sender));
+        assert_eq!(std::fs::read_dir(&root).expect("root").count(), 0);
     }
 }
