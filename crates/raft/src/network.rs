@@ -32,7 +32,8 @@ pub enum RpcKind {
     Vote,
     /// Pre-vote.
     PreVote,
-    /// A whole snapshot.
+    /// A snapshot's frames in one message (what [`Transport::snapshot`] sends by default;
+    /// the gRPC transport streams them instead).
     Snapshot,
     /// A leader hands its leadership to a voter (sent to every voter; the named one
     /// starts an election at once, the others stop honouring the old leader's lease).

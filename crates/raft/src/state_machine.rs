@@ -6,7 +6,8 @@
 //! membership — in the same atomic write), after which openraft may purge the log. After a
 //! restart the applier holds its last checkpoint and openraft re-applies the committed
 //! entries after it. A snapshot sent to another replica is the last checkpoint, exported
-//! when it is sent.
+//! as it is sent (frames from one consistent view) and staged by the receiver
+//! ([`Stager`]) before [`Applier::import`] replaces its state.
 
 use std::io;
 use std::path::{Path, PathBuf};
