@@ -198,6 +198,11 @@ fn compact_truncated_log(db: &Weak<rocksdb::DB>, truncated: &AtomicBool, limit: 
     }
 }
 
+/// A RocksDB error about the file at `path`.
+fn file_err(path: &Path, e: rocksdb::Error) -> Error {
+    Error::Kv(format!("{}: {}", path.display(), e.into_string()))
+}
+
 /// The options files for `cf` are written with (one set per process: a writer borrows
 /// them for as long as it lives).
 fn sst_options(cf: Cf) -> &'static Options {
@@ -217,7 +222,7 @@ struct RocksSst {
 
 impl SstWriter for RocksSst {
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.writer.put(key, value).map_err(|e| Error::Kv(format!("{}: {}", self.path.display(), e)))?;
+        self.writer.put(key, value).map_err(|e| file_err(&self.path, e))?;
         self.entries += 1;
         self.bytes += (key.len() + value.len()) as u64;
         Ok(())
@@ -232,7 +237,7 @@ impl SstWriter for RocksSst {
             return Err(Error::Kv(format!("{}: a file needs at least one entry", self.path.display())));
         }
         // RocksDB syncs the file before it returns
-        self.writer.finish().map_err(|e| Error::Kv(format!("{}: {}", self.path.display(), e)))
+        self.writer.finish().map_err(|e| file_err(&self.path, e))
     }
 }
 
@@ -340,7 +345,7 @@ impl KvEngine for RocksEngine {
 
     fn sst_writer(&self, cf: Cf, path: &Path) -> Result<Box<dyn SstWriter>> {
         let writer = SstFileWriter::create(sst_options(cf));
-        writer.open(path).map_err(|e| Error::Kv(format!("{}: {}", path.display(), e)))?;
+        writer.open(path).map_err(|e| file_err(path, e))?;
         Ok(Box::new(RocksSst { writer, path: path.to_path_buf(), entries: 0, bytes: 0 }))
     }
 

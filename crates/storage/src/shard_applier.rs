@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use strata_tsdb::keys::{META_CHECKPOINT_OWNER, ShardId, meta_key};
-use strata_tsdb::{Cf, Db, KvEngine};
+use strata_tsdb::{Cf, Db, KvEngine, sync_dir};
 
 use strata_raft::codec::{decode, encode, io_err};
 use strata_raft::{Applier, Exporter, Reopener, Request, Response, Staged, StagedData, StagedDir, Stager};
@@ -130,10 +130,6 @@ fn stage(
     let raft_state = raft_state
         .ok_or_else(|| io::Error::other(format!("the snapshot of shard {shard} has no checkpoint")))?;
     Ok(Staged { raft_state, data: StagedData::Dir(dir) })
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
 }
 
 /// Installs the staged snapshot in `dir` into `shard`, crash-safely (see the module note).

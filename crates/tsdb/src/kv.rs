@@ -262,7 +262,8 @@ impl KvEngine for MemEngine {
     }
 }
 
-fn io_error(path: &Path, e: std::io::Error) -> Error {
+/// An I/O error on `path` as an engine error.
+pub(crate) fn io_error(path: &Path, e: std::io::Error) -> Error {
     Error::Kv(format!("{}: {e}", path.display()))
 }
 

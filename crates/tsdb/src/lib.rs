@@ -45,7 +45,7 @@ pub use labels::{Label, LabelLimits, Labels, LabelsError, METRIC_NAME};
 pub use matcher::{MatchOp, Matcher};
 pub use outcome::{ApplyOutcome, RejectReason};
 pub use shard::{BUCKET_MS, bucket_of};
-pub use stage::{STAGE_FILE_BYTES, ShardStage};
+pub use stage::{STAGE_FILE_BYTES, ShardStage, sync_dir};
 
 /// Prometheus's staleness marker: a NaN with this exact bit pattern.
 pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;

@@ -334,18 +334,23 @@ impl Shard {
     pub(crate) fn install(&self, files: &[(Cf, PathBuf)]) -> Result<()> {
         let _m = self.maintenance.lock();
         let mut st = self.state.write();
-        let mut b = WriteBatch::default();
-        for (cf, (s, e)) in owned_ranges(self.id) {
-            b.delete_range(cf, s, e);
-        }
-        let mut done = self.kv.write(&b, true);
-        for (cf, _) in owned_ranges(self.id) {
-            let of_cf: Vec<PathBuf> =
-                files.iter().filter(|(c, _)| *c == cf).map(|(_, p)| p.clone()).collect();
-            if done.is_ok() && !of_cf.is_empty() {
-                done = self.kv.ingest(cf, &of_cf);
+        let ranges = owned_ranges(self.id);
+        let replace = || -> Result<()> {
+            let mut b = WriteBatch::default();
+            for (cf, (s, e)) in &ranges {
+                b.delete_range(*cf, s.clone(), e.clone());
             }
-        }
+            self.kv.write(&b, true)?;
+            for (cf, _) in &ranges {
+                let of_cf: Vec<PathBuf> =
+                    files.iter().filter(|(c, _)| c == cf).map(|(_, p)| p.clone()).collect();
+                if !of_cf.is_empty() {
+                    self.kv.ingest(*cf, &of_cf)?;
+                }
+            }
+            Ok(())
+        };
+        let done = replace();
         // whatever happened, the in-memory state follows what is on disk
         let loaded = load_state(self.id, self.kv.as_ref());
         done?;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::keys::{self, ShardId};
-use crate::kv::{Cf, CfRange, KvEngine, SstWriter};
+use crate::kv::{Cf, CfRange, KvEngine, SstWriter, io_error};
 
 /// Bytes after which a staged file is closed and the next one started.
 pub const STAGE_FILE_BYTES: u64 = 128 << 20;
@@ -37,8 +37,9 @@ impl std::fmt::Debug for ShardStage {
     }
 }
 
-fn io_error(path: &Path, e: std::io::Error) -> Error {
-    Error::Kv(format!("{}: {e}", path.display()))
+/// Makes `dir`'s entries (files created, renamed or removed in it) durable.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }
 
 fn file_name(n: u32, cf: Cf) -> String {
@@ -108,7 +109,7 @@ impl ShardStage {
     /// entries staged.
     pub fn finish(mut self) -> Result<u64> {
         self.close()?;
-        std::fs::File::open(&self.dir).and_then(|d| d.sync_all()).map_err(|e| io_error(&self.dir, e))?;
+        sync_dir(&self.dir).map_err(|e| io_error(&self.dir, e))?;
         Ok(self.entries)
     }
 }
