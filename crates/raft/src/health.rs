@@ -56,6 +56,18 @@ impl WriteHealth {
         })
     }
 
+    /// Measures free space now: an error, in the words of [`WriteHealth::refusal`], when it
+    /// is below the limit. For writers of bulk data that the log does not see (a
+    /// snapshot being staged).
+    pub fn check_space(&self) -> Result<(), String> {
+        self.measure();
+        let free = self.free_bytes.load(Ordering::Relaxed);
+        if free < self.min_free_bytes {
+            return Err(self.refusal().unwrap_or_default());
+        }
+        Ok(())
+    }
+
     /// True when a storage write failed and no probe succeeded since.
     pub fn write_failed(&self) -> bool {
         self.write_error.lock().is_some()

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
@@ -41,6 +41,12 @@ pub struct RaftConfig {
     /// Snapshot bytes this node sends per second, all streams together (0 = no limit).
     /// Default 64 MiB/s.
     pub snapshot_bytes_per_sec: u64,
+    /// While a learner of a group this node leads has not matched the group's last
+    /// checkpoint yet (its snapshot is on the way), the group's checkpoints, and so openraft's
+    /// log purges, are put off until this many entries were applied after the checkpoint:
+    /// the learner then resumes from the log instead of needing a newer snapshot. Past it,
+    /// checkpoints go on (the learner gets a newer snapshot). Entries; default 50,000.
+    pub learner_hold_entries: u64,
 }
 
 impl Default for RaftConfig {
@@ -52,11 +58,20 @@ impl Default for RaftConfig {
             snapshot_entries: 2000,
             keep_entries: 2000,
             snapshot_bytes_per_sec: 64 << 20,
+            learner_hold_entries: 50_000,
         }
     }
 }
 
 pub(crate) type Group = Raft<TypeConfig, StateMachine<AnyApplier>>;
+
+/// What keeps a group's log: how far a purge may physically delete, and whether its
+/// checkpoints (after which openraft purges) are held for a learner.
+#[derive(Debug, Clone)]
+struct LogGuard {
+    floor: Arc<AtomicU64>,
+    hold: Arc<AtomicBool>,
+}
 
 /// A group's applier behind one concrete type (a plain `Box<dyn Applier>` trips rustc's
 /// higher-ranked lifetime inference in async code that holds a `Raft`).
@@ -115,7 +130,8 @@ pub struct RaftNode {
     writer: LogWriter,
     router: Router,
     groups: RwLock<HashMap<GroupId, Group>>,
-    floors: RwLock<HashMap<GroupId, Arc<AtomicU64>>>,
+    /// Each group's purge floor and checkpoint hold.
+    guards: RwLock<HashMap<GroupId, LogGuard>>,
     /// How to restart each group from its last checkpoint, and how to stage a snapshot it
     /// receives.
     handles: RwLock<HashMap<GroupId, (Reopener, Stager)>>,
@@ -167,7 +183,7 @@ impl RaftNode {
             writer,
             router: Router { transport, throttle, stats: Arc::new(SnapshotStats::default()) },
             groups: RwLock::new(HashMap::new()),
-            floors: RwLock::new(HashMap::new()),
+            guards: RwLock::new(HashMap::new()),
             handles: RwLock::new(HashMap::new()),
             health,
             stats,
@@ -188,6 +204,12 @@ impl RaftNode {
     /// Snapshot bytes this node sends per second (0 = no limit).
     pub fn snapshot_bytes_per_sec(&self) -> u64 {
         self.cfg.snapshot_bytes_per_sec
+    }
+
+    /// Log entries a group's checkpoints are held for at most while a learner waits for
+    /// its snapshot.
+    pub fn learner_hold_entries(&self) -> u64 {
+        self.cfg.learner_hold_entries
     }
 
     /// Counters of the snapshots the node sent and received.
@@ -218,11 +240,14 @@ impl RaftNode {
     }
 
     async fn start_group(&self, group: GroupId, applier: Box<dyn Applier>) -> Result<Group> {
-        let sm = StateMachine::new(AnyApplier(applier)).map_err(|e| Error::Storage(e.to_string()))?;
+        let hold = Arc::new(AtomicBool::new(false));
+        let sm = StateMachine::new(AnyApplier(applier))
+            .map_err(|e| Error::Storage(e.to_string()))?
+            .held_by(hold.clone());
         let log = LogStore::new(self.kv.clone(), self.writer.clone(), group);
         // nothing is physically purged until the first update knows the followers' progress
         log.purge_floor().store(0, Ordering::Relaxed);
-        self.floors.write().insert(group, log.purge_floor());
+        self.guards.write().insert(group, LogGuard { floor: log.purge_floor(), hold });
         let net = NetworkFactory { router: self.router.clone(), group };
         Raft::new(self.cfg.node_id, self.raft_config.clone(), net, log, sm)
             .await
@@ -273,7 +298,7 @@ impl RaftNode {
 
     /// Takes `group` out of the node (the caller shuts it down).
     pub(crate) fn take_group(&self, group: GroupId) -> Option<Group> {
-        self.floors.write().remove(&group);
+        self.guards.write().remove(&group);
         self.handles.write().remove(&group);
         self.groups.write().remove(&group)
     }
@@ -471,32 +496,53 @@ impl RaftNode {
             .map_err(|e| e.to_string())
     }
 
-    /// Moves every group's purge floor: on a leader, the lowest index its followers
-    /// matched, but never more than `8 × snapshot_entries` behind the log's end (a node
-    /// down for longer gets a snapshot); elsewhere, no limit. Call periodically.
+    /// Moves every group's purge floor and checkpoint hold. On a leader, the floor is the
+    /// lowest index its followers matched, but never more than `8 × snapshot_entries` behind
+    /// the log's end (a node down for longer gets a snapshot); elsewhere, no limit. A leader
+    /// holds the group's checkpoints while a learner has not matched the last one yet,
+    /// within [`RaftConfig::learner_hold_entries`]. Call periodically.
     pub fn update_purge_floors(&self) {
         let cap = self.cfg.snapshot_entries.saturating_mul(8);
-        let groups: Vec<(Group, Arc<AtomicU64>)> = {
-            let floors = self.floors.read();
+        let groups: Vec<(GroupId, Group, LogGuard)> = {
+            let guards = self.guards.read();
             self.groups
                 .read()
                 .iter()
-                .filter_map(|(g, r)| floors.get(g).map(|f| (r.clone(), f.clone())))
+                .filter_map(|(g, r)| guards.get(g).map(|f| (*g, r.clone(), f.clone())))
                 .collect()
         };
-        for (raft, floor) in groups {
+        for (group, raft, guard) in groups {
             let m = raft.metrics();
             let m = m.borrow_watched();
-            let value = match &m.replication {
-                Some(rep) => {
-                    let lowest = rep.values().map(|l| l.map_or(0, |l| l.index)).min().unwrap_or(u64::MAX);
-                    let last = m.last_log_index.unwrap_or(0);
-                    lowest.max(last.saturating_sub(cap))
-                }
-                None => u64::MAX,
+            let matched = |id: &NodeId| {
+                m.replication.as_ref().and_then(|r| r.get(id).copied().flatten()).map_or(0, |l| l.index)
             };
-            floor.store(value, Ordering::Relaxed);
+            let (floor, hold) = match &m.replication {
+                Some(rep) => {
+                    let lowest = rep.keys().map(matched).min().unwrap_or(u64::MAX);
+                    let last = m.last_log_index.unwrap_or(0);
+                    // a learner still waiting for (or installing) the snapshot of the last
+                    // checkpoint needs the log after it
+                    let hold = m.snapshot.is_some_and(|s| {
+                        let waiting =
+                            m.membership_config.membership().learner_ids().any(|l| matched(&l) < s.index);
+                        let applied = m.last_applied.map_or(0, |a| a.index);
+                        waiting && applied.saturating_sub(s.index) < self.cfg.learner_hold_entries
+                    });
+                    (lowest.max(last.saturating_sub(cap)), hold)
+                }
+                None => (u64::MAX, false),
+            };
+            guard.floor.store(floor, Ordering::Relaxed);
+            if guard.hold.swap(hold, Ordering::Relaxed) != hold {
+                tracing::info!(group, hold, "checkpoints held for a learner's snapshot");
+            }
         }
+    }
+
+    /// Groups whose checkpoints are held for a learner's snapshot now.
+    pub fn held_groups(&self) -> usize {
+        self.guards.read().values().filter(|g| g.hold.load(Ordering::Relaxed)).count()
     }
 
     /// Starts a snapshot (checkpoint) of `group`; does not wait for it.
@@ -593,7 +639,7 @@ impl RaftNode {
     /// snapshot covers (after a clean checkpoint the log holds nothing a restart needs).
     pub async fn shutdown(&self, purge: bool) {
         let groups: Vec<(GroupId, Group)> = self.groups.write().drain().collect();
-        self.floors.write().clear();
+        self.guards.write().clear();
         self.handles.write().clear();
         for (g, raft) in groups {
             let snapshot = raft.metrics().borrow_watched().snapshot;

@@ -12,6 +12,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures_util::StreamExt;
 use openraft::storage::{EntryResponder, RaftStateMachine};
@@ -59,13 +60,13 @@ pub enum StagedData {
 #[derive(Debug)]
 pub struct StagedDir {
     path: PathBuf,
-    keep: std::sync::atomic::AtomicBool,
+    keep: AtomicBool,
 }
 
 impl StagedDir {
     /// Takes charge of `path` (it is removed on drop).
     pub fn new(path: PathBuf) -> Self {
-        StagedDir { path, keep: std::sync::atomic::AtomicBool::new(false) }
+        StagedDir { path, keep: AtomicBool::new(false) }
     }
 
     /// The directory.
@@ -76,13 +77,13 @@ impl StagedDir {
     /// Leaves the directory on disk when dropped (an install that failed halfway is done
     /// again from it).
     pub fn keep(&self) {
-        self.keep.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.keep.store(true, Ordering::Relaxed);
     }
 }
 
 impl Drop for StagedDir {
     fn drop(&mut self) {
-        if self.keep.load(std::sync::atomic::Ordering::Relaxed) {
+        if self.keep.load(Ordering::Relaxed) {
             return;
         }
         if let Err(e) = std::fs::remove_dir_all(&self.path)
@@ -152,6 +153,9 @@ impl RaftState {
 pub struct StateMachine<A: Applier> {
     applier: A,
     state: RaftState,
+    /// Set while openraft's checkpoints are to be put off (a learner needs the log after
+    /// the last one).
+    hold: Arc<AtomicBool>,
 }
 
 impl<A: Applier> std::fmt::Debug for StateMachine<A> {
@@ -167,7 +171,13 @@ impl<A: Applier> StateMachine<A> {
             Some(b) => crate::codec::decode(&b)?,
             None => RaftState::default(),
         };
-        Ok(StateMachine { applier, state })
+        Ok(StateMachine { applier, state, hold: Arc::new(AtomicBool::new(false)) })
+    }
+
+    /// The state machine, putting off the checkpoints openraft triggers while `hold` is set.
+    pub fn held_by(mut self, hold: Arc<AtomicBool>) -> Self {
+        self.hold = hold;
+        self
     }
 
     fn checkpoint(&mut self) -> io::Result<()> {
@@ -262,6 +272,10 @@ impl<A: Applier> RaftStateMachine<TypeConfig> for StateMachine<A> {
     }
 
     async fn try_create_snapshot_builder(&mut self, force: bool) -> Option<Self::SnapshotBuilder> {
+        if !force && self.hold.load(Ordering::Relaxed) {
+            // no checkpoint, so no purge: a learner resumes from the log after the last one
+            return None;
+        }
         match self.checkpointed_builder() {
             Ok(b) => Some(b),
             // a snapshot openraft may defer: none this time, the previous checkpoint stays

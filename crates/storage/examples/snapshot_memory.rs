@@ -53,7 +53,8 @@ fn side() -> Res<Side> {
     let path = dir.path().join("db");
     let kv: Arc<dyn KvEngine> = Arc::new(RocksEngine::open(&path, &RocksConfig::default())?);
     let db = Db::open(kv.clone(), DbConfig { shards: 1, ..DbConfig::default() }, Arc::new(SystemClock))?;
-    let applier = ShardApplier::new(db, kv, 0, dir.path().join("snapshots"));
+    let health = Arc::new(strata_raft::WriteHealth::new(Some(dir.path().to_path_buf()), 0));
+    let applier = ShardApplier::new(db, kv, 0, dir.path().join("snapshots"), health);
     Ok(Side { applier, _dir: dir, path })
 }
 

@@ -134,6 +134,16 @@ impl QueryBackend for NodeBackend {
                 "Limit: snapshot bytes this node sends per second, all streams together (0 = none; --snapshot.max-bytes-per-second).",
                 raft.snapshot_bytes_per_sec().min(i64::MAX as u64) as i64,
             ),
+            (
+                "strata_snapshot_learner_hold_entries",
+                "Limit: log entries a shard's checkpoints (and log purges) are put off for while a learner waits for its snapshot (--snapshot.learner-hold-entries).",
+                raft.learner_hold_entries().min(i64::MAX as u64) as i64,
+            ),
+            (
+                "strata_snapshot_held_groups",
+                "Raft groups whose checkpoints are held now for a learner's snapshot.",
+                raft.held_groups() as i64,
+            ),
         ]);
         let joint =
             groups.iter().filter(|g| raft.status(**g).is_ok_and(|s| s.joint && s.leader == Some(id))).count();

@@ -649,7 +649,13 @@ async fn reconcile_once(
             st.raft.add_group(META_GROUP, Box::new(applier)).await?;
             continue;
         }
-        let applier = ShardApplier::new(db.clone(), node.kv.clone(), shard, staging_root(&cfg.data_dir));
+        let applier = ShardApplier::new(
+            db.clone(),
+            node.kv.clone(),
+            shard,
+            staging_root(&cfg.data_dir),
+            st.raft.health().clone(),
+        );
         st.raft.add_group(shard, Box::new(applier)).await?;
         // only the first membership is initialised here; a replica added later (a move's
         // target) learns its membership from the leader

@@ -21,7 +21,9 @@ use strata_tsdb::keys::{META_CHECKPOINT_OWNER, ShardId, meta_key};
 use strata_tsdb::{Cf, Db, KvEngine, sync_dir};
 
 use strata_raft::codec::{decode, encode, io_err};
-use strata_raft::{Applier, Exporter, Reopener, Request, Response, Staged, StagedData, StagedDir, Stager};
+use strata_raft::{
+    Applier, Exporter, Reopener, Request, Response, Staged, StagedData, StagedDir, Stager, WriteHealth,
+};
 
 /// Bytes of entries per snapshot frame.
 pub(crate) const FRAME_BYTES: usize = 1 << 20;
@@ -42,13 +44,21 @@ pub struct ShardApplier {
     shard: ShardId,
     /// Where received snapshots are staged ([`staging_root`]).
     staging: PathBuf,
+    /// The node's free-space watch: staging stops below its limit.
+    health: Arc<WriteHealth>,
 }
 
 impl ShardApplier {
     /// The applier of `shard` of `db` (opened with [`Db::open`] over `kv`), staging the
-    /// snapshots it receives under `staging`.
-    pub fn new(db: Arc<Db>, kv: Arc<dyn KvEngine>, shard: ShardId, staging: PathBuf) -> Self {
-        ShardApplier { db, kv, shard, staging }
+    /// snapshots it receives under `staging` while `health` finds enough free space.
+    pub fn new(
+        db: Arc<Db>,
+        kv: Arc<dyn KvEngine>,
+        shard: ShardId,
+        staging: PathBuf,
+        health: Arc<WriteHealth>,
+    ) -> Self {
+        ShardApplier { db, kv, shard, staging, health }
     }
 }
 
@@ -103,11 +113,17 @@ fn export(db: &Db, shard: ShardId, emit: &mut dyn FnMut(Vec<u8>) -> bool) -> io:
 /// Staged directories get unique names.
 static STAGED: AtomicU64 = AtomicU64::new(0);
 
+/// Frames staged between two free-space checks (about 16 MiB).
+const FRAMES_PER_SPACE_CHECK: usize = 16;
+
 /// Stages the frames of another replica's export of `shard` in a new directory under `root`.
+/// Stops (the staged files are removed) once free space falls below `health`'s limit: a
+/// snapshot must not fill the disk the log needs.
 fn stage(
     db: &Db,
     shard: ShardId,
     root: &Path,
+    health: &WriteHealth,
     frames: &mut dyn Iterator<Item = Vec<u8>>,
 ) -> io::Result<Staged> {
     let n = STAGED.fetch_add(1, Ordering::Relaxed);
@@ -115,7 +131,12 @@ fn stage(
     let mut stage = db.stage_shard(shard, dir.path()).map_err(io_err)?;
     let owner = meta_key(shard, META_CHECKPOINT_OWNER);
     let mut raft_state = None;
-    for frame in frames {
+    for (i, frame) in frames.enumerate() {
+        if i % FRAMES_PER_SPACE_CHECK == 0 {
+            health.check_space().map_err(|e| {
+                io::Error::other(format!("staging the snapshot of shard {shard} stopped: {e}"))
+            })?;
+        }
         let entries: FrameEntries = decode(&frame)?;
         for (c, k, v) in entries {
             let cf =
@@ -206,8 +227,9 @@ impl Applier for ShardApplier {
     }
 
     fn stager(&self) -> Stager {
-        let (db, shard, root) = (self.db.clone(), self.shard, self.staging.clone());
-        Arc::new(move |frames| stage(&db, shard, &root, frames))
+        let (db, shard, root, health) =
+            (self.db.clone(), self.shard, self.staging.clone(), self.health.clone());
+        Arc::new(move |frames| stage(&db, shard, &root, &health, frames))
     }
 
     fn import(&mut self, snapshot: Staged) -> io::Result<()> {
@@ -245,11 +267,16 @@ mod tests {
             .expect("db")
     }
 
+    /// A free-space watch that never refuses.
+    fn unwatched() -> Arc<WriteHealth> {
+        Arc::new(WriteHealth::new(None, 0))
+    }
+
     /// A shard of `series` series (one sample each), checkpointed with Raft state `state`.
     fn filled(series: usize, state: &[u8]) -> (ShardApplier, tempfile::TempDir) {
         let kv: Arc<dyn KvEngine> = Arc::new(MemEngine::new());
         let dir = tempfile::tempdir().expect("dir");
-        let mut a = ShardApplier::new(open(&kv), kv, 0, staging_root(dir.path()));
+        let mut a = ShardApplier::new(open(&kv), kv, 0, staging_root(dir.path()), unwatched());
         let t = SystemClock.now_ms() - 60_000;
         for (index, chunk) in (0..series).collect::<Vec<_>>().chunks(1000).enumerate() {
             let mut b = SeriesBatch::new(1);
@@ -311,6 +338,23 @@ mod tests {
         assert!(left.is_empty(), "{left:?}");
     }
 
+    /// Staging stops once free space falls below the node's limit, and leaves no files.
+    #[test]
+    fn staging_stops_below_the_free_space_limit() {
+        let (sender, _d1) = filled(3_000, b"state-3");
+        let (receiver, d2) = filled(10, b"state-1");
+        let before = contents(&receiver);
+        let full = Arc::new(WriteHealth::new(Some(d2.path().to_path_buf()), u64::MAX - 2));
+        let r = ShardApplier::new(receiver.db.clone(), receiver.kv.clone(), 0, staging_root(d2.path()), full);
+        let Err(e) = (r.stager())(&mut frames(&sender).into_iter()) else { panic!("staged on a full disk") };
+        let e = e.to_string();
+        assert!(e.starts_with("staging the snapshot of shard 0 stopped: storage almost full: "), "{e}");
+        assert!(e.contains("below --storage.min-free-bytes="), "{e}");
+        let left = std::fs::read_dir(staging_root(d2.path())).map_or(0, |d| d.count());
+        assert_eq!(left, 0, "no staged files left");
+        assert_eq!(contents(&receiver), before, "the shard untouched");
+    }
+
     /// A crash after the install began (COMMIT written): the restarted node completes it
     /// before its groups start; a staged directory without COMMIT (a transfer cut short) is
     /// removed without touching the shard.
@@ -338,7 +382,7 @@ mod tests {
         // the restart: the database opens over the same engine, then recovery runs
         let db = open(&receiver.kv);
         recover_staged(&db, &root).expect("recover");
-        let restarted = ShardApplier::new(db, receiver.kv.clone(), 0, root.clone());
+        let restarted = ShardApplier::new(db, receiver.kv.clone(), 0, root.clone(), unwatched());
         assert_eq!(contents(&restarted), contents(&sender));
         assert_eq!(restarted.checkpointed().expect("checkpointed").as_deref(), Some(&b"state-9"[..]));
         assert_eq!(std::fs::read_dir(&root).expect("root").count(), 0, "staged directories removed");
@@ -354,7 +398,7 @@ mod tests {
         let kv: Arc<dyn KvEngine> = faulty.clone();
         let dir = tempfile::tempdir().expect("dir");
         let root = staging_root(dir.path());
-        let mut receiver = ShardApplier::new(open(&kv), kv, 0, root.clone());
+        let mut receiver = ShardApplier::new(open(&kv), kv, 0, root.clone(), unwatched());
         let staged = (receiver.stager())(&mut frames(&sender).into_iter()).expect("stage");
         // the range delete touching chunks passes, the chunks' ingest fails
         faulty.fail_writes(1, Some(Cf::Chunks));

@@ -36,11 +36,11 @@ async fn open(kv: Arc<dyn KvEngine>) -> Node {
         ..RaftConfig::default()
     };
     let health = Arc::new(strata_raft::WriteHealth::new(None, 0));
-    let raft = RaftNode::new(cfg, kv.clone(), Arc::new(NoPeers), health).expect("raft node");
+    let raft = RaftNode::new(cfg, kv.clone(), Arc::new(NoPeers), health.clone()).expect("raft node");
     let db = Db::open(kv.clone(), DbConfig { shards: SHARDS, ..DbConfig::default() }, Arc::new(SystemClock))
         .expect("db");
     let staging = std::env::temp_dir().join(format!("strata-raft-faults-{}", std::process::id()));
-    raft.add_group(0, Box::new(ShardApplier::new(db.clone(), kv, 0, staging))).await.expect("group");
+    raft.add_group(0, Box::new(ShardApplier::new(db.clone(), kv, 0, staging, health))).await.expect("group");
     Node { raft, db }
 }
 

@@ -40,7 +40,7 @@ enum Role {
     /// Every role in one process on a local data directory.
     Standalone(StandaloneArgs),
     /// A storage node: replicas of the shards placed on it, each a Raft group.
-    Storage(roles::StorageArgs),
+    Storage(Box<roles::StorageArgs>),
     /// An ingestor: Prometheus remote-write, forwarded to the shard leaders.
     Ingestor(roles::IngestorArgs),
     /// A stateless querier: the Prometheus HTTP API and the gRPC query API over every
@@ -239,7 +239,7 @@ fn main() -> anyhow::Result<()> {
             let c = load_config(a)?;
             rt.block_on(standalone(c))
         }
-        Role::Storage(a) => rt.block_on(roles::storage(a)),
+        Role::Storage(a) => rt.block_on(roles::storage(*a)),
         Role::Ingestor(a) => rt.block_on(roles::ingestor(a)),
         Role::Querier(a) => rt.block_on(roles::querier(a)),
         Role::Probe(a) => probe::probe(a),

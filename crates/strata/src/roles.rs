@@ -151,6 +151,11 @@ pub(crate) struct StorageArgs {
     /// (a moving or rebuilt replica); 0 = no limit [default: 64 MiB/s].
     #[arg(long = "snapshot.max-bytes-per-second", default_value_t = 64 << 20)]
     snapshot_max_bytes_per_second: u64,
+    /// While a learner of a shard this node leads waits for its snapshot, the shard's
+    /// checkpoints (and log purges) are put off for up to this many log entries, so the
+    /// learner resumes from the log instead of needing a newer snapshot.
+    #[arg(long = "snapshot.learner-hold-entries", default_value_t = 50_000)]
+    snapshot_learner_hold_entries: u64,
     #[command(flatten)]
     tls: GrpcTlsArgs,
     #[command(flatten)]
@@ -287,6 +292,7 @@ pub(crate) async fn storage(a: StorageArgs) -> anyhow::Result<()> {
         heartbeat_ms: a.raft_heartbeat.0.as_millis() as u64,
         election_ms: (a.raft_heartbeat.0.as_millis() as u64 * 5, a.raft_heartbeat.0.as_millis() as u64 * 10),
         snapshot_bytes_per_sec: a.snapshot_max_bytes_per_second,
+        learner_hold_entries: a.snapshot_learner_hold_entries,
         ..RaftConfig::default()
     };
     cfg.checkpoint_interval = a.checkpoint_interval.0;

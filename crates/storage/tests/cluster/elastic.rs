@@ -292,3 +292,91 @@ async fn a_client_notices_a_newer_map_from_any_reply() {
     );
     c.shutdown().await;
 }
+
+/// A shard's leader killed while its group is in the joint configuration of a move (the
+/// joint entry reached the other replicas, the final one was never proposed): the group
+/// elects a leader under the joint configuration, and the placement controller finishes
+/// the change there. Slow links (150 ms a message) keep the joint phase open long enough
+/// to see it on a follower and kill the leader before it commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_shard_leader_killed_in_a_joint_configuration_its_successor_finishes_the_change() {
+    let mut c = Cluster::start(3).await;
+    c.write_retrying(0).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = c.writer(stop.clone());
+    c.faults.set_delay(Duration::from_millis(150));
+    let a = c.join("storage-4").await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (shard, leader) = 'found: loop {
+        assert!(Instant::now() < deadline, "no shard was ever seen in a joint configuration");
+        for shard in 0..SHARDS {
+            let Some(leader) = c.leader(shard) else { continue };
+            let joint_follower = c.nodes.iter().any(|(&id, n)| {
+                id != leader && n.raft().status(shard).is_ok_and(|s| s.joint && s.leader == Some(leader))
+            });
+            if joint_follower {
+                break 'found (shard, leader);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    c.kill(leader).await;
+    // the survivors hold the joint configuration: someone must finish it
+    let joint_after_kill = c.nodes.values().any(|n| n.raft().status(shard).is_ok_and(|s| s.joint));
+    assert!(joint_after_kill, "shard {shard} left its joint configuration before the leader died");
+    c.faults.set_delay(Duration::ZERO);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let statuses: Vec<_> = c.nodes.values().filter_map(|n| n.raft().status(shard).ok()).collect();
+        let done = statuses.iter().any(|s| s.leader.is_some() && !s.joint && s.voters.contains(&a));
+        if done {
+            break;
+        }
+        assert!(Instant::now() < deadline, "shard {shard} stayed joint after its leader died: {statuses:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(c.restart(leader, false).await, leader);
+    let m = settled(&c, "replicas balanced over four nodes", Duration::from_secs(120), |m| {
+        balanced(m, &[1, 2, 3, a])
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let acked = w.await.expect("writer");
+    assert!(acked.len() > 20, "only {} writes acknowledged", acked.len());
+    check_replicas(&c, &m, &acked).await;
+    c.shutdown().await;
+}
+
+/// A learner whose snapshot takes longer than several checkpoint intervals of writes still
+/// needs exactly one snapshot: its leader holds the shard's checkpoints (and so the log
+/// purges) until the learner matched the snapshot, so the learner continues from the log.
+/// Without the hold, openraft purges past the snapshot while it travels and sends a newer
+/// one, and again, for as long as snapshots are slower than the writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_learner_needs_one_snapshot_however_slow_it_is() {
+    let mut c = Cluster::start(3).await;
+    c.write_retrying(0).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = c.writer(stop.clone());
+    // ~50 entries/s per shard meet snapshots of 1 s per chunk: each snapshot spans several
+    // of the test config's 40-entry checkpoint intervals
+    c.faults.set_snapshot_chunk_delay(Duration::from_millis(1_000));
+    let a = c.join("storage-4").await;
+    let m = settled(&c, "replicas balanced over four nodes", Duration::from_secs(120), |m| {
+        balanced(m, &[1, 2, 3, a])
+    })
+    .await;
+    c.faults.set_snapshot_chunk_delay(Duration::ZERO);
+    stop.store(true, Ordering::Relaxed);
+    let acked = w.await.expect("writer");
+    let moved = loads(&m)[&a] as u64;
+    let sent: u64 = c.nodes.values().map(|n| n.raft().snapshot_stats().sent.load(Ordering::Relaxed)).sum();
+    let received = c.nodes[&a].raft().snapshot_stats().received.load(Ordering::Relaxed);
+    // a learner whose shard's log still reaches back far enough needs no snapshot at all
+    assert!(
+        sent <= moved && received <= moved,
+        "{sent} snapshots sent, {received} received for {moved} replicas moved"
+    );
+    check_replicas(&c, &m, &acked).await;
+    c.shutdown().await;
+}
