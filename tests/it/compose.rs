@@ -304,6 +304,7 @@ fn start_project() -> (Project, strata_bench::peers::PortLease, tempfile::TempDi
         ("STRATA_STORAGE_PORT_2", "0".into()),
         ("STRATA_STORAGE_PORT_3", "0".into()),
         ("STRATA_STORAGE_PORT_4", "0".into()),
+        ("STRATA_RUST_LOG", std::env::var("STRATA_RUST_LOG").unwrap_or_else(|_| "info,openraft=warn".into())),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -529,15 +530,15 @@ fn compose_cluster_keeps_acknowledged_writes_through_container_faults() {
 }
 
 /// What one ingestor's writer saw: per request, when it was answered (since the writer
-/// started) and whether it was acknowledged.
-type Answers = Vec<(Duration, bool)>;
+/// started), whether it was acknowledged, and the error message when not.
+type Answers = Vec<(Duration, bool, String)>;
 
 /// The longest time in `[from, to]` during which `answers` holds no acknowledgement (the
 /// first ack after `from` counts from `from`).
 fn longest_gap(answers: &Answers, from: Duration, to: Duration) -> Duration {
     let mut last = from;
     let mut worst = Duration::ZERO;
-    for &(at, ok) in answers.iter().filter(|a| a.0 >= from && a.0 <= to) {
+    for &(at, ok, _) in answers.iter().filter(|a| a.0 >= from && a.0 <= to) {
         if ok {
             worst = worst.max(at - last);
             last = at;
@@ -554,7 +555,8 @@ fn longest_gap(answers: &Answers, from: Duration, to: Duration) -> Duration {
 /// within one election timeout: no gap between acknowledgements longer than
 /// `STRATA_KILL_MAX_GAP_MS` (default 3,000: `--raft-heartbeat` 300 ms × 10, the longest
 /// election timeout) from the kill to the end of the outage. Afterwards every acknowledged
-/// request is read through both queriers. Run:
+/// request is read through both queriers; `STRATA_KILL_LOGS=DIR` keeps the containers'
+/// logs in `DIR/compose.log`. Run:
 /// `cargo nextest run --run-ignored only -E 'test(compose_writes_resume)'`.
 #[test]
 #[ignore = "soak: 20 × 2 min storage outages on the compose cluster; run by hand"]
@@ -588,7 +590,9 @@ fn compose_writes_resume_within_an_election_timeout_of_a_storage_kill() {
                     if ok {
                         acked.insert(t);
                     }
-                    a.lock().expect("answers").push((started.elapsed(), ok));
+                    let why =
+                        if ok { String::new() } else { format!("{} {}", ack.status, ack.message.trim()) };
+                    a.lock().expect("answers").push((started.elapsed(), ok, why));
                     round += 1;
                     std::thread::sleep(Duration::from_millis(100));
                 }
@@ -607,7 +611,24 @@ fn compose_writes_resume_within_an_election_timeout_of_a_storage_kill() {
         let back = started.elapsed();
         let worst: Vec<Duration> =
             writers.iter().map(|(a, _)| longest_gap(&a.lock().expect("answers"), killed, back)).collect();
-        eprintln!("rep {rep}: {victim} down {down:?}; longest gap without an ack per ingestor: {worst:?}");
+        eprintln!(
+            "rep {rep}: {victim} killed at {killed:?}, down {down:?}; longest gap without an ack per ingestor: {worst:?}"
+        );
+        for (i, (a, _)) in writers.iter().enumerate() {
+            let a = a.lock().expect("answers");
+            let failed: Vec<_> = a.iter().filter(|x| x.0 >= killed && x.0 <= back && !x.1).collect();
+            if let (Some(first), Some(last)) = (failed.first(), failed.last()) {
+                eprintln!(
+                    "  ingestor {}: {} failed, first at {:?}: {}; last at {:?}: {}",
+                    i + 1,
+                    failed.len(),
+                    first.0,
+                    first.2,
+                    last.0,
+                    last.2
+                );
+            }
+        }
         gaps.extend(worst.iter().map(|g| (rep, g.as_millis())));
         docker(&["start", &project.container(&victim)]);
         wait_ready(&[project.port(&victim, 9100)], Duration::from_secs(120));
@@ -637,6 +658,10 @@ fn compose_writes_resume_within_an_election_timeout_of_a_storage_kill() {
         ms.get(ms.len() / 2).unwrap_or(&0),
         ms.last().unwrap_or(&0)
     );
+    if let Ok(dir) = std::env::var("STRATA_KILL_LOGS") {
+        let logs = project.compose(&["logs", "-t", "--no-color"]);
+        std::fs::write(Path::new(&dir).join("compose.log"), &logs.stdout).expect("logs");
+    }
     let over: Vec<_> = gaps.iter().filter(|g| g.1 > max_gap.as_millis()).collect();
     assert!(over.is_empty(), "writes stalled longer than {max_gap:?} after a kill: (rep, ms) {over:?}");
 }

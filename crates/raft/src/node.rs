@@ -31,7 +31,9 @@ pub struct RaftConfig {
     pub node_id: NodeId,
     /// Leader heartbeat interval, in milliseconds. Default 300.
     pub heartbeat_ms: u64,
-    /// Election timeout range, in milliseconds. Default 1,500–3,000.
+    /// Election timeout range, in milliseconds: a follower that heard nothing from its
+    /// leader for a random time in this range campaigns. The minimum must exceed half the
+    /// maximum plus the heartbeat. Default 2,000–3,000.
     pub election_ms: (u64, u64),
     /// Snapshot (= checkpoint) a group after this many log entries. Default 2,000.
     pub snapshot_entries: u64,
@@ -54,7 +56,7 @@ impl Default for RaftConfig {
         RaftConfig {
             node_id: 0,
             heartbeat_ms: 300,
-            election_ms: (1500, 3000),
+            election_ms: (2000, 3000),
             snapshot_entries: 2000,
             keep_entries: 2000,
             snapshot_bytes_per_sec: 64 << 20,
@@ -64,6 +66,24 @@ impl Default for RaftConfig {
 }
 
 pub(crate) type Group = Raft<TypeConfig, StateMachine<AnyApplier>>;
+
+/// openraft's election timeout range `(max, min)` for `cfg.election_ms`. openraft's
+/// follower respects its leader's lease (openraft's maximum) before its own random timeout
+/// in `[min, max)` even starts, so it campaigns `max + [min, max)` after the last heartbeat:
+/// twice what its settings read. Half of ours is the lease, the rest the random part.
+fn openraft_election(cfg: &RaftConfig) -> Result<(u64, u64)> {
+    let (lo, hi) = cfg.election_ms;
+    let lease = hi / 2;
+    let min = lo.saturating_sub(lease);
+    if lo >= hi || min <= cfg.heartbeat_ms {
+        return Err(Error::Config(format!(
+            "election timeout {lo}–{hi} ms: the minimum must be below the maximum and exceed half the \
+             maximum plus the heartbeat ({} ms)",
+            cfg.heartbeat_ms
+        )));
+    }
+    Ok((lease, min))
+}
 
 /// What keeps a group's log: how far a purge may physically delete, and whether its
 /// checkpoints (after which openraft purges) are held for a learner.
@@ -157,11 +177,12 @@ impl RaftNode {
         transport: Arc<dyn Transport>,
         health: Arc<WriteHealth>,
     ) -> Result<Arc<Self>> {
+        let (lease, min) = openraft_election(&cfg)?;
         let raft_config = openraft::Config {
             cluster_name: "strata".into(),
             heartbeat_interval: cfg.heartbeat_ms,
-            election_timeout_min: cfg.election_ms.0,
-            election_timeout_max: cfg.election_ms.1,
+            election_timeout_min: min,
+            election_timeout_max: lease,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_entries),
             max_in_snapshot_log_to_keep: cfg.keep_entries,
             install_snapshot_timeout: 30_000,
@@ -714,7 +735,7 @@ mod tests {
     async fn snapshots_no_leader_sends_are_refused() {
         use crate::snapshot::Frame;
         let kv = Arc::new(MemEngine::new());
-        let cfg = RaftConfig { node_id: 2, election_ms: (60_000, 120_000), ..RaftConfig::default() };
+        let cfg = RaftConfig { node_id: 2, election_ms: (100_000, 120_000), ..RaftConfig::default() };
         let health = Arc::new(WriteHealth::new(None, 0));
         let node = RaftNode::new(cfg, kv.clone(), Arc::new(crate::NoPeers), health).expect("node");
         node.add_group(0, Box::new(Nothing)).await.expect("group");

@@ -25,7 +25,7 @@ async fn state_at(cfg: ServerConfig, clock: Arc<dyn Clock>) -> AppState {
     let mut node = StorageConfig::standalone(std::env::temp_dir(), 4);
     node.db = DbConfig { maintenance_tick: Duration::from_secs(3600), ..DbConfig::default() };
     // a quick self-election: the tests start hundreds of groups
-    node.raft = RaftConfig { election_ms: (50, 100), heartbeat_ms: 20, ..node.raft };
+    node.raft = RaftConfig { election_ms: (80, 100), heartbeat_ms: 20, ..node.raft };
     node.min_free_bytes = 0;
     node.clock = clock.clone();
     let node = StorageNode::start_over(node, Arc::new(MemEngine::new()), None).await.unwrap();

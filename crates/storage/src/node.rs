@@ -154,7 +154,7 @@ impl StorageConfig {
         cfg.raft = RaftConfig {
             node_id: 1,
             heartbeat_ms: 500,
-            election_ms: (1000, 2000),
+            election_ms: (1600, 2000),
             keep_entries: 0,
             ..RaftConfig::default()
         };

@@ -31,7 +31,7 @@ async fn open(kv: Arc<dyn KvEngine>) -> Node {
     let cfg = RaftConfig {
         node_id: 1,
         heartbeat_ms: 50,
-        election_ms: (150, 300),
+        election_ms: (220, 300),
         keep_entries: 0,
         ..RaftConfig::default()
     };

@@ -287,10 +287,11 @@ pub(crate) async fn storage(a: StorageArgs) -> anyhow::Result<()> {
         label_limits: ingest.label_limits(),
         ..DbConfig::default()
     };
+    let heartbeat = a.raft_heartbeat.0.as_millis() as u64;
     cfg.raft = RaftConfig {
         node_id,
-        heartbeat_ms: a.raft_heartbeat.0.as_millis() as u64,
-        election_ms: (a.raft_heartbeat.0.as_millis() as u64 * 5, a.raft_heartbeat.0.as_millis() as u64 * 10),
+        heartbeat_ms: heartbeat,
+        election_ms: (heartbeat * 20 / 3, heartbeat * 10),
         snapshot_bytes_per_sec: a.snapshot_max_bytes_per_second,
         learner_hold_entries: a.snapshot_learner_hold_entries,
         ..RaftConfig::default()

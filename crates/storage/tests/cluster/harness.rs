@@ -30,8 +30,13 @@ pub(crate) struct Cluster {
     pub(crate) client: Arc<ClusterClient>,
     tls: Option<Arc<GrpcTls>>,
     raft_timeout: Duration,
+    /// The nodes' election timeout range, in milliseconds.
+    election_ms: (u64, u64),
     _root: tempfile::TempDir,
 }
+
+/// The tests' election timeout range: quick elections.
+const ELECTION_MS: (u64, u64) = (800, 1200);
 
 fn config(
     id: NodeId,
@@ -40,6 +45,7 @@ fn config(
     faults: &Arc<Faults>,
     tls: &Option<Arc<GrpcTls>>,
     raft_timeout: Duration,
+    election_ms: (u64, u64),
 ) -> StorageConfig {
     let mut c = StorageConfig::new(id, dir);
     c.name = format!("node-{id}");
@@ -52,17 +58,17 @@ fn config(
     c.bootstrap = id == 1;
     c.shards = SHARDS;
     c.replication_factor = 3;
-    c.raft = raft_config(id);
+    c.raft = raft_config(id, election_ms);
     c.faults = Some(faults.clone());
     c
 }
 
-/// Small logs, so that snapshots and purges happen within a test; quick elections.
-fn raft_config(id: NodeId) -> RaftConfig {
+/// Small logs, so that snapshots and purges happen within a test.
+fn raft_config(id: NodeId, election_ms: (u64, u64)) -> RaftConfig {
     RaftConfig {
         node_id: id,
         heartbeat_ms: 100,
-        election_ms: (600, 1200),
+        election_ms,
         snapshot_entries: 40,
         keep_entries: 40,
         ..RaftConfig::default()
@@ -118,15 +124,25 @@ impl Cluster {
 
     /// [`Cluster::start`] with the nodes and the client talking mutual TLS.
     pub(crate) async fn start_with(n: u64, tls: Option<Arc<GrpcTls>>) -> Cluster {
-        Self::start_full(n, tls, StorageConfig::new(0, PathBuf::new()).raft_timeout).await
+        Self::start_full(n, tls, StorageConfig::new(0, PathBuf::new()).raft_timeout, ELECTION_MS).await
     }
 
     /// [`Cluster::start`] with Raft messages timing out after `raft_timeout`.
     pub(crate) async fn start_with_raft_timeout(n: u64, raft_timeout: Duration) -> Cluster {
-        Self::start_full(n, None, raft_timeout).await
+        Self::start_full(n, None, raft_timeout, ELECTION_MS).await
     }
 
-    async fn start_full(n: u64, tls: Option<Arc<GrpcTls>>, raft_timeout: Duration) -> Cluster {
+    /// [`Cluster::start`] with elections after `election_ms` of silence.
+    pub(crate) async fn start_with_election(n: u64, election_ms: (u64, u64)) -> Cluster {
+        Self::start_full(n, None, StorageConfig::new(0, PathBuf::new()).raft_timeout, election_ms).await
+    }
+
+    async fn start_full(
+        n: u64,
+        tls: Option<Arc<GrpcTls>>,
+        raft_timeout: Duration,
+        election_ms: (u64, u64),
+    ) -> Cluster {
         if std::env::var_os("RUST_LOG").is_some() {
             let filter = tracing_subscriber::EnvFilter::from_default_env();
             let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
@@ -145,7 +161,7 @@ impl Cluster {
         for (id, l) in listeners {
             let dir = root.path().join(format!("node-{id}"));
             dirs.insert(id, dir.clone());
-            let cfg = config(id, dir, &peers, &faults, &tls, raft_timeout);
+            let cfg = config(id, dir, &peers, &faults, &tls, raft_timeout, election_ms);
             // all at once, as a StatefulSet's pods start
             starts.push(async move { (id, StorageNode::start_on(cfg, l).await.expect("start")) });
         }
@@ -157,8 +173,18 @@ impl Cluster {
             tls: tls.clone(),
             ..ClientConfig::default()
         }));
-        let c =
-            Cluster { base: base_ms(), dirs, peers, nodes, faults, client, tls, raft_timeout, _root: root };
+        let c = Cluster {
+            base: base_ms(),
+            dirs,
+            peers,
+            nodes,
+            faults,
+            client,
+            tls,
+            raft_timeout,
+            election_ms,
+            _root: root,
+        };
         c.wait_formed().await;
         c
     }
@@ -187,7 +213,7 @@ impl Cluster {
         cfg.listen = l.local_addr().expect("addr");
         cfg.advertise = addr.clone();
         cfg.peers = self.peers.clone();
-        cfg.raft = raft_config(0);
+        cfg.raft = raft_config(0, self.election_ms);
         cfg.faults = Some(self.faults.clone());
         let node = tokio::time::timeout(Duration::from_secs(30), StorageNode::start_on(cfg, l))
             .await
@@ -219,7 +245,15 @@ impl Cluster {
             std::fs::remove_dir_all(&dir).expect("wipe");
         }
         let l = self.rebind(id).await;
-        let cfg = config(id, dir.clone(), &self.peers, &self.faults, &self.tls, self.raft_timeout);
+        let cfg = config(
+            id,
+            dir.clone(),
+            &self.peers,
+            &self.faults,
+            &self.tls,
+            self.raft_timeout,
+            self.election_ms,
+        );
         let node = StorageNode::start_on(cfg, l).await.expect("restart");
         // a founder back on an empty disk joins under a new id
         let now = node.id();

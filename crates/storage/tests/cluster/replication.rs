@@ -176,3 +176,35 @@ async fn lossy_slow_network_still_commits_and_converges() {
     assert_identical(&c);
     c.shutdown().await;
 }
+
+/// A killed leader's followers elect a new one within the configured election timeout
+/// (2–3 s here): openraft waits out the dead leader's lease before its own timeout starts,
+/// which the node's settings account for. Writes through the client resume as soon as the
+/// shard has a leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_leader_within_the_election_timeout_of_a_leader_kill() {
+    let mut c = Cluster::start_with_election(3, (2_000, 3_000)).await;
+    write_n(&c, 1, 5).await;
+    let leader = c.leader(0).expect("shard 0 has a leader");
+    let killed = std::time::Instant::now();
+    c.kill(leader).await;
+    let elected = loop {
+        if let Some(new) = c.leader(0).filter(|&l| l != leader) {
+            break (new, killed.elapsed());
+        }
+        assert!(killed.elapsed() < Duration::from_secs(10), "no new leader in 10 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // the longest election timeout, a heartbeat's worth of silence before the kill, and
+    // slack for a busy machine; the double wait (lease, then timeout) takes 5–6 s
+    assert!(
+        elected.1 < Duration::from_millis(4_000),
+        "node {} elected {:?} after the kill",
+        elected.0,
+        elected.1
+    );
+    let t = std::time::Instant::now();
+    write_n(&c, 100, 1).await;
+    eprintln!("new leader after {:?}; the next write took {:?}", elected.1, t.elapsed());
+    c.shutdown().await;
+}
