@@ -553,8 +553,9 @@ fn longest_gap(answers: &Answers, from: Duration, to: Duration) -> Duration {
 /// `STRATA_KILL_DOWN_SECS` (default 120), while one writer per ingestor sends a request
 /// touching every shard every 100 ms. Each ingestor's writes must be acknowledged again
 /// within one election timeout: no gap between acknowledgements longer than
-/// `STRATA_KILL_MAX_GAP_MS` (default 3,000: `--raft-heartbeat` 300 ms × 10, the longest
-/// election timeout) from the kill to the end of the outage. Afterwards every acknowledged
+/// `STRATA_KILL_MAX_GAP_MS` (default 3,500: the longest election timeout, 3 s at the
+/// default `--raft-heartbeat`, plus 0.5 s for the vote, the new leader's first commit and
+/// the client's retry cadence of ≤ 250 ms) from the kill to the end of the outage. Afterwards every acknowledged
 /// request is read through both queriers; `STRATA_KILL_LOGS=DIR` keeps the containers'
 /// logs in `DIR/compose.log`. Run:
 /// `cargo nextest run --run-ignored only -E 'test(compose_writes_resume)'`.
@@ -565,7 +566,7 @@ fn compose_writes_resume_within_an_election_timeout_of_a_storage_kill() {
     let (reps, down, max_gap) = (
         env("STRATA_KILL_REPS", 20),
         Duration::from_secs(env("STRATA_KILL_DOWN_SECS", 120)),
-        Duration::from_millis(env("STRATA_KILL_MAX_GAP_MS", 3_000)),
+        Duration::from_millis(env("STRATA_KILL_MAX_GAP_MS", 3_500)),
     );
     let (project, _ingest_1, _config_dir) = start_project();
     let started = Instant::now();

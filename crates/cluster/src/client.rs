@@ -257,7 +257,12 @@ impl ClusterClient {
             .into_iter()
             .map(|addr| async move {
                 let mut c = self.storage(&addr).map_err(|e| e.to_string())?;
-                match bounded(self.cfg.rpc_timeout, c.get_cluster_map(ClusterMapRequest {})).await {
+                let answer = bounded(self.cfg.rpc_timeout, c.get_cluster_map(ClusterMapRequest {})).await;
+                if answer.is_ok() {
+                    // an answer proves the node reachable again (before its probe is due)
+                    self.mark_reachable(&addr);
+                }
+                match answer {
                     Ok(r) if !r.get_ref().map.is_empty() => {
                         ClusterMap::decode(&r.get_ref().map).map_err(|e| format!("{addr}: {e}"))
                     }
@@ -403,7 +408,6 @@ impl ClusterClient {
         let mut attempt = 0usize;
         let mut last;
         let mut hint: Option<String> = None;
-        let mut skipped: Option<String> = None;
         loop {
             let map = self.map().await?;
             let mut replicas: Vec<String> =
@@ -411,18 +415,14 @@ impl ClusterClient {
             if replicas.is_empty() {
                 return Err(Error::Invalid(format!("no shard {shard} in the cluster map")));
             }
-            // a node that just failed to answer is asked only when no other one is left;
-            // a leader hint naming it is followed the second time (the first may come from
-            // a follower that has not noticed it is gone)
+            // a node that just failed to answer is asked only when no other one is left, and
+            // never on a leader hint (followers name a dead leader until they elect another;
+            // a call to it costs up to the RPC timeout): the background probe finds it back
             let reachable = self.reachable_first(&mut replicas).max(1);
             let next = replicas[attempt % reachable].clone();
             let addr = match hint.take().or_else(|| self.leaders.read().get(&shard).cloned()) {
-                Some(h) if self.is_unreachable(&h) && skipped.as_ref() != Some(&h) => {
-                    skipped = Some(h);
-                    next
-                }
-                Some(h) => h,
-                None => next,
+                Some(h) if !self.is_unreachable(&h) => h,
+                _ => next,
             };
             attempt += 1;
             let mut c = self.storage(&addr)?;
@@ -439,7 +439,11 @@ impl ClusterClient {
                     }
                     self.leaders.write().remove(&shard);
                     last = format!("{addr} is not the leader");
-                    if !r.leader_addr.is_empty() && r.leader_addr != addr {
+                    // a hint naming a node that does not answer waits for the next round
+                    if !r.leader_addr.is_empty()
+                        && r.leader_addr != addr
+                        && !self.is_unreachable(&r.leader_addr)
+                    {
                         hint = Some(r.leader_addr);
                         continue;
                     }
@@ -459,11 +463,12 @@ impl ClusterClient {
                     }
                 }
             }
+            tracing::debug!(shard, attempt, reason = %last, "write not committed yet");
             if tokio::time::Instant::now() >= deadline {
                 return Err(Error::Unavailable { shard, reason: last });
             }
             // no leader known: an election is under way, or the map is stale
-            tokio::time::sleep(Duration::from_millis(50 * (attempt as u64).min(10))).await;
+            tokio::time::sleep(Duration::from_millis(50 * (attempt as u64).min(5))).await;
             if attempt.is_multiple_of(4) {
                 let _ = self.fetch_map().await;
             }
