@@ -585,6 +585,37 @@ fn query_groups(
     Ok(groups)
 }
 
+/// How long after the ingest the data directory is still watched.
+const DISK_AFTER: Duration = Duration::from_secs(120);
+
+/// A data directory's size sampled every interval by a thread, at its start too, until
+/// [`DiskSampler::finish`] (which takes a last sample).
+struct DiskSampler {
+    stop: mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<Vec<u64>>,
+}
+
+impl DiskSampler {
+    fn start(dir: PathBuf, every: Duration) -> Self {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let mut v = vec![dir_bytes(&dir)];
+            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+                v.push(dir_bytes(&dir));
+            }
+            v.push(dir_bytes(&dir));
+            v
+        });
+        DiskSampler { stop, thread }
+    }
+
+    /// The samples, oldest first.
+    fn finish(self) -> Vec<u64> {
+        let _ = self.stop.send(());
+        self.thread.join().unwrap_or_default()
+    }
+}
+
 /// `strata-bench run`.
 fn strata_bench_run(a: RunArgs) -> anyhow::Result<()> {
     a.load.validate()?;
@@ -631,6 +662,8 @@ fn run_system(
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
     let start = now - rounds * 15_000;
     let mut fleet = a.load.fleet();
+    // the data directory as users see it while the system runs, not only at rest
+    let disk_while = DiskSampler::start(dir.clone(), Duration::from_secs(10));
     // full speed: the history but its newest `fixed_minutes`
     let cpu0 = peer.cpu_seconds();
     let fast = feed(&peer.write_url(), &a.load, &mut fleet, start, rounds - fixed_rounds, 0.0)?;
@@ -646,6 +679,9 @@ fn run_system(
         a.fixed_rate,
     )?;
     let cpu_fixed = peer.cpu_seconds() - cpu1;
+    let while_ingesting = disk_while.finish();
+    let disk_after = DiskSampler::start(dir.clone(), Duration::from_secs(10));
+    let ingest_end = Instant::now();
     if system == System::VictoriaMetrics {
         let _ = http.get(format!("{}/internal/force_flush", peer.base_url)).send();
     }
@@ -668,6 +704,9 @@ fn run_system(
         extra.insert("query_bytes_from_storage".into(), serde_json::json!(moved(&peer.base_url)));
         extra.insert("query_bytes_from_storage_no_pushdown".into(), serde_json::json!(moved(&plain)));
     }
+    // two minutes after the ingest ended (the queries run meanwhile)
+    std::thread::sleep(DISK_AFTER.saturating_sub(ingest_end.elapsed()));
+    let after = disk_after.finish();
     peer.stop(Duration::from_secs(180))?;
     let disk = dir_bytes(&dir);
     let samples = fast.samples + fixed.samples;
@@ -687,6 +726,9 @@ fn run_system(
         "fixed_rate_samples_per_sec": fixed.samples as f64 / fixed.wall_secs,
         "bytes_per_sample": disk as f64 / replicas as f64 / samples.max(1) as f64,
         "disk_bytes": disk,
+        "disk_max_while_ingesting_bytes": while_ingesting.iter().max().copied().unwrap_or(0),
+        "disk_max_after_ingest_bytes": after.iter().max().copied().unwrap_or(0),
+        "disk_2m_after_ingest_bytes": after.last().copied().unwrap_or(0),
         "rss_bytes": rss,
         "rss_bytes_per_series": rss as f64 / series.max(1) as f64,
         "write_request_p50_ms": percentile(&fast.latencies_ms, 0.5),
@@ -759,10 +801,12 @@ fn query_workload(
 
 /// The results side by side, with ratios against VictoriaMetrics and Prometheus.
 fn print_summary(results: &[serde_json::Value]) {
-    const KEYS: [&str; 6] = [
+    const KEYS: [&str; 8] = [
         "ingest_samples_per_sec_per_core",
         "cpu_seconds_per_million_samples",
         "bytes_per_sample",
+        "disk_max_while_ingesting_bytes",
+        "disk_max_after_ingest_bytes",
         "rss_bytes_per_series",
         "query_p50_ms",
         "query_p99_ms",
