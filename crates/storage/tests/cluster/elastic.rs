@@ -207,6 +207,27 @@ async fn a_move(c: &Cluster, to: impl Fn(NodeId) -> bool) -> strata_cluster::Mov
     }
 }
 
+/// Starts `killed` again, waits until the replicas are balanced over the founders and `a`,
+/// stops the writer and checks its acknowledged writes on every voter.
+async fn restart_balanced_and_checked(
+    mut c: Cluster,
+    killed: NodeId,
+    a: NodeId,
+    stop: &AtomicBool,
+    w: tokio::task::JoinHandle<BTreeSet<i64>>,
+) {
+    assert_eq!(c.restart(killed, false).await, killed);
+    let m = settled(&c, "replicas balanced over four nodes", Duration::from_secs(120), |m| {
+        balanced(m, &[1, 2, 3, a])
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let acked = w.await.expect("writer");
+    assert!(acked.len() > 20, "only {} writes acknowledged", acked.len());
+    check_replicas(&c, &m, &acked).await;
+    c.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_metadata_leader_killed_mid_move_its_successor_finishes_the_moves() {
     let mut c = Cluster::start(3).await;
@@ -218,16 +239,7 @@ async fn the_metadata_leader_killed_mid_move_its_successor_finishes_the_moves() 
     let leader = meta_leader(&c).expect("a metadata leader");
     c.kill(leader).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(c.restart(leader, false).await, leader);
-    let m = settled(&c, "replicas balanced over four nodes", Duration::from_secs(120), |m| {
-        balanced(m, &[1, 2, 3, a])
-    })
-    .await;
-    stop.store(true, Ordering::Relaxed);
-    let acked = w.await.expect("writer");
-    assert!(acked.len() > 20, "only {} writes acknowledged", acked.len());
-    check_replicas(&c, &m, &acked).await;
-    c.shutdown().await;
+    restart_balanced_and_checked(c, leader, a, &stop, w).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -335,16 +347,7 @@ async fn a_shard_leader_killed_in_a_joint_configuration_its_successor_finishes_t
         assert!(Instant::now() < deadline, "shard {shard} stayed joint after its leader died: {statuses:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(c.restart(leader, false).await, leader);
-    let m = settled(&c, "replicas balanced over four nodes", Duration::from_secs(120), |m| {
-        balanced(m, &[1, 2, 3, a])
-    })
-    .await;
-    stop.store(true, Ordering::Relaxed);
-    let acked = w.await.expect("writer");
-    assert!(acked.len() > 20, "only {} writes acknowledged", acked.len());
-    check_replicas(&c, &m, &acked).await;
-    c.shutdown().await;
+    restart_balanced_and_checked(c, leader, a, &stop, w).await;
 }
 
 /// A learner whose snapshot takes longer than several checkpoint intervals of writes still
