@@ -12,7 +12,7 @@ use strata_tsdb::{Cf, WriteBatch};
 
 use crate::error::{Error, Result};
 use crate::log_store::META_VOTE;
-use crate::node::{Group, RaftNode};
+use crate::node::{Group, RaftNode, matched_index};
 use crate::{GroupId, NodeId};
 
 /// Where a replica change stands after one step.
@@ -56,8 +56,7 @@ impl RaftNode {
             let m = raft.metrics();
             let m = m.borrow_watched();
             let membership = m.membership_config.membership();
-            let matched =
-                m.replication.as_ref().and_then(|r| r.get(&add).copied().flatten()).map(|l| l.index);
+            let matched = matched_index(&m, add);
             (
                 membership.voter_ids().collect::<BTreeSet<NodeId>>(),
                 membership.learner_ids().collect::<BTreeSet<NodeId>>(),
@@ -117,8 +116,7 @@ impl RaftNode {
         let m = raft.metrics();
         let m = m.borrow_watched();
         let voters: BTreeSet<NodeId> = m.membership_config.membership().voter_ids().collect();
-        let matched =
-            |id: &NodeId| m.replication.as_ref().and_then(|r| r.get(id).copied().flatten()).map(|l| l.index);
+        let matched = |id: &NodeId| matched_index(&m, *id);
         among
             .iter()
             .filter(|&&id| id != me && voters.contains(&id))

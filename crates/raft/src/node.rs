@@ -85,6 +85,12 @@ fn openraft_election(cfg: &RaftConfig) -> Result<(u64, u64)> {
     Ok((lease, min))
 }
 
+/// The log index `id` matched, as the group's leader's metrics report it (`None` when not
+/// leading, unknown or nothing matched yet).
+pub(crate) fn matched_index(m: &openraft::RaftMetrics<TypeConfig>, id: NodeId) -> Option<u64> {
+    m.replication.as_ref().and_then(|r| r.get(&id).copied().flatten()).map(|l| l.index)
+}
+
 /// What keeps a group's log: how far a purge may physically delete, and whether its
 /// checkpoints (after which openraft purges) are held for a learner.
 #[derive(Debug, Clone)]
@@ -535,9 +541,7 @@ impl RaftNode {
         for (group, raft, guard) in groups {
             let m = raft.metrics();
             let m = m.borrow_watched();
-            let matched = |id: &NodeId| {
-                m.replication.as_ref().and_then(|r| r.get(id).copied().flatten()).map_or(0, |l| l.index)
-            };
+            let matched = |id: &NodeId| matched_index(&m, *id).unwrap_or(0);
             let (floor, hold) = match &m.replication {
                 Some(rep) => {
                     let lowest = rep.keys().map(matched).min().unwrap_or(u64::MAX);
