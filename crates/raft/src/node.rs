@@ -195,6 +195,10 @@ impl RaftNode {
             // a node whose disk was replaced comes back empty: its leaders start it over
             // (snapshot + log) instead of treating the shorter log as a bug
             allow_log_reversion: Some(true),
+            // a follower whose log is behind (it missed the dead leader's last entries) would
+            // otherwise raise its term with every campaign it cannot win, and fail the
+            // up-to-date follower's first election: one more timeout without a leader
+            enable_pre_vote: Some(true),
             ..Default::default()
         }
         .validate()

@@ -181,20 +181,25 @@ async fn lossy_slow_network_still_commits_and_converges() {
 /// (2–3 s here): openraft waits out the dead leader's lease before its own timeout starts,
 /// which the node's settings account for. Writes through the client resume as soon as the
 /// shard has a leader.
+/// Kills shard 0's leader and waits for another: (the new leader, how long it took).
+async fn kill_leader_and_time_the_election(c: &mut Cluster, leader: u64) -> (u64, Duration) {
+    let killed = std::time::Instant::now();
+    c.kill(leader).await;
+    loop {
+        if let Some(new) = c.leader(0).filter(|&l| l != leader) {
+            return (new, killed.elapsed());
+        }
+        assert!(killed.elapsed() < Duration::from_secs(10), "no new leader in 10 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_new_leader_within_the_election_timeout_of_a_leader_kill() {
     let mut c = Cluster::start_with_election(3, (2_000, 3_000)).await;
     write_n(&c, 1, 5).await;
     let leader = c.leader(0).expect("shard 0 has a leader");
-    let killed = std::time::Instant::now();
-    c.kill(leader).await;
-    let elected = loop {
-        if let Some(new) = c.leader(0).filter(|&l| l != leader) {
-            break (new, killed.elapsed());
-        }
-        assert!(killed.elapsed() < Duration::from_secs(10), "no new leader in 10 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let elected = kill_leader_and_time_the_election(&mut c, leader).await;
     // the longest election timeout, a heartbeat's worth of silence before the kill, and
     // slack for a busy machine; the double wait (lease, then timeout) takes 5–6 s
     assert!(
@@ -206,5 +211,35 @@ async fn a_new_leader_within_the_election_timeout_of_a_leader_kill() {
     let t = std::time::Instant::now();
     write_n(&c, 100, 1).await;
     eprintln!("new leader after {:?}; the next write took {:?}", elected.1, t.elapsed());
+    c.shutdown().await;
+}
+
+/// A follower that missed the last entries (cut off from the leader, as one is when the
+/// leader dies mid-replication) campaigns first once the leader is gone, and loses: its
+/// log is behind. Without Pre-Vote its campaigns have raised its term, so the up-to-date
+/// follower's first election fails too and the shard stays leaderless for extra rounds;
+/// with Pre-Vote the stale follower never raises its term and the other wins its first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_with_a_stale_log_does_not_delay_the_election() {
+    let mut c = Cluster::start_with_election(3, (2_000, 3_000)).await;
+    write_n(&c, 1, 5).await;
+    let leader = c.leader(0).expect("shard 0 has a leader");
+    let stale = *c.nodes.keys().find(|&&id| id != leader).expect("a follower");
+    c.faults.isolate(stale, &[leader]);
+    // long enough for the stale follower to time out (and, without Pre-Vote, campaign) twice
+    let t = std::time::Instant::now();
+    let mut next = 10;
+    while t.elapsed() < Duration::from_millis(5_000) {
+        next = write_n(&c, next, 1).await.last().copied().unwrap_or(next) + 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (new, took) = kill_leader_and_time_the_election(&mut c, leader).await;
+    c.faults.heal();
+    assert_ne!(new, stale, "the follower with the stale log was elected");
+    // the other follower's lease and one random timeout: at most 3 s after its last
+    // heartbeat, plus slack for a busy machine; a second round would take 0.5–1.5 s more
+    assert!(took < Duration::from_millis(3_500), "node {new} elected {took:?} after the kill");
+    eprintln!("node {new} elected {took:?} after the kill");
+    write_n(&c, next, 1).await;
     c.shutdown().await;
 }
