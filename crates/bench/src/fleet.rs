@@ -19,11 +19,26 @@ pub struct FleetConfig {
     /// Share of hosts replaced by new ones (new `instance`, new series) every 10 minutes
     /// of data, as pods and nodes come and go. Default 0.01 (1 %).
     pub churn: f64,
+    /// Every value drawn uniformly at random instead of evolving like node_exporter's:
+    /// chunks that do not compress (about 8 bytes per sample), to build large shards.
+    /// Default false.
+    pub random_values: bool,
+    /// The first host's number: hosts are `host-<first_host>`, `host-<first_host + 1>`, …
+    /// (a second load beside a first one, on series of its own). Default 0.
+    pub first_host: usize,
 }
 
 impl Default for FleetConfig {
     fn default() -> Self {
-        FleetConfig { hosts: 10, series_per_host: 1000, seed: 1, interval_ms: 15_000, churn: 0.01 }
+        FleetConfig {
+            hosts: 10,
+            series_per_host: 1000,
+            seed: 1,
+            interval_ms: 15_000,
+            churn: 0.01,
+            random_values: false,
+            first_host: 0,
+        }
     }
 }
 
@@ -31,7 +46,14 @@ impl FleetConfig {
     /// `hosts` hosts of `series_per_host` series scraped every 15 s, none replaced (no
     /// churn): the steady fleet tests compare answers over.
     pub fn steady(hosts: usize, series_per_host: usize, seed: u64) -> Self {
-        FleetConfig { hosts, series_per_host, seed, interval_ms: 15_000, churn: 0.0 }
+        FleetConfig {
+            hosts,
+            series_per_host,
+            seed,
+            interval_ms: 15_000,
+            churn: 0.0,
+            ..FleetConfig::default()
+        }
     }
 }
 
@@ -59,12 +81,13 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// A fleet; host `i` is `instance="host-<i>:9100"`.
+    /// A fleet; host `i` is `instance="host-<first_host + i>:9100"`.
     pub fn new(cfg: FleetConfig) -> Self {
         let specs = host_series(cfg.series_per_host);
-        let hosts = (0..cfg.hosts).map(|i| Self::host(&cfg, &specs, i)).collect();
+        let first = cfg.first_host;
+        let hosts = (first..first + cfg.hosts).map(|i| Self::host(&cfg, &specs, i)).collect();
         Fleet {
-            next_id: cfg.hosts,
+            next_id: first + cfg.hosts,
             cfg,
             specs,
             hosts,
@@ -119,8 +142,12 @@ impl Fleet {
         let mut out = Vec::with_capacity(self.series());
         for h in &mut self.hosts {
             let t = t0 + h.offset_ms;
-            let vals = h.values.step(&self.specs, secs);
-            for (s, &v) in self.specs.iter().zip(vals) {
+            let vals = if self.cfg.random_values {
+                h.values.uniform(self.specs.len())
+            } else {
+                h.values.step(&self.specs, secs).to_vec()
+            };
+            for (s, v) in self.specs.iter().zip(vals) {
                 let mut labels: Vec<pb::Label> =
                     s.labels.iter().map(|(n, v)| pb::Label { name: n.clone(), value: v.clone() }).collect();
                 labels.push(pb::Label { name: "instance".into(), value: h.instance.clone() });

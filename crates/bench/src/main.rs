@@ -151,6 +151,13 @@ struct Load {
     /// Send at this many samples per second (0: as fast as the target takes them).
     #[arg(long, default_value_t = 0.0)]
     rate: f64,
+    /// Random values (chunks that do not compress, ~8 bytes per sample) instead of
+    /// node_exporter-like ones: builds large shards quickly.
+    #[arg(long)]
+    random_values: bool,
+    /// Number of the first host (`host-<N>`): a second load on series of its own.
+    #[arg(long, default_value_t = 0)]
+    first_host: usize,
 }
 
 impl Load {
@@ -177,6 +184,8 @@ impl Load {
             seed: 7,
             interval_ms: 15_000,
             churn: self.churn,
+            random_values: self.random_values,
+            first_host: self.first_host,
         })
     }
 }

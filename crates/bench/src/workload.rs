@@ -240,6 +240,11 @@ impl Values {
         Values { rng, cur }
     }
 
+    /// `n` values drawn uniformly from [0, 1e6): 52 random mantissa bits each.
+    pub fn uniform(&mut self, n: usize) -> Vec<f64> {
+        (0..n).map(|_| self.rng.unit() * 1e6).collect()
+    }
+
     /// Advances every series by `secs` seconds and returns the new values.
     pub fn step(&mut self, specs: &[SeriesSpec], secs: f64) -> &[f64] {
         for (v, s) in self.cur.iter_mut().zip(specs) {

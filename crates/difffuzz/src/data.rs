@@ -291,6 +291,7 @@ pub fn requests(start_ms: i64, seed: u64) -> Vec<Vec<u8>> {
         seed,
         interval_ms: 15_000,
         churn: 0.0,
+        ..FleetConfig::default()
     });
     let app = app_series(seed);
     let mut out = Vec::new();
