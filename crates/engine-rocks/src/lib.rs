@@ -12,9 +12,11 @@
 //! pinning the oldest file). Log entries that reached SST files before they were truncated
 //! stay on disk under range tombstones until a compaction drops them: a maintenance thread
 //! compacts the log CF once its SST files exceed `log_compaction_bytes` after a truncation.
+//! The same thread flushes every memtable once a whole interval passed without a write, so
+//! that an idle node does not keep the WAL files of its last writes (up to the cap).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{RecvTimeoutError, Sender};
 use std::sync::{Arc, OnceLock, Weak};
 use std::thread::JoinHandle;
@@ -32,16 +34,17 @@ use strata_tsdb::{Cf, CfRange, Error, KvEngine, Result, WriteBatch};
 pub struct RocksConfig {
     /// Shared block cache, in bytes. Default 128 MiB.
     pub block_cache_bytes: usize,
-    /// Memtable size of the log column family, in bytes. Default 64 MiB.
+    /// Memtable size of the log column family, in bytes. Default 16 MiB.
     pub log_write_buffer_bytes: usize,
     /// Most bytes of write-ahead-log files kept; past it the column families pinning the
-    /// oldest file are flushed (RocksDB's `max_total_wal_size`). Default 64 MiB.
+    /// oldest file are flushed (RocksDB's `max_total_wal_size`). Default 32 MiB.
     pub max_total_wal_bytes: u64,
     /// Compact the log column family when its SST files exceed this many bytes and entries
     /// were truncated since its last compaction (reclaims the space of truncated entries
-    /// that reached SST files). 0 = never. Default 32 MiB.
+    /// that reached SST files). 0 = never. Default 8 MiB.
     pub log_compaction_bytes: u64,
-    /// How often the maintenance thread checks the log column family. Default 10 s.
+    /// How often the maintenance thread checks the log column family, and how long without
+    /// a write makes it flush the memtables (freeing the WAL files). Default 10 s.
     pub maintenance_interval: Duration,
 }
 
@@ -49,9 +52,9 @@ impl Default for RocksConfig {
     fn default() -> Self {
         RocksConfig {
             block_cache_bytes: 128 << 20,
-            log_write_buffer_bytes: 64 << 20,
-            max_total_wal_bytes: 64 << 20,
-            log_compaction_bytes: 32 << 20,
+            log_write_buffer_bytes: 16 << 20,
+            max_total_wal_bytes: 32 << 20,
+            log_compaction_bytes: 8 << 20,
             maintenance_interval: Duration::from_secs(10),
         }
     }
@@ -62,6 +65,8 @@ pub struct RocksEngine {
     db: Arc<rocksdb::DB>,
     /// Set when log entries are truncated; cleared by the log compaction.
     log_truncated: Arc<AtomicBool>,
+    /// Writes so far (the maintenance thread flushes when it stops moving).
+    writes: Arc<AtomicU64>,
     /// Dropping it stops the maintenance thread.
     stop: Option<Sender<()>>,
     maintenance: Option<JoinHandle<()>>,
@@ -158,27 +163,54 @@ impl RocksEngine {
             .map(|&cf| ColumnFamilyDescriptor::new(cf.name(), cf_options(cf, Some(cfg), Some(&cache))));
         let db = Arc::new(rocksdb::DB::open_cf_descriptors(&o, path, cfs).map_err(err)?);
         let log_truncated = Arc::new(AtomicBool::new(false));
-        let (stop, maintenance) = if cfg.log_compaction_bytes > 0 {
-            let (tx, rx) = std::sync::mpsc::channel::<()>();
-            let (weak, truncated) = (Arc::downgrade(&db), log_truncated.clone());
-            let (limit, every) = (cfg.log_compaction_bytes, cfg.maintenance_interval);
-            let t = std::thread::Builder::new()
-                .name("rocks-maintenance".into())
-                .spawn(move || {
-                    while let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(every) {
+        let writes = Arc::new(AtomicU64::new(0));
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let (weak, truncated, written) = (Arc::downgrade(&db), log_truncated.clone(), writes.clone());
+        let (limit, every) = (cfg.log_compaction_bytes, cfg.maintenance_interval);
+        let maintenance = std::thread::Builder::new()
+            .name("rocks-maintenance".into())
+            .spawn(move || {
+                let mut seen = 0;
+                while let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(every) {
+                    let now = written.load(Ordering::Relaxed);
+                    if now == seen {
+                        flush_memtables(&weak);
+                    }
+                    seen = now;
+                    if limit > 0 {
                         compact_truncated_log(&weak, &truncated, limit);
                     }
-                })
-                .map_err(|e| Error::Kv(format!("starting the maintenance thread: {e}")))?;
-            (Some(tx), Some(t))
-        } else {
-            (None, None)
-        };
-        Ok(RocksEngine { db, log_truncated, stop, maintenance, _lock: lock })
+                }
+            })
+            .map_err(|e| Error::Kv(format!("starting the maintenance thread: {e}")))?;
+        Ok(RocksEngine {
+            db,
+            log_truncated,
+            writes,
+            stop: Some(tx),
+            maintenance: Some(maintenance),
+            _lock: lock,
+        })
     }
 
     fn cf(&self, cf: Cf) -> Result<&rocksdb::ColumnFamily> {
         self.db.cf_handle(cf.name()).ok_or_else(|| Error::Kv(format!("missing column family {}", cf.name())))
+    }
+}
+
+/// Flushes every column family whose memtable holds entries: called when no write came
+/// for a whole maintenance interval, it lets RocksDB delete the WAL files of the last
+/// writes (kept, up to `max_total_wal_bytes`, while any memtable holds data from them).
+fn flush_memtables(db: &Weak<rocksdb::DB>) {
+    let Some(db) = db.upgrade() else { return };
+    for cf in Cf::ALL {
+        let Some(h) = db.cf_handle(cf.name()) else { continue };
+        let n = db.property_int_value_cf(&h, rocksdb::properties::NUM_ENTRIES_ACTIVE_MEM_TABLE);
+        if n.ok().flatten().is_some_and(|n| n > 0)
+            && let Err(e) = db.flush_cf(&h)
+        {
+            tracing::warn!(cf = cf.name(), error = %e, "flushing an idle memtable failed");
+        }
     }
 }
 
@@ -261,6 +293,7 @@ impl KvEngine for RocksEngine {
         }
         let mut wo = WriteOptions::default();
         wo.set_sync(sync);
+        self.writes.fetch_add(1, Ordering::Relaxed);
         self.db.write_opt(wb, &wo).map_err(err)
     }
 
@@ -427,6 +460,44 @@ mod tests {
         // what was not truncated is still there
         assert_eq!(e.get(Cf::Log, &1_950u32.to_be_bytes()).unwrap(), Some(vec![7; 1000]));
         assert_eq!(e.get(Cf::Log, &5u32.to_be_bytes()).unwrap(), None);
+    }
+
+    /// Bytes of the WAL files in `dir`.
+    fn wal_bytes(dir: &Path) -> u64 {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+            .map(|e| e.metadata().map_or(0, |m| m.len()))
+            .sum()
+    }
+
+    #[test]
+    fn an_idle_engine_flushes_its_memtables_and_drops_its_wal_files() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = RocksConfig { maintenance_interval: Duration::from_millis(300), ..RocksConfig::default() };
+        let e = RocksEngine::open(d.path(), &cfg).unwrap();
+        // writes that keep coming are not flushed
+        let started = std::time::Instant::now();
+        let mut i = 0u32;
+        while started.elapsed() < Duration::from_millis(1_000) {
+            let mut b = WriteBatch::default();
+            for cf in [Cf::Meta, Cf::Log] {
+                b.put(cf, i.to_be_bytes().to_vec(), vec![7; 10_000]);
+            }
+            e.write(&b, false).unwrap();
+            i += 1;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let written = wal_bytes(d.path());
+        assert!(written > 200 << 10, "{written} bytes of WAL");
+        // a whole interval without a write: flushed, the WAL files go
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while wal_bytes(d.path()) > 64 << 10 {
+            assert!(std::time::Instant::now() < deadline, "WAL still {} bytes", wal_bytes(d.path()));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(e.get(Cf::Meta, &0u32.to_be_bytes()).unwrap(), Some(vec![7; 10_000]));
     }
 
     #[test]

@@ -145,6 +145,21 @@ impl QueryBackend for NodeBackend {
                 raft.held_groups() as i64,
             ),
         ]);
+        if let Some(db) = self.node.db() {
+            let pending: u64 = groups.iter().filter_map(|g| db.shard_log_bytes(*g).ok()).sum();
+            v.extend([
+                (
+                    "strata_checkpoint_log_bytes",
+                    "Limit: once this node's shards together applied this many bytes of log since their checkpoints, the ones with the most are checkpointed (checkpoint_log_bytes).",
+                    db.config().checkpoint_log_bytes.min(i64::MAX as u64) as i64,
+                ),
+                (
+                    "strata_checkpoint_pending_log_bytes",
+                    "Bytes of log this node's shards applied since their checkpoints.",
+                    pending.min(i64::MAX as u64) as i64,
+                ),
+            ]);
+        }
         let joint =
             groups.iter().filter(|g| raft.status(**g).is_ok_and(|s| s.joint && s.leader == Some(id))).count();
         v.push((

@@ -493,7 +493,7 @@ async fn reconcile_loop(
         }
         controller.tick(&node.state, &client).await;
         node.state.raft.update_purge_floors();
-        checkpoint_big_logs(&node, cfg.db.checkpoint_log_bytes).await;
+        checkpoint_big_logs(&node, cfg.db.checkpoint_log_bytes, &mut rs.idle_log).await;
         if last_checkpoint.elapsed() >= cfg.checkpoint_interval {
             last_checkpoint = tokio::time::Instant::now();
             node.state.raft.snapshot_all().await;
@@ -517,15 +517,50 @@ struct ReconcileState {
     fetched: Option<ClusterMap>,
     /// The others' maps say this node left the metadata group (its own copy is stale).
     left_meta: bool,
+    /// Log bytes applied since the shards' checkpoints at the last tick, and since when
+    /// that figure has not moved.
+    idle_log: (u64, Option<tokio::time::Instant>),
 }
 
-/// Checkpoints the shards that applied more than `limit` bytes of log since their last
-/// checkpoint (the size trigger; openraft's own trigger counts entries).
-async fn checkpoint_big_logs(node: &StorageNode, limit: u64) {
+/// No write applied for this long checkpoints every shard with log since its checkpoint:
+/// an idle node keeps no log it does not need (disk after an ingest ends).
+const IDLE_CHECKPOINT_AFTER: Duration = Duration::from_secs(10);
+
+/// Checkpoints the shards that applied the most log since their last checkpoint while all
+/// of them together applied more than `budget` bytes (the size trigger; openraft's own
+/// trigger counts entries): the log a node keeps stays near `budget` however many shards
+/// it holds. Once nothing was applied for [`IDLE_CHECKPOINT_AFTER`], every shard with log
+/// since its checkpoint is checkpointed (`idle`: the last total and since when it stands).
+async fn checkpoint_big_logs(
+    node: &StorageNode,
+    budget: u64,
+    idle: &mut (u64, Option<tokio::time::Instant>),
+) {
     let Some(db) = node.state.db() else { return };
-    for g in node.state.raft.groups() {
-        if db.shard_log_bytes(g).is_ok_and(|b| b >= limit) {
-            let _ = node.state.raft.snapshot(g).await;
+    let mut logs: Vec<(u64, u32)> = node
+        .state
+        .raft
+        .groups()
+        .into_iter()
+        .filter_map(|g| db.shard_log_bytes(g).ok().map(|b| (b, g)))
+        .collect();
+    let mut total: u64 = logs.iter().map(|l| l.0).sum();
+    let now = tokio::time::Instant::now();
+    let standing = match idle {
+        (last, Some(since)) if *last == total => now.duration_since(*since),
+        _ => {
+            *idle = (total, Some(now));
+            Duration::ZERO
+        }
+    };
+    let limit = if standing >= IDLE_CHECKPOINT_AFTER { 0 } else { budget };
+    logs.sort_unstable_by(|a, b| b.cmp(a));
+    for (bytes, g) in logs {
+        if total <= limit || bytes == 0 {
+            break;
+        }
+        if node.state.raft.snapshot(g).await.is_ok() {
+            total -= bytes;
         }
     }
 }

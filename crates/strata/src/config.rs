@@ -24,7 +24,8 @@ pub(crate) struct StandaloneConfig {
     pub(crate) shards: u32,
     /// How often each shard checkpoints its head (bounds restart replay). Default `5m`.
     pub(crate) checkpoint_interval: PromDuration,
-    /// Checkpoint a shard after this many bytes of log. Default `67108864` (64 MiB).
+    /// Once all shards together applied this many bytes of log since their checkpoints,
+    /// checkpoint the ones with the most. Default `16777216` (16 MiB).
     pub(crate) checkpoint_log_bytes: u64,
     /// Largest compressed remote-write body, in bytes; larger get 413. Default `33554432` (32 MiB).
     pub(crate) max_write_body_bytes: usize,
@@ -98,7 +99,7 @@ impl Default for StandaloneConfig {
             out_of_order_time_window: PromDuration(Duration::ZERO),
             shards: 4,
             checkpoint_interval: PromDuration(Duration::from_secs(300)),
-            checkpoint_log_bytes: 64 << 20,
+            checkpoint_log_bytes: 16 << 20,
             max_write_body_bytes: 32 << 20,
             block_cache_bytes: 128 << 20,
             storage_min_free_bytes: 256 << 20,

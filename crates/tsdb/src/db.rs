@@ -16,7 +16,7 @@ use crate::kv::{Cf, FrozenVisitor, KvEngine, WriteBatch};
 use crate::labels::{LabelLimits, Labels, LabelsError, encode_pairs, hash_encoded, validate};
 use crate::matcher::Matcher;
 use crate::outcome::{ApplyOutcome, RejectReason};
-use crate::record::RecordBuilder;
+use crate::record::{RecordBuilder, SeriesKey};
 use crate::shard::{ApplyRules, Persisted, SeriesSnapshot, Shard, bucket_of};
 use crate::stage::{self, ShardStage};
 
@@ -68,7 +68,9 @@ pub struct DbConfig {
     pub retention: Duration,
     /// Out-of-order window (Prometheus `out_of_order_time_window`). Default 0 (off).
     pub out_of_order_window: Duration,
-    /// Checkpoint a shard once this many bytes of log were applied since the last one. Default 64 MiB.
+    /// Checkpoint the shards that applied the most log since their last checkpoint once all
+    /// of a node's shards together applied this many bytes since theirs (bounds the log a
+    /// node keeps on disk). Default 16 MiB.
     pub checkpoint_log_bytes: u64,
     /// How often the maintenance thread wakes up. Default 5 seconds.
     pub maintenance_tick: Duration,
@@ -86,7 +88,7 @@ impl Default for DbConfig {
             shards: 4,
             retention: Duration::from_secs(15 * 86_400),
             out_of_order_window: Duration::ZERO,
-            checkpoint_log_bytes: 64 << 20,
+            checkpoint_log_bytes: 16 << 20,
             maintenance_tick: Duration::from_secs(5),
             max_future: Duration::from_secs(600),
             label_limits: LabelLimits::default(),
@@ -132,6 +134,9 @@ impl SeriesBatch {
         let mut out = SeriesBatch::new(shards);
         for (_, rec) in self.into_records() {
             for s in crate::record::decode(&rec).ok_or(AdmitError::Undecodable)? {
+                if s.reference.is_some() {
+                    return Err(AdmitError::NotCanonical);
+                }
                 if s.samples.clone().next().is_some() {
                     out.add_encoded(s.labels, s.samples);
                 }
@@ -513,9 +518,12 @@ impl Db {
     /// moves a shard's newest time to any sample it stores, and every later sample is
     /// checked against that. With `shard` (a record from the network), every series must
     /// belong to that shard; `None` is for a record this node split by shard itself
-    /// ([`SeriesBatch`] with the database's shard count), whose series need no second hash.
+    /// ([`SeriesBatch`] with the database's shard count), whose series are not checked against it.
+    /// Series the shard holds and wrote to within the last half of the retention are named
+    /// by reference in the record logged (`Shard::references`, `record.rs`), and a record
+    /// carrying a reference is refused (only admission writes them).
     /// Returns the record to log (`None` when nothing is left; the record itself when
-    /// nothing was dropped) and the samples refused.
+    /// nothing changed) and the samples refused.
     pub fn admit(
         &self,
         shard: Option<ShardId>,
@@ -525,9 +533,16 @@ impl Db {
         let series = crate::record::decode(&record).ok_or(AdmitError::Undecodable)?;
         let mut pairs = Vec::new();
         let mut late = false;
+        // (hash, labels) of every series, to name those the shard holds by reference
+        let mut keyed = Vec::with_capacity(series.len());
         for s in &series {
+            if s.reference.is_some() {
+                // only this function writes references, after the checks below
+                return Err(AdmitError::NotCanonical);
+            }
+            let h = hash_encoded(s.labels);
             if let Some(shard) = shard
-                && shard_of(hash_encoded(s.labels), self.cfg.shards) != shard
+                && shard_of(h, self.cfg.shards) != shard
             {
                 return Err(AdmitError::WrongShard(shard));
             }
@@ -538,9 +553,19 @@ impl Db {
                 return Err(AdmitError::NotCanonical);
             }
             late |= s.samples.clone().any(|(t, _)| t > max_t) || s.histograms.clone().any(|(t, _)| t > max_t);
+            keyed.push((h, s.labels));
         }
+        let refs = match keyed.first() {
+            Some(&(h, _)) => {
+                let fresh = self.clock.now_ms().saturating_sub(self.cfg.retention.as_millis() as i64 / 2);
+                self.shard(shard.unwrap_or_else(|| shard_of(h, self.cfg.shards)))
+                    .map(|s| s.references(&keyed, fresh))
+                    .unwrap_or_default()
+            }
+            None => Vec::new(),
+        };
         let mut out = ApplyOutcome::default();
-        if !late {
+        if !late && !refs.contains(&true) {
             return Ok((if series.is_empty() { None } else { Some(record) }, out));
         }
         // the points of one series at or before `max_t`; the others are refused
@@ -561,11 +586,21 @@ impl Db {
                 .collect()
         }
         let mut b = RecordBuilder::default();
-        for s in series {
+        for (i, s) in series.into_iter().enumerate() {
+            let key = match refs.get(i) {
+                Some(true) => SeriesKey::Ref(keyed[i].0),
+                _ => SeriesKey::Labels(s.labels),
+            };
             let shown = EncodedLabels(s.labels);
-            let kept = admitted(s.samples, max_t, &shown, &mut out);
-            if !kept.is_empty() {
-                b.add(s.labels, &kept);
+            if !late {
+                if s.encoded_samples().0 > 0 {
+                    b.add_encoded(key, s.encoded_samples());
+                }
+            } else {
+                let kept = admitted(s.samples.clone(), max_t, &shown, &mut out);
+                if !kept.is_empty() {
+                    b.add_keyed(key, &kept);
+                }
             }
             let hists = admitted(s.histograms, max_t, &shown, &mut out);
             if !hists.is_empty() {

@@ -5,6 +5,16 @@
 //! varint n · varint samples_len · n × (zigzag varint timestamp delta · 8-byte LE float
 //! bits)`. The byte length lets a reader step over a series without decoding it.
 //!
+//! A series the shard already holds may be named by **reference** instead of by labels:
+//! `varint 0 · 8-byte LE hash of its canonical labels` in place of `varint len · labels`
+//! (no valid label set is empty, so the two cannot be confused). Only the shard's own
+//! admission writes references ([`crate::Db::admit`], for series it holds and will go on
+//! holding until the record is applied everywhere); a record from the network carrying
+//! one is refused. A remote-write request carries one sample per series as a rule, so a
+//! reference makes its log entry about five times smaller. Versions before references
+//! cannot read such records: a cluster is upgraded before it is written to by new nodes'
+//! leaders (see docs/operations.md).
+//!
 //! Native histograms follow, when there are any, as a second section of the same shape:
 //! `varint series_count`, then per series labels, `varint n · varint len · n × (zigzag
 //! varint timestamp delta · varint hlen · histogram)` with [`FloatHistogram::encode`].
@@ -26,6 +36,28 @@ pub struct RecordBuilder {
     hseries: u64,
 }
 
+/// How a record names a series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeriesKey<'a> {
+    /// Its canonical label encoding.
+    Labels(&'a [u8]),
+    /// The hash ([`crate::labels::hash_encoded`]) of the labels of a series the shard holds.
+    Ref(u64),
+}
+
+fn put_key(buf: &mut Vec<u8>, key: SeriesKey<'_>) {
+    match key {
+        SeriesKey::Labels(l) => {
+            put_uvarint(buf, l.len() as u64);
+            buf.extend_from_slice(l);
+        }
+        SeriesKey::Ref(h) => {
+            put_uvarint(buf, 0);
+            buf.extend_from_slice(&h.to_le_bytes());
+        }
+    }
+}
+
 impl RecordBuilder {
     /// Adds one series: its canonical label encoding and its samples (a slice or any
     /// iterator: samples are encoded as they come, never collected).
@@ -34,8 +66,16 @@ impl RecordBuilder {
         I: IntoIterator,
         I::Item: std::borrow::Borrow<Sample>,
     {
-        put_uvarint(&mut self.buf, labels.len() as u64);
-        self.buf.extend_from_slice(labels);
+        self.add_keyed(SeriesKey::Labels(labels), samples);
+    }
+
+    /// Adds one series named by `key` with its samples.
+    pub fn add_keyed<I>(&mut self, key: SeriesKey<'_>, samples: I)
+    where
+        I: IntoIterator,
+        I::Item: std::borrow::Borrow<Sample>,
+    {
+        put_key(&mut self.buf, key);
         self.scratch.clear();
         let (mut prev, mut n) = (0i64, 0u64);
         for s in samples {
@@ -48,6 +88,16 @@ impl RecordBuilder {
         put_uvarint(&mut self.buf, n);
         put_uvarint(&mut self.buf, self.scratch.len() as u64);
         self.buf.extend_from_slice(&self.scratch);
+        self.series += 1;
+    }
+
+    /// Adds one series named by `key` with samples as another record encoded them
+    /// ([`RecordSeries::encoded_samples`]), copied without decoding.
+    pub fn add_encoded(&mut self, key: SeriesKey<'_>, (n, body): (u64, &[u8])) {
+        put_key(&mut self.buf, key);
+        put_uvarint(&mut self.buf, n);
+        put_uvarint(&mut self.buf, body.len() as u64);
+        self.buf.extend_from_slice(body);
         self.series += 1;
     }
 
@@ -92,12 +142,27 @@ impl RecordBuilder {
 /// One series of a decoded record.
 #[derive(Debug, Clone)]
 pub struct RecordSeries<'a> {
-    /// Canonical label encoding.
+    /// Canonical label encoding (empty for a series named by reference).
     pub labels: &'a [u8],
+    /// The labels' hash, for a series named by reference instead of by labels.
+    pub reference: Option<u64>,
     /// Samples in the order they were sent, decoded lazily.
     pub samples: Samples<'a>,
     /// Native histogram samples in the order they were sent, decoded lazily.
     pub histograms: Histograms<'a>,
+}
+
+impl<'a> RecordSeries<'a> {
+    /// How the record names the series.
+    pub fn key(&self) -> SeriesKey<'a> {
+        self.reference.map_or(SeriesKey::Labels(self.labels), SeriesKey::Ref)
+    }
+
+    /// The float samples as encoded (count, bytes), for [`RecordBuilder::add_encoded`];
+    /// what is left of them if `samples` was advanced.
+    pub fn encoded_samples(&self) -> (u64, &'a [u8]) {
+        (self.samples.left, self.samples.b)
+    }
 }
 
 /// Lazy decoder of a series' histogram samples; stops at the first malformed one.
@@ -150,31 +215,44 @@ pub fn decode(mut b: &[u8]) -> Option<Vec<RecordSeries<'_>>> {
     let n = get_uvarint(&mut b)?;
     let mut out = Vec::with_capacity(usize::try_from(n.min(1 << 16)).ok()?);
     for _ in 0..n {
-        let (labels, k, body) = series_part(&mut b)?;
+        let (key, k, body) = series_part(&mut b)?;
         let samples = Samples { b: body, left: k, t: 0 };
-        out.push(RecordSeries { labels, samples, histograms: Histograms::default() });
+        out.push(series(key, samples, Histograms::default()));
     }
     if !b.is_empty() {
         let n = get_uvarint(&mut b)?;
         for _ in 0..n {
-            let (labels, k, body) = series_part(&mut b)?;
+            let (key, k, body) = series_part(&mut b)?;
             let histograms = Histograms { b: body, left: k, t: 0 };
-            out.push(RecordSeries { labels, samples: Samples::default(), histograms });
+            out.push(series(key, Samples::default(), histograms));
         }
     }
     b.is_empty().then_some(out)
 }
 
-/// One series of a section: its labels, sample count and encoded samples.
-fn series_part<'a>(b: &mut &'a [u8]) -> Option<(&'a [u8], u64, &'a [u8])> {
+fn series<'a>(key: SeriesKey<'a>, samples: Samples<'a>, histograms: Histograms<'a>) -> RecordSeries<'a> {
+    let (labels, reference) = match key {
+        SeriesKey::Labels(l) => (l, None),
+        SeriesKey::Ref(h) => (&[][..], Some(h)),
+    };
+    RecordSeries { labels, reference, samples, histograms }
+}
+
+/// One series of a section: how it is named, its sample count and encoded samples.
+fn series_part<'a>(b: &mut &'a [u8]) -> Option<(SeriesKey<'a>, u64, &'a [u8])> {
     let len = usize::try_from(get_uvarint(b)?).ok()?;
-    let labels = b.get(..len)?;
-    *b = &b[len..];
+    let key = if len == 0 {
+        SeriesKey::Ref(get_u64_le(b)?)
+    } else {
+        let labels = b.get(..len)?;
+        *b = &b[len..];
+        SeriesKey::Labels(labels)
+    };
     let k = get_uvarint(b)?;
     let slen = usize::try_from(get_uvarint(b)?).ok()?;
     let body = b.get(..slen)?;
     *b = &b[slen..];
-    Some((labels, k, body))
+    Some((key, k, body))
 }
 
 #[cfg(test)]
@@ -185,15 +263,39 @@ mod tests {
     fn round_trip() {
         let mut b = RecordBuilder::default();
         b.add(b"abc", [(5, 1.0), (3, f64::from_bits(0x7ff0_0000_0000_0002))]);
-        b.add(b"", std::iter::empty::<Sample>());
+        b.add(b"x", std::iter::empty::<Sample>());
         let bytes = b.finish();
         let got = decode(&bytes).unwrap();
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].labels, b"abc");
+        assert_eq!(got[1].key(), SeriesKey::Labels(b"x"));
         let s: Vec<Sample> = got[0].samples.clone().collect();
         assert_eq!(s[0], (5, 1.0));
         assert_eq!(s[1].1.to_bits(), 0x7ff0_0000_0000_0002);
         assert!(decode(&bytes[..bytes.len() - 1]).is_none());
+    }
+
+    #[test]
+    fn a_reference_stands_for_the_labels_and_samples_copy_as_encoded() {
+        let mut first = RecordBuilder::default();
+        first.add(b"labels", [(1_700_000_000_000, 2.5), (1_700_000_015_000, 3.0)]);
+        let first = first.finish();
+        let decoded = decode(&first).unwrap();
+        let mut b = RecordBuilder::default();
+        b.add_encoded(SeriesKey::Ref(0xdead_beef_0123_4567), decoded[0].encoded_samples());
+        b.add_keyed(SeriesKey::Ref(7), [(1, 1.0)]);
+        let bytes = b.finish();
+        let got = decode(&bytes).unwrap();
+        assert_eq!(got[0].key(), SeriesKey::Ref(0xdead_beef_0123_4567));
+        assert_eq!(got[0].labels, b"");
+        let s: Vec<Sample> = got[0].samples.clone().collect();
+        assert_eq!(s, vec![(1_700_000_000_000, 2.5), (1_700_000_015_000, 3.0)]);
+        assert_eq!(got[1].key(), SeriesKey::Ref(7));
+        // the hash and the header: 8 + 2 bytes per series instead of its labels
+        assert_eq!(bytes.len(), 1 + 2 * 9 + 2 + decoded[0].encoded_samples().1.len() + 2 + 9);
+        for cut in 1..bytes.len() {
+            assert!(decode(&bytes[..cut]).is_none(), "a record cut at {cut} decodes");
+        }
     }
 
     #[test]

@@ -388,7 +388,11 @@ impl Shard {
             return Ok(out);
         };
         for rs in &series {
-            let Some(id) = find(st, rs.labels) else { continue };
+            let found = match rs.reference {
+                Some(h) => find_ref(st, h),
+                None => find(st, rs.labels),
+            };
+            let Some(id) = found else { continue };
             if let Some(s) = st.series.get_mut(&id)
                 && s.last.is_none()
                 && s.persisted
@@ -399,9 +403,14 @@ impl Shard {
         st.applied = st.applied.max(index);
         st.log_bytes += rec.len() as u64;
         for rs in series {
-            let Some(id) = self.resolve(st, rs.labels, &mut out) else {
-                continue;
+            let resolved = match rs.reference {
+                Some(h) => find_ref(st, h).or_else(|| {
+                    unresolved_reference(self.id, index, h, &mut out);
+                    None
+                }),
+                None => self.resolve(st, rs.labels, &mut out),
             };
+            let Some(id) = resolved else { continue };
             let Some(s) = st.series.get_mut(&id) else { continue };
             for (t, v) in rs.samples {
                 match append(s, &mut st.max_t, t, v, rules) {
@@ -417,6 +426,28 @@ impl Shard {
             }
         }
         Ok(out)
+    }
+
+    /// For each `(hash, canonical labels)`: whether a record may name the series by
+    /// reference. It must exist with exactly these labels and be the only series with its
+    /// hash, and have a sample at or after `fresh_ms`: retention drops only series with no
+    /// data left, so a series written to lately is still there when the record is applied
+    /// on every replica, however late (a series dropped on one replica and created again
+    /// from a later record has another id, but the same hash).
+    pub(crate) fn references(&self, series: &[(u64, &[u8])], fresh_ms: i64) -> Vec<bool> {
+        let st = self.state.read();
+        series
+            .iter()
+            .map(|&(h, enc)| {
+                let mut ids = st.by_hash.candidates(h);
+                match (ids.next(), ids.next()) {
+                    (Some(id), None) => st.series.get(&id).is_some_and(|s| {
+                        s.labels.encoded_eq(enc) && s.last.is_some_and(|(t, _)| t >= fresh_ms)
+                    }),
+                    _ => false,
+                }
+            })
+            .collect()
     }
 
     /// Whether the series with this canonical label encoding exists.
@@ -861,6 +892,30 @@ pub(crate) struct Persisted {
 }
 
 /// The id of the series with canonical label encoding `enc`, if the shard has it.
+/// The one series whose labels hash to `h` (a record's reference).
+fn find_ref(st: &State, h: u64) -> Option<u64> {
+    let mut ids = st.by_hash.candidates(h);
+    match (ids.next(), ids.next()) {
+        (Some(id), None) => Some(id),
+        _ => None,
+    }
+}
+
+/// A reference that names no series (or more than one): admission makes sure it cannot
+/// happen, so this replica's state differs from the proposer's. Its samples are not
+/// stored, and the proposer hears why.
+fn unresolved_reference(shard: ShardId, index: u64, h: u64, out: &mut ApplyOutcome) {
+    tracing::error!(
+        shard,
+        index,
+        hash = h,
+        "a log record names a series this shard does not hold by reference"
+    );
+    if out.first_error.is_none() {
+        out.first_error = Some(format!("series reference {h:016x} names no series of shard {shard}"));
+    }
+}
+
 fn find(st: &State, enc: &[u8]) -> Option<u64> {
     let h = labels::hash_encoded(enc);
     st.by_hash.candidates(h).find(|id| st.series.get(id).is_some_and(|s| s.labels.encoded_eq(enc)))

@@ -432,6 +432,65 @@ fn admit_refuses_a_record_holding_another_shards_series() {
     assert!(db.admit(Some(shard), rec).unwrap().0.is_some());
 }
 
+/// A series the shard holds and writes to lately is logged by reference (its labels' hash
+/// instead of the labels); the record applies to the same series, after a crash too. A
+/// series with no sample in the last half of the retention is logged by its labels again,
+/// and a record from the network may not carry references.
+#[test]
+fn series_the_shard_holds_are_logged_by_reference() {
+    let kv = Arc::new(MemEngine::new());
+    let clock = ManualClock::at(T0 + 60_000);
+    let db = Db::open(kv.clone(), DbConfig { shards: 1, ..cfg() }, clock.clone()).unwrap();
+    let enc = Labels::from_pairs([("__name__", "node_cpu_seconds_total"), ("cpu", "0"), ("mode", "idle")])
+        .unwrap()
+        .encode();
+    let record = |t: i64| {
+        let mut b = record::RecordBuilder::default();
+        b.add(&enc, [(t, t as f64)]);
+        b.finish()
+    };
+    let (first, _) = db.admit(Some(0), record(T0)).unwrap();
+    let first = first.unwrap();
+    assert_eq!(first, record(T0), "a new series is logged by its labels");
+    assert_eq!(db.apply_record(0, 1, &first).unwrap().accepted, 1);
+    let (second, _) = db.admit(Some(0), record(T0 + 15_000)).unwrap();
+    let second = second.unwrap();
+    let decoded = record::decode(&second).unwrap();
+    assert_eq!(decoded[0].key(), record::SeriesKey::Ref(labels::hash_encoded(&enc)));
+    assert!(second.len() + enc.len() - 8 == record(T0 + 15_000).len(), "{} bytes", second.len());
+    assert_eq!(db.apply_record(0, 2, &second).unwrap().accepted, 1);
+    // a crash: the log is applied again over the empty shard, the reference included
+    std::mem::forget(db);
+    let db = Db::open(kv.clone(), DbConfig { shards: 1, ..cfg() }, clock.clone()).unwrap();
+    for (i, rec) in [&first, &second].into_iter().enumerate() {
+        db.apply_record(0, i as u64 + 1, rec).unwrap();
+    }
+    let got = all(&db, &[eq("cpu", "0")]);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].samples, vec![(T0, T0 as f64), (T0 + 15_000, (T0 + 15_000) as f64)]);
+    // idle for more than half the retention: by labels again (retention may drop it)
+    clock.set(T0 + 15_000 + cfg().retention.as_millis() as i64 / 2 + 1);
+    let (third, _) = db.admit(Some(0), record(T0 + 30_000)).unwrap();
+    assert_eq!(third.unwrap(), record(T0 + 30_000));
+    // only admission writes references
+    assert_eq!(db.admit(Some(0), second).unwrap_err(), AdmitError::NotCanonical);
+}
+
+/// A reference that names no series of the shard (a replica whose state differs) stores
+/// nothing and says why; the record's other series are applied.
+#[test]
+fn a_reference_to_no_series_stores_nothing_and_says_so() {
+    let kv = Arc::new(MemEngine::new());
+    let db = open(&kv, DbConfig { shards: 1, ..cfg() });
+    let labels = Labels::from_pairs([("__name__", "up")]).unwrap().encode();
+    let mut b = record::RecordBuilder::default();
+    b.add_keyed(record::SeriesKey::Ref(42), [(T0, 1.0)]);
+    b.add(&labels, [(T0, 1.0)]);
+    let o = db.apply_record(0, 1, &b.finish()).unwrap();
+    assert_eq!(o.accepted, 1);
+    assert!(o.first_error.unwrap().contains("names no series"));
+}
+
 /// A selection that forwards stored chunks gives, once joined, exactly the samples of the
 /// decoded selection: whole and partial buckets, out-of-order segments in old buckets,
 /// packed (compacted) and segment chunks, the head.

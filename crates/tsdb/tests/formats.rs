@@ -6,7 +6,7 @@
 use strata_tsdb::chunk::{self, XorAppender};
 use strata_tsdb::histogram::FloatHistogram;
 use strata_tsdb::keys::{self, META_CHECKPOINT_OWNER};
-use strata_tsdb::record::RecordBuilder;
+use strata_tsdb::record::{RecordBuilder, SeriesKey};
 use strata_tsdb::{Cf, Labels};
 
 /// Bytes as hex, 32 per line.
@@ -57,6 +57,15 @@ fn log_record() {
     let mut b = RecordBuilder::default();
     b.add(&name, [(1_700_000_000_000, 1.0), (1_700_000_015_000, 0.0), (1_700_000_030_000, f64::NAN)]);
     b.add_histograms(&hist, &[(1_700_000_000_000, histogram())]);
+    insta::assert_snapshot!(hex(&b.finish()));
+}
+
+#[test]
+fn log_record_with_a_reference() {
+    let name = Labels::from_pairs([("__name__", "up"), ("job", "node")]).expect("labels").encode();
+    let mut b = RecordBuilder::default();
+    b.add_keyed(SeriesKey::Ref(strata_tsdb::labels::hash_encoded(&name)), [(1_700_000_000_000, 1.0)]);
+    b.add(&name, [(1_700_000_000_000, 0.5)]);
     insta::assert_snapshot!(hex(&b.finish()));
 }
 
