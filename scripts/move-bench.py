@@ -12,7 +12,8 @@ minus VmRSS then), and write p50/p99 during the moves vs steady.
 
     python3 scripts/move-bench.py [--gib 2] [--dir /tmp/strata-move] [--keep]
 
-Needs release binaries (cargo build --release -p strata -p strata-bench); ports: storage
+Needs release binaries (cargo build --release -p strata -p strata-bench; or STRATA_BIN and
+STRATA_BENCH naming them); ports: storage
 gRPC 7301-7304, HTTP 9301-9304, ingestors 8381-8382, queriers 9391-9392.
 """
 
@@ -30,14 +31,14 @@ HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(HERE, "target"))
 ENV = dict(
     os.environ,
-    STRATA_BIN=os.path.join(TARGET, "release", "strata"),
+    STRATA_BIN=os.environ.get("STRATA_BIN", os.path.join(TARGET, "release", "strata")),
     SHARDS="1",
     GRPC_PORT_BASE="7300",
     HTTP_PORT_BASE="9300",
     INGEST_PORTS="8381 8382",
     QUERY_PORTS="9391 9392",
 )
-BENCH = os.path.join(TARGET, "release", "strata-bench")
+BENCH = os.environ.get("STRATA_BENCH", os.path.join(TARGET, "release", "strata-bench"))
 CLUSTER = os.path.join(HERE, "deploy", "local", "cluster.sh")
 SERIES = 20_000
 # random values: ~8.3 bytes per sample in chunks, what the shard's size is made of
@@ -57,7 +58,8 @@ def get_json(url):
 def metric(port, name):
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
         text = r.read().decode()
-    return sum(float(m.group(1)) for m in re.finditer(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
+    pat = rf"^{name}(?:_total)?(?:{{[^}}]*}})? (\S+)$"
+    return sum(float(m.group(1)) for m in re.finditer(pat, text, re.M))
 
 
 def du(path):
@@ -133,7 +135,10 @@ def main():
             a.keep = True
             return
         # steady: 60 s at 1,000 samples/s on series of their own
-        steady = load(ingest, 20_000, 2, 0.125, 1000, False)
+        # the latency loads write series of their own (hosts numbered from the clock: a
+        # series written before cannot take older samples)
+        base = int(time.time()) * 100
+        steady = load(ingest, base, 2, 0.125, 1000, False)
         print("steady:", steady, flush=True)
         sh("bash", CLUSTER, "add", d)
         ps = pids(d)
@@ -151,12 +156,16 @@ def main():
             while moving.is_set():
                 for n, p in ps.items():
                     try:
+                        rss = status_kb(p, "VmRSS")
                         seen[n]["hwm_kb"] = status_kb(p, "VmHWM")
                         seen[n]["sent"] = metric(port[n], "strata_snapshot_sent_bytes") - sent0[n]
                         seen[n]["received"] = metric(port[n], "strata_snapshot_received_bytes") - recv0[n]
-                    except (OSError, ValueError):
-                        pass
-                time.sleep(1)
+                        # the largest RSS while a snapshot streams in or out of the node
+                        if metric(port[n], "strata_snapshots_in_flight") > 0:
+                            seen[n]["transfer_rss_kb"] = max(seen[n].get("transfer_rss_kb", 0), rss)
+                    except (OSError, ValueError) as e:
+                        seen[n].setdefault("errors", str(e))
+                time.sleep(0.5)
 
         # the moves run while a fixed-rate load writes to the shard
         during = {}
@@ -166,7 +175,7 @@ def main():
         def writer():
             k = 0
             while moving.is_set():
-                during.setdefault("runs", []).append(load(ingest, 30_000 + 10 * k, 2, 0.125, 1000, False))
+                during.setdefault("runs", []).append(load(ingest, base + 10 * (k + 1), 2, 0.125, 1000, False))
                 k += 1
 
         w = threading.Thread(target=writer)
@@ -201,6 +210,10 @@ def main():
             report["nodes"][n] = {
                 "rss_before_mib": before_rss[n] / 1024,
                 "peak_rss_growth_mib": (seen[n].get("hwm_kb", 0) - before_rss[n]) / 1024,
+                "rss_growth_while_streaming_mib": (seen[n]["transfer_rss_kb"] - before_rss[n]) / 1024
+                if "transfer_rss_kb" in seen[n]
+                else None,
+                "errors": seen[n].get("errors"),
                 "snapshot_sent_bytes": seen[n].get("sent"),
                 "snapshot_received_bytes": seen[n].get("received"),
             }

@@ -93,7 +93,7 @@ async fn grows_from_three_to_five_then_drains_back_under_writes() {
     let mut c = Cluster::start(3).await;
     c.write_retrying(0).await;
     let stop = Arc::new(AtomicBool::new(false));
-    let w = c.writer(stop.clone());
+    let w = c.writer(stop.clone(), 1);
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let a = c.join("storage-4").await;
@@ -113,7 +113,7 @@ async fn grows_from_three_to_five_then_drains_back_under_writes() {
     // 5 → 3 under writes: a founder (a voter of the metadata group, which moves off it
     // too) and a joiner decommissioned
     let stop = Arc::new(AtomicBool::new(false));
-    let w = c.writer(stop.clone());
+    let w = c.writer(stop.clone(), acked.last().map_or(1, |t| t + 1));
     for n in ["node-1", "storage-4"] {
         admin::set_node_state(&c.client, n, NodeState::Draining).await.expect("decommission");
     }
@@ -159,7 +159,7 @@ async fn a_node_back_with_an_empty_disk_gets_a_new_id_and_its_replicas_are_rebui
     .await;
 
     let stop = Arc::new(AtomicBool::new(false));
-    let w = c.writer(stop.clone());
+    let w = c.writer(stop.clone(), 1);
     tokio::time::sleep(Duration::from_millis(300)).await;
     c.kill(old).await;
     std::fs::remove_dir_all(&c.dirs[&old]).expect("wipe");
@@ -233,7 +233,7 @@ async fn the_metadata_leader_killed_mid_move_its_successor_finishes_the_moves() 
     let mut c = Cluster::start(3).await;
     c.write_retrying(0).await;
     let stop = Arc::new(AtomicBool::new(false));
-    let w = c.writer(stop.clone());
+    let w = c.writer(stop.clone(), 1);
     let a = c.join("storage-4").await;
     a_move(&c, |_| true).await;
     let leader = meta_leader(&c).expect("a metadata leader");
@@ -315,7 +315,7 @@ async fn a_shard_leader_killed_in_a_joint_configuration_its_successor_finishes_t
     let mut c = Cluster::start(3).await;
     c.write_retrying(0).await;
     let stop = Arc::new(AtomicBool::new(false));
-    let w = c.writer(stop.clone());
+    let w = c.writer(stop.clone(), 1);
     c.faults.set_delay(Duration::from_millis(150));
     let a = c.join("storage-4").await;
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -360,7 +360,7 @@ async fn a_learner_needs_one_snapshot_however_slow_it_is() {
     let mut c = Cluster::start(3).await;
     c.write_retrying(0).await;
     let stop = Arc::new(AtomicBool::new(false));
-    let w = c.writer(stop.clone());
+    let w = c.writer(stop.clone(), 1);
     // ~50 entries/s per shard meet snapshots of 1 s per chunk: each snapshot spans several
     // of the test config's 40-entry checkpoint intervals
     c.faults.set_snapshot_chunk_delay(Duration::from_millis(1_000));

@@ -287,16 +287,18 @@ impl Cluster {
         write_batch(&self.client, self.base, t).await
     }
 
-    /// A task writing a batch every 20 ms (timestamps 1, 2, …) until `stop` is set; it
-    /// returns the timestamps acknowledged.
+    /// A task writing a batch every 20 ms (timestamps `first`, `first` + 1, …) until
+    /// `stop` is set; it returns the timestamps acknowledged. A second writer starts after
+    /// the first one's last timestamp: older samples are out of order.
     pub(crate) fn writer(
         &self,
         stop: Arc<std::sync::atomic::AtomicBool>,
+        first: i64,
     ) -> tokio::task::JoinHandle<BTreeSet<i64>> {
         let (client, base) = (self.client.clone(), self.base);
         tokio::spawn(async move {
             let mut acked = BTreeSet::new();
-            let mut t = 1;
+            let mut t = first;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 if write_batch(&client, base, t).await.is_ok() {
                     acked.insert(t);
