@@ -593,11 +593,12 @@ impl Db {
             };
             let shown = EncodedLabels(s.labels);
             if !late {
-                if s.encoded_samples().0 > 0 {
-                    b.add_encoded(key, s.encoded_samples());
+                let encoded = s.encoded_samples();
+                if encoded.0 > 0 {
+                    b.add_encoded(key, encoded);
                 }
             } else {
-                let kept = admitted(s.samples.clone(), max_t, &shown, &mut out);
+                let kept = admitted(s.samples, max_t, &shown, &mut out);
                 if !kept.is_empty() {
                     b.add_keyed(key, &kept);
                 }

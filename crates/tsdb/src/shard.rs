@@ -439,13 +439,9 @@ impl Shard {
         series
             .iter()
             .map(|&(h, enc)| {
-                let mut ids = st.by_hash.candidates(h);
-                match (ids.next(), ids.next()) {
-                    (Some(id), None) => st.series.get(&id).is_some_and(|s| {
-                        s.labels.encoded_eq(enc) && s.last.is_some_and(|(t, _)| t >= fresh_ms)
-                    }),
-                    _ => false,
-                }
+                find_ref(&st, h)
+                    .and_then(|id| st.series.get(&id))
+                    .is_some_and(|s| s.labels.encoded_eq(enc) && s.last.is_some_and(|(t, _)| t >= fresh_ms))
             })
             .collect()
     }
