@@ -19,6 +19,9 @@ helm template strata "$chart" --namespace monitoring \
   --set serviceMonitor.enabled=true --set serviceMonitor.labels.release=kps \
   --set ingestor.autoscaling.enabled=true --set querier.autoscaling.enabled=true \
   --set storage.replicas=5 --set storage.persistence.storageClassName=fast \
+  --set web.configSecret=strata-web --set web.tls=true --set web.multitenancy=true \
+  --set web.tenantOperators[0]=ops --set-string web.runtimeConfig="$(printf 'overrides:\n  team-a:\n    ingestion_rate: 100\n')" \
+  --set serviceMonitor.tlsConfig.insecureSkipVerify=true \
   --set-string ingestor.scrape.config="$(printf 'scrape_configs:\n  - job_name: pods\n    kubernetes_sd_configs: [{role: pod}]\n')" \
   >"$out/all.yaml"
 for f in "$out"/default.yaml "$out"/all.yaml; do
@@ -50,8 +53,23 @@ ing = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"
 ing_args = ing["spec"]["template"]["spec"]["containers"][0]["args"]
 assert "--scrape-config=/etc/strata/scrape/prometheus.yml" in ing_args, ing_args
 assert "--scrape-peers=dns+strata-ingestor-peers.monitoring.svc:8080" in ing_args, ing_args
-cm = next(d for d in docs if d["kind"] == "ConfigMap")
+cm = next(d for d in docs if d["kind"] == "ConfigMap" and "prometheus.yml" in d["data"])
 assert "kubernetes_sd_configs" in cm["data"]["prometheus.yml"]
+rt = next(d for d in docs if d["kind"] == "ConfigMap" and "runtime.yml" in d["data"])
+assert "ingestion_rate" in rt["data"]["runtime.yml"]
+assert "--ingest.ingestors=2" in ing_args, ing_args
+# the web configuration, tenants and limits reach every HTTP listener; probes use HTTPS
+for w in [d for d in docs if d["kind"] in ("StatefulSet", "Deployment")]:
+    c = w["spec"]["template"]["spec"]["containers"][0]
+    for flag in ["--web.config.file=/etc/strata/web/web.yml", "--web.unauthenticated-probes",
+                 "--auth.multitenancy-enabled", "--auth.tenant-operators=ops",
+                 "--runtime-config.file=/etc/strata/runtime/runtime.yml"]:
+        assert flag in c["args"], (w["metadata"]["name"], flag)
+    assert c["readinessProbe"]["httpGet"]["scheme"] == "HTTPS", w["metadata"]["name"]
+    vols = {v["name"]: v for v in w["spec"]["template"]["spec"]["volumes"]}
+    assert vols["web-config"]["secret"]["secretName"] == "strata-web", vols
+for sm in sms:
+    assert sm["spec"]["endpoints"][0]["scheme"] == "https", sm
 pdb = next(d for d in docs if d["kind"] == "PodDisruptionBudget")
 assert pdb["spec"]["maxUnavailable"] == 1
 # every member talks mutual TLS with the chart's Secret

@@ -30,13 +30,16 @@
 # Cluster gRPC is mutual TLS: `up` makes a CA and a member certificate under DIR/certs
 # (`strata certs`) that every process uses.
 # Extra querier flags: QUERIER_FLAGS (e.g. "--pushdown false").
+# Every HTTP listener's security: WEB_FLAGS (e.g. "--web.config.file web.yml", docs/security.md);
+# then `up` checks readiness at WEB_SCHEME (http or https) with curl's CURL_FLAGS (e.g.
+# "--cacert ca.pem -u alice:secret").
 # Scraping: SCRAPE_CONFIG=prometheus.yml makes the ingestors share its targets (--scrape-peers).
 # The binary is $STRATA_BIN, else target/release/strata (built if missing).
 set -euo pipefail
 
 cmd=${1:-}
 dir=${2:-}
-[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,34p' "$0"; exit 2; }
+[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,37p' "$0"; exit 2; }
 here=$(cd "$(dirname "$0")/../.." && pwd)
 GRPC_PORT_BASE=${GRPC_PORT_BASE:-7000}
 GRPC_PORTS=${GRPC_PORTS:-"$((GRPC_PORT_BASE + 1)) $((GRPC_PORT_BASE + 2)) $((GRPC_PORT_BASE + 3))"}
@@ -45,6 +48,9 @@ HTTP_PORT_BASE=${HTTP_PORT_BASE:-9100}
 INGEST_PORTS=${INGEST_PORTS:-"8080 8081"}
 QUERY_PORTS=${QUERY_PORTS:-"9090 9091"}
 QUERIER_FLAGS=${QUERIER_FLAGS:-}
+WEB_FLAGS=${WEB_FLAGS:-}
+WEB_SCHEME=${WEB_SCHEME:-http}
+CURL_FLAGS=${CURL_FLAGS:-}
 SCRAPE_CONFIG=${SCRAPE_CONFIG:-}
 SHARDS=${SHARDS:-8}
 NODES=3
@@ -124,7 +130,7 @@ start_storage() {
   nohup "$bin" storage --data-dir "$dir/storage-$n" \
     --grpc-addr "127.0.0.1:$(grpc_port "$n")" --peers "$(peers)" --shards "$SHARDS" \
     --replication-factor 3 --http-addr "127.0.0.1:$(http_port "$n")" --node-name "storage-$n" \
-    --web.enable-admin-api $(tls_flags) "${extra[@]}" \
+    --web.enable-admin-api $(tls_flags) $WEB_FLAGS "${extra[@]}" \
     >>"$dir/logs/storage-$n.log" 2>&1 &
   echo $! >"$dir/run/storage-$n.pid"
 }
@@ -140,8 +146,12 @@ start_ingestor() {
     scrape=(--scrape-config "$SCRAPE_CONFIG" --scrape-peers "$peers")
   fi
   running "$dir/run/ingestor-$i.pid" && { echo "ingestor-$i already running"; return; }
-  # shellcheck disable=SC2046
-  nohup "$bin" ingestor --http-addr "127.0.0.1:$port" --storage "$storage" $(tls_flags) "${scrape[@]}" \
+  # every ingestor takes 1/N of each tenant's rate
+  local n=0
+  for p in $INGEST_PORTS; do n=$((n + 1)); done
+  # shellcheck disable=SC2046,SC2086
+  nohup "$bin" ingestor --http-addr "127.0.0.1:$port" --storage "$storage" --ingest.ingestors "$n" \
+    $(tls_flags) $WEB_FLAGS "${scrape[@]}" \
     >>"$dir/logs/ingestor-$i.log" 2>&1 &
   echo $! >"$dir/run/ingestor-$i.pid"
 }
@@ -151,7 +161,7 @@ start_querier() {
   storage=$(storage_addrs)
   running "$dir/run/querier-$i.pid" && { echo "querier-$i already running"; return; }
   # shellcheck disable=SC2086
-  nohup "$bin" querier --http-addr "127.0.0.1:$port" --storage "$storage" $(tls_flags) $QUERIER_FLAGS \
+  nohup "$bin" querier --http-addr "127.0.0.1:$port" --storage "$storage" $(tls_flags) $QUERIER_FLAGS $WEB_FLAGS \
     >>"$dir/logs/querier-$i.log" 2>&1 &
   echo $! >"$dir/run/querier-$i.pid"
 }
@@ -185,7 +195,8 @@ wait_ready() {
   done
   ports=$(http_ports "$deadline") || exit 1
   while read -r name port; do
-    until curl -fsS "http://127.0.0.1:$port/-/ready" >/dev/null 2>&1; do
+    # shellcheck disable=SC2086
+    until curl -fsS $CURL_FLAGS "$WEB_SCHEME://127.0.0.1:$port/-/ready" >/dev/null 2>&1; do
       [ $SECONDS -lt $deadline ] || { echo "$name (port $port) did not come up; see $dir/logs" >&2; exit 1; }
       sleep 0.2
     done

@@ -12,3 +12,5 @@ mod prometheus_peer;
 mod promql_fuzz;
 mod querier;
 mod scrape;
+mod tenants;
+mod web_security;

@@ -81,7 +81,8 @@ fn start_with_config(dir: &std::path::Path, config: &str) -> Peer {
     std::fs::create_dir_all(dir).unwrap();
     let file = dir.join("scrape.yml");
     std::fs::write(&file, config).unwrap();
-    start_strata(dir.join("data"), &["--scrape-config", file.to_str().unwrap()]).unwrap()
+    start_strata(dir.join("data"), &["--scrape-config", file.to_str().unwrap(), "--web.enable-lifecycle"])
+        .unwrap()
 }
 
 fn wait_for(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {

@@ -17,10 +17,11 @@ pub(crate) struct Meta {
 /// Most distinct entries kept per metric family.
 const MAX_PER_METRIC: usize = 16;
 
-/// Metadata by metric family name.
+/// Metadata by tenant ("" for the default tenant, which scrapes record into) and metric
+/// family name.
 #[derive(Debug, Default)]
 pub struct MetadataStore {
-    by_metric: RwLock<BTreeMap<String, Vec<Meta>>>,
+    by_metric: RwLock<BTreeMap<String, BTreeMap<String, Vec<Meta>>>>,
 }
 
 /// Prometheus's names of metric types, by remote-write `MetricType` number.
@@ -33,34 +34,53 @@ fn kind_name(k: i32) -> &'static str {
 }
 
 impl MetadataStore {
-    /// Records one entry of remote write (ignored when already known).
-    pub fn record(&self, family: &str, kind: i32, help: &str, unit: &str) {
-        self.record_named(family, kind_name(kind), help, unit);
+    /// Records one entry of remote write by `tenant` ("" the default one); ignored when
+    /// already known.
+    pub fn record(&self, tenant: &str, family: &str, kind: i32, help: &str, unit: &str) {
+        self.record_named(tenant, family, kind_name(kind), help, unit);
     }
 
     /// Records one entry whose type is named as Prometheus names it (`counter`, ...; any
     /// other name counts as `unknown`); ignored when already known.
-    pub fn record_named(&self, family: &str, kind: &str, help: &str, unit: &str) {
+    pub fn record_named(&self, tenant: &str, family: &str, kind: &str, help: &str, unit: &str) {
         if family.is_empty() {
             return;
         }
         let kind = KINDS.iter().find(|k| **k == kind).copied().unwrap_or("unknown");
         let m = Meta { kind, help: help.to_owned(), unit: unit.to_owned() };
-        if self.by_metric.read().get(family).is_some_and(|v| v.contains(&m)) {
+        if self.by_metric.read().get(tenant).and_then(|t| t.get(family)).is_some_and(|v| v.contains(&m)) {
             return;
         }
         let mut w = self.by_metric.write();
-        let v = w.entry(family.to_owned()).or_default();
+        let v = w.entry(tenant.to_owned()).or_default().entry(family.to_owned()).or_default();
         if !v.contains(&m) && v.len() < MAX_PER_METRIC {
             v.push(m);
         }
     }
 
-    /// The `data` of `/api/v1/metadata`: one metric or all, limited as asked.
-    pub fn query(&self, metric: Option<&str>, limit: Option<usize>, per_metric: Option<usize>) -> Value {
+    /// The `data` of `/api/v1/metadata` over the metadata of `tenants` (None: every
+    /// tenant's): one metric or all, limited as asked.
+    pub fn query(
+        &self,
+        tenants: Option<&[&str]>,
+        metric: Option<&str>,
+        limit: Option<usize>,
+        per_metric: Option<usize>,
+    ) -> Value {
         let r = self.by_metric.read();
+        let mut merged: BTreeMap<&str, Vec<&Meta>> = BTreeMap::new();
+        for (_, families) in r.iter().filter(|(t, _)| tenants.is_none_or(|ts| ts.contains(&t.as_str()))) {
+            for (name, metas) in families.iter().filter(|(n, _)| metric.is_none_or(|m| m == n.as_str())) {
+                let v = merged.entry(name.as_str()).or_default();
+                for m in metas {
+                    if !v.contains(&m) {
+                        v.push(m);
+                    }
+                }
+            }
+        }
         let mut out = serde_json::Map::new();
-        for (name, metas) in r.iter().filter(|(n, _)| metric.is_none_or(|m| m == n.as_str())) {
+        for (name, metas) in merged {
             if limit.is_some_and(|l| out.len() >= l) {
                 break;
             }
@@ -69,7 +89,7 @@ impl MetadataStore {
                 .take(per_metric.unwrap_or(usize::MAX))
                 .map(|m| json!({"type": m.kind, "help": m.help, "unit": m.unit}))
                 .collect();
-            out.insert(name.clone(), Value::Array(entries));
+            out.insert(name.to_owned(), Value::Array(entries));
         }
         Value::Object(out)
     }

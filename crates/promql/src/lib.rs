@@ -40,7 +40,7 @@ pub use features::{FEATURE_NAMES, Features};
 pub use functions::almost_equal;
 pub use limits::{LoadLimit, resolution_error, steps_within};
 pub use pushdown::{Partitioned, evaluate_parts, pushable};
-pub use selector::parse_selector;
+pub use selector::{parse_selector, restrict};
 pub use source::{EvalAt, MemSource, Partials, SelectHints, Source};
 pub use value::{HPoint, RangeSeries, Series, Value};
 

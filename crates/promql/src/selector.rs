@@ -42,9 +42,71 @@ pub fn parse_selector(s: &str) -> Result<Vec<Vec<Matcher>>, String> {
     Ok(sets)
 }
 
+/// Adds `m` (an equality or a regex matcher) to every selector of `expr`, and to each `or`
+/// alternative of one: the expression then reads only series `m` matches (a tenant's).
+pub fn restrict(expr: &mut Expr, m: &Matcher) -> Result<(), String> {
+    let op = match m.op {
+        MatchOp::Equal => PMatchOp::Equal,
+        MatchOp::Regex => PMatchOp::Re(
+            regex::Regex::new(&format!("^(?:{})$", m.value)).map_err(|e| format!("{}: {e}", m.value))?,
+        ),
+        _ => return Err("only = and =~ matchers restrict a query".into()),
+    };
+    let pm = promql_parser::label::Matcher::new(op, &m.name, &m.value);
+    add_to_selectors(expr, &pm)
+}
+
+fn add_to_selectors(expr: &mut Expr, m: &promql_parser::label::Matcher) -> Result<(), String> {
+    let add = |vs: &mut parser::VectorSelector| {
+        vs.matchers.matchers.push(m.clone());
+        for alt in &mut vs.matchers.or_matchers {
+            alt.push(m.clone());
+        }
+    };
+    match expr {
+        Expr::VectorSelector(vs) => add(vs),
+        Expr::MatrixSelector(ms) => add(&mut ms.vs),
+        Expr::Aggregate(a) => {
+            add_to_selectors(&mut a.expr, m)?;
+            if let Some(p) = &mut a.param {
+                add_to_selectors(p, m)?;
+            }
+        }
+        Expr::Unary(u) => add_to_selectors(&mut u.expr, m)?,
+        Expr::Binary(b) => {
+            add_to_selectors(&mut b.lhs, m)?;
+            add_to_selectors(&mut b.rhs, m)?;
+        }
+        Expr::Paren(p) => add_to_selectors(&mut p.expr, m)?,
+        Expr::Subquery(s) => add_to_selectors(&mut s.expr, m)?,
+        Expr::Call(c) => {
+            for a in &mut c.args.args {
+                add_to_selectors(a, m)?;
+            }
+        }
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) => {}
+        Expr::Extension(_) => return Err("unsupported expression".into()),
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn restricting_reaches_every_selector() {
+        let mut e = parser::parse(
+            r#"sum by (a) (rate(x{b="1"}[5m])) / on() group_left count(y offset 1m) + scalar(z)"#,
+        )
+        .unwrap();
+        restrict(&mut e, &Matcher::new(MatchOp::Equal, "__tenant_id__", "t").unwrap()).unwrap();
+        let text = e.to_string();
+        assert_eq!(text.matches(r#"__tenant_id__="t""#).count(), 3, "{text}");
+        let mut or = parser::parse(r#"x{a="1" or b="2"}"#).unwrap();
+        restrict(&mut or, &Matcher::new(MatchOp::Regex, "__tenant_id__", "t|u").unwrap()).unwrap();
+        assert_eq!(or.to_string().matches(r#"__tenant_id__=~"t|u""#).count(), 2, "{or}");
+    }
 
     #[test]
     fn selectors() {

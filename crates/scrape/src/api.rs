@@ -1,5 +1,5 @@
-//! `GET /api/v1/targets`, `GET /api/v1/targets/metadata` and `POST /-/reload` in
-//! Prometheus's JSON.
+//! `GET /api/v1/targets` and `GET /api/v1/targets/metadata` in Prometheus's JSON (reloads
+//! are the binary's lifecycle endpoint's: [`ScrapeManager::reload`]).
 
 use std::collections::HashMap;
 
@@ -7,7 +7,7 @@ use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use serde_json::{Value, json};
 
 use crate::manager::ScrapeManager;
@@ -18,7 +18,6 @@ pub fn routes(manager: ScrapeManager) -> Router {
     Router::new()
         .route("/api/v1/targets", get(targets))
         .route("/api/v1/targets/metadata", get(metadata))
-        .route("/-/reload", post(reload).put(reload))
         .with_state(manager)
 }
 
@@ -145,15 +144,6 @@ async fn metadata(State(m): State<ScrapeManager>, Query(q): Query<HashMap<String
         }
     }
     success(Value::Array(out))
-}
-
-async fn reload(State(m): State<ScrapeManager>) -> Response {
-    match m.reload().await {
-        Ok(()) => (StatusCode::OK, "").into_response(),
-        Err(e) => {
-            (StatusCode::INTERNAL_SERVER_ERROR, format!("failed to reload config: {e}\n")).into_response()
-        }
-    }
 }
 
 #[cfg(test)]

@@ -15,8 +15,7 @@
 //!   task per target at a hash-derived offset within its interval.
 //! * [`ring`]: replicas share targets by consistent hashing over the live ingestors.
 //! * `manager`: one pool per job following its discoveries and the ring; reloads keep
-//!   unchanged jobs running. `api`: `/api/v1/targets`, `/api/v1/targets/metadata`,
-//!   `POST /-/reload`.
+//!   unchanged jobs running. `api`: `/api/v1/targets`, `/api/v1/targets/metadata`.
 
 mod api;
 mod append;

@@ -181,7 +181,7 @@ impl Loop {
             h.metadata = std::mem::take(&mut self.state.metadata);
             if let Some(store) = &self.shared.metadata {
                 for (family, m) in &h.metadata {
-                    store.record_named(family, m.kind, &m.help, &m.unit);
+                    store.record_named("", family, m.kind, &m.help, &m.unit);
                 }
             }
         }

@@ -143,7 +143,7 @@ where
 {
     let qy = query(p, require_match)?;
     let (view, _cancel) = st.view(p, &st.engine)?;
-    let _permit = st.queries.acquire().await.map_err(|e| ApiError::internal(e.to_string()))?;
+    let _permits = st.query_permits(p).await?;
     let timeout = st.engine.config().timeout;
     let job = blocking(move || {
         let found = if qy.sets.is_empty() {

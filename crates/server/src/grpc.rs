@@ -47,11 +47,11 @@ pub(crate) fn routes(st: AppState) -> axum::Router {
 struct Api(AppState);
 
 /// Parameters as the HTTP API names them; empty values are left out.
-fn params(pairs: &[(&str, &str)], matches: &[String]) -> Params {
+fn params<T>(req: &Request<T>, pairs: &[(&str, &str)], matches: &[String]) -> Params {
     let mut v: Vec<(String, String)> =
         pairs.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k.to_string(), v.to_string())).collect();
     v.extend(matches.iter().map(|m| ("match[]".to_owned(), m.clone())));
-    Params::from_pairs(v)
+    Params::from_pairs(v, req.extensions().get::<crate::tenant::Tenant>().cloned())
 }
 
 fn limit(n: u64) -> String {
@@ -147,9 +147,10 @@ impl QueryService for Api {
     type LabelValuesStream = Replies<LabelsResponse>;
 
     async fn query(&self, req: Request<QueryRequest>) -> Result<Response<Self::QueryStream>, Status> {
-        let r = req.into_inner();
+        let r = req.get_ref();
         let partial = if r.partial_response { "true" } else { "" };
         let p = params(
+            &req,
             &[("query", &r.query), ("time", &r.time), ("timeout", &r.timeout), ("partial_response", partial)],
             &[],
         );
@@ -161,9 +162,10 @@ impl QueryService for Api {
         &self,
         req: Request<QueryRangeRequest>,
     ) -> Result<Response<Self::QueryRangeStream>, Status> {
-        let r = req.into_inner();
+        let r = req.get_ref();
         let partial = if r.partial_response { "true" } else { "" };
         let p = params(
+            &req,
             &[
                 ("query", &r.query),
                 ("start", &r.start),
@@ -179,9 +181,9 @@ impl QueryService for Api {
     }
 
     async fn series(&self, req: Request<SeriesRequest>) -> Result<Response<Self::SeriesStream>, Status> {
-        let r = req.into_inner();
+        let r = req.get_ref();
         let l = limit(r.limit);
-        let p = params(&[("start", &r.start), ("end", &r.end), ("limit", &l)], &r.r#match);
+        let p = params(&req, &[("start", &r.start), ("end", &r.end), ("limit", &l)], &r.r#match);
         let (found, warnings) = crate::api::find_series(&self.0, &p).await.map_err(ApiError::into_status)?;
         let series = found.iter().map(|l| Series { labels: labels(l), ..Default::default() }).collect();
         let out = batched(
@@ -197,9 +199,9 @@ impl QueryService for Api {
         &self,
         req: Request<LabelNamesRequest>,
     ) -> Result<Response<Self::LabelNamesStream>, Status> {
-        let r = req.into_inner();
+        let r = req.get_ref();
         let l = limit(r.limit);
-        let p = params(&[("start", &r.start), ("end", &r.end), ("limit", &l)], &r.r#match);
+        let p = params(&req, &[("start", &r.start), ("end", &r.end), ("limit", &l)], &r.r#match);
         let (v, w) = crate::api::find_label_names(&self.0, &p).await.map_err(ApiError::into_status)?;
         Ok(stream(values_messages(v, w)))
     }
@@ -208,9 +210,9 @@ impl QueryService for Api {
         &self,
         req: Request<LabelValuesRequest>,
     ) -> Result<Response<Self::LabelValuesStream>, Status> {
-        let r = req.into_inner();
+        let r = req.get_ref();
         let l = limit(r.limit);
-        let p = params(&[("start", &r.start), ("end", &r.end), ("limit", &l)], &r.r#match);
+        let p = params(&req, &[("start", &r.start), ("end", &r.end), ("limit", &l)], &r.r#match);
         let (v, w) =
             crate::api::find_label_values(&self.0, &p, &r.name).await.map_err(ApiError::into_status)?;
         Ok(stream(values_messages(v, w)))

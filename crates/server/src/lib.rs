@@ -26,8 +26,13 @@ mod histogram;
 mod limits;
 mod listen;
 mod metrics;
+mod overrides;
 mod params;
 mod query;
+mod reload;
+mod tenant;
+mod web_auth;
+mod web_config;
 mod write;
 
 use std::sync::Arc;
@@ -39,6 +44,9 @@ use strata_api::{CancelOnDrop, MetadataStore, QueryBackend, ReadOptions, ReadVie
 pub use limits::IngestLimits;
 pub use listen::ListenConfig;
 pub use metrics::Metrics;
+pub use overrides::{OverridesConfig, TenantLimits};
+pub use tenant::{ANONYMOUS, TENANT_LABEL, TenancyConfig, default_tenant_only};
+pub use web_auth::{WebSecurityConfig, check_web_config};
 
 /// Settings of the HTTP server.
 #[derive(Clone, Debug)]
@@ -63,6 +71,10 @@ pub struct ServerConfig {
     /// The wall clock of the ingestion rate limit and of queries without a time (their
     /// `now`). Default the system clock.
     pub clock: Arc<dyn strata_tsdb::Clock>,
+    /// Tenants. Default: off (one default tenant).
+    pub tenancy: TenancyConfig,
+    /// Per-tenant limits over the defaults above. Default: none (the defaults for all).
+    pub overrides: OverridesConfig,
 }
 
 impl ServerConfig {
@@ -99,6 +111,19 @@ impl ServerConfig {
     }
 }
 
+impl ServerConfig {
+    /// Every tenant's limits unless overridden: this configuration's.
+    pub fn tenant_defaults(&self) -> TenantLimits {
+        TenantLimits::defaults(&self.ingest, &self.engine, self.query_max_concurrency)
+    }
+}
+
+/// Checks the runtime configuration (per-tenant limits) of `cfg` as a node reads it at
+/// start: None when it is good (or there is none), else the reason.
+pub fn check_overrides(cfg: &ServerConfig) -> Option<String> {
+    overrides::Overrides::new(&cfg.overrides, cfg.tenant_defaults()).err()
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
@@ -110,6 +135,8 @@ impl Default for ServerConfig {
             listen: ListenConfig::default(),
             ingest: IngestLimits::default(),
             clock: Arc::new(strata_tsdb::SystemClock),
+            tenancy: TenancyConfig::default(),
+            overrides: OverridesConfig::default(),
         }
     }
 }
@@ -124,7 +151,7 @@ pub struct AppState {
     engine: strata_promql::Engine,
     queries: Arc<tokio::sync::Semaphore>,
     metadata: Arc<MetadataStore>,
-    rate_limiter: Option<Arc<limits::RateLimiter>>,
+    overrides: Arc<overrides::Overrides>,
 }
 
 impl AppState {
@@ -133,19 +160,37 @@ impl AppState {
         let metrics = Arc::new(Metrics::new(backend.clone(), &cfg.limits()));
         let engine = strata_promql::Engine::new(cfg.engine.clone());
         let queries = Arc::new(tokio::sync::Semaphore::new(cfg.query_max_concurrency.max(1)));
-        let rate_limiter = limits::RateLimiter::new(&cfg.ingest, cfg.clock.clone()).map(Arc::new);
-        AppState { backend, writer, metrics, cfg, engine, queries, metadata: Arc::default(), rate_limiter }
+        let defaults = cfg.tenant_defaults();
+        // a bad file was refused at start (check_overrides); should it turn bad in between,
+        // every tenant gets the defaults
+        let overrides = overrides::Overrides::new(&cfg.overrides, defaults.clone()).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "runtime configuration not usable: every tenant gets the defaults");
+            overrides::Overrides::defaults_only(&cfg.overrides, defaults)
+        });
+        let overrides = Arc::new(overrides);
+        AppState { backend, writer, metrics, cfg, engine, queries, metadata: Arc::default(), overrides }
     }
 
     /// Serves `routes` (this state's [`router`], and whatever is merged into it) on
-    /// `listener` with the configured listener limits, until `shutdown` completes.
+    /// `listener` with the configured listener limits and security (TLS, authentication),
+    /// until `shutdown` completes; a bad web configuration file is an error at once.
     pub async fn serve(
         &self,
         listener: tokio::net::TcpListener,
         routes: Router,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> std::io::Result<()> {
-        listen::serve(listener, routes, &self.cfg.listen, &self.metrics.open_connections, shutdown).await
+        let security =
+            web_auth::WebSecurity::new(self.cfg.listen.security.clone(), self.metrics.auth_refused.clone())
+                .map_err(std::io::Error::other)?;
+        let security = Arc::new(security);
+        listen::serve(listener, routes, &self.cfg.listen, security, &self.metrics.open_connections, shutdown)
+            .await
+    }
+
+    /// The settings this state serves with.
+    pub fn config(&self) -> &ServerConfig {
+        &self.cfg
     }
 
     /// The metadata `/api/v1/metadata` serves (a scraper records what it scrapes here).
@@ -154,8 +199,8 @@ impl AppState {
     }
 
     /// A view of the data for one request (with `partial_response` from its parameters and
-    /// the deadline of `engine`), and the guard that cancels its reads when dropped; the
-    /// error a query gets on a node that serves none.
+    /// the deadline of `engine`), restricted to the request's tenant, and the guard that
+    /// cancels its reads when dropped; the error a query gets on a node that serves none.
     fn view(
         &self,
         p: &params::Params,
@@ -169,11 +214,38 @@ impl AppState {
             max_bytes: engine.config().max_bytes,
             canceled: guard.0.clone(),
         };
+        let tenant = Self::tenant(p)?;
+        let max_series = self.overrides.limits(&tenant.key()).max_fetched_series_per_query;
         let view = self
             .backend
             .view(opts)
             .ok_or_else(|| api::ApiError::unavailable("this node serves no queries (yet)"))?;
-        Ok((view, guard))
+        Ok((tenant.scope(view, max_series), guard))
+    }
+
+    /// The tenant of a request; fail closed: a route that resolves none reads nothing.
+    fn tenant(p: &params::Params) -> Result<&tenant::Tenant, api::ApiError> {
+        p.tenant().ok_or_else(|| api::ApiError::internal("no tenant resolved for this route"))
+    }
+
+    /// The limits in force for the tenant of a request.
+    fn tenant_limits(&self, p: &params::Params) -> Result<TenantLimits, api::ApiError> {
+        Ok(self.overrides.limits(&Self::tenant(p)?.key()))
+    }
+
+    /// A place among the node's concurrent queries and among the tenant's; waits for both.
+    async fn query_permits(
+        &self,
+        p: &params::Params,
+    ) -> Result<(tokio::sync::SemaphorePermit<'_>, Option<tokio::sync::OwnedSemaphorePermit>), api::ApiError>
+    {
+        let key = Self::tenant(p)?.key();
+        let internal = |e: tokio::sync::AcquireError| api::ApiError::internal(e.to_string());
+        let tenant = match self.overrides.query_slots(&key, &self.overrides.limits(&key)) {
+            Some(s) => Some(s.acquire_owned().await.map_err(internal)?),
+            None => None,
+        };
+        Ok((self.queries.acquire().await.map_err(internal)?, tenant))
     }
 }
 
@@ -188,25 +260,44 @@ async fn ready(
     }
 }
 
-/// The node's HTTP routes.
+/// `GET /api/v1/status/limits`: the limits in force for the caller's tenant (the flags'
+/// defaults with its overrides).
+async fn limits_in_force(
+    axum::extract::State(st): axum::extract::State<AppState>,
+    p: params::Params,
+) -> Result<axum::response::Response, api::ApiError> {
+    let key = AppState::tenant(&p)?.key();
+    let limits = serde_json::to_value(st.overrides.limits(&key))
+        .map_err(|e| api::ApiError::internal(e.to_string()))?;
+    Ok(api::success(serde_json::json!({"tenant": key, "limits": limits}), Vec::new()))
+}
+
+/// The node's HTTP routes. Those that read or write data resolve the request's tenant
+/// first ([`TenancyConfig`]).
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let tenancy = Arc::new(state.cfg.tenancy.clone());
+    let data = Router::new()
         .route("/api/v1/write", post(write::remote_write))
         .route("/api/v1/query", get(query::instant).post(query::instant))
         .route("/api/v1/query_range", get(query::range).post(query::range))
-        .route("/api/v1/format_query", get(query::format_query).post(query::format_query))
-        .route("/api/v1/parse_query", get(query::parse_query).post(query::parse_query))
-        .route("/api/v1/status/buildinfo", get(query::buildinfo))
         .route("/api/v1/query_exemplars", get(query::exemplars).post(query::exemplars))
         .route("/api/v1/metadata", get(query::metadata))
         .route("/api/v1/series", get(api::series).post(api::series))
         .route("/api/v1/labels", get(api::labels).post(api::labels))
         .route("/api/v1/label/{name}/values", get(api::label_values))
+        .route("/api/v1/status/limits", get(limits_in_force))
+        .with_state(state.clone())
+        .merge(grpc::routes(state.clone()))
+        .layer(axum::middleware::from_fn_with_state(tenancy, tenant::middleware));
+    Router::new()
+        .route("/api/v1/format_query", get(query::format_query).post(query::format_query))
+        .route("/api/v1/parse_query", get(query::parse_query).post(query::parse_query))
+        .route("/api/v1/status/buildinfo", get(query::buildinfo))
         .route("/-/ready", get(ready))
         .route("/-/healthy", get(|| async { "Strata is Healthy.\n" }))
         .route("/metrics", get(metrics::handler))
-        .with_state(state.clone())
-        .merge(grpc::routes(state))
+        .with_state(state)
+        .merge(data)
 }
 
 #[cfg(test)]

@@ -24,6 +24,13 @@ pub(crate) struct Reason {
     pub(crate) reason: String,
 }
 
+/// Label set of a rejection: the tenant and the reason.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct TenantReason {
+    pub(crate) tenant: String,
+    pub(crate) reason: String,
+}
+
 /// Label set with an HTTP status code.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct Code {
@@ -41,10 +48,12 @@ pub(crate) struct Limit {
 pub struct Metrics {
     registry: Registry,
     pub(crate) ingested: Counter,
-    pub(crate) rejected: Family<Reason, Counter>,
+    pub(crate) rejected: Family<TenantReason, Counter>,
     pub(crate) write_requests: Family<Code, Counter>,
     /// HTTP connections open now (see [`crate::listen`]).
     pub(crate) open_connections: Gauge,
+    /// HTTP requests refused by authentication, by reason (see [`crate::web_auth`]).
+    pub(crate) auth_refused: Family<Reason, Counter>,
 }
 
 #[derive(Debug)]
@@ -93,12 +102,12 @@ impl Metrics {
     pub fn new(db: Arc<dyn QueryBackend>, limits: &[(&'static str, f64)]) -> Self {
         let mut registry = Registry::default();
         let ingested = Counter::default();
-        let rejected = Family::<Reason, Counter>::default();
+        let rejected = Family::<TenantReason, Counter>::default();
         let write_requests = Family::<Code, Counter>::default();
         registry.register("strata_ingested_samples", "Samples stored from remote write.", ingested.clone());
         registry.register(
             "strata_discarded_samples",
-            "Samples not stored, by reason (Mimir's reason names).",
+            "Samples not stored, by tenant (anonymous without tenants) and reason (Mimir's reason names).",
             rejected.clone(),
         );
         registry.register(
@@ -117,13 +126,21 @@ impl Metrics {
             "HTTP connections open now.",
             open_connections.clone(),
         );
+        let auth_refused = Family::<Reason, Counter>::default();
+        registry.register(
+            "strata_http_unauthorized_requests",
+            "HTTP requests refused by authentication, by reason (no_credentials, bad_password, \
+             bad_token, config_error).",
+            auth_refused.clone(),
+        );
         registry.register_collector(Box::new(DbCollector(db)));
-        Metrics { registry, ingested, rejected, write_requests, open_connections }
+        Metrics { registry, ingested, rejected, write_requests, open_connections, auth_refused }
     }
 
-    pub(crate) fn reject(&self, reason: &str, n: u64) {
+    pub(crate) fn reject(&self, tenant: &str, reason: &str, n: u64) {
         if n > 0 {
-            self.rejected.get_or_create(&Reason { reason: reason.to_owned() }).inc_by(n);
+            let labels = TenantReason { tenant: tenant.to_owned(), reason: reason.to_owned() };
+            self.rejected.get_or_create(&labels).inc_by(n);
         }
     }
 }

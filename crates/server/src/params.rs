@@ -5,9 +5,13 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, header};
 
-/// Parameters of one request, in order (repeated keys such as `match[]` kept).
+use crate::tenant::Tenant;
+
+/// Parameters of one request, in order (repeated keys such as `match[]` kept), and the
+/// tenant the request reads (set by [`crate::tenant::middleware`]; none: the route has no
+/// tenant, and reading data through it fails).
 #[derive(Debug, Default)]
-pub(crate) struct Params(Vec<(String, String)>);
+pub(crate) struct Params(Vec<(String, String)>, Option<Tenant>);
 
 impl<S: Send + Sync> FromRequest<S> for Params {
     type Rejection = crate::api::ApiError;
@@ -16,6 +20,7 @@ impl<S: Send + Sync> FromRequest<S> for Params {
     /// empty: a query cut off would be answered as another query.
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let query = req.uri().query().map(str::to_owned);
+        let tenant = req.extensions().get::<Tenant>().cloned();
         let headers = req.headers().clone();
         let body = Bytes::from_request(req, state).await.map_err(|e| {
             crate::api::ApiError::new(
@@ -24,17 +29,22 @@ impl<S: Send + Sync> FromRequest<S> for Params {
                 format!("cannot read the request body: {}", e.body_text()),
             )
         })?;
-        Ok(Params::from_parts(query.as_deref(), &headers, &body))
+        Ok(Params(Params::from_parts(query.as_deref(), &headers, &body), tenant))
     }
 }
 
 impl Params {
-    /// Parameters given as pairs (the gRPC API's fields).
-    pub(crate) fn from_pairs(pairs: Vec<(String, String)>) -> Self {
-        Params(pairs)
+    /// Parameters given as pairs (the gRPC API's fields) of a request by `tenant`.
+    pub(crate) fn from_pairs(pairs: Vec<(String, String)>, tenant: Option<Tenant>) -> Self {
+        Params(pairs, tenant)
     }
 
-    fn from_parts(query: Option<&str>, headers: &HeaderMap, body: &Bytes) -> Self {
+    /// The tenant of the request (None: its route resolves none).
+    pub(crate) fn tenant(&self) -> Option<&Tenant> {
+        self.1.as_ref()
+    }
+
+    fn from_parts(query: Option<&str>, headers: &HeaderMap, body: &Bytes) -> Vec<(String, String)> {
         let mut v: Vec<(String, String)> = Vec::new();
         let is_form = headers
             .get(header::CONTENT_TYPE)
@@ -46,7 +56,7 @@ impl Params {
         if let Some(q) = query {
             v.extend(form_urlencoded::parse(q.as_bytes()).into_owned());
         }
-        Params(v)
+        v
     }
 
     pub(crate) fn get(&self, k: &str) -> Option<&str> {

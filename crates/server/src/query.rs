@@ -345,6 +345,11 @@ fn engine_for(st: &AppState, p: &Params) -> Result<Engine, ApiError> {
         })?;
         cfg.timeout = cfg.timeout.min(Duration::from_millis(ms.max(0) as u64));
     }
+    // the tenant's limits, where lower than the node's
+    let limits = st.tenant_limits(p)?;
+    let lower = |node: usize, tenant: usize| if tenant > 0 { node.min(tenant) } else { node };
+    cfg.max_samples = lower(cfg.max_samples, limits.max_samples_per_query);
+    cfg.max_bytes = lower(cfg.max_bytes, limits.max_fetched_chunk_bytes_per_query);
     Ok(Engine::new(cfg))
 }
 
@@ -367,7 +372,7 @@ async fn evaluate(
     + 'static,
 ) -> Result<(Value, Annotations), ApiError> {
     let (view, _cancel) = st.view(p, &engine)?;
-    let _permit = st.queries.acquire().await.map_err(|e| ApiError::internal(e.to_string()))?;
+    let _permits = st.query_permits(p).await?;
     // the evaluator checks its deadline; this one also covers parsing and a read that hangs
     // (dropping `_cancel` then stops the reads)
     let timeout = engine.config().timeout;
@@ -412,8 +417,25 @@ pub(crate) async fn eval_range(st: &AppState, p: &Params) -> Result<Answer, ApiE
             ))
         })
     };
-    let start = need("start")?;
+    let mut start = need("start")?;
     let end = need("end")?;
+    let limits = st.tenant_limits(p)?;
+    let longest = limits.max_total_query_length;
+    if !longest.0.is_zero() && (end.saturating_sub(start)) as u128 > longest.0.as_millis() {
+        let asked = strata_discovery::PromDuration(Duration::from_millis(end.saturating_sub(start) as u64));
+        return Err(ApiError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "execution",
+            format!(
+                "the total query time range exceeds the limit (query length: {asked}, limit: {longest}) \
+                 (err-mimir-max-total-query-length)"
+            ),
+        ));
+    }
+    let lookback = limits.max_query_lookback;
+    if !lookback.0.is_zero() {
+        start = start.max(st.cfg.clock.now_ms().saturating_sub(lookback.0.as_millis() as i64));
+    }
     if end < start {
         return Err(ApiError::bad_data(
             "invalid parameter \"end\": end timestamp must not be before start time",
@@ -519,8 +541,14 @@ pub(crate) async fn metadata(State(st): State<AppState>, p: Params) -> Result<Re
             },
         }
     };
-    let data =
-        st.metadata.query(p.get("metric").filter(|s| !s.is_empty()), num("limit")?, num("limit_per_metric")?);
+    let tenants =
+        p.tenant().ok_or_else(|| ApiError::internal("no tenant resolved for this route"))?.metadata_keys();
+    let data = st.metadata.query(
+        tenants.as_deref(),
+        p.get("metric").filter(|s| !s.is_empty()),
+        num("limit")?,
+        num("limit_per_metric")?,
+    );
     Ok(success(data, Vec::new()))
 }
 

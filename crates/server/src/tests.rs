@@ -617,7 +617,10 @@ async fn samples_too_far_in_the_future_are_refused_and_move_no_bound() {
         assert_eq!(s, StatusCode::NO_CONTENT, "{name}: {msg}");
     }
     let (_, m) = send(&app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
-    assert!(m.contains(r#"strata_discarded_samples_total{reason="too_far_in_future"} 64"#), "{m}");
+    assert!(
+        m.contains(r#"strata_discarded_samples_total{tenant="anonymous",reason="too_far_in_future"} 64"#),
+        "{m}"
+    );
 }
 
 #[tokio::test]
@@ -669,7 +672,12 @@ async fn label_limits_refuse_the_series_and_store_the_rest() {
     }
     let (_, m) = send(&app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
     for reason in ["max_label_names_per_series", "label_name_too_long", "label_value_too_long"] {
-        assert!(m.contains(&format!("strata_discarded_samples_total{{reason=\"{reason}\"}} 1")), "{m}");
+        assert!(
+            m.contains(&format!(
+                "strata_discarded_samples_total{{tenant=\"anonymous\",reason=\"{reason}\"}} 1"
+            )),
+            "{m}"
+        );
     }
     assert!(m.contains(r#"strata_limit{name="ingest_max_label_names_per_series"} 30"#), "{m}");
     assert!(m.contains(r#"strata_limit{name="write_min_bytes_per_sample"} 4"#), "{m}");
@@ -756,7 +764,10 @@ async fn the_ingestion_rate_limit_answers_429_with_retry_after() {
     clock.set(T + 500);
     assert_eq!(write(&app, body(vec![samples(T + 15, 10)])).await.0, StatusCode::NO_CONTENT);
     let (_, m) = send(&app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
-    assert!(m.contains(r#"strata_discarded_samples_total{reason="rate_limited"} 10"#), "{m}");
+    assert!(
+        m.contains(r#"strata_discarded_samples_total{tenant="anonymous",reason="rate_limited"} 10"#),
+        "{m}"
+    );
     assert!(m.contains(r#"strata_limit{name="ingest_rate_limit"} 10"#), "{m}");
 }
 

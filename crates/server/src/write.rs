@@ -3,6 +3,7 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -14,6 +15,8 @@ use strata_tsdb::{Db, LabelsError, RejectReason, SeriesBatch, labels};
 use crate::AppState;
 use crate::limits::IngestLimits;
 use strata_api::MetadataStore;
+
+use crate::tenant::{TENANT_LABEL, Tenant};
 use strata_api::WriteError;
 
 thread_local! {
@@ -111,6 +114,10 @@ struct Checks<'a> {
     meta: &'a MetadataStore,
     /// The node's database, for the active-series limit.
     db: Option<Arc<Db>>,
+    /// The writing tenant's value of [`TENANT_LABEL`] (None: series are stored without it).
+    tenant: Option<&'a str>,
+    /// Whether there are tenants (the series limit then counts the tenant's).
+    tenancy: bool,
 }
 
 /// A request-level limit: the whole request gets 400.
@@ -161,9 +168,13 @@ fn decode_body(raw: &[u8], batch: SeriesBatch, c: &Checks<'_>) -> Result<Decoded
         ));
     }
     let max_series = l.max_active_series;
-    // new series this request may create under the active-series limit
-    let mut budget =
-        c.db.as_ref().filter(|_| max_series > 0).map(|db| max_series.saturating_sub(db.head_stats().series));
+    // new series this request may create under the active-series limit (the tenant's
+    // series when there are tenants: counted in the index)
+    let held = |db: &Db| match c.tenancy {
+        true => db.count_label_value(TENANT_LABEL, c.tenant.unwrap_or("")),
+        false => db.head_stats().series,
+    };
+    let mut budget = c.db.as_ref().filter(|_| max_series > 0).map(|db| max_series.saturating_sub(held(db)));
     let mut out = Decoded { batch, errors: Vec::new(), more_errors: 0, discarded: Vec::new(), samples: 0 };
     let text = |s: fast::Span| std::str::from_utf8(s.of(&buf)).unwrap_or("");
     DECODER.with(|d| {
@@ -184,11 +195,17 @@ fn decode_body(raw: &[u8], batch: SeriesBatch, c: &Checks<'_>) -> Result<Decoded
                     }
                 }
             }
+            // the tenant is the writer's, whatever the series says
+            pairs.retain(|(name, _)| *name != TENANT_LABEL);
             if let Err(mut e) = labels::validate(&mut pairs, &l.labels) {
                 if let LabelsError::TooManyLabels { actual, .. } = &mut e {
                     *actual = s.label_count;
                 }
                 return out.refuse(e.reason(), n, || e.to_string());
+            }
+            if let Some(t) = c.tenant {
+                let at = pairs.partition_point(|(name, _)| *name < TENANT_LABEL);
+                pairs.insert(at, (TENANT_LABEL, t));
             }
             if n == 0 {
                 return;
@@ -233,8 +250,9 @@ fn decode_body(raw: &[u8], batch: SeriesBatch, c: &Checks<'_>) -> Result<Decoded
             out.batch.add_histograms_encoded(&enc, &hists);
             out.samples += hists.len() as u64;
         };
-        let on_metadata =
-            |m: &fast::MetadataRef| c.meta.record(text(m.family), m.kind, text(m.help), text(m.unit));
+        let on_metadata = |m: &fast::MetadataRef| {
+            c.meta.record(c.tenant.unwrap_or(""), text(m.family), m.kind, text(m.help), text(m.unit))
+        };
         d.decode(&buf, on_series, on_metadata).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))
     })?;
     Ok(out)
@@ -258,10 +276,22 @@ fn rate_limited(st: &AppState, wait: std::time::Duration, msg: String) -> Respon
 }
 
 /// Handles one remote-write request.
-pub(crate) async fn remote_write(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+pub(crate) async fn remote_write(
+    State(st): State<AppState>,
+    Extension(tenant): Extension<Tenant>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     if let Err((code, msg)) = check_headers(&headers) {
         return reply(&st, code, msg);
     }
+    let label = match tenant.write_label() {
+        Ok(t) => t.map(str::to_owned),
+        Err(msg) => return reply(&st, StatusCode::BAD_REQUEST, msg),
+    };
+    let key = tenant.key();
+    let limits = st.overrides.limits(&key);
+    let ingest = limits.ingest(&st.cfg.ingest, st.overrides.ingestors());
     let limit = st.cfg.max_write_body_bytes;
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
@@ -281,9 +311,11 @@ pub(crate) async fn remote_write(State(st): State<AppState>, headers: HeaderMap,
     let decoded = tokio::task::spawn_blocking(move || {
         let checks = Checks {
             max_decoded: st2.cfg.max_write_decoded_bytes,
-            limits: &st2.cfg.ingest,
+            limits: &ingest,
             meta: &st2.metadata,
             db: st2.backend.local_db(),
+            tenant: label.as_deref(),
+            tenancy: st2.cfg.tenancy.enabled,
         };
         decode_body(&raw, st2.writer.batch(), &checks)
     })
@@ -293,10 +325,10 @@ pub(crate) async fn remote_write(State(st): State<AppState>, headers: HeaderMap,
         Ok(Err((code, msg))) => return reply(&st, code, msg),
         Err(e) => return reply(&st, StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
-    if let Some(limiter) = &st.rate_limiter
+    if let Some(limiter) = st.overrides.rate_limiter(&key, &limits, &st.cfg.ingest, &st.cfg.clock)
         && let Err(wait) = limiter.take(decoded.samples)
     {
-        st.metrics.reject("rate_limited", decoded.samples);
+        st.metrics.reject(&key, "rate_limited", decoded.samples);
         return rate_limited(&st, wait, limiter.message());
     }
     let outcome = match st.writer.commit(decoded.batch).await {
@@ -308,10 +340,10 @@ pub(crate) async fn remote_write(State(st): State<AppState>, headers: HeaderMap,
     let (mut errors, mut more) = (decoded.errors, decoded.more_errors);
     st.metrics.ingested.inc_by(outcome.accepted);
     for (reason, n) in decoded.discarded {
-        st.metrics.reject(reason, n);
+        st.metrics.reject(&key, reason, n);
     }
     for (i, why) in RejectReason::ALL.iter().enumerate() {
-        st.metrics.reject(why.label(), outcome.rejected[i]);
+        st.metrics.reject(&key, why.label(), outcome.rejected[i]);
     }
     let n = outcome.rejected_total();
     if let Some(e) = outcome.first_error {

@@ -63,9 +63,10 @@ async fn pause(State(c): State<Arc<ClusterClient>>, paused: bool) -> Reply {
     }
 }
 
+/// Prometheus 2.42 answers a disabled admin API with 500 and this envelope.
 async fn disabled() -> Reply {
     (
-        StatusCode::SERVICE_UNAVAILABLE,
+        StatusCode::INTERNAL_SERVER_ERROR,
         Json(json!({"status": "error", "errorType": "unavailable", "error": "admin APIs disabled"})),
     )
 }

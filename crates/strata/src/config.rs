@@ -61,6 +61,25 @@ pub(crate) struct StandaloneConfig {
     /// Longest a client may take to send a request's body (Prometheus's
     /// `--web.read-timeout`). Default `5m`.
     pub(crate) web_read_timeout: PromDuration,
+    /// Prometheus's web configuration file (`--web.config.file`): TLS, basic-auth users and
+    /// response headers of the HTTP listener, re-read when it changes. Default none.
+    pub(crate) web_config_file: Option<PathBuf>,
+    /// A file of bearer tokens, one `USER TOKEN` per line. Default none.
+    pub(crate) web_bearer_tokens_file: Option<PathBuf>,
+    /// Serve `/metrics`, `/-/healthy` and `/-/ready` without authentication. Default false.
+    pub(crate) web_unauthenticated_probes: bool,
+    /// Serve `POST /-/reload` and `/-/quit` (Prometheus's `--web.enable-lifecycle`).
+    /// Default false.
+    pub(crate) web_enable_lifecycle: bool,
+    /// Every write and read names a tenant (`X-Scope-OrgID`, or the authenticated user);
+    /// tenants' data are isolated (`--auth.multitenancy-enabled`, Mimir's). Default false.
+    pub(crate) multitenancy_enabled: bool,
+    /// Authenticated users who may name any tenants in `X-Scope-OrgID` (`a|b`: several).
+    /// Default none.
+    pub(crate) tenant_operators: Vec<String>,
+    /// Per-tenant limits overriding the defaults (`--runtime-config.file`, Mimir's
+    /// `overrides:` shape), re-read when it changes. Default none.
+    pub(crate) runtime_config_file: Option<PathBuf>,
     /// Samples newer than now plus this are refused, one by one, on every write path
     /// (Mimir's `creation_grace_period`). Default `10m`.
     pub(crate) ingest_max_future: PromDuration,
@@ -124,6 +143,13 @@ impl Default for StandaloneConfig {
             web_max_connections: 512,
             web_header_read_timeout: PromDuration(Duration::from_secs(30)),
             web_read_timeout: PromDuration(Duration::from_secs(300)),
+            web_config_file: None,
+            web_bearer_tokens_file: None,
+            web_unauthenticated_probes: false,
+            web_enable_lifecycle: false,
+            multitenancy_enabled: false,
+            tenant_operators: Vec::new(),
+            runtime_config_file: None,
             enable_features: Vec::new(),
         }
     }
@@ -163,6 +189,9 @@ impl StandaloneConfig {
             return Err(
                 "web_max_connections, web_header_read_timeout and web_read_timeout must be positive".into()
             );
+        }
+        if let Some(e) = self.web_config_file.as_deref().and_then(strata_server::check_web_config) {
+            return Err(format!("web_config_file: {e}"));
         }
         if self.max_write_body_bytes == 0 {
             return Err("max_write_body_bytes must be positive".into());
@@ -205,6 +234,11 @@ impl StandaloneConfig {
             max_connections: self.web_max_connections,
             header_read_timeout: self.web_header_read_timeout.0,
             body_read_timeout: self.web_read_timeout.0,
+            security: strata_server::WebSecurityConfig {
+                config_file: self.web_config_file.clone(),
+                bearer_tokens_file: self.web_bearer_tokens_file.clone(),
+                open_probes: self.web_unauthenticated_probes,
+            },
             ..strata_server::ListenConfig::default()
         }
     }

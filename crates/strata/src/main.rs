@@ -10,6 +10,7 @@
 mod admin;
 mod certs;
 mod config;
+mod lifecycle;
 mod probe;
 mod roles;
 mod scraping;
@@ -25,6 +26,7 @@ use strata_storage::{NodeBackend, StandaloneWriter, StorageConfig, StorageNode};
 use strata_tsdb::DbConfig;
 
 use crate::config::StandaloneConfig;
+pub(crate) use crate::lifecycle::shutdown_signal;
 use strata_discovery::PromDuration;
 
 /// Strata: a distributed, Prometheus-compatible time-series database.
@@ -54,6 +56,38 @@ enum Role {
     /// Makes a cluster CA and a member certificate for the mutual TLS between cluster
     /// members (`--grpc-tls-*` of storage nodes, ingestors and queriers).
     Certs(certs::CertsArgs),
+    /// Checks configuration files, as `promtool check`.
+    #[command(subcommand)]
+    Check(Check),
+}
+
+#[derive(Debug, Subcommand)]
+enum Check {
+    /// Checks web configuration files (`--web.config.file`) as `promtool check web-config`:
+    /// prints `FILE SUCCESS` or `FILE FAILED: reason`, exits 1 if any failed.
+    WebConfig {
+        /// The files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+fn check(c: Check) -> anyhow::Result<()> {
+    let Check::WebConfig { files } = c;
+    let mut failed = false;
+    for f in files {
+        match strata_server::check_web_config(&f) {
+            None => eprintln!("{} SUCCESS", f.display()),
+            Some(e) => {
+                eprintln!("{} FAILED: {e}", f.display());
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 /// Flags of `strata standalone`; each overrides the config file.
@@ -97,6 +131,32 @@ struct StandaloneArgs {
     /// Longest a client may take to send a request's body [default: 5m].
     #[arg(long = "web.read-timeout")]
     web_read_timeout: Option<PromDuration>,
+    /// Prometheus's web configuration file: TLS, basic-auth users and response headers of
+    /// the HTTP listener (re-read when it changes) [default: none].
+    #[arg(long = "web.config.file")]
+    web_config_file: Option<PathBuf>,
+    /// A file of bearer tokens, one `USER TOKEN` per line, accepted beside basic auth
+    /// [default: none].
+    #[arg(long = "web.bearer-tokens-file")]
+    web_bearer_tokens_file: Option<PathBuf>,
+    /// Serve /metrics, /-/healthy and /-/ready without authentication (probes, scrapers).
+    #[arg(long = "web.unauthenticated-probes")]
+    web_unauthenticated_probes: bool,
+    /// Serve POST /-/reload and /-/quit (else 403, as Prometheus).
+    #[arg(long = "web.enable-lifecycle")]
+    web_enable_lifecycle: bool,
+    /// Every write and read names a tenant (X-Scope-OrgID, or the authenticated user);
+    /// tenants' data are isolated (Mimir's flag).
+    #[arg(long = "auth.multitenancy-enabled")]
+    multitenancy_enabled: bool,
+    /// Authenticated users who may name any tenants in X-Scope-OrgID (`a|b`: several at
+    /// once), comma-separated [default: none].
+    #[arg(long = "auth.tenant-operators", value_delimiter = ',')]
+    tenant_operators: Vec<String>,
+    /// Per-tenant limits overriding the defaults (Mimir's `overrides:` file), re-read when
+    /// it changes [default: none].
+    #[arg(long = "runtime-config.file")]
+    runtime_config_file: Option<PathBuf>,
     /// Refuse writes (503) while the data directory's filesystem has fewer free bytes than
     /// this; 0 = no check [default: 268435456].
     #[arg(long = "storage.min-free-bytes")]
@@ -147,25 +207,22 @@ fn load_config(a: StandaloneArgs) -> anyhow::Result<StandaloneConfig> {
     if let Some(v) = a.web_read_timeout {
         c.web_read_timeout = v;
     }
+    if let Some(v) = a.web_config_file {
+        c.web_config_file = Some(v);
+    }
+    if let Some(v) = a.web_bearer_tokens_file {
+        c.web_bearer_tokens_file = Some(v);
+    }
+    c.web_unauthenticated_probes |= a.web_unauthenticated_probes;
+    c.web_enable_lifecycle |= a.web_enable_lifecycle;
+    c.multitenancy_enabled |= a.multitenancy_enabled;
+    c.tenant_operators.extend(a.tenant_operators);
+    if let Some(v) = a.runtime_config_file {
+        c.runtime_config_file = Some(v);
+    }
     a.ingest.apply(&mut c);
     c.validate().map_err(anyhow::Error::msg)?;
     Ok(c)
-}
-
-pub(crate) async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-    }
-    tracing::info!("shutdown requested");
 }
 
 async fn standalone(c: StandaloneConfig) -> anyhow::Result<()> {
@@ -188,30 +245,36 @@ async fn standalone(c: StandaloneConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("opening database in {}", c.data_dir.display()))?;
     let writer: Arc<dyn strata_api::Writer> = Arc::new(StandaloneWriter(node.clone()));
-    let state = AppState::with(
-        Arc::new(NodeBackend::new(node.clone())),
-        writer.clone(),
-        ServerConfig {
-            max_write_body_bytes: c.max_write_body_bytes,
-            engine: strata_promql::EngineConfig {
-                lookback_ms: c.query_lookback_delta.0.as_millis() as i64,
-                max_samples: c.query_max_samples,
-                timeout: c.query_timeout.0,
-                features: c.features(),
-                max_bytes: c.query_max_bytes,
-                max_points_per_series: c.query_max_points_per_series,
-                max_nesting: c.query_max_nesting,
-                ..strata_promql::EngineConfig::default()
-            },
-            query_max_concurrency: c.query_max_concurrency,
-            max_response_bytes: c.query_max_response_bytes,
-            listen: c.listen(),
-            ingest: c.ingest(),
-            ..ServerConfig::default()
+    let server = ServerConfig {
+        max_write_body_bytes: c.max_write_body_bytes,
+        engine: strata_promql::EngineConfig {
+            lookback_ms: c.query_lookback_delta.0.as_millis() as i64,
+            max_samples: c.query_max_samples,
+            timeout: c.query_timeout.0,
+            features: c.features(),
+            max_bytes: c.query_max_bytes,
+            max_points_per_series: c.query_max_points_per_series,
+            max_nesting: c.query_max_nesting,
+            ..strata_promql::EngineConfig::default()
         },
-    );
-    let scrape_routes =
+        query_max_concurrency: c.query_max_concurrency,
+        max_response_bytes: c.query_max_response_bytes,
+        listen: c.listen(),
+        ingest: c.ingest(),
+        tenancy: strata_server::TenancyConfig {
+            enabled: c.multitenancy_enabled,
+            operators: c.tenant_operators.clone(),
+        },
+        overrides: strata_server::OverridesConfig { file: c.runtime_config_file.clone(), ingestors: 1 },
+        ..ServerConfig::default()
+    };
+    if let Some(e) = strata_server::check_overrides(&server) {
+        anyhow::bail!("runtime_config_file: {e}");
+    }
+    let state = AppState::with(Arc::new(NodeBackend::new(node.clone())), writer.clone(), server);
+    let (scrape_routes, scrape) =
         scraping::start(c.scrape_config_file.clone(), None, &c.http_addr, &state, writer).await?;
+    let scrape_routes = scrape_routes.merge(lifecycle::routes(c.web_enable_lifecycle, Some(scrape)));
     let listener = tokio::net::TcpListener::bind(&c.http_addr)
         .await
         .with_context(|| format!("listening on {}", c.http_addr))?;
@@ -245,5 +308,6 @@ fn main() -> anyhow::Result<()> {
         Role::Probe(a) => probe::probe(a),
         Role::Admin(a) => rt.block_on(admin::run(a)),
         Role::Certs(a) => certs::certs(a),
+        Role::Check(c) => check(c),
     }
 }

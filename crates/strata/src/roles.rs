@@ -216,22 +216,78 @@ pub(crate) struct WebArgs {
     /// pause/resume) on this listener; `GET /api/v1/cluster/status` is served regardless.
     #[arg(long = "web.enable-admin-api")]
     enable_admin_api: bool,
+    /// Serve POST /-/reload and /-/quit (else 403 "Lifecycle API is not enabled.", as
+    /// Prometheus).
+    #[arg(long = "web.enable-lifecycle")]
+    enable_lifecycle: bool,
+    /// Prometheus's web configuration file: TLS, basic-auth users and response headers of
+    /// this listener (re-read when it changes) [default: none].
+    #[arg(long = "web.config.file", env = "STRATA_WEB_CONFIG_FILE")]
+    web_config_file: Option<std::path::PathBuf>,
+    /// A file of bearer tokens, one `USER TOKEN` per line, accepted beside basic auth
+    /// [default: none].
+    #[arg(long = "web.bearer-tokens-file", env = "STRATA_WEB_BEARER_TOKENS_FILE")]
+    web_bearer_tokens_file: Option<std::path::PathBuf>,
+    /// Serve /metrics, /-/healthy and /-/ready without authentication (probes, scrapers).
+    #[arg(long = "web.unauthenticated-probes", env = "STRATA_WEB_UNAUTHENTICATED_PROBES")]
+    web_unauthenticated_probes: bool,
+    /// Every write and read names a tenant (X-Scope-OrgID, or the authenticated user);
+    /// tenants' data are isolated (Mimir's flag).
+    #[arg(long = "auth.multitenancy-enabled", env = "STRATA_AUTH_MULTITENANCY_ENABLED")]
+    multitenancy: bool,
+    /// Authenticated users who may name any tenants in X-Scope-OrgID (`a|b`: several at
+    /// once), comma-separated.
+    #[arg(long = "auth.tenant-operators", value_delimiter = ',', env = "STRATA_AUTH_TENANT_OPERATORS")]
+    tenant_operators: Vec<String>,
+    /// Per-tenant limits overriding the flags' defaults (Mimir's `overrides:` file),
+    /// re-read when it changes [default: none].
+    #[arg(long = "runtime-config.file", env = "STRATA_RUNTIME_CONFIG_FILE")]
+    runtime_config_file: Option<std::path::PathBuf>,
 }
 
 impl WebArgs {
     /// The cluster administration routes: the status, and the verbs with
-    /// `--web.enable-admin-api` (else they answer 503 "admin APIs disabled", as Prometheus's).
+    /// `--web.enable-admin-api` (else they answer 500 "admin APIs disabled", as Prometheus's).
     fn admin_routes(&self, client: Arc<ClusterClient>) -> axum::Router {
         crate::admin::routes(client, self.enable_admin_api)
     }
 
-    fn listen(&self) -> strata_server::ListenConfig {
-        strata_server::ListenConfig {
+    fn tenancy(&self) -> strata_server::TenancyConfig {
+        strata_server::TenancyConfig { enabled: self.multitenancy, operators: self.tenant_operators.clone() }
+    }
+
+    /// `cfg` with this listener's per-tenant limits (`ingestors` share each tenant's rate);
+    /// a bad runtime configuration file is an error.
+    fn with_overrides(&self, mut cfg: ServerConfig, ingestors: usize) -> anyhow::Result<ServerConfig> {
+        cfg.overrides = strata_server::OverridesConfig { file: self.runtime_config_file.clone(), ingestors };
+        if let Some(e) = strata_server::check_overrides(&cfg) {
+            anyhow::bail!("--runtime-config.file: {e}");
+        }
+        Ok(cfg)
+    }
+
+    /// `/-/reload` (of `scrape`, when the node scrapes) and `/-/quit`, with
+    /// `--web.enable-lifecycle`.
+    fn lifecycle_routes(&self, scrape: Option<strata_scrape::ScrapeManager>) -> axum::Router {
+        crate::lifecycle::routes(self.enable_lifecycle, scrape)
+    }
+
+    /// The listener's limits and security; a bad web configuration file is an error.
+    fn listen(&self) -> anyhow::Result<strata_server::ListenConfig> {
+        if let Some(e) = self.web_config_file.as_deref().and_then(strata_server::check_web_config) {
+            anyhow::bail!("--web.config.file: {e}");
+        }
+        Ok(strata_server::ListenConfig {
             max_connections: self.web_max_connections,
             header_read_timeout: self.web_header_read_timeout.0,
             body_read_timeout: self.web_read_timeout.0,
+            security: strata_server::WebSecurityConfig {
+                config_file: self.web_config_file.clone(),
+                bearer_tokens_file: self.web_bearer_tokens_file.clone(),
+                open_probes: self.web_unauthenticated_probes,
+            },
             ..strata_server::ListenConfig::default()
-        }
+        })
     }
 }
 
@@ -316,12 +372,20 @@ pub(crate) async fn storage(a: StorageArgs) -> anyhow::Result<()> {
                 ..ClientConfig::default()
             }));
             client.spawn_refresh(Duration::from_secs(10));
+            let cfg = ServerConfig {
+                listen: a.web.listen()?,
+                ingest: ingest.ingest(),
+                tenancy: a.web.tenancy(),
+                ..ServerConfig::default()
+            };
             let state = AppState::with(
                 Arc::new(NodeBackend::new(node.clone())),
                 Arc::new(ClusterWriter(client.clone())),
-                ServerConfig { listen: a.web.listen(), ingest: ingest.ingest(), ..ServerConfig::default() },
+                a.web.with_overrides(cfg, 1)?,
             );
-            let routes = strata_server::router(state.clone()).merge(a.web.admin_routes(client));
+            let routes = strata_server::router(state.clone())
+                .merge(a.web.admin_routes(client))
+                .merge(a.web.lifecycle_routes(None));
             serve_http(addr, &state, routes).await?;
         }
         None => crate::shutdown_signal().await,
@@ -358,6 +422,10 @@ pub(crate) struct IngestorArgs {
     /// This ingestor's entry in --scrape-peers [default: --http-addr].
     #[arg(long)]
     advertise_addr: Option<String>,
+    /// Ingestors sharing each tenant's ingestion rate: each takes 1/N of it (set it to the
+    /// number of ingestor replicas; docs/security.md).
+    #[arg(long = "ingest.ingestors", default_value_t = 1, env = "STRATA_INGEST_INGESTORS")]
+    ingestors: usize,
     #[command(flatten)]
     tls: GrpcTlsArgs,
     #[command(flatten)]
@@ -393,16 +461,23 @@ pub(crate) async fn ingestor(a: IngestorArgs) -> anyhow::Result<()> {
     let state = AppState::with(
         Arc::new(Reader::none()),
         writer.clone(),
-        ServerConfig {
-            listen: a.web.listen(),
-            ingest: a.ingest.settings().ingest(),
-            ..ServerConfig::default()
-        },
+        a.web.with_overrides(
+            ServerConfig {
+                listen: a.web.listen()?,
+                tenancy: a.web.tenancy(),
+                ingest: a.ingest.settings().ingest(),
+                ..ServerConfig::default()
+            },
+            a.ingestors,
+        )?,
     );
-    let scrape_routes =
+    let (scrape_routes, scrape) =
         crate::scraping::start(a.scrape_config.clone(), ring, &a.http_addr, &state, writer).await?;
     tracing::info!(storage = ?a.storage, "strata ingestor starting");
-    let routes = strata_server::router(state.clone()).merge(scrape_routes).merge(admin);
+    let routes = strata_server::router(state.clone())
+        .merge(scrape_routes)
+        .merge(admin)
+        .merge(a.web.lifecycle_routes(Some(scrape)));
     serve_http(&a.http_addr, &state, routes).await
 }
 
@@ -469,7 +544,8 @@ pub(crate) async fn querier(a: QuerierArgs) -> anyhow::Result<()> {
         ..ClientConfig::default()
     }));
     client.spawn_refresh(Duration::from_secs(10));
-    let mut cfg = ServerConfig { listen: a.web.listen(), ..ServerConfig::default() };
+    let mut cfg =
+        ServerConfig { listen: a.web.listen()?, tenancy: a.web.tenancy(), ..ServerConfig::default() };
     cfg.engine.timeout = a.query_timeout.0;
     cfg.engine.max_samples = a.query_max_samples;
     cfg.engine.max_bytes = a.query_max_bytes;
@@ -489,9 +565,10 @@ pub(crate) async fn querier(a: QuerierArgs) -> anyhow::Result<()> {
             lookback_ms: cfg.engine.lookback_ms,
         },
     );
-    let state = AppState::with(Arc::new(backend), Arc::new(NoWrites), cfg);
+    let state = AppState::with(Arc::new(backend), Arc::new(NoWrites), a.web.with_overrides(cfg, 1)?);
     tracing::info!(storage = ?a.storage, pushdown = a.pushdown, "strata querier starting");
-    serve_http(&a.http_addr, &state, strata_server::router(state.clone()).merge(admin)).await
+    let routes = strata_server::router(state.clone()).merge(admin).merge(a.web.lifecycle_routes(None));
+    serve_http(&a.http_addr, &state, routes).await
 }
 
 /// A querier takes no writes: remote write gets 405 with where to send it.

@@ -7,15 +7,15 @@ use std::sync::Arc;
 use strata_scrape::{ManagerConfig, ScrapeManager, ring};
 
 /// Starts scraping per `file` (none: only the routes, with nothing to scrape) on the node
-/// listening on `listen_addr` and returns the routes to serve beside the node's API. A bad
-/// file fails the start.
+/// listening on `listen_addr` and returns the routes to serve beside the node's API and the
+/// manager (which `POST /-/reload` reloads). A bad file fails the start.
 pub(crate) async fn start(
     file: Option<PathBuf>,
     ring: Option<ring::MembershipConfig>,
     listen_addr: &str,
     state: &strata_server::AppState,
     writer: Arc<dyn strata_api::Writer>,
-) -> anyhow::Result<axum::Router> {
+) -> anyhow::Result<(axum::Router, ScrapeManager)> {
     let ring = ring.map(ring::spawn_membership);
     let cfg = ManagerConfig {
         config_file: file,
@@ -38,5 +38,7 @@ pub(crate) async fn start(
             let _ = m.reload().await;
         }
     });
-    Ok(strata_scrape::routes(manager))
+    let routes =
+        strata_server::default_tenant_only(strata_scrape::routes(manager.clone()), &state.config().tenancy);
+    Ok((routes, manager))
 }

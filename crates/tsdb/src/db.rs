@@ -717,6 +717,12 @@ impl Db {
         h
     }
 
+    /// Series in the head whose label `name` has `value` ("": series without the label),
+    /// e.g. a tenant's (an index lookup per shard).
+    pub fn count_label_value(&self, name: &str, value: &str) -> usize {
+        self.shards.shards.iter().map(|s| s.count_label_value(name, value)).sum()
+    }
+
     /// Stops maintenance and flushes the engine. Checkpoints are the shard groups' (a
     /// replicated shard's checkpoint carries its Raft state): their owner takes them first.
     pub fn close(&self) -> Result<()> {

@@ -756,6 +756,18 @@ impl Shard {
         out
     }
 
+    /// Series whose label `name` has `value` ("": series without the label), counted in the
+    /// index without touching a series.
+    pub(crate) fn count_label_value(&self, name: &str, value: &str) -> usize {
+        let st = self.state.read();
+        let values = st.postings.values(name);
+        if value.is_empty() {
+            st.series.len().saturating_sub(values.map_or(0, |v| v.values().map(Vec::len).sum()))
+        } else {
+            values.and_then(|v| v.get(value)).map_or(0, Vec::len)
+        }
+    }
+
     /// Label names of series matching `matchers` (all series when empty) active in the range.
     pub(crate) fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<String> {
         if matchers.is_empty() {

@@ -59,3 +59,49 @@ app.kubernetes.io/component: {{ .component }}
 - name: grpc-tls
   secret: {secretName: {{ include "strata.grpcTlsSecret" . }}, defaultMode: 0440}
 {{- end -}}
+
+{{/* Flags of every HTTP listener: web configuration (TLS, basic auth), tenants, limits. */}}
+{{- define "strata.webArgs" -}}
+{{- if .Values.web.configSecret }}
+- --web.config.file=/etc/strata/web/web.yml
+{{- if .Values.web.unauthenticatedProbes }}
+- --web.unauthenticated-probes
+{{- end }}
+{{- end }}
+{{- if .Values.web.multitenancy }}
+- --auth.multitenancy-enabled
+{{- end }}
+{{- if .Values.web.tenantOperators }}
+- --auth.tenant-operators={{ join "," .Values.web.tenantOperators }}
+{{- end }}
+{{- if .Values.web.runtimeConfig }}
+- --runtime-config.file=/etc/strata/runtime/runtime.yml
+{{- end }}
+{{- end -}}
+
+{{/* Mounts of the web configuration Secret and the runtime configuration. */}}
+{{- define "strata.webMounts" -}}
+{{- if .Values.web.configSecret }}
+- {name: web-config, mountPath: /etc/strata/web, readOnly: true}
+{{- end }}
+{{- if .Values.web.runtimeConfig }}
+- {name: runtime-config, mountPath: /etc/strata/runtime, readOnly: true}
+{{- end }}
+{{- end -}}
+
+{{/* Volumes of the web configuration Secret and the runtime configuration ConfigMap. */}}
+{{- define "strata.webVolumes" -}}
+{{- if .Values.web.configSecret }}
+- name: web-config
+  secret: {secretName: {{ .Values.web.configSecret }}, defaultMode: 0440}
+{{- end }}
+{{- if .Values.web.runtimeConfig }}
+- name: runtime-config
+  configMap: {name: {{ include "strata.fullname" . }}-runtime}
+{{- end }}
+{{- end -}}
+
+{{/* The probes' scheme: HTTPS when the web configuration turns TLS on. */}}
+{{- define "strata.probeScheme" -}}
+{{- if .Values.web.tls }}HTTPS{{ else }}HTTP{{ end -}}
+{{- end -}}
