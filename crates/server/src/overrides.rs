@@ -264,6 +264,5 @@ mod tests {
         std::fs::write(&f, "overrides:\n  team-a:\n    ingestion_rat: 1\n").unwrap();
         let err = Overrides::new(&OverridesConfig { file: Some(f), ingestors: 1 }, defaults).unwrap_err();
         assert!(err.contains("ingestion_rat"), "{err}");
-
     }
 }
