@@ -358,3 +358,53 @@ fn each_tenant_has_its_own_limits() {
         pct(&mut qd, 0.99)
     );
 }
+
+#[test]
+fn prometheus_writes_as_the_tenant_of_its_user() {
+    use strata_suite::{PROMETHEUS_SELF, Peer, PeerSpec, System, peer_bin};
+    let tmp = tempfile::tempdir().unwrap();
+    // the tenant of an authenticated request is its user (Debian's Prometheus 2.42 does not
+    // send remote_write `headers`, so no X-Scope-OrgID: the user names the tenant)
+    let web = tmp.path().join("web.yml");
+    let hash = bcrypt::hash("secret", 4).unwrap();
+    std::fs::write(&web, format!("basic_auth_users:\n  team-a: {hash}\n  team-b: {hash}\n")).unwrap();
+    let web_flag = format!("--web.config.file={}", web.display());
+    let s = start_strata(
+        tmp.path().join("s"),
+        &["--auth.multitenancy-enabled", "--web.unauthenticated-probes", &web_flag],
+    )
+    .unwrap();
+    let config = format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: prometheus\n    static_configs:\n      \
+         - targets: ['{PROMETHEUS_SELF}']\nremote_write:\n  - url: {}\n    basic_auth: {{username: team-a, password: secret}}\n    \
+         queue_config: {{batch_send_deadline: 1s}}\n",
+        s.write_url()
+    );
+    let mut spec = PeerSpec::new(
+        System::Prometheus,
+        peer_bin("PROMETHEUS_BIN", &["prometheus"]).unwrap(),
+        tmp.path().join("p"),
+    );
+    spec.prometheus_config = Some(config);
+    let prom = Peer::start(spec).unwrap();
+    let read = |user: &str, path: &str| -> Value {
+        let r = reqwest::blocking::Client::new()
+            .get(format!("{}{path}", s.base_url))
+            .basic_auth(user, Some("secret"));
+        let v: Value = r.send().unwrap().json().unwrap();
+        assert_eq!(v["status"], "success", "{path} as {user}: {v}");
+        v["data"].clone()
+    };
+    let up = "/api/v1/series?match[]=up%7Bjob%3D%22prometheus%22%7D";
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while read("team-a", up).as_array().is_none_or(Vec::is_empty) {
+        assert!(std::time::Instant::now() < deadline, "Prometheus's samples never arrived as team-a");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    drop(prom);
+    // only team-a sees them; team-b, authenticated, sees nothing
+    assert_eq!(read("team-b", up), serde_json::json!([]));
+    assert_eq!(read("team-b", "/api/v1/label/__name__/values"), serde_json::json!([]));
+    let names = read("team-a", "/api/v1/label/__name__/values");
+    assert!(names.as_array().is_some_and(|a| a.len() > 100), "team-a sees Prometheus's metrics");
+}
