@@ -346,6 +346,10 @@ fn each_tenant_has_its_own_limits() {
         "{m}"
     );
     assert!(!m.contains(r#"tenant="team-b""#), "team-b lost nothing");
+    assert!(
+        m.contains(r#"strata_tenant_limit{tenant="team-a",name="max_global_series_per_user"} 10000"#),
+        "{m}"
+    );
     eprintln!(
         "team-b while team-a explodes: write p50 {:.1} → {:.1} ms, p99 {:.1} → {:.1} ms; query p50 {:.1} → {:.1} ms, p99 {:.1} → {:.1} ms",
         pct(&mut wb, 0.5),

@@ -157,7 +157,6 @@ pub struct AppState {
 impl AppState {
     /// State reading through `backend` and writing through `writer`.
     pub fn with(backend: Arc<dyn QueryBackend>, writer: Arc<dyn Writer>, cfg: ServerConfig) -> Self {
-        let metrics = Arc::new(Metrics::new(backend.clone(), &cfg.limits()));
         let engine = strata_promql::Engine::new(cfg.engine.clone());
         let queries = Arc::new(tokio::sync::Semaphore::new(cfg.query_max_concurrency.max(1)));
         let defaults = cfg.tenant_defaults();
@@ -168,6 +167,7 @@ impl AppState {
             overrides::Overrides::defaults_only(&cfg.overrides, defaults)
         });
         let overrides = Arc::new(overrides);
+        let metrics = Arc::new(Metrics::new(backend.clone(), &cfg.limits(), overrides.clone()));
         AppState { backend, writer, metrics, cfg, engine, queries, metadata: Arc::default(), overrides }
     }
 

@@ -56,6 +56,36 @@ pub struct Metrics {
     pub(crate) auth_refused: Family<Reason, Counter>,
 }
 
+/// Label set of a tenant's limit.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantLimit {
+    tenant: String,
+    name: String,
+}
+
+/// The limits of the tenants the runtime configuration overrides, read at scrape time.
+#[derive(Debug)]
+struct OverridesCollector(Arc<crate::overrides::Overrides>);
+
+impl Collector for OverridesCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let tenants = self.0.overridden();
+        if tenants.is_empty() {
+            return Ok(());
+        }
+        let help = "Limits of the tenants the runtime configuration overrides, by tenant and name \
+                    (bytes, seconds or counts; the others have strata_limit's).";
+        let mut family = enc.encode_descriptor("strata_tenant_limit", help, None, MetricType::Gauge)?;
+        for (tenant, limits) in tenants {
+            for (name, v) in limits.gauges() {
+                let labels = TenantLimit { tenant: tenant.clone(), name: name.to_owned() };
+                ConstGauge::new(v).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug)]
 struct DbCollector(Arc<dyn QueryBackend>);
 
@@ -99,7 +129,11 @@ impl Collector for DbCollector {
 impl Metrics {
     /// Registers every metric (with the configured `limits` as the `strata_limit` gauge);
     /// `db` is read at scrape time.
-    pub fn new(db: Arc<dyn QueryBackend>, limits: &[(&'static str, f64)]) -> Self {
+    pub(crate) fn new(
+        db: Arc<dyn QueryBackend>,
+        limits: &[(&'static str, f64)],
+        overrides: Arc<crate::overrides::Overrides>,
+    ) -> Self {
         let mut registry = Registry::default();
         let ingested = Counter::default();
         let rejected = Family::<TenantReason, Counter>::default();
@@ -134,6 +168,7 @@ impl Metrics {
             auth_refused.clone(),
         );
         registry.register_collector(Box::new(DbCollector(db)));
+        registry.register_collector(Box::new(OverridesCollector(overrides)));
         Metrics { registry, ingested, rejected, write_requests, open_connections, auth_refused }
     }
 

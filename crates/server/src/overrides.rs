@@ -81,6 +81,24 @@ impl TenantLimits {
         }
     }
 
+    /// Every limit as (name, value) for `/metrics` (durations in seconds).
+    pub(crate) fn gauges(&self) -> [(&'static str, f64); 12] {
+        [
+            ("ingestion_rate", self.ingestion_rate),
+            ("ingestion_burst_size", self.ingestion_burst_size as f64),
+            ("max_global_series_per_user", self.max_global_series_per_user as f64),
+            ("max_label_names_per_series", self.max_label_names_per_series as f64),
+            ("max_label_name_length", self.max_label_name_length as f64),
+            ("max_label_value_length", self.max_label_value_length as f64),
+            ("max_fetched_series_per_query", self.max_fetched_series_per_query as f64),
+            ("max_fetched_chunk_bytes_per_query", self.max_fetched_chunk_bytes_per_query as f64),
+            ("max_samples_per_query", self.max_samples_per_query as f64),
+            ("max_total_query_length", self.max_total_query_length.0.as_secs_f64()),
+            ("max_query_lookback", self.max_query_lookback.0.as_secs_f64()),
+            ("max_concurrent_queries", self.max_concurrent_queries as f64),
+        ]
+    }
+
     /// The remote-write limits of the tenant (the node's, with the tenant's values).
     pub(crate) fn ingest(&self, node: &IngestLimits, ingestors: usize) -> IngestLimits {
         let n = ingestors.max(1);
@@ -136,6 +154,11 @@ fn load(file: &std::path::Path, defaults: &TenantLimits) -> Result<BTreeMap<Stri
     }
     Ok(out)
 }
+
+/// Most tenants whose rate limiter or query slots are kept: past it they are all dropped
+/// and made again on use (a tenant then starts from a full burst), so that requests naming
+/// ever new tenants cannot grow the node's memory without bound.
+const MAX_TRACKED_TENANTS: usize = 100_000;
 
 /// A tenant's rate limiter (None: no rate limit) and the limits it was made for.
 type Bucket = (TenantLimits, Option<Arc<RateLimiter>>);
@@ -195,6 +218,12 @@ impl Overrides {
             .unwrap_or_else(|| self.defaults.clone())
     }
 
+    /// The tenants the runtime configuration names, with their limits.
+    pub(crate) fn overridden(&self) -> Vec<(String, TenantLimits)> {
+        let Some(m) = self.file.as_ref().and_then(|f| f.current().ok()) else { return Vec::new() };
+        m.iter().map(|(t, l)| (t.clone(), l.clone())).collect()
+    }
+
     /// The share of the tenant's rate this node enforces.
     pub(crate) fn ingestors(&self) -> usize {
         self.ingestors
@@ -215,6 +244,9 @@ impl Overrides {
             return r.clone();
         }
         let r = RateLimiter::new(&limits.ingest(node, self.ingestors), clock.clone()).map(Arc::new);
+        if b.len() >= MAX_TRACKED_TENANTS {
+            b.clear();
+        }
         b.insert(tenant.to_owned(), (limits.clone(), r.clone()));
         r
     }
@@ -230,6 +262,9 @@ impl Overrides {
             return None;
         }
         let mut q = self.queries.lock();
+        if q.len() >= MAX_TRACKED_TENANTS && !q.contains_key(tenant) {
+            q.clear();
+        }
         let e = q.entry(tenant.to_owned()).or_insert_with(|| (n, Arc::new(tokio::sync::Semaphore::new(n))));
         if e.0 != n {
             *e = (n, Arc::new(tokio::sync::Semaphore::new(n)));
