@@ -109,9 +109,7 @@ impl ServerConfig {
             ("write_min_bytes_per_sample", write::MIN_SAMPLE_BYTES as f64),
         ]
     }
-}
 
-impl ServerConfig {
     /// Every tenant's limits unless overridden: this configuration's.
     pub fn tenant_defaults(&self) -> TenantLimits {
         TenantLimits::defaults(&self.ingest, &self.engine, self.query_max_concurrency)
@@ -224,7 +222,7 @@ impl AppState {
     }
 
     /// The tenant of a request; fail closed: a route that resolves none reads nothing.
-    fn tenant(p: &params::Params) -> Result<&tenant::Tenant, api::ApiError> {
+    pub(crate) fn tenant(p: &params::Params) -> Result<&tenant::Tenant, api::ApiError> {
         p.tenant().ok_or_else(|| api::ApiError::internal("no tenant resolved for this route"))
     }
 

@@ -541,8 +541,7 @@ pub(crate) async fn metadata(State(st): State<AppState>, p: Params) -> Result<Re
             },
         }
     };
-    let tenants =
-        p.tenant().ok_or_else(|| ApiError::internal("no tenant resolved for this route"))?.metadata_keys();
+    let tenants = AppState::tenant(&p)?.metadata_keys();
     let data = st.metadata.query(
         tenants.as_deref(),
         p.get("metric").filter(|s| !s.is_empty()),

@@ -131,9 +131,9 @@ pub(crate) async fn middleware(
 }
 
 async fn only_default_tenant(req: Request, next: Next) -> Response {
-    match req.extensions().get::<Tenant>() {
-        Some(Tenant::All) => next.run(req).await,
-        Some(Tenant::One(t)) if t == ANONYMOUS => next.run(req).await,
+    // the default tenant's data are the series without the label
+    match req.extensions().get::<Tenant>().map(Tenant::write_label) {
+        Some(Ok(None)) => next.run(req).await,
         _ => {
             (StatusCode::FORBIDDEN, format!("only the tenant {ANONYMOUS} owns this node's scrape targets\n"))
                 .into_response()
@@ -149,17 +149,20 @@ pub fn default_tenant_only(routes: axum::Router, cfg: &TenancyConfig) -> axum::R
         .layer(axum::middleware::from_fn_with_state(Arc::new(cfg.clone()), middleware))
 }
 
+/// The value of [`TENANT_LABEL`] the series of tenant `id` carry ("": none, [`ANONYMOUS`]'s).
+fn stored(id: &str) -> &str {
+    if id == ANONYMOUS { "" } else { id }
+}
+
 impl Tenant {
     /// The matcher every read gets; None: no restriction.
     pub(crate) fn matcher(&self) -> Option<Matcher> {
         let m = match self {
             Tenant::All => return None,
-            Tenant::One(t) if t == ANONYMOUS => Matcher::new(MatchOp::Equal, TENANT_LABEL, ""),
-            Tenant::One(t) => Matcher::new(MatchOp::Equal, TENANT_LABEL, t.as_str()),
+            Tenant::One(t) => Matcher::new(MatchOp::Equal, TENANT_LABEL, stored(t)),
             Tenant::Many(ts) => {
-                // ids hold no regex syntax but . * ( ): escaped; anonymous is the empty value
-                let alts: Vec<String> =
-                    ts.iter().map(|t| if t == ANONYMOUS { String::new() } else { regex_escape(t) }).collect();
+                // ids hold no regex syntax but . * ( ): escaped
+                let alts: Vec<String> = ts.iter().map(|t| regex_escape(stored(t))).collect();
                 Matcher::new(MatchOp::Regex, TENANT_LABEL, alts.join("|"))
             }
         };
@@ -170,8 +173,7 @@ impl Tenant {
     pub(crate) fn write_label(&self) -> Result<Option<&str>, String> {
         match self {
             Tenant::All => Ok(None),
-            Tenant::One(t) if t == ANONYMOUS => Ok(None),
-            Tenant::One(t) => Ok(Some(t)),
+            Tenant::One(t) => Ok(Some(stored(t)).filter(|v| !v.is_empty())),
             Tenant::Many(_) => Err("multiple org IDs present".into()),
         }
     }
@@ -189,13 +191,10 @@ impl Tenant {
     /// The keys of this tenant's metadata in the [`strata_api::MetadataStore`] ("" the
     /// default tenant's); None: every tenant's.
     pub(crate) fn metadata_keys(&self) -> Option<Vec<&str>> {
-        fn key(t: &str) -> &str {
-            if t == ANONYMOUS { "" } else { t }
-        }
         match self {
             Tenant::All => None,
-            Tenant::One(t) => Some(vec![key(t)]),
-            Tenant::Many(ts) => Some(ts.iter().map(|t| key(t)).collect()),
+            Tenant::One(t) => Some(vec![stored(t)]),
+            Tenant::Many(ts) => Some(ts.iter().map(|t| stored(t)).collect()),
         }
     }
 
