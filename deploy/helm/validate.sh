@@ -22,6 +22,7 @@ helm template strata "$chart" --namespace monitoring \
   --set web.configSecret=strata-web --set web.tls=true --set web.multitenancy=true \
   --set web.tenantOperators[0]=ops --set-string web.runtimeConfig="$(printf 'overrides:\n  team-a:\n    ingestion_rate: 100\n')" \
   --set serviceMonitor.tlsConfig.insecureSkipVerify=true \
+  --set ingestor.haTracker.enabled=true --set ingestor.haTracker.replicaLabel=prometheus_replica \
   --set-string ingestor.scrape.config="$(printf 'scrape_configs:\n  - job_name: pods\n    kubernetes_sd_configs: [{role: pod}]\n')" \
   >"$out/all.yaml"
 for f in "$out"/default.yaml "$out"/all.yaml; do
@@ -58,6 +59,7 @@ assert "kubernetes_sd_configs" in cm["data"]["prometheus.yml"]
 rt = next(d for d in docs if d["kind"] == "ConfigMap" and "runtime.yml" in d["data"])
 assert "ingestion_rate" in rt["data"]["runtime.yml"]
 assert "--ingest.ingestors=2" in ing_args, ing_args
+assert "--ha-tracker.enable" in ing_args and "--ha-tracker.replica-label=prometheus_replica" in ing_args, ing_args
 # the web configuration, tenants and limits reach every HTTP listener; probes use HTTPS
 for w in [d for d in docs if d["kind"] in ("StatefulSet", "Deployment")]:
     c = w["spec"]["template"]["spec"]["containers"][0]

@@ -29,7 +29,8 @@
 # ingestors' with SCRAPE_CONFIG (--scrape-peers names them).
 # Cluster gRPC is mutual TLS: `up` makes a CA and a member certificate under DIR/certs
 # (`strata certs`) that every process uses.
-# Extra querier flags: QUERIER_FLAGS (e.g. "--pushdown false").
+# Extra querier flags: QUERIER_FLAGS (e.g. "--pushdown false"); extra ingestor flags:
+# INGESTOR_FLAGS (e.g. "--ha-tracker.enable").
 # Every HTTP listener's security: WEB_FLAGS (e.g. "--web.config.file web.yml", docs/security.md);
 # then `up` checks readiness at WEB_SCHEME (http or https) with curl's CURL_FLAGS (e.g.
 # "--cacert ca.pem -u alice:secret").
@@ -39,7 +40,7 @@ set -euo pipefail
 
 cmd=${1:-}
 dir=${2:-}
-[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,37p' "$0"; exit 2; }
+[ -n "$cmd" ] && [ -n "$dir" ] || { sed -n '2,38p' "$0"; exit 2; }
 here=$(cd "$(dirname "$0")/../.." && pwd)
 GRPC_PORT_BASE=${GRPC_PORT_BASE:-7000}
 GRPC_PORTS=${GRPC_PORTS:-"$((GRPC_PORT_BASE + 1)) $((GRPC_PORT_BASE + 2)) $((GRPC_PORT_BASE + 3))"}
@@ -48,6 +49,7 @@ HTTP_PORT_BASE=${HTTP_PORT_BASE:-9100}
 INGEST_PORTS=${INGEST_PORTS:-"8080 8081"}
 QUERY_PORTS=${QUERY_PORTS:-"9090 9091"}
 QUERIER_FLAGS=${QUERIER_FLAGS:-}
+INGESTOR_FLAGS=${INGESTOR_FLAGS:-}
 WEB_FLAGS=${WEB_FLAGS:-}
 WEB_SCHEME=${WEB_SCHEME:-http}
 CURL_FLAGS=${CURL_FLAGS:-}
@@ -151,7 +153,7 @@ start_ingestor() {
   for p in $INGEST_PORTS; do n=$((n + 1)); done
   # shellcheck disable=SC2046,SC2086
   nohup "$bin" ingestor --http-addr "127.0.0.1:$port" --storage "$storage" --ingest.ingestors "$n" \
-    $(tls_flags) $WEB_FLAGS "${scrape[@]}" \
+    $(tls_flags) $INGESTOR_FLAGS $WEB_FLAGS "${scrape[@]}" \
     >>"$dir/logs/ingestor-$i.log" 2>&1 &
   echo $! >"$dir/run/ingestor-$i.pid"
 }

@@ -6,6 +6,7 @@ mod compose;
 mod crash;
 mod differential;
 mod grafana;
+mod ha;
 mod hostile;
 mod hostile_query;
 mod prometheus_peer;

@@ -9,13 +9,17 @@
 //! * the read port: [`QueryBackend`] hands each query a [`ReadView`] (the evaluator's
 //!   [`strata_promql::Source`] plus the series and label lookups) bounded by its
 //!   [`ReadOptions`];
+//! * the HA tracker's election ([`HaClaim`] decided against the stored [`HaElected`]),
+//!   which a [`Writer`] makes where every node taking writes agrees on it;
 //! * the [`MetadataStore`] of metric types, help and units that remote write and scrapes
 //!   fill and `/api/v1/metadata` serves.
 
+mod ha;
 mod metadata;
 mod read;
 mod write;
 
+pub use ha::{HA_FORGET_AFTER_MS, HaClaim, HaElected};
 pub use metadata::MetadataStore;
 pub use read::{CancelOnDrop, QueryBackend, ReadOptions, ReadView, Reader};
-pub use write::{CommitFuture, WriteError, Writer};
+pub use write::{CommitFuture, ElectFuture, WriteError, Writer};

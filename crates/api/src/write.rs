@@ -7,6 +7,8 @@ use std::pin::Pin;
 
 use strata_tsdb::{ApplyOutcome, SeriesBatch};
 
+use crate::{HaClaim, HaElected};
+
 /// Why a write was not stored.
 #[derive(Debug, Clone)]
 pub enum WriteError {
@@ -30,6 +32,9 @@ impl std::fmt::Display for WriteError {
 /// A future returned by [`Writer::commit`].
 pub type CommitFuture<'a> = Pin<Box<dyn Future<Output = Result<ApplyOutcome, WriteError>> + Send + 'a>>;
 
+/// A future returned by [`Writer::elect`].
+pub type ElectFuture<'a> = Pin<Box<dyn Future<Output = Result<HaElected, WriteError>> + Send + 'a>>;
+
 /// Stores remote-write batches durably.
 pub trait Writer: Send + Sync + std::fmt::Debug + 'static {
     /// Whether writes can be taken now (`/-/ready` answers 503 until then). Default true.
@@ -41,4 +46,7 @@ pub trait Writer: Send + Sync + std::fmt::Debug + 'static {
     /// Stores the batch; resolves once it is durable (for a cluster: committed by a quorum
     /// of every shard it touches).
     fn commit(&self, batch: SeriesBatch) -> CommitFuture<'_>;
+    /// Decides an HA replica's claim against the election every node taking writes shares
+    /// (the metadata group's), and answers the election after it.
+    fn elect(&self, claim: HaClaim) -> ElectFuture<'_>;
 }

@@ -337,8 +337,9 @@ impl ClusterClient {
         Ok(self.fetch_map().await.map_or(m, Arc::new))
     }
 
-    /// Sends a metadata command to the metadata group (through any of its replicas).
-    pub async fn update_metadata(&self, command: Vec<u8>) -> Result<()> {
+    /// Sends a metadata command to the metadata group (through any of its replicas); answers
+    /// the command's answer (empty for most commands).
+    pub async fn update_metadata(&self, command: Vec<u8>) -> Result<Vec<u8>> {
         let mut last = String::from("no storage node configured");
         let mut addrs = self.map_sources();
         let mut tried = 0;
@@ -363,12 +364,19 @@ impl ClusterClient {
                         last = format!("{addr} is not the metadata leader");
                         continue;
                     }
-                    return if r.error.is_empty() { Ok(()) } else { Err(Error::Invalid(r.error)) };
+                    return if r.error.is_empty() { Ok(r.answer) } else { Err(Error::Invalid(r.error)) };
                 }
                 Err(e) => last = format!("{addr}: {}", e.message()),
             }
         }
         Err(Error::Unavailable { shard: strata_raft::META_GROUP, reason: last })
+    }
+
+    /// Claims an HA election in the metadata group: the election after the claim.
+    pub async fn elect(&self, claim: strata_api::HaClaim) -> Result<strata_api::HaElected> {
+        let internal = |e: std::io::Error| Error::Server(e.to_string());
+        let cmd = strata_raft::codec::encode(&crate::Command::HaElect(claim)).map_err(internal)?;
+        strata_raft::codec::decode(&self.update_metadata(cmd).await?).map_err(internal)
     }
 
     /// The groups of the node at `addr` as it sees them (one bounded call).

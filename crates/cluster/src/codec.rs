@@ -84,6 +84,7 @@ pub fn outcome_to_wire(o: ApplyOutcome) -> WriteReply {
         rejected: o.rejected.to_vec(),
         new_series: o.new_series,
         error: o.first_error.unwrap_or_default(),
+        answer: o.answer,
         ..WriteReply::default()
     }
 }
@@ -99,5 +100,6 @@ pub fn outcome_from_wire(r: WriteReply) -> ApplyOutcome {
         rejected,
         new_series: r.new_series,
         first_error: (!r.error.is_empty()).then_some(r.error),
+        answer: r.answer,
     }
 }

@@ -3,7 +3,8 @@
 //! * [`ClusterMap`]: shard count, replication factor, nodes, and each shard's replicas —
 //!   placed once by walking a ring of virtual nodes (the `hashring` crate over our own
 //!   stable hashes), stored in the metadata group (`strata-storage`), never recomputed
-//!   elsewhere.
+//!   elsewhere; changed only by the metadata group's [`Command`]s (which also carry the HA
+//!   tracker's elections).
 //! * [`planner`]: the replica moves and leader hand-overs that restore the replication
 //!   factor, drain nodes, keep zones apart and balance the nodes (pure; the placement
 //!   controller of `strata-storage` runs it).
@@ -18,6 +19,7 @@
 mod channel;
 mod client;
 pub mod codec;
+mod command;
 mod error;
 mod map;
 pub mod planner;
@@ -26,6 +28,7 @@ mod tls;
 pub use channel::{MAX_MESSAGE, endpoint};
 pub use client::{ClientConfig, ClusterClient, MAP_VERSION_HEADER, UNREACHABLE_FOR, not_reached};
 pub use codec::{from_wire, series_from_wire, series_to_wire, series_to_wire_with, to_wire};
+pub use command::Command;
 pub use error::{Error, Result, query_error_of};
 pub use map::{
     ClusterMap, ClusterMapV1, ClusterMapV2, Member, Move, MoveReason, NodeInfo, NodeState, VNODES,

@@ -40,6 +40,10 @@ impl Writer for Recorder {
         }
         Box::pin(async { Ok(ApplyOutcome::default()) })
     }
+
+    fn elect(&self, _claim: strata_api::HaClaim) -> strata_api::ElectFuture<'_> {
+        Box::pin(async { Err(strata_api::WriteError::Invalid("scrapes claim no HA election".into())) })
+    }
 }
 
 impl Recorder {

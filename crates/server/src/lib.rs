@@ -22,6 +22,7 @@
 mod api;
 mod gojson;
 mod grpc;
+mod ha;
 mod histogram;
 mod limits;
 mod listen;
@@ -41,6 +42,7 @@ use axum::Router;
 use axum::routing::{get, post};
 use strata_api::{CancelOnDrop, MetadataStore, QueryBackend, ReadOptions, ReadView, Writer};
 
+pub use ha::HaLimits;
 pub use limits::IngestLimits;
 pub use listen::ListenConfig;
 pub use metrics::Metrics;
@@ -104,6 +106,10 @@ impl ServerConfig {
             ("ingest_rate_limit", self.ingest.rate_limit),
             ("ingest_burst", self.ingest.effective_burst() as f64),
             ("ingest_max_active_series", self.ingest.max_active_series as f64),
+            ("ha_tracker_enabled", f64::from(u8::from(self.ingest.ha.accept))),
+            ("ha_tracker_max_clusters", self.ingest.ha.max_clusters as f64),
+            ("ha_tracker_update_timeout_seconds", self.ingest.ha.update_timeout.as_secs_f64()),
+            ("ha_tracker_failover_timeout_seconds", self.ingest.ha.failover_timeout.as_secs_f64()),
             ("write_max_body_bytes", self.max_write_body_bytes as f64),
             ("write_max_decoded_bytes", self.max_write_decoded_bytes as f64),
             ("write_min_bytes_per_sample", write::MIN_SAMPLE_BYTES as f64),
@@ -150,6 +156,7 @@ pub struct AppState {
     queries: Arc<tokio::sync::Semaphore>,
     metadata: Arc<MetadataStore>,
     overrides: Arc<overrides::Overrides>,
+    ha: Arc<ha::HaTracker>,
 }
 
 impl AppState {
@@ -166,7 +173,17 @@ impl AppState {
         });
         let overrides = Arc::new(overrides);
         let metrics = Arc::new(Metrics::new(backend.clone(), &cfg.limits(), overrides.clone()));
-        AppState { backend, writer, metrics, cfg, engine, queries, metadata: Arc::default(), overrides }
+        AppState {
+            backend,
+            writer,
+            metrics,
+            cfg,
+            engine,
+            queries,
+            metadata: Arc::default(),
+            overrides,
+            ha: Arc::default(),
+        }
     }
 
     /// Serves `routes` (this state's [`router`], and whatever is merged into it) on

@@ -9,6 +9,8 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use strata_tsdb::{Clock, LabelLimits};
 
+use crate::ha::HaLimits;
+
 /// Limits on what remote write may store.
 #[derive(Clone, Debug, PartialEq)]
 pub struct IngestLimits {
@@ -37,6 +39,8 @@ pub struct IngestLimits {
     /// a local database (standalone, a storage node's HTTP), not on an ingestor.
     /// 0 = no limit. Default 0.
     pub max_active_series: usize,
+    /// HA-pair deduplication ([`HaLimits`]; off by default).
+    pub ha: HaLimits,
 }
 
 impl Default for IngestLimits {
@@ -48,6 +52,7 @@ impl Default for IngestLimits {
             rate_limit: 0.0,
             burst: 0,
             max_active_series: 0,
+            ha: HaLimits::default(),
         }
     }
 }

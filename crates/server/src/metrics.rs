@@ -54,6 +54,17 @@ pub struct Metrics {
     pub(crate) open_connections: Gauge,
     /// HTTP requests refused by authentication, by reason (see [`crate::web_auth`]).
     pub(crate) auth_refused: Family<Reason, Counter>,
+    /// Samples of HA replicas that were not elected, dropped (see [`crate::ha`]).
+    pub(crate) deduped: Family<TenantCluster, Counter>,
+    /// Changes of an HA cluster's elected replica this node saw.
+    pub(crate) elected_changes: Family<TenantCluster, Counter>,
+}
+
+/// Label set of an HA cluster.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct TenantCluster {
+    pub(crate) tenant: String,
+    pub(crate) cluster: String,
 }
 
 /// Label set of a tenant's limit.
@@ -167,9 +178,31 @@ impl Metrics {
              bad_token, config_error).",
             auth_refused.clone(),
         );
+        let deduped = Family::<TenantCluster, Counter>::default();
+        registry.register(
+            "strata_deduped_samples",
+            "Samples of HA replicas that were not their cluster's elected replica, dropped (202), by tenant \
+             and cluster.",
+            deduped.clone(),
+        );
+        let elected_changes = Family::<TenantCluster, Counter>::default();
+        registry.register(
+            "strata_ha_tracker_elected_replica_changes",
+            "Changes of an HA cluster's elected replica seen by this node, by tenant and cluster.",
+            elected_changes.clone(),
+        );
         registry.register_collector(Box::new(DbCollector(db)));
         registry.register_collector(Box::new(OverridesCollector(overrides)));
-        Metrics { registry, ingested, rejected, write_requests, open_connections, auth_refused }
+        Metrics {
+            registry,
+            ingested,
+            rejected,
+            write_requests,
+            open_connections,
+            auth_refused,
+            deduped,
+            elected_changes,
+        }
     }
 
     pub(crate) fn reject(&self, tenant: &str, reason: &str, n: u64) {

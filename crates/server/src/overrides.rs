@@ -27,6 +27,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use strata_discovery::PromDuration;
 
+use crate::ha::HaLimits;
 use crate::limits::{IngestLimits, RateLimiter};
 use crate::reload::{OnError, Reloading};
 
@@ -60,6 +61,20 @@ pub struct TenantLimits {
     pub max_query_lookback: PromDuration,
     /// Queries of the tenant evaluated at once on this node; more wait.
     pub max_concurrent_queries: usize,
+    /// Deduplicate the tenant's Prometheus HA pairs (see [`HaLimits`]).
+    pub accept_ha_samples: bool,
+    /// The label naming an HA pair's cluster.
+    pub ha_cluster_label: String,
+    /// The label naming the replica of an HA pair, dropped before storage.
+    pub ha_replica_label: String,
+    /// Most HA clusters of the tenant (400 above); 0 = no limit.
+    pub ha_max_clusters: usize,
+    /// How old a node's copy of an election gets before it is claimed again (a Prometheus
+    /// duration).
+    pub ha_tracker_update_timeout: PromDuration,
+    /// How long an election stands unrenewed before another replica takes over (a
+    /// Prometheus duration).
+    pub ha_tracker_failover_timeout: PromDuration,
 }
 
 impl TenantLimits {
@@ -78,11 +93,17 @@ impl TenantLimits {
             max_total_query_length: PromDuration(Duration::ZERO),
             max_query_lookback: PromDuration(Duration::ZERO),
             max_concurrent_queries: concurrency,
+            accept_ha_samples: ingest.ha.accept,
+            ha_cluster_label: ingest.ha.cluster_label.clone(),
+            ha_replica_label: ingest.ha.replica_label.clone(),
+            ha_max_clusters: ingest.ha.max_clusters,
+            ha_tracker_update_timeout: PromDuration(ingest.ha.update_timeout),
+            ha_tracker_failover_timeout: PromDuration(ingest.ha.failover_timeout),
         }
     }
 
     /// Every limit as (name, value) for `/metrics` (durations in seconds).
-    pub(crate) fn gauges(&self) -> [(&'static str, f64); 12] {
+    pub(crate) fn gauges(&self) -> [(&'static str, f64); 16] {
         [
             ("ingestion_rate", self.ingestion_rate),
             ("ingestion_burst_size", self.ingestion_burst_size as f64),
@@ -96,6 +117,10 @@ impl TenantLimits {
             ("max_total_query_length", self.max_total_query_length.0.as_secs_f64()),
             ("max_query_lookback", self.max_query_lookback.0.as_secs_f64()),
             ("max_concurrent_queries", self.max_concurrent_queries as f64),
+            ("accept_ha_samples", f64::from(u8::from(self.accept_ha_samples))),
+            ("ha_max_clusters", self.ha_max_clusters as f64),
+            ("ha_tracker_update_timeout", self.ha_tracker_update_timeout.0.as_secs_f64()),
+            ("ha_tracker_failover_timeout", self.ha_tracker_failover_timeout.0.as_secs_f64()),
         ]
     }
 
@@ -111,7 +136,20 @@ impl TenantLimits {
             rate_limit: self.ingestion_rate / n as f64,
             burst: self.ingestion_burst_size.div_ceil(n as u64),
             max_active_series: self.max_global_series_per_user,
+            ha: self.ha(),
             ..node.clone()
+        }
+    }
+
+    /// The tenant's HA tracker settings.
+    pub(crate) fn ha(&self) -> HaLimits {
+        HaLimits {
+            accept: self.accept_ha_samples,
+            cluster_label: self.ha_cluster_label.clone(),
+            replica_label: self.ha_replica_label.clone(),
+            max_clusters: self.ha_max_clusters,
+            update_timeout: self.ha_tracker_update_timeout.0,
+            failover_timeout: self.ha_tracker_failover_timeout.0,
         }
     }
 }
@@ -150,6 +188,7 @@ fn load(file: &std::path::Path, defaults: &TenantLimits) -> Result<BTreeMap<Stri
         }
         let limits: TenantLimits = serde_yaml::from_value(v)
             .map_err(|e| format!("{}: overrides of {tenant}: {e}", file.display()))?;
+        limits.ha().check().map_err(|e| format!("{}: overrides of {tenant}: {e}", file.display()))?;
         out.insert(tenant, limits);
     }
     Ok(out)

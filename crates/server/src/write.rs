@@ -13,7 +13,9 @@ use strata_proto::prometheus as pb;
 use strata_tsdb::{Db, LabelsError, RejectReason, SeriesBatch, labels};
 
 use crate::AppState;
+use crate::ha::{Claimant, HaLimits, HaRefusal};
 use crate::limits::IngestLimits;
+use crate::metrics::TenantCluster;
 use strata_api::MetadataStore;
 
 use crate::tenant::{TENANT_LABEL, Tenant};
@@ -32,11 +34,13 @@ pub(crate) const MIN_SAMPLE_BYTES: usize = 4;
 
 fn reply(st: &AppState, code: StatusCode, msg: String) -> Response {
     st.metrics.write_requests.get_or_create(&crate::metrics::Code { code: code.as_u16().to_string() }).inc();
-    if code.is_success() {
+    if code.is_success() && msg.is_empty() {
         return code.into_response();
     }
     if code.is_server_error() {
         tracing::warn!(%code, %msg, "remote write failed");
+    } else if code.is_success() {
+        tracing::trace!(%code, %msg, "remote write dropped");
     } else {
         tracing::debug!(%code, %msg, "remote write rejected");
     }
@@ -90,6 +94,10 @@ struct Decoded {
     discarded: Vec<(&'static str, u64)>,
     /// Samples (float and histogram) put in the batch.
     samples: u64,
+    /// The HA cluster and replica of the request (its first series' labels), when the
+    /// tenant deduplicates HA pairs and the first series has both; the replica label is
+    /// then left out of every series.
+    ha: Option<(String, String)>,
 }
 
 impl Decoded {
@@ -118,6 +126,8 @@ struct Checks<'a> {
     tenant: Option<&'a str>,
     /// Whether there are tenants (the series limit then counts the tenant's).
     tenancy: bool,
+    /// The tenant's HA settings, when it deduplicates HA pairs.
+    ha: Option<&'a HaLimits>,
 }
 
 /// A request-level limit: the whole request gets 400.
@@ -175,7 +185,9 @@ fn decode_body(raw: &[u8], batch: SeriesBatch, c: &Checks<'_>) -> Result<Decoded
         false => db.head_stats().series,
     };
     let mut budget = c.db.as_ref().filter(|_| max_series > 0).map(|db| max_series.saturating_sub(held(db)));
-    let mut out = Decoded { batch, errors: Vec::new(), more_errors: 0, discarded: Vec::new(), samples: 0 };
+    let mut out =
+        Decoded { batch, errors: Vec::new(), more_errors: 0, discarded: Vec::new(), samples: 0, ha: None };
+    let mut first = true;
     let text = |s: fast::Span| std::str::from_utf8(s.of(&buf)).unwrap_or("");
     DECODER.with(|d| {
         let mut d = d.borrow_mut();
@@ -184,6 +196,7 @@ fn decode_body(raw: &[u8], batch: SeriesBatch, c: &Checks<'_>) -> Result<Decoded
         let (mut pairs, mut enc): (Vec<(&str, &str)>, Vec<u8>) = (Vec::new(), Vec::new());
         let on_series = |s: &fast::SeriesView<'_>| {
             let n = (s.sample_count + s.histograms.len()) as u64;
+            let is_first = std::mem::take(&mut first);
             pairs.clear();
             for lr in s.labels {
                 match (std::str::from_utf8(lr.name.of(&buf)), std::str::from_utf8(lr.value.of(&buf))) {
@@ -197,6 +210,18 @@ fn decode_body(raw: &[u8], batch: SeriesBatch, c: &Checks<'_>) -> Result<Decoded
             }
             // the tenant is the writer's, whatever the series says
             pairs.retain(|(name, _)| *name != TENANT_LABEL);
+            if let Some(ha) = c.ha {
+                if is_first {
+                    let value =
+                        |label: &str| pairs.iter().find(|(n, _)| *n == label).map(|(_, v)| v.to_string());
+                    out.ha = value(&ha.cluster_label)
+                        .zip(value(&ha.replica_label))
+                        .filter(|(c, r)| !c.is_empty() && !r.is_empty());
+                }
+                if out.ha.is_some() {
+                    pairs.retain(|(name, _)| *name != ha.replica_label);
+                }
+            }
             if let Err(mut e) = labels::validate(&mut pairs, &l.labels) {
                 if let LabelsError::TooManyLabels { actual, .. } = &mut e {
                     *actual = s.label_count;
@@ -307,7 +332,7 @@ pub(crate) async fn remote_write(
             );
         }
     };
-    let st2 = st.clone();
+    let (st2, ha) = (st.clone(), ingest.ha.clone());
     let decoded = tokio::task::spawn_blocking(move || {
         let checks = Checks {
             max_decoded: st2.cfg.max_write_decoded_bytes,
@@ -316,6 +341,7 @@ pub(crate) async fn remote_write(
             db: st2.backend.local_db(),
             tenant: label.as_deref(),
             tenancy: st2.cfg.tenancy.enabled,
+            ha: ingest.ha.accept.then_some(&ingest.ha),
         };
         decode_body(&raw, st2.writer.batch(), &checks)
     })
@@ -325,6 +351,33 @@ pub(crate) async fn remote_write(
         Ok(Err((code, msg))) => return reply(&st, code, msg),
         Err(e) => return reply(&st, StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
+    if let Some((cluster, replica)) = &decoded.ha {
+        let who = Claimant { tenant: &key, cluster, replica, now_ms: st.cfg.clock.now_ms() };
+        match st.ha.check(st.writer.as_ref(), &who, &ha).await {
+            Ok(changed) => {
+                if changed {
+                    let labels = TenantCluster { tenant: key.clone(), cluster: cluster.clone() };
+                    st.metrics.elected_changes.get_or_create(&labels).inc();
+                }
+            }
+            Err(HaRefusal::NotElected { elected }) => {
+                let labels = TenantCluster { tenant: key.clone(), cluster: cluster.clone() };
+                st.metrics.deduped.get_or_create(&labels).inc_by(decoded.samples);
+                // Mimir's answer: a success, so that the replica does not retry
+                let msg =
+                    format!("replicas did not match, rejecting sample: replica={replica}, elected={elected}");
+                return reply(&st, StatusCode::ACCEPTED, msg);
+            }
+            Err(HaRefusal::Claim(WriteError::Invalid(msg))) => {
+                st.metrics.reject(&key, "too_many_ha_clusters", decoded.samples);
+                return reply(&st, StatusCode::BAD_REQUEST, msg);
+            }
+            Err(HaRefusal::Claim(WriteError::Unavailable(msg))) => return unavailable(&st, msg),
+            Err(HaRefusal::Claim(WriteError::Internal(msg))) => {
+                return reply(&st, StatusCode::INTERNAL_SERVER_ERROR, msg);
+            }
+        }
+    }
     if let Some(limiter) = st.overrides.rate_limiter(&key, &limits, &st.cfg.ingest, &st.cfg.clock)
         && let Err(wait) = limiter.take(decoded.samples)
     {

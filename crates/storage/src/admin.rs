@@ -10,7 +10,7 @@ use strata_cluster::{ClusterClient, ClusterMap, Error, NodeState as Lifecycle, R
 use strata_proto::cluster::NodeStatusReply;
 use strata_raft::NodeId;
 
-use crate::meta::Command;
+use strata_cluster::Command;
 
 /// The whole cluster's status.
 #[derive(Debug, Clone, Serialize)]
@@ -194,7 +194,7 @@ fn assemble(map: &ClusterMap, reports: &BTreeMap<NodeId, NodeStatusReply>) -> Cl
 
 async fn send(client: &ClusterClient, cmd: &Command) -> Result<()> {
     let bytes = strata_raft::codec::encode(cmd).map_err(|e| Error::Server(e.to_string()))?;
-    client.update_metadata(bytes).await
+    client.update_metadata(bytes).await.map(drop)
 }
 
 /// Sets the state of the node `who` (a name or an id): [`Lifecycle::Draining`] to

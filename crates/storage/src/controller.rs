@@ -20,8 +20,8 @@ use strata_proto::cluster::{ChangeReplicasRequest, NodeStatusReply, ReplicaOp};
 use strata_raft::{META_GROUP, NodeId};
 use tokio::time::Instant;
 
-use crate::meta::Command;
 use crate::node::NodeState;
+use strata_cluster::Command;
 
 /// How the placement controller moves replicas.
 #[derive(Debug, Clone)]
@@ -243,7 +243,7 @@ async fn propose(st: &NodeState, client: &ClusterClient, cmd: &Command) -> bool 
         }
     };
     match crate::node::update_metadata(st, client, bytes).await {
-        Ok(()) => true,
+        Ok(_) => true,
         Err(e) => {
             tracing::warn!(error = %e, ?cmd, "metadata command not applied");
             false

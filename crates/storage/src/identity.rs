@@ -16,8 +16,8 @@ use strata_raft::{META_GROUP, NodeId};
 use strata_tsdb::keys::meta_key;
 use strata_tsdb::{Cf, KvEngine, WriteBatch};
 
-use crate::meta::Command;
 use crate::node::StorageConfig;
+use strata_cluster::Command;
 
 /// Meta tag of the stored identity (under the metadata group's id).
 const META_IDENTITY: u8 = 0x31;

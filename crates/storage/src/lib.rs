@@ -5,7 +5,7 @@
 //!   cluster map places on it, each an openraft group (through `strata-raft`) whose log is
 //!   the shard's WAL and whose state machine ([`ShardApplier`]) is the shard's head in the
 //!   node's [`Db`](strata_tsdb::Db); the metadata group on the first three nodes ([`meta`]:
-//!   the cluster map); gRPC services for Raft messages (every group of a node pair over one
+//!   the cluster map and the HA tracker's elections); gRPC services for Raft messages (every group of a node pair over one
 //!   channel), shard writes, reads and evaluations, and the map.
 //! * The placement controller ([`PlacementConfig`]): on the metadata leader, moves
 //!   replicas one idempotent step at a time on each shard's leader (learner, catch-up,
@@ -19,6 +19,7 @@
 pub mod admin;
 mod backend;
 mod controller;
+mod ha_table;
 mod identity;
 mod incoming;
 pub mod meta;

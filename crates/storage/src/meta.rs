@@ -1,118 +1,31 @@
-//! The metadata group's state machine: the cluster map.
+//! The metadata group's state machine: the cluster map and the HA tracker's elections.
 
 use std::io;
 use std::sync::Arc;
 
 use parking_lot::RwLock;
-use serde::{Deserialize, Serialize};
-use strata_raft::{
-    Applier, Exporter, META_GROUP, NodeId, Reopener, Request, Response, Staged, StagedData, Stager,
-};
+use strata_raft::{Applier, Exporter, META_GROUP, Reopener, Request, Response, Staged, StagedData, Stager};
 use strata_tsdb::keys::{META_CHECKPOINT_OWNER, meta_key};
 use strata_tsdb::{Cf, KvEngine, WriteBatch};
 
-use strata_cluster::{ClusterMap, ClusterMapV1, Move, NodeState};
+use strata_cluster::{ClusterMap, Command};
 use strata_raft::codec::{decode, encode, io_err};
+
+use crate::ha_table::HaTable;
 
 /// Meta tag of the stored map (under the metadata group's id).
 const META_MAP: u8 = 0x30;
-
-/// A change to the cluster map.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Command {
-    /// Creates the cluster (only once; repeating the same map is a no-op).
-    Create(ClusterMap),
-    /// Registers (or re-addresses) a storage node; it hosts no shard until placed.
-    AddNode {
-        /// The node.
-        id: NodeId,
-        /// Its advertised gRPC address.
-        addr: String,
-    },
-    /// A node without an id joins: see [`ClusterMap::join`] (the joiner then finds its id
-    /// in the map by its token).
-    Join {
-        /// The node's name (its pod name).
-        name: String,
-        /// The random token of this join, stored on the node's disk before it asks.
-        token: u64,
-        /// Its advertised gRPC address.
-        addr: String,
-    },
-    /// Starts replica moves (the placement controller's plan; see [`ClusterMap::start_moves`]).
-    StartMoves(Vec<Move>),
-    /// The phase a move's driver reports.
-    MovePhase {
-        /// The moving shard.
-        shard: u32,
-        /// Its phase.
-        phase: String,
-    },
-    /// A move's joint change committed: `to` replaces `from` in the placement.
-    FinishMove {
-        /// The moved shard.
-        shard: u32,
-        /// The replica that left.
-        from: NodeId,
-        /// The replica that took its place.
-        to: NodeId,
-    },
-    /// A move is given up (its target was dropped from the group again, or is gone).
-    AbortMove {
-        /// The shard.
-        shard: u32,
-    },
-    /// Sets a node's state (decommission, recommission; decommissioned once drained).
-    SetNodeState {
-        /// The node.
-        id: NodeId,
-        /// Its new state.
-        state: NodeState,
-    },
-    /// A node describes itself: its name and zone.
-    Describe {
-        /// The node.
-        id: NodeId,
-        /// Its name (the pod name).
-        name: String,
-        /// Its zone.
-        zone: String,
-    },
-    /// Pauses (true) or resumes the start of new moves.
-    SetPaused(bool),
-    /// Declares a node dead (unseen for too long): its replicas are replaced, its id never
-    /// used again.
-    DeclareDead(NodeId),
-}
-
-/// The commands as logged before joins existed (a `Create` carried the older map).
-#[derive(Debug, Deserialize)]
-enum CommandV1 {
-    Create(ClusterMapV1),
-    AddNode { id: NodeId, addr: String },
-}
-
-impl Command {
-    /// Decodes a logged command, also one logged before joins existed.
-    pub fn decode(bytes: &[u8]) -> io::Result<Command> {
-        decode::<Command>(bytes).or_else(|e| {
-            decode::<CommandV1>(bytes)
-                .map(|c| match c {
-                    CommandV1::Create(m) => Command::Create(m.into()),
-                    CommandV1::AddNode { id, addr } => Command::AddNode { id, addr },
-                })
-                .map_err(|_| e)
-        })
-    }
-}
+/// Meta tag of the stored HA elections (0x31 is the node identity's).
+const META_HA: u8 = 0x32;
 
 /// The map as the local replica knows it.
 pub type SharedMap = Arc<RwLock<Option<ClusterMap>>>;
 
-/// Applies [`Command`]s to the map; checkpoints it with the Raft state.
+/// Applies [`Command`]s to the map and the elections; checkpoints both with the Raft state.
 pub(crate) struct MetaApplier {
     kv: Arc<dyn KvEngine>,
     map: SharedMap,
+    ha: HaTable,
 }
 
 impl MetaApplier {
@@ -124,12 +37,21 @@ impl MetaApplier {
             Some(b) => decode_stored(&b)?,
             None => None,
         };
-        Ok(MetaApplier { kv, map })
+        let ha = match kv.get(Cf::Meta, &meta_key(META_GROUP, META_HA)).map_err(io_err)? {
+            Some(b) => decode(&b)?,
+            None => HaTable::default(),
+        };
+        Ok(MetaApplier { kv, map, ha })
     }
 
-    fn run(&self, cmd: Command) -> Result<(), String> {
+    /// Applies `cmd`: its answer, or why it changed nothing.
+    fn run(&mut self, cmd: Command) -> Result<Vec<u8>, String> {
         let mut map = self.map.write();
         match (cmd, map.as_mut()) {
+            // elections need no map
+            (Command::HaElect(claim), _) => {
+                return encode(&self.ha.elect(&claim)?).map_err(|e| e.to_string());
+            }
             (Command::Create(m), None) => *map = Some(m),
             (Command::Create(m), Some(cur)) if m.shards == cur.shards && m.placement == cur.placement => {}
             (Command::Create(_), Some(_)) => {
@@ -181,15 +103,16 @@ impl MetaApplier {
                 cur.declare_dead(id);
             }
         }
-        Ok(())
+        Ok(Vec::new())
     }
 }
 
-/// Deletes the metadata group's state machine data (map and checkpoint) from `kv`: a
+/// Deletes the metadata group's state machine data (map, elections and checkpoint) from `kv`: a
 /// replica that left the group, or one that joins it and must start empty.
 pub(crate) fn clear(kv: &dyn KvEngine) -> io::Result<()> {
     let mut b = WriteBatch::default();
     b.delete(Cf::Meta, meta_key(META_GROUP, META_MAP));
+    b.delete(Cf::Meta, meta_key(META_GROUP, META_HA));
     b.delete(Cf::Meta, meta_key(META_GROUP, META_CHECKPOINT_OWNER));
     kv.write(&b, true).map_err(io_err)
 }
@@ -206,33 +129,36 @@ fn decode_stored(b: &[u8]) -> io::Result<Option<ClusterMap>> {
 /// the network may make this node keep in memory).
 const MAX_META_SNAPSHOT: usize = 64 << 20;
 
-/// The last checkpoint: its Raft state and the stored map, read as of one moment.
-fn read_pair(kv: &dyn KvEngine) -> io::Result<(Vec<u8>, Vec<u8>)> {
-    let owner = meta_key(META_GROUP, META_CHECKPOINT_OWNER);
-    let map = meta_key(META_GROUP, META_MAP);
-    let ranges = [&owner, &map].map(|k| (Cf::Meta, (k.clone(), [k.as_slice(), &[0]].concat())));
-    let (mut raft_state, mut data) = (None, Vec::new());
+/// The last checkpoint: its Raft state, the stored map and the stored elections, read as of
+/// one moment.
+fn read_checkpoint(kv: &dyn KvEngine) -> io::Result<(Vec<u8>, Vec<u8>, Vec<u8>)> {
+    let keys = [META_CHECKPOINT_OWNER, META_MAP, META_HA].map(|tag| meta_key(META_GROUP, tag));
+    let ranges = keys.clone().map(|k| (Cf::Meta, (k.clone(), [k.as_slice(), &[0]].concat())));
+    let mut found: [Option<Vec<u8>>; 3] = Default::default();
     kv.scan_frozen(&ranges, &mut || {}, &mut |_, k, v| {
-        if k == owner.as_slice() {
-            raft_state = Some(v.to_vec());
-        } else {
-            data = v.to_vec();
+        if let Some(i) = keys.iter().position(|key| key.as_slice() == k) {
+            found[i] = Some(v.to_vec());
         }
         true
     })
     .map_err(io_err)?;
-    Ok((raft_state.ok_or_else(|| io::Error::other("metadata has no checkpoint"))?, data))
+    let [raft_state, map, ha] = found;
+    let raft_state = raft_state.ok_or_else(|| io::Error::other("metadata has no checkpoint"))?;
+    Ok((raft_state, map.unwrap_or_default(), ha.unwrap_or_default()))
 }
 
 impl Applier for MetaApplier {
     fn apply(&mut self, _index: u64, request: &Request) -> io::Result<Response> {
-        let res = Command::decode(&request.0).map_err(|e| e.to_string()).and_then(|c| self.run(c));
-        Ok(Response { first_error: res.err(), ..Response::default() })
+        match Command::decode(&request.0).map_err(|e| e.to_string()).and_then(|c| self.run(c)) {
+            Ok(answer) => Ok(Response { answer, ..Response::default() }),
+            Err(e) => Ok(Response { first_error: Some(e), ..Response::default() }),
+        }
     }
 
     fn checkpoint(&mut self, raft_state: Vec<u8>) -> io::Result<()> {
         let mut b = WriteBatch::default();
         b.put(Cf::Meta, meta_key(META_GROUP, META_MAP), encode(&*self.map.read())?);
+        b.put(Cf::Meta, meta_key(META_GROUP, META_HA), encode(&self.ha)?);
         b.put(Cf::Meta, meta_key(META_GROUP, META_CHECKPOINT_OWNER), raft_state);
         self.kv.write(&b, true).map_err(io_err)
     }
@@ -241,11 +167,11 @@ impl Applier for MetaApplier {
         self.kv.get(Cf::Meta, &meta_key(META_GROUP, META_CHECKPOINT_OWNER)).map_err(io_err)
     }
 
-    /// One frame: the Raft state and the map.
+    /// One frame: the Raft state, the map and the elections.
     fn exporter(&self) -> Exporter {
         let kv = self.kv.clone();
         Arc::new(move |emit| {
-            emit(encode(&read_pair(kv.as_ref())?)?);
+            emit(encode(&read_checkpoint(kv.as_ref())?)?);
             Ok(())
         })
     }
@@ -261,8 +187,11 @@ impl Applier for MetaApplier {
                 }
                 bytes.extend_from_slice(&f);
             }
-            let (raft_state, data): (Vec<u8>, Vec<u8>) = decode(&bytes)?;
-            Ok(Staged { raft_state, data: StagedData::Bytes(Arc::new(data)) })
+            // a sender from before the elections sends the Raft state and the map only
+            let (raft_state, map, ha) = decode::<(Vec<u8>, Vec<u8>, Vec<u8>)>(&bytes).or_else(|e| {
+                decode::<(Vec<u8>, Vec<u8>)>(&bytes).map(|(r, m)| (r, m, Vec::new())).map_err(|_| e)
+            })?;
+            Ok(Staged { raft_state, data: StagedData::Bytes(Arc::new(encode(&(map, ha))?)) })
         })
     }
 
@@ -270,12 +199,16 @@ impl Applier for MetaApplier {
         let StagedData::Bytes(data) = snapshot.data else {
             return Err(io::Error::other("a metadata snapshot is staged in memory"));
         };
-        let map: Option<ClusterMap> = if data.is_empty() { None } else { decode_stored(&data)? };
+        let (map, ha): (Vec<u8>, Vec<u8>) = decode(&data)?;
+        let map: Option<ClusterMap> = if map.is_empty() { None } else { decode_stored(&map)? };
+        let ha: HaTable = if ha.is_empty() { HaTable::default() } else { decode(&ha)? };
         let mut b = WriteBatch::default();
         b.put(Cf::Meta, meta_key(META_GROUP, META_MAP), encode(&map)?);
+        b.put(Cf::Meta, meta_key(META_GROUP, META_HA), encode(&ha)?);
         b.put(Cf::Meta, meta_key(META_GROUP, META_CHECKPOINT_OWNER), snapshot.raft_state);
         self.kv.write(&b, true).map_err(io_err)?;
         *self.map.write() = map;
+        self.ha = ha;
         Ok(())
     }
 

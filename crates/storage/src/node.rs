@@ -21,10 +21,11 @@ use tonic::codegen::http::{HeaderName, HeaderValue};
 use tower_http::set_header::{MakeHeaderValue, SetResponseHeaderLayer};
 
 use crate::controller::{Controller, PlacementConfig, PlacementStats};
-use crate::meta::{Command, MetaApplier, SharedMap};
+use crate::meta::{MetaApplier, SharedMap};
 use crate::service::{RaftService, StorageService};
 use crate::shard_applier::{ShardApplier, staging_root};
 use crate::transport::{Faults, GrpcTransport};
+use strata_cluster::Command;
 
 /// The address a node without a port ([`StorageNode::start_local`]) advertises: nothing
 /// can dial it.
@@ -566,11 +567,12 @@ async fn checkpoint_big_logs(
 }
 
 /// Proposes a metadata command: directly when this node leads the metadata group (the only
-/// way on a node without a port), else through `client` to whichever node leads it.
-pub(crate) async fn update_metadata(st: &NodeState, client: &ClusterClient, cmd: Vec<u8>) -> Result<()> {
+/// way on a node without a port), else through `client` to whichever node leads it; answers
+/// the command's answer.
+pub(crate) async fn update_metadata(st: &NodeState, client: &ClusterClient, cmd: Vec<u8>) -> Result<Vec<u8>> {
     if st.raft.groups().contains(&META_GROUP) {
         match st.raft.propose(META_GROUP, strata_raft::Request(cmd.clone())).await {
-            Ok(r) => return r.first_error.map_or(Ok(()), |e| Err(Error::Invalid(e))),
+            Ok(r) => return r.first_error.map_or(Ok(r.answer), |e| Err(Error::Invalid(e))),
             Err(strata_raft::Error::NotLeader { .. }) => {}
             Err(e) => return Err(Error::Raft(e)),
         }

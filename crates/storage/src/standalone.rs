@@ -6,7 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use strata_api::{CommitFuture, WriteError, Writer};
+use strata_api::{CommitFuture, ElectFuture, HaClaim, WriteError, Writer};
+use strata_cluster::Command;
+use strata_raft::META_GROUP;
 use strata_raft::Request;
 use strata_tsdb::{ApplyOutcome, SeriesBatch};
 
@@ -70,6 +72,18 @@ impl Writer for StandaloneWriter {
                 out.merge(r?);
             }
             Ok(out)
+        })
+    }
+
+    fn elect(&self, claim: HaClaim) -> ElectFuture<'_> {
+        Box::pin(async move {
+            let internal = |e: std::io::Error| WriteError::Internal(e.to_string());
+            let cmd = strata_raft::codec::encode(&Command::HaElect(claim)).map_err(internal)?;
+            let out = self.propose(META_GROUP, cmd).await?;
+            if let Some(e) = out.first_error {
+                return Err(WriteError::Invalid(e));
+            }
+            strata_raft::codec::decode(&out.answer).map_err(internal)
         })
     }
 }

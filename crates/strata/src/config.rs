@@ -100,6 +100,21 @@ pub(crate) struct StandaloneConfig {
     /// Most series the node holds; writes creating more get 400 for those series; 0 = no
     /// limit. Default `0`.
     pub(crate) ingest_max_active_series: usize,
+    /// Deduplicate Prometheus HA pairs of every tenant (the default of the per-tenant
+    /// `accept_ha_samples`). Default false.
+    pub(crate) ha_tracker_enable: bool,
+    /// The label naming an HA pair's cluster. Default `cluster`.
+    pub(crate) ha_tracker_cluster_label: String,
+    /// The label naming the replica within an HA pair, dropped before storage. Default
+    /// `__replica__`.
+    pub(crate) ha_tracker_replica_label: String,
+    /// Most HA clusters per tenant; 0 = no limit. Default `100`.
+    pub(crate) ha_tracker_max_clusters: usize,
+    /// How old a node's copy of an election gets before it claims it again. Default `15s`.
+    pub(crate) ha_tracker_update_timeout: PromDuration,
+    /// How long an election stands unrenewed before another replica takes over. Default
+    /// `30s`.
+    pub(crate) ha_tracker_failover_timeout: PromDuration,
     /// A Prometheus configuration file whose `scrape_configs` are scraped (relative to
     /// the working directory). Default none.
     pub(crate) scrape_config_file: Option<PathBuf>,
@@ -133,6 +148,12 @@ impl Default for StandaloneConfig {
             ingest_rate_limit: 0.0,
             ingest_burst: 0,
             ingest_max_active_series: 0,
+            ha_tracker_enable: false,
+            ha_tracker_cluster_label: "cluster".into(),
+            ha_tracker_replica_label: "__replica__".into(),
+            ha_tracker_max_clusters: 100,
+            ha_tracker_update_timeout: PromDuration(Duration::from_secs(15)),
+            ha_tracker_failover_timeout: PromDuration(Duration::from_secs(30)),
             scrape_config_file: None,
             query_max_samples: 50_000_000,
             query_max_concurrency: 20,
@@ -199,6 +220,7 @@ impl StandaloneConfig {
         if !(self.ingest_rate_limit >= 0.0 && self.ingest_rate_limit.is_finite()) {
             return Err("ingest_rate_limit must be a number of samples per second, 0 for none".into());
         }
+        self.ingest().ha.check()?;
         if let Some(f) =
             self.enable_features.iter().find(|f| !strata_promql::FEATURE_NAMES.contains(&f.as_str()))
         {
@@ -225,6 +247,14 @@ impl StandaloneConfig {
             rate_limit: self.ingest_rate_limit,
             burst: self.ingest_burst,
             max_active_series: self.ingest_max_active_series,
+            ha: strata_server::HaLimits {
+                accept: self.ha_tracker_enable,
+                cluster_label: self.ha_tracker_cluster_label.clone(),
+                replica_label: self.ha_tracker_replica_label.clone(),
+                max_clusters: self.ha_tracker_max_clusters,
+                update_timeout: self.ha_tracker_update_timeout.0,
+                failover_timeout: self.ha_tracker_failover_timeout.0,
+            },
         }
     }
 
@@ -311,6 +341,26 @@ pub(crate) struct IngestArgs {
     /// Not on an ingestor (it holds no series).
     #[arg(long = "ingest.max-active-series")]
     ingest_max_active_series: Option<usize>,
+    /// Deduplicate Prometheus HA pairs of every tenant (series with the cluster and replica
+    /// labels are stored from the elected replica only) [default: false].
+    #[arg(long = "ha-tracker.enable")]
+    ha_tracker_enable: bool,
+    /// The label naming an HA pair's cluster [default: cluster].
+    #[arg(long = "ha-tracker.cluster-label")]
+    ha_tracker_cluster_label: Option<String>,
+    /// The label naming the replica of an HA pair, dropped before storage [default: __replica__].
+    #[arg(long = "ha-tracker.replica-label")]
+    ha_tracker_replica_label: Option<String>,
+    /// Most HA clusters per tenant; 0 = no limit [default: 100].
+    #[arg(long = "ha-tracker.max-clusters")]
+    ha_tracker_max_clusters: Option<usize>,
+    /// How old a node's copy of an HA election gets before it claims it again [default: 15s].
+    #[arg(long = "ha-tracker.update-timeout")]
+    ha_tracker_update_timeout: Option<PromDuration>,
+    /// How long an HA election stands unrenewed before another replica takes over
+    /// [default: 30s].
+    #[arg(long = "ha-tracker.failover-timeout")]
+    ha_tracker_failover_timeout: Option<PromDuration>,
 }
 
 impl IngestArgs {
@@ -336,13 +386,29 @@ impl IngestArgs {
         if let Some(v) = self.ingest_burst {
             c.ingest_burst = v;
         }
+        c.ha_tracker_enable |= self.ha_tracker_enable;
+        if let Some(v) = &self.ha_tracker_cluster_label {
+            c.ha_tracker_cluster_label = v.clone();
+        }
+        if let Some(v) = &self.ha_tracker_replica_label {
+            c.ha_tracker_replica_label = v.clone();
+        }
+        set(&mut c.ha_tracker_max_clusters, self.ha_tracker_max_clusters);
+        if let Some(v) = self.ha_tracker_update_timeout {
+            c.ha_tracker_update_timeout = v;
+        }
+        if let Some(v) = self.ha_tracker_failover_timeout {
+            c.ha_tracker_failover_timeout = v;
+        }
     }
 
-    /// The ingest settings of a cluster role: the defaults overridden by the flags given.
-    pub(crate) fn settings(&self) -> StandaloneConfig {
+    /// The ingest settings of a cluster role: the defaults overridden by the flags given,
+    /// checked.
+    pub(crate) fn settings(&self) -> anyhow::Result<StandaloneConfig> {
         let mut c = StandaloneConfig::default();
         self.apply(&mut c);
-        c
+        c.validate().map_err(anyhow::Error::msg)?;
+        Ok(c)
     }
 
     /// The first flag given that only a node with a database can apply (an ingestor

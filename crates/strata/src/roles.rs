@@ -335,7 +335,7 @@ pub(crate) async fn storage(a: StorageArgs) -> anyhow::Result<()> {
     cfg.bootstrap = a.bootstrap && node_id != 0;
     cfg.shards = a.shards;
     cfg.replication_factor = a.replication_factor;
-    let ingest = a.ingest.settings();
+    let ingest = a.ingest.settings()?;
     cfg.db = DbConfig {
         retention: a.retention_time.0,
         out_of_order_window: a.out_of_order_time_window.0,
@@ -465,7 +465,7 @@ pub(crate) async fn ingestor(a: IngestorArgs) -> anyhow::Result<()> {
             ServerConfig {
                 listen: a.web.listen()?,
                 tenancy: a.web.tenancy(),
-                ingest: a.ingest.settings().ingest(),
+                ingest: a.ingest.settings()?.ingest(),
                 ..ServerConfig::default()
             },
             a.ingestors,
@@ -575,16 +575,22 @@ pub(crate) async fn querier(a: QuerierArgs) -> anyhow::Result<()> {
 #[derive(Debug)]
 struct NoWrites;
 
+impl NoWrites {
+    fn refusal() -> strata_api::WriteError {
+        strata_api::WriteError::Invalid("a querier takes no writes: send remote write to an ingestor".into())
+    }
+}
+
 impl strata_api::Writer for NoWrites {
     fn batch(&self) -> strata_tsdb::SeriesBatch {
         strata_tsdb::SeriesBatch::new(1)
     }
 
     fn commit(&self, _batch: strata_tsdb::SeriesBatch) -> strata_api::CommitFuture<'_> {
-        Box::pin(async {
-            Err(strata_api::WriteError::Invalid(
-                "a querier takes no writes: send remote write to an ingestor".into(),
-            ))
-        })
+        Box::pin(async { Err(Self::refusal()) })
+    }
+
+    fn elect(&self, _claim: strata_api::HaClaim) -> strata_api::ElectFuture<'_> {
+        Box::pin(async { Err(Self::refusal()) })
     }
 }

@@ -75,6 +75,9 @@ pub struct ApplyOutcome {
     /// The first rejection, described for the client (for the metadata group: the command's
     /// error).
     pub first_error: Option<String>,
+    /// For the metadata group: the command's answer, encoded as the command defines (an HA
+    /// election: the election after the claim); empty otherwise.
+    pub answer: Vec<u8>,
 }
 
 impl fmt::Display for ApplyOutcome {
