@@ -137,7 +137,7 @@ fn one_replica_of_each_cluster_is_stored_on_standalone() {
 /// The timestamps (ms) of `node_load1` samples a Prometheus-API server at `base` holds
 /// between `from` and `to` (ms), read as `tenant` when given.
 fn timestamps(base: &str, from: i64, to: i64) -> BTreeSet<i64> {
-    let range = (to - from + 999) / 1000;
+    let range = ((to - from + 999) / 1000).max(1);
     let q = format!("/api/v1/query?query=node_load1%5B{range}s%5D&time={}", to as f64 / 1000.0);
     let data = api_data_at(base, &q).unwrap();
     let mut out = BTreeSet::new();
@@ -159,14 +159,8 @@ fn now_ms() -> i64 {
 #[test]
 fn prometheus_ha_pair_is_stored_once_and_fails_over() {
     let tmp = tempfile::tempdir().unwrap();
-    let ne_bin = peer_bin("NODE_EXPORTER_BIN", &["prometheus-node-exporter", "node_exporter"]).unwrap();
-    let mut node_exporter = std::process::Command::new(ne_bin)
-        .arg("--web.listen-address=127.0.0.1:0")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(tmp.path().join("node_exporter.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let ne_port = strata_suite::wait_port(node_exporter.id(), Duration::from_secs(30)).unwrap();
+    let node_exporter = strata_suite::NodeExporter::start(tmp.path()).unwrap();
+    let ne_port = node_exporter.port;
     let (update_s, failover_s) = (2, 5);
     let flags = format!(
         "--ha-tracker.enable --ha-tracker.update-timeout {update_s}s --ha-tracker.failover-timeout {failover_s}s"
@@ -265,5 +259,5 @@ fn prometheus_ha_pair_is_stored_once_and_fails_over() {
     assert!(
         m.contains(r#"strata_ha_tracker_elected_replica_changes_total{tenant="anonymous",cluster="k8s"} 1"#)
     );
-    let _ = node_exporter.kill();
+    drop(node_exporter);
 }

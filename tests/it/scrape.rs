@@ -115,14 +115,8 @@ fn targets_at(base: &str, key: &str) -> BTreeMap<String, Value> {
 #[test]
 fn node_exporter_scraped_like_prometheus() {
     let tmp = tempfile::tempdir().unwrap();
-    let ne_bin = peer_bin("NODE_EXPORTER_BIN", &["prometheus-node-exporter", "node_exporter"]).unwrap();
-    let mut node_exporter = std::process::Command::new(ne_bin)
-        .arg("--web.listen-address=127.0.0.1:0")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(tmp.path().join("node_exporter.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let ne_port = wait_port(node_exporter.id(), Duration::from_secs(30)).unwrap();
+    let node_exporter = strata_suite::NodeExporter::start(tmp.path()).unwrap();
+    let ne_port = node_exporter.port;
     let config = format!(
         r#"global:
   scrape_interval: 5s
@@ -246,8 +240,7 @@ scrape_configs:
     );
     drop(strata);
     drop(prom);
-    let _ = node_exporter.kill();
-    let _ = node_exporter.wait();
+    drop(node_exporter);
 }
 
 /// Targets that time out, send garbage, 10 MB lines, HTML, JSON, no content type or

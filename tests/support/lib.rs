@@ -12,6 +12,36 @@ pub use strata_bench::peers::{
 
 pub mod compare;
 
+/// A node_exporter (Debian's) on a port of the OS's choosing, killed when dropped.
+#[derive(Debug)]
+pub struct NodeExporter {
+    child: std::process::Child,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl NodeExporter {
+    /// Starts one logging to `dir/node_exporter.log` and waits until it listens.
+    pub fn start(dir: &std::path::Path) -> anyhow::Result<Self> {
+        let bin = peer_bin("NODE_EXPORTER_BIN", &["prometheus-node-exporter", "node_exporter"])?;
+        let child = std::process::Command::new(bin)
+            .arg("--web.listen-address=127.0.0.1:0")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.join("node_exporter.log"))?)
+            .spawn()?;
+        let mut ne = NodeExporter { child, port: 0 };
+        ne.port = wait_port(ne.child.id(), std::time::Duration::from_secs(30))?;
+        Ok(ne)
+    }
+}
+
+impl Drop for NodeExporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The `strata` binary under test: `$STRATA_BIN`, else next to the test executable's
 /// `deps/` directory (where `cargo build` puts it in the same profile).
 pub fn strata_bin() -> anyhow::Result<PathBuf> {
