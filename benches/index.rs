@@ -21,7 +21,7 @@ fn db() -> Arc<Db> {
     }
     // applied as each shard's group applies its first log entry
     for (shard, rec) in batch.into_records() {
-        let (rec, _) = db.admit(Some(shard), rec).expect("admit");
+        let (rec, _) = db.admit(Some(shard), rec, strata_tsdb::SeriesLimits::default()).expect("admit");
         db.apply_record(shard, 1, &rec.expect("samples")).expect("apply");
     }
     db

@@ -211,9 +211,49 @@ fn tenants_read_only_their_own_data_on_standalone() {
 #[test]
 fn tenants_read_only_their_own_data_through_a_querier() {
     let tmp = tempfile::tempdir().unwrap();
-    let c = LocalCluster::up_with(tmp.path().join("c"), 4, &[("WEB_FLAGS", "--auth.multitenancy-enabled")]);
+    let c = LocalCluster::up_with(
+        tmp.path().join("c"),
+        4,
+        &[
+            ("WEB_FLAGS", "--auth.multitenancy-enabled"),
+            ("INGESTOR_FLAGS", "--ingest.max-active-series-per-metric 400 --ingest.max-active-series 1000"),
+        ],
+    );
     let url = |p: u16| format!("http://127.0.0.1:{p}");
     check_isolation(&url(c.ingest(0)), &url(c.query(0)), false);
+    // series limits hold across ingestors: the shard leaders enforce them (each shard its
+    // share), whichever ingestor a write came through
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let count = |tenant: &str, metric: &str| -> String {
+        let q = format!("/api/v1/query?query=count({metric})&time={}", t as f64 / 1000.0 + 1.0);
+        get(&url(c.query(0)), tenant, &q)["result"][0]["value"][1].as_str().unwrap_or("0").to_owned()
+    };
+    for tenant in ["team-c", "team-d"] {
+        for k in 0..4 {
+            let (code, text) = write(&url(c.ingest(k % 2)), Some(tenant), many(k * 500, 500, t));
+            assert!(
+                code == 204 || (code == 400 && text.contains("err-mimir-max-series-per-metric")),
+                "{code} {text}"
+            );
+        }
+        assert_eq!(count(tenant, "explode"), "400", "{tenant} holds its per-metric limit");
+    }
+    // the per-tenant limit: 400 explode + 600 more of other names
+    let other = |first: usize, n: usize| {
+        let body = many(first, n, t);
+        let mut req: pb::WriteRequest =
+            prost::Message::decode(snap::raw::Decoder::new().decompress_vec(&body).unwrap().as_slice())
+                .unwrap();
+        for (i, s) in req.timeseries.iter_mut().enumerate() {
+            s.labels[0].value = format!("other_{}", i % 4);
+        }
+        snap::raw::Encoder::new().compress_vec(&prost::Message::encode_to_vec(&req)).unwrap()
+    };
+    let (code, text) = write(&url(c.ingest(1)), Some("team-c"), other(0, 1000));
+    assert_eq!(code, 400, "{text}");
+    assert!(text.contains("per-user series limit of 1000 exceeded"), "{text}");
+    let total: usize = (0..4).map(|i| count("team-c", &format!("other_{i}")).parse::<usize>().unwrap()).sum();
+    assert_eq!(total, 600, "team-c holds its 1000 series");
 }
 
 /// A remote-write body of `n` series `explode{i}` (from `first`), one sample each at `t`.

@@ -14,7 +14,7 @@ use strata_proto::cluster::{
     ChangeReplicasReply, ChangeReplicasRequest, ClusterMapRequest, MetadataCommand, NodeStatusReply,
     NodeStatusRequest, WriteRequest,
 };
-use strata_tsdb::ApplyOutcome;
+use strata_tsdb::{ApplyOutcome, SeriesLimits};
 use tonic::transport::Channel;
 
 use crate::channel::{MAX_MESSAGE, endpoint};
@@ -410,8 +410,14 @@ impl ClusterClient {
 
     /// Writes one record to `shard` through its leader and returns what the apply did; only
     /// returns `Ok` once a quorum of the shard's replicas has the record durable. Retries
-    /// across leader changes and unreachable replicas until the write timeout.
-    pub async fn write_shard(&self, shard: u32, record: Vec<u8>) -> Result<ApplyOutcome> {
+    /// across leader changes and unreachable replicas until the write timeout. The leader
+    /// refuses new series past `limits` (the writer's tenant's).
+    pub async fn write_shard(
+        &self,
+        shard: u32,
+        record: Vec<u8>,
+        limits: SeriesLimits,
+    ) -> Result<ApplyOutcome> {
         let deadline = tokio::time::Instant::now() + self.cfg.write_timeout;
         let mut attempt = 0usize;
         let mut last;
@@ -434,8 +440,13 @@ impl ClusterClient {
             };
             attempt += 1;
             let mut c = self.storage(&addr)?;
-            let res =
-                bounded(self.cfg.rpc_timeout, c.write(WriteRequest { shard, record: record.clone() })).await;
+            let req = WriteRequest {
+                shard,
+                record: record.clone(),
+                max_series_per_tenant: limits.max_per_tenant as u64,
+                max_series_per_metric: limits.max_per_metric as u64,
+            };
+            let res = bounded(self.cfg.rpc_timeout, c.write(req)).await;
             match res {
                 Ok(r) => {
                     self.mark_reachable(&addr);
@@ -485,8 +496,8 @@ impl ClusterClient {
 
     /// Writes one record per shard concurrently; `Ok` only when every shard's write is
     /// committed, with the merged outcome.
-    pub async fn write(&self, records: Vec<(u32, Vec<u8>)>) -> Result<ApplyOutcome> {
-        let writes = records.into_iter().map(|(shard, rec)| self.write_shard(shard, rec));
+    pub async fn write(&self, records: Vec<(u32, Vec<u8>)>, limits: SeriesLimits) -> Result<ApplyOutcome> {
+        let writes = records.into_iter().map(|(shard, rec)| self.write_shard(shard, rec, limits));
         let mut out = ApplyOutcome::default();
         for r in futures_util::future::join_all(writes).await {
             out.merge(r?);

@@ -32,7 +32,8 @@ impl Writer for ClusterWriter {
             let map = self.0.map().await.map_err(|e| WriteError::Unavailable(e.to_string()))?;
             // built before the map was known: split it again
             let batch = batch.reshard(map.shards).map_err(|e| WriteError::Internal(e.to_string()))?;
-            self.0.write(batch.into_records()).await.map_err(write_error)
+            let limits = batch.limits();
+            self.0.write(batch.into_records(), limits).await.map_err(write_error)
         })
     }
 

@@ -106,6 +106,7 @@ impl ServerConfig {
             ("ingest_rate_limit", self.ingest.rate_limit),
             ("ingest_burst", self.ingest.effective_burst() as f64),
             ("ingest_max_active_series", self.ingest.max_active_series as f64),
+            ("ingest_max_active_series_per_metric", self.ingest.max_active_series_per_metric as f64),
             ("ha_tracker_enabled", f64::from(u8::from(self.ingest.ha.accept))),
             ("ha_tracker_max_clusters", self.ingest.ha.max_clusters as f64),
             ("ha_tracker_update_timeout_seconds", self.ingest.ha.update_timeout.as_secs_f64()),

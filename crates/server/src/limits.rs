@@ -32,13 +32,17 @@ pub struct IngestLimits {
     /// Samples the rate limit lets through at once (the bucket's size). 0 = 20 × the
     /// rate (Mimir's default ratio, 200,000 for 10,000/s). Default 0.
     pub burst: u64,
-    /// Most series the node's database holds (in its head index); a write creating more
-    /// gets 400 for those series (`per-user series limit … exceeded`, as Mimir: a retry
-    /// cannot help until series go away, and a 429 would make a sender retry — and hold
-    /// back every other series — forever), the rest is stored. Checked where the node has
-    /// a local database (standalone, a storage node's HTTP), not on an ingestor.
-    /// 0 = no limit. Default 0.
+    /// Most series a tenant holds (Mimir's `max_global_series_per_user`); a write creating
+    /// more gets 400 for those series (`per-user series limit … exceeded`, as Mimir: a retry
+    /// cannot help until series go away, and a 429 would make a sender retry — and hold back
+    /// every other series — forever), the rest is stored. Enforced where writes are admitted
+    /// (standalone, the shard leaders of a cluster: each shard takes its share,
+    /// `strata_tsdb::SeriesLimits`). 0 = no limit. Default 0.
     pub max_active_series: usize,
+    /// Most series of one metric name a tenant holds (Mimir's
+    /// `max_global_series_per_metric`), enforced as `max_active_series`. 0 = no limit.
+    /// Default 0.
+    pub max_active_series_per_metric: usize,
     /// HA-pair deduplication ([`HaLimits`]; off by default).
     pub ha: HaLimits,
 }
@@ -52,6 +56,7 @@ impl Default for IngestLimits {
             rate_limit: 0.0,
             burst: 0,
             max_active_series: 0,
+            max_active_series_per_metric: 0,
             ha: HaLimits::default(),
         }
     }

@@ -39,9 +39,11 @@ pub struct TenantLimits {
     pub ingestion_rate: f64,
     /// Samples the rate lets through at once; 0 = 20 × the rate.
     pub ingestion_burst_size: u64,
-    /// Most series the tenant holds on a node with a database (standalone, a storage node's
-    /// HTTP); a write creating more gets 400 for those series.
+    /// Most series the tenant holds; a write creating more gets 400 for those series
+    /// (each shard takes its share).
     pub max_global_series_per_user: usize,
+    /// Most series of one metric name the tenant holds (as `max_global_series_per_user`).
+    pub max_global_series_per_metric: usize,
     /// Most labels in a series, `__name__` included.
     pub max_label_names_per_series: usize,
     /// Longest label name, in bytes.
@@ -84,6 +86,7 @@ impl TenantLimits {
             ingestion_rate: ingest.rate_limit,
             ingestion_burst_size: ingest.burst,
             max_global_series_per_user: ingest.max_active_series,
+            max_global_series_per_metric: ingest.max_active_series_per_metric,
             max_label_names_per_series: ingest.labels.max_names,
             max_label_name_length: ingest.labels.max_name_len,
             max_label_value_length: ingest.labels.max_value_len,
@@ -103,11 +106,12 @@ impl TenantLimits {
     }
 
     /// Every limit as (name, value) for `/metrics` (durations in seconds).
-    pub(crate) fn gauges(&self) -> [(&'static str, f64); 16] {
+    pub(crate) fn gauges(&self) -> [(&'static str, f64); 17] {
         [
             ("ingestion_rate", self.ingestion_rate),
             ("ingestion_burst_size", self.ingestion_burst_size as f64),
             ("max_global_series_per_user", self.max_global_series_per_user as f64),
+            ("max_global_series_per_metric", self.max_global_series_per_metric as f64),
             ("max_label_names_per_series", self.max_label_names_per_series as f64),
             ("max_label_name_length", self.max_label_name_length as f64),
             ("max_label_value_length", self.max_label_value_length as f64),
@@ -136,6 +140,7 @@ impl TenantLimits {
             rate_limit: self.ingestion_rate / n as f64,
             burst: self.ingestion_burst_size.div_ceil(n as u64),
             max_active_series: self.max_global_series_per_user,
+            max_active_series_per_metric: self.max_global_series_per_metric,
             ha: self.ha(),
             ..node.clone()
         }

@@ -26,8 +26,7 @@ use strata_api::ReadView;
 use strata_promql::{EvalAt, Partials, QueryError, SelectHints, Source};
 use strata_tsdb::{Labels, MatchOp, Matcher, SeriesData};
 
-/// The label that holds a series' tenant.
-pub const TENANT_LABEL: &str = "__tenant_id__";
+pub use strata_tsdb::TENANT_LABEL;
 
 /// The tenant of series without [`TENANT_LABEL`].
 pub const ANONYMOUS: &str = "anonymous";

@@ -773,15 +773,38 @@ async fn the_ingestion_rate_limit_answers_429_with_retry_after() {
 
 #[tokio::test]
 async fn the_active_series_limit_refuses_new_series_only() {
-    let cfg = IngestLimits { max_active_series: 2, ..IngestLimits::default() };
+    // 4 shards: each holds 2 of the 8 series, 1 of the 4 of one metric
+    let cfg =
+        IngestLimits { max_active_series: 8, max_active_series_per_metric: 4, ..IngestLimits::default() };
     let app = app(ServerConfig { ingest: cfg, ..ServerConfig::default() }).await;
-    let s = |i: u32, t: i64| ts(&[("__name__", "m"), ("i", &i.to_string())], &[(t, 1.0)]);
-    let (code, msg) = write(&app, body(vec![s(1, T), s(2, T), s(3, T)])).await;
+    let s = |m: &str, i: u32, t: i64| ts(&[("__name__", m), ("i", &i.to_string())], &[(t, 1.0)]);
+    let (code, msg) = write(&app, body((0..40).map(|i| s("m", i, T)).collect())).await;
     assert_eq!(code, StatusCode::BAD_REQUEST);
-    assert!(msg.starts_with("per-user series limit of 2 exceeded (err-mimir-max-series-per-user)"), "{msg}");
-    serves_with(&app, "m", 2).await;
-    assert_eq!(write(&app, body(vec![s(1, T + 1000), s(2, T + 1000)])).await.0, StatusCode::NO_CONTENT);
-    assert_eq!(write(&app, body(vec![s(4, T + 1000)])).await.0, StatusCode::BAD_REQUEST);
+    assert!(
+        msg.starts_with("per-metric series limit of 4 exceeded (err-mimir-max-series-per-metric)"),
+        "{msg}"
+    );
+    serves_with(&app, "m", 4).await;
+    let (code, msg) = write(&app, body((0..40).map(|i| s("n", i, T)).collect())).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{msg}");
+    let (code, msg) = write(&app, body((0..40).map(|i| s("o", i, T)).collect())).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(msg.starts_with("per-user series limit of 8 exceeded (err-mimir-max-series-per-user)"), "{msg}");
+    // the held series take new samples
+    let (code, _) =
+        write(&app, body((0..40).flat_map(|i| [s("m", i, T + 1000), s("n", i, T + 1000)]).collect())).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    serves_with(&app, "m", 4).await;
+    serves_with(&app, "n", 4).await;
+    let (_, m) = send(&app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    assert!(
+        m.contains(r#"strata_discarded_samples_total{tenant="anonymous",reason="per_metric_series_limit"}"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"strata_discarded_samples_total{tenant="anonymous",reason="per_user_series_limit"}"#),
+        "{m}"
+    );
 }
 
 /// Sample values, timestamps and label values in query results byte for byte as Prometheus

@@ -1,7 +1,6 @@
 //! `POST /api/v1/write`: the Prometheus remote-write 1.0 receiver.
 
 use std::cell::RefCell;
-use std::sync::Arc;
 
 use axum::Extension;
 use axum::body::{Body, Bytes};
@@ -10,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use strata_proto::fast::{self, FastDecoder};
 use strata_proto::prometheus as pb;
-use strata_tsdb::{Db, LabelsError, RejectReason, SeriesBatch, labels};
+use strata_tsdb::{LabelsError, RejectReason, SeriesBatch, SeriesLimits, labels};
 
 use crate::AppState;
 use crate::ha::{Claimant, HaLimits, HaRefusal};
@@ -120,12 +119,8 @@ struct Checks<'a> {
     max_decoded: usize,
     limits: &'a IngestLimits,
     meta: &'a MetadataStore,
-    /// The node's database, for the active-series limit.
-    db: Option<Arc<Db>>,
     /// The writing tenant's value of [`TENANT_LABEL`] (None: series are stored without it).
     tenant: Option<&'a str>,
-    /// Whether there are tenants (the series limit then counts the tenant's).
-    tenancy: bool,
     /// The tenant's HA settings, when it deduplicates HA pairs.
     ha: Option<&'a HaLimits>,
 }
@@ -177,14 +172,12 @@ fn decode_body(raw: &[u8], batch: SeriesBatch, c: &Checks<'_>) -> Result<Decoded
             ),
         ));
     }
-    let max_series = l.max_active_series;
-    // new series this request may create under the active-series limit (the tenant's
-    // series when there are tenants: counted in the index)
-    let held = |db: &Db| match c.tenancy {
-        true => db.count_label_value(TENANT_LABEL, c.tenant.unwrap_or("")),
-        false => db.head_stats().series,
-    };
-    let mut budget = c.db.as_ref().filter(|_| max_series > 0).map(|db| max_series.saturating_sub(held(db)));
+    // the tenant's series limits are enforced where the batch is admitted (Db::admit)
+    let mut batch = batch;
+    batch.set_limits(SeriesLimits {
+        max_per_tenant: l.max_active_series,
+        max_per_metric: l.max_active_series_per_metric,
+    });
     let mut out =
         Decoded { batch, errors: Vec::new(), more_errors: 0, discarded: Vec::new(), samples: 0, ha: None };
     let mut first = true;
@@ -237,19 +230,6 @@ fn decode_body(raw: &[u8], batch: SeriesBatch, c: &Checks<'_>) -> Result<Decoded
             }
             enc.clear();
             labels::encode_pairs(pairs.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())), &mut enc);
-            if let (Some(left), Some(db)) = (budget.as_mut(), &c.db)
-                && !db.contains(&enc)
-            {
-                if *left == 0 {
-                    return out.refuse("per_user_series_limit", n, || {
-                        format!(
-                            "per-user series limit of {max_series} exceeded (err-mimir-max-series-per-user). \
-                             To adjust the related limit, configure --ingest.max-active-series"
-                        )
-                    });
-                }
-                *left -= 1;
-            }
             if s.sample_count > 0 {
                 out.batch.add_encoded(&enc, s.samples());
                 out.samples += s.sample_count as u64;
@@ -338,9 +318,7 @@ pub(crate) async fn remote_write(
             max_decoded: st2.cfg.max_write_decoded_bytes,
             limits: &ingest,
             meta: &st2.metadata,
-            db: st2.backend.local_db(),
             tenant: label.as_deref(),
-            tenancy: st2.cfg.tenancy.enabled,
             ha: ingest.ha.accept.then_some(&ingest.ha),
         };
         decode_body(&raw, st2.writer.batch(), &checks)

@@ -15,7 +15,7 @@ use strata_proto::cluster::{
     SnapshotChunk, WriteReply, WriteRequest,
 };
 use strata_raft::{META_GROUP, ReplicaStep, Request, RpcKind};
-use strata_tsdb::{Matcher, SeriesData};
+use strata_tsdb::{Matcher, SeriesData, SeriesLimits};
 use tonic::{Status, Streaming};
 
 use strata_cluster::codec::outcome_to_wire;
@@ -278,8 +278,12 @@ impl Storage for StorageService {
         // one decode: every series of the shard, labels validated as remote write validates
         // them, samples too far ahead dropped
         let db = self.node.db().ok_or_else(|| Status::unavailable("this node has no database yet"))?;
+        let limits = SeriesLimits {
+            max_per_tenant: usize::try_from(w.max_series_per_tenant).unwrap_or(usize::MAX),
+            max_per_metric: usize::try_from(w.max_series_per_metric).unwrap_or(usize::MAX),
+        };
         let (record, refused) =
-            db.admit(Some(w.shard), w.record).map_err(|e| Status::invalid_argument(e.to_string()))?;
+            db.admit(Some(w.shard), w.record, limits).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let mut reply = match record {
             Some(record) => self.propose(w.shard, record).await?,
             None => WriteReply::default(),

@@ -62,8 +62,10 @@ impl Writer for StandaloneWriter {
             let mut out = ApplyOutcome::default();
             let mut records = Vec::new();
             let batch = batch.reshard(map.shards).map_err(|e| WriteError::Internal(e.to_string()))?;
+            let limits = batch.limits();
             for (shard, rec) in batch.into_records() {
-                let (rec, refused) = db.admit(None, rec).map_err(|e| WriteError::Invalid(e.to_string()))?;
+                let (rec, refused) =
+                    db.admit(None, rec, limits).map_err(|e| WriteError::Invalid(e.to_string()))?;
                 out.merge(refused);
                 records.extend(rec.map(|r| (shard, r)));
             }

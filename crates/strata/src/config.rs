@@ -100,6 +100,8 @@ pub(crate) struct StandaloneConfig {
     /// Most series the node holds; writes creating more get 400 for those series; 0 = no
     /// limit. Default `0`.
     pub(crate) ingest_max_active_series: usize,
+    /// Most series of one metric name a tenant holds; 0 = no limit. Default `0`.
+    pub(crate) ingest_max_active_series_per_metric: usize,
     /// Deduplicate Prometheus HA pairs of every tenant (the default of the per-tenant
     /// `accept_ha_samples`). Default false.
     pub(crate) ha_tracker_enable: bool,
@@ -148,6 +150,7 @@ impl Default for StandaloneConfig {
             ingest_rate_limit: 0.0,
             ingest_burst: 0,
             ingest_max_active_series: 0,
+            ingest_max_active_series_per_metric: 0,
             ha_tracker_enable: false,
             ha_tracker_cluster_label: "cluster".into(),
             ha_tracker_replica_label: "__replica__".into(),
@@ -247,6 +250,7 @@ impl StandaloneConfig {
             rate_limit: self.ingest_rate_limit,
             burst: self.ingest_burst,
             max_active_series: self.ingest_max_active_series,
+            max_active_series_per_metric: self.ingest_max_active_series_per_metric,
             ha: strata_server::HaLimits {
                 accept: self.ha_tracker_enable,
                 cluster_label: self.ha_tracker_cluster_label.clone(),
@@ -337,10 +341,14 @@ pub(crate) struct IngestArgs {
     /// Samples the rate limit lets through at once; 0 = 20 × the rate [default: 0].
     #[arg(long = "ingest.burst")]
     ingest_burst: Option<u64>,
-    /// Most series the node holds; new series beyond get 400; 0 = no limit [default: 0].
-    /// Not on an ingestor (it holds no series).
+    /// Most series a tenant holds; new series beyond get 400; 0 = no limit [default: 0].
+    /// Enforced by the shard leaders, each for its share.
     #[arg(long = "ingest.max-active-series")]
     ingest_max_active_series: Option<usize>,
+    /// Most series of one metric name a tenant holds; new series beyond get 400; 0 = no
+    /// limit [default: 0].
+    #[arg(long = "ingest.max-active-series-per-metric")]
+    ingest_max_active_series_per_metric: Option<usize>,
     /// Deduplicate Prometheus HA pairs of every tenant (series with the cluster and replica
     /// labels are stored from the elected replica only) [default: false].
     #[arg(long = "ha-tracker.enable")]
@@ -380,6 +388,7 @@ impl IngestArgs {
         set(&mut c.ingest_max_series_per_request, self.ingest_max_series_per_request);
         set(&mut c.ingest_max_metadata_per_request, self.ingest_max_metadata_per_request);
         set(&mut c.ingest_max_active_series, self.ingest_max_active_series);
+        set(&mut c.ingest_max_active_series_per_metric, self.ingest_max_active_series_per_metric);
         if let Some(v) = self.ingest_rate_limit {
             c.ingest_rate_limit = v;
         }
@@ -412,14 +421,8 @@ impl IngestArgs {
     }
 
     /// The first flag given that only a node with a database can apply (an ingestor
-    /// holds no series and stamps no sample: storage nodes check those).
+    /// stamps no sample: storage nodes check those against their clock).
     pub(crate) fn storage_only(&self) -> Option<&'static str> {
-        if self.ingest_max_future.is_some() {
-            Some("--ingest.max-future")
-        } else if self.ingest_max_active_series.is_some() {
-            Some("--ingest.max-active-series")
-        } else {
-            None
-        }
+        self.ingest_max_future.is_some().then_some("--ingest.max-future")
     }
 }

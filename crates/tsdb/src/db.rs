@@ -1,6 +1,7 @@
 //! The node's database: its shards (each written by its Raft group's applier), retention,
 //! and the query surface.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -13,9 +14,11 @@ use crate::chunk::{self, Sample};
 use crate::error::{Error, Result};
 use crate::keys::{self, ShardId};
 use crate::kv::{Cf, FrozenVisitor, KvEngine, WriteBatch};
-use crate::labels::{LabelLimits, Labels, LabelsError, encode_pairs, hash_encoded, validate};
+use crate::labels::{
+    LabelLimits, Labels, LabelsError, METRIC_NAME, TENANT_LABEL, encode_pairs, hash_encoded, validate,
+};
 use crate::matcher::Matcher;
-use crate::outcome::{ApplyOutcome, RejectReason};
+use crate::outcome::{ApplyOutcome, RejectReason, SeriesLimits};
 use crate::record::{RecordBuilder, SeriesKey};
 use crate::shard::{ApplyRules, Persisted, SeriesSnapshot, Shard, bucket_of};
 use crate::stage::{self, ShardStage};
@@ -112,6 +115,7 @@ pub struct SeriesBatch {
     shards: u32,
     builders: Vec<RecordBuilder>,
     scratch: Vec<u8>,
+    limits: SeriesLimits,
 }
 
 impl SeriesBatch {
@@ -121,7 +125,18 @@ impl SeriesBatch {
             shards,
             builders: (0..shards).map(|_| RecordBuilder::default()).collect(),
             scratch: Vec::new(),
+            limits: SeriesLimits::default(),
         }
+    }
+
+    /// Sets the limits on the writer's series that admission enforces (default none).
+    pub fn set_limits(&mut self, limits: SeriesLimits) {
+        self.limits = limits;
+    }
+
+    /// The limits on the writer's series ([`SeriesBatch::set_limits`]).
+    pub fn limits(&self) -> SeriesLimits {
+        self.limits
     }
 
     /// The same series split over `shards` shards instead (a batch built before the shard
@@ -132,6 +147,7 @@ impl SeriesBatch {
             return Ok(self);
         }
         let mut out = SeriesBatch::new(shards);
+        out.limits = self.limits;
         for (_, rec) in self.into_records() {
             for s in crate::record::decode(&rec).ok_or(AdmitError::Undecodable)? {
                 if s.reference.is_some() {
@@ -522,12 +538,14 @@ impl Db {
     /// Series the shard holds and wrote to within the last half of the retention are named
     /// by reference in the record logged (`Shard::references`, `record.rs`), and a record
     /// carrying a reference is refused (only admission writes them).
+    /// New series past the writer's [`SeriesLimits`] are refused with their samples.
     /// Returns the record to log (`None` when nothing is left; the record itself when
     /// nothing changed) and the samples refused.
     pub fn admit(
         &self,
         shard: Option<ShardId>,
         record: Vec<u8>,
+        limits: SeriesLimits,
     ) -> std::result::Result<(Option<Vec<u8>>, ApplyOutcome), AdmitError> {
         let max_t = self.max_time();
         let series = crate::record::decode(&record).ok_or(AdmitError::Undecodable)?;
@@ -535,6 +553,8 @@ impl Db {
         let mut late = false;
         // (hash, labels) of every series, to name those the shard holds by reference
         let mut keyed = Vec::with_capacity(series.len());
+        // (tenant, metric name) of every series, with limits
+        let mut owners = Vec::new();
         for s in &series {
             if s.reference.is_some() {
                 // only this function writes references, after the checks below
@@ -554,18 +574,27 @@ impl Db {
             }
             late |= s.samples.clone().any(|(t, _)| t > max_t) || s.histograms.clone().any(|(t, _)| t > max_t);
             keyed.push((h, s.labels));
+            if limits.any() {
+                let value = |name| pairs.iter().find(|(n, _)| *n == name).map_or("", |(_, v)| *v).to_owned();
+                owners.push((value(TENANT_LABEL), value(METRIC_NAME)));
+            }
         }
-        let refs = match keyed.first() {
-            Some(&(h, _)) => {
+        let target = keyed
+            .first()
+            .and_then(|&(h, _)| self.shard(shard.unwrap_or_else(|| shard_of(h, self.cfg.shards))).ok());
+        let refs = match target {
+            Some(sh) => {
                 let fresh = self.clock.now_ms().saturating_sub(self.cfg.retention.as_millis() as i64 / 2);
-                self.shard(shard.unwrap_or_else(|| shard_of(h, self.cfg.shards)))
-                    .map(|s| s.references(&keyed, fresh))
-                    .unwrap_or_default()
+                sh.references(&keyed, fresh)
             }
             None => Vec::new(),
         };
+        let over = match target {
+            Some(sh) if limits.any() => over_limits(sh, &keyed, &owners, limits, self.cfg.shards),
+            _ => Vec::new(),
+        };
         let mut out = ApplyOutcome::default();
-        if !late && !refs.contains(&true) {
+        if !late && !refs.contains(&true) && !over.iter().any(Option::is_some) {
             return Ok((if series.is_empty() { None } else { Some(record) }, out));
         }
         // the points of one series at or before `max_t`; the others are refused
@@ -592,6 +621,11 @@ impl Db {
                 _ => SeriesKey::Labels(s.labels),
             };
             let shown = EncodedLabels(s.labels);
+            if let Some(Some((why, limit))) = over.get(i) {
+                let n = s.samples.count() + s.histograms.count();
+                out.reject_series(*why, *limit, &shown, n as u64);
+                continue;
+            }
             if !late {
                 let encoded = s.encoded_samples();
                 if encoded.0 > 0 {
@@ -736,6 +770,44 @@ impl Db {
         }
         self.kv.flush()
     }
+}
+
+/// For each series of a record for shard `sh` (`keyed`: hash and labels, `owners`: tenant
+/// and metric name), whether it is a new series past `limits` (the reason and the limit):
+/// the shard takes its share, `ceil(limit / shards)`, of each tenant's series and of each
+/// tenant's series of one metric name, counting those of the record it admits.
+fn over_limits(
+    sh: &Shard,
+    keyed: &[(u64, &[u8])],
+    owners: &[(String, String)],
+    limits: SeriesLimits,
+    shards: u32,
+) -> Vec<Option<(RejectReason, usize)>> {
+    let share = |limit: usize| limit.div_ceil(shards.max(1) as usize);
+    let mut tenants: HashMap<&str, usize> = HashMap::new();
+    let mut metrics: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut out = Vec::with_capacity(keyed.len());
+    for ((_, labels), (tenant, metric)) in keyed.iter().zip(owners) {
+        if sh.contains(labels) {
+            out.push(None);
+            continue;
+        }
+        let held = *tenants.entry(tenant).or_insert_with(|| sh.count_label_value(TENANT_LABEL, tenant));
+        let of_metric = *metrics
+            .entry((tenant, metric))
+            .or_insert_with(|| sh.count_of_metric(TENANT_LABEL, tenant, metric));
+        let verdict = if limits.max_per_tenant > 0 && held >= share(limits.max_per_tenant) {
+            Some((RejectReason::SeriesLimit, limits.max_per_tenant))
+        } else if limits.max_per_metric > 0 && of_metric >= share(limits.max_per_metric) {
+            Some((RejectReason::MetricSeriesLimit, limits.max_per_metric))
+        } else {
+            *tenants.entry(tenant).or_default() += 1;
+            *metrics.entry((tenant, metric)).or_default() += 1;
+            None
+        };
+        out.push(verdict);
+    }
+    out
 }
 
 /// Series read from the engine per batch of [`Select`].

@@ -6,6 +6,10 @@ use std::sync::Arc;
 /// The label holding the metric name.
 pub const METRIC_NAME: &str = "__name__";
 
+/// The label holding a series' tenant (set by the HTTP layer on every write with tenants;
+/// series without it are the default tenant's).
+pub const TENANT_LABEL: &str = "__tenant_id__";
+
 /// A single label pair.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Label {

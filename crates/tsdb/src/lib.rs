@@ -41,9 +41,9 @@ pub use db::{
 pub use error::{Error, Result};
 pub use histogram::FloatHistogram;
 pub use kv::{Cf, CfRange, KvEngine, MemEngine, WriteBatch};
-pub use labels::{Label, LabelLimits, Labels, LabelsError, METRIC_NAME};
+pub use labels::{Label, LabelLimits, Labels, LabelsError, METRIC_NAME, TENANT_LABEL};
 pub use matcher::{MatchOp, Matcher};
-pub use outcome::{ApplyOutcome, RejectReason};
+pub use outcome::{ApplyOutcome, RejectReason, SeriesLimits};
 pub use shard::{BUCKET_MS, bucket_of};
 pub use stage::{STAGE_FILE_BYTES, ShardStage, sync_dir};
 

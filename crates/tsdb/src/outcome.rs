@@ -17,16 +17,24 @@ pub enum RejectReason {
     /// refused before the write is logged: such a sample would move the shard's newest
     /// time, and with it the bound every later sample is checked against.
     TooFarInFuture,
+    /// A new series of a tenant that holds its share of `max_per_tenant` series in the
+    /// shard ([`SeriesLimits`]).
+    SeriesLimit,
+    /// A new series of a metric name that holds its share of `max_per_metric` series of
+    /// its tenant in the shard.
+    MetricSeriesLimit,
 }
 
 impl RejectReason {
     /// Every reason, in a fixed order (the index of [`ApplyOutcome::rejected`]).
-    pub const ALL: [RejectReason; 5] = [
+    pub const ALL: [RejectReason; 7] = [
         RejectReason::OutOfOrder,
         RejectReason::Duplicate,
         RejectReason::OutOfBounds,
         RejectReason::TooOld,
         RejectReason::TooFarInFuture,
+        RejectReason::SeriesLimit,
+        RejectReason::MetricSeriesLimit,
     ];
 
     /// Prometheus's error text.
@@ -37,6 +45,8 @@ impl RejectReason {
             RejectReason::OutOfBounds => "out of bounds",
             RejectReason::TooOld => "too old sample",
             RejectReason::TooFarInFuture => "received a sample whose timestamp is too far in the future",
+            RejectReason::SeriesLimit => "per-user series limit exceeded",
+            RejectReason::MetricSeriesLimit => "per-metric series limit exceeded",
         }
     }
 
@@ -48,6 +58,8 @@ impl RejectReason {
             RejectReason::OutOfBounds => "sample_out_of_bounds",
             RejectReason::TooOld => "sample_too_old",
             RejectReason::TooFarInFuture => "too_far_in_future",
+            RejectReason::SeriesLimit => "per_user_series_limit",
+            RejectReason::MetricSeriesLimit => "per_metric_series_limit",
         }
     }
 
@@ -59,6 +71,27 @@ impl RejectReason {
 impl fmt::Display for RejectReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.message())
+    }
+}
+
+/// Most series a tenant may hold (Mimir's `max_global_series_per_user` and
+/// `max_global_series_per_metric`), enforced where a write is admitted (`Db::admit`): each
+/// shard holds at most its share, `ceil(limit / shards)`, of a tenant's series (a tenant's
+/// series hash evenly over the shards), so the limit holds across nodes without counting
+/// across them. A new series past it is refused with its samples; series the shard holds
+/// are always written. 0 = no limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SeriesLimits {
+    /// Most series of one tenant (the value of `__tenant_id__`, none for the default one).
+    pub max_per_tenant: usize,
+    /// Most series of one metric name of one tenant.
+    pub max_per_metric: usize,
+}
+
+impl SeriesLimits {
+    /// Whether any limit is set.
+    pub fn any(&self) -> bool {
+        self.max_per_tenant > 0 || self.max_per_metric > 0
     }
 }
 
@@ -87,6 +120,25 @@ impl fmt::Display for ApplyOutcome {
 }
 
 impl ApplyOutcome {
+    /// Records the rejection of a new series with its `n` samples: past `limit` series
+    /// ([`RejectReason::SeriesLimit`] or [`RejectReason::MetricSeriesLimit`]), in Mimir's words.
+    pub fn reject_series(&mut self, why: RejectReason, limit: usize, series: &dyn fmt::Display, n: u64) {
+        self.rejected[why.idx()] += n;
+        if self.first_error.is_none() {
+            let (kind, code, setting) = match why {
+                RejectReason::MetricSeriesLimit => {
+                    ("per-metric", "max-series-per-metric", "max_global_series_per_metric")
+                }
+                _ => ("per-user", "max-series-per-user", "max_global_series_per_user"),
+            };
+            let series: String = series.to_string().chars().take(200).collect();
+            self.first_error = Some(format!(
+                "{kind} series limit of {limit} exceeded (err-mimir-{code}). To adjust the related limit, \
+                 configure {setting}. This is for series {series}"
+            ));
+        }
+    }
+
     /// Records one rejection.
     pub fn reject(&mut self, why: RejectReason, series: &dyn fmt::Display, t: i64) {
         self.rejected[why.idx()] += 1;

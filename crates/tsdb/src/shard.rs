@@ -768,6 +768,21 @@ impl Shard {
         }
     }
 
+    /// Series in the head with label `name` = `value` ("": without the label) and metric
+    /// name `metric`: a tenant's series of one metric.
+    pub(crate) fn count_of_metric(&self, name: &str, value: &str, metric: &str) -> usize {
+        let st = self.state.read();
+        let Some(of_metric) = st.postings.values(crate::METRIC_NAME).and_then(|v| v.get(metric)) else {
+            return 0;
+        };
+        let lists = st.postings.values(name);
+        if value.is_empty() {
+            let with = lists.map_or(0, |v| v.values().map(|l| intersection_len(l, of_metric)).sum());
+            return of_metric.len() - with;
+        }
+        lists.and_then(|v| v.get(value)).map_or(0, |l| intersection_len(l, of_metric))
+    }
+
     /// Label names of series matching `matchers` (all series when empty) active in the range.
     pub(crate) fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<String> {
         if matchers.is_empty() {
@@ -1048,6 +1063,12 @@ fn load_last(
         bucket -= BUCKET_MS;
     }
     Ok(None)
+}
+
+/// How many ids two sorted id lists share (each id of the shorter looked up in the longer).
+fn intersection_len(a: &[u64], b: &[u64]) -> usize {
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    short.iter().filter(|id| long.binary_search(id).is_ok()).count()
 }
 
 #[cfg(test)]

@@ -22,8 +22,10 @@ impl Log {
     pub(crate) fn commit(&self, db: &Db, batch: SeriesBatch) -> Result<ApplyOutcome> {
         let mut out = ApplyOutcome::default();
         let mut log = self.0.lock();
+        let limits = batch.limits();
         for (shard, rec) in batch.into_records() {
-            let (rec, refused) = db.admit(Some(shard), rec).map_err(|e| Error::Invalid(e.to_string()))?;
+            let (rec, refused) =
+                db.admit(Some(shard), rec, limits).map_err(|e| Error::Invalid(e.to_string()))?;
             out.merge(refused);
             let Some(rec) = rec else { continue };
             let index = log.iter().filter(|e| e.0 == shard).count() as u64 + 1;
@@ -314,15 +316,21 @@ fn admit_drops_future_samples_and_refuses_bad_labels() {
     let mut enc = Vec::new();
     labels::encode_pairs([(&b"z"[..], &b"1"[..]), (b"__name__", b"m")].into_iter(), &mut enc);
     rec.add(&enc, [(now, 1.0)]);
-    assert_eq!(db.admit(Some(0), rec.finish()).unwrap_err(), AdmitError::NotCanonical);
+    assert_eq!(
+        db.admit(Some(0), rec.finish(), SeriesLimits::default()).unwrap_err(),
+        AdmitError::NotCanonical
+    );
     let long = "v".repeat(3000);
     let mut rec = record::RecordBuilder::default();
     rec.add(&Labels::from_pairs([("__name__", long.as_str())]).unwrap().encode(), [(now, 1.0)]);
     assert!(matches!(
-        db.admit(Some(0), rec.finish()),
+        db.admit(Some(0), rec.finish(), SeriesLimits::default()),
         Err(AdmitError::Labels(LabelsError::ValueTooLong { .. }))
     ));
-    assert_eq!(db.admit(Some(0), b"\x05junk".to_vec()).unwrap_err(), AdmitError::Undecodable);
+    assert_eq!(
+        db.admit(Some(0), b"\x05junk".to_vec(), SeriesLimits::default()).unwrap_err(),
+        AdmitError::Undecodable
+    );
 }
 
 /// A snapshot from another replica is staged only if every key is one the shard could have
@@ -428,8 +436,11 @@ fn admit_refuses_a_record_holding_another_shards_series() {
     rec.add(&labels.encode(), [(T0, 1.0)]);
     let rec = rec.finish();
     let other = (shard + 1) % db.config().shards;
-    assert_eq!(db.admit(Some(other), rec.clone()).unwrap_err(), AdmitError::WrongShard(other));
-    assert!(db.admit(Some(shard), rec).unwrap().0.is_some());
+    assert_eq!(
+        db.admit(Some(other), rec.clone(), SeriesLimits::default()).unwrap_err(),
+        AdmitError::WrongShard(other)
+    );
+    assert!(db.admit(Some(shard), rec, SeriesLimits::default()).unwrap().0.is_some());
 }
 
 /// A series the shard holds and writes to lately is logged by reference (its labels' hash
@@ -449,11 +460,11 @@ fn series_the_shard_holds_are_logged_by_reference() {
         b.add(&enc, [(t, t as f64)]);
         b.finish()
     };
-    let (first, _) = db.admit(Some(0), record(T0)).unwrap();
+    let (first, _) = db.admit(Some(0), record(T0), SeriesLimits::default()).unwrap();
     let first = first.unwrap();
     assert_eq!(first, record(T0), "a new series is logged by its labels");
     assert_eq!(db.apply_record(0, 1, &first).unwrap().accepted, 1);
-    let (second, _) = db.admit(Some(0), record(T0 + 15_000)).unwrap();
+    let (second, _) = db.admit(Some(0), record(T0 + 15_000), SeriesLimits::default()).unwrap();
     let second = second.unwrap();
     let decoded = record::decode(&second).unwrap();
     assert_eq!(decoded[0].key(), record::SeriesKey::Ref(labels::hash_encoded(&enc)));
@@ -470,10 +481,10 @@ fn series_the_shard_holds_are_logged_by_reference() {
     assert_eq!(got[0].samples, vec![(T0, T0 as f64), (T0 + 15_000, (T0 + 15_000) as f64)]);
     // idle for more than half the retention: by labels again (retention may drop it)
     clock.set(T0 + 15_000 + cfg().retention.as_millis() as i64 / 2 + 1);
-    let (third, _) = db.admit(Some(0), record(T0 + 30_000)).unwrap();
+    let (third, _) = db.admit(Some(0), record(T0 + 30_000), SeriesLimits::default()).unwrap();
     assert_eq!(third.unwrap(), record(T0 + 30_000));
     // only admission writes references
-    assert_eq!(db.admit(Some(0), second).unwrap_err(), AdmitError::NotCanonical);
+    assert_eq!(db.admit(Some(0), second, SeriesLimits::default()).unwrap_err(), AdmitError::NotCanonical);
 }
 
 /// A reference that names no series of the shard (a replica whose state differs) stores

@@ -36,7 +36,7 @@ async fn planned_stop_hands_leadership_over_before_an_election_timeout() {
                 b.add(&mut pairs, [(base + t, (base + t) as f64)]).expect("valid");
             }
             let start = Instant::now();
-            if client.write(b.into_records()).await.is_ok() {
+            if client.write(b.into_records(), strata_tsdb::SeriesLimits::default()).await.is_ok() {
                 acked.insert(t);
             }
             slowest = slowest.max(start.elapsed());

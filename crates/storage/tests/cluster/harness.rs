@@ -108,7 +108,10 @@ pub(crate) async fn write_batch(client: &ClusterClient, base: i64, t: i64) -> Re
         let mut pairs = vec![("__name__", "test_metric"), ("series", v.as_str())];
         b.add(&mut pairs, [(t, t as f64)]).map_err(|e| e.to_string())?;
     }
-    let o = client.write(b.into_records()).await.map_err(|e| e.to_string())?;
+    let o = client
+        .write(b.into_records(), strata_tsdb::SeriesLimits::default())
+        .await
+        .map_err(|e| e.to_string())?;
     // acknowledged means stored: a sample refused (out of order after a slow start, say)
     // does not count
     if o.accepted as usize != SERIES {
