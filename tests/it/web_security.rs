@@ -487,3 +487,82 @@ fn lifecycle_endpoints_answer_as_prometheus_does() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// `strata probe` (the health check of the images) speaks HTTPS, verifying the server
+/// against `--ca-file`: what compose's TLS overlay runs in every container.
+#[test]
+fn the_health_probe_speaks_https() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ours = certs(&tmp.path().join("ours"));
+    let strangers = certs(&tmp.path().join("strangers"));
+    let web = web_config(tmp.path(), &ours, "");
+    let s = Standalone::start(
+        tmp.path(),
+        &[&format!("--web.config.file={}", web.display()), "--web.unauthenticated-probes"],
+    );
+    let probe = |url: &str, ca: &Path| {
+        Command::new(strata_bin().unwrap())
+            .args(["probe", "--ca-file", ca.join("ca.pem").to_str().unwrap(), url])
+            .output()
+            .unwrap()
+    };
+    let ready = format!("https://localhost:{}/-/ready", s.port);
+    wait_for("the probe to pass", Duration::from_secs(60), || probe(&ready, &ours).status.success());
+    let out = probe(&ready, &strangers);
+    assert!(!out.status.success(), "a server the CA did not sign");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("certificate"), "{out:?}");
+    assert!(!probe(&format!("http://localhost:{}/-/ready", s.port), &ours).status.success(), "plain HTTP");
+    // authentication still guards everything but the probes
+    assert!(!probe(&format!("https://localhost:{}/api/v1/labels", s.port), &ours).status.success());
+}
+
+/// Ingestors sharing scrape targets (`--scrape-peers`) still see each other when their
+/// listeners serve TLS and demand basic auth (no open probes): each target is scraped by
+/// one of them, not by both.
+#[test]
+fn ingestors_share_targets_behind_tls_and_basic_auth() {
+    let tmp = tempfile::tempdir().unwrap();
+    let web_certs = certs(&tmp.path().join("web-certs"));
+    let web = web_config(tmp.path(), &web_certs, "");
+    let web_flag = format!("--web.config.file={}", web.display());
+    let mut scrape = String::from(
+        "global: {scrape_interval: 5s}\nscrape_configs:\n  - job_name: t\n    static_configs:\n",
+    );
+    for port in 11..21 {
+        scrape.push_str(&format!("      - {{targets: ['127.0.0.1:{port}']}}\n"));
+    }
+    let file = tmp.path().join("scrape.yml");
+    std::fs::write(&file, scrape).unwrap();
+    let curl = format!("--cacert {}/ca.pem -u {USER}:{PASSWORD}", web_certs.display());
+    let cluster = LocalCluster::up_with(
+        tmp.path().join("cluster"),
+        2,
+        &[
+            ("SCRAPE_CONFIG", file.to_str().unwrap()),
+            ("WEB_FLAGS", web_flag.as_str()),
+            ("WEB_SCHEME", "https"),
+            ("CURL_FLAGS", &curl),
+        ],
+    );
+    let c = client(&web_certs, None);
+    let targets = |i: usize| -> std::collections::BTreeSet<String> {
+        let url = format!("https://127.0.0.1:{}/api/v1/targets", cluster.ingest(i));
+        let v = data(&c, &url);
+        v["activeTargets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["scrapeUrl"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let shared = || {
+        let (a, b) = (targets(0), targets(1));
+        !a.is_empty() && !b.is_empty() && a.is_disjoint(&b) && a.len() + b.len() == 10
+    };
+    wait_for("the ingestors to share the targets", Duration::from_secs(30), shared);
+    // and they keep sharing them: each sees the other alive at every check
+    for _ in 0..8 {
+        std::thread::sleep(Duration::from_secs(1));
+        assert!(shared(), "{:?} / {:?}", targets(0), targets(1));
+    }
+}

@@ -20,6 +20,6 @@ mod read;
 mod write;
 
 pub use ha::{HA_FORGET_AFTER_MS, HaClaim, HaElected};
-pub use metadata::MetadataStore;
+pub use metadata::{MAX_METADATA_BYTES, MetadataStore};
 pub use read::{CancelOnDrop, QueryBackend, ReadOptions, ReadView, Reader};
 pub use write::{CommitFuture, ElectFuture, WriteError, Writer};

@@ -17,11 +17,26 @@ pub(crate) struct Meta {
 /// Most distinct entries kept per metric family.
 const MAX_PER_METRIC: usize = 16;
 
+/// Most bytes of names, help and units the store holds, all tenants together: past it new
+/// entries are dropped (the known ones stay), so that senders inventing metric families or
+/// tenants cannot grow a node's memory without bound.
+pub const MAX_METADATA_BYTES: usize = 64 << 20;
+
+/// Bytes an entry is counted for besides its strings (its vector slot and map nodes).
+const ENTRY_OVERHEAD: usize = 64;
+
 /// Metadata by tenant ("" for the default tenant, which scrapes record into) and metric
 /// family name.
 #[derive(Debug, Default)]
 pub struct MetadataStore {
-    by_metric: RwLock<BTreeMap<String, BTreeMap<String, Vec<Meta>>>>,
+    by_metric: RwLock<Entries>,
+}
+
+/// The entries, and the bytes they are counted for.
+#[derive(Debug, Default)]
+struct Entries {
+    map: BTreeMap<String, BTreeMap<String, Vec<Meta>>>,
+    bytes: usize,
 }
 
 /// Prometheus's names of metric types, by remote-write `MetricType` number.
@@ -48,13 +63,18 @@ impl MetadataStore {
         }
         let kind = KINDS.iter().find(|k| **k == kind).copied().unwrap_or("unknown");
         let m = Meta { kind, help: help.to_owned(), unit: unit.to_owned() };
-        if self.by_metric.read().get(tenant).and_then(|t| t.get(family)).is_some_and(|v| v.contains(&m)) {
+        if self.by_metric.read().map.get(tenant).and_then(|t| t.get(family)).is_some_and(|v| v.contains(&m)) {
             return;
         }
+        let size = tenant.len() + family.len() + help.len() + unit.len() + ENTRY_OVERHEAD;
         let mut w = self.by_metric.write();
-        let v = w.entry(tenant.to_owned()).or_default().entry(family.to_owned()).or_default();
+        if w.bytes + size > MAX_METADATA_BYTES {
+            return;
+        }
+        let v = w.map.entry(tenant.to_owned()).or_default().entry(family.to_owned()).or_default();
         if !v.contains(&m) && v.len() < MAX_PER_METRIC {
             v.push(m);
+            w.bytes += size;
         }
     }
 
@@ -68,6 +88,7 @@ impl MetadataStore {
         per_metric: Option<usize>,
     ) -> Value {
         let r = self.by_metric.read();
+        let r = &r.map;
         let mut merged: BTreeMap<&str, Vec<&Meta>> = BTreeMap::new();
         for (_, families) in r.iter().filter(|(t, _)| tenants.is_none_or(|ts| ts.contains(&t.as_str()))) {
             for (name, metas) in families.iter().filter(|(n, _)| metric.is_none_or(|m| m == n.as_str())) {
@@ -92,5 +113,24 @@ impl MetadataStore {
             out.insert(name.to_owned(), Value::Array(entries));
         }
         Value::Object(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_store_holds_at_most_its_bytes() {
+        let store = MetadataStore::default();
+        let help = "h".repeat(1 << 20);
+        for i in 0..100 {
+            store.record(&format!("t{i}"), &format!("family_{i}"), 1, &help, "");
+        }
+        let all = store.query(None, None, None, None);
+        assert_eq!(all.as_object().unwrap().len(), MAX_METADATA_BYTES / ((1 << 20) + 80));
+        // the first ones are kept, the later ones dropped
+        assert!(store.query(Some(&["t99"]), None, None, None).as_object().unwrap().is_empty());
+        assert_eq!(store.query(Some(&["t0"]), Some("family_0"), None, None).as_object().unwrap().len(), 1);
     }
 }

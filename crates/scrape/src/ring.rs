@@ -75,12 +75,22 @@ pub struct MembershipConfig {
     /// Failed checks in a row (timeouts, errors) before a peer counts as gone; a refused
     /// connection counts at once. Default 3.
     pub failures_to_leave: u32,
+    /// The peers serve HTTPS (their web configuration turns TLS on). The check is one of
+    /// liveness only, so their certificate is not verified (a forged answer could only
+    /// keep a gone peer in the ring; blocking its packets does as much). Default false.
+    pub https: bool,
 }
 
 impl MembershipConfig {
     /// Membership of `me` among `peers`, with the default timings.
     pub fn new(me: String, peers: Vec<String>) -> MembershipConfig {
-        MembershipConfig { me, peers, check_interval: Duration::from_secs(1), failures_to_leave: 3 }
+        MembershipConfig {
+            me,
+            peers,
+            check_interval: Duration::from_secs(1),
+            failures_to_leave: 3,
+            https: false,
+        }
     }
 }
 
@@ -108,7 +118,9 @@ pub fn spawn_membership(cfg: MembershipConfig) -> watch::Receiver<Ring> {
     tokio::spawn(async move {
         let timeout = cfg.check_interval.max(Duration::from_millis(500));
         let make = || reqwest::Client::builder().no_proxy().timeout(timeout);
-        let client = match crate::tls::client(make, &Default::default()) {
+        let tls = strata_discovery::TlsConfig { insecure_skip_verify: cfg.https, ..Default::default() };
+        let scheme = if cfg.https { "https" } else { "http" };
+        let client = match crate::tls::client(make, &tls) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "cannot check the scrape peers: the peers listed by address stay in the ring, dns+ entries are not resolved");
@@ -124,13 +136,14 @@ pub fn spawn_membership(cfg: MembershipConfig) -> watch::Receiver<Ring> {
             failures.retain(|p, _| peers.contains(p));
             let checks = peers.iter().filter(|p| **p != cfg.me).map(|p| {
                 let client = client.clone();
-                let url = format!("http://{p}/-/healthy");
+                let url = format!("{scheme}://{p}/-/healthy");
                 async move { (p.clone(), client.get(url).send().await) }
             });
             for (peer, answer) in futures_util::future::join_all(checks).await {
                 let f = failures.entry(peer).or_default();
                 *f = match answer {
-                    Ok(r) if r.status().is_success() => 0,
+                    // an answer, even a refusal of authentication, is a live peer
+                    Ok(r) if r.status().is_success() || matches!(r.status().as_u16(), 401 | 403) => 0,
                     // nothing listens there: the process is gone, no need to wait
                     Err(e) if e.is_connect() => cfg.failures_to_leave,
                     _ => f.saturating_add(1),

@@ -48,7 +48,7 @@ pub use listen::ListenConfig;
 pub use metrics::Metrics;
 pub use overrides::{OverridesConfig, TenantLimits};
 pub use tenant::{ANONYMOUS, TENANT_LABEL, TenancyConfig, default_tenant_only};
-pub use web_auth::{WebSecurityConfig, check_web_config};
+pub use web_auth::{WebSecurityConfig, check_web_config, web_config_serves_tls};
 
 /// Settings of the HTTP server.
 #[derive(Clone, Debug)]
@@ -114,6 +114,7 @@ impl ServerConfig {
             ("write_max_body_bytes", self.max_write_body_bytes as f64),
             ("write_max_decoded_bytes", self.max_write_decoded_bytes as f64),
             ("write_min_bytes_per_sample", write::MIN_SAMPLE_BYTES as f64),
+            ("metadata_max_bytes", strata_api::MAX_METADATA_BYTES as f64),
         ]
     }
 

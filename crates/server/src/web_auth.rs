@@ -268,3 +268,8 @@ pub(crate) async fn middleware(
 pub fn check_web_config(path: &Path) -> Option<String> {
     web_config::load(path).err()
 }
+
+/// Whether the web configuration file at `path` turns TLS on (false when it does not load).
+pub fn web_config_serves_tls(path: &Path) -> bool {
+    web_config::load(path).is_ok_and(|c| c.tls.is_some())
+}

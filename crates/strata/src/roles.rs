@@ -272,6 +272,11 @@ impl WebArgs {
         crate::lifecycle::routes(self.enable_lifecycle, scrape)
     }
 
+    /// Whether the web configuration turns TLS on.
+    fn serves_tls(&self) -> bool {
+        self.web_config_file.as_deref().is_some_and(strata_server::web_config_serves_tls)
+    }
+
     /// The listener's limits and security; a bad web configuration file is an error.
     fn listen(&self) -> anyhow::Result<strata_server::ListenConfig> {
         if let Some(e) = self.web_config_file.as_deref().and_then(strata_server::check_web_config) {
@@ -456,7 +461,10 @@ pub(crate) async fn ingestor(a: IngestorArgs) -> anyhow::Result<()> {
             a.scrape_peers.contains(&me) || a.scrape_peers.iter().any(|p| p.starts_with("dns+")),
             "--scrape-peers must list this ingestor as {me:?} (or set --advertise-addr)"
         );
-        Some(strata_scrape::ring::MembershipConfig::new(me, a.scrape_peers.clone()))
+        let mut m = strata_scrape::ring::MembershipConfig::new(me, a.scrape_peers.clone());
+        // the peers share this ingestor's web configuration
+        m.https = a.web.serves_tls();
+        Some(m)
     };
     let state = AppState::with(
         Arc::new(Reader::none()),
