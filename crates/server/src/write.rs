@@ -347,7 +347,9 @@ pub(crate) async fn remote_write(
                 return reply(&st, StatusCode::ACCEPTED, msg);
             }
             Err(HaRefusal::Claim(WriteError::Invalid(msg))) => {
-                st.metrics.reject(&key, "too_many_ha_clusters", decoded.samples);
+                if msg.contains("err-mimir-too-many-ha-clusters") {
+                    st.metrics.reject(&key, "too_many_ha_clusters", decoded.samples);
+                }
                 return reply(&st, StatusCode::BAD_REQUEST, msg);
             }
             Err(HaRefusal::Claim(WriteError::Unavailable(msg))) => return unavailable(&st, msg),
