@@ -83,6 +83,9 @@ pub(crate) enum HaRefusal {
     Claim(WriteError),
 }
 
+/// Longest a request waits for its cluster's election to be claimed.
+const CLAIM_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Most elections a node keeps a copy of; past it every copy is dropped and claimed again.
 const MAX_CACHED: usize = 100_000;
 
@@ -144,7 +147,18 @@ impl HaTracker {
             failover_ms: limits.failover_timeout.as_millis() as i64,
             max_clusters: limits.max_clusters,
         };
-        let elected = writer.elect(claim).await.map_err(HaRefusal::Claim)?;
+        // a claim that cannot be made soon fails the request (503, retried) rather than
+        // queue every request of the cluster behind it
+        let elected = match tokio::time::timeout(CLAIM_TIMEOUT, writer.elect(claim)).await {
+            Ok(r) => r.map_err(HaRefusal::Claim)?,
+            Err(_) => {
+                let why = format!(
+                    "the HA election of cluster {} was not decided within {CLAIM_TIMEOUT:?}",
+                    who.cluster
+                );
+                return Err(HaRefusal::Claim(WriteError::Unavailable(why)));
+            }
+        };
         let changed = copy.as_ref().is_some_and(|e| e.replica != elected.replica);
         let out = verdict(&elected).map(|()| changed);
         *copy = Some(elected);

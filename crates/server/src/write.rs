@@ -189,7 +189,6 @@ fn decode_body(raw: &[u8], batch: SeriesBatch, c: &Checks<'_>) -> Result<Decoded
         let (mut pairs, mut enc): (Vec<(&str, &str)>, Vec<u8>) = (Vec::new(), Vec::new());
         let on_series = |s: &fast::SeriesView<'_>| {
             let n = (s.sample_count + s.histograms.len()) as u64;
-            let is_first = std::mem::take(&mut first);
             pairs.clear();
             for lr in s.labels {
                 match (std::str::from_utf8(lr.name.of(&buf)), std::str::from_utf8(lr.value.of(&buf))) {
@@ -201,6 +200,8 @@ fn decode_body(raw: &[u8], batch: SeriesBatch, c: &Checks<'_>) -> Result<Decoded
                     }
                 }
             }
+            // the first series whose labels decode names the request's HA cluster and replica
+            let is_first = std::mem::take(&mut first);
             // the tenant is the writer's, whatever the series says
             pairs.retain(|(name, _)| *name != TENANT_LABEL);
             if let Some(ha) = c.ha {
