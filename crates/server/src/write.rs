@@ -62,6 +62,15 @@ fn unavailable(st: &AppState, msg: String) -> Response {
         .into_response()
 }
 
+/// The answer to a write the writer could not do: 503 (retried), 400 or 500.
+fn failed(st: &AppState, e: WriteError) -> Response {
+    match e {
+        WriteError::Unavailable(msg) => unavailable(st, msg),
+        WriteError::Invalid(msg) => reply(st, StatusCode::BAD_REQUEST, msg),
+        WriteError::Internal(msg) => reply(st, StatusCode::INTERNAL_SERVER_ERROR, msg),
+    }
+}
+
 /// Request-level problems found before anything is stored.
 fn check_headers(headers: &HeaderMap) -> Result<(), (StatusCode, String)> {
     let get = |h| headers.get(h).and_then(|v: &axum::http::HeaderValue| v.to_str().ok()).unwrap_or("");
@@ -313,7 +322,7 @@ pub(crate) async fn remote_write(
             );
         }
     };
-    let (st2, ha) = (st.clone(), ingest.ha.clone());
+    let st2 = st.clone();
     let decoded = tokio::task::spawn_blocking(move || {
         let checks = Checks {
             max_decoded: st2.cfg.max_write_decoded_bytes,
@@ -332,7 +341,7 @@ pub(crate) async fn remote_write(
     };
     if let Some((cluster, replica)) = &decoded.ha {
         let who = Claimant { tenant: &key, cluster, replica, now_ms: st.cfg.clock.now_ms() };
-        match st.ha.check(st.writer.as_ref(), &who, &ha).await {
+        match st.ha.check(st.writer.as_ref(), &who, &limits.ha()).await {
             Ok(changed) => {
                 if changed {
                     let labels = TenantCluster { tenant: key.clone(), cluster: cluster.clone() };
@@ -347,15 +356,13 @@ pub(crate) async fn remote_write(
                     format!("replicas did not match, rejecting sample: replica={replica}, elected={elected}");
                 return reply(&st, StatusCode::ACCEPTED, msg);
             }
-            Err(HaRefusal::Claim(WriteError::Invalid(msg))) => {
-                if msg.contains("err-mimir-too-many-ha-clusters") {
+            Err(HaRefusal::Claim(e)) => {
+                if let WriteError::Invalid(msg) = &e
+                    && msg.contains("err-mimir-too-many-ha-clusters")
+                {
                     st.metrics.reject(&key, "too_many_ha_clusters", decoded.samples);
                 }
-                return reply(&st, StatusCode::BAD_REQUEST, msg);
-            }
-            Err(HaRefusal::Claim(WriteError::Unavailable(msg))) => return unavailable(&st, msg),
-            Err(HaRefusal::Claim(WriteError::Internal(msg))) => {
-                return reply(&st, StatusCode::INTERNAL_SERVER_ERROR, msg);
+                return failed(&st, e);
             }
         }
     }
@@ -367,9 +374,7 @@ pub(crate) async fn remote_write(
     }
     let outcome = match st.writer.commit(decoded.batch).await {
         Ok(o) => o,
-        Err(WriteError::Unavailable(msg)) => return unavailable(&st, msg),
-        Err(WriteError::Invalid(msg)) => return reply(&st, StatusCode::BAD_REQUEST, msg),
-        Err(WriteError::Internal(msg)) => return reply(&st, StatusCode::INTERNAL_SERVER_ERROR, msg),
+        Err(e) => return failed(&st, e),
     };
     let (mut errors, mut more) = (decoded.errors, decoded.more_errors);
     st.metrics.ingested.inc_by(outcome.accepted);

@@ -575,7 +575,7 @@ impl Db {
             late |= s.samples.clone().any(|(t, _)| t > max_t) || s.histograms.clone().any(|(t, _)| t > max_t);
             keyed.push((h, s.labels));
             if limits.any() {
-                let value = |name| pairs.iter().find(|(n, _)| *n == name).map_or("", |(_, v)| *v).to_owned();
+                let value = |name| pairs.iter().find(|(n, _)| *n == name).map_or("", |(_, v)| *v);
                 owners.push((value(TENANT_LABEL), value(METRIC_NAME)));
             }
         }
@@ -734,12 +734,6 @@ impl Db {
         v
     }
 
-    /// Whether a series with this canonical label encoding exists on this node.
-    pub fn contains(&self, enc: &[u8]) -> bool {
-        let shard = shard_of(hash_encoded(enc), self.cfg.shards);
-        self.shards.shards.get(shard as usize).is_some_and(|s| s.contains(enc))
-    }
-
     /// Head statistics.
     pub fn head_stats(&self) -> HeadStats {
         let mut h = HeadStats::default();
@@ -749,12 +743,6 @@ impl Db {
             h.head_chunk_bytes += b;
         }
         h
-    }
-
-    /// Series in the head whose label `name` has `value` ("": series without the label),
-    /// e.g. a tenant's (an index lookup per shard).
-    pub fn count_label_value(&self, name: &str, value: &str) -> usize {
-        self.shards.shards.iter().map(|s| s.count_label_value(name, value)).sum()
     }
 
     /// Stops maintenance and flushes the engine. Checkpoints are the shard groups' (a
@@ -779,7 +767,7 @@ impl Db {
 fn over_limits(
     sh: &Shard,
     keyed: &[(u64, &[u8])],
-    owners: &[(String, String)],
+    owners: &[(&str, &str)],
     limits: SeriesLimits,
     shards: u32,
 ) -> Vec<Option<(RejectReason, usize)>> {
@@ -792,17 +780,20 @@ fn over_limits(
             out.push(None);
             continue;
         }
-        let held = *tenants.entry(tenant).or_insert_with(|| sh.count_label_value(TENANT_LABEL, tenant));
-        let of_metric = *metrics
-            .entry((tenant, metric))
-            .or_insert_with(|| sh.count_of_metric(TENANT_LABEL, tenant, metric));
-        let verdict = if limits.max_per_tenant > 0 && held >= share(limits.max_per_tenant) {
+        // each count is looked up once per record, and only for a limit that is set
+        let held = (limits.max_per_tenant > 0)
+            .then(|| tenants.entry(tenant).or_insert_with(|| sh.count_label_value(TENANT_LABEL, tenant)));
+        let of_metric = (limits.max_per_metric > 0).then(|| {
+            metrics
+                .entry((tenant, metric))
+                .or_insert_with(|| sh.count_of_metric(TENANT_LABEL, tenant, metric))
+        });
+        let verdict = if held.as_ref().is_some_and(|n| **n >= share(limits.max_per_tenant)) {
             Some((RejectReason::SeriesLimit, limits.max_per_tenant))
-        } else if limits.max_per_metric > 0 && of_metric >= share(limits.max_per_metric) {
+        } else if of_metric.as_ref().is_some_and(|n| **n >= share(limits.max_per_metric)) {
             Some((RejectReason::MetricSeriesLimit, limits.max_per_metric))
         } else {
-            *tenants.entry(tenant).or_default() += 1;
-            *metrics.entry((tenant, metric)).or_default() += 1;
+            held.into_iter().chain(of_metric).for_each(|n| *n += 1);
             None
         };
         out.push(verdict);
