@@ -1,9 +1,10 @@
 //! # strata-engine-rocks — RocksDB behind [`KvEngine`]
 //!
 //! The only crate that links RocksDB. One database per node with one column family per
-//! [`Cf`]: the log CF is uncompressed with a large memtable (entries are often truncated
-//! before they reach an SST file), chunks and index are LZ4-compressed with ZSTD at the
-//! bottommost level. A synced write is a RocksDB write with `sync = true` (WAL fsync).
+//! [`Cf`]: the log CF has a large memtable (entries are often truncated before they reach
+//! an SST file), chunks and index are LZ4-compressed with ZSTD at the bottommost level; the
+//! write-ahead log is ZSTD-compressed. A synced write is a RocksDB write with `sync = true`
+//! (WAL fsync).
 //!
 //! Disk while running is bounded, not only at rest: the write-ahead log's files are kept
 //! only until every column family holding writes from them is flushed, so a family written
@@ -37,11 +38,16 @@ pub struct RocksConfig {
     /// Memtable size of the log column family, in bytes. Default 16 MiB.
     pub log_write_buffer_bytes: usize,
     /// Most bytes of write-ahead-log files kept; past it the column families pinning the
-    /// oldest file are flushed (RocksDB's `max_total_wal_size`). Default 32 MiB.
+    /// oldest file are flushed (RocksDB's `max_total_wal_size`). Default 8 MiB.
     pub max_total_wal_bytes: u64,
+    /// Compress the write-ahead log with ZSTD (RocksDB's `wal_compression`): log records
+    /// name series by reference and repeat them every scrape, which compresses well, so
+    /// the same `max_total_wal_bytes` holds more and disk while ingesting is smaller.
+    /// Default true.
+    pub wal_compression: bool,
     /// Compact the log column family when its SST files exceed this many bytes and entries
     /// were truncated since its last compaction (reclaims the space of truncated entries
-    /// that reached SST files). 0 = never. Default 8 MiB.
+    /// that reached SST files). 0 = never. Default 1 MiB.
     pub log_compaction_bytes: u64,
     /// How often the maintenance thread checks the log column family, and how long without
     /// a write makes it flush the memtables (freeing the WAL files). Default 10 s.
@@ -53,8 +59,9 @@ impl Default for RocksConfig {
         RocksConfig {
             block_cache_bytes: 128 << 20,
             log_write_buffer_bytes: 16 << 20,
-            max_total_wal_bytes: 32 << 20,
-            log_compaction_bytes: 8 << 20,
+            max_total_wal_bytes: 8 << 20,
+            wal_compression: true,
+            log_compaction_bytes: 1 << 20,
             maintenance_interval: Duration::from_secs(10),
         }
     }
@@ -67,6 +74,8 @@ pub struct RocksEngine {
     log_truncated: Arc<AtomicBool>,
     /// Writes so far (the maintenance thread flushes when it stops moving).
     writes: Arc<AtomicU64>,
+    /// [`RocksConfig::max_total_wal_bytes`], for the gauges.
+    max_wal_bytes: u64,
     /// Dropping it stops the maintenance thread.
     stop: Option<Sender<()>>,
     maintenance: Option<JoinHandle<()>>,
@@ -127,7 +136,9 @@ fn cf_options(cf: Cf, cfg: Option<&RocksConfig>, cache: Option<&Cache>) -> Optio
     t.set_bloom_filter(10.0, false);
     match cf {
         Cf::Log => {
-            o.set_compression_type(DBCompressionType::None);
+            // entries reach SST files only when they outlive the memtable (a full
+            // write-ahead log flushes it): LZ4 halves what they take there
+            o.set_compression_type(DBCompressionType::Lz4);
             if let Some(cfg) = cfg {
                 o.set_write_buffer_size(cfg.log_write_buffer_bytes);
             }
@@ -157,6 +168,9 @@ impl RocksEngine {
         o.set_max_background_jobs(2);
         o.set_bytes_per_sync(1 << 20);
         o.set_max_total_wal_size(cfg.max_total_wal_bytes);
+        if cfg.wal_compression {
+            o.set_wal_compression_type(DBCompressionType::Zstd);
+        }
         let cache = Cache::new_lru_cache(cfg.block_cache_bytes);
         let cfs = Cf::ALL
             .iter()
@@ -187,6 +201,7 @@ impl RocksEngine {
             db,
             log_truncated,
             writes,
+            max_wal_bytes: cfg.max_total_wal_bytes,
             stop: Some(tx),
             maintenance: Some(maintenance),
             _lock: lock,
@@ -393,6 +408,43 @@ impl KvEngine for RocksEngine {
         self.db.cancel_all_background_work(true);
     }
 
+    fn gauges(&self) -> Vec<(&'static str, &'static str, u64)> {
+        let per_cf = |p: &rocksdb::properties::PropName| -> u64 {
+            Cf::ALL
+                .iter()
+                .filter_map(|cf| self.db.cf_handle(cf.name()))
+                .filter_map(|h| self.db.property_int_value_cf(&h, p).ok().flatten())
+                .sum()
+        };
+        // the write-ahead log's files are the `*.log` files of the database directory
+        let wal: u64 = std::fs::read_dir(self.db.path())
+            .map(|rd| {
+                rd.flatten()
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+                    .filter_map(|e| e.metadata().ok().map(|m| m.len()))
+                    .sum()
+            })
+            .unwrap_or(0);
+        vec![
+            (
+                "strata_storage_max_wal_bytes",
+                "Limit: most bytes of RocksDB write-ahead-log files kept; past it the column families pinning the oldest are flushed (storage.max-wal-bytes).",
+                self.max_wal_bytes,
+            ),
+            ("strata_storage_wal_bytes", "Bytes of RocksDB write-ahead-log files on disk now.", wal),
+            (
+                "strata_storage_sst_bytes",
+                "Bytes of RocksDB table files on disk now, every column family.",
+                per_cf(rocksdb::properties::TOTAL_SST_FILES_SIZE),
+            ),
+            (
+                "strata_storage_memtable_bytes",
+                "Bytes of RocksDB memtables now, every column family.",
+                per_cf(rocksdb::properties::CUR_SIZE_ALL_MEM_TABLES),
+            ),
+        ]
+    }
+
     fn flush(&self) -> Result<()> {
         for cf in Cf::ALL {
             self.db.flush_cf(self.cf(cf)?).map_err(err)?;
@@ -425,6 +477,19 @@ mod tests {
         e.db.property_int_value_cf(cf, rocksdb::properties::TOTAL_SST_FILES_SIZE).unwrap().unwrap()
     }
 
+    /// `n` bytes that do not compress (the log CF and the WAL are compressed).
+    fn noise(n: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
     #[test]
     fn truncated_log_entries_in_sst_files_are_compacted_away() {
         let d = tempfile::tempdir().unwrap();
@@ -436,7 +501,7 @@ mod tests {
         let e = RocksEngine::open(d.path(), &cfg).unwrap();
         let mut b = WriteBatch::default();
         for i in 0..2_000u32 {
-            b.put(Cf::Log, i.to_be_bytes().to_vec(), vec![7; 1000]);
+            b.put(Cf::Log, i.to_be_bytes().to_vec(), noise(1000, u64::from(i)));
         }
         e.write(&b, true).unwrap();
         e.db.flush_cf(e.cf(Cf::Log).unwrap()).unwrap();
@@ -458,7 +523,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
         }
         // what was not truncated is still there
-        assert_eq!(e.get(Cf::Log, &1_950u32.to_be_bytes()).unwrap(), Some(vec![7; 1000]));
+        assert_eq!(e.get(Cf::Log, &1_950u32.to_be_bytes()).unwrap(), Some(noise(1000, 1_950)));
         assert_eq!(e.get(Cf::Log, &5u32.to_be_bytes()).unwrap(), None);
     }
 
@@ -483,7 +548,7 @@ mod tests {
         while started.elapsed() < Duration::from_millis(1_000) {
             let mut b = WriteBatch::default();
             for cf in [Cf::Meta, Cf::Log] {
-                b.put(cf, i.to_be_bytes().to_vec(), vec![7; 10_000]);
+                b.put(cf, i.to_be_bytes().to_vec(), noise(10_000, u64::from(i)));
             }
             e.write(&b, false).unwrap();
             i += 1;
@@ -491,13 +556,18 @@ mod tests {
         }
         let written = wal_bytes(d.path());
         assert!(written > 200 << 10, "{written} bytes of WAL");
+        // the gauges say where the bytes are
+        let gauge = |name: &str| e.gauges().into_iter().find(|g| g.0 == name).map(|g| g.2);
+        assert_eq!(gauge("strata_storage_max_wal_bytes"), Some(8 << 20));
+        assert!(gauge("strata_storage_wal_bytes").is_some_and(|b| b > 0 && b <= written + (64 << 10)));
+        assert!(gauge("strata_storage_memtable_bytes").is_some_and(|b| b > 0));
         // a whole interval without a write: flushed, the WAL files go
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while wal_bytes(d.path()) > 64 << 10 {
             assert!(std::time::Instant::now() < deadline, "WAL still {} bytes", wal_bytes(d.path()));
             std::thread::sleep(Duration::from_millis(50));
         }
-        assert_eq!(e.get(Cf::Meta, &0u32.to_be_bytes()).unwrap(), Some(vec![7; 10_000]));
+        assert_eq!(e.get(Cf::Meta, &0u32.to_be_bytes()).unwrap(), Some(noise(10_000, 0)));
     }
 
     #[test]

@@ -182,7 +182,7 @@ impl<A: Applier> StateMachine<A> {
 
     fn checkpoint(&mut self) -> io::Result<()> {
         let raft_state = crate::codec::encode(&self.state)?;
-        self.applier.checkpoint(raft_state)
+        blocking(|| self.applier.checkpoint(raft_state))
     }
 
     /// Checkpoints (with no apply running) and returns the builder of the snapshot at the
@@ -204,6 +204,18 @@ impl<A: Applier> StateMachine<A> {
             payload: SnapshotPayload::Local(self.applier.exporter()),
             failed: Some(e),
         }
+    }
+}
+
+/// Runs `f`, long blocking work (a checkpoint's synced write, a snapshot's ingest and
+/// index load), telling a multi-threaded runtime first: the worker's other tasks move to
+/// another thread instead of waiting behind it (with two cores, a seconds-long install
+/// would otherwise hold up the heartbeats queued on that worker and lose leaderships).
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 
@@ -315,7 +327,7 @@ impl<A: Applier> RaftStateMachine<TypeConfig> for StateMachine<A> {
         };
         // the Raft state is the one stored with the data (the sender puts it in the meta too)
         let state = crate::codec::decode(&staged.raft_state)?;
-        self.applier.import(staged)?;
+        blocking(|| self.applier.import(staged))?;
         self.state = state;
         Ok(())
     }

@@ -123,6 +123,9 @@ impl QueryBackend for NodeBackend {
                 health.min_free_bytes().min(i64::MAX as u64) as i64,
             ),
         ];
+        v.extend(
+            self.node.engine_gauges().into_iter().map(|(n, h, x)| (n, h, x.min(i64::MAX as u64) as i64)),
+        );
         v.extend([
             (
                 "strata_snapshots_in_flight",

@@ -71,7 +71,7 @@ pub struct StorageConfig {
     /// Raft timings.
     pub raft: RaftConfig,
     /// Checkpoint every group at least this often, in addition to every
-    /// `raft.snapshot_entries` entries. Default 5 minutes.
+    /// `raft.snapshot_entries` entries. Default 2 minutes.
     pub checkpoint_interval: Duration,
     /// How long one Raft message (append, vote) may go unanswered before it counts as
     /// lost. Snapshots have no such bound on the whole transfer (a large shard's takes as
@@ -124,7 +124,7 @@ impl StorageConfig {
             replication_factor: 3,
             db: DbConfig::default(),
             raft: RaftConfig { node_id, ..RaftConfig::default() },
-            checkpoint_interval: Duration::from_secs(300),
+            checkpoint_interval: Duration::from_secs(120),
             raft_timeout: Duration::from_secs(10),
             faults: None,
             #[cfg(feature = "rocksdb")]
@@ -310,6 +310,12 @@ impl StorageNode {
     /// The node's database once the cluster map is known (reads of its replicas).
     pub fn db(&self) -> Option<Arc<Db>> {
         self.state.db()
+    }
+
+    /// The storage engine's own gauges (its limits, the bytes its files hold) for
+    /// `/metrics`.
+    pub fn engine_gauges(&self) -> Vec<(&'static str, &'static str, u64)> {
+        self.kv.gauges()
     }
 
     /// The node's Raft groups.

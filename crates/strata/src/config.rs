@@ -22,7 +22,7 @@ pub(crate) struct StandaloneConfig {
     pub(crate) out_of_order_time_window: PromDuration,
     /// Number of shards; fixed when the data directory is created. Default `4`.
     pub(crate) shards: u32,
-    /// How often each shard checkpoints its head (bounds restart replay). Default `5m`.
+    /// How often each shard checkpoints its head (bounds restart replay). Default `2m`.
     pub(crate) checkpoint_interval: PromDuration,
     /// Once all shards together applied this many bytes of log since their checkpoints,
     /// checkpoint the ones with the most. Default `16777216` (16 MiB).
@@ -35,6 +35,9 @@ pub(crate) struct StandaloneConfig {
     /// than this, before RocksDB hits a full disk; `0` turns the check off. Default
     /// `268435456` (256 MiB).
     pub(crate) storage_min_free_bytes: u64,
+    /// Most bytes of RocksDB write-ahead-log files kept; past it the column families
+    /// pinning the oldest file are flushed. Default `8388608` (8 MiB).
+    pub(crate) storage_max_wal_bytes: u64,
     /// How far back an instant selector looks for a sample. Default `5m`.
     pub(crate) query_lookback_delta: PromDuration,
     /// Longest a query may run. Default `2m`.
@@ -134,11 +137,12 @@ impl Default for StandaloneConfig {
             retention_time: PromDuration(Duration::from_secs(15 * 86_400)),
             out_of_order_time_window: PromDuration(Duration::ZERO),
             shards: 4,
-            checkpoint_interval: PromDuration(Duration::from_secs(300)),
+            checkpoint_interval: PromDuration(Duration::from_secs(120)),
             checkpoint_log_bytes: 16 << 20,
             max_write_body_bytes: 32 << 20,
             block_cache_bytes: 128 << 20,
             storage_min_free_bytes: 256 << 20,
+            storage_max_wal_bytes: 8 << 20,
             query_lookback_delta: PromDuration(Duration::from_secs(300)),
             query_timeout: PromDuration(Duration::from_secs(120)),
             ingest_max_future: PromDuration(Duration::from_secs(600)),

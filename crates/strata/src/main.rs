@@ -111,7 +111,7 @@ struct StandaloneArgs {
     /// Number of shards of a new data directory [default: 4].
     #[arg(long)]
     shards: Option<u32>,
-    /// Checkpoint interval [default: 5m].
+    /// Checkpoint interval [default: 2m].
     #[arg(long)]
     checkpoint_interval: Option<PromDuration>,
     /// A Prometheus configuration file whose `scrape_configs` this node scrapes
@@ -161,6 +161,10 @@ struct StandaloneArgs {
     /// this; 0 = no check [default: 268435456].
     #[arg(long = "storage.min-free-bytes")]
     storage_min_free_bytes: Option<u64>,
+    /// Most bytes of RocksDB write-ahead-log files kept (the disk a running node uses
+    /// beyond its data) [default: 8388608].
+    #[arg(long = "storage.max-wal-bytes")]
+    storage_max_wal_bytes: Option<u64>,
     #[command(flatten)]
     ingest: config::IngestArgs,
 }
@@ -204,6 +208,9 @@ fn load_config(a: StandaloneArgs) -> anyhow::Result<StandaloneConfig> {
     if let Some(v) = a.storage_min_free_bytes {
         c.storage_min_free_bytes = v;
     }
+    if let Some(v) = a.storage_max_wal_bytes {
+        c.storage_max_wal_bytes = v;
+    }
     if let Some(v) = a.web_read_timeout {
         c.web_read_timeout = v;
     }
@@ -239,7 +246,11 @@ async fn standalone(c: StandaloneConfig) -> anyhow::Result<()> {
         ..DbConfig::default()
     };
     cfg.checkpoint_interval = c.checkpoint_interval.0;
-    cfg.rocks = RocksConfig { block_cache_bytes: c.block_cache_bytes, ..RocksConfig::default() };
+    cfg.rocks = RocksConfig {
+        block_cache_bytes: c.block_cache_bytes,
+        max_total_wal_bytes: c.storage_max_wal_bytes,
+        ..RocksConfig::default()
+    };
     cfg.min_free_bytes = c.storage_min_free_bytes;
     let node = StorageNode::start_local(cfg)
         .await

@@ -118,11 +118,15 @@ pub(crate) struct StorageArgs {
     /// this; 0 = no check.
     #[arg(long = "storage.min-free-bytes", default_value_t = 256 << 20)]
     storage_min_free_bytes: u64,
+    /// Most bytes of RocksDB write-ahead-log files kept; past it the column families
+    /// pinning the oldest file are flushed (the disk a running node uses beyond its data).
+    #[arg(long = "storage.max-wal-bytes", default_value_t = 8 << 20)]
+    storage_max_wal_bytes: u64,
     /// Out-of-order window, e.g. 10m.
     #[arg(long, default_value = "0s")]
     out_of_order_time_window: PromDuration,
     /// Checkpoint every shard at least this often (also every 2,000 log entries).
-    #[arg(long, default_value = "5m")]
+    #[arg(long, default_value = "2m")]
     checkpoint_interval: PromDuration,
     /// Raft heartbeat interval, e.g. 300ms.
     #[arg(long, default_value = "300ms")]
@@ -359,6 +363,7 @@ pub(crate) async fn storage(a: StorageArgs) -> anyhow::Result<()> {
     };
     cfg.checkpoint_interval = a.checkpoint_interval.0;
     cfg.min_free_bytes = a.storage_min_free_bytes;
+    cfg.rocks.max_total_wal_bytes = a.storage_max_wal_bytes;
     cfg.zone = a.zone.clone();
     cfg.placement = PlacementConfig {
         max_moves: a.placement_max_moves,

@@ -62,6 +62,9 @@ impl Clock for ManualClock {
     }
 }
 
+/// A replicated shard's open buckets are compacted after every this many checkpoints.
+const OPEN_COMPACTION_EVERY: u64 = 8;
+
 /// Settings of a [`Db`].
 #[derive(Clone, Debug)]
 pub struct DbConfig {
@@ -438,7 +441,7 @@ impl Db {
         Ok(applied)
     }
 
-    fn shard(&self, shard: ShardId) -> Result<&Shard> {
+    pub(crate) fn shard(&self, shard: ShardId) -> Result<&Shard> {
         self.shards.shards.get(shard as usize).ok_or(Error::NoSuchShard(shard))
     }
 
@@ -458,11 +461,15 @@ impl Db {
 
     /// Checkpoints a replicated shard: its head, new index entries, watermark and `extra`
     /// meta entries (the Raft state that goes with the watermark) in one synced batch, then
-    /// compacts its finished buckets. The log is left to Raft. Returns the watermark.
+    /// compacts its finished buckets, and every `OPEN_COMPACTION_EVERY`th (8th) time its open
+    /// ones too (each checkpoint adds a segment per written series to the open bucket: the
+    /// segments a read of recent data decodes stay few however often checkpoints come).
+    /// The log is left to Raft. Returns the watermark.
     pub fn checkpoint_shard(&self, shard: ShardId, extra: Vec<(Vec<u8>, Vec<u8>)>) -> Result<u64> {
         let s = self.shard(shard)?;
         let applied = self.timed_checkpoint(s, extra)?;
-        let merged = s.compact(self.shards.rules, false)?;
+        let open = s.checkpoints().is_multiple_of(OPEN_COMPACTION_EVERY);
+        let merged = s.compact(self.shards.rules, open)?;
         if merged > 0 {
             tracing::debug!(shard, merged, "compacted finished buckets");
         }

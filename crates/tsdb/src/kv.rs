@@ -115,6 +115,11 @@ pub trait KvEngine: Send + Sync + Debug + 'static {
     /// the last call before the process exits, so that no background thread touches the
     /// engine while the process tears down. The engine stays readable. Default: nothing.
     fn quiesce(&self) {}
+    /// The engine's own gauges for `/metrics` (name, help, value): its limits and what its
+    /// files hold now. Default: none.
+    fn gauges(&self) -> Vec<(&'static str, &'static str, u64)> {
+        Vec::new()
+    }
 
     /// Visits every key of `ranges` (in the order given, ascending within each) as the
     /// engine held them at one moment: `taken` is called once that moment is fixed, and no

@@ -31,6 +31,15 @@ use crate::stage::ShardStage;
 
 /// Chunks are cut at 2-hour buckets (Prometheus's block range).
 pub const BUCKET_MS: i64 = 2 * 3_600_000;
+
+/// A series' cache of its current bucket's chunks holds at most this many: a checkpoint
+/// that would add more merges them into one packed chunk (memory per series does not grow
+/// with the number of checkpoints in a bucket).
+const CACHE_CHUNKS: usize = 8;
+
+/// Bytes of keys and merged chunks a compaction writes per batch.
+const COMPACT_BATCH_BYTES: usize = 4 << 20;
+
 /// Without an out-of-order window, samples older than the shard's newest minus this are
 /// out of bounds (Prometheus: half the block range).
 const HEAD_LOWER_BOUND_MS: i64 = 3_600_000;
@@ -246,6 +255,8 @@ pub(crate) struct Shard {
     state: RwLock<State>,
     /// Serialises checkpoint, compaction and retention.
     maintenance: Mutex<()>,
+    /// Checkpoints written since the shard was opened.
+    checkpoints: std::sync::atomic::AtomicU64,
 }
 
 impl fmt::Debug for Shard {
@@ -311,7 +322,13 @@ impl Shard {
     /// Loads the shard's persisted index and counters (the state at its watermark).
     pub(crate) fn open(id: ShardId, kv: Arc<dyn KvEngine>) -> Result<Self> {
         let st = load_state(id, kv.as_ref())?;
-        Ok(Shard { id, kv, state: RwLock::new(st), maintenance: Mutex::new(()) })
+        Ok(Shard {
+            id,
+            kv,
+            state: RwLock::new(st),
+            maintenance: Mutex::new(()),
+            checkpoints: std::sync::atomic::AtomicU64::new(0),
+        })
     }
 
     /// Visits the shard's persisted state (what its last checkpoint holds: TSDB meta,
@@ -494,8 +511,9 @@ impl Shard {
         let mut b = WriteBatch::default();
         let id = self.id;
         let mut seq = st.next_seq;
-        // what the batch takes from each series, cleared from it once written
-        let mut taken: Vec<(u64, Vec<Vec<u8>>)> = Vec::new();
+        // what the batch takes from each series, cleared from it once written, and whether
+        // its cache is replaced (merged) instead of extended
+        let mut taken: Vec<(u64, Vec<Vec<u8>>, bool)> = Vec::new();
         for (&sid, s) in st.series.iter().filter(|(_, s)| s.has_unpersisted()) {
             // the chunks written for the cached bucket, which join its cache once written
             let mut cache = Vec::new();
@@ -539,7 +557,18 @@ impl Shard {
                     seq += 1;
                 }
             }
-            taken.push((sid, cache));
+            // each checkpoint adds a chunk to the cache: past a few, they become one
+            let merge = s.cache.len() + cache.len() > CACHE_CHUNKS;
+            if merge {
+                let mut samples = Vec::new();
+                for c in s.cache.iter().chain(&cache) {
+                    chunk::decode_into(c, &mut samples)
+                        .ok_or_else(|| Error::Corrupt { shard: id, what: "cached chunk".into() })?;
+                }
+                chunk::sort_dedup(&mut samples);
+                cache = vec![chunk::encode_packed(&samples)];
+            }
+            taken.push((sid, cache, merge));
         }
         let meta = |tag, v: u64| (keys::meta_key(id, tag), v.to_be_bytes().to_vec());
         for (k, v) in [
@@ -559,8 +588,11 @@ impl Shard {
         self.kv.write(&b, true)?;
         // written: what the batch holds leaves the head (no apply ran meanwhile)
         let mut st = RwLockUpgradableReadGuard::upgrade(st);
-        for (sid, cache) in taken {
+        for (sid, cache, merged) in taken {
             let Some(s) = st.series.get_mut(&sid) else { continue };
+            if merged {
+                s.cache.clear();
+            }
             s.persisted = true;
             s.dirty_days = None;
             s.sealed.clear();
@@ -571,7 +603,19 @@ impl Shard {
         }
         st.next_seq = seq;
         st.log_bytes = 0;
+        self.checkpoints.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(st.applied)
+    }
+
+    /// The most chunks any series caches for its current bucket.
+    #[cfg(test)]
+    pub(crate) fn most_cached_chunks(&self) -> usize {
+        self.state.read().series.values().map(|s| s.cache.len()).max().unwrap_or(0)
+    }
+
+    /// Checkpoints written since the shard was opened.
+    pub(crate) fn checkpoints(&self) -> u64 {
+        self.checkpoints.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Re-encodes every finished bucket (no more samples can land in it) into one packed
@@ -597,13 +641,13 @@ impl Shard {
         let mut merged = 0;
         let mut bucket = from;
         while bucket < limit {
-            merged += self.compact_bucket(bucket)?;
+            merged += self.compact_bucket(bucket, COMPACT_BATCH_BYTES)?;
             bucket += BUCKET_MS;
         }
         let finished = bucket;
         if include_open {
             while bucket <= bucket_of(max_t) {
-                merged += self.compact_bucket(bucket)?;
+                merged += self.compact_bucket(bucket, COMPACT_BATCH_BYTES)?;
                 bucket += BUCKET_MS;
             }
         }
@@ -627,53 +671,81 @@ impl Shard {
         Ok(first)
     }
 
-    fn compact_bucket(&self, bucket: i64) -> Result<usize> {
-        let (s, e) = keys::chunk_bucket_range(self.id, bucket, bucket + 1);
+    /// Merges the segments of each series in `bucket` into one packed chunk, writing a
+    /// batch whenever it holds `batch_bytes` ([`COMPACT_BATCH_BYTES`]; a series' deletes
+    /// and its merged chunk always share one batch, so a reader sees a series either
+    /// before or after): memory stays bounded however many series the bucket holds.
+    pub(crate) fn compact_bucket(&self, bucket: i64, batch_bytes: usize) -> Result<usize> {
+        let (mut from, e) = keys::chunk_bucket_range(self.id, bucket, bucket + 1);
+        let mut merged = 0usize;
+        loop {
+            let (n, next) = self.compact_part(&from, &e, batch_bytes)?;
+            merged += n;
+            match next {
+                Some(k) => from = k,
+                None => return Ok(merged),
+            }
+        }
+    }
+
+    /// Compacts the series of `[from, end)` until a batch is full; returns the series
+    /// merged and the first key of the series where it stopped (`None`: done).
+    fn compact_part(&self, from: &[u8], end: &[u8], batch_bytes: usize) -> Result<(usize, Option<Vec<u8>>)> {
         let mut batch = WriteBatch::default();
+        let mut bytes = 0usize;
         let mut group: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         let mut merged = 0usize;
         let mut err = None;
-        let mut flush_group = |group: &mut Vec<(Vec<u8>, Vec<u8>)>, batch: &mut WriteBatch| {
-            let single_packed = group.len() == 1 && group[0].1.first() == Some(&2);
-            if !group.is_empty() && !single_packed {
-                let mut samples = Vec::new();
-                for (_, v) in group.iter() {
-                    if chunk::decode_into(v, &mut samples).is_none() {
-                        err = Some(Error::Corrupt { shard: self.id, what: "chunk".into() });
-                        group.clear();
-                        return;
+        let mut next = None;
+        let mut flush_group =
+            |group: &mut Vec<(Vec<u8>, Vec<u8>)>, batch: &mut WriteBatch, bytes: &mut usize| {
+                let single_packed = group.len() == 1 && group[0].1.first() == Some(&2);
+                if !group.is_empty() && !single_packed {
+                    let mut samples = Vec::new();
+                    for (_, v) in group.iter() {
+                        if chunk::decode_into(v, &mut samples).is_none() {
+                            err = Some(Error::Corrupt { shard: self.id, what: "chunk".into() });
+                            group.clear();
+                            return;
+                        }
                     }
+                    chunk::sort_dedup(&mut samples);
+                    let Some((last_key, _)) = group.pop() else { return };
+                    for (k, _) in group.drain(..) {
+                        *bytes += k.len();
+                        batch.delete(Cf::Chunks, k);
+                    }
+                    let packed = chunk::encode_packed(&samples);
+                    *bytes += last_key.len() + packed.len();
+                    batch.put(Cf::Chunks, last_key, packed);
+                    merged += 1;
                 }
-                chunk::sort_dedup(&mut samples);
-                let Some((last_key, _)) = group.pop() else { return };
-                for (k, _) in group.drain(..) {
-                    batch.delete(Cf::Chunks, k);
-                }
-                batch.put(Cf::Chunks, last_key, chunk::encode_packed(&samples));
-                merged += 1;
-            }
-            group.clear();
-        };
-        self.kv.scan(Cf::Chunks, &s, &e, &mut |k, v| {
+                group.clear();
+            };
+        self.kv.scan(Cf::Chunks, from, end, &mut |k, v| {
             // histogram chunks stay as they are (only float chunks are merged)
             if chunk::is_histogram_chunk(v) {
                 return true;
             }
             let sid = keys::chunk_parts(k).1;
             if group.last().is_some_and(|(gk, _)| keys::chunk_parts(gk).1 != sid) {
-                flush_group(&mut group, &mut batch);
+                flush_group(&mut group, &mut batch, &mut bytes);
+                if bytes >= batch_bytes {
+                    next = Some(k.to_vec());
+                    return false;
+                }
             }
             group.push((k.to_vec(), v.to_vec()));
             true
         })?;
-        flush_group(&mut group, &mut batch);
+        flush_group(&mut group, &mut batch, &mut bytes);
         if let Some(e) = err {
             return Err(e);
         }
         if !batch.is_empty() {
             self.kv.write(&batch, false)?;
         }
-        Ok(merged)
+        Ok((merged, next))
     }
 
     /// Drops buckets, day entries and series older than `cutoff` (ms).

@@ -217,6 +217,83 @@ fn shard_count_is_fixed() {
     assert!(matches!(err, Error::Mismatch(_)));
 }
 
+/// Chunk keys of the in-memory engine, all shards.
+fn chunk_keys(kv: &MemEngine) -> usize {
+    let mut n = 0;
+    kv.scan(Cf::Chunks, &[], &[0xff; 16], &mut |_, _| {
+        n += 1;
+        true
+    })
+    .unwrap();
+    n
+}
+
+#[test]
+fn a_bucket_compacted_in_small_batches_keeps_every_sample() {
+    let kv = Arc::new(MemEngine::new());
+    let log = Log::default();
+    let db = open(&kv, DbConfig { shards: 1, ..cfg() });
+    let mut expect: Vec<Vec<(i64, f64)>> = vec![Vec::new(); 30];
+    // six checkpoints: six segments per series in one bucket
+    for round in 0..6 {
+        let batch = (0..30)
+            .map(|h| {
+                let samples: Vec<_> = (0..10)
+                    .map(|i| (T0 + (round * 10 + i) * 15_000, (h * 1000 + round * 10 + i) as f64))
+                    .collect();
+                expect[h as usize].extend(samples.clone());
+                series("m", &format!("h{h:02}"), samples)
+            })
+            .collect();
+        log.write(&db, batch).unwrap();
+        checkpoint(&db).unwrap();
+    }
+    assert_eq!(chunk_keys(&kv), 30 * 6);
+    // a batch of one byte: every series is written in its own batch
+    let merged = db.shard(0).unwrap().compact_bucket(bucket_of(T0), 1).unwrap();
+    assert_eq!(merged, 30);
+    assert_eq!(chunk_keys(&kv), 30);
+    for (h, want) in expect.iter().enumerate() {
+        let got = all(&db, &[eq("host", &format!("h{h:02}"))]);
+        assert_eq!(&got[0].samples, want, "series h{h:02}");
+    }
+}
+
+#[test]
+fn frequent_checkpoints_keep_few_chunks_cached_and_every_sample() {
+    let kv = Arc::new(MemEngine::new());
+    let log = Log::default();
+    let db = open(&kv, DbConfig { shards: 1, ..cfg() });
+    let mut expect: Vec<Vec<(i64, f64)>> = vec![Vec::new(); 5];
+    // 30 checkpoints of 4 samples per series, all in one bucket
+    for round in 0..30 {
+        let batch = (0..5)
+            .map(|h| {
+                let samples: Vec<_> = (0..4)
+                    .map(|i| (T0 + (round * 4 + i) * 15_000, (h * 7 + round * 4 + i) as f64 * 0.5))
+                    .collect();
+                expect[h as usize].extend(samples.clone());
+                series("m", &format!("h{h}"), samples)
+            })
+            .collect();
+        log.write(&db, batch).unwrap();
+        db.checkpoint_shard(0, Vec::new()).unwrap();
+        assert!(db.shard(0).unwrap().most_cached_chunks() <= 8, "round {round}");
+    }
+    let check = |db: &Db| {
+        for (h, want) in expect.iter().enumerate() {
+            assert_eq!(&all(db, &[eq("host", &format!("h{h}"))])[0].samples, want, "series h{h}");
+        }
+    };
+    check(&db);
+    // every 8th checkpoint merged the open bucket's segments on disk too
+    assert!(chunk_keys(&kv) <= 5 * 8, "{} chunk keys", chunk_keys(&kv));
+    drop(db);
+    let db = open(&kv, DbConfig { shards: 1, ..cfg() });
+    log.replay(&db).unwrap();
+    check(&db);
+}
+
 #[test]
 fn histograms_survive_crash_checkpoint_and_compaction() {
     let kv = Arc::new(MemEngine::new());
