@@ -245,6 +245,18 @@ fn compact_truncated_log(db: &Weak<rocksdb::DB>, truncated: &AtomicBool, limit: 
     }
 }
 
+/// Bytes of the write-ahead log: the `*.log` files of the database directory `dir`.
+fn wal_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+                .filter_map(|e| e.metadata().ok().map(|m| m.len()))
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
 /// A RocksDB error about the file at `path`.
 fn file_err(path: &Path, e: rocksdb::Error) -> Error {
     Error::Kv(format!("{}: {}", path.display(), e.into_string()))
@@ -416,15 +428,7 @@ impl KvEngine for RocksEngine {
                 .filter_map(|h| self.db.property_int_value_cf(&h, p).ok().flatten())
                 .sum()
         };
-        // the write-ahead log's files are the `*.log` files of the database directory
-        let wal: u64 = std::fs::read_dir(self.db.path())
-            .map(|rd| {
-                rd.flatten()
-                    .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
-                    .filter_map(|e| e.metadata().ok().map(|m| m.len()))
-                    .sum()
-            })
-            .unwrap_or(0);
+        let wal = wal_bytes(self.db.path());
         vec![
             (
                 "strata_storage_max_wal_bytes",
@@ -525,16 +529,6 @@ mod tests {
         // what was not truncated is still there
         assert_eq!(e.get(Cf::Log, &1_950u32.to_be_bytes()).unwrap(), Some(noise(1000, 1_950)));
         assert_eq!(e.get(Cf::Log, &5u32.to_be_bytes()).unwrap(), None);
-    }
-
-    /// Bytes of the WAL files in `dir`.
-    fn wal_bytes(dir: &Path) -> u64 {
-        std::fs::read_dir(dir)
-            .unwrap()
-            .flatten()
-            .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
-            .map(|e| e.metadata().map_or(0, |m| m.len()))
-            .sum()
     }
 
     #[test]

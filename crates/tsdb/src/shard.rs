@@ -560,13 +560,9 @@ impl Shard {
             // each checkpoint adds a chunk to the cache: past a few, they become one
             let merge = s.cache.len() + cache.len() > CACHE_CHUNKS;
             if merge {
-                let mut samples = Vec::new();
-                for c in s.cache.iter().chain(&cache) {
-                    chunk::decode_into(c, &mut samples)
-                        .ok_or_else(|| Error::Corrupt { shard: id, what: "cached chunk".into() })?;
-                }
-                chunk::sort_dedup(&mut samples);
-                cache = vec![chunk::encode_packed(&samples)];
+                let merged = chunk::merge_packed(s.cache.iter().chain(&cache))
+                    .ok_or_else(|| Error::Corrupt { shard: id, what: "cached chunk".into() })?;
+                cache = vec![merged];
             }
             taken.push((sid, cache, merge));
         }
@@ -699,23 +695,18 @@ impl Shard {
         let mut next = None;
         let mut flush_group =
             |group: &mut Vec<(Vec<u8>, Vec<u8>)>, batch: &mut WriteBatch, bytes: &mut usize| {
-                let single_packed = group.len() == 1 && group[0].1.first() == Some(&2);
+                let single_packed = group.len() == 1 && chunk::is_packed_chunk(&group[0].1);
                 if !group.is_empty() && !single_packed {
-                    let mut samples = Vec::new();
-                    for (_, v) in group.iter() {
-                        if chunk::decode_into(v, &mut samples).is_none() {
-                            err = Some(Error::Corrupt { shard: self.id, what: "chunk".into() });
-                            group.clear();
-                            return;
-                        }
-                    }
-                    chunk::sort_dedup(&mut samples);
+                    let Some(packed) = chunk::merge_packed(group.iter().map(|(_, v)| v)) else {
+                        err = Some(Error::Corrupt { shard: self.id, what: "chunk".into() });
+                        group.clear();
+                        return;
+                    };
                     let Some((last_key, _)) = group.pop() else { return };
                     for (k, _) in group.drain(..) {
                         *bytes += k.len();
                         batch.delete(Cf::Chunks, k);
                     }
-                    let packed = chunk::encode_packed(&samples);
                     *bytes += last_key.len() + packed.len();
                     batch.put(Cf::Chunks, last_key, packed);
                     merged += 1;

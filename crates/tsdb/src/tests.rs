@@ -228,26 +228,43 @@ fn chunk_keys(kv: &MemEngine) -> usize {
     n
 }
 
-#[test]
-fn a_bucket_compacted_in_small_batches_keeps_every_sample() {
-    let kv = Arc::new(MemEngine::new());
-    let log = Log::default();
-    let db = open(&kv, DbConfig { shards: 1, ..cfg() });
-    let mut expect: Vec<Vec<(i64, f64)>> = vec![Vec::new(); 30];
-    // six checkpoints: six segments per series in one bucket
-    for round in 0..6 {
-        let batch = (0..30)
+/// Writes `rounds` rounds of `per_round` samples to each of `hosts` series `m{host="hNN"}`,
+/// all in the bucket of `T0`, calling `after` after each round; returns each series' samples.
+fn write_rounds(
+    db: &Db,
+    log: &Log,
+    hosts: i64,
+    rounds: i64,
+    per_round: i64,
+    after: &dyn Fn(i64),
+) -> Vec<Vec<(i64, f64)>> {
+    let mut expect = vec![Vec::new(); hosts as usize];
+    for round in 0..rounds {
+        let batch = (0..hosts)
             .map(|h| {
-                let samples: Vec<_> = (0..10)
-                    .map(|i| (T0 + (round * 10 + i) * 15_000, (h * 1000 + round * 10 + i) as f64))
+                let samples: Vec<_> = (0..per_round)
+                    .map(|i| {
+                        let n = round * per_round + i;
+                        (T0 + n * 15_000, (h * 1000 + n) as f64 * 0.5)
+                    })
                     .collect();
                 expect[h as usize].extend(samples.clone());
                 series("m", &format!("h{h:02}"), samples)
             })
             .collect();
-        log.write(&db, batch).unwrap();
-        checkpoint(&db).unwrap();
+        log.write(db, batch).unwrap();
+        after(round);
     }
+    expect
+}
+
+#[test]
+fn a_bucket_compacted_in_small_batches_keeps_every_sample() {
+    let kv = Arc::new(MemEngine::new());
+    let log = Log::default();
+    let db = open(&kv, DbConfig { shards: 1, ..cfg() });
+    // six checkpoints: six segments per series in one bucket
+    let expect = write_rounds(&db, &log, 30, 6, 10, &|_| checkpoint(&db).unwrap());
     assert_eq!(chunk_keys(&kv), 30 * 6);
     // a batch of one byte: every series is written in its own batch
     let merged = db.shard(0).unwrap().compact_bucket(bucket_of(T0), 1).unwrap();
@@ -264,25 +281,14 @@ fn frequent_checkpoints_keep_few_chunks_cached_and_every_sample() {
     let kv = Arc::new(MemEngine::new());
     let log = Log::default();
     let db = open(&kv, DbConfig { shards: 1, ..cfg() });
-    let mut expect: Vec<Vec<(i64, f64)>> = vec![Vec::new(); 5];
     // 30 checkpoints of 4 samples per series, all in one bucket
-    for round in 0..30 {
-        let batch = (0..5)
-            .map(|h| {
-                let samples: Vec<_> = (0..4)
-                    .map(|i| (T0 + (round * 4 + i) * 15_000, (h * 7 + round * 4 + i) as f64 * 0.5))
-                    .collect();
-                expect[h as usize].extend(samples.clone());
-                series("m", &format!("h{h}"), samples)
-            })
-            .collect();
-        log.write(&db, batch).unwrap();
+    let expect = write_rounds(&db, &log, 5, 30, 4, &|round| {
         db.checkpoint_shard(0, Vec::new()).unwrap();
         assert!(db.shard(0).unwrap().most_cached_chunks() <= 8, "round {round}");
-    }
+    });
     let check = |db: &Db| {
         for (h, want) in expect.iter().enumerate() {
-            assert_eq!(&all(db, &[eq("host", &format!("h{h}"))])[0].samples, want, "series h{h}");
+            assert_eq!(&all(db, &[eq("host", &format!("h{h:02}"))])[0].samples, want, "series h{h:02}");
         }
     };
     check(&db);

@@ -408,12 +408,26 @@ pub fn join_forwarded<C: AsRef<[u8]>>(stored: &[C], rest: Vec<Sample>) -> Option
     if stored.is_empty() {
         return Some(rest);
     }
-    let mut out = Vec::new();
-    for c in stored {
-        decode_into(c.as_ref(), &mut out)?;
-    }
+    let mut out = decode_all(stored)?;
     out.extend(rest);
     sort_dedup(&mut out);
+    Some(out)
+}
+
+/// One packed chunk holding the float samples of `chunks` (later chunks win equal
+/// timestamps, as [`sort_dedup`]); `None` when a chunk does not decode.
+pub fn merge_packed<C: AsRef<[u8]>>(chunks: impl IntoIterator<Item = C>) -> Option<Vec<u8>> {
+    let mut out = decode_all(chunks)?;
+    sort_dedup(&mut out);
+    Some(encode_packed(&out))
+}
+
+/// The samples of `chunks` decoded in order, unsorted.
+fn decode_all<C: AsRef<[u8]>>(chunks: impl IntoIterator<Item = C>) -> Option<Vec<Sample>> {
+    let mut out = Vec::new();
+    for c in chunks {
+        decode_into(c.as_ref(), &mut out)?;
+    }
     Some(out)
 }
 
