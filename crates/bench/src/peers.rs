@@ -661,13 +661,15 @@ pub fn tls_args(certs: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Total size of the files under `dir`, in bytes.
+/// Disk the files under `dir` take, in bytes: the blocks the file system gave them (what
+/// `du` and a filling disk count, preallocated space included), not their listed lengths.
 pub fn dir_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
     let Ok(rd) = fs::read_dir(dir) else { return 0 };
     rd.flatten()
         .map(|e| match e.metadata() {
             Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-            Ok(m) => m.len(),
+            Ok(m) => m.blocks() * 512,
             Err(_) => 0,
         })
         .sum()
