@@ -14,7 +14,11 @@
 //! stay on disk under range tombstones until a compaction drops them: a maintenance thread
 //! compacts the log CF once its SST files exceed `log_compaction_bytes` after a truncation.
 //! The same thread flushes every memtable once a whole interval passed without a write, so
-//! that an idle node does not keep the WAL files of its last writes (up to the cap).
+//! that an idle node does not keep the WAL files of its last writes (up to the cap), and
+//! after the log was truncated (a checkpoint made everything before it durable elsewhere):
+//! the memtables then hold dead log entries and the checkpoint's own writes, so flushing
+//! them frees their memory and lets go of every WAL file at once, and the write-ahead log
+//! holds about one checkpoint interval of writes instead of growing to the cap.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -50,7 +54,8 @@ pub struct RocksConfig {
     /// that reached SST files). 0 = never. Default 1 MiB.
     pub log_compaction_bytes: u64,
     /// How often the maintenance thread checks the log column family, and how long without
-    /// a write makes it flush the memtables (freeing the WAL files). Default 10 s.
+    /// a write makes it flush the memtables (freeing the WAL files); a truncation of the log
+    /// is followed by a flush within it. Default 10 s.
     pub maintenance_interval: Duration,
 }
 
@@ -72,6 +77,8 @@ pub struct RocksEngine {
     db: Arc<rocksdb::DB>,
     /// Set when log entries are truncated; cleared by the log compaction.
     log_truncated: Arc<AtomicBool>,
+    /// Set when log entries are truncated; cleared by the flush that follows.
+    flush_due: Arc<AtomicBool>,
     /// Writes so far (the maintenance thread flushes when it stops moving).
     writes: Arc<AtomicU64>,
     /// [`RocksConfig::max_total_wal_bytes`], for the gauges.
@@ -180,9 +187,11 @@ impl RocksEngine {
             .map(|&cf| ColumnFamilyDescriptor::new(cf.name(), cf_options(cf, Some(cfg), Some(&cache))));
         let db = Arc::new(rocksdb::DB::open_cf_descriptors(&o, path, cfs).map_err(err)?);
         let log_truncated = Arc::new(AtomicBool::new(false));
+        let flush_due = Arc::new(AtomicBool::new(false));
         let writes = Arc::new(AtomicU64::new(0));
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let (weak, truncated, written) = (Arc::downgrade(&db), log_truncated.clone(), writes.clone());
+        let due = flush_due.clone();
         let (limit, every) = (cfg.log_compaction_bytes, cfg.maintenance_interval);
         let maintenance = std::thread::Builder::new()
             .name("rocks-maintenance".into())
@@ -190,7 +199,7 @@ impl RocksEngine {
                 let mut seen = 0;
                 while let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(every) {
                     let now = written.load(Ordering::Relaxed);
-                    if now == seen {
+                    if due.swap(false, Ordering::Relaxed) || now == seen {
                         flush_memtables(&weak);
                     }
                     seen = now;
@@ -203,6 +212,7 @@ impl RocksEngine {
         Ok(RocksEngine {
             db,
             log_truncated,
+            flush_due,
             writes,
             max_wal_bytes: cfg.max_total_wal_bytes,
             stop: Some(tx),
@@ -217,8 +227,9 @@ impl RocksEngine {
 }
 
 /// Flushes every column family whose memtable holds entries: called when no write came
-/// for a whole maintenance interval, it lets RocksDB delete the WAL files of the last
-/// writes (kept, up to `max_total_wal_bytes`, while any memtable holds data from them).
+/// for a whole maintenance interval or after the log was truncated, it lets RocksDB delete
+/// the WAL files of the writes before (kept, up to `max_total_wal_bytes`, while any memtable
+/// holds data from them) and frees the memtables.
 fn flush_memtables(db: &Weak<rocksdb::DB>) {
     let Some(db) = db.upgrade() else { return };
     for cf in Cf::ALL {
@@ -316,6 +327,7 @@ impl KvEngine for RocksEngine {
                 Op::DeleteRange(cf, s, e) => {
                     if *cf == Cf::Log {
                         self.log_truncated.store(true, Ordering::Relaxed);
+                        self.flush_due.store(true, Ordering::Relaxed);
                     }
                     wb.delete_range_cf(self.cf(*cf)?, s, e)
                 }
@@ -565,6 +577,45 @@ mod tests {
             std::thread::sleep(Duration::from_millis(50));
         }
         assert_eq!(e.get(Cf::Meta, &0u32.to_be_bytes()).unwrap(), Some(noise(10_000, 0)));
+    }
+
+    #[test]
+    fn a_truncation_of_the_log_is_followed_by_a_flush_while_writes_go_on() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = RocksConfig { maintenance_interval: Duration::from_millis(100), ..RocksConfig::default() };
+        let e = RocksEngine::open(d.path(), &cfg).unwrap();
+        let chunks_in_memtable = || {
+            let n = e.db.property_int_value_cf(
+                e.cf(Cf::Chunks).unwrap(),
+                rocksdb::properties::NUM_ENTRIES_ACTIVE_MEM_TABLE,
+            );
+            n.unwrap().unwrap()
+        };
+        let mut b = WriteBatch::default();
+        b.put(Cf::Chunks, b"c".to_vec(), noise(10_000, 1));
+        b.put(Cf::Log, b"l".to_vec(), noise(10_000, 2));
+        e.write(&b, true).unwrap();
+        // a writer that never pauses for a whole interval: no idle flush
+        let mut i = 0u32;
+        let mut write_for = |d: Duration, truncate: bool| {
+            let started = std::time::Instant::now();
+            while started.elapsed() < d {
+                let mut b = WriteBatch::default();
+                b.put(Cf::Meta, i.to_be_bytes().to_vec(), noise(100, u64::from(i)));
+                if truncate && i.is_multiple_of(10) {
+                    b.delete_range(Cf::Log, b"a".to_vec(), b"m".to_vec());
+                }
+                e.write(&b, false).unwrap();
+                i += 1;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        };
+        write_for(Duration::from_millis(600), false);
+        assert_eq!(chunks_in_memtable(), 1, "flushed without a truncation");
+        write_for(Duration::from_millis(600), true);
+        assert_eq!(chunks_in_memtable(), 0, "not flushed after a truncation");
+        assert_eq!(e.get(Cf::Chunks, b"c").unwrap(), Some(noise(10_000, 1)));
+        assert_eq!(e.get(Cf::Log, b"l").unwrap(), None);
     }
 
     #[test]
