@@ -5,7 +5,8 @@
 //! engine evaluates over that view as it does over the local database in standalone.
 //!
 //! * **Fan-out.** A selection asks every shard at once, one replica each: the leader after
-//!   a ReadIndex round (linearizable, the default: sees every acknowledged write) or any
+//!   its lease or a ReadIndex round confirmed it (linearizable, the default: sees every
+//!   acknowledged write) or any
 //!   replica as it has applied (follower). A replica that fails or times out is replaced
 //!   by the next; a shard none of whose replicas answers before the read timeout fails the
 //!   query with `unavailable` (503) — or, with `partial_response=true`, is left out with a

@@ -21,7 +21,8 @@ use tonic::transport::Channel;
 /// How a shard read picks its replica.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadConsistency {
-    /// The leader after a ReadIndex round: sees every acknowledged write.
+    /// The leader, once its lease (or, stale, a ReadIndex round) confirms it: sees every
+    /// acknowledged write.
     Linearizable,
     /// The first replica that answers, as it has applied (may lag).
     Follower,

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use openraft::LinearizerOption;
 use openraft::async_runtime::WatchReceiver;
-use openraft::raft::ReadPolicy;
 use openraft::{BasicNode, Raft, SnapshotPolicy};
 use parking_lot::RwLock;
 use strata_tsdb::KvEngine;
@@ -388,11 +388,15 @@ impl RaftNode {
         }
     }
 
-    /// Waits until this node, as leader, may serve a linearizable read of `group` (ReadIndex:
-    /// a quorum confirms leadership and the state machine applied up to the read point).
+    /// Waits until this node, as leader, may serve a linearizable read of `group` and its
+    /// state machine applied up to the read point. Leadership is confirmed by the leader's
+    /// lease when a quorum acknowledged one of its messages within the lease (the election
+    /// timeout, during which those followers vote for nobody else): no round trip, as
+    /// heartbeats keep the lease fresh on a live group. A stale lease sends heartbeats at once
+    /// and waits for a quorum to answer them (a ReadIndex round).
     pub async fn read_barrier(&self, group: GroupId) -> Result<()> {
         let raft = self.group(group)?;
-        match raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+        match raft.ensure_linearizable(LinearizerOption::new(None, true)).await {
             Ok(_) => Ok(()),
             Err(e) => match e.forward_to_leader() {
                 Some(f) => Err(Error::NotLeader {

@@ -187,7 +187,8 @@ enum Readable {
 
 impl StorageService {
     /// Checks that this node holds a replica of `shard` and, for a linearizable read, that
-    /// it is the leader and has applied everything committed before the read (ReadIndex).
+    /// it is the leader (lease or ReadIndex) and has applied everything committed before the
+    /// read.
     async fn readable(&self, shard: u32, consistency: i32) -> Result<Readable, Status> {
         let db = self.node.db().ok_or_else(|| Status::unavailable("this node has no database yet"))?;
         if !self.node.raft.groups().contains(&shard) {

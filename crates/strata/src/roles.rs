@@ -497,7 +497,8 @@ pub(crate) async fn ingestor(a: IngestorArgs) -> anyhow::Result<()> {
 /// How a querier reads shards (`--read-consistency`).
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub(crate) enum Consistency {
-    /// The shard leader after a ReadIndex round: sees every acknowledged write.
+    /// The shard leader, once its lease (or, stale, a ReadIndex round) confirms it: sees
+    /// every acknowledged write.
     Linearizable,
     /// Any replica as it has applied (may lag by a heartbeat; spreads the load).
     Follower,

@@ -243,3 +243,43 @@ async fn a_follower_with_a_stale_log_does_not_delay_the_election() {
     write_n(&c, next, 1).await;
     c.shutdown().await;
 }
+
+/// A linearizable read on a shard leader whose lease is fresh costs no round trip (with
+/// every message delayed 50 ms, a ReadIndex round would take 100); a leader cut off from
+/// the others stops serving them once its lease ends, never after the others elected a new
+/// leader (which could have acknowledged writes it does not have).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn linearizable_reads_ride_the_leader_lease_and_stop_before_a_new_leader() {
+    use std::time::Instant;
+    let c = Cluster::start(3).await;
+    write_n(&c, 1_000, 10).await;
+    let leader = c.leader(0).expect("leader");
+    let raft = c.nodes[&leader].raft();
+    c.faults.set_delay(Duration::from_millis(50));
+    // heartbeats acknowledged under the delay keep the lease fresh
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    for _ in 0..5 {
+        let started = Instant::now();
+        raft.read_barrier(0).await.expect("read barrier");
+        assert!(started.elapsed() < Duration::from_millis(50), "a read waited {:?}", started.elapsed());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    c.faults.set_delay(Duration::ZERO);
+    let others: Vec<_> = c.nodes.keys().copied().filter(|&n| n != leader).collect();
+    c.faults.isolate(leader, &others);
+    let started = Instant::now();
+    let mut refused = false;
+    let mut elected = false;
+    while started.elapsed() < Duration::from_secs(20) && !(refused && elected) {
+        // looked at before the read: a new leader elected by then must already see it refused
+        elected = others.iter().any(|&o| c.nodes[&o].raft().status(0).is_ok_and(|s| s.leader == Some(o)));
+        match raft.read_barrier(0).await {
+            Ok(()) => assert!(!elected, "the cut-off leader served a read after a new leader was elected"),
+            Err(_) => refused = true,
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(refused && elected, "refused: {refused}, new leader: {elected}");
+    c.faults.heal();
+    c.shutdown().await;
+}
