@@ -21,7 +21,7 @@
 //! holds about one checkpoint interval of writes instead of growing to the cap.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{RecvTimeoutError, Sender};
 use std::sync::{Arc, OnceLock, Weak};
 use std::thread::JoinHandle;
@@ -75,10 +75,9 @@ impl Default for RocksConfig {
 /// A RocksDB database holding every column family of [`Cf::ALL`].
 pub struct RocksEngine {
     db: Arc<rocksdb::DB>,
-    /// Set when log entries are truncated; cleared by the log compaction.
-    log_truncated: Arc<AtomicBool>,
-    /// Set when log entries are truncated; cleared by the flush that follows.
-    flush_due: Arc<AtomicBool>,
+    /// Truncations of the log so far (the maintenance thread flushes after each and
+    /// compacts the log once its SST files are large).
+    truncations: Arc<AtomicU64>,
     /// Writes so far (the maintenance thread flushes when it stops moving).
     writes: Arc<AtomicU64>,
     /// [`RocksConfig::max_total_wal_bytes`], for the gauges.
@@ -186,33 +185,33 @@ impl RocksEngine {
             .iter()
             .map(|&cf| ColumnFamilyDescriptor::new(cf.name(), cf_options(cf, Some(cfg), Some(&cache))));
         let db = Arc::new(rocksdb::DB::open_cf_descriptors(&o, path, cfs).map_err(err)?);
-        let log_truncated = Arc::new(AtomicBool::new(false));
-        let flush_due = Arc::new(AtomicBool::new(false));
+        let truncations = Arc::new(AtomicU64::new(0));
         let writes = Arc::new(AtomicU64::new(0));
         let (tx, rx) = std::sync::mpsc::channel::<()>();
-        let (weak, truncated, written) = (Arc::downgrade(&db), log_truncated.clone(), writes.clone());
-        let due = flush_due.clone();
+        let (weak, truncated, written) = (Arc::downgrade(&db), truncations.clone(), writes.clone());
         let (limit, every) = (cfg.log_compaction_bytes, cfg.maintenance_interval);
         let maintenance = std::thread::Builder::new()
             .name("rocks-maintenance".into())
             .spawn(move || {
-                let mut seen = 0;
+                // writes and truncations as of the last look, the last flush, the last compaction
+                let (mut seen, mut flushed, mut compacted) = (0, 0, 0);
                 while let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(every) {
                     let now = written.load(Ordering::Relaxed);
-                    if due.swap(false, Ordering::Relaxed) || now == seen {
+                    let cut = truncated.load(Ordering::Relaxed);
+                    if cut != flushed || now == seen {
                         flush_memtables(&weak);
+                        flushed = cut;
                     }
                     seen = now;
-                    if limit > 0 {
-                        compact_truncated_log(&weak, &truncated, limit);
+                    if limit > 0 && cut != compacted && compact_large_log(&weak, limit) {
+                        compacted = cut;
                     }
                 }
             })
             .map_err(|e| Error::Kv(format!("starting the maintenance thread: {e}")))?;
         Ok(RocksEngine {
             db,
-            log_truncated,
-            flush_due,
+            truncations,
             writes,
             max_wal_bytes: cfg.max_total_wal_bytes,
             stop: Some(tx),
@@ -243,20 +242,23 @@ fn flush_memtables(db: &Weak<rocksdb::DB>) {
     }
 }
 
-/// Compacts the log column family when entries were truncated since its last compaction
-/// and its SST files hold more than `limit` bytes: truncated entries under range tombstones
-/// take disk until a compaction drops them, and the live log is small (what checkpoints have
-/// not covered yet), so compacting the whole family costs little.
-fn compact_truncated_log(db: &Weak<rocksdb::DB>, truncated: &AtomicBool, limit: u64) {
-    let Some(db) = db.upgrade() else { return };
-    let Some(cf) = db.cf_handle(Cf::Log.name()) else { return };
+/// Compacts the log column family when its SST files hold more than `limit` bytes (the
+/// caller asks only when entries were truncated since its last compaction); returns whether
+/// it did. Truncated entries under range tombstones take disk until a compaction drops
+/// them, and the live log is small (what checkpoints have not covered yet), so compacting
+/// the whole family costs little.
+fn compact_large_log(db: &Weak<rocksdb::DB>, limit: u64) -> bool {
+    let Some(db) = db.upgrade() else { return false };
+    let Some(cf) = db.cf_handle(Cf::Log.name()) else { return false };
     let sst = db.property_int_value_cf(&cf, rocksdb::properties::TOTAL_SST_FILES_SIZE).ok().flatten();
-    if sst.is_some_and(|b| b > limit) && truncated.swap(false, Ordering::Relaxed) {
-        let started = std::time::Instant::now();
-        db.compact_range_cf(&cf, None::<&[u8]>, None::<&[u8]>);
-        let after = db.property_int_value_cf(&cf, rocksdb::properties::TOTAL_SST_FILES_SIZE).ok().flatten();
-        tracing::debug!(before = ?sst, after = ?after, took = ?started.elapsed(), "compacted the truncated log");
+    if sst.is_none_or(|b| b <= limit) {
+        return false;
     }
+    let started = std::time::Instant::now();
+    db.compact_range_cf(&cf, None::<&[u8]>, None::<&[u8]>);
+    let after = db.property_int_value_cf(&cf, rocksdb::properties::TOTAL_SST_FILES_SIZE).ok().flatten();
+    tracing::debug!(before = ?sst, after = ?after, took = ?started.elapsed(), "compacted the truncated log");
+    true
 }
 
 /// Bytes of the write-ahead log: the `*.log` files of the database directory `dir`.
@@ -320,15 +322,13 @@ const SEEK_AFTER_STEPS: usize = 16;
 impl KvEngine for RocksEngine {
     fn write(&self, batch: &WriteBatch, sync: bool) -> Result<()> {
         let mut wb = rocksdb::WriteBatch::default();
+        let mut truncates = false;
         for op in &batch.ops {
             match op {
                 Op::Put(cf, k, v) => wb.put_cf(self.cf(*cf)?, k, v),
                 Op::Delete(cf, k) => wb.delete_cf(self.cf(*cf)?, k),
                 Op::DeleteRange(cf, s, e) => {
-                    if *cf == Cf::Log {
-                        self.log_truncated.store(true, Ordering::Relaxed);
-                        self.flush_due.store(true, Ordering::Relaxed);
-                    }
+                    truncates |= *cf == Cf::Log;
                     wb.delete_range_cf(self.cf(*cf)?, s, e)
                 }
             }
@@ -336,7 +336,12 @@ impl KvEngine for RocksEngine {
         let mut wo = WriteOptions::default();
         wo.set_sync(sync);
         self.writes.fetch_add(1, Ordering::Relaxed);
-        self.db.write_opt(wb, &wo).map_err(err)
+        self.db.write_opt(wb, &wo).map_err(err)?;
+        // counted once written, so that the flush it calls for finds the truncation there
+        if truncates {
+            self.truncations.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {

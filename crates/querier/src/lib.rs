@@ -6,11 +6,11 @@
 //!
 //! * **Fan-out.** A selection asks every shard at once, one replica each: the leader after
 //!   its lease or a ReadIndex round confirmed it (linearizable, the default: sees every
-//!   acknowledged write) or any
-//!   replica as it has applied (follower). A replica that fails or times out is replaced
-//!   by the next; a shard none of whose replicas answers before the read timeout fails the
-//!   query with `unavailable` (503) — or, with `partial_response=true`, is left out with a
-//!   warning (after one more try at a follower, whose possibly stale answer is marked).
+//!   acknowledged write) or any replica as it has applied (follower). A replica that
+//!   fails or times out is replaced by the next; a shard none of whose replicas answers
+//!   before the read timeout fails the query with `unavailable` (503) — or, with
+//!   `partial_response=true`, is left out with a warning (after one more try at a
+//!   follower, whose possibly stale answer is marked).
 //! * **Pushdown.** Aggregations that distribute over shards (`strata_promql::pushable`:
 //!   `sum`, `min`, `max`, `count`, `group`, `topk`, `bottomk`, `avg` over per-series inner
 //!   expressions) are sent as PromQL text to one replica per shard, which evaluates its

@@ -390,9 +390,9 @@ impl RaftNode {
 
     /// Waits until this node, as leader, may serve a linearizable read of `group` and its
     /// state machine applied up to the read point. Leadership is confirmed by the leader's
-    /// lease when a quorum acknowledged one of its messages within the lease (the election
-    /// timeout, during which those followers vote for nobody else): no round trip, as
-    /// heartbeats keep the lease fresh on a live group. A stale lease sends heartbeats at once
+    /// lease when a quorum acknowledged one of its messages within the lease (half the
+    /// election timeout's maximum, during which those followers vote for nobody else): no
+    /// round trip, as heartbeats keep the lease fresh on a live group. A stale lease sends heartbeats at once
     /// and waits for a quorum to answer them (a ReadIndex round).
     pub async fn read_barrier(&self, group: GroupId) -> Result<()> {
         let raft = self.group(group)?;

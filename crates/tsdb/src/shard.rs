@@ -1136,7 +1136,7 @@ fn intersection_len(a: &[u64], b: &[u64]) -> usize {
 }
 
 #[cfg(test)]
-mod hash_index_tests {
+mod tests {
     use super::{HashIndex, Series};
 
     #[test]
