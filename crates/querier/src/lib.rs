@@ -34,6 +34,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use futures_util::future::{FutureExt, LocalBoxFuture, join_all};
 use futures_util::stream::FuturesUnordered;
 use parking_lot::Mutex;
 use promql_parser::parser::Expr;
@@ -45,7 +46,7 @@ use strata_tsdb::{Labels, Matcher, SeriesData};
 
 pub mod replicas;
 
-pub use replicas::{Evaluated, ReadConsistency, Selected, ShardReader};
+pub use replicas::{Batch, Evaluated, ReadConsistency, Selected, ShardReader};
 
 /// Settings of a querier.
 #[derive(Debug, Clone)]
@@ -75,6 +76,9 @@ pub struct FanoutStats {
     pub pushdowns: AtomicU64,
     /// Shard reads that failed on every replica.
     pub shard_failures: AtomicU64,
+    /// Reads asked of storage nodes: one per shard read alone, one per batched read of
+    /// several shards led by one node.
+    pub reads: AtomicU64,
 }
 
 /// The query backend of `strata querier`: views over every shard of the cluster.
@@ -133,6 +137,11 @@ impl QueryBackend for ClusterBackend {
             ),
             ("strata_querier_pushdowns", "Aggregations evaluated by pushdown.", v(&s.pushdowns)),
             (
+                "strata_querier_reads",
+                "Reads asked of storage nodes (one per shard, or one per node for the shards it leads).",
+                v(&s.reads),
+            ),
+            (
                 "strata_querier_shard_failures",
                 "Shard reads that failed on every replica.",
                 v(&s.shard_failures),
@@ -169,17 +178,23 @@ impl ClusterView {
 
     /// Runs `read` against every shard at once and returns the answers in shard order.
     /// A shard that cannot be read fails the query, or with a partial response is retried
-    /// once at a follower and otherwise left out with a warning.
-    fn fan_out<T, F, Fut>(&self, read: F) -> Result<Vec<T>, QueryError>
+    /// once at a follower and otherwise left out with a warning. With `batch`, linearizable
+    /// reads of shards led by one node go to it in one call (`batch(addr, shards,
+    /// deadline)`); the shards it does not serve, or all of them if it fails, are read
+    /// alone.
+    fn fan_out<T, F, Fut, B, BFut>(&self, read: F, batch: Option<B>) -> Result<Vec<T>, QueryError>
     where
         F: Fn(u32, ReadConsistency, tokio::time::Instant) -> Fut,
         Fut: Future<Output = strata_cluster::Result<T>>,
+        B: Fn(String, Vec<u32>, tokio::time::Instant) -> BFut,
+        BFut: Future<Output = strata_cluster::Result<Batch<T>>>,
     {
         let b = &self.backend;
         let deadline = tokio::time::Instant::from_std(self.opts.deadline);
         let partial = self.opts.partial_response;
         let read = &read;
         let one = |shard: u32| async move {
+            b.stats.reads.fetch_add(1, Ordering::Relaxed);
             let first = read(shard, b.cfg.consistency, b.reader.read_deadline(Some(deadline))).await;
             let res = match first {
                 Err(e @ ClusterError::Unavailable { .. })
@@ -196,23 +211,52 @@ impl ClusterView {
             };
             (shard, res)
         };
+        let (groups, alone) = match &batch {
+            Some(_) if b.cfg.consistency == ReadConsistency::Linearizable => {
+                b.reader.leader_groups(0..self.shards)
+            }
+            _ => (Vec::new(), (0..self.shards).collect()),
+        };
+        let batch = &batch;
+        let many = |addr: String, group: Vec<u32>| async move {
+            let Some(batch) = batch else { return Vec::new() };
+            b.stats.reads.fetch_add(1, Ordering::Relaxed);
+            let left = match batch(addr, group.clone(), b.reader.read_deadline(Some(deadline))).await {
+                Ok(Batch { done, refused }) => {
+                    let mut out: Answers<T> = done.into_iter().map(|(shard, t)| (shard, Ok(t))).collect();
+                    out.extend(join_all(refused.into_iter().map(one)).await);
+                    return out;
+                }
+                Err(ClusterError::Query(q)) => return vec![(group[0], Err(ClusterError::Query(q)))],
+                Err(_) => group,
+            };
+            join_all(left.into_iter().map(one)).await
+        };
+        let mut pending: FuturesUnordered<LocalBoxFuture<'_, Answers<T>>> = FuturesUnordered::new();
+        for (addr, group) in groups {
+            pending.push(many(addr, group).boxed_local());
+        }
+        for shard in alone {
+            pending.push(one(shard).map(|r| vec![r]).boxed_local());
+        }
         let gather = async {
-            let mut pending: FuturesUnordered<_> = (0..self.shards).map(one).collect();
             let mut got: Vec<(u32, T)> = Vec::with_capacity(self.shards as usize);
-            while let Some((shard, res)) = pending.next().await {
-                match res {
-                    Ok(t) => got.push((shard, t)),
-                    Err(ClusterError::Query(q)) => return Err(q),
-                    // the query's own deadline, not the shard's fault
-                    Err(_) if tokio::time::Instant::now() >= deadline => {
-                        return Err(QueryError::Timeout("query execution"));
-                    }
-                    Err(e) => {
-                        b.stats.shard_failures.fetch_add(1, Ordering::Relaxed);
-                        if !partial {
-                            return Err(shard_error(shard, e));
+            while let Some(answers) = pending.next().await {
+                for (shard, res) in answers {
+                    match res {
+                        Ok(t) => got.push((shard, t)),
+                        Err(ClusterError::Query(q)) => return Err(q),
+                        // the query's own deadline, not the shard's fault
+                        Err(_) if tokio::time::Instant::now() >= deadline => {
+                            return Err(QueryError::Timeout("query execution"));
                         }
-                        self.warn(format!("shard {shard} left out of the partial response: {e}"));
+                        Err(e) => {
+                            b.stats.shard_failures.fetch_add(1, Ordering::Relaxed);
+                            if !partial {
+                                return Err(shard_error(shard, e));
+                            }
+                            self.warn(format!("shard {shard} left out of the partial response: {e}"));
+                        }
                     }
                 }
             }
@@ -237,10 +281,13 @@ impl ClusterView {
     /// A label lookup on every shard, united and sorted.
     fn labels(&self, req: LabelsRequest) -> Result<Vec<LabelsReplyParts>, QueryError> {
         let client = &self.backend.reader;
-        self.fan_out(|shard, c, d| {
-            let req = LabelsRequest { shard, ..req.clone() };
-            async move { client.labels_shard(req, c, d).await.map(|r| (r.series, r.values)) }
-        })
+        self.fan_out(
+            |shard, c, d| {
+                let req = LabelsRequest { shard, ..req.clone() };
+                async move { client.labels_shard(req, c, d).await.map(|r| (r.series, r.values)) }
+            },
+            NO_BATCH,
+        )
     }
 
     fn labels_request(
@@ -270,6 +317,19 @@ impl ClusterView {
     }
 }
 
+/// Shards' answers (or failures) as one read of [`ClusterView::fan_out`] returns them.
+type Answers<T> = Vec<(u32, strata_cluster::Result<T>)>;
+
+/// A batch read for reads that are not batched ([`ClusterView::fan_out`]).
+#[allow(clippy::type_complexity)]
+const NO_BATCH: Option<
+    fn(
+        String,
+        Vec<u32>,
+        tokio::time::Instant,
+    ) -> std::future::Ready<strata_cluster::Result<Batch<LabelsReplyParts>>>,
+> = None;
+
 /// A shard's label lookup answer: encoded label sets, names or values.
 type LabelsReplyParts = (Vec<Vec<u8>>, Vec<String>);
 
@@ -277,9 +337,13 @@ impl Source for ClusterView {
     fn select(&self, matchers: &[Matcher], hints: &SelectHints) -> Result<Vec<SeriesData>, QueryError> {
         let client = &self.backend.reader;
         let limit = &self.limit;
-        let parts = self.fan_out(|shard, c, d| {
-            client.select_shard(shard, matchers, (hints.start, hints.end), c, d, limit)
-        })?;
+        let range = (hints.start, hints.end);
+        let parts = self.fan_out(
+            |shard, c, d| client.select_shard(shard, matchers, range, c, d, limit),
+            Some(|addr: String, shards: Vec<u32>, d| async move {
+                client.select_batch(&addr, &shards, matchers, range, d, limit).await
+            }),
+        )?;
         let bytes: u64 = parts.iter().map(|p| p.bytes).sum();
         self.backend.stats.selected_bytes.fetch_add(bytes, Ordering::Relaxed);
         let mut out: Vec<SeriesData> = parts.into_iter().flat_map(|p| p.series).collect();
@@ -307,12 +371,19 @@ impl Source for ClusterView {
             max_samples: self.opts.max_samples as u64,
             timeout_ms: left.as_millis().max(1) as u64,
             consistency: 0,
+            shards: Vec::new(),
         };
         let (client, limit) = (&b.reader, &self.limit);
-        let parts = self.fan_out(|shard, c, d| {
-            let req = EvaluateRequest { shard, ..req.clone() };
-            async move { client.evaluate_shard(req, c, d, limit).await }
-        });
+        let parts = self.fan_out(
+            |shard, c, d| {
+                let req = EvaluateRequest { shard, ..req.clone() };
+                async move { client.evaluate_shard(req, c, d, limit).await }
+            },
+            Some(|addr: String, shards: Vec<u32>, d| {
+                let req = req.clone();
+                async move { client.evaluate_batch(&addr, &shards, req, d, limit).await }
+            }),
+        );
         let parts = match parts {
             Ok(p) => p,
             Err(e) => return Some(Err(e)),

@@ -1,8 +1,12 @@
 //! Shard reads with fail-over: one shard's selection, pushed-down evaluation or label
 //! lookup asked of its replicas until one answers — the leader first (linearizable) or
 //! from a rotating replica (follower) — with the answer decoded as it streams in and
-//! charged to the query's limits.
+//! charged to the query's limits. Linearizable reads of several shards whose leader is one
+//! node go to it in one call ([`ShardReader::leader_groups`], the `*_batch` reads): one
+//! round trip per node instead of one per shard, each shard's answer kept apart; what the
+//! node does not serve is read shard by shard.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,7 +17,8 @@ use strata_cluster::{ClusterClient, Error, Result, not_reached, query_error_of, 
 use strata_promql::LoadLimit;
 use strata_proto::cluster::storage_client::StorageClient;
 use strata_proto::cluster::{
-    Consistency, EvaluateRequest, LabelsReply, LabelsRequest, SelectRequest, SeriesChunk,
+    Consistency, EvaluateReply, EvaluateRequest, LabelsReply, LabelsRequest, SelectReply, SelectRequest,
+    SeriesChunk, ShardRefused,
 };
 use strata_tsdb::{Matcher, SeriesData};
 use tonic::transport::Channel;
@@ -134,6 +139,195 @@ impl ShardReader {
         }
     }
 
+    /// Splits `shards` by the node a linearizable read of each asks first — its leader as
+    /// last seen, unless that node failed to answer lately — into groups of two or more
+    /// shards with one leader, and the shards read alone (no leader known, or the only
+    /// one of their leader's).
+    pub fn leader_groups(
+        &self,
+        shards: impl IntoIterator<Item = u32>,
+    ) -> (Vec<(String, Vec<u32>)>, Vec<u32>) {
+        let mut by_leader: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+        let mut alone = Vec::new();
+        for shard in shards {
+            match self.client.leader(shard) {
+                Some(addr) if !self.client.is_unreachable(&addr) => {
+                    by_leader.entry(addr).or_default().push(shard)
+                }
+                _ => alone.push(shard),
+            }
+        }
+        let mut groups = Vec::new();
+        for (addr, group) in by_leader {
+            if group.len() > 1 {
+                groups.push((addr, group));
+            } else {
+                alone.extend(group);
+            }
+        }
+        (groups, alone)
+    }
+
+    /// One call to `addr` reading `shards` at once, linearizably (see
+    /// [`ShardReader::leader_groups`]), without fail-over: the shards it does not serve —
+    /// every shard when the call fails other than by a query error — come back
+    /// [`Batch::refused`], to be read alone. `answer` folds each reply into the answers
+    /// by shard; the first reply is the node's header listing the shards it refuses.
+    async fn read_batch<T, R, F, Fut, S>(
+        &self,
+        addr: &str,
+        shards: &[u32],
+        deadline: tokio::time::Instant,
+        call: F,
+        mut answer: impl FnMut(&mut BTreeMap<u32, T>, R) -> Result<()>,
+    ) -> Result<Batch<T>>
+    where
+        T: Default,
+        F: FnOnce(StorageClient<Channel>) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<S>, tonic::Status>>,
+        S: futures_util::Stream<Item = std::result::Result<R, tonic::Status>> + Unpin,
+        R: BatchReply,
+    {
+        let all = || Batch { done: Vec::new(), refused: shards.to_vec() };
+        let read = async {
+            let mut stream = match call(self.client.storage(addr)?).await {
+                Ok(s) => {
+                    self.client.note_reply(s.metadata());
+                    s.into_inner()
+                }
+                Err(e) => return Ok(Err(e)),
+            };
+            let mut done: BTreeMap<u32, T> = BTreeMap::new();
+            let refused = match stream.next().await {
+                Some(Ok(mut header)) if header.is_header() => header.take_refused(),
+                // not a node that reads batches: every shard alone
+                Some(Ok(_)) | None => {
+                    let refused = shards
+                        .iter()
+                        .map(|&shard| ShardRefused { shard, ..ShardRefused::default() })
+                        .collect();
+                    return Ok(Ok((done, refused)));
+                }
+                Some(Err(e)) => return Ok(Err(e)),
+            };
+            for &shard in shards {
+                if !refused.iter().any(|r| r.shard == shard) {
+                    done.insert(shard, T::default());
+                }
+            }
+            while let Some(item) = stream.next().await {
+                match item {
+                    Ok(r) if !done.contains_key(&r.shard()) => {
+                        return Err(Error::Invalid(format!(
+                            "a batched read answered for shard {}",
+                            r.shard()
+                        )));
+                    }
+                    Ok(r) => answer(&mut done, r)?,
+                    Err(e) => return Ok(Err(e)),
+                }
+            }
+            Ok(Ok((done, refused)))
+        };
+        let status = match tokio::time::timeout_at(deadline, read).await {
+            Err(_) => {
+                let shard = shards.first().copied().unwrap_or(0);
+                return Err(Error::Unavailable { shard, reason: format!("{addr}: timed out") });
+            }
+            Ok(r) => r?,
+        };
+        match status {
+            Ok((done, refused)) => {
+                self.client.mark_reachable(addr);
+                for r in &refused {
+                    let hint = Some(r.leader_addr.clone()).filter(|l| !l.is_empty() && l != addr);
+                    self.client.set_leader(r.shard, hint);
+                }
+                Ok(Batch {
+                    done: done.into_iter().collect(),
+                    refused: refused.into_iter().map(|r| r.shard).collect(),
+                })
+            }
+            Err(s) => {
+                if let Some(q) = query_error_of(&s) {
+                    return Err(Error::Query(q));
+                }
+                if not_reached(&s) {
+                    self.client.mark_unreachable(addr);
+                }
+                for &shard in shards {
+                    self.client.set_leader(shard, None);
+                }
+                Ok(all())
+            }
+        }
+    }
+
+    /// [`ShardReader::select_shard`] of each of `shards` in one linearizable call to
+    /// `addr` ([`ShardReader::read_batch`]).
+    pub async fn select_batch(
+        &self,
+        addr: &str,
+        shards: &[u32],
+        matchers: &[Matcher],
+        (start, end): (i64, i64),
+        deadline: tokio::time::Instant,
+        limit: &LoadLimit,
+    ) -> Result<Batch<Selected>> {
+        let req = SelectRequest {
+            shard: shards.first().copied().unwrap_or(0),
+            matchers: to_wire(matchers),
+            start_ms: start,
+            end_ms: end,
+            consistency: wire_consistency(ReadConsistency::Linearizable),
+            shards: shards.to_vec(),
+        };
+        self.read_batch(
+            addr,
+            shards,
+            deadline,
+            |mut c| async move { c.select(req).await },
+            |done, r| {
+                let out: &mut Selected = done.entry(r.shard).or_default();
+                decode_series(&r.series, &mut out.bytes, &mut out.series, limit)
+            },
+        )
+        .await
+    }
+
+    /// [`ShardReader::evaluate_shard`] of each of `shards` in one linearizable call to
+    /// `addr` ([`ShardReader::read_batch`]); `req` as for one shard.
+    pub async fn evaluate_batch(
+        &self,
+        addr: &str,
+        shards: &[u32],
+        req: EvaluateRequest,
+        deadline: tokio::time::Instant,
+        limit: &LoadLimit,
+    ) -> Result<Batch<Evaluated>> {
+        let n = req.exprs.len();
+        let req = EvaluateRequest {
+            shard: shards.first().copied().unwrap_or(0),
+            consistency: wire_consistency(ReadConsistency::Linearizable),
+            shards: shards.to_vec(),
+            ..req
+        };
+        self.read_batch(
+            addr,
+            shards,
+            deadline,
+            |mut c| async move { c.evaluate(req).await },
+            |done, r| {
+                let out: &mut Evaluated = done.entry(r.shard).or_default();
+                if out.results.is_empty() {
+                    out.results = vec![Vec::new(); n];
+                }
+                add_evaluated(out, r, limit)
+            },
+        )
+        .await
+    }
+
     /// When a read started now must be done: the read timeout, or `limit` if sooner.
     pub fn read_deadline(&self, limit: Option<tokio::time::Instant>) -> tokio::time::Instant {
         let own = tokio::time::Instant::now() + self.client.config().read_timeout;
@@ -159,6 +353,7 @@ impl ShardReader {
             start_ms: start,
             end_ms: end,
             consistency: wire_consistency(consistency),
+            shards: Vec::new(),
         };
         self.read_shard(shard, consistency, deadline, |mut c| {
             let (req, client) = (req.clone(), self.client.clone());
@@ -216,14 +411,7 @@ impl ShardReader {
                     match item {
                         Ok(r) if r.not_leader => return Attempt::NotLeader(r.leader_addr),
                         Ok(r) => {
-                            out.warnings.extend(r.warnings);
-                            out.infos.extend(r.infos);
-                            let Some(dst) = out.results.get_mut(r.expr as usize) else {
-                                return Attempt::Stop(Error::Invalid(
-                                    "evaluate reply for no expression".into(),
-                                ));
-                            };
-                            if let Err(e) = decode_series(&r.series, &mut out.bytes, dst, limit) {
+                            if let Err(e) = add_evaluated(&mut out, r, limit) {
                                 return Attempt::Stop(e);
                             }
                         }
@@ -293,6 +481,54 @@ fn decode_series(
         dst.push(s);
     }
     Ok(())
+}
+
+/// Adds one evaluate reply's series and annotations to `out` (its `results` one list per
+/// expression), charging each series to the query's `limit`.
+fn add_evaluated(out: &mut Evaluated, r: EvaluateReply, limit: &LoadLimit) -> Result<()> {
+    out.warnings.extend(r.warnings);
+    out.infos.extend(r.infos);
+    let Some(dst) = out.results.get_mut(r.expr as usize) else {
+        return Err(Error::Invalid("evaluate reply for no expression".into()));
+    };
+    decode_series(&r.series, &mut out.bytes, dst, limit)
+}
+
+/// A reply of a batched read: the node's header first, then answers tagged by shard.
+trait BatchReply {
+    /// Whether this is the header of a batched read.
+    fn is_header(&self) -> bool;
+    /// The header's shards refused.
+    fn take_refused(&mut self) -> Vec<ShardRefused>;
+    /// The shard this reply answers for.
+    fn shard(&self) -> u32;
+}
+
+macro_rules! batch_reply {
+    ($($t:ty),*) => {$(
+        impl BatchReply for $t {
+            fn is_header(&self) -> bool {
+                self.batched
+            }
+            fn take_refused(&mut self) -> Vec<ShardRefused> {
+                std::mem::take(&mut self.refused)
+            }
+            fn shard(&self) -> u32 {
+                self.shard
+            }
+        }
+    )*};
+}
+batch_reply!(SelectReply, EvaluateReply);
+
+/// What one call reading several shards returned.
+#[derive(Debug)]
+pub struct Batch<T> {
+    /// The answers of the shards the node served, in shard order.
+    pub done: Vec<(u32, T)>,
+    /// The shards it did not serve (not their leader, no replica there, or the call
+    /// failed): to be read alone.
+    pub refused: Vec<u32>,
 }
 
 fn wire_consistency(c: ReadConsistency) -> i32 {

@@ -12,7 +12,7 @@ use strata_proto::cluster::{
     ChangeReplicasReply, ChangeReplicasRequest, ClusterMapReply, ClusterMapRequest, Consistency,
     EvaluateReply, EvaluateRequest, GroupState, LabelsKind, LabelsReply, LabelsRequest, MetadataCommand,
     NodeStatusReply, NodeStatusRequest, RaftMessage, RaftReply, ReplicaOp, SelectReply, SelectRequest,
-    SnapshotChunk, WriteReply, WriteRequest,
+    ShardRefused, SnapshotChunk, WriteReply, WriteRequest,
 };
 use strata_raft::{META_GROUP, ReplicaStep, Request, RpcKind};
 use strata_tsdb::{Matcher, SeriesData, SeriesLimits};
@@ -177,6 +177,17 @@ pub(crate) struct StorageService {
     pub(crate) node: Arc<NodeState>,
 }
 
+/// Which shards of a read, unbatched or batched, this node serves.
+enum Served {
+    /// The one shard of an unbatched read, on this database.
+    One(Arc<strata_tsdb::Db>),
+    /// Not the one shard: the read needs the leader, at this address ("" if unknown).
+    NotLeader(String),
+    /// A batched read: the database (none if no shard is served), the shards served and
+    /// the shards refused.
+    Batch(Option<Arc<strata_tsdb::Db>>, Vec<u32>, Vec<ShardRefused>),
+}
+
 /// Whether a shard read may go ahead on this node.
 enum Readable {
     /// Yes, on this database.
@@ -214,6 +225,49 @@ impl StorageService {
             }
         }
         Ok(Readable::Db(db))
+    }
+
+    /// Which shards a read may go ahead on: `shard` alone (an unbatched read: `batch`
+    /// empty), or each of `batch` — the shards this node serves and the others, with the
+    /// leader's address or why not. A batch names each shard at most once and no more
+    /// shards than the cluster has.
+    async fn readable_shards(&self, shard: u32, batch: &[u32], consistency: i32) -> Result<Served, Status> {
+        if batch.is_empty() {
+            return Ok(match self.readable(shard, consistency).await? {
+                Readable::Db(db) => Served::One(db),
+                Readable::NotLeader(addr) => Served::NotLeader(addr),
+            });
+        }
+        let shards = self.node.map.read().as_ref().map_or(0, |m| m.shards);
+        let mut wanted = batch.to_vec();
+        wanted.sort_unstable();
+        wanted.dedup();
+        if wanted.len() != batch.len() || wanted.len() > shards as usize {
+            return Err(Status::invalid_argument(format!(
+                "a batched read names {} shards, the cluster has {shards}, each at most once",
+                batch.len()
+            )));
+        }
+        let checks =
+            futures_util::future::join_all(wanted.iter().map(|&s| self.readable(s, consistency))).await;
+        let (mut db, mut served, mut refused) = (None, Vec::new(), Vec::new());
+        for (shard, check) in wanted.into_iter().zip(checks) {
+            match check {
+                Ok(Readable::Db(d)) => {
+                    db = Some(d);
+                    served.push(shard);
+                }
+                Ok(Readable::NotLeader(leader_addr)) => {
+                    refused.push(ShardRefused { shard, leader_addr, reason: String::new() })
+                }
+                Err(s) => refused.push(ShardRefused {
+                    shard,
+                    leader_addr: String::new(),
+                    reason: s.message().to_owned(),
+                }),
+            }
+        }
+        Ok(Served::Batch(db, served, refused))
     }
 
     /// Proposes to `group`; a follower answers with the leader instead.
@@ -309,35 +363,55 @@ impl Storage for StorageService {
     ) -> Result<tonic::Response<SelectStream>, Status> {
         let r = req.into_inner();
         let matchers = from_wire(&r.matchers).map_err(Status::from)?;
-        let db = match self.readable(r.shard, r.consistency).await? {
-            Readable::Db(db) => db,
-            Readable::NotLeader(leader_addr) => {
+        let (db, shards, header) = match self.readable_shards(r.shard, &r.shards, r.consistency).await? {
+            Served::One(db) => (db, vec![r.shard], None),
+            Served::NotLeader(leader_addr) => {
                 let reply = SelectReply { not_leader: true, leader_addr, ..SelectReply::default() };
                 return Ok(tonic::Response::new(Box::pin(futures_util::stream::iter([Ok(reply)]))));
+            }
+            Served::Batch(db, served, refused) => {
+                let header = SelectReply { batched: true, refused, ..SelectReply::default() };
+                match db {
+                    Some(db) => (db, served, Some(header)),
+                    None => {
+                        return Ok(tonic::Response::new(Box::pin(futures_util::stream::iter([Ok(header)]))));
+                    }
+                }
             }
         };
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<SelectReply, Status>>(4);
         tokio::task::spawn_blocking(move || {
-            let mut batch = Vec::with_capacity(SERIES_PER_REPLY);
-            // stored chunks of whole buckets go as they are: one decode, at the querier
-            for s in db.select_shard(r.shard, &matchers, r.start_ms, r.end_ms).forwarding() {
-                match s {
-                    Ok((s, stored)) => batch.push(series_to_wire_with(&s, stored)),
-                    Err(e) => {
-                        let _ = tx.blocking_send(Err(Status::internal(e.to_string())));
-                        return;
-                    }
-                }
-                if batch.len() == SERIES_PER_REPLY {
-                    let series = std::mem::take(&mut batch);
-                    if tx.blocking_send(Ok(SelectReply { series, ..SelectReply::default() })).is_err() {
-                        tracing::debug!(shard = r.shard, "select stopped: the reader went away");
-                        return;
-                    }
-                }
+            if let Some(h) = header
+                && tx.blocking_send(Ok(h)).is_err()
+            {
+                return;
             }
-            if !batch.is_empty() {
-                let _ = tx.blocking_send(Ok(SelectReply { series: batch, ..SelectReply::default() }));
+            let send = |shard, series| {
+                let gone =
+                    tx.blocking_send(Ok(SelectReply { series, shard, ..SelectReply::default() })).is_err();
+                if gone {
+                    tracing::debug!(shard, "select stopped: the reader went away");
+                }
+                !gone
+            };
+            for shard in shards {
+                let mut batch = Vec::with_capacity(SERIES_PER_REPLY);
+                // stored chunks of whole buckets go as they are: one decode, at the querier
+                for s in db.select_shard(shard, &matchers, r.start_ms, r.end_ms).forwarding() {
+                    match s {
+                        Ok((s, stored)) => batch.push(series_to_wire_with(&s, stored)),
+                        Err(e) => {
+                            let _ = tx.blocking_send(Err(Status::internal(e.to_string())));
+                            return;
+                        }
+                    }
+                    if batch.len() == SERIES_PER_REPLY && !send(shard, std::mem::take(&mut batch)) {
+                        return;
+                    }
+                }
+                if !batch.is_empty() && !send(shard, batch) {
+                    return;
+                }
             }
         });
         Ok(tonic::Response::new(receiver_stream(rx)))
@@ -356,11 +430,20 @@ impl Storage for StorageService {
             .map(|e| strata_promql::parse(e))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| Status::from(Error::Query(e)))?;
-        let db = match self.readable(r.shard, r.consistency).await? {
-            Readable::Db(db) => db,
-            Readable::NotLeader(leader_addr) => {
+        let (db, shards, header) = match self.readable_shards(r.shard, &r.shards, r.consistency).await? {
+            Served::One(db) => (db, vec![r.shard], None),
+            Served::NotLeader(leader_addr) => {
                 let reply = EvaluateReply { not_leader: true, leader_addr, ..EvaluateReply::default() };
                 return Ok(tonic::Response::new(Box::pin(futures_util::stream::iter([Ok(reply)]))));
+            }
+            Served::Batch(db, served, refused) => {
+                let header = EvaluateReply { batched: true, refused, ..EvaluateReply::default() };
+                match db {
+                    Some(db) => (db, served, Some(header)),
+                    None => {
+                        return Ok(tonic::Response::new(Box::pin(futures_util::stream::iter([Ok(header)]))));
+                    }
+                }
             }
         };
         let defaults = EngineConfig::default();
@@ -389,37 +472,55 @@ impl Storage for StorageService {
         };
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<EvaluateReply, Status>>(4);
         tokio::task::spawn_blocking(move || {
-            let cfg = engine.config();
-            let limit = strata_promql::LoadLimit::new(
-                cfg.max_samples,
-                cfg.max_bytes,
-                std::time::Instant::now() + cfg.timeout,
-            );
-            let src = ShardSource { db, shard: r.shard, gone: tx.clone(), limit };
-            let partials = match strata_promql::evaluate_parts(&engine, [&src], &exprs, &at) {
-                Ok(p) => p,
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(Error::Query(e).into()));
-                    return;
+            if let Some(h) = header
+                && tx.blocking_send(Ok(h)).is_err()
+            {
+                return;
+            }
+            let send = |reply: EvaluateReply| {
+                let shard = reply.shard;
+                let gone = tx.blocking_send(Ok(reply)).is_err();
+                if gone {
+                    tracing::debug!(shard, "evaluation stopped: the querier went away");
                 }
+                !gone
             };
-            for (i, series) in partials.results.into_iter().enumerate() {
-                let series: Vec<SeriesData> = series.into_iter().map(SeriesData::from).collect();
-                for batch in series.chunks(SERIES_PER_REPLY) {
-                    let series = batch.iter().map(series_to_wire).collect();
-                    let reply = EvaluateReply { expr: i as u32, series, ..EvaluateReply::default() };
-                    if tx.blocking_send(Ok(reply)).is_err() {
-                        tracing::debug!(shard = r.shard, "evaluation stopped: the querier went away");
+            let cfg = engine.config();
+            // each shard is evaluated on its own, with its own sample limit, as if asked alone
+            for shard in shards {
+                let limit = strata_promql::LoadLimit::new(
+                    cfg.max_samples,
+                    cfg.max_bytes,
+                    std::time::Instant::now() + cfg.timeout,
+                );
+                let src = ShardSource { db: db.clone(), shard, gone: tx.clone(), limit };
+                let partials = match strata_promql::evaluate_parts(&engine, [&src], &exprs, &at) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(Error::Query(e).into()));
                         return;
                     }
+                };
+                for (i, series) in partials.results.into_iter().enumerate() {
+                    let series: Vec<SeriesData> = series.into_iter().map(SeriesData::from).collect();
+                    for batch in series.chunks(SERIES_PER_REPLY) {
+                        let series = batch.iter().map(series_to_wire).collect();
+                        if !send(EvaluateReply { expr: i as u32, series, shard, ..EvaluateReply::default() })
+                        {
+                            return;
+                        }
+                    }
+                }
+                let a = partials.annotations;
+                if !send(EvaluateReply {
+                    warnings: a.warnings,
+                    infos: a.infos,
+                    shard,
+                    ..EvaluateReply::default()
+                }) {
+                    return;
                 }
             }
-            let a = partials.annotations;
-            let _ = tx.blocking_send(Ok(EvaluateReply {
-                warnings: a.warnings,
-                infos: a.infos,
-                ..EvaluateReply::default()
-            }));
         });
         Ok(tonic::Response::new(receiver_stream(rx)))
     }

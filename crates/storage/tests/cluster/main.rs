@@ -5,6 +5,7 @@ mod elastic;
 mod handoff;
 mod harness;
 mod join;
+mod reads;
 mod replication;
 mod security;
 mod unreachable;
