@@ -178,11 +178,10 @@ impl ClusterView {
 
     /// Runs `read` against every shard at once and returns the answers in shard order.
     /// A shard that cannot be read fails the query, or with a partial response is retried
-    /// once at a follower and otherwise left out with a warning. With `batch`, linearizable
-    /// reads of shards led by one node go to it in one call (`batch(addr, shards,
-    /// deadline)`); the shards it does not serve, or all of them if it fails, are read
-    /// alone.
-    fn fan_out<T, F, Fut, B, BFut>(&self, read: F, batch: Option<B>) -> Result<Vec<T>, QueryError>
+    /// once at a follower and otherwise left out with a warning. Linearizable reads of
+    /// shards led by one node go to it in one call (`batch(addr, shards, deadline)`); the
+    /// shards it does not serve, or all of them if it fails, are read alone.
+    fn fan_out<T, F, Fut, B, BFut>(&self, read: F, batch: B) -> Result<Vec<T>, QueryError>
     where
         F: Fn(u32, ReadConsistency, tokio::time::Instant) -> Fut,
         Fut: Future<Output = strata_cluster::Result<T>>,
@@ -211,15 +210,12 @@ impl ClusterView {
             };
             (shard, res)
         };
-        let (groups, alone) = match &batch {
-            Some(_) if b.cfg.consistency == ReadConsistency::Linearizable => {
-                b.reader.leader_groups(0..self.shards)
-            }
-            _ => (Vec::new(), (0..self.shards).collect()),
+        let (groups, alone) = match b.cfg.consistency {
+            ReadConsistency::Linearizable => b.reader.leader_groups(0..self.shards),
+            ReadConsistency::Follower => (Vec::new(), (0..self.shards).collect()),
         };
         let batch = &batch;
         let many = |addr: String, group: Vec<u32>| async move {
-            let Some(batch) = batch else { return Vec::new() };
             b.stats.reads.fetch_add(1, Ordering::Relaxed);
             let left = match batch(addr, group.clone(), b.reader.read_deadline(Some(deadline))).await {
                 Ok(Batch { done, refused }) => {
@@ -281,13 +277,17 @@ impl ClusterView {
     /// A label lookup on every shard, united and sorted.
     fn labels(&self, req: LabelsRequest) -> Result<Vec<LabelsReplyParts>, QueryError> {
         let client = &self.backend.reader;
-        self.fan_out(
+        let parts = self.fan_out(
             |shard, c, d| {
                 let req = LabelsRequest { shard, ..req.clone() };
-                async move { client.labels_shard(req, c, d).await.map(|r| (r.series, r.values)) }
+                async move { client.labels_shard(req, c, d).await }
             },
-            NO_BATCH,
-        )
+            |addr: String, shards: Vec<u32>, d| {
+                let req = req.clone();
+                async move { client.labels_batch(&addr, &shards, req, d).await }
+            },
+        )?;
+        Ok(parts.into_iter().map(|r| (r.series, r.values)).collect())
     }
 
     fn labels_request(
@@ -306,6 +306,7 @@ impl ClusterView {
             start_ms: start,
             end_ms: end,
             consistency: 0,
+            shards: Vec::new(),
         }
     }
 
@@ -320,16 +321,6 @@ impl ClusterView {
 /// Shards' answers (or failures) as one read of [`ClusterView::fan_out`] returns them.
 type Answers<T> = Vec<(u32, strata_cluster::Result<T>)>;
 
-/// A batch read for reads that are not batched ([`ClusterView::fan_out`]).
-#[allow(clippy::type_complexity)]
-const NO_BATCH: Option<
-    fn(
-        String,
-        Vec<u32>,
-        tokio::time::Instant,
-    ) -> std::future::Ready<strata_cluster::Result<Batch<LabelsReplyParts>>>,
-> = None;
-
 /// A shard's label lookup answer: encoded label sets, names or values.
 type LabelsReplyParts = (Vec<Vec<u8>>, Vec<String>);
 
@@ -340,9 +331,9 @@ impl Source for ClusterView {
         let range = (hints.start, hints.end);
         let parts = self.fan_out(
             |shard, c, d| client.select_shard(shard, matchers, range, c, d, limit),
-            Some(|addr: String, shards: Vec<u32>, d| async move {
+            |addr: String, shards: Vec<u32>, d| async move {
                 client.select_batch(&addr, &shards, matchers, range, d, limit).await
-            }),
+            },
         )?;
         let bytes: u64 = parts.iter().map(|p| p.bytes).sum();
         self.backend.stats.selected_bytes.fetch_add(bytes, Ordering::Relaxed);
@@ -379,10 +370,10 @@ impl Source for ClusterView {
                 let req = EvaluateRequest { shard, ..req.clone() };
                 async move { client.evaluate_shard(req, c, d, limit).await }
             },
-            Some(|addr: String, shards: Vec<u32>, d| {
+            |addr: String, shards: Vec<u32>, d| {
                 let req = req.clone();
                 async move { client.evaluate_batch(&addr, &shards, req, d, limit).await }
-            }),
+            },
         );
         let parts = match parts {
             Ok(p) => p,

@@ -328,6 +328,38 @@ impl ShardReader {
         .await
     }
 
+    /// [`ShardReader::labels_shard`] of each of `shards` in one linearizable call to
+    /// `addr` ([`ShardReader::read_batch`]; the node's one reply is read as its header,
+    /// then a part per shard); `req` as for one shard.
+    pub async fn labels_batch(
+        &self,
+        addr: &str,
+        shards: &[u32],
+        req: LabelsRequest,
+        deadline: tokio::time::Instant,
+    ) -> Result<Batch<LabelsReply>> {
+        let req = LabelsRequest {
+            shard: shards.first().copied().unwrap_or(0),
+            consistency: wire_consistency(ReadConsistency::Linearizable),
+            shards: shards.to_vec(),
+            ..req
+        };
+        let call = |mut c: StorageClient<Channel>| async move {
+            let reply = c.labels(req).await?;
+            Ok(reply.map(|mut header| {
+                let parts = std::mem::take(&mut header.parts);
+                futures_util::stream::iter(std::iter::once(header).chain(parts).map(Ok))
+            }))
+        };
+        self.read_batch(addr, shards, deadline, call, |done, r: LabelsReply| {
+            let out: &mut LabelsReply = done.entry(r.shard).or_default();
+            out.series.extend(r.series);
+            out.values.extend(r.values);
+            Ok(())
+        })
+        .await
+    }
+
     /// When a read started now must be done: the read timeout, or `limit` if sooner.
     pub fn read_deadline(&self, limit: Option<tokio::time::Instant>) -> tokio::time::Instant {
         let own = tokio::time::Instant::now() + self.client.config().read_timeout;
@@ -432,7 +464,7 @@ impl ShardReader {
         deadline: tokio::time::Instant,
     ) -> Result<LabelsReply> {
         let shard = req.shard;
-        let req = LabelsRequest { consistency: wire_consistency(consistency), ..req };
+        let req = LabelsRequest { consistency: wire_consistency(consistency), shards: Vec::new(), ..req };
         self.read_shard(shard, consistency, deadline, |mut c| {
             let (req, client) = (req.clone(), self.client.clone());
             async move {
@@ -519,7 +551,7 @@ macro_rules! batch_reply {
         }
     )*};
 }
-batch_reply!(SelectReply, EvaluateReply);
+batch_reply!(SelectReply, EvaluateReply, LabelsReply);
 
 /// What one call reading several shards returned.
 #[derive(Debug)]

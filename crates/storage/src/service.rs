@@ -531,30 +531,45 @@ impl Storage for StorageService {
     ) -> Result<tonic::Response<LabelsReply>, Status> {
         let r = req.into_inner();
         let matchers = from_wire(&r.matchers).map_err(Status::from)?;
-        let db = match self.readable(r.shard, r.consistency).await? {
-            Readable::Db(db) => db,
-            Readable::NotLeader(leader_addr) => {
+        let (db, shards, header) = match self.readable_shards(r.shard, &r.shards, r.consistency).await? {
+            Served::One(db) => (db, vec![r.shard], None),
+            Served::NotLeader(leader_addr) => {
                 return Ok(tonic::Response::new(LabelsReply {
                     not_leader: true,
                     leader_addr,
                     ..LabelsReply::default()
                 }));
             }
+            Served::Batch(db, served, refused) => {
+                let header = LabelsReply { batched: true, refused, ..LabelsReply::default() };
+                match db {
+                    Some(db) => (db, served, Some(header)),
+                    None => return Ok(tonic::Response::new(header)),
+                }
+            }
         };
         let reply = tokio::task::spawn_blocking(move || {
-            let (shard, m, lo, hi) = (Some(r.shard), &matchers[..], r.start_ms, r.end_ms);
-            match LabelsKind::try_from(r.kind) {
-                Ok(LabelsKind::Series) => LabelsReply {
-                    series: db.series(shard, m, lo, hi).iter().map(|l| l.encode()).collect(),
-                    ..LabelsReply::default()
-                },
-                Ok(LabelsKind::Names) => {
-                    LabelsReply { values: db.label_names(shard, m, lo, hi), ..LabelsReply::default() }
-                }
-                Ok(LabelsKind::Values) | Err(_) => LabelsReply {
-                    values: db.label_values(shard, &r.name, m, lo, hi),
-                    ..LabelsReply::default()
-                },
+            let (m, lo, hi) = (&matchers[..], r.start_ms, r.end_ms);
+            let mut parts = shards.into_iter().map(|shard| {
+                let part = match LabelsKind::try_from(r.kind) {
+                    Ok(LabelsKind::Series) => LabelsReply {
+                        series: db.series(Some(shard), m, lo, hi).iter().map(|l| l.encode()).collect(),
+                        ..LabelsReply::default()
+                    },
+                    Ok(LabelsKind::Names) => LabelsReply {
+                        values: db.label_names(Some(shard), m, lo, hi),
+                        ..LabelsReply::default()
+                    },
+                    Ok(LabelsKind::Values) | Err(_) => LabelsReply {
+                        values: db.label_values(Some(shard), &r.name, m, lo, hi),
+                        ..LabelsReply::default()
+                    },
+                };
+                LabelsReply { shard, ..part }
+            });
+            match header {
+                Some(header) => LabelsReply { parts: parts.collect(), ..header },
+                None => parts.next().unwrap_or_default(),
             }
         })
         .await

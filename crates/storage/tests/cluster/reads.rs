@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use strata_api::{QueryBackend, ReadOptions};
+use strata_api::{QueryBackend, ReadOptions, ReadView};
 use strata_promql::{LoadLimit, SelectHints};
-use strata_proto::cluster::EvaluateRequest;
+use strata_proto::cluster::{EvaluateRequest, LabelsKind, LabelsRequest};
 use strata_querier::{ClusterBackend, QuerierConfig, ReadConsistency, ShardReader};
-use strata_tsdb::{MatchOp, Matcher, SeriesData};
+use strata_tsdb::{MatchOp, Matcher};
 
 use crate::harness::{Cluster, SERIES, SHARDS};
 
@@ -98,6 +98,32 @@ async fn a_batched_read_answers_for_the_shards_the_node_leads_and_names_the_lead
             assert_eq!(evaluated.results, alone.results, "shard {shard}");
         }
     }
+    for (&id, addr) in &c.peers {
+        let led: Vec<u32> = all.iter().copied().filter(|&s| c.leader(s) == Some(id)).collect();
+        let req = LabelsRequest {
+            kind: LabelsKind::Values as i32,
+            name: "series".into(),
+            matchers: strata_cluster::to_wire(&m),
+            start_ms: i64::MIN,
+            end_ms: i64::MAX,
+            ..LabelsRequest::default()
+        };
+        let batch =
+            reader.labels_batch(addr, &all, req.clone(), reader.read_deadline(None)).await.expect("labels");
+        assert_eq!(batch.done.iter().map(|d| d.0).collect::<Vec<_>>(), led, "node {id}");
+        for (shard, part) in batch.done {
+            let alone = reader
+                .labels_shard(
+                    LabelsRequest { shard, ..req.clone() },
+                    ReadConsistency::Linearizable,
+                    reader.read_deadline(None),
+                )
+                .await
+                .expect("labels");
+            assert!(!alone.values.is_empty(), "shard {shard} has no values");
+            assert_eq!(part.values, alone.values, "shard {shard}");
+        }
+    }
     // a batch naming a shard twice, or more shards than the cluster has, is refused whole
     let (deadline, limit) = no_limit(&reader);
     let twice = reader.select_batch(&c.peers[&1], &[0, 0], &m, (0, 1), deadline, &limit).await;
@@ -112,34 +138,27 @@ async fn a_query_reads_each_leader_once_and_every_shard_when_the_leaders_it_know
         c.write_retrying(t).await;
     }
     let backend = ClusterBackend::new(c.client.clone(), QuerierConfig::default());
-    let select = |backend: &ClusterBackend| {
-        let backend = backend.clone();
-        tokio::task::spawn_blocking(move || {
-            let opts = ReadOptions {
-                partial_response: false,
-                deadline: Instant::now() + Duration::from_secs(20),
-                max_samples: usize::MAX,
-                max_bytes: usize::MAX,
-                canceled: Arc::new(AtomicBool::new(false)),
-            };
-            let view = backend.view(opts).expect("a view");
-            let hints = SelectHints { start: i64::MIN, end: i64::MAX, ..SelectHints::default() };
-            let series: Vec<SeriesData> = view.select(&matchers(), &hints).expect("select");
-            series
+    let select = || on_view(backend.clone(), |v| v.select(&matchers(), &ALL).expect("select"));
+    let values = || {
+        on_view(backend.clone(), |v| {
+            v.label_values("series", &matchers(), i64::MIN, i64::MAX).expect("values")
         })
     };
     let reads = || backend.stats().reads.load(Ordering::Relaxed);
     // the first query learns the leaders, one read per shard
-    assert_eq!(select(&backend).await.expect("query").len(), SERIES);
+    assert_eq!(select().await.len(), SERIES);
     let leaders: std::collections::BTreeSet<_> = (0..SHARDS).filter_map(|s| c.leader(s)).collect();
     let before = reads();
-    assert_eq!(select(&backend).await.expect("query").len(), SERIES);
+    assert_eq!(select().await.len(), SERIES);
     assert_eq!(reads() - before, leaders.len() as u64, "one read per leading node, {SHARDS} shards");
+    let before = reads();
+    assert_eq!(values().await.len(), SERIES);
+    assert_eq!(reads() - before, leaders.len() as u64, "one lookup per leading node, {SHARDS} shards");
     // every shard believed led by node 1: it answers for its own, the rest are read alone
     for shard in 0..SHARDS {
         c.client.set_leader(shard, Some(c.peers[&1].clone()));
     }
-    let series = select(&backend).await.expect("query");
+    let series = select().await;
     assert_eq!(series.len(), SERIES, "a shard was missed");
     let mut sorted = series.clone();
     sorted.sort_by(|a, b| a.labels.cmp(&b.labels));
@@ -147,6 +166,31 @@ async fn a_query_reads_each_leader_once_and_every_shard_when_the_leaders_it_know
     for shard in 0..SHARDS {
         let leader = c.leader(shard).expect("leader");
         assert_eq!(c.client.leader(shard).as_deref(), Some(c.peers[&leader].as_str()), "shard {shard}");
+        c.client.set_leader(shard, Some(c.peers[&1].clone()));
     }
+    assert_eq!(values().await.len(), SERIES, "a shard was missed");
     c.shutdown().await;
+}
+
+/// The whole time range.
+const ALL: SelectHints = SelectHints { start: i64::MIN, end: i64::MAX, step: 0, range: 0, func: None };
+
+/// Runs `f` on a view of `backend` (a query of 20 s at most) on the blocking pool, as the
+/// HTTP API does.
+async fn on_view<T: Send + 'static>(
+    backend: ClusterBackend,
+    f: impl FnOnce(&dyn ReadView) -> T + Send + 'static,
+) -> T {
+    tokio::task::spawn_blocking(move || {
+        let opts = ReadOptions {
+            partial_response: false,
+            deadline: Instant::now() + Duration::from_secs(20),
+            max_samples: usize::MAX,
+            max_bytes: usize::MAX,
+            canceled: Arc::new(AtomicBool::new(false)),
+        };
+        f(backend.view(opts).expect("a view").as_ref())
+    })
+    .await
+    .expect("query")
 }
