@@ -556,12 +556,8 @@ impl Db {
     ) -> std::result::Result<(Option<Vec<u8>>, ApplyOutcome), AdmitError> {
         let max_t = self.max_time();
         let series = crate::record::decode(&record).ok_or(AdmitError::Undecodable)?;
-        let mut pairs = Vec::new();
-        let mut late = false;
         // (hash, labels) of every series, to name those the shard holds by reference
         let mut keyed = Vec::with_capacity(series.len());
-        // (tenant, metric name) of every series, with limits
-        let mut owners = Vec::new();
         for s in &series {
             if s.reference.is_some() {
                 // only this function writes references, after the checks below
@@ -573,18 +569,7 @@ impl Db {
             {
                 return Err(AdmitError::WrongShard(shard));
             }
-            crate::labels::decode_pairs(s.labels, &mut pairs).ok_or(AdmitError::NotCanonical)?;
-            let canonical = pairs.is_sorted_by(|a, b| a.0 < b.0) && pairs.iter().all(|(_, v)| !v.is_empty());
-            validate(&mut pairs, &self.cfg.label_limits)?;
-            if !canonical {
-                return Err(AdmitError::NotCanonical);
-            }
-            late |= s.samples.clone().any(|(t, _)| t > max_t) || s.histograms.clone().any(|(t, _)| t > max_t);
             keyed.push((h, s.labels));
-            if limits.any() {
-                let value = |name| pairs.iter().find(|(n, _)| *n == name).map_or("", |(_, v)| *v);
-                owners.push((value(TENANT_LABEL), value(METRIC_NAME)));
-            }
         }
         let target = keyed
             .first()
@@ -596,6 +581,36 @@ impl Db {
             }
             None => Vec::new(),
         };
+        let mut pairs = Vec::new();
+        let mut late = false;
+        // (tenant, metric name) of every series, with limits
+        let mut owners = Vec::new();
+        for (i, s) in series.iter().enumerate() {
+            // a series the shard holds under these very bytes was checked (UTF-8, canonical
+            // form) when it came: only the limits, which may have changed since, are checked
+            // again, on the encoding's lengths
+            let held =
+                refs.get(i) == Some(&true) && crate::labels::encoded_within(s.labels, &self.cfg.label_limits);
+            if held {
+                if limits.any() {
+                    // not looked at: the series limits count only series the shard lacks
+                    owners.push(("", ""));
+                }
+            } else {
+                crate::labels::decode_pairs(s.labels, &mut pairs).ok_or(AdmitError::NotCanonical)?;
+                let canonical =
+                    pairs.is_sorted_by(|a, b| a.0 < b.0) && pairs.iter().all(|(_, v)| !v.is_empty());
+                validate(&mut pairs, &self.cfg.label_limits)?;
+                if !canonical {
+                    return Err(AdmitError::NotCanonical);
+                }
+                if limits.any() {
+                    let value = |name| pairs.iter().find(|(n, _)| *n == name).map_or("", |(_, v)| *v);
+                    owners.push((value(TENANT_LABEL), value(METRIC_NAME)));
+                }
+            }
+            late |= s.samples.clone().any(|(t, _)| t > max_t) || s.histograms.clone().any(|(t, _)| t > max_t);
+        }
         let over = match target {
             Some(sh) if limits.any() => over_limits(sh, &keyed, &owners, limits, self.cfg.shards),
             _ => Vec::new(),

@@ -281,6 +281,31 @@ pub fn canonicalize(v: &mut Vec<(&str, &str)>) -> Result<(), LabelsError> {
     Ok(())
 }
 
+/// Whether a label set's encoding (see [`Labels::encode`]) is within `limits` — as
+/// [`validate`] counts them, in bytes — read from its lengths alone, without decoding its
+/// strings; `false` for a malformed encoding.
+pub fn encoded_within(mut b: &[u8], limits: &LabelLimits) -> bool {
+    // the length of the next string, if within `limit` and the encoding; skips the string
+    fn take(b: &mut &[u8], limit: usize) -> bool {
+        let n = crate::varint::get_uvarint(b).and_then(|n| usize::try_from(n).ok());
+        match n {
+            Some(n) if n <= b.len() && (limit == 0 || n <= limit) => {
+                *b = &b[n..];
+                true
+            }
+            _ => false,
+        }
+    }
+    let mut names = 0;
+    while !b.is_empty() {
+        if !take(&mut b, limits.max_name_len) || !take(&mut b, limits.max_value_len) {
+            return false;
+        }
+        names += 1;
+    }
+    limits.max_names == 0 || names <= limits.max_names
+}
+
 /// Decodes a canonical encoding into borrowed `(name, value)` pairs (replacing `out`'s
 /// contents); `None` when it is malformed or not UTF-8.
 pub fn decode_pairs<'a>(mut b: &'a [u8], out: &mut Vec<(&'a str, &'a str)>) -> Option<()> {
@@ -379,6 +404,37 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn limits_read_from_the_encoding_agree_with_validate() {
+        let long = "v".repeat(40);
+        let sets: Vec<Vec<(&str, &str)>> = vec![
+            vec![("__name__", "up")],
+            vec![("__name__", "up"), ("a_rather_long_label_name", "x"), ("job", "node")],
+            vec![("__name__", "up"), ("instance", long.as_str())],
+            vec![("__name__", "m"), ("a", "1"), ("b", "2"), ("c", "3"), ("d", "4")],
+        ];
+        for max_names in [0, 2, 3, 5] {
+            for max_name_len in [0, 8, 24] {
+                for max_value_len in [0, 4, 40, 39] {
+                    let limits = LabelLimits { max_names, max_name_len, max_value_len };
+                    for set in &sets {
+                        let enc = Labels::from_pairs(set.iter().copied()).unwrap().encode();
+                        let mut pairs = Vec::new();
+                        decode_pairs(&enc, &mut pairs).unwrap();
+                        assert_eq!(
+                            encoded_within(&enc, &limits),
+                            validate(&mut pairs, &limits).is_ok(),
+                            "{set:?} under {max_names}/{max_name_len}/{max_value_len}"
+                        );
+                    }
+                }
+            }
+        }
+        // malformed: a length past the end, a name without a value
+        assert!(!encoded_within(&[0x05], &LabelLimits::NONE));
+        assert!(!encoded_within(&[1, b'a'], &LabelLimits::NONE));
+    }
 
     #[test]
     fn canonical_sorts_drops_empty_and_round_trips() {

@@ -565,9 +565,22 @@ fn series_the_shard_holds_are_logged_by_reference() {
     // idle for more than half the retention: by labels again (retention may drop it)
     clock.set(T0 + 15_000 + cfg().retention.as_millis() as i64 / 2 + 1);
     let (third, _) = db.admit(Some(0), record(T0 + 30_000), SeriesLimits::default()).unwrap();
-    assert_eq!(third.unwrap(), record(T0 + 30_000));
+    let third = third.unwrap();
+    assert_eq!(third, record(T0 + 30_000));
     // only admission writes references
     assert_eq!(db.admit(Some(0), second, SeriesLimits::default()).unwrap_err(), AdmitError::NotCanonical);
+    // a series the shard holds is not decoded again, but the label limits still hold for
+    // it: reopened with a shorter value limit, its next write is refused as a new one's
+    clock.set(T0 + 45_000);
+    assert!(db.admit(Some(0), record(T0 + 45_000), SeriesLimits::default()).unwrap().0.is_some());
+    std::mem::forget(db);
+    let strict = LabelLimits { max_value_len: 4, ..LabelLimits::default() };
+    let db = Db::open(kv, DbConfig { shards: 1, label_limits: strict, ..cfg() }, clock.clone()).unwrap();
+    for (i, rec) in [&first, &third].into_iter().enumerate() {
+        db.apply_record(0, i as u64 + 1, rec).unwrap();
+    }
+    let e = db.admit(Some(0), record(T0 + 60_000), SeriesLimits::default()).unwrap_err();
+    assert!(e.to_string().contains("err-mimir-label-value-too-long"), "{e}");
 }
 
 /// A reference that names no series of the shard (a replica whose state differs) stores
