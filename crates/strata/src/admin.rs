@@ -114,6 +114,15 @@ enum Verb {
         #[arg(long)]
         wait: bool,
     },
+    /// Waits while a node is draining, until it is decommissioned; returns at once when
+    /// it is not draining. The storage pods' preStop hook: a pod deleted in the middle
+    /// of its drain (a scale-down run before the drain finished) stops only once it holds
+    /// nothing, while a pod that is merely restarted is not held up.
+    WaitDrained {
+        /// The node's name (pod name) or id [default: $POD_NAME].
+        #[arg(env = "POD_NAME")]
+        node: String,
+    },
     /// Takes a draining or decommissioned node back: it gets replicas again.
     Recommission {
         /// The node's name (pod name) or id.
@@ -139,6 +148,15 @@ pub(crate) async fn run(a: AdminArgs) -> anyhow::Result<()> {
             println!("node {id} ({node}) draining");
             if wait {
                 wait_decommissioned(&client, id, &node).await?;
+            }
+        }
+        Verb::WaitDrained { node } => {
+            let s = admin::status(&client).await?;
+            let found = s.nodes.iter().find(|n| n.name == node || n.id.to_string() == node);
+            match found {
+                Some(n) if n.state == "draining" => wait_decommissioned(&client, n.id, &node).await?,
+                Some(n) => println!("node {} ({node}) is {}: nothing to wait for", n.id, n.state),
+                None => println!("no node {node} in the cluster: nothing to wait for"),
             }
         }
         Verb::Recommission { node } => {
