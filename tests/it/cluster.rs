@@ -195,6 +195,25 @@ fn grows_by_two_nodes_and_shrinks_by_a_founder_with_every_sample_readable() {
         "{shrunk}"
     );
     readable("after a founder was decommissioned");
+    // the storage pods' preStop hook: returns at once for a node that is not draining,
+    // and for a draining one only once it holds nothing
+    cluster.script(&["admin", "wait-drained", "storage-5"]);
+    cluster.script(&["admin", "decommission", "storage-5"]);
+    cluster.script(&["admin", "wait-drained", "storage-5"]);
+    let status = api(q, "/api/v1/cluster/status", &[]).expect("status");
+    let node5 = status["data"]["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .find(|n| n["name"] == "storage-5")
+        .expect("storage-5")
+        .clone();
+    assert_eq!(
+        (node5["state"].as_str(), node5["replicas"].as_u64()),
+        (Some("decommissioned"), Some(0)),
+        "{node5}"
+    );
+    readable("after a joiner was drained");
     // and the cluster still takes writes
     write_rounds(&cluster, now, 1);
 }
