@@ -138,7 +138,6 @@ fn cut(s: &str) -> String {
 /// write, a Storage.Write record): [`canonicalize`] and the `limits`. Cheap when the series
 /// is valid; only a rejected series is rendered, cut to 200 characters.
 pub fn validate(v: &mut Vec<(&str, &str)>, limits: &LabelLimits) -> Result<(), LabelsError> {
-    let over = |len: usize, limit: usize| limit > 0 && len > limit;
     if over(v.len(), limits.max_names) {
         let series = render_cut(v);
         return Err(LabelsError::TooManyLabels { actual: v.len(), limit: limits.max_names, series });
@@ -285,25 +284,31 @@ pub fn canonicalize(v: &mut Vec<(&str, &str)>) -> Result<(), LabelsError> {
 /// [`validate`] counts them, in bytes — read from its lengths alone, without decoding its
 /// strings; `false` for a malformed encoding.
 pub fn encoded_within(mut b: &[u8], limits: &LabelLimits) -> bool {
-    // the length of the next string, if within `limit` and the encoding; skips the string
-    fn take(b: &mut &[u8], limit: usize) -> bool {
-        let n = crate::varint::get_uvarint(b).and_then(|n| usize::try_from(n).ok());
-        match n {
-            Some(n) if n <= b.len() && (limit == 0 || n <= limit) => {
-                *b = &b[n..];
-                true
-            }
-            _ => false,
-        }
-    }
     let mut names = 0;
     while !b.is_empty() {
-        if !take(&mut b, limits.max_name_len) || !take(&mut b, limits.max_value_len) {
-            return false;
+        for limit in [limits.max_name_len, limits.max_value_len] {
+            match next_string(&mut b) {
+                Some(s) if !over(s.len(), limit) => {}
+                _ => return false,
+            }
         }
         names += 1;
     }
-    limits.max_names == 0 || names <= limits.max_names
+    !over(names, limits.max_names)
+}
+
+/// Whether `len` is over `limit` (0: no limit).
+fn over(len: usize, limit: usize) -> bool {
+    limit > 0 && len > limit
+}
+
+/// The next length-prefixed string of a label encoding, as bytes (`b` moves past it);
+/// `None` when its length is malformed or runs past the end.
+fn next_string<'a>(b: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let n = usize::try_from(crate::varint::get_uvarint(b)?).ok()?;
+    let s = b.get(..n)?;
+    *b = &b[n..];
+    Some(s)
 }
 
 /// Decodes a canonical encoding into borrowed `(name, value)` pairs (replacing `out`'s
@@ -311,10 +316,7 @@ pub fn encoded_within(mut b: &[u8], limits: &LabelLimits) -> bool {
 pub fn decode_pairs<'a>(mut b: &'a [u8], out: &mut Vec<(&'a str, &'a str)>) -> Option<()> {
     out.clear();
     fn take<'a>(b: &mut &'a [u8]) -> Option<&'a str> {
-        let n = usize::try_from(crate::varint::get_uvarint(b)?).ok()?;
-        let s = b.get(..n)?;
-        *b = &b[n..];
-        std::str::from_utf8(s).ok()
+        std::str::from_utf8(next_string(b)?).ok()
     }
     // a truncated pair (a length without its bytes, a name without a value) is malformed
     while !b.is_empty() {
@@ -340,13 +342,7 @@ pub fn encode_pairs<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>, out: 
 }
 
 fn take_str(b: &mut &[u8]) -> Option<String> {
-    let n = usize::try_from(crate::varint::get_uvarint(b)?).ok()?;
-    if b.len() < n {
-        return None;
-    }
-    let (s, rest) = b.split_at(n);
-    *b = rest;
-    String::from_utf8(s.to_vec()).ok()
+    String::from_utf8(next_string(b)?.to_vec()).ok()
 }
 
 /// [`render_pairs`] cut to 200 characters, without rendering what is cut off.
