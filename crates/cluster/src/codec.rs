@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use strata_proto::cluster::{LabelMatcher, SeriesChunk, WriteReply};
+use strata_proto::cluster::{
+    EvaluateReply, LabelMatcher, LabelsReply, SelectReply, SeriesChunk, ShardRefused, WriteReply,
+};
 use strata_tsdb::chunk;
 use strata_tsdb::{ApplyOutcome, Labels, MatchOp, Matcher, RejectReason, SeriesData};
 
@@ -103,3 +105,42 @@ pub fn outcome_from_wire(r: WriteReply) -> ApplyOutcome {
         answer: r.answer,
     }
 }
+
+/// A reply of a shard read (`Select`, `Evaluate`, `Labels`), as the storage node builds it
+/// and the querier reads it: the not-leader answer, and for a batched read the header that
+/// names the shards refused, then answers tagged with their shard.
+pub trait ShardReply: Sized {
+    /// The answer of a node that is not the shard's leader (`leader_addr` "" if unknown).
+    fn not_leader(leader_addr: String) -> Self;
+    /// The header of a batched read: the shards refused.
+    fn batch_header(refused: Vec<ShardRefused>) -> Self;
+    /// Whether this is the header of a batched read.
+    fn is_batch_header(&self) -> bool;
+    /// The header's shards refused.
+    fn take_refused(&mut self) -> Vec<ShardRefused>;
+    /// The shard this reply answers for.
+    fn shard(&self) -> u32;
+}
+
+macro_rules! shard_reply {
+    ($($t:ty),*) => {$(
+        impl ShardReply for $t {
+            fn not_leader(leader_addr: String) -> Self {
+                Self { not_leader: true, leader_addr, ..Self::default() }
+            }
+            fn batch_header(refused: Vec<ShardRefused>) -> Self {
+                Self { batched: true, refused, ..Self::default() }
+            }
+            fn is_batch_header(&self) -> bool {
+                self.batched
+            }
+            fn take_refused(&mut self) -> Vec<ShardRefused> {
+                std::mem::take(&mut self.refused)
+            }
+            fn shard(&self) -> u32 {
+                self.shard
+            }
+        }
+    )*};
+}
+shard_reply!(SelectReply, EvaluateReply, LabelsReply);

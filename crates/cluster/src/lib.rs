@@ -27,7 +27,7 @@ mod tls;
 
 pub use channel::{MAX_MESSAGE, endpoint};
 pub use client::{ClientConfig, ClusterClient, MAP_VERSION_HEADER, UNREACHABLE_FOR, not_reached};
-pub use codec::{from_wire, series_from_wire, series_to_wire, series_to_wire_with, to_wire};
+pub use codec::{ShardReply, from_wire, series_from_wire, series_to_wire, series_to_wire_with, to_wire};
 pub use command::Command;
 pub use error::{Error, Result, query_error_of};
 pub use map::{

@@ -13,12 +13,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use strata_cluster::{ClusterClient, Error, Result, not_reached, query_error_of, series_from_wire, to_wire};
+use strata_cluster::{
+    ClusterClient, Error, Result, ShardReply, not_reached, query_error_of, series_from_wire, to_wire,
+};
 use strata_promql::LoadLimit;
 use strata_proto::cluster::storage_client::StorageClient;
 use strata_proto::cluster::{
-    Consistency, EvaluateReply, EvaluateRequest, LabelsReply, LabelsRequest, SelectReply, SelectRequest,
-    SeriesChunk, ShardRefused,
+    Consistency, EvaluateReply, EvaluateRequest, LabelsReply, LabelsRequest, SelectRequest, SeriesChunk,
+    ShardRefused,
 };
 use strata_tsdb::{Matcher, SeriesData};
 use tonic::transport::Channel;
@@ -186,7 +188,7 @@ impl ShardReader {
         F: FnOnce(StorageClient<Channel>) -> Fut,
         Fut: Future<Output = std::result::Result<tonic::Response<S>, tonic::Status>>,
         S: futures_util::Stream<Item = std::result::Result<R, tonic::Status>> + Unpin,
-        R: BatchReply,
+        R: ShardReply,
     {
         let all = || Batch { done: Vec::new(), refused: shards.to_vec() };
         let read = async {
@@ -199,7 +201,7 @@ impl ShardReader {
             };
             let mut done: BTreeMap<u32, T> = BTreeMap::new();
             let refused = match stream.next().await {
-                Some(Ok(mut header)) if header.is_header() => header.take_refused(),
+                Some(Ok(mut header)) if header.is_batch_header() => header.take_refused(),
                 // not a node that reads batches: every shard alone
                 Some(Ok(_)) | None => {
                     let refused = shards
@@ -525,33 +527,6 @@ fn add_evaluated(out: &mut Evaluated, r: EvaluateReply, limit: &LoadLimit) -> Re
     };
     decode_series(&r.series, &mut out.bytes, dst, limit)
 }
-
-/// A reply of a batched read: the node's header first, then answers tagged by shard.
-trait BatchReply {
-    /// Whether this is the header of a batched read.
-    fn is_header(&self) -> bool;
-    /// The header's shards refused.
-    fn take_refused(&mut self) -> Vec<ShardRefused>;
-    /// The shard this reply answers for.
-    fn shard(&self) -> u32;
-}
-
-macro_rules! batch_reply {
-    ($($t:ty),*) => {$(
-        impl BatchReply for $t {
-            fn is_header(&self) -> bool {
-                self.batched
-            }
-            fn take_refused(&mut self) -> Vec<ShardRefused> {
-                std::mem::take(&mut self.refused)
-            }
-            fn shard(&self) -> u32 {
-                self.shard
-            }
-        }
-    )*};
-}
-batch_reply!(SelectReply, EvaluateReply, LabelsReply);
 
 /// What one call reading several shards returned.
 #[derive(Debug)]

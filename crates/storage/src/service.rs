@@ -19,7 +19,7 @@ use strata_tsdb::{Matcher, SeriesData, SeriesLimits};
 use tonic::{Status, Streaming};
 
 use strata_cluster::codec::outcome_to_wire;
-use strata_cluster::{Error, from_wire, series_to_wire, series_to_wire_with};
+use strata_cluster::{Error, ShardReply, from_wire, series_to_wire, series_to_wire_with};
 use strata_raft::codec::encode;
 
 use crate::node::NodeState;
@@ -177,15 +177,13 @@ pub(crate) struct StorageService {
     pub(crate) node: Arc<NodeState>,
 }
 
-/// Which shards of a read, unbatched or batched, this node serves.
-enum Served {
-    /// The one shard of an unbatched read, on this database.
-    One(Arc<strata_tsdb::Db>),
-    /// Not the one shard: the read needs the leader, at this address ("" if unknown).
-    NotLeader(String),
-    /// A batched read: the database (none if no shard is served), the shards served and
-    /// the shards refused.
-    Batch(Option<Arc<strata_tsdb::Db>>, Vec<u32>, Vec<ShardRefused>),
+/// How this node goes on with a shard read, unbatched or batched.
+enum Plan<R> {
+    /// Read these shards of the database, sending the header first (a batched read).
+    Read(Arc<strata_tsdb::Db>, Vec<u32>, Option<R>),
+    /// Answer with this one reply: not the leader, or a batch none of whose shards is
+    /// served here (the header alone).
+    Answer(R),
 }
 
 /// Whether a shard read may go ahead on this node.
@@ -227,15 +225,20 @@ impl StorageService {
         Ok(Readable::Db(db))
     }
 
-    /// Which shards a read may go ahead on: `shard` alone (an unbatched read: `batch`
-    /// empty), or each of `batch` — the shards this node serves and the others, with the
+    /// How a read goes on: `shard` alone (an unbatched read: `batch` empty), or each of
+    /// `batch` — the shards this node serves, after a header naming the others with the
     /// leader's address or why not. A batch names each shard at most once and no more
     /// shards than the cluster has.
-    async fn readable_shards(&self, shard: u32, batch: &[u32], consistency: i32) -> Result<Served, Status> {
+    async fn plan<R: ShardReply>(
+        &self,
+        shard: u32,
+        batch: &[u32],
+        consistency: i32,
+    ) -> Result<Plan<R>, Status> {
         if batch.is_empty() {
             return Ok(match self.readable(shard, consistency).await? {
-                Readable::Db(db) => Served::One(db),
-                Readable::NotLeader(addr) => Served::NotLeader(addr),
+                Readable::Db(db) => Plan::Read(db, vec![shard], None),
+                Readable::NotLeader(addr) => Plan::Answer(R::not_leader(addr)),
             });
         }
         let shards = self.node.map.read().as_ref().map_or(0, |m| m.shards);
@@ -267,7 +270,11 @@ impl StorageService {
                 }),
             }
         }
-        Ok(Served::Batch(db, served, refused))
+        let header = R::batch_header(refused);
+        Ok(match db {
+            Some(db) => Plan::Read(db, served, Some(header)),
+            None => Plan::Answer(header),
+        })
     }
 
     /// Proposes to `group`; a follower answers with the leader instead.
@@ -287,13 +294,18 @@ impl StorageService {
     }
 }
 
-type SelectStream = Pin<Box<dyn Stream<Item = Result<SelectReply, Status>> + Send>>;
-type EvaluateStream = Pin<Box<dyn Stream<Item = Result<EvaluateReply, Status>> + Send>>;
+/// A response stream of `T`.
+type ReplyStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+type SelectStream = ReplyStream<SelectReply>;
+type EvaluateStream = ReplyStream<EvaluateReply>;
+
+/// A response stream of one reply.
+fn one_reply<T: Send + 'static>(reply: T) -> tonic::Response<ReplyStream<T>> {
+    tonic::Response::new(Box::pin(futures_util::stream::iter([Ok(reply)])))
+}
 
 /// The replies a blocking producer sends, as a response stream.
-fn receiver_stream<T: Send + 'static>(
-    rx: tokio::sync::mpsc::Receiver<Result<T, Status>>,
-) -> Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>> {
+fn receiver_stream<T: Send + 'static>(rx: tokio::sync::mpsc::Receiver<Result<T, Status>>) -> ReplyStream<T> {
     Box::pin(futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) }))
 }
 
@@ -363,21 +375,9 @@ impl Storage for StorageService {
     ) -> Result<tonic::Response<SelectStream>, Status> {
         let r = req.into_inner();
         let matchers = from_wire(&r.matchers).map_err(Status::from)?;
-        let (db, shards, header) = match self.readable_shards(r.shard, &r.shards, r.consistency).await? {
-            Served::One(db) => (db, vec![r.shard], None),
-            Served::NotLeader(leader_addr) => {
-                let reply = SelectReply { not_leader: true, leader_addr, ..SelectReply::default() };
-                return Ok(tonic::Response::new(Box::pin(futures_util::stream::iter([Ok(reply)]))));
-            }
-            Served::Batch(db, served, refused) => {
-                let header = SelectReply { batched: true, refused, ..SelectReply::default() };
-                match db {
-                    Some(db) => (db, served, Some(header)),
-                    None => {
-                        return Ok(tonic::Response::new(Box::pin(futures_util::stream::iter([Ok(header)]))));
-                    }
-                }
-            }
+        let (db, shards, header) = match self.plan::<SelectReply>(r.shard, &r.shards, r.consistency).await? {
+            Plan::Read(db, shards, header) => (db, shards, header),
+            Plan::Answer(reply) => return Ok(one_reply(reply)),
         };
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<SelectReply, Status>>(4);
         tokio::task::spawn_blocking(move || {
@@ -430,21 +430,10 @@ impl Storage for StorageService {
             .map(|e| strata_promql::parse(e))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| Status::from(Error::Query(e)))?;
-        let (db, shards, header) = match self.readable_shards(r.shard, &r.shards, r.consistency).await? {
-            Served::One(db) => (db, vec![r.shard], None),
-            Served::NotLeader(leader_addr) => {
-                let reply = EvaluateReply { not_leader: true, leader_addr, ..EvaluateReply::default() };
-                return Ok(tonic::Response::new(Box::pin(futures_util::stream::iter([Ok(reply)]))));
-            }
-            Served::Batch(db, served, refused) => {
-                let header = EvaluateReply { batched: true, refused, ..EvaluateReply::default() };
-                match db {
-                    Some(db) => (db, served, Some(header)),
-                    None => {
-                        return Ok(tonic::Response::new(Box::pin(futures_util::stream::iter([Ok(header)]))));
-                    }
-                }
-            }
+        let (db, shards, header) = match self.plan::<EvaluateReply>(r.shard, &r.shards, r.consistency).await?
+        {
+            Plan::Read(db, shards, header) => (db, shards, header),
+            Plan::Answer(reply) => return Ok(one_reply(reply)),
         };
         let defaults = EngineConfig::default();
         let engine = Engine::new(EngineConfig {
@@ -531,22 +520,9 @@ impl Storage for StorageService {
     ) -> Result<tonic::Response<LabelsReply>, Status> {
         let r = req.into_inner();
         let matchers = from_wire(&r.matchers).map_err(Status::from)?;
-        let (db, shards, header) = match self.readable_shards(r.shard, &r.shards, r.consistency).await? {
-            Served::One(db) => (db, vec![r.shard], None),
-            Served::NotLeader(leader_addr) => {
-                return Ok(tonic::Response::new(LabelsReply {
-                    not_leader: true,
-                    leader_addr,
-                    ..LabelsReply::default()
-                }));
-            }
-            Served::Batch(db, served, refused) => {
-                let header = LabelsReply { batched: true, refused, ..LabelsReply::default() };
-                match db {
-                    Some(db) => (db, served, Some(header)),
-                    None => return Ok(tonic::Response::new(header)),
-                }
-            }
+        let (db, shards, header) = match self.plan::<LabelsReply>(r.shard, &r.shards, r.consistency).await? {
+            Plan::Read(db, shards, header) => (db, shards, header),
+            Plan::Answer(reply) => return Ok(tonic::Response::new(reply)),
         };
         let reply = tokio::task::spawn_blocking(move || {
             let (m, lo, hi) = (&matchers[..], r.start_ms, r.end_ms);
