@@ -1,7 +1,7 @@
 //! Binary operators: arithmetic, comparison (filtering or `bool`), set operators, with
 //! Prometheus's vector matching (`on`, `ignoring`, `group_left`, `group_right`).
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 
 use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality, VectorMatchFillValues};
 use strata_tsdb::Labels;
@@ -237,28 +237,36 @@ fn vector_scalar(
 ) -> Result<Value> {
     let steps = ctx.steps;
     let mut out = Out::default();
-    for (i, present) in vals_by_step(&v, steps).into_iter().enumerate() {
+    // each series' output, found at its first point
+    let mut outs: Vec<Option<(usize, bool)>> = vec![None; v.len()];
+    for (i, present) in vals_by_step(&v, steps).iter().enumerate() {
         let t = steps.at(i);
         let sv = Val::F(s[i].1);
-        for (j, x) in present {
-            let (l, r) = if swap { (&sv, &x) } else { (&x, &sv) };
+        for &(j, ref x) in present {
+            let (l, r) = if swap { (&sv, x) } else { (x, &sv) };
             let Some((mut value, keep)) = op.apply_val(l, r, &mut ctx.annotations) else {
                 continue;
             };
             if op.is_comparison() && swap {
-                value = x;
+                value = x.clone();
             }
-            let series = &v[j];
-            let (labels, dn) = if op.changes_schema() || return_bool {
-                drop_name(&series.labels, delayed)
-            } else {
-                (series.labels.clone(), false)
-            };
-            if return_bool {
-                out.push(labels, dn || series.drop_name, t, f64::from(u8::from(keep)))?;
+            let value = if return_bool {
+                Val::F(f64::from(u8::from(keep)))
             } else if keep {
-                out.push_val(labels, dn || series.drop_name, t, value)?;
-            }
+                value
+            } else {
+                continue;
+            };
+            let series = &v[j];
+            let (idx, dn) = out.index_of(&mut outs[j], || {
+                let (labels, dn) = if op.changes_schema() || return_bool {
+                    drop_name(&series.labels, delayed)
+                } else {
+                    (series.labels.clone(), false)
+                };
+                (labels, dn || series.drop_name)
+            });
+            out.push_at(idx, dn, t, value)?;
         }
     }
     Ok(Value::Vector(out.finish()))
@@ -278,31 +286,61 @@ fn signature(l: &Labels, matching: Option<&LabelModifier>) -> Labels {
     }
 }
 
+/// The signatures of both sides' series as dense ids (equal signatures, equal ids) and the
+/// signature of each id: label sets are hashed once per series, not at every step.
+fn signatures(
+    a: &[Series],
+    b: &[Series],
+    m: Option<&LabelModifier>,
+) -> (Vec<usize>, Vec<usize>, Vec<Labels>) {
+    let mut ids: FxHashMap<Labels, usize> = FxHashMap::default();
+    let mut sigs: Vec<Labels> = Vec::new();
+    let mut id = |s: &Series| {
+        *ids.entry(signature(&s.labels, m)).or_insert_with_key(|k| {
+            sigs.push(k.clone());
+            sigs.len() - 1
+        })
+    };
+    let a_ids = a.iter().map(&mut id).collect();
+    let b_ids = b.iter().map(&mut id).collect();
+    (a_ids, b_ids, sigs)
+}
+
 fn set_op(ctx: &Ctx<'_>, l: Vec<Series>, r: Vec<Series>, op: Op, m: Option<&LabelModifier>) -> Result<Value> {
     let steps = ctx.steps;
-    let lsig: Vec<Labels> = l.iter().map(|s| signature(&s.labels, m)).collect();
-    let rsig: Vec<Labels> = r.iter().map(|s| signature(&s.labels, m)).collect();
+    let (lsig, rsig, sigs) = signatures(&l, &r, m);
+    // the last step at which a signature was seen on the side the other one is checked against
+    let mut seen = vec![usize::MAX; sigs.len()];
+    let (mut louts, mut routs) = (vec![None; l.len()], vec![None; r.len()]);
     let (lg, rg) = (vals_by_step(&l, steps), vals_by_step(&r, steps));
     let mut out = Out::default();
-    for (i, (ls, rs)) in lg.into_iter().zip(rg).enumerate() {
+    let push = |out: &mut Out, known: &mut Option<(usize, bool)>, s: &Series, t: i64, v: Val| {
+        let (idx, dn) = out.index_of(known, || (s.labels.clone(), s.drop_name));
+        out.push_at(idx, dn, t, v)
+    };
+    for (i, (ls, rs)) in lg.iter().zip(rg.iter()).enumerate() {
         let t = steps.at(i);
-        let rset: FxHashSet<&Labels> = rs.iter().map(|(j, _)| &rsig[*j]).collect();
         match op {
             Op::And | Op::Unless => {
-                for (j, v) in ls {
-                    if rset.contains(&lsig[j]) == (op == Op::And) {
-                        out.push_val(l[j].labels.clone(), l[j].drop_name, t, v)?;
+                for (j, _) in rs {
+                    seen[rsig[*j]] = i;
+                }
+                for &(j, ref v) in ls {
+                    if (seen[lsig[j]] == i) == (op == Op::And) {
+                        push(&mut out, &mut louts[j], &l[j], t, v.clone())?;
                     }
                 }
             }
             _ => {
-                let lset: FxHashSet<Labels> = ls.iter().map(|(j, _)| lsig[*j].clone()).collect();
-                for (j, v) in ls {
-                    out.push_val(l[j].labels.clone(), l[j].drop_name, t, v)?;
+                for (j, _) in ls {
+                    seen[lsig[*j]] = i;
                 }
-                for (j, v) in rs {
-                    if !lset.contains(&rsig[j]) {
-                        out.push_val(r[j].labels.clone(), r[j].drop_name, t, v)?;
+                for &(j, ref v) in ls {
+                    push(&mut out, &mut louts[j], &l[j], t, v.clone())?;
+                }
+                for &(j, ref v) in rs {
+                    if seen[rsig[j]] != i {
+                        push(&mut out, &mut routs[j], &r[j], t, v.clone())?;
                     }
                 }
             }
@@ -314,6 +352,9 @@ fn set_op(ctx: &Ctx<'_>, l: Vec<Series>, r: Vec<Series>, op: Op, m: Option<&Labe
 fn render(l: &Labels) -> String {
     l.to_string()
 }
+
+/// A side of a pair that a `fill*` modifier made up.
+const FILLED: usize = usize::MAX;
 
 #[allow(clippy::too_many_arguments)]
 fn vector_vector(
@@ -329,79 +370,81 @@ fn vector_vector(
 ) -> Result<Value> {
     let steps = ctx.steps;
     let one_to_many = matches!(card, VectorMatchCardinality::OneToMany(_));
+    let one_to_one = matches!(card, VectorMatchCardinality::OneToOne);
     // the "many" side is walked, the "one" side indexed by signature
     let (many, one) = if one_to_many { (&r, &l) } else { (&l, &r) };
-    let msig: Vec<Labels> = many.iter().map(|s| signature(&s.labels, m)).collect();
-    let osig: Vec<Labels> = one.iter().map(|s| signature(&s.labels, m)).collect();
+    let (msig, osig, sigs) = signatures(many, one, m);
     let (mg, og) = (vals_by_step(many, steps), vals_by_step(one, steps));
     let include: Vec<String> = card.labels().map(|x| x.labels.clone()).unwrap_or_default();
     let mut out = Out::default();
     let fill = fill.clone();
-    for (i, (ms, os)) in mg.iter().zip(&og).enumerate() {
+    let no_fill = fill.lhs.is_none() && fill.rhs.is_none();
+    // steps are marked rather than sets cleared: for each signature, the last step at which
+    // a one-side series had it (and that series' place in the step) and at which it matched
+    let mut one_at = vec![(usize::MAX, 0); sigs.len()];
+    let mut sig_matched = vec![usize::MAX; sigs.len()];
+    // for each one-side series, the last step at which it matched; for each output, the last
+    // step it was given a point
+    let mut one_matched = vec![usize::MAX; one.len()];
+    let mut out_at: Vec<usize> = Vec::new();
+    // (many, one) pair → its output and name-drop flag
+    let mut outs: FxHashMap<(usize, usize), (usize, bool)> = FxHashMap::default();
+    for (i, (ms, os)) in mg.iter().zip(og.iter()).enumerate() {
         // as Prometheus: a step where either side is empty matches nothing, and so is not
         // checked for duplicates either (unless a `fill*` modifier makes up the other side)
-        let no_fill = fill.lhs.is_none() && fill.rhs.is_none();
         if (ms.is_empty() && os.is_empty()) || ((ms.is_empty() || os.is_empty()) && no_fill) {
             continue;
         }
         let t = steps.at(i);
-        let mut index: FxHashMap<&Labels, (usize, &Val)> =
-            FxHashMap::with_capacity_and_hasher(os.len(), Default::default());
-        for (j, v) in os {
-            let j = *j;
-            if let Some(&(prev, _)) = index.get(&osig[j]) {
+        for (pos, (j, _)) in os.iter().enumerate() {
+            let s = osig[*j];
+            if one_at[s].0 == i {
+                let prev = os[one_at[s].1].0;
                 let side = if one_to_many { "left" } else { "right" };
                 // the two series in order, as Prometheus 3 reports them
-                let (mut a, mut b) = (render(&one[prev].labels), render(&one[j].labels));
+                let (mut a, mut b) = (render(&one[prev].labels), render(&one[*j].labels));
                 if a > b {
                     std::mem::swap(&mut a, &mut b);
                 }
                 return Err(QueryError::Execution(format!(
                     "found duplicate series for the match group {} on the {side} hand-side of the operation: [{a}, {b}];many-to-many matching not allowed: matching labels must be unique on one side",
-                    render(&osig[j]),
+                    render(&sigs[s]),
                 )));
             }
-            index.insert(&osig[j], (j, v));
+            one_at[s] = (i, pos);
         }
-        // (many index, one index) pairs; `None` is a side filled in by `fill*`
-        let mut pairs: Vec<(Option<usize>, Option<usize>, Val, Val)> = Vec::with_capacity(ms.len());
-        let mut one_matched: FxHashSet<usize> = FxHashSet::default();
+        // (many index, one index) pairs; `FILLED` is a side filled in by `fill*`
+        let mut pairs: Vec<(usize, usize, &Val, Val)> = Vec::with_capacity(ms.len());
         for (j, mv) in ms {
-            match index.get(&msig[*j]) {
-                Some(&(k, ov)) => {
-                    one_matched.insert(k);
-                    pairs.push((Some(*j), Some(k), mv.clone(), ov.clone()));
-                }
-                None => {
-                    if let Some(f) = fill.rhs {
-                        pairs.push((Some(*j), None, mv.clone(), Val::F(f)));
-                    }
-                }
+            let (at, pos) = one_at[msig[*j]];
+            if at == i {
+                let (k, ov) = &os[pos];
+                one_matched[*k] = i;
+                pairs.push((*j, *k, mv, ov.clone()));
+            } else if let Some(f) = fill.rhs {
+                pairs.push((*j, FILLED, mv, Val::F(f)));
             }
         }
-        if let Some(f) = fill.lhs {
+        let filled_lhs = Val::F(fill.lhs.unwrap_or_default());
+        if fill.lhs.is_some() {
             for (k, ov) in os {
-                if !one_matched.contains(k) {
-                    pairs.push((None, Some(*k), Val::F(f), ov.clone()));
+                if one_matched[*k] != i {
+                    pairs.push((FILLED, *k, &filled_lhs, ov.clone()));
                 }
             }
         }
-        let one_to_one = matches!(card, VectorMatchCardinality::OneToOne);
-        let mut matched: FxHashSet<&Labels> = FxHashSet::default();
-        let mut inserted: FxHashSet<Labels> = FxHashSet::default();
         for (j, k, mv, ov) in pairs {
-            let sig = match (j, k) {
-                (Some(j), _) => &msig[j],
-                (None, Some(k)) => &osig[k],
-                (None, None) => continue,
-            };
+            let sig = if j != FILLED { msig[j] } else { osig[k] };
             // checked before filtering, so the error does not depend on the values
-            if one_to_one && !matched.insert(sig) {
-                return Err(QueryError::Execution(
-                    "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into(),
-                ));
+            if one_to_one {
+                if sig_matched[sig] == i {
+                    return Err(QueryError::Execution(
+                        "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into(),
+                    ));
+                }
+                sig_matched[sig] = i;
             }
-            let (fl, fr) = if one_to_many { (&ov, &mv) } else { (&mv, &ov) };
+            let (fl, fr) = if one_to_many { (&ov, mv) } else { (mv, &ov) };
             let Some((value, keep)) = op.apply_val(fl, fr, &mut ctx.annotations) else {
                 continue;
             };
@@ -412,23 +455,35 @@ fn vector_vector(
             } else {
                 continue;
             };
-            // a filled-in side has just the matching labels of its partner
-            let many_side = match (j, k) {
-                (Some(j), _) => (&many[j].labels, many[j].drop_name),
-                (None, k) => (&osig[k.unwrap_or_default()], false),
+            let (idx, dn) = match outs.get(&(j, k)) {
+                Some(&o) => o,
+                None => {
+                    // a filled-in side has just the matching labels of its partner
+                    let many_side = if j != FILLED {
+                        (&many[j].labels, many[j].drop_name)
+                    } else {
+                        (&sigs[osig[k]], false)
+                    };
+                    let one_side = if k != FILLED { &one[k].labels } else { &sigs[msig[j]] };
+                    let (labels, dn) =
+                        result_labels(many_side, one_side, op, return_bool, m, card, &include, delayed);
+                    let o = (out.index(labels), dn);
+                    outs.insert((j, k), o);
+                    o
+                }
             };
-            let one_side = match (k, j) {
-                (Some(k), _) => &one[k].labels,
-                (None, j) => &msig[j.unwrap_or_default()],
-            };
-            let (labels, dn) =
-                result_labels(many_side, one_side, op, return_bool, m, card, &include, delayed);
-            if !one_to_one && !inserted.insert(labels.clone()) {
-                return Err(QueryError::Execution(
-                    "multiple matches for labels: grouping labels must ensure unique matches".into(),
-                ));
+            if !one_to_one {
+                if out_at.len() <= idx {
+                    out_at.resize(idx + 1, usize::MAX);
+                }
+                if out_at[idx] == i {
+                    return Err(QueryError::Execution(
+                        "multiple matches for labels: grouping labels must ensure unique matches".into(),
+                    ));
+                }
+                out_at[idx] = i;
             }
-            out.push_val(labels, dn, t, value)?;
+            out.push_at(idx, dn, t, value)?;
         }
     }
     Ok(Value::Vector(out.finish()))

@@ -256,11 +256,12 @@ impl Ctx<'_> {
         let mut out = Vec::with_capacity(data.len());
         for sd in data {
             let (mut points, mut hists) = (Vec::new(), Vec::new());
+            let (mut fc, mut hc) = (0, 0);
             for (i, &et) in times.iter().enumerate() {
                 let (end, after) = window(et);
                 // newest sample (float or histogram) with timestamp <= end
-                let fi = sd.samples.partition_point(|s| s.0 <= end);
-                let hi = sd.histograms.partition_point(|s| s.0 <= end);
+                let fi = count_through(&sd.samples, &mut fc, end);
+                let hi = count_through(&sd.histograms, &mut hc, end);
                 let f = fi.checked_sub(1).map(|k| sd.samples[k]);
                 let h = hi.checked_sub(1).map(|k| &sd.histograms[k]);
                 let t = steps.at(i);
@@ -503,6 +504,20 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// How many of `samples` (ascending) are at or before `t`, found by walking on from
+/// `cursor` (the count at an earlier step) when the steps move forward, as they do unless
+/// an `@` modifier pins them: the steps visit each sample once instead of searching the
+/// whole series each.
+fn count_through<T>(samples: &[(i64, T)], cursor: &mut usize, t: i64) -> usize {
+    if *cursor > 0 && samples[*cursor - 1].0 > t {
+        *cursor = samples.partition_point(|s| s.0 <= t);
+    }
+    while samples.get(*cursor).is_some_and(|s| s.0 <= t) {
+        *cursor += 1;
+    }
+    *cursor
+}
+
 /// For each window end, the index range of samples in `(end − range, end]`.
 fn windows<T>(samples: &[(i64, T)], ends: &[i64], range: i64) -> Vec<(usize, usize)> {
     if ends.windows(2).all(|w| w[0] <= w[1]) {
@@ -628,4 +643,19 @@ fn unparen(mut e: &Expr) -> &Expr {
         e = &p.expr;
     }
     e
+}
+
+#[cfg(test)]
+mod tests {
+    /// The cursor walks forward with the steps and starts over when a time goes back (an
+    /// `@` modifier): either way it counts what a search would.
+    #[test]
+    fn counts_through_times_in_any_order() {
+        let s: Vec<(i64, ())> = [10, 20, 20, 30, 50].iter().map(|&t| (t, ())).collect();
+        let mut cursor = 0;
+        for t in [0, 10, 25, 60, 15, 30, 5, 100, 20, 20, 49] {
+            let want = s.partition_point(|x| x.0 <= t);
+            assert_eq!(super::count_through(&s, &mut cursor, t), want, "at {t}");
+        }
+    }
 }

@@ -30,7 +30,10 @@ impl Steps {
     }
 
     pub(crate) fn index(&self, t: i64) -> usize {
-        let i = (i128::from(t) - i128::from(self.start)) / i128::from(self.step.max(1));
+        let i = match t.checked_sub(self.start) {
+            Some(d) => i128::from(d / self.step.max(1)),
+            None => (i128::from(t) - i128::from(self.start)) / i128::from(self.step.max(1)),
+        };
         usize::try_from(i).unwrap_or(0)
     }
 
@@ -48,19 +51,53 @@ pub(crate) enum Val {
     H(Arc<FloatHistogram>),
 }
 
-/// For each step index, the (series index, value) pairs present at that step, floats and
-/// histograms alike.
-pub(crate) fn vals_by_step(series: &[Series], steps: Steps) -> Vec<Vec<(usize, Val)>> {
-    let mut out = vec![Vec::new(); steps.len()];
-    for (i, s) in series.iter().enumerate() {
-        for &(t, v) in &s.points {
-            out[steps.index(t)].push((i, Val::F(v)));
+/// For each step, the (series index, value) pairs present at that step, floats and
+/// histograms alike, in series order: one list for the whole grid with each step's start in
+/// it, not a list per step.
+#[derive(Debug)]
+pub(crate) struct ByStep {
+    starts: Vec<usize>,
+    items: Vec<(usize, Val)>,
+}
+
+impl ByStep {
+    /// The pairs present at each step, in step order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &[(usize, Val)]> + '_ {
+        self.starts.windows(2).map(|w| &self.items[w[0]..w[1]])
+    }
+}
+
+/// The values of `series` by step (see [`ByStep`]).
+pub(crate) fn vals_by_step(series: &[Series], steps: Steps) -> ByStep {
+    let n = steps.len();
+    let mut starts = vec![0usize; n + 1];
+    for s in series {
+        for &(t, _) in &s.points {
+            starts[steps.index(t) + 1] += 1;
         }
-        for (t, h) in &s.hists {
-            out[steps.index(*t)].push((i, Val::H(h.clone())));
+        for (t, _) in &s.hists {
+            starts[steps.index(*t) + 1] += 1;
         }
     }
-    out
+    for i in 1..starts.len() {
+        starts[i] += starts[i - 1];
+    }
+    let mut next = starts.clone();
+    let mut items = vec![(0, Val::F(0.0)); starts[n]];
+    let mut put = |t: i64, item: (usize, Val)| {
+        let at = &mut next[steps.index(t)];
+        items[*at] = item;
+        *at += 1;
+    };
+    for (i, s) in series.iter().enumerate() {
+        for &(t, v) in &s.points {
+            put(t, (i, Val::F(v)));
+        }
+        for (t, h) in &s.hists {
+            put(*t, (i, Val::H(h.clone())));
+        }
+    }
+    ByStep { starts, items }
 }
 
 /// Assembles output series step by step, keyed by label set.
@@ -93,15 +130,55 @@ impl Out {
         Ok(())
     }
 
-    fn slot(&mut self, labels: Labels, drop_name: bool, t: i64) -> Result<&mut Series> {
-        let idx = match self.map.get(&labels) {
+    /// The index of the output series with `labels`, added (with no points yet) if there is
+    /// none. An operation that knows which output each of its inputs feeds looks the labels
+    /// up once and then adds points with [`Out::push_at`], instead of hashing the label set
+    /// at every step; call it only right before a point is added, as an output series with
+    /// no points is output all the same.
+    pub(crate) fn index(&mut self, labels: Labels) -> usize {
+        match self.map.get(&labels) {
             Some(&i) => i,
             None => {
-                self.series.push(Series::floats(labels.clone(), drop_name, Vec::new()));
+                self.series.push(Series::floats(labels.clone(), false, Vec::new()));
                 self.map.insert(labels, self.series.len() - 1);
                 self.series.len() - 1
             }
-        };
+        }
+    }
+
+    /// Adds a float or histogram point to the output series `idx` (from [`Out::index`]),
+    /// with the same collision rule as [`Out::push`].
+    pub(crate) fn push_at(&mut self, idx: usize, drop_name: bool, t: i64, v: Val) -> Result<()> {
+        let s = self.checked(idx, drop_name, t)?;
+        match v {
+            Val::F(x) => s.points.push((t, x)),
+            Val::H(h) => s.hists.push((t, h)),
+        }
+        Ok(())
+    }
+
+    /// [`Out::index`] of the labels (and name-drop flag) `labels` makes, looked up once per
+    /// `known`: an input's output index remembered between steps.
+    pub(crate) fn index_of(
+        &mut self,
+        known: &mut Option<(usize, bool)>,
+        labels: impl FnOnce() -> (Labels, bool),
+    ) -> (usize, bool) {
+        if let Some(k) = *known {
+            return k;
+        }
+        let (l, dn) = labels();
+        let k = (self.index(l), dn);
+        *known = Some(k);
+        k
+    }
+
+    fn slot(&mut self, labels: Labels, drop_name: bool, t: i64) -> Result<&mut Series> {
+        let idx = self.index(labels);
+        self.checked(idx, drop_name, t)
+    }
+
+    fn checked(&mut self, idx: usize, drop_name: bool, t: i64) -> Result<&mut Series> {
         let s = &mut self.series[idx];
         s.drop_name |= drop_name;
         if s.points.last().is_some_and(|p| p.0 == t) || s.hists.last().is_some_and(|p| p.0 == t) {

@@ -180,11 +180,11 @@ fn combine(
     let all_match_empty = data.values().flatten().all(|m| m.matches(""));
     let (bg, ig) = (vals_by_step(base, steps), vals_by_step(info, steps));
     let mut out = Out::default();
-    for (i, (bs, is)) in bg.into_iter().zip(ig).enumerate() {
+    for (i, (bs, is)) in bg.iter().zip(ig.iter()).enumerate() {
         let t = steps.at(i);
         let mut by_sig: FxHashMap<&Labels, (usize, f64)> = FxHashMap::default();
-        for (k, v) in is {
-            let Val::F(orig) = v else {
+        for &(k, ref v) in is {
+            let Val::F(orig) = *v else {
                 return Err(QueryError::Execution("info sample should be float".into()));
             };
             match by_sig.get(&info_sigs[k]) {
@@ -200,7 +200,8 @@ fn combine(
                 }
             }
         }
-        for (j, v) in bs {
+        for &(j, ref v) in bs {
+            let v = v.clone();
             let s = &base[j];
             if ignored[j] {
                 out.push_val(s.labels.clone(), s.drop_name, t, v)?;
