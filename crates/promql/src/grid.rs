@@ -117,10 +117,8 @@ impl Out {
 
     /// Adds a float or histogram point.
     pub(crate) fn push_val(&mut self, labels: Labels, drop_name: bool, t: i64, v: Val) -> Result<()> {
-        match v {
-            Val::F(x) => self.push(labels, drop_name, t, x),
-            Val::H(h) => self.push_hist(labels, drop_name, (t, h)),
-        }
+        let idx = self.index(labels);
+        self.push_at(idx, drop_name, t, v)
     }
 
     /// Adds a histogram point (same collision rule).
